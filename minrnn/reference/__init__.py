@@ -1,0 +1,20 @@
+"""minrnn's pure-Python reference: the truth the C core is measured against.
+
+Standard library only. Read it in this order: rng (the shared generator), tensor (list algebra),
+cells (one time step of RNN, LSTM, GRU, forward and backward), model (parameters, forward and
+backward over B streams, T steps and L layers), optim (clipping, update rules), train (one step),
+sampling (temperature, top-k, top-p).
+"""
+
+from .cells import CELLS
+from .model import (Config, Forward, backward, cross_entropy, dropout_masks, flatten, forward, init_params,
+                    param_count, param_shapes, softmax, unflatten, zero_state, zeros_params)
+from .optim import Optimizer, clip_by_norm, clip_by_value, global_norm
+from .rng import Rng, splitmix64
+from .sampling import argmax, sample
+from .train import train_step
+
+__all__ = ["CELLS", "Config", "Forward", "Optimizer", "Rng", "argmax", "backward", "clip_by_norm",
+           "clip_by_value", "cross_entropy", "dropout_masks", "flatten", "forward", "global_norm",
+           "init_params", "param_count", "param_shapes", "sample", "softmax", "splitmix64", "train_step",
+           "unflatten", "zero_state", "zeros_params"]

@@ -1,0 +1,98 @@
+"""Gradient clipping and optimizer updates on the flat parameter block (lists of floats, in place)."""
+
+import math
+from dataclasses import dataclass, field
+
+
+def clip_by_value(grads, limit):
+    """min-char-rnn's clip: every element into [-limit, limit]."""
+    for j, g in enumerate(grads):
+        grads[j] = min(max(g, -limit), limit)
+
+
+def global_norm(grads):
+    return math.sqrt(sum(g * g for g in grads))
+
+
+def clip_by_norm(grads, max_norm):
+    """PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1.
+    Returns the norm before clipping."""
+    norm = global_norm(grads)
+    scale = max_norm / (norm + 1e-6)
+    if scale < 1.0:
+        for j, g in enumerate(grads):
+            grads[j] = g * scale
+    return norm
+
+
+# ---- update rules; m and v are the optimizer's moment arrays, the same length as params
+
+def sgd_update(params, grads, m, lr, momentum):
+    """PyTorch's SGD with momentum: m = momentum m + g; p -= lr m."""
+    for j, g in enumerate(grads):
+        m[j] = momentum * m[j] + g
+        params[j] -= lr * m[j]
+
+
+def adagrad_update(params, grads, m, lr, eps):
+    """min-char-rnn's Adagrad: m += g^2; p -= lr g / sqrt(m + eps)."""
+    for j, g in enumerate(grads):
+        m[j] += g * g
+        params[j] -= lr * g / math.sqrt(m[j] + eps)
+
+
+def rmsprop_update(params, grads, m, lr, alpha, eps):
+    """char-rnn's RMSprop (torch optim.rmsprop): m = alpha m + (1 - alpha) g^2; p -= lr g / (sqrt(m) + eps)."""
+    for j, g in enumerate(grads):
+        m[j] = alpha * m[j] + (1.0 - alpha) * g * g
+        params[j] -= lr * g / (math.sqrt(m[j]) + eps)
+
+
+def adam_update(params, grads, m, v, step, lr, beta1, beta2, eps):
+    """Adam (Kingma & Ba 2015, Algorithm 1); step counts from 1."""
+    c1 = 1.0 - beta1 ** step
+    c2 = 1.0 - beta2 ** step
+    for j, g in enumerate(grads):
+        m[j] = beta1 * m[j] + (1.0 - beta1) * g
+        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g
+        params[j] -= lr * (m[j] / c1) / (math.sqrt(v[j] / c2) + eps)
+
+
+# Defaults: Adam and SGD as PyTorch; Adagrad as min-char-rnn; RMSprop as char-rnn (decay 0.95).
+DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 2e-3, "adam": 2e-3}
+DEFAULT_EPS = {"sgd": 0.0, "adagrad": 1e-8, "rmsprop": 1e-8, "adam": 1e-8}
+
+
+@dataclass
+class Optimizer:
+    """An update rule, its hyperparameters and its state (moments m, v and the step count)."""
+    kind: str                 # "sgd", "adagrad", "rmsprop" or "adam"
+    size: int                 # length of the parameter block
+    lr: float = None
+    momentum: float = 0.9     # sgd
+    alpha: float = 0.95       # rmsprop's decay of the mean square
+    beta1: float = 0.9        # adam
+    beta2: float = 0.999      # adam
+    eps: float = None
+    step: int = 0
+    m: list = field(default=None, repr=False)
+    v: list = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in DEFAULT_LR:
+            raise ValueError(f"optimizer must be one of {sorted(DEFAULT_LR)}, not {self.kind!r}")
+        self.lr = DEFAULT_LR[self.kind] if self.lr is None else self.lr
+        self.eps = DEFAULT_EPS[self.kind] if self.eps is None else self.eps
+        self.m = [0.0] * self.size if self.m is None else self.m
+        self.v = [0.0] * self.size if self.v is None else self.v
+
+    def update(self, params, grads):
+        self.step += 1
+        if self.kind == "sgd":
+            sgd_update(params, grads, self.m, self.lr, self.momentum)
+        elif self.kind == "adagrad":
+            adagrad_update(params, grads, self.m, self.lr, self.eps)
+        elif self.kind == "rmsprop":
+            rmsprop_update(params, grads, self.m, self.lr, self.alpha, self.eps)
+        else:
+            adam_update(params, grads, self.m, self.v, self.step, self.lr, self.beta1, self.beta2, self.eps)
