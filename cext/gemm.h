@@ -1,0 +1,45 @@
+/* gemm.h: the one matrix-product kernel of the core (internal, not installed).
+ *
+ *     C (M, N) = [C +] A (M, K) . B (K, N)
+ *
+ * with any strides: A(i, k) = A[i*rsa + k*csa], B(k, j) = B[k*rsb + j*csb], C(i, j) = C[i*ldc + j].
+ * B is first packed into column panels of MM_NR (zero-padded), because in an RNN the B side is
+ * usually a weight matrix that stays fixed for a whole training step and is used T times.
+ *
+ * Determinism: every C(i, j) is computed by exactly one thread, from zero, by a sequence of
+ * operations that depends only on the shapes (M, N, K), never on the thread count or on how the
+ * columns are split among callers (splits at multiples of MM_NR); the sum is added to C(i, j)
+ * when accumulating. The AVX2+FMA kernel (chosen at run time when the CPU has it) and the
+ * portable kernel may differ from each other in the last bits; each is deterministic.
+ *
+ * nthreads <= 0 means OpenMP's default. No allocation, no global state.
+ */
+#ifndef MINRNN_GEMM_H
+#define MINRNN_GEMM_H
+
+#include <stddef.h>
+
+#define MM_NR 16   /* width of a packed column panel */
+
+/* Floats needed to pack a (K, N) matrix. */
+size_t mm_packed_size(int K, int N);
+
+/* Pack B (K, N) into Bp (mm_packed_size(K, N) floats). */
+void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads);
+
+/* C = [C +] A . B with B packed by mm_pack. accumulate: 0 overwrites C, 1 adds into it. */
+void mm_packed(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Bp,
+               float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+
+/* Single-threaded: only columns [j0, j1) of the product above (j0 a multiple of MM_NR; j1 a
+ * multiple of MM_NR or N). For callers that run their own parallel region. */
+void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                    const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int j0, int j1);
+
+/* C (M, N) = [C +] A (M, K) . W^T with W (N, K) row-major, unpacked: dot products along W's rows,
+ * streaming W once. For small M (one token per stream while sampling), where packing would cost
+ * more than the product. A's rows and W's rows are contiguous (lda, ldw are row strides). */
+void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+           float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+
+#endif

@@ -1,0 +1,198 @@
+/* minrnn.h: the one public header of minrnn's C core.
+ *
+ * Character-level recurrent language models (RNN tanh/relu, LSTM, GRU) in float32, for a batch of
+ * B independent streams over T time steps, with the equations and parameter layout of PyTorch.
+ * The caller owns every buffer: size queries say how many floats to allocate. The library keeps no
+ * global state, never exits and never prints; every call that can fail returns a minrnn_status,
+ * explained by minrnn_strerror(). num_threads is passed per call (0 = OpenMP's default), and
+ * results are bitwise identical for every thread count.
+ *
+ * Layouts (row-major, like PyTorch):
+ *   tokens, targets  (T, B) int32, time-major: tokens[t * B + b] is stream b's input at step t
+ *   state            (L, S, B, H): for each layer h, then c for LSTM (S = 2; S = 1 otherwise)
+ *   dropout masks    (L, T, B, H): the scale applied to layer l's output, 0 or 1 / (1 - p)
+ *   logits           (T, B, V)
+ *   parameters       one block: encoder.weight (V, E) if E > 0; per layer weight_ih (G*H, In),
+ *                    weight_hh (G*H, H), bias_ih (G*H), bias_hh (G*H); decoder.weight (V, H),
+ *                    decoder.bias (V). G = 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n).
+ *                    Gradients and optimizer moments have the same length and layout.
+ *
+ * The Python binding reads the declarations below the "cdef" marker with cffi, so Python and C
+ * cannot drift apart. Below that marker: only integer #defines, enums, structs and prototypes.
+ */
+#ifndef MINRNN_H
+#define MINRNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MINRNN_VERSION_STRING "0.1.0"
+
+/* ---- cdef: everything from here to the end marker is also read by cffi ---- */
+
+#define MINRNN_VERSION_MAJOR 0
+#define MINRNN_VERSION_MINOR 1
+#define MINRNN_VERSION_PATCH 0
+#define MINRNN_CHECKPOINT_FORMAT 1   /* the checkpoint format this library reads and writes */
+
+typedef enum {
+    MINRNN_OK = 0,
+    MINRNN_ERR_ARG = 1,            /* an argument is invalid: a size, a null buffer, a token id */
+    MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
+    MINRNN_ERR_IO = 3,             /* a file could not be opened, read, written or renamed */
+    MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
+    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not MINRNN_CHECKPOINT_FORMAT */
+    MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
+    MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
+    MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
+    MINRNN_ERR_NONFINITE = 9       /* the loss or gradient is NaN or infinite; nothing was updated */
+} minrnn_status;
+
+enum { MINRNN_RNN = 0, MINRNN_LSTM = 1, MINRNN_GRU = 2 };       /* cell */
+enum { MINRNN_TANH = 0, MINRNN_RELU = 1 };                      /* nonlinearity of MINRNN_RNN */
+enum { MINRNN_INIT_DEFAULT = 0, MINRNN_INIT_IRNN = 1 };         /* initialization scheme */
+enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 };
+enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1 };                     /* what vocabulary symbols are */
+
+/* Limits that keep every size computation far from overflow. */
+#define MINRNN_MAX_VOCAB 1114112      /* every Unicode code point */
+#define MINRNN_MAX_HIDDEN 65536       /* also the largest embedding size */
+#define MINRNN_MAX_LAYERS 64
+
+typedef struct {
+    int32_t cell;          /* MINRNN_RNN, MINRNN_LSTM or MINRNN_GRU */
+    int32_t nonlinearity;  /* MINRNN_TANH or MINRNN_RELU; MINRNN_TANH for LSTM and GRU */
+    int32_t vocab_size;    /* V >= 1 */
+    int32_t embed_size;    /* E >= 0; 0 = one-hot input */
+    int32_t hidden_size;   /* H >= 1 */
+    int32_t num_layers;    /* L >= 1 */
+    float dropout;         /* p in [0, 1): chance of zeroing a layer output element in training */
+} minrnn_config;
+
+typedef struct {
+    char name[24];         /* PyTorch's name: "weight_ih_l0", "decoder.bias", ... */
+    int64_t offset;        /* first float in the parameter block */
+    int32_t rows, cols;    /* shape (rows, cols); cols = 1 for a bias */
+} minrnn_tensor;
+
+/* xorshift64* seeded with splitmix64(seed); a zero state is replaced by 0x9E3779B97F4A7C15.
+ * uniform = (next >> 40) * 2^-24. The same numbers as minrnn.reference.rng.Rng. */
+typedef struct {
+    uint64_t state;
+} minrnn_rng;
+
+/* An update rule with its hyperparameters, its clipping and its step count. */
+typedef struct {
+    int32_t kind;          /* MINRNN_SGD, MINRNN_ADAGRAD, MINRNN_RMSPROP or MINRNN_ADAM */
+    float lr;
+    float momentum;        /* SGD: m = momentum m + g; p -= lr m */
+    float alpha;           /* RMSprop: m = alpha m + (1 - alpha) g^2; p -= lr g / (sqrt(m) + eps) */
+    float beta1, beta2;    /* Adam */
+    float eps;             /* Adagrad: p -= lr g / sqrt(m + eps); RMSprop, Adam: added to the root */
+    float clip_value;      /* > 0: clip every gradient element into [-clip_value, clip_value] */
+    float clip_norm;       /* > 0: then scale the gradient by clip_norm / (norm + 1e-6) if that is < 1 */
+    int64_t step;          /* updates done so far; an update first increments it (Adam's t) */
+} minrnn_optimizer;
+
+/* A checkpoint in memory. peek fills the scalar fields from a file; the caller then allocates the
+ * buffers (sizes below) and calls load. save writes what the fields describe. */
+typedef struct {
+    minrnn_config config;
+    int32_t encoding;            /* MINRNN_UTF8 (symbols are code points) or MINRNN_BYTES (0..255) */
+    int32_t has_train_state;     /* 1: the fields below the line are present */
+    uint64_t meta_size;          /* bytes of UTF-8 JSON metadata */
+    int32_t *vocab;              /* (V) symbols, strictly increasing */
+    float *params;               /* (param_count) */
+    char *meta;                  /* (meta_size) bytes, not NUL-terminated */
+    /* ---- training state, for an exact resume ---- */
+    minrnn_optimizer optimizer;
+    uint64_t rng_state;          /* the dropout generator */
+    int32_t batch_size;          /* B of the carried state */
+    int32_t seq_len;             /* T */
+    int64_t epoch;               /* the epoch in progress */
+    int64_t position;            /* the next batch within it */
+    float *m, *v;                /* (param_count) each: the optimizer's moments */
+    float *state;                /* (state_size(B)): the carried hidden states */
+} minrnn_checkpoint;
+
+/* ---- version and errors */
+const char *minrnn_version(void);                 /* "MAJOR.MINOR.PATCH" */
+const char *minrnn_strerror(int status);
+
+/* ---- configuration and sizes (in floats). Sizes are 0 for an invalid configuration. */
+int minrnn_config_check(const minrnn_config *cfg);
+size_t minrnn_param_count(const minrnn_config *cfg);
+int minrnn_tensor_count(const minrnn_config *cfg);
+int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out);
+size_t minrnn_state_size(const minrnn_config *cfg, int B);
+/* Enough for minrnn_forward, minrnn_backward and minrnn_train_step with these B and T, and for
+ * minrnn_step with this B. */
+size_t minrnn_workspace_size(const minrnn_config *cfg, int B, int T);
+
+/* ---- random numbers */
+void minrnn_rng_seed(minrnn_rng *rng, uint64_t seed);
+uint64_t minrnn_rng_next(minrnn_rng *rng);
+float minrnn_rng_uniform(minrnn_rng *rng);
+
+/* ---- model */
+/* Fresh parameters: see minrnn.reference.model.init_params for the two schemes. */
+int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme);
+/* Inverted dropout masks (L, T, B, H) drawn from rng in that order: keep (scale 1 / (1 - p)) when
+ * the uniform draw is >= p. */
+int minrnn_dropout_masks(const minrnn_config *cfg, int B, int T, minrnn_rng *rng, float *masks);
+/* Run B streams for T steps from state0. targets (for loss), state_out, masks (dropout), logits
+ * and loss may each be NULL; state_out may equal state0. The workspace keeps what backward needs. */
+int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
+                   const int32_t *tokens, const int32_t *targets, const float *state0,
+                   float *state_out, const float *masks, float *logits, float *loss,
+                   float *workspace, int num_threads);
+/* Gradient of the mean loss of the last minrnn_forward (same arguments, same workspace, targets
+ * given): adds into grads; writes the gradient with respect to state0 into dstate0 unless NULL. */
+int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
+                    const int32_t *tokens, const int32_t *targets, const float *masks,
+                    float *workspace, float *grads, float *dstate0, int num_threads);
+/* Clipping in place; minrnn_clip_norm writes the norm before clipping to *norm unless NULL. */
+void minrnn_clip_value(float *grads, size_t n, float limit);
+void minrnn_clip_norm(float *grads, size_t n, float max_norm, float *norm);
+/* One update of params from grads; m and v are the moments (v is used by Adam only). */
+int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *grads, float *m, float *v,
+                            size_t n, int num_threads);
+/* A whole training step in one call: dropout masks from rng, forward, zeroed grads and backward,
+ * clipping, the update and the carried state (state in: initial, out: final). On
+ * MINRNN_ERR_NONFINITE nothing but rng and grads has changed. loss and grad_norm may be NULL;
+ * grad_norm is measured after clip_value and before clip_norm. */
+int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, float *m, float *v,
+                      minrnn_optimizer *opt, minrnn_rng *rng, int B, int T, const int32_t *tokens,
+                      const int32_t *targets, float *state, float *loss, float *grad_norm,
+                      float *workspace, int num_threads);
+/* One token for each of B streams: logits (B, V) and the state moves on. */
+int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int32_t *tokens,
+                float *state, float *logits, float *workspace, int num_threads);
+
+/* ---- sampling: see minrnn.reference.sampling.sample; the same double-precision steps, so the same
+ * token for the same logits and rng. temperature 0 = argmax (draws nothing); top_k 0 = off;
+ * top_p 1 = off. scratch holds minrnn_sample_scratch_size(V) bytes. */
+size_t minrnn_sample_scratch_size(int V);
+int minrnn_sample(const float *logits, int V, double temperature, int top_k, double top_p,
+                  minrnn_rng *rng, void *scratch, int32_t *token);
+
+/* ---- checkpoints (format MINRNN_CHECKPOINT_FORMAT; little-endian; see checkpoint.c) */
+/* Write ck to path atomically: a temporary file in the same folder, then a rename. */
+int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck);
+/* Check the whole file (sizes, offsets, checksum) and fill ck's scalar fields; pointers are NULLed. */
+int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck);
+/* Read the file into ck's buffers; ck's scalar fields must be those peek gave (MINRNN_ERR_MISMATCH
+ * otherwise). The training-state buffers are filled when has_train_state and they are not NULL. */
+int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck);
+
+/* ---- end of cdef ---- */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MINRNN_H */
