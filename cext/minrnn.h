@@ -157,7 +157,7 @@ int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
                     float *workspace, float *grads, float *dstate0, int num_threads);
 /* Clipping in place; minrnn_clip_norm writes the norm before clipping to *norm unless NULL. */
 void minrnn_clip_value(float *grads, size_t n, float limit);
-void minrnn_clip_norm(float *grads, size_t n, float max_norm, float *norm);
+void minrnn_clip_norm(float *grads, size_t n, float max_norm, float *norm, int num_threads);
 /* One update of params from grads; m and v are the moments (v is used by Adam only). */
 int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *grads, float *m, float *v,
                             size_t n, int num_threads);

@@ -1,0 +1,197 @@
+/* core.c: version and errors, configuration and sizes, the parameter layout, random numbers,
+ * initialization and dropout masks. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- version and errors */
+
+const char *minrnn_version(void) { return MINRNN_VERSION_STRING; }
+
+const char *minrnn_strerror(int status) {
+    switch (status) {
+    case MINRNN_OK: return "success";
+    case MINRNN_ERR_ARG: return "invalid argument";
+    case MINRNN_ERR_CONFIG: return "invalid model configuration";
+    case MINRNN_ERR_IO: return "file could not be opened, read, written or renamed";
+    case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
+    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads format 1)";
+    case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
+    case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum or sizes do not match)";
+    case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
+    case MINRNN_ERR_NONFINITE: return "loss or gradient is not finite";
+    default: return "unknown status";
+    }
+}
+
+/* ---- configuration and sizes */
+
+int minrnn_config_check(const minrnn_config *cfg) {
+    if (!cfg) return MINRNN_ERR_ARG;
+    int ok = (cfg->cell == MINRNN_RNN || cfg->cell == MINRNN_LSTM || cfg->cell == MINRNN_GRU)
+          && (cfg->nonlinearity == MINRNN_TANH || (cfg->nonlinearity == MINRNN_RELU && cfg->cell == MINRNN_RNN))
+          && cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB
+          && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
+          && cfg->hidden_size >= 1 && cfg->hidden_size <= MINRNN_MAX_HIDDEN
+          && cfg->num_layers >= 1 && cfg->num_layers <= MINRNN_MAX_LAYERS
+          && cfg->dropout >= 0.0f && cfg->dropout < 1.0f;   /* false for NaN */
+    return ok ? MINRNN_OK : MINRNN_ERR_CONFIG;
+}
+
+int cell_gates(const minrnn_config *cfg) {
+    return cfg->cell == MINRNN_LSTM ? 4 : cfg->cell == MINRNN_GRU ? 3 : 1;
+}
+
+int cell_states(const minrnn_config *cfg) { return cfg->cell == MINRNN_LSTM ? 2 : 1; }
+
+int layer_input_size(const minrnn_config *cfg, int layer) {
+    if (layer > 0) return cfg->hidden_size;
+    return cfg->embed_size ? cfg->embed_size : cfg->vocab_size;
+}
+
+int minrnn_tensor_count(const minrnn_config *cfg) {
+    if (minrnn_config_check(cfg) != MINRNN_OK) return 0;
+    return (cfg->embed_size ? 1 : 0) + 4 * cfg->num_layers + 2;
+}
+
+/* Tensors in block order. The limits in minrnn.h keep every product far below 2^63. */
+int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) {
+    int n = minrnn_tensor_count(cfg);
+    if (n == 0) return MINRNN_ERR_CONFIG;
+    if (index < 0 || index >= n || !out) return MINRNN_ERR_ARG;
+    int64_t V = cfg->vocab_size, H = cfg->hidden_size, GH = (int64_t)cell_gates(cfg) * H;
+    int64_t offset = 0;
+    for (int i = 0; i <= index; i++) {
+        minrnn_tensor t;
+        memset(&t, 0, sizeof t);
+        int k = i - (cfg->embed_size ? 1 : 0);   /* index among the layer and decoder tensors */
+        if (k < 0) {
+            snprintf(t.name, sizeof t.name, "encoder.weight");
+            t.rows = (int32_t)V, t.cols = cfg->embed_size;
+        } else if (k < 4 * cfg->num_layers) {
+            static const char *const kinds[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+            int layer = k / 4, which = k % 4;
+            snprintf(t.name, sizeof t.name, "%s_l%d", kinds[which], layer);
+            t.rows = (int32_t)GH;
+            t.cols = which == 0 ? layer_input_size(cfg, layer) : which == 1 ? (int32_t)H : 1;
+        } else if (k == 4 * cfg->num_layers) {
+            snprintf(t.name, sizeof t.name, "decoder.weight");
+            t.rows = (int32_t)V, t.cols = (int32_t)H;
+        } else {
+            snprintf(t.name, sizeof t.name, "decoder.bias");
+            t.rows = (int32_t)V, t.cols = 1;
+        }
+        t.offset = offset;
+        offset += (int64_t)t.rows * t.cols;
+        if (i == index) *out = t;
+    }
+    return MINRNN_OK;
+}
+
+size_t minrnn_param_count(const minrnn_config *cfg) {
+    minrnn_tensor last;
+    int n = minrnn_tensor_count(cfg);
+    if (n == 0 || minrnn_tensor_info(cfg, n - 1, &last) != MINRNN_OK) return 0;
+    return (size_t)(last.offset + (int64_t)last.rows * last.cols);
+}
+
+size_t minrnn_state_size(const minrnn_config *cfg, int B) {
+    if (minrnn_config_check(cfg) != MINRNN_OK || B < 1) return 0;
+    return (size_t)cfg->num_layers * cell_states(cfg) * (size_t)B * cfg->hidden_size;
+}
+
+model_view model_views(const minrnn_config *cfg, const float *params) {
+    model_view m;
+    memset(&m, 0, sizeof m);
+    minrnn_tensor t;
+    int i = 0;
+    if (cfg->embed_size) {
+        minrnn_tensor_info(cfg, i++, &t);
+        m.encoder = params + t.offset;
+    }
+    for (int l = 0; l < cfg->num_layers; l++) {
+        minrnn_tensor_info(cfg, i++, &t); m.layer[l].w_ih = params + t.offset;
+        minrnn_tensor_info(cfg, i++, &t); m.layer[l].w_hh = params + t.offset;
+        minrnn_tensor_info(cfg, i++, &t); m.layer[l].b_ih = params + t.offset;
+        minrnn_tensor_info(cfg, i++, &t); m.layer[l].b_hh = params + t.offset;
+    }
+    minrnn_tensor_info(cfg, i++, &t); m.dec_w = params + t.offset;
+    minrnn_tensor_info(cfg, i++, &t); m.dec_b = params + t.offset;
+    return m;
+}
+
+/* ---- random numbers: xorshift64* (Vigna 2014) seeded by splitmix64 */
+
+static uint64_t splitmix64(uint64_t x) {
+    uint64_t z = x + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void minrnn_rng_seed(minrnn_rng *rng, uint64_t seed) {
+    rng->state = splitmix64(seed);
+    if (rng->state == 0) rng->state = 0x9E3779B97F4A7C15ull;
+}
+
+uint64_t minrnn_rng_next(minrnn_rng *rng) {
+    uint64_t x = rng->state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng->state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+float minrnn_rng_uniform(minrnn_rng *rng) {
+    return (float)(minrnn_rng_next(rng) >> 40) * 0x1p-24f;   /* exact: 24 bits */
+}
+
+/* ---- initialization, as minrnn.reference.model.init_params: values computed in double, then
+ * rounded once to float, so they equal float32(reference) exactly. */
+
+int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    if (!params || (scheme != MINRNN_INIT_DEFAULT && scheme != MINRNN_INIT_IRNN)) return MINRNN_ERR_ARG;
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, seed);
+    const double irnn_input_bound = 0.001 * sqrt(3.0);   /* standard deviation 0.001 */
+    int n = minrnn_tensor_count(cfg);
+    for (int i = 0; i < n; i++) {
+        minrnn_tensor t;
+        minrnn_tensor_info(cfg, i, &t);
+        float *p = params + t.offset;
+        int64_t size = (int64_t)t.rows * t.cols;
+        int irnn_layer = scheme == MINRNN_INIT_IRNN && strncmp(t.name, "decoder", 7) != 0
+                         && strcmp(t.name, "encoder.weight") != 0;
+        double bound = 1.0 / sqrt((double)cfg->hidden_size);
+        if (strcmp(t.name, "encoder.weight") == 0) bound = sqrt(3.0);
+        if (irnn_layer && strncmp(t.name, "weight_hh", 9) == 0) {          /* identity */
+            for (int64_t j = 0; j < size; j++) p[j] = (j / t.cols == j % t.cols) ? 1.0f : 0.0f;
+            continue;
+        }
+        if (irnn_layer && strncmp(t.name, "bias", 4) == 0) {               /* zeros */
+            memset(p, 0, (size_t)size * sizeof(float));
+            continue;
+        }
+        if (irnn_layer) bound = irnn_input_bound;                           /* weight_ih */
+        for (int64_t j = 0; j < size; j++) {
+            double u = (double)minrnn_rng_uniform(&rng);
+            p[j] = (float)((2.0 * u - 1.0) * bound);
+        }
+    }
+    return MINRNN_OK;
+}
+
+int minrnn_dropout_masks(const minrnn_config *cfg, int B, int T, minrnn_rng *rng, float *masks) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    if (B < 1 || T < 1 || !rng || !masks) return MINRNN_ERR_ARG;
+    float p = cfg->dropout, keep = 1.0f / (1.0f - p);
+    size_t n = (size_t)cfg->num_layers * T * B * cfg->hidden_size;
+    for (size_t j = 0; j < n; j++) masks[j] = minrnn_rng_uniform(rng) >= p ? keep : 0.0f;
+    return MINRNN_OK;
+}

@@ -1,0 +1,25 @@
+/* internal.h: what the core's source files share (not installed). */
+#ifndef MINRNN_INTERNAL_H
+#define MINRNN_INTERNAL_H
+
+#include "minrnn.h"
+
+int cell_gates(const minrnn_config *cfg);                 /* G: 1, 4 or 3 */
+int cell_states(const minrnn_config *cfg);                /* S: 2 for LSTM, else 1 */
+int layer_input_size(const minrnn_config *cfg, int layer);
+int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default */
+
+/* Named pointers into the parameter block (or into a gradient block of the same layout). */
+typedef struct {
+    const float *w_ih, *w_hh, *b_ih, *b_hh;
+} layer_view;
+
+typedef struct {
+    const float *encoder;                    /* (V, E) or NULL */
+    layer_view layer[MINRNN_MAX_LAYERS];
+    const float *dec_w, *dec_b;              /* (V, H), (V) */
+} model_view;
+
+model_view model_views(const minrnn_config *cfg, const float *params);
+
+#endif

@@ -1,0 +1,579 @@
+/* model.c: forward and backward of B streams over T steps through L layers of RNN, LSTM or GRU,
+ * the decoder and the loss; the one-token step. The math is minrnn/reference/cells.py and
+ * model.py, batched:
+ *
+ *   input projection   act (N, GH) = x (N, In) W_ih^T + b_ih     one product before the time loop
+ *                      (a one-hot layer 0 gathers rows of W_ih^T instead)
+ *   recurrence         per step: hproj (B, GH) = h (B, H) W_hh^T + b_hh, then the gate
+ *                      nonlinearities and the state update fused in one pass
+ *   weight gradients   dW = dgates^T x over all N = T*B rows: one product after the time loop
+ *
+ * Threads: the time loop runs in one parallel region; hidden units are cut into chunks of MM_NR
+ * and each chunk (all its gates, all B rows) has one owner per step, so the recurrent product and
+ * the fused pass need no synchronization beyond one barrier per step. Everything else is a
+ * parallel loop over output rows or columns. Each output element has one owner, so results do not
+ * depend on the thread count.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "internal.h"
+
+/* Products with fewer rows than this stream unpacked weights (mm_nt): packing a weight costs a
+ * pass over it, which only pays off when it is reused by many rows. */
+#define PACK_MIN_ROWS 8
+
+#define ALIGN_FLOATS 16   /* workspace regions start on 64-byte boundaries */
+
+/* ---- workspace layout: offsets in floats */
+
+typedef struct {
+    size_t act[MINRNN_MAX_LAYERS];  /* (N, GH) gate activations (RNN: the new h) */
+    size_t hs[MINRNN_MAX_LAYERS];   /* (T+1, B, H): h before step 0, then after each step */
+    size_t cs[MINRNN_MAX_LAYERS];   /* LSTM: (T+1, B, H) cell states */
+    size_t hn[MINRNN_MAX_LAYERS];   /* GRU: (N, H) W_hn h + b_hn, which r gates */
+    size_t ys[MINRNN_MAX_LAYERS];   /* dropout > 0: (N, H) layer output times its mask */
+    size_t x0;          /* embedding input: (N, E) */
+    size_t logits;      /* (N, V): logits, then probabilities, then their gradient */
+    size_t row_loss;    /* (N) */
+    size_t hproj;       /* (B, G * Hp): one step's W_hh h + b_hh, gate blocks padded to Hp */
+    size_t dgx, dgh;    /* (N, GH): gradients of the input and recurrent preactivations (dgh: GRU) */
+    size_t dy[2];       /* (N, max(H, E)): gradient flowing down between layers */
+    size_t dh, dc;      /* (B, H) gradients with respect to the carried state */
+    size_t packed;      /* packed weights of the product in progress */
+    size_t pack_act;    /* packed activations for weight gradients */
+    size_t onehot;      /* one-hot input: (V, GH) W_ih^T, and later its gradient */
+    size_t masks;       /* dropout > 0: (L, N, H) masks drawn by minrnn_train_step */
+    size_t total;
+} ws_layout;
+
+static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+static size_t take(size_t *at, size_t n) {
+    size_t here = *at;
+    *at += round_up(n, ALIGN_FLOATS);
+    return here;
+}
+
+/* Returns 0 on success, -1 if B, T or the sizes are out of range. */
+static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
+    if (B < 1 || T < 1 || (int64_t)B * T > (1 << 30)) return -1;
+    size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell_gates(cfg), GH = G * H, V = cfg->vocab_size;
+    size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR);
+    size_t widest = max_size(max_size(GH, V), max_size(E, G * Hp));
+    if (N * widest > ((size_t)1 << 40)) return -1;   /* 4 TiB of floats: refuse before overflow */
+    memset(w, 0, sizeof *w);
+    size_t at = 0;
+    for (size_t l = 0; l < L; l++) {
+        w->act[l] = take(&at, N * GH);
+        w->hs[l] = take(&at, (N + B) * H);
+        if (cfg->cell == MINRNN_LSTM) w->cs[l] = take(&at, (N + B) * H);
+        if (cfg->cell == MINRNN_GRU) w->hn[l] = take(&at, N * H);
+        if (cfg->dropout > 0.0f) w->ys[l] = take(&at, N * H);
+    }
+    if (E) w->x0 = take(&at, N * E);
+    w->logits = take(&at, N * V);
+    w->row_loss = take(&at, N);
+    w->hproj = take(&at, B * G * Hp);
+    w->dgx = take(&at, N * GH);
+    w->dgh = cfg->cell == MINRNN_GRU ? take(&at, N * GH) : w->dgx;
+    w->dy[0] = take(&at, N * max_size(H, E));
+    w->dy[1] = take(&at, N * max_size(H, E));
+    w->dh = take(&at, B * H);
+    w->dc = take(&at, B * H);
+    /* the largest packed weight: forward W_ih^T (In, GH), G blocks of W_hh^T (H, H), decoder
+     * W_dec^T (H, V); backward W_hh (GH, H), W_ih (GH, In), W_dec (V, H) */
+    size_t packed = max_size(G * mm_packed_size((int)H, (int)H), mm_packed_size((int)H, (int)V));
+    packed = max_size(packed, max_size(mm_packed_size((int)GH, (int)H), mm_packed_size((int)V, (int)H)));
+    for (size_t l = 0; l < L; l++) {
+        int in = layer_input_size(cfg, (int)l);
+        if (l == 0 && E == 0) continue;   /* one-hot: a gather, nothing packed */
+        packed = max_size(packed, max_size(mm_packed_size(in, (int)GH), mm_packed_size((int)GH, in)));
+    }
+    w->packed = take(&at, packed);
+    w->pack_act = take(&at, mm_packed_size((int)N, (int)max_size(H, E)));
+    if (E == 0) w->onehot = take(&at, V * GH);
+    if (cfg->dropout > 0.0f) w->masks = take(&at, L * N * H);
+    w->total = at;
+    return 0;
+}
+
+size_t minrnn_workspace_size(const minrnn_config *cfg, int B, int T) {
+    ws_layout w;
+    if (minrnn_config_check(cfg) != MINRNN_OK || layout(cfg, B, T, &w) != 0) return 0;
+    return w.total;
+}
+
+/* ---- what one forward or backward works on */
+
+typedef struct {
+    const minrnn_config *cfg;
+    int B, T, N, H, G, GH, Hp, V, E, L, nt;
+    model_view w;
+    const int32_t *tokens, *targets;
+    const float *masks;       /* (L, N, H) or NULL */
+    float *ws;
+    ws_layout lay;
+} run;
+
+#define WS(r, region) ((r)->ws + (r)->lay.region)
+
+static int setup(run *r, const minrnn_config *cfg, const float *params, int B, int T,
+                 const int32_t *tokens, const int32_t *targets, const float *masks, float *ws,
+                 int num_threads) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    if (!params || !tokens || !ws || layout(cfg, B, T, &r->lay) != 0) return MINRNN_ERR_ARG;
+    if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
+    int64_t N = (int64_t)B * T;
+    for (int64_t i = 0; i < N; i++) {
+        if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
+        if (targets && (targets[i] < 0 || targets[i] >= cfg->vocab_size)) return MINRNN_ERR_ARG;
+    }
+    r->cfg = cfg;
+    r->B = B, r->T = T, r->N = (int)N;
+    r->H = cfg->hidden_size, r->G = cell_gates(cfg), r->GH = r->G * r->H;
+    r->Hp = (int)round_up((size_t)r->H, MM_NR);
+    r->V = cfg->vocab_size, r->E = cfg->embed_size, r->L = cfg->num_layers;
+    r->nt = resolve_threads(num_threads);
+    r->w = model_views(cfg, params);
+    r->tokens = tokens, r->targets = targets, r->masks = masks;
+    r->ws = ws;
+    return MINRNN_OK;
+}
+
+/* The output of layer l as the next layer (or the decoder) sees it: (N, H). */
+static float *layer_output(const run *r, int l) {
+    return r->masks ? WS(r, ys[l]) : WS(r, hs[l]) + (size_t)r->B * r->H;
+}
+
+/* Input of layer l: (N, In); NULL for a one-hot layer 0. */
+static const float *layer_input(const run *r, int l) {
+    if (l > 0) return layer_output(r, l - 1);
+    return r->E ? WS(r, x0) : NULL;
+}
+
+/* ---- small parallel helpers; every output element has one owner */
+
+/* C (M, N) = rows of bias, ready for products to accumulate into. */
+static void fill_rows(float *C, int M, int N, const float *bias, int nt) {
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < M; i++) memcpy(C + (size_t)i * N, bias, (size_t)N * sizeof(float));
+}
+
+/* out (cols) += column sums of X (rows, cols), rows added in order. */
+static void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int j0 = 0; j0 < cols; j0 += 64) {
+        int j1 = j0 + 64 < cols ? j0 + 64 : cols;
+        float acc[64] = {0};
+        for (int i = 0; i < rows; i++)
+            for (int j = j0; j < j1; j++) acc[j - j0] += X[(size_t)i * cols + j];
+        for (int j = j0; j < j1; j++) out[j] += acc[j - j0];
+    }
+}
+
+/* out (V, cols) row tokens[i] += X row i, for i in order: the gradient of a row gather. */
+static void scatter_rows_add(const float *X, const int32_t *tokens, int rows, int cols, float *out, int nt) {
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int j0 = 0; j0 < cols; j0 += 64) {
+        int j1 = j0 + 64 < cols ? j0 + 64 : cols;
+        for (int i = 0; i < rows; i++) {
+            const float *x = X + (size_t)i * cols;
+            float *o = out + (size_t)tokens[i] * cols;
+            for (int j = j0; j < j1; j++) o[j] += x[j];
+        }
+    }
+}
+
+/* out (R, C) += X^T for X (C, R). */
+static void add_transposed(const float *X, int R, int C, float *out, int nt) {
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) out[(size_t)i * C + j] += X[(size_t)j * R + i];
+}
+
+/* C (M, N) [+]= A (M, K) W^T for a weight W (N, K): packed when enough rows reuse it. */
+static void linear_wT(const run *r, int M, int N, int K, const float *A, const float *W, float *C, int acc) {
+    if (M >= PACK_MIN_ROWS) {
+        float *Wp = WS(r, packed);
+        mm_pack(K, N, W, 1, K, Wp, r->nt);                     /* B(k, j) = W[j][k] */
+        mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, r->nt);
+    } else {
+        mm_nt(M, N, K, A, K, W, K, C, N, acc, r->nt);
+    }
+}
+
+/* dW (M, N) += A^T X for A (rows, M), X (rows, N): weight gradients over all T*B rows at once. */
+static void weight_grad(const run *r, int rows, int M, int N, const float *A, const float *X, float *dW) {
+    float *Xp = WS(r, pack_act);
+    mm_pack(rows, N, X, N, 1, Xp, r->nt);
+    mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, r->nt);
+}
+
+static inline float sigmoidf(float a) { return 1.0f / (1.0f + expf(-a)); }
+
+/* ---- the fused per-step passes, for hidden units [j0, j1) of every stream at step t */
+
+static void cell_forward_units(const run *r, int l, int t, int j0, int j1) {
+    int B = r->B, H = r->H, GH = r->GH, Hp = r->Hp, cell = r->cfg->cell;
+    int relu = r->cfg->nonlinearity == MINRNN_RELU;
+    float *hs = WS(r, hs[l]), *act = WS(r, act[l]);
+    const float *hproj = WS(r, hproj);
+    for (int b = 0; b < B; b++) {
+        size_t row = (size_t)t * B + b;
+        float *a = act + row * GH;                               /* x W_ih^T + b_ih, then activations */
+        const float *hp = hproj + (size_t)b * r->G * Hp;         /* h W_hh^T + b_hh */
+        const float *h_prev = hs + row * H;                      /* hs row t*B + b is h_{t-1} */
+        float *h = hs + (row + B) * H;
+        if (cell == MINRNN_RNN) {
+            for (int j = j0; j < j1; j++) {
+                float pre = a[j] + hp[j];
+                h[j] = a[j] = relu ? (pre > 0.0f ? pre : 0.0f) : tanhf(pre);
+            }
+        } else if (cell == MINRNN_LSTM) {
+            const float *c_prev = WS(r, cs[l]) + row * H;
+            float *c = WS(r, cs[l]) + (row + B) * H;
+            for (int j = j0; j < j1; j++) {
+                float i = sigmoidf(a[j] + hp[j]);
+                float f = sigmoidf(a[H + j] + hp[Hp + j]);
+                float g = tanhf(a[2 * H + j] + hp[2 * Hp + j]);
+                float o = sigmoidf(a[3 * H + j] + hp[3 * Hp + j]);
+                a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
+                c[j] = f * c_prev[j] + i * g;
+                h[j] = o * tanhf(c[j]);
+            }
+        } else {   /* GRU */
+            float *hn = WS(r, hn[l]) + row * H;
+            for (int j = j0; j < j1; j++) {
+                float rg = sigmoidf(a[j] + hp[j]);
+                float z = sigmoidf(a[H + j] + hp[Hp + j]);
+                hn[j] = hp[2 * Hp + j];
+                float n = tanhf(a[2 * H + j] + rg * hn[j]);
+                a[j] = rg, a[H + j] = z, a[2 * H + j] = n;
+                h[j] = (1.0f - z) * n + z * h_prev[j];
+            }
+        }
+    }
+}
+
+/* Given dH (N, H), the gradient of the loss with respect to this layer's outputs, and dh (B, H),
+ * what flows back from step t+1: write the preactivation gradients of step t into dgx (and dgh)
+ * and carry dc. For GRU, dh becomes the part of dh_{t-1} that bypasses W_hh (dh z). */
+static void cell_backward_units(const run *r, int l, int t, const float *dH, int j0, int j1) {
+    int B = r->B, H = r->H, GH = r->GH, cell = r->cfg->cell;
+    int relu = r->cfg->nonlinearity == MINRNN_RELU;
+    const float *hs = WS(r, hs[l]), *act = WS(r, act[l]);
+    float *dh = WS(r, dh), *dc = WS(r, dc);
+    for (int b = 0; b < B; b++) {
+        size_t row = (size_t)t * B + b;
+        const float *a = act + row * GH;
+        float *dgx = WS(r, dgx) + row * GH, *dgh = WS(r, dgh) + row * GH;
+        float *dhb = dh + (size_t)b * H, *dcb = dc + (size_t)b * H;
+        const float *dy = dH + row * H;
+        if (cell == MINRNN_RNN) {
+            const float *h = hs + (row + B) * H;
+            for (int j = j0; j < j1; j++) {
+                float d = dy[j] + dhb[j];
+                dgx[j] = relu ? (h[j] > 0.0f ? d : 0.0f) : d * (1.0f - h[j] * h[j]);
+            }
+        } else if (cell == MINRNN_LSTM) {
+            const float *c_prev = WS(r, cs[l]) + row * H, *c = c_prev + (size_t)B * H;
+            for (int j = j0; j < j1; j++) {
+                float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+                float d = dy[j] + dhb[j], tc = tanhf(c[j]);
+                float dct = dcb[j] + d * o * (1.0f - tc * tc);
+                dgx[j] = dct * g * i * (1.0f - i);
+                dgx[H + j] = dct * c_prev[j] * f * (1.0f - f);
+                dgx[2 * H + j] = dct * i * (1.0f - g * g);
+                dgx[3 * H + j] = d * tc * o * (1.0f - o);
+                dcb[j] = dct * f;
+            }
+        } else {   /* GRU */
+            const float *h_prev = hs + row * H, *hn = WS(r, hn[l]) + row * H;
+            for (int j = j0; j < j1; j++) {
+                float rg = a[j], z = a[H + j], n = a[2 * H + j];
+                float d = dy[j] + dhb[j];
+                float dan = d * (1.0f - z) * (1.0f - n * n);
+                float dar = dan * hn[j] * rg * (1.0f - rg);
+                float daz = d * (h_prev[j] - n) * z * (1.0f - z);
+                dgx[j] = dgh[j] = dar;
+                dgx[H + j] = dgh[H + j] = daz;
+                dgx[2 * H + j] = dan;
+                dgh[2 * H + j] = dan * rg;
+                dhb[j] = d * z;
+            }
+        }
+    }
+}
+
+/* ---- one layer, forward */
+
+static void layer_forward(const run *r, int l) {
+    int B = r->B, T = r->T, N = r->N, H = r->H, G = r->G, GH = r->GH, Hp = r->Hp, nt = r->nt;
+    const layer_view *w = &r->w.layer[l];
+    float *act = WS(r, act[l]);
+
+    /* input projection for all N rows: act = x W_ih^T + b_ih */
+    fill_rows(act, N, GH, w->b_ih, nt);
+    const float *x = layer_input(r, l);
+    if (x) {
+        linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w->w_ih, act, 1);
+    } else {   /* one-hot: row v of W_ih^T is the projection of token v */
+        float *wT = WS(r, onehot);
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int v = 0; v < r->V; v++)
+            for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = w->w_ih[(size_t)k * r->V + v];
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int i = 0; i < N; i++) {
+            const float *src = wT + (size_t)r->tokens[i] * GH;
+            float *dst = act + (size_t)i * GH;
+            for (int k = 0; k < GH; k++) dst[k] += src[k];
+        }
+    }
+
+    /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
+     * aligned column range in every block */
+    int packed = B >= PACK_MIN_ROWS;
+    float *Wp = WS(r, packed), *hproj = WS(r, hproj);
+    size_t block = mm_packed_size(H, H);
+    if (packed)
+        for (int g = 0; g < G; g++) mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, nt);
+    int chunks = (H + MM_NR - 1) / MM_NR;
+    float *hs = WS(r, hs[l]);
+    #pragma omp parallel num_threads(nt)
+    for (int t = 0; t < T; t++) {
+        const float *h_prev = hs + (size_t)t * B * H;
+        #pragma omp for schedule(static)
+        for (int c = 0; c < chunks; c++) {
+            int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
+            for (int g = 0; g < G; g++) {
+                float *out = hproj + (size_t)g * Hp;
+                for (int b = 0; b < B; b++)
+                    memcpy(out + (size_t)b * G * Hp + j0, w->b_hh + (size_t)g * H + j0, (size_t)(j1 - j0) * sizeof(float));
+                if (packed)
+                    mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 1, j0, j1);
+                else
+                    mm_nt(B, j1 - j0, H, h_prev, H, w->w_hh + ((size_t)g * H + j0) * H, H, out + j0,
+                          (ptrdiff_t)G * Hp, 1, 1);
+            }
+            cell_forward_units(r, l, t, j0, j1);
+        }   /* implicit barrier: h_t is complete before step t+1 reads it */
+    }
+
+    if (r->masks) {
+        float *y = WS(r, ys[l]);
+        const float *m = r->masks + (size_t)l * N * H, *h = hs + (size_t)B * H;
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int i = 0; i < N; i++)
+            for (int j = 0; j < H; j++) y[(size_t)i * H + j] = h[(size_t)i * H + j] * m[(size_t)i * H + j];
+    }
+}
+
+/* ---- decoder and loss: returns the mean loss (0 without targets) */
+
+static double decoder_forward(const run *r, float *logits_out) {
+    int N = r->N, V = r->V, nt = r->nt;
+    float *logits = WS(r, logits), *row_loss = WS(r, row_loss);
+    fill_rows(logits, N, V, r->w.dec_b, nt);
+    linear_wT(r, N, V, r->H, layer_output(r, r->L - 1), r->w.dec_w, logits, 1);
+    if (logits_out) memcpy(logits_out, logits, (size_t)N * V * sizeof(float));
+    if (!r->targets) return 0.0;
+    /* softmax in place; loss = logsumexp - logit[target] */
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < N; i++) {
+        float *z = logits + (size_t)i * V;
+        float m = z[0], target_logit = z[r->targets[i]];
+        for (int v = 1; v < V; v++) m = z[v] > m ? z[v] : m;
+        double sum = 0.0;
+        for (int v = 0; v < V; v++) sum += (z[v] = expf(z[v] - m));
+        row_loss[i] = (float)((double)m + log(sum) - (double)target_logit);
+        float inv = (float)(1.0 / sum);
+        for (int v = 0; v < V; v++) z[v] *= inv;
+    }
+    double total = 0.0;
+    for (int i = 0; i < N; i++) total += row_loss[i];
+    return total / N;
+}
+
+static void save_state(const run *r, float *state) {
+    int B = r->B, H = r->H, S = cell_states(r->cfg);
+    size_t bh = (size_t)B * H;
+    for (int l = 0; l < r->L; l++) {
+        memcpy(state + ((size_t)l * S) * bh, WS(r, hs[l]) + (size_t)r->T * bh, bh * sizeof(float));
+        if (S == 2) memcpy(state + ((size_t)l * S + 1) * bh, WS(r, cs[l]) + (size_t)r->T * bh, bh * sizeof(float));
+    }
+}
+
+static int forward(run *r, const float *state0, float *state_out, float *logits, float *loss) {
+    int B = r->B, H = r->H, S = cell_states(r->cfg);
+    size_t bh = (size_t)B * H;
+    for (int l = 0; l < r->L; l++) {   /* initial states into row block 0 */
+        memcpy(WS(r, hs[l]), state0 + ((size_t)l * S) * bh, bh * sizeof(float));
+        if (S == 2) memcpy(WS(r, cs[l]), state0 + ((size_t)l * S + 1) * bh, bh * sizeof(float));
+    }
+    if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
+        float *x0 = WS(r, x0);
+        #pragma omp parallel for num_threads(r->nt) schedule(static)
+        for (int i = 0; i < r->N; i++)
+            memcpy(x0 + (size_t)i * r->E, r->w.encoder + (size_t)r->tokens[i] * r->E, (size_t)r->E * sizeof(float));
+    }
+    for (int l = 0; l < r->L; l++) layer_forward(r, l);
+    double mean = decoder_forward(r, logits);
+    if (loss) *loss = (float)mean;
+    if (state_out) save_state(r, state_out);
+    return MINRNN_OK;
+}
+
+int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
+                   const int32_t *tokens, const int32_t *targets, const float *state0,
+                   float *state_out, const float *masks, float *logits, float *loss,
+                   float *workspace, int num_threads) {
+    run r;
+    int status = setup(&r, cfg, params, B, T, tokens, targets, masks, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    if (!state0 || (loss && !targets)) return MINRNN_ERR_ARG;
+    return forward(&r, state0, state_out, logits, loss);
+}
+
+int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int32_t *tokens,
+                float *state, float *logits, float *workspace, int num_threads) {
+    return minrnn_forward(cfg, params, B, 1, tokens, NULL, state, state, NULL, logits, NULL,
+                          workspace, num_threads);
+}
+
+/* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL */
+
+static void layer_backward(const run *r, int l, const float *dH, model_view *g, float *dX, float *dstate0) {
+    int B = r->B, T = r->T, N = r->N, H = r->H, GH = r->GH, nt = r->nt;
+    const layer_view *w = &r->w.layer[l];
+    layer_view *gw = &g->layer[l];
+    float *dh = WS(r, dh), *dc = WS(r, dc), *dgx = WS(r, dgx), *dgh = WS(r, dgh);
+    float *Wp = WS(r, packed);
+
+    /* recurrence, last step first: dh_{t-1} = dgh_t W_hh (+ dh_t z for GRU) */
+    memset(dh, 0, (size_t)B * H * sizeof(float));
+    memset(dc, 0, (size_t)B * H * sizeof(float));
+    mm_pack(GH, H, w->w_hh, H, 1, Wp, nt);
+    int chunks = (H + MM_NR - 1) / MM_NR, gru = r->cfg->cell == MINRNN_GRU;
+    #pragma omp parallel num_threads(nt)
+    for (int t = T - 1; t >= 0; t--) {
+        #pragma omp for schedule(static)
+        for (int c = 0; c < chunks; c++) {
+            int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
+            cell_backward_units(r, l, t, dH, j0, j1);
+        }   /* barrier: every gate gradient of step t is written */
+        #pragma omp for schedule(static)
+        for (int c = 0; c < chunks; c++) {
+            int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
+            mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, dh, H, gru, j0, j1);
+        }   /* barrier: dh_{t-1} is complete */
+    }
+    if (dstate0) {
+        int S = cell_states(r->cfg);
+        size_t bh = (size_t)B * H;
+        memcpy(dstate0 + (size_t)l * S * bh, dh, bh * sizeof(float));
+        if (S == 2) memcpy(dstate0 + ((size_t)l * S + 1) * bh, dc, bh * sizeof(float));
+    }
+
+    /* weight gradients over all N rows */
+    weight_grad(r, N, GH, H, dgh, WS(r, hs[l]), (float *)gw->w_hh);    /* hs rows 0..N-1: h_{t-1} */
+    colsum_add(dgh, N, GH, (float *)gw->b_hh, nt);
+    colsum_add(dgx, N, GH, (float *)gw->b_ih, nt);
+    const float *x = layer_input(r, l);
+    int in = layer_input_size(r->cfg, l);
+    if (x) {
+        weight_grad(r, N, GH, in, dgx, x, (float *)gw->w_ih);
+    } else {   /* one-hot: dW_ih^T row v += dgx rows of token v, then transposed into place */
+        float *dwT = WS(r, onehot);
+        memset(dwT, 0, (size_t)r->V * GH * sizeof(float));
+        scatter_rows_add(dgx, r->tokens, N, GH, dwT, nt);
+        add_transposed(dwT, GH, r->V, (float *)gw->w_ih, nt);
+    }
+    if (dX) {   /* dX = dgx W_ih */
+        mm_pack(GH, in, w->w_ih, in, 1, Wp, nt);
+        mm_packed(N, in, GH, dgx, GH, 1, Wp, dX, in, 0, nt);
+    }
+}
+
+static void backward(run *r, float *grads, float *dstate0) {
+    int N = r->N, V = r->V, H = r->H, nt = r->nt;
+    model_view g = model_views(r->cfg, grads);   /* the same layout; written through casts below */
+    float *dlogits = WS(r, logits);              /* probabilities from the forward */
+
+    /* loss = mean cross-entropy: dlogits = (softmax - onehot(target)) / N */
+    float inv_n = 1.0f / (float)N;
+    #pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < N; i++) {
+        float *z = dlogits + (size_t)i * V;
+        z[r->targets[i]] -= 1.0f;
+        for (int v = 0; v < V; v++) z[v] *= inv_n;
+    }
+    const float *y = layer_output(r, r->L - 1);
+    weight_grad(r, N, V, H, dlogits, y, (float *)g.dec_w);
+    colsum_add(dlogits, N, V, (float *)g.dec_b, nt);
+    float *dy = WS(r, dy[0]), *dx = WS(r, dy[1]), *Wp = WS(r, packed);
+    mm_pack(V, H, r->w.dec_w, H, 1, Wp, nt);
+    mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, nt);   /* dY = dlogits W_dec */
+
+    for (int l = r->L - 1; l >= 0; l--) {
+        if (r->masks) {
+            const float *m = r->masks + (size_t)l * N * H;
+            #pragma omp parallel for num_threads(nt) schedule(static)
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < H; j++) dy[(size_t)i * H + j] *= m[(size_t)i * H + j];
+        }
+        int wants_dx = l > 0 || r->E > 0;
+        layer_backward(r, l, dy, &g, wants_dx ? dx : NULL, dstate0);
+        float *swap = dy;
+        dy = dx, dx = swap;
+    }
+    if (r->E) scatter_rows_add(dy, r->tokens, N, r->E, (float *)g.encoder, nt);
+}
+
+int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
+                    const int32_t *tokens, const int32_t *targets, const float *masks,
+                    float *workspace, float *grads, float *dstate0, int num_threads) {
+    run r;
+    int status = setup(&r, cfg, params, B, T, tokens, targets, masks, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    if (!targets || !grads) return MINRNN_ERR_ARG;
+    backward(&r, grads, dstate0);
+    return MINRNN_OK;
+}
+
+/* ---- the whole training step */
+
+int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, float *m, float *v,
+                      minrnn_optimizer *opt, minrnn_rng *rng, int B, int T, const int32_t *tokens,
+                      const int32_t *targets, float *state, float *loss, float *grad_norm,
+                      float *workspace, int num_threads) {
+    run r;
+    int status = setup(&r, cfg, params, B, T, tokens, targets, NULL, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    if (!grads || !m || !v || !opt || !rng || !targets || !state) return MINRNN_ERR_ARG;
+    if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
+    if (cfg->dropout > 0.0f) {
+        float *masks = WS(&r, masks);
+        minrnn_dropout_masks(cfg, B, T, rng, masks);
+        r.masks = masks;
+    }
+    float mean;
+    forward(&r, state, NULL, NULL, &mean);
+    size_t n = minrnn_param_count(cfg);
+    memset(grads, 0, n * sizeof(float));
+    backward(&r, grads, NULL);
+    if (opt->clip_value > 0.0f) minrnn_clip_value(grads, n, opt->clip_value);
+    float norm;
+    minrnn_clip_norm(grads, n, opt->clip_norm > 0.0f ? opt->clip_norm : INFINITY, &norm, num_threads);
+    if (loss) *loss = mean;
+    if (grad_norm) *grad_norm = norm;
+    if (!isfinite(mean) || !isfinite(norm)) return MINRNN_ERR_NONFINITE;
+    status = minrnn_optimizer_update(opt, params, grads, m, v, n, num_threads);
+    if (status != MINRNN_OK) return status;
+    save_state(&r, state);
+    return MINRNN_OK;
+}
