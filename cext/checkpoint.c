@@ -1,0 +1,621 @@
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load, checkpoint format 1.
+ *
+ * A checkpoint is one file, all little-endian whatever the host: a fixed 256-byte header, then
+ * the sections back to back in the order below with no gaps, then an 8-byte trailer.
+ *
+ *   off  size  field
+ *   0    8     magic: the 8 bytes "minrnnCK"
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (1)
+ *   12   4     u32 header size = 256
+ *   16   4     i32 cell
+ *   20   4     i32 nonlinearity
+ *   24   4     i32 vocab_size V
+ *   28   4     i32 embed_size E
+ *   32   4     i32 hidden_size H
+ *   36   4     i32 num_layers L
+ *   40   4     f32 dropout
+ *   44   4     i32 encoding (MINRNN_UTF8 or MINRNN_BYTES)
+ *   48   4     i32 has_train_state (0 or 1)
+ *   52   4     i32 batch_size B        -- this and every field down to rng_state is 0
+ *   56   4     i32 seq_len T              when has_train_state = 0
+ *   60   4     i32 optimizer kind
+ *   64   4     f32 lr
+ *   68   4     f32 momentum
+ *   72   4     f32 alpha
+ *   76   4     f32 beta1
+ *   80   4     f32 beta2
+ *   84   4     f32 eps
+ *   88   4     f32 clip_value
+ *   92   4     f32 clip_norm
+ *   96   8     i64 step
+ *   104  8     i64 epoch
+ *   112  8     i64 position
+ *   120  8     u64 rng_state
+ *   128  96    six (u64 offset, u64 size) pairs, in bytes, for the sections:
+ *              vocab, params, m, v, state, meta
+ *   224  32    zero padding (must be zero)
+ *   256  ...   sections: vocab (V x i32 symbols), params (param_count x f32),
+ *              m (param_count x f32), v (param_count x f32), state (state_size(cfg, B) x f32),
+ *              meta (meta_size bytes of UTF-8 JSON); m, v and state have size 0 when
+ *              has_train_state = 0 (their offset is where they would start)
+ *   end-8 8    u64 checksum: FNV-1a 64-bit (offset basis 0xcbf29ce484222325,
+ *              prime 0x100000001b3) of every byte before it
+ *
+ * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
+ *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 256;
+ *   - vocab is strictly increasing; UTF8 symbols are Unicode scalar values (0..0x10FFFF without
+ *     the surrogates 0xD800..0xDFFF), BYTES symbols are 0..255;
+ *   - with a training state: B >= 1, T >= 1, optimizer kind 0..3, every optimizer float finite,
+ *     step, epoch and position >= 0, rng_state != 0.
+ *
+ * Writing is atomic: everything goes to "<path>.tmp-XXXXXX" in the same folder, which is
+ * flushed, fsynced and renamed over path (a symlink at path is replaced, not followed); path
+ * never holds half a checkpoint. Reading trusts nothing: every size is derived from the config,
+ * checked for overflow and against the file length before anything is read, the checksum covers
+ * the whole file, and nothing is allocated from what the file says. peek reads the whole file
+ * once (header, vocabulary rules, checksum); load does the same and then reads it a second time
+ * into the caller's buffers, checking the checksum again (the file may change in between).
+ * Only regular files are read (MINRNN_ERR_IO otherwise).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "minrnn.h"
+
+_Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32 floats");
+
+#define HEADER_SIZE 256
+#define TRAILER_SIZE 8
+#define CHUNK (64 * 1024)            /* bytes converted or hashed at a time; a multiple of 4 */
+#define FNV_BASIS 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static const char MAGIC[8] = {'m', 'i', 'n', 'r', 'n', 'n', 'C', 'K'};
+
+/* Byte offsets of the header fields (see the table above). */
+enum {
+    OFF_MAGIC = 0, OFF_VERSION = 8, OFF_HEADER_SIZE = 12,
+    OFF_CELL = 16, OFF_NONLINEARITY = 20, OFF_VOCAB_SIZE = 24, OFF_EMBED_SIZE = 28,
+    OFF_HIDDEN_SIZE = 32, OFF_NUM_LAYERS = 36, OFF_DROPOUT = 40, OFF_ENCODING = 44,
+    OFF_HAS_TRAIN_STATE = 48,
+    OFF_TRAIN_FIRST = 52,            /* the training fields: bytes 52..127 */
+    OFF_BATCH_SIZE = 52, OFF_SEQ_LEN = 56, OFF_OPT_KIND = 60, OFF_LR = 64, OFF_MOMENTUM = 68,
+    OFF_ALPHA = 72, OFF_BETA1 = 76, OFF_BETA2 = 80, OFF_EPS = 84, OFF_CLIP_VALUE = 88,
+    OFF_CLIP_NORM = 92, OFF_STEP = 96, OFF_EPOCH = 104, OFF_POSITION = 112, OFF_RNG_STATE = 120,
+    OFF_TABLE = 128,                 /* section i: offset at 128 + 16 i, size at 136 + 16 i */
+    OFF_PADDING = 224
+};
+
+enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, NUM_SECTIONS };
+
+/* Where each section lies, in bytes. */
+typedef struct {
+    uint64_t offset[NUM_SECTIONS];
+    uint64_t size[NUM_SECTIONS];
+    uint64_t file_size;              /* header + sections + trailer */
+} layout;
+
+/* ---- little-endian fields */
+
+static void put_u32(unsigned char *p, uint32_t x)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(x >> (8 * i));
+}
+
+static void put_u64(unsigned char *p, uint64_t x)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(x >> (8 * i));
+}
+
+static void put_i32(unsigned char *p, int32_t x) { put_u32(p, (uint32_t)x); }
+static void put_i64(unsigned char *p, int64_t x) { put_u64(p, (uint64_t)x); }
+
+static void put_f32(unsigned char *p, float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    put_u32(p, u);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t x = 0;
+    for (int i = 0; i < 4; i++) x |= (uint32_t)p[i] << (8 * i);
+    return x;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++) x |= (uint64_t)p[i] << (8 * i);
+    return x;
+}
+
+/* Two's complement reinterpretations, without implementation-defined conversions. */
+static int32_t get_i32(const unsigned char *p)
+{
+    uint32_t u = get_u32(p);
+    int32_t x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static int64_t get_i64(const unsigned char *p)
+{
+    uint64_t u = get_u64(p);
+    int64_t x;
+    memcpy(&x, &u, 8);
+    return x;
+}
+
+static float get_f32(const unsigned char *p)
+{
+    uint32_t u = get_u32(p);
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+static uint32_t f32_bits(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+
+static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) hash = (hash ^ p[i]) * FNV_PRIME;
+    return hash;
+}
+
+/* ---- what a checkpoint may hold */
+
+/* Whether symbol may follow prev (-1 before the first) in a vocabulary of this encoding. */
+static int symbol_ok(int32_t symbol, int32_t prev, int32_t encoding)
+{
+    if (symbol <= prev) return 0;
+    if (encoding == MINRNN_BYTES) return symbol <= 255;
+    return symbol <= 0x10FFFF && (symbol < 0xD800 || symbol > 0xDFFF);
+}
+
+/* MINRNN_OK if ck's scalar fields describe a checkpoint that format 1 can hold; otherwise the
+ * config's own status if the config is invalid, MINRNN_ERR_ARG for anything else. */
+static int check_scalars(const minrnn_checkpoint *ck)
+{
+    int status = minrnn_config_check(&ck->config);
+    if (status != MINRNN_OK) return status;
+    if (ck->encoding != MINRNN_UTF8 && ck->encoding != MINRNN_BYTES) return MINRNN_ERR_ARG;
+    if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256) return MINRNN_ERR_ARG;
+    if (ck->has_train_state != 0 && ck->has_train_state != 1) return MINRNN_ERR_ARG;
+    if (!ck->has_train_state) return MINRNN_OK;
+    const minrnn_optimizer *o = &ck->optimizer;
+    const float hyper[8] = {o->lr, o->momentum, o->alpha, o->beta1, o->beta2, o->eps,
+                            o->clip_value, o->clip_norm};
+    for (int i = 0; i < 8; i++)
+        if (!isfinite(hyper[i])) return MINRNN_ERR_ARG;
+    if (ck->batch_size < 1 || ck->seq_len < 1) return MINRNN_ERR_ARG;
+    if (o->kind < MINRNN_SGD || o->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
+    if (o->step < 0 || ck->epoch < 0 || ck->position < 0) return MINRNN_ERR_ARG;
+    if (ck->rng_state == 0) return MINRNN_ERR_ARG;
+    return MINRNN_OK;
+}
+
+/* The back-to-back layout that ck's (checked) scalar fields imply. Returns 0 if a size is not
+ * representable: over 64 bits, or a file longer than the largest off_t (INT64_MAX). */
+static int compute_layout(const minrnn_checkpoint *ck, layout *lay)
+{
+    uint64_t count[NUM_SECTIONS] = {0};
+    const uint64_t width[NUM_SECTIONS] = {4, 4, 4, 4, 4, 1};   /* bytes per element */
+    size_t P = minrnn_param_count(&ck->config);
+    if (P == 0) return 0;
+    count[SEC_VOCAB] = (uint64_t)ck->config.vocab_size;
+    count[SEC_PARAMS] = (uint64_t)P;
+    if (ck->has_train_state) {
+        size_t S = minrnn_state_size(&ck->config, ck->batch_size);
+        if (S == 0) return 0;
+        count[SEC_M] = count[SEC_V] = (uint64_t)P;
+        count[SEC_STATE] = (uint64_t)S;
+    }
+    count[SEC_META] = ck->meta_size;
+    uint64_t at = HEADER_SIZE;
+    for (int s = 0; s < NUM_SECTIONS; s++) {
+        if (count[s] > (UINT64_MAX - at) / width[s]) return 0;   /* at + count * width overflows */
+        lay->offset[s] = at;
+        lay->size[s] = count[s] * width[s];
+        at += lay->size[s];
+    }
+    if (at > (uint64_t)INT64_MAX - TRAILER_SIZE) return 0;
+    lay->file_size = at + TRAILER_SIZE;
+    return 1;
+}
+
+/* ---- the header */
+
+static void encode_header(const minrnn_checkpoint *ck, const layout *lay, unsigned char *h)
+{
+    memset(h, 0, HEADER_SIZE);
+    memcpy(h + OFF_MAGIC, MAGIC, sizeof MAGIC);
+    put_u32(h + OFF_VERSION, MINRNN_CHECKPOINT_FORMAT);
+    put_u32(h + OFF_HEADER_SIZE, HEADER_SIZE);
+    put_i32(h + OFF_CELL, ck->config.cell);
+    put_i32(h + OFF_NONLINEARITY, ck->config.nonlinearity);
+    put_i32(h + OFF_VOCAB_SIZE, ck->config.vocab_size);
+    put_i32(h + OFF_EMBED_SIZE, ck->config.embed_size);
+    put_i32(h + OFF_HIDDEN_SIZE, ck->config.hidden_size);
+    put_i32(h + OFF_NUM_LAYERS, ck->config.num_layers);
+    put_f32(h + OFF_DROPOUT, ck->config.dropout);
+    put_i32(h + OFF_ENCODING, ck->encoding);
+    put_i32(h + OFF_HAS_TRAIN_STATE, ck->has_train_state);
+    if (ck->has_train_state) {   /* otherwise the training fields stay 0, whatever ck holds */
+        const minrnn_optimizer *o = &ck->optimizer;
+        put_i32(h + OFF_BATCH_SIZE, ck->batch_size);
+        put_i32(h + OFF_SEQ_LEN, ck->seq_len);
+        put_i32(h + OFF_OPT_KIND, o->kind);
+        put_f32(h + OFF_LR, o->lr);
+        put_f32(h + OFF_MOMENTUM, o->momentum);
+        put_f32(h + OFF_ALPHA, o->alpha);
+        put_f32(h + OFF_BETA1, o->beta1);
+        put_f32(h + OFF_BETA2, o->beta2);
+        put_f32(h + OFF_EPS, o->eps);
+        put_f32(h + OFF_CLIP_VALUE, o->clip_value);
+        put_f32(h + OFF_CLIP_NORM, o->clip_norm);
+        put_i64(h + OFF_STEP, o->step);
+        put_i64(h + OFF_EPOCH, ck->epoch);
+        put_i64(h + OFF_POSITION, ck->position);
+        put_u64(h + OFF_RNG_STATE, ck->rng_state);
+    }
+    for (int s = 0; s < NUM_SECTIONS; s++) {
+        put_u64(h + OFF_TABLE + 16 * s, lay->offset[s]);
+        put_u64(h + OFF_TABLE + 16 * s + 8, lay->size[s]);
+    }
+}
+
+/* Parse and check the first n bytes (n <= HEADER_SIZE) of a file of file_len bytes, in the order
+ * of minrnn_checkpoint_peek's documentation. On MINRNN_OK, ck holds the scalar fields (pointers
+ * NULL) and lay the section layout, which matches the file length exactly. */
+static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
+                        minrnn_checkpoint *ck, layout *lay)
+{
+    if (n < sizeof MAGIC || memcmp(h, MAGIC, sizeof MAGIC) != 0) {
+        size_t m = n < sizeof MAGIC ? n : sizeof MAGIC;
+        int prefix = n < sizeof MAGIC && memcmp(h, MAGIC, m) == 0;   /* true for an empty file */
+        return prefix ? MINRNN_ERR_TRUNCATED : MINRNN_ERR_NOT_CHECKPOINT;
+    }
+    if (n < OFF_VERSION + 4) return MINRNN_ERR_TRUNCATED;
+    if (get_u32(h + OFF_VERSION) != MINRNN_CHECKPOINT_FORMAT) return MINRNN_ERR_VERSION;
+    if (file_len < HEADER_SIZE + TRAILER_SIZE) return MINRNN_ERR_TRUNCATED;
+
+    if (get_u32(h + OFF_HEADER_SIZE) != HEADER_SIZE) return MINRNN_ERR_CORRUPT;
+    for (int i = OFF_PADDING; i < HEADER_SIZE; i++)
+        if (h[i] != 0) return MINRNN_ERR_CORRUPT;
+    memset(ck, 0, sizeof *ck);
+    ck->config.cell = get_i32(h + OFF_CELL);
+    ck->config.nonlinearity = get_i32(h + OFF_NONLINEARITY);
+    ck->config.vocab_size = get_i32(h + OFF_VOCAB_SIZE);
+    ck->config.embed_size = get_i32(h + OFF_EMBED_SIZE);
+    ck->config.hidden_size = get_i32(h + OFF_HIDDEN_SIZE);
+    ck->config.num_layers = get_i32(h + OFF_NUM_LAYERS);
+    ck->config.dropout = get_f32(h + OFF_DROPOUT);
+    ck->encoding = get_i32(h + OFF_ENCODING);
+    ck->has_train_state = get_i32(h + OFF_HAS_TRAIN_STATE);
+    ck->batch_size = get_i32(h + OFF_BATCH_SIZE);
+    ck->seq_len = get_i32(h + OFF_SEQ_LEN);
+    ck->optimizer.kind = get_i32(h + OFF_OPT_KIND);
+    ck->optimizer.lr = get_f32(h + OFF_LR);
+    ck->optimizer.momentum = get_f32(h + OFF_MOMENTUM);
+    ck->optimizer.alpha = get_f32(h + OFF_ALPHA);
+    ck->optimizer.beta1 = get_f32(h + OFF_BETA1);
+    ck->optimizer.beta2 = get_f32(h + OFF_BETA2);
+    ck->optimizer.eps = get_f32(h + OFF_EPS);
+    ck->optimizer.clip_value = get_f32(h + OFF_CLIP_VALUE);
+    ck->optimizer.clip_norm = get_f32(h + OFF_CLIP_NORM);
+    ck->optimizer.step = get_i64(h + OFF_STEP);
+    ck->epoch = get_i64(h + OFF_EPOCH);
+    ck->position = get_i64(h + OFF_POSITION);
+    ck->rng_state = get_u64(h + OFF_RNG_STATE);
+    ck->meta_size = get_u64(h + OFF_TABLE + 16 * SEC_META + 8);
+    if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
+    if (!ck->has_train_state)
+        for (int i = OFF_TRAIN_FIRST; i < OFF_TABLE; i++)
+            if (h[i] != 0) return MINRNN_ERR_CORRUPT;   /* also catches -0.0f */
+
+    if (!compute_layout(ck, lay)) return MINRNN_ERR_CORRUPT;
+    for (int s = 0; s < NUM_SECTIONS; s++)
+        if (get_u64(h + OFF_TABLE + 16 * s) != lay->offset[s] ||
+            get_u64(h + OFF_TABLE + 16 * s + 8) != lay->size[s])
+            return MINRNN_ERR_CORRUPT;
+    if (lay->file_size > file_len) return MINRNN_ERR_TRUNCATED;
+    if (lay->file_size != file_len) return MINRNN_ERR_CORRUPT;
+    return MINRNN_OK;
+}
+
+/* Whether ck's scalar fields are exactly file's (floats compared bit for bit). */
+static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *file)
+{
+    const minrnn_config *a = &ck->config, *b = &file->config;
+    const minrnn_optimizer *o = &ck->optimizer, *p = &file->optimizer;
+    return a->cell == b->cell && a->nonlinearity == b->nonlinearity &&
+           a->vocab_size == b->vocab_size && a->embed_size == b->embed_size &&
+           a->hidden_size == b->hidden_size && a->num_layers == b->num_layers &&
+           f32_bits(a->dropout) == f32_bits(b->dropout) &&
+           ck->encoding == file->encoding && ck->has_train_state == file->has_train_state &&
+           ck->meta_size == file->meta_size &&
+           o->kind == p->kind && f32_bits(o->lr) == f32_bits(p->lr) &&
+           f32_bits(o->momentum) == f32_bits(p->momentum) &&
+           f32_bits(o->alpha) == f32_bits(p->alpha) &&
+           f32_bits(o->beta1) == f32_bits(p->beta1) && f32_bits(o->beta2) == f32_bits(p->beta2) &&
+           f32_bits(o->eps) == f32_bits(p->eps) &&
+           f32_bits(o->clip_value) == f32_bits(p->clip_value) &&
+           f32_bits(o->clip_norm) == f32_bits(p->clip_norm) && o->step == p->step &&
+           ck->rng_state == file->rng_state && ck->batch_size == file->batch_size &&
+           ck->seq_len == file->seq_len && ck->epoch == file->epoch &&
+           ck->position == file->position;
+}
+
+/* ---- reading */
+
+/* Read exactly n bytes: MINRNN_OK, MINRNN_ERR_TRUNCATED at the end of the file, MINRNN_ERR_IO. */
+static int read_exact(FILE *f, void *p, size_t n)
+{
+    if (fread(p, 1, n, f) == n) return MINRNN_OK;
+    return ferror(f) ? MINRNN_ERR_IO : MINRNN_ERR_TRUNCATED;
+}
+
+/* Read the whole file from its start as lay says: the header must still be hdr, every vocabulary
+ * symbol must obey the rules of encoding, and the checksum must match the trailer. Unless dst is
+ * NULL, each section goes into dst's buffer for it when that buffer is not NULL. */
+static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, int32_t encoding,
+                     const minrnn_checkpoint *dst)
+{
+    unsigned char buf[CHUNK];
+    void *dest[NUM_SECTIONS] = {NULL};
+    if (dst) {
+        dest[SEC_VOCAB] = dst->vocab;
+        dest[SEC_PARAMS] = dst->params;
+        dest[SEC_M] = dst->m;
+        dest[SEC_V] = dst->v;
+        dest[SEC_STATE] = dst->state;
+        dest[SEC_META] = dst->meta;
+    }
+    if (fseeko(f, 0, SEEK_SET) != 0) return MINRNN_ERR_IO;
+    int status = read_exact(f, buf, HEADER_SIZE);
+    if (status != MINRNN_OK) return status;
+    if (memcmp(buf, hdr, HEADER_SIZE) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
+    uint64_t hash = fnv1a(FNV_BASIS, buf, HEADER_SIZE);
+    int32_t prev = -1;
+    for (int s = 0; s < NUM_SECTIONS; s++) {
+        unsigned char *out = dest[s];
+        for (uint64_t done = 0; done < lay->size[s];) {
+            uint64_t left = lay->size[s] - done;
+            size_t n = left < CHUNK ? (size_t)left : CHUNK;   /* a multiple of 4 but in meta */
+            status = read_exact(f, buf, n);
+            if (status != MINRNN_OK) return status;
+            hash = fnv1a(hash, buf, n);
+            if (s == SEC_VOCAB)
+                for (size_t i = 0; i < n; i += 4) {
+                    int32_t symbol = get_i32(buf + i);
+                    if (!symbol_ok(symbol, prev, encoding)) return MINRNN_ERR_CORRUPT;
+                    prev = symbol;
+                }
+            if (out && s == SEC_META) {
+                memcpy(out + done, buf, n);
+            } else if (out) {   /* int32 or float words, stored as their little-endian bits */
+                for (size_t i = 0; i < n; i += 4) {
+                    uint32_t word = get_u32(buf + i);
+                    memcpy(out + done + i, &word, 4);
+                }
+            }
+            done += n;
+        }
+    }
+    status = read_exact(f, buf, TRAILER_SIZE);
+    if (status != MINRNN_OK) return status;
+    return get_u64(buf) == hash ? MINRNN_OK : MINRNN_ERR_CORRUPT;
+}
+
+/* Open path and check all of it (header, layout against the length, vocabulary, checksum). On
+ * MINRNN_OK, *fp is the open file, hdr its header, file its scalar fields, lay its layout. */
+static int open_checked(const char *path, FILE **fp, unsigned char *hdr, minrnn_checkpoint *file,
+                        layout *lay)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return MINRNN_ERR_IO;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
+        fclose(f);
+        return MINRNN_ERR_IO;
+    }
+    uint64_t len = (uint64_t)st.st_size;
+    size_t n = len < HEADER_SIZE ? (size_t)len : HEADER_SIZE;
+    memset(hdr, 0, HEADER_SIZE);
+    int status = read_exact(f, hdr, n);
+    if (status == MINRNN_OK) status = parse_header(hdr, n, len, file, lay);
+    if (status == MINRNN_OK) status = scan_file(f, hdr, lay, file->encoding, NULL);
+    if (status != MINRNN_OK) {
+        fclose(f);
+        return status;
+    }
+    *fp = f;
+    return MINRNN_OK;
+}
+
+int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck)
+{
+    if (!path || !ck) return MINRNN_ERR_ARG;
+    unsigned char hdr[HEADER_SIZE];
+    minrnn_checkpoint file;
+    layout lay;
+    FILE *f;
+    int status = open_checked(path, &f, hdr, &file, &lay);
+    if (status != MINRNN_OK) return status;
+    fclose(f);
+    *ck = file;   /* parse_header zeroed it: every pointer is NULL */
+    return MINRNN_OK;
+}
+
+/* The buffers are checked before the file is opened; ck's scalar fields (all of them, the
+ * training ones too, which are 0 without a training state, as peek gives them) must equal the
+ * file's. On an error, ck's buffers may have been partly written. */
+int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck)
+{
+    if (!path || !ck) return MINRNN_ERR_ARG;
+    if (!ck->vocab || !ck->params || (ck->meta_size > 0 && !ck->meta)) return MINRNN_ERR_ARG;
+    unsigned char hdr[HEADER_SIZE];
+    minrnn_checkpoint file;
+    layout lay;
+    FILE *f;
+    int status = open_checked(path, &f, hdr, &file, &lay);
+    if (status != MINRNN_OK) return status;
+    if (!same_scalars(ck, &file))
+        status = MINRNN_ERR_MISMATCH;
+    else
+        status = scan_file(f, hdr, &lay, file.encoding, ck);
+    fclose(f);
+    return status;
+}
+
+/* ---- writing */
+
+/* Write n bytes and fold them into the checksum. */
+static int write_bytes(FILE *f, const unsigned char *p, uint64_t n, uint64_t *hash)
+{
+    for (uint64_t done = 0; done < n;) {
+        uint64_t left = n - done;
+        size_t k = left < CHUNK ? (size_t)left : CHUNK;
+        if (fwrite(p + done, 1, k, f) != k) return 0;
+        *hash = fnv1a(*hash, p + done, k);
+        done += k;
+    }
+    return 1;
+}
+
+/* Write count 4-byte words (int32 or float) from src, little-endian, converting through buf
+ * (CHUNK bytes). */
+static int write_words(FILE *f, const void *src, uint64_t count, unsigned char *buf,
+                       uint64_t *hash)
+{
+    const unsigned char *p = src;
+    for (uint64_t done = 0; done < count;) {
+        uint64_t left = count - done;
+        size_t k = left < CHUNK / 4 ? (size_t)left : CHUNK / 4;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t word;
+            memcpy(&word, p + 4 * (done + i), 4);
+            put_u32(buf + 4 * i, word);
+        }
+        if (!write_bytes(f, buf, 4 * (uint64_t)k, hash)) return 0;
+        done += k;
+    }
+    return 1;
+}
+
+/* Write the header, the sections and the trailer. */
+static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
+                      const minrnn_checkpoint *ck)
+{
+    unsigned char buf[CHUNK];
+    uint64_t hash = FNV_BASIS;
+    const void *words[SEC_META] = {ck->vocab, ck->params, ck->m, ck->v, ck->state};
+    if (!write_bytes(f, hdr, HEADER_SIZE, &hash)) return 0;
+    for (int s = 0; s < SEC_META; s++)   /* sizes are 0 for m, v, state without a train state */
+        if (lay->size[s] > 0 && !write_words(f, words[s], lay->size[s] / 4, buf, &hash))
+            return 0;
+    if (!write_bytes(f, (const unsigned char *)ck->meta, lay->size[SEC_META], &hash)) return 0;
+    unsigned char trailer[TRAILER_SIZE];
+    put_u64(trailer, hash);
+    return fwrite(trailer, 1, TRAILER_SIZE, f) == TRAILER_SIZE;
+}
+
+/* The process's umask. Linux (4.7 and later) shows it in /proc/self/status, which leaves it
+ * untouched; elsewhere it is set and restored, which a file created by another thread at that
+ * instant could notice. */
+static mode_t current_umask(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f) {
+        char line[256];
+        unsigned mask = 0;
+        int found = 0;
+        while (!found && fgets(line, sizeof line, f)) found = sscanf(line, "Umask: %o", &mask) == 1;
+        fclose(f);
+        if (found) return (mode_t)(mask & 0777);
+    }
+    mode_t mask = umask(022);
+    umask(mask);
+    return mask;
+}
+
+/* fsync the folder holding path, so that the rename survives a crash; best effort. buf has room
+ * for path. */
+static void sync_folder(const char *path, char *buf)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        strcpy(buf, ".");
+    } else if (slash == path) {
+        strcpy(buf, "/");
+    } else {
+        memcpy(buf, path, (size_t)(slash - path));
+        buf[slash - path] = '\0';
+    }
+    int fd = open(buf, O_RDONLY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck)
+{
+    if (!path || !ck) return MINRNN_ERR_ARG;
+    int status = check_scalars(ck);
+    if (status != MINRNN_OK) return status;
+    if (!ck->vocab || !ck->params || (ck->meta_size > 0 && !ck->meta)) return MINRNN_ERR_ARG;
+    if (ck->has_train_state && (!ck->m || !ck->v || !ck->state)) return MINRNN_ERR_ARG;
+    int32_t prev = -1;
+    for (int32_t i = 0; i < ck->config.vocab_size; i++) {
+        if (!symbol_ok(ck->vocab[i], prev, ck->encoding)) return MINRNN_ERR_ARG;
+        prev = ck->vocab[i];
+    }
+    layout lay;
+    if (!compute_layout(ck, &lay)) return MINRNN_ERR_ARG;
+    unsigned char hdr[HEADER_SIZE];
+    encode_header(ck, &lay, hdr);
+
+    const char suffix[] = ".tmp-XXXXXX";
+    size_t len = strlen(path);
+    char *tmp = malloc(len + sizeof suffix);
+    if (!tmp) return MINRNN_ERR_IO;
+    memcpy(tmp, path, len);
+    memcpy(tmp + len, suffix, sizeof suffix);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        free(tmp);
+        return MINRNN_ERR_IO;
+    }
+    (void)fchmod(fd, 0644 & ~current_umask());   /* mkstemp gives 0600; best effort */
+    FILE *f = fdopen(fd, "wb");
+    int ok = f != NULL;
+    if (!f) close(fd);
+    ok = ok && write_file(f, hdr, &lay, ck);
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0) ok = 0;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok) {
+        unlink(tmp);
+        free(tmp);
+        return MINRNN_ERR_IO;
+    }
+    sync_folder(path, tmp);
+    free(tmp);
+    return MINRNN_OK;
+}
