@@ -1,21 +1,97 @@
-# make test: create .venv if missing, install minrnn with its test extra, run the tests.
+# minrnn. The two commands a fresh machine needs:
+#   make run    train a small model on text every machine has, then sample from it
+#   make test   create .venv, install minrnn (building the C core), run the C and Python tests
+# For C programs: make lib (build/libminrnn.a, .so, minrnn.pc) and make example.
+
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: test clean
+CC := gcc
+# C11 + OpenMP, warnings on; never -ffast-math: the core must stay comparable with the reference.
+CFLAGS := -std=c11 -O2 -Wall -Wextra -fopenmp
+ASAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LIB_NAMES := core model optim sample gemm checkpoint
+LIB_SRC := $(LIB_NAMES:%=cext/%.c)
+LIB_HDR := cext/minrnn.h cext/internal.h cext/gemm.h
+OBJ := $(LIB_NAMES:%=build/obj/%.o)
+ASAN_OBJ := $(LIB_NAMES:%=build/asan/%.o)
+C_TESTS := test_core test_gemm test_checkpoint
+VERSION := $(shell sed -n 's/^\#define MINRNN_VERSION_STRING "\(.*\)"/\1/p' cext/minrnn.h)
+SONAME := libminrnn.so.$(firstword $(subst ., ,$(VERSION)))
 
-test: $(INSTALLED)
+.PHONY: all lib example test test-py test-c test-asan clean
+.SECONDARY:
+
+all: lib example
+
+# ---- Python: the package with its test extra, in .venv
+test: test-c test-asan test-py
+
+test-py: $(INSTALLED)
 	$(PY) -m pytest -q
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall when anything that pip builds changes.
-$(INSTALLED): $(PY) pyproject.toml
+# Reinstall (rebuilding the extension) when anything pip builds changes.
+$(INSTALLED): $(PY) pyproject.toml setup.py cext/ffi_build.py $(LIB_SRC) $(LIB_HDR)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# ---- the C library for other programs
+lib: build/libminrnn.a build/libminrnn.so build/minrnn.pc build/include/minrnn.h
+
+build/obj/%.o: cext/%.c $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+build/libminrnn.a: $(OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+# Only the public minrnn_* functions are exported from the shared library.
+build/libminrnn.so: $(OBJ)
+	printf '{ global: minrnn_*; local: *; };\n' > build/exports.map
+	$(CC) -shared -fopenmp -Wl,-soname,$(SONAME) -Wl,--version-script=build/exports.map -o build/$(SONAME) $^ -lm
+	ln -sf $(SONAME) $@
+
+build/include/minrnn.h: cext/minrnn.h
+	@mkdir -p $(@D)
+	cp $< $@
+
+# pkg-config for the build tree: PKG_CONFIG_PATH=build pkg-config --cflags --libs minrnn
+build/minrnn.pc: Makefile cext/minrnn.h
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(CURDIR)/build' 'libdir=$${prefix}' 'includedir=$${prefix}/include' '' \
+	  'Name: minrnn' 'Description: minimal character-level RNN, LSTM and GRU language models' \
+	  'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -Wl,-rpath,$${libdir} -lminrnn' \
+	  'Libs.private: -lgomp -lm' > $@
+
+example: build/minrnn_sample
+
+build/minrnn_sample: cext/examples/minrnn_sample.c build/libminrnn.a cext/minrnn.h
+	$(CC) $(CFLAGS) -Icext $< build/libminrnn.a -lm -o $@
+
+# ---- C tests, no Python: plain and under AddressSanitizer + UndefinedBehaviorSanitizer
+test-c: $(C_TESTS:%=build/tests/%)
+	@for t in $^; do echo "$$t"; ./$$t || exit 1; done
+
+build/tests/%: cext/tests/%.c build/libminrnn.a $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Icext $< build/libminrnn.a -lm -o $@
+
+build/asan/%.o: cext/%.c $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) -c $< -o $@
+
+build/asan/tests/%: cext/tests/%.c $(ASAN_OBJ) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) -Icext $< $(ASAN_OBJ) -lm -o $@
+
+test-asan: $(C_TESTS:%=build/asan/tests/%)
+	@for t in $^; do echo "$$t (asan)"; ./$$t || exit 1; done
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis minrnn/_core*.so

@@ -324,8 +324,8 @@ def load_checkpoint(path, threads=0):
     """Read a checkpoint; raises MinrnnError with the library's message if it can't."""
     ck = ffi.new("minrnn_checkpoint *")
     check(lib.minrnn_checkpoint_peek(os.fsencode(path), ck), str(path))
-    model = Model(py_config(ck.config), params=np.zeros(lib.minrnn_param_count(ck.config), np.float32),
-                  threads=threads)
+    n = lib.minrnn_param_count(ffi.addressof(ck, "config"))
+    model = Model(py_config(ck.config), params=np.zeros(n, np.float32), threads=threads)
     vocab = np.empty(ck.config.vocab_size, dtype=np.int32)
     meta = bytearray(ck.meta_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)

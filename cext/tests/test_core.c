@@ -1,0 +1,198 @@
+/* test_core.c: the C library on its own, through its public header only (no Python).
+ * Prints one line per failed check and exits non-zero if any failed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minrnn.h"
+
+static int failures = 0;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+                                             printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int L, float dropout) {
+    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout};
+    return c;
+}
+
+static void test_version_and_errors(void) {
+    CHECK(strcmp(minrnn_version(), MINRNN_VERSION_STRING) == 0, "version %s", minrnn_version());
+    for (int s = MINRNN_OK; s <= MINRNN_ERR_NONFINITE; s++)
+        CHECK(strcmp(minrnn_strerror(s), "unknown status") != 0, "no message for status %d", s);
+    CHECK(strcmp(minrnn_strerror(-1), "unknown status") == 0, "status -1");
+}
+
+static void test_config_and_sizes(void) {
+    minrnn_config c = config(MINRNN_LSTM, MINRNN_TANH, 65, 0, 128, 2, 0.0f);
+    CHECK(minrnn_config_check(&c) == MINRNN_OK, "valid LSTM rejected");
+    /* PyTorch's nn.LSTM(65, 128, 2) has 4*128*(65+128) + 8*128 + 4*128*(128+128) + 8*128 parameters;
+     * the decoder adds 65*128 + 65 */
+    size_t expect = 4 * 128 * (65 + 128) + 8 * 128 + 4 * 128 * 256 + 8 * 128 + 65 * 128 + 65;
+    CHECK(minrnn_param_count(&c) == expect, "param count %zu != %zu", minrnn_param_count(&c), expect);
+    CHECK(minrnn_state_size(&c, 3) == 2 * 2 * 3 * 128, "state size");
+    CHECK(minrnn_workspace_size(&c, 4, 5) > 0, "workspace size");
+    minrnn_tensor t;
+    CHECK(minrnn_tensor_info(&c, 5, &t) == MINRNN_OK && strcmp(t.name, "weight_hh_l1") == 0
+          && t.rows == 512 && t.cols == 128, "tensor 5 is %s", t.name);
+    minrnn_config bad[] = {
+        config(7, MINRNN_TANH, 5, 0, 4, 1, 0.0f), config(MINRNN_GRU, MINRNN_RELU, 5, 0, 4, 1, 0.0f),
+        config(MINRNN_RNN, MINRNN_TANH, 0, 0, 4, 1, 0.0f), config(MINRNN_RNN, MINRNN_TANH, 5, -1, 4, 1, 0.0f),
+        config(MINRNN_RNN, MINRNN_TANH, 5, 0, 0, 1, 0.0f), config(MINRNN_RNN, MINRNN_TANH, 5, 0, 4, 0, 0.0f),
+        config(MINRNN_RNN, MINRNN_TANH, 5, 0, 4, 1, 1.0f), config(MINRNN_RNN, MINRNN_TANH, 5, 0, 4, 1, NAN),
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(minrnn_config_check(&bad[i]) == MINRNN_ERR_CONFIG, "bad config %zu accepted", i);
+        CHECK(minrnn_param_count(&bad[i]) == 0 && minrnn_workspace_size(&bad[i], 1, 1) == 0, "sizes of bad %zu", i);
+    }
+    CHECK(minrnn_workspace_size(&c, 0, 5) == 0 && minrnn_workspace_size(&c, 4, 0) == 0, "B or T of 0");
+}
+
+static void test_rng_known_values(void) {
+    minrnn_rng r;
+    minrnn_rng_seed(&r, 0);
+    CHECK(r.state == 0xE220A8397B1DCDAFull, "splitmix64(0)");   /* Vigna's splitmix64.c */
+    uint64_t x = 0xE220A8397B1DCDAFull;
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    CHECK(minrnn_rng_next(&r) == x * 0x2545F4914F6CDD1Dull, "xorshift64*");
+    for (int i = 0; i < 1000; i++) {
+        float u = minrnn_rng_uniform(&r);
+        CHECK(u >= 0.0f && u < 1.0f, "uniform %g", u);
+    }
+}
+
+/* Everything a model needs, allocated for B and T. */
+typedef struct {
+    minrnn_config c;
+    int B, T;
+    size_t P;
+    float *params, *grads, *m, *v, *state, *work, *logits;
+    int32_t *tokens, *targets;
+} bench;
+
+static bench make(minrnn_config c, int B, int T, uint64_t seed) {
+    bench b = {c, B, T, minrnn_param_count(&c), 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    b.params = calloc(b.P, sizeof(float)), b.grads = calloc(b.P, sizeof(float));
+    b.m = calloc(b.P, sizeof(float)), b.v = calloc(b.P, sizeof(float));
+    b.state = calloc(minrnn_state_size(&c, B), sizeof(float));
+    b.work = calloc(minrnn_workspace_size(&c, B, T), sizeof(float));
+    b.logits = calloc((size_t)T * B * c.vocab_size, sizeof(float));
+    b.tokens = calloc((size_t)T * B, sizeof(int32_t)), b.targets = calloc((size_t)T * B, sizeof(int32_t));
+    minrnn_init_params(&c, b.params, seed, MINRNN_INIT_DEFAULT);
+    return b;
+}
+
+static void release(bench *b) {
+    free(b->params), free(b->grads), free(b->m), free(b->v), free(b->state), free(b->work), free(b->logits);
+    free(b->tokens), free(b->targets);
+}
+
+/* Stream b reads the repeating text "abcd..." from offset b; the target is the next letter. */
+static void cyclic_batch(bench *b, int step) {
+    int V = b->c.vocab_size;
+    for (int t = 0; t < b->T; t++)
+        for (int s = 0; s < b->B; s++) {
+            int pos = step * b->T + t + s;
+            b->tokens[t * b->B + s] = pos % V;
+            b->targets[t * b->B + s] = (pos + 1) % V;
+        }
+}
+
+static void test_training_learns_a_cycle(void) {
+    int cells[3] = {MINRNN_RNN, MINRNN_LSTM, MINRNN_GRU};
+    for (int k = 0; k < 3; k++) {
+        bench b = make(config(cells[k], MINRNN_TANH, 7, k == 2 ? 4 : 0, 24, 2, 0.1f), 8, 16, 1);
+        minrnn_optimizer opt = {MINRNN_ADAM, 1e-2f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 5.0f, 0};
+        minrnn_rng rng;
+        minrnn_rng_seed(&rng, 2);
+        float loss = 0.0f, norm = 0.0f;
+        for (int step = 0; step < 150; step++) {
+            cyclic_batch(&b, step);
+            int s = minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, b.B, b.T, b.tokens,
+                                      b.targets, b.state, &loss, &norm, b.work, 0);
+            CHECK(s == MINRNN_OK, "train step: %s", minrnn_strerror(s));
+        }
+        /* a deterministic cycle of 7 letters: ln 7 = 1.95 nats at the start, near 0 once learned */
+        CHECK(loss < 0.05f, "cell %d: loss %g after 150 steps", cells[k], loss);
+        CHECK(opt.step == 150, "step count %lld", (long long)opt.step);
+        release(&b);
+    }
+}
+
+static void test_bad_arguments_and_nonfinite(void) {
+    bench b = make(config(MINRNN_LSTM, MINRNN_TANH, 5, 0, 8, 1, 0.0f), 2, 3, 1);
+    float loss;
+    b.tokens[4] = 5;   /* outside V = 5 */
+    CHECK(minrnn_forward(&b.c, b.params, 2, 3, b.tokens, b.targets, b.state, NULL, NULL, NULL, &loss, b.work, 1)
+          == MINRNN_ERR_ARG, "token out of range accepted");
+    b.tokens[4] = 0;
+    CHECK(minrnn_forward(&b.c, b.params, 2, 3, b.tokens, b.targets, NULL, NULL, NULL, NULL, &loss, b.work, 1)
+          == MINRNN_ERR_ARG, "missing state accepted");
+    float masks[1] = {1.0f};
+    CHECK(minrnn_forward(&b.c, b.params, 2, 3, b.tokens, b.targets, b.state, NULL, masks, NULL, &loss, b.work, 1)
+          == MINRNN_ERR_ARG, "masks without dropout accepted");
+
+    /* a NaN parameter: the step reports it and changes nothing */
+    minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0};
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, 1);
+    b.params[b.P - 1] = NAN;   /* a decoder bias: every position uses it */
+    float *before = malloc(b.P * sizeof(float));
+    memcpy(before, b.params, b.P * sizeof(float));
+    int s = minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, 2, 3, b.tokens, b.targets, b.state,
+                              &loss, NULL, b.work, 1);
+    CHECK(s == MINRNN_ERR_NONFINITE, "NaN step returned %d", s);
+    CHECK(memcmp(before, b.params, b.P * sizeof(float)) == 0 && opt.step == 0, "NaN step changed the model");
+    free(before);
+    release(&b);
+}
+
+static void test_sampling(void) {
+    float logits[6] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f};
+    unsigned char scratch[6 * 16];
+    CHECK(minrnn_sample_scratch_size(6) <= sizeof scratch, "scratch size");
+    int32_t token;
+    minrnn_rng a, b;
+    minrnn_rng_seed(&a, 9);
+    CHECK(minrnn_sample(logits, 6, 0.0, 0, 1.0, &a, scratch, &token) == MINRNN_OK && token == 1, "argmax %d", token);
+    minrnn_rng_seed(&a, 9), minrnn_rng_seed(&b, 9);
+    for (int i = 0; i < 100; i++) {
+        int32_t x, y;
+        minrnn_sample(logits, 6, 0.8, 2, 1.0, &a, scratch, &x);
+        minrnn_sample(logits, 6, 0.8, 2, 1.0, &b, scratch, &y);
+        CHECK(x == y && (x == 1 || x == 3), "top-2 sample %d, %d", x, y);
+    }
+    CHECK(minrnn_sample(logits, 6, -1.0, 0, 1.0, &a, scratch, &token) == MINRNN_ERR_ARG, "negative temperature");
+    CHECK(minrnn_sample(logits, 6, 1.0, 0, 0.0, &a, scratch, &token) == MINRNN_ERR_ARG, "top-p 0");
+    CHECK(minrnn_sample(logits, 6, 1.0, 0, 1.5, &a, scratch, &token) == MINRNN_ERR_ARG, "top-p > 1");
+}
+
+/* The one-token step equals a forward of T = 1 (same kernels for B < 8), and carries the state. */
+static void test_step_is_a_forward_of_one(void) {
+    bench b = make(config(MINRNN_GRU, MINRNN_TANH, 9, 3, 20, 2, 0.0f), 1, 4, 5);
+    float *state = calloc(minrnn_state_size(&b.c, 1), sizeof(float)), step_logits[9];
+    for (int t = 0; t < 4; t++) b.tokens[t] = (t * 5) % 9;
+    minrnn_forward(&b.c, b.params, 1, 4, b.tokens, NULL, b.state, b.state, NULL, b.logits, NULL, b.work, 1);
+    for (int t = 0; t < 4; t++) {
+        minrnn_step(&b.c, b.params, 1, &b.tokens[t], state, step_logits, b.work, 1);
+        for (int v = 0; v < 9; v++)
+            CHECK(fabsf(step_logits[v] - b.logits[t * 9 + v]) <= 1e-5f, "t %d v %d: %g vs %g", t, v,
+                  step_logits[v], b.logits[t * 9 + v]);
+    }
+    for (size_t i = 0; i < minrnn_state_size(&b.c, 1); i++)
+        CHECK(fabsf(state[i] - b.state[i]) <= 1e-5f, "state %zu", i);
+    free(state);
+    release(&b);
+}
+
+int main(void) {
+    test_version_and_errors();
+    test_config_and_sizes();
+    test_rng_known_values();
+    test_training_learns_a_cycle();
+    test_bad_arguments_and_nonfinite();
+    test_sampling();
+    test_step_is_a_forward_of_one();
+    printf("test_core: %s\n", failures ? "FAILED" : "ok");
+    return failures != 0;
+}
