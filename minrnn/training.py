@@ -1,0 +1,336 @@
+"""The training loop behind `python -m minrnn train`: batches through the C core's one-call training
+step, evaluation on the validation tail, checkpoints, progress, resume, Ctrl-C and divergence.
+
+Everything that decides the next step lives in the checkpoint (weights, optimizer moments and step,
+dropout generator, carried state, data position, learning-rate scale, smoothed loss), so a resumed
+run makes the same steps, bit for bit, as one that never stopped.
+"""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from minrnn import __version__, core
+from minrnn.data import Batches, Corpus, DataError, check_writable_folder, evaluate
+from minrnn.reference import Config
+from minrnn.text import generate
+
+# What defines a run; stored in every checkpoint and fixed once a run has started. The rest of the
+# options (when to stop, evaluate, sample, how many threads) may change from one session to the next.
+DEFAULTS = dict(cell="lstm", hidden=512, layers=2, embed=0, dropout=0.2, encoding="utf8", seq_len=64,
+                batch_size=32, optimizer="adam", lr=None, lr_decay=0.95, lr_decay_after=5,
+                clip_norm=5.0, clip_value=0.0, seed=1, val_frac=0.1)
+MODEL_KEYS = ("cell", "hidden", "layers", "embed", "dropout", "encoding")
+
+MAX_ROLLBACKS = 8     # consecutive divergences before giving up
+LAST_RUN = ".minrnn-last-run"   # in the working folder: where `sample` finds the last run
+
+
+def model_config(s, vocab_size):
+    cell, nonlinearity = {"rnn": ("rnn", "tanh"), "irnn": ("rnn", "relu")}.get(s["cell"], (s["cell"], "tanh"))
+    return Config(vocab_size=vocab_size, hidden_size=s["hidden"], cell=cell, nonlinearity=nonlinearity,
+                  embed_size=s["embed"], num_layers=s["layers"], dropout=s["dropout"])
+
+
+def base_lr(s):
+    from minrnn.reference.optim import DEFAULT_LR
+    return s["lr"] if s["lr"] is not None else DEFAULT_LR[s["optimizer"]]
+
+
+def lr_at(s, epoch, scale):
+    """char-rnn's schedule: after lr_decay_after epochs, times lr_decay at each new epoch."""
+    return base_lr(s) * scale * s["lr_decay"] ** max(0, epoch + 1 - s["lr_decay_after"])
+
+
+def write_json_atomically(path, value):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f)
+    os.replace(tmp, path)
+
+
+class Progress:
+    """One updating line on a terminal; plain lines every 10 seconds otherwise."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_plain = 0.0
+        self.drawn = False
+
+    def line(self, text):
+        """A message that stays (evaluations, samples, warnings)."""
+        if self.tty and self.drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.drawn = False
+
+    def status(self, text, force=False):
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+            self.drawn = True
+        elif force or now - self.last_plain >= 10.0:
+            self.stream.write(text + "\n")
+            self.last_plain = now
+        self.stream.flush()
+
+
+class Interrupt:
+    """Turns the first Ctrl-C into a flag the loop checks between steps; a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+class Snapshot:
+    """The last good training state in memory, to roll back to when training diverges."""
+
+    def __init__(self, trainer, lr_scale, ema):
+        t = trainer
+        self.arrays = [a.copy() for a in (t.model.params, t.m, t.v, t.state)]
+        self.opt = bytes(core.ffi.buffer(t.opt))
+        self.rest = (t.rng.state, t.epoch, t.position, lr_scale, ema)
+
+    def restore(self, trainer):
+        t = trainer
+        for dst, src in zip((t.model.params, t.m, t.v, t.state), self.arrays):
+            dst[...] = src
+        core.ffi.buffer(t.opt)[:] = self.opt
+        t.rng.state, t.epoch, t.position, lr_scale, ema = self.rest
+        return lr_scale, ema
+
+
+class Run:
+    """One training session: settings, data, model, trainer and the loop."""
+
+    def __init__(self, args, stream=sys.stdout):
+        self.args, self.out = args, args.out
+        self.progress = Progress(stream)
+        check_writable_folder(self.out)
+        self.latest = os.path.join(self.out, "latest.ckpt")
+        self.best = os.path.join(self.out, "best.ckpt")
+        if args.resume:
+            self.resume()
+        else:
+            self.start()
+        self.batches = Batches(self.corpus.train, self.s["batch_size"], self.s["seq_len"])
+        self.model.threads = args.threads
+        write_json_atomically(LAST_RUN, {"out": os.path.abspath(self.out)})
+
+    # ---- setting up
+
+    def start(self):
+        args = self.args
+        if args.input is None:
+            raise DataError("give the text file to train on: python -m minrnn train FILE")
+        if os.path.exists(self.latest):
+            raise DataError(f"{self.out} already holds a run; continue it with --resume, or choose another --out")
+        self.s = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
+        self.s["lr"] = base_lr(self.s)
+        self.corpus = Corpus(args.input, self.s["encoding"], self.s["val_frac"])
+        cfg = model_config(self.s, len(self.corpus.vocab))
+        s = self.s
+        self.model = core.Model(cfg, seed=s["seed"], init="irnn" if s["cell"] == "irnn" else "default")
+        self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
+                                    lr=base_lr(s), clip_value=s["clip_value"], clip_norm=s["clip_norm"],
+                                    seed=s["seed"] + 1)
+        self.lr_scale, self.ema = 1.0, math.log(len(self.corpus.vocab))
+
+    def resume(self):
+        args = self.args
+        if not os.path.exists(self.latest):
+            raise DataError(f"nothing to resume: {self.latest} does not exist")
+        ck = core.load_checkpoint(self.latest)
+        meta = ck.meta
+        if meta.get("format") != "minrnn-run" or ck.trainer is None:
+            raise DataError(f"{self.latest} has no training state to resume")
+        self.s = meta["args"]
+        for key, value in self.s.items():
+            given = getattr(args, key)
+            if given is not None and given != value:
+                raise DataError(f"--{key.replace('_', '-')} {given} differs from this run's {value}; "
+                                "a resumed run keeps its settings (start a new one with another --out)")
+        path = args.input or meta["data"]["path"]
+        from minrnn.text import Vocab
+        self.corpus = Corpus(path, ck.encoding, self.s["val_frac"], vocab=Vocab(ck.vocab, ck.encoding))
+        if self.corpus.fingerprint != meta["data"]["fingerprint"]:
+            raise DataError(f"{path} is not the text this run was trained on; give that file, or start a new run")
+        self.model, self.trainer = ck.model, ck.trainer
+        self.lr_scale, self.ema = meta["lr_scale"], meta["train_loss_ema"]
+
+    # ---- checkpoints
+
+    def meta(self, val_loss):
+        return {"format": "minrnn-run", "minrnn": __version__, "args": self.s,
+                "data": {"path": os.path.abspath(self.corpus.path), "fingerprint": self.corpus.fingerprint,
+                         "train_chars": len(self.corpus.train), "val_chars": len(self.corpus.val)},
+                "iteration": self.trainer.steps, "epoch": self.trainer.epoch, "lr_scale": self.lr_scale,
+                "train_loss_ema": self.ema, "val_loss": val_loss}
+
+    def save(self, path, val_loss):
+        if not np.all(np.isfinite(self.model.params)):   # never write a broken model
+            raise FloatingPointError("parameters are not finite")
+        core.save_checkpoint(path, self.model, self.corpus.vocab.symbols, self.corpus.vocab.encoding,
+                             self.meta(val_loss), self.trainer)
+
+    def best_val_loss(self):
+        if not os.path.exists(self.best):
+            return math.inf
+        try:
+            value = core.load_checkpoint(self.best).meta.get("val_loss")
+        except core.MinrnnError:
+            return math.inf
+        return value if value is not None else math.inf
+
+    # ---- evaluation and samples
+
+    def validate(self):
+        if len(self.corpus.val) < 2:
+            return None
+        loss, _ = evaluate(self.model, self.corpus.val, self.s["batch_size"], self.s["seq_len"])
+        return loss
+
+    def sample_text(self, iteration):
+        vocab = self.corpus.vocab
+        ids = generate(self.model, vocab, [], 200, seed=self.s["seed"] + iteration, temperature=0.8)
+        return vocab.to_bytes(list(ids)).decode("utf-8", errors="replace")
+
+    # ---- the loop
+
+    def stop_reason(self, started):
+        a, t = self.args, self.trainer
+        if a.max_iters is not None and t.steps >= a.max_iters:
+            return f"reached --max-iters {a.max_iters}"
+        if t.epoch >= a.epochs:
+            return f"finished {a.epochs} epochs"
+        if a.max_time is not None and time.monotonic() - started >= a.max_time:
+            return f"reached --max-time {a.max_time:g} s"
+        return None
+
+    def eta(self, started, steps_done):
+        a, t = self.args, self.trainer
+        elapsed = time.monotonic() - started
+        if steps_done == 0:
+            return None
+        per_step = elapsed / steps_done
+        left = [(a.epochs - t.epoch) * len(self.batches) - t.position]
+        if a.max_iters is not None:
+            left.append(a.max_iters - t.steps)
+        seconds = min(x * per_step for x in left)
+        if a.max_time is not None:
+            seconds = min(seconds, a.max_time - elapsed)
+        return max(0.0, seconds)
+
+    def checkpoint(self, val_loss, best_so_far):
+        """Save latest (and best, when validation improved); returns the new best."""
+        self.save(self.latest, val_loss)
+        if val_loss is not None and val_loss < best_so_far:
+            self.save(self.best, val_loss)
+            return val_loss
+        if val_loss is None:   # no validation text: the latest is the best we know
+            self.save(self.best, val_loss)
+        return best_so_far
+
+    def report_eval(self, val_loss, elapsed, cps):
+        t = self.trainer
+        record = {"iteration": t.steps, "epoch": t.epoch, "position": t.position, "train_loss": self.ema,
+                  "val_loss": val_loss, "val_bpc": None if val_loss is None else val_loss / math.log(2),
+                  "lr": t.lr, "elapsed_s": round(elapsed, 3), "chars_per_s": round(cps, 1)}
+        with open(os.path.join(self.out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        val = "n/a" if val_loss is None else f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.4f} bits/char)"
+        self.progress.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(self.batches):6.2f} | "
+                           f"train {self.ema:.4f} | val {val}")
+
+    def run(self):
+        a, t, B, T = self.args, self.trainer, self.s["batch_size"], self.s["seq_len"]
+        V = len(self.corpus.vocab)
+        self.progress.line(f"training a {self.s['layers']}-layer {self.s['cell']} of {self.s['hidden']} units "
+                           f"({self.model.param_count:,} parameters) on {len(self.corpus.train):,} characters "
+                           f"({V} symbols), validating on {len(self.corpus.val):,}; batches of {B} x {T}, "
+                           f"{len(self.batches)} per epoch; output in {self.out}")
+        best = self.best_val_loss()
+        snapshot = Snapshot(t, self.lr_scale, self.ema)
+        rollbacks, last_val, started = 0, None, time.monotonic()
+        steps_done, evaluated_at = 0, None
+        with Interrupt() as interrupt:
+            while True:
+                reason = self.stop_reason(started)
+                if reason or interrupt.requested:
+                    break
+                t.lr = lr_at(self.s, t.epoch, self.lr_scale)
+                tokens, targets = self.batches[t.position]
+                try:
+                    loss, _ = t.step(tokens, targets)
+                    diverged = loss > max(2.0 * math.log(V), 4.0 * self.ema)
+                except core.NonFiniteError:
+                    loss, diverged = math.nan, True
+                if diverged:
+                    rollbacks += 1
+                    if rollbacks > MAX_ROLLBACKS:
+                        raise DataError(f"training keeps diverging (loss {loss:.3g}) even at learning rate "
+                                        f"{t.lr:.3g}; try a smaller --lr or --clip-norm")
+                    self.lr_scale, self.ema = snapshot.restore(t)
+                    self.lr_scale *= 0.5
+                    self.progress.line(f"iter {t.steps:6d} | loss {loss:.3g}: diverging; back to the last good "
+                                       f"state at a learning rate of {lr_at(self.s, t.epoch, self.lr_scale):.3g}")
+                    continue
+                steps_done += 1
+                self.ema = loss if t.steps == 1 else 0.95 * self.ema + 0.05 * loss
+                t.position += 1
+                if t.position == len(self.batches):   # a new epoch starts from a zero state
+                    t.epoch, t.position = t.epoch + 1, 0
+                    t.reset_state()
+                elapsed = time.monotonic() - started
+                cps = steps_done * B * T / max(elapsed, 1e-9)
+                if t.steps % a.eval_every == 0:
+                    last_val = self.validate()
+                    best = self.checkpoint(last_val, best)
+                    snapshot, rollbacks, evaluated_at = Snapshot(t, self.lr_scale, self.ema), 0, t.steps
+                    self.report_eval(last_val, elapsed, cps)
+                if a.sample_every and t.steps % a.sample_every == 0:
+                    self.progress.line(f"---- sample at iteration {t.steps} ----\n{self.sample_text(t.steps)}\n----")
+                eta = self.eta(started, steps_done)
+                val = "" if last_val is None else f" | val {last_val:.3f} ({last_val / math.log(2):.3f} bpc)"
+                self.progress.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(self.batches):.2f} | "
+                                     f"loss {self.ema:.3f}{val} | {cps:,.0f} chars/s"
+                                     + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+        if evaluated_at != t.steps:   # the final state, evaluated and saved
+            last_val = self.validate()
+            best = self.checkpoint(last_val, best)
+            self.report_eval(last_val, time.monotonic() - started, steps_done * B * T / max(time.monotonic() - started, 1e-9))
+        if interrupt.requested:
+            resume = " ".join(["python -m minrnn train", quote(self.corpus.path), "--out", quote(self.out), "--resume"])
+            self.progress.line(f"interrupted at iteration {t.steps}; saved {self.latest}\nresume with: {resume}")
+            return 130
+        self.progress.line(f"{reason}; best validation loss {best:.4f} nats/char; checkpoints in {self.out}"
+                           if best < math.inf else f"{reason}; checkpoints in {self.out}")
+        return 0
+
+
+def quote(text):
+    import shlex
+    return shlex.quote(str(text))
+
+
+def format_seconds(s):
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
