@@ -21,10 +21,25 @@ C_TESTS := test_core test_gemm test_checkpoint
 VERSION := $(shell sed -n 's/^\#define MINRNN_VERSION_STRING "\(.*\)"/\1/p' cext/minrnn.h)
 SONAME := libminrnn.so.$(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all lib example test test-py test-c test-asan clean
+.PHONY: all lib example run test test-py test-c test-asan clean
 .SECONDARY:
 
 all: lib example
+
+# ---- the demo: about a minute of training on English that ships with every CPython (the text of
+# its pydoc help topics), then a sample. A fresh run each time: build/run is replaced.
+DEMO_TEXT := build/pydoc_topics.txt
+
+run: $(INSTALLED) $(DEMO_TEXT)
+	rm -rf build/run
+	$(PY) -m minrnn train $(DEMO_TEXT) --out build/run --hidden 256 --max-time 60 --eval-every 100 --sample-every 0
+	@echo "---- python -m minrnn sample --checkpoint build/run/best.ckpt --temperature 0.7 --prime 'The '"
+	$(PY) -m minrnn sample --checkpoint build/run/best.ckpt --length 600 --temperature 0.7 --prime "The " --seed 1
+	@echo
+
+$(DEMO_TEXT): | $(PY)
+	@mkdir -p $(@D)
+	$(PY) -c "from pydoc_data.topics import topics; open('$@', 'w', encoding='utf-8').write('\n'.join(topics[k] for k in sorted(topics)))"
 
 # ---- Python: the package with its test extra, in .venv
 test: test-c test-asan test-py

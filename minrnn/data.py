@@ -84,8 +84,8 @@ class Batches:
 
 def too_short_message(n, batch_size, seq_len):
     need = batch_size * seq_len + 1
-    fits = [f"--batch-size {b} --seq-len {t}" for b, t in ((batch_size, (n - 1) // batch_size),
-                                                           ((n - 1) // seq_len, seq_len)) if b >= 1 and t >= 1]
+    options = [(batch_size, (n - 1) // batch_size), ((n - 1) // seq_len, seq_len), (1, n - 1)]
+    fits = [f"--batch-size {b} --seq-len {t}" for b, t in options if b >= 1 and t >= 1][:2]
     hint = f"; sizes that fit: {' or '.join(fits)}" if fits else "; the text needs at least 2 characters"
     return (f"the training text has {n} characters, too short for one batch of "
             f"{batch_size} x {seq_len} (+1) = {need}{hint}")

@@ -25,7 +25,8 @@ from minrnn.text import generate
 DEFAULTS = dict(cell="lstm", hidden=512, layers=2, embed=0, dropout=0.2, encoding="utf8", seq_len=64,
                 batch_size=32, optimizer="adam", lr=None, lr_decay=0.95, lr_decay_after=5,
                 clip_norm=5.0, clip_value=0.0, seed=1, val_frac=0.1)
-MODEL_KEYS = ("cell", "hidden", "layers", "embed", "dropout", "encoding")
+# When to stop, evaluate and sample: remembered by the run, and changed by giving them again.
+SESSION_DEFAULTS = dict(epochs=10, max_iters=None, eval_every=250, sample_every=1000)
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
 LAST_RUN = ".minrnn-last-run"   # in the working folder: where `sample` finds the last run
@@ -127,10 +128,13 @@ class Run:
         check_writable_folder(self.out)
         self.latest = os.path.join(self.out, "latest.ckpt")
         self.best = os.path.join(self.out, "best.ckpt")
+        stored = {}
         if args.resume:
-            self.resume()
+            stored = self.resume()
         else:
             self.start()
+        self.session = {k: getattr(args, k) if getattr(args, k) is not None else stored.get(k, v)
+                        for k, v in SESSION_DEFAULTS.items()}
         self.batches = Batches(self.corpus.train, self.s["batch_size"], self.s["seq_len"])
         self.model.threads = args.threads
         write_json_atomically(LAST_RUN, {"out": os.path.abspath(self.out)})
@@ -175,11 +179,12 @@ class Run:
             raise DataError(f"{path} is not the text this run was trained on; give that file, or start a new run")
         self.model, self.trainer = ck.model, ck.trainer
         self.lr_scale, self.ema = meta["lr_scale"], meta["train_loss_ema"]
+        return meta["session"]
 
     # ---- checkpoints
 
     def meta(self, val_loss):
-        return {"format": "minrnn-run", "minrnn": __version__, "args": self.s,
+        return {"format": "minrnn-run", "minrnn": __version__, "args": self.s, "session": self.session,
                 "data": {"path": os.path.abspath(self.corpus.path), "fingerprint": self.corpus.fingerprint,
                          "train_chars": len(self.corpus.train), "val_chars": len(self.corpus.val)},
                 "iteration": self.trainer.steps, "epoch": self.trainer.epoch, "lr_scale": self.lr_scale,
@@ -216,24 +221,24 @@ class Run:
     # ---- the loop
 
     def stop_reason(self, started):
-        a, t = self.args, self.trainer
-        if a.max_iters is not None and t.steps >= a.max_iters:
-            return f"reached --max-iters {a.max_iters}"
-        if t.epoch >= a.epochs:
-            return f"finished {a.epochs} epochs"
+        a, t, s = self.args, self.trainer, self.session
+        if s["max_iters"] is not None and t.steps >= s["max_iters"]:
+            return f"reached --max-iters {s['max_iters']}"
+        if t.epoch >= s["epochs"]:
+            return f"finished {s['epochs']} epochs"
         if a.max_time is not None and time.monotonic() - started >= a.max_time:
             return f"reached --max-time {a.max_time:g} s"
         return None
 
     def eta(self, started, steps_done):
-        a, t = self.args, self.trainer
+        a, t, s = self.args, self.trainer, self.session
         elapsed = time.monotonic() - started
         if steps_done == 0:
             return None
         per_step = elapsed / steps_done
-        left = [(a.epochs - t.epoch) * len(self.batches) - t.position]
-        if a.max_iters is not None:
-            left.append(a.max_iters - t.steps)
+        left = [(s["epochs"] - t.epoch) * len(self.batches) - t.position]
+        if s["max_iters"] is not None:
+            left.append(s["max_iters"] - t.steps)
         seconds = min(x * per_step for x in left)
         if a.max_time is not None:
             seconds = min(seconds, a.max_time - elapsed)
@@ -280,7 +285,8 @@ class Run:
                 tokens, targets = self.batches[t.position]
                 try:
                     loss, _ = t.step(tokens, targets)
-                    diverged = loss > max(2.0 * math.log(V), 4.0 * self.ema)
+                    # worse than twice uniform guessing, or four times the recent loss
+                    diverged = loss > min(2.0 * math.log(V), 4.0 * self.ema)
                 except core.NonFiniteError:
                     loss, diverged = math.nan, True
                 if diverged:
@@ -288,8 +294,8 @@ class Run:
                     if rollbacks > MAX_ROLLBACKS:
                         raise DataError(f"training keeps diverging (loss {loss:.3g}) even at learning rate "
                                         f"{t.lr:.3g}; try a smaller --lr or --clip-norm")
-                    self.lr_scale, self.ema = snapshot.restore(t)
-                    self.lr_scale *= 0.5
+                    _, self.ema = snapshot.restore(t)
+                    self.lr_scale *= 0.5   # halved again at each divergence, not reset by the snapshot
                     self.progress.line(f"iter {t.steps:6d} | loss {loss:.3g}: diverging; back to the last good "
                                        f"state at a learning rate of {lr_at(self.s, t.epoch, self.lr_scale):.3g}")
                     continue
@@ -301,12 +307,12 @@ class Run:
                     t.reset_state()
                 elapsed = time.monotonic() - started
                 cps = steps_done * B * T / max(elapsed, 1e-9)
-                if t.steps % a.eval_every == 0:
+                if t.steps % self.session["eval_every"] == 0:
                     last_val = self.validate()
                     best = self.checkpoint(last_val, best)
                     snapshot, rollbacks, evaluated_at = Snapshot(t, self.lr_scale, self.ema), 0, t.steps
                     self.report_eval(last_val, elapsed, cps)
-                if a.sample_every and t.steps % a.sample_every == 0:
+                if self.session["sample_every"] and t.steps % self.session["sample_every"] == 0:
                     self.progress.line(f"---- sample at iteration {t.steps} ----\n{self.sample_text(t.steps)}\n----")
                 eta = self.eta(started, steps_done)
                 val = "" if last_val is None else f" | val {last_val:.3f} ({last_val / math.log(2):.3f} bpc)"
