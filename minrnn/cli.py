@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import re
 import secrets
 import sys
 
@@ -121,10 +122,12 @@ def build_parser():
     s.add_argument("--top-p", type=top_p_type, metavar="P", default=1.0, help="sample only among the likeliest characters "
                                                                  "holding this much probability (default 1.0)")
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character (no randomness)")
-    s.add_argument("--prime", metavar="TEXT", default="", help="text fed through the model first, and printed")
+    s.add_argument("--prime", metavar="TEXT", default="",
+                   help="text fed through the model first, and printed (\\n and \\t are understood)")
     s.add_argument("--seed", type=seed_type, metavar="S", help="the same seed gives the same text (default: random, "
                                                   "printed on stderr)")
-    s.add_argument("--stop", metavar="TEXT", help="stop once this string has been generated (it is printed)")
+    s.add_argument("--stop", metavar="TEXT",
+                   help="stop once this string has been generated (it is printed; \\n and \\t are understood)")
     s.add_argument("--threads", type=count, metavar="N", default=0, help="threads; 0 = all cores (default 0)")
     s.set_defaults(func=cmd_sample)
 
@@ -170,17 +173,22 @@ def load(path, threads):
         raise DataError(f"{e}; {advice}" if advice else str(e)) from None
 
 
+def unescape(text):
+    r"""\n, \t and \\ in a command-line string, so a shell user can type a newline."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
 def cmd_sample(args):
     ck = load(args.checkpoint or default_checkpoint(), args.threads)
     vocab = Vocab(ck.vocab, ck.encoding)
-    prime = args.prime.encode("utf-8", "surrogateescape")
+    prime = unescape(args.prime).encode("utf-8", "surrogateescape")
     prime_ids = vocab.encode(read_symbols(prime, ck.encoding)) if prime else []
     seed = args.seed
     if seed is None:
         seed = secrets.randbits(63)
         print(f"seed {seed}", file=sys.stderr)
     temperature = 0.0 if args.argmax else args.temperature
-    stop = args.stop.encode("utf-8", "surrogateescape") if args.stop else b""
+    stop = unescape(args.stop).encode("utf-8", "surrogateescape") if args.stop else b""
     out = sys.stdout.buffer
     out.write(prime)
     tail = b""
