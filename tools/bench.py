@@ -1,0 +1,780 @@
+"""minrnn against PyTorch (CPU) and min-char-rnn: training and sampling speed, memory, thread scaling.
+
+    PYTHONPATH=. python tools/bench.py            # the full table (a few minutes)
+    PYTHONPATH=. python tools/bench.py --quick    # fewer, shorter rounds: a smoke test
+    PYTHONPATH=. python tools/bench.py --only lstm512 --json
+
+Every comparison uses the same configuration, thread count and starting weights in both frameworks
+(minrnn's parameters are copied into the PyTorch model by name), and is checked before it is timed:
+the two must give the same loss on the same batch, before and after one training step. Timing then
+alternates rounds of each contender, so that noise from the rest of the machine hits both; a rate is
+B*T characters over the median step time of the rounds.
+
+Training FLOPs count the dense products a correct implementation needs (see train_flops); GFLOP/s
+is set against a numpy SGEMM measured in the same run with the same thread count.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+THREADS = 2
+# numpy's BLAS reads its thread count once, at import: fix it to the benchmark's before importing
+# numpy, so the numpy min-char-rnn runs with the same thread count as the others.
+os.environ["OPENBLAS_NUM_THREADS"] = str(THREADS)
+
+import numpy as np  # noqa: E402
+
+from minchar_numpy import MinCharRNN  # noqa: E402
+from minrnn import core  # noqa: E402
+from minrnn import reference  # noqa: E402
+from minrnn.reference import Config  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+
+DATA = "/work/shared/data/tinyshakespeare.txt"
+V = 65              # tinyshakespeare's vocabulary
+SEED = 1234
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@dataclass
+class Row:
+    """A model and its training, for one row of the table."""
+    key: str
+    label: str
+    cell: str              # "rnn" (tanh), "lstm" or "gru"
+    H: int
+    L: int
+    B: int = 32
+    T: int = 64
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    clip_norm: float = 5.0
+    clip_value: float = 0.0
+    threads: int = THREADS
+
+
+TRAIN_ROWS = [
+    Row("lstm128", "LSTM H=128 L=1", "lstm", 128, 1),
+    Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2),
+    Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2),
+    Row("gru256", "GRU H=256 L=2", "gru", 256, 2),
+    Row("rnn256", "RNN tanh H=256 L=2", "rnn", 256, 2),
+]
+# min-char-rnn's shape and training: one stream of 25 steps, Adagrad, elementwise clip.
+MINCHAR = Row("minchar", "min-char-rnn: RNN H=100 L=1 B=1 T=25", "rnn", 100, 1, B=1, T=25,
+              optimizer="adagrad", lr=0.1, clip_norm=0.0, clip_value=5.0)
+SAMPLE = Row("sample", "sampling LSTM H=512 L=2, 1 thread", "lstm", 512, 2, B=1, T=1, threads=1)
+MEMORY = Row("memory", "peak memory, training LSTM H=512 L=2", "lstm", 512, 2)
+SCALING = [Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2), Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2)]
+ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "memory", "scaling"]
+
+SAMPLE_TARGET_RATE = 3000      # chars/s
+SAMPLE_TARGET_RATIO = 15.0     # times nn.LSTM
+SCALING_TARGET = 1.8           # 2 threads over 1
+
+# Loss agreement. Before any step: float32 round-off, accumulated over a T-step recurrence and a mean
+# over B*T cross-entropies, stays near 1e-6; 1e-4 leaves room and still catches any real difference
+# (a wrong gate order or bias moves the loss by 1e-2 or more). After one step: Adam's first update
+# is about lr * sign(g) for every weight, so a gradient element near zero whose sign differs by
+# round-off moves a weight by up to 2 lr; over many such weights the next loss may differ by ~1e-4.
+LOSS_TOL = 1e-4
+NEXT_LOSS_TOL = 2e-3
+NORM_RTOL = 1e-3               # gradient norms, relative: sums over B*T positions in float32
+LOGIT_TOL = 1e-4               # sampling logits, after a few steps of the same inputs
+
+
+class Mismatch(Exception):
+    """minrnn and a baseline compute different things: the row is not timed."""
+
+
+def require(ok, message):
+    if not ok:
+        raise Mismatch(message)
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+# ---- data
+
+def load_text():
+    """Token ids (int32) of tinyshakespeare, or of a synthetic random text over V symbols if the file
+    is missing. Returns (ids, description)."""
+    try:
+        with open(DATA, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        rng = np.random.default_rng(SEED)
+        return rng.integers(0, V, 1_000_000).astype(np.int32), f"synthetic random text ({DATA} missing)"
+    vocab = sorted(set(text))
+    index = {c: i for i, c in enumerate(vocab)}
+    if len(vocab) != V:
+        raise SystemExit(f"{DATA} has {len(vocab)} symbols, the benchmark expects {V}")
+    return np.array([index[c] for c in text], dtype=np.int32), f"{DATA} ({len(text):,} chars)"
+
+
+class Batches:
+    """The text as B contiguous streams (stream b starts at b * S), cut into consecutive windows of T:
+    column b of one batch continues column b of the one before, so carrying the state makes sense."""
+
+    def __init__(self, data, B, T):
+        self.data, self.B, self.T = data, B, T
+        self.stream_len = (len(data) - 1) // B
+        self.per_epoch = self.stream_len // T
+        self.k = 0
+
+    def next(self):
+        """tokens, targets: (T, B) int32, time-major; targets are the tokens one step on."""
+        start = (self.k % self.per_epoch) * self.T
+        self.k += 1
+        pos = np.arange(self.B)[None, :] * self.stream_len + start + np.arange(self.T)[:, None]  # (T, B)
+        return self.data[pos], self.data[pos + 1]
+
+
+# ---- what a step costs
+
+def train_flops(cell, H, L, B, T):
+    """FLOPs of one training step's dense products, the same count for every framework.
+
+    Per layer the gates need (N, In + H) x (In + H, G*H): 2*N*G*H*(In + H) FLOPs with N = B*T, and
+    the decoder (N, H) x (H, V): 2*N*V*H. Backward does two products of the same size per forward
+    product (input and weight gradients), hence times 3. Layer 0's input is one-hot: minrnn adds a
+    column of weight_ih (a gather), so In = 0 there; PyTorch multiplies by the one-hot matrix, work
+    this count does not credit it for."""
+    N, G = B * T, GATES[cell]
+    layers = sum(2 * N * G * H * ((H if l > 0 else 0) + H) for l in range(L))
+    return 3 * (layers + 2 * N * V * H)
+
+
+SGEMM_CODE = """
+import json, sys, time
+import numpy as np
+reps = int(sys.argv[1])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((2048, 512), dtype=np.float32)
+b = rng.standard_normal((512, 2048), dtype=np.float32)
+c = a @ b  # warm-up: threads started, pages touched
+times = []
+for _ in range(reps):
+    t0 = time.perf_counter()
+    np.matmul(a, b, out=c)
+    times.append(time.perf_counter() - t0)
+print(json.dumps(2 * 2048 * 512 * 2048 / min(times) / 1e9))
+"""
+
+
+def sgemm_gflops(threads, reps):
+    """numpy float32 (2048, 512) @ (512, 2048), GFLOP/s of the fastest repetition. In a subprocess:
+    its BLAS thread count is set by the environment at import, and we need 1 and 2 threads in one run.
+    The fastest, not the median: this is the machine's ceiling, and noise only ever lowers it."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", SGEMM_CODE, str(reps)], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def sgemm_ceiling(reps):
+    """{threads: GFLOP/s}, the better of a measurement now and one after a pause: when another
+    process holds a core for a while (this machine is shared), one of the two usually misses it."""
+    first = {n: sgemm_gflops(n, reps) for n in (1, THREADS)}
+    time.sleep(1.0)
+    return {n: max(g, sgemm_gflops(n, reps)) for n, g in first.items()}
+
+
+# ---- timing
+
+def interleaved(steps, rounds, round_seconds):
+    """steps: {name: function doing one step}. Each round runs every function k times back to back
+    (k from a timed warm-up step, so a round lasts about round_seconds, and at least one step), with
+    the order reversed every other round. Returns {name: [seconds per step, one per round]}."""
+    reps = {}
+    for name, fn in steps.items():
+        fn()  # warm-up: allocations, caches, thread pools
+        t0 = time.perf_counter()
+        fn()
+        reps[name] = max(1, int(round_seconds / (time.perf_counter() - t0)))
+    times = {name: [] for name in steps}
+    for r in range(rounds):
+        for name in (list(steps) if r % 2 == 0 else reversed(list(steps))):
+            fn, k = steps[name], reps[name]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            times[name].append((time.perf_counter() - t0) / k)
+    return times
+
+
+def rate(chars, step_times):
+    """chars per second from the median step time."""
+    return chars / statistics.median(step_times)
+
+
+def spread(step_times):
+    """(max - min) / median of the rounds: how noisy the measurement was."""
+    return (max(step_times) - min(step_times)) / statistics.median(step_times)
+
+
+class OtherLoad:
+    """CPU time the rest of the machine used while a row ran, in cores: all busy CPU time (from
+    /proc/stat, including time the hypervisor stole) minus this process's and its children's. This
+    machine is shared, and a 2-thread run on 2 cores slows down a lot when anything else runs."""
+
+    def __init__(self):
+        self.start = self.sample()
+
+    @staticmethod
+    def sample():
+        try:
+            with open("/proc/stat") as f:
+                user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        except (OSError, ValueError):
+            return None
+        own = sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                  for field in ("ru_utime", "ru_stime"))
+        busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        return time.perf_counter(), busy, own
+
+    def cores(self):
+        end = self.sample()
+        if self.start is None or end is None:
+            return None
+        (t0, busy0, own0), (t1, busy1, own1) = self.start, end
+        return max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+
+
+# ---- minrnn
+
+def minrnn_config(row):
+    return Config(vocab_size=V, hidden_size=row.H, cell=row.cell, num_layers=row.L)
+
+
+def minrnn_trainer(row, threads=None):
+    model = core.Model(minrnn_config(row), seed=SEED, threads=row.threads if threads is None else threads)
+    trainer = core.Trainer(model, row.B, row.T, optimizer=row.optimizer, lr=row.lr, clip_norm=row.clip_norm,
+                           clip_value=row.clip_value)
+    return model, trainer
+
+
+def stepper(train_step, batches):
+    """A function doing one training step on the next batch: what interleaved() times."""
+    return lambda: train_step(*batches.next())
+
+
+# ---- PyTorch: the same model, and the usual training loop
+
+if torch is not None:
+    class TorchCharModel(torch.nn.Module):
+        """nn.LSTM / nn.GRU / nn.RNN on one-hot input, then a Linear decoder: minrnn's model."""
+
+        def __init__(self, row):
+            super().__init__()
+            rnn = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[row.cell]
+            self.rnn = rnn(V, row.H, row.L)  # time-major, like minrnn: input (T, B, V)
+            self.decoder = torch.nn.Linear(row.H, V)
+
+        def forward(self, tokens, state=None):
+            """tokens (T, B) int64 -> logits (T, B, V), final state ((L, B, H) or (h, c) for LSTM)."""
+            x = F.one_hot(tokens, V).float()  # (T, B, V): multiplied densely by weight_ih_l0
+            out, state = self.rnn(x, state)
+            return self.decoder(out), state
+
+
+def torch_model(row, model):
+    """A PyTorch model with minrnn model's weights, copied by PyTorch's own names and shapes."""
+    net = TorchCharModel(row)
+    params = {name.removeprefix("rnn."): p for name, p in net.named_parameters()}
+    require(params.keys() == model.tensors.keys(),
+            f"parameter names differ: PyTorch {sorted(params)}, minrnn {sorted(model.tensors)}")
+    with torch.no_grad():
+        for name, p in params.items():
+            src = model.tensors[name]
+            require(tuple(p.shape) == src.shape, f"{name}: PyTorch {tuple(p.shape)}, minrnn {src.shape}")
+            p.copy_(torch.from_numpy(src))
+    return net
+
+
+def detach(state):
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+class TorchTrainer:
+    """What core.Trainer.step does, the way a PyTorch user writes it: zero_grad, forward from the
+    carried (detached) state, mean cross-entropy, backward, clip, optimizer step."""
+
+    def __init__(self, net, row):
+        self.net, self.row = net, row
+        params = list(net.parameters())
+        if row.optimizer == "adam":
+            self.opt = torch.optim.Adam(params, lr=row.lr)  # betas (0.9, 0.999), eps 1e-8: minrnn's too
+        else:
+            # min-char-rnn's Adagrad is p -= lr g / sqrt(m + 1e-8); PyTorch's is lr g / (sqrt(m) + eps).
+            # Starting the sum m at 1e-8 with eps = 0 makes PyTorch's the same formula.
+            self.opt = torch.optim.Adagrad(params, lr=row.lr, eps=0.0, initial_accumulator_value=1e-8)
+        self.state = None  # zeros
+
+    def step(self, tokens, targets, want_norm=False):
+        """tokens, targets (T, B) int32 numpy. Returns (loss, gradient norm before clip_norm or None)."""
+        tokens, targets = torch.from_numpy(tokens).long(), torch.from_numpy(targets).long()
+        self.opt.zero_grad()
+        logits, state = self.net(tokens, self.state)
+        loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        loss.backward()
+        norm = None
+        if self.row.clip_value > 0:
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), self.row.clip_value)
+            if want_norm:
+                norm = float(torch.linalg.vector_norm(torch.cat([p.grad.ravel() for p in self.net.parameters()])))
+        if self.row.clip_norm > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.row.clip_norm))
+        self.opt.step()
+        self.state = detach(state)
+        return loss.item(), norm
+
+    def loss(self, tokens, targets):
+        """The loss from a zero state, without training."""
+        with torch.no_grad():
+            logits, _ = self.net(torch.from_numpy(tokens).long())
+            return F.cross_entropy(logits.reshape(-1, V), torch.from_numpy(targets).long().reshape(-1)).item()
+
+
+def check_training(model, trainer, ttrainer, batches):
+    """Same loss on one batch from a zero state; then one training step each on it, and the same
+    loss on the next batch and the same gradient norm. Leaves both trainers one step on."""
+    x0, y0 = batches.next()
+    x1, y1 = batches.next()
+    before = (model.forward(x0, y0)[0], ttrainer.loss(x0, y0))
+    require(abs(before[0] - before[1]) < LOSS_TOL,
+            f"losses differ before training: minrnn {before[0]:.6f}, PyTorch {before[1]:.6f}")
+    _, norm_m = trainer.step(x0, y0)
+    _, norm_t = ttrainer.step(x0, y0, want_norm=True)
+    require(abs(norm_m - norm_t) <= NORM_RTOL * norm_t,
+            f"gradient norms differ: minrnn {norm_m:.6f}, PyTorch {norm_t:.6f}")
+    after = (model.forward(x1, y1)[0], ttrainer.loss(x1, y1))
+    require(abs(after[0] - after[1]) < NEXT_LOSS_TOL,
+            f"losses differ after one step: minrnn {after[0]:.6f}, PyTorch {after[1]:.6f}")
+    return {"loss": before, "loss_diff": abs(before[0] - before[1]), "grad_norm": (norm_m, norm_t),
+            "next_loss": after, "next_loss_diff": abs(after[0] - after[1])}
+
+
+# ---- rows
+
+def speed(row, name, step_times, chars, sgemm):
+    """Rate, GFLOP/s and share of SGEMM for one contender of a training row."""
+    seconds = statistics.median(step_times)
+    gflops = train_flops(row.cell, row.H, row.L, row.B, row.T) / seconds / 1e9
+    return {"name": name, "chars_per_s": chars / seconds, "step_s": seconds, "spread": spread(step_times),
+            "gflops": gflops, "sgemm_share": gflops / sgemm[row.threads], "rounds": step_times}
+
+
+def train_row(row, data, opts, sgemm, others=None):
+    """minrnn's Trainer against the PyTorch loop, on the same batches from the same weights, and
+    against others ({name: step function}) in the same interleaved rounds."""
+    model, trainer = minrnn_trainer(row)
+    steps = {"minrnn": stepper(trainer.step, Batches(data, row.B, row.T))}
+    result = {"row": row.key, "label": row.label, "flops_per_step": train_flops(row.cell, row.H, row.L, row.B, row.T)}
+    if torch is not None:
+        torch.set_num_threads(row.threads)
+        ttrainer = TorchTrainer(torch_model(row, model), row)
+        result["check"] = check_training(model, trainer, ttrainer, Batches(data, row.B, row.T))
+        steps["torch"] = stepper(ttrainer.step, Batches(data, row.B, row.T))
+    steps.update(others or {})
+    times = interleaved(steps, opts.rounds, opts.round_seconds)
+    result.update({name: speed(row, name, t, row.B * row.T, sgemm) for name, t in times.items()})
+    return result
+
+
+def minchar_row(data, opts, sgemm):
+    """min-char-rnn's shape: minrnn against nn.RNN and the numpy original, then the pure-Python
+    reference for scale. All start from the same weights."""
+    row = MINCHAR
+    model = core.Model(minrnn_config(row), seed=SEED)  # the weights train_row's model starts from
+    x, y = Batches(data, row.B, row.T).next()
+    loss_m = model.forward(x, y)[0]
+    numpy_rnn = MinCharRNN.from_minrnn(model.tensors, lr=row.lr)
+    check = check_numpy(numpy_rnn, x, y, loss_m)
+    numpy_step = stepper(lambda x, y: numpy_rnn.step(x[:, 0].tolist(), y[:, 0].tolist()), Batches(data, row.B, row.T))
+    result = train_row(row, data, opts, sgemm, {"numpy": numpy_step})
+    result["check_numpy"] = check
+    result["reference"] = reference_speed(row, model, data, opts.reference_steps, loss_m, sgemm)
+    return result
+
+
+def check_numpy(numpy_rnn, x, y, loss_m):
+    """The numpy min-char-rnn's loss from a zero state is minrnn's (its loss is summed over the T
+    steps, minrnn's averaged). Only the loss: its training step differs in scale, not in kind. Its
+    gradients, of the summed loss, are T times larger, so the clip at 5 bites at a different point;
+    and minrnn's two hidden biases (PyTorch's layout) each take a step where min-char-rnn's single
+    bias takes one."""
+    T = len(x)
+    loss_np = numpy_rnn.loss_and_grads(x[:, 0].tolist(), y[:, 0].tolist(), numpy_rnn.hprev)[0] / T
+    require(abs(loss_np - loss_m) < LOSS_TOL, f"numpy min-char-rnn loss {loss_np:.6f}, minrnn {loss_m:.6f}")
+    return {"loss": (loss_m, loss_np), "loss_diff": abs(loss_np - loss_m)}
+
+
+def reference_speed(row, model, data, n_steps, loss_m, sgemm):
+    """The pure-Python reference's train_step with the same configuration: a few steps, for scale.
+    Its first loss must be minrnn's (same weights, same batch, zero state)."""
+    cfg = minrnn_config(row)
+    params = reference.unflatten(cfg, model.params.tolist())
+    opt = reference.Optimizer(row.optimizer, len(model.params), lr=row.lr)
+    state = reference.zero_state(cfg, row.B)
+    batches = Batches(data, row.B, row.T)
+    times = []
+    for i in range(n_steps):
+        x, y = batches.next()
+        t0 = time.perf_counter()
+        params, loss, state, _ = reference.train_step(cfg, params, opt, x.tolist(), y.tolist(), state,
+                                                      clip_value=row.clip_value, clip_norm=row.clip_norm)
+        times.append(time.perf_counter() - t0)
+        if i == 0:
+            require(abs(loss - loss_m) < LOSS_TOL, f"reference loss {loss:.6f}, minrnn {loss_m:.6f}")
+    return speed(row, "reference", times, row.B * row.T, sgemm)
+
+
+def sample_row(data, opts):
+    """Generating one character at a time, 1 thread: minrnn's step + sample against nn.LSTM."""
+    row = SAMPLE
+    model = core.Model(minrnn_config(row), seed=SEED, threads=row.threads)
+    steps = {"minrnn": minrnn_sampler(model)}
+    result = {"row": row.key, "label": row.label}
+    if torch is not None:
+        torch.set_num_threads(row.threads)
+        net = torch_model(row, model)
+        result["check"] = check_sampling(model, net, data[:32])
+        steps["torch"] = torch_sampler(net)
+    times = interleaved(steps, opts.rounds, opts.round_seconds)
+    for name, t in times.items():
+        result[name] = {"name": name, "chars_per_s": rate(1, t), "spread": spread(t), "rounds": t}
+    return result
+
+
+def minrnn_sampler(model):
+    """A function producing the next character: Model.step, then core.sample at temperature 1."""
+    state = model.zero_state(1)  # (L, 2, 1, H), moved on in place
+    rng = core.Rng(SEED)
+    token = np.zeros(1, dtype=np.int32)
+
+    def next_char():
+        logits = model.step(token, state)  # (1, V)
+        token[0] = core.sample(logits[0], rng)
+    return next_char
+
+
+def torch_sampler(net):
+    """The same with nn.LSTM called on one character: one-hot (1, 1, V), Linear, softmax, multinomial."""
+    gen = torch.Generator().manual_seed(SEED)
+    carry = {"state": None, "token": 0}
+
+    def next_char():
+        with torch.no_grad():
+            x = F.one_hot(torch.tensor([[carry["token"]]]), V).float()  # (1, 1, V)
+            out, carry["state"] = net.rnn(x, carry["state"])
+            probs = torch.softmax(net.decoder(out[0, 0]), dim=-1)  # (V,)
+            carry["token"] = int(torch.multinomial(probs, 1, generator=gen))
+    return next_char
+
+
+def check_sampling(model, net, tokens):
+    """Feed the same characters one at a time to both: the logits must agree at every step."""
+    state, worst = model.zero_state(1), 0.0
+    tstate = None
+    with torch.no_grad():
+        for tok in tokens:
+            logits = model.step(np.array([tok], dtype=np.int32), state)[0]
+            out, tstate = net.rnn(F.one_hot(torch.tensor([[int(tok)]]), V).float(), tstate)
+            worst = max(worst, float(np.abs(net.decoder(out[0, 0]).numpy() - logits).max()))
+    require(worst < LOGIT_TOL, f"sampling logits differ by {worst:.2e}")
+    return {"steps": len(tokens), "max_logit_diff": worst}
+
+
+def scaling_row(data, opts, sgemm):
+    """minrnn with 2 threads against 1 thread, interleaved; results must not depend on the count."""
+    result = {"row": "scaling", "label": "thread scaling", "configs": []}
+    for row in SCALING:
+        trainers = {n: minrnn_trainer(row, threads=n)[1] for n in (1, 2)}
+        batches = {n: Batches(data, row.B, row.T) for n in (1, 2)}
+        first = {n: trainers[n].step(*batches[n].next())[0] for n in (1, 2)}
+        steps = {f"{n} thread": stepper(trainers[n].step, batches[n]) for n in (1, 2)}
+        times = interleaved(steps, opts.rounds, opts.round_seconds)
+        one, two = (rate(row.B * row.T, times[f"{n} thread"]) for n in (1, 2))
+        result["configs"].append({"label": row.label, "1 thread": one, "2 threads": two, "speedup": two / one,
+                                  "same_loss": first[1] == first[2], "first_loss": first,
+                                  "spread": {k: spread(t) for k, t in times.items()}})
+    return result
+
+
+# ---- peak memory, each framework alone in a fresh interpreter
+
+MEMORY_PRELUDE = """
+import json, resource, sys
+import numpy as np
+B, T, V, H, L, STEPS = 32, 64, 65, {H}, {L}, {steps}
+def rss_kb():
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+rng = np.random.default_rng(0)  # token values don't change memory use
+batches = [(rng.integers(0, V, (T, B)).astype(np.int32), rng.integers(0, V, (T, B)).astype(np.int32))
+           for _ in range(STEPS)]
+"""
+
+# Each child imports one framework, builds the model (baseline RSS), then creates the optimizer and
+# trains: the difference is what training needs (workspace, activations, gradients, moments).
+MEMORY_CHILD = {
+    "minrnn": """
+from minrnn import core
+from minrnn.reference import Config
+model = core.Model(Config(vocab_size=V, hidden_size=H, cell="lstm", num_layers=L), seed=0, threads=2)
+base = rss_kb()
+trainer = core.Trainer(model, B, T, optimizer="adam", lr=2e-3, clip_norm=5.0)
+for x, y in batches:
+    trainer.step(x, y)
+""",
+    "torch": """
+import torch
+import torch.nn.functional as F
+torch.set_num_threads(2)
+rnn, decoder = torch.nn.LSTM(V, H, L), torch.nn.Linear(H, V)
+params = list(rnn.parameters()) + list(decoder.parameters())
+base = rss_kb()
+opt = torch.optim.Adam(params, lr=2e-3)
+state = None
+for x, y in batches:
+    opt.zero_grad()
+    out, state = rnn(F.one_hot(torch.from_numpy(x).long(), V).float(), state)
+    loss = F.cross_entropy(decoder(out).reshape(-1, V), torch.from_numpy(y).long().reshape(-1))
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 5.0)
+    opt.step()
+    state = tuple(s.detach() for s in state)
+""",
+}
+MEMORY_REPORT = """
+with open("/proc/self/status") as f:
+    hwm = int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+print(json.dumps({"base_kb": base, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "hwm_kb": hwm}))
+"""
+
+
+def run_fresh(code):
+    """Run python code in a process whose ru_maxrss is its own. Linux carries the peak RSS of the
+    process that forks into the child, across exec: a child of this (large) process would report
+    our peak. So the shell forks it: the shell's peak is a few MB. VmHWM, the peak of the memory
+    map that exec creates, is reported too as a cross-check."""
+    out = subprocess.run(["sh", "-c", '"$0" -c "$1"; exit $?', sys.executable, code], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def memory_row(opts):
+    row = MEMORY
+    result = {"row": row.key, "label": row.label, "steps": opts.memory_steps}
+    for name in ["minrnn"] + (["torch"] if torch is not None else []):
+        code = MEMORY_PRELUDE.format(H=row.H, L=row.L, steps=opts.memory_steps) + MEMORY_CHILD[name] + MEMORY_REPORT
+        kb = run_fresh(textwrap.dedent(code))
+        result[name] = {"peak_mb": kb["peak_kb"] / 1024, "base_mb": kb["base_kb"] / 1024,
+                        "training_mb": (kb["peak_kb"] - kb["base_kb"]) / 1024, "vmhwm_mb": kb["hwm_kb"] / 1024}
+    if torch is not None:
+        result["ratio"] = result["minrnn"]["peak_mb"] / result["torch"]["peak_mb"]
+    return result
+
+
+# ---- the table
+
+def fmt_rate(x):
+    return f"{x:,.0f}" if x is not None else "n/a"
+
+
+def fmt_gflops(c):
+    return f"{c['gflops']:.2f} ({100 * c['sgemm_share']:.1f}%)" if c else "n/a"
+
+
+def fmt_ratio(x):
+    return f"{x:.2f}x" if x is not None else "n/a"
+
+
+def fmt_cores(x):
+    return f"{x:.2f}" if x is not None else "?"
+
+
+def table_line(label, m, t, ratio, target, mg, tg, others, miss=False):
+    """One line of the table; every cell already a string."""
+    return (f"{label:<40} {m:>10} {t:>14} {ratio:>8}  {target:<19} {mg:>15} {tg:>16} {others:>7}"
+            + ("  MISS" if miss else ""))
+
+
+def print_table(results, sgemm, sgemm_others, header):
+    print(header)
+    print("SGEMM ceiling, numpy float32 (2048x512)@(512x2048), fastest run: "
+          + ", ".join(f"{n} thread{'s' if n > 1 else ''} {g:.1f} GFLOP/s" for n, g in sorted(sgemm.items()))
+          + f" (others {fmt_cores(sgemm_others)})")
+    print("others = CPU cores that other processes used while the row ran (/proc/stat); on 2 cores, "
+          "anything above ~0.1 slows the 2-thread runs.\n")
+    print(table_line("row", "minrnn c/s", "PyTorch c/s", "ratio", "target", "minrnn GFLOP/s", "PyTorch GFLOP/s",
+                     "others"))
+    for i, key in enumerate(ROW_KEYS, 1):
+        res = results.get(key)
+        if res is None or key in ("memory", "scaling") and "error" not in res:
+            continue
+        if "error" in res:
+            print(f"{i} {key:<38} FAILED, not timed: {res['error']}")
+        elif key == "sample":
+            print_sample_line(i, res)
+        else:
+            print_train_lines(i, res)
+    print_memory(results.get("memory"))
+    print_scaling(results.get("scaling"))
+    print_checks(results)
+
+
+def print_train_lines(i, res):
+    m, t, others = res["minrnn"], res.get("torch"), fmt_cores(res["other_cores"])
+    ratio = m["chars_per_s"] / t["chars_per_s"] if t else None
+    print(table_line(f"{i} {res['label']}", fmt_rate(m["chars_per_s"]), fmt_rate(t and t["chars_per_s"]),
+                     fmt_ratio(ratio), "-", fmt_gflops(m), fmt_gflops(t), others))
+    if res["row"] != "minchar":
+        return
+    for label, other, prefix in (("  vs numpy min-char-rnn (float64)", res["numpy"], "numpy "),
+                                 (f"  vs pure-Python reference ({len(res['reference']['rounds'])} step(s))",
+                                  res["reference"], "ref ")):
+        print(table_line(label, fmt_rate(m["chars_per_s"]), prefix + fmt_rate(other["chars_per_s"]),
+                         fmt_ratio(m["chars_per_s"] / other["chars_per_s"]), "-", fmt_gflops(m), fmt_gflops(other),
+                         others))
+
+
+def print_sample_line(i, res):
+    m, t = res["minrnn"]["chars_per_s"], res.get("torch", {}).get("chars_per_s")
+    ratio = m / t if t else None
+    miss = m < SAMPLE_TARGET_RATE or (ratio is not None and ratio < SAMPLE_TARGET_RATIO)
+    print(table_line(f"{i} {res['label']}", fmt_rate(m), fmt_rate(t), fmt_ratio(ratio),
+                     f">={SAMPLE_TARGET_RATE} c/s, >={SAMPLE_TARGET_RATIO:.0f}x", "", "",
+                     fmt_cores(res["other_cores"]), miss))
+
+
+def print_memory(res):
+    if res is None or "error" in res:
+        return
+    print(f"\n8 {res['label']} (B=32, T=64, {res['steps']} steps; others {fmt_cores(res['other_cores'])}): "
+          "peak RSS (ru_maxrss), and its part above the RSS after imports + model creation")
+    for name in ("minrnn", "torch"):
+        if name in res:
+            r = res[name]
+            print(f"  {name:<8} peak {r['peak_mb']:7.1f} MB   training {r['training_mb']:7.1f} MB   "
+                  f"(after imports + model {r['base_mb']:.1f} MB; VmHWM {r['vmhwm_mb']:.1f} MB)")
+    if "ratio" in res:
+        print(f"  ratio of peaks minrnn / PyTorch: {res['ratio']:.2f}x")
+
+
+def print_scaling(res):
+    if res is None or "error" in res:
+        return
+    print(f"\n9 thread scaling, minrnn training B=32 T=64, 2 threads over 1 (target >= {SCALING_TARGET}x; "
+          f"others {fmt_cores(res['other_cores'])}):")
+    for c in res["configs"]:
+        miss = "  MISS" if c["speedup"] < SCALING_TARGET else ""
+        same = "" if c["same_loss"] else f"   (first losses differ between thread counts: {c['first_loss']})"
+        print(f"  {c['label']:<16} 1 thread {c['1 thread']:8,.0f} c/s   2 threads {c['2 threads']:8,.0f} c/s   "
+              f"{c['speedup']:.2f}x{miss}{same}")
+
+
+def print_checks(results):
+    lines = []
+    for key, res in results.items():
+        if "check" in res and "loss_diff" in res["check"]:
+            c = res["check"]
+            lines.append(f"  {res['label']:<38} loss |diff| {c['loss_diff']:.1e}, after one step "
+                         f"{c['next_loss_diff']:.1e}, grad norm {c['grad_norm'][0]:.5f} vs {c['grad_norm'][1]:.5f}")
+        if "check_numpy" in res:
+            lines.append(f"  {'  numpy min-char-rnn':<38} loss |diff| {res['check_numpy']['loss_diff']:.1e} "
+                         "(forward only: its training scales differently, see check_numpy)")
+        if key == "sample" and "check" in res:
+            lines.append(f"  {res['label']:<38} logits |diff| <= {res['check']['max_logit_diff']:.1e} over "
+                         f"{res['check']['steps']} steps")
+    if lines:
+        print("\nchecks (same weights, same batch, zero state; minrnn vs PyTorch unless stated):")
+        print("\n".join(lines))
+    noisy = [f"{res['label']} ({name} {100 * c['spread']:.0f}%)" for res in results.values() for name, c in res.items()
+             if isinstance(c, dict) and c.get("spread", 0) > 0.2 and name != "reference"]
+    if noisy:
+        print("noisy, rounds spread over more than 20% of the median: " + "; ".join(noisy))
+
+
+# ---- main
+
+def run(key, data, opts, sgemm):
+    if key == "minchar":
+        return minchar_row(data, opts, sgemm)
+    if key == "sample":
+        return sample_row(data, opts)
+    if key == "memory":
+        return memory_row(opts)
+    if key == "scaling":
+        return scaling_row(data, opts, sgemm)
+    return train_row(next(r for r in TRAIN_ROWS if r.key == key), data, opts, sgemm)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 short rounds per row: a smoke test")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    p.add_argument("--only", metavar="NAME", choices=ROW_KEYS + [str(i) for i in range(1, len(ROW_KEYS) + 1)],
+                   help="run one row: " + ", ".join(f"{i} {k}" for i, k in enumerate(ROW_KEYS, 1)))
+    opts = p.parse_args()
+    opts.rounds, opts.round_seconds = (2, 0.2) if opts.quick else (7, 1.0)
+    opts.reference_steps, opts.memory_steps, opts.sgemm_reps = (1, 2, 3) if opts.quick else (2, 3, 10)
+    if opts.only and opts.only.isdigit():
+        opts.only = ROW_KEYS[int(opts.only) - 1]
+    return opts
+
+
+def main():
+    opts = parse_args()
+    started = time.perf_counter()
+    data, source = load_text()
+    torch_version = torch.__version__ if torch is not None else "not installed: minrnn only"
+    header = (f"minrnn {core.version()} vs PyTorch {torch_version}, CPU, {THREADS} threads unless stated; "
+              f"one-hot V={V}, Adam lr 2e-3, clip_norm 5 unless stated; data {source}.\n"
+              f"Training rate = B*T chars / median step time over {opts.rounds} interleaved rounds; "
+              "ratio = minrnn / PyTorch.")
+    log(f"Measuring training (5 model sizes, min-char-rnn's shape), sampling, peak memory and thread scaling "
+        f"of minrnn against PyTorch {torch_version}: {'about a minute or two' if opts.quick else 'a few minutes'}.")
+    keys = [opts.only] if opts.only else ROW_KEYS
+    load = OtherLoad()
+    sgemm = sgemm_ceiling(opts.sgemm_reps)
+    sgemm_others = load.cores()
+    results, failed = {}, False
+    for key in keys:
+        log(f"  {key} ...")
+        load = OtherLoad()
+        try:
+            results[key] = run(key, data, opts, sgemm)
+        except Mismatch as e:
+            results[key], failed = {"row": key, "label": key, "error": str(e)}, True
+            log(f"  {key}: {e}")
+        results[key]["other_cores"] = load.cores()
+    seconds = time.perf_counter() - started
+    if opts.json:
+        print(json.dumps({"header": header, "sgemm_gflops": sgemm, "sgemm_others": sgemm_others,
+                          "results": results, "seconds": seconds}, indent=1))
+    else:
+        print_table(results, sgemm, sgemm_others, header)
+        print(f"\n{seconds:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
