@@ -12,7 +12,7 @@ CC := gcc
 # C11 + OpenMP, warnings on; never -ffast-math: the core must stay comparable with the reference.
 CFLAGS := -std=c11 -O2 -Wall -Wextra -fopenmp
 ASAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -fopenmp -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-LIB_NAMES := core model optim sample gemm checkpoint
+LIB_NAMES := core model cells optim sample gemm checkpoint
 LIB_SRC := $(LIB_NAMES:%=cext/%.c)
 LIB_HDR := cext/minrnn.h cext/internal.h cext/gemm.h
 OBJ := $(LIB_NAMES:%=build/obj/%.o)

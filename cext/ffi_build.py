@@ -10,7 +10,7 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["core.c", "model.c", "optim.c", "sample.c", "gemm.c", "checkpoint.c"]
+SOURCES = ["core.c", "model.c", "cells.c", "optim.c", "sample.c", "gemm.c", "checkpoint.c"]
 # C11, OpenMP and warnings; never -ffast-math: the core must stay comparable with the reference.
 CFLAGS = ["-std=c11", "-O2", "-fopenmp", "-Wall", "-Wextra"]
 

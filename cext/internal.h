@@ -22,4 +22,17 @@ typedef struct {
 
 model_view model_views(const minrnn_config *cfg, const float *params);
 
+/* cells.c: one step for hidden units [j0, j1) of B streams; shapes there. */
+void rnn_forward_units(int B, int H, int Hp, int j0, int j1, int relu, float *a, const float *hp, float *h);
+void rnn_backward_units(int B, int H, int j0, int j1, int relu, const float *h, const float *dy,
+                        const float *dh, float *dg, float *db_ih, float *db_hh);
+void lstm_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp,
+                        const float *c_prev, float *c, float *h);
+void lstm_backward_units(int B, int H, int j0, int j1, const float *a, const float *c_prev, const float *c,
+                         const float *dy, const float *dh, float *dc, float *dg, float *db_ih, float *db_hh);
+void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp,
+                       const float *h_prev, float *hn, float *h);
+void gru_backward_units(int B, int H, int j0, int j1, const float *a, const float *h_prev, const float *hn,
+                        const float *dy, float *dh, float *dg, float *dgh, float *db_ih, float *db_hh);
+
 #endif

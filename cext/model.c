@@ -214,99 +214,47 @@ static void weight_grad(const run *r, int rows, int M, int N, const float *A, co
     mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, r->nt);
 }
 
-static inline float sigmoidf(float a) { return 1.0f / (1.0f + expf(-a)); }
-
-/* ---- the fused per-step passes, for hidden units [j0, j1) of every stream at step t */
+/* ---- the fused per-step passes (cells.c) for hidden units [j0, j1) of every stream at step t */
 
 static void cell_forward_units(const run *r, int l, int t, int j0, int j1) {
-    int B = r->B, H = r->H, GH = r->GH, Hp = r->Hp, cell = r->cfg->cell;
-    int relu = r->cfg->nonlinearity == MINRNN_RELU;
-    float *hs = WS(r, hs[l]), *act = WS(r, act[l]);
-    const float *hproj = WS(r, hproj);
-    for (int b = 0; b < B; b++) {
-        size_t row = (size_t)t * B + b;
-        float *a = act + row * GH;                               /* x W_ih^T + b_ih, then activations */
-        const float *hp = hproj + (size_t)b * r->G * Hp;         /* h W_hh^T + b_hh */
-        const float *h_prev = hs + row * H;                      /* hs row t*B + b is h_{t-1} */
-        float *h = hs + (row + B) * H;
-        if (cell == MINRNN_RNN) {
-            for (int j = j0; j < j1; j++) {
-                float pre = a[j] + hp[j];
-                h[j] = a[j] = relu ? (pre > 0.0f ? pre : 0.0f) : tanhf(pre);
-            }
-        } else if (cell == MINRNN_LSTM) {
-            const float *c_prev = WS(r, cs[l]) + row * H;
-            float *c = WS(r, cs[l]) + (row + B) * H;
-            for (int j = j0; j < j1; j++) {
-                float i = sigmoidf(a[j] + hp[j]);
-                float f = sigmoidf(a[H + j] + hp[Hp + j]);
-                float g = tanhf(a[2 * H + j] + hp[2 * Hp + j]);
-                float o = sigmoidf(a[3 * H + j] + hp[3 * Hp + j]);
-                a[j] = i, a[H + j] = f, a[2 * H + j] = g, a[3 * H + j] = o;
-                c[j] = f * c_prev[j] + i * g;
-                h[j] = o * tanhf(c[j]);
-            }
-        } else {   /* GRU */
-            float *hn = WS(r, hn[l]) + row * H;
-            for (int j = j0; j < j1; j++) {
-                float rg = sigmoidf(a[j] + hp[j]);
-                float z = sigmoidf(a[H + j] + hp[Hp + j]);
-                hn[j] = hp[2 * Hp + j];
-                float n = tanhf(a[2 * H + j] + rg * hn[j]);
-                a[j] = rg, a[H + j] = z, a[2 * H + j] = n;
-                h[j] = (1.0f - z) * n + z * h_prev[j];
-            }
-        }
+    int B = r->B, H = r->H, Hp = r->Hp;
+    size_t first = (size_t)t * B;                            /* row of (t, stream 0) */
+    float *a = WS(r, act[l]) + first * r->GH;
+    const float *hp = WS(r, hproj), *h_prev = WS(r, hs[l]) + first * H;   /* hs row t*B + b: h_{t-1} */
+    float *h = WS(r, hs[l]) + (first + B) * H;
+    switch (r->cfg->cell) {
+    case MINRNN_RNN:
+        rnn_forward_units(B, H, Hp, j0, j1, r->cfg->nonlinearity == MINRNN_RELU, a, hp, h);
+        break;
+    case MINRNN_LSTM:
+        lstm_forward_units(B, H, Hp, j0, j1, a, hp, WS(r, cs[l]) + first * H, WS(r, cs[l]) + (first + B) * H, h);
+        break;
+    default:
+        gru_forward_units(B, H, Hp, j0, j1, a, hp, h_prev, WS(r, hn[l]) + first * H, h);
     }
 }
 
-/* Given dH (N, H), the gradient of the loss with respect to this layer's outputs, and dh (B, H),
- * what flows back from step t+1: write the preactivation gradients of step t into dgx (and dgh)
- * and carry dc. For GRU, dh becomes the part of dh_{t-1} that bypasses W_hh (dh z). */
-static void cell_backward_units(const run *r, int l, int t, const float *dH, int j0, int j1) {
-    int B = r->B, H = r->H, GH = r->GH, cell = r->cfg->cell;
-    int relu = r->cfg->nonlinearity == MINRNN_RELU;
-    const float *hs = WS(r, hs[l]), *act = WS(r, act[l]);
-    float *dh = WS(r, dh), *dc = WS(r, dc);
-    for (int b = 0; b < B; b++) {
-        size_t row = (size_t)t * B + b;
-        const float *a = act + row * GH;
-        float *dgx = WS(r, dgx) + row * GH, *dgh = WS(r, dgh) + row * GH;
-        float *dhb = dh + (size_t)b * H, *dcb = dc + (size_t)b * H;
-        const float *dy = dH + row * H;
-        if (cell == MINRNN_RNN) {
-            const float *h = hs + (row + B) * H;
-            for (int j = j0; j < j1; j++) {
-                float d = dy[j] + dhb[j];
-                dgx[j] = relu ? (h[j] > 0.0f ? d : 0.0f) : d * (1.0f - h[j] * h[j]);
-            }
-        } else if (cell == MINRNN_LSTM) {
-            const float *c_prev = WS(r, cs[l]) + row * H, *c = c_prev + (size_t)B * H;
-            for (int j = j0; j < j1; j++) {
-                float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
-                float d = dy[j] + dhb[j], tc = tanhf(c[j]);
-                float dct = dcb[j] + d * o * (1.0f - tc * tc);
-                dgx[j] = dct * g * i * (1.0f - i);
-                dgx[H + j] = dct * c_prev[j] * f * (1.0f - f);
-                dgx[2 * H + j] = dct * i * (1.0f - g * g);
-                dgx[3 * H + j] = d * tc * o * (1.0f - o);
-                dcb[j] = dct * f;
-            }
-        } else {   /* GRU */
-            const float *h_prev = hs + row * H, *hn = WS(r, hn[l]) + row * H;
-            for (int j = j0; j < j1; j++) {
-                float rg = a[j], z = a[H + j], n = a[2 * H + j];
-                float d = dy[j] + dhb[j];
-                float dan = d * (1.0f - z) * (1.0f - n * n);
-                float dar = dan * hn[j] * rg * (1.0f - rg);
-                float daz = d * (h_prev[j] - n) * z * (1.0f - z);
-                dgx[j] = dgh[j] = dar;
-                dgx[H + j] = dgh[H + j] = daz;
-                dgx[2 * H + j] = dan;
-                dgh[2 * H + j] = dan * rg;
-                dhb[j] = d * z;
-            }
-        }
+/* dH (N, H): the gradient with respect to this layer's outputs; dh (B, H), what flows back from
+ * step t+1. Writes the preactivation gradients of step t into dgx (and dgh), adds the bias
+ * gradients, carries dc (LSTM); for GRU dh becomes the part of dh_{t-1} that bypasses W_hh. */
+static void cell_backward_units(const run *r, int l, int t, const float *dH, layer_view *gw, int j0, int j1) {
+    int B = r->B, H = r->H;
+    size_t first = (size_t)t * B;
+    const float *a = WS(r, act[l]) + first * r->GH, *dy = dH + first * H;
+    const float *h_prev = WS(r, hs[l]) + first * H, *h = h_prev + (size_t)B * H;
+    float *dgx = WS(r, dgx) + first * r->GH, *dgh = WS(r, dgh) + first * r->GH;
+    float *db_ih = (float *)gw->b_ih, *db_hh = (float *)gw->b_hh;
+    switch (r->cfg->cell) {
+    case MINRNN_RNN:
+        rnn_backward_units(B, H, j0, j1, r->cfg->nonlinearity == MINRNN_RELU, h, dy, WS(r, dh), dgx, db_ih, db_hh);
+        break;
+    case MINRNN_LSTM:
+        lstm_backward_units(B, H, j0, j1, a, WS(r, cs[l]) + first * H, WS(r, cs[l]) + (first + B) * H, dy,
+                            WS(r, dh), WS(r, dc), dgx, db_ih, db_hh);
+        break;
+    default:
+        gru_backward_units(B, H, j0, j1, a, h_prev, WS(r, hn[l]) + first * H, dy, WS(r, dh), dgx, dgh,
+                           db_ih, db_hh);
     }
 }
 
@@ -322,7 +270,7 @@ static void layer_forward(const run *r, int l) {
     const float *x = layer_input(r, l);
     if (x) {
         linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w->w_ih, act, 1);
-    } else {   /* one-hot: row v of W_ih^T is the projection of token v */
+    } else if (N > r->V) {   /* one-hot, many rows: gather rows of W_ih^T, transposed once */
         float *wT = WS(r, onehot);
         #pragma omp parallel for num_threads(nt) schedule(static)
         for (int v = 0; v < r->V; v++)
@@ -332,6 +280,12 @@ static void layer_forward(const run *r, int l) {
             const float *src = wT + (size_t)r->tokens[i] * GH;
             float *dst = act + (size_t)i * GH;
             for (int k = 0; k < GH; k++) dst[k] += src[k];
+        }
+    } else {   /* one-hot, few rows (sampling): gather columns of W_ih where they are */
+        for (int i = 0; i < N; i++) {
+            const float *src = w->w_ih + r->tokens[i];
+            float *dst = act + (size_t)i * GH;
+            for (int k = 0; k < GH; k++) dst[k] += src[(size_t)k * r->V];
         }
     }
 
@@ -464,7 +418,7 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
         #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
             int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
-            cell_backward_units(r, l, t, dH, j0, j1);
+            cell_backward_units(r, l, t, dH, gw, j0, j1);
         }   /* barrier: every gate gradient of step t is written */
         #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
@@ -481,8 +435,6 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
 
     /* weight gradients over all N rows */
     weight_grad(r, N, GH, H, dgh, WS(r, hs[l]), (float *)gw->w_hh);    /* hs rows 0..N-1: h_{t-1} */
-    colsum_add(dgh, N, GH, (float *)gw->b_hh, nt);
-    colsum_add(dgx, N, GH, (float *)gw->b_ih, nt);
     const float *x = layer_input(r, l);
     int in = layer_input_size(r->cfg, l);
     if (x) {
