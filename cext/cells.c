@@ -17,12 +17,6 @@
 
 #include "internal.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
 /* Bit patterns: comparing them as integers keeps these loops free of float compares, which GCC
  * will not turn into vector selects under -ftrapping-math (the default, kept: no fast-math). */
 static inline uint32_t bits_(float x) {

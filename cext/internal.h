@@ -9,6 +9,18 @@ int cell_states(const minrnn_config *cfg);                /* S: 2 for LSTM, else
 int layer_input_size(const minrnn_config *cfg, int layer);
 int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default */
 
+/* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* Threads worth using for a loop of `work` simple operations: one below PAR_MIN_WORK, where
+ * starting a team costs more than it saves. Results never depend on it. */
+#define PAR_MIN_WORK 32768.0
+static inline int threads_for(int nt, double work) { return work < PAR_MIN_WORK ? 1 : nt; }
+
 /* Named pointers into the parameter block (or into a gradient block of the same layout). */
 typedef struct {
     const float *w_ih, *w_hh, *b_ih, *b_hh;

@@ -160,13 +160,13 @@ static const float *layer_input(const run *r, int l) {
 
 /* C (M, N) = rows of bias, ready for products to accumulate into. */
 static void fill_rows(float *C, int M, int N, const float *bias, int nt) {
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, (double)M * N)) schedule(static)
     for (int i = 0; i < M; i++) memcpy(C + (size_t)i * N, bias, (size_t)N * sizeof(float));
 }
 
 /* out (cols) += column sums of X (rows, cols), rows added in order. */
 static void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, (double)rows * cols)) schedule(static)
     for (int j0 = 0; j0 < cols; j0 += 64) {
         int j1 = j0 + 64 < cols ? j0 + 64 : cols;
         float acc[64] = {0};
@@ -178,7 +178,7 @@ static void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
 
 /* out (V, cols) row tokens[i] += X row i, for i in order: the gradient of a row gather. */
 static void scatter_rows_add(const float *X, const int32_t *tokens, int rows, int cols, float *out, int nt) {
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, (double)rows * cols)) schedule(static)
     for (int j0 = 0; j0 < cols; j0 += 64) {
         int j1 = j0 + 64 < cols ? j0 + 64 : cols;
         for (int i = 0; i < rows; i++) {
@@ -191,7 +191,7 @@ static void scatter_rows_add(const float *X, const int32_t *tokens, int rows, in
 
 /* out (R, C) += X^T for X (C, R). */
 static void add_transposed(const float *X, int R, int C, float *out, int nt) {
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, (double)R * C)) schedule(static)
     for (int i = 0; i < R; i++)
         for (int j = 0; j < C; j++) out[(size_t)i * C + j] += X[(size_t)j * R + i];
 }
@@ -200,18 +200,18 @@ static void add_transposed(const float *X, int R, int C, float *out, int nt) {
 static void linear_wT(const run *r, int M, int N, int K, const float *A, const float *W, float *C, int acc) {
     if (M >= PACK_MIN_ROWS) {
         float *Wp = WS(r, packed);
-        mm_pack(K, N, W, 1, K, Wp, r->nt);                     /* B(k, j) = W[j][k] */
-        mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, r->nt);
+        mm_pack(K, N, W, 1, K, Wp, threads_for(r->nt, (double)K * N));   /* B(k, j) = W[j][k] */
+        mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, threads_for(r->nt, 2.0 * M * N * K));
     } else {
-        mm_nt(M, N, K, A, K, W, K, C, N, acc, r->nt);
+        mm_nt(M, N, K, A, K, W, K, C, N, acc, threads_for(r->nt, 2.0 * M * N * K));
     }
 }
 
 /* dW (M, N) += A^T X for A (rows, M), X (rows, N): weight gradients over all T*B rows at once. */
 static void weight_grad(const run *r, int rows, int M, int N, const float *A, const float *X, float *dW) {
     float *Xp = WS(r, pack_act);
-    mm_pack(rows, N, X, N, 1, Xp, r->nt);
-    mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, r->nt);
+    mm_pack(rows, N, X, N, 1, Xp, threads_for(r->nt, (double)rows * N));
+    mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, threads_for(r->nt, 2.0 * rows * M * N));
 }
 
 /* ---- the fused per-step passes (cells.c) for hidden units [j0, j1) of every stream at step t */
@@ -272,10 +272,10 @@ static void layer_forward(const run *r, int l) {
         linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w->w_ih, act, 1);
     } else if (N > r->V) {   /* one-hot, many rows: gather rows of W_ih^T, transposed once */
         float *wT = WS(r, onehot);
-        #pragma omp parallel for num_threads(nt) schedule(static)
+        #pragma omp parallel for num_threads(threads_for(nt, (double)r->V * GH)) schedule(static)
         for (int v = 0; v < r->V; v++)
             for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = w->w_ih[(size_t)k * r->V + v];
-        #pragma omp parallel for num_threads(nt) schedule(static)
+        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
         for (int i = 0; i < N; i++) {
             const float *src = wT + (size_t)r->tokens[i] * GH;
             float *dst = act + (size_t)i * GH;
@@ -295,10 +295,11 @@ static void layer_forward(const run *r, int l) {
     float *Wp = WS(r, packed), *hproj = WS(r, hproj);
     size_t block = mm_packed_size(H, H);
     if (packed)
-        for (int g = 0; g < G; g++) mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, nt);
+        for (int g = 0; g < G; g++)
+            mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
     int chunks = (H + MM_NR - 1) / MM_NR;
     float *hs = WS(r, hs[l]);
-    #pragma omp parallel num_threads(nt)
+    #pragma omp parallel num_threads(threads_for(nt, 2.0 * B * GH * H))   /* the work of one step */
     for (int t = 0; t < T; t++) {
         const float *h_prev = hs + (size_t)t * B * H;
         #pragma omp for schedule(static)
@@ -321,7 +322,7 @@ static void layer_forward(const run *r, int l) {
     if (r->masks) {
         float *y = WS(r, ys[l]);
         const float *m = r->masks + (size_t)l * N * H, *h = hs + (size_t)B * H;
-        #pragma omp parallel for num_threads(nt) schedule(static)
+        #pragma omp parallel for num_threads(threads_for(nt, (double)N * H)) schedule(static)
         for (int i = 0; i < N; i++)
             for (int j = 0; j < H; j++) y[(size_t)i * H + j] = h[(size_t)i * H + j] * m[(size_t)i * H + j];
     }
@@ -337,7 +338,7 @@ static double decoder_forward(const run *r, float *logits_out) {
     if (logits_out) memcpy(logits_out, logits, (size_t)N * V * sizeof(float));
     if (!r->targets) return 0.0;
     /* softmax in place; loss = logsumexp - logit[target] */
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, 8.0 * N * V)) schedule(static)
     for (int i = 0; i < N; i++) {
         float *z = logits + (size_t)i * V;
         float m = z[0], target_logit = z[r->targets[i]];
@@ -371,7 +372,7 @@ static int forward(run *r, const float *state0, float *state_out, float *logits,
     }
     if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
         float *x0 = WS(r, x0);
-        #pragma omp parallel for num_threads(r->nt) schedule(static)
+        #pragma omp parallel for num_threads(threads_for(r->nt, (double)r->N * r->E)) schedule(static)
         for (int i = 0; i < r->N; i++)
             memcpy(x0 + (size_t)i * r->E, r->w.encoder + (size_t)r->tokens[i] * r->E, (size_t)r->E * sizeof(float));
     }
@@ -411,9 +412,9 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
     /* recurrence, last step first: dh_{t-1} = dgh_t W_hh (+ dh_t z for GRU) */
     memset(dh, 0, (size_t)B * H * sizeof(float));
     memset(dc, 0, (size_t)B * H * sizeof(float));
-    mm_pack(GH, H, w->w_hh, H, 1, Wp, nt);
+    mm_pack(GH, H, w->w_hh, H, 1, Wp, threads_for(nt, (double)GH * H));
     int chunks = (H + MM_NR - 1) / MM_NR, gru = r->cfg->cell == MINRNN_GRU;
-    #pragma omp parallel num_threads(nt)
+    #pragma omp parallel num_threads(threads_for(nt, 2.0 * B * GH * H))   /* the work of one step */
     for (int t = T - 1; t >= 0; t--) {
         #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
@@ -446,8 +447,8 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
         add_transposed(dwT, GH, r->V, (float *)gw->w_ih, nt);
     }
     if (dX) {   /* dX = dgx W_ih */
-        mm_pack(GH, in, w->w_ih, in, 1, Wp, nt);
-        mm_packed(N, in, GH, dgx, GH, 1, Wp, dX, in, 0, nt);
+        mm_pack(GH, in, w->w_ih, in, 1, Wp, threads_for(nt, (double)GH * in));
+        mm_packed(N, in, GH, dgx, GH, 1, Wp, dX, in, 0, threads_for(nt, 2.0 * N * in * GH));
     }
 }
 
@@ -458,7 +459,7 @@ static void backward(run *r, float *grads, float *dstate0) {
 
     /* loss = mean cross-entropy: dlogits = (softmax - onehot(target)) / N */
     float inv_n = 1.0f / (float)N;
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, (double)N * V)) schedule(static)
     for (int i = 0; i < N; i++) {
         float *z = dlogits + (size_t)i * V;
         z[r->targets[i]] -= 1.0f;
@@ -468,13 +469,13 @@ static void backward(run *r, float *grads, float *dstate0) {
     weight_grad(r, N, V, H, dlogits, y, (float *)g.dec_w);
     colsum_add(dlogits, N, V, (float *)g.dec_b, nt);
     float *dy = WS(r, dy[0]), *dx = WS(r, dy[1]), *Wp = WS(r, packed);
-    mm_pack(V, H, r->w.dec_w, H, 1, Wp, nt);
-    mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, nt);   /* dY = dlogits W_dec */
+    mm_pack(V, H, r->w.dec_w, H, 1, Wp, threads_for(nt, (double)V * H));
+    mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, threads_for(nt, 2.0 * N * H * V));   /* dY = dlogits W_dec */
 
     for (int l = r->L - 1; l >= 0; l--) {
         if (r->masks) {
             const float *m = r->masks + (size_t)l * N * H;
-            #pragma omp parallel for num_threads(nt) schedule(static)
+            #pragma omp parallel for num_threads(threads_for(nt, (double)N * H)) schedule(static)
             for (int i = 0; i < N; i++)
                 for (int j = 0; j < H; j++) dy[(size_t)i * H + j] *= m[(size_t)i * H + j];
         }

@@ -7,8 +7,13 @@
 
 int resolve_threads(int num_threads) { return num_threads > 0 ? num_threads : omp_get_max_threads(); }
 
+/* NaN stays NaN (fminf/fmaxf would drop it), so a broken gradient is still seen afterwards. */
 void minrnn_clip_value(float *grads, size_t n, float limit) {
-    for (size_t j = 0; j < n; j++) grads[j] = fminf(fmaxf(grads[j], -limit), limit);
+    #pragma omp simd
+    for (size_t j = 0; j < n; j++) {
+        float g = grads[j];
+        grads[j] = g < -limit ? -limit : g > limit ? limit : g;
+    }
 }
 
 /* The sum of squares in double over 64 fixed slices (not per thread: the same partial sums
@@ -17,12 +22,17 @@ void minrnn_clip_value(float *grads, size_t n, float limit) {
 
 static double sum_of_squares(const float *x, size_t n, int nt) {
     double part[NORM_SLICES];
-    #pragma omp parallel for num_threads(nt) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(nt, (double)n)) schedule(static)
     for (int s = 0; s < NORM_SLICES; s++) {
         size_t a = n * (size_t)s / NORM_SLICES, b = n * (size_t)(s + 1) / NORM_SLICES;
-        double acc = 0.0;
-        for (size_t j = a; j < b; j++) acc += (double)x[j] * x[j];
-        part[s] = acc;
+        /* eight running sums, element j into lane (j - a) % 8: the order depends on nothing but n
+         * (not on threads, nor on how the buffer happens to be aligned), and it vectorizes */
+        double lane[8] = {0};
+        size_t j = a;
+        for (; j + 8 <= b; j += 8)
+            for (int k = 0; k < 8; k++) lane[k] += (double)x[j + k] * x[j + k];
+        for (; j < b; j++) lane[0] += (double)x[j] * x[j];
+        part[s] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
     }
     double total = 0.0;
     for (int s = 0; s < NORM_SLICES; s++) total += part[s];
@@ -38,56 +48,66 @@ void minrnn_clip_norm(float *grads, size_t n, float max_norm, float *norm, int n
     if (norm) *norm = (float)total;
 }
 
+/* ---- the update rules on elements [a, b); the caller splits the block into fixed chunks */
+
+VECTOR_CLONES
+static void sgd_update(float *p, const float *g, float *m, float lr, float momentum, size_t a, size_t b) {
+    #pragma omp simd
+    for (size_t j = a; j < b; j++) {          /* m = momentum m + g; p -= lr m */
+        m[j] = momentum * m[j] + g[j];
+        p[j] -= lr * m[j];
+    }
+}
+
+VECTOR_CLONES
+static void adagrad_update(float *p, const float *g, float *m, float lr, float eps, size_t a, size_t b) {
+    #pragma omp simd
+    for (size_t j = a; j < b; j++) {          /* m += g^2; p -= lr g / sqrt(m + eps) */
+        m[j] += g[j] * g[j];
+        p[j] -= lr * g[j] / sqrtf(m[j] + eps);
+    }
+}
+
+VECTOR_CLONES
+static void rmsprop_update(float *p, const float *g, float *m, float lr, float alpha, float eps, size_t a, size_t b) {
+    #pragma omp simd
+    for (size_t j = a; j < b; j++) {          /* m = alpha m + (1 - alpha) g^2; p -= lr g / (sqrt(m) + eps) */
+        m[j] = alpha * m[j] + (1.0f - alpha) * g[j] * g[j];
+        p[j] -= lr * g[j] / (sqrtf(m[j]) + eps);
+    }
+}
+
+/* Kingma & Ba, Algorithm 1; c1 = 1 - beta1^t, c2 = 1 - beta2^t */
+VECTOR_CLONES
+static void adam_update(float *p, const float *g, float *m, float *v, float lr, float beta1, float beta2,
+                        float eps, float c1, float c2, size_t a, size_t b) {
+    #pragma omp simd
+    for (size_t j = a; j < b; j++) {
+        m[j] = beta1 * m[j] + (1.0f - beta1) * g[j];
+        v[j] = beta2 * v[j] + (1.0f - beta2) * g[j] * g[j];
+        p[j] -= lr * (m[j] / c1) / (sqrtf(v[j] / c2) + eps);
+    }
+}
+
+#define UPDATE_CHUNK 16384   /* elements per piece of work */
+
 int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *grads, float *m, float *v,
                             size_t n, int num_threads) {
     if (!opt || !params || !grads || !m || (opt->kind == MINRNN_ADAM && !v)) return MINRNN_ERR_ARG;
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
-    int nt = resolve_threads(num_threads);
-    opt->step++;
-    const float lr = opt->lr, eps = opt->eps;
-    const ptrdiff_t count = (ptrdiff_t)n;
-    switch (opt->kind) {
-    case MINRNN_SGD: {          /* m = momentum m + g; p -= lr m */
-        const float mu = opt->momentum;
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (ptrdiff_t j = 0; j < count; j++) {
-            m[j] = mu * m[j] + grads[j];
-            params[j] -= lr * m[j];
+    const minrnn_optimizer o = *opt;
+    const double t = (double)(++opt->step);
+    const float c1 = (float)(1.0 - pow(o.beta1, t)), c2 = (float)(1.0 - pow(o.beta2, t));
+    const ptrdiff_t chunks = (ptrdiff_t)((n + UPDATE_CHUNK - 1) / UPDATE_CHUNK);
+    #pragma omp parallel for num_threads(threads_for(resolve_threads(num_threads), 4.0 * n)) schedule(static)
+    for (ptrdiff_t c = 0; c < chunks; c++) {
+        size_t a = (size_t)c * UPDATE_CHUNK, b = a + UPDATE_CHUNK < n ? a + UPDATE_CHUNK : n;
+        switch (o.kind) {
+        case MINRNN_SGD: sgd_update(params, grads, m, o.lr, o.momentum, a, b); break;
+        case MINRNN_ADAGRAD: adagrad_update(params, grads, m, o.lr, o.eps, a, b); break;
+        case MINRNN_RMSPROP: rmsprop_update(params, grads, m, o.lr, o.alpha, o.eps, a, b); break;
+        default: adam_update(params, grads, m, v, o.lr, o.beta1, o.beta2, o.eps, c1, c2, a, b);
         }
-        break;
-    }
-    case MINRNN_ADAGRAD: {      /* m += g^2; p -= lr g / sqrt(m + eps) */
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (ptrdiff_t j = 0; j < count; j++) {
-            float g = grads[j];
-            m[j] += g * g;
-            params[j] -= lr * g / sqrtf(m[j] + eps);
-        }
-        break;
-    }
-    case MINRNN_RMSPROP: {      /* m = alpha m + (1 - alpha) g^2; p -= lr g / (sqrt(m) + eps) */
-        const float alpha = opt->alpha;
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (ptrdiff_t j = 0; j < count; j++) {
-            float g = grads[j];
-            m[j] = alpha * m[j] + (1.0f - alpha) * g * g;
-            params[j] -= lr * g / (sqrtf(m[j]) + eps);
-        }
-        break;
-    }
-    default: {                  /* Adam, Kingma & Ba Algorithm 1 */
-        const float b1 = opt->beta1, b2 = opt->beta2;
-        const float c1 = (float)(1.0 - pow(b1, (double)opt->step));
-        const float c2 = (float)(1.0 - pow(b2, (double)opt->step));
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (ptrdiff_t j = 0; j < count; j++) {
-            float g = grads[j];
-            m[j] = b1 * m[j] + (1.0f - b1) * g;
-            v[j] = b2 * v[j] + (1.0f - b2) * g * g;
-            params[j] -= lr * (m[j] / c1) / (sqrtf(v[j] / c2) + eps);
-        }
-        break;
-    }
     }
     return MINRNN_OK;
 }
