@@ -23,7 +23,7 @@ C_TESTS := test_core test_gemm test_checkpoint
 VERSION := $(shell sed -n 's/^\#define MINRNN_VERSION_STRING "\(.*\)"/\1/p' cext/minrnn.h)
 SONAME := libminrnn.so.$(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all lib example run test test-py test-c test-asan clean
+.PHONY: all lib example run bench test test-py test-c test-asan clean
 .SECONDARY:
 
 all: lib example
@@ -42,6 +42,11 @@ run: $(INSTALLED) $(DEMO_TEXT)
 $(DEMO_TEXT): | $(PY)
 	@mkdir -p $(@D)
 	$(PY) -c "from pydoc_data.topics import topics; open('$@', 'w', encoding='utf-8').write('\n'.join(topics[k] for k in sorted(topics)))"
+
+# ---- speed against PyTorch (installed into .venv from the local CPU build if missing) and numpy
+bench: $(INSTALLED)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
+	$(PY) tools/bench.py $(BENCH_ARGS)
 
 # ---- Python: the package with its test extra, in .venv
 test: test-c test-asan test-py

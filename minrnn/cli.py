@@ -61,47 +61,52 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     d = DEFAULTS
 
-    t = sub.add_parser("train", help="train a model on a text file",
-                       description="Train a character-level model on a text file. Checkpoints (latest.ckpt, "
-                                   "and best.ckpt by validation loss) and metrics.jsonl go to --out. Ctrl-C saves "
-                                   "and tells you how to resume.")
-    t.add_argument("input", nargs="?", help="the text file (UTF-8, or any bytes with --encoding bytes); "
-                                            "optional with --resume")
+    t = sub.add_parser("train", help="train a model on a text file", description=(
+        "Train a character-level model on a text file. Checkpoints (latest.ckpt, and best.ckpt by "
+        "validation loss) and metrics.jsonl go to --out. Ctrl-C saves and tells you how to resume."))
+    t.add_argument("input", nargs="?",
+                   help="the text file (UTF-8, or any bytes with --encoding bytes); optional with --resume")
     g = t.add_argument_group("model (fixed once a run has started)")
     g.add_argument("--cell", choices=["lstm", "gru", "rnn", "irnn"],
                    help=f"recurrent cell; irnn is a relu RNN with identity init (default {d['cell']})")
     g.add_argument("--hidden", type=positive, metavar="N", help=f"units per layer (default {d['hidden']})")
     g.add_argument("--layers", type=positive, metavar="N", help=f"stacked layers (default {d['layers']})")
-    g.add_argument("--embed", type=count, metavar="N", help=f"embedding size; 0 feeds characters one-hot (default {d['embed']})")
-    g.add_argument("--dropout", type=dropout_p, metavar="P", help=f"dropout between layers and before the output, in "
-                                                     f"training (default {d['dropout']})")
+    g.add_argument("--embed", type=count, metavar="N",
+                   help=f"embedding size; 0 feeds characters one-hot (default {d['embed']})")
+    g.add_argument("--dropout", type=dropout_p, metavar="P",
+                   help=f"dropout between layers and before the output, in training (default {d['dropout']})")
     g.add_argument("--encoding", choices=["utf8", "bytes"],
                    help="read the text as UTF-8 characters or as raw bytes (default utf8)")
     g = t.add_argument_group("training (fixed once a run has started)")
-    g.add_argument("--seq-len", type=positive, metavar="N", help=f"characters per stream per step: how far back gradients "
-                                                    f"flow (default {d['seq_len']})")
-    g.add_argument("--batch-size", type=positive, metavar="N", help=f"parallel streams per step (default {d['batch_size']})")
+    g.add_argument("--seq-len", type=positive, metavar="N",
+                   help=f"characters per stream per step: how far back gradients flow (default {d['seq_len']})")
+    g.add_argument("--batch-size", type=positive, metavar="N",
+                   help=f"parallel streams per step (default {d['batch_size']})")
     g.add_argument("--optimizer", choices=["adam", "adagrad", "rmsprop", "sgd"],
                    help=f"update rule (default {d['optimizer']})")
-    g.add_argument("--lr", type=positive_float, metavar="X", help="learning rate (default: adam 0.002, rmsprop 0.002, "
-                                                    "adagrad 0.1, sgd 0.1)")
-    g.add_argument("--lr-decay", metavar="F", type=number(float, 0.0, 1.0, low_open=True, what="a factor in (0, 1]"),
-                   help=f"multiply the learning rate by this at each epoch after --lr-decay-after "
-                        f"(default {d['lr_decay']})")
-    g.add_argument("--lr-decay-after", type=count, metavar="N", help=f"epochs at the full learning rate (default "
-                                                        f"{d['lr_decay_after']})")
-    g.add_argument("--clip-norm", type=nonneg_float, metavar="X", help=f"scale gradients down to this global norm; 0 = off "
-                                                          f"(default {d['clip_norm']})")
-    g.add_argument("--clip-value", type=nonneg_float, metavar="X", help="clip each gradient element to +-this; 0 = off "
-                                                           "(default 0)")
-    g.add_argument("--val-frac", type=val_fraction, metavar="F", help=f"the end of the text kept for validation "
-                                                         f"(default {d['val_frac']})")
-    g.add_argument("--seed", type=seed_type, metavar="S", help=f"seed for initialization and dropout (default {d['seed']})")
+    g.add_argument("--lr", type=positive_float, metavar="X",
+                   help="learning rate (default: adam 0.002, rmsprop 0.002, adagrad 0.1, sgd 0.1)")
+    g.add_argument("--lr-decay", type=number(float, 0.0, 1.0, low_open=True, what="a factor in (0, 1]"),
+                   metavar="F", help=f"multiply the learning rate by this at each epoch after --lr-decay-after "
+                                     f"(default {d['lr_decay']})")
+    g.add_argument("--lr-decay-after", type=count, metavar="N",
+                   help=f"epochs at the full learning rate (default {d['lr_decay_after']})")
+    g.add_argument("--clip-norm", type=nonneg_float, metavar="X",
+                   help=f"scale gradients down to this global norm; 0 = off (default {d['clip_norm']})")
+    g.add_argument("--clip-value", type=nonneg_float, metavar="X",
+                   help="clip each gradient element to +-this; 0 = off (default 0)")
+    g.add_argument("--val-frac", type=val_fraction, metavar="F",
+                   help=f"the end of the text kept for validation (default {d['val_frac']})")
+    g.add_argument("--seed", type=seed_type, metavar="S",
+                   help=f"seed for initialization and dropout (default {d['seed']})")
     g = t.add_argument_group("when to stop, evaluate and sample (remembered by the run; give them again to change)")
     g.add_argument("--max-iters", type=positive, metavar="N", help="stop after this many training steps in total")
-    g.add_argument("--epochs", type=positive, metavar="N", help="stop after this many passes over the text (default 10)")
-    g.add_argument("--eval-every", type=positive, metavar="N", help="validate and checkpoint every N steps (default 250)")
-    g.add_argument("--sample-every", type=count, metavar="N", help="print a sample every N steps; 0 = never (default 1000)")
+    g.add_argument("--epochs", type=positive, metavar="N",
+                   help="stop after this many passes over the text (default 10)")
+    g.add_argument("--eval-every", type=positive, metavar="N",
+                   help="validate and checkpoint every N steps (default 250)")
+    g.add_argument("--sample-every", type=count, metavar="N",
+                   help="print a sample every N steps; 0 = never (default 1000)")
     g = t.add_argument_group("this session")
     g.add_argument("--max-time", type=positive_float, metavar="X", help="stop after this many seconds of this session")
     g.add_argument("--out", metavar="DIR", default="out", help="folder for checkpoints and metrics (default out)")
@@ -109,31 +114,31 @@ def build_parser():
     g.add_argument("--threads", type=count, metavar="N", default=0, help="threads; 0 = all cores (default 0)")
     t.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("sample", help="generate text from a checkpoint",
-                       description="Generate text. Without --checkpoint it uses the best checkpoint of the last "
-                                   "training run started in this folder.")
+    s = sub.add_parser("sample", help="generate text from a checkpoint", description=(
+        "Generate text. Without --checkpoint it uses the best checkpoint of the last training run "
+        "started in this folder."))
     s.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    s.add_argument("--length", type=count, metavar="N", default=500, help="characters to generate, not counting the prime "
-                                                              "(default 500)")
+    s.add_argument("--length", type=count, metavar="N", default=500,
+                   help="characters to generate, not counting the prime (default 500)")
     s.add_argument("--temperature", type=positive_float, metavar="X", default=1.0,
                    help="below 1: safer, more repetitive; above 1: more varied (default 1.0)")
-    s.add_argument("--top-k", type=count, metavar="N", default=0, help="sample only among the k likeliest characters; "
-                                                           "0 = off (default 0)")
-    s.add_argument("--top-p", type=top_p_type, metavar="P", default=1.0, help="sample only among the likeliest characters "
-                                                                 "holding this much probability (default 1.0)")
+    s.add_argument("--top-k", type=count, metavar="N", default=0,
+                   help="sample only among the k likeliest characters; 0 = off (default 0)")
+    s.add_argument("--top-p", type=top_p_type, metavar="P", default=1.0,
+                   help="sample only among the likeliest characters holding this much probability (default 1.0)")
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character (no randomness)")
     s.add_argument("--prime", metavar="TEXT", default="",
                    help="text fed through the model first, and printed (\\n and \\t are understood)")
-    s.add_argument("--seed", type=seed_type, metavar="S", help="the same seed gives the same text (default: random, "
-                                                  "printed on stderr)")
+    s.add_argument("--seed", type=seed_type, metavar="S",
+                   help="the same seed gives the same text (default: random, printed on stderr)")
     s.add_argument("--stop", metavar="TEXT",
                    help="stop once this string has been generated (it is printed; \\n and \\t are understood)")
     s.add_argument("--threads", type=count, metavar="N", default=0, help="threads; 0 = all cores (default 0)")
     s.set_defaults(func=cmd_sample)
 
-    e = sub.add_parser("eval", help="loss of a checkpoint on a text file",
-                       description="Loss in nats and bits per character on any text. Characters outside the "
-                                   "model's vocabulary are counted, reported and skipped.")
+    e = sub.add_parser("eval", help="loss of a checkpoint on a text file", description=(
+        "Loss in nats and bits per character on any text. Characters outside the model's vocabulary "
+        "are counted, reported and skipped."))
     e.add_argument("file", help="the text to evaluate on")
     e.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
     e.add_argument("--batch-size", type=positive, metavar="N", default=16, help="parallel streams (default 16)")

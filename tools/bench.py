@@ -43,7 +43,10 @@ try:
 except ImportError:
     torch = None
 
-DATA = "/work/shared/data/tinyshakespeare.txt"
+# The standard corpus, from the workplace's shared folder next to the repository (never copied into
+# it); MINRNN_BENCH_DATA overrides, and without either a synthetic text stands in.
+DATA = os.environ.get("MINRNN_BENCH_DATA", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                         "shared", "data", "tinyshakespeare.txt"))
 V = 65              # tinyshakespeare's vocabulary
 SEED = 1234
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
