@@ -9,8 +9,9 @@
  * Determinism: every C(i, j) is computed by exactly one thread, from zero, by a sequence of
  * operations that depends only on the shapes (M, N, K), never on the thread count or on how the
  * columns are split among callers (splits at multiples of MM_NR); the sum is added to C(i, j)
- * when accumulating. The AVX2+FMA kernel (chosen at run time when the CPU has it) and the
- * portable kernel may differ from each other in the last bits; each is deterministic.
+ * when accumulating (for K > 256, block by block in k-blocks fixed by K: see gemm.c). The
+ * AVX2+FMA kernel (chosen at run time when the CPU has it) and the portable kernel may differ
+ * from each other in the last bits; each is deterministic.
  *
  * nthreads <= 0 means OpenMP's default. No allocation, no global state.
  */
@@ -41,5 +42,17 @@ void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_
  * more than the product. A's rows and W's rows are contiguous (lda, ldw are row strides). */
 void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, ptrdiff_t ldw,
            float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+
+/* ---- for tests: the kernels behind mm_packed and mm_nt, by name. The plain C ones always work;
+ * the AVX2+FMA ones only when mm_have_avx2() (on other CPUs they are the plain C ones). */
+int mm_have_avx2(void);
+void mm_packed_portable(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                        const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_packed_avx2(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                    const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_nt_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
+                    ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
+                ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 
 #endif

@@ -1,0 +1,526 @@
+/* gemm.c: the matrix products of gemm.h.
+ *
+ *   mm_packed  C (M, N) = [C +] A (M, K) . B (K, N), B packed once by mm_pack (training, big M)
+ *   mm_nt      C (M, N) = [C +] A (M, K) . W^T, W (N, K) row-major (sampling, M = 1..4)
+ *
+ * mm_packed is blocked like GotoBLAS / BLIS, with B already packed:
+ *   threads split C into tasks: a chunk of at most MM_NC columns x a group of rows
+ *   for each k-block [k0, k0 + kc), kc <= MM_KC
+ *     for each block of rows of the task: A (mc, kc), read in place if row-major, else packed
+ *       for each 16-column panel of the task: the B sliver (kc, 16), 16 KiB      -> in L1
+ *         for each 6 rows of the block: the 6x16 micro-kernel, one tile of C
+ * A B sliver stays in L1 while every 6 rows of the block use it, the A block (<= 120 KiB) stays in
+ * L2 while every panel uses it, and the B block (kc, <= MM_NC) is read from L2 or L3 by every row
+ * block. The AVX2 micro-kernel keeps the 6x16 tile in 12 ymm registers; per k it loads 16 floats
+ * of B and broadcasts 6 of A: 12 FMAs for 8 loads. Reading a row-major A in place (6 row streams)
+ * is as fast as packing it and costs nothing; a transposed A is packed, 6 contiguous floats per k.
+ *
+ * Order of operations, the determinism promise of gemm.h. The k-blocks of C(i, j) are
+ *   [k_0, k_1), [k_1, k_2), ...   with k_b = b K / nkb and nkb = ceil(K / MM_KC),
+ * a function of K only. The first block runs the chain s = 0; s = s + a_ik b_kj for k in order
+ * (one fused multiply-add per step in the AVX2 kernel; a product, then a sum, in the portable one)
+ * and stores s into C(i, j), or adds it to C(i, j) when accumulating. Each later block continues
+ * the chain from the float in C(i, j). So without accumulation C(i, j) is the plain k-ordered
+ * chain whatever MM_KC is, and with accumulation and K <= MM_KC it is C + (that chain). Nothing
+ * depends on the thread count, the tasks, or the column range given to mm_packed_cols.
+ */
+#include "gemm.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef __GNUC__
+#define MM_INLINE __attribute__((always_inline)) inline
+#else
+#define MM_INLINE inline
+#endif
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define MM_X86 1
+#include <immintrin.h>
+#define MM_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define MM_X86 0
+#endif
+
+/* ----------------------------------------------------------------------------------------------
+ * Blocking. Only MM_KC can change results (it fixes the k-blocks); the others are cache sizes
+ * and only change speed. Measured on Zen 4 (32 KiB L1, 1 MiB L2): NC = 512 or 1024, MC = 120 or
+ * 240, KC = 256 or 384 are all within noise of each other; MC = 60 in place, or a general KC of
+ * 128, lose 5-15%. */
+
+#define MM_MR 6          /* rows of a micro-tile */
+#define MM_KC 256        /* longest k-block: a B sliver (KC, 16) is 16 KiB, half of L1 */
+#define MM_MC_PACKED 60  /* rows of A packed at once: (60, KC) floats = 60 KiB of stack */
+#define MM_MC 120        /* rows of A per block when read in place: (120, KC) = 120 KiB */
+#define MM_NC 1024       /* columns of C per task: the B block (KC, NC) is 1 MiB */
+
+/* What a micro-kernel does with the tile it computed. */
+enum { MM_STORE = 0, MM_ADD = 1, MM_CONTINUE = 2 };
+
+static int mm_threads(int nthreads) {
+#ifdef _OPENMP
+    return nthreads > 0 ? nthreads : omp_get_max_threads();
+#else
+    (void)nthreads;
+    return 1;
+#endif
+}
+
+static int mm_min(int a, int b) { return a < b ? a : b; }
+static int mm_cdiv(int a, int b) { return (a + b - 1) / b; }
+
+/* k-block b of nkb over [0, K) is [K b / nkb, K (b + 1) / nkb). */
+static int mm_kbound(int K, int nkb, int b) { return (int)((long long)K * b / nkb); }
+
+int mm_have_avx2(void) {
+#if MM_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * Packing. */
+
+size_t mm_packed_size(int K, int N) {
+    if (K <= 0 || N <= 0) return 0;
+    return (size_t)mm_cdiv(N, MM_NR) * MM_NR * (size_t)K;
+}
+
+/* Bp is (ceil(N / 16), K, 16): panel p holds columns [16p, 16p + 16) of B row after row, the
+ * columns past N zero. Panel p starts at Bp + 16 p K, its row k0 at + 16 k0. */
+static void mm_pack_panel(int p, int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                          float *Bp) {
+    int j0 = p * MM_NR, nr = mm_min(MM_NR, N - j0);
+    for (int k = 0; k < K; k++) {
+        const float *src = B + k * rsb + j0 * csb;
+        float *dst = Bp + ((size_t)p * K + k) * MM_NR;
+        int j = 0;
+        if (csb == 1) {
+            memcpy(dst, src, (size_t)nr * sizeof(float));
+            j = nr;
+        }
+        for (; j < nr; j++) dst[j] = src[j * csb];
+        for (; j < MM_NR; j++) dst[j] = 0.0f;
+    }
+}
+
+void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {
+    if (K <= 0 || N <= 0) return;
+    int npanels = mm_cdiv(N, MM_NR), nt = mm_threads(nthreads);
+    if (nt == 1) {
+        for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp);
+        return;
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp);
+}
+
+/* A (mc, kc), from the block's corner, into micro-panels of 6 rows:
+ *   Ap[(r / 6) 6 kc + 6 k + r % 6] = A(r, k).
+ * Only for A that is not row-major (a row-major A is read in place); for the transposed A of a
+ * weight gradient (rsa = 1) the 6 floats of one k are contiguous. A last micro-panel with fewer
+ * than 6 rows keeps the stride 6; its unused slots are never read. */
+static void mm_pack_a(int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa, float *Ap) {
+    for (int r0 = 0; r0 < mc; r0 += MM_MR) {
+        int mr = mm_min(MM_MR, mc - r0);
+        const float *a = A + r0 * rsa;
+        float *d = Ap + (size_t)r0 * kc;
+        if (rsa == 1 && mr == MM_MR) {
+            for (int k = 0; k < kc; k++) memcpy(d + k * MM_MR, a + k * csa, MM_MR * sizeof(float));
+        } else {
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < mr; r++) d[k * MM_MR + r] = a[r * rsa + k * csa];
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * Micro-kernels. One tile of mr (<= 6) rows and 16 columns:
+ *   s (mr, 16) = A (mr, kc) . Bs (kc, 16)
+ * with A(r, k) = A[r rsa + k csa] (in place: rsa = lda, csa = 1; packed: rsa = 1, csa = 6) and
+ * Bs a sliver of a packed panel. Then by mode: C = s (MM_STORE), C = C + s (MM_ADD), or s starts
+ * from C instead of 0 and C = s (MM_CONTINUE). All 16 columns of C are written (row stride ldc). */
+
+typedef void (*mm_kernel)(int mr, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                          const float *Bs, float *C, ptrdiff_t ldc, int mode);
+
+/* Portable C, one body for every mr (a constant after inlining, as for AVX2 below), one half of
+ * the tile at a time so that its 6x8 sums fit in the 16 registers of SSE2. */
+static MM_INLINE void mm_tile_portable(const int mr, int kc, const float *A, ptrdiff_t rsa,
+                                       ptrdiff_t csa, const float *Bs, float *C, ptrdiff_t ldc,
+                                       int mode) {
+    for (int h = 0; h < MM_NR; h += 8) {
+        float s[MM_MR][8];
+        #pragma GCC unroll 6
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < 8; j++) s[r][j] = mode == MM_CONTINUE ? C[r * ldc + h + j] : 0.0f;
+        for (int k = 0; k < kc; k++) {
+            const float *b = Bs + k * MM_NR + h;
+            #pragma GCC unroll 6
+            for (int r = 0; r < mr; r++) {
+                float a = A[r * rsa + k * csa];
+                for (int j = 0; j < 8; j++) s[r][j] += a * b[j];
+            }
+        }
+        #pragma GCC unroll 6
+        for (int r = 0; r < mr; r++)
+            for (int j = 0; j < 8; j++)
+                C[r * ldc + h + j] = mode == MM_ADD ? C[r * ldc + h + j] + s[r][j] : s[r][j];
+    }
+}
+
+static void mm_kernel_portable(int mr, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                               const float *Bs, float *C, ptrdiff_t ldc, int mode) {
+    switch (mr) {
+    case 6: mm_tile_portable(6, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 5: mm_tile_portable(5, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 4: mm_tile_portable(4, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 3: mm_tile_portable(3, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 2: mm_tile_portable(2, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    default: mm_tile_portable(1, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    }
+}
+
+#if MM_X86
+/* AVX2+FMA, one body for every mr: mr is a constant after inlining, so the r loops unroll and the
+ * 2 mr accumulators stay in registers (12 of the 16 ymm registers for mr = 6). */
+MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, int kc, const float *A, ptrdiff_t rsa,
+                                           ptrdiff_t csa, const float *Bs, float *C, ptrdiff_t ldc,
+                                           int mode) {
+    __m256 c0[MM_MR], c1[MM_MR];   /* row r of the tile: columns 0..7 and 8..15 */
+    #pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        c0[r] = mode == MM_CONTINUE ? _mm256_loadu_ps(C + r * ldc) : _mm256_setzero_ps();
+        c1[r] = mode == MM_CONTINUE ? _mm256_loadu_ps(C + r * ldc + 8) : _mm256_setzero_ps();
+    }
+    const float *ak = A;           /* column k of A */
+    for (int k = 0; k < kc; k++, ak += csa) {
+        __m256 b0 = _mm256_loadu_ps(Bs + k * MM_NR);
+        __m256 b1 = _mm256_loadu_ps(Bs + k * MM_NR + 8);
+        #pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            __m256 a = _mm256_broadcast_ss(ak + r * rsa);
+            c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+    #pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        if (mode == MM_ADD) {
+            c0[r] = _mm256_add_ps(_mm256_loadu_ps(C + r * ldc), c0[r]);
+            c1[r] = _mm256_add_ps(_mm256_loadu_ps(C + r * ldc + 8), c1[r]);
+        }
+        _mm256_storeu_ps(C + r * ldc, c0[r]);
+        _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
+    }
+}
+
+MM_AVX2 static void mm_kernel_avx2(int mr, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                                   const float *Bs, float *C, ptrdiff_t ldc, int mode) {
+    switch (mr) {
+    case 6: mm_tile_avx2(6, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 5: mm_tile_avx2(5, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 4: mm_tile_avx2(4, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 3: mm_tile_avx2(3, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    case 2: mm_tile_avx2(2, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    default: mm_tile_avx2(1, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    }
+}
+#endif
+
+/* ----------------------------------------------------------------------------------------------
+ * The blocked product. */
+
+/* Rows [ib, ib + mc) x columns [j0, j1) of C for the k-block [k0, k0 + kc); A points at A(ib, k0)
+ * and is read as X(r, k) = A[r rsa + k csa], with micro-panels apanel floats apart. */
+static void mm_block(mm_kernel kern, int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                     ptrdiff_t apanel, const float *Bp, int K, int k0, float *C, ptrdiff_t ldc,
+                     int j0, int j1, int mode) {
+    float edge[MM_MR * MM_NR];     /* a tile cut by the right edge of C */
+    for (int j = j0; j < j1; j += MM_NR) {
+        const float *Bs = Bp + (size_t)j * K + (size_t)k0 * MM_NR;   /* panel j / 16, row k0 */
+        int nr = mm_min(MM_NR, j1 - j);
+        for (int r = 0; r < mc; r += MM_MR) {
+            int mr = mm_min(MM_MR, mc - r);
+            const float *a = A + (r / MM_MR) * apanel;
+            float *c = C + r * ldc + j;
+            if (nr == MM_NR) {
+                kern(mr, kc, a, rsa, csa, Bs, c, ldc, mode);
+                continue;
+            }
+            /* the packed B is zero past N: compute 16 columns, keep nr */
+            for (int ii = 0; ii < mr; ii++)
+                for (int jj = 0; jj < MM_NR; jj++)
+                    edge[ii * MM_NR + jj] = jj < nr && mode != MM_STORE ? c[ii * ldc + jj] : 0.0f;
+            kern(mr, kc, a, rsa, csa, Bs, edge, MM_NR, mode);
+            for (int ii = 0; ii < mr; ii++)
+                memcpy(c + ii * ldc, edge + ii * MM_NR, (size_t)nr * sizeof(float));
+        }
+    }
+}
+
+/* One task: rows [i0, i1) and columns [j0, j1) of C (j0 a multiple of 16), over all of K. */
+static void mm_task(mm_kernel kern, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                    const float *Bp, float *C, ptrdiff_t ldc, int accumulate,
+                    int i0, int i1, int j0, int j1) {
+    _Alignas(64) float Ap[MM_MC_PACKED * MM_KC];   /* a block of A, when it must be packed */
+    if (K == 0) {                                  /* empty sum: C = 0, or C as it was */
+        if (!accumulate)
+            for (int i = i0; i < i1; i++)
+                memset(C + i * ldc + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+        return;
+    }
+    int in_place = csa == 1;
+    int mcmax = in_place ? MM_MC : MM_MC_PACKED;
+    int nkb = mm_cdiv(K, MM_KC);
+    for (int b = 0; b < nkb; b++) {
+        int k0 = mm_kbound(K, nkb, b), kc = mm_kbound(K, nkb, b + 1) - k0;
+        int mode = b > 0 ? MM_CONTINUE : accumulate ? MM_ADD : MM_STORE;
+        for (int ib = i0; ib < i1; ib += mcmax) {
+            int mc = mm_min(mcmax, i1 - ib);
+            const float *a = A + ib * rsa + k0 * csa;
+            float *c = C + ib * ldc;
+            if (in_place) {
+                mm_block(kern, mc, kc, a, rsa, 1, MM_MR * rsa, Bp, K, k0, c, ldc, j0, j1, mode);
+            } else {
+                mm_pack_a(mc, kc, a, rsa, csa, Ap);
+                mm_block(kern, mc, kc, Ap, 1, MM_MR, MM_MR * kc, Bp, K, k0, c, ldc, j0, j1, mode);
+            }
+        }
+    }
+}
+
+static int mm_gcd(int a, int b) { while (b) { int t = a % b; a = b; b = t; } return a; }
+
+/* Tasks: column chunks x row groups, numbered chunk-major so that a thread's consecutive tasks
+ * share their B block. Their number is a multiple of the thread count when the shape allows, so
+ * that static scheduling gives every thread the same work. (The split changes speed only.)
+ * With one thread, no parallel region at all: even an idle one costs about a microsecond, and
+ * the recurrence of an RNN makes small products at every time step. */
+static void mm_packed_with(mm_kernel kern, int M, int N, int K, const float *A, ptrdiff_t rsa,
+                           ptrdiff_t csa, const float *Bp, float *C, ptrdiff_t ldc,
+                           int accumulate, int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int nt = mm_threads(nthreads);
+    int npanels = mm_cdiv(N, MM_NR), ncol = mm_cdiv(npanels, MM_NC / MM_NR), nrow = 1;
+    if (ncol >= nt) ncol = mm_min(npanels, mm_cdiv(ncol, nt) * nt);
+    else nrow = nt / mm_gcd(ncol, nt);
+    int cols = mm_cdiv(npanels, ncol) * MM_NR;                  /* whole panels */
+    int rows = mm_cdiv(mm_cdiv(M, nrow), MM_MR) * MM_MR;        /* whole micro-tiles */
+    ncol = mm_cdiv(N, cols);
+    nrow = mm_cdiv(M, rows);
+    int ntasks = ncol * nrow;
+    if (nt == 1) {
+        for (int t = 0; t < ntasks; t++) {
+            int i = (t % nrow) * rows, j = (t / nrow) * cols;
+            mm_task(kern, K, A, rsa, csa, Bp, C, ldc, accumulate,
+                    i, mm_min(i + rows, M), j, mm_min(j + cols, N));
+        }
+        return;
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < ntasks; t++) {
+        int i = (t % nrow) * rows, j = (t / nrow) * cols;
+        mm_task(kern, K, A, rsa, csa, Bp, C, ldc, accumulate,
+                i, mm_min(i + rows, M), j, mm_min(j + cols, N));
+    }
+}
+
+static mm_kernel mm_best_kernel(void) {
+#if MM_X86
+    if (mm_have_avx2()) return mm_kernel_avx2;
+#endif
+    return mm_kernel_portable;
+}
+
+void mm_packed(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Bp,
+               float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+    mm_packed_with(mm_best_kernel(), M, N, K, A, rsa, csa, Bp, C, ldc, accumulate, nthreads);
+}
+
+void mm_packed_portable(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                        const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+    mm_packed_with(mm_kernel_portable, M, N, K, A, rsa, csa, Bp, C, ldc, accumulate, nthreads);
+}
+
+void mm_packed_avx2(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                    const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+#if MM_X86
+    mm_packed_with(mm_kernel_avx2, M, N, K, A, rsa, csa, Bp, C, ldc, accumulate, nthreads);
+#else
+    mm_packed_portable(M, N, K, A, rsa, csa, Bp, C, ldc, accumulate, nthreads);
+#endif
+}
+
+void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                    const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int j0, int j1) {
+    if (j1 > N) j1 = N;
+    if (M <= 0 || j0 < 0 || j0 >= j1) return;
+    mm_kernel kern = mm_best_kernel();
+    for (int j = j0; j < j1; j += MM_NC)
+        mm_task(kern, K, A, rsa, csa, Bp, C, ldc, accumulate, 0, M, j, mm_min(j + MM_NC, j1));
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * mm_nt: C(i, j) = [C(i, j) +] dot(row i of A, row j of W).
+ *
+ * Order of operations of one dot product, the same in every grouping below: 8 lanes, lane l sums
+ * a_k w_k over k = l, l + 8, l + 16, ... in order (a last partial group of 8 reads zeros past K),
+ * then the lanes are added as ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)). The AVX2 kernel
+ * fuses each lane's multiply-add; the portable one rounds the product first.
+ *
+ * Threads split the rows of W (columns of C) in groups of NT_W rows; each group meets every row
+ * of A while it is in L1, so W streams from memory once. */
+
+#define NT_W 8       /* rows of W per group: 8 independent chains when M = 1 */
+#define NT_A 4       /* rows of A per call of a group kernel */
+
+typedef void (*nt_kernel)(int ma, int nw, int K, const float *A, ptrdiff_t lda, const float *W,
+                          ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate);
+
+static void nt_group_portable(int ma, int nw, int K, const float *A, ptrdiff_t lda,
+                              const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
+                              int accumulate) {
+    for (int i = 0; i < ma; i++)
+        for (int j = 0; j < nw; j++) {
+            const float *a = A + i * lda, *w = W + j * ldw;
+            float l[8] = {0};
+            int k = 0;
+            for (; k + 8 <= K; k += 8)
+                for (int q = 0; q < 8; q++) l[q] += a[k + q] * w[k + q];
+            for (int q = 0; q < 8 && k < K; q++) l[q] += k + q < K ? a[k + q] * w[k + q] : 0.0f;
+            float d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + d : d;
+        }
+}
+
+#if MM_X86
+MM_AVX2 static inline float nt_sum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* l, l + 4 */
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          /* 0+2, 1+3 */
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* MA rows of A against NW rows of W: MA NW accumulators of 8 lanes, each W load used MA times. */
+MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, const float *A,
+                                           ptrdiff_t lda, const float *W, ptrdiff_t ldw, float *C,
+                                           ptrdiff_t ldc, int accumulate) {
+    __m256 s[2][NT_W], a[2];
+    #pragma GCC unroll 8
+    for (int i = 0; i < MA; i++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NW; j++) s[i][j] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        #pragma GCC unroll 8
+        for (int i = 0; i < MA; i++) a[i] = _mm256_loadu_ps(A + i * lda + k);
+        #pragma GCC unroll 8
+        for (int j = 0; j < NW; j++) {
+            __m256 w = _mm256_loadu_ps(W + j * ldw + k);
+            #pragma GCC unroll 8
+            for (int i = 0; i < MA; i++) s[i][j] = _mm256_fmadd_ps(a[i], w, s[i][j]);
+        }
+    }
+    if (k < K) {                   /* the last K % 8: lanes past K load 0 */
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        #pragma GCC unroll 8
+        for (int i = 0; i < MA; i++) a[i] = _mm256_maskload_ps(A + i * lda + k, m);
+        #pragma GCC unroll 8
+        for (int j = 0; j < NW; j++) {
+            __m256 w = _mm256_maskload_ps(W + j * ldw + k, m);
+            #pragma GCC unroll 8
+            for (int i = 0; i < MA; i++) s[i][j] = _mm256_fmadd_ps(a[i], w, s[i][j]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < MA; i++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NW; j++) {
+            float d = nt_sum8(s[i][j]);
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + d : d;
+        }
+}
+
+/* Tiles of 8 chains: 1 row of A x 8 rows of W, or 2 rows of A x 4 rows of W (each W load used
+ * twice); the leftover rows of W one at a time. */
+MM_AVX2 static void nt_group_avx2(int ma, int nw, int K, const float *A, ptrdiff_t lda,
+                                  const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
+                                  int accumulate) {
+    int i = 0;
+    for (; i + 2 <= ma; i += 2) {
+        const float *a = A + i * lda;
+        float *c = C + i * ldc;
+        int j = 0;
+        for (; j + 4 <= nw; j += 4)
+            nt_tile_avx2(2, 4, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+        for (; j < nw; j++)
+            nt_tile_avx2(2, 1, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+    }
+    for (; i < ma; i++) {
+        const float *a = A + i * lda;
+        float *c = C + i * ldc;
+        int j = 0;
+        for (; j + 8 <= nw; j += 8)
+            nt_tile_avx2(1, 8, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+        for (; j < nw; j++)
+            nt_tile_avx2(1, 1, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+    }
+}
+#endif
+
+/* Group g of the rows of W (columns of C) against every row of A. */
+static void nt_rows(nt_kernel kern, int g, int M, int N, int K, const float *A, ptrdiff_t lda,
+                    const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    int j = g * NT_W, nw = mm_min(NT_W, N - j);
+    for (int i = 0; i < M; i += NT_A)
+        kern(mm_min(NT_A, M - i), nw, K, A + i * lda, lda, W + j * ldw, ldw, C + i * ldc + j, ldc,
+             accumulate);
+}
+
+static void mm_nt_with(nt_kernel kern, int M, int N, int K, const float *A, ptrdiff_t lda,
+                       const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate,
+                       int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int ngroups = mm_cdiv(N, NT_W), nt = mm_threads(nthreads);
+    if (nt == 1) {                 /* no parallel region: see mm_packed_with */
+        for (int g = 0; g < ngroups; g++)
+            nt_rows(kern, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+        return;
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int g = 0; g < ngroups; g++) nt_rows(kern, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+}
+
+static nt_kernel nt_best_kernel(void) {
+#if MM_X86
+    if (mm_have_avx2()) return nt_group_avx2;
+#endif
+    return nt_group_portable;
+}
+
+void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, ptrdiff_t ldw,
+           float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+    mm_nt_with(nt_best_kernel(), M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+}
+
+void mm_nt_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
+                    ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+    mm_nt_with(nt_group_portable, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+}
+
+void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
+                ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+#if MM_X86
+    mm_nt_with(nt_group_avx2, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+#else
+    mm_nt_portable(M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+#endif
+}

@@ -1,0 +1,417 @@
+/* test_gemm.c: mm_pack, mm_packed, mm_packed_cols and mm_nt against a naive product in double.
+ *
+ *   gcc -std=c11 -O2 -Wall -Wextra -fopenmp cext/gemm.c cext/tests/test_gemm.c -lm -o /tmp/test_gemm
+ *   /tmp/test_gemm            (exit status 0 when every check passes; one line per failure)
+ *
+ * For every shape, every layout of A and B (row-major or transposed, with padded leading
+ * dimensions), accumulate 0 and 1, and every kernel (portable, and AVX2+FMA when the CPU has it):
+ *   1. exact: with small integers every product and partial sum is an integer below 2^24, so any
+ *      order of float operations is exact and C must equal the reference exactly;
+ *   2. accuracy: with uniform values in [-1, 1), |C - ref| must be within the bound below;
+ *   3. C is written only at its (M, N) elements: the padding of C keeps a sentinel, and with
+ *      accumulate = 0 C starts as NaN so a kernel that read it would fail;
+ *   4. determinism: bitwise equal results for nthreads = 1, 2, 3, for mm_packed_cols over several
+ *      column splits (also from inside a parallel region), and between mm_packed and its kernel;
+ *   5. order: the AVX2+FMA kernels give, bitwise, the order of operations gemm.c documents,
+ *      replayed here with fmaf (at up to 300 elements of each product).
+ * Buffers are allocated to their exact extent, so -fsanitize=address catches any overrun.
+ *
+ * Tolerance. Each C(i, j) is a chain s = s + a_k b_k over k, started from 0 (then added to C0
+ * when accumulating) or continued from C0. Each step rounds at most twice (product, sum; once with
+ * FMA), and the final add of C0 once more, so with u = 2^-24 (float32 unit round-off) the
+ * classical bound (Higham, Accuracy and Stability, 3.1) gives
+ *     |C - ref| <= gamma(2K + 1) * (|C0| + sum_k |a_ik b_kj|),   gamma(n) = n u / (1 - n u).
+ * (Counting every rounding is cruder than Higham's gamma(K + 1), and simpler to trust.) mm_nt
+ * splits the sum into 8 lanes and a tree of 3 additions, which only shortens the chains, so the
+ * same bound holds. The double reference adds at most gamma_double(K + 1) <= K 2^-52 of the same
+ * magnitude. The bound is rigorous, not a guess of the typical error, so it cannot fail
+ * spuriously; it does catch a kernel that loses precision (say, by summing in half precision),
+ * while checks 1 and 5 catch a wrong index, a lost term or a stale C. */
+#define _POSIX_C_SOURCE 200809L   /* setenv, execv */
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../gemm.h"
+
+static int failures = 0;
+static int checks = 0;
+
+/* One line per failure (the first 50). */
+#define FAIL(...) \
+    do { if (failures++ < 50) { printf("FAIL: "); printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* ---- random numbers: xorshift64 */
+
+typedef struct { uint64_t s; } rng_t;
+
+static uint64_t rng_next(rng_t *r) {
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return r->s;
+}
+static int rng_int(rng_t *r, int n) { return (int)(rng_next(r) % (uint64_t)n); }        /* [0, n) */
+static float rng_unif(rng_t *r) { return (float)((rng_next(r) >> 40) * 0x1p-23) - 1.0f; } /* [-1, 1) */
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) { printf("out of memory\n"); exit(2); }
+    return p;
+}
+
+/* ---- a test case: the logical matrices and their stored layouts */
+
+typedef struct {
+    int M, N, K;
+    int exact;                 /* small integers instead of uniform values */
+    float *a, *b, *c0;         /* logical A (M, K), B (K, N), C0 (M, N), row-major, dense */
+    double *ref, *mag;         /* sum_k a b, and sum_k |a b| */
+} problem;
+
+static problem make_problem(int M, int N, int K, int exact, rng_t *r) {
+    problem p = {M, N, K, exact, NULL, NULL, NULL, NULL, NULL};
+    p.a = xmalloc(sizeof(float) * (size_t)M * K);
+    p.b = xmalloc(sizeof(float) * (size_t)K * N);
+    p.c0 = xmalloc(sizeof(float) * (size_t)M * N);
+    p.ref = xmalloc(sizeof(double) * (size_t)M * N);
+    p.mag = xmalloc(sizeof(double) * (size_t)M * N);
+    float *all[3] = {p.a, p.b, p.c0};
+    size_t len[3] = {(size_t)M * K, (size_t)K * N, (size_t)M * N};
+    for (int t = 0; t < 3; t++)
+        for (size_t i = 0; i < len[t]; i++)
+            all[t][i] = exact ? (float)(rng_int(r, 9) - 4) : rng_unif(r);
+    for (size_t i = 0; i < (size_t)M * N; i++) p.ref[i] = p.mag[i] = 0.0;
+    for (int i = 0; i < M; i++)                /* i, k, j order: the j loop vectorizes */
+        for (int k = 0; k < K; k++) {
+            double a = p.a[(size_t)i * K + k];
+            for (int j = 0; j < N; j++) {
+                double ab = a * p.b[(size_t)k * N + j];
+                p.ref[(size_t)i * N + j] += ab;
+                p.mag[(size_t)i * N + j] += fabs(ab);
+            }
+        }
+    return p;
+}
+
+static void free_problem(problem *p) {
+    free(p->a); free(p->b); free(p->c0); free(p->ref); free(p->mag);
+}
+
+/* A matrix (rows, cols) stored row-major (trans = 0) or as its transpose (trans = 1), with a
+ * padded leading dimension, in a buffer that ends right after its last element. */
+typedef struct {
+    float *buf;
+    ptrdiff_t rs, cs;          /* X(i, j) = buf[i*rs + j*cs] */
+} strided;
+
+static strided store(const float *x, int rows, int cols, int trans, int pad) {
+    strided s;
+    int inner = trans ? rows : cols, outer = trans ? cols : rows;
+    ptrdiff_t ld = inner + pad;
+    size_t n = outer > 0 && inner > 0 ? (size_t)(outer - 1) * ld + inner : 0;
+    s.buf = xmalloc(sizeof(float) * n);
+    s.rs = trans ? 1 : ld;
+    s.cs = trans ? ld : 1;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) s.buf[i * s.rs + j * s.cs] = x[(size_t)i * cols + j];
+    return s;
+}
+
+/* C (M, N) with row stride ldc: the elements are C0 (accumulate) or NaN, the padding a sentinel. */
+#define SENTINEL 12345.0f
+static float *make_c(const problem *p, ptrdiff_t ldc, int accumulate) {
+    size_t n = (size_t)p->M * ldc;
+    float *c = xmalloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) c[i] = SENTINEL;
+    for (int i = 0; i < p->M; i++)
+        for (int j = 0; j < p->N; j++) c[i * ldc + j] = accumulate ? p->c0[(size_t)i * p->N + j] : NAN;
+    return c;
+}
+
+static double gamma_n(double n) { double u = 0x1p-24; return n * u / (1.0 - n * u); }
+
+/* Compare C with the reference; report the first bad element. */
+static void check_c(const problem *p, const float *c, ptrdiff_t ldc, int accumulate, const char *what) {
+    checks++;
+    double g = gamma_n(2.0 * p->K + 1) + p->K * 0x1p-52;
+    for (int i = 0; i < p->M; i++) {
+        for (int j = 0; j < ldc; j++) {
+            float got = c[i * ldc + j];
+            if (j >= p->N) {
+                if (got != SENTINEL) {
+                    FAIL("%s: M=%d N=%d K=%d: padding C(%d, %d) overwritten",
+                         what, p->M, p->N, p->K, i, j);
+                    return;
+                }
+                continue;
+            }
+            double c0 = accumulate ? p->c0[(size_t)i * p->N + j] : 0.0;
+            double want = c0 + p->ref[(size_t)i * p->N + j];
+            double tol = p->exact ? 0.0 : g * (fabs(c0) + p->mag[(size_t)i * p->N + j]);
+            if (!(fabs(got - want) <= tol)) {
+                FAIL("%s: M=%d N=%d K=%d acc=%d: C(%d, %d) = %.9g, want %.9g (tol %.3g)",
+                     what, p->M, p->N, p->K, accumulate, i, j, got, want, tol);
+                return;
+            }
+        }
+    }
+}
+
+/* The order of operations that gemm.c documents for its AVX2+FMA kernels, replayed with fmaf
+ * (correctly rounded, like the hardware FMA). mm_packed: the k-blocks of at most GEMM_KC, fixed
+ * by K; the first block's chain from 0, added to C0 when accumulating; later blocks continue the
+ * chain. mm_nt: 8 lanes over k mod 8 (a last partial group adds 0 * 0), then a fixed tree. */
+#define GEMM_KC 256
+
+static float order_packed(const problem *p, int i, int j, int accumulate) {
+    int K = p->K, N = p->N, nkb = (K + GEMM_KC - 1) / GEMM_KC;
+    float c0 = p->c0[(size_t)i * N + j], s = 0.0f;
+    if (K == 0) return accumulate ? c0 : 0.0f;
+    for (int b = 0; b < nkb; b++) {
+        int k0 = (int)((long long)K * b / nkb), k1 = (int)((long long)K * (b + 1) / nkb);
+        for (int k = k0; k < k1; k++) s = fmaf(p->a[(size_t)i * K + k], p->b[(size_t)k * N + j], s);
+        if (b == 0 && accumulate) s = c0 + s;
+    }
+    return s;
+}
+
+static float order_nt(const problem *p, int i, int j, int accumulate) {
+    int K = p->K, N = p->N;
+    float l[8] = {0};
+    for (int k = 0; k < (K + 7) / 8 * 8; k++)
+        l[k % 8] = k < K ? fmaf(p->a[(size_t)i * K + k], p->b[(size_t)k * N + j], l[k % 8])
+                         : fmaf(0.0f, 0.0f, l[k % 8]);
+    float d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    return accumulate ? p->c0[(size_t)i * N + j] + d : d;
+}
+
+/* C must equal the replayed order bitwise, at up to 300 elements picked at random. */
+static void check_order(const problem *p, const float *c, ptrdiff_t ldc, int accumulate, int nt,
+                        const char *what, rng_t *r) {
+    checks++;
+    size_t n = (size_t)p->M * p->N;
+    for (size_t t = 0; t < n && t < 300; t++) {
+        size_t e = n <= 300 ? t : (size_t)(rng_next(r) % n);
+        int i = (int)(e / p->N), j = (int)(e % p->N);
+        float want = nt ? order_nt(p, i, j, accumulate) : order_packed(p, i, j, accumulate);
+        if (memcmp(&want, &c[i * ldc + j], sizeof want) != 0) {
+            FAIL("%s: M=%d N=%d K=%d acc=%d: C(%d, %d) = %a, not %a as the documented order gives",
+                 what, p->M, p->N, p->K, accumulate, i, j, c[i * ldc + j], want);
+            return;
+        }
+    }
+}
+
+static void check_same(const float *x, const float *y, size_t n, const problem *p, const char *what) {
+    checks++;
+    if (memcmp(x, y, n * sizeof(float)) != 0)
+        FAIL("%s: M=%d N=%d K=%d: not bitwise identical", what, p->M, p->N, p->K);
+}
+
+/* ---- mm_pack + mm_packed */
+
+typedef void (*packed_fn)(int, int, int, const float *, ptrdiff_t, ptrdiff_t, const float *, float *,
+                          ptrdiff_t, int, int);
+
+/* determinism: 0 = accuracy only, 1 = also other thread counts and column splits. */
+static void test_packed_layout(const problem *p, int ta, int tb, int accumulate, int determinism,
+                               rng_t *r) {
+    int M = p->M, N = p->N, K = p->K;
+    strided A = store(p->a, M, K, ta, rng_int(r, 3));
+    strided B = store(p->b, K, N, tb, rng_int(r, 3));
+    size_t np = mm_packed_size(K, N);
+    float *Bp = xmalloc(sizeof(float) * np);
+    mm_pack(K, N, B.buf, B.rs, B.cs, Bp, 1 + rng_int(r, 3));
+    ptrdiff_t ldc = N + rng_int(r, 3);
+    size_t nc = (size_t)M * ldc;
+    char what[96];
+
+    struct { const char *name; packed_fn fn; } kernels[3] = {
+        {"mm_packed_portable", mm_packed_portable},
+        {"mm_packed_avx2", mm_packed_avx2},
+        {"mm_packed", mm_packed}};
+    float *first[3] = {NULL, NULL, NULL};
+    for (int kk = 0; kk < 3; kk++) {
+        if (kk == 1 && !mm_have_avx2()) continue;
+        if (kk == 2 && !determinism) continue;
+        float *c = make_c(p, ldc, accumulate);
+        kernels[kk].fn(M, N, K, A.buf, A.rs, A.cs, Bp, c, ldc, accumulate, 1);
+        snprintf(what, sizeof what, "%s A%s B%s", kernels[kk].name, ta ? "t" : "", tb ? "t" : "");
+        check_c(p, c, ldc, accumulate, what);
+        if (kk == 1) check_order(p, c, ldc, accumulate, 0, what, r);
+        first[kk] = c;
+        if (!determinism) continue;
+        for (int nt = 2; nt <= 3; nt++) {
+            float *c2 = make_c(p, ldc, accumulate);
+            kernels[kk].fn(M, N, K, A.buf, A.rs, A.cs, Bp, c2, ldc, accumulate, nt);
+            snprintf(what, sizeof what, "%s A%s B%s acc=%d threads 1 vs %d", kernels[kk].name,
+                     ta ? "t" : "", tb ? "t" : "", accumulate, nt);
+            check_same(c, c2, nc, p, what);
+            free(c2);
+        }
+    }
+    if (determinism) {
+        /* mm_packed is one of the two kernels */
+        check_same(first[mm_have_avx2() ? 1 : 0], first[2], nc, p, "mm_packed vs its kernel");
+        /* mm_packed_cols: a random split of the panels into up to 4 calls, in random order */
+        int npanels = (N + MM_NR - 1) / MM_NR;
+        for (int trial = 0; trial < 3; trial++) {
+            int cut[5] = {0, 0, 0, 0, npanels};
+            for (int t = 1; t < 4; t++) cut[t] = npanels ? rng_int(r, npanels + 1) : 0;
+            for (int t = 1; t < 4; t++)          /* sort the three inner cuts */
+                for (int u = t + 1; u < 4; u++)
+                    if (cut[u] < cut[t]) { int x = cut[t]; cut[t] = cut[u]; cut[u] = x; }
+            float *c2 = make_c(p, ldc, accumulate);
+            for (int t = 3; t >= 0; t--) {
+                int j0 = cut[t] * MM_NR, j1 = cut[t + 1] * MM_NR;
+                if (j1 > N) j1 = N;
+                if (j0 < j1)
+                    mm_packed_cols(M, N, K, A.buf, A.rs, A.cs, Bp, c2, ldc, accumulate, j0, j1);
+            }
+            check_same(first[2], c2, nc, p, "mm_packed_cols split vs mm_packed");
+            free(c2);
+        }
+        /* mm_packed_cols one panel per iteration of the caller's own parallel loop */
+        float *c3 = make_c(p, ldc, accumulate);
+        #pragma omp parallel for schedule(dynamic) num_threads(3)
+        for (int q = 0; q < npanels; q++) {
+            int j1 = (q + 1) * MM_NR < N ? (q + 1) * MM_NR : N;
+            mm_packed_cols(M, N, K, A.buf, A.rs, A.cs, Bp, c3, ldc, accumulate, q * MM_NR, j1);
+        }
+        check_same(first[2], c3, nc, p, "mm_packed_cols in a parallel region vs mm_packed");
+        free(c3);
+    }
+    for (int kk = 0; kk < 3; kk++) free(first[kk]);
+    free(A.buf); free(B.buf); free(Bp);
+}
+
+/* mm_pack: zero padding right of N, and independent of the thread count. */
+static void test_pack(const problem *p, rng_t *r) {
+    int K = p->K, N = p->N;
+    size_t np = mm_packed_size(K, N);
+    size_t want = (size_t)((N + MM_NR - 1) / MM_NR) * MM_NR * (size_t)(K > 0 ? K : 0);
+    checks++;
+    if (np != want) { FAIL("mm_packed_size(%d, %d) = %zu, want %zu", K, N, np, want); return; }
+    float *ref = xmalloc(sizeof(float) * np);
+    for (size_t i = 0; i < np; i++) ref[i] = 0.0f;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++)
+            ref[((size_t)(j / MM_NR) * K + k) * MM_NR + j % MM_NR] = p->b[(size_t)k * N + j];
+    for (int tb = 0; tb < 2; tb++) {
+        strided B = store(p->b, K, N, tb, rng_int(r, 3));
+        for (int nt = 1; nt <= 3; nt++) {
+            float *Bp = xmalloc(sizeof(float) * np);
+            for (size_t i = 0; i < np; i++) Bp[i] = NAN;
+            mm_pack(K, N, B.buf, B.rs, B.cs, Bp, nt);
+            check_same(ref, Bp, np, p, tb ? "mm_pack B transposed" : "mm_pack B row-major");
+            free(Bp);
+        }
+        free(B.buf);
+    }
+    free(ref);
+}
+
+static void test_packed(int M, int N, int K, int determinism, rng_t *r) {
+    int big = (double)M * N * K > 1e8;     /* the uniform pass suffices, and saves a minute of ASan */
+    for (int exact = !big; exact >= 0; exact--) {
+        problem p = make_problem(M, N, K, exact, r);
+        if (exact) test_pack(&p, r);
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++)
+                    /* big: thread counts and splits only for dW += dY^T X (A transposed) */
+                    test_packed_layout(&p, ta, tb, acc,
+                                       determinism && !exact && (!big || (ta && !tb && acc)), r);
+        free_problem(&p);
+    }
+}
+
+/* ---- mm_nt: W is B^T, stored (N, K) row-major */
+
+typedef void (*nt_fn)(int, int, int, const float *, ptrdiff_t, const float *, ptrdiff_t, float *,
+                      ptrdiff_t, int, int);
+
+static void test_nt(int M, int N, int K, rng_t *r) {
+    for (int exact = 1; exact >= 0; exact--) {
+        problem p = make_problem(M, N, K, exact, r);
+        float *bt = xmalloc(sizeof(float) * (size_t)N * K);
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < N; j++) bt[(size_t)j * K + k] = p.b[(size_t)k * N + j];
+        for (int acc = 0; acc < 2; acc++) {
+            strided A = store(p.a, M, K, 0, rng_int(r, 3));
+            strided W = store(bt, N, K, 0, rng_int(r, 3));
+            ptrdiff_t ldc = N + rng_int(r, 3);
+            size_t nc = (size_t)M * ldc;
+            struct { const char *name; nt_fn fn; } kernels[3] = {
+                {"mm_nt_portable", mm_nt_portable}, {"mm_nt_avx2", mm_nt_avx2}, {"mm_nt", mm_nt}};
+            float *first[3] = {NULL, NULL, NULL};
+            for (int kk = 0; kk < 3; kk++) {
+                if (kk == 1 && !mm_have_avx2()) continue;
+                float *c = make_c(&p, ldc, acc);
+                kernels[kk].fn(M, N, K, A.buf, A.rs, W.buf, W.rs, c, ldc, acc, 1);
+                check_c(&p, c, ldc, acc, kernels[kk].name);
+                if (kk == 1) check_order(&p, c, ldc, acc, 1, kernels[kk].name, r);
+                first[kk] = c;
+                for (int nt = 2; nt <= 3; nt++) {
+                    float *c2 = make_c(&p, ldc, acc);
+                    kernels[kk].fn(M, N, K, A.buf, A.rs, W.buf, W.rs, c2, ldc, acc, nt);
+                    check_same(c, c2, nc, &p,
+                               nt == 2 ? "mm_nt threads 1 vs 2" : "mm_nt threads 1 vs 3");
+                    free(c2);
+                }
+            }
+            check_same(first[mm_have_avx2() ? 1 : 0], first[2], nc, &p, "mm_nt vs its kernel");
+            for (int kk = 0; kk < 3; kk++) free(first[kk]);
+            free(A.buf); free(W.buf);
+        }
+        free(bt);
+        free_problem(&p);
+    }
+}
+
+int main(int argc, char **argv) {
+    /* 3 threads on a 2-core machine crawl when OpenMP's idle threads spin: they hold the cores the
+     * late thread needs at every barrier. The wait policy is read at start-up, so restart once. */
+    if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
+        execv("/proc/self/exe", argv);    /* returns only on failure: then just run, slowly */
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;   /* skip the two big RNN shapes */
+    rng_t r = {0x9E3779B97F4A7C15ull};
+    printf("test_gemm: AVX2+FMA kernels %s\n", mm_have_avx2() ? "tested" : "not available");
+
+    /* every remainder of M mod 6 and N mod 16, the empty cases, K around the k-block of 256 */
+    static const int ms[] = {0, 1, 2, 3, 4, 5, 6, 7, 13, 59, 60, 61, 67};
+    static const int ns[] = {0, 1, 15, 16, 17, 33, 70};
+    static const int ks[] = {0, 1, 7, 8, 9, 70, 255, 256, 257, 513};
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof *ks; c++)
+                test_packed(ms[a], ns[b], ks[c], ks[c] <= 9 || (a + b + c) % 4 == 0, &r);
+    /* random shapes in 0..70 */
+    for (int t = 0; t < 300; t++)
+        test_packed(rng_int(&r, 71), rng_int(&r, 71), rng_int(&r, 71), 1, &r);
+    /* larger: several tasks in both directions, k-blocks of unequal length */
+    test_packed(257, 300, 129, 1, &r);
+    test_packed(130, 530, 600, 1, &r);
+    if (!quick) {
+        test_packed(32, 2048, 512, 1, &r);      /* an RNN layer: (T B, 4H) = (T B, In) (In, 4H) */
+        test_packed(2048, 512, 2048, 1, &r);    /* its weight gradient: (4H, In) = dY^T X over T B */
+    }
+
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof *ks; c++)
+                if ((a + b + c) % 3 == 0 || ks[c] < 10) test_nt(ms[a], ns[b], ks[c], &r);
+    for (int t = 0; t < 300; t++)
+        test_nt(rng_int(&r, 71), rng_int(&r, 71), rng_int(&r, 71), &r);
+    for (int m = 1; m <= 4; m++) test_nt(m, 2048, 512, &r);   /* sampling: one token per stream */
+    test_nt(3, 1000, 77, &r);
+    test_nt(33, 250, 300, &r);
+
+    printf("test_gemm: %d checks, %d failures\n", checks, failures);
+    return failures != 0;
+}
