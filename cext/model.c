@@ -307,8 +307,9 @@ static void layer_forward(const run *r, int l) {
             int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
             for (int g = 0; g < G; g++) {
                 float *out = hproj + (size_t)g * Hp;
-                for (int b = 0; b < B; b++)
-                    memcpy(out + (size_t)b * G * Hp + j0, w->b_hh + (size_t)g * H + j0, (size_t)(j1 - j0) * sizeof(float));
+                for (int b = 0; b < B; b++)   /* the bias, for the product to add into */
+                    memcpy(out + (size_t)b * G * Hp + j0, w->b_hh + (size_t)g * H + j0,
+                           (size_t)(j1 - j0) * sizeof(float));
                 if (packed)
                     mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 1, j0, j1);
                 else
@@ -374,7 +375,8 @@ static int forward(run *r, const float *state0, float *state_out, float *logits,
         float *x0 = WS(r, x0);
         #pragma omp parallel for num_threads(threads_for(r->nt, (double)r->N * r->E)) schedule(static)
         for (int i = 0; i < r->N; i++)
-            memcpy(x0 + (size_t)i * r->E, r->w.encoder + (size_t)r->tokens[i] * r->E, (size_t)r->E * sizeof(float));
+            memcpy(x0 + (size_t)i * r->E, r->w.encoder + (size_t)r->tokens[i] * r->E,
+                   (size_t)r->E * sizeof(float));
     }
     for (int l = 0; l < r->L; l++) layer_forward(r, l);
     double mean = decoder_forward(r, logits);

@@ -69,7 +69,8 @@ static void adagrad_update(float *p, const float *g, float *m, float lr, float e
 }
 
 VECTOR_CLONES
-static void rmsprop_update(float *p, const float *g, float *m, float lr, float alpha, float eps, size_t a, size_t b) {
+static void rmsprop_update(float *p, const float *g, float *m, float lr, float alpha, float eps,
+                           size_t a, size_t b) {
     #pragma omp simd
     for (size_t j = a; j < b; j++) {          /* m = alpha m + (1 - alpha) g^2; p -= lr g / (sqrt(m) + eps) */
         m[j] = alpha * m[j] + (1.0f - alpha) * g[j] * g[j];

@@ -152,7 +152,8 @@ class Model:
             check(lib.minrnn_tensor_info(self.c, i, info))
             name = ffi.string(info.name).decode()
             view = block[info.offset:info.offset + info.rows * info.cols]
-            out[name] = view if name.startswith("bias") or name == "decoder.bias" else view.reshape(info.rows, info.cols)
+            is_vector = name.startswith("bias") or name == "decoder.bias"
+            out[name] = view if is_vector else view.reshape(info.rows, info.cols)
         return out
 
     def state_shape(self, B):

@@ -120,4 +120,5 @@ def check_writable_folder(path):
             pass
         os.remove(probe)
     except OSError as e:
-        raise DataError(f"cannot write to the output folder {path}: {e.strerror}; choose another --out") from None
+        raise DataError(f"cannot write to the output folder {path}: {e.strerror}; "
+                        "choose another --out") from None

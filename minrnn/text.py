@@ -20,7 +20,8 @@ def read_symbols(data, encoding):
     try:
         return [ord(c) for c in data.decode("utf-8")]
     except UnicodeDecodeError as e:
-        raise TextError(f"invalid UTF-8 at byte offset {e.start}; use --encoding bytes to read raw bytes") from None
+        raise TextError(f"invalid UTF-8 at byte offset {e.start}; "
+                        "use --encoding bytes to read raw bytes") from None
 
 
 def show(symbol, encoding):

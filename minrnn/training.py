@@ -17,12 +17,13 @@ import numpy as np
 
 from minrnn import __version__, core
 from minrnn.data import Batches, Corpus, DataError, check_writable_folder, evaluate
+from minrnn.reference.optim import DEFAULT_LR
 from minrnn.reference import Config
 from minrnn.text import generate
 
 # What defines a run; stored in every checkpoint and fixed once a run has started. The rest of the
 # options (when to stop, evaluate, sample, how many threads) may change from one session to the next.
-DEFAULTS = dict(cell="lstm", hidden=512, layers=2, embed=0, dropout=0.2, encoding="utf8", seq_len=64,
+DEFAULTS = dict(cell="lstm", hidden=512, layers=2, embed=64, dropout=0.2, encoding="utf8", seq_len=64,
                 batch_size=32, optimizer="adam", lr=None, lr_decay=0.95, lr_decay_after=5,
                 clip_norm=5.0, clip_value=0.0, seed=1, val_frac=0.1)
 # When to stop, evaluate and sample: remembered by the run, and changed by giving them again.
@@ -39,7 +40,6 @@ def model_config(s, vocab_size):
 
 
 def base_lr(s):
-    from minrnn.reference.optim import DEFAULT_LR
     return s["lr"] if s["lr"] is not None else DEFAULT_LR[s["optimizer"]]
 
 
@@ -265,70 +265,82 @@ class Run:
         self.progress.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(self.batches):6.2f} | "
                            f"train {self.ema:.4f} | val {val}")
 
-    def run(self):
-        a, t, B, T = self.args, self.trainer, self.s["batch_size"], self.s["seq_len"]
-        V = len(self.corpus.vocab)
-        self.progress.line(f"training a {self.s['layers']}-layer {self.s['cell']} of {self.s['hidden']} units "
+    def announce(self):
+        s, V = self.s, len(self.corpus.vocab)
+        self.progress.line(f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units "
                            f"({self.model.param_count:,} parameters) on {len(self.corpus.train):,} characters "
-                           f"({V} symbols), validating on {len(self.corpus.val):,}; batches of {B} x {T}, "
-                           f"{len(self.batches)} per epoch; output in {self.out}")
+                           f"({V} symbols), validating on {len(self.corpus.val):,}; batches of {s['batch_size']} "
+                           f"x {s['seq_len']}, {len(self.batches)} per epoch; output in {self.out}")
+
+    def step(self):
+        """One training step on the next batch; returns its loss, or None if it diverged: a NaN or
+        infinite loss or gradient (the core then changed nothing), or a loss worse than twice
+        uniform guessing or four times the recent average."""
+        t, V = self.trainer, len(self.corpus.vocab)
+        t.lr = lr_at(self.s, t.epoch, self.lr_scale)
+        try:
+            loss, _ = t.step(*self.batches[t.position])
+        except core.NonFiniteError:
+            return None
+        if loss > min(2.0 * math.log(V), 4.0 * self.ema):
+            return None
+        self.ema = loss if t.steps == 1 else 0.95 * self.ema + 0.05 * loss
+        t.position += 1
+        if t.position == len(self.batches):   # a new epoch starts from a zero state
+            t.epoch, t.position = t.epoch + 1, 0
+            t.reset_state()
+        return loss
+
+    def status(self, last_val, cps, eta):
+        t = self.trainer
+        val = "" if last_val is None else f" | val {last_val:.3f} ({last_val / math.log(2):.3f} bpc)"
+        self.progress.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(self.batches):.2f} | "
+                             f"loss {self.ema:.3f}{val} | {cps:,.0f} chars/s"
+                             + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+
+    def run(self):
+        t, chars_per_step = self.trainer, self.s["batch_size"] * self.s["seq_len"]
+        self.announce()
         best = self.best_val_loss()
-        snapshot = Snapshot(t, self.lr_scale, self.ema)
-        rollbacks, last_val, started = 0, None, time.monotonic()
-        steps_done, evaluated_at = 0, None
+        snapshot = Snapshot(t, self.lr_scale, self.ema)   # the last good state, to roll back to
+        rollbacks, last_val, evaluated_at, steps_done = 0, None, None, 0
+        started = time.monotonic()
+        rate = lambda: steps_done * chars_per_step / max(time.monotonic() - started, 1e-9)
         with Interrupt() as interrupt:
-            while True:
+            while not interrupt.requested:
                 reason = self.stop_reason(started)
-                if reason or interrupt.requested:
+                if reason:
                     break
-                t.lr = lr_at(self.s, t.epoch, self.lr_scale)
-                tokens, targets = self.batches[t.position]
-                try:
-                    loss, _ = t.step(tokens, targets)
-                    # worse than twice uniform guessing, or four times the recent loss
-                    diverged = loss > min(2.0 * math.log(V), 4.0 * self.ema)
-                except core.NonFiniteError:
-                    loss, diverged = math.nan, True
-                if diverged:
+                if self.step() is None:
                     rollbacks += 1
                     if rollbacks > MAX_ROLLBACKS:
-                        raise DataError(f"training keeps diverging (loss {loss:.3g}) even at learning rate "
-                                        f"{t.lr:.3g}; try a smaller --lr or --clip-norm")
+                        raise DataError(f"training keeps diverging even at a learning rate of {t.lr:.3g}; "
+                                        "try a smaller --lr or --clip-norm")
                     _, self.ema = snapshot.restore(t)
                     self.lr_scale *= 0.5   # halved again at each divergence, not reset by the snapshot
-                    self.progress.line(f"iter {t.steps:6d} | loss {loss:.3g}: diverging; back to the last good "
-                                       f"state at a learning rate of {lr_at(self.s, t.epoch, self.lr_scale):.3g}")
+                    self.progress.line(f"iter {t.steps:6d} | diverging; back to the last good state at a "
+                                       f"learning rate of {lr_at(self.s, t.epoch, self.lr_scale):.3g}")
                     continue
                 steps_done += 1
-                self.ema = loss if t.steps == 1 else 0.95 * self.ema + 0.05 * loss
-                t.position += 1
-                if t.position == len(self.batches):   # a new epoch starts from a zero state
-                    t.epoch, t.position = t.epoch + 1, 0
-                    t.reset_state()
-                elapsed = time.monotonic() - started
-                cps = steps_done * B * T / max(elapsed, 1e-9)
                 if t.steps % self.session["eval_every"] == 0:
                     last_val = self.validate()
                     best = self.checkpoint(last_val, best)
                     snapshot, rollbacks, evaluated_at = Snapshot(t, self.lr_scale, self.ema), 0, t.steps
-                    self.report_eval(last_val, elapsed, cps)
+                    self.report_eval(last_val, time.monotonic() - started, rate())
                 if self.session["sample_every"] and t.steps % self.session["sample_every"] == 0:
-                    self.progress.line(f"---- sample at iteration {t.steps} ----\n{self.sample_text(t.steps)}\n----")
-                eta = self.eta(started, steps_done)
-                val = "" if last_val is None else f" | val {last_val:.3f} ({last_val / math.log(2):.3f} bpc)"
-                self.progress.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(self.batches):.2f} | "
-                                     f"loss {self.ema:.3f}{val} | {cps:,.0f} chars/s"
-                                     + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+                    sample = self.sample_text(t.steps)
+                    self.progress.line(f"---- sample at iteration {t.steps} ----\n{sample}\n----")
+                self.status(last_val, rate(), self.eta(started, steps_done))
         if evaluated_at != t.steps:   # the final state, evaluated and saved
             last_val = self.validate()
             best = self.checkpoint(last_val, best)
-            self.report_eval(last_val, time.monotonic() - started, steps_done * B * T / max(time.monotonic() - started, 1e-9))
+            self.report_eval(last_val, time.monotonic() - started, rate())
         if interrupt.requested:
-            resume = " ".join(["python -m minrnn train", quote(self.corpus.path), "--out", quote(self.out), "--resume"])
+            resume = f"python -m minrnn train {quote(self.corpus.path)} --out {quote(self.out)} --resume"
             self.progress.line(f"interrupted at iteration {t.steps}; saved {self.latest}\nresume with: {resume}")
             return 130
-        self.progress.line(f"{reason}; best validation loss {best:.4f} nats/char; checkpoints in {self.out}"
-                           if best < math.inf else f"{reason}; checkpoints in {self.out}")
+        best_text = f"; best validation loss {best:.4f} nats/char" if best < math.inf else ""
+        self.progress.line(f"{reason}{best_text}; checkpoints in {self.out}")
         return 0
 
 

@@ -101,7 +101,8 @@ def test_resume_refuses_changed_settings_and_other_text(tmp_path, text):
 
 def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, text):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "minrnn", "train", str(text), *TINY, "--max-time", "120", "--epochs", "100000",
+    proc = subprocess.Popen([sys.executable, "-m", "minrnn", "train", str(text), *TINY, "--max-time", "120",
+                             "--epochs", "100000",
                              "--eval-every", "100000", "--out", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("training a")   # the loop is about to start
