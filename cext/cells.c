@@ -3,8 +3,9 @@
  * minrnn/reference/cells.py; the products around them are in model.c.
  *
  * Shapes, for one step (row b is stream b):
- *   a       (B, G*H)    in: x W_ih^T + b_ih; forward overwrites it with the gate activations
- *   hp      (B, G*Hp)   h_prev W_hh^T + b_hh, gate blocks at a stride of Hp >= H
+ *   a       (B, G*H)    in: x W_ih^T + b_ih + b_hh (GRU's n: + b_in only); forward overwrites it
+ *                       with the gate activations
+ *   hp      (B, G*Hp)   h_prev W_hh^T, gate blocks at a stride of Hp >= H
  *   h_prev, h, c_prev, c, dy, dh, dc   (B, H)
  *   dg, dgh (B, G*H)    gradients of the input and recurrent preactivations (the same except GRU's n)
  *   db_ih, db_hh (G*H)  bias gradients: the sums of dg (dgh) over streams and steps, added here
@@ -156,10 +157,11 @@ void lstm_backward_units(int B, int H, int j0, int j1, const float *a, const flo
     }
 }
 
-/* ---- GRU, gates r, z, n: n = tanh(a_n + r hn), hn = W_hn h_prev + b_hn; h = (1 - z) n + z h_prev */
+/* ---- GRU, gates r, z, n: n = tanh(a_n + r hn), hn = W_hn h_prev + b_hn (b_hn added here, as r
+ * gates it); h = (1 - z) n + z h_prev */
 
 VECTOR_CLONES
-void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp,
+void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp, const float *b_hn,
                        const float *h_prev, float *hn, float *h) {
     for (int b = 0; b < B; b++) {
         float *ab = a + (size_t)b * 3 * H, *hnb = hn + (size_t)b * H, *hb = h + (size_t)b * H;
@@ -168,7 +170,7 @@ void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const flo
         for (int j = j0; j < j1; j++) {
             float r = sigmoid_(ab[j] + pb[j]);
             float z = sigmoid_(ab[H + j] + pb[Hp + j]);
-            hnb[j] = pb[2 * Hp + j];
+            hnb[j] = pb[2 * Hp + j] + b_hn[j];
             float n = tanh_(ab[2 * H + j] + r * hnb[j]);
             ab[j] = r, ab[H + j] = z, ab[2 * H + j] = n;
             hb[j] = (1.0f - z) * n + z * hpb[j];

@@ -42,7 +42,7 @@ void lstm_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const fl
                         const float *c_prev, float *c, float *h);
 void lstm_backward_units(int B, int H, int j0, int j1, const float *a, const float *c_prev, const float *c,
                          const float *dy, const float *dh, float *dc, float *dg, float *db_ih, float *db_hh);
-void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp,
+void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp, const float *b_hn,
                        const float *h_prev, float *hn, float *h);
 void gru_backward_units(int B, int H, int j0, int j1, const float *a, const float *h_prev, const float *hn,
                         const float *dy, float *dh, float *dg, float *dgh, float *db_ih, float *db_hh);

@@ -8,7 +8,7 @@
  *                      nonlinearities and the state update fused in one pass
  *   weight gradients   dW = dgates^T x over all N = T*B rows: one product after the time loop
  *
- * Threads: the time loop runs in one parallel region; hidden units are cut into chunks of MM_NR
+ * Threads: the time loop runs in one parallel region; hidden units are cut into chunks of CHUNK
  * and each chunk (all its gates, all B rows) has one owner per step, so the recurrent product and
  * the fused pass need no synchronization beyond one barrier per step. Everything else is a
  * parallel loop over output rows or columns. Each output element has one owner, so results do not
@@ -23,6 +23,10 @@
 /* Products with fewer rows than this stream unpacked weights (mm_nt): packing a weight costs a
  * pass over it, which only pays off when it is reused by many rows. */
 #define PACK_MIN_ROWS 8
+
+/* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
+ * aligned column range of the packed weights. Only speed depends on it. */
+#define CHUNK 32
 
 #define ALIGN_FLOATS 16   /* workspace regions start on 64-byte boundaries */
 
@@ -230,7 +234,8 @@ static void cell_forward_units(const run *r, int l, int t, int j0, int j1) {
         lstm_forward_units(B, H, Hp, j0, j1, a, hp, WS(r, cs[l]) + first * H, WS(r, cs[l]) + (first + B) * H, h);
         break;
     default:
-        gru_forward_units(B, H, Hp, j0, j1, a, hp, h_prev, WS(r, hn[l]) + first * H, h);
+        gru_forward_units(B, H, Hp, j0, j1, a, hp, r->w.layer[l].b_hh + 2 * H, h_prev,
+                          WS(r, hn[l]) + first * H, h);
     }
 }
 
@@ -265,8 +270,12 @@ static void layer_forward(const run *r, int l) {
     const layer_view *w = &r->w.layer[l];
     float *act = WS(r, act[l]);
 
-    /* input projection for all N rows: act = x W_ih^T + b_ih */
-    fill_rows(act, N, GH, w->b_ih, nt);
+    /* input projection for all N rows: act = x W_ih^T + b_ih + b_hh, both biases added here once
+     * rather than at every step; except GRU's b_hn, which r multiplies (cells.c adds it) */
+    float *bias = WS(r, hproj);   /* (GH) scratch: hproj is free until the time loop */
+    for (int k = 0; k < GH; k++)
+        bias[k] = r->cfg->cell == MINRNN_GRU && k >= 2 * H ? w->b_ih[k] : w->b_ih[k] + w->b_hh[k];
+    fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
     if (x) {
         linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w->w_ih, act, 1);
@@ -297,24 +306,21 @@ static void layer_forward(const run *r, int l) {
     if (packed)
         for (int g = 0; g < G; g++)
             mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
-    int chunks = (H + MM_NR - 1) / MM_NR;
+    int chunks = (H + CHUNK - 1) / CHUNK;
     float *hs = WS(r, hs[l]);
     #pragma omp parallel num_threads(threads_for(nt, 2.0 * B * GH * H))   /* the work of one step */
     for (int t = 0; t < T; t++) {
         const float *h_prev = hs + (size_t)t * B * H;
         #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
-            int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
-            for (int g = 0; g < G; g++) {
+            int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
+            for (int g = 0; g < G; g++) {   /* hproj block g, columns [j0, j1) = h_prev W_hh^T */
                 float *out = hproj + (size_t)g * Hp;
-                for (int b = 0; b < B; b++)   /* the bias, for the product to add into */
-                    memcpy(out + (size_t)b * G * Hp + j0, w->b_hh + (size_t)g * H + j0,
-                           (size_t)(j1 - j0) * sizeof(float));
                 if (packed)
-                    mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 1, j0, j1);
+                    mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
                 else
                     mm_nt(B, j1 - j0, H, h_prev, H, w->w_hh + ((size_t)g * H + j0) * H, H, out + j0,
-                          (ptrdiff_t)G * Hp, 1, 1);
+                          (ptrdiff_t)G * Hp, 0, 1);
             }
             cell_forward_units(r, l, t, j0, j1);
         }   /* implicit barrier: h_t is complete before step t+1 reads it */
@@ -415,17 +421,17 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
     memset(dh, 0, (size_t)B * H * sizeof(float));
     memset(dc, 0, (size_t)B * H * sizeof(float));
     mm_pack(GH, H, w->w_hh, H, 1, Wp, threads_for(nt, (double)GH * H));
-    int chunks = (H + MM_NR - 1) / MM_NR, gru = r->cfg->cell == MINRNN_GRU;
+    int chunks = (H + CHUNK - 1) / CHUNK, gru = r->cfg->cell == MINRNN_GRU;
     #pragma omp parallel num_threads(threads_for(nt, 2.0 * B * GH * H))   /* the work of one step */
     for (int t = T - 1; t >= 0; t--) {
         #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
-            int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
+            int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
             cell_backward_units(r, l, t, dH, gw, j0, j1);
         }   /* barrier: every gate gradient of step t is written */
         #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
-            int j0 = c * MM_NR, j1 = j0 + MM_NR < H ? j0 + MM_NR : H;
+            int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
             mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, dh, H, gru, j0, j1);
         }   /* barrier: dh_{t-1} is complete */
     }
