@@ -7,7 +7,9 @@
  *                       with the gate activations
  *   hp      (B, G*Hp)   h_prev W_hh^T, gate blocks at a stride of Hp >= H
  *   h_prev, h, c_prev, c, dy, dh, dc   (B, H)
- *   dg, dgh (B, G*H)    gradients of the input and recurrent preactivations (the same except GRU's n)
+ *   dg, dgh (B, G*H)    gradients of the input and recurrent preactivations (the same except GRU's n);
+ *                       dg may be `a` itself: each unit's activations are read before its gradients
+ *                       are written, so model.c keeps them in one buffer
  *   db_ih, db_hh (G*H)  bias gradients: the sums of dg (dgh) over streams and steps, added here
  *
  * The loops over units are `omp simd` and the exponential below has no calls or branches, so they

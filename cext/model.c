@@ -33,7 +33,9 @@
 /* ---- workspace layout: offsets in floats */
 
 typedef struct {
-    size_t act[MINRNN_MAX_LAYERS];  /* (N, GH) gate activations (RNN: the new h) */
+    size_t act[MINRNN_MAX_LAYERS];  /* (N, GH) gate activations (RNN: the new h); in the backward
+                                     * pass, overwritten in place by the gradient of the input
+                                     * preactivations (dgx), each step once its activations are used */
     size_t hs[MINRNN_MAX_LAYERS];   /* (T+1, B, H): h before step 0, then after each step */
     size_t cs[MINRNN_MAX_LAYERS];   /* LSTM: (T+1, B, H) cell states */
     size_t hn[MINRNN_MAX_LAYERS];   /* GRU: (N, H) W_hn h + b_hn, which r gates */
@@ -42,11 +44,10 @@ typedef struct {
     size_t logits;      /* (N, V): logits, then probabilities, then their gradient */
     size_t row_loss;    /* (N) */
     size_t hproj;       /* (B, G * Hp): one step's W_hh h + b_hh, gate blocks padded to Hp */
-    size_t dgx, dgh;    /* (N, GH): gradients of the input and recurrent preactivations (dgh: GRU) */
+    size_t dgh;         /* GRU: (N, GH) gradient of the recurrent preactivations (else dgx itself) */
     size_t dy[2];       /* (N, max(H, E)): gradient flowing down between layers */
     size_t dh, dc;      /* (B, H) gradients with respect to the carried state */
     size_t packed;      /* packed weights of the product in progress */
-    size_t pack_act;    /* packed activations for weight gradients */
     size_t onehot;      /* one-hot input: (V, GH) W_ih^T, and later its gradient */
     size_t masks;       /* dropout > 0: (L, N, H) masks drawn by minrnn_train_step */
     size_t total;
@@ -82,8 +83,7 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     w->logits = take(&at, N * V);
     w->row_loss = take(&at, N);
     w->hproj = take(&at, B * G * Hp);
-    w->dgx = take(&at, N * GH);
-    w->dgh = cfg->cell == MINRNN_GRU ? take(&at, N * GH) : w->dgx;
+    if (cfg->cell == MINRNN_GRU) w->dgh = take(&at, N * GH);
     w->dy[0] = take(&at, N * max_size(H, E));
     w->dy[1] = take(&at, N * max_size(H, E));
     w->dh = take(&at, B * H);
@@ -97,8 +97,9 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
         if (l == 0 && E == 0) continue;   /* one-hot: a gather, nothing packed */
         packed = max_size(packed, max_size(mm_packed_size(in, (int)GH), mm_packed_size((int)GH, in)));
     }
+    /* ...and the activations packed for weight gradients, never at the same time as a weight */
+    packed = max_size(packed, mm_packed_size((int)N, (int)max_size(H, E)));
     w->packed = take(&at, packed);
-    w->pack_act = take(&at, mm_packed_size((int)N, (int)max_size(H, E)));
     if (E == 0) w->onehot = take(&at, V * GH);
     if (cfg->dropout > 0.0f) w->masks = take(&at, L * N * H);
     w->total = at;
@@ -213,7 +214,7 @@ static void linear_wT(const run *r, int M, int N, int K, const float *A, const f
 
 /* dW (M, N) += A^T X for A (rows, M), X (rows, N): weight gradients over all T*B rows at once. */
 static void weight_grad(const run *r, int rows, int M, int N, const float *A, const float *X, float *dW) {
-    float *Xp = WS(r, pack_act);
+    float *Xp = WS(r, packed);
     mm_pack(rows, N, X, N, 1, Xp, threads_for(r->nt, (double)rows * N));
     mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, threads_for(r->nt, 2.0 * rows * M * N));
 }
@@ -247,7 +248,8 @@ static void cell_backward_units(const run *r, int l, int t, const float *dH, lay
     size_t first = (size_t)t * B;
     const float *a = WS(r, act[l]) + first * r->GH, *dy = dH + first * H;
     const float *h_prev = WS(r, hs[l]) + first * H, *h = h_prev + (size_t)B * H;
-    float *dgx = WS(r, dgx) + first * r->GH, *dgh = WS(r, dgh) + first * r->GH;
+    float *dgx = WS(r, act[l]) + first * r->GH;   /* in place of the activations just read */
+    float *dgh = r->cfg->cell == MINRNN_GRU ? WS(r, dgh) + first * r->GH : dgx;
     float *db_ih = (float *)gw->b_ih, *db_hh = (float *)gw->b_hh;
     switch (r->cfg->cell) {
     case MINRNN_RNN:
@@ -414,7 +416,8 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
     int B = r->B, T = r->T, N = r->N, H = r->H, GH = r->GH, nt = r->nt;
     const layer_view *w = &r->w.layer[l];
     layer_view *gw = &g->layer[l];
-    float *dh = WS(r, dh), *dc = WS(r, dc), *dgx = WS(r, dgx), *dgh = WS(r, dgh);
+    float *dh = WS(r, dh), *dc = WS(r, dc), *dgx = WS(r, act[l]);   /* dgx replaces act[l], step by step */
+    float *dgh = r->cfg->cell == MINRNN_GRU ? WS(r, dgh) : dgx;
     float *Wp = WS(r, packed);
 
     /* recurrence, last step first: dh_{t-1} = dgh_t W_hh (+ dh_t z for GRU) */
