@@ -45,7 +45,8 @@ typedef struct {
     size_t row_loss;    /* (N) */
     size_t hproj;       /* (B, G * Hp): one step's W_hh h + b_hh, gate blocks padded to Hp */
     size_t dgh;         /* GRU: (N, GH) gradient of the recurrent preactivations (else dgx itself) */
-    size_t dy[2];       /* (N, max(H, E)): gradient flowing down between layers */
+    size_t dy;          /* (N, max(H, E)): gradient flowing down between layers; a layer's dX
+                         * overwrites its dH, which its time loop has finished with */
     size_t dh, dc;      /* (B, H) gradients with respect to the carried state */
     size_t packed;      /* packed weights of the product in progress */
     size_t onehot;      /* one-hot input: (V, GH) W_ih^T, and later its gradient */
@@ -84,8 +85,7 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     w->row_loss = take(&at, N);
     w->hproj = take(&at, B * G * Hp);
     if (cfg->cell == MINRNN_GRU) w->dgh = take(&at, N * GH);
-    w->dy[0] = take(&at, N * max_size(H, E));
-    w->dy[1] = take(&at, N * max_size(H, E));
+    w->dy = take(&at, N * max_size(H, E));
     w->dh = take(&at, B * H);
     w->dc = take(&at, B * H);
     /* the largest packed weight: forward W_ih^T (In, GH), G blocks of W_hh^T (H, H), decoder
@@ -410,7 +410,8 @@ int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int3
                           workspace, num_threads);
 }
 
-/* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL */
+/* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL
+ * (dX may be dH: it is written after the time loop has used dH) */
 
 static void layer_backward(const run *r, int l, const float *dH, model_view *g, float *dX, float *dstate0) {
     int B = r->B, T = r->T, N = r->N, H = r->H, GH = r->GH, nt = r->nt;
@@ -479,7 +480,7 @@ static void backward(run *r, float *grads, float *dstate0) {
     const float *y = layer_output(r, r->L - 1);
     weight_grad(r, N, V, H, dlogits, y, (float *)g.dec_w);
     colsum_add(dlogits, N, V, (float *)g.dec_b, nt);
-    float *dy = WS(r, dy[0]), *dx = WS(r, dy[1]), *Wp = WS(r, packed);
+    float *dy = WS(r, dy), *Wp = WS(r, packed);
     mm_pack(V, H, r->w.dec_w, H, 1, Wp, threads_for(nt, (double)V * H));
     mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, threads_for(nt, 2.0 * N * H * V));   /* dY = dlogits W_dec */
 
@@ -491,9 +492,7 @@ static void backward(run *r, float *grads, float *dstate0) {
                 for (int j = 0; j < H; j++) dy[(size_t)i * H + j] *= m[(size_t)i * H + j];
         }
         int wants_dx = l > 0 || r->E > 0;
-        layer_backward(r, l, dy, &g, wants_dx ? dx : NULL, dstate0);
-        float *swap = dy;
-        dy = dx, dx = swap;
+        layer_backward(r, l, dy, &g, wants_dx ? dy : NULL, dstate0);   /* dX replaces dH */
     }
     if (r->E) scatter_rows_add(dy, r->tokens, N, r->E, (float *)g.encoder, nt);
 }

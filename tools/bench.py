@@ -84,6 +84,10 @@ MEMORY = Row("memory", "peak memory, training LSTM H=512 L=2", "lstm", 512, 2)
 SCALING = [Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2), Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2)]
 ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "memory", "scaling"]
 
+# The targets of the speed issue: minrnn / PyTorch chars/s for each training row (and, for
+# min-char-rnn's shape, also minrnn / numpy).
+RATIO_TARGETS = {"lstm128": 2.5, "lstm256": 2.0, "lstm512": 1.5, "gru256": 2.5, "rnn256": 2.5, "minchar": 10.0}
+MEMORY_TARGET = 0.3            # peak RSS, minrnn / PyTorch
 SAMPLE_TARGET_RATE = 3000      # chars/s
 SAMPLE_TARGET_RATIO = 15.0     # times nn.LSTM
 SCALING_TARGET = 1.8           # 2 threads over 1
@@ -647,16 +651,20 @@ def print_table(results, sgemm, sgemm_others, header):
 def print_train_lines(i, res):
     m, t, others = res["minrnn"], res.get("torch"), fmt_cores(res["other_cores"])
     ratio = m["chars_per_s"] / t["chars_per_s"] if t else None
+    goal = RATIO_TARGETS.get(res["row"])
+    target = f">={goal:g}x" if goal else "-"
     print(table_line(f"{i} {res['label']}", fmt_rate(m["chars_per_s"]), fmt_rate(t and t["chars_per_s"]),
-                     fmt_ratio(ratio), "-", fmt_gflops(m), fmt_gflops(t), others))
+                     fmt_ratio(ratio), target, fmt_gflops(m), fmt_gflops(t), others,
+                     miss=bool(goal and ratio is not None and ratio < goal)))
     if res["row"] != "minchar":
         return
-    for label, other, prefix in (("  vs numpy min-char-rnn (float64)", res["numpy"], "numpy "),
-                                 (f"  vs pure-Python reference ({len(res['reference']['rounds'])} step(s))",
-                                  res["reference"], "ref ")):
+    for label, other, prefix, goal in (("  vs numpy min-char-rnn (float64)", res["numpy"], "numpy ", goal),
+                                       (f"  vs pure-Python reference ({len(res['reference']['rounds'])} step(s))",
+                                        res["reference"], "ref ", None)):
+        ratio = m["chars_per_s"] / other["chars_per_s"]
         print(table_line(label, fmt_rate(m["chars_per_s"]), prefix + fmt_rate(other["chars_per_s"]),
-                         fmt_ratio(m["chars_per_s"] / other["chars_per_s"]), "-", fmt_gflops(m), fmt_gflops(other),
-                         others))
+                         fmt_ratio(ratio), f">={goal:g}x" if goal else "for scale", fmt_gflops(m),
+                         fmt_gflops(other), others, miss=bool(goal and ratio < goal)))
 
 
 def print_sample_line(i, res):
@@ -679,7 +687,8 @@ def print_memory(res):
             print(f"  {name:<8} peak {r['peak_mb']:7.1f} MB   training {r['training_mb']:7.1f} MB   "
                   f"(after imports + model {r['base_mb']:.1f} MB; VmHWM {r['vmhwm_mb']:.1f} MB)")
     if "ratio" in res:
-        print(f"  ratio of peaks minrnn / PyTorch: {res['ratio']:.2f}x")
+        miss = "  MISS" if res["ratio"] > MEMORY_TARGET else ""
+        print(f"  ratio of peaks minrnn / PyTorch: {res['ratio']:.2f}x (target <= {MEMORY_TARGET}x){miss}")
 
 
 def print_scaling(res):
