@@ -21,6 +21,10 @@ int resolve_threads(int num_threads);                     /* 0 -> OpenMP's defau
 #define PAR_MIN_WORK 32768.0
 static inline int threads_for(int nt, double work) { return work < PAR_MIN_WORK ? 1 : nt; }
 
+/* The same for a product of (M, K) and (K, N): a vectorized multiply-add costs about a sixteenth
+ * of one of those simple operations. */
+static inline int gemm_threads(int nt, int M, int N, int K) { return threads_for(nt, (double)M * N * K / 8.0); }
+
 /* Named pointers into the parameter block (or into a gradient block of the same layout). */
 typedef struct {
     const float *w_ih, *w_hh, *b_ih, *b_hh;

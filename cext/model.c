@@ -206,9 +206,9 @@ static void linear_wT(const run *r, int M, int N, int K, const float *A, const f
     if (M >= PACK_MIN_ROWS) {
         float *Wp = WS(r, packed);
         mm_pack(K, N, W, 1, K, Wp, threads_for(r->nt, (double)K * N));   /* B(k, j) = W[j][k] */
-        mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, threads_for(r->nt, 2.0 * M * N * K));
+        mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, gemm_threads(r->nt, M, N, K));
     } else {
-        mm_nt(M, N, K, A, K, W, K, C, N, acc, threads_for(r->nt, 2.0 * M * N * K));
+        mm_nt(M, N, K, A, K, W, K, C, N, acc, gemm_threads(r->nt, M, N, K));
     }
 }
 
@@ -216,7 +216,7 @@ static void linear_wT(const run *r, int M, int N, int K, const float *A, const f
 static void weight_grad(const run *r, int rows, int M, int N, const float *A, const float *X, float *dW) {
     float *Xp = WS(r, packed);
     mm_pack(rows, N, X, N, 1, Xp, threads_for(r->nt, (double)rows * N));
-    mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, threads_for(r->nt, 2.0 * rows * M * N));
+    mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, gemm_threads(r->nt, rows, M, N));
 }
 
 /* ---- the fused per-step passes (cells.c) for hidden units [j0, j1) of every stream at step t */
@@ -267,8 +267,25 @@ static void cell_backward_units(const run *r, int l, int t, const float *dH, lay
 
 /* ---- one layer, forward */
 
+/* Step t of layer l for the units of chunk c: hproj = h_{t-1} W_hh^T for those columns of every
+ * gate block (Wp: W_hh^T packed by gate block, each `block` floats; NULL streams W_hh), then the
+ * cell. */
+static void forward_chunk(const run *r, int l, int t, int c, const float *Wp, size_t block) {
+    int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
+    int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
+    const float *h_prev = WS(r, hs[l]) + (size_t)t * B * H, *w_hh = r->w.layer[l].w_hh;
+    for (int g = 0; g < G; g++) {
+        float *out = WS(r, hproj) + (size_t)g * Hp;
+        if (Wp)
+            mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
+        else
+            mm_nt(B, j1 - j0, H, h_prev, H, w_hh + ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
+    }
+    cell_forward_units(r, l, t, j0, j1);
+}
+
 static void layer_forward(const run *r, int l) {
-    int B = r->B, T = r->T, N = r->N, H = r->H, G = r->G, GH = r->GH, Hp = r->Hp, nt = r->nt;
+    int B = r->B, T = r->T, N = r->N, H = r->H, G = r->G, GH = r->GH, nt = r->nt;
     const layer_view *w = &r->w.layer[l];
     float *act = WS(r, act[l]);
 
@@ -303,34 +320,26 @@ static void layer_forward(const run *r, int l) {
     /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
      * aligned column range in every block */
     int packed = B >= PACK_MIN_ROWS;
-    float *Wp = WS(r, packed), *hproj = WS(r, hproj);
+    float *Wp = WS(r, packed);
     size_t block = mm_packed_size(H, H);
     if (packed)
         for (int g = 0; g < G; g++)
             mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
-    int chunks = (H + CHUNK - 1) / CHUNK;
-    float *hs = WS(r, hs[l]);
-    #pragma omp parallel num_threads(threads_for(nt, 2.0 * B * GH * H))   /* the work of one step */
-    for (int t = 0; t < T; t++) {
-        const float *h_prev = hs + (size_t)t * B * H;
-        #pragma omp for schedule(static)
-        for (int c = 0; c < chunks; c++) {
-            int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
-            for (int g = 0; g < G; g++) {   /* hproj block g, columns [j0, j1) = h_prev W_hh^T */
-                float *out = hproj + (size_t)g * Hp;
-                if (packed)
-                    mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
-                else
-                    mm_nt(B, j1 - j0, H, h_prev, H, w->w_hh + ((size_t)g * H + j0) * H, H, out + j0,
-                          (ptrdiff_t)G * Hp, 0, 1);
-            }
-            cell_forward_units(r, l, t, j0, j1);
+    int chunks = (H + CHUNK - 1) / CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
+    if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, t, c, packed ? Wp : NULL, block);
+    } else {
+        #pragma omp parallel num_threads(threads)
+        for (int t = 0; t < T; t++) {
+            #pragma omp for schedule(static)
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, t, c, packed ? Wp : NULL, block);
         }   /* implicit barrier: h_t is complete before step t+1 reads it */
     }
 
-    if (r->masks) {
+    if (r->masks) {   /* dropout on the layer's output */
         float *y = WS(r, ys[l]);
-        const float *m = r->masks + (size_t)l * N * H, *h = hs + (size_t)B * H;
+        const float *m = r->masks + (size_t)l * N * H, *h = WS(r, hs[l]) + (size_t)B * H;
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * H)) schedule(static)
         for (int i = 0; i < N; i++)
             for (int j = 0; j < H; j++) y[(size_t)i * H + j] = h[(size_t)i * H + j] * m[(size_t)i * H + j];
@@ -410,6 +419,19 @@ int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int3
                           workspace, num_threads);
 }
 
+/* Step t, the cell's backward for the units of chunk c. */
+static void backward_cell_chunk(const run *r, int l, int t, int c, const float *dH, layer_view *gw) {
+    int j0 = c * CHUNK, j1 = j0 + CHUNK < r->H ? j0 + CHUNK : r->H;
+    cell_backward_units(r, l, t, dH, gw, j0, j1);
+}
+
+/* Step t, columns of chunk c of dh_{t-1} = dgh_t W_hh (Wp: W_hh packed), added to GRU's z dh. */
+static void backward_product_chunk(const run *r, int t, int c, const float *Wp, const float *dgh) {
+    int B = r->B, H = r->H, GH = r->GH, j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
+    int gru = r->cfg->cell == MINRNN_GRU;
+    mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, WS(r, dh), H, gru, j0, j1);
+}
+
 /* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL
  * (dX may be dH: it is written after the time loop has used dH) */
 
@@ -425,19 +447,22 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
     memset(dh, 0, (size_t)B * H * sizeof(float));
     memset(dc, 0, (size_t)B * H * sizeof(float));
     mm_pack(GH, H, w->w_hh, H, 1, Wp, threads_for(nt, (double)GH * H));
-    int chunks = (H + CHUNK - 1) / CHUNK, gru = r->cfg->cell == MINRNN_GRU;
-    #pragma omp parallel num_threads(threads_for(nt, 2.0 * B * GH * H))   /* the work of one step */
-    for (int t = T - 1; t >= 0; t--) {
-        #pragma omp for schedule(static)
-        for (int c = 0; c < chunks; c++) {
-            int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
-            cell_backward_units(r, l, t, dH, gw, j0, j1);
-        }   /* barrier: every gate gradient of step t is written */
-        #pragma omp for schedule(static)
-        for (int c = 0; c < chunks; c++) {
-            int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
-            mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, dh, H, gru, j0, j1);
-        }   /* barrier: dh_{t-1} is complete */
+    int chunks = (H + CHUNK - 1) / CHUNK, threads = gemm_threads(nt, B, GH, H);
+    if (threads == 1) {   /* no team, as in layer_forward */
+        for (int t = T - 1; t >= 0; t--) {
+            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, l, t, c, dH, gw);
+            for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);
+        }
+    } else {
+        #pragma omp parallel num_threads(threads)
+        for (int t = T - 1; t >= 0; t--) {
+            #pragma omp for schedule(static)
+            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, l, t, c, dH, gw);
+            /* barrier: every gate gradient of step t is written */
+            #pragma omp for schedule(static)
+            for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);
+            /* barrier: dh_{t-1} is complete */
+        }
     }
     if (dstate0) {
         int S = cell_states(r->cfg);
@@ -460,7 +485,7 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
     }
     if (dX) {   /* dX = dgx W_ih */
         mm_pack(GH, in, w->w_ih, in, 1, Wp, threads_for(nt, (double)GH * in));
-        mm_packed(N, in, GH, dgx, GH, 1, Wp, dX, in, 0, threads_for(nt, 2.0 * N * in * GH));
+        mm_packed(N, in, GH, dgx, GH, 1, Wp, dX, in, 0, gemm_threads(nt, N, in, GH));
     }
 }
 
@@ -482,7 +507,7 @@ static void backward(run *r, float *grads, float *dstate0) {
     colsum_add(dlogits, N, V, (float *)g.dec_b, nt);
     float *dy = WS(r, dy), *Wp = WS(r, packed);
     mm_pack(V, H, r->w.dec_w, H, 1, Wp, threads_for(nt, (double)V * H));
-    mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, threads_for(nt, 2.0 * N * H * V));   /* dY = dlogits W_dec */
+    mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, gemm_threads(nt, N, H, V));   /* dY = dlogits W_dec */
 
     for (int l = r->L - 1; l >= 0; l--) {
         if (r->masks) {
