@@ -106,9 +106,11 @@ def run_everything(model, tokens, targets, state0, masks, optimizer, threads):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "rmsprop", "adam"])
 def test_results_are_bitwise_identical_for_any_thread_count(kind, optimizer):
-    # H = 70 is not a multiple of the 16-unit chunks; B = 9 takes the packed recurrent product;
-    # E = 24 an embedding; dropout draws masks inside the training step.
-    model, tokens, targets, state0, masks, _ = random_problem(kind, 40, 70, 24, 2, 0.25, 12, 9, seed=3)
+    # Sizes that make every part run on several threads (the core keeps small loops on one): one
+    # step of the recurrence is B*G*H*H/8 = 16*150*150/8 = 45k > 32k even for the RNN. H = 150 is
+    # not a multiple of the 32-unit chunks or the 16-column panels; B = 16 takes the packed
+    # recurrent product; E = 24 an embedding; dropout draws masks inside the training step.
+    model, tokens, targets, state0, masks, _ = random_problem(kind, 40, 150, 24, 2, 0.25, 12, 16, seed=3)
     one = run_everything(model, tokens, targets, state0, masks, optimizer, threads=1)
     for threads in (2, 3):
         other = run_everything(model, tokens, targets, state0, masks, optimizer, threads=threads)
@@ -117,8 +119,9 @@ def test_results_are_bitwise_identical_for_any_thread_count(kind, optimizer):
 
 
 def test_one_token_steps_are_identical_for_any_thread_count():
-    # Sampling takes the unpacked path (B < 8); it too has one owner per output.
-    model, tokens, _, state0, _, _ = random_problem("lstm", 50, 100, 0, 2, 0.0, 1, 1, seed=4)
+    # Sampling takes the unpacked path (B < 8); it too has one owner per output. H = 300 makes its
+    # products big enough for two threads (1*4*300*300/8 = 45k > 32k).
+    model, tokens, _, state0, _, _ = random_problem("lstm", 50, 300, 0, 2, 0.0, 1, 1, seed=4)
     results = []
     for threads in (1, 2):
         model.threads = threads
