@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 CC := gcc
-# C11 + OpenMP, warnings on; never -ffast-math: the core must stay comparable with the reference.
+# C11 + OpenMP, warnings on; never fast-math flags: the core must stay comparable with the reference.
 # -fno-math-errno changes no result (nothing here reads errno); it lets sqrtf vectorize.
 CFLAGS := -std=c11 -O2 -Wall -Wextra -fopenmp -fno-math-errno
 ASAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -fopenmp -fno-math-errno -fsanitize=address,undefined \

@@ -11,7 +11,7 @@ from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
 SOURCES = ["core.c", "model.c", "cells.c", "optim.c", "sample.c", "gemm.c", "checkpoint.c"]
-# C11, OpenMP and warnings; never -ffast-math: the core must stay comparable with the reference.
+# C11, OpenMP and warnings; never fast-math flags: the core must stay comparable with the reference.
 # -fno-math-errno changes no result (nothing here reads errno); it lets sqrtf vectorize.
 CFLAGS = ["-std=c11", "-O2", "-fopenmp", "-fno-math-errno", "-Wall", "-Wextra"]
 
