@@ -104,19 +104,21 @@ class Interrupt:
 class Snapshot:
     """The last good training state in memory, to roll back to when training diverges."""
 
-    def __init__(self, trainer, lr_scale, ema):
+    def __init__(self, trainer, ema):
         t = trainer
         self.arrays = [a.copy() for a in (t.model.params, t.m, t.v, t.state)]
         self.opt = bytes(core.ffi.buffer(t.opt))
-        self.rest = (t.rng.state, t.epoch, t.position, lr_scale, ema)
+        self.rest = (t.rng.state, t.epoch, t.position, ema)
 
     def restore(self, trainer):
+        """Put the trainer back; returns the smoothed loss of that moment. (The learning-rate scale
+        is not restored: a rollback lowers it.)"""
         t = trainer
         for dst, src in zip((t.model.params, t.m, t.v, t.state), self.arrays):
             dst[...] = src
         core.ffi.buffer(t.opt)[:] = self.opt
-        t.rng.state, t.epoch, t.position, lr_scale, ema = self.rest
-        return lr_scale, ema
+        t.rng.state, t.epoch, t.position, ema = self.rest
+        return ema
 
 
 class Run:
@@ -302,7 +304,7 @@ class Run:
         t, chars_per_step = self.trainer, self.s["batch_size"] * self.s["seq_len"]
         self.announce()
         best = self.best_val_loss()
-        snapshot = Snapshot(t, self.lr_scale, self.ema)   # the last good state, to roll back to
+        snapshot = Snapshot(t, self.ema)   # the last good state, to roll back to
         rollbacks, last_val, evaluated_at, steps_done = 0, None, None, 0
         started = time.monotonic()
         rate = lambda: steps_done * chars_per_step / max(time.monotonic() - started, 1e-9)
@@ -316,8 +318,8 @@ class Run:
                     if rollbacks > MAX_ROLLBACKS:
                         raise DataError(f"training keeps diverging even at a learning rate of {t.lr:.3g}; "
                                         "try a smaller --lr or --clip-norm")
-                    _, self.ema = snapshot.restore(t)
-                    self.lr_scale *= 0.5   # halved again at each divergence, not reset by the snapshot
+                    self.ema = snapshot.restore(t)
+                    self.lr_scale *= 0.5   # halved again at each divergence
                     self.progress.line(f"iter {t.steps:6d} | diverging; back to the last good state at a "
                                        f"learning rate of {lr_at(self.s, t.epoch, self.lr_scale):.3g}")
                     continue
@@ -325,7 +327,7 @@ class Run:
                 if t.steps % self.session["eval_every"] == 0:
                     last_val = self.validate()
                     best = self.checkpoint(last_val, best)
-                    snapshot, rollbacks, evaluated_at = Snapshot(t, self.lr_scale, self.ema), 0, t.steps
+                    snapshot, rollbacks, evaluated_at = Snapshot(t, self.ema), 0, t.steps
                     self.report_eval(last_val, time.monotonic() - started, rate())
                 if self.session["sample_every"] and t.steps % self.session["sample_every"] == 0:
                     sample = self.sample_text(t.steps)
