@@ -56,37 +56,41 @@ int minrnn_tensor_count(const minrnn_config *cfg) {
     return (cfg->embed_size ? 1 : 0) + 4 * cfg->num_layers + 2;
 }
 
-/* Tensors in block order. The limits in minrnn.h keep every product far below 2^63. */
+/* Tensor i in block order: its shape, and which kind it is (the name is made only on request).
+ * kind: -1 encoder, 0..3 weight_ih, weight_hh, bias_ih, bias_hh of `layer`, 4 decoder weight,
+ * 5 decoder bias. */
+static void tensor_shape(const minrnn_config *cfg, int i, int *kind, int *layer, int32_t *rows, int32_t *cols) {
+    int32_t V = cfg->vocab_size, H = cfg->hidden_size, GH = cell_gates(cfg) * H;
+    int k = i - (cfg->embed_size ? 1 : 0);   /* index among the layer and decoder tensors */
+    *layer = 0;
+    if (k < 0) {
+        *kind = -1, *rows = V, *cols = cfg->embed_size;
+    } else if (k < 4 * cfg->num_layers) {
+        *kind = k % 4, *layer = k / 4, *rows = GH;
+        *cols = *kind == 0 ? layer_input_size(cfg, *layer) : *kind == 1 ? H : 1;
+    } else {
+        *kind = k - 4 * cfg->num_layers + 4, *rows = V, *cols = *kind == 4 ? H : 1;
+    }
+}
+
+/* The limits in minrnn.h keep every product far below 2^63. */
 int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) {
     int n = minrnn_tensor_count(cfg);
     if (n == 0) return MINRNN_ERR_CONFIG;
     if (index < 0 || index >= n || !out) return MINRNN_ERR_ARG;
-    int64_t V = cfg->vocab_size, H = cfg->hidden_size, GH = (int64_t)cell_gates(cfg) * H;
-    int64_t offset = 0;
-    for (int i = 0; i <= index; i++) {
-        minrnn_tensor t;
-        memset(&t, 0, sizeof t);
-        int k = i - (cfg->embed_size ? 1 : 0);   /* index among the layer and decoder tensors */
-        if (k < 0) {
-            snprintf(t.name, sizeof t.name, "encoder.weight");
-            t.rows = (int32_t)V, t.cols = cfg->embed_size;
-        } else if (k < 4 * cfg->num_layers) {
-            static const char *const kinds[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
-            int layer = k / 4, which = k % 4;
-            snprintf(t.name, sizeof t.name, "%s_l%d", kinds[which], layer);
-            t.rows = (int32_t)GH;
-            t.cols = which == 0 ? layer_input_size(cfg, layer) : which == 1 ? (int32_t)H : 1;
-        } else if (k == 4 * cfg->num_layers) {
-            snprintf(t.name, sizeof t.name, "decoder.weight");
-            t.rows = (int32_t)V, t.cols = (int32_t)H;
-        } else {
-            snprintf(t.name, sizeof t.name, "decoder.bias");
-            t.rows = (int32_t)V, t.cols = 1;
-        }
-        t.offset = offset;
-        offset += (int64_t)t.rows * t.cols;
-        if (i == index) *out = t;
+    static const char *const names[7] = {"encoder.weight", "weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                                         "decoder.weight", "decoder.bias"};
+    memset(out, 0, sizeof *out);
+    int kind, layer;
+    for (int i = 0; i < index; i++) {   /* the offset: the sizes of the tensors before */
+        tensor_shape(cfg, i, &kind, &layer, &out->rows, &out->cols);
+        out->offset += (int64_t)out->rows * out->cols;
     }
+    tensor_shape(cfg, index, &kind, &layer, &out->rows, &out->cols);
+    if (kind >= 0 && kind < 4)
+        snprintf(out->name, sizeof out->name, "%s_l%d", names[kind + 1], layer);
+    else
+        snprintf(out->name, sizeof out->name, "%s", names[kind < 0 ? 0 : kind + 1]);
     return MINRNN_OK;
 }
 
@@ -102,23 +106,27 @@ size_t minrnn_state_size(const minrnn_config *cfg, int B) {
     return (size_t)cfg->num_layers * cell_states(cfg) * (size_t)B * cfg->hidden_size;
 }
 
+/* Named pointers in one pass over the block (this runs at every forward and backward). */
 model_view model_views(const minrnn_config *cfg, const float *params) {
     model_view m;
     memset(&m, 0, sizeof m);
-    minrnn_tensor t;
-    int i = 0;
-    if (cfg->embed_size) {
-        minrnn_tensor_info(cfg, i++, &t);
-        m.encoder = params + t.offset;
+    const float *p = params;
+    for (int i = 0, n = minrnn_tensor_count(cfg); i < n; i++) {
+        int kind, layer;
+        int32_t rows, cols;
+        tensor_shape(cfg, i, &kind, &layer, &rows, &cols);
+        layer_view *l = &m.layer[layer];
+        switch (kind) {
+        case -1: m.encoder = p; break;
+        case 0: l->w_ih = p; break;
+        case 1: l->w_hh = p; break;
+        case 2: l->b_ih = p; break;
+        case 3: l->b_hh = p; break;
+        case 4: m.dec_w = p; break;
+        default: m.dec_b = p;
+        }
+        p += (size_t)rows * cols;
     }
-    for (int l = 0; l < cfg->num_layers; l++) {
-        minrnn_tensor_info(cfg, i++, &t); m.layer[l].w_ih = params + t.offset;
-        minrnn_tensor_info(cfg, i++, &t); m.layer[l].w_hh = params + t.offset;
-        minrnn_tensor_info(cfg, i++, &t); m.layer[l].b_ih = params + t.offset;
-        minrnn_tensor_info(cfg, i++, &t); m.layer[l].b_hh = params + t.offset;
-    }
-    minrnn_tensor_info(cfg, i++, &t); m.dec_w = params + t.offset;
-    minrnn_tensor_info(cfg, i++, &t); m.dec_b = params + t.offset;
     return m;
 }
 

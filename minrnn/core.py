@@ -13,6 +13,7 @@ import numpy as np
 
 from minrnn._core import ffi, lib
 from minrnn.reference import Config
+from minrnn.reference.optim import DEFAULT_EPS, DEFAULT_LR
 
 CELLS = {"rnn": lib.MINRNN_RNN, "lstm": lib.MINRNN_LSTM, "gru": lib.MINRNN_GRU}
 NONLINEARITIES = {"tanh": lib.MINRNN_TANH, "relu": lib.MINRNN_RELU}
@@ -238,7 +239,6 @@ class Trainer:
 
     def __init__(self, model, batch_size, seq_len, optimizer="adam", lr=None, momentum=0.9, alpha=0.95,
                  beta1=0.9, beta2=0.999, eps=None, clip_value=0.0, clip_norm=0.0, seed=0):
-        from minrnn.reference.optim import DEFAULT_EPS, DEFAULT_LR
         self.model = model
         self.B, self.T = batch_size, seq_len
         self.opt = ffi.new("minrnn_optimizer *")
