@@ -9,21 +9,20 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 CC := gcc
-# C11 + OpenMP, warnings on; never fast-math flags: the core must stay comparable with the reference.
-# -fno-math-errno changes no result (nothing here reads errno); it lets sqrtf vectorize.
-CFLAGS := -std=c11 -O2 -Wall -Wextra -fopenmp -fno-math-errno
-ASAN_FLAGS := -std=c11 -O1 -g -Wall -Wextra -fopenmp -fno-math-errno -fsanitize=address,undefined \
-	-fno-sanitize-recover=all -fno-omit-frame-pointer
-LIB_NAMES := core model cells optim sample gemm checkpoint
-LIB_SRC := $(LIB_NAMES:%=cext/%.c)
+include cext/sources.mk
+CFLAGS := $(CORE_CFLAGS) $(OPENMP_FLAGS)
+ASAN_FLAGS := $(CORE_CFLAGS:-O2=-O1) $(OPENMP_FLAGS) -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+LIB_SRC := $(CORE_NAMES:%=cext/%.c)
 LIB_HDR := cext/minrnn.h cext/internal.h cext/gemm.h
-OBJ := $(LIB_NAMES:%=build/obj/%.o)
-ASAN_OBJ := $(LIB_NAMES:%=build/asan/%.o)
+OBJ := $(CORE_NAMES:%=build/obj/%.o)
+ASAN_OBJ := $(CORE_NAMES:%=build/asan/%.o)
+SERIAL_OBJ := $(CORE_NAMES:%=build/serial/%.o)
 C_TESTS := test_core test_gemm test_checkpoint
 VERSION := $(shell sed -n 's/^\#define MINRNN_VERSION_STRING "\(.*\)"/\1/p' cext/minrnn.h)
 SONAME := libminrnn.so.$(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all lib example run bench test test-py test-c test-asan clean
+.PHONY: all lib example run bench test test-py test-c test-asan test-serial clean
 .SECONDARY:
 
 all: lib example
@@ -49,7 +48,7 @@ bench: $(INSTALLED)
 	$(PY) tools/bench.py $(BENCH_ARGS)
 
 # ---- Python: the package with its test extra, in .venv
-test: test-c test-asan test-py
+test: test-c test-serial test-asan test-py
 
 test-py: $(INSTALLED)
 	$(PY) -m pytest -q
@@ -58,22 +57,27 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall (rebuilding the extension) when anything pip builds changes.
-$(INSTALLED): $(PY) pyproject.toml setup.py cext/ffi_build.py $(LIB_SRC) $(LIB_HDR)
+$(INSTALLED): $(PY) pyproject.toml setup.py cext/ffi_build.py cext/sources.mk $(LIB_SRC) $(LIB_HDR)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 # ---- the C library for other programs
 lib: build/libminrnn.a build/libminrnn.so build/minrnn.pc build/include/minrnn.h
 
-build/obj/%.o: cext/%.c $(LIB_HDR)
+build/obj/%.o: cext/%.c $(LIB_HDR) cext/sources.mk
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fPIC -c $< -o $@
 
+# The archive holds one object in which everything but minrnn.h's functions is local, so that no
+# internal name (mm_pack, model_views, ...) can clash with a host program's.
 build/libminrnn.a: $(OBJ)
 	rm -f $@
-	ar rcs $@ $^
+	ld -r -o build/minrnn.o $^
+	objcopy --localize-hidden build/minrnn.o
+	ar rcs $@ build/minrnn.o
 
-# Only the public minrnn_* functions are exported from the shared library.
+# Only the public minrnn_* functions are exported from the shared library (visibility does it;
+# the version script makes sure).
 build/libminrnn.so: $(OBJ)
 	printf '{ global: minrnn_*; local: *; };\n' > build/exports.map
 	$(CC) -shared -fopenmp -Wl,-soname,$(SONAME) -Wl,--version-script=build/exports.map -o build/$(SONAME) $^ -lm
@@ -96,15 +100,28 @@ example: build/minrnn_sample
 build/minrnn_sample: cext/examples/minrnn_sample.c build/libminrnn.a cext/minrnn.h
 	$(CC) $(CFLAGS) -Icext $< build/libminrnn.a -lm -o $@
 
-# ---- C tests, no Python: plain and under AddressSanitizer + UndefinedBehaviorSanitizer
+# ---- C tests, no Python: plain, without OpenMP, and under AddressSanitizer + UndefinedBehaviorSanitizer.
+# They link the objects, not the archive: test_gemm calls internal functions.
 test-c: $(C_TESTS:%=build/tests/%)
 	@for t in $^; do echo "$$t"; ./$$t || exit 1; done
 
-build/tests/%: cext/tests/%.c build/libminrnn.a $(LIB_HDR)
+build/tests/%: cext/tests/%.c $(OBJ) $(LIB_HDR)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Icext $< build/libminrnn.a -lm -o $@
+	$(CC) $(CFLAGS) -Icext $< $(OBJ) -lm -o $@
 
-build/asan/%.o: cext/%.c $(LIB_HDR)
+# The library builds and passes without OpenMP (one thread; the same results).
+test-serial: $(C_TESTS:%=build/serial/tests/%)
+	@for t in $^; do echo "$$t (no OpenMP)"; ./$$t --quick || exit 1; done
+
+build/serial/%.o: cext/%.c $(LIB_HDR) cext/sources.mk
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) $(SERIAL_FLAGS) -Werror -c $< -o $@
+
+build/serial/tests/%: cext/tests/%.c $(SERIAL_OBJ) $(LIB_HDR)
+	@mkdir -p $(@D)
+	$(CC) $(CORE_CFLAGS) $(SERIAL_FLAGS) -Icext $< $(SERIAL_OBJ) -lm -o $@
+
+build/asan/%.o: cext/%.c $(LIB_HDR) cext/sources.mk
 	@mkdir -p $(@D)
 	$(CC) $(ASAN_FLAGS) -c $< -o $@
 

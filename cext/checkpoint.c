@@ -54,11 +54,16 @@
  * checked for overflow and against the file length before anything is read, the checksum covers
  * the whole file, and nothing is allocated from what the file says. peek reads the whole file
  * once (header, vocabulary rules, checksum); load does the same and then reads it a second time
- * into the caller's buffers, checking the checksum again (the file may change in between).
- * Only regular files are read (MINRNN_ERR_IO otherwise).
+ * into the caller's buffers, checking the checksum again. Both work on a file descriptor (the
+ * path functions open one): peek and load on the same descriptor read the same file, whatever
+ * happens to its path meanwhile. Only regular files are read (MINRNN_ERR_OPEN otherwise).
+ *
+ * Errors from the system keep its errno: the status says which step failed (open, read, write,
+ * rename) and errno why, as the failed call left it.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -74,7 +79,7 @@ _Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32 floats")
 
 #define HEADER_SIZE 256
 #define TRAILER_SIZE 8
-#define CHUNK (64 * 1024)            /* bytes converted or hashed at a time; a multiple of 4 */
+#define IO_CHUNK_BYTES (64 * 1024)   /* bytes converted or hashed at a time; a multiple of 4 */
 #define FNV_BASIS 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
@@ -363,11 +368,19 @@ static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *fi
 
 /* ---- reading */
 
-/* Read exactly n bytes: MINRNN_OK, MINRNN_ERR_TRUNCATED at the end of the file, MINRNN_ERR_IO. */
+/* Read exactly n bytes: MINRNN_OK, MINRNN_ERR_TRUNCATED at the end of the file, MINRNN_ERR_READ. */
 static int read_exact(FILE *f, void *p, size_t n)
 {
     if (fread(p, 1, n, f) == n) return MINRNN_OK;
-    return ferror(f) ? MINRNN_ERR_IO : MINRNN_ERR_TRUNCATED;
+    return ferror(f) ? MINRNN_ERR_READ : MINRNN_ERR_TRUNCATED;
+}
+
+/* fclose without touching errno: for the paths that return an error errno explains. */
+static void close_quietly(FILE *f)
+{
+    int saved = errno;
+    fclose(f);
+    errno = saved;
 }
 
 /* Read the whole file from its start as lay says: the header must still be hdr, every vocabulary
@@ -376,7 +389,7 @@ static int read_exact(FILE *f, void *p, size_t n)
 static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, int32_t encoding,
                      const minrnn_checkpoint *dst)
 {
-    unsigned char buf[CHUNK];
+    unsigned char buf[IO_CHUNK_BYTES];
     void *dest[NUM_SECTIONS] = {NULL};
     if (dst) {
         dest[SEC_VOCAB] = dst->vocab;
@@ -386,7 +399,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, int32
         dest[SEC_STATE] = dst->state;
         dest[SEC_META] = dst->meta;
     }
-    if (fseeko(f, 0, SEEK_SET) != 0) return MINRNN_ERR_IO;
+    if (fseeko(f, 0, SEEK_SET) != 0) return MINRNN_ERR_READ;
     int status = read_exact(f, buf, HEADER_SIZE);
     if (status != MINRNN_OK) return status;
     if (memcmp(buf, hdr, HEADER_SIZE) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
@@ -396,7 +409,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, int32
         unsigned char *out = dest[s];
         for (uint64_t done = 0; done < lay->size[s];) {
             uint64_t left = lay->size[s] - done;
-            size_t n = left < CHUNK ? (size_t)left : CHUNK;   /* a multiple of 4 but in meta */
+            size_t n = left < IO_CHUNK_BYTES ? (size_t)left : IO_CHUNK_BYTES;   /* a multiple of 4 but in meta */
             status = read_exact(f, buf, n);
             if (status != MINRNN_OK) return status;
             hash = fnv1a(hash, buf, n);
@@ -422,65 +435,96 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, int32
     return get_u64(buf) == hash ? MINRNN_OK : MINRNN_ERR_CORRUPT;
 }
 
-/* Open path and check all of it (header, layout against the length, vocabulary, checksum). On
- * MINRNN_OK, *fp is the open file, hdr its header, file its scalar fields, lay its layout. */
-static int open_checked(const char *path, FILE **fp, unsigned char *hdr, minrnn_checkpoint *file,
-                        layout *lay)
+/* Check all of the file open at fd (header, layout against the length, vocabulary, checksum),
+ * reading it through a stream of its own (fd stays open). On MINRNN_OK, *fp is that stream, hdr
+ * the header, file its scalar fields, lay its layout. */
+static int open_checked(int fd, FILE **fp, unsigned char *hdr, minrnn_checkpoint *file, layout *lay)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return MINRNN_ERR_IO;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
-        fclose(f);
-        return MINRNN_ERR_IO;
+    if (fstat(fd, &st) != 0) return MINRNN_ERR_OPEN;
+    if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
+        return MINRNN_ERR_OPEN;
+    }
+    int own = dup(fd);
+    if (own < 0) return MINRNN_ERR_OPEN;
+    FILE *f = fdopen(own, "rb");
+    if (!f) {
+        int saved = errno;
+        close(own);
+        errno = saved;
+        return MINRNN_ERR_OPEN;
     }
     uint64_t len = (uint64_t)st.st_size;
     size_t n = len < HEADER_SIZE ? (size_t)len : HEADER_SIZE;
     memset(hdr, 0, HEADER_SIZE);
-    int status = read_exact(f, hdr, n);
+    int status = fseeko(f, 0, SEEK_SET) == 0 ? read_exact(f, hdr, n) : MINRNN_ERR_READ;
     if (status == MINRNN_OK) status = parse_header(hdr, n, len, file, lay);
     if (status == MINRNN_OK) status = scan_file(f, hdr, lay, file->encoding, NULL);
     if (status != MINRNN_OK) {
-        fclose(f);
+        close_quietly(f);
         return status;
     }
     *fp = f;
     return MINRNN_OK;
 }
 
-int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck)
+int minrnn_checkpoint_peek_fd(int fd, minrnn_checkpoint *ck)
 {
-    if (!path || !ck) return MINRNN_ERR_ARG;
+    if (fd < 0 || !ck) return MINRNN_ERR_ARG;
     unsigned char hdr[HEADER_SIZE];
     minrnn_checkpoint file;
     layout lay;
     FILE *f;
-    int status = open_checked(path, &f, hdr, &file, &lay);
+    int status = open_checked(fd, &f, hdr, &file, &lay);
     if (status != MINRNN_OK) return status;
     fclose(f);
     *ck = file;   /* parse_header zeroed it: every pointer is NULL */
     return MINRNN_OK;
 }
 
-/* The buffers are checked before the file is opened; ck's scalar fields (all of them, the
- * training ones too, which are 0 without a training state, as peek gives them) must equal the
- * file's. On an error, ck's buffers may have been partly written. */
-int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck)
+/* The buffers are checked before the file is read; ck's scalar fields (all of them, the training
+ * ones too, which are 0 without a training state, as peek gives them) must equal the file's. On
+ * an error, ck's buffers may have been partly written. */
+int minrnn_checkpoint_load_fd(int fd, minrnn_checkpoint *ck)
 {
-    if (!path || !ck) return MINRNN_ERR_ARG;
+    if (fd < 0 || !ck) return MINRNN_ERR_ARG;
     if (!ck->vocab || !ck->params || (ck->meta_size > 0 && !ck->meta)) return MINRNN_ERR_ARG;
     unsigned char hdr[HEADER_SIZE];
     minrnn_checkpoint file;
     layout lay;
     FILE *f;
-    int status = open_checked(path, &f, hdr, &file, &lay);
+    int status = open_checked(fd, &f, hdr, &file, &lay);
     if (status != MINRNN_OK) return status;
     if (!same_scalars(ck, &file))
         status = MINRNN_ERR_MISMATCH;
     else
         status = scan_file(f, hdr, &lay, file.encoding, ck);
-    fclose(f);
+    close_quietly(f);
     return status;
+}
+
+/* Open path for reading (non-blocking, so that a FIFO is refused rather than waited on), run
+ * read_fd on it, close it. */
+static int with_path(const char *path, minrnn_checkpoint *ck, int (*read_fd)(int, minrnn_checkpoint *))
+{
+    if (!path || !ck) return MINRNN_ERR_ARG;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return MINRNN_ERR_OPEN;
+    int status = read_fd(fd, ck), saved = errno;
+    close(fd);
+    errno = saved;
+    return status;
+}
+
+int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck)
+{
+    return with_path(path, ck, minrnn_checkpoint_peek_fd);
+}
+
+int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck)
+{
+    return with_path(path, ck, minrnn_checkpoint_load_fd);
 }
 
 /* ---- writing */
@@ -490,7 +534,7 @@ static int write_bytes(FILE *f, const unsigned char *p, uint64_t n, uint64_t *ha
 {
     for (uint64_t done = 0; done < n;) {
         uint64_t left = n - done;
-        size_t k = left < CHUNK ? (size_t)left : CHUNK;
+        size_t k = left < IO_CHUNK_BYTES ? (size_t)left : IO_CHUNK_BYTES;
         if (fwrite(p + done, 1, k, f) != k) return 0;
         *hash = fnv1a(*hash, p + done, k);
         done += k;
@@ -499,14 +543,14 @@ static int write_bytes(FILE *f, const unsigned char *p, uint64_t n, uint64_t *ha
 }
 
 /* Write count 4-byte words (int32 or float) from src, little-endian, converting through buf
- * (CHUNK bytes). */
+ * (IO_CHUNK_BYTES bytes). */
 static int write_words(FILE *f, const void *src, uint64_t count, unsigned char *buf,
                        uint64_t *hash)
 {
     const unsigned char *p = src;
     for (uint64_t done = 0; done < count;) {
         uint64_t left = count - done;
-        size_t k = left < CHUNK / 4 ? (size_t)left : CHUNK / 4;
+        size_t k = left < IO_CHUNK_BYTES / 4 ? (size_t)left : IO_CHUNK_BYTES / 4;
         for (size_t i = 0; i < k; i++) {
             uint32_t word;
             memcpy(&word, p + 4 * (done + i), 4);
@@ -522,7 +566,7 @@ static int write_words(FILE *f, const void *src, uint64_t count, unsigned char *
 static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
                       const minrnn_checkpoint *ck)
 {
-    unsigned char buf[CHUNK];
+    unsigned char buf[IO_CHUNK_BYTES];
     uint64_t hash = FNV_BASIS;
     const void *words[SEC_META] = {ck->vocab, ck->params, ck->m, ck->v, ck->state};
     if (!write_bytes(f, hdr, HEADER_SIZE, &hash)) return 0;
@@ -594,28 +638,33 @@ int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck)
     const char suffix[] = ".tmp-XXXXXX";
     size_t len = strlen(path);
     char *tmp = malloc(len + sizeof suffix);
-    if (!tmp) return MINRNN_ERR_IO;
+    if (!tmp) return MINRNN_ERR_OPEN;   /* errno: ENOMEM */
     memcpy(tmp, path, len);
     memcpy(tmp + len, suffix, sizeof suffix);
     int fd = mkstemp(tmp);
     if (fd < 0) {
+        int saved = errno;
         free(tmp);
-        return MINRNN_ERR_IO;
+        errno = saved;
+        return MINRNN_ERR_OPEN;
     }
     (void)fchmod(fd, 0644 & ~current_umask());   /* mkstemp gives 0600; best effort */
+    int err = 0;
     FILE *f = fdopen(fd, "wb");
-    int ok = f != NULL;
-    if (!f) close(fd);
-    ok = ok && write_file(f, hdr, &lay, ck);
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0) ok = 0;
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) {
-        unlink(tmp);
-        free(tmp);
-        return MINRNN_ERR_IO;
+    if (!f) {
+        status = MINRNN_ERR_OPEN, err = errno;
+        close(fd);
+    } else {
+        if (!write_file(f, hdr, &lay, ck) || fflush(f) != 0 || fsync(fileno(f)) != 0)
+            status = MINRNN_ERR_WRITE, err = errno;
+        if (fclose(f) != 0 && status == MINRNN_OK) status = MINRNN_ERR_WRITE, err = errno;
     }
-    sync_folder(path, tmp);
+    if (status == MINRNN_OK && rename(tmp, path) != 0) status = MINRNN_ERR_RENAME, err = errno;
+    if (status == MINRNN_OK)
+        sync_folder(path, tmp);
+    else
+        unlink(tmp);
     free(tmp);
-    return MINRNN_OK;
+    if (status != MINRNN_OK) errno = err;
+    return status;
 }

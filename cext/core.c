@@ -6,6 +6,19 @@
 
 #include "internal.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int resolve_threads(int num_threads) {
+#ifdef _OPENMP
+    return num_threads > 0 ? num_threads : omp_get_max_threads();
+#else
+    (void)num_threads;
+    return 1;
+#endif
+}
+
 /* ---- version and errors */
 
 const char *minrnn_version(void) { return MINRNN_VERSION_STRING; }
@@ -15,13 +28,18 @@ const char *minrnn_strerror(int status) {
     case MINRNN_OK: return "success";
     case MINRNN_ERR_ARG: return "invalid argument";
     case MINRNN_ERR_CONFIG: return "invalid model configuration";
-    case MINRNN_ERR_IO: return "file could not be opened, read, written or renamed";
+    case MINRNN_ERR_OPEN: return "file could not be opened";
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
     case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads format 1)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
     case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum or sizes do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
     case MINRNN_ERR_NONFINITE: return "loss or gradient is not finite";
+    case MINRNN_ERR_READ: return "file could not be read";
+    case MINRNN_ERR_WRITE: return "file could not be written";
+    case MINRNN_ERR_RENAME: return "written file could not be renamed into place";
+    case MINRNN_ERR_NO_FORWARD: return "backward without its forward pass (run forward with targets "
+                                       "and the same arguments on this workspace just before)";
     default: return "unknown status";
     }
 }
@@ -30,8 +48,7 @@ const char *minrnn_strerror(int status) {
 
 int minrnn_config_check(const minrnn_config *cfg) {
     if (!cfg) return MINRNN_ERR_ARG;
-    int ok = (cfg->cell == MINRNN_RNN || cfg->cell == MINRNN_LSTM || cfg->cell == MINRNN_GRU)
-          && (cfg->nonlinearity == MINRNN_TANH || (cfg->nonlinearity == MINRNN_RELU && cfg->cell == MINRNN_RNN))
+    int ok = cell_kind_of(cfg) != NULL
           && cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB
           && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
           && cfg->hidden_size >= 1 && cfg->hidden_size <= MINRNN_MAX_HIDDEN
@@ -39,12 +56,6 @@ int minrnn_config_check(const minrnn_config *cfg) {
           && cfg->dropout >= 0.0f && cfg->dropout < 1.0f;   /* false for NaN */
     return ok ? MINRNN_OK : MINRNN_ERR_CONFIG;
 }
-
-int cell_gates(const minrnn_config *cfg) {
-    return cfg->cell == MINRNN_LSTM ? 4 : cfg->cell == MINRNN_GRU ? 3 : 1;
-}
-
-int cell_states(const minrnn_config *cfg) { return cfg->cell == MINRNN_LSTM ? 2 : 1; }
 
 int layer_input_size(const minrnn_config *cfg, int layer) {
     if (layer > 0) return cfg->hidden_size;
@@ -56,20 +67,21 @@ int minrnn_tensor_count(const minrnn_config *cfg) {
     return (cfg->embed_size ? 1 : 0) + 4 * cfg->num_layers + 2;
 }
 
-/* Tensor i in block order: its shape, and which kind it is (the name is made only on request).
- * kind: -1 encoder, 0..3 weight_ih, weight_hh, bias_ih, bias_hh of `layer`, 4 decoder weight,
- * 5 decoder bias. */
-static void tensor_shape(const minrnn_config *cfg, int i, int *kind, int *layer, int32_t *rows, int32_t *cols) {
-    int32_t V = cfg->vocab_size, H = cfg->hidden_size, GH = cell_gates(cfg) * H;
+/* What a tensor is; the four layer roles repeat for every layer, in this order. */
+enum { ENCODER = -1, W_IH, W_HH, B_IH, B_HH, DECODER_W, DECODER_B };
+
+/* Tensor i in block order: its shape, its role and its layer (the name is made only on request). */
+static void tensor_shape(const minrnn_config *cfg, int i, int *role, int *layer, int32_t *rows, int32_t *cols) {
+    int32_t V = cfg->vocab_size, H = cfg->hidden_size, GH = cell_kind_of(cfg)->gates * H;
     int k = i - (cfg->embed_size ? 1 : 0);   /* index among the layer and decoder tensors */
     *layer = 0;
     if (k < 0) {
-        *kind = -1, *rows = V, *cols = cfg->embed_size;
+        *role = ENCODER, *rows = V, *cols = cfg->embed_size;
     } else if (k < 4 * cfg->num_layers) {
-        *kind = k % 4, *layer = k / 4, *rows = GH;
-        *cols = *kind == 0 ? layer_input_size(cfg, *layer) : *kind == 1 ? H : 1;
+        *role = k % 4, *layer = k / 4, *rows = GH;
+        *cols = *role == W_IH ? layer_input_size(cfg, *layer) : *role == W_HH ? H : 1;
     } else {
-        *kind = k - 4 * cfg->num_layers + 4, *rows = V, *cols = *kind == 4 ? H : 1;
+        *role = DECODER_W + k - 4 * cfg->num_layers, *rows = V, *cols = *role == DECODER_W ? H : 1;
     }
 }
 
@@ -81,16 +93,17 @@ int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) 
     static const char *const names[7] = {"encoder.weight", "weight_ih", "weight_hh", "bias_ih", "bias_hh",
                                          "decoder.weight", "decoder.bias"};
     memset(out, 0, sizeof *out);
-    int kind, layer;
+    int role, layer;
     for (int i = 0; i < index; i++) {   /* the offset: the sizes of the tensors before */
-        tensor_shape(cfg, i, &kind, &layer, &out->rows, &out->cols);
+        tensor_shape(cfg, i, &role, &layer, &out->rows, &out->cols);
         out->offset += (int64_t)out->rows * out->cols;
     }
-    tensor_shape(cfg, index, &kind, &layer, &out->rows, &out->cols);
-    if (kind >= 0 && kind < 4)
-        snprintf(out->name, sizeof out->name, "%s_l%d", names[kind + 1], layer);
+    tensor_shape(cfg, index, &role, &layer, &out->rows, &out->cols);
+    out->ndim = role == B_IH || role == B_HH || role == DECODER_B ? 1 : 2;
+    if (role == ENCODER || role >= DECODER_W)
+        snprintf(out->name, sizeof out->name, "%s", names[role + 1]);
     else
-        snprintf(out->name, sizeof out->name, "%s", names[kind < 0 ? 0 : kind + 1]);
+        snprintf(out->name, sizeof out->name, "%s_l%d", names[role + 1], layer);
     return MINRNN_OK;
 }
 
@@ -103,7 +116,7 @@ size_t minrnn_param_count(const minrnn_config *cfg) {
 
 size_t minrnn_state_size(const minrnn_config *cfg, int B) {
     if (minrnn_config_check(cfg) != MINRNN_OK || B < 1) return 0;
-    return (size_t)cfg->num_layers * cell_states(cfg) * (size_t)B * cfg->hidden_size;
+    return (size_t)cfg->num_layers * cell_kind_of(cfg)->states * (size_t)B * cfg->hidden_size;
 }
 
 /* Named pointers in one pass over the block (this runs at every forward and backward). */
@@ -112,17 +125,17 @@ model_view model_views(const minrnn_config *cfg, const float *params) {
     memset(&m, 0, sizeof m);
     const float *p = params;
     for (int i = 0, n = minrnn_tensor_count(cfg); i < n; i++) {
-        int kind, layer;
+        int role, layer;
         int32_t rows, cols;
-        tensor_shape(cfg, i, &kind, &layer, &rows, &cols);
+        tensor_shape(cfg, i, &role, &layer, &rows, &cols);
         layer_view *l = &m.layer[layer];
-        switch (kind) {
-        case -1: m.encoder = p; break;
-        case 0: l->w_ih = p; break;
-        case 1: l->w_hh = p; break;
-        case 2: l->b_ih = p; break;
-        case 3: l->b_hh = p; break;
-        case 4: m.dec_w = p; break;
+        switch (role) {
+        case ENCODER: m.encoder = p; break;
+        case W_IH: l->w_ih = p; break;
+        case W_HH: l->w_hh = p; break;
+        case B_IH: l->b_ih = p; break;
+        case B_HH: l->b_hh = p; break;
+        case DECODER_W: m.dec_w = p; break;
         default: m.dec_b = p;
         }
         p += (size_t)rows * cols;
@@ -198,7 +211,7 @@ int minrnn_dropout_masks(const minrnn_config *cfg, int B, int T, minrnn_rng *rng
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     if (B < 1 || T < 1 || !rng || !masks) return MINRNN_ERR_ARG;
-    float p = cfg->dropout, keep = 1.0f / (1.0f - p);
+    float p = cfg->dropout, keep = (float)(1.0 / (1.0 - (double)p));
     size_t n = (size_t)cfg->num_layers * T * B * cfg->hidden_size;
     for (size_t j = 0; j < n; j++) masks[j] = minrnn_rng_uniform(rng) >= p ? keep : 0.0f;
     return MINRNN_OK;

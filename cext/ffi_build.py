@@ -1,7 +1,8 @@
 """Builds minrnn._core, the cffi (API mode) binding of the C core, from cext/.
 
-setup.py names this file in cffi_modules, so `pip install .` compiles it. The cdef is the part of
-the public header between its cdef markers, so Python and C cannot drift apart.
+setup.py names this file in cffi_modules, so `pip install .` compiles it. The sources and flags
+come from cext/sources.mk, the Makefile's own list; the cdef is the part of the public header
+between its cdef markers. So Python and C cannot drift apart.
 """
 
 import pathlib
@@ -10,10 +11,11 @@ import re
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ["core.c", "model.c", "cells.c", "optim.c", "sample.c", "gemm.c", "checkpoint.c"]
-# C11, OpenMP and warnings; never fast-math flags: the core must stay comparable with the reference.
-# -fno-math-errno changes no result (nothing here reads errno); it lets sqrtf vectorize.
-CFLAGS = ["-std=c11", "-O2", "-fopenmp", "-fno-math-errno", "-Wall", "-Wextra"]
+
+
+def make_variables(text):
+    """The `NAME := words` lines of a makefile, as {NAME: [words]}."""
+    return {m[1]: m[2].split() for m in re.finditer(r"^(\w+)\s*:=(.*)$", text, re.M)}
 
 
 def header_cdef(text):
@@ -26,15 +28,16 @@ def header_cdef(text):
     return "\n".join(keep)
 
 
+BUILD = make_variables((HERE / "sources.mk").read_text())
 ffibuilder = FFI()
 ffibuilder.cdef(header_cdef((HERE / "minrnn.h").read_text()))
 ffibuilder.set_source(
     "minrnn._core",
     '#include "minrnn.h"',
-    sources=[f"cext/{name}" for name in SOURCES],
+    sources=[f"cext/{name}.c" for name in BUILD["CORE_NAMES"]],
     include_dirs=["cext"],
-    extra_compile_args=CFLAGS,
-    extra_link_args=["-fopenmp"],
+    extra_compile_args=BUILD["CORE_CFLAGS"] + BUILD["OPENMP_FLAGS"],
+    extra_link_args=BUILD["OPENMP_FLAGS"],
     libraries=["m"],
 )
 

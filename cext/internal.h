@@ -4,10 +4,8 @@
 
 #include "minrnn.h"
 
-int cell_gates(const minrnn_config *cfg);                 /* G: 1, 4 or 3 */
-int cell_states(const minrnn_config *cfg);                /* S: 2 for LSTM, else 1 */
 int layer_input_size(const minrnn_config *cfg, int layer);
-int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default */
+int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default (1 without OpenMP) */
 
 /* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -38,17 +36,47 @@ typedef struct {
 
 model_view model_views(const minrnn_config *cfg, const float *params);
 
-/* cells.c: one step for hidden units [j0, j1) of B streams; shapes there. */
-void rnn_forward_units(int B, int H, int Hp, int j0, int j1, int relu, float *a, const float *hp, float *h);
-void rnn_backward_units(int B, int H, int j0, int j1, int relu, const float *h, const float *dy,
-                        const float *dh, float *dg, float *db_ih, float *db_hh);
-void lstm_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp,
-                        const float *c_prev, float *c, float *h);
-void lstm_backward_units(int B, int H, int j0, int j1, const float *a, const float *c_prev, const float *c,
-                         const float *dy, const float *dh, float *dc, float *dg, float *db_ih, float *db_hh);
-void gru_forward_units(int B, int H, int Hp, int j0, int j1, float *a, const float *hp, const float *b_hn,
-                       const float *h_prev, float *hn, float *h);
-void gru_backward_units(int B, int H, int j0, int j1, const float *a, const float *h_prev, const float *hn,
-                        const float *dy, float *dh, float *dg, float *dgh, float *db_ih, float *db_hh);
+/* ---- cells (cells.c). model.c runs every cell through these two types and never asks which
+ * cell it runs. */
+
+#define MAX_CELL_STATES 2
+
+/* One time step of one layer for B streams: where the step's inputs and outputs are. Forward
+ * reads a, hp, b_hh, prev and writes a (activations), next, saved; backward reads a, prev, next,
+ * saved, dy, dstate and writes dgx, dgh, dstate, and adds into db_ih, db_hh. Shapes: cells.c. */
+typedef struct {
+    int B, H, Hp;
+    float *a;                              /* (B, G*H) */
+    const float *hp;                       /* (B, G*Hp) */
+    const float *b_hh;                     /* (G*H): the cell adds the separate gates' part */
+    const float *prev[MAX_CELL_STATES];    /* (B, H) each: the states before the step (h, c) */
+    float *next[MAX_CELL_STATES];          /* (B, H) each: the states after it */
+    float *saved;                          /* (B, saved * H) */
+    const float *dy;                       /* (B, H): gradient of the loss with respect to next[0]
+                                            * from the layer above (or the decoder) */
+    float *dstate[MAX_CELL_STATES];        /* (B, H) each: in, the gradient with respect to next[s]
+                                            * from step t+1; out, the part of the gradient with
+                                            * respect to prev[s] that does not pass through W_hh
+                                            * (the recurrent product adds the rest into dstate[0]) */
+    float *dgx, *dgh;                      /* (B, G*H); dgh == dgx when separate == 0 */
+    float *db_ih, *db_hh;                  /* (G*H) */
+} cell_step;
+
+typedef struct {
+    const char *name;              /* "rnn_tanh", "rnn_relu", "lstm", "gru" */
+    int32_t cell, nonlinearity;    /* its minrnn_config fields */
+    int gates;                     /* G: preactivations per hidden unit, each a block of H rows */
+    int states;                    /* S: state vectors per layer (h, and c for LSTM) */
+    int separate;                  /* trailing gates whose recurrent part W_hh h + b_hh the cell
+                                    * combines itself (GRU's n, which r gates): their b_hh is not
+                                    * folded into the input projection, and their dgh differs
+                                    * from dgx (a separate buffer) */
+    int saved;                     /* (B, H) vectors per step that forward keeps for backward */
+    void (*step_forward)(const cell_step *s, int j0, int j1);    /* units [j0, j1) */
+    void (*step_backward)(const cell_step *s, int j0, int j1);
+} cell_kind;
+
+/* The cell of a configuration; NULL if its cell and nonlinearity are not a pair in the table. */
+const cell_kind *cell_kind_of(const minrnn_config *cfg);
 
 #endif

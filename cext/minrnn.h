@@ -4,7 +4,8 @@
  * B independent streams over T time steps, with the equations and parameter layout of PyTorch.
  * The caller owns every buffer: size queries say how many floats to allocate. The library keeps no
  * global state, never exits and never prints; every call that can fail returns a minrnn_status,
- * explained by minrnn_strerror(). num_threads is passed per call (0 = OpenMP's default), and
+ * explained by minrnn_strerror() (after the file errors, errno says why, as the failed system
+ * call left it). num_threads is passed per call (0 = OpenMP's default), and
  * results are bitwise identical for every thread count.
  *
  * Layouts (row-major, like PyTorch):
@@ -30,12 +31,17 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.1.0"
+#define MINRNN_VERSION_STRING "0.2.0"
+
+/* The library is built with hidden visibility: what this header declares is all it exports. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
 
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 1
+#define MINRNN_VERSION_MINOR 2
 #define MINRNN_VERSION_PATCH 0
 #define MINRNN_CHECKPOINT_FORMAT 1   /* the checkpoint format this library reads and writes */
 
@@ -43,15 +49,23 @@ typedef enum {
     MINRNN_OK = 0,
     MINRNN_ERR_ARG = 1,            /* an argument is invalid: a size, a null buffer, a token id */
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
-    MINRNN_ERR_IO = 3,             /* a file could not be opened, read, written or renamed */
+    MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created, or is not a regular
+                                    * file (errno: why; EISDIR for a folder, ENODEV otherwise) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
     MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not MINRNN_CHECKPOINT_FORMAT */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
     MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
     MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
-    MINRNN_ERR_NONFINITE = 9       /* the loss or gradient is NaN or infinite; nothing was updated */
+    MINRNN_ERR_NONFINITE = 9,      /* the loss or gradient is NaN or infinite; nothing was updated */
+    MINRNN_ERR_READ = 10,          /* reading a file failed (errno: why) */
+    MINRNN_ERR_WRITE = 11,         /* writing or flushing a file failed (errno: why; ENOSPC: disk full) */
+    MINRNN_ERR_RENAME = 12,        /* a written file could not be renamed into place (errno: why) */
+    MINRNN_ERR_NO_FORWARD = 13     /* backward needs the forward pass of the same arguments, with
+                                    * targets, to be the last thing run on that workspace */
 } minrnn_status;
 
+/* cell and nonlinearity, as in PyTorch's nn.RNN(nonlinearity=...), nn.LSTM, nn.GRU; the pairs the
+ * library runs are listed by minrnn_cell_info */
 enum { MINRNN_RNN = 0, MINRNN_LSTM = 1, MINRNN_GRU = 2 };       /* cell */
 enum { MINRNN_TANH = 0, MINRNN_RELU = 1 };                      /* nonlinearity of MINRNN_RNN */
 enum { MINRNN_INIT_DEFAULT = 0, MINRNN_INIT_IRNN = 1 };         /* initialization scheme */
@@ -65,7 +79,7 @@ enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1 };                     /* what vocabula
 
 typedef struct {
     int32_t cell;          /* MINRNN_RNN, MINRNN_LSTM or MINRNN_GRU */
-    int32_t nonlinearity;  /* MINRNN_TANH or MINRNN_RELU; MINRNN_TANH for LSTM and GRU */
+    int32_t nonlinearity;  /* MINRNN_TANH or MINRNN_RELU for MINRNN_RNN; MINRNN_TANH otherwise */
     int32_t vocab_size;    /* V >= 1 */
     int32_t embed_size;    /* E >= 0; 0 = one-hot input */
     int32_t hidden_size;   /* H >= 1 */
@@ -73,10 +87,19 @@ typedef struct {
     float dropout;         /* p in [0, 1): chance of zeroing a layer output element in training */
 } minrnn_config;
 
+/* One cell the library runs: a valid (cell, nonlinearity) pair of minrnn_config. */
+typedef struct {
+    char name[16];         /* "rnn_tanh", "rnn_relu", "lstm", "gru": PyTorch's RNN modes */
+    int32_t cell, nonlinearity;
+    int32_t gates;         /* G: rows of weight_ih and weight_hh per hidden unit */
+    int32_t states;        /* S: state vectors per layer (h; h and c for LSTM) */
+} minrnn_cell;
+
 typedef struct {
     char name[24];         /* PyTorch's name: "weight_ih_l0", "decoder.bias", ... */
     int64_t offset;        /* first float in the parameter block */
-    int32_t rows, cols;    /* shape (rows, cols); cols = 1 for a bias */
+    int32_t ndim;          /* 2: a matrix (rows, cols); 1: a vector (rows), and cols = 1 */
+    int32_t rows, cols;
 } minrnn_tensor;
 
 /* xorshift64* seeded with splitmix64(seed); a zero state is replaced by 0x9E3779B97F4A7C15.
@@ -123,6 +146,9 @@ typedef struct {
 const char *minrnn_version(void);                 /* "MAJOR.MINOR.PATCH" */
 const char *minrnn_strerror(int status);
 
+/* ---- cells: index 0, 1, ... until MINRNN_ERR_ARG */
+int minrnn_cell_info(int index, minrnn_cell *out);
+
 /* ---- configuration and sizes (in floats). Sizes are 0 for an invalid configuration. */
 int minrnn_config_check(const minrnn_config *cfg);
 size_t minrnn_param_count(const minrnn_config *cfg);
@@ -141,17 +167,22 @@ float minrnn_rng_uniform(minrnn_rng *rng);
 /* ---- model */
 /* Fresh parameters: see minrnn.reference.model.init_params for the two schemes. */
 int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme);
-/* Inverted dropout masks (L, T, B, H) drawn from rng in that order: keep (scale 1 / (1 - p)) when
- * the uniform draw is >= p. */
+/* Inverted dropout masks (L, T, B, H) drawn from rng in that order: keep when the uniform draw is
+ * >= p (the float in the config), with the scale 1 / (1 - p) computed in double and rounded once. */
 int minrnn_dropout_masks(const minrnn_config *cfg, int B, int T, minrnn_rng *rng, float *masks);
 /* Run B streams for T steps from state0. targets (for loss), state_out, masks (dropout), logits
- * and loss may each be NULL; state_out may equal state0. The workspace keeps what backward needs. */
+ * and loss may each be NULL; state_out may equal state0. With targets, the workspace keeps what
+ * backward needs, stamped with what it was computed from. */
 int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
                    const int32_t *tokens, const int32_t *targets, const float *state0,
                    float *state_out, const float *masks, float *logits, float *loss,
                    float *workspace, int num_threads);
-/* Gradient of the mean loss of the last minrnn_forward (same arguments, same workspace, targets
- * given): adds into grads; writes the gradient with respect to state0 into dstate0 unless NULL. */
+/* Gradient of the mean loss of the last minrnn_forward on this workspace: adds into grads; writes
+ * the gradient with respect to state0 into dstate0 unless NULL. That forward must have had targets
+ * and the same config, B, T, params, tokens, targets and masks (the same values: the workspace's
+ * stamp holds a hash of them), with no other call on the workspace since; otherwise nothing is
+ * written and the result is MINRNN_ERR_NO_FORWARD. Backward uses up the forward pass: a second
+ * backward needs a new forward. */
 int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
                     const int32_t *tokens, const int32_t *targets, const float *masks,
                     float *workspace, float *grads, float *dstate0, int num_threads);
@@ -175,21 +206,33 @@ int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int3
 
 /* ---- sampling: see minrnn.reference.sampling.sample; the same double-precision steps, so the same
  * token for the same logits and rng. temperature 0 = argmax (draws nothing); top_k 0 = off;
- * top_p 1 = off. scratch holds minrnn_sample_scratch_size(V) bytes. */
+ * top_p 1 = off. A logit of -inf means probability 0; NaN, +inf, or no finite logit at all is
+ * MINRNN_ERR_ARG. scratch holds minrnn_sample_scratch_size(V) bytes aligned for a double (as
+ * malloc gives them; MINRNN_ERR_ARG otherwise). */
 size_t minrnn_sample_scratch_size(int V);
 int minrnn_sample(const float *logits, int V, double temperature, int top_k, double top_p,
                   minrnn_rng *rng, void *scratch, int32_t *token);
 
 /* ---- checkpoints (format MINRNN_CHECKPOINT_FORMAT; little-endian; see checkpoint.c) */
-/* Write ck to path atomically: a temporary file in the same folder, then a rename. */
+/* Write ck to path atomically: a temporary file "<path>.tmp-XXXXXX" in the same folder, then a
+ * rename; on an error the temporary file is removed (a killed process can leave one behind). */
 int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck);
 /* Check the whole file (sizes, offsets, checksum) and fill ck's scalar fields; pointers are NULLed. */
 int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck);
 /* Read the file into ck's buffers; ck's scalar fields must be those peek gave (MINRNN_ERR_MISMATCH
  * otherwise). The training-state buffers are filled when has_train_state and they are not NULL. */
 int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck);
+/* The same from a file descriptor open for reading (left open; read from its start). peek and
+ * load on one descriptor read one file even if another process replaces the path meanwhile (as
+ * training does with its checkpoints): use these to read a checkpoint that may be rewritten. */
+int minrnn_checkpoint_peek_fd(int fd, minrnn_checkpoint *ck);
+int minrnn_checkpoint_load_fd(int fd, minrnn_checkpoint *ck);
 
 /* ---- end of cdef ---- */
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -8,12 +8,16 @@
  *                      nonlinearities and the state update fused in one pass
  *   weight gradients   dW = dgates^T x over all N = T*B rows: one product after the time loop
  *
- * Threads: the time loop runs in one parallel region; hidden units are cut into chunks of CHUNK
- * and each chunk (all its gates, all B rows) has one owner per step, so the recurrent product and
- * the fused pass need no synchronization beyond one barrier per step. Everything else is a
- * parallel loop over output rows or columns. Each output element has one owner, so results do not
- * depend on the thread count.
+ * Threads: the time loop runs in one parallel region; hidden units are cut into chunks of
+ * UNIT_CHUNK and each chunk (all its gates, all B rows) has one owner per step, so the recurrent
+ * product and the fused pass need no synchronization beyond one barrier per step. Everything else
+ * is a parallel loop over output rows or columns. Each output element has one owner, so results
+ * do not depend on the thread count.
+ *
+ * The cell is known only through its cell_kind (cells.c): how many gates and states, which gates
+ * keep their recurrent part separate, what a step saves, and its two step functions.
  */
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
@@ -26,28 +30,32 @@
 
 /* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
  * aligned column range of the packed weights. Only speed depends on it. */
-#define CHUNK 32
+#define UNIT_CHUNK 32
 
 #define ALIGN_FLOATS 16   /* workspace regions start on 64-byte boundaries */
 
 /* ---- workspace layout: offsets in floats */
 
+#define STAMP_FLOATS 16   /* the stamp: what the forward pass in the workspace was computed from */
+
 typedef struct {
+    size_t stamp;
     size_t act[MINRNN_MAX_LAYERS];  /* (N, GH) gate activations (RNN: the new h); in the backward
                                      * pass, overwritten in place by the gradient of the input
                                      * preactivations (dgx), each step once its activations are used */
-    size_t hs[MINRNN_MAX_LAYERS];   /* (T+1, B, H): h before step 0, then after each step */
-    size_t cs[MINRNN_MAX_LAYERS];   /* LSTM: (T+1, B, H) cell states */
-    size_t hn[MINRNN_MAX_LAYERS];   /* GRU: (N, H) W_hn h + b_hn, which r gates */
+    size_t states[MINRNN_MAX_LAYERS];   /* (S, T+1, B, H): each state before step 0, then after
+                                         * each step; state 0 is h, the layer's output */
+    size_t saved[MINRNN_MAX_LAYERS];    /* (N, saved * H): what the cell keeps for backward */
     size_t ys[MINRNN_MAX_LAYERS];   /* dropout > 0: (N, H) layer output times its mask */
     size_t x0;          /* embedding input: (N, E) */
     size_t logits;      /* (N, V): logits, then probabilities, then their gradient */
     size_t row_loss;    /* (N) */
-    size_t hproj;       /* (B, G * Hp): one step's W_hh h + b_hh, gate blocks padded to Hp */
-    size_t dgh;         /* GRU: (N, GH) gradient of the recurrent preactivations (else dgx itself) */
+    size_t hproj;       /* (B, G * Hp): one step's W_hh h, gate blocks padded to Hp */
+    size_t dgh;         /* separate gates: (N, GH) gradient of the recurrent preactivations (else
+                         * dgx itself) */
     size_t dy;          /* (N, max(H, E)): gradient flowing down between layers; a layer's dX
                          * overwrites its dH, which its time loop has finished with */
-    size_t dh, dc;      /* (B, H) gradients with respect to the carried state */
+    size_t dstate;      /* (S, B, H) gradients with respect to the carried states */
     size_t packed;      /* packed weights of the product in progress */
     size_t onehot;      /* one-hot input: (V, GH) W_ih^T, and later its gradient */
     size_t masks;       /* dropout > 0: (L, N, H) masks drawn by minrnn_train_step */
@@ -67,27 +75,27 @@ static size_t take(size_t *at, size_t n) {
 /* Returns 0 on success, -1 if B, T or the sizes are out of range. */
 static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     if (B < 1 || T < 1 || (int64_t)B * T > (1 << 30)) return -1;
-    size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell_gates(cfg), GH = G * H, V = cfg->vocab_size;
-    size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR);
+    const cell_kind *cell = cell_kind_of(cfg);
+    size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell->gates, GH = G * H, V = cfg->vocab_size;
+    size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR), S = cell->states;
     size_t widest = max_size(max_size(GH, V), max_size(E, G * Hp));
     if (N * widest > ((size_t)1 << 40)) return -1;   /* 4 TiB of floats: refuse before overflow */
     memset(w, 0, sizeof *w);
     size_t at = 0;
+    w->stamp = take(&at, STAMP_FLOATS);
     for (size_t l = 0; l < L; l++) {
         w->act[l] = take(&at, N * GH);
-        w->hs[l] = take(&at, (N + B) * H);
-        if (cfg->cell == MINRNN_LSTM) w->cs[l] = take(&at, (N + B) * H);
-        if (cfg->cell == MINRNN_GRU) w->hn[l] = take(&at, N * H);
+        w->states[l] = take(&at, S * (N + B) * H);
+        if (cell->saved) w->saved[l] = take(&at, N * cell->saved * H);
         if (cfg->dropout > 0.0f) w->ys[l] = take(&at, N * H);
     }
     if (E) w->x0 = take(&at, N * E);
     w->logits = take(&at, N * V);
     w->row_loss = take(&at, N);
     w->hproj = take(&at, B * G * Hp);
-    if (cfg->cell == MINRNN_GRU) w->dgh = take(&at, N * GH);
+    if (cell->separate) w->dgh = take(&at, N * GH);
     w->dy = take(&at, N * max_size(H, E));
-    w->dh = take(&at, B * H);
-    w->dc = take(&at, B * H);
+    w->dstate = take(&at, S * B * H);
     /* the largest packed weight: forward W_ih^T (In, GH), G blocks of W_hh^T (H, H), decoder
      * W_dec^T (H, V); backward W_hh (GH, H), W_ih (GH, In), W_dec (V, H) */
     size_t packed = max_size(G * mm_packed_size((int)H, (int)H), mm_packed_size((int)H, (int)V));
@@ -116,7 +124,9 @@ size_t minrnn_workspace_size(const minrnn_config *cfg, int B, int T) {
 
 typedef struct {
     const minrnn_config *cfg;
-    int B, T, N, H, G, GH, Hp, V, E, L, nt;
+    const cell_kind *cell;
+    int B, T, N, H, G, S, GH, Hp, V, E, L, nt;
+    const float *params;
     model_view w;
     const int32_t *tokens, *targets;
     const float *masks;       /* (L, N, H) or NULL */
@@ -138,27 +148,87 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, int B, i
         if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
         if (targets && (targets[i] < 0 || targets[i] >= cfg->vocab_size)) return MINRNN_ERR_ARG;
     }
-    r->cfg = cfg;
+    r->cfg = cfg, r->cell = cell_kind_of(cfg);
     r->B = B, r->T = T, r->N = (int)N;
-    r->H = cfg->hidden_size, r->G = cell_gates(cfg), r->GH = r->G * r->H;
+    r->H = cfg->hidden_size, r->G = r->cell->gates, r->S = r->cell->states, r->GH = r->G * r->H;
     r->Hp = (int)round_up((size_t)r->H, MM_NR);
     r->V = cfg->vocab_size, r->E = cfg->embed_size, r->L = cfg->num_layers;
     r->nt = resolve_threads(num_threads);
-    r->w = model_views(cfg, params);
+    r->params = params, r->w = model_views(cfg, params);
     r->tokens = tokens, r->targets = targets, r->masks = masks;
     r->ws = ws;
     return MINRNN_OK;
 }
 
+/* State s of layer l over time: (T+1, B, H), row t*B + b before step t. */
+static float *state_rows(const run *r, int l, int s) {
+    return WS(r, states[l]) + (size_t)s * (r->N + r->B) * r->H;
+}
+
 /* The output of layer l as the next layer (or the decoder) sees it: (N, H). */
 static float *layer_output(const run *r, int l) {
-    return r->masks ? WS(r, ys[l]) : WS(r, hs[l]) + (size_t)r->B * r->H;
+    return r->masks ? WS(r, ys[l]) : state_rows(r, l, 0) + (size_t)r->B * r->H;
 }
 
 /* Input of layer l: (N, In); NULL for a one-hot layer 0. */
 static const float *layer_input(const run *r, int l) {
     if (l > 0) return layer_output(r, l - 1);
     return r->E ? WS(r, x0) : NULL;
+}
+
+/* ---- the stamp: a forward pass with targets leaves in the workspace a hash of everything the
+ * backward pass depends on; minrnn_backward checks it before anything else, and uses it up (it
+ * overwrites the activations). Any other call on the workspace clears it. */
+
+#define STAMP_MAGIC 0x4b50524e4e524d4dull   /* a forward pass with targets is here */
+
+static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* A 64-bit hash of n 4-byte words, folded into h: four interleaved lanes of xor, rotate and
+ * multiply over 8-byte pieces, fast enough to cover the parameters at memory speed. It catches
+ * accidents (another forward, changed weights), not attacks. */
+static uint64_t hash_words(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    const uint64_t K = 0x9E3779B97F4A7C15ull;
+    uint64_t lane[4] = {h, h + 1, h + 2, h + 3};
+    size_t bytes = n * 4, i = 0;
+    for (; i + 32 <= bytes; i += 32)
+        for (int k = 0; k < 4; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)k, 8);
+            lane[k] = rotl64(lane[k] ^ w, 29) * K;
+        }
+    for (; i < bytes; i += 4) {
+        uint32_t w;
+        memcpy(&w, p + i, 4);
+        lane[0] = rotl64(lane[0] ^ w, 29) * K;
+    }
+    uint64_t out = (uint64_t)n;
+    for (int k = 0; k < 4; k++) out = rotl64(out ^ lane[k], 31) * 0xBF58476D1CE4E5B9ull;
+    return out ^ (out >> 29);
+}
+
+/* What backward depends on: the config, B, T, the parameters, tokens, targets and masks. */
+static uint64_t forward_key(const run *r) {
+    int32_t shape[3] = {r->B, r->T, r->masks != NULL};
+    uint64_t h = hash_words(0, r->cfg, sizeof *r->cfg / 4);   /* 7 four-byte fields, no padding */
+    h = hash_words(h, shape, 3);
+    h = hash_words(h, r->params, minrnn_param_count(r->cfg));
+    h = hash_words(h, r->tokens, (size_t)r->N);
+    h = hash_words(h, r->targets, (size_t)r->N);
+    if (r->masks) h = hash_words(h, r->masks, (size_t)r->L * r->N * r->H);
+    return h;
+}
+
+static void write_stamp(const run *r, uint64_t magic, uint64_t key) {
+    uint64_t stamp[2] = {magic, key};
+    memcpy(WS(r, stamp), stamp, sizeof stamp);
+}
+
+static int stamp_matches(const run *r) {
+    uint64_t stamp[2];
+    memcpy(stamp, WS(r, stamp), sizeof stamp);
+    return stamp[0] == STAMP_MAGIC && stamp[1] == forward_key(r);
 }
 
 /* ---- small parallel helpers; every output element has one owner */
@@ -219,50 +289,33 @@ static void weight_grad(const run *r, int rows, int M, int N, const float *A, co
     mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, gemm_threads(r->nt, rows, M, N));
 }
 
-/* ---- the fused per-step passes (cells.c) for hidden units [j0, j1) of every stream at step t */
+/* ---- the fused per-step passes (cells.c) */
 
-static void cell_forward_units(const run *r, int l, int t, int j0, int j1) {
-    int B = r->B, H = r->H, Hp = r->Hp;
-    size_t first = (size_t)t * B;                            /* row of (t, stream 0) */
-    float *a = WS(r, act[l]) + first * r->GH;
-    const float *hp = WS(r, hproj), *h_prev = WS(r, hs[l]) + first * H;   /* hs row t*B + b: h_{t-1} */
-    float *h = WS(r, hs[l]) + (first + B) * H;
-    switch (r->cfg->cell) {
-    case MINRNN_RNN:
-        rnn_forward_units(B, H, Hp, j0, j1, r->cfg->nonlinearity == MINRNN_RELU, a, hp, h);
-        break;
-    case MINRNN_LSTM:
-        lstm_forward_units(B, H, Hp, j0, j1, a, hp, WS(r, cs[l]) + first * H, WS(r, cs[l]) + (first + B) * H, h);
-        break;
-    default:
-        gru_forward_units(B, H, Hp, j0, j1, a, hp, r->w.layer[l].b_hh + 2 * H, h_prev,
-                          WS(r, hn[l]) + first * H, h);
-    }
-}
-
-/* dH (N, H): the gradient with respect to this layer's outputs; dh (B, H), what flows back from
- * step t+1. Writes the preactivation gradients of step t into dgx (and dgh), adds the bias
- * gradients, carries dc (LSTM); for GRU dh becomes the part of dh_{t-1} that bypasses W_hh. */
-static void cell_backward_units(const run *r, int l, int t, const float *dH, layer_view *gw, int j0, int j1) {
+/* Where step t of layer l finds everything, for the cell's step functions. Backward also needs dH
+ * (N, H), the gradient with respect to the layer's outputs, and gw, the layer's gradients. */
+static cell_step step_at(const run *r, int l, int t, const float *dH, const layer_view *gw) {
     int B = r->B, H = r->H;
-    size_t first = (size_t)t * B;
-    const float *a = WS(r, act[l]) + first * r->GH, *dy = dH + first * H;
-    const float *h_prev = WS(r, hs[l]) + first * H, *h = h_prev + (size_t)B * H;
-    float *dgx = WS(r, act[l]) + first * r->GH;   /* in place of the activations just read */
-    float *dgh = r->cfg->cell == MINRNN_GRU ? WS(r, dgh) + first * r->GH : dgx;
-    float *db_ih = (float *)gw->b_ih, *db_hh = (float *)gw->b_hh;
-    switch (r->cfg->cell) {
-    case MINRNN_RNN:
-        rnn_backward_units(B, H, j0, j1, r->cfg->nonlinearity == MINRNN_RELU, h, dy, WS(r, dh), dgx, db_ih, db_hh);
-        break;
-    case MINRNN_LSTM:
-        lstm_backward_units(B, H, j0, j1, a, WS(r, cs[l]) + first * H, WS(r, cs[l]) + (first + B) * H, dy,
-                            WS(r, dh), WS(r, dc), dgx, db_ih, db_hh);
-        break;
-    default:
-        gru_backward_units(B, H, j0, j1, a, h_prev, WS(r, hn[l]) + first * H, dy, WS(r, dh), dgx, dgh,
-                           db_ih, db_hh);
+    size_t first = (size_t)t * B;                            /* row of (t, stream 0) */
+    cell_step s;
+    memset(&s, 0, sizeof s);
+    s.B = B, s.H = H, s.Hp = r->Hp;
+    s.a = WS(r, act[l]) + first * r->GH;
+    s.hp = WS(r, hproj);
+    s.b_hh = r->w.layer[l].b_hh;
+    for (int k = 0; k < r->S; k++) {
+        float *rows = state_rows(r, l, k);
+        s.prev[k] = rows + first * H;
+        s.next[k] = rows + (first + B) * H;
+        s.dstate[k] = WS(r, dstate) + (size_t)k * B * H;
     }
+    if (r->cell->saved) s.saved = WS(r, saved[l]) + first * r->cell->saved * H;
+    if (dH) {
+        s.dy = dH + first * H;
+        s.dgx = s.a;   /* in place of the activations, each read before it is overwritten */
+        s.dgh = r->cell->separate ? WS(r, dgh) + first * r->GH : s.dgx;
+        s.db_ih = (float *)gw->b_ih, s.db_hh = (float *)gw->b_hh;
+    }
+    return s;
 }
 
 /* ---- one layer, forward */
@@ -272,8 +325,8 @@ static void cell_backward_units(const run *r, int l, int t, const float *dH, lay
  * cell. */
 static void forward_chunk(const run *r, int l, int t, int c, const float *Wp, size_t block) {
     int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
-    int j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
-    const float *h_prev = WS(r, hs[l]) + (size_t)t * B * H, *w_hh = r->w.layer[l].w_hh;
+    int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
+    const float *h_prev = state_rows(r, l, 0) + (size_t)t * B * H, *w_hh = r->w.layer[l].w_hh;
     for (int g = 0; g < G; g++) {
         float *out = WS(r, hproj) + (size_t)g * Hp;
         if (Wp)
@@ -281,7 +334,8 @@ static void forward_chunk(const run *r, int l, int t, int c, const float *Wp, si
         else
             mm_nt(B, j1 - j0, H, h_prev, H, w_hh + ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
     }
-    cell_forward_units(r, l, t, j0, j1);
+    cell_step s = step_at(r, l, t, NULL, NULL);
+    r->cell->step_forward(&s, j0, j1);
 }
 
 static void layer_forward(const run *r, int l) {
@@ -290,10 +344,10 @@ static void layer_forward(const run *r, int l) {
     float *act = WS(r, act[l]);
 
     /* input projection for all N rows: act = x W_ih^T + b_ih + b_hh, both biases added here once
-     * rather than at every step; except GRU's b_hn, which r multiplies (cells.c adds it) */
+     * rather than at every step; except in the separate gates, whose b_hh the cell adds */
     float *bias = WS(r, hproj);   /* (GH) scratch: hproj is free until the time loop */
-    for (int k = 0; k < GH; k++)
-        bias[k] = r->cfg->cell == MINRNN_GRU && k >= 2 * H ? w->b_ih[k] : w->b_ih[k] + w->b_hh[k];
+    int folded = (G - r->cell->separate) * H;
+    for (int k = 0; k < GH; k++) bias[k] = k < folded ? w->b_ih[k] + w->b_hh[k] : w->b_ih[k];
     fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
     if (x) {
@@ -325,7 +379,7 @@ static void layer_forward(const run *r, int l) {
     if (packed)
         for (int g = 0; g < G; g++)
             mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
-    int chunks = (H + CHUNK - 1) / CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
+    int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
     if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
         for (int t = 0; t < T; t++)
             for (int c = 0; c < chunks; c++) forward_chunk(r, l, t, c, packed ? Wp : NULL, block);
@@ -339,7 +393,7 @@ static void layer_forward(const run *r, int l) {
 
     if (r->masks) {   /* dropout on the layer's output */
         float *y = WS(r, ys[l]);
-        const float *m = r->masks + (size_t)l * N * H, *h = WS(r, hs[l]) + (size_t)B * H;
+        const float *m = r->masks + (size_t)l * N * H, *h = state_rows(r, l, 0) + (size_t)B * H;
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * H)) schedule(static)
         for (int i = 0; i < N; i++)
             for (int j = 0; j < H; j++) y[(size_t)i * H + j] = h[(size_t)i * H + j] * m[(size_t)i * H + j];
@@ -372,22 +426,19 @@ static double decoder_forward(const run *r, float *logits_out) {
     return total / N;
 }
 
+/* state (L, S, B, H) = every state after the last step */
 static void save_state(const run *r, float *state) {
-    int B = r->B, H = r->H, S = cell_states(r->cfg);
-    size_t bh = (size_t)B * H;
-    for (int l = 0; l < r->L; l++) {
-        memcpy(state + ((size_t)l * S) * bh, WS(r, hs[l]) + (size_t)r->T * bh, bh * sizeof(float));
-        if (S == 2) memcpy(state + ((size_t)l * S + 1) * bh, WS(r, cs[l]) + (size_t)r->T * bh, bh * sizeof(float));
-    }
+    size_t bh = (size_t)r->B * r->H;
+    for (int l = 0; l < r->L; l++)
+        for (int k = 0; k < r->S; k++)
+            memcpy(state + ((size_t)l * r->S + k) * bh, state_rows(r, l, k) + (size_t)r->T * bh, bh * sizeof(float));
 }
 
-static int forward(run *r, const float *state0, float *state_out, float *logits, float *loss) {
-    int B = r->B, H = r->H, S = cell_states(r->cfg);
-    size_t bh = (size_t)B * H;
-    for (int l = 0; l < r->L; l++) {   /* initial states into row block 0 */
-        memcpy(WS(r, hs[l]), state0 + ((size_t)l * S) * bh, bh * sizeof(float));
-        if (S == 2) memcpy(WS(r, cs[l]), state0 + ((size_t)l * S + 1) * bh, bh * sizeof(float));
-    }
+static void forward(run *r, const float *state0, float *state_out, float *logits, float *loss) {
+    size_t bh = (size_t)r->B * r->H;
+    for (int l = 0; l < r->L; l++)   /* initial states into row block 0 */
+        for (int k = 0; k < r->S; k++)
+            memcpy(state_rows(r, l, k), state0 + ((size_t)l * r->S + k) * bh, bh * sizeof(float));
     if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
         float *x0 = WS(r, x0);
         #pragma omp parallel for num_threads(threads_for(r->nt, (double)r->N * r->E)) schedule(static)
@@ -399,7 +450,6 @@ static int forward(run *r, const float *state0, float *state_out, float *logits,
     double mean = decoder_forward(r, logits);
     if (loss) *loss = (float)mean;
     if (state_out) save_state(r, state_out);
-    return MINRNN_OK;
 }
 
 int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
@@ -410,7 +460,10 @@ int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
     int status = setup(&r, cfg, params, B, T, tokens, targets, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!state0 || (loss && !targets)) return MINRNN_ERR_ARG;
-    return forward(&r, state0, state_out, logits, loss);
+    write_stamp(&r, 0, 0);
+    forward(&r, state0, state_out, logits, loss);
+    if (targets) write_stamp(&r, STAMP_MAGIC, forward_key(&r));
+    return MINRNN_OK;
 }
 
 int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int32_t *tokens,
@@ -419,35 +472,35 @@ int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int3
                           workspace, num_threads);
 }
 
-/* Step t, the cell's backward for the units of chunk c. */
-static void backward_cell_chunk(const run *r, int l, int t, int c, const float *dH, layer_view *gw) {
-    int j0 = c * CHUNK, j1 = j0 + CHUNK < r->H ? j0 + CHUNK : r->H;
-    cell_backward_units(r, l, t, dH, gw, j0, j1);
+/* Step t, the cell's backward for the units of chunk c: the preactivation gradients of step t,
+ * and in dstate the part of the gradient with respect to the states before it that bypasses W_hh. */
+static void backward_cell_chunk(const run *r, int l, int t, int c, const float *dH, const layer_view *gw) {
+    int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < r->H ? j0 + UNIT_CHUNK : r->H;
+    cell_step s = step_at(r, l, t, dH, gw);
+    r->cell->step_backward(&s, j0, j1);
 }
 
-/* Step t, columns of chunk c of dh_{t-1} = dgh_t W_hh (Wp: W_hh packed), added to GRU's z dh. */
+/* Step t, columns of chunk c: dh_{t-1} += dgh_t W_hh (Wp: W_hh packed), on top of the bypass. */
 static void backward_product_chunk(const run *r, int t, int c, const float *Wp, const float *dgh) {
-    int B = r->B, H = r->H, GH = r->GH, j0 = c * CHUNK, j1 = j0 + CHUNK < H ? j0 + CHUNK : H;
-    int gru = r->cfg->cell == MINRNN_GRU;
-    mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, WS(r, dh), H, gru, j0, j1);
+    int B = r->B, H = r->H, GH = r->GH, j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
+    mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, WS(r, dstate), H, 1, j0, j1);
 }
 
 /* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL
  * (dX may be dH: it is written after the time loop has used dH) */
 
-static void layer_backward(const run *r, int l, const float *dH, model_view *g, float *dX, float *dstate0) {
+static void layer_backward(const run *r, int l, const float *dH, const model_view *g, float *dX, float *dstate0) {
     int B = r->B, T = r->T, N = r->N, H = r->H, GH = r->GH, nt = r->nt;
-    const layer_view *w = &r->w.layer[l];
-    layer_view *gw = &g->layer[l];
-    float *dh = WS(r, dh), *dc = WS(r, dc), *dgx = WS(r, act[l]);   /* dgx replaces act[l], step by step */
-    float *dgh = r->cfg->cell == MINRNN_GRU ? WS(r, dgh) : dgx;
+    const layer_view *w = &r->w.layer[l], *gw = &g->layer[l];
+    float *dstate = WS(r, dstate), *dgx = WS(r, act[l]);   /* dgx replaces act[l], step by step */
+    float *dgh = r->cell->separate ? WS(r, dgh) : dgx;
     float *Wp = WS(r, packed);
+    size_t bh = (size_t)B * H;
 
-    /* recurrence, last step first: dh_{t-1} = dgh_t W_hh (+ dh_t z for GRU) */
-    memset(dh, 0, (size_t)B * H * sizeof(float));
-    memset(dc, 0, (size_t)B * H * sizeof(float));
+    /* recurrence, last step first: dh_{t-1} = (the cell's bypass) + dgh_t W_hh */
+    memset(dstate, 0, (size_t)r->S * bh * sizeof(float));
     mm_pack(GH, H, w->w_hh, H, 1, Wp, threads_for(nt, (double)GH * H));
-    int chunks = (H + CHUNK - 1) / CHUNK, threads = gemm_threads(nt, B, GH, H);
+    int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);
     if (threads == 1) {   /* no team, as in layer_forward */
         for (int t = T - 1; t >= 0; t--) {
             for (int c = 0; c < chunks; c++) backward_cell_chunk(r, l, t, c, dH, gw);
@@ -464,15 +517,10 @@ static void layer_backward(const run *r, int l, const float *dH, model_view *g, 
             /* barrier: dh_{t-1} is complete */
         }
     }
-    if (dstate0) {
-        int S = cell_states(r->cfg);
-        size_t bh = (size_t)B * H;
-        memcpy(dstate0 + (size_t)l * S * bh, dh, bh * sizeof(float));
-        if (S == 2) memcpy(dstate0 + ((size_t)l * S + 1) * bh, dc, bh * sizeof(float));
-    }
+    if (dstate0) memcpy(dstate0 + (size_t)l * r->S * bh, dstate, (size_t)r->S * bh * sizeof(float));
 
     /* weight gradients over all N rows */
-    weight_grad(r, N, GH, H, dgh, WS(r, hs[l]), (float *)gw->w_hh);    /* hs rows 0..N-1: h_{t-1} */
+    weight_grad(r, N, GH, H, dgh, state_rows(r, l, 0), (float *)gw->w_hh);   /* rows 0..N-1: h_{t-1} */
     const float *x = layer_input(r, l);
     int in = layer_input_size(r->cfg, l);
     if (x) {
@@ -529,6 +577,8 @@ int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
     int status = setup(&r, cfg, params, B, T, tokens, targets, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!targets || !grads) return MINRNN_ERR_ARG;
+    if (!stamp_matches(&r)) return MINRNN_ERR_NO_FORWARD;
+    write_stamp(&r, 0, 0);
     backward(&r, grads, dstate0);
     return MINRNN_OK;
 }
@@ -544,6 +594,7 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
     if (status != MINRNN_OK) return status;
     if (!grads || !m || !v || !opt || !rng || !targets || !state) return MINRNN_ERR_ARG;
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
+    write_stamp(&r, 0, 0);
     if (cfg->dropout > 0.0f) {
         float *masks = WS(&r, masks);
         minrnn_dropout_masks(cfg, B, T, rng, masks);

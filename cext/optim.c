@@ -1,11 +1,8 @@
 /* optim.c: gradient clipping and the four update rules on the flat parameter block, as
  * minrnn/reference/optim.py. Every element is updated by one thread, independently. */
 #include <math.h>
-#include <omp.h>
 
 #include "internal.h"
-
-int resolve_threads(int num_threads) { return num_threads > 0 ? num_threads : omp_get_max_threads(); }
 
 /* NaN stays NaN (fminf/fmaxf would drop it), so a broken gradient is still seen afterwards. */
 void minrnn_clip_value(float *grads, size_t n, float limit) {

@@ -1,6 +1,8 @@
 /* sample.c: choosing the next token from logits, as minrnn/reference/sampling.py. The same
  * double-precision operations in the same order, so the same token for the same logits and rng. */
 #include <math.h>
+#include <stdalign.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -27,14 +29,15 @@ int minrnn_sample(const float *logits, int V, double temperature, int top_k, dou
         return MINRNN_ERR_ARG;
     int best = 0;
     for (int v = 0; v < V; v++) {
-        if (!isfinite(logits[v])) return MINRNN_ERR_ARG;
+        if (isnan(logits[v]) || logits[v] == INFINITY) return MINRNN_ERR_ARG;   /* -inf: probability 0 */
         if (logits[v] > logits[best]) best = v;
     }
+    if (logits[best] == -INFINITY) return MINRNN_ERR_ARG;   /* no token has any probability */
     if (temperature == 0.0) {   /* argmax, lowest index on ties; no draw */
         *token = best;
         return MINRNN_OK;
     }
-    if (!rng || !scratch) return MINRNN_ERR_ARG;
+    if (!rng || !scratch || (uintptr_t)scratch % alignof(double) != 0) return MINRNN_ERR_ARG;
     double *w = scratch;                      /* (V) unnormalized probabilities */
     ranked *order = (ranked *)(w + V);        /* (V) candidates */
     double m = logits[best];

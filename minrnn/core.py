@@ -12,15 +12,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from minrnn._core import ffi, lib
-from minrnn.reference import Config
-from minrnn.reference.optim import DEFAULT_EPS, DEFAULT_LR
+from minrnn.reference import INIT_SCHEMES, Config, hyperparameters
+from minrnn.reference.optim import HYPERPARAMETERS
 
-CELLS = {"rnn": lib.MINRNN_RNN, "lstm": lib.MINRNN_LSTM, "gru": lib.MINRNN_GRU}
-NONLINEARITIES = {"tanh": lib.MINRNN_TANH, "relu": lib.MINRNN_RELU}
-INITS = {"default": lib.MINRNN_INIT_DEFAULT, "irnn": lib.MINRNN_INIT_IRNN}
-OPTIMIZERS = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
-              "adam": lib.MINRNN_ADAM}
+
+def _cell_codes():
+    """{cell name: (cell, nonlinearity) of minrnn_config}, from the library's own table."""
+    codes, info = {}, ffi.new("minrnn_cell *")
+    while lib.minrnn_cell_info(len(codes), info) == lib.MINRNN_OK:
+        codes[ffi.string(info.name).decode()] = (info.cell, info.nonlinearity)
+    return codes
+
+
+CELL_CODES = _cell_codes()
+INITS = dict(zip(INIT_SCHEMES, (lib.MINRNN_INIT_DEFAULT, lib.MINRNN_INIT_IRNN)))
+OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
+                   "adam": lib.MINRNN_ADAM}
 ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES}
+# statuses after which errno says why
+FILE_ERRORS = {lib.MINRNN_ERR_OPEN, lib.MINRNN_ERR_READ, lib.MINRNN_ERR_WRITE, lib.MINRNN_ERR_RENAME}
 
 
 def _name_of(table, value):
@@ -28,12 +38,14 @@ def _name_of(table, value):
 
 
 class MinrnnError(Exception):
-    """A status code from the C library, with its message."""
+    """A status code from the C library, with its message (and errno's, for file errors)."""
 
-    def __init__(self, status, context=""):
-        self.status = status
-        message = ffi.string(lib.minrnn_strerror(status)).decode()
-        super().__init__(f"{context}: {message}" if context else message)
+    def __init__(self, status, context="", errno=0, message=None):
+        self.status, self.errno = status, errno
+        text = message or ffi.string(lib.minrnn_strerror(status)).decode()
+        if errno:
+            text += f" ({os.strerror(errno)})"
+        super().__init__(f"{context}: {text}" if context else text)
 
 
 class NonFiniteError(MinrnnError):
@@ -41,10 +53,11 @@ class NonFiniteError(MinrnnError):
 
 
 def check(status, context=""):
+    if status == lib.MINRNN_OK:
+        return
     if status == lib.MINRNN_ERR_NONFINITE:
         raise NonFiniteError(status, context)
-    if status != lib.MINRNN_OK:
-        raise MinrnnError(status, context)
+    raise MinrnnError(status, context, ffi.errno if status in FILE_ERRORS else 0)
 
 
 def version():
@@ -81,7 +94,7 @@ def _tokens(x, what, ndim):
 
 def c_config(cfg):
     c = ffi.new("minrnn_config *")
-    c.cell, c.nonlinearity = CELLS[cfg.cell], NONLINEARITIES[cfg.nonlinearity]
+    c.cell, c.nonlinearity = CELL_CODES[cfg.cell]
     c.vocab_size, c.embed_size, c.hidden_size = cfg.vocab_size, cfg.embed_size, cfg.hidden_size
     c.num_layers, c.dropout = cfg.num_layers, cfg.dropout
     check(lib.minrnn_config_check(c), "model configuration")
@@ -89,9 +102,18 @@ def c_config(cfg):
 
 
 def py_config(c):
-    return Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size, cell=_name_of(CELLS, c.cell),
-                  nonlinearity=_name_of(NONLINEARITIES, c.nonlinearity), embed_size=c.embed_size,
+    return Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
+                  cell=_name_of(CELL_CODES, (c.cell, c.nonlinearity)), embed_size=c.embed_size,
                   num_layers=c.num_layers, dropout=c.dropout)
+
+
+def param_count(config):
+    return lib.minrnn_param_count(c_config(config))
+
+
+def workspace_floats(config, B, T):
+    """Floats of scratch for B streams of T steps; 0 if B * T is out of the library's range."""
+    return lib.minrnn_workspace_size(c_config(config), B, T)
 
 
 # ---- random numbers
@@ -120,11 +142,27 @@ class Rng:
 
 # ---- the model
 
+@dataclass
+class Forward:
+    """What Model.forward computed (the reference's forward returns its twin). With targets, it
+    also holds the workspace that Model.backward needs; the library's stamp in that workspace
+    makes a backward of anything but this forward pass an error."""
+    loss: float          # mean cross-entropy, or None without targets
+    logits: np.ndarray   # (T, B, V), or None if not asked for
+    final_state: np.ndarray   # (L, S, B, H)
+    tokens: np.ndarray
+    targets: np.ndarray
+    masks: np.ndarray
+    workspace: np.ndarray
+
+
 class Model:
     """Parameters in one float32 block with named views (PyTorch's names), and the calls that run it.
 
     threads: passed to every call (0 = OpenMP's default); results do not depend on it.
     """
+
+    MAX_WORKSPACES = 4   # shapes whose scratch is kept (training, evaluation, sampling, ...)
 
     def __init__(self, config, params=None, seed=0, init="default", threads=0):
         self.config = config
@@ -138,8 +176,7 @@ class Model:
             self.params = _floats(params, (n,), "params").copy()
         self.grads = np.zeros(n, dtype=np.float32)
         self.tensors = self.views(self.params)
-        self._workspace = None
-        self._workspace_shape = None
+        self._workspaces = {}
 
     @property
     def param_count(self):
@@ -151,10 +188,8 @@ class Model:
         info = ffi.new("minrnn_tensor *")
         for i in range(lib.minrnn_tensor_count(self.c)):
             check(lib.minrnn_tensor_info(self.c, i, info))
-            name = ffi.string(info.name).decode()
-            view = block[info.offset:info.offset + info.rows * info.cols]
-            is_vector = name.startswith("bias") or name == "decoder.bias"
-            out[name] = view if is_vector else view.reshape(info.rows, info.cols)
+            shape = (info.rows, info.cols)[:info.ndim]
+            out[ffi.string(info.name).decode()] = block[info.offset:info.offset + info.rows * info.cols].reshape(shape)
         return out
 
     def state_shape(self, B):
@@ -165,17 +200,20 @@ class Model:
         return np.zeros(self.state_shape(B), dtype=np.float32)
 
     def workspace(self, B, T):
-        """The scratch buffer for B streams and T steps, kept for reuse (backward needs forward's)."""
-        if self._workspace_shape != (B, T):
+        """The scratch buffer for B streams and T steps, kept for reuse (the last few shapes)."""
+        ws = self._workspaces.pop((B, T), None)
+        if ws is None:
             size = lib.minrnn_workspace_size(self.c, B, T)
             if size == 0:
                 raise ValueError(f"B = {B} and T = {T} are out of range for this model")
-            self._workspace = np.empty(size, dtype=np.float32)
-            self._workspace_shape = (B, T)
-        return self._workspace
+            if len(self._workspaces) >= self.MAX_WORKSPACES:
+                self._workspaces.pop(next(iter(self._workspaces)))   # the least recently used
+            ws = np.empty(size, dtype=np.float32)
+        self._workspaces[(B, T)] = ws   # now the most recently used
+        return ws
 
     def forward(self, tokens, targets=None, state=None, masks=None, want_logits=True):
-        """Returns (loss or None, logits (T, B, V) or None, final state (L, S, B, H))."""
+        """Run (T, B) tokens from state (zeros if None); returns a Forward."""
         tokens = _tokens(tokens, "tokens", 2)
         T, B = tokens.shape
         if targets is not None:
@@ -188,19 +226,23 @@ class Model:
         out_state = np.empty_like(state)
         logits = np.empty((T, B, self.config.vocab_size), dtype=np.float32) if want_logits else None
         loss = ffi.new("float *") if targets is not None else ffi.NULL
+        workspace = self.workspace(B, T)
         check(lib.minrnn_forward(self.c, _fptr(self.params), B, T, _iptr(tokens), _iptr(targets),
                                  _fptr(state), _fptr(out_state), _fptr(masks), _fptr(logits), loss,
-                                 _fptr(self.workspace(B, T)), self.threads), "forward")
-        self._last = (tokens, targets, masks)
-        return (float(loss[0]) if targets is not None else None), logits, out_state
+                                 _fptr(workspace), self.threads), "forward")
+        return Forward(float(loss[0]) if targets is not None else None, logits, out_state, tokens, targets,
+                       masks, workspace)
 
-    def backward(self):
-        """Gradients of the last forward's loss: adds into self.grads; returns dstate0 (L, S, B, H)."""
-        tokens, targets, masks = self._last
-        T, B = tokens.shape
+    def backward(self, fwd):
+        """Gradients of fwd.loss: adds into self.grads; returns dstate0 (L, S, B, H). Raises
+        MinrnnError if fwd had no targets, or if its workspace no longer holds it (another forward
+        or step of its shape ran since, the parameters changed, or it was used already)."""
+        if fwd.targets is None:
+            raise MinrnnError(lib.MINRNN_ERR_NO_FORWARD, "backward", message="this forward pass had no targets")
+        T, B = fwd.tokens.shape
         dstate0 = np.empty(self.state_shape(B), dtype=np.float32)
-        check(lib.minrnn_backward(self.c, _fptr(self.params), B, T, _iptr(tokens), _iptr(targets),
-                                  _fptr(masks), _fptr(self.workspace(B, T)), _fptr(self.grads),
+        check(lib.minrnn_backward(self.c, _fptr(self.params), B, T, _iptr(fwd.tokens), _iptr(fwd.targets),
+                                  _fptr(fwd.masks), _fptr(fwd.workspace), _fptr(self.grads),
                                   _fptr(dstate0), self.threads), "backward")
         return dstate0
 
@@ -225,7 +267,7 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     """A token from logits (V,) with the core's sampler; see minrnn.reference.sampling.sample."""
     logits = np.ascontiguousarray(logits, dtype=np.float32).ravel()
     V = logits.size
-    scratch = ffi.new("char[]", max(1, lib.minrnn_sample_scratch_size(V)))
+    scratch = ffi.new("double[]", max(1, -(-lib.minrnn_sample_scratch_size(V) // 8)))   # aligned for doubles
     token = ffi.new("int32_t *")
     check(lib.minrnn_sample(_fptr(logits), V, temperature, top_k, top_p, rng.c, scratch, token), "sample")
     return int(token[0])
@@ -233,21 +275,38 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
 
 # ---- training
 
+# The minrnn_optimizer fields that a training step reads or changes.
+OPTIMIZER_FIELDS = ("kind",) + HYPERPARAMETERS + ("clip_value", "clip_norm", "step")
+
+
+@dataclass
+class TrainerState:
+    """Copies of everything a Trainer's steps read and change."""
+    params: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    state: np.ndarray
+    optimizer: tuple     # the values of OPTIMIZER_FIELDS
+    rng: int
+    epoch: int
+    position: int
+
+
 class Trainer:
     """A model with everything a training step changes: optimizer moments and step count, the
-    dropout generator, the carried state of B streams of T steps, and the data position."""
+    dropout generator, the carried state of B streams of T steps, and the data cursor (epoch, and
+    position within it)."""
 
-    def __init__(self, model, batch_size, seq_len, optimizer="adam", lr=None, momentum=0.9, alpha=0.95,
-                 beta1=0.9, beta2=0.999, eps=None, clip_value=0.0, clip_norm=0.0, seed=0):
+    def __init__(self, model, batch_size, seq_len, optimizer="adam", clip_value=0.0, clip_norm=0.0, seed=0,
+                 **hyper):
+        """hyper: any of HYPERPARAMETERS (lr, momentum, ...); the rest are OPTIMIZERS' defaults."""
         self.model = model
         self.B, self.T = batch_size, seq_len
         self.opt = ffi.new("minrnn_optimizer *")
-        o = self.opt
-        o.kind = OPTIMIZERS[optimizer]
-        o.lr = DEFAULT_LR[optimizer] if lr is None else lr
-        o.momentum, o.alpha, o.beta1, o.beta2 = momentum, alpha, beta1, beta2
-        o.eps = DEFAULT_EPS[optimizer] if eps is None else eps
-        o.clip_value, o.clip_norm, o.step = clip_value, clip_norm, 0
+        self.opt.kind = OPTIMIZER_CODES[optimizer]
+        for name, value in hyperparameters(optimizer, **hyper).items():
+            setattr(self.opt, name, value)
+        self.opt.clip_value, self.opt.clip_norm, self.opt.step = clip_value, clip_norm, 0
         self.m = np.zeros(model.param_count, dtype=np.float32)
         self.v = np.zeros(model.param_count, dtype=np.float32)
         self.rng = Rng(seed)
@@ -257,7 +316,7 @@ class Trainer:
 
     @property
     def optimizer(self):
-        return _name_of(OPTIMIZERS, self.opt.kind)
+        return _name_of(OPTIMIZER_CODES, self.opt.kind)
 
     @property
     def lr(self):
@@ -286,8 +345,31 @@ class Trainer:
                                     mdl.threads), "training step")
         return float(loss[0]), float(norm[0])
 
+    def step_next(self, batches):
+        """A step on batch `position` of an epoch (batches[i] is (tokens, targets); len(batches)
+        per epoch), then on to the next batch; after the last, the next epoch starts from a zero
+        state. Returns (loss, gradient norm); on NonFiniteError nothing has moved."""
+        result = self.step(*batches[self.position])
+        self.position += 1
+        if self.position == len(batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            self.reset_state()
+        return result
+
     def reset_state(self):
         self.state[...] = 0.0
+
+    def get_state(self):
+        return TrainerState(self.model.params.copy(), self.m.copy(), self.v.copy(), self.state.copy(),
+                            tuple(getattr(self.opt, name) for name in OPTIMIZER_FIELDS), self.rng.state,
+                            self.epoch, self.position)
+
+    def set_state(self, s):
+        for dst, src in ((self.model.params, s.params), (self.m, s.m), (self.v, s.v), (self.state, s.state)):
+            dst[...] = src
+        for name, value in zip(OPTIMIZER_FIELDS, s.optimizer):
+            setattr(self.opt, name, value)
+        self.rng.state, self.epoch, self.position = s.rng, s.epoch, s.position
 
 
 # ---- checkpoints
@@ -322,11 +404,23 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
 
 
 def load_checkpoint(path, threads=0):
-    """Read a checkpoint; raises MinrnnError with the library's message if it can't."""
+    """Read a checkpoint through one open file, so that a training run replacing it meanwhile does
+    no harm; raises MinrnnError with the library's message if it can't."""
+    try:   # O_NONBLOCK: a FIFO is refused by the library rather than waited on
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise MinrnnError(lib.MINRNN_ERR_OPEN, str(path), e.errno) from None
+    try:
+        return _load_fd(fd, path, threads)
+    finally:
+        os.close(fd)
+
+
+def _load_fd(fd, path, threads):
     ck = ffi.new("minrnn_checkpoint *")
-    check(lib.minrnn_checkpoint_peek(os.fsencode(path), ck), str(path))
-    n = lib.minrnn_param_count(ffi.addressof(ck, "config"))
-    model = Model(py_config(ck.config), params=np.zeros(n, np.float32), threads=threads)
+    check(lib.minrnn_checkpoint_peek_fd(fd, ck), str(path))
+    model = Model(py_config(ck.config), params=np.zeros(lib.minrnn_param_count(ffi.addressof(ck, "config")),
+                                                         np.float32), threads=threads)
     vocab = np.empty(ck.config.vocab_size, dtype=np.int32)
     meta = bytearray(ck.meta_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)
@@ -335,13 +429,23 @@ def load_checkpoint(path, threads=0):
     if ck.has_train_state:
         trainer = Trainer(model, ck.batch_size, ck.seq_len)
         ck.m, ck.v, ck.state = _fptr(trainer.m), _fptr(trainer.v), _fptr(trainer.state)
-    check(lib.minrnn_checkpoint_load(os.fsencode(path), ck), str(path))
+    check(lib.minrnn_checkpoint_load_fd(fd, ck), str(path))
     if trainer is not None:
         trainer.opt[0] = ck.optimizer
         trainer.rng.state = ck.rng_state
         trainer.epoch, trainer.position = ck.epoch, ck.position
+    return Checkpoint(model, [int(s) for s in vocab], _name_of(ENCODINGS, ck.encoding), parse_meta(meta, path),
+                      trainer)
+
+
+def parse_meta(raw, path):
+    """The metadata section: a JSON object, or MinrnnError saying that it is not one."""
+    if not raw:
+        return {}
     try:
-        meta_dict = json.loads(meta.decode("utf-8")) if meta else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MinrnnError(lib.MINRNN_ERR_CORRUPT, f"{path}: metadata") from None
-    return Checkpoint(model, [int(s) for s in vocab], _name_of(ENCODINGS, ck.encoding), meta_dict, trainer)
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):   # RecursionError: nested too deeply
+        raise MinrnnError(lib.MINRNN_ERR_CORRUPT, str(path), message="its metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise MinrnnError(lib.MINRNN_ERR_CORRUPT, str(path), message="its metadata is not a JSON object")
+    return meta

@@ -2,27 +2,35 @@
 training text into B contiguous streams and walk them T characters at a time.
 
 Shapes: a batch is (tokens, targets), each (T, B) int32, time-major; targets are tokens shifted by
-one character. Stream b of an epoch holds characters [b L, (b + 1) L] of the training text.
+one character. Stream b of an epoch holds characters [b n, (b + 1) n] of the training text, where
+n is the stream length.
 """
 
 import hashlib
-import math
 import os
+import stat
 
 import numpy as np
 
+from minrnn.errors import UserError
+from minrnn.resources import available_memory, size_text
 from minrnn.text import TextError, Vocab, read_symbols
 
+# Bytes of memory per byte of text while a text is read and encoded: the bytes, the decoded string
+# (up to 4 a character), its UTF-32 copy, the symbols, the ids and the training streams (4 each).
+MEMORY_PER_TEXT_BYTE = 20
 
-class DataError(ValueError):
-    """Input that can't be trained on, with a message that says what to do."""
+
+class DataError(UserError):
+    """Input that can't be trained on."""
 
 
 def read_file(path):
-    """The bytes of a text file; DataError for anything that is not a readable, non-empty file."""
+    """The bytes of a text file; DataError for anything that is not a readable, non-empty file (or
+    pipe) whose text fits in memory."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return read_bounded(f, path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -31,6 +39,22 @@ def read_file(path):
         raise DataError(f"{path}: permission denied") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror})") from None
+
+
+def read_bounded(f, path):
+    mode = os.fstat(f.fileno()).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        raise DataError(f"{path}: is a device, not a text file; give a text file")
+    have = available_memory()
+    limit = None if have is None else have // MEMORY_PER_TEXT_BYTE
+    size = os.fstat(f.fileno()).st_size if stat.S_ISREG(mode) else None
+    if limit is not None and size is not None and size > limit:
+        raise DataError(f"{path}: {size_text(size)} of text needs about {size_text(size * MEMORY_PER_TEXT_BYTE)} "
+                        f"of memory to train on, and {size_text(have)} is available; give a shorter text")
+    data = f.read() if limit is None or size is not None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:   # a pipe that goes on and on
+        raise DataError(f"{path}: more than {size_text(limit)} of text, more than fits in memory "
+                        f"({size_text(have)} available); give a shorter text")
     if not data:
         raise DataError(f"{path}: the file is empty")
     return data
@@ -49,7 +73,9 @@ class Corpus:
         try:
             symbols = read_symbols(data, encoding)
         except TextError as e:
-            raise DataError(f"{path}: {e}") from None
+            hint = "; use --encoding bytes to read raw bytes" if encoding == "utf8" and vocab is None else ""
+            raise DataError(f"{path}: {e}{hint}") from None
+        del data
         self.vocab = vocab or Vocab.from_symbols(symbols, encoding)
         try:
             ids = self.vocab.encode(symbols)
@@ -68,9 +94,8 @@ class Batches:
         self.per_epoch = self.stream_len // seq_len
         if self.per_epoch < 1:
             raise DataError(too_short_message(len(ids), batch_size, seq_len))
-        L = self.stream_len
-        starts = np.arange(batch_size) * L
-        self.streams = np.stack([ids[s:s + L + 1] for s in starts])   # (B, L + 1)
+        n = self.stream_len
+        self.streams = np.stack([ids[b * n:b * n + n + 1] for b in range(batch_size)])   # (B, n + 1)
 
     def __len__(self):
         return self.per_epoch
@@ -89,36 +114,3 @@ def too_short_message(n, batch_size, seq_len):
     hint = f"; sizes that fit: {' or '.join(fits)}" if fits else "; the text needs at least 2 characters"
     return (f"the training text has {n} characters, too short for one batch of "
             f"{batch_size} x {seq_len} (+1) = {need}{hint}")
-
-
-def evaluate(model, ids, streams, seq_len):
-    """Mean loss in nats per character of predicting ids[1:] from what precedes, with dropout off.
-    The text is cut into `streams` contiguous streams, each run from a zero state in chunks of
-    seq_len with the state carried. Returns (loss, characters predicted): the last few characters
-    that don't fill a stream (fewer than `streams`) are not predicted."""
-    streams = max(1, min(streams, (len(ids) - 1) // 2))
-    L = (len(ids) - 1) // streams
-    if L < 1:
-        return math.nan, 0
-    data = np.stack([ids[b * L:b * L + L + 1] for b in range(streams)])   # (streams, L + 1)
-    state = model.zero_state(streams)
-    total = 0.0
-    for a in range(0, L, seq_len):
-        chunk = data[:, a:a + seq_len + 1]
-        tokens, targets = chunk[:, :-1].T, chunk[:, 1:].T
-        loss, _, state = model.forward(tokens, targets, state, want_logits=False)
-        total += loss * tokens.size
-    return total / (streams * L), streams * L
-
-
-def check_writable_folder(path):
-    """Create the folder if needed and prove we can write in it, or raise DataError."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "wb"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise DataError(f"cannot write to the output folder {path}: {e.strerror}; "
-                        "choose another --out") from None

@@ -1,27 +1,29 @@
-"""Text to token ids and back, and generating text from a model.
+"""Text to token ids and back.
 
 A vocabulary is a sorted list of symbols: Unicode code points (encoding "utf8") or byte values
-(encoding "bytes"); a token id is a symbol's index in it.
+(encoding "bytes"); a token id is a symbol's index in it. Symbols and ids are int32 numpy arrays,
+4 bytes a character.
 """
 
 import numpy as np
 
-from minrnn import core
+from minrnn.errors import UserError
 
 
-class TextError(ValueError):
-    """Text that can't be read or encoded, with a message that says what to do."""
+class TextError(UserError):
+    """Text that can't be read or encoded."""
 
 
 def read_symbols(data, encoding):
-    """bytes -> list of symbols. Invalid UTF-8 raises TextError with the byte offset."""
+    """bytes -> int32 array of symbols. Invalid UTF-8 raises TextError with the byte offset; the
+    caller says what to do about it."""
     if encoding == "bytes":
-        return list(data)
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int32)
     try:
-        return [ord(c) for c in data.decode("utf-8")]
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise TextError(f"invalid UTF-8 at byte offset {e.start}; "
-                        "use --encoding bytes to read raw bytes") from None
+        raise TextError(f"invalid UTF-8 at byte offset {e.start}") from None
+    return np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int32)
 
 
 def show(symbol, encoding):
@@ -33,36 +35,40 @@ def show(symbol, encoding):
 
 class Vocab:
     def __init__(self, symbols, encoding="utf8"):
-        self.symbols = sorted(symbols)
+        self.symbols = sorted(int(s) for s in symbols)
         self.encoding = encoding
         self.index = {s: i for i, s in enumerate(self.symbols)}
+        self._sorted = np.array(self.symbols, dtype=np.int32)
 
     @classmethod
     def from_symbols(cls, symbols, encoding):
-        return cls(set(symbols), encoding)
+        return cls(np.unique(np.asarray(symbols, dtype=np.int32)), encoding)
 
     def __len__(self):
         return len(self.symbols)
 
+    def _lookup(self, symbols):
+        """(ids, known) for an array of symbols: known[i] says whether symbols[i] is in the vocabulary."""
+        symbols = np.asarray(symbols, dtype=np.int32)
+        ids = np.searchsorted(self._sorted, symbols).astype(np.int32)
+        known = self._sorted[np.minimum(ids, len(self.symbols) - 1)] == symbols
+        return ids, known
+
     def encode(self, symbols):
         """symbols -> int32 ids; TextError naming the symbols outside the vocabulary."""
-        unknown = sorted(set(symbols) - self.index.keys())
-        if unknown:
-            listed = ", ".join(show(s, self.encoding) for s in unknown[:20])
+        ids, known = self._lookup(symbols)
+        if not known.all():
+            unknown = np.unique(np.asarray(symbols, dtype=np.int32)[~known])
+            listed = ", ".join(show(int(s), self.encoding) for s in unknown[:20])
             more = f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""
             raise TextError(f"not in the model's vocabulary: {listed}{more}")
-        return np.array([self.index[s] for s in symbols], dtype=np.int32)
+        return ids
 
     def encode_known(self, symbols):
         """(ids of the symbols in the vocabulary, {unknown symbol: count}): for evaluation."""
-        ids, unknown = [], {}
-        for s in symbols:
-            i = self.index.get(s)
-            if i is None:
-                unknown[s] = unknown.get(s, 0) + 1
-            else:
-                ids.append(i)
-        return np.array(ids, dtype=np.int32), unknown
+        ids, known = self._lookup(symbols)
+        unknown, counts = np.unique(np.asarray(symbols, dtype=np.int32)[~known], return_counts=True)
+        return ids[known], {int(s): int(c) for s, c in zip(unknown, counts)}
 
     def to_bytes(self, ids):
         if self.encoding == "bytes":
@@ -73,19 +79,3 @@ class Vocab:
     def start_id(self):
         """What generation starts from without a prime: a newline if there is one, else id 0."""
         return self.index.get(10, 0)
-
-
-def generate(model, vocab, prime_ids, length, seed, temperature=1.0, top_k=0, top_p=1.0):
-    """Yield `length` token ids sampled one at a time, after feeding the prime (or the start symbol,
-    which is not part of the output) through a zero state. The pure-C example program
-    (cext/examples/minrnn_sample.c) does exactly this, so the same seed gives the same text."""
-    rng = core.Rng(seed)
-    state = model.zero_state(1)
-    logits = None
-    for token in (prime_ids if len(prime_ids) else [vocab.start_id]):
-        logits = model.step([token], state)
-    for n in range(length):
-        token = core.sample(logits[0], rng, temperature, top_k, top_p)
-        yield token
-        if n + 1 < length:
-            logits = model.step([token], state)

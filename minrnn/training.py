@@ -3,7 +3,8 @@ step, evaluation on the validation tail, checkpoints, progress, resume, Ctrl-C a
 
 Everything that decides the next step lives in the checkpoint (weights, optimizer moments and step,
 dropout generator, carried state, data position, learning-rate scale, smoothed loss), so a resumed
-run makes the same steps, bit for bit, as one that never stopped.
+run makes the same steps, bit for bit, as one that never stopped. The run folder is locked while a
+run writes to it (rundir.py).
 """
 
 import json
@@ -16,43 +17,42 @@ import time
 import numpy as np
 
 from minrnn import __version__, core
-from minrnn.data import Batches, Corpus, DataError, check_writable_folder, evaluate
-from minrnn.reference.optim import DEFAULT_LR
-from minrnn.reference import Config
-from minrnn.text import generate
-
-# What defines a run; stored in every checkpoint and fixed once a run has started. The rest of the
-# options (when to stop, evaluate, sample, how many threads) may change from one session to the next.
-DEFAULTS = dict(cell="lstm", hidden=512, layers=2, embed=64, dropout=0.2, encoding="utf8", seq_len=64,
-                batch_size=32, optimizer="adam", lr=None, lr_decay=0.95, lr_decay_after=5,
-                clip_norm=5.0, clip_value=0.0, seed=1, val_frac=0.1)
-# When to stop, evaluate and sample: remembered by the run, and changed by giving them again.
-SESSION_DEFAULTS = dict(epochs=10, max_iters=None, eval_every=250, sample_every=1000)
+from minrnn.data import Batches, Corpus, DataError
+from minrnn.inference import evaluate, generate
+from minrnn.reference import OPTIMIZERS, Config
+from minrnn.reference.tensor import float32
+from minrnn.resources import require_memory
+from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
+from minrnn.settings import DEFAULTS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored
+from minrnn.text import Vocab
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
-LAST_RUN = ".minrnn-last-run"   # in the working folder: where `sample` finds the last run
+RUN_FORMAT = "minrnn-run"   # the "format" of a training run's checkpoint metadata
 
 
 def model_config(s, vocab_size):
-    cell, nonlinearity = {"rnn": ("rnn", "tanh"), "irnn": ("rnn", "relu")}.get(s["cell"], (s["cell"], "tanh"))
-    return Config(vocab_size=vocab_size, hidden_size=s["hidden"], cell=cell, nonlinearity=nonlinearity,
-                  embed_size=s["embed"], num_layers=s["layers"], dropout=s["dropout"])
+    return Config(vocab_size=vocab_size, hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
+                  num_layers=s["layers"], dropout=s["dropout"])
 
 
 def base_lr(s):
-    return s["lr"] if s["lr"] is not None else DEFAULT_LR[s["optimizer"]]
+    return s["lr"] if s["lr"] is not None else OPTIMIZERS[s["optimizer"]]["lr"]
+
+
+def training_memory(cfg, B, T):
+    """Bytes a training run holds: the parameters, their gradients, two optimizer moments and the
+    rollback copies of parameters and moments (7 blocks), and the workspace of a step (which
+    validation shares)."""
+    floats = core.workspace_floats(cfg, B, T)
+    if floats == 0:
+        raise DataError(f"batches of {B} x {T} are more than the core takes (B x T <= 2^30); "
+                        "use a smaller --batch-size or --seq-len")
+    return 4 * (7 * core.param_count(cfg) + floats)
 
 
 def lr_at(s, epoch, scale):
     """char-rnn's schedule: after lr_decay_after epochs, times lr_decay at each new epoch."""
     return base_lr(s) * scale * s["lr_decay"] ** max(0, epoch + 1 - s["lr_decay_after"])
-
-
-def write_json_atomically(path, value):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f)
-    os.replace(tmp, path)
 
 
 class Progress:
@@ -101,92 +101,113 @@ class Interrupt:
         signal.signal(signal.SIGINT, self.previous)
 
 
-class Snapshot:
-    """The last good training state in memory, to roll back to when training diverges."""
-
-    def __init__(self, trainer, ema):
-        t = trainer
-        self.arrays = [a.copy() for a in (t.model.params, t.m, t.v, t.state)]
-        self.opt = bytes(core.ffi.buffer(t.opt))
-        self.rest = (t.rng.state, t.epoch, t.position, ema)
-
-    def restore(self, trainer):
-        """Put the trainer back; returns the smoothed loss of that moment. (The learning-rate scale
-        is not restored: a rollback lowers it.)"""
-        t = trainer
-        for dst, src in zip((t.model.params, t.m, t.v, t.state), self.arrays):
-            dst[...] = src
-        core.ffi.buffer(t.opt)[:] = self.opt
-        t.rng.state, t.epoch, t.position, ema = self.rest
-        return ema
-
-
 class Run:
     """One training session: settings, data, model, trainer and the loop."""
 
     def __init__(self, args, stream=sys.stdout):
         self.args, self.out = args, args.out
         self.progress = Progress(stream)
-        check_writable_folder(self.out)
-        self.latest = os.path.join(self.out, "latest.ckpt")
-        self.best = os.path.join(self.out, "best.ckpt")
-        stored = {}
-        if args.resume:
-            stored = self.resume()
-        else:
-            self.start()
-        self.session = {k: getattr(args, k) if getattr(args, k) is not None else stored.get(k, v)
+        self.folder = RunFolder(self.out)   # ours until this process ends
+        self.latest, self.best = self.folder.file("latest.ckpt"), self.folder.file("best.ckpt")
+        stale = self.folder.remove_stale_temporaries()
+        if stale:
+            self.progress.line(f"removed what interrupted saves left in {self.out}: {', '.join(stale)}")
+        try:
+            stored_session = self.resume() if args.resume else self.start()
+        except BaseException:
+            self.folder.abandon()
+            raise
+        self.session = {k: getattr(args, k) if getattr(args, k) is not None else stored_session.get(k, v)
                         for k, v in SESSION_DEFAULTS.items()}
-        self.batches = Batches(self.corpus.train, self.s["batch_size"], self.s["seq_len"])
         self.model.threads = args.threads
-        write_json_atomically(LAST_RUN, {"out": os.path.abspath(self.out)})
+        why_not = remember_last_run(self.out)
+        if why_not:
+            self.progress.line(f"note: could not write {LAST_RUN} in the working folder ({why_not}); "
+                               f"sample and eval need --checkpoint {self.best}")
 
     # ---- setting up
+
+    def prepare(self, path, encoding, vocab=None):
+        """The text and its batches, then the memory the run needs checked (before allocating it)."""
+        s = self.s
+        self.corpus = Corpus(path, encoding, s["val_frac"], vocab=vocab)
+        self.batches = Batches(self.corpus.train, s["batch_size"], s["seq_len"])
+        cfg = model_config(s, len(self.corpus.vocab))
+        require_memory(training_memory(cfg, s["batch_size"], s["seq_len"]),
+                       f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units in batches of "
+                       f"{s['batch_size']} x {s['seq_len']}",
+                       "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len")
+        return cfg
 
     def start(self):
         args = self.args
         if args.input is None:
             raise DataError("give the text file to train on: python -m minrnn train FILE")
-        if os.path.exists(self.latest):
+        if self.folder.exists("latest.ckpt"):
             raise DataError(f"{self.out} already holds a run; continue it with --resume, or choose another --out")
         self.s = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
         self.s["lr"] = base_lr(self.s)
-        self.corpus = Corpus(args.input, self.s["encoding"], self.s["val_frac"])
-        cfg = model_config(self.s, len(self.corpus.vocab))
         s = self.s
-        self.model = core.Model(cfg, seed=s["seed"], init="irnn" if s["cell"] == "irnn" else "default")
+        cfg = self.prepare(args.input, s["encoding"])
+        self.model = core.Model(cfg, seed=s["seed"], init=s["init"])
         self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
                                     lr=base_lr(s), clip_value=s["clip_value"], clip_norm=s["clip_norm"],
                                     seed=s["seed"] + 1)
         self.lr_scale, self.ema = 1.0, math.log(len(self.corpus.vocab))
+        return {}
 
     def resume(self):
         args = self.args
-        if not os.path.exists(self.latest):
+        if not self.folder.exists("latest.ckpt"):
             raise DataError(f"nothing to resume: {self.latest} does not exist")
         ck = core.load_checkpoint(self.latest)
-        meta = ck.meta
-        if meta.get("format") != "minrnn-run" or ck.trainer is None:
+        if ck.meta.get("format") != RUN_FORMAT or ck.trainer is None:
             raise DataError(f"{self.latest} has no training state to resume")
-        self.s = meta["args"]
+        try:
+            record = self.read_record(ck)
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{self.latest}: its record of the run is damaged ({e}); start a new run with "
+                            "another --out") from None
         for key, value in self.s.items():
             given = getattr(args, key)
             if given is not None and given != value:
                 raise DataError(f"--{key.replace('_', '-')} {given} differs from this run's {value}; "
                                 "a resumed run keeps its settings (start a new one with another --out)")
-        path = args.input or meta["data"]["path"]
-        from minrnn.text import Vocab
-        self.corpus = Corpus(path, ck.encoding, self.s["val_frac"], vocab=Vocab(ck.vocab, ck.encoding))
-        if self.corpus.fingerprint != meta["data"]["fingerprint"]:
+        path = args.input or record["path"]
+        self.prepare(path, ck.encoding, vocab=Vocab(ck.vocab, ck.encoding))
+        if self.corpus.fingerprint != record["fingerprint"]:
             raise DataError(f"{path} is not the text this run was trained on; give that file, or start a new run")
         self.model, self.trainer = ck.model, ck.trainer
-        self.lr_scale, self.ema = meta["lr_scale"], meta["train_loss_ema"]
-        return meta["session"]
+        self.lr_scale, self.ema = record["lr_scale"], record["ema"]
+        return record["session"]
+
+    def read_record(self, ck):
+        """The run's settings and state from the checkpoint's metadata, each checked, and checked
+        against what the checkpoint itself holds: ValueError (or KeyError, TypeError) naming the
+        first thing wrong."""
+        meta = ck.meta
+        self.s = check_stored(RUN, meta.get("args"))
+        record = dict(session=check_stored(SESSION, meta.get("session")),
+                      lr_scale=Number(float, 0.0, low_open=True).check(meta.get("lr_scale")),
+                      ema=Number(float).check(meta.get("train_loss_ema")),
+                      path=meta["data"]["path"], fingerprint=meta["data"]["fingerprint"])
+        if not isinstance(record["path"], str) or not isinstance(record["fingerprint"], str):
+            raise TypeError("the text's path and fingerprint must be strings")
+        s, t = self.s, ck.trainer
+        model = core.py_config(core.c_config(model_config(s, len(ck.vocab))))   # floats as the core keeps them
+        for key, said, held in [("model", model, ck.model.config), ("encoding", s["encoding"], ck.encoding),
+                                ("batch_size", s["batch_size"], t.B), ("seq_len", s["seq_len"], t.T),
+                                ("optimizer", s["optimizer"], t.optimizer),
+                                ("clip_norm", float32(s["clip_norm"]), t.opt.clip_norm),
+                                ("clip_value", float32(s["clip_value"]), t.opt.clip_value)]:
+            if said != held:
+                raise ValueError(f"its settings say {key} {said}, its contents {held}")
+        return record
 
     # ---- checkpoints
 
     def meta(self, val_loss):
-        return {"format": "minrnn-run", "minrnn": __version__, "args": self.s, "session": self.session,
+        return {"format": RUN_FORMAT, "minrnn": __version__, "args": self.s, "session": self.session,
                 "data": {"path": os.path.abspath(self.corpus.path), "fingerprint": self.corpus.fingerprint,
                          "train_chars": len(self.corpus.train), "val_chars": len(self.corpus.val)},
                 "iteration": self.trainer.steps, "epoch": self.trainer.epoch, "lr_scale": self.lr_scale,
@@ -199,13 +220,12 @@ class Run:
                              self.meta(val_loss), self.trainer)
 
     def best_val_loss(self):
-        if not os.path.exists(self.best):
+        if not self.folder.exists("best.ckpt"):
             return math.inf
         try:
-            value = core.load_checkpoint(self.best).meta.get("val_loss")
-        except core.MinrnnError:
+            return Number(float).check(core.load_checkpoint(self.best).meta.get("val_loss"))
+        except (core.MinrnnError, ValueError):
             return math.inf
-        return value if value is not None else math.inf
 
     # ---- evaluation and samples
 
@@ -261,7 +281,7 @@ class Run:
         record = {"iteration": t.steps, "epoch": t.epoch, "position": t.position, "train_loss": self.ema,
                   "val_loss": val_loss, "val_bpc": None if val_loss is None else val_loss / math.log(2),
                   "lr": t.lr, "elapsed_s": round(elapsed, 3), "chars_per_s": round(cps, 1)}
-        with open(os.path.join(self.out, "metrics.jsonl"), "a") as f:
+        with open(self.folder.file("metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
         val = "n/a" if val_loss is None else f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.4f} bits/char)"
         self.progress.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(self.batches):6.2f} | "
@@ -281,16 +301,12 @@ class Run:
         t, V = self.trainer, len(self.corpus.vocab)
         t.lr = lr_at(self.s, t.epoch, self.lr_scale)
         try:
-            loss, _ = t.step(*self.batches[t.position])
+            loss, _ = t.step_next(self.batches)
         except core.NonFiniteError:
             return None
         if loss > min(2.0 * math.log(V), 4.0 * self.ema):
             return None
         self.ema = loss if t.steps == 1 else 0.95 * self.ema + 0.05 * loss
-        t.position += 1
-        if t.position == len(self.batches):   # a new epoch starts from a zero state
-            t.epoch, t.position = t.epoch + 1, 0
-            t.reset_state()
         return loss
 
     def status(self, last_val, cps, eta):
@@ -304,7 +320,7 @@ class Run:
         t, chars_per_step = self.trainer, self.s["batch_size"] * self.s["seq_len"]
         self.announce()
         best = self.best_val_loss()
-        snapshot = Snapshot(t, self.ema)   # the last good state, to roll back to
+        snapshot = t.get_state(), self.ema   # the last good state, to roll back to
         rollbacks, last_val, evaluated_at, steps_done = 0, None, None, 0
         started = time.monotonic()
         rate = lambda: steps_done * chars_per_step / max(time.monotonic() - started, 1e-9)
@@ -318,8 +334,9 @@ class Run:
                     if rollbacks > MAX_ROLLBACKS:
                         raise DataError(f"training keeps diverging even at a learning rate of {t.lr:.3g}; "
                                         "try a smaller --lr or --clip-norm")
-                    self.ema = snapshot.restore(t)
-                    self.lr_scale *= 0.5   # halved again at each divergence
+                    t.set_state(snapshot[0])
+                    self.ema = snapshot[1]
+                    self.lr_scale *= 0.5   # halved again at each divergence (not part of the snapshot)
                     self.progress.line(f"iter {t.steps:6d} | diverging; back to the last good state at a "
                                        f"learning rate of {lr_at(self.s, t.epoch, self.lr_scale):.3g}")
                     continue
@@ -327,7 +344,7 @@ class Run:
                 if t.steps % self.session["eval_every"] == 0:
                     last_val = self.validate()
                     best = self.checkpoint(last_val, best)
-                    snapshot, rollbacks, evaluated_at = Snapshot(t, self.ema), 0, t.steps
+                    snapshot, rollbacks, evaluated_at = (t.get_state(), self.ema), 0, t.steps
                     self.report_eval(last_val, time.monotonic() - started, rate())
                 if self.session["sample_every"] and t.steps % self.session["sample_every"] == 0:
                     sample = self.sample_text(t.steps)

@@ -1,13 +1,8 @@
 """Random small problems for tests: configurations, weights, tokens, states and masks from one seed."""
 
-from minrnn.reference import Config, Rng, dropout_masks, param_count
+from minrnn.reference import CELLS, Rng, dropout_masks, param_count
 
-KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
-
-
-def config_for(kind, **kw):
-    cell, nonlinearity = ("rnn", kind[4:]) if kind.startswith("rnn_") else (kind, "tanh")
-    return Config(cell=cell, nonlinearity=nonlinearity, **kw)
+KINDS = list(CELLS)
 
 
 class Problem:

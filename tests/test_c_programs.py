@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from minrnn import core
-from minrnn.text import Vocab, generate, read_symbols
-from refutil import config_for
+from minrnn.inference import generate
+from minrnn.reference import Config
+from minrnn.text import Vocab, read_symbols
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ def small_checkpoint(path, encoding, kind):
     symbols = read_symbols(TEXT.encode("utf-8"), encoding)
     vocab = Vocab.from_symbols(symbols, encoding)
     ids = vocab.encode(symbols)
-    cfg = config_for(kind, vocab_size=len(vocab), hidden_size=24, embed_size=8 if kind == "gru" else 0,
+    cfg = Config(cell=kind, vocab_size=len(vocab), hidden_size=24, embed_size=8 if kind == "gru" else 0,
                      num_layers=2)
     model = core.Model(cfg, seed=3)
     trainer = core.Trainer(model, batch_size=4, seq_len=16, lr=1e-2, seed=4)
@@ -111,4 +112,4 @@ def test_a_c_program_builds_against_make_lib_with_pkg_config(tmp_path, static):
     subprocess.run(["gcc", "-std=c11", "-Wall", "-Wextra", str(source), "-o", str(tmp_path / "embed"), *flags],
                    check=True)
     out = subprocess.run([str(tmp_path / "embed")], capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("minrnn 0.1.0: success, logit ")
+    assert out.stdout.startswith(f"minrnn {core.version()}: success, logit ")

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from minrnn import core
-from refutil import config_for
+from minrnn.reference import Config
 
 
 def trained(kind="lstm", dropout=0.25, steps=3, optimizer="adam"):
-    cfg = config_for(kind, vocab_size=6, hidden_size=10, embed_size=3, num_layers=2, dropout=dropout)
+    cfg = Config(cell=kind, vocab_size=6, hidden_size=10, embed_size=3, num_layers=2, dropout=dropout)
     model = core.Model(cfg, seed=1)
     trainer = core.Trainer(model, batch_size=3, seq_len=5, optimizer=optimizer, clip_norm=5.0, seed=2)
     r = np.random.default_rng(0)

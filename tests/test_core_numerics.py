@@ -6,13 +6,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from minrnn import core
-from refutil import KINDS, config_for
+from minrnn.reference import Config
+from refutil import KINDS
 
 ULP_32 = 2.0 ** -23
 
 
 def random_problem(kind, V, H, E, L, dropout, T, B, seed):
-    cfg = config_for(kind, vocab_size=V, hidden_size=H, embed_size=E, num_layers=L, dropout=dropout)
+    cfg = Config(cell=kind, vocab_size=V, hidden_size=H, embed_size=E, num_layers=L, dropout=dropout)
     r = np.random.default_rng(seed)
     model = core.Model(cfg, seed=seed)
     tokens = r.integers(0, V, (T, B))
@@ -36,9 +37,10 @@ def test_gradients_match_central_differences_in_float32(kind, V, H, E, L, dropou
     gradient, where the signal is largest, and along random directions of the whole block, which
     catch errors orthogonal to the gradient."""
     model, tokens, targets, state0, masks, r = random_problem(kind, V, H, E, L, dropout, T, B, seed)
-    loss, _, _ = model.forward(tokens, targets, state0, masks)
+    fwd = model.forward(tokens, targets, state0, masks)
+    loss = fwd.loss
     model.grads[:] = 0.0
-    dstate0 = model.backward().astype(np.float64)
+    dstate0 = model.backward(fwd).astype(np.float64)
     g = model.grads.astype(np.float64)
     p0 = model.params.copy()
     relu = kind == "rnn_relu"
@@ -56,7 +58,7 @@ def test_gradients_match_central_differences_in_float32(kind, V, H, E, L, dropou
         def at(step):
             model.params[:] = p0 + step * direction
             s = state0 if state_direction is None else (state0 + step * state_direction).astype(np.float32)
-            return model.forward(tokens, targets, s, masks, want_logits=False)[0]
+            return model.forward(tokens, targets, s, masks, want_logits=False).loss
         try:
             return (at(h) - at(-h)) / (2 * h)
         finally:
@@ -90,9 +92,9 @@ def run_everything(model, tokens, targets, state0, masks, optimizer, threads):
     model.threads = threads
     params0 = model.params.copy()
     out = {}
-    loss, logits, state = model.forward(tokens, targets, state0, masks)
+    fwd = model.forward(tokens, targets, state0, masks)
     model.grads[:] = 0.0
-    out.update(loss=np.float32(loss), logits=logits, state=state, dstate0=model.backward(),
+    out.update(loss=np.float32(fwd.loss), logits=fwd.logits, state=fwd.final_state, dstate0=model.backward(fwd),
                grads=model.grads.copy())
     T, B = tokens.shape
     trainer = core.Trainer(model, B, T, optimizer=optimizer, clip_norm=1.0, seed=5)

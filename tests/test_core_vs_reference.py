@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from minrnn import core
 from minrnn import reference as R
-from refutil import KINDS, Problem, config_for
+from minrnn.reference import Config
+from refutil import KINDS, Problem
 
 # Tolerance for float32 against float64: REL relative to the largest magnitude in the compared
 # array, plus ATOL. Inputs are rounded to float32 first, so only the core's arithmetic differs.
@@ -34,7 +35,7 @@ def f32(x):
 
 
 def drawn_problem(kind, embed, layers, dropout, V, H, E, T, B, seed):
-    cfg = config_for(kind, vocab_size=V, hidden_size=H, embed_size=E if embed else 0, num_layers=layers,
+    cfg = Config(cell=kind, vocab_size=V, hidden_size=H, embed_size=E if embed else 0, num_layers=layers,
                      dropout=0.5 if dropout else 0.0)
     pb = Problem(cfg, T, B, seed)
     pb.flat, pb.state0 = f32(pb.flat), f32(pb.state0)
@@ -56,11 +57,11 @@ def test_forward_and_backward_match_the_reference(kind, embed, layers, dropout, 
 
     model = core.Model(cfg, params=np.array(pb.flat), threads=1)
     masks = None if pb.masks is None else np.array(pb.masks)
-    loss, logits, state = model.forward(pb.tokens, pb.targets, pb.state0, masks)
-    dstate0_c = model.backward()
-    assert_close(loss, fwd.loss, "loss")
-    assert_close(logits, fwd.logits, "logits")
-    assert_close(state, fwd.final_state, "final state")
+    fwd_c = model.forward(pb.tokens, pb.targets, pb.state0, masks)
+    dstate0_c = model.backward(fwd_c)
+    assert_close(fwd_c.loss, fwd.loss, "loss")
+    assert_close(fwd_c.logits, fwd.logits, "logits")
+    assert_close(fwd_c.final_state, fwd.final_state, "final state")
     for name, ref in grads.items():
         assert_close(model.views(model.grads)[name], ref, f"gradient of {name}")
     assert_close(dstate0_c, dstate0, "gradient of the initial state")
@@ -146,7 +147,7 @@ def test_rng_streams_are_identical(seed):
 @pytest.mark.parametrize("kind, scheme", [(kind, "default") for kind in KINDS] + [("rnn_relu", "irnn")])
 def test_initialization_is_the_reference_rounded_to_float32(kind, scheme):
     for embed in (0, 4):
-        cfg = config_for(kind, vocab_size=11, hidden_size=7, embed_size=embed, num_layers=2)
+        cfg = Config(cell=kind, vocab_size=11, hidden_size=7, embed_size=embed, num_layers=2)
         model = core.Model(cfg, seed=123, init=scheme)
         ref = np.array(R.flatten(cfg, R.init_params(cfg, 123, scheme)), dtype=np.float32)
         assert np.array_equal(model.params, ref)
@@ -158,13 +159,13 @@ def test_initialization_is_the_reference_rounded_to_float32(kind, scheme):
 def test_dropout_masks_are_the_reference_masks(kind, L, T, B, p, seed):
     # p is a float32 value, so the keep decision (u >= p) is the same in both; the scale differs by
     # float rounding of 1 / (1 - p), which is exact for these p.
-    cfg = config_for(kind, vocab_size=3, hidden_size=5, num_layers=L, dropout=p)
+    cfg = Config(cell=kind, vocab_size=3, hidden_size=5, num_layers=L, dropout=p)
     masks = core.Model(cfg).dropout_masks(core.Rng(seed), T, B)
     assert masks.tolist() == R.dropout_masks(cfg, R.Rng(seed), T, B)
 
 
 def test_named_views_follow_pytorch_names_and_shapes():
-    cfg = config_for("gru", vocab_size=10, hidden_size=6, embed_size=4, num_layers=2)
+    cfg = Config(cell="gru", vocab_size=10, hidden_size=6, embed_size=4, num_layers=2)
     model = core.Model(cfg)
     assert [(n, v.shape) for n, v in model.tensors.items()] == \
         [(n, s) for n, s in R.param_shapes(cfg)]
@@ -173,9 +174,11 @@ def test_named_views_follow_pytorch_names_and_shapes():
 
 
 def test_errors_carry_the_library_message():
-    cfg = config_for("lstm", vocab_size=5, hidden_size=3)
+    cfg = Config(cell="lstm", vocab_size=5, hidden_size=3)
     model = core.Model(cfg)
     with pytest.raises(core.MinrnnError, match="invalid argument"):
         model.forward([[0, 9]], [[1, 1]])          # token 9 is outside the vocabulary of 5
     with pytest.raises(core.MinrnnError, match="invalid model configuration"):
-        core.c_config(R.Config(vocab_size=5, hidden_size=3, cell="lstm", nonlinearity="relu"))
+        c = core.c_config(R.Config(vocab_size=5, hidden_size=3, cell="lstm"))
+        c.nonlinearity = core.lib.MINRNN_RELU   # not a pair in the cell table
+        core.check(core.lib.minrnn_config_check(c))

@@ -4,8 +4,8 @@ depth and dropout setting, on small shapes drawn by hypothesis."""
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from minrnn.reference import backward, flatten, forward, unflatten
-from refutil import KINDS, Problem, config_for, flatten_state, unflatten_state
+from minrnn.reference import Config, backward, flatten, forward, unflatten
+from refutil import KINDS, Problem, flatten_state, unflatten_state
 
 STEP = 1e-5
 # Relative error of an analytic gradient a against the central difference n:
@@ -40,7 +40,7 @@ def central_difference(loss_of, xs, i):
 @given(V=st.integers(2, 5), H=st.integers(1, 4), E=st.integers(1, 3), T=st.integers(1, 3),
        B=st.integers(1, 2), seed=st.integers(0, 2**63))
 def test_gradients_match_central_differences(kind, embed, layers, dropout, V, H, E, T, B, seed):
-    cfg = config_for(kind, vocab_size=V, hidden_size=H, embed_size=E if embed else 0,
+    cfg = Config(cell=kind, vocab_size=V, hidden_size=H, embed_size=E if embed else 0,
                      num_layers=layers, dropout=dropout)
     pb = Problem(cfg, T, B, seed)
     L, S = cfg.num_layers, cfg.num_states

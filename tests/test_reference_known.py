@@ -16,7 +16,7 @@ def test_one_step_tanh_rnn():
     # pre = W_ih[0][0] + W_hh h0 + b_ih + b_hh = 0.5 + 0.5 + 0 + 0 = 1;  h = tanh(1)
     # logits = decoder.weight h + decoder.bias = [h, -h]
     # loss = log(e^h + e^-h) - (-h)
-    cfg = Config(vocab_size=2, hidden_size=1, cell="rnn")
+    cfg = Config(vocab_size=2, hidden_size=1, cell="rnn_tanh")
     params = {"weight_ih_l0": [[0.5, -3.0]], "weight_hh_l0": [[0.5]], "bias_ih_l0": [0.0], "bias_hh_l0": [0.0],
               "decoder.weight": [[1.0], [-1.0]], "decoder.bias": [0.0, 0.0]}
     fwd = forward(cfg, params, [[0]], [[1]], [[[[1.0]]]])

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from minchar_numpy import MinCharRNN  # noqa: E402
 from minrnn import core  # noqa: E402
 from minrnn import reference  # noqa: E402
-from minrnn.reference import Config  # noqa: E402
+from minrnn.reference import CELLS, Config  # noqa: E402
 
 try:
     import torch
@@ -49,7 +49,6 @@ DATA = os.environ.get("MINRNN_BENCH_DATA", os.path.join(os.path.dirname(os.path.
                                                          "shared", "data", "tinyshakespeare.txt"))
 V = 65              # tinyshakespeare's vocabulary
 SEED = 1234
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 @dataclass
@@ -57,7 +56,7 @@ class Row:
     """A model and its training, for one row of the table."""
     key: str
     label: str
-    cell: str              # "rnn" (tanh), "lstm" or "gru"
+    cell: str              # "rnn_tanh", "lstm" or "gru": a key of minrnn.reference.CELLS
     H: int
     L: int
     B: int = 32
@@ -74,10 +73,10 @@ TRAIN_ROWS = [
     Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2),
     Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2),
     Row("gru256", "GRU H=256 L=2", "gru", 256, 2),
-    Row("rnn256", "RNN tanh H=256 L=2", "rnn", 256, 2),
+    Row("rnn256", "RNN tanh H=256 L=2", "rnn_tanh", 256, 2),
 ]
 # min-char-rnn's shape and training: one stream of 25 steps, Adagrad, elementwise clip.
-MINCHAR = Row("minchar", "min-char-rnn: RNN H=100 L=1 B=1 T=25", "rnn", 100, 1, B=1, T=25,
+MINCHAR = Row("minchar", "min-char-rnn: RNN H=100 L=1 B=1 T=25", "rnn_tanh", 100, 1, B=1, T=25,
               optimizer="adagrad", lr=0.1, clip_norm=0.0, clip_value=5.0)
 SAMPLE = Row("sample", "sampling LSTM H=512 L=2, 1 thread", "lstm", 512, 2, B=1, T=1, threads=1)
 MEMORY = Row("memory", "peak memory, training LSTM H=512 L=2", "lstm", 512, 2)
@@ -162,7 +161,7 @@ def train_flops(cell, H, L, B, T):
     product (input and weight gradients), hence times 3. Layer 0's input is one-hot: minrnn adds a
     column of weight_ih (a gather), so In = 0 there; PyTorch multiplies by the one-hot matrix, work
     this count does not credit it for."""
-    N, G = B * T, GATES[cell]
+    N, G = B * T, CELLS[cell].gates
     layers = sum(2 * N * G * H * ((H if l > 0 else 0) + H) for l in range(L))
     return 3 * (layers + 2 * N * V * H)
 
@@ -290,7 +289,7 @@ if torch is not None:
 
         def __init__(self, row):
             super().__init__()
-            rnn = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[row.cell]
+            rnn = {"rnn_tanh": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[row.cell]
             self.rnn = rnn(V, row.H, row.L)  # time-major, like minrnn: input (T, B, V)
             self.decoder = torch.nn.Linear(row.H, V)
 
@@ -364,14 +363,14 @@ def check_training(model, trainer, ttrainer, batches):
     loss on the next batch and the same gradient norm. Leaves both trainers one step on."""
     x0, y0 = batches.next()
     x1, y1 = batches.next()
-    before = (model.forward(x0, y0)[0], ttrainer.loss(x0, y0))
+    before = (model.forward(x0, y0).loss, ttrainer.loss(x0, y0))
     require(abs(before[0] - before[1]) < LOSS_TOL,
             f"losses differ before training: minrnn {before[0]:.6f}, PyTorch {before[1]:.6f}")
     _, norm_m = trainer.step(x0, y0)
     _, norm_t = ttrainer.step(x0, y0, want_norm=True)
     require(abs(norm_m - norm_t) <= NORM_RTOL * norm_t,
             f"gradient norms differ: minrnn {norm_m:.6f}, PyTorch {norm_t:.6f}")
-    after = (model.forward(x1, y1)[0], ttrainer.loss(x1, y1))
+    after = (model.forward(x1, y1).loss, ttrainer.loss(x1, y1))
     require(abs(after[0] - after[1]) < NEXT_LOSS_TOL,
             f"losses differ after one step: minrnn {after[0]:.6f}, PyTorch {after[1]:.6f}")
     return {"loss": before, "loss_diff": abs(before[0] - before[1]), "grad_norm": (norm_m, norm_t),
@@ -411,7 +410,7 @@ def minchar_row(data, opts, sgemm):
     row = MINCHAR
     model = core.Model(minrnn_config(row), seed=SEED)  # the weights train_row's model starts from
     x, y = Batches(data, row.B, row.T).next()
-    loss_m = model.forward(x, y)[0]
+    loss_m = model.forward(x, y).loss
     numpy_rnn = MinCharRNN.from_minrnn(model.tensors, lr=row.lr)
     check = check_numpy(numpy_rnn, x, y, loss_m)
     numpy_step = stepper(lambda x, y: numpy_rnn.step(x[:, 0].tolist(), y[:, 0].tolist()), Batches(data, row.B, row.T))

@@ -2,7 +2,8 @@
  *
  * Round trips (bitwise, NaN payloads included), changed fields (MISMATCH), every truncation,
  * every header bit flipped, random byte flips, hostile headers with a valid checksum, other
- * versions, non-checkpoints, I/O failures (no temporary file left behind), overwriting, and the
+ * versions, non-checkpoints, I/O failures (which step failed, errno kept, no temporary file left
+ * behind), reading through one descriptor while the path is replaced, overwriting, and the
  * argument checks of save. Files go to a fresh mkdtemp folder in /tmp, removed at the end.
  *
  *   gcc -std=c11 -O1 -g -Wall -Wextra -fsanitize=address,undefined \
@@ -15,10 +16,14 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -713,22 +718,54 @@ static void test_not_checkpoint_and_version(void)
 static void test_io(void)
 {
     minrnn_checkpoint c;
-    CHECK(minrnn_checkpoint_peek(in_dir("missing.ck"), &c) == MINRNN_ERR_IO, "missing: peek");
+    errno = 0;
+    CHECK(minrnn_checkpoint_peek(in_dir("missing.ck"), &c) == MINRNN_ERR_OPEN && errno == ENOENT, "missing: peek");
     owned src = small_source();
     owned dst = small_source();
-    CHECK(minrnn_checkpoint_load(in_dir("missing.ck"), &dst.ck) == MINRNN_ERR_IO, "missing: load");
-    CHECK(minrnn_checkpoint_peek(dir, &c) == MINRNN_ERR_IO, "a folder: peek");
+    CHECK(minrnn_checkpoint_load(in_dir("missing.ck"), &dst.ck) == MINRNN_ERR_OPEN && errno == ENOENT,
+          "missing: load");
+    errno = 0;
+    CHECK(minrnn_checkpoint_peek(dir, &c) == MINRNN_ERR_OPEN && errno == EISDIR, "a folder: peek");
+    /* a FIFO is refused at once (not waited on for a writer) */
+    mkfifo(in_dir("fifo"), 0644);
+    errno = 0;
+    CHECK(minrnn_checkpoint_peek(in_dir("fifo"), &c) == MINRNN_ERR_OPEN && errno == ENODEV, "a FIFO: peek");
+    unlink(in_dir("fifo"));
 
-    /* a folder that does not exist, a "folder" that is a file */
-    CHECK(minrnn_checkpoint_save(in_dir("nope/x.ck"), &src.ck) == MINRNN_ERR_IO, "no such folder");
+    /* a folder that does not exist, a "folder" that is a file: creating the file fails */
+    errno = 0;
+    CHECK(minrnn_checkpoint_save(in_dir("nope/x.ck"), &src.ck) == MINRNN_ERR_OPEN && errno == ENOENT,
+          "no such folder");
     spit(in_dir("plain"), "x", 1);
-    CHECK(minrnn_checkpoint_save(in_dir("plain/x.ck"), &src.ck) == MINRNN_ERR_IO, "file as folder");
+    errno = 0;
+    CHECK(minrnn_checkpoint_save(in_dir("plain/x.ck"), &src.ck) == MINRNN_ERR_OPEN && errno == ENOTDIR,
+          "file as folder");
 
     /* the rename fails (path is a non-empty folder): the temporary file must go */
     mkdir(in_dir("taken"), 0755);
     spit(in_dir("taken/f"), "x", 1);
-    CHECK(minrnn_checkpoint_save(in_dir("taken"), &src.ck) == MINRNN_ERR_IO, "path is a folder");
+    errno = 0;
+    CHECK(minrnn_checkpoint_save(in_dir("taken"), &src.ck) == MINRNN_ERR_RENAME && errno == EISDIR,
+          "path is a folder: %s", strerror(errno));
     CHECK(count_temp_files(dir) == 0, "temporary file left after a failed rename");
+
+    /* writing fails (here: over the file size limit, EFBIG; a full disk gives ENOSPC the same way):
+     * the status says so, errno why, the temporary file goes and the old file stays */
+    CHECK(minrnn_checkpoint_save(in_dir("limited.ck"), &src.ck) == MINRNN_OK, "save before the limit");
+    struct rlimit old_limit, small = {100, 0};
+    getrlimit(RLIMIT_FSIZE, &old_limit);
+    small.rlim_max = old_limit.rlim_max;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);   /* a write past the limit fails instead */
+    setrlimit(RLIMIT_FSIZE, &small);
+    errno = 0;
+    int written = minrnn_checkpoint_save(in_dir("limited.ck"), &src.ck);
+    int write_errno = errno;
+    setrlimit(RLIMIT_FSIZE, &old_limit);
+    signal(SIGXFSZ, old_handler);
+    CHECK(written == MINRNN_ERR_WRITE && write_errno == EFBIG, "write past the size limit gave %d, %s",
+          written, strerror(write_errno));
+    CHECK(count_temp_files(dir) == 0, "temporary file left after a failed write");
+    CHECK(peek_status(in_dir("limited.ck")) == MINRNN_OK, "the old file is intact");
 
     /* an unwritable folder (root may write anyway: then only what happened is checked) */
     char ro[128];
@@ -739,7 +776,7 @@ static void test_io(void)
     snprintf(target, sizeof target, "%s/x.ck", ro);
     int st = minrnn_checkpoint_save(target, &src.ck);
     if (access(ro, W_OK) != 0) {
-        CHECK(st == MINRNN_ERR_IO, "unwritable folder: save gave %d", st);
+        CHECK(st == MINRNN_ERR_OPEN, "unwritable folder: save gave %d", st);
         CHECK(access(target, F_OK) != 0, "unwritable folder: a file appeared");
     } else {
         printf("note: running as a user who can write to a 0555 folder; "
@@ -751,6 +788,35 @@ static void test_io(void)
     CHECK(count_temp_files(dir) == 0, "temporary file left");
     release(&dst);
     release(&src);
+}
+
+/* peek and load on one descriptor read one file even when the path is replaced in between, as
+ * training replaces a checkpoint that sample is reading; by path, the load sees the new file. */
+static void test_replaced_while_reading(void)
+{
+    const char *path = in_dir("replaced.ck");
+    owned a = make(config(MINRNN_LSTM, MINRNN_TANH, 9, 3, 5, 2, 0.1f), MINRNN_UTF8, 1, 2, "{\"a\": 1}");
+    owned b = make(config(MINRNN_GRU, MINRNN_TANH, 11, 0, 4, 1, 0.0f), MINRNN_UTF8, 1, 3, "{\"b\": 22}");
+    CHECK(minrnn_checkpoint_save(path, &a.ck) == MINRNN_OK, "save a");
+    int fd = open(path, O_RDONLY);
+    minrnn_checkpoint peeked;
+    CHECK(minrnn_checkpoint_peek_fd(fd, &peeked) == MINRNN_OK, "peek_fd");
+    CHECK(minrnn_checkpoint_save(path, &b.ck) == MINRNN_OK, "save b over a");
+    owned got = alloc_for(&peeked, 1);
+    CHECK(minrnn_checkpoint_load_fd(fd, &got.ck) == MINRNN_OK, "load_fd after the path was replaced");
+    CHECK(same_scalars(&got.ck, &a.ck) && same_buffers(&got, &a, 1), "load_fd read a, all of it");
+    close(fd);
+    release(&got);
+
+    CHECK(minrnn_checkpoint_save(path, &a.ck) == MINRNN_OK, "save a again");
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek by path");
+    CHECK(minrnn_checkpoint_save(path, &b.ck) == MINRNN_OK, "save b over a again");
+    got = alloc_for(&peeked, 1);
+    CHECK(minrnn_checkpoint_load(path, &got.ck) == MINRNN_ERR_MISMATCH, "load by path sees b");
+    release(&got);
+    CHECK(minrnn_checkpoint_peek_fd(-1, &peeked) == MINRNN_ERR_ARG, "a negative descriptor");
+    release(&a);
+    release(&b);
 }
 
 static void test_overwrite(void)
@@ -875,6 +941,7 @@ int main(void)
     test_hostile();
     test_not_checkpoint_and_version();
     test_io();
+    test_replaced_while_reading();
     test_overwrite();
     test_save_arguments();
 

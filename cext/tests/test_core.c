@@ -18,7 +18,7 @@ static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int
 
 static void test_version_and_errors(void) {
     CHECK(strcmp(minrnn_version(), MINRNN_VERSION_STRING) == 0, "version %s", minrnn_version());
-    for (int s = MINRNN_OK; s <= MINRNN_ERR_NONFINITE; s++)
+    for (int s = MINRNN_OK; s <= MINRNN_ERR_NO_FORWARD; s++)
         CHECK(strcmp(minrnn_strerror(s), "unknown status") != 0, "no message for status %d", s);
     CHECK(strcmp(minrnn_strerror(-1), "unknown status") == 0, "status -1");
 }
@@ -46,6 +46,35 @@ static void test_config_and_sizes(void) {
         CHECK(minrnn_param_count(&bad[i]) == 0 && minrnn_workspace_size(&bad[i], 1, 1) == 0, "sizes of bad %zu", i);
     }
     CHECK(minrnn_workspace_size(&c, 0, 5) == 0 && minrnn_workspace_size(&c, 4, 0) == 0, "B or T of 0");
+    CHECK(minrnn_tensor_info(&c, 7, &t) == MINRNN_OK && strcmp(t.name, "bias_hh_l1") == 0 && t.ndim == 1
+          && t.cols == 1, "tensor 7 is %s, ndim %d", t.name, t.ndim);
+    CHECK(minrnn_tensor_info(&c, 8, &t) == MINRNN_OK && strcmp(t.name, "decoder.weight") == 0 && t.ndim == 2,
+          "tensor 8 is %s, ndim %d", t.name, t.ndim);
+}
+
+/* The cell table lists exactly the valid (cell, nonlinearity) pairs, with PyTorch's gate counts. */
+static void test_cell_table(void) {
+    const char *names[] = {"lstm", "gru", "rnn_tanh", "rnn_relu"};
+    const int gates[] = {4, 3, 1, 1}, states[] = {2, 1, 1, 1};
+    minrnn_cell info;
+    int n = 0;
+    while (minrnn_cell_info(n, &info) == MINRNN_OK) {
+        CHECK(n < 4 && strcmp(info.name, names[n]) == 0 && info.gates == gates[n] && info.states == states[n],
+              "cell %d is %s", n, info.name);
+        minrnn_config c = config(info.cell, info.nonlinearity, 5, 0, 3, 1, 0.0f);
+        CHECK(minrnn_config_check(&c) == MINRNN_OK, "%s rejected", info.name);
+        n++;
+    }
+    CHECK(n == 4, "%d cells", n);
+    CHECK(minrnn_cell_info(-1, &info) == MINRNN_ERR_ARG && minrnn_cell_info(0, NULL) == MINRNN_ERR_ARG, "bad index");
+    for (int cell = -1; cell <= 3; cell++)
+        for (int nl = -1; nl <= 2; nl++) {
+            int listed = 0;
+            for (int i = 0; minrnn_cell_info(i, &info) == MINRNN_OK; i++)
+                listed |= info.cell == cell && info.nonlinearity == nl;
+            minrnn_config c = config(cell, nl, 5, 0, 3, 1, 0.0f);
+            CHECK((minrnn_config_check(&c) == MINRNN_OK) == listed, "cell %d nonlinearity %d", cell, nl);
+        }
 }
 
 static void test_rng_known_values(void) {
@@ -149,7 +178,7 @@ static void test_bad_arguments_and_nonfinite(void) {
 
 static void test_sampling(void) {
     float logits[6] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f};
-    unsigned char scratch[6 * 16];
+    double scratch[6 * 2];
     CHECK(minrnn_sample_scratch_size(6) <= sizeof scratch, "scratch size");
     int32_t token;
     minrnn_rng a, b;
@@ -165,6 +194,95 @@ static void test_sampling(void) {
     CHECK(minrnn_sample(logits, 6, -1.0, 0, 1.0, &a, scratch, &token) == MINRNN_ERR_ARG, "negative temperature");
     CHECK(minrnn_sample(logits, 6, 1.0, 0, 0.0, &a, scratch, &token) == MINRNN_ERR_ARG, "top-p 0");
     CHECK(minrnn_sample(logits, 6, 1.0, 0, 1.5, &a, scratch, &token) == MINRNN_ERR_ARG, "top-p > 1");
+    CHECK(minrnn_sample(logits, 6, 1.0, 0, 1.0, &a, (char *)scratch + 4, &token) == MINRNN_ERR_ARG,
+          "scratch not aligned for doubles");
+
+    /* -inf rules a token out; NaN, +inf or no finite logit leave nothing to sample */
+    float masked[4] = {-INFINITY, 0.0f, -INFINITY, 0.0f};
+    for (int i = 0; i < 200; i++) {
+        CHECK(minrnn_sample(masked, 4, 1.5, 0, 1.0, &a, scratch, &token) == MINRNN_OK && token % 2 == 1,
+              "-inf sampled: %d", token);
+        CHECK(minrnn_sample(masked, 4, 1.0, 3, 0.9, &a, scratch, &token) == MINRNN_OK && token % 2 == 1,
+              "-inf sampled with top-k, top-p: %d", token);
+    }
+    CHECK(minrnn_sample(masked, 4, 0.0, 0, 1.0, &a, scratch, &token) == MINRNN_OK && token == 1, "argmax");
+    float bad[3][3] = {{0.0f, NAN, 1.0f}, {0.0f, INFINITY, 1.0f}, {-INFINITY, -INFINITY, -INFINITY}};
+    for (int k = 0; k < 3; k++)
+        for (int temperature = 0; temperature <= 1; temperature++)
+            CHECK(minrnn_sample(bad[k], 3, temperature, 0, 1.0, &a, scratch, &token) == MINRNN_ERR_ARG,
+                  "bad logits %d accepted", k);
+}
+
+/* Backward runs only on the forward pass it belongs to: every other order is MINRNN_ERR_NO_FORWARD,
+ * and then nothing is written. */
+static void test_backward_needs_its_forward(void) {
+    bench b = make(config(MINRNN_GRU, MINRNN_TANH, 6, 0, 10, 2, 0.5f), 3, 4, 7);
+    size_t L = 2, N = 12, H = 10, S = minrnn_state_size(&b.c, 3);
+    float *masks = malloc(L * N * H * sizeof(float)), *dstate0 = malloc(S * sizeof(float)), loss;
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, 3);
+    minrnn_dropout_masks(&b.c, 3, 4, &rng, masks);
+    cyclic_batch(&b, 0);
+    float *state0 = b.state;
+#define FORWARD(targets) minrnn_forward(&b.c, b.params, 3, 4, b.tokens, targets, state0, NULL, masks, NULL, \
+                                        targets ? &loss : NULL, b.work, 1)
+#define BACKWARD() minrnn_backward(&b.c, b.params, 3, 4, b.tokens, b.targets, masks, b.work, b.grads, dstate0, 1)
+    memset(b.work, 0, minrnn_workspace_size(&b.c, 3, 4) * sizeof(float));
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "backward on a fresh workspace");
+    CHECK(FORWARD(NULL) == MINRNN_OK && BACKWARD() == MINRNN_ERR_NO_FORWARD, "forward without targets");
+    CHECK(FORWARD(b.targets) == MINRNN_OK && BACKWARD() == MINRNN_OK, "the right order");
+    float *grads = malloc(b.P * sizeof(float));
+    memcpy(grads, b.grads, b.P * sizeof(float));
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "a second backward");
+    CHECK(memcmp(grads, b.grads, b.P * sizeof(float)) == 0, "a refused backward wrote gradients");
+
+    float one_logits[3 * 6];   /* (B, V) */
+    CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
+    minrnn_step(&b.c, b.params, 3, b.tokens, b.state + 0, one_logits, b.work, 1);   /* same workspace */
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "a step between forward and backward");
+    CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
+    float kept = b.params[5];
+    b.params[5] = kept + 1.0f;
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "parameters changed since the forward");
+    b.params[5] = kept;
+    CHECK(BACKWARD() == MINRNN_OK, "parameters restored: the forward is still there");
+    CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
+    int32_t target = b.targets[7];
+    b.targets[7] = (target + 1) % 6;
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "other targets");
+    b.targets[7] = target;
+    float mask = masks[17];
+    masks[17] = mask == 0.0f ? 2.0f : 0.0f;
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "other masks");
+    CHECK(minrnn_backward(&b.c, b.params, 3, 4, b.tokens, b.targets, NULL, b.work, b.grads, dstate0, 1)
+          == MINRNN_ERR_NO_FORWARD, "no masks");
+    CHECK(minrnn_backward(&b.c, b.params, 2, 4, b.tokens, b.targets, masks, b.work, b.grads, dstate0, 1)
+          == MINRNN_ERR_NO_FORWARD, "another B");
+    minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0};
+    masks[17] = mask;
+    CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
+    float *carried = calloc(S, sizeof(float));
+    minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, 3, 4, b.tokens, b.targets, carried, NULL,
+                      NULL, b.work, 1);
+    CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "a training step between forward and backward");
+#undef FORWARD
+#undef BACKWARD
+    free(masks), free(dstate0), free(grads), free(carried);
+    release(&b);
+}
+
+/* The scale of a kept element is 1 / (1 - p) in double, rounded once, for any p. */
+static void test_dropout_scale(void) {
+    const float ps[] = {0.1f, 0.2f, 0.3f, 0.7f, 0.9f, 0.999f};
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+        minrnn_config c = config(MINRNN_LSTM, MINRNN_TANH, 3, 0, 50, 1, ps[k]);
+        float masks[50];
+        minrnn_rng rng;
+        minrnn_rng_seed(&rng, k);
+        minrnn_dropout_masks(&c, 1, 1, &rng, masks);
+        float keep = (float)(1.0 / (1.0 - (double)ps[k]));
+        for (int j = 0; j < 50; j++) CHECK(masks[j] == 0.0f || masks[j] == keep, "p %g: %g", ps[k], masks[j]);
+    }
 }
 
 /* The one-token step equals a forward of T = 1 (same kernels for B < 8), and carries the state. */
@@ -188,10 +306,13 @@ static void test_step_is_a_forward_of_one(void) {
 int main(void) {
     test_version_and_errors();
     test_config_and_sizes();
+    test_cell_table();
     test_rng_known_values();
     test_training_learns_a_cycle();
     test_bad_arguments_and_nonfinite();
     test_sampling();
+    test_backward_needs_its_forward();
+    test_dropout_scale();
     test_step_is_a_forward_of_one();
     printf("test_core: %s\n", failures ? "FAILED" : "ok");
     return failures != 0;

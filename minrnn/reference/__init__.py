@@ -6,15 +6,15 @@ backward over B streams, T steps and L layers), optim (clipping, update rules), 
 sampling (temperature, top-k, top-p).
 """
 
-from .cells import CELLS
-from .model import (Config, Forward, backward, cross_entropy, dropout_masks, flatten, forward, init_params,
+from .cells import CELLS, CellKind
+from .model import (INIT_SCHEMES, Config, Forward, backward, cross_entropy, dropout_masks, flatten, forward, init_params,
                     param_count, param_shapes, softmax, unflatten, zero_state, zeros_params)
-from .optim import Optimizer, clip_by_norm, clip_by_value, global_norm
+from .optim import OPTIMIZERS, Optimizer, clip_by_norm, clip_by_value, global_norm, hyperparameters
 from .rng import Rng, splitmix64
 from .sampling import argmax, sample
 from .train import train_step
 
-__all__ = ["CELLS", "Config", "Forward", "Optimizer", "Rng", "argmax", "backward", "clip_by_norm",
-           "clip_by_value", "cross_entropy", "dropout_masks", "flatten", "forward", "global_norm",
-           "init_params", "param_count", "param_shapes", "sample", "softmax", "splitmix64", "train_step",
-           "unflatten", "zero_state", "zeros_params"]
+__all__ = ["CELLS", "CellKind", "Config", "Forward", "OPTIMIZERS", "Optimizer", "Rng", "argmax", "backward",
+           "clip_by_norm", "clip_by_value", "cross_entropy", "dropout_masks", "flatten", "forward", "global_norm",
+           "hyperparameters", "INIT_SCHEMES", "init_params", "param_count", "param_shapes", "sample", "softmax", "splitmix64",
+           "train_step", "unflatten", "zero_state", "zeros_params"]

@@ -8,20 +8,25 @@ The equations are PyTorch's (nn.RNN, nn.LSTM, nn.GRU). Every cell has the same i
 x is the layer input (In); state is [h] for RNN and GRU, [h, c] for LSTM, each (H); p holds the
 layer's weights w_ih (G*H, In), w_hh (G*H, H), b_ih, b_hh (G*H); g holds their gradients, which
 backward adds into. dstate is the gradient of the loss with respect to new_state.
+
+CELLS at the end lists every cell by name; nothing else in the reference names a cell. The C core
+has the twin table (cell_kinds in cext/cells.c), with step functions of the same names.
 """
 
 import math
 from functools import partial
+from typing import Callable, NamedTuple
 
 from .tensor import add_into, add_outer, matvec, matvec_t, sigmoid, vsum
 
 
-def add_layer_grads(g, dpre_x, x, dpre_h, h_prev):
-    """Gradients of W_ih x + b_ih (dpre_x) and W_hh h_prev + b_hh (dpre_h)."""
-    add_outer(g.w_ih, dpre_x, x)
-    add_into(g.b_ih, dpre_x)
-    add_outer(g.w_hh, dpre_h, h_prev)
-    add_into(g.b_hh, dpre_h)
+def add_layer_grads(g, dgx, x, dgh, h_prev):
+    """Gradients of W_ih x + b_ih (given dgx, the gradient of that sum) and of W_hh h_prev + b_hh
+    (given dgh). The two are the same except in gates that combine them nonlinearly (GRU's n)."""
+    add_outer(g.w_ih, dgx, x)
+    add_into(g.b_ih, dgx)
+    add_outer(g.w_hh, dgh, h_prev)
+    add_into(g.b_hh, dgh)
 
 
 # ---- vanilla RNN: h = act(W_ih x + b_ih + W_hh h_prev + b_hh), act = tanh or relu
@@ -37,11 +42,11 @@ def rnn_step_backward(dstate, cache, p, g, relu=False):
     (dh,) = dstate
     x, h_prev, h = cache
     if relu:  # relu'(a) = 1 where the output is positive, else 0 (PyTorch's choice at a = 0)
-        dpre = [d if hj > 0.0 else 0.0 for d, hj in zip(dh, h)]
+        dgx = [d if hj > 0.0 else 0.0 for d, hj in zip(dh, h)]
     else:     # tanh'(a) = 1 - tanh(a)^2
-        dpre = [d * (1.0 - hj * hj) for d, hj in zip(dh, h)]
-    add_layer_grads(g, dpre, x, dpre, h_prev)
-    return matvec_t(p.w_ih, dpre), [matvec_t(p.w_hh, dpre)]
+        dgx = [d * (1.0 - hj * hj) for d, hj in zip(dh, h)]
+    add_layer_grads(g, dgx, x, dgx, h_prev)  # dgh = dgx: one sum of both parts
+    return matvec_t(p.w_ih, dgx), [matvec_t(p.w_hh, dgx)]
 
 
 # ---- LSTM, gates in PyTorch's order i, f, g, o:
@@ -75,12 +80,12 @@ def lstm_step_backward(dstate, cache, p, grads):
     dg = [d * ij for d, ij in zip(dc, i)]
     dc_prev = [d * fj for d, fj in zip(dc, f)]
     # through the gate nonlinearities: sigmoid' = s (1 - s), tanh' = 1 - t^2
-    dpre = ([d * s * (1.0 - s) for d, s in zip(di, i)]
-            + [d * s * (1.0 - s) for d, s in zip(df, f)]
-            + [d * (1.0 - t * t) for d, t in zip(dg, g)]
-            + [d * s * (1.0 - s) for d, s in zip(do, o)])  # (4H)
-    add_layer_grads(grads, dpre, x, dpre, h_prev)
-    return matvec_t(p.w_ih, dpre), [matvec_t(p.w_hh, dpre), dc_prev]
+    dgx = ([d * s * (1.0 - s) for d, s in zip(di, i)]
+           + [d * s * (1.0 - s) for d, s in zip(df, f)]
+           + [d * (1.0 - t * t) for d, t in zip(dg, g)]
+           + [d * s * (1.0 - s) for d, s in zip(do, o)])  # (4H)
+    add_layer_grads(grads, dgx, x, dgx, h_prev)  # dgh = dgx: one sum of both parts
+    return matvec_t(p.w_ih, dgx), [matvec_t(p.w_hh, dgx), dc_prev]
 
 
 # ---- GRU, gates in PyTorch's order r, z, n:
@@ -122,10 +127,19 @@ def gru_step_backward(dstate, cache, p, grads):
     return matvec_t(p.w_ih, dgx), [dh_prev]
 
 
-# cell kind -> (step_forward, step_backward, gates per hidden unit, state vectors per layer)
+class CellKind(NamedTuple):
+    """What the model needs to know about a cell."""
+    step_forward: Callable
+    step_backward: Callable
+    gates: int   # G: rows of weight_ih and weight_hh per hidden unit
+    states: int  # S: state vectors per layer
+
+
+# Every cell, by the name of its PyTorch RNN mode (RNN_TANH, RNN_RELU, LSTM, GRU) in lower case.
+# Adding a cell: its two step functions above, a row here, and its twin in cext/cells.c.
 CELLS = {
-    "rnn_tanh": (rnn_step_forward, rnn_step_backward, 1, 1),
-    "rnn_relu": (partial(rnn_step_forward, relu=True), partial(rnn_step_backward, relu=True), 1, 1),
-    "lstm": (lstm_step_forward, lstm_step_backward, 4, 2),
-    "gru": (gru_step_forward, gru_step_backward, 3, 1),
+    "lstm": CellKind(lstm_step_forward, lstm_step_backward, 4, 2),
+    "gru": CellKind(gru_step_forward, gru_step_backward, 3, 1),
+    "rnn_tanh": CellKind(rnn_step_forward, rnn_step_backward, 1, 1),
+    "rnn_relu": CellKind(partial(rnn_step_forward, relu=True), partial(rnn_step_backward, relu=True), 1, 1),
 }

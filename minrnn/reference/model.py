@@ -14,41 +14,34 @@ from types import SimpleNamespace
 
 from .cells import CELLS
 from .rng import Rng
-from .tensor import add_into, add_outer, matvec, matvec_t, one_hot, vsum, zeros, zeros_matrix
+from .tensor import add_into, add_outer, float32, matvec, matvec_t, one_hot, vsum, zeros, zeros_matrix
 
 
 @dataclass
 class Config:
     vocab_size: int             # V
     hidden_size: int            # H
-    cell: str = "lstm"          # "rnn", "lstm" or "gru"
-    nonlinearity: str = "tanh"  # for cell "rnn": "tanh" or "relu"
+    cell: str = "lstm"          # a key of CELLS: "lstm", "gru", "rnn_tanh" or "rnn_relu"
     embed_size: int = 0         # E; 0 = one-hot input
     num_layers: int = 1         # L
-    dropout: float = 0.0        # p, the chance of zeroing an element of a layer's output in training
+    dropout: float = 0.0        # p, the chance of zeroing an element of a layer's output in training;
+                                # used as a float32, as the C core and checkpoints hold it
 
     def __post_init__(self):
-        if self.cell not in ("rnn", "lstm", "gru"):
-            raise ValueError(f"cell must be rnn, lstm or gru, not {self.cell!r}")
-        if self.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be tanh or relu, not {self.nonlinearity!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         if min(self.vocab_size, self.hidden_size, self.num_layers) < 1 or self.embed_size < 0:
             raise ValueError("vocab_size, hidden_size and num_layers must be >= 1, embed_size >= 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
-
-    @property
-    def kind(self):
-        """The cell with its nonlinearity: rnn_tanh, rnn_relu, lstm or gru."""
-        return f"rnn_{self.nonlinearity}" if self.cell == "rnn" else self.cell
+        if not (0.0 <= self.dropout < 1.0 and float32(self.dropout) < 1.0):
+            raise ValueError("dropout must be in [0, 1) as a float32")
 
     @property
     def gates(self):
-        return CELLS[self.kind][2]
+        return CELLS[self.cell].gates
 
     @property
     def num_states(self):
-        return CELLS[self.kind][3]
+        return CELLS[self.cell].states
 
     def input_size(self, layer):
         if layer > 0:
@@ -105,6 +98,7 @@ def layer_view(tensors, k):
 
 
 IRNN_INPUT_BOUND = 0.001 * math.sqrt(3.0)  # uniform with standard deviation 0.001 (Le et al. 2015)
+INIT_SCHEMES = ("default", "irnn")
 
 
 def init_rule(cfg, name, scheme):
@@ -116,8 +110,8 @@ def init_rule(cfg, name, scheme):
     "irnn" (Le, Jaitly, Hinton 2015) changes the recurrent layers: weight_hh identity, biases zero,
     weight_ih small.
     """
-    if scheme not in ("default", "irnn"):
-        raise ValueError(f"init scheme must be default or irnn, not {scheme!r}")
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init scheme must be one of {', '.join(INIT_SCHEMES)}, not {scheme!r}")
     if name == "encoder.weight":
         return ("uniform", math.sqrt(3.0))
     if scheme == "irnn" and not name.startswith("decoder"):
@@ -150,8 +144,9 @@ def init_params(cfg, seed, scheme="default"):
 
 def dropout_masks(cfg, rng, T, B):
     """Inverted dropout masks (L, T, B, H), drawn in that order: an element is kept, scaled by
-    1 / (1 - p), when its uniform draw is >= p, and zeroed otherwise."""
-    p, H = cfg.dropout, cfg.hidden_size
+    1 / (1 - p), when its uniform draw is >= p, and zeroed otherwise. p is the float32 value of
+    cfg.dropout (what the core's config holds), so that both make the same decision for every p."""
+    p, H = float32(cfg.dropout), cfg.hidden_size
     keep = 1.0 / (1.0 - p)
     return [[[[keep if rng.uniform() >= p else 0.0 for _ in range(H)]
               for _ in range(B)] for _ in range(T)] for _ in range(cfg.num_layers)]
@@ -192,7 +187,7 @@ class Forward:
 
 def forward(cfg, params, tokens, targets, state0, masks=None):
     """Run B streams for T steps from state0. targets may be None (no loss), masks None (no dropout)."""
-    step_forward = CELLS[cfg.kind][0]
+    step_forward = CELLS[cfg.cell].step_forward
     L, S, T, B = cfg.num_layers, cfg.num_states, len(tokens), len(tokens[0])
     layers = [layer_view(params, k) for k in range(L)]
     state = [[[list(state0[l][s][b]) for s in range(S)] for b in range(B)] for l in range(L)]
@@ -221,7 +216,7 @@ def backward(cfg, params, fwd):
     """Gradients of fwd.loss: (grads, dstate0). grads is shaped like params, summed over time;
     dstate0 (L, S, B, H) is the gradient with respect to the initial state. The final state gets
     no gradient from outside (truncated backpropagation through time)."""
-    step_backward = CELLS[cfg.kind][1]
+    step_backward = CELLS[cfg.cell].step_backward
     L, S, H = cfg.num_layers, cfg.num_states, cfg.hidden_size
     T, B = len(fwd.tokens), len(fwd.tokens[0])
     layers = [layer_view(params, k) for k in range(L)]

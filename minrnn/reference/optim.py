@@ -58,33 +58,51 @@ def adam_update(params, grads, m, v, step, lr, beta1, beta2, eps):
         params[j] -= lr * (m[j] / c1) / (math.sqrt(v[j] / c2) + eps)
 
 
-# Defaults: Adagrad and SGD as min-char-rnn, RMSprop as char-rnn (decay 0.95); Adam a little above
-# the usual 1e-3 to 2e-3, which trains these models faster (on tinyshakespeare, 3e-3 reached 1.68
-# nats/char in 139 s where 2e-3 needed 175 s for 1.73).
-DEFAULT_LR = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 2e-3, "adam": 3e-3}
-DEFAULT_EPS = {"sgd": 0.0, "adagrad": 1e-8, "rmsprop": 1e-8, "adam": 1e-8}
+# Every update rule with its hyperparameters' defaults: SGD with momentum and Adagrad as
+# min-char-rnn, RMSprop as char-rnn (decay 0.95); Adam's lr a little above the usual 1e-3 to 2e-3,
+# which trains these models faster (on tinyshakespeare, 3e-3 reached 1.68 nats/char in 139 s where
+# 2e-3 needed 175 s for 1.73). The C core, the trainer and the command line take theirs from here.
+OPTIMIZERS = {
+    "adam": dict(lr=3e-3, beta1=0.9, beta2=0.999, eps=1e-8),
+    "rmsprop": dict(lr=2e-3, alpha=0.95, eps=1e-8),
+    "adagrad": dict(lr=0.1, eps=1e-8),
+    "sgd": dict(lr=0.1, momentum=0.9),
+}
+HYPERPARAMETERS = ("lr", "momentum", "alpha", "beta1", "beta2", "eps")
+
+
+def hyperparameters(kind, **given):
+    """All of HYPERPARAMETERS for the rule `kind`: the values given (None = the default), the
+    defaults for the rest, and 0 for those the rule does not use."""
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {kind!r}")
+    unknown = set(given) - set(HYPERPARAMETERS)
+    if unknown:
+        raise TypeError(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
+    return {name: given[name] if given.get(name) is not None else OPTIMIZERS[kind].get(name, 0.0)
+            for name in HYPERPARAMETERS}
 
 
 @dataclass
 class Optimizer:
-    """An update rule, its hyperparameters and its state (moments m, v and the step count)."""
-    kind: str                 # "sgd", "adagrad", "rmsprop" or "adam"
+    """An update rule, its hyperparameters (None = OPTIMIZERS' default) and its state (moments m, v
+    and the step count)."""
+    kind: str                 # a key of OPTIMIZERS
     size: int                 # length of the parameter block
     lr: float = None
-    momentum: float = 0.9     # sgd
-    alpha: float = 0.95       # rmsprop's decay of the mean square
-    beta1: float = 0.9        # adam
-    beta2: float = 0.999      # adam
+    momentum: float = None    # sgd
+    alpha: float = None       # rmsprop's decay of the mean square
+    beta1: float = None       # adam
+    beta2: float = None       # adam
     eps: float = None
     step: int = 0
     m: list = field(default=None, repr=False)
     v: list = field(default=None, repr=False)
 
     def __post_init__(self):
-        if self.kind not in DEFAULT_LR:
-            raise ValueError(f"optimizer must be one of {sorted(DEFAULT_LR)}, not {self.kind!r}")
-        self.lr = DEFAULT_LR[self.kind] if self.lr is None else self.lr
-        self.eps = DEFAULT_EPS[self.kind] if self.eps is None else self.eps
+        given = {name: getattr(self, name) for name in HYPERPARAMETERS}
+        for name, value in hyperparameters(self.kind, **given).items():
+            setattr(self, name, value)
         self.m = [0.0] * self.size if self.m is None else self.m
         self.v = [0.0] * self.size if self.v is None else self.v
 

@@ -16,10 +16,20 @@ def argmax(logits):
     return best
 
 
+def check_logits(logits):
+    """A logit of -inf gives its token probability 0 (a token ruled out); NaN or +inf, or no finite
+    logit at all, leave no distribution to sample from."""
+    if any(math.isnan(a) or a == math.inf for a in logits):
+        raise ValueError("logits must not be NaN or +inf")
+    if max(logits) == -math.inf:
+        raise ValueError("at least one logit must be finite")
+
+
 def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     """Draw a token from softmax(logits / temperature), restricted to the top_k largest logits
     (0 = all) and then to the smallest set of those whose probability mass reaches top_p.
     temperature 0 means argmax and draws no random number. Each draw uses one rng.uniform()."""
+    check_logits(logits)
     if temperature == 0.0:
         return argmax(logits)
     m = max(logits)

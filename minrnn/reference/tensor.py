@@ -5,6 +5,7 @@ PyTorch, so W[i][j] is row i, column j.
 """
 
 import math
+import struct
 
 
 def zeros(n):
@@ -59,3 +60,8 @@ def one_hot(index, n):
     x = [0.0] * n
     x[index] = 1.0
     return x
+
+
+def float32(x):
+    """x rounded to the nearest float32 (kept as a Python float)."""
+    return struct.unpack("f", struct.pack("f", x))[0]

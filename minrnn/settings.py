@@ -1,0 +1,165 @@
+"""The settings of a training run, in one table: each with its default, its check and its help.
+
+The command line is built from these tables, and a resumed run's stored settings are checked
+against them, so a default, a limit or a help text is written once. RUN settings define a run and
+are fixed once it has started; SESSION settings are remembered by the run and can be changed by
+giving them again.
+"""
+
+import math
+from typing import NamedTuple
+
+from minrnn import core
+from minrnn.reference import CELLS, INIT_SCHEMES, OPTIMIZERS
+from minrnn.reference.tensor import float32
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+class Number:
+    """A whole number (kind int) or a finite real (kind float) in [low, high], open at either end.
+    Reals must also stay within those bounds as float32, the precision the C core keeps them in."""
+
+    def __init__(self, kind, low=None, high=None, low_open=False, high_open=False):
+        self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
+
+    def describe(self):
+        what = "a whole number" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            return f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+        return what
+
+    def within(self, x):
+        return not ((self.low is not None and (x <= self.low if self.low_open else x < self.low))
+                    or (self.high is not None and (x >= self.high if self.high_open else x > self.high)))
+
+    def check(self, value):
+        """value if it is a number of this kind in range, else ValueError."""
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if self.kind is float:
+            ok = (ok or isinstance(value, float)) and math.isfinite(value)
+            if ok and abs(value) > FLOAT32_MAX:
+                raise ValueError(f"expected {self.describe()}, not {value!r} (beyond float32, what the core holds)")
+            ok = ok and self.within(float32(value))
+        if not (ok and self.within(value)):
+            raise ValueError(f"expected {self.describe()}, not {value!r}")
+        return self.kind(value)
+
+    def parse(self, text):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"expected {self.describe()}, not {text!r}") from None
+        return self.check(value)
+
+
+class Choice:
+    def __init__(self, values):
+        self.values = tuple(values)
+
+    def describe(self):
+        return "one of " + ", ".join(self.values)
+
+    def check(self, value):
+        if value not in self.values:
+            raise ValueError(f"expected {self.describe()}, not {value!r}")
+        return value
+
+    parse = check
+
+
+class Optional:
+    """A setting that may be unset (None, or 'none' on the command line)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def describe(self):
+        return f"{self.inner.describe()}, or none"
+
+    def check(self, value):
+        return None if value is None else self.inner.check(value)
+
+    def parse(self, text):
+        return None if text == "none" else self.inner.parse(text)
+
+
+class Setting(NamedTuple):
+    name: str        # the key in a run's metadata; on the command line --name with - for _
+    default: object
+    check: object    # Number, Choice or Optional: parses the command line, checks stored values
+    metavar: str
+    help: str        # "{default}" is replaced by the default
+
+    @property
+    def option(self):
+        return "--" + self.name.replace("_", "-")
+
+
+POSITIVE = Number(int, 1, 2**30)          # sizes the C core takes as int, with B * T <= 2^30
+PROBABILITY = Number(float, 0.0, 1.0, high_open=True)
+NONNEGATIVE = Number(float, 0.0)
+
+MODEL = [
+    Setting("cell", "lstm", Choice(CELLS), "CELL",
+            "recurrent cell: lstm, gru, rnn_tanh or rnn_relu (PyTorch's RNN modes) (default {default})"),
+    Setting("init", "default", Choice(INIT_SCHEMES), "SCHEME",
+            "initialization: default (PyTorch's) or irnn (identity recurrence, for rnn_relu: Le et al. "
+            "2015) (default {default})"),
+    Setting("hidden", 512, Number(int, 1, core.lib.MINRNN_MAX_HIDDEN), "N", "units per layer (default {default})"),
+    Setting("layers", 2, Number(int, 1, core.lib.MINRNN_MAX_LAYERS), "N", "stacked layers (default {default})"),
+    Setting("embed", 64, Number(int, 0, core.lib.MINRNN_MAX_HIDDEN), "N",
+            "embedding size; 0 feeds characters one-hot (default {default}: an embedding learns much faster "
+            "than one-hot input at PyTorch's initialization)"),
+    Setting("dropout", 0.2, PROBABILITY, "P",
+            "dropout between layers and before the output, in training (default {default})"),
+    Setting("encoding", "utf8", Choice(["utf8", "bytes"]), "ENC",
+            "read the text as UTF-8 characters or as raw bytes (default {default})"),
+]
+TRAINING = [
+    Setting("seq_len", 64, POSITIVE, "N",
+            "characters per stream per step: how far back gradients flow (default {default})"),
+    Setting("batch_size", 32, POSITIVE, "N", "parallel streams per step (default {default})"),
+    Setting("optimizer", "adam", Choice(OPTIMIZERS), "RULE",
+            "update rule: " + ", ".join(OPTIMIZERS) + " (default {default})"),
+    Setting("lr", None, Optional(Number(float, 0.0, low_open=True)), "X",
+            "learning rate (default: " + ", ".join(f"{k} {v['lr']:g}" for k, v in OPTIMIZERS.items()) + ")"),
+    Setting("lr_decay", 0.95, Number(float, 0.0, 1.0, low_open=True), "F",
+            "multiply the learning rate by this at each epoch after --lr-decay-after (default {default})"),
+    Setting("lr_decay_after", 5, Number(int, 0), "N", "epochs at the full learning rate (default {default})"),
+    Setting("clip_norm", 5.0, NONNEGATIVE, "X",
+            "scale gradients down to this global norm; 0 = off (default {default})"),
+    Setting("clip_value", 0.0, NONNEGATIVE, "X", "clip each gradient element to +-this; 0 = off (default {default})"),
+    Setting("val_frac", 0.1, Number(float, 0.0, 0.5), "F",
+            "the end of the text kept for validation (default {default})"),
+    Setting("seed", 1, Number(int, 0, 2**64 - 1), "S", "seed for initialization and dropout (default {default})"),
+]
+RUN = MODEL + TRAINING
+SESSION = [
+    Setting("max_iters", None, Optional(Number(int, 1)), "N",
+            "stop after this many training steps in total (default: none)"),
+    Setting("epochs", 10, Number(int, 1), "N", "stop after this many passes over the text (default {default})"),
+    Setting("eval_every", 250, Number(int, 1), "N", "validate and checkpoint every N steps (default {default})"),
+    Setting("sample_every", 1000, Number(int, 0), "N", "print a sample every N steps; 0 = never (default {default})"),
+]
+
+DEFAULTS = {s.name: s.default for s in RUN}
+SESSION_DEFAULTS = {s.name: s.default for s in SESSION}
+
+
+def check_stored(settings, stored):
+    """The values of `settings` in `stored` (a run's metadata), each checked; ValueError naming the
+    first that is missing or wrong."""
+    if not isinstance(stored, dict):
+        raise ValueError("the settings are not a JSON object")
+    out = {}
+    for s in settings:
+        if s.name not in stored:
+            raise ValueError(f"{s.name} is missing")
+        try:
+            out[s.name] = s.check.check(stored[s.name])
+        except ValueError as e:
+            raise ValueError(f"{s.name}: {e}") from None
+    return out
