@@ -22,7 +22,7 @@ C_TESTS := test_core test_gemm test_checkpoint
 VERSION := $(shell sed -n 's/^\#define MINRNN_VERSION_STRING "\(.*\)"/\1/p' cext/minrnn.h)
 SONAME := libminrnn.so.$(firstword $(subst ., ,$(VERSION)))
 
-.PHONY: all lib example run bench test test-py test-c test-asan test-serial clean
+.PHONY: all lib example run bench test test-py test-oldest test-c test-asan test-serial clean
 .SECONDARY:
 
 all: lib example
@@ -48,10 +48,27 @@ bench: $(INSTALLED)
 	$(PY) tools/bench.py $(BENCH_ARGS)
 
 # ---- Python: the package with its test extra, in .venv
-test: test-c test-serial test-asan test-py
+test: test-c test-serial test-asan test-py test-oldest
 
 test-py: $(INSTALLED)
 	$(PY) -m pytest -q
+
+# The whole suite again on the oldest Python that pyproject.toml promises (requires-python), in its
+# own virtualenv: found on PATH or in pyenv's versions; said loudly when this machine lacks it.
+OLDEST := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
+PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(OLDEST).*/bin/python$(OLDEST)) python$(OLDEST))
+VENV_OLDEST := .venv-$(OLDEST)
+
+test-oldest:
+	@if ! $(PYTHON_OLDEST) -c 'import sys; assert sys.version_info[:2] == tuple(map(int, "$(OLDEST)".split(".")))' \
+	     2>/dev/null; then echo "test-oldest: NOT RUN: no Python $(OLDEST) here (set PYTHON_OLDEST=/path/to/python$(OLDEST))"; \
+	else $(MAKE) --no-print-directory $(VENV_OLDEST)/.installed && \
+	     echo "pytest on Python $(OLDEST)" && $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider; fi
+
+$(VENV_OLDEST)/.installed: pyproject.toml setup.py cext/ffi_build.py cext/sources.mk $(LIB_SRC) $(LIB_HDR)
+	[ -x $(VENV_OLDEST)/bin/python ] || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/python -m pip install -q -e '.[test]'
+	touch $@
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,7 +97,7 @@ build/libminrnn.a: $(OBJ)
 # the version script makes sure).
 build/libminrnn.so: $(OBJ)
 	printf '{ global: minrnn_*; local: *; };\n' > build/exports.map
-	$(CC) -shared -fopenmp -Wl,-soname,$(SONAME) -Wl,--version-script=build/exports.map -o build/$(SONAME) $^ -lm
+	$(CC) -shared $(OPENMP_FLAGS) -Wl,-soname,$(SONAME) -Wl,--version-script=build/exports.map -o build/$(SONAME) $^ -lm
 	ln -sf $(SONAME) $@
 
 build/include/minrnn.h: cext/minrnn.h
@@ -133,4 +150,4 @@ test-asan: $(C_TESTS:%=build/asan/tests/%)
 	@for t in $^; do echo "$$t (asan)"; ./$$t --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis minrnn/_core*.so
+	rm -rf $(VENV) .venv-* build *.egg-info .pytest_cache .hypothesis minrnn/_core*.so

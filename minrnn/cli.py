@@ -15,20 +15,11 @@ import traceback
 from minrnn import core
 from minrnn.data import read_file
 from minrnn.errors import UserError
-from minrnn.inference import check_evaluation_memory, evaluate, generate
+from minrnn.inference import check_evaluation_memory, evaluate, generate, load
 from minrnn.rundir import last_run_checkpoint
 from minrnn.settings import MODEL, POSITIVE, SESSION, TRAINING, Number
 from minrnn.text import TextError, Vocab, read_symbols, show
 from minrnn.training import Run
-
-ADVICE = {  # what to do about a checkpoint the library refused
-    core.lib.MINRNN_ERR_NOT_CHECKPOINT: "give a .ckpt file written by minrnn train",
-    core.lib.MINRNN_ERR_TRUNCATED: "was it copied or downloaded completely?",
-    core.lib.MINRNN_ERR_CORRUPT: "the file is damaged; use another checkpoint",
-    core.lib.MINRNN_ERR_VERSION: "it was written by a newer minrnn",
-    core.lib.MINRNN_ERR_OPEN: "check the path",
-}
-
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line."""
@@ -123,14 +114,6 @@ def build_parser():
 
 def cmd_train(args):
     return Run(args).run()
-
-
-def load(path, threads):
-    try:
-        return core.load_checkpoint(path, threads=threads)
-    except core.MinrnnError as e:
-        advice = ADVICE.get(e.status)
-        raise UserError(f"{e}; {advice}" if advice else str(e)) from None
 
 
 def unescape(text):

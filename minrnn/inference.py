@@ -1,9 +1,28 @@
-"""Running a trained model: generating text, and measuring its loss on a text."""
+"""Running a trained model: loading it, generating text, and measuring its loss on a text."""
 
 import numpy as np
 
 from minrnn import core
+from minrnn.errors import UserError
 from minrnn.resources import require_memory
+
+ADVICE = {  # what to do about a checkpoint the library refused
+    core.lib.MINRNN_ERR_NOT_CHECKPOINT: "give a .ckpt file written by minrnn train",
+    core.lib.MINRNN_ERR_TRUNCATED: "was it copied or downloaded completely?",
+    core.lib.MINRNN_ERR_CORRUPT: "the file is damaged; use another checkpoint",
+    core.lib.MINRNN_ERR_VERSION: "it was written by a newer minrnn",
+    core.lib.MINRNN_ERR_OPEN: "check the path",
+}
+
+
+def load(path, threads=0, advice=None):
+    """The checkpoint at path, or UserError saying what is wrong with the file and what to do
+    (`advice`, or what ADVICE says for the library's status)."""
+    try:
+        return core.load_checkpoint(path, threads=threads)
+    except core.MinrnnError as e:
+        what_to_do = advice or ADVICE.get(e.status)
+        raise UserError(f"{e}; {what_to_do}" if what_to_do else str(e)) from None
 
 
 def generate(model, vocab, prime_ids, length, seed, temperature=1.0, top_k=0, top_p=1.0):

@@ -18,7 +18,7 @@ import numpy as np
 
 from minrnn import __version__, core
 from minrnn.data import Batches, Corpus, DataError
-from minrnn.inference import evaluate, generate
+from minrnn.inference import evaluate, generate, load
 from minrnn.reference import OPTIMIZERS, Config
 from minrnn.reference.tensor import float32
 from minrnn.resources import require_memory
@@ -160,7 +160,8 @@ class Run:
         args = self.args
         if not self.folder.exists("latest.ckpt"):
             raise DataError(f"nothing to resume: {self.latest} does not exist")
-        ck = core.load_checkpoint(self.latest)
+        ck = load(self.latest, advice="start a new run with another --out, or resume from a copy of a good "
+                                      "checkpoint")
         if ck.meta.get("format") != RUN_FORMAT or ck.trainer is None:
             raise DataError(f"{self.latest} has no training state to resume")
         try:

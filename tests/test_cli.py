@@ -1,7 +1,6 @@
 """End to end: the real command line in subprocesses, as a user runs it."""
 
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -10,39 +9,8 @@ import time
 import numpy as np
 import pytest
 
+from cliutil import ROOT, TINY, english, minrnn, one_line_error, text  # noqa: F401 (text: a fixture)
 from minrnn import core
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = ["--hidden", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16", "--sample-every", "0"]
-
-
-def english(n):
-    """Real English from the standard library: CPython's pydoc help topics."""
-    from pydoc_data.topics import topics
-    return "\n".join(topics[k] for k in sorted(topics))[:n]
-
-
-def minrnn(*args, cwd, timeout=120):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "minrnn", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def one_line_error(result, *fragments):
-    """A failure the way users should see it: exit != 0, one line on stderr, no traceback."""
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-@pytest.fixture
-def text(tmp_path):
-    path = tmp_path / "input.txt"
-    path.write_text(english(6000), encoding="utf-8")
-    return path
 
 
 def test_train_sample_eval(tmp_path, text):

@@ -136,6 +136,35 @@ def test_sampling_chooses_exactly_what_the_reference_chooses(logits, seed, tempe
     assert c_rng.state == ref_rng.state
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(-30, 30, width=32), st.just(-np.inf)), min_size=1, max_size=30),
+       st.integers(0, 2**64 - 1), st.sampled_from([0.0, 0.5, 1.0, 2.0]), st.integers(0, 5),
+       st.sampled_from([1.0, 0.8, 0.3]))
+def test_sampling_with_ruled_out_tokens_matches_the_reference(logits, seed, temperature, top_k, top_p):
+    # -inf gives a token probability 0 in both; with no finite logit, both refuse.
+    c_rng, ref_rng = core.Rng(seed), R.Rng(seed)
+    if all(x == -np.inf for x in logits):
+        with pytest.raises(ValueError):
+            R.sample(logits, ref_rng, temperature, top_k, top_p)
+        with pytest.raises(core.MinrnnError, match="invalid argument"):
+            core.sample(np.array(logits, dtype=np.float32), c_rng, temperature, top_k, top_p)
+        return
+    for _ in range(10):
+        got = core.sample(np.array(logits, dtype=np.float32), c_rng, temperature, top_k, top_p)
+        assert got == R.sample(logits, ref_rng, temperature, top_k, top_p) and logits[got] != -np.inf
+    assert c_rng.state == ref_rng.state
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_sampling_refuses_nan_and_plus_infinity_in_both(bad, temperature):
+    logits = [0.5, bad, -1.0]
+    with pytest.raises(ValueError):
+        R.sample(logits, R.Rng(1), temperature)
+    with pytest.raises(core.MinrnnError, match="invalid argument"):
+        core.sample(np.array(logits, dtype=np.float32), core.Rng(1), temperature)
+
+
 @settings(max_examples=50, deadline=None)
 @given(st.integers(0, 2**64 - 1))
 def test_rng_streams_are_identical(seed):
@@ -153,15 +182,27 @@ def test_initialization_is_the_reference_rounded_to_float32(kind, scheme):
         assert np.array_equal(model.params, ref)
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.sampled_from(KINDS), st.integers(1, 3), st.integers(1, 4), st.integers(1, 5),
-       st.sampled_from([0.5, 0.75, 0.875]), st.integers(0, 2**63))
+# Any p in [0, 1), and the ones where a double and its float32 fall on either side of a possible
+# draw (k / 2^24 + a little: the float32 rounds down onto the draw, the double stays above it).
+dropout_p = st.one_of(st.floats(0.0, 1.0, exclude_max=True),
+                      st.integers(1, 2**24 - 1).map(lambda k: k / 2**24 + 2**-27))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(KINDS), st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), dropout_p,
+       st.integers(0, 2**63))
 def test_dropout_masks_are_the_reference_masks(kind, L, T, B, p, seed):
-    # p is a float32 value, so the keep decision (u >= p) is the same in both; the scale differs by
-    # float rounding of 1 / (1 - p), which is exact for these p.
+    # Both decide with the float32 p the core's config holds, and compute the scale 1 / (1 - p) in
+    # double: the core's masks are the reference's rounded to float32, every element.
     cfg = Config(cell=kind, vocab_size=3, hidden_size=5, num_layers=L, dropout=p)
     masks = core.Model(cfg).dropout_masks(core.Rng(seed), T, B)
-    assert masks.tolist() == R.dropout_masks(cfg, R.Rng(seed), T, B)
+    assert np.array_equal(masks, np.array(R.dropout_masks(cfg, R.Rng(seed), T, B), dtype=np.float32))
+
+
+def test_dropout_p_just_below_one_is_refused_by_both():
+    # 1 - 2^-30 is below 1 as a double but rounds to 1.0 as a float32: no model can keep anything.
+    with pytest.raises(ValueError, match="float32"):
+        Config(vocab_size=3, hidden_size=2, dropout=1 - 2**-30)
 
 
 def test_named_views_follow_pytorch_names_and_shapes():

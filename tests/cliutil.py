@@ -1,0 +1,53 @@
+"""Running the real command line in subprocesses, as a user does, and what its failures must look like."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = ["--hidden", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16", "--sample-every", "0"]
+
+
+def english(n):
+    """Real English from the standard library: CPython's pydoc help topics."""
+    from pydoc_data.topics import topics
+    return "\n".join(topics[k] for k in sorted(topics))[:n]
+
+
+def command(*args):
+    return [sys.executable, "-m", "minrnn", *map(str, args)]
+
+
+def environment(**extra):
+    return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+
+
+def minrnn(*args, cwd, timeout=120, **kw):
+    return subprocess.run(command(*args), cwd=cwd, env=environment(), capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def start(*args, cwd):
+    """minrnn running in the background, its output readable line by line."""
+    return subprocess.Popen(command(*args), cwd=cwd, env=environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def one_line_error(result, *fragments):
+    """A failure the way users should see it: exit != 0, one line on stderr, no traceback."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def text(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_text(english(6000), encoding="utf-8")
+    return path

@@ -1,0 +1,142 @@
+"""How the code is put together: each fact in one place, cells as data, twin names, modules that
+know one thing, and a library that exports nothing but its API."""
+
+import ast
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from minrnn import core
+from minrnn import reference as R
+from minrnn.cli import build_parser
+from minrnn.settings import DEFAULTS, RUN
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CEXT = ROOT / "cext"
+
+
+def test_model_c_never_asks_which_cell_it_runs():
+    assert not re.search(r"MINRNN_(RNN|LSTM|GRU)\b", (CEXT / "model.c").read_text())
+
+
+def test_the_cell_tables_agree():
+    # C's table (minrnn_cell_info), the reference's CELLS, the binding's codes and the command line
+    # list the same cells, in the same order, with the same gates and states.
+    c_cells = []
+    info = core.ffi.new("minrnn_cell *")
+    while core.lib.minrnn_cell_info(len(c_cells), info) == core.lib.MINRNN_OK:
+        c_cells.append((core.ffi.string(info.name).decode(), info.gates, info.states))
+    assert c_cells == [(name, k.gates, k.states) for name, k in R.CELLS.items()]
+    assert list(core.CELL_CODES) == list(R.CELLS)
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    cell_option = next(a for a in train._actions if a.dest == "cell")
+    for name in R.CELLS:
+        assert cell_option.type(name) == name
+    with pytest.raises(Exception):
+        cell_option.type("irnn")   # an init scheme, not a cell: --cell rnn_relu --init irnn
+
+
+def test_every_cell_runs_through_the_binding_with_pytorchs_shapes():
+    for name, kind in R.CELLS.items():
+        model = core.Model(R.Config(vocab_size=5, hidden_size=3, cell=name, embed_size=2))
+        assert model.tensors["weight_hh_l0"].shape == (kind.gates * 3, 3)
+        assert model.tensors["bias_ih_l0"].shape == (kind.gates * 3,)   # a vector: the library's ndim says so
+        assert model.state_shape(2) == (1, kind.states, 2, 3)
+        assert core.py_config(model.c) == model.config
+
+
+def test_the_extension_and_the_makefile_build_from_one_source_list():
+    sys.path.insert(0, str(CEXT))
+    try:
+        import ffi_build
+    finally:
+        sys.path.pop(0)
+    table = ffi_build.make_variables((CEXT / "sources.mk").read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    assert "include cext/sources.mk" in makefile and "core.c" not in makefile
+    assert not re.search(r"-std=|-fopenmp|-O2", makefile.replace("-O2=-O1", ""))   # flags only in sources.mk
+    assert sorted(p.name for p in CEXT.glob("*.c")) == sorted(f"{n}.c" for n in table["CORE_NAMES"])
+    assert "-fopenmp" in table["OPENMP_FLAGS"] and "-ffast-math" not in " ".join(sum(table.values(), []))
+
+
+def test_run_defaults_and_help_come_from_the_settings_table():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help for a in train._actions}
+    for s in RUN:
+        assert s.help.format(default=s.default) == helps[s.name]
+        if "{default}" in s.help:
+            assert f"default {s.default}" in helps[s.name]
+    for name, settings in R.OPTIMIZERS.items():
+        assert f"{name} {settings['lr']:g}" in helps["lr"]
+    assert DEFAULTS["cell"] in R.CELLS
+
+
+@pytest.mark.parametrize("kind", list(R.OPTIMIZERS))
+def test_the_trainer_takes_the_reference_optimizer_defaults(kind):
+    model = core.Model(R.Config(vocab_size=3, hidden_size=2))
+    trainer = core.Trainer(model, 1, 1, optimizer=kind)
+    ref = R.Optimizer(kind, 1)
+    for name in R.optim.HYPERPARAMETERS:
+        assert getattr(trainer.opt, name) == pytest.approx(getattr(ref, name), rel=1e-7), name   # float32
+
+
+def c_functions(text):
+    return set(re.findall(r"^(?:static )?(?:inline )?void (\w+_step_(?:forward|backward))\(", text, re.M))
+
+
+def test_cell_steps_have_twin_names_in_c_and_python():
+    c_steps = c_functions((CEXT / "cells.c").read_text())
+    py_steps = {name for name in vars(R.cells) if re.fullmatch(r"\w+_step_(forward|backward)", name)}
+    assert {"lstm_step_forward", "gru_step_backward", "rnn_step_forward"} <= c_steps & py_steps
+    # the C wrappers per nonlinearity (rnn_tanh_step_forward) stand for the Python function with relu=...
+    assert {re.sub(r"_(tanh|relu)_", "_", name) for name in c_steps} == py_steps
+
+
+def test_no_constant_means_two_things():
+    # One name for one meaning across the core's files (a unit chunk is not an I/O chunk).
+    seen = {}
+    for path in CEXT.glob("*.[ch]"):
+        for name in set(re.findall(r"^#define (\w+)", path.read_text(), re.M)):   # #if/#else pairs: once
+            assert name not in seen, f"{name} in {path.name} and {seen[name]}"
+            seen[name] = path.name
+    # "dg" is the g gate's gradient in the reference; the C cells name gate gradients dgx/dgh/da*
+    assert not re.search(r"\bdg\b", (CEXT / "cells.c").read_text())
+    # L is the layer count; data.py's stream length is stream_len
+    assert not re.search(r"\bL\b", (ROOT / "minrnn" / "data.py").read_text())
+
+
+def imports_of(module_path):
+    names = set()
+    for node in ast.walk(ast.parse(module_path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_text_and_data_know_nothing_of_the_c_core():
+    for name in ("text.py", "data.py", "errors.py", "resources.py", "rundir.py"):
+        mods = imports_of(ROOT / "minrnn" / name)
+        assert not {"minrnn.core", "minrnn._core", "minrnn.inference"} & mods, name
+    code = "import sys, minrnn.text, minrnn.data; print('minrnn._core' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def defined_globals(path, dynamic):
+    out = subprocess.run(["nm", "-D" if dynamic else "-g", "--defined-only", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return {line.split()[-1] for line in out.splitlines() if len(line.split()) == 3}
+
+
+def test_the_library_exports_only_its_api():
+    subprocess.run(["make", "-s", "lib"], cwd=ROOT, check=True, capture_output=True)
+    header = (CEXT / "minrnn.h").read_text()
+    api = set(re.findall(r"\b(minrnn_\w+)\(", header))
+    for path, dynamic in ((ROOT / "build" / "libminrnn.a", False), (ROOT / "build" / "libminrnn.so", True)):
+        symbols = defined_globals(path, dynamic)
+        assert symbols == api, (path.name, sorted(symbols ^ api))
