@@ -104,7 +104,7 @@ NONNEGATIVE = Number(float, 0.0)
 
 MODEL = [
     Setting("cell", "lstm", Choice(CELLS), "CELL",
-            "recurrent cell: lstm, gru, rnn_tanh or rnn_relu (PyTorch's RNN modes) (default {default})"),
+            "recurrent cell: " + ", ".join(CELLS) + " (PyTorch's RNN modes) (default {default})"),
     Setting("init", "default", Choice(INIT_SCHEMES), "SCHEME",
             "initialization: default (PyTorch's) or irnn (identity recurrence, for rnn_relu: Le et al. "
             "2015) (default {default})"),

@@ -16,6 +16,7 @@ import pytest
 
 from cliutil import TINY, command, environment, english, minrnn, one_line_error, start, text  # noqa: F401
 from minrnn import core
+from minrnn.reference import CELLS
 
 
 def wait_for_line(proc, prefix, timeout=60):
@@ -173,7 +174,7 @@ def test_what_cannot_fit_in_memory_is_refused_before_allocating(tmp_path, text):
     ("--dropout", "0.99999999", "in [0, 1)"), ("--hidden", "100000", "in [1, 65536]"),
     ("--layers", "65", "in [1, 64]"), ("--embed", "70000", "in [0, 65536]"),
     ("--batch-size", "99999999999", "in [1, 1.07374e+09]"), ("--seed", "-1", "in [0, 1.84467e+19]"),
-    ("--cell", "irnn", "one of lstm, gru, rnn_tanh, rnn_relu"), ("--max-time", "inf", "a finite number > 0"),
+    ("--cell", "irnn", "one of " + ", ".join(CELLS)), ("--max-time", "inf", "a finite number > 0"),
 ])
 def test_options_are_checked_before_anything_runs(tmp_path, text, option, value, says):
     r = minrnn("train", text, option, value, "--out", "run", cwd=tmp_path)

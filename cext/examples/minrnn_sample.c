@@ -5,18 +5,30 @@
  * The prime is fed through the model first and printed; then LENGTH characters are sampled one at
  * a time. Without a prime, generation starts from a newline (or the first symbol if the vocabulary
  * has no newline), which is not printed. This is what minrnn.text.generate does, so the same
- * checkpoint and seed give the same bytes from Python and from this program.
+ * checkpoint and seed give the same bytes from Python and from this program. The checkpoint is read
+ * through one open file, so a training run may replace it meanwhile.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "minrnn.h"
 
 static void usage(void) {
     fprintf(stderr, "usage: minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P]"
                     " [-p PRIME] [-s SEED]\n");
+}
+
+/* A status of the library on stderr, with errno's reason after a file error. */
+static void report(const char *path, int status) {
+    int file = status == MINRNN_ERR_OPEN || status == MINRNN_ERR_READ;
+    const char *why = file ? strerror(errno) : "";
+    fprintf(stderr, "minrnn_sample: %s: %s%s%s%s\n", path, minrnn_strerror(status), file ? " (" : "", why, file ? ")" : "");
 }
 
 /* Decode one UTF-8 sequence at s (n bytes left): the code point, or -1 if invalid. */
@@ -98,9 +110,10 @@ int main(int argc, char **argv) {
     if (!path) { usage(); return 2; }
 
     minrnn_checkpoint ck;
-    int status = minrnn_checkpoint_peek(path, &ck);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);   /* O_NONBLOCK: a FIFO is refused, not waited on */
+    int status = fd < 0 ? MINRNN_ERR_OPEN : minrnn_checkpoint_peek_fd(fd, &ck);
     if (status != MINRNN_OK) {
-        fprintf(stderr, "minrnn_sample: %s: %s\n", path, minrnn_strerror(status));
+        report(path, status);
         return 1;
     }
     const minrnn_config *cfg = &ck.config;
@@ -118,9 +131,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "minrnn_sample: out of memory\n");
         return 1;
     }
-    status = minrnn_checkpoint_load(path, &ck);
+    status = minrnn_checkpoint_load_fd(fd, &ck);
+    close(fd);
     if (status != MINRNN_OK) {
-        fprintf(stderr, "minrnn_sample: %s: %s\n", path, minrnn_strerror(status));
+        report(path, status);
         return 1;
     }
 

@@ -595,7 +595,7 @@ static void test_hostile(void)
         case 31: put_u64(b + O_EPOCH, (uint64_t)1 << 63); expect = MINRNN_ERR_CORRUPT; break;
         case 32: put_u64(b + O_POSITION, UINT64_MAX); expect = MINRNN_ERR_CORRUPT; break;
         case 33: put_u64(b + O_RNG, 0); expect = MINRNN_ERR_CORRUPT; break;
-        case 34: put_u32(b + O_CELL, 3); expect = MINRNN_ERR_CORRUPT; break;
+        case 34: put_u32(b + O_CELL, 1000); expect = MINRNN_ERR_CORRUPT; break;   /* no such cell */
         case 35: put_u32(b + O_CELL, 0xFFFFFFFF); expect = MINRNN_ERR_CORRUPT; break;
         case 36: put_u32(b + O_NONLIN, MINRNN_RELU); expect = MINRNN_ERR_CORRUPT; break;  /* LSTM */
         case 37: put_u32(b + O_NONLIN, 2); expect = MINRNN_ERR_CORRUPT; break;
