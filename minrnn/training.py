@@ -167,6 +167,11 @@ class Run:
         try:
             record = self.read_record(ck)
         except (ValueError, KeyError, TypeError) as e:
+            writer = ck.meta.get("minrnn")
+            if writer != __version__:   # an older minrnn stored its settings its own way
+                raise DataError(f"{self.latest} was started by minrnn {writer}, which stored its settings "
+                                f"differently ({e}); finish it with that version, or start a new run with "
+                                "another --out") from None
             raise DataError(f"{self.latest}: its record of the run is damaged ({e}); start a new run with "
                             "another --out") from None
         for key, value in self.s.items():

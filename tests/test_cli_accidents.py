@@ -139,6 +139,17 @@ def test_damaged_metadata_is_one_line_for_sample_eval_and_resume(tmp_path, text,
     one_line_error(minrnn("train", "--resume", "--out", "run", cwd=tmp_path), "latest.ckpt", "start a new run")
 
 
+def test_a_run_started_by_another_version_says_so(tmp_path, text, trained):
+    # minrnn 0.1 stored the IRNN as a cell ("irnn") and had no --init
+    meta = run_meta(trained)
+    meta["minrnn"] = "0.1.0"
+    meta["args"]["cell"] = "irnn"
+    del meta["args"]["init"]
+    rewrite(trained, meta=json.dumps(meta).encode())
+    one_line_error(minrnn("train", "--resume", "--out", "run", cwd=tmp_path),
+                   "was started by minrnn 0.1.0", "finish it with that version, or start a new run")
+
+
 def test_settings_that_disagree_with_the_checkpoint_are_one_line(tmp_path, text, trained):
     # The header says seq_len 17 while the run's settings say 16 (and the other way round).
     original = trained.read_bytes()
