@@ -19,8 +19,10 @@ OBJ := $(CORE_NAMES:%=build/obj/%.o)
 ASAN_OBJ := $(CORE_NAMES:%=build/asan/%.o)
 SERIAL_OBJ := $(CORE_NAMES:%=build/serial/%.o)
 C_TESTS := test_core test_gemm test_checkpoint
-VERSION := $(shell sed -n 's/^\#define MINRNN_VERSION_STRING "\(.*\)"/\1/p' cext/minrnn.h)
-SONAME := libminrnn.so.$(firstword $(subst ., ,$(VERSION)))
+header_number = $(shell sed -n 's/^\#define MINRNN_VERSION_$(1) \([0-9]*\).*/\1/p' cext/minrnn.h)
+VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header_number,PATCH)
+# While the major version is 0, a minor version may change the ABI: the soname carries both.
+SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
 .PHONY: all lib example run bench test test-py test-oldest test-c test-asan test-serial clean
 .SECONDARY:

@@ -56,7 +56,7 @@
  * once (header, vocabulary rules, checksum); load does the same and then reads it a second time
  * into the caller's buffers, checking the checksum again. Both work on a file descriptor (the
  * path functions open one): peek and load on the same descriptor read the same file, whatever
- * happens to its path meanwhile. Only regular files are read (MINRNN_ERR_OPEN otherwise).
+ * happens to its path meanwhile. Only regular files are read (MINRNN_ERR_NOT_FILE otherwise).
  *
  * Errors from the system keep its errno: the status says which step failed (open, read, write,
  * rename) and errno why, as the failed call left it.
@@ -442,10 +442,7 @@ static int open_checked(int fd, FILE **fp, unsigned char *hdr, minrnn_checkpoint
 {
     struct stat st;
     if (fstat(fd, &st) != 0) return MINRNN_ERR_OPEN;
-    if (!S_ISREG(st.st_mode) || st.st_size < 0) {
-        errno = S_ISDIR(st.st_mode) ? EISDIR : ENODEV;
-        return MINRNN_ERR_OPEN;
-    }
+    if (!S_ISREG(st.st_mode) || st.st_size < 0) return MINRNN_ERR_NOT_FILE;
     int own = dup(fd);
     if (own < 0) return MINRNN_ERR_OPEN;
     FILE *f = fdopen(own, "rb");

@@ -40,6 +40,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_RENAME: return "written file could not be renamed into place";
     case MINRNN_ERR_NO_FORWARD: return "backward without its forward pass (run forward with targets "
                                        "and the same arguments on this workspace just before)";
+    case MINRNN_ERR_NOT_FILE: return "not a regular file (a folder, a device or a pipe)";
     default: return "unknown status";
     }
 }
@@ -177,6 +178,7 @@ int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, i
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     if (!params || (scheme != MINRNN_INIT_DEFAULT && scheme != MINRNN_INIT_IRNN)) return MINRNN_ERR_ARG;
+    if (scheme == MINRNN_INIT_IRNN && cell_kind_of(cfg)->gates != 1) return MINRNN_ERR_ARG;
     minrnn_rng rng;
     minrnn_rng_seed(&rng, seed);
     const double irnn_input_bound = 0.001 * sqrt(3.0);   /* standard deviation 0.001 */

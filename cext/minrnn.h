@@ -49,8 +49,7 @@ typedef enum {
     MINRNN_OK = 0,
     MINRNN_ERR_ARG = 1,            /* an argument is invalid: a size, a null buffer, a token id */
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
-    MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created, or is not a regular
-                                    * file (errno: why; EISDIR for a folder, ENODEV otherwise) */
+    MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created (errno: why) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
     MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not MINRNN_CHECKPOINT_FORMAT */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
@@ -60,8 +59,9 @@ typedef enum {
     MINRNN_ERR_READ = 10,          /* reading a file failed (errno: why) */
     MINRNN_ERR_WRITE = 11,         /* writing or flushing a file failed (errno: why; ENOSPC: disk full) */
     MINRNN_ERR_RENAME = 12,        /* a written file could not be renamed into place (errno: why) */
-    MINRNN_ERR_NO_FORWARD = 13     /* backward needs the forward pass of the same arguments, with
+    MINRNN_ERR_NO_FORWARD = 13,    /* backward needs the forward pass of the same arguments, with
                                     * targets, to be the last thing run on that workspace */
+    MINRNN_ERR_NOT_FILE = 14       /* the path is a folder, a device or a pipe, not a regular file */
 } minrnn_status;
 
 /* cell and nonlinearity, as in PyTorch's nn.RNN(nonlinearity=...), nn.LSTM, nn.GRU; the pairs the
@@ -76,6 +76,7 @@ enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1 };                     /* what vocabula
 #define MINRNN_MAX_VOCAB 1114112      /* every Unicode code point */
 #define MINRNN_MAX_HIDDEN 65536       /* also the largest embedding size */
 #define MINRNN_MAX_LAYERS 64
+#define MINRNN_MAX_BATCH_ROWS 1073741824   /* B * T, 2^30 */
 
 typedef struct {
     int32_t cell;          /* MINRNN_RNN, MINRNN_LSTM or MINRNN_GRU */
@@ -165,7 +166,8 @@ uint64_t minrnn_rng_next(minrnn_rng *rng);
 float minrnn_rng_uniform(minrnn_rng *rng);
 
 /* ---- model */
-/* Fresh parameters: see minrnn.reference.model.init_params for the two schemes. */
+/* Fresh parameters: see minrnn.reference.model.init_params for the two schemes. MINRNN_INIT_IRNN
+ * (an identity weight_hh) is for the cells of one gate, the RNNs; MINRNN_ERR_ARG for the others. */
 int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme);
 /* Inverted dropout masks (L, T, B, H) drawn from rng in that order: keep when the uniform draw is
  * >= p (the float in the config), with the scale 1 / (1 - p) computed in double and rounded once. */

@@ -74,7 +74,7 @@ static size_t take(size_t *at, size_t n) {
 
 /* Returns 0 on success, -1 if B, T or the sizes are out of range. */
 static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
-    if (B < 1 || T < 1 || (int64_t)B * T > (1 << 30)) return -1;
+    if (B < 1 || T < 1 || (int64_t)B * T > MINRNN_MAX_BATCH_ROWS) return -1;
     const cell_kind *cell = cell_kind_of(cfg);
     size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell->gates, GH = G * H, V = cfg->vocab_size;
     size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR), S = cell->states;
@@ -208,10 +208,12 @@ static uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     return out ^ (out >> 29);
 }
 
+_Static_assert(sizeof(minrnn_config) == 7 * 4, "minrnn_config: seven four-byte fields, no padding");
+
 /* What backward depends on: the config, B, T, the parameters, tokens, targets and masks. */
 static uint64_t forward_key(const run *r) {
     int32_t shape[3] = {r->B, r->T, r->masks != NULL};
-    uint64_t h = hash_words(0, r->cfg, sizeof *r->cfg / 4);   /* 7 four-byte fields, no padding */
+    uint64_t h = hash_words(0, r->cfg, sizeof *r->cfg / 4);
     h = hash_words(h, shape, 3);
     h = hash_words(h, r->params, minrnn_param_count(r->cfg));
     h = hash_words(h, r->tokens, (size_t)r->N);

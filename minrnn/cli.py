@@ -17,7 +17,7 @@ from minrnn.data import read_file
 from minrnn.errors import UserError
 from minrnn.inference import check_evaluation_memory, evaluate, generate, load
 from minrnn.rundir import last_run_checkpoint
-from minrnn.settings import MODEL, POSITIVE, SESSION, TRAINING, Number
+from minrnn.settings import MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Number
 from minrnn.text import TextError, Vocab, read_symbols, show
 from minrnn.training import Run
 
@@ -28,11 +28,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def arg_type(check):
-    """An argparse type from a settings check (Number, Choice, Optional)."""
+def arg_type(rule):
+    """An argparse type from a settings rule (Number, Choice, OrNone)."""
     def parse(text):
         try:
-            return check.parse(text)
+            return rule.parse(text)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return parse
@@ -41,12 +41,13 @@ def arg_type(check):
 def add_settings(group, settings):
     """One option per setting; the default stays None, so that a run can tell what was given."""
     for s in settings:
-        group.add_argument(s.option, type=arg_type(s.check), metavar=s.metavar,
+        group.add_argument(s.option, type=arg_type(s.rule), metavar=s.metavar,
                            help=s.help.format(default=s.default))
 
 
-THREADS = Number(int, 0, 1024)   # 0 = all cores
-SEED = Number(int, 0, 2**64 - 1)
+def add_threads(group):
+    group.add_argument("--threads", type=arg_type(THREADS), metavar="N", default=0,
+                       help="threads; 0 = all cores (default 0)")
 
 
 def build_parser():
@@ -67,8 +68,7 @@ def build_parser():
                    help="stop after this many seconds of this session")
     g.add_argument("--out", metavar="DIR", default="out", help="folder for checkpoints and metrics (default out)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    g.add_argument("--threads", type=arg_type(THREADS), metavar="N", default=0,
-                   help="threads; 0 = all cores (default 0)")
+    add_threads(g)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sample", help="generate text from a checkpoint", description=(
@@ -91,8 +91,7 @@ def build_parser():
                    help="the same seed gives the same text (default: random, printed on stderr)")
     s.add_argument("--stop", metavar="TEXT",
                    help="stop once this string has been generated (it is printed; \\n and \\t are understood)")
-    s.add_argument("--threads", type=arg_type(THREADS), metavar="N", default=0,
-                   help="threads; 0 = all cores (default %(default)s)")
+    add_threads(s)
     s.set_defaults(func=cmd_sample)
 
     e = sub.add_parser("eval", help="loss of a checkpoint on a text file", description=(
@@ -104,8 +103,7 @@ def build_parser():
                    help="parallel streams (default %(default)s)")
     e.add_argument("--seq-len", type=arg_type(POSITIVE), metavar="N", default=256,
                    help="characters per chunk (default %(default)s)")
-    e.add_argument("--threads", type=arg_type(THREADS), metavar="N", default=0,
-                   help="threads; 0 = all cores (default %(default)s)")
+    add_threads(e)
     e.set_defaults(func=cmd_eval)
     return p
 

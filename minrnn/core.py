@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minrnn._core import ffi, lib
-from minrnn.reference import INIT_SCHEMES, Config, hyperparameters
+from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
 
 
@@ -25,7 +25,8 @@ def _cell_codes():
 
 
 CELL_CODES = _cell_codes()
-INITS = dict(zip(INIT_SCHEMES, (lib.MINRNN_INIT_DEFAULT, lib.MINRNN_INIT_IRNN)))
+# the C library's codes for the reference's names (a test holds the names equal)
+INITS = {"default": lib.MINRNN_INIT_DEFAULT, "irnn": lib.MINRNN_INIT_IRNN}
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
                    "adam": lib.MINRNN_ADAM}
 ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES}

@@ -12,6 +12,7 @@ ADVICE = {  # what to do about a checkpoint the library refused
     core.lib.MINRNN_ERR_CORRUPT: "the file is damaged; use another checkpoint",
     core.lib.MINRNN_ERR_VERSION: "it was written by a newer minrnn",
     core.lib.MINRNN_ERR_OPEN: "check the path",
+    core.lib.MINRNN_ERR_NOT_FILE: "give the path of a .ckpt file",
 }
 
 

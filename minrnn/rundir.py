@@ -55,12 +55,16 @@ class RunFolder:
         os.close(self.fd)
 
     def abandon(self):
-        """Release the folder after a failed start; remove it if this process created it and it
-        holds nothing but the lock."""
-        self.release()
+        """Release the folder after a failed start, removing it first (still locked) if this process
+        created it and it holds nothing but the lock. (A process that opens the lock file meanwhile
+        makes a new one, which the rmdir then leaves alone.)"""
         if self.created and os.listdir(self.path) == [LOCK]:
             os.remove(self.file(LOCK))
-            os.rmdir(self.path)
+            try:
+                os.rmdir(self.path)
+            except OSError:
+                pass
+        self.release()
 
 
 def remember_last_run(path):

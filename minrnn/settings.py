@@ -25,10 +25,11 @@ class Number:
 
     def describe(self):
         what = "a whole number" if self.kind is int else "a finite number"
+        low, high = (f"{x}" if self.kind is int or x is None else f"{x:g}" for x in (self.low, self.high))
         if self.low is not None and self.high is not None:
-            return f"{what} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{what} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
-            return f"{what} {'>' if self.low_open else '>='} {self.low:g}"
+            return f"{what} {'>' if self.low_open else '>='} {low}"
         return what
 
     def within(self, x):
@@ -38,8 +39,8 @@ class Number:
     def check(self, value):
         """value if it is a number of this kind in range, else ValueError."""
         ok = isinstance(value, int) and not isinstance(value, bool)
-        if self.kind is float:
-            ok = (ok or isinstance(value, float)) and math.isfinite(value)
+        if self.kind is float:   # (an int beyond a double's range would overflow math.isfinite)
+            ok = (ok or isinstance(value, float)) and (isinstance(value, int) or math.isfinite(value))
             if ok and abs(value) > FLOAT32_MAX:
                 raise ValueError(f"expected {self.describe()}, not {value!r} (beyond float32, what the core holds)")
             ok = ok and self.within(float32(value))
@@ -70,7 +71,7 @@ class Choice:
     parse = check
 
 
-class Optional:
+class OrNone:
     """A setting that may be unset (None, or 'none' on the command line)."""
 
     def __init__(self, inner):
@@ -89,7 +90,7 @@ class Optional:
 class Setting(NamedTuple):
     name: str        # the key in a run's metadata; on the command line --name with - for _
     default: object
-    check: object    # Number, Choice or Optional: parses the command line, checks stored values
+    rule: object     # Number, Choice or OrNone: parses the command line, checks stored values
     metavar: str
     help: str        # "{default}" is replaced by the default
 
@@ -98,7 +99,9 @@ class Setting(NamedTuple):
         return "--" + self.name.replace("_", "-")
 
 
-POSITIVE = Number(int, 1, 2**30)          # sizes the C core takes as int, with B * T <= 2^30
+POSITIVE = Number(int, 1, core.lib.MINRNN_MAX_BATCH_ROWS)   # B or T: the core takes B * T up to this
+SEED = Number(int, 0, 2**64 - 1)
+THREADS = Number(int, 0, 1024)            # 0 = all cores
 PROBABILITY = Number(float, 0.0, 1.0, high_open=True)
 NONNEGATIVE = Number(float, 0.0)
 
@@ -115,7 +118,7 @@ MODEL = [
             "than one-hot input at PyTorch's initialization)"),
     Setting("dropout", 0.2, PROBABILITY, "P",
             "dropout between layers and before the output, in training (default {default})"),
-    Setting("encoding", "utf8", Choice(["utf8", "bytes"]), "ENC",
+    Setting("encoding", "utf8", Choice(core.ENCODINGS), "ENC",
             "read the text as UTF-8 characters or as raw bytes (default {default})"),
 ]
 TRAINING = [
@@ -124,7 +127,7 @@ TRAINING = [
     Setting("batch_size", 32, POSITIVE, "N", "parallel streams per step (default {default})"),
     Setting("optimizer", "adam", Choice(OPTIMIZERS), "RULE",
             "update rule: " + ", ".join(OPTIMIZERS) + " (default {default})"),
-    Setting("lr", None, Optional(Number(float, 0.0, low_open=True)), "X",
+    Setting("lr", None, OrNone(Number(float, 0.0, low_open=True)), "X",
             "learning rate (default: " + ", ".join(f"{k} {v['lr']:g}" for k, v in OPTIMIZERS.items()) + ")"),
     Setting("lr_decay", 0.95, Number(float, 0.0, 1.0, low_open=True), "F",
             "multiply the learning rate by this at each epoch after --lr-decay-after (default {default})"),
@@ -134,11 +137,11 @@ TRAINING = [
     Setting("clip_value", 0.0, NONNEGATIVE, "X", "clip each gradient element to +-this; 0 = off (default {default})"),
     Setting("val_frac", 0.1, Number(float, 0.0, 0.5), "F",
             "the end of the text kept for validation (default {default})"),
-    Setting("seed", 1, Number(int, 0, 2**64 - 1), "S", "seed for initialization and dropout (default {default})"),
+    Setting("seed", 1, SEED, "S", "seed for initialization and dropout (default {default})"),
 ]
 RUN = MODEL + TRAINING
 SESSION = [
-    Setting("max_iters", None, Optional(Number(int, 1)), "N",
+    Setting("max_iters", None, OrNone(Number(int, 1)), "N",
             "stop after this many training steps in total (default: none)"),
     Setting("epochs", 10, Number(int, 1), "N", "stop after this many passes over the text (default {default})"),
     Setting("eval_every", 250, Number(int, 1), "N", "validate and checkpoint every N steps (default {default})"),
@@ -146,6 +149,12 @@ SESSION = [
 ]
 
 DEFAULTS = {s.name: s.default for s in RUN}
+
+
+def check_together(s):
+    """ValueError for settings that are each fine but do not go together."""
+    if s["init"] == "irnn" and CELLS[s["cell"]].gates != 1:
+        raise ValueError(f"--init irnn (an identity recurrent weight) is for rnn_relu and rnn_tanh, not {s['cell']}")
 SESSION_DEFAULTS = {s.name: s.default for s in SESSION}
 
 
@@ -159,7 +168,7 @@ def check_stored(settings, stored):
         if s.name not in stored:
             raise ValueError(f"{s.name} is missing")
         try:
-            out[s.name] = s.check.check(stored[s.name])
+            out[s.name] = s.rule.check(stored[s.name])
         except ValueError as e:
             raise ValueError(f"{s.name}: {e}") from None
     return out

@@ -18,12 +18,13 @@ import numpy as np
 
 from minrnn import __version__, core
 from minrnn.data import Batches, Corpus, DataError
-from minrnn.inference import evaluate, generate, load
+from minrnn.inference import evaluate, evaluation_shape, generate, load
 from minrnn.reference import OPTIMIZERS, Config
 from minrnn.reference.tensor import float32
 from minrnn.resources import require_memory
 from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
-from minrnn.settings import DEFAULTS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored
+from minrnn.errors import UserError
+from minrnn.settings import DEFAULTS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored, check_together
 from minrnn.text import Vocab
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
@@ -39,14 +40,18 @@ def base_lr(s):
     return s["lr"] if s["lr"] is not None else OPTIMIZERS[s["optimizer"]]["lr"]
 
 
-def training_memory(cfg, B, T):
+def training_memory(cfg, B, T, val_chars):
     """Bytes a training run holds: the parameters, their gradients, two optimizer moments and the
-    rollback copies of parameters and moments (7 blocks), and the workspace of a step (which
-    validation shares)."""
+    rollback copies of parameters and moments (7 blocks), the workspace of a step, and validation's
+    when a short validation text gives it another shape."""
     floats = core.workspace_floats(cfg, B, T)
     if floats == 0:
-        raise DataError(f"batches of {B} x {T} are more than the core takes (B x T <= 2^30); "
-                        "use a smaller --batch-size or --seq-len")
+        raise UserError(f"batches of {B} x {T} are more than the core takes (B x T <= "
+                        f"{core.lib.MINRNN_MAX_BATCH_ROWS}); use a smaller --batch-size or --seq-len")
+    if val_chars >= 2:
+        streams, _, chunk = evaluation_shape(val_chars, B, T)
+        if (streams, chunk) != (B, T):
+            floats += core.workspace_floats(cfg, streams, chunk)
     return 4 * (7 * core.param_count(cfg) + floats)
 
 
@@ -133,7 +138,7 @@ class Run:
         self.corpus = Corpus(path, encoding, s["val_frac"], vocab=vocab)
         self.batches = Batches(self.corpus.train, s["batch_size"], s["seq_len"])
         cfg = model_config(s, len(self.corpus.vocab))
-        require_memory(training_memory(cfg, s["batch_size"], s["seq_len"]),
+        require_memory(training_memory(cfg, s["batch_size"], s["seq_len"], len(self.corpus.val)),
                        f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units in batches of "
                        f"{s['batch_size']} x {s['seq_len']}",
                        "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len")
@@ -144,10 +149,14 @@ class Run:
         if args.input is None:
             raise DataError("give the text file to train on: python -m minrnn train FILE")
         if self.folder.exists("latest.ckpt"):
-            raise DataError(f"{self.out} already holds a run; continue it with --resume, or choose another --out")
+            raise UserError(f"{self.out} already holds a run; continue it with --resume, or choose another --out")
         self.s = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
         self.s["lr"] = base_lr(self.s)
         s = self.s
+        try:
+            check_together(s)
+        except ValueError as e:
+            raise UserError(str(e)) from None
         cfg = self.prepare(args.input, s["encoding"])
         self.model = core.Model(cfg, seed=s["seed"], init=s["init"])
         self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
@@ -159,25 +168,25 @@ class Run:
     def resume(self):
         args = self.args
         if not self.folder.exists("latest.ckpt"):
-            raise DataError(f"nothing to resume: {self.latest} does not exist")
+            raise UserError(f"nothing to resume: {self.latest} does not exist")
         ck = load(self.latest, advice="start a new run with another --out, or resume from a copy of a good "
                                       "checkpoint")
         if ck.meta.get("format") != RUN_FORMAT or ck.trainer is None:
-            raise DataError(f"{self.latest} has no training state to resume")
+            raise UserError(f"{self.latest} has no training state to resume")
         try:
             record = self.read_record(ck)
         except (ValueError, KeyError, TypeError) as e:
             writer = ck.meta.get("minrnn")
             if writer != __version__:   # an older minrnn stored its settings its own way
-                raise DataError(f"{self.latest} was started by minrnn {writer}, which stored its settings "
+                raise UserError(f"{self.latest} was started by minrnn {writer}, which stored its settings "
                                 f"differently ({e}); finish it with that version, or start a new run with "
                                 "another --out") from None
-            raise DataError(f"{self.latest}: its record of the run is damaged ({e}); start a new run with "
+            raise UserError(f"{self.latest}: its record of the run is damaged ({e}); start a new run with "
                             "another --out") from None
         for key, value in self.s.items():
             given = getattr(args, key)
             if given is not None and given != value:
-                raise DataError(f"--{key.replace('_', '-')} {given} differs from this run's {value}; "
+                raise UserError(f"--{key.replace('_', '-')} {given} differs from this run's {value}; "
                                 "a resumed run keeps its settings (start a new one with another --out)")
         path = args.input or record["path"]
         self.prepare(path, ck.encoding, vocab=Vocab(ck.vocab, ck.encoding))
@@ -338,7 +347,7 @@ class Run:
                 if self.step() is None:
                     rollbacks += 1
                     if rollbacks > MAX_ROLLBACKS:
-                        raise DataError(f"training keeps diverging even at a learning rate of {t.lr:.3g}; "
+                        raise UserError(f"training keeps diverging even at a learning rate of {t.lr:.3g}; "
                                         "try a smaller --lr or --clip-norm")
                     t.set_state(snapshot[0])
                     self.ema = snapshot[1]

@@ -54,13 +54,12 @@ def test_reading_checkpoints_while_training_replaces_them(tmp_path, text):
                     "--out", "run", cwd=tmp_path)
     try:
         wait_for_line(trainer, "iter      1")
-        loads, steps, deadline = 0, set(), time.monotonic() + 6
-        while time.monotonic() < deadline:
+        steps, deadline = set(), time.monotonic() + 60
+        while len(steps) < 30 and time.monotonic() < deadline:   # reads across 30 saves at least
             for name in ("latest.ckpt", "best.ckpt"):
                 ck = core.load_checkpoint(tmp_path / "run" / name)
                 assert ck.meta["iteration"] == ck.trainer.steps   # one save, not two mixed
                 steps.add(ck.trainer.steps)
-                loads += 1
         for _ in range(3):
             r = minrnn("sample", "--checkpoint", tmp_path / "run" / "latest.ckpt", "--length", 20, "--seed", 1,
                        cwd=tmp_path)
@@ -69,7 +68,7 @@ def test_reading_checkpoints_while_training_replaces_them(tmp_path, text):
     finally:
         trainer.send_signal(signal.SIGINT)
         trainer.communicate(timeout=60)
-    assert loads > 200 and len(steps) > 20   # many reads, across many saves
+    assert len(steps) >= 30, f"the run saved only {len(steps)} times while it was read"
 
 
 # ---- damaged run records: valid checkpoints (checksums recomputed) with bad metadata or header fields
@@ -116,7 +115,7 @@ def no_traceback(result):
 
 
 @pytest.mark.parametrize("case", ["nested", "huge integer", "a string", "lr_scale null", "hidden 10**5000",
-                                  "settings missing"])
+                                  "lr_scale 10**400", "settings missing"])
 def test_damaged_metadata_is_one_line_for_sample_eval_and_resume(tmp_path, text, trained, case):
     meta = run_meta(trained)
     if case == "nested":
@@ -129,6 +128,8 @@ def test_damaged_metadata_is_one_line_for_sample_eval_and_resume(tmp_path, text,
         raw = json.dumps(dict(meta, lr_scale=None)).encode()
     elif case == "hidden 10**5000":
         raw = json.dumps(meta).encode().replace(b'"hidden": 16', b'"hidden": 1' + b"0" * 5000)
+    elif case == "lr_scale 10**400":   # a whole number too large for a double, within json's digit limit
+        raw = json.dumps(dict(meta, lr_scale=10**400)).encode()
     else:
         raw = json.dumps({k: v for k, v in meta.items() if k != "args"}).encode()
     assert raw != json.dumps(meta).encode()
@@ -184,7 +185,7 @@ def test_what_cannot_fit_in_memory_is_refused_before_allocating(tmp_path, text):
     ("--clip-norm", "nan", "a finite number"), ("--lr", "1e39", "beyond float32"),
     ("--dropout", "0.99999999", "in [0, 1)"), ("--hidden", "100000", "in [1, 65536]"),
     ("--layers", "65", "in [1, 64]"), ("--embed", "70000", "in [0, 65536]"),
-    ("--batch-size", "99999999999", "in [1, 1.07374e+09]"), ("--seed", "-1", "in [0, 1.84467e+19]"),
+    ("--batch-size", "99999999999", "in [1, 1073741824]"), ("--seed", "-1", "in [0, 18446744073709551615]"),
     ("--cell", "irnn", "one of " + ", ".join(CELLS)), ("--max-time", "inf", "a finite number > 0"),
 ])
 def test_options_are_checked_before_anything_runs(tmp_path, text, option, value, says):
@@ -192,6 +193,22 @@ def test_options_are_checked_before_anything_runs(tmp_path, text, option, value,
     assert r.returncode == 2
     one_line_error(r, f"argument {option}: expected", says)
     assert not (tmp_path / "run").exists()
+
+
+def test_settings_that_do_not_go_together_are_refused_up_front(tmp_path, text):
+    one_line_error(minrnn("train", text, "--cell", "lstm", "--init", "irnn", "--out", "run", cwd=tmp_path),
+                   "--init irnn", "is for rnn_relu and rnn_tanh, not lstm")
+    assert not (tmp_path / "run").exists()
+    r = minrnn("train", text, *TINY, "--cell", "rnn_relu", "--init", "irnn", "--max-iters", 2, "--out", "run",
+               cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_huge_number_in_the_best_checkpoint_does_not_stop_a_resume(tmp_path, text, trained):
+    best = trained.parent / "best.ckpt"
+    rewrite(best, meta=json.dumps(dict(run_meta(best), val_loss=10**400)).encode())
+    r = minrnn("train", "--resume", "--max-iters", 6, "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr   # such a best counts as no best at all
 
 
 def test_text_that_is_not_utf8_gets_advice_the_command_has(tmp_path, text):

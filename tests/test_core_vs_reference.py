@@ -173,7 +173,19 @@ def test_rng_streams_are_identical(seed):
     assert [c.uniform() for _ in range(50)] == [ref.uniform() for _ in range(50)]
 
 
-@pytest.mark.parametrize("kind, scheme", [(kind, "default") for kind in KINDS] + [("rnn_relu", "irnn")])
+def test_irnn_is_for_the_rnns_in_both():
+    for kind in KINDS:
+        cfg = Config(cell=kind, vocab_size=5, hidden_size=3)
+        if R.CELLS[kind].gates == 1:
+            continue
+        with pytest.raises(ValueError, match="irnn"):
+            R.init_params(cfg, 1, "irnn")
+        with pytest.raises(core.MinrnnError, match="invalid argument"):
+            core.Model(cfg, init="irnn")
+
+
+@pytest.mark.parametrize("kind, scheme", [(kind, "default") for kind in KINDS] + [("rnn_relu", "irnn"),
+                                                                                   ("rnn_tanh", "irnn")])
 def test_initialization_is_the_reference_rounded_to_float32(kind, scheme):
     for embed in (0, 4):
         cfg = Config(cell=kind, vocab_size=11, hidden_size=7, embed_size=embed, num_layers=2)

@@ -76,6 +76,10 @@ def test_run_defaults_and_help_come_from_the_settings_table():
     assert DEFAULTS["cell"] in R.CELLS
 
 
+def test_the_binding_names_what_the_reference_names():
+    assert set(core.OPTIMIZER_CODES) == set(R.OPTIMIZERS) and set(core.INITS) == set(R.INIT_SCHEMES)
+
+
 @pytest.mark.parametrize("kind", list(R.OPTIMIZERS))
 def test_the_trainer_takes_the_reference_optimizer_defaults(kind):
     model = core.Model(R.Config(vocab_size=3, hidden_size=2))

@@ -132,11 +132,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     status = minrnn_checkpoint_load_fd(fd, &ck);
-    close(fd);
     if (status != MINRNN_OK) {
-        report(path, status);
+        report(path, status);   /* before close, which may change errno */
         return 1;
     }
+    close(fd);
 
     /* the prime, as token ids */
     size_t n_prime = 0, at = 0, len = strlen(prime);

@@ -18,7 +18,7 @@ static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int
 
 static void test_version_and_errors(void) {
     CHECK(strcmp(minrnn_version(), MINRNN_VERSION_STRING) == 0, "version %s", minrnn_version());
-    for (int s = MINRNN_OK; s <= MINRNN_ERR_NO_FORWARD; s++)
+    for (int s = MINRNN_OK; s <= MINRNN_ERR_NOT_FILE; s++)
         CHECK(strcmp(minrnn_strerror(s), "unknown status") != 0, "no message for status %d", s);
     CHECK(strcmp(minrnn_strerror(-1), "unknown status") == 0, "status -1");
 }
@@ -67,6 +67,11 @@ static void test_cell_table(void) {
         n++;
     }
     CHECK(n >= 4, "%d cells", n);
+    float p[200];
+    minrnn_config lstm = config(MINRNN_LSTM, MINRNN_TANH, 5, 0, 3, 1, 0.0f), rnn = config(MINRNN_RNN, MINRNN_RELU, 5, 0, 3, 1, 0.0f);
+    CHECK(minrnn_param_count(&lstm) <= 200 && minrnn_init_params(&lstm, p, 1, MINRNN_INIT_IRNN) == MINRNN_ERR_ARG,
+          "IRNN for an LSTM");
+    CHECK(minrnn_init_params(&rnn, p, 1, MINRNN_INIT_IRNN) == MINRNN_OK, "IRNN for an RNN");
     CHECK(minrnn_cell_info(-1, &info) == MINRNN_ERR_ARG && minrnn_cell_info(0, NULL) == MINRNN_ERR_ARG, "bad index");
     for (int cell = -1; cell <= n + 2; cell++)   /* past the table's largest values, and below 0 */
         for (int nl = -1; nl <= n + 2; nl++) {

@@ -112,6 +112,8 @@ def init_rule(cfg, name, scheme):
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init scheme must be one of {', '.join(INIT_SCHEMES)}, not {scheme!r}")
+    if scheme == "irnn" and cfg.gates != 1:
+        raise ValueError(f"irnn (an identity weight_hh) is for the RNNs, not {cfg.cell}")
     if name == "encoder.weight":
         return ("uniform", math.sqrt(3.0))
     if scheme == "irnn" and not name.startswith("decoder"):
