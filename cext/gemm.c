@@ -25,12 +25,9 @@
  * depends on the thread count, the tasks, or the column range given to mm_packed_cols.
  */
 #include "gemm.h"
+#include "internal.h"   /* resolve_threads */
 
 #include <string.h>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #ifdef __GNUC__
 #define MM_INLINE __attribute__((always_inline)) inline
@@ -60,15 +57,6 @@
 
 /* What a micro-kernel does with the tile it computed. */
 enum { MM_STORE = 0, MM_ADD = 1, MM_CONTINUE = 2 };
-
-static int mm_threads(int nthreads) {
-#ifdef _OPENMP
-    return nthreads > 0 ? nthreads : omp_get_max_threads();
-#else
-    (void)nthreads;
-    return 1;
-#endif
-}
 
 static int mm_min(int a, int b) { return a < b ? a : b; }
 static int mm_cdiv(int a, int b) { return (a + b - 1) / b; }
@@ -112,7 +100,7 @@ static void mm_pack_panel(int p, int K, int N, const float *B, ptrdiff_t rsb, pt
 
 void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {
     if (K <= 0 || N <= 0) return;
-    int npanels = mm_cdiv(N, MM_NR), nt = mm_threads(nthreads);
+    int npanels = mm_cdiv(N, MM_NR), nt = resolve_threads(nthreads);
     if (nt == 1) {
         for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp);
         return;
@@ -307,7 +295,7 @@ static void mm_packed_with(mm_kernel kern, int M, int N, int K, const float *A, 
                            ptrdiff_t csa, const float *Bp, float *C, ptrdiff_t ldc,
                            int accumulate, int nthreads) {
     if (M <= 0 || N <= 0) return;
-    int nt = mm_threads(nthreads);
+    int nt = resolve_threads(nthreads);
     int npanels = mm_cdiv(N, MM_NR), ncol = mm_cdiv(npanels, MM_NC / MM_NR), nrow = 1;
     if (ncol >= nt) ncol = mm_min(npanels, mm_cdiv(ncol, nt) * nt);
     else nrow = nt / mm_gcd(ncol, nt);
@@ -489,7 +477,7 @@ static void mm_nt_with(nt_kernel kern, int M, int N, int K, const float *A, ptrd
                        const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate,
                        int nthreads) {
     if (M <= 0 || N <= 0) return;
-    int ngroups = mm_cdiv(N, NT_W), nt = mm_threads(nthreads);
+    int ngroups = mm_cdiv(N, NT_W), nt = resolve_threads(nthreads);
     if (nt == 1) {                 /* no parallel region: see mm_packed_with */
         for (int g = 0; g < ngroups; g++)
             nt_rows(kern, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);

@@ -322,13 +322,13 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
 
 /* ---- one layer, forward */
 
-/* Step t of layer l for the units of chunk c: hproj = h_{t-1} W_hh^T for those columns of every
- * gate block (Wp: W_hh^T packed by gate block, each `block` floats; NULL streams W_hh), then the
- * cell. */
-static void forward_chunk(const run *r, int l, int t, int c, const float *Wp, size_t block) {
+/* One step (s: step t of layer l, built once per step and thread) for the units of chunk c:
+ * hproj = h_{t-1} W_hh^T for those columns of every gate block (Wp: W_hh^T packed by gate block,
+ * each `block` floats; NULL streams W_hh), then the cell. */
+static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block) {
     int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
     int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
-    const float *h_prev = state_rows(r, l, 0) + (size_t)t * B * H, *w_hh = r->w.layer[l].w_hh;
+    const float *h_prev = s->prev[0], *w_hh = r->w.layer[l].w_hh;
     for (int g = 0; g < G; g++) {
         float *out = WS(r, hproj) + (size_t)g * Hp;
         if (Wp)
@@ -336,8 +336,7 @@ static void forward_chunk(const run *r, int l, int t, int c, const float *Wp, si
         else
             mm_nt(B, j1 - j0, H, h_prev, H, w_hh + ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
     }
-    cell_step s = step_at(r, l, t, NULL, NULL);
-    r->cell->step_forward(&s, j0, j1);
+    r->cell->step_forward(s, j0, j1);
 }
 
 static void layer_forward(const run *r, int l) {
@@ -383,13 +382,16 @@ static void layer_forward(const run *r, int l) {
             mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
     int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
     if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
-        for (int t = 0; t < T; t++)
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, t, c, packed ? Wp : NULL, block);
+        for (int t = 0; t < T; t++) {
+            cell_step s = step_at(r, l, t, NULL, NULL);
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block);
+        }
     } else {
         #pragma omp parallel num_threads(threads)
         for (int t = 0; t < T; t++) {
+            cell_step s = step_at(r, l, t, NULL, NULL);   /* each thread's own */
             #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, t, c, packed ? Wp : NULL, block);
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block);
         }   /* implicit barrier: h_t is complete before step t+1 reads it */
     }
 
@@ -474,12 +476,12 @@ int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int3
                           workspace, num_threads);
 }
 
-/* Step t, the cell's backward for the units of chunk c: the preactivation gradients of step t,
- * and in dstate the part of the gradient with respect to the states before it that bypasses W_hh. */
-static void backward_cell_chunk(const run *r, int l, int t, int c, const float *dH, const layer_view *gw) {
+/* The cell's backward of one step (s) for the units of chunk c: the preactivation gradients of
+ * the step, and in dstate the part of the gradient with respect to the states before it that
+ * bypasses W_hh. */
+static void backward_cell_chunk(const run *r, const cell_step *s, int c) {
     int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < r->H ? j0 + UNIT_CHUNK : r->H;
-    cell_step s = step_at(r, l, t, dH, gw);
-    r->cell->step_backward(&s, j0, j1);
+    r->cell->step_backward(s, j0, j1);
 }
 
 /* Step t, columns of chunk c: dh_{t-1} += dgh_t W_hh (Wp: W_hh packed), on top of the bypass. */
@@ -505,14 +507,16 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);
     if (threads == 1) {   /* no team, as in layer_forward */
         for (int t = T - 1; t >= 0; t--) {
-            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, l, t, c, dH, gw);
+            cell_step s = step_at(r, l, t, dH, gw);
+            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
             for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);
         }
     } else {
         #pragma omp parallel num_threads(threads)
         for (int t = T - 1; t >= 0; t--) {
+            cell_step s = step_at(r, l, t, dH, gw);   /* each thread's own */
             #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, l, t, c, dH, gw);
+            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
             /* barrier: every gate gradient of step t is written */
             #pragma omp for schedule(static)
             for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);

@@ -42,12 +42,12 @@ def read_file(path):
 
 
 def read_bounded(f, path):
-    mode = os.fstat(f.fileno()).st_mode
-    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+    st = os.fstat(f.fileno())
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode)):
         raise DataError(f"{path}: is a device, not a text file; give a text file")
     have = available_memory()
     limit = None if have is None else have // MEMORY_PER_TEXT_BYTE
-    size = os.fstat(f.fileno()).st_size if stat.S_ISREG(mode) else None
+    size = st.st_size if stat.S_ISREG(st.st_mode) else None
     if limit is not None and size is not None and size > limit:
         raise DataError(f"{path}: {size_text(size)} of text needs about {size_text(size * MEMORY_PER_TEXT_BYTE)} "
                         f"of memory to train on, and {size_text(have)} is available; give a shorter text")

@@ -50,11 +50,19 @@ def evaluation_shape(n, streams, seq_len):
     return streams, stream_len, max(1, min(seq_len, stream_len))
 
 
+def workspace_bytes(config, B, T):
+    """Bytes of the core's workspace for B streams of T steps; UserError beyond what it takes."""
+    floats = core.workspace_floats(config, B, T)
+    if floats == 0:
+        raise UserError(f"batches of {B} x {T} are more than the core takes (B x T <= "
+                        f"{core.lib.MINRNN_MAX_BATCH_ROWS}); use a smaller --batch-size or --seq-len")
+    return 4 * floats
+
+
 def check_evaluation_memory(model, n, streams, seq_len):
     """UserError if evaluating n ids in (streams, seq_len) chunks will not fit in memory."""
     streams, _, T = evaluation_shape(n, streams, seq_len)
-    floats = core.workspace_floats(model.config, streams, T)
-    require_memory(4 * floats if floats else float("inf"), f"evaluating in chunks of {streams} x {T}",
+    require_memory(workspace_bytes(model.config, streams, T), f"evaluating in chunks of {streams} x {T}",
                    "use a smaller --batch-size or --seq-len")
 
 

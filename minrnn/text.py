@@ -37,7 +37,6 @@ class Vocab:
     def __init__(self, symbols, encoding="utf8"):
         self.symbols = sorted(int(s) for s in symbols)
         self.encoding = encoding
-        self.index = {s: i for i, s in enumerate(self.symbols)}
         self._sorted = np.array(self.symbols, dtype=np.int32)
 
     @classmethod
@@ -78,4 +77,5 @@ class Vocab:
     @property
     def start_id(self):
         """What generation starts from without a prime: a newline if there is one, else id 0."""
-        return self.index.get(10, 0)
+        ids, known = self._lookup([10])
+        return int(ids[0]) if known[0] else 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from minrnn import __version__, core
 from minrnn.data import Batches, Corpus, DataError
-from minrnn.inference import evaluate, evaluation_shape, generate, load
+from minrnn.inference import evaluate, evaluation_shape, generate, load, workspace_bytes
 from minrnn.reference import OPTIMIZERS, Config
 from minrnn.reference.tensor import float32
 from minrnn.resources import require_memory
@@ -44,15 +44,12 @@ def training_memory(cfg, B, T, val_chars):
     """Bytes a training run holds: the parameters, their gradients, two optimizer moments and the
     rollback copies of parameters and moments (7 blocks), the workspace of a step, and validation's
     when a short validation text gives it another shape."""
-    floats = core.workspace_floats(cfg, B, T)
-    if floats == 0:
-        raise UserError(f"batches of {B} x {T} are more than the core takes (B x T <= "
-                        f"{core.lib.MINRNN_MAX_BATCH_ROWS}); use a smaller --batch-size or --seq-len")
+    need = 4 * 7 * core.param_count(cfg) + workspace_bytes(cfg, B, T)
     if val_chars >= 2:
         streams, _, chunk = evaluation_shape(val_chars, B, T)
         if (streams, chunk) != (B, T):
-            floats += core.workspace_floats(cfg, streams, chunk)
-    return 4 * (7 * core.param_count(cfg) + floats)
+            need += workspace_bytes(cfg, streams, chunk)
+    return need
 
 
 def lr_at(s, epoch, scale):
