@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run bench test test-py test-oldest test-c test-asan test-serial clean
+.PHONY: all lib example run demo bench test test-py test-oldest test-c test-asan test-serial clean
 .SECONDARY:
 
 all: lib example
@@ -45,6 +45,21 @@ $(DEMO_TEXT): | $(PY)
 	$(PY) -c "from pydoc_data.topics import topics; open('$@', 'w', encoding='utf-8').write('\n'.join(topics[k] for k in sorted(topics)))"
 
 # ---- speed against PyTorch (installed into .venv from the local CPU build if missing) and numpy
+# Records, a condition and a classifier on the public names of Python's standard library (README: Records).
+DEMO_MODEL = --hidden 128 --layers 1 --embed 32 --epochs 1000 --max-time 60 --eval-every 200 --sample-every 0
+demo: $(INSTALLED)
+	mkdir -p build/demo
+	$(PY) tools/stdlib_names.py build/demo/names.tsv
+	rm -rf build/demo/gen build/demo/cls
+	$(PY) -m minrnn train build/demo/names.tsv --labels $(DEMO_MODEL) --out build/demo/gen
+	for label in class function constant; do \
+	  echo "---- python -m minrnn sample --condition $$label"; \
+	  $(PY) -m minrnn sample --checkpoint build/demo/gen/best.ckpt --condition $$label --num 8 --seed 1 \
+	    --temperature 0.8 | paste -sd' '; \
+	done
+	$(PY) -m minrnn train build/demo/names.tsv --task classify $(DEMO_MODEL) --out build/demo/cls
+	$(PY) -m minrnn classify --checkpoint build/demo/cls/best.ckpt HTTPServer make_archive O_RDONLY
+
 bench: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
 	$(PY) tools/bench.py $(BENCH_ARGS)

@@ -3,6 +3,8 @@
  * equations are minrnn/reference/cells.py (the same function names); the products around them
  * are in model.c, which knows a cell only through its cell_kind below.
  *
+ * A row whose record has ended (row_done) is skipped; model.c deals with it.
+ *
  * Shapes, for one step (row b is stream b); see cell_step in internal.h:
  *   a        (B, G*H)    in: x W_ih^T + b_ih + b_hh (b_hh only for the folded gates); forward
  *                        overwrites it with the gate activations
@@ -85,6 +87,7 @@ static inline float tanh_(float x) {
 static inline void rnn_step_forward(const cell_step *s, int j0, int j1, int relu) {
     int H = s->H, Hp = s->Hp;
     for (int b = 0; b < s->B; b++) {
+        if (row_done(s, b)) continue;
         float *ab = s->a + (size_t)b * H, *hb = s->next[0] + (size_t)b * H;
         const float *pb = s->hp + (size_t)b * Hp;
         if (relu) {
@@ -104,6 +107,7 @@ static inline void rnn_step_backward(const cell_step *s, int j0, int j1, int rel
     int H = s->H;
     float *db_ih = s->db_ih, *db_hh = s->db_hh;
     for (int b = 0; b < s->B; b++) {
+        if (row_done(s, b)) continue;
         const float *hb = s->next[0] + (size_t)b * H, *dyb = s->dy + (size_t)b * H;
         float *dhb = s->dstate[0] + (size_t)b * H, *dgxb = s->dgx + (size_t)b * H;
         if (relu) {   /* relu' = 1 where h > 0, else 0 */
@@ -134,6 +138,7 @@ VECTOR_CLONES
 static void lstm_step_forward(const cell_step *s, int j0, int j1) {
     int H = s->H, Hp = s->Hp;
     for (int b = 0; b < s->B; b++) {
+        if (row_done(s, b)) continue;
         float *ab = s->a + (size_t)b * 4 * H;
         float *hb = s->next[0] + (size_t)b * H, *cb = s->next[1] + (size_t)b * H;
         const float *pb = s->hp + (size_t)b * 4 * Hp, *cpb = s->prev[1] + (size_t)b * H;
@@ -156,6 +161,7 @@ static void lstm_step_backward(const cell_step *s, int j0, int j1) {
     int H = s->H;
     float *db_ih = s->db_ih, *db_hh = s->db_hh;
     for (int b = 0; b < s->B; b++) {
+        if (row_done(s, b)) continue;
         const float *ab = s->a + (size_t)b * 4 * H;
         const float *cpb = s->prev[1] + (size_t)b * H, *cb = s->next[1] + (size_t)b * H;
         const float *dyb = s->dy + (size_t)b * H;
@@ -186,6 +192,7 @@ static void gru_step_forward(const cell_step *s, int j0, int j1) {
     int H = s->H, Hp = s->Hp;
     const float *b_hn = s->b_hh + 2 * H;
     for (int b = 0; b < s->B; b++) {
+        if (row_done(s, b)) continue;
         float *ab = s->a + (size_t)b * 3 * H, *hnb = s->saved + (size_t)b * H, *hb = s->next[0] + (size_t)b * H;
         const float *pb = s->hp + (size_t)b * 3 * Hp, *hpb = s->prev[0] + (size_t)b * H;
         #pragma omp simd
@@ -206,6 +213,7 @@ static void gru_step_backward(const cell_step *s, int j0, int j1) {
     int H = s->H;
     float *db_ih = s->db_ih, *db_hh = s->db_hh;
     for (int b = 0; b < s->B; b++) {
+        if (row_done(s, b)) continue;
         const float *ab = s->a + (size_t)b * 3 * H, *hpb = s->prev[0] + (size_t)b * H;
         const float *hnb = s->saved + (size_t)b * H, *dyb = s->dy + (size_t)b * H;
         float *dhb = s->dstate[0] + (size_t)b * H;

@@ -1,12 +1,12 @@
-/* checkpoint.c: minrnn_checkpoint_save / _peek / _load, checkpoint format 1.
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 2, and format 1 read.
  *
- * A checkpoint is one file, all little-endian whatever the host: a fixed 256-byte header, then
- * the sections back to back in the order below with no gaps, then an 8-byte trailer.
+ * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
+ * the sections back to back in the order of the section table with no gaps, then an 8-byte trailer.
  *
  *   off  size  field
  *   0    8     magic: the 8 bytes "minrnnCK"
- *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (1)
- *   12   4     u32 header size = 256
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (2)
+ *   12   4     u32 header size = 512
  *   16   4     i32 cell
  *   20   4     i32 nonlinearity
  *   24   4     i32 vocab_size V
@@ -31,30 +31,53 @@
  *   104  8     i64 epoch
  *   112  8     i64 position
  *   120  8     u64 rng_state
- *   128  96    six (u64 offset, u64 size) pairs, in bytes, for the sections:
- *              vocab, params, m, v, state, meta
- *   224  32    zero padding (must be zero)
- *   256  ...   sections: vocab (V x i32 symbols), params (param_count x f32),
+ *   128  128   eight (u64 offset, u64 size) pairs, in bytes, for the sections:
+ *              vocab, params, m, v, state, meta, labels, cond
+ *   256  4     i32 task
+ *   260  4     i32 num_classes K
+ *   264  4     i32 cond
+ *   268  4     i32 cond_size C
+ *   272  4     i32 one_bias
+ *   276  4     i32 reduction
+ *   280  232   zero padding (must be zero)
+ *   512  ...   sections: vocab (V x i32 symbols), params (param_count x f32),
  *              m (param_count x f32), v (param_count x f32), state (state_size(cfg, B) x f32),
- *              meta (meta_size bytes of UTF-8 JSON); m, v and state have size 0 when
- *              has_train_state = 0 (their offset is where they would start)
+ *              meta (meta_size bytes of UTF-8 JSON), labels (labels_size bytes),
+ *              cond (2C x f32: cond_shift, then cond_scale); m, v and state have size 0 when
+ *              has_train_state = 0, cond has size 0 unless cond = MINRNN_COND_VECTOR (an empty
+ *              section's offset is where it would start)
  *   end-8 8    u64 checksum: FNV-1a 64-bit (offset basis 0xcbf29ce484222325,
  *              prime 0x100000001b3) of every byte before it
  *
+ * Format 1 (written by minrnn 0.1 and 0.2; read, never written) is the same up to byte 128, with
+ * version 1 and header size 256. Its table has six pairs (vocab .. meta) at 128..223, 224..255 is
+ * zero padding, and its sections start at 256. It has no field from byte 224 on: a format-1 file
+ * reads as task MINRNN_TASK_LM, num_classes 0, cond MINRNN_COND_NONE, cond_size 0, one_bias 0,
+ * reduction MINRNN_MEAN (the defaults, all 0), labels_size 0, no cond section, and its
+ * vocabulary has no START/END markers.
+ *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
- *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 256;
- *   - vocab is strictly increasing; UTF8 symbols are Unicode scalar values (0..0x10FFFF without
- *     the surrogates 0xD800..0xDFFF), BYTES symbols are 0..255;
+ *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 258;
+ *   - vocab: the text's symbols, strictly increasing, optionally followed by MINRNN_START_SYMBOL
+ *     and MINRNN_END_SYMBOL (both or neither, the last two entries; never in format 1); UTF8
+ *     symbols are Unicode scalar values (0..0x10FFFF without the surrogates 0xD800..0xDFFF),
+ *     BYTES symbols are 0..255;
+ *   - labels: the names of the K classes (classifier), then of the C labels (MINRNN_COND_LABEL);
+ *     labels_size is 0 if there are none, otherwise the section is exactly those names, each
+ *     non-empty, ended by '\n', without '\t', '\r' or NUL, and valid UTF-8 (no overlong forms,
+ *     surrogates, or code points over U+10FFFF);
+ *   - cond: every float of cond_shift and cond_scale is finite;
  *   - with a training state: B >= 1, T >= 1, optimizer kind 0..3, every optimizer float finite,
  *     step, epoch and position >= 0, rng_state != 0.
+ * (An invalid config makes save return minrnn_config_check's own status.)
  *
  * Writing is atomic: everything goes to "<path>.tmp-XXXXXX" in the same folder, which is
  * flushed, fsynced and renamed over path (a symlink at path is replaced, not followed); path
  * never holds half a checkpoint. Reading trusts nothing: every size is derived from the config,
  * checked for overflow and against the file length before anything is read, the checksum covers
  * the whole file, and nothing is allocated from what the file says. peek reads the whole file
- * once (header, vocabulary rules, checksum); load does the same and then reads it a second time
- * into the caller's buffers, checking the checksum again. Both work on a file descriptor (the
+ * once (header, the rules on contents, checksum); load does the same and then reads it a second
+ * time into the caller's buffers, checking it all again. Both work on a file descriptor (the
  * path functions open one): peek and load on the same descriptor read the same file, whatever
  * happens to its path meanwhile. Only regular files are read (MINRNN_ERR_NOT_FILE otherwise).
  *
@@ -77,7 +100,7 @@
 
 _Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32 floats");
 
-#define HEADER_SIZE 256
+#define HEADER_SIZE_MAX 512          /* the largest header of the formats read here */
 #define TRAILER_SIZE 8
 #define IO_CHUNK_BYTES (64 * 1024)   /* bytes converted or hashed at a time; a multiple of 4 */
 #define FNV_BASIS 0xcbf29ce484222325ULL
@@ -96,13 +119,39 @@ enum {
     OFF_ALPHA = 72, OFF_BETA1 = 76, OFF_BETA2 = 80, OFF_EPS = 84, OFF_CLIP_VALUE = 88,
     OFF_CLIP_NORM = 92, OFF_STEP = 96, OFF_EPOCH = 104, OFF_POSITION = 112, OFF_RNG_STATE = 120,
     OFF_TABLE = 128,                 /* section i: offset at 128 + 16 i, size at 136 + 16 i */
-    OFF_PADDING = 224
+    OFF_TASK = 256, OFF_NUM_CLASSES = 260, OFF_COND = 264, OFF_COND_SIZE = 268,
+    OFF_ONE_BIAS = 272, OFF_REDUCTION = 276,
+    OFF_PADDING = 280
 };
 
-enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, NUM_SECTIONS };
+enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC_COND, NUM_SECTIONS };
+
+/* What the formats read here differ in. Format 1 has no field from byte 224 on: a shorter
+ * section table, and the fields of 256..279 keep their defaults (all 0). */
+typedef struct {
+    uint32_t version;
+    uint32_t header_size;
+    int sections;                    /* pairs in the section table; the later sections are empty */
+    int fields_end;                  /* the zero padding runs from here to header_size */
+    int markers;                     /* 1: the vocabulary may end with the START/END markers */
+} checkpoint_format;
+
+static const checkpoint_format FORMATS[] = {
+    {1, 256, SEC_LABELS, OFF_TABLE + 16 * SEC_LABELS, 0},
+    {2, 512, NUM_SECTIONS, OFF_PADDING, 1},
+};
+
+/* The format of this version; NULL for one this library does not read. */
+static const checkpoint_format *format_of(uint32_t version)
+{
+    for (size_t i = 0; i < sizeof FORMATS / sizeof *FORMATS; i++)
+        if (FORMATS[i].version == version) return &FORMATS[i];
+    return NULL;
+}
 
 /* Where each section lies, in bytes. */
 typedef struct {
+    const checkpoint_format *format;
     uint64_t offset[NUM_SECTIONS];
     uint64_t size[NUM_SECTIONS];
     uint64_t file_size;              /* header + sections + trailer */
@@ -184,22 +233,77 @@ static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
 
 /* ---- what a checkpoint may hold */
 
-/* Whether symbol may follow prev (-1 before the first) in a vocabulary of this encoding. */
-static int symbol_ok(int32_t symbol, int32_t prev, int32_t encoding)
+/* Whether entry i of ck's vocabulary may be symbol, entry i - 1 being prev (when i > 0): the
+ * text's symbols (>= 0) strictly increasing, then, if markers are allowed, either nothing or
+ * MINRNN_START_SYMBOL and MINRNN_END_SYMBOL (< 0) as the last two entries. */
+static int symbol_ok(const minrnn_checkpoint *ck, int markers, int64_t i, int32_t symbol, int32_t prev)
 {
-    if (symbol <= prev) return 0;
-    if (encoding == MINRNN_BYTES) return symbol <= 255;
+    int32_t V = ck->config.vocab_size;
+    if (symbol == MINRNN_START_SYMBOL) return markers && i == V - 2;
+    if (symbol == MINRNN_END_SYMBOL) return markers && i == V - 1 && i > 0 && prev == MINRNN_START_SYMBOL;
+    if (symbol < 0 || (i > 0 && (prev < 0 || symbol <= prev))) return 0;   /* prev < 0: a marker */
+    if (ck->encoding == MINRNN_BYTES) return symbol <= 255;
     return symbol <= 0x10FFFF && (symbol < 0xD800 || symbol > 0xDFFF);
 }
 
-/* MINRNN_OK if ck's scalar fields describe a checkpoint that format 1 can hold; otherwise the
+/* How many names the labels section holds: the classes, then the condition's labels. */
+static uint64_t label_count(const minrnn_config *cfg)
+{
+    return (uint64_t)(cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : 0) +
+           (uint64_t)(cfg->cond == MINRNN_COND_LABEL ? cfg->cond_size : 0);
+}
+
+/* The label names, checked a byte at a time, so that a section read in chunks is checked whole:
+ * each name non-empty, ended by '\n', without '\t', '\r' or NUL, in valid UTF-8. */
+typedef struct {
+    uint64_t names;                  /* names ended so far */
+    uint64_t length;                 /* bytes of the name in progress */
+    int need;                        /* continuation bytes still due in the UTF-8 sequence */
+    unsigned char lo, hi;            /* the range of the next of them */
+    int broken;
+} names_check;
+
+static void names_feed(names_check *c, const unsigned char *p, uint64_t n)
+{
+    for (uint64_t i = 0; i < n && !c->broken; i++) {
+        unsigned char b = p[i];
+        if (c->need > 0) {   /* a continuation byte ('\n' is never one) */
+            c->broken = b < c->lo || b > c->hi;
+            c->need--, c->lo = 0x80, c->hi = 0xBF;
+        } else if (b == '\n') {
+            c->broken = c->length == 0;
+            c->names++, c->length = 0;
+            continue;
+        } else if (b == '\t' || b == '\r' || b == 0 || (b >= 0x80 && b < 0xC2) || b > 0xF4) {
+            c->broken = 1;   /* C0 and C1 lead only overlong forms; F5.. lead over U+10FFFF */
+        } else if (b >= 0xC2) {
+            /* a lead byte; its first continuation's range excludes the overlong forms (E0, F0),
+             * the surrogates (ED) and code points over U+10FFFF (F4) */
+            c->need = b < 0xE0 ? 1 : b < 0xF0 ? 2 : 3;
+            c->lo = b == 0xE0 ? 0xA0 : b == 0xF0 ? 0x90 : 0x80;
+            c->hi = b == 0xED ? 0x9F : b == 0xF4 ? 0x8F : 0xBF;
+        }
+        c->length++;
+    }
+}
+
+/* Whether the bytes fed were exactly count whole names (none at all when count is 0). */
+static int names_complete(const names_check *c, uint64_t count)
+{
+    return !c->broken && c->length == 0 && c->names == count;   /* length 0: no sequence open */
+}
+
+/* MINRNN_OK if ck's scalar fields describe a checkpoint that the format can hold; otherwise the
  * config's own status if the config is invalid, MINRNN_ERR_ARG for anything else. */
 static int check_scalars(const minrnn_checkpoint *ck)
 {
     int status = minrnn_config_check(&ck->config);
     if (status != MINRNN_OK) return status;
     if (ck->encoding != MINRNN_UTF8 && ck->encoding != MINRNN_BYTES) return MINRNN_ERR_ARG;
-    if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256) return MINRNN_ERR_ARG;
+    /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
+    if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
+    /* a model without names has no labels section (said by the header, before any is read) */
+    if (label_count(&ck->config) == 0 && ck->labels_size != 0) return MINRNN_ERR_ARG;
     if (ck->has_train_state != 0 && ck->has_train_state != 1) return MINRNN_ERR_ARG;
     if (!ck->has_train_state) return MINRNN_OK;
     const minrnn_optimizer *o = &ck->optimizer;
@@ -214,12 +318,34 @@ static int check_scalars(const minrnn_checkpoint *ck)
     return MINRNN_OK;
 }
 
-/* The back-to-back layout that ck's (checked) scalar fields imply. Returns 0 if a size is not
- * representable: over 64 bits, or a file longer than the largest off_t (INT64_MAX). */
-static int compute_layout(const minrnn_checkpoint *ck, layout *lay)
+/* Whether ck has every buffer that its scalar fields make necessary for save and load (the
+ * training-state buffers are optional for load, so they are not checked here). */
+static int has_buffers(const minrnn_checkpoint *ck)
 {
-    uint64_t count[NUM_SECTIONS] = {0};
-    const uint64_t width[NUM_SECTIONS] = {4, 4, 4, 4, 4, 1};   /* bytes per element */
+    return ck->vocab && ck->params && (ck->meta_size == 0 || ck->meta) &&
+           (ck->labels_size == 0 || ck->labels) &&
+           (ck->config.cond != MINRNN_COND_VECTOR || (ck->cond_shift && ck->cond_scale));
+}
+
+/* The caller's buffers that hold section s of ck, in file order, and how many: cond is two
+ * arrays of C floats, cond_shift then cond_scale; every other section is one. */
+static int section_buffers(const minrnn_checkpoint *ck, int s, void *buf[2])
+{
+    void *const one[NUM_SECTIONS] = {ck->vocab, ck->params, ck->m, ck->v, ck->state,
+                                     ck->meta, ck->labels, ck->cond_shift};
+    buf[0] = one[s];
+    buf[1] = ck->cond_scale;
+    return s == SEC_COND ? 2 : 1;
+}
+
+/* Bytes per element of each section: 4 for int32 and float words, 1 for bytes. */
+static const uint64_t WIDTH[NUM_SECTIONS] = {4, 4, 4, 4, 4, 1, 1, 4};
+
+/* The back-to-back layout in this format that ck's (checked) scalar fields imply. Returns 0 if a
+ * size is not representable: over 64 bits, or a file longer than the largest off_t (INT64_MAX). */
+static int compute_layout(const minrnn_checkpoint *ck, const checkpoint_format *format, layout *lay)
+{
+    uint64_t count[NUM_SECTIONS] = {0};   /* elements */
     size_t P = minrnn_param_count(&ck->config);
     if (P == 0) return 0;
     count[SEC_VOCAB] = (uint64_t)ck->config.vocab_size;
@@ -231,11 +357,14 @@ static int compute_layout(const minrnn_checkpoint *ck, layout *lay)
         count[SEC_STATE] = (uint64_t)S;
     }
     count[SEC_META] = ck->meta_size;
-    uint64_t at = HEADER_SIZE;
+    count[SEC_LABELS] = ck->labels_size;
+    if (ck->config.cond == MINRNN_COND_VECTOR) count[SEC_COND] = 2 * (uint64_t)ck->config.cond_size;
+    lay->format = format;
+    uint64_t at = format->header_size;
     for (int s = 0; s < NUM_SECTIONS; s++) {
-        if (count[s] > (UINT64_MAX - at) / width[s]) return 0;   /* at + count * width overflows */
+        if (count[s] > (UINT64_MAX - at) / WIDTH[s]) return 0;   /* at + count * width overflows */
         lay->offset[s] = at;
-        lay->size[s] = count[s] * width[s];
+        lay->size[s] = count[s] * WIDTH[s];
         at += lay->size[s];
     }
     if (at > (uint64_t)INT64_MAX - TRAILER_SIZE) return 0;
@@ -247,10 +376,11 @@ static int compute_layout(const minrnn_checkpoint *ck, layout *lay)
 
 static void encode_header(const minrnn_checkpoint *ck, const layout *lay, unsigned char *h)
 {
-    memset(h, 0, HEADER_SIZE);
+    const checkpoint_format *format = lay->format;
+    memset(h, 0, format->header_size);
     memcpy(h + OFF_MAGIC, MAGIC, sizeof MAGIC);
-    put_u32(h + OFF_VERSION, MINRNN_CHECKPOINT_FORMAT);
-    put_u32(h + OFF_HEADER_SIZE, HEADER_SIZE);
+    put_u32(h + OFF_VERSION, format->version);
+    put_u32(h + OFF_HEADER_SIZE, format->header_size);
     put_i32(h + OFF_CELL, ck->config.cell);
     put_i32(h + OFF_NONLINEARITY, ck->config.nonlinearity);
     put_i32(h + OFF_VOCAB_SIZE, ck->config.vocab_size);
@@ -278,15 +408,22 @@ static void encode_header(const minrnn_checkpoint *ck, const layout *lay, unsign
         put_i64(h + OFF_POSITION, ck->position);
         put_u64(h + OFF_RNG_STATE, ck->rng_state);
     }
-    for (int s = 0; s < NUM_SECTIONS; s++) {
+    for (int s = 0; s < format->sections; s++) {
         put_u64(h + OFF_TABLE + 16 * s, lay->offset[s]);
         put_u64(h + OFF_TABLE + 16 * s + 8, lay->size[s]);
     }
+    put_i32(h + OFF_TASK, ck->config.task);
+    put_i32(h + OFF_NUM_CLASSES, ck->config.num_classes);
+    put_i32(h + OFF_COND, ck->config.cond);
+    put_i32(h + OFF_COND_SIZE, ck->config.cond_size);
+    put_i32(h + OFF_ONE_BIAS, ck->config.one_bias);
+    put_i32(h + OFF_REDUCTION, ck->config.reduction);
 }
 
-/* Parse and check the first n bytes (n <= HEADER_SIZE) of a file of file_len bytes, in the order
- * of minrnn_checkpoint_peek's documentation. On MINRNN_OK, ck holds the scalar fields (pointers
- * NULL) and lay the section layout, which matches the file length exactly. */
+/* Parse and check the first n bytes (n <= HEADER_SIZE_MAX) of a file of file_len bytes: magic,
+ * version, length against the header, header size, padding, scalar fields, section table,
+ * length against the sections. On MINRNN_OK, ck holds the scalar fields (pointers NULL) and lay
+ * the section layout, which matches the file length exactly. */
 static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
                         minrnn_checkpoint *ck, layout *lay)
 {
@@ -296,13 +433,15 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
         return prefix ? MINRNN_ERR_TRUNCATED : MINRNN_ERR_NOT_CHECKPOINT;
     }
     if (n < OFF_VERSION + 4) return MINRNN_ERR_TRUNCATED;
-    if (get_u32(h + OFF_VERSION) != MINRNN_CHECKPOINT_FORMAT) return MINRNN_ERR_VERSION;
-    if (file_len < HEADER_SIZE + TRAILER_SIZE) return MINRNN_ERR_TRUNCATED;
+    const checkpoint_format *format = format_of(get_u32(h + OFF_VERSION));
+    if (!format) return MINRNN_ERR_VERSION;
+    if (file_len < format->header_size + TRAILER_SIZE) return MINRNN_ERR_TRUNCATED;
+    /* from here on, n >= header_size */
 
-    if (get_u32(h + OFF_HEADER_SIZE) != HEADER_SIZE) return MINRNN_ERR_CORRUPT;
-    for (int i = OFF_PADDING; i < HEADER_SIZE; i++)
+    if (get_u32(h + OFF_HEADER_SIZE) != format->header_size) return MINRNN_ERR_CORRUPT;
+    for (uint32_t i = (uint32_t)format->fields_end; i < format->header_size; i++)
         if (h[i] != 0) return MINRNN_ERR_CORRUPT;
-    memset(ck, 0, sizeof *ck);
+    memset(ck, 0, sizeof *ck);   /* the fields a format lacks keep their defaults: all 0 */
     ck->config.cell = get_i32(h + OFF_CELL);
     ck->config.nonlinearity = get_i32(h + OFF_NONLINEARITY);
     ck->config.vocab_size = get_i32(h + OFF_VOCAB_SIZE);
@@ -328,13 +467,22 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
     ck->position = get_i64(h + OFF_POSITION);
     ck->rng_state = get_u64(h + OFF_RNG_STATE);
     ck->meta_size = get_u64(h + OFF_TABLE + 16 * SEC_META + 8);
+    if (format->fields_end > OFF_TASK) {   /* the fields of 224..279, which format 1 lacks */
+        ck->config.task = get_i32(h + OFF_TASK);
+        ck->config.num_classes = get_i32(h + OFF_NUM_CLASSES);
+        ck->config.cond = get_i32(h + OFF_COND);
+        ck->config.cond_size = get_i32(h + OFF_COND_SIZE);
+        ck->config.one_bias = get_i32(h + OFF_ONE_BIAS);
+        ck->config.reduction = get_i32(h + OFF_REDUCTION);
+        ck->labels_size = get_u64(h + OFF_TABLE + 16 * SEC_LABELS + 8);
+    }
     if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
     if (!ck->has_train_state)
         for (int i = OFF_TRAIN_FIRST; i < OFF_TABLE; i++)
             if (h[i] != 0) return MINRNN_ERR_CORRUPT;   /* also catches -0.0f */
 
-    if (!compute_layout(ck, lay)) return MINRNN_ERR_CORRUPT;
-    for (int s = 0; s < NUM_SECTIONS; s++)
+    if (!compute_layout(ck, format, lay)) return MINRNN_ERR_CORRUPT;
+    for (int s = 0; s < format->sections; s++)
         if (get_u64(h + OFF_TABLE + 16 * s) != lay->offset[s] ||
             get_u64(h + OFF_TABLE + 16 * s + 8) != lay->size[s])
             return MINRNN_ERR_CORRUPT;
@@ -352,8 +500,11 @@ static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *fi
            a->vocab_size == b->vocab_size && a->embed_size == b->embed_size &&
            a->hidden_size == b->hidden_size && a->num_layers == b->num_layers &&
            f32_bits(a->dropout) == f32_bits(b->dropout) &&
+           a->task == b->task && a->num_classes == b->num_classes && a->cond == b->cond &&
+           a->cond_size == b->cond_size && a->one_bias == b->one_bias &&
+           a->reduction == b->reduction &&
            ck->encoding == file->encoding && ck->has_train_state == file->has_train_state &&
-           ck->meta_size == file->meta_size &&
+           ck->meta_size == file->meta_size && ck->labels_size == file->labels_size &&
            o->kind == p->kind && f32_bits(o->lr) == f32_bits(p->lr) &&
            f32_bits(o->momentum) == f32_bits(p->momentum) &&
            f32_bits(o->alpha) == f32_bits(p->alpha) &&
@@ -383,61 +534,79 @@ static void close_quietly(FILE *f)
     errno = saved;
 }
 
-/* Read the whole file from its start as lay says: the header must still be hdr, every vocabulary
- * symbol must obey the rules of encoding, and the checksum must match the trailer. Unless dst is
- * NULL, each section goes into dst's buffer for it when that buffer is not NULL. */
-static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, int32_t encoding,
-                     const minrnn_checkpoint *dst)
+/* The rules on the sections' contents, checked as the sections stream by, a chunk at a time. */
+typedef struct {
+    const minrnn_checkpoint *ck;     /* the file's scalar fields */
+    int markers;                     /* whether its format allows the vocabulary's markers */
+    int64_t symbols;                 /* vocabulary entries seen */
+    int32_t prev;                    /* the last of them */
+    names_check names;
+} contents_check;
+
+/* Check the n bytes at p, the next ones of section s (n a multiple of its width). */
+static int contents_feed(contents_check *c, int s, const unsigned char *p, size_t n)
+{
+    if (s == SEC_VOCAB)
+        for (size_t i = 0; i < n; i += 4) {
+            int32_t symbol = get_i32(p + i);
+            if (!symbol_ok(c->ck, c->markers, c->symbols++, symbol, c->prev)) return 0;
+            c->prev = symbol;
+        }
+    if (s == SEC_LABELS) names_feed(&c->names, p, n);
+    if (s == SEC_COND)
+        for (size_t i = 0; i < n; i += 4)
+            if (!isfinite(get_f32(p + i))) return 0;
+    return !c->names.broken;
+}
+
+/* Read the whole file from its start as lay says: the header must still be hdr, the sections
+ * must obey the rules on contents for ck's scalar fields (which are the file's), and the
+ * checksum must match the trailer. Each section goes into ck's buffers for it that are not NULL
+ * (peek passes a ck whose pointers are all NULL). */
+static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const minrnn_checkpoint *ck)
 {
     unsigned char buf[IO_CHUNK_BYTES];
-    void *dest[NUM_SECTIONS] = {NULL};
-    if (dst) {
-        dest[SEC_VOCAB] = dst->vocab;
-        dest[SEC_PARAMS] = dst->params;
-        dest[SEC_M] = dst->m;
-        dest[SEC_V] = dst->v;
-        dest[SEC_STATE] = dst->state;
-        dest[SEC_META] = dst->meta;
-    }
+    uint32_t header_size = lay->format->header_size;
     if (fseeko(f, 0, SEEK_SET) != 0) return MINRNN_ERR_READ;
-    int status = read_exact(f, buf, HEADER_SIZE);
+    int status = read_exact(f, buf, header_size);
     if (status != MINRNN_OK) return status;
-    if (memcmp(buf, hdr, HEADER_SIZE) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
-    uint64_t hash = fnv1a(FNV_BASIS, buf, HEADER_SIZE);
-    int32_t prev = -1;
+    if (memcmp(buf, hdr, header_size) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
+    uint64_t hash = fnv1a(FNV_BASIS, buf, header_size);
+    contents_check check = {ck, lay->format->markers, 0, 0, {0}};
     for (int s = 0; s < NUM_SECTIONS; s++) {
-        unsigned char *out = dest[s];
-        for (uint64_t done = 0; done < lay->size[s];) {
-            uint64_t left = lay->size[s] - done;
-            size_t n = left < IO_CHUNK_BYTES ? (size_t)left : IO_CHUNK_BYTES;   /* a multiple of 4 but in meta */
-            status = read_exact(f, buf, n);
-            if (status != MINRNN_OK) return status;
-            hash = fnv1a(hash, buf, n);
-            if (s == SEC_VOCAB)
-                for (size_t i = 0; i < n; i += 4) {
-                    int32_t symbol = get_i32(buf + i);
-                    if (!symbol_ok(symbol, prev, encoding)) return MINRNN_ERR_CORRUPT;
-                    prev = symbol;
+        void *dest[2];
+        int pieces = section_buffers(ck, s, dest);
+        uint64_t piece_size = lay->size[s] / (uint64_t)pieces;
+        for (int j = 0; j < pieces; j++) {
+            unsigned char *out = dest[j];
+            for (uint64_t done = 0; done < piece_size;) {
+                uint64_t left = piece_size - done;
+                size_t n = left < IO_CHUNK_BYTES ? (size_t)left : IO_CHUNK_BYTES;   /* a multiple of the width */
+                status = read_exact(f, buf, n);
+                if (status != MINRNN_OK) return status;
+                hash = fnv1a(hash, buf, n);
+                if (!contents_feed(&check, s, buf, n)) return MINRNN_ERR_CORRUPT;
+                if (out && WIDTH[s] == 1) {
+                    memcpy(out + done, buf, n);
+                } else if (out) {   /* int32 or float words, stored as their little-endian bits */
+                    for (size_t i = 0; i < n; i += 4) {
+                        uint32_t word = get_u32(buf + i);
+                        memcpy(out + done + i, &word, 4);
+                    }
                 }
-            if (out && s == SEC_META) {
-                memcpy(out + done, buf, n);
-            } else if (out) {   /* int32 or float words, stored as their little-endian bits */
-                for (size_t i = 0; i < n; i += 4) {
-                    uint32_t word = get_u32(buf + i);
-                    memcpy(out + done + i, &word, 4);
-                }
+                done += n;
             }
-            done += n;
         }
     }
+    if (!names_complete(&check.names, label_count(&ck->config))) return MINRNN_ERR_CORRUPT;
     status = read_exact(f, buf, TRAILER_SIZE);
     if (status != MINRNN_OK) return status;
     return get_u64(buf) == hash ? MINRNN_OK : MINRNN_ERR_CORRUPT;
 }
 
-/* Check all of the file open at fd (header, layout against the length, vocabulary, checksum),
+/* Check all of the file open at fd (header, layout against the length, contents, checksum),
  * reading it through a stream of its own (fd stays open). On MINRNN_OK, *fp is that stream, hdr
- * the header, file its scalar fields, lay its layout. */
+ * the header, file its scalar fields (pointers NULL), lay its layout. */
 static int open_checked(int fd, FILE **fp, unsigned char *hdr, minrnn_checkpoint *file, layout *lay)
 {
     struct stat st;
@@ -453,11 +622,11 @@ static int open_checked(int fd, FILE **fp, unsigned char *hdr, minrnn_checkpoint
         return MINRNN_ERR_OPEN;
     }
     uint64_t len = (uint64_t)st.st_size;
-    size_t n = len < HEADER_SIZE ? (size_t)len : HEADER_SIZE;
-    memset(hdr, 0, HEADER_SIZE);
+    size_t n = len < HEADER_SIZE_MAX ? (size_t)len : HEADER_SIZE_MAX;
+    memset(hdr, 0, HEADER_SIZE_MAX);
     int status = fseeko(f, 0, SEEK_SET) == 0 ? read_exact(f, hdr, n) : MINRNN_ERR_READ;
     if (status == MINRNN_OK) status = parse_header(hdr, n, len, file, lay);
-    if (status == MINRNN_OK) status = scan_file(f, hdr, lay, file->encoding, NULL);
+    if (status == MINRNN_OK) status = scan_file(f, hdr, lay, file);
     if (status != MINRNN_OK) {
         close_quietly(f);
         return status;
@@ -469,7 +638,7 @@ static int open_checked(int fd, FILE **fp, unsigned char *hdr, minrnn_checkpoint
 int minrnn_checkpoint_peek_fd(int fd, minrnn_checkpoint *ck)
 {
     if (fd < 0 || !ck) return MINRNN_ERR_ARG;
-    unsigned char hdr[HEADER_SIZE];
+    unsigned char hdr[HEADER_SIZE_MAX];
     minrnn_checkpoint file;
     layout lay;
     FILE *f;
@@ -485,9 +654,8 @@ int minrnn_checkpoint_peek_fd(int fd, minrnn_checkpoint *ck)
  * an error, ck's buffers may have been partly written. */
 int minrnn_checkpoint_load_fd(int fd, minrnn_checkpoint *ck)
 {
-    if (fd < 0 || !ck) return MINRNN_ERR_ARG;
-    if (!ck->vocab || !ck->params || (ck->meta_size > 0 && !ck->meta)) return MINRNN_ERR_ARG;
-    unsigned char hdr[HEADER_SIZE];
+    if (fd < 0 || !ck || !has_buffers(ck)) return MINRNN_ERR_ARG;
+    unsigned char hdr[HEADER_SIZE_MAX];
     minrnn_checkpoint file;
     layout lay;
     FILE *f;
@@ -496,7 +664,7 @@ int minrnn_checkpoint_load_fd(int fd, minrnn_checkpoint *ck)
     if (!same_scalars(ck, &file))
         status = MINRNN_ERR_MISMATCH;
     else
-        status = scan_file(f, hdr, &lay, file.encoding, ck);
+        status = scan_file(f, hdr, &lay, ck);
     close_quietly(f);
     return status;
 }
@@ -565,12 +733,17 @@ static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
 {
     unsigned char buf[IO_CHUNK_BYTES];
     uint64_t hash = FNV_BASIS;
-    const void *words[SEC_META] = {ck->vocab, ck->params, ck->m, ck->v, ck->state};
-    if (!write_bytes(f, hdr, HEADER_SIZE, &hash)) return 0;
-    for (int s = 0; s < SEC_META; s++)   /* sizes are 0 for m, v, state without a train state */
-        if (lay->size[s] > 0 && !write_words(f, words[s], lay->size[s] / 4, buf, &hash))
-            return 0;
-    if (!write_bytes(f, (const unsigned char *)ck->meta, lay->size[SEC_META], &hash)) return 0;
+    if (!write_bytes(f, hdr, lay->format->header_size, &hash)) return 0;
+    for (int s = 0; s < NUM_SECTIONS; s++) {   /* an empty section writes nothing */
+        void *src[2];
+        int pieces = section_buffers(ck, s, src);
+        uint64_t piece_size = lay->size[s] / (uint64_t)pieces;
+        for (int j = 0; j < pieces; j++) {
+            int ok = WIDTH[s] == 1 ? write_bytes(f, src[j], piece_size, &hash)
+                                   : write_words(f, src[j], piece_size / 4, buf, &hash);
+            if (!ok) return 0;
+        }
+    }
     unsigned char trailer[TRAILER_SIZE];
     put_u64(trailer, hash);
     return fwrite(trailer, 1, TRAILER_SIZE, f) == TRAILER_SIZE;
@@ -615,21 +788,31 @@ static void sync_folder(const char *path, char *buf)
     }
 }
 
+/* Whether ck's buffers obey the rules on contents (the readers check them as they read). */
+static int contents_ok(const minrnn_checkpoint *ck, int markers)
+{
+    for (int32_t i = 0; i < ck->config.vocab_size; i++)
+        if (!symbol_ok(ck, markers, i, ck->vocab[i], i > 0 ? ck->vocab[i - 1] : 0)) return 0;
+    names_check names = {0};
+    names_feed(&names, (const unsigned char *)ck->labels, ck->labels_size);
+    if (!names_complete(&names, label_count(&ck->config))) return 0;
+    if (ck->config.cond == MINRNN_COND_VECTOR)
+        for (int32_t i = 0; i < ck->config.cond_size; i++)
+            if (!isfinite(ck->cond_shift[i]) || !isfinite(ck->cond_scale[i])) return 0;
+    return 1;
+}
+
 int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck)
 {
     if (!path || !ck) return MINRNN_ERR_ARG;
     int status = check_scalars(ck);
     if (status != MINRNN_OK) return status;
-    if (!ck->vocab || !ck->params || (ck->meta_size > 0 && !ck->meta)) return MINRNN_ERR_ARG;
+    if (!has_buffers(ck)) return MINRNN_ERR_ARG;
     if (ck->has_train_state && (!ck->m || !ck->v || !ck->state)) return MINRNN_ERR_ARG;
-    int32_t prev = -1;
-    for (int32_t i = 0; i < ck->config.vocab_size; i++) {
-        if (!symbol_ok(ck->vocab[i], prev, ck->encoding)) return MINRNN_ERR_ARG;
-        prev = ck->vocab[i];
-    }
+    const checkpoint_format *format = format_of(MINRNN_CHECKPOINT_FORMAT);
     layout lay;
-    if (!compute_layout(ck, &lay)) return MINRNN_ERR_ARG;
-    unsigned char hdr[HEADER_SIZE];
+    if (!compute_layout(ck, format, &lay) || !contents_ok(ck, format->markers)) return MINRNN_ERR_ARG;
+    unsigned char hdr[HEADER_SIZE_MAX];
     encode_header(ck, &lay, hdr);
 
     const char suffix[] = ".tmp-XXXXXX";

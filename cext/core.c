@@ -30,7 +30,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_CONFIG: return "invalid model configuration";
     case MINRNN_ERR_OPEN: return "file could not be opened";
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
-    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads format 1)";
+    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 and 2)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
     case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum or sizes do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
@@ -38,8 +38,8 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_READ: return "file could not be read";
     case MINRNN_ERR_WRITE: return "file could not be written";
     case MINRNN_ERR_RENAME: return "written file could not be renamed into place";
-    case MINRNN_ERR_NO_FORWARD: return "backward without its forward pass (run forward with targets "
-                                       "and the same arguments on this workspace just before)";
+    case MINRNN_ERR_NO_FORWARD: return "backward without its forward pass (run forward with the same "
+                                       "arguments on this workspace just before)";
     case MINRNN_ERR_NOT_FILE: return "not a regular file (a folder, a device or a pipe)";
     default: return "unknown status";
     }
@@ -49,12 +49,19 @@ const char *minrnn_strerror(int status) {
 
 int minrnn_config_check(const minrnn_config *cfg) {
     if (!cfg) return MINRNN_ERR_ARG;
+    int classify = cfg->task == MINRNN_TASK_CLASSIFY, conditioned = cfg->cond != MINRNN_COND_NONE;
     int ok = cell_kind_of(cfg) != NULL
           && cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB
           && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
           && cfg->hidden_size >= 1 && cfg->hidden_size <= MINRNN_MAX_HIDDEN
           && cfg->num_layers >= 1 && cfg->num_layers <= MINRNN_MAX_LAYERS
-          && cfg->dropout >= 0.0f && cfg->dropout < 1.0f;   /* false for NaN */
+          && cfg->dropout >= 0.0f && cfg->dropout < 1.0f   /* false for NaN */
+          && (cfg->task == MINRNN_TASK_LM || classify)
+          && (classify ? cfg->num_classes >= 2 && cfg->num_classes <= MINRNN_MAX_CLASSES : cfg->num_classes == 0)
+          && cfg->cond >= MINRNN_COND_NONE && cfg->cond <= MINRNN_COND_VECTOR
+          && (conditioned ? cfg->cond_size >= 1 && cfg->cond_size <= MINRNN_MAX_CLASSES : cfg->cond_size == 0)
+          && (cfg->one_bias == 0 || cfg->one_bias == 1)
+          && (cfg->reduction == MINRNN_MEAN || cfg->reduction == MINRNN_SUM);
     return ok ? MINRNN_OK : MINRNN_ERR_CONFIG;
 }
 
@@ -63,26 +70,31 @@ int layer_input_size(const minrnn_config *cfg, int layer) {
     return cfg->embed_size ? cfg->embed_size : cfg->vocab_size;
 }
 
+/* The parameter block, in order: its tensors' roles. The layer roles repeat for every layer. */
+enum { ENCODER, COND, W_IH, W_HH, B_IH, B_HH, OUT_W, OUT_B, NUM_ROLES };
+
+static int layer_tensors(const minrnn_config *cfg) { return cfg->one_bias ? 3 : 4; }
+
 int minrnn_tensor_count(const minrnn_config *cfg) {
     if (minrnn_config_check(cfg) != MINRNN_OK) return 0;
-    return (cfg->embed_size ? 1 : 0) + 4 * cfg->num_layers + 2;
+    return (cfg->embed_size ? 1 : 0) + (cfg->cond ? 1 : 0) + layer_tensors(cfg) * cfg->num_layers + 2;
 }
-
-/* What a tensor is; the four layer roles repeat for every layer, in this order. */
-enum { ENCODER = -1, W_IH, W_HH, B_IH, B_HH, DECODER_W, DECODER_B };
 
 /* Tensor i in block order: its shape, its role and its layer (the name is made only on request). */
 static void tensor_shape(const minrnn_config *cfg, int i, int *role, int *layer, int32_t *rows, int32_t *cols) {
     int32_t V = cfg->vocab_size, H = cfg->hidden_size, GH = cell_kind_of(cfg)->gates * H;
-    int k = i - (cfg->embed_size ? 1 : 0);   /* index among the layer and decoder tensors */
+    int32_t out = cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : V;
+    int per_layer = layer_tensors(cfg), in_layers = per_layer * cfg->num_layers;
     *layer = 0;
-    if (k < 0) {
+    if (cfg->embed_size && i-- == 0) {
         *role = ENCODER, *rows = V, *cols = cfg->embed_size;
-    } else if (k < 4 * cfg->num_layers) {
-        *role = k % 4, *layer = k / 4, *rows = GH;
+    } else if (cfg->cond && i-- == 0) {
+        *role = COND, *rows = GH, *cols = cfg->cond_size;
+    } else if (i < in_layers) {
+        *role = W_IH + i % per_layer, *layer = i / per_layer, *rows = GH;
         *cols = *role == W_IH ? layer_input_size(cfg, *layer) : *role == W_HH ? H : 1;
     } else {
-        *role = DECODER_W + k - 4 * cfg->num_layers, *rows = V, *cols = *role == DECODER_W ? H : 1;
+        *role = OUT_W + i - in_layers, *rows = out, *cols = *role == OUT_W ? H : 1;
     }
 }
 
@@ -91,8 +103,8 @@ int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) 
     int n = minrnn_tensor_count(cfg);
     if (n == 0) return MINRNN_ERR_CONFIG;
     if (index < 0 || index >= n || !out) return MINRNN_ERR_ARG;
-    static const char *const names[7] = {"encoder.weight", "weight_ih", "weight_hh", "bias_ih", "bias_hh",
-                                         "decoder.weight", "decoder.bias"};
+    static const char *const names[NUM_ROLES] = {"encoder.weight", "cond.weight", "weight_ih", "weight_hh",
+                                                 "bias_ih", "bias_hh", "weight", "bias"};
     memset(out, 0, sizeof *out);
     int role, layer;
     for (int i = 0; i < index; i++) {   /* the offset: the sizes of the tensors before */
@@ -100,11 +112,14 @@ int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) 
         out->offset += (int64_t)out->rows * out->cols;
     }
     tensor_shape(cfg, index, &role, &layer, &out->rows, &out->cols);
-    out->ndim = role == B_IH || role == B_HH || role == DECODER_B ? 1 : 2;
-    if (role == ENCODER || role >= DECODER_W)
-        snprintf(out->name, sizeof out->name, "%s", names[role + 1]);
+    out->ndim = role == B_IH || role == B_HH || role == OUT_B ? 1 : 2;
+    if (role == OUT_W || role == OUT_B)
+        snprintf(out->name, sizeof out->name, "%s.%s", cfg->task == MINRNN_TASK_CLASSIFY ? "head" : "decoder",
+                 names[role]);
+    else if (role == ENCODER || role == COND)
+        snprintf(out->name, sizeof out->name, "%s", names[role]);
     else
-        snprintf(out->name, sizeof out->name, "%s_l%d", names[role + 1], layer);
+        snprintf(out->name, sizeof out->name, "%s_l%d", names[role], layer);
     return MINRNN_OK;
 }
 
@@ -132,12 +147,13 @@ model_view model_views(const minrnn_config *cfg, const float *params) {
         layer_view *l = &m.layer[layer];
         switch (role) {
         case ENCODER: m.encoder = p; break;
+        case COND: m.cond = p; break;
         case W_IH: l->w_ih = p; break;
         case W_HH: l->w_hh = p; break;
         case B_IH: l->b_ih = p; break;
         case B_HH: l->b_hh = p; break;
-        case DECODER_W: m.dec_w = p; break;
-        default: m.dec_b = p;
+        case OUT_W: m.out_w = p; break;
+        default: m.out_b = p;
         }
         p += (size_t)rows * cols;
     }
@@ -174,33 +190,44 @@ float minrnn_rng_uniform(minrnn_rng *rng) {
 /* ---- initialization, as minrnn.reference.model.init_params: values computed in double, then
  * rounded once to float, so they equal float32(reference) exactly. */
 
+/* N(0, 1) by Box and Muller from two uniforms, u1 then u2 (normal_draw in the reference). */
+static double normal_draw(minrnn_rng *rng) {
+    double u1 = (double)minrnn_rng_uniform(rng), u2 = (double)minrnn_rng_uniform(rng);
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * 3.141592653589793 * u2);
+}
+
 int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
-    if (!params || (scheme != MINRNN_INIT_DEFAULT && scheme != MINRNN_INIT_IRNN)) return MINRNN_ERR_ARG;
+    if (!params || scheme < MINRNN_INIT_DEFAULT || scheme > MINRNN_INIT_NORMAL) return MINRNN_ERR_ARG;
     if (scheme == MINRNN_INIT_IRNN && cell_kind_of(cfg)->gates != 1) return MINRNN_ERR_ARG;
     minrnn_rng rng;
     minrnn_rng_seed(&rng, seed);
     const double irnn_input_bound = 0.001 * sqrt(3.0);   /* standard deviation 0.001 */
-    int n = minrnn_tensor_count(cfg);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, n = minrnn_tensor_count(cfg); i < n; i++) {
+        int role, layer;
+        int32_t rows, cols;
+        tensor_shape(cfg, i, &role, &layer, &rows, &cols);
         minrnn_tensor t;
         minrnn_tensor_info(cfg, i, &t);
         float *p = params + t.offset;
-        int64_t size = (int64_t)t.rows * t.cols;
-        int irnn_layer = scheme == MINRNN_INIT_IRNN && strncmp(t.name, "decoder", 7) != 0
-                         && strcmp(t.name, "encoder.weight") != 0;
-        double bound = 1.0 / sqrt((double)cfg->hidden_size);
-        if (strcmp(t.name, "encoder.weight") == 0) bound = sqrt(3.0);
-        if (irnn_layer && strncmp(t.name, "weight_hh", 9) == 0) {          /* identity */
-            for (int64_t j = 0; j < size; j++) p[j] = (j / t.cols == j % t.cols) ? 1.0f : 0.0f;
+        int64_t size = (int64_t)rows * cols;
+        int bias = role == B_IH || role == B_HH || role == OUT_B;
+        if (scheme == MINRNN_INIT_NORMAL) {   /* min-char-rnn: weights N(0, 1) * 0.01, biases 0 */
+            for (int64_t j = 0; j < size; j++) p[j] = bias ? 0.0f : (float)(0.01 * normal_draw(&rng));
             continue;
         }
-        if (irnn_layer && strncmp(t.name, "bias", 4) == 0) {               /* zeros */
+        int irnn_layer = scheme == MINRNN_INIT_IRNN && role != ENCODER && role != OUT_W && role != OUT_B;
+        if (irnn_layer && role == W_HH) {   /* identity */
+            for (int64_t j = 0; j < size; j++) p[j] = (j / cols == j % cols) ? 1.0f : 0.0f;
+            continue;
+        }
+        if (irnn_layer && bias) {           /* zeros */
             memset(p, 0, (size_t)size * sizeof(float));
             continue;
         }
-        if (irnn_layer) bound = irnn_input_bound;                           /* weight_ih */
+        double bound = role == ENCODER ? sqrt(3.0) : irnn_layer ? irnn_input_bound   /* weight_ih, cond */
+                                                   : 1.0 / sqrt((double)cfg->hidden_size);
         for (int64_t j = 0; j < size; j++) {
             double u = (double)minrnn_rng_uniform(&rng);
             p[j] = (float)((2.0 * u - 1.0) * bound);

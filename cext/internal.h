@@ -30,8 +30,9 @@ typedef struct {
 
 typedef struct {
     const float *encoder;                    /* (V, E) or NULL */
-    layer_view layer[MINRNN_MAX_LAYERS];
-    const float *dec_w, *dec_b;              /* (V, H), (V) */
+    const float *cond;                       /* (G*H, C) or NULL */
+    layer_view layer[MINRNN_MAX_LAYERS];     /* b_hh NULL with one_bias */
+    const float *out_w, *out_b;              /* the decoder (V, H), (V) or the head (K, H), (K) */
 } model_view;
 
 model_view model_views(const minrnn_config *cfg, const float *params);
@@ -60,7 +61,13 @@ typedef struct {
                                             * (the recurrent product adds the rest into dstate[0]) */
     float *dgx, *dgh;                      /* (B, G*H); dgh == dgx when separate == 0 */
     float *db_ih, *db_hh;                  /* (G*H) */
+    const int32_t *lengths;                /* (B) or NULL: records of lengths[b] steps */
+    int t;                                 /* the step */
 } cell_step;
+
+/* Whether stream b's record ended before this step. The cells skip such a row; model.c carries
+ * its states forward unchanged and zeroes its gate gradients, so it changes nothing. */
+static inline int row_done(const cell_step *s, int b) { return s->lengths && s->t >= s->lengths[b]; }
 
 typedef struct {
     const char *name;              /* "rnn_tanh", "rnn_relu", "lstm", "gru" */

@@ -1,7 +1,12 @@
 /* minrnn.h: the one public header of minrnn's C core.
  *
- * Character-level recurrent language models (RNN tanh/relu, LSTM, GRU) in float32, for a batch of
- * B independent streams over T time steps, with the equations and parameter layout of PyTorch.
+ * Character-level recurrent networks (RNN tanh/relu, LSTM, GRU) in float32, for a batch of B
+ * independent streams over T time steps, with the equations and parameter layout of PyTorch: a
+ * language model (many to many), records of different lengths in one batch, a condition vector
+ * that drives every step (one to many: captioning), and a classifier of each stream's last state
+ * (many to one). Backward takes the gradient with respect to the final states and gives it with
+ * respect to the initial states and the condition, so models compose (an encoder feeding a
+ * decoder) with no other math.
  * The caller owns every buffer: size queries say how many floats to allocate. The library keeps no
  * global state, never exits and never prints; every call that can fail returns a minrnn_status,
  * explained by minrnn_strerror() (after the file errors, errno says why, as the failed system
@@ -9,14 +14,17 @@
  * results are bitwise identical for every thread count.
  *
  * Layouts (row-major, like PyTorch):
- *   tokens, targets  (T, B) int32, time-major: tokens[t * B + b] is stream b's input at step t
+ *   tokens           (T, B) int32, time-major: tokens[t * B + b] is stream b's input at step t
+ *   targets          language model (T, B) like tokens; classifier (B)
  *   state            (L, S, B, H): for each layer h, then c for LSTM (S = 2; S = 1 otherwise)
  *   dropout masks    (L, T, B, H): the scale applied to layer l's output, 0 or 1 / (1 - p)
- *   logits           (T, B, V)
- *   parameters       one block: encoder.weight (V, E) if E > 0; per layer weight_ih (G*H, In),
- *                    weight_hh (G*H, H), bias_ih (G*H), bias_hh (G*H); decoder.weight (V, H),
- *                    decoder.bias (V). G = 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n).
- *                    Gradients and optimizer moments have the same length and layout.
+ *   logits           language model (T, B, V); classifier (B, K)
+ *   parameters       one block: encoder.weight (V, E) if E > 0; cond.weight (G*H, C) with a
+ *                    condition; per layer weight_ih (G*H, In), weight_hh (G*H, H), bias_ih (G*H),
+ *                    bias_hh (G*H) unless one_bias; then decoder.weight (V, H), decoder.bias (V)
+ *                    for a language model, or head.weight (K, H), head.bias (K) for a classifier.
+ *                    G = 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n). Gradients and
+ *                    optimizer moments have the same length and layout.
  *
  * The Python binding reads the declarations below the "cdef" marker with cffi, so Python and C
  * cannot drift apart. Below that marker: only integer #defines, enums, structs and prototypes.
@@ -31,7 +39,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.2.0"
+#define MINRNN_VERSION_STRING "0.3.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -41,9 +49,9 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 2
+#define MINRNN_VERSION_MINOR 3
 #define MINRNN_VERSION_PATCH 0
-#define MINRNN_CHECKPOINT_FORMAT 1   /* the checkpoint format this library reads and writes */
+#define MINRNN_CHECKPOINT_FORMAT 2   /* the checkpoint format this library writes; it also reads 1 */
 
 typedef enum {
     MINRNN_OK = 0,
@@ -51,7 +59,7 @@ typedef enum {
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
     MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created (errno: why) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
-    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not MINRNN_CHECKPOINT_FORMAT */
+    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is neither 1 nor 2 */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
     MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
     MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
@@ -59,8 +67,8 @@ typedef enum {
     MINRNN_ERR_READ = 10,          /* reading a file failed (errno: why) */
     MINRNN_ERR_WRITE = 11,         /* writing or flushing a file failed (errno: why; ENOSPC: disk full) */
     MINRNN_ERR_RENAME = 12,        /* a written file could not be renamed into place (errno: why) */
-    MINRNN_ERR_NO_FORWARD = 13,    /* backward needs the forward pass of the same arguments, with
-                                    * targets, to be the last thing run on that workspace */
+    MINRNN_ERR_NO_FORWARD = 13,    /* backward needs the forward pass of the same arguments to be
+                                    * the last thing run on that workspace */
     MINRNN_ERR_NOT_FILE = 14       /* the path is a folder, a device or a pipe, not a regular file */
 } minrnn_status;
 
@@ -68,14 +76,21 @@ typedef enum {
  * library runs are listed by minrnn_cell_info */
 enum { MINRNN_RNN = 0, MINRNN_LSTM = 1, MINRNN_GRU = 2 };       /* cell */
 enum { MINRNN_TANH = 0, MINRNN_RELU = 1 };                      /* nonlinearity of MINRNN_RNN */
-enum { MINRNN_INIT_DEFAULT = 0, MINRNN_INIT_IRNN = 1 };         /* initialization scheme */
+enum { MINRNN_INIT_DEFAULT = 0, MINRNN_INIT_IRNN = 1, MINRNN_INIT_NORMAL = 2 };   /* init scheme */
+enum { MINRNN_TASK_LM = 0, MINRNN_TASK_CLASSIFY = 1 };          /* what the top layer feeds */
+enum { MINRNN_COND_NONE = 0, MINRNN_COND_LABEL = 1, MINRNN_COND_VECTOR = 2 };   /* condition v */
+enum { MINRNN_MEAN = 0, MINRNN_SUM = 1 };                       /* loss reduction */
 enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 };
 enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1 };                     /* what vocabulary symbols are */
+/* Reserved ids of a record model: in a checkpoint's vocabulary, after the text's symbols, these
+ * stand for the start and the end token (never a character of the text). */
+enum { MINRNN_START_SYMBOL = -1, MINRNN_END_SYMBOL = -2 };
 
 /* Limits that keep every size computation far from overflow. */
 #define MINRNN_MAX_VOCAB 1114112      /* every Unicode code point */
 #define MINRNN_MAX_HIDDEN 65536       /* also the largest embedding size */
 #define MINRNN_MAX_LAYERS 64
+#define MINRNN_MAX_CLASSES 1048576    /* K, and C: labels or condition size */
 #define MINRNN_MAX_BATCH_ROWS 1073741824   /* B * T, 2^30 */
 
 typedef struct {
@@ -86,7 +101,34 @@ typedef struct {
     int32_t hidden_size;   /* H >= 1 */
     int32_t num_layers;    /* L >= 1 */
     float dropout;         /* p in [0, 1): chance of zeroing a layer output element in training */
+    int32_t task;          /* MINRNN_TASK_LM: a decoder predicts the next token at every step;
+                            * MINRNN_TASK_CLASSIFY: a head classifies each stream from the top
+                            * layer's output at its last step */
+    int32_t num_classes;   /* K >= 2 for a classifier; 0 for a language model */
+    int32_t cond;          /* MINRNN_COND_NONE; MINRNN_COND_LABEL: v is the one-hot of a label,
+                            * so W_cond v is a column of W_cond; MINRNN_COND_VECTOR: v is C floats.
+                            * Layer 0's input preactivations (every gate) get W_cond v at every step */
+    int32_t cond_size;     /* C: labels or floats of v; 0 with MINRNN_COND_NONE */
+    int32_t one_bias;      /* 0: bias_ih and bias_hh per layer (PyTorch); 1: bias_ih only, as
+                            * min-char-rnn's one hidden bias (bias_hh acts as zero) */
+    int32_t reduction;     /* the loss over the positions (or streams) that have one: MINRNN_MEAN
+                            * or MINRNN_SUM (min-char-rnn) */
 } minrnn_config;
+
+/* One batch: what the model reads and what its loss compares with. Fields the configuration does
+ * not use must be NULL. */
+typedef struct {
+    int32_t B, T;
+    const int32_t *tokens;     /* (T, B) ids in [0, V), padding included */
+    const int32_t *targets;    /* language model (T, B) ids, read within lengths only; classifier
+                                * (B) classes in [0, K); NULL: no loss */
+    const int32_t *lengths;    /* (B) in [1, T]: stream b is a record of lengths[b] steps; at later
+                                * steps nothing happens to it (no state change, no loss, no
+                                * gradient), so its final state is the state after its last step.
+                                * NULL: every stream runs T steps */
+    const int32_t *labels;     /* MINRNN_COND_LABEL: (B) labels in [0, C) */
+    const float *vectors;      /* MINRNN_COND_VECTOR: (B, C) finite floats */
+} minrnn_batch;
 
 /* One cell the library runs: a valid (cell, nonlinearity) pair of minrnn_config. */
 typedef struct {
@@ -129,9 +171,16 @@ typedef struct {
     int32_t encoding;            /* MINRNN_UTF8 (symbols are code points) or MINRNN_BYTES (0..255) */
     int32_t has_train_state;     /* 1: the fields below the line are present */
     uint64_t meta_size;          /* bytes of UTF-8 JSON metadata */
-    int32_t *vocab;              /* (V) symbols, strictly increasing */
+    uint64_t labels_size;        /* bytes of label names */
+    int32_t *vocab;              /* (V) symbols, strictly increasing, then MINRNN_START_SYMBOL and
+                                  * MINRNN_END_SYMBOL for a record model */
     float *params;               /* (param_count) */
     char *meta;                  /* (meta_size) bytes, not NUL-terminated */
+    char *labels;                /* (labels_size) bytes: the names of the K classes (classifier) or
+                                  * of the C labels (MINRNN_COND_LABEL), each ended by '\n', UTF-8
+                                  * without '\t'; empty otherwise */
+    float *cond_shift, *cond_scale;   /* MINRNN_COND_VECTOR: (C) each; the model reads
+                                  * (v - cond_shift) * cond_scale, the standardized vector */
     /* ---- training state, for an exact resume ---- */
     minrnn_optimizer optimizer;
     uint64_t rng_state;          /* the dropout generator */
@@ -166,28 +215,31 @@ uint64_t minrnn_rng_next(minrnn_rng *rng);
 float minrnn_rng_uniform(minrnn_rng *rng);
 
 /* ---- model */
-/* Fresh parameters: see minrnn.reference.model.init_params for the two schemes. MINRNN_INIT_IRNN
- * (an identity weight_hh) is for the cells of one gate, the RNNs; MINRNN_ERR_ARG for the others. */
+/* Fresh parameters: see minrnn.reference.model.init_params for the schemes. MINRNN_INIT_IRNN (an
+ * identity weight_hh) is for the cells of one gate, the RNNs; MINRNN_ERR_ARG for the others.
+ * MINRNN_INIT_NORMAL is min-char-rnn's: weights N(0, 1) * 0.01, biases zero. */
 int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme);
 /* Inverted dropout masks (L, T, B, H) drawn from rng in that order: keep when the uniform draw is
  * >= p (the float in the config), with the scale 1 / (1 - p) computed in double and rounded once. */
 int minrnn_dropout_masks(const minrnn_config *cfg, int B, int T, minrnn_rng *rng, float *masks);
-/* Run B streams for T steps from state0. targets (for loss), state_out, masks (dropout), logits
- * and loss may each be NULL; state_out may equal state0. With targets, the workspace keeps what
- * backward needs, stamped with what it was computed from. */
-int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
-                   const int32_t *tokens, const int32_t *targets, const float *state0,
-                   float *state_out, const float *masks, float *logits, float *loss,
-                   float *workspace, int num_threads);
-/* Gradient of the mean loss of the last minrnn_forward on this workspace: adds into grads; writes
- * the gradient with respect to state0 into dstate0 unless NULL. That forward must have had targets
- * and the same config, B, T, params, tokens, targets and masks (the same values: the workspace's
- * stamp holds a hash of them), with no other call on the workspace since; otherwise nothing is
- * written and the result is MINRNN_ERR_NO_FORWARD. Backward uses up the forward pass: a second
- * backward needs a new forward. */
-int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
-                    const int32_t *tokens, const int32_t *targets, const float *masks,
-                    float *workspace, float *grads, float *dstate0, int num_threads);
+/* Run the batch from state0: B streams, T steps. state_out (the final states), masks (dropout),
+ * logits and loss may each be NULL; state_out may equal state0. loss is the mean or the sum (per
+ * cfg->reduction) of the cross-entropies, and needs targets. The workspace keeps what backward
+ * needs, stamped with a hash of what it was computed from. */
+int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                   const float *state0, float *state_out, const float *masks, float *logits,
+                   float *loss, float *workspace, int num_threads);
+/* The gradient of the last minrnn_forward on this workspace, of [its loss, if the batch has
+ * targets] + [sum of dfinal * final states, if dfinal (L, S, B, H) is not NULL: what a decoder
+ * sends back to its encoder]: adds into grads; writes the gradient with respect to state0 into
+ * dstate0 (L, S, B, H) and with respect to the batch's vectors into dvectors (B, C) unless NULL
+ * (dvectors only with MINRNN_COND_VECTOR). That forward must have had the same config, params,
+ * batch (the same values: the stamp holds a hash of them) and masks, with no other call on the
+ * workspace since; otherwise nothing is written and the result is MINRNN_ERR_NO_FORWARD.
+ * Backward uses up the forward pass: a second backward needs a new forward. */
+int minrnn_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                    const float *masks, const float *dfinal, float *workspace, float *grads,
+                    float *dstate0, float *dvectors, int num_threads);
 /* Clipping in place; minrnn_clip_norm writes the norm before clipping to *norm unless NULL. */
 void minrnn_clip_value(float *grads, size_t n, float limit);
 void minrnn_clip_norm(float *grads, size_t n, float max_norm, float *norm, int num_threads);
@@ -197,13 +249,14 @@ int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *g
 /* A whole training step in one call: dropout masks from rng, forward, zeroed grads and backward,
  * clipping, the update and the carried state (state in: initial, out: final). On
  * MINRNN_ERR_NONFINITE nothing but rng and grads has changed. loss and grad_norm may be NULL;
- * grad_norm is measured after clip_value and before clip_norm. */
+ * grad_norm is measured after clip_value and before clip_norm. The batch needs targets. */
 int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, float *m, float *v,
-                      minrnn_optimizer *opt, minrnn_rng *rng, int B, int T, const int32_t *tokens,
-                      const int32_t *targets, float *state, float *loss, float *grad_norm,
-                      float *workspace, int num_threads);
-/* One token for each of B streams: logits (B, V) and the state moves on. */
-int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int32_t *tokens,
+                      minrnn_optimizer *opt, minrnn_rng *rng, const minrnn_batch *batch,
+                      float *state, float *loss, float *grad_norm, float *workspace,
+                      int num_threads);
+/* One token for each of B streams (batch->T = 1, no targets, no lengths): logits (B, V) or (B, K)
+ * and the state moves on. */
+int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
                 float *state, float *logits, float *workspace, int num_threads);
 
 /* ---- sampling: see minrnn.reference.sampling.sample; the same double-precision steps, so the same

@@ -1,9 +1,10 @@
 /* model.c: forward and backward of B streams over T steps through L layers of RNN, LSTM or GRU,
- * the decoder and the loss; the one-token step. The math is minrnn/reference/cells.py and
- * model.py, batched:
+ * the output layer (a decoder at every step, or a classifier head on each stream's last step)
+ * and the loss; the one-token step. The math is minrnn/reference/cells.py and model.py, batched:
  *
  *   input projection   act (N, GH) = x (N, In) W_ih^T + b_ih     one product before the time loop
- *                      (a one-hot layer 0 gathers rows of W_ih^T instead)
+ *                      (a one-hot layer 0 gathers rows of W_ih^T instead); layer 0 also adds
+ *                      W_cond v (B, GH), computed once per batch (a label: a column of W_cond)
  *   recurrence         per step: hproj (B, GH) = h (B, H) W_hh^T + b_hh, then the gate
  *                      nonlinearities and the state update fused in one pass
  *   weight gradients   dW = dgates^T x over all N = T*B rows: one product after the time loop
@@ -16,6 +17,11 @@
  *
  * The cell is known only through its cell_kind (cells.c): how many gates and states, which gates
  * keep their recurrent part separate, what a step saves, and its two step functions.
+ *
+ * Records (batch->lengths): at a step past the end of stream b's record, the cells skip row b;
+ * here its states are carried forward unchanged and its gate gradients zeroed, and its positions
+ * have no loss. So nothing there reaches a weight, and the state gradient passes straight
+ * through to the record's last step.
  */
 #include <stdint.h>
 #include <math.h>
@@ -48,8 +54,15 @@ typedef struct {
     size_t saved[MINRNN_MAX_LAYERS];    /* (N, saved * H): what the cell keeps for backward */
     size_t ys[MINRNN_MAX_LAYERS];   /* dropout > 0: (N, H) layer output times its mask */
     size_t x0;          /* embedding input: (N, E) */
-    size_t logits;      /* (N, V): logits, then probabilities, then their gradient */
-    size_t row_loss;    /* (N) */
+    size_t cond;        /* condition: (B, GH) W_cond v; in backward, the sum of layer 0's dgx
+                         * over each stream's steps */
+    size_t head_in;     /* classifier: (B, H) the top layer's output at each stream's last step;
+                         * in backward, its gradient */
+    size_t logits;      /* (R, O): logits, then probabilities, then their gradient; R = N rows
+                         * and O = V (language model) or R = B and O = K (classifier) */
+    size_t row_loss;    /* (R) */
+    size_t zero_bias;   /* one_bias: (GH) zeros, the bias_hh that is not there */
+    size_t lost_bias;   /* one_bias: (GH) where its gradient goes, never read */
     size_t hproj;       /* (B, G * Hp): one step's W_hh h, gate blocks padded to Hp */
     size_t dgh;         /* separate gates: (N, GH) gradient of the recurrent preactivations (else
                          * dgx itself) */
@@ -78,7 +91,9 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     const cell_kind *cell = cell_kind_of(cfg);
     size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell->gates, GH = G * H, V = cfg->vocab_size;
     size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR), S = cell->states;
-    size_t widest = max_size(max_size(GH, V), max_size(E, G * Hp));
+    size_t C = cfg->cond_size, classify = cfg->task == MINRNN_TASK_CLASSIFY;
+    size_t R = classify ? (size_t)B : N, O = classify ? (size_t)cfg->num_classes : V;
+    size_t widest = max_size(max_size(GH, max_size(V, O)), max_size(max_size(E, C), G * Hp));
     if (N * widest > ((size_t)1 << 40)) return -1;   /* 4 TiB of floats: refuse before overflow */
     memset(w, 0, sizeof *w);
     size_t at = 0;
@@ -90,16 +105,20 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
         if (cfg->dropout > 0.0f) w->ys[l] = take(&at, N * H);
     }
     if (E) w->x0 = take(&at, N * E);
-    w->logits = take(&at, N * V);
-    w->row_loss = take(&at, N);
+    if (C) w->cond = take(&at, B * GH);
+    if (classify) w->head_in = take(&at, B * H);
+    w->logits = take(&at, R * O);
+    w->row_loss = take(&at, R);
+    if (cfg->one_bias) w->zero_bias = take(&at, GH), w->lost_bias = take(&at, GH);
     w->hproj = take(&at, B * G * Hp);
     if (cell->separate) w->dgh = take(&at, N * GH);
     w->dy = take(&at, N * max_size(H, E));
     w->dstate = take(&at, S * B * H);
-    /* the largest packed weight: forward W_ih^T (In, GH), G blocks of W_hh^T (H, H), decoder
-     * W_dec^T (H, V); backward W_hh (GH, H), W_ih (GH, In), W_dec (V, H) */
-    size_t packed = max_size(G * mm_packed_size((int)H, (int)H), mm_packed_size((int)H, (int)V));
-    packed = max_size(packed, max_size(mm_packed_size((int)GH, (int)H), mm_packed_size((int)V, (int)H)));
+    /* the largest packed weight: forward W_ih^T (In, GH), G blocks of W_hh^T (H, H), the output
+     * layer's W^T (H, O); backward W_hh (GH, H), W_ih (GH, In), W (O, H), W_cond (GH, C) */
+    size_t packed = max_size(G * mm_packed_size((int)H, (int)H), mm_packed_size((int)H, (int)O));
+    packed = max_size(packed, max_size(mm_packed_size((int)GH, (int)H), mm_packed_size((int)O, (int)H)));
+    if (C) packed = max_size(packed, max_size(mm_packed_size((int)GH, (int)C), mm_packed_size(B, (int)C)));
     for (size_t l = 0; l < L; l++) {
         int in = layer_input_size(cfg, (int)l);
         if (l == 0 && E == 0) continue;   /* one-hot: a gather, nothing packed */
@@ -125,10 +144,12 @@ size_t minrnn_workspace_size(const minrnn_config *cfg, int B, int T) {
 typedef struct {
     const minrnn_config *cfg;
     const cell_kind *cell;
-    int B, T, N, H, G, S, GH, Hp, V, E, L, nt;
+    int B, T, N, H, G, S, GH, Hp, V, E, L, C, nt;
+    int classify, R, O;       /* output rows and columns: (N, V), or (B, K) for a classifier */
     const float *params;
     model_view w;
-    const int32_t *tokens, *targets;
+    const minrnn_batch *batch;
+    const int32_t *tokens, *targets, *lengths;
     const float *masks;       /* (L, N, H) or NULL */
     float *ws;
     ws_layout lay;
@@ -136,29 +157,80 @@ typedef struct {
 
 #define WS(r, region) ((r)->ws + (r)->lay.region)
 
-static int setup(run *r, const minrnn_config *cfg, const float *params, int B, int T,
-                 const int32_t *tokens, const int32_t *targets, const float *masks, float *ws,
-                 int num_threads) {
-    int status = minrnn_config_check(cfg);
-    if (status != MINRNN_OK) return status;
-    if (!params || !tokens || !ws || layout(cfg, B, T, &r->lay) != 0) return MINRNN_ERR_ARG;
-    if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
-    int64_t N = (int64_t)B * T;
-    for (int64_t i = 0; i < N; i++) {
-        if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
-        if (targets && (targets[i] < 0 || targets[i] >= cfg->vocab_size)) return MINRNN_ERR_ARG;
+/* MINRNN_OK if every id and value the batch holds is in range, and it holds what the
+ * configuration reads and nothing else. */
+static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
+    if (!bt->tokens || (bt->labels != NULL) != (cfg->cond == MINRNN_COND_LABEL)
+        || (bt->vectors != NULL) != (cfg->cond == MINRNN_COND_VECTOR))
+        return MINRNN_ERR_ARG;
+    int B = bt->B, T = bt->T, classify = cfg->task == MINRNN_TASK_CLASSIFY;
+    for (int b = 0; b < B; b++) {
+        if (bt->lengths && (bt->lengths[b] < 1 || bt->lengths[b] > T)) return MINRNN_ERR_ARG;
+        if (bt->labels && (bt->labels[b] < 0 || bt->labels[b] >= cfg->cond_size)) return MINRNN_ERR_ARG;
+        if (bt->targets && classify && (bt->targets[b] < 0 || bt->targets[b] >= cfg->num_classes))
+            return MINRNN_ERR_ARG;
     }
-    r->cfg = cfg, r->cell = cell_kind_of(cfg);
-    r->B = B, r->T = T, r->N = (int)N;
-    r->H = cfg->hidden_size, r->G = r->cell->gates, r->S = r->cell->states, r->GH = r->G * r->H;
-    r->Hp = (int)round_up((size_t)r->H, MM_NR);
-    r->V = cfg->vocab_size, r->E = cfg->embed_size, r->L = cfg->num_layers;
-    r->nt = resolve_threads(num_threads);
-    r->params = params, r->w = model_views(cfg, params);
-    r->tokens = tokens, r->targets = targets, r->masks = masks;
-    r->ws = ws;
+    if (bt->vectors)
+        for (int64_t i = 0; i < (int64_t)B * cfg->cond_size; i++)
+            if (!isfinite(bt->vectors[i])) return MINRNN_ERR_ARG;
+    for (int64_t i = 0; i < (int64_t)B * T; i++) {
+        if (bt->tokens[i] < 0 || bt->tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
+        int has_loss = !bt->lengths || i / B < bt->lengths[i % B];
+        if (bt->targets && !classify && has_loss && (bt->targets[i] < 0 || bt->targets[i] >= cfg->vocab_size))
+            return MINRNN_ERR_ARG;
+    }
     return MINRNN_OK;
 }
+
+static int setup(run *r, const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                 const float *masks, float *ws, int num_threads) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    if (!params || !batch || !ws || layout(cfg, batch->B, batch->T, &r->lay) != 0) return MINRNN_ERR_ARG;
+    if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
+    status = check_batch(cfg, batch);
+    if (status != MINRNN_OK) return status;
+    r->cfg = cfg, r->cell = cell_kind_of(cfg);
+    r->B = batch->B, r->T = batch->T, r->N = batch->B * batch->T;
+    r->H = cfg->hidden_size, r->G = r->cell->gates, r->S = r->cell->states, r->GH = r->G * r->H;
+    r->Hp = (int)round_up((size_t)r->H, MM_NR);
+    r->V = cfg->vocab_size, r->E = cfg->embed_size, r->L = cfg->num_layers, r->C = cfg->cond_size;
+    r->classify = cfg->task == MINRNN_TASK_CLASSIFY;
+    r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->V;
+    r->nt = resolve_threads(num_threads);
+    r->params = params, r->w = model_views(cfg, params);
+    r->batch = batch, r->tokens = batch->tokens, r->targets = batch->targets, r->lengths = batch->lengths;
+    r->masks = masks;
+    r->ws = ws;
+    if (cfg->one_bias) memset(WS(r, zero_bias), 0, (size_t)r->GH * sizeof(float));
+    return MINRNN_OK;
+}
+
+/* bias_hh of layer l, and where its gradient goes: with one_bias, zeros and a sink. */
+static const float *bias_hh(const run *r, int l) {
+    return r->cfg->one_bias ? WS(r, zero_bias) : r->w.layer[l].b_hh;
+}
+
+static float *bias_hh_grad(const run *r, const layer_view *gw) {
+    return r->cfg->one_bias ? WS(r, lost_bias) : (float *)gw->b_hh;
+}
+
+/* Whether output row i has a loss: every row of a classifier; position (t, b) = row t*B + b of a
+ * language model when t is within stream b's record. */
+static int row_has_loss(const run *r, int i) {
+    return r->classify || !r->lengths || i / r->B < r->lengths[i % r->B];
+}
+
+/* The positions (or streams) that have a loss: what MINRNN_MEAN divides by. */
+static double loss_count(const run *r) {
+    if (r->classify || !r->lengths) return (double)r->R;
+    double n = 0.0;
+    for (int b = 0; b < r->B; b++) n += r->lengths[b];
+    return n;
+}
+
+/* Stream b's last step: where a classifier reads it. */
+static int last_step(const run *r, int b) { return r->lengths ? r->lengths[b] - 1 : r->T - 1; }
 
 /* State s of layer l over time: (T+1, B, H), row t*B + b before step t. */
 static float *state_rows(const run *r, int l, int s) {
@@ -176,11 +248,11 @@ static const float *layer_input(const run *r, int l) {
     return r->E ? WS(r, x0) : NULL;
 }
 
-/* ---- the stamp: a forward pass with targets leaves in the workspace a hash of everything the
- * backward pass depends on; minrnn_backward checks it before anything else, and uses it up (it
+/* ---- the stamp: a forward pass leaves in the workspace a hash of everything the backward pass
+ * depends on; minrnn_backward checks it before anything else, and uses it up (it
  * overwrites the activations). Any other call on the workspace clears it. */
 
-#define STAMP_MAGIC 0x4b50524e4e524d4dull   /* a forward pass with targets is here */
+#define STAMP_MAGIC 0x4b50524e4e524d4dull   /* a forward pass is here */
 
 static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -208,16 +280,21 @@ static uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     return out ^ (out >> 29);
 }
 
-_Static_assert(sizeof(minrnn_config) == 7 * 4, "minrnn_config: seven four-byte fields, no padding");
+_Static_assert(sizeof(minrnn_config) == 13 * 4, "minrnn_config: thirteen four-byte fields, no padding");
 
-/* What backward depends on: the config, B, T, the parameters, tokens, targets and masks. */
+/* What backward depends on: the config, the parameters, the batch and the masks. */
 static uint64_t forward_key(const run *r) {
-    int32_t shape[3] = {r->B, r->T, r->masks != NULL};
+    const minrnn_batch *bt = r->batch;
+    int32_t shape[8] = {r->B, r->T, r->masks != NULL, bt->targets != NULL, bt->lengths != NULL,
+                        bt->labels != NULL, bt->vectors != NULL, 0};
     uint64_t h = hash_words(0, r->cfg, sizeof *r->cfg / 4);
-    h = hash_words(h, shape, 3);
+    h = hash_words(h, shape, 8);
     h = hash_words(h, r->params, minrnn_param_count(r->cfg));
     h = hash_words(h, r->tokens, (size_t)r->N);
-    h = hash_words(h, r->targets, (size_t)r->N);
+    if (bt->targets) h = hash_words(h, bt->targets, (size_t)(r->classify ? r->B : r->N));
+    if (bt->lengths) h = hash_words(h, bt->lengths, (size_t)r->B);
+    if (bt->labels) h = hash_words(h, bt->labels, (size_t)r->B);
+    if (bt->vectors) h = hash_words(h, bt->vectors, (size_t)r->B * r->C);
     if (r->masks) h = hash_words(h, r->masks, (size_t)r->L * r->N * r->H);
     return h;
 }
@@ -303,7 +380,8 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
     s.B = B, s.H = H, s.Hp = r->Hp;
     s.a = WS(r, act[l]) + first * r->GH;
     s.hp = WS(r, hproj);
-    s.b_hh = r->w.layer[l].b_hh;
+    s.b_hh = bias_hh(r, l);
+    s.lengths = r->lengths, s.t = t;
     for (int k = 0; k < r->S; k++) {
         float *rows = state_rows(r, l, k);
         s.prev[k] = rows + first * H;
@@ -315,7 +393,7 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
         s.dy = dH + first * H;
         s.dgx = s.a;   /* in place of the activations, each read before it is overwritten */
         s.dgh = r->cell->separate ? WS(r, dgh) + first * r->GH : s.dgx;
-        s.db_ih = (float *)gw->b_ih, s.db_hh = (float *)gw->b_hh;
+        s.db_ih = (float *)gw->b_ih, s.db_hh = bias_hh_grad(r, gw);
     }
     return s;
 }
@@ -337,6 +415,12 @@ static void forward_chunk(const run *r, int l, const cell_step *s, int c, const 
             mm_nt(B, j1 - j0, H, h_prev, H, w_hh + ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
     }
     r->cell->step_forward(s, j0, j1);
+    if (r->lengths)   /* rows past their record's end keep their states */
+        for (int b = 0; b < B; b++)
+            if (row_done(s, b))
+                for (int k = 0; k < r->S; k++)
+                    memcpy(s->next[k] + (size_t)b * H + j0, s->prev[k] + (size_t)b * H + j0,
+                           (size_t)(j1 - j0) * sizeof(float));
 }
 
 static void layer_forward(const run *r, int l) {
@@ -347,8 +431,9 @@ static void layer_forward(const run *r, int l) {
     /* input projection for all N rows: act = x W_ih^T + b_ih + b_hh, both biases added here once
      * rather than at every step; except in the separate gates, whose b_hh the cell adds */
     float *bias = WS(r, hproj);   /* (GH) scratch: hproj is free until the time loop */
+    const float *b_hh = bias_hh(r, l);
     int folded = (G - r->cell->separate) * H;
-    for (int k = 0; k < GH; k++) bias[k] = k < folded ? w->b_ih[k] + w->b_hh[k] : w->b_ih[k];
+    for (int k = 0; k < GH; k++) bias[k] = k < folded ? w->b_ih[k] + b_hh[k] : w->b_ih[k];
     fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
     if (x) {
@@ -369,6 +454,15 @@ static void layer_forward(const run *r, int l) {
             const float *src = w->w_ih + r->tokens[i];
             float *dst = act + (size_t)i * GH;
             for (int k = 0; k < GH; k++) dst[k] += src[(size_t)k * r->V];
+        }
+    }
+    if (l == 0 && r->C) {   /* the condition: every step of stream b adds W_cond v_b */
+        const float *cond = WS(r, cond);
+        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
+        for (int i = 0; i < N; i++) {
+            const float *src = cond + (size_t)(i % B) * GH;
+            float *dst = act + (size_t)i * GH;
+            for (int k = 0; k < GH; k++) dst[k] += src[k];
         }
     }
 
@@ -404,30 +498,54 @@ static void layer_forward(const run *r, int l) {
     }
 }
 
-/* ---- decoder and loss: returns the mean loss (0 without targets) */
+/* ---- the condition: W_cond v for each stream, (B, GH), once per batch */
 
-static double decoder_forward(const run *r, float *logits_out) {
-    int N = r->N, V = r->V, nt = r->nt;
+static void cond_forward(const run *r) {
+    int B = r->B, GH = r->GH, C = r->C;
+    float *cond = WS(r, cond);
+    const float *w = r->w.cond;   /* (GH, C) */
+    if (r->batch->labels) {       /* one-hot v: column labels[b] */
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < GH; k++) cond[(size_t)b * GH + k] = w[(size_t)k * C + r->batch->labels[b]];
+    } else {
+        mm_nt(B, GH, C, r->batch->vectors, C, w, C, cond, GH, 0, gemm_threads(r->nt, B, GH, C));
+    }
+}
+
+/* ---- the output layer and the loss: returns the loss (0 without targets)
+ *   language model  logits (N, V) = Y_top W_dec^T + b_dec at every position
+ *   classifier      logits (B, K) = y_b W_head^T + b_head, y_b = Y_top row (last step of b, b) */
+
+static double output_forward(const run *r, float *logits_out) {
+    int R = r->R, O = r->O, H = r->H, nt = r->nt;
     float *logits = WS(r, logits), *row_loss = WS(r, row_loss);
-    fill_rows(logits, N, V, r->w.dec_b, nt);
-    linear_wT(r, N, V, r->H, layer_output(r, r->L - 1), r->w.dec_w, logits, 1);
-    if (logits_out) memcpy(logits_out, logits, (size_t)N * V * sizeof(float));
+    const float *y = layer_output(r, r->L - 1);
+    if (r->classify) {
+        float *head_in = WS(r, head_in);
+        for (int b = 0; b < r->B; b++)
+            memcpy(head_in + (size_t)b * H, y + ((size_t)last_step(r, b) * r->B + b) * H, (size_t)H * sizeof(float));
+        y = head_in;
+    }
+    fill_rows(logits, R, O, r->w.out_b, nt);
+    linear_wT(r, R, O, H, y, r->w.out_w, logits, 1);
+    if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
     if (!r->targets) return 0.0;
-    /* softmax in place; loss = logsumexp - logit[target] */
-    #pragma omp parallel for num_threads(threads_for(nt, 8.0 * N * V)) schedule(static)
-    for (int i = 0; i < N; i++) {
-        float *z = logits + (size_t)i * V;
-        float m = z[0], target_logit = z[r->targets[i]];
-        for (int v = 1; v < V; v++) m = z[v] > m ? z[v] : m;
+    /* softmax in place; loss = logsumexp - logit[target], at the rows that have one */
+    #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
+    for (int i = 0; i < R; i++) {
+        float *z = logits + (size_t)i * O;
+        int has_loss = row_has_loss(r, i);
+        float m = z[0], target_logit = has_loss ? z[r->targets[i]] : 0.0f;
+        for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;
         double sum = 0.0;
-        for (int v = 0; v < V; v++) sum += (z[v] = expf(z[v] - m));
-        row_loss[i] = (float)((double)m + log(sum) - (double)target_logit);
+        for (int v = 0; v < O; v++) sum += (z[v] = expf(z[v] - m));
+        row_loss[i] = has_loss ? (float)((double)m + log(sum) - (double)target_logit) : 0.0f;
         float inv = (float)(1.0 / sum);
-        for (int v = 0; v < V; v++) z[v] *= inv;
+        for (int v = 0; v < O; v++) z[v] *= inv;
     }
     double total = 0.0;
-    for (int i = 0; i < N; i++) total += row_loss[i];
-    return total / N;
+    for (int i = 0; i < R; i++) total += row_loss[i];
+    return r->cfg->reduction == MINRNN_SUM ? total : total / loss_count(r);
 }
 
 /* state (L, S, B, H) = every state after the last step */
@@ -450,30 +568,37 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
             memcpy(x0 + (size_t)i * r->E, r->w.encoder + (size_t)r->tokens[i] * r->E,
                    (size_t)r->E * sizeof(float));
     }
+    if (r->C) cond_forward(r);
     for (int l = 0; l < r->L; l++) layer_forward(r, l);
-    double mean = decoder_forward(r, logits);
-    if (loss) *loss = (float)mean;
+    if (r->targets || logits || loss) {   /* an encoder's caller may want only the final states */
+        double value = output_forward(r, logits);
+        if (loss) *loss = (float)value;
+    }
     if (state_out) save_state(r, state_out);
 }
 
-int minrnn_forward(const minrnn_config *cfg, const float *params, int B, int T,
-                   const int32_t *tokens, const int32_t *targets, const float *state0,
-                   float *state_out, const float *masks, float *logits, float *loss,
-                   float *workspace, int num_threads) {
+int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                   const float *state0, float *state_out, const float *masks, float *logits,
+                   float *loss, float *workspace, int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, B, T, tokens, targets, masks, workspace, num_threads);
+    int status = setup(&r, cfg, params, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!state0 || (loss && !targets)) return MINRNN_ERR_ARG;
+    if (!state0 || (loss && !batch->targets)) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
     forward(&r, state0, state_out, logits, loss);
-    if (targets) write_stamp(&r, STAMP_MAGIC, forward_key(&r));
+    write_stamp(&r, STAMP_MAGIC, forward_key(&r));
     return MINRNN_OK;
 }
 
-int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int32_t *tokens,
+int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
                 float *state, float *logits, float *workspace, int num_threads) {
-    return minrnn_forward(cfg, params, B, 1, tokens, NULL, state, state, NULL, logits, NULL,
-                          workspace, num_threads);
+    run r;
+    int status = setup(&r, cfg, params, batch, NULL, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    if (!state || batch->T != 1 || batch->targets || batch->lengths) return MINRNN_ERR_ARG;
+    write_stamp(&r, 0, 0);   /* no stamp: a step is not followed by backward */
+    forward(&r, state, state, logits, NULL);
+    return MINRNN_OK;
 }
 
 /* The cell's backward of one step (s) for the units of chunk c: the preactivation gradients of
@@ -482,6 +607,14 @@ int minrnn_step(const minrnn_config *cfg, const float *params, int B, const int3
 static void backward_cell_chunk(const run *r, const cell_step *s, int c) {
     int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < r->H ? j0 + UNIT_CHUNK : r->H;
     r->cell->step_backward(s, j0, j1);
+    if (r->lengths)   /* rows past their record's end: no gate gradients; dstate passes through */
+        for (int b = 0; b < r->B; b++)
+            if (row_done(s, b))
+                for (int g = 0; g < r->G; g++) {
+                    size_t at = (size_t)b * r->GH + (size_t)g * r->H + j0;
+                    memset(s->dgx + at, 0, (size_t)(j1 - j0) * sizeof(float));
+                    memset(s->dgh + at, 0, (size_t)(j1 - j0) * sizeof(float));
+                }
 }
 
 /* Step t, columns of chunk c: dh_{t-1} += dgh_t W_hh (Wp: W_hh packed), on top of the bypass. */
@@ -493,7 +626,8 @@ static void backward_product_chunk(const run *r, int t, int c, const float *Wp, 
 /* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL
  * (dX may be dH: it is written after the time loop has used dH) */
 
-static void layer_backward(const run *r, int l, const float *dH, const model_view *g, float *dX, float *dstate0) {
+static void layer_backward(const run *r, int l, const float *dH, const model_view *g, float *dX,
+                           const float *dfinal, float *dstate0) {
     int B = r->B, T = r->T, N = r->N, H = r->H, GH = r->GH, nt = r->nt;
     const layer_view *w = &r->w.layer[l], *gw = &g->layer[l];
     float *dstate = WS(r, dstate), *dgx = WS(r, act[l]);   /* dgx replaces act[l], step by step */
@@ -501,8 +635,12 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     float *Wp = WS(r, packed);
     size_t bh = (size_t)B * H;
 
-    /* recurrence, last step first: dh_{t-1} = (the cell's bypass) + dgh_t W_hh */
-    memset(dstate, 0, (size_t)r->S * bh * sizeof(float));
+    /* recurrence, last step first: dh_{t-1} = (the cell's bypass) + dgh_t W_hh, starting from the
+     * gradient with respect to the final states (zero unless given) */
+    if (dfinal)
+        memcpy(dstate, dfinal + (size_t)l * r->S * bh, (size_t)r->S * bh * sizeof(float));
+    else
+        memset(dstate, 0, (size_t)r->S * bh * sizeof(float));
     mm_pack(GH, H, w->w_hh, H, 1, Wp, threads_for(nt, (double)GH * H));
     int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);
     if (threads == 1) {   /* no team, as in layer_forward */
@@ -543,26 +681,72 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     }
 }
 
-static void backward(run *r, float *grads, float *dstate0) {
-    int N = r->N, V = r->V, H = r->H, nt = r->nt;
-    model_view g = model_views(r->cfg, grads);   /* the same layout; written through casts below */
-    float *dlogits = WS(r, logits);              /* probabilities from the forward */
-
-    /* loss = mean cross-entropy: dlogits = (softmax - onehot(target)) / N */
-    float inv_n = 1.0f / (float)N;
-    #pragma omp parallel for num_threads(threads_for(nt, (double)N * V)) schedule(static)
-    for (int i = 0; i < N; i++) {
-        float *z = dlogits + (size_t)i * V;
-        z[r->targets[i]] -= 1.0f;
-        for (int v = 0; v < V; v++) z[v] *= inv_n;
+/* The condition's gradients from layer 0's dgx (N, GH): per stream the sum over its steps, then
+ * W_cond's gradient (a label: into its column) and, for vectors, dvectors (B, C) unless NULL. */
+static void cond_backward(const run *r, const model_view *g, float *dvectors) {
+    int B = r->B, T = r->T, GH = r->GH, C = r->C, nt = r->nt;
+    const float *dgx = WS(r, act[0]);
+    float *dsum = WS(r, cond), *dw = (float *)g->cond;
+    #pragma omp parallel for num_threads(threads_for(nt, (double)r->N * GH)) schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *d = dsum + (size_t)b * GH;
+        memset(d, 0, (size_t)GH * sizeof(float));
+        for (int t = 0; t < T; t++)
+            for (int k = 0; k < GH; k++) d[k] += dgx[((size_t)t * B + b) * GH + k];
     }
-    const float *y = layer_output(r, r->L - 1);
-    weight_grad(r, N, V, H, dlogits, y, (float *)g.dec_w);
-    colsum_add(dlogits, N, V, (float *)g.dec_b, nt);
-    float *dy = WS(r, dy), *Wp = WS(r, packed);
-    mm_pack(V, H, r->w.dec_w, H, 1, Wp, threads_for(nt, (double)V * H));
-    mm_packed(N, H, V, dlogits, V, 1, Wp, dy, H, 0, gemm_threads(nt, N, H, V));   /* dY = dlogits W_dec */
+    if (r->batch->labels) {
+        #pragma omp parallel for num_threads(threads_for(nt, (double)B * GH)) schedule(static)
+        for (int k = 0; k < GH; k++)
+            for (int b = 0; b < B; b++) dw[(size_t)k * C + r->batch->labels[b]] += dsum[(size_t)b * GH + k];
+        return;
+    }
+    weight_grad(r, B, GH, C, dsum, r->batch->vectors, dw);   /* dW_cond += dsum^T V */
+    if (dvectors) {   /* dV = dsum W_cond */
+        float *Wp = WS(r, packed);
+        mm_pack(GH, C, r->w.cond, C, 1, Wp, threads_for(nt, (double)GH * C));
+        mm_packed(B, C, GH, dsum, GH, 1, Wp, dvectors, C, 0, gemm_threads(nt, B, C, GH));
+    }
+}
 
+/* The output layer's gradients, and dY (N, H) = the gradient with respect to the top layer's
+ * outputs, into dy. */
+static void output_backward(const run *r, const model_view *g, float *dy) {
+    int R = r->R, O = r->O, H = r->H, N = r->N, nt = r->nt;
+    float *dlogits = WS(r, logits);              /* probabilities from the forward */
+    /* loss = sum of cross-entropies [/ count]: dlogits = (softmax - onehot(target)) [/ count],
+     * and 0 at rows without a loss */
+    float scale = r->cfg->reduction == MINRNN_SUM ? 1.0f : (float)(1.0 / loss_count(r));
+    #pragma omp parallel for num_threads(threads_for(nt, (double)R * O)) schedule(static)
+    for (int i = 0; i < R; i++) {
+        float *z = dlogits + (size_t)i * O;
+        if (!r->targets || !row_has_loss(r, i)) {
+            memset(z, 0, (size_t)O * sizeof(float));
+            continue;
+        }
+        z[r->targets[i]] -= 1.0f;
+        for (int v = 0; v < O; v++) z[v] *= scale;
+    }
+    const float *y = r->classify ? WS(r, head_in) : layer_output(r, r->L - 1);
+    weight_grad(r, R, O, H, dlogits, y, (float *)g->out_w);
+    colsum_add(dlogits, R, O, (float *)g->out_b, nt);
+    float *Wp = WS(r, packed), *dY = r->classify ? WS(r, head_in) : dy;   /* head_in is packed: free */
+    mm_pack(O, H, r->w.out_w, H, 1, Wp, threads_for(nt, (double)O * H));
+    mm_packed(R, H, O, dlogits, O, 1, Wp, dY, H, 0, gemm_threads(nt, R, H, O));   /* dY = dlogits W */
+    if (r->classify) {   /* only each stream's last step has a gradient */
+        memset(dy, 0, (size_t)N * H * sizeof(float));
+        for (int b = 0; b < r->B; b++)
+            memcpy(dy + ((size_t)last_step(r, b) * r->B + b) * H, dY + (size_t)b * H, (size_t)H * sizeof(float));
+    }
+}
+
+static void backward(run *r, const float *dfinal, float *grads, float *dstate0, float *dvectors) {
+    int N = r->N, H = r->H, nt = r->nt;
+    model_view g = model_views(r->cfg, grads);   /* the same layout; written through casts */
+    float *dy = WS(r, dy);
+    if (r->targets)
+        output_backward(r, &g, dy);
+    else   /* only the final states have a gradient */
+        memset(dy, 0, (size_t)N * H * sizeof(float));
     for (int l = r->L - 1; l >= 0; l--) {
         if (r->masks) {
             const float *m = r->masks + (size_t)l * N * H;
@@ -571,52 +755,54 @@ static void backward(run *r, float *grads, float *dstate0) {
                 for (int j = 0; j < H; j++) dy[(size_t)i * H + j] *= m[(size_t)i * H + j];
         }
         int wants_dx = l > 0 || r->E > 0;
-        layer_backward(r, l, dy, &g, wants_dx ? dy : NULL, dstate0);   /* dX replaces dH */
+        layer_backward(r, l, dy, &g, wants_dx ? dy : NULL, dfinal, dstate0);   /* dX replaces dH */
     }
     if (r->E) scatter_rows_add(dy, r->tokens, N, r->E, (float *)g.encoder, nt);
+    if (r->C) cond_backward(r, &g, dvectors);
 }
 
-int minrnn_backward(const minrnn_config *cfg, const float *params, int B, int T,
-                    const int32_t *tokens, const int32_t *targets, const float *masks,
-                    float *workspace, float *grads, float *dstate0, int num_threads) {
+int minrnn_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                    const float *masks, const float *dfinal, float *workspace, float *grads,
+                    float *dstate0, float *dvectors, int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, B, T, tokens, targets, masks, workspace, num_threads);
+    int status = setup(&r, cfg, params, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!targets || !grads) return MINRNN_ERR_ARG;
+    if ((!batch->targets && !dfinal) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR))
+        return MINRNN_ERR_ARG;
     if (!stamp_matches(&r)) return MINRNN_ERR_NO_FORWARD;
     write_stamp(&r, 0, 0);
-    backward(&r, grads, dstate0);
+    backward(&r, dfinal, grads, dstate0, dvectors);
     return MINRNN_OK;
 }
 
 /* ---- the whole training step */
 
 int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, float *m, float *v,
-                      minrnn_optimizer *opt, minrnn_rng *rng, int B, int T, const int32_t *tokens,
-                      const int32_t *targets, float *state, float *loss, float *grad_norm,
-                      float *workspace, int num_threads) {
+                      minrnn_optimizer *opt, minrnn_rng *rng, const minrnn_batch *batch,
+                      float *state, float *loss, float *grad_norm, float *workspace,
+                      int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, B, T, tokens, targets, NULL, workspace, num_threads);
+    int status = setup(&r, cfg, params, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!grads || !m || !v || !opt || !rng || !targets || !state) return MINRNN_ERR_ARG;
+    if (!grads || !m || !v || !opt || !rng || !batch->targets || !state) return MINRNN_ERR_ARG;
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
     if (cfg->dropout > 0.0f) {
         float *masks = WS(&r, masks);
-        minrnn_dropout_masks(cfg, B, T, rng, masks);
+        minrnn_dropout_masks(cfg, r.B, r.T, rng, masks);
         r.masks = masks;
     }
-    float mean;
-    forward(&r, state, NULL, NULL, &mean);
+    float value;
+    forward(&r, state, NULL, NULL, &value);
     size_t n = minrnn_param_count(cfg);
     memset(grads, 0, n * sizeof(float));
-    backward(&r, grads, NULL);
+    backward(&r, NULL, grads, NULL, NULL);
     if (opt->clip_value > 0.0f) minrnn_clip_value(grads, n, opt->clip_value);
     float norm;
     minrnn_clip_norm(grads, n, opt->clip_norm > 0.0f ? opt->clip_norm : INFINITY, &norm, num_threads);
-    if (loss) *loss = mean;
+    if (loss) *loss = value;
     if (grad_norm) *grad_norm = norm;
-    if (!isfinite(mean) || !isfinite(norm)) return MINRNN_ERR_NONFINITE;
+    if (!isfinite(value) || !isfinite(norm)) return MINRNN_ERR_NONFINITE;
     status = minrnn_optimizer_update(opt, params, grads, m, v, n, num_threads);
     if (status != MINRNN_OK) return status;
     save_state(&r, state);

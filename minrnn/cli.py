@@ -1,4 +1,4 @@
-"""python -m minrnn {train, sample, eval}: the command line.
+"""python -m minrnn {train, sample, eval, classify}: the command line.
 
 Bad input ends in one line on stderr that says what to do, and a non-zero exit; never a traceback.
 The options of `train` come from the tables in settings.py.
@@ -15,10 +15,14 @@ import traceback
 from minrnn import core
 from minrnn.data import read_file
 from minrnn.errors import UserError
-from minrnn.inference import check_evaluation_memory, evaluate, generate, load
+import numpy as np
+
+from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
+                              generate_records, generate_streams, load)
+from minrnn.records import RecordSet, read_features
 from minrnn.rundir import last_run_checkpoint
-from minrnn.settings import MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Number
-from minrnn.text import TextError, Vocab, read_symbols, show
+from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Flag, Number
+from minrnn.text import TextError, Vocab, read_symbols, show, unescape
 from minrnn.training import Run
 
 class Parser(argparse.ArgumentParser):
@@ -41,8 +45,11 @@ def arg_type(rule):
 def add_settings(group, settings):
     """One option per setting; the default stays None, so that a run can tell what was given."""
     for s in settings:
-        group.add_argument(s.option, type=arg_type(s.rule), metavar=s.metavar,
-                           help=s.help.format(default=s.default))
+        if isinstance(s.rule, Flag):
+            group.add_argument(s.option, action="store_const", const=True, help=s.help)
+        else:
+            group.add_argument(s.option, type=arg_type(s.rule), metavar=s.metavar,
+                               help=s.help.format(default=s.default))
 
 
 def add_threads(group):
@@ -60,6 +67,7 @@ def build_parser():
     t.add_argument("input", nargs="?",
                    help="the text file (UTF-8, or any bytes with --encoding bytes); optional with --resume")
     add_settings(t.add_argument_group("model (fixed once a run has started)"), MODEL)
+    add_settings(t.add_argument_group("records, labels and conditions (fixed once a run has started)"), DATA)
     add_settings(t.add_argument_group("training (fixed once a run has started)"), TRAINING)
     add_settings(t.add_argument_group("when to stop, evaluate and sample (remembered by the run; give them again "
                                       "to change)"), SESSION)
@@ -91,6 +99,14 @@ def build_parser():
                    help="the same seed gives the same text (default: random, printed on stderr)")
     s.add_argument("--stop", metavar="TEXT",
                    help="stop once this string has been generated (it is printed; \\n and \\t are understood)")
+    s.add_argument("--num", type=arg_type(Number(int, 1, 65536)), metavar="N", default=1,
+                   help="samples generated together as one batch: records, one per line, or streams of --length "
+                        "characters, separated by a blank line (default %(default)s)")
+    c = s.add_argument_group("the condition of a conditioned model (trained with --labels or --features)")
+    c.add_argument("--condition", metavar="LABEL", help="generate records of this label")
+    c.add_argument("--features", metavar="FILE.npy", help="condition on a row of this (rows, D) array...")
+    c.add_argument("--row", type=arg_type(Number(int, 0)), metavar="I", default=0, help="...row I (default 0)")
+    c.add_argument("--vector", metavar="NUMBERS", help="...or on these D numbers (separated by spaces or commas)")
     add_threads(s)
     s.set_defaults(func=cmd_sample)
 
@@ -103,8 +119,20 @@ def build_parser():
                    help="parallel streams (default %(default)s)")
     e.add_argument("--seq-len", type=arg_type(POSITIVE), metavar="N", default=256,
                    help="characters per chunk (default %(default)s)")
+    e.add_argument("--features", metavar="FILE.npy", help="a conditioned model's features, one row per record")
     add_threads(e)
     e.set_defaults(func=cmd_eval)
+
+    k = sub.add_parser("classify", help="the likeliest labels of texts, from a classifier", description=(
+        "Print each text's likeliest labels with their probabilities, from a checkpoint trained with "
+        "--task classify."))
+    k.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    k.add_argument("--file", metavar="FILE", help="...or the texts of this file, one per line")
+    k.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
+    k.add_argument("--top", type=arg_type(Number(int, 1)), metavar="N", default=3,
+                   help="labels shown per text (default %(default)s)")
+    add_threads(k)
+    k.set_defaults(func=cmd_classify)
     return p
 
 
@@ -112,11 +140,6 @@ def build_parser():
 
 def cmd_train(args):
     return Run(args).run()
-
-
-def unescape(text):
-    r"""\n, \t and \\ in a command-line string, so a shell user can type a newline."""
-    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
 def model_text(data, ck, what):
@@ -130,16 +153,34 @@ def model_text(data, ck, what):
 
 def cmd_sample(args):
     ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
+    cfg = ck.model.config
+    if cfg.task == "classify":
+        raise UserError("this checkpoint is a classifier; it labels texts: python -m minrnn classify "
+                        "--checkpoint CKPT TEXT")
     vocab = Vocab(ck.vocab, ck.encoding)
     prime = unescape(args.prime).encode("utf-8", "surrogateescape")
     prime_ids = vocab.encode(model_text(prime, ck, "--prime")) if prime else []
+    cond = condition(args, ck)
     seed = args.seed
     if seed is None:
         seed = secrets.randbits(63)
         print(f"seed {seed}", file=sys.stderr)
     temperature = 0.0 if args.argmax else args.temperature
-    stop = unescape(args.stop).encode("utf-8", "surrogateescape") if args.stop else b""
     out = sys.stdout.buffer
+    if vocab.framed:
+        records = generate_records(ck.model, vocab, args.num, args.length, seed, temperature, args.top_k,
+                                   args.top_p, None if cond is None else np.repeat(cond, args.num, axis=0), prime_ids)
+        for ids in records:
+            out.write(prime + vocab.to_bytes(ids) + b"\n")
+        out.flush()
+        return 0
+    if args.num > 1:
+        streams = generate_streams(ck.model, vocab, args.num, prime_ids, args.length, seed, temperature,
+                                   args.top_k, args.top_p)
+        out.write(b"\n\n".join(prime + vocab.to_bytes(ids) for ids in streams) + b"\n")
+        out.flush()
+        return 0
+    stop = unescape(args.stop).encode("utf-8", "surrogateescape") if args.stop else b""
     out.write(prime)
     tail = b""
     for token in generate(ck.model, vocab, prime_ids, args.length, seed, temperature, args.top_k, args.top_p):
@@ -156,9 +197,49 @@ def cmd_sample(args):
     return 0
 
 
+def condition(args, ck):
+    """The condition the options give, as the model reads it: a label id (1,) or a standardized
+    vector (1, C); None for a model without one. UserError for a missing or unknown one."""
+    cfg = ck.model.config
+    given = [o for o, v in (("--condition", args.condition), ("--features", args.features),
+                            ("--vector", args.vector)) if v is not None]
+    if cfg.cond == "none":
+        if given:
+            raise UserError(f"this model has no condition; drop {given[0]}")
+        return None
+    if cfg.cond == "label":
+        known = ", ".join(ck.labels)
+        if args.condition is None:
+            raise UserError(f"this model is conditioned on a label: give --condition, one of {known}")
+        if args.condition not in ck.labels:
+            raise UserError(f"--condition {args.condition!r} is not one of this model's labels: {known}")
+        return np.array([ck.labels.index(args.condition)], dtype=np.int32)
+    C = cfg.cond_size
+    if args.vector is not None:
+        try:
+            v = np.array([float(x) for x in re.split(r"[\s,]+", args.vector.strip())], dtype=np.float64)
+        except ValueError:
+            raise UserError(f"--vector {args.vector!r}: give {C} numbers separated by spaces or commas") from None
+        if v.shape != (C,) or not np.all(np.isfinite(v)):
+            raise UserError(f"--vector has {v.size} numbers; this model reads {C} finite ones")
+    elif args.features is not None:
+        rows = read_features(args.features, None)
+        if rows.shape[1] != C:
+            raise UserError(f"{args.features}: rows of {rows.shape[1]} features; this model reads {C}")
+        if args.row >= len(rows):
+            raise UserError(f"--row {args.row}: {args.features} has {len(rows)} rows (0 to {len(rows) - 1})")
+        v = rows[args.row]
+    else:
+        raise UserError(f"this model is conditioned on {C} features: give --features FILE.npy --row I, or --vector")
+    shift, scale = ck.cond_scaling
+    return ((v - shift) * scale).astype(np.float32)[None, :]
+
+
 def cmd_eval(args):
     ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
     vocab = Vocab(ck.vocab, ck.encoding)
+    if vocab.framed:
+        return eval_records(args, ck, vocab)
     ids, unknown = vocab.encode_known(model_text(read_file(args.file), ck, args.file))
     if len(ids) < 2:
         raise UserError(f"{args.file}: fewer than 2 characters the model knows; nothing to evaluate")
@@ -170,6 +251,71 @@ def cmd_eval(args):
         listed = ", ".join(f"{show(s, ck.encoding)} x{c}" for s, c in commonest)
         print(f"{sum(unknown.values()):,} characters outside the model's vocabulary were skipped "
               f"({len(unknown)} distinct: {listed}{', ...' if len(unknown) > 10 else ''})")
+    return 0
+
+
+def eval_records(args, ck, vocab):
+    """Loss per character and per record on a file of records; for a classifier also accuracy,
+    per-label precision and recall, and the confusion matrix."""
+    cfg = ck.model.config
+    kind = "labels" if cfg.task == "classify" or cfg.cond == "label" else "features" if cfg.cond == "vector" else "plain"
+    if kind == "features" and args.features is None:
+        raise UserError("this model is conditioned on features: give --features FILE.npy, one row per record")
+    sep = unescape(ck.meta.get("args", {}).get("record_sep", "\n")).encode("utf-8")
+    records = RecordSet(args.file, sep, ck.encoding, val_frac=0.0, kind=kind, features=args.features, vocab=vocab,
+                        label_names=list(ck.labels) or None, scaling=ck.cond_scaling)
+    picks = np.arange(len(records.ids))
+    loss, per_record, chars, predicted = evaluate_records(ck.model, records, picks, args.batch_size,
+                                                          None if cfg.cond == "none" else cfg.cond)
+    if cfg.task != "classify":
+        print(f"{args.file}: {loss:.4f} nats/char, {loss / math.log(2):.4f} bits/char over {chars:,} characters "
+              f"(the end of each record included); {per_record:.3f} nats per record over {len(picks):,} records")
+        return 0
+    truth, names = records.labels, ck.labels
+    K = len(names)
+    confusion = np.zeros((K, K), dtype=np.int64)   # rows: the true label, columns: the predicted one
+    np.add.at(confusion, (truth, predicted), 1)
+    majority = np.bincount(truth, minlength=K).max() / len(truth)
+    print(f"{args.file}: accuracy {np.mean(predicted == truth):.4f} over {len(truth):,} records (always the "
+          f"commonest label: {majority:.4f}); loss {loss:.4f} nats/record")
+    width = max(max(len(n) for n in names), 9)
+    print(f"{'label':<{width}}  precision  recall  records")
+    for k, name in enumerate(names):
+        said, true = confusion[:, k].sum(), confusion[k].sum()
+        precision = f"{confusion[k, k] / said:9.3f}" if said else "        -"
+        recall = f"{confusion[k, k] / true:6.3f}" if true else "     -"
+        print(f"{name:<{width}}  {precision}  {recall}  {true:7d}")
+    print("confusion matrix (rows: true label, columns: predicted, in the order above)")
+    for k, name in enumerate(names):
+        print(f"{name:<{width}}  " + " ".join(f"{x:6d}" for x in confusion[k]))
+    return 0
+
+
+def cmd_classify(args):
+    ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
+    if ck.model.config.task != "classify":
+        raise UserError("this checkpoint is a language model, not a classifier (train one with --task classify); "
+                        "use sample")
+    if args.file is not None:
+        lines = read_file(args.file).split(b"\n")
+        texts = [t[:-1] if t.endswith(b"\r") else t for t in lines[:-1] if t] + ([lines[-1]] if lines[-1] else [])
+    else:
+        texts = [t.encode("utf-8", "surrogateescape") for t in args.texts]
+    if not texts or not all(texts):
+        raise UserError("give non-empty texts to classify (TEXT... or --file FILE)")
+    vocab = Vocab(ck.vocab, ck.encoding)
+    ids = []
+    for i, t in enumerate(texts):
+        known, unknown = vocab.encode_known(model_text(t, ck, f"text {i + 1}"))
+        if len(known) == 0:
+            raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
+        ids.append(known)
+    probs = class_probabilities(ck.model, vocab, ids)
+    out = sys.stdout.buffer
+    for t, p in zip(texts, probs):
+        top = np.argsort(-p, kind="stable")[:args.top]
+        out.write(t + b"\t" + "  ".join(f"{ck.labels[k]} {p[k]:.3f}" for k in top).encode("utf-8") + b"\n")
+    out.flush()
     return 0
 
 

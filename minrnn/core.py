@@ -2,7 +2,9 @@
 
 It holds numpy buffers, passes them to the C library and turns its status codes into exceptions
 carrying the library's own message; it adds no math of its own. Shapes are those of minrnn.h:
-tokens and targets (T, B) int32, states (L, S, B, H), logits (T, B, V), all float32.
+tokens (T, B) int32; targets (T, B) int32, or (B,) for a classifier; lengths (B,) int32; a
+condition: labels (B,) int32 or vectors (B, C) float32; states (L, S, B, H) float32; logits
+(T, B, V), or (B, K) for a classifier, float32.
 """
 
 import json
@@ -26,7 +28,10 @@ def _cell_codes():
 
 CELL_CODES = _cell_codes()
 # the C library's codes for the reference's names (a test holds the names equal)
-INITS = {"default": lib.MINRNN_INIT_DEFAULT, "irnn": lib.MINRNN_INIT_IRNN}
+INITS = {"default": lib.MINRNN_INIT_DEFAULT, "irnn": lib.MINRNN_INIT_IRNN, "normal": lib.MINRNN_INIT_NORMAL}
+TASK_CODES = {"lm": lib.MINRNN_TASK_LM, "classify": lib.MINRNN_TASK_CLASSIFY}
+COND_CODES = {"none": lib.MINRNN_COND_NONE, "label": lib.MINRNN_COND_LABEL, "vector": lib.MINRNN_COND_VECTOR}
+REDUCTION_CODES = {"mean": lib.MINRNN_MEAN, "sum": lib.MINRNN_SUM}
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
                    "adam": lib.MINRNN_ADAM}
 ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES}
@@ -98,6 +103,9 @@ def c_config(cfg):
     c.cell, c.nonlinearity = CELL_CODES[cfg.cell]
     c.vocab_size, c.embed_size, c.hidden_size = cfg.vocab_size, cfg.embed_size, cfg.hidden_size
     c.num_layers, c.dropout = cfg.num_layers, cfg.dropout
+    c.task, c.num_classes = TASK_CODES[cfg.task], cfg.num_classes
+    c.cond, c.cond_size = COND_CODES[cfg.cond], cfg.cond_size
+    c.one_bias, c.reduction = int(cfg.one_bias), REDUCTION_CODES[cfg.reduction]
     check(lib.minrnn_config_check(c), "model configuration")
     return c
 
@@ -105,7 +113,9 @@ def c_config(cfg):
 def py_config(c):
     return Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
                   cell=_name_of(CELL_CODES, (c.cell, c.nonlinearity)), embed_size=c.embed_size,
-                  num_layers=c.num_layers, dropout=c.dropout)
+                  num_layers=c.num_layers, dropout=c.dropout, task=_name_of(TASK_CODES, c.task),
+                  num_classes=c.num_classes, cond=_name_of(COND_CODES, c.cond), cond_size=c.cond_size,
+                  one_bias=bool(c.one_bias), reduction=_name_of(REDUCTION_CODES, c.reduction))
 
 
 def param_count(config):
@@ -143,18 +153,63 @@ class Rng:
 
 # ---- the model
 
+class Batch:
+    """The twin of minrnn_batch: (T, B) tokens, targets ((T, B), or (B,) for a classifier, or None),
+    lengths (B,) or None, and the condition: labels (B,) or vectors (B, C), or None. Holds the
+    arrays, checked for shape, and the C struct pointing at them."""
+
+    def __init__(self, config, tokens, targets=None, lengths=None, cond=None):
+        self.tokens = _tokens(tokens, "tokens", 2)
+        T, B = self.tokens.shape
+        self.targets = self.lengths = self.cond = None
+        if targets is not None:
+            shape = (B,) if config.task == "classify" else (T, B)
+            self.targets = _tokens(targets, "targets", len(shape))
+            if self.targets.shape != shape:
+                raise ValueError(f"targets must have shape {shape}, not {self.targets.shape}")
+        if lengths is not None:
+            self.lengths = _tokens(lengths, "lengths", 1)
+            if self.lengths.shape != (B,):
+                raise ValueError(f"lengths must have shape {(B,)}, not {self.lengths.shape}")
+        if (cond is None) != (config.cond == "none"):
+            raise ValueError(f"this model's condition is {config.cond!r}: "
+                             + ("give no cond" if cond is None else "give cond"))
+        c = self.c = ffi.new("minrnn_batch *")
+        c.B, c.T = B, T
+        c.tokens, c.targets, c.lengths = _iptr(self.tokens), _iptr(self.targets), _iptr(self.lengths)
+        if config.cond == "label":
+            self.cond = _tokens(cond, "condition labels", 1)
+            if self.cond.shape != (B,):
+                raise ValueError(f"condition labels must have shape {(B,)}, not {self.cond.shape}")
+            c.labels = _iptr(self.cond)
+        elif config.cond == "vector":
+            self.cond = _floats(cond, (B, config.cond_size), "condition vectors")
+            c.vectors = _fptr(self.cond)
+
+    @property
+    def shape(self):
+        return self.tokens.shape
+
+
 @dataclass
 class Forward:
-    """What Model.forward computed (the reference's forward returns its twin). With targets, it
-    also holds the workspace that Model.backward needs; the library's stamp in that workspace
-    makes a backward of anything but this forward pass an error."""
-    loss: float          # mean cross-entropy, or None without targets
-    logits: np.ndarray   # (T, B, V), or None if not asked for
+    """What Model.forward computed (the reference's forward returns its twin). It also holds the
+    workspace that Model.backward needs; the library's stamp in that workspace makes a backward of
+    anything but this forward pass an error."""
+    loss: float          # mean (or summed) cross-entropy, or None without targets
+    logits: np.ndarray   # (T, B, V) or (B, K), or None if not asked for
     final_state: np.ndarray   # (L, S, B, H)
-    tokens: np.ndarray
-    targets: np.ndarray
+    batch: Batch
     masks: np.ndarray
     workspace: np.ndarray
+
+    @property
+    def tokens(self):
+        return self.batch.tokens
+
+    @property
+    def targets(self):
+        return self.batch.targets
 
 
 class Model:
@@ -182,6 +237,11 @@ class Model:
     @property
     def param_count(self):
         return self.params.size
+
+    @property
+    def outputs(self):
+        """Logits per row: V for a language model, K for a classifier."""
+        return self.config.num_classes if self.config.task == "classify" else self.config.vocab_size
 
     def views(self, block):
         """Named views into a block with the parameter layout (parameters, gradients, moments)."""
@@ -213,53 +273,58 @@ class Model:
         self._workspaces[(B, T)] = ws   # now the most recently used
         return ws
 
-    def forward(self, tokens, targets=None, state=None, masks=None, want_logits=True):
+    def batch(self, tokens, targets=None, lengths=None, cond=None):
+        return Batch(self.config, tokens, targets, lengths, cond)
+
+    def forward(self, tokens, targets=None, state=None, masks=None, want_logits=True, lengths=None, cond=None):
         """Run (T, B) tokens from state (zeros if None); returns a Forward."""
-        tokens = _tokens(tokens, "tokens", 2)
-        T, B = tokens.shape
-        if targets is not None:
-            targets = _tokens(targets, "targets", 2)
-            if targets.shape != tokens.shape:
-                raise ValueError("targets must have the shape of tokens")
+        batch = self.batch(tokens, targets, lengths, cond)
+        T, B = batch.shape
         state = self.zero_state(B) if state is None else _floats(state, self.state_shape(B), "state")
         if masks is not None:
             masks = _floats(masks, (self.config.num_layers, T, B, self.config.hidden_size), "masks")
         out_state = np.empty_like(state)
-        logits = np.empty((T, B, self.config.vocab_size), dtype=np.float32) if want_logits else None
+        shape = (B, self.outputs) if self.config.task == "classify" else (T, B, self.outputs)
+        logits = np.empty(shape, dtype=np.float32) if want_logits else None
         loss = ffi.new("float *") if targets is not None else ffi.NULL
         workspace = self.workspace(B, T)
-        check(lib.minrnn_forward(self.c, _fptr(self.params), B, T, _iptr(tokens), _iptr(targets),
-                                 _fptr(state), _fptr(out_state), _fptr(masks), _fptr(logits), loss,
-                                 _fptr(workspace), self.threads), "forward")
-        return Forward(float(loss[0]) if targets is not None else None, logits, out_state, tokens, targets,
-                       masks, workspace)
+        check(lib.minrnn_forward(self.c, _fptr(self.params), batch.c, _fptr(state), _fptr(out_state),
+                                 _fptr(masks), _fptr(logits), loss, _fptr(workspace), self.threads), "forward")
+        return Forward(float(loss[0]) if targets is not None else None, logits, out_state, batch, masks, workspace)
 
-    def backward(self, fwd):
-        """Gradients of fwd.loss: adds into self.grads; returns dstate0 (L, S, B, H). Raises
-        MinrnnError if fwd had no targets, or if its workspace no longer holds it (another forward
-        or step of its shape ran since, the parameters changed, or it was used already)."""
-        if fwd.targets is None:
-            raise MinrnnError(lib.MINRNN_ERR_NO_FORWARD, "backward", message="this forward pass had no targets")
-        T, B = fwd.tokens.shape
+    def backward(self, fwd, dfinal=None):
+        """Gradients of fwd.loss (if it had targets) plus sum(dfinal * final state) (if dfinal is
+        given): adds into self.grads; returns (dstate0 (L, S, B, H), dvectors (B, C) for a vector
+        condition, else None). Raises MinrnnError if fwd's workspace no longer holds it (another
+        forward or step of its shape ran since, the parameters changed, or it was used already)."""
+        if fwd.targets is None and dfinal is None:
+            raise MinrnnError(lib.MINRNN_ERR_ARG, "backward",
+                              message="this forward pass had no targets: give dfinal, the gradient of its final states")
+        T, B = fwd.batch.shape
+        if dfinal is not None:
+            dfinal = _floats(dfinal, self.state_shape(B), "dfinal")
         dstate0 = np.empty(self.state_shape(B), dtype=np.float32)
-        check(lib.minrnn_backward(self.c, _fptr(self.params), B, T, _iptr(fwd.tokens), _iptr(fwd.targets),
-                                  _fptr(fwd.masks), _fptr(fwd.workspace), _fptr(self.grads),
-                                  _fptr(dstate0), self.threads), "backward")
-        return dstate0
+        dvectors = np.empty((B, self.config.cond_size), np.float32) if self.config.cond == "vector" else None
+        check(lib.minrnn_backward(self.c, _fptr(self.params), fwd.batch.c, _fptr(fwd.masks), _fptr(dfinal),
+                                  _fptr(fwd.workspace), _fptr(self.grads), _fptr(dstate0), _fptr(dvectors),
+                                  self.threads), "backward")
+        return dstate0, dvectors
 
     def dropout_masks(self, rng, T, B):
         masks = np.empty((self.config.num_layers, T, B, self.config.hidden_size), dtype=np.float32)
         check(lib.minrnn_dropout_masks(self.c, B, T, rng.c, _fptr(masks)), "dropout masks")
         return masks
 
-    def step(self, tokens, state):
-        """One token per stream: tokens (B,); state (L, S, B, H) moves on in place. Returns logits (B, V)."""
+    def step(self, tokens, state, cond=None):
+        """One token per stream: tokens (B,); state (L, S, B, H) moves on in place. Returns logits
+        (B, V), or (B, K) for a classifier."""
         tokens = _tokens(tokens, "tokens", 1)
         B = tokens.shape[0]
         if state.dtype != np.float32 or state.shape != self.state_shape(B) or not state.flags.c_contiguous:
             raise ValueError(f"state must be a contiguous float32 array of shape {self.state_shape(B)}")
-        logits = np.empty((B, self.config.vocab_size), dtype=np.float32)
-        check(lib.minrnn_step(self.c, _fptr(self.params), B, _iptr(tokens), _fptr(state), _fptr(logits),
+        batch = self.batch(tokens[None, :], cond=cond)
+        logits = np.empty((B, self.outputs), dtype=np.float32)
+        check(lib.minrnn_step(self.c, _fptr(self.params), batch.c, _fptr(state), _fptr(logits),
                               _fptr(self.workspace(B, 1)), self.threads), "step")
         return logits
 
@@ -296,13 +361,15 @@ class TrainerState:
 class Trainer:
     """A model with everything a training step changes: optimizer moments and step count, the
     dropout generator, the carried state of B streams of T steps, and the data cursor (epoch, and
-    position within it)."""
+    position within it). A trainer of records (carry_state False) starts every batch from zero
+    states, and its batches may have any T."""
 
     def __init__(self, model, batch_size, seq_len, optimizer="adam", clip_value=0.0, clip_norm=0.0, seed=0,
-                 **hyper):
+                 carry_state=True, **hyper):
         """hyper: any of HYPERPARAMETERS (lr, momentum, ...); the rest are OPTIMIZERS' defaults."""
         self.model = model
         self.B, self.T = batch_size, seq_len
+        self.carry_state = carry_state
         self.opt = ffi.new("minrnn_optimizer *")
         self.opt.kind = OPTIMIZER_CODES[optimizer]
         for name, value in hyperparameters(optimizer, **hyper).items():
@@ -331,26 +398,28 @@ class Trainer:
     def steps(self):
         return int(self.opt.step)
 
-    def step(self, tokens, targets):
-        """One training step on (T, B) tokens and targets; returns (loss, gradient norm).
-        Raises NonFiniteError (with nothing updated) when the loss or gradient is not finite."""
-        tokens = _tokens(tokens, "tokens", 2)
-        targets = _tokens(targets, "targets", 2)
-        if tokens.shape != (self.T, self.B) or targets.shape != (self.T, self.B):
-            raise ValueError(f"tokens and targets must have shape {(self.T, self.B)}")
+    def step(self, tokens, targets, lengths=None, cond=None):
+        """One training step on (T, B) tokens and their targets (and the records' lengths and
+        condition); returns (loss, gradient norm). Raises NonFiniteError (with nothing updated)
+        when the loss or gradient is not finite."""
         mdl = self.model
+        batch = mdl.batch(tokens, targets, lengths, cond)
+        T, B = batch.shape
+        if B != self.B or (self.carry_state and T != self.T):
+            raise ValueError(f"tokens must have shape {(self.T, self.B)}, not {(T, B)}")
+        if not self.carry_state:
+            self.reset_state()
         loss, norm = ffi.new("float *"), ffi.new("float *")
         check(lib.minrnn_train_step(mdl.c, _fptr(mdl.params), _fptr(mdl.grads), _fptr(self.m), _fptr(self.v),
-                                    self.opt, self.rng.c, self.B, self.T, _iptr(tokens), _iptr(targets),
-                                    _fptr(self.state), loss, norm, _fptr(mdl.workspace(self.B, self.T)),
-                                    mdl.threads), "training step")
+                                    self.opt, self.rng.c, batch.c, _fptr(self.state), loss, norm,
+                                    _fptr(mdl.workspace(B, T)), mdl.threads), "training step")
         return float(loss[0]), float(norm[0])
 
     def step_next(self, batches):
-        """A step on batch `position` of an epoch (batches[i] is (tokens, targets); len(batches)
-        per epoch), then on to the next batch; after the last, the next epoch starts from a zero
-        state. Returns (loss, gradient norm); on NonFiniteError nothing has moved."""
-        result = self.step(*batches[self.position])
+        """A step on batch `position` of the epoch (batches.batch(epoch, i) gives step's arguments;
+        len(batches) per epoch), then on to the next batch; after the last, the next epoch starts
+        from a zero state. Returns (loss, gradient norm); on NonFiniteError nothing has moved."""
+        result = self.step(*batches.batch(self.epoch, self.position))
         self.position += 1
         if self.position == len(batches):
             self.epoch, self.position = self.epoch + 1, 0
@@ -378,22 +447,33 @@ class Trainer:
 @dataclass
 class Checkpoint:
     model: Model
-    vocab: list          # symbols: code points, or byte values
+    vocab: list          # symbols: code points, or byte values; START_SYMBOL, END_SYMBOL last
     encoding: str        # "utf8" or "bytes"
     meta: dict
     trainer: Trainer = None
+    labels: list = ()    # names of the K classes, then of the C condition labels
+    cond_scaling: tuple = None   # vector condition: (shift, scale), (C,) each: the model reads
+                                 # (v - shift) * scale
 
 
-def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None):
+START_SYMBOL, END_SYMBOL = lib.MINRNN_START_SYMBOL, lib.MINRNN_END_SYMBOL
+
+
+def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None, labels=(), cond_scaling=None):
     """Write atomically (temporary file, then rename); trainer adds the state for an exact resume."""
     meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
+    label_bytes = "".join(name + "\n" for name in labels).encode("utf-8")
     vocab = np.ascontiguousarray(vocab, dtype=np.int32)
     ck = ffi.new("minrnn_checkpoint *")
     ck.config = model.c[0]
     ck.encoding = ENCODINGS[encoding]
-    ck.meta_size = len(meta_bytes)
-    meta_buf = ffi.from_buffer(meta_bytes)
+    ck.meta_size, ck.labels_size = len(meta_bytes), len(label_bytes)
+    meta_buf, label_buf = ffi.from_buffer(meta_bytes), ffi.from_buffer(label_bytes)
     ck.vocab, ck.params, ck.meta = _iptr(vocab), _fptr(model.params), ffi.cast("char *", meta_buf)
+    ck.labels = ffi.cast("char *", label_buf)
+    if cond_scaling is not None:
+        shift, scale = (_floats(x, (model.config.cond_size,), "condition scaling") for x in cond_scaling)
+        ck.cond_shift, ck.cond_scale = _fptr(shift), _fptr(scale)
     if trainer is not None:
         ck.has_train_state = 1
         ck.optimizer = trainer.opt[0]
@@ -423,12 +503,17 @@ def _load_fd(fd, path, threads):
     model = Model(py_config(ck.config), params=np.zeros(lib.minrnn_param_count(ffi.addressof(ck, "config")),
                                                          np.float32), threads=threads)
     vocab = np.empty(ck.config.vocab_size, dtype=np.int32)
-    meta = bytearray(ck.meta_size)
+    meta, labels = bytearray(ck.meta_size), bytearray(ck.labels_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)
     ck.meta = ffi.cast("char *", ffi.from_buffer(meta)) if ck.meta_size else ffi.NULL
+    ck.labels = ffi.cast("char *", ffi.from_buffer(labels)) if ck.labels_size else ffi.NULL
+    scaling = None
+    if model.config.cond == "vector":
+        scaling = (np.empty(model.config.cond_size, np.float32), np.empty(model.config.cond_size, np.float32))
+        ck.cond_shift, ck.cond_scale = _fptr(scaling[0]), _fptr(scaling[1])
     trainer = None
     if ck.has_train_state:
-        trainer = Trainer(model, ck.batch_size, ck.seq_len)
+        trainer = Trainer(model, ck.batch_size, ck.seq_len)   # the caller sets carry_state
         ck.m, ck.v, ck.state = _fptr(trainer.m), _fptr(trainer.v), _fptr(trainer.state)
     check(lib.minrnn_checkpoint_load_fd(fd, ck), str(path))
     if trainer is not None:
@@ -436,7 +521,7 @@ def _load_fd(fd, path, threads):
         trainer.rng.state = ck.rng_state
         trainer.epoch, trainer.position = ck.epoch, ck.position
     return Checkpoint(model, [int(s) for s in vocab], _name_of(ENCODINGS, ck.encoding), parse_meta(meta, path),
-                      trainer)
+                      trainer, labels.decode("utf-8").split("\n")[:-1], scaling)
 
 
 def parse_meta(raw, path):

@@ -100,8 +100,12 @@ class Batches:
     def __len__(self):
         return self.per_epoch
 
-    def __getitem__(self, i):
-        """Batch i of an epoch: (tokens, targets), each (T, B)."""
+    @property
+    def chars_per_step(self):
+        return self.B * self.T
+
+    def batch(self, epoch, i):
+        """Batch i of every epoch: (tokens, targets), each (T, B)."""
         a = i * self.T
         chunk = self.streams[:, a:a + self.T + 1]
         return np.ascontiguousarray(chunk[:, :-1].T), np.ascontiguousarray(chunk[:, 1:].T)

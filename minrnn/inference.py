@@ -84,3 +84,81 @@ def evaluate(model, ids, streams, seq_len):
         total += fwd.loss * tokens.size
         state = fwd.final_state
     return total / (streams * stream_len), streams * stream_len
+
+
+# ---- records
+
+def evaluate_records(model, records, picks, batch_size, cond):
+    """Loss of the records `picks` (a RecordSet's indices), dropout off, in batches of batch_size:
+    (nats per character, nats per record, characters), where a record of n characters has n + 1
+    predictions (the end token too). For a classifier, also the predicted class of each record."""
+    from minrnn.records import record_batch
+    total, chars, predicted = 0.0, 0, []
+    for a in range(0, len(picks), batch_size):
+        chunk = picks[a:a + batch_size]
+        tokens, targets, lengths, c = record_batch(records, chunk, model.config.task, cond)
+        fwd = model.forward(tokens, targets, lengths=lengths, cond=c, want_logits=model.config.task == "classify")
+        count = len(chunk) if model.config.task == "classify" else int(lengths.sum())
+        total += fwd.loss * (1 if model.config.reduction == "sum" else count)
+        chars += int(lengths.sum())
+        if fwd.logits is not None:
+            predicted += list(np.argmax(fwd.logits, axis=1))
+    per = len(picks) if model.config.task == "classify" else chars
+    return total / per, total / len(picks), chars, np.array(predicted, dtype=np.int64)
+
+
+def generate_records(model, vocab, num, length, seed, temperature=1.0, top_k=0, top_p=1.0, cond=None, prime_ids=()):
+    """num records sampled as one batch: each starts from the start token (and the prime) in a
+    zero state and ends at the end token, or after `length` characters. At each step the streams
+    still running draw their token in order from one generator, so the same seed gives the same
+    records. The start token is never drawn (its logit is set to -inf). Returns [ids of each
+    record]; the pure-C example program does exactly this."""
+    rng = core.Rng(seed)
+    state = model.zero_state(num)
+    logits = None
+    for token in [vocab.start_id] + list(prime_ids):
+        logits = model.step(np.full(num, token, dtype=np.int32), state, cond)
+    out, running = [[] for _ in range(num)], [True] * num
+    tokens = np.full(num, vocab.end_id, dtype=np.int32)
+    for n in range(length):
+        logits[:, vocab.start_id] = -np.inf
+        for b in range(num):
+            if running[b]:
+                token = core.sample(logits[b], rng, temperature, top_k, top_p)
+                if token == vocab.end_id:
+                    running[b] = False
+                else:
+                    out[b].append(token)
+                    tokens[b] = token
+        if not any(running) or n + 1 == length:
+            break
+        logits = model.step(tokens, state, cond)
+    return out
+
+
+def generate_streams(model, vocab, num, prime_ids, length, seed, temperature=1.0, top_k=0, top_p=1.0):
+    """num streams of `length` token ids sampled as one batch, as generate does for one: every
+    stream is fed the prime (or the start symbol), then at each step draws its token in order."""
+    rng = core.Rng(seed)
+    state = model.zero_state(num)
+    logits = None
+    for token in (prime_ids if len(prime_ids) else [vocab.start_id]):
+        logits = model.step(np.full(num, token, dtype=np.int32), state)
+    out = np.empty((num, length), dtype=np.int32)
+    for n in range(length):
+        out[:, n] = [core.sample(logits[b], rng, temperature, top_k, top_p) for b in range(num)]
+        if n + 1 < length:
+            logits = model.step(out[:, n], state)
+    return out
+
+
+def class_probabilities(model, vocab, texts, batch_size=64):
+    """(len(texts), K) probabilities of a classifier for texts given as id arrays."""
+    from minrnn.records import frame
+    rows = []
+    for a in range(0, len(texts), batch_size):
+        tokens, _, lengths = frame(texts[a:a + batch_size], vocab)
+        z = model.forward(tokens, lengths=lengths).logits.astype(np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        rows.append(z / z.sum(axis=1, keepdims=True))
+    return np.concatenate(rows)

@@ -87,6 +87,32 @@ class OrNone:
         return None if text == "none" else self.inner.parse(text)
 
 
+class Flag:
+    """On or off: given on the command line as the bare option."""
+
+    def describe(self):
+        return "true or false"
+
+    def check(self, value):
+        if not isinstance(value, bool):
+            raise ValueError(f"expected {self.describe()}, not {value!r}")
+        return value
+
+
+class Text:
+    """A non-empty string."""
+
+    def describe(self):
+        return "a non-empty text"
+
+    def check(self, value):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected {self.describe()}, not {value!r}")
+        return value
+
+    parse = check
+
+
 class Setting(NamedTuple):
     name: str        # the key in a run's metadata; on the command line --name with - for _
     default: object
@@ -109,8 +135,8 @@ MODEL = [
     Setting("cell", "lstm", Choice(CELLS), "CELL",
             "recurrent cell: " + ", ".join(CELLS) + " (PyTorch's RNN modes) (default {default})"),
     Setting("init", "default", Choice(INIT_SCHEMES), "SCHEME",
-            "initialization: default (PyTorch's) or irnn (identity recurrence, for rnn_relu: Le et al. "
-            "2015) (default {default})"),
+            "initialization: default (PyTorch's), irnn (identity recurrence, for rnn_relu: Le et al. "
+            "2015), or normal (weights N(0, 0.01^2), biases 0: min-char-rnn) (default {default})"),
     Setting("hidden", 512, Number(int, 1, core.lib.MINRNN_MAX_HIDDEN), "N", "units per layer (default {default})"),
     Setting("layers", 2, Number(int, 1, core.lib.MINRNN_MAX_LAYERS), "N", "stacked layers (default {default})"),
     Setting("embed", 64, Number(int, 0, core.lib.MINRNN_MAX_HIDDEN), "N",
@@ -120,6 +146,25 @@ MODEL = [
             "dropout between layers and before the output, in training (default {default})"),
     Setting("encoding", "utf8", Choice(core.ENCODINGS), "ENC",
             "read the text as UTF-8 characters or as raw bytes (default {default})"),
+    Setting("biases", 2, Number(int, 1, 2), "N",
+            "bias vectors per layer: 2, PyTorch's bias_ih and bias_hh; 1, min-char-rnn's one hidden bias "
+            "(default {default})"),
+]
+DATA = [
+    Setting("task", "lm", Choice(core.TASK_CODES), "TASK",
+            "lm: learn to write the text; classify: learn the label of each record, from lines "
+            "label<TAB>text (implies --records) (default {default})"),
+    Setting("records", False, Flag(), None,
+            "the file is a list of records, one per line (or per --record-sep): each its own sequence "
+            "from a zero state, framed by start and end tokens; sample writes whole records"),
+    Setting("record_sep", "\n", Text(), "SEP",
+            "what separates records (\\n and \\t are understood; \\n\\n: a blank line) (default: a newline)"),
+    Setting("labels", False, Flag(), None,
+            "records are label<TAB>text; the label conditions every step (implies --records; "
+            "sample --condition LABEL)"),
+    Setting("features", None, OrNone(Text()), "FILE.npy",
+            "a (records, D) .npy array: row i conditions record i at every step, standardized per "
+            "column with the training records' mean and deviation (implies --records; sample --features)"),
 ]
 TRAINING = [
     Setting("seq_len", 64, POSITIVE, "N",
@@ -134,12 +179,28 @@ TRAINING = [
     Setting("lr_decay_after", 5, Number(int, 0), "N", "epochs at the full learning rate (default {default})"),
     Setting("clip_norm", 5.0, NONNEGATIVE, "X",
             "scale gradients down to this global norm; 0 = off (default {default})"),
-    Setting("clip_value", 0.0, NONNEGATIVE, "X", "clip each gradient element to +-this; 0 = off (default {default})"),
+    Setting("clip_value", 0.0, NONNEGATIVE, "X",
+            "clip each gradient element to +-this; 0 = off. Clipping acts on the gradient of the loss as "
+            "--loss defines it: of the mean by default, B x T times smaller than min-char-rnn's sum "
+            "(default {default})"),
+    Setting("loss", "mean", Choice(core.REDUCTION_CODES), "HOW",
+            "the loss over a batch's positions: mean (nats per character) or sum (min-char-rnn) "
+            "(default {default})"),
     Setting("val_frac", 0.1, Number(float, 0.0, 0.5), "F",
             "the end of the text kept for validation (default {default})"),
-    Setting("seed", 1, SEED, "S", "seed for initialization and dropout (default {default})"),
+    Setting("seed", 1, SEED, "S", "seed for initialization, dropout and the order of records (default {default})"),
+    Setting("preset", "none", Choice(("none", "min-char-rnn")), "NAME",
+            "min-char-rnn: Karpathy's gist exactly (rnn_tanh, 100 units, one-hot, one bias, N(0, 0.01) "
+            "weights, B 1 x T 25, summed loss, elements clipped to +-5, Adagrad lr 0.1, no validation "
+            "split); options given as well override it (default {default})"),
 ]
-RUN = MODEL + TRAINING
+# Every preset, as the settings it gives (the run's defaults, under what is given).
+PRESETS = {
+    "min-char-rnn": dict(cell="rnn_tanh", init="normal", hidden=100, layers=1, embed=0, dropout=0.0, biases=1,
+                         seq_len=25, batch_size=1, optimizer="adagrad", lr=0.1, lr_decay=1.0, clip_norm=0.0,
+                         clip_value=5.0, loss="sum", val_frac=0.0),
+}
+RUN = MODEL + DATA + TRAINING
 SESSION = [
     Setting("max_iters", None, OrNone(Number(int, 1)), "N",
             "stop after this many training steps in total (default: none)"),
@@ -155,6 +216,17 @@ def check_together(s):
     """ValueError for settings that are each fine but do not go together."""
     if s["init"] == "irnn" and CELLS[s["cell"]].gates != 1:
         raise ValueError(f"--init irnn (an identity recurrent weight) is for rnn_relu and rnn_tanh, not {s['cell']}")
+    if s["labels"] and s["features"]:
+        raise ValueError("--labels and --features each condition the model; give one")
+    if s["task"] == "classify" and s["features"]:
+        raise ValueError("--task classify reads label<TAB>text records; --features is for --task lm")
+
+
+def imply(s):
+    """Settings that follow from others: labels, features and classification are about records."""
+    if s["labels"] or s["features"] or s["task"] == "classify":
+        s["records"] = True
+    return s
 SESSION_DEFAULTS = {s.name: s.default for s in SESSION}
 
 

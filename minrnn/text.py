@@ -2,8 +2,12 @@
 
 A vocabulary is a sorted list of symbols: Unicode code points (encoding "utf8") or byte values
 (encoding "bytes"); a token id is a symbol's index in it. Symbols and ids are int32 numpy arrays,
-4 bytes a character.
+4 bytes a character. The vocabulary of a record model (framed) has two more ids after the
+symbols: the start and the end token, which no text contains; a checkpoint stores them as the
+symbols START_SYMBOL and END_SYMBOL (minrnn.h's MINRNN_START_SYMBOL, MINRNN_END_SYMBOL).
 """
+
+import re
 
 import numpy as np
 
@@ -33,18 +37,35 @@ def show(symbol, encoding):
     return repr(chr(symbol))
 
 
+START_SYMBOL, END_SYMBOL = -1, -2   # a test holds them equal to minrnn.h's
+
+
 class Vocab:
-    def __init__(self, symbols, encoding="utf8"):
-        self.symbols = sorted(int(s) for s in symbols)
-        self.encoding = encoding
+    def __init__(self, symbols, encoding="utf8", framed=False):
+        """symbols: the text's symbols, or a checkpoint's vocabulary (with START_SYMBOL and
+        END_SYMBOL at the end for a framed one)."""
+        symbols = [int(s) for s in symbols]
+        if symbols[-2:] == [START_SYMBOL, END_SYMBOL]:
+            symbols, framed = symbols[:-2], True
+        self.symbols = sorted(symbols)
+        self.encoding, self.framed = encoding, framed
         self._sorted = np.array(self.symbols, dtype=np.int32)
 
     @classmethod
-    def from_symbols(cls, symbols, encoding):
-        return cls(np.unique(np.asarray(symbols, dtype=np.int32)), encoding)
+    def from_symbols(cls, symbols, encoding, framed=False):
+        return cls(np.unique(np.asarray(symbols, dtype=np.int32)), encoding, framed)
 
     def __len__(self):
-        return len(self.symbols)
+        return len(self.symbols) + (2 if self.framed else 0)
+
+    @property
+    def stored(self):
+        """The vocabulary as a checkpoint holds it."""
+        return self.symbols + ([START_SYMBOL, END_SYMBOL] if self.framed else [])
+
+    @property
+    def end_id(self):
+        return len(self.symbols) + 1 if self.framed else None
 
     def _lookup(self, symbols):
         """(ids, known) for an array of symbols: known[i] says whether symbols[i] is in the vocabulary."""
@@ -70,12 +91,22 @@ class Vocab:
         return ids[known], {int(s): int(c) for s, c in zip(unknown, counts)}
 
     def to_bytes(self, ids):
+        """The text of ids; the start and end tokens have none."""
+        symbols = [self.symbols[i] for i in ids if i < len(self.symbols)]
         if self.encoding == "bytes":
-            return bytes(self.symbols[i] for i in ids)
-        return "".join(chr(self.symbols[i]) for i in ids).encode("utf-8")
+            return bytes(symbols)
+        return "".join(map(chr, symbols)).encode("utf-8")
 
     @property
     def start_id(self):
-        """What generation starts from without a prime: a newline if there is one, else id 0."""
+        """What generation starts from without a prime: the start token of a framed vocabulary;
+        otherwise a newline if there is one, else id 0."""
+        if self.framed:
+            return len(self.symbols)
         ids, known = self._lookup([10])
         return int(ids[0]) if known[0] else 0
+
+
+def unescape(text):
+    r"""\n, \t and \\ in a command-line string, so a shell user can type a newline."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)

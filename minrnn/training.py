@@ -18,22 +18,36 @@ import numpy as np
 
 from minrnn import __version__, core
 from minrnn.data import Batches, Corpus, DataError
-from minrnn.inference import evaluate, evaluation_shape, generate, load, workspace_bytes
+from minrnn.inference import (evaluate, evaluate_records, evaluation_shape, generate, generate_records, load,
+                              workspace_bytes)
+from minrnn.records import RecordBatches, RecordSet
 from minrnn.reference import OPTIMIZERS, Config
 from minrnn.reference.tensor import float32
-from minrnn.resources import require_memory
+from minrnn.resources import available_memory, require_memory
 from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
 from minrnn.errors import UserError
-from minrnn.settings import DEFAULTS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored, check_together
-from minrnn.text import Vocab
+from minrnn.settings import (DEFAULTS, PRESETS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored, check_together,
+                             imply)
+from minrnn.text import Vocab, unescape
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
 RUN_FORMAT = "minrnn-run"   # the "format" of a training run's checkpoint metadata
 
 
-def model_config(s, vocab_size):
+def model_config(s, vocab_size, num_labels=0, cond_size=0):
+    """The model the settings describe, for data of vocab_size symbols, num_labels labels and
+    feature vectors of cond_size."""
+    classify = s["task"] == "classify"
+    cond = "label" if s["labels"] and not classify else "vector" if s["features"] else "none"
     return Config(vocab_size=vocab_size, hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
-                  num_layers=s["layers"], dropout=s["dropout"])
+                  num_layers=s["layers"], dropout=s["dropout"], task=s["task"],
+                  num_classes=num_labels if classify else 0, cond=cond,
+                  cond_size=num_labels if cond == "label" else cond_size if cond == "vector" else 0,
+                  one_bias=s["biases"] == 1, reduction=s["loss"])
+
+
+def condition_of(cfg):
+    return None if cfg.cond == "none" else cfg.cond
 
 
 def base_lr(s):
@@ -50,6 +64,19 @@ def training_memory(cfg, B, T, val_chars):
         if (streams, chunk) != (B, T):
             need += workspace_bytes(cfg, streams, chunk)
     return need
+
+
+def longest_that_fits(cfg, B, T):
+    """The longest record (characters) whose batches of B fit in the memory available now."""
+    have = available_memory()
+    if have is None:
+        return T - 1
+    fits = lambda t: core.workspace_floats(cfg, B, t) > 0 and training_memory(cfg, B, t, 0) <= have
+    lo, hi = 0, T   # fits(lo + 1) or lo == 0; not fits(hi + 1)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid + 1) else (lo, mid - 1)
+    return lo
 
 
 def lr_at(s, epoch, scale):
@@ -129,16 +156,37 @@ class Run:
 
     # ---- setting up
 
-    def prepare(self, path, encoding, vocab=None):
+    def prepare(self, path, encoding, vocab=None, label_names=None):
         """The text and its batches, then the memory the run needs checked (before allocating it)."""
         s = self.s
-        self.corpus = Corpus(path, encoding, s["val_frac"], vocab=vocab)
-        self.batches = Batches(self.corpus.train, s["batch_size"], s["seq_len"])
-        cfg = model_config(s, len(self.corpus.vocab))
-        require_memory(training_memory(cfg, s["batch_size"], s["seq_len"], len(self.corpus.val)),
-                       f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units in batches of "
-                       f"{s['batch_size']} x {s['seq_len']}",
-                       "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len")
+        B = s["batch_size"]
+        if s["records"]:
+            kind = "labels" if s["labels"] or s["task"] == "classify" else "features" if s["features"] else "plain"
+            self.corpus = RecordSet(path, unescape(s["record_sep"]).encode("utf-8"), encoding, s["val_frac"],
+                                    s["seed"], kind, s["features"], vocab, label_names)
+            names = self.corpus.label_names or []
+            if s["task"] == "classify" and len(names) < 2:
+                raise DataError(f"{path}: --task classify needs at least 2 labels, and this file has "
+                                f"{len(names)} ({', '.join(names)})")
+            cond_size = self.corpus.vectors.shape[1] if self.corpus.vectors is not None else 0
+            cfg = model_config(s, len(self.corpus.vocab), len(names), cond_size)
+            self.batches = RecordBatches(self.corpus, B, s["seed"], s["task"], condition_of(cfg))
+            T = self.corpus.longest + 1
+            what = (f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units on records of up to "
+                    f"{T - 1} characters, {B} at a time")
+            fits = longest_that_fits(cfg, B, T)
+            advice = (f"records of up to {fits} characters would fit: split the longest records, or use a "
+                      "smaller --batch-size, --hidden or --layers" if fits else
+                      "not even a record of one character fits: use a smaller --hidden or --layers")
+            require_memory(training_memory(cfg, B, T, 0), what, advice)
+        else:
+            self.corpus = Corpus(path, encoding, s["val_frac"], vocab=vocab)
+            self.batches = Batches(self.corpus.train, B, s["seq_len"])
+            cfg = model_config(s, len(self.corpus.vocab))
+            require_memory(training_memory(cfg, B, s["seq_len"], len(self.corpus.val)),
+                           f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units in batches of "
+                           f"{B} x {s['seq_len']}",
+                           "use a smaller --hidden, --layers, --embed, --batch-size or --seq-len")
         return cfg
 
     def start(self):
@@ -147,8 +195,12 @@ class Run:
             raise DataError("give the text file to train on: python -m minrnn train FILE")
         if self.folder.exists("latest.ckpt"):
             raise UserError(f"{self.out} already holds a run; continue it with --resume, or choose another --out")
-        self.s = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS.items()}
+        preset = args.preset if args.preset is not None else DEFAULTS["preset"]
+        under = {**DEFAULTS, **PRESETS.get(preset, {})}
+        self.s = imply({k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in under.items()})
         self.s["lr"] = base_lr(self.s)
+        if self.s["features"]:   # found again on resume, from any folder
+            self.s["features"] = os.path.abspath(self.s["features"])
         s = self.s
         try:
             check_together(s)
@@ -158,8 +210,8 @@ class Run:
         self.model = core.Model(cfg, seed=s["seed"], init=s["init"])
         self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
                                     lr=base_lr(s), clip_value=s["clip_value"], clip_norm=s["clip_norm"],
-                                    seed=s["seed"] + 1)
-        self.lr_scale, self.ema = 1.0, math.log(len(self.corpus.vocab))
+                                    seed=s["seed"] + 1, carry_state=not s["records"])
+        self.lr_scale, self.ema = 1.0, math.log(self.model.outputs)
         return {}
 
     def resume(self):
@@ -186,10 +238,16 @@ class Run:
                 raise UserError(f"--{key.replace('_', '-')} {given} differs from this run's {value}; "
                                 "a resumed run keeps its settings (start a new one with another --out)")
         path = args.input or record["path"]
-        self.prepare(path, ck.encoding, vocab=Vocab(ck.vocab, ck.encoding))
+        names = list(ck.labels) or None
+        self.prepare(path, ck.encoding, vocab=Vocab(ck.vocab, ck.encoding), label_names=names)
         if self.corpus.fingerprint != record["fingerprint"]:
             raise DataError(f"{path} is not the text this run was trained on; give that file, or start a new run")
+        if ck.cond_scaling is not None and not all(np.array_equal(a, b) for a, b in zip(ck.cond_scaling,
+                                                                                      self.corpus.scaling)):
+            raise DataError(f"{self.s['features']} is not the features file this run was trained on; give that "
+                            "file, or start a new run")
         self.model, self.trainer = ck.model, ck.trainer
+        self.trainer.carry_state = not self.s["records"]
         self.lr_scale, self.ema = record["lr_scale"], record["ema"]
         return record["session"]
 
@@ -199,6 +257,7 @@ class Run:
         first thing wrong."""
         meta = ck.meta
         self.s = check_stored(RUN, meta.get("args"))
+        check_together(self.s)
         record = dict(session=check_stored(SESSION, meta.get("session")),
                       lr_scale=Number(float, 0.0, low_open=True).check(meta.get("lr_scale")),
                       ema=Number(float).check(meta.get("train_loss_ema")),
@@ -206,7 +265,9 @@ class Run:
         if not isinstance(record["path"], str) or not isinstance(record["fingerprint"], str):
             raise TypeError("the text's path and fingerprint must be strings")
         s, t = self.s, ck.trainer
-        model = core.py_config(core.c_config(model_config(s, len(ck.vocab))))   # floats as the core keeps them
+        c = ck.model.config   # the sizes that the data decides, the rest from the settings
+        labels, cond_size = c.num_classes or (c.cond_size if c.cond == "label" else 0), c.cond_size
+        model = core.py_config(core.c_config(model_config(s, len(ck.vocab), labels, cond_size)))   # floats as the core keeps them
         for key, said, held in [("model", model, ck.model.config), ("encoding", s["encoding"], ck.encoding),
                                 ("batch_size", s["batch_size"], t.B), ("seq_len", s["seq_len"], t.T),
                                 ("optimizer", s["optimizer"], t.optimizer),
@@ -221,15 +282,20 @@ class Run:
     def meta(self, val_loss):
         return {"format": RUN_FORMAT, "minrnn": __version__, "args": self.s, "session": self.session,
                 "data": {"path": os.path.abspath(self.corpus.path), "fingerprint": self.corpus.fingerprint,
-                         "train_chars": len(self.corpus.train), "val_chars": len(self.corpus.val)},
+                         "train_" + self.unit: len(self.corpus.train), "val_" + self.unit: len(self.corpus.val)},
                 "iteration": self.trainer.steps, "epoch": self.trainer.epoch, "lr_scale": self.lr_scale,
                 "train_loss_ema": self.ema, "val_loss": val_loss}
+
+    @property
+    def unit(self):
+        return "records" if self.s["records"] else "chars"
 
     def save(self, path, val_loss):
         if not np.all(np.isfinite(self.model.params)):   # never write a broken model
             raise FloatingPointError("parameters are not finite")
-        core.save_checkpoint(path, self.model, self.corpus.vocab.symbols, self.corpus.vocab.encoding,
-                             self.meta(val_loss), self.trainer)
+        core.save_checkpoint(path, self.model, self.corpus.vocab.stored, self.corpus.vocab.encoding,
+                             self.meta(val_loss), self.trainer, labels=getattr(self.corpus, "label_names", None) or (),
+                             cond_scaling=getattr(self.corpus, "scaling", None))
 
     def best_val_loss(self):
         if not self.folder.exists("best.ckpt"):
@@ -242,15 +308,42 @@ class Run:
     # ---- evaluation and samples
 
     def validate(self):
-        if len(self.corpus.val) < 2:
-            return None
-        loss, _ = evaluate(self.model, self.corpus.val, self.s["batch_size"], self.s["seq_len"])
-        return loss
+        """The validation loss (per character; a classifier's per record), and a note for people."""
+        if not self.s["records"]:
+            if len(self.corpus.val) < 2:
+                return None, ""
+            loss, _ = evaluate(self.model, self.corpus.val, self.s["batch_size"], self.s["seq_len"])
+            return loss, ""
+        if len(self.corpus.val) == 0:
+            return None, ""
+        val = self.corpus.val
+        loss, per_record, _, predicted = evaluate_records(self.model, self.corpus, val, self.s["batch_size"],
+                                                          condition_of(self.model.config))
+        if self.s["task"] == "classify":
+            truth = self.corpus.labels[val]
+            majority = np.bincount(self.corpus.labels[self.corpus.train]).argmax()
+            return loss, (f" | accuracy {np.mean(predicted == truth):.3f} (always "
+                          f"{self.corpus.label_names[majority]}: {np.mean(truth == majority):.3f})")
+        return loss, f" | {per_record:.3f} nats/record"
 
     def sample_text(self, iteration):
-        vocab = self.corpus.vocab
-        ids = generate(self.model, vocab, [], 200, seed=self.s["seed"] + iteration, temperature=0.8)
-        return vocab.to_bytes(list(ids)).decode("utf-8", errors="replace")
+        vocab, cfg, seed = self.corpus.vocab, self.model.config, self.s["seed"] + iteration
+        if cfg.task == "classify":
+            return None
+        if not self.s["records"]:
+            ids = generate(self.model, vocab, [], 200, seed=seed, temperature=0.8)
+            return vocab.to_bytes(list(ids)).decode("utf-8", errors="replace")
+        if cfg.cond == "label":   # one for each of the first few labels
+            names = self.corpus.label_names[:4]
+            cond = np.arange(len(names), dtype=np.int32)
+        elif cfg.cond == "vector":
+            cond = self.corpus.vectors[self.corpus.val[:4] if len(self.corpus.val) else self.corpus.train[:4]]
+            names = [f"features {i}" for i in range(len(cond))]
+        else:
+            cond, names = None, [""] * 4
+        out = generate_records(self.model, vocab, len(names), 200, seed, temperature=0.8, cond=cond)
+        return "\n".join(f"{name + ': ' if name else ''}" + vocab.to_bytes(ids).decode("utf-8", "replace")
+                         for name, ids in zip(names, out))
 
     # ---- the loop
 
@@ -288,48 +381,67 @@ class Run:
             self.save(self.best, val_loss)
         return best_so_far
 
-    def report_eval(self, val_loss, elapsed, cps):
+    def report_eval(self, val, elapsed, cps):
+        val_loss, note = val
         t = self.trainer
         record = {"iteration": t.steps, "epoch": t.epoch, "position": t.position, "train_loss": self.ema,
                   "val_loss": val_loss, "val_bpc": None if val_loss is None else val_loss / math.log(2),
                   "lr": t.lr, "elapsed_s": round(elapsed, 3), "chars_per_s": round(cps, 1)}
         with open(self.folder.file("metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
-        val = "n/a" if val_loss is None else f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.4f} bits/char)"
+        if val_loss is None:
+            val = "n/a"
+        elif self.s["task"] == "classify":
+            val = f"{val_loss:.4f} nats/record"
+        else:
+            val = f"{val_loss:.4f} nats/char ({val_loss / math.log(2):.4f} bits/char)"
         self.progress.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(self.batches):6.2f} | "
-                           f"train {self.ema:.4f} | val {val}")
+                           f"train {self.ema:.4f} | val {val}{note}")
 
     def announce(self):
         s, V = self.s, len(self.corpus.vocab)
-        self.progress.line(f"training a {s['layers']}-layer {s['cell']} of {s['hidden']} units "
-                           f"({self.model.param_count:,} parameters) on {len(self.corpus.train):,} characters "
-                           f"({V} symbols), validating on {len(self.corpus.val):,}; batches of {s['batch_size']} "
-                           f"x {s['seq_len']}, {len(self.batches)} per epoch; output in {self.out}")
+        shape = f"{s['batch_size']} records" if s["records"] else f"{s['batch_size']} x {s['seq_len']}"
+        unit = "records" if s["records"] else "characters"
+        what = "classifier" if s["task"] == "classify" else s["cell"]
+        self.progress.line(f"training a {s['layers']}-layer {what} of {s['hidden']} units "
+                           f"({self.model.param_count:,} parameters) on {len(self.corpus.train):,} {unit} "
+                           f"({V} symbols), validating on {len(self.corpus.val):,}; batches of {shape}, "
+                           f"{len(self.batches)} per epoch; output in {self.out}")
 
     def step(self):
         """One training step on the next batch; returns its loss, or None if it diverged: a NaN or
         infinite loss or gradient (the core then changed nothing), or a loss worse than twice
         uniform guessing or four times the recent average."""
-        t, V = self.trainer, len(self.corpus.vocab)
+        t, V = self.trainer, self.model.outputs
         t.lr = lr_at(self.s, t.epoch, self.lr_scale)
         try:
             loss, _ = t.step_next(self.batches)
         except core.NonFiniteError:
             return None
-        if loss > min(2.0 * math.log(V), 4.0 * self.ema):
+        if self.s["loss"] == "sum":   # reported per character, as every other loss
+            loss /= self.s["batch_size"] * self.s["seq_len"]
+        # a classifier's batch losses swing far from their average: only worse than guessing counts;
+        # a preset is someone's recipe exactly (min-char-rnn's first steps reach 10 nats/char)
+        limit = 2.0 * math.log(V) if self.s["task"] == "classify" else min(2.0 * math.log(V), 4.0 * self.ema)
+        if self.s["preset"] != "none":
+            limit = math.inf
+        if loss > limit:
             return None
         self.ema = loss if t.steps == 1 else 0.95 * self.ema + 0.05 * loss
         return loss
 
     def status(self, last_val, cps, eta):
         t = self.trainer
-        val = "" if last_val is None else f" | val {last_val:.3f} ({last_val / math.log(2):.3f} bpc)"
+        val = ""
+        if last_val is not None:
+            bpc = "" if self.s["task"] == "classify" else f" ({last_val / math.log(2):.3f} bpc)"
+            val = f" | val {last_val:.3f}{bpc}"
         self.progress.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(self.batches):.2f} | "
                              f"loss {self.ema:.3f}{val} | {cps:,.0f} chars/s"
                              + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
 
     def run(self):
-        t, chars_per_step = self.trainer, self.s["batch_size"] * self.s["seq_len"]
+        t, chars_per_step = self.trainer, self.batches.chars_per_step
         self.announce()
         best = self.best_val_loss()
         snapshot = t.get_state(), self.ema   # the last good state, to roll back to
@@ -355,22 +467,24 @@ class Run:
                 steps_done += 1
                 if t.steps % self.session["eval_every"] == 0:
                     last_val = self.validate()
-                    best = self.checkpoint(last_val, best)
+                    best = self.checkpoint(last_val[0], best)
                     snapshot, rollbacks, evaluated_at = (t.get_state(), self.ema), 0, t.steps
                     self.report_eval(last_val, time.monotonic() - started, rate())
                 if self.session["sample_every"] and t.steps % self.session["sample_every"] == 0:
                     sample = self.sample_text(t.steps)
-                    self.progress.line(f"---- sample at iteration {t.steps} ----\n{sample}\n----")
-                self.status(last_val, rate(), self.eta(started, steps_done))
+                    if sample is not None:
+                        self.progress.line(f"---- sample at iteration {t.steps} ----\n{sample}\n----")
+                self.status(last_val and last_val[0], rate(), self.eta(started, steps_done))
         if evaluated_at != t.steps:   # the final state, evaluated and saved
             last_val = self.validate()
-            best = self.checkpoint(last_val, best)
+            best = self.checkpoint(last_val[0], best)
             self.report_eval(last_val, time.monotonic() - started, rate())
         if interrupt.requested:
             resume = f"python -m minrnn train {quote(self.corpus.path)} --out {quote(self.out)} --resume"
             self.progress.line(f"interrupted at iteration {t.steps}; saved {self.latest}\nresume with: {resume}")
             return 130
-        best_text = f"; best validation loss {best:.4f} nats/char" if best < math.inf else ""
+        unit = "nats/record" if self.s["task"] == "classify" else "nats/char"
+        best_text = f"; best validation loss {best:.4f} {unit}" if best < math.inf else ""
         self.progress.line(f"{reason}{best_text}; checkpoints in {self.out}")
         return 0
 

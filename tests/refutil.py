@@ -1,25 +1,76 @@
 """Random small problems for tests: configurations, weights, tokens, states and masks from one seed."""
 
-from minrnn.reference import CELLS, Rng, dropout_masks, param_count
+from minrnn.reference import CELLS, Rng, dropout_masks, forward, param_count, unflatten
 
 KINDS = list(CELLS)
 
 
 class Problem:
-    """Everything one forward/backward needs, drawn from `seed`.
-    Weights uniform(-scale, scale) so that the nonlinearities work away from their linear region;
-    initial states uniform(-1, 1), so gradients with respect to them are not trivially zero."""
+    """Everything one forward/backward needs, drawn from `seed`, in this order:
 
-    def __init__(self, cfg, T, B, seed, scale=1.0):
+        flat     the parameter block, uniform(-scale, scale), so that the nonlinearities work away
+                 from their linear region
+        tokens   (T, B) ids in [0, V)
+        targets  lm: (T, B) ids in [0, V) (also at positions past a record's end, where forward does
+                 not read them); classify: (B) class ids in [0, K)
+        state0   (L, S, B, H) uniform(-1, 1), so gradients with respect to it are not trivially zero
+        masks    (L, T, B, H) dropout masks, or None when cfg.dropout is 0
+        cond     None (cond "none"), (B) labels in [0, C) ("label") or (B, C) vectors uniform(-1, 1)
+                 ("vector"), as forward takes it
+        dfinal   (L, S, B, H) uniform(-1, 1): a gradient for the final state, backward's dfinal
+        lengths  None; with ragged=True (B) record lengths in [1, T], at least one of them below T
+                 when T >= 2 (with T = 1 every length is 1)
+
+    The order keeps what existed before (flat to masks) the same for a seed, and ragged changes only
+    lengths: Problem(cfg, T, B, seed) and Problem(cfg, T, B, seed, ragged=True) differ in nothing else.
+    Also cfg, T, B, and the helpers params and forward()."""
+
+    def __init__(self, cfg, T, B, seed, scale=1.0, ragged=False):
         r = Rng(seed)
         V, H, L, S = cfg.vocab_size, cfg.hidden_size, cfg.num_layers, cfg.num_states
         self.cfg, self.T, self.B = cfg, T, B
         self.flat = [(2.0 * r.uniform() - 1.0) * scale for _ in range(param_count(cfg))]
         self.tokens = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]
-        self.targets = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]
-        self.state0 = [[[[2.0 * r.uniform() - 1.0 for _ in range(H)] for _ in range(B)] for _ in range(S)]
-                       for _ in range(L)]
+        if cfg.task == "classify":
+            self.targets = [int(r.uniform() * cfg.num_classes) for _ in range(B)]
+        else:
+            self.targets = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]
+        self.state0 = random_state(r, L, S, B, H)
         self.masks = dropout_masks(cfg, r, T, B) if cfg.dropout > 0 else None
+        C = cfg.cond_size
+        if cfg.cond == "label":
+            self.cond = [int(r.uniform() * C) for _ in range(B)]
+        elif cfg.cond == "vector":
+            self.cond = [[2.0 * r.uniform() - 1.0 for _ in range(C)] for _ in range(B)]
+        else:
+            self.cond = None
+        self.dfinal = random_state(r, L, S, B, H)
+        self.lengths = ragged_lengths(r, T, B) if ragged else None
+
+    @property
+    def params(self):
+        return unflatten(self.cfg, self.flat)
+
+    def forward(self, flat=None, state0=None, cond=None, with_targets=True):
+        """The reference's forward on this problem; flat, state0 and cond replace the problem's own."""
+        return forward(self.cfg, unflatten(self.cfg, self.flat if flat is None else flat),
+                       self.tokens, self.targets if with_targets else None,
+                       self.state0 if state0 is None else state0, self.masks, self.lengths,
+                       self.cond if cond is None else cond)
+
+
+def random_state(r, L, S, B, H):
+    return [[[[2.0 * r.uniform() - 1.0 for _ in range(H)] for _ in range(B)] for _ in range(S)]
+            for _ in range(L)]
+
+
+def ragged_lengths(r, T, B):
+    """B lengths uniform in [1, T]; then one stream, drawn, gets a length in [1, T - 1]."""
+    lengths = [1 + int(r.uniform() * T) for _ in range(B)]
+    short = int(r.uniform() * B)
+    if T >= 2:
+        lengths[short] = 1 + int(r.uniform() * (T - 1))
+    return lengths
 
 
 def flatten_state(state):

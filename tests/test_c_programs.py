@@ -1,13 +1,17 @@
-"""minrnn from plain C: the example program agrees with Python byte for byte, and a small C
-program builds against `make lib` through pkg-config."""
+"""minrnn from plain C: the example program agrees with Python byte for byte (with
+minrnn.inference.generate, and with `python -m minrnn sample` for records, conditions and batches
+of samples from models the real command line trains), and a small C program builds against
+`make lib` through pkg-config."""
 
 import os
 import pathlib
+import random
 import subprocess
 
 import numpy as np
 import pytest
 
+from cliutil import TINY, command, english, environment, minrnn, one_line_error
 from minrnn import core
 from minrnn.inference import generate
 from minrnn.reference import Config
@@ -78,6 +82,125 @@ def test_example_program_reports_bad_input(example, tmp_path):
     assert out.returncode == 2
 
 
+# ---- the example against `python -m minrnn sample`: tiny models trained by the real command line
+
+TRAIN = [*TINY, "--embed", "8", "--max-iters", "30", "--eval-every", "30"]
+
+
+def write_data(folder):
+    """The training files, from a seeded generator: plain records (with a non-ASCII letter),
+    labelled records (upper- or lower-case words), features of the plain records (length, and a
+    count of 'a' in the record, as a float64 .npy), and English for a stream model."""
+    rng = random.Random(11)
+    words = ["".join(rng.choice("abcdefghé") for _ in range(rng.randint(2, 12))) for _ in range(200)]
+    (folder / "words.txt").write_text("".join(w + "\n" for w in words), encoding="utf-8")
+    labelled = []
+    for _ in range(200):
+        label, word = rng.choice(["upper", "lower"]), "".join(rng.choice("abcdef") for _ in range(rng.randint(3, 10)))
+        labelled.append(f"{label}\t{word.upper() if label == 'upper' else word}\n")
+    (folder / "labelled.txt").write_text("".join(labelled), encoding="utf-8")
+    np.save(folder / "features.npy", np.array([[len(w), 3.5 * w.count("a") + 1] for w in words], dtype=np.float64))
+    (folder / "english.txt").write_text(english(4000), encoding="utf-8")
+
+
+MODELS = {   # the training command of each kind of model, after `python -m minrnn train`
+    "records": ["words.txt", "--records"],
+    "labels": ["labelled.txt", "--labels"],
+    "features": ["words.txt", "--features", "features.npy"],
+    "stream": ["english.txt"],
+    "classifier": ["labelled.txt", "--task", "classify"],
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """checkpoint(kind): the best checkpoint of a tiny model of that kind, trained once a module."""
+    folder = tmp_path_factory.mktemp("trained")
+    write_data(folder)
+    done = {}
+
+    def checkpoint(kind):
+        if kind not in done:
+            r = minrnn("train", *MODELS[kind], *TRAIN, "--out", kind, cwd=folder)
+            assert r.returncode == 0, r.stderr
+            done[kind] = folder / kind / "best.ckpt"
+        return done[kind]
+    return checkpoint
+
+
+def python_sample(checkpoint, args):
+    r = subprocess.run(command("sample", "--checkpoint", checkpoint, *args), env=environment(), capture_output=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+# (kind, python -m minrnn sample's options, the example's): the same samples asked for each way.
+# The example's default length is 200, the command's 500: a record longer than 200 (a loop at
+# --argmax) needs the length given to both.
+AGREEMENT = [
+    ("records", ["--seed", 3], ["-s", 3]),
+    ("records", ["--seed", 3, "--num", 5], ["-s", 3, "--num", 5]),
+    ("records", ["--seed", 4, "--prime", "ab"], ["-s", 4, "-p", "ab"]),
+    ("records", ["--seed", 4, "--num", 5, "--prime", "é", "--temperature", 0.8, "--top-k", 4],
+     ["-s", 4, "--num", 5, "-p", "é", "-t", 0.8, "--top-k", 4]),
+    ("records", ["--seed", 5, "--num", 7, "--length", 4, "--top-p", 0.9],   # some records cut at 4
+     ["-s", 5, "--num", 7, "-n", 4, "--top-p", 0.9]),
+    ("records", ["--seed", 6, "--num", 3, "--argmax", "--length", 30], ["-s", 6, "--num", 3, "-t", 0, "-n", 30]),
+    ("labels", ["--seed", 7, "--num", 5, "--condition", "upper"], ["-s", 7, "--num", 5, "-c", "upper"]),
+    ("labels", ["--seed", 7, "--num", 5, "--condition", "lower"], ["-s", 7, "--num", 5, "--condition", "lower"]),
+    ("labels", ["--seed", 8, "--condition", "upper", "--prime", "A"], ["-s", 8, "-c", "upper", "-p", "A"]),
+    ("features", ["--seed", 9, "--num", 5, "--vector", "7, 4.5"], ["-s", 9, "--num", 5, "-v", "7, 4.5"]),
+    # digits beyond a float32, so that standardizing in double and rounding once is what is compared
+    ("features", ["--seed", 9, "--num", 5, "--vector", " 3.14159265358979,-0.1e-3 "],
+     ["-s", 9, "--num", 5, "--vector", " 3.14159265358979,-0.1e-3 "]),
+    ("stream", ["--seed", 10, "--num", 3, "--length", 60], ["-s", 10, "--num", 3, "-n", 60]),
+    ("stream", ["--seed", 11, "--num", 3, "--length", 40, "--prime", "The "],
+     ["-s", 11, "--num", 3, "-n", 40, "-p", "The "]),
+    ("stream", ["--seed", 12, "--length", 80, "--prime", r"The\nA"], ["-s", 12, "-n", 80, "-p", r"The\nA"]),
+]
+
+
+@pytest.mark.parametrize("kind, python_args, c_args", AGREEMENT)
+def test_example_program_samples_what_the_cli_samples(example, trained, kind, python_args, c_args):
+    checkpoint = trained(kind)
+    expected = python_sample(checkpoint, python_args)
+    out = subprocess.run([str(example), str(checkpoint), *map(str, c_args)], capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected
+    assert out.stderr == b""
+
+
+def test_conditions_change_the_samples(example, trained):
+    """The label and the vector reach every stream: different conditions, different records."""
+    def sample(kind, *args):
+        return subprocess.run([str(example), str(trained(kind)), "-s", "1", "--num", "8", *args],
+                              capture_output=True, check=True).stdout
+    upper, lower = sample("labels", "-c", "upper"), sample("labels", "-c", "lower")
+    assert upper != lower
+    assert sum(c.isupper() for c in upper.decode()) > sum(c.isupper() for c in lower.decode())
+    assert sample("features", "-v", "2 1") != sample("features", "-v", "12 30")
+
+
+@pytest.mark.parametrize("kind, args, fragments", [
+    ("labels", ["-c", "middle"], ["'middle' is not one of this model's labels: lower, upper"]),
+    ("labels", [], ["give -c LABEL, one of lower, upper"]),
+    ("labels", ["-v", "1 2"], ["conditioned on a label"]),
+    ("features", [], ["conditioned on 2 features", "-v"]),
+    ("features", ["-v", "1 2 3"], ["give 2 finite numbers"]),
+    ("features", ["-v", "1, nan"], ["give 2 finite numbers"]),
+    ("features", ["-v", "1,"], ["give 2 finite numbers"]),
+    ("features", ["-c", "upper"], ["conditioned on 2 features"]),
+    ("records", ["-c", "upper"], ["no condition", "drop -c"]),
+    ("stream", ["-v", "1"], ["no condition", "drop -v"]),
+    ("classifier", [], ["classifier"]),
+    ("classifier", ["-c", "upper"], ["classifier"]),
+])
+def test_example_program_refuses_a_wrong_condition(example, trained, kind, args, fragments):
+    out = subprocess.run([str(example), str(trained(kind)), *args], capture_output=True, text=True)
+    one_line_error(out, *fragments)
+    assert out.stdout == ""
+
+
 EMBEDDER = r"""
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,8 +213,9 @@ int main(void) {
     float *work = malloc(minrnn_workspace_size(&cfg, 1, 1) * sizeof(float));
     float logits[10];
     int32_t token = 3;
+    minrnn_batch batch = {.B = 1, .T = 1, .tokens = &token};
     if (minrnn_init_params(&cfg, params, 1, MINRNN_INIT_DEFAULT) != MINRNN_OK) return 1;
-    int status = minrnn_step(&cfg, params, 1, &token, state, logits, work, 0);
+    int status = minrnn_step(&cfg, params, &batch, state, logits, work, 0);
     printf("minrnn %s: %s, logit %.3f\n", minrnn_version(), minrnn_strerror(status), logits[0]);
     free(params), free(state), free(work);
     return status;

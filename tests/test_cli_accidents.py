@@ -92,6 +92,8 @@ def rewrite(path, meta=None, header=None):
         offset, size = struct.unpack_from("<QQ", data, META_TABLE)
         data[offset:offset + size] = meta
         struct.pack_into("<Q", data, META_TABLE + 8, len(meta))
+        for entry in range(META_TABLE + 16, 256, 16):   # the sections after meta (format 2) move along
+            struct.pack_into("<Q", data, entry, struct.unpack_from("<Q", data, entry)[0] + len(meta) - size)
     for at, (fmt, value) in (header or {}).items():
         struct.pack_into(fmt, data, at, value)
     path.write_bytes(bytes(data) + struct.pack("<Q", fnv1a(data)))

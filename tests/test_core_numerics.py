@@ -40,7 +40,7 @@ def test_gradients_match_central_differences_in_float32(kind, V, H, E, L, dropou
     fwd = model.forward(tokens, targets, state0, masks)
     loss = fwd.loss
     model.grads[:] = 0.0
-    dstate0 = model.backward(fwd).astype(np.float64)
+    dstate0 = model.backward(fwd)[0].astype(np.float64)
     g = model.grads.astype(np.float64)
     p0 = model.params.copy()
     relu = kind == "rnn_relu"
@@ -94,7 +94,7 @@ def run_everything(model, tokens, targets, state0, masks, optimizer, threads):
     out = {}
     fwd = model.forward(tokens, targets, state0, masks)
     model.grads[:] = 0.0
-    out.update(loss=np.float32(fwd.loss), logits=fwd.logits, state=fwd.final_state, dstate0=model.backward(fwd),
+    out.update(loss=np.float32(fwd.loss), logits=fwd.logits, state=fwd.final_state, dstate0=model.backward(fwd)[0],
                grads=model.grads.copy())
     T, B = tokens.shape
     trainer = core.Trainer(model, B, T, optimizer=optimizer, clip_norm=1.0, seed=5)

@@ -53,12 +53,12 @@ def test_forward_and_backward_match_the_reference(kind, embed, layers, dropout, 
     cfg, pb = drawn_problem(kind, embed, layers, dropout, V, H, E, T, B, seed)
     params = R.unflatten(cfg, pb.flat)
     fwd = R.forward(cfg, params, pb.tokens, pb.targets, pb.state0, pb.masks)
-    grads, dstate0 = R.backward(cfg, params, fwd)
+    grads, dstate0, _ = R.backward(cfg, params, fwd)
 
     model = core.Model(cfg, params=np.array(pb.flat), threads=1)
     masks = None if pb.masks is None else np.array(pb.masks)
     fwd_c = model.forward(pb.tokens, pb.targets, pb.state0, masks)
-    dstate0_c = model.backward(fwd_c)
+    dstate0_c, _ = model.backward(fwd_c)
     assert_close(fwd_c.loss, fwd.loss, "loss")
     assert_close(fwd_c.logits, fwd.logits, "logits")
     assert_close(fwd_c.final_state, fwd.final_state, "final state")
@@ -91,7 +91,7 @@ def test_training_step_matches_the_reference(kind, embed, layers, dropout, V, H,
     gmax = 0.0  # the largest unclipped gradient element: the scale of the moments' round-off
     for _ in range(2):
         masks = R.dropout_masks(cfg, ref_rng, T, B) if cfg.dropout else None
-        raw, _ = R.backward(cfg, params, R.forward(cfg, params, pb.tokens, pb.targets, state, masks))
+        raw, _, _ = R.backward(cfg, params, R.forward(cfg, params, pb.tokens, pb.targets, state, masks))
         gmax = max([gmax] + [abs(x) for x in R.flatten(cfg, raw)])
         params, loss, state, norm = R.train_step(cfg, params, opt, pb.tokens, pb.targets, state, masks,
                                                  clip_value, clip_norm)

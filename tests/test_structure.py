@@ -146,3 +146,13 @@ def test_the_library_exports_only_its_api():
     for path, dynamic in ((ROOT / "build" / "libminrnn.a", False), (ROOT / "build" / "libminrnn.so", True)):
         symbols = defined_globals(path, dynamic)
         assert symbols == api, (path.name, sorted(symbols ^ api))
+
+
+def test_one_name_for_each_code_shared_with_the_library():
+    # text.py is pure (no cffi): its reserved symbols restate minrnn.h's, and must stay equal
+    from minrnn import core, text
+    from minrnn.reference import CONDITIONS, INIT_SCHEMES, TASKS
+    assert (text.START_SYMBOL, text.END_SYMBOL) == (core.lib.MINRNN_START_SYMBOL, core.lib.MINRNN_END_SYMBOL)
+    assert (core.START_SYMBOL, core.END_SYMBOL) == (text.START_SYMBOL, text.END_SYMBOL)
+    assert tuple(core.TASK_CODES) == tuple(TASKS) and tuple(core.COND_CODES) == tuple(CONDITIONS)
+    assert tuple(core.INITS) == tuple(INIT_SCHEMES)

@@ -24,8 +24,9 @@ class MinCharRNN:
     @classmethod
     def from_minrnn(cls, tensors, lr=0.1):
         """The same start as a minrnn (or PyTorch) 1-layer tanh RNN, from its named tensors.
-        min-char-rnn has one hidden bias where PyTorch has two: bh = bias_ih + bias_hh."""
-        bh = tensors["bias_ih_l0"].astype(np.float64) + tensors["bias_hh_l0"]
+        min-char-rnn has one hidden bias where PyTorch has two: bh = bias_ih + bias_hh (a minrnn
+        model with --biases 1 has bias_ih only)."""
+        bh = tensors["bias_ih_l0"].astype(np.float64) + tensors.get("bias_hh_l0", 0.0)
         return cls(tensors["weight_ih_l0"], tensors["weight_hh_l0"], tensors["decoder.weight"],
                    bh[:, None], tensors["decoder.bias"][:, None], lr)
 

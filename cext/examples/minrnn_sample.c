@@ -1,17 +1,38 @@
-/* minrnn_sample: stream text from a minrnn checkpoint, using only libminrnn.
+/* minrnn_sample: text from a minrnn checkpoint, using only libminrnn.
  *
  *   minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P] [-p PRIME] [-s SEED]
+ *                 [--num N] [-c LABEL] [-v NUMBERS]
  *
- * The prime is fed through the model first and printed; then LENGTH characters are sampled one at
- * a time. Without a prime, generation starts from a newline (or the first symbol if the vocabulary
- * has no newline), which is not printed. This is what minrnn.text.generate does, so the same
- * checkpoint and seed give the same bytes from Python and from this program. The checkpoint is read
- * through one open file, so a training run may replace it meanwhile.
+ * The same checkpoint, options and seed give the same bytes as `python -m minrnn sample` (its
+ * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector); the
+ * Python functions named below are the ones this program follows step by step. The prime
+ * understands \n, \t and \\ as the Python command does. N samples are generated together as one
+ * batch of N streams, drawing their tokens in stream order from one generator at each step.
+ *
+ *   A stream model, one sample (minrnn.inference.generate): the prime is fed through the model
+ *   and printed; then LENGTH characters are sampled and printed one at a time. Without a prime,
+ *   generation starts from a newline (or the first symbol if the vocabulary has no newline),
+ *   which is not printed.
+ *   A stream model, N > 1 samples (generate_streams): the same for every stream; the N texts
+ *   (each the prime and its LENGTH characters) are printed separated by a blank line, and ended
+ *   by a newline.
+ *   A record model (generate_records; its vocabulary ends with MINRNN_START_SYMBOL and
+ *   MINRNN_END_SYMBOL): every stream is fed the start token, then the prime. The start token is
+ *   never drawn; a stream that draws the end token has finished its record, and generation stops
+ *   when every stream has, or after LENGTH characters. Each record is printed as the prime, its
+ *   characters and a newline.
+ *   A conditioned model needs its condition, the same for every stream: -c LABEL (one of the
+ *   label names the checkpoint holds) for a model trained with --labels, or -v "x1 x2 ..." (its
+ *   C numbers, separated by spaces or commas, which the checkpoint's shift and scale standardize)
+ *   for one trained with --features.
+ *
+ * The checkpoint is read through one open file, so a training run may replace it meanwhile.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +40,25 @@
 
 #include "minrnn.h"
 
+#define MAX_SAMPLES 65536   /* --num, as python -m minrnn sample takes it */
+
 static void usage(void) {
     fprintf(stderr, "usage: minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P]"
-                    " [-p PRIME] [-s SEED]\n");
+                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS]\n");
+}
+
+/* What the command line asks for. */
+typedef struct {
+    const char *path, *prime;
+    const char *label, *vector;   /* the condition, or NULL */
+    double length, temperature, top_k, top_p, num;
+    unsigned long long seed;
+} options;
+
+/* The message, and 0: what the helpers below return on failure (1 on success). */
+static int out_of_memory(void) {
+    fprintf(stderr, "minrnn_sample: out of memory\n");
+    return 0;
 }
 
 /* A status of the library on stderr, with errno's reason after a file error. */
@@ -30,6 +67,94 @@ static void report(const char *path, int status) {
     const char *why = file ? strerror(errno) : "";
     fprintf(stderr, "minrnn_sample: %s: %s%s%s%s\n", path, minrnn_strerror(status), file ? " (" : "", why, file ? ")" : "");
 }
+
+/* ---- the command line */
+
+static int parse_number(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (errno || end == s || *end || !(x >= lo && x <= hi)) return 0;
+    *out = x;
+    return 1;
+}
+
+static int parse_seed(const char *s, unsigned long long *out) {
+    char *end;
+    errno = 0;
+    *out = strtoull(s, &end, 10);
+    return !errno && end != s && !*end && s[0] != '-';
+}
+
+/* Fill o from argv: 0 on success, otherwise the exit status (a message is printed). */
+static int parse_options(int argc, char **argv, options *o) {
+    *o = (options){.prime = "", .length = 200, .temperature = 1.0, .top_p = 1.0, .num = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int ok = 1;
+        if (a[0] != '-') { o->path = a; continue; }
+        if (!v) { usage(); return 2; }
+        if (!strcmp(a, "-n")) ok = parse_number(v, 0, 1e12, &o->length);
+        else if (!strcmp(a, "-t")) ok = parse_number(v, 0, 1e6, &o->temperature);
+        else if (!strcmp(a, "--top-k")) ok = parse_number(v, 0, 1e9, &o->top_k);
+        else if (!strcmp(a, "--top-p")) ok = parse_number(v, 1e-9, 1, &o->top_p);
+        else if (!strcmp(a, "--num")) ok = parse_number(v, 1, MAX_SAMPLES, &o->num) && o->num == floor(o->num);
+        else if (!strcmp(a, "-s")) ok = parse_seed(v, &o->seed);
+        else if (!strcmp(a, "-p")) o->prime = v;
+        else if (!strcmp(a, "-c") || !strcmp(a, "--condition")) o->label = v;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--vector")) o->vector = v;
+        else { usage(); return 2; }
+        if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
+        i++;
+    }
+    if (!o->path) { usage(); return 2; }
+    return 0;
+}
+
+/* ---- the checkpoint */
+
+/* Peek at path, allocate every section but the training state, and load it: 1 on success,
+ * otherwise 0 with a message. ck's buffers are for free_checkpoint either way. */
+static int load_checkpoint(const char *path, minrnn_checkpoint *ck) {
+    *ck = (minrnn_checkpoint){0};
+    int fd = open(path, O_RDONLY | O_NONBLOCK);   /* O_NONBLOCK: a FIFO is refused, not waited on */
+    int status = fd < 0 ? MINRNN_ERR_OPEN : minrnn_checkpoint_peek_fd(fd, ck);
+    if (status != MINRNN_OK) {
+        report(path, status);   /* before close, which may change errno */
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    const minrnn_config *cfg = &ck->config;
+    size_t C = cfg->cond == MINRNN_COND_VECTOR ? (size_t)cfg->cond_size : 0;
+    ck->vocab = malloc((size_t)cfg->vocab_size * sizeof(int32_t));
+    ck->params = malloc(minrnn_param_count(cfg) * sizeof(float));
+    ck->meta = malloc(ck->meta_size + 1);
+    ck->labels = malloc(ck->labels_size + 1);
+    ck->cond_shift = C ? malloc(C * sizeof(float)) : NULL;
+    ck->cond_scale = C ? malloc(C * sizeof(float)) : NULL;
+    ck->m = ck->v = ck->state = NULL;   /* the training state is not needed to sample */
+    if (!ck->vocab || !ck->params || !ck->meta || !ck->labels || (C && (!ck->cond_shift || !ck->cond_scale))) {
+        close(fd);
+        return out_of_memory();
+    }
+    status = minrnn_checkpoint_load_fd(fd, ck);
+    if (status != MINRNN_OK) report(path, status);   /* before close, which may change errno */
+    close(fd);
+    ck->labels[ck->labels_size] = '\0';   /* names ended by '\n' (the library checked), then a NUL */
+    return status == MINRNN_OK;
+}
+
+static void free_checkpoint(minrnn_checkpoint *ck) {
+    free(ck->vocab), free(ck->params), free(ck->meta), free(ck->labels), free(ck->cond_shift), free(ck->cond_scale);
+}
+
+/* A record model's vocabulary ends with the start and the end token. */
+static int is_framed(const minrnn_checkpoint *ck) {
+    int V = ck->config.vocab_size;
+    return V >= 2 && ck->vocab[V - 2] == MINRNN_START_SYMBOL && ck->vocab[V - 1] == MINRNN_END_SYMBOL;
+}
+
+/* ---- text */
 
 /* Decode one UTF-8 sequence at s (n bytes left): the code point, or -1 if invalid. */
 static long utf8_next(const unsigned char *s, size_t n, size_t *used) {
@@ -63,9 +188,9 @@ static void put_symbol(int32_t symbol, int encoding) {
     fwrite(out, 1, (size_t)n, stdout);
 }
 
-/* The id of a symbol (binary search in the sorted vocabulary), or -1. */
-static int find(const int32_t *vocab, int V, long symbol) {
-    int lo = 0, hi = V - 1;
+/* The id of a symbol (binary search in the sorted symbols vocab[0..n)), or -1. */
+static int find(const int32_t *vocab, int n, long symbol) {
+    int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;
         if (vocab[mid] == symbol) return mid;
@@ -74,107 +199,349 @@ static int find(const int32_t *vocab, int V, long symbol) {
     return -1;
 }
 
-static int parse_number(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double x = strtod(s, &end);
-    if (errno || end == s || *end || !(x >= lo && x <= hi)) return 0;
-    *out = x;
+/* \n, \t and \\ in s as a newline, a tab and a backslash (minrnn.text.unescape), in place. */
+static void unescape(char *s) {
+    char *out = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && (s[1] == 'n' || s[1] == 't' || s[1] == '\\')) {
+            s++;
+            *out++ = *s == 'n' ? '\n' : *s == 't' ? '\t' : '\\';
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = '\0';
+}
+
+/* The ids of the prime's symbols (ids has room for strlen(prime)): their count, or -1 with a
+ * message if one is outside the text's symbols vocab[0..n_symbols). */
+static long encode_prime(const minrnn_checkpoint *ck, int n_symbols, const char *prime, int32_t *ids) {
+    size_t count = 0, at = 0, len = strlen(prime);
+    while (at < len) {
+        size_t used = 1;
+        long symbol = ck->encoding == MINRNN_BYTES ? (unsigned char)prime[at]
+                                                   : utf8_next((const unsigned char *)prime + at, len - at, &used);
+        int id = symbol < 0 ? -1 : find(ck->vocab, n_symbols, symbol);
+        if (id < 0) {
+            fprintf(stderr, "minrnn_sample: the prime has a character outside the model's vocabulary (byte %zu)\n", at);
+            return -1;
+        }
+        ids[count++] = id;
+        at += used;
+    }
+    return (long)count;
+}
+
+/* ---- the condition */
+
+/* The index of name among the n names in list ('\n'-ended, back to back), or -1. */
+static long find_name(const char *list, long n, const char *name) {
+    size_t len = strlen(name);
+    for (long i = 0; i < n; i++) {
+        const char *end = strchr(list, '\n');
+        if ((size_t)(end - list) == len && !memcmp(list, name, len)) return i;
+        list = end + 1;
+    }
+    return -1;
+}
+
+/* "minrnn_sample: " + what + the n names of list separated by ", ", as one line on stderr. */
+static void report_names(const char *what, const char *list, long n) {
+    fprintf(stderr, "minrnn_sample: %s", what);
+    for (long i = 0; i < n; i++) {
+        const char *end = strchr(list, '\n');
+        fprintf(stderr, "%s%.*s", i ? ", " : "", (int)(end - list), list);
+        list = end + 1;
+    }
+    fputc('\n', stderr);
+}
+
+/* The label id of -c name, its index among the condition's label names (minrnn.cli.condition): 1
+ * on success, otherwise 0 with a message. */
+static int read_label(const minrnn_checkpoint *ck, const char *name, int32_t *label) {
+    const char *names = ck->labels;   /* only the condition's: a classifier, whose class names
+                                       * would come first, was refused before */
+    long C = ck->config.cond_size, id = name ? find_name(names, C, name) : -1;
+    if (id >= 0) {
+        *label = (int32_t)id;
+        return 1;
+    }
+    char what[320];
+    if (name) snprintf(what, sizeof what, "-c '%.200s' is not one of this model's labels: ", name);
+    else snprintf(what, sizeof what, "this model is conditioned on a label: give -c LABEL, one of ");
+    report_names(what, names, C);
+    return 0;
+}
+
+static const char SPACES[] = " \t\n\v\f\r";
+
+/* The numbers of -v text (separated by spaces or commas, as Python's
+ * re.split(r"[\s,]+", text.strip()) splits them, each a whole finite number), standardized as
+ * the model reads them: float((x - shift) * scale) in double, as numpy computes
+ * ((v - shift) * scale).astype(float32) for float64 v and float32 shift and scale. The C
+ * floats go to vector; 1 on success, otherwise 0 with a message. */
+static int read_vector(const minrnn_checkpoint *ck, const char *text, float *vector) {
+    int C = ck->config.cond_size, n = 0, ok = 1;
+    size_t len = strlen(text);
+    while (len > 0 && strchr(SPACES, text[len - 1])) len--;
+    const char *s = text + strspn(text, SPACES), *stop = text + len;
+    while (ok && s < stop) {
+        char *end;
+        errno = 0;
+        double x = strtod(s, &end);
+        size_t piece = strcspn(s, " \t\n\v\f\r,");
+        ok = !errno && end == s + piece && piece > 0 && !memchr(s, 'x', piece) && !memchr(s, 'X', piece) &&
+             isfinite(x) && n < C;   /* hexadecimal, which Python's float() refuses, too */
+        if (!ok) break;
+        vector[n] = (float)((x - (double)ck->cond_shift[n]) * (double)ck->cond_scale[n]);
+        n++;
+        s = end + strspn(end, " \t\n\v\f\r,");
+        ok = s < stop || end == stop;   /* a trailing comma would leave an empty number after it */
+    }
+    if (ok && n == C) return 1;
+    fprintf(stderr, "minrnn_sample: -v '%.200s': give %d finite numbers separated by spaces or commas\n", text, C);
+    return 0;
+}
+
+/* The condition of the N streams as minrnn_batch takes it: the same label (N) or standardized
+ * vector (N, C) for each, allocated into *labels or *vectors; both NULL for a model without
+ * one. 1 on success, otherwise 0 with a message. */
+static int read_condition(const minrnn_checkpoint *ck, const options *o, int N, int32_t **labels, float **vectors) {
+    int cond = ck->config.cond;
+    size_t C = (size_t)ck->config.cond_size;
+    *labels = NULL, *vectors = NULL;
+    if (cond == MINRNN_COND_NONE) {
+        if (!o->label && !o->vector) return 1;
+        fprintf(stderr, "minrnn_sample: this model has no condition; drop %s\n", o->label ? "-c" : "-v");
+        return 0;
+    }
+    if (cond == MINRNN_COND_LABEL) {
+        int32_t label;
+        if (o->vector) {
+            fprintf(stderr, "minrnn_sample: this model is conditioned on a label: give -c LABEL, not -v\n");
+            return 0;
+        }
+        if (!read_label(ck, o->label, &label)) return 0;
+        if (!(*labels = malloc((size_t)N * sizeof(int32_t)))) return out_of_memory();
+        for (int b = 0; b < N; b++) (*labels)[b] = label;
+        return 1;
+    }
+    if (o->label || !o->vector) {
+        fprintf(stderr, "minrnn_sample: this model is conditioned on %zu features: give -v \"x1 x2 ...\"%s\n", C,
+                o->label ? ", not -c" : "");
+        return 0;
+    }
+    if (!(*vectors = malloc((size_t)N * C * sizeof(float)))) return out_of_memory();
+    if (!read_vector(ck, o->vector, *vectors)) return 0;
+    for (int b = 1; b < N; b++) memcpy(*vectors + (size_t)b * C, *vectors, C * sizeof(float));
     return 1;
 }
 
-int main(int argc, char **argv) {
-    const char *path = NULL, *prime = "";
-    double length = 200, temperature = 1.0, top_k = 0, top_p = 1.0;
-    unsigned long long seed = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (a[0] != '-') { path = a; continue; }
-        if (!v) { usage(); return 2; }
-        if (!strcmp(a, "-n")) ok = parse_number(v, 0, 1e12, &length);
-        else if (!strcmp(a, "-t")) ok = parse_number(v, 0, 1e6, &temperature);
-        else if (!strcmp(a, "--top-k")) ok = parse_number(v, 0, 1e9, &top_k);
-        else if (!strcmp(a, "--top-p")) ok = parse_number(v, 1e-9, 1, &top_p);
-        else if (!strcmp(a, "-s")) {
-            char *end;
-            errno = 0;
-            seed = strtoull(v, &end, 10);
-            ok = !errno && end != v && !*end && v[0] != '-';
-        }
-        else if (!strcmp(a, "-p")) prime = v;
-        else { usage(); return 2; }
-        if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
-        i++;
-    }
-    if (!path) { usage(); return 2; }
+/* ---- generation */
 
-    minrnn_checkpoint ck;
-    int fd = open(path, O_RDONLY | O_NONBLOCK);   /* O_NONBLOCK: a FIFO is refused, not waited on */
-    int status = fd < 0 ? MINRNN_ERR_OPEN : minrnn_checkpoint_peek_fd(fd, &ck);
-    if (status != MINRNN_OK) {
-        report(path, status);
-        return 1;
-    }
-    const minrnn_config *cfg = &ck.config;
-    int V = cfg->vocab_size;
-    size_t P = minrnn_param_count(cfg), S = minrnn_state_size(cfg, 1), W = minrnn_workspace_size(cfg, 1, 1);
-    ck.vocab = malloc((size_t)V * sizeof(int32_t));
-    ck.params = malloc(P * sizeof(float));
-    ck.meta = malloc(ck.meta_size + 1);
-    ck.m = ck.v = ck.state = NULL;   /* the training state is not needed to sample */
-    float *state = calloc(S, sizeof(float)), *logits = malloc((size_t)V * sizeof(float));
-    float *work = malloc(W * sizeof(float));
-    void *scratch = malloc(minrnn_sample_scratch_size(V));
-    int32_t *prime_ids = malloc((strlen(prime) + 1) * sizeof(int32_t));
-    if (!ck.vocab || !ck.params || !ck.meta || !state || !logits || !work || !scratch || !prime_ids) {
-        fprintf(stderr, "minrnn_sample: out of memory\n");
-        return 1;
-    }
-    status = minrnn_checkpoint_load_fd(fd, &ck);
-    if (status != MINRNN_OK) {
-        report(path, status);   /* before close, which may change errno */
-        return 1;
-    }
-    close(fd);
-
-    /* the prime, as token ids */
-    size_t n_prime = 0, at = 0, len = strlen(prime);
-    while (at < len) {
-        size_t used = 1;
-        long symbol = ck.encoding == MINRNN_BYTES ? (unsigned char)prime[at]
-                                                  : utf8_next((const unsigned char *)prime + at, len - at, &used);
-        int id = symbol < 0 ? -1 : find(ck.vocab, V, symbol);
-        if (id < 0) {
-            fprintf(stderr, "minrnn_sample: the prime has a character outside the model's vocabulary (byte %zu)\n", at);
-            return 1;
-        }
-        prime_ids[n_prime++] = id;
-        at += used;
-    }
-    if (n_prime == 0) {   /* start from a newline, or the first symbol */
-        int newline = find(ck.vocab, V, '\n');
-        prime_ids[n_prime++] = newline >= 0 ? newline : 0;
-    } else {
-        fwrite(prime, 1, len, stdout);
-    }
-
+/* N streams stepped together (minrnn_step with B = N, T = 1), and how they draw their tokens. */
+typedef struct {
+    const minrnn_config *cfg;
+    const float *params;
+    int N, V;
+    minrnn_batch batch;    /* B = N, T = 1, tokens, and the condition of every stream */
+    int32_t *tokens;       /* (N): the input of the next step */
+    float *state, *logits, *work;   /* (L, S, N, H); (N, V); the workspace */
+    void *scratch;         /* minrnn_sample's */
     minrnn_rng rng;
-    minrnn_rng_seed(&rng, (uint64_t)seed);
-    for (size_t i = 0; i < n_prime && status == MINRNN_OK; i++)
-        status = minrnn_step(cfg, ck.params, 1, &prime_ids[i], state, logits, work, 0);
-    for (long long n = 0; n < (long long)length && status == MINRNN_OK; n++) {
-        int32_t token;
-        status = minrnn_sample(logits, V, temperature, (int)top_k, top_p, &rng, scratch, &token);
-        if (status != MINRNN_OK) break;
-        put_symbol(ck.vocab[token], ck.encoding);
-        fflush(stdout);
-        if (n + 1 < (long long)length) status = minrnn_step(cfg, ck.params, 1, &token, state, logits, work, 0);
+    double temperature, top_p;
+    int top_k;
+} sampler;
+
+/* s for N streams with this condition (kept, not copied): 1, or 0 if out of memory. */
+static int sampler_init(sampler *s, const minrnn_checkpoint *ck, const options *o, int N, const int32_t *labels,
+                        const float *vectors) {
+    const minrnn_config *cfg = &ck->config;
+    int V = cfg->vocab_size;
+    *s = (sampler){.cfg = cfg, .params = ck->params, .N = N, .V = V, .temperature = o->temperature,
+                   .top_p = o->top_p, .top_k = (int)o->top_k};
+    s->tokens = malloc((size_t)N * sizeof(int32_t));
+    s->state = calloc(minrnn_state_size(cfg, N), sizeof(float));
+    s->logits = malloc((size_t)N * (size_t)V * sizeof(float));
+    s->work = malloc(minrnn_workspace_size(cfg, N, 1) * sizeof(float));
+    s->scratch = malloc(minrnn_sample_scratch_size(V));
+    s->batch = (minrnn_batch){.B = N, .T = 1, .tokens = s->tokens, .labels = labels, .vectors = vectors};
+    minrnn_rng_seed(&s->rng, (uint64_t)o->seed);
+    return s->tokens && s->state && s->logits && s->work && s->scratch;
+}
+
+static void sampler_free(sampler *s) {
+    free(s->tokens), free(s->state), free(s->logits), free(s->work), free(s->scratch);
+}
+
+/* One step of every stream on s->tokens: the logits of each stream's next token. */
+static int step(sampler *s) {
+    return minrnn_step(s->cfg, s->params, &s->batch, s->state, s->logits, s->work, 0);
+}
+
+/* ids[0..n) fed to every stream, one step each. */
+static int feed(sampler *s, const int32_t *ids, long n) {
+    int status = MINRNN_OK;
+    for (long i = 0; i < n && status == MINRNN_OK; i++) {
+        for (int b = 0; b < s->N; b++) s->tokens[b] = ids[i];
+        status = step(s);
     }
-    if (status != MINRNN_OK) {
-        fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status));
+    return status;
+}
+
+/* Stream b's next token, from its logits. */
+static int draw(sampler *s, int b, int32_t *token) {
+    return minrnn_sample(s->logits + (size_t)b * (size_t)s->V, s->V, s->temperature, s->top_k, s->top_p, &s->rng,
+                         s->scratch, token);
+}
+
+/* generate and generate_streams once the prime is fed: `length` tokens per stream, drawn in
+ * stream order at each step. Into text (N, length), or printed as drawn if text is NULL (one
+ * stream). */
+static int sample_streams(sampler *s, long long length, const minrnn_checkpoint *ck, int32_t *text) {
+    int status = MINRNN_OK;
+    for (long long n = 0; n < length && status == MINRNN_OK; n++) {
+        for (int b = 0; b < s->N && status == MINRNN_OK; b++) {
+            status = draw(s, b, &s->tokens[b]);
+            if (status == MINRNN_OK && text) {
+                text[(size_t)b * (size_t)length + (size_t)n] = s->tokens[b];
+            } else if (status == MINRNN_OK) {
+                put_symbol(ck->vocab[s->tokens[b]], ck->encoding);
+                fflush(stdout);
+            }
+        }
+        if (status == MINRNN_OK && n + 1 < length) status = step(s);
+    }
+    return status;
+}
+
+/* generate_records once the start token and the prime are fed: stream b's ids into text (N,
+ * length), count[b] of them. A stream that draws the end token has finished (running[b] = 0);
+ * the others go on, and a finished stream keeps being stepped with its last token (the end
+ * token if it drew nothing else). The start token is never drawn. */
+static int sample_records(sampler *s, long long length, int32_t start_id, int32_t end_id, int32_t *text,
+                          long long *count, char *running) {
+    int N = s->N, left = N, status = MINRNN_OK;
+    for (int b = 0; b < N; b++) count[b] = 0, s->tokens[b] = end_id, running[b] = 1;
+    for (long long n = 0; n < length; n++) {
+        for (int b = 0; b < N; b++) s->logits[(size_t)b * (size_t)s->V + (size_t)start_id] = -INFINITY;
+        for (int b = 0; b < N && status == MINRNN_OK; b++) {
+            int32_t token;
+            if (!running[b] || (status = draw(s, b, &token)) != MINRNN_OK) continue;
+            if (token == end_id) {
+                running[b] = 0, left--;
+            } else {
+                text[(size_t)b * (size_t)length + (size_t)count[b]++] = token;
+                s->tokens[b] = token;
+            }
+        }
+        if (status != MINRNN_OK || left == 0 || n + 1 == length) break;
+        status = step(s);
+    }
+    return status;
+}
+
+/* The N texts in text (N, length), count[b] ids of stream b (all `length` if count is NULL),
+ * each printed as the prime and its characters, with `between` between two and `after` after each. */
+static void print_texts(const minrnn_checkpoint *ck, const char *prime, int N, long long length, const int32_t *text,
+                        const long long *count, const char *between, const char *after) {
+    for (int b = 0; b < N; b++) {
+        fputs(b ? between : "", stdout);
+        fputs(prime, stdout);
+        for (long long n = 0; n < (count ? count[b] : length); n++)
+            put_symbol(ck->vocab[text[(size_t)b * (size_t)length + (size_t)n]], ck->encoding);
+        fputs(after, stdout);
+    }
+}
+
+/* The samples of a record model: 1 on success, otherwise 0 with a message. prime_ids[0] is free
+ * for the start token, the prime's n_prime ids follow. */
+static int records(sampler *s, const minrnn_checkpoint *ck, const char *prime, int32_t *prime_ids, long n_prime,
+                   long long length) {
+    int N = s->N, V = s->V, status;
+    int32_t *text = malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);
+    long long *count = malloc((size_t)N * sizeof(long long));
+    char *running = malloc((size_t)N);
+    if (!text || !count || !running) {
+        status = -1;
+    } else {
+        prime_ids[0] = V - 2;   /* the start token */
+        status = feed(s, prime_ids, n_prime + 1);
+        if (status == MINRNN_OK) status = sample_records(s, length, V - 2, V - 1, text, count, running);
+        if (status == MINRNN_OK) print_texts(ck, prime, N, length, text, count, "", "\n");
+    }
+    free(text), free(count), free(running);
+    if (status == -1) return out_of_memory();
+    if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status));
+    return status == MINRNN_OK;
+}
+
+/* The samples of a stream model: 1 on success, otherwise 0 with a message. prime_ids has room
+ * for one id more than the prime's n_prime. */
+static int streams(sampler *s, const minrnn_checkpoint *ck, const char *prime, int32_t *prime_ids, long n_prime,
+                   long long length) {
+    int N = s->N, status;
+    if (n_prime == 0) {   /* start from a newline, or the first symbol, which is not printed */
+        int newline = find(ck->vocab, s->V, '\n');
+        prime_ids[n_prime++] = newline >= 0 ? newline : 0;
+    }
+    if (N == 1) {   /* printed as it comes */
+        fputs(prime, stdout);
+        status = feed(s, prime_ids, n_prime);
+        if (status == MINRNN_OK) status = sample_streams(s, length, ck, NULL);
+    } else {        /* the texts separated by a blank line, and a newline after the last */
+        int32_t *text = malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);
+        if (!text) return out_of_memory();
+        status = feed(s, prime_ids, n_prime);
+        if (status == MINRNN_OK) status = sample_streams(s, length, ck, text);
+        if (status == MINRNN_OK) print_texts(ck, prime, N, length, text, NULL, "\n\n", "");
+        if (status == MINRNN_OK) putchar('\n');
+        free(text);
+    }
+    if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status));
+    return status == MINRNN_OK;
+}
+
+/* Everything after loading: the prime, the condition, then the samples that the checkpoint's
+ * kind of model makes (minrnn.cli.cmd_sample). 1 on success, otherwise 0 with a message. */
+static int run(const minrnn_checkpoint *ck, const options *o) {
+    const minrnn_config *cfg = &ck->config;
+    if (cfg->task == MINRNN_TASK_CLASSIFY) {
+        fprintf(stderr, "minrnn_sample: this checkpoint is a classifier: it labels texts "
+                        "(python -m minrnn classify), it does not generate them\n");
+        return 0;
+    }
+    int framed = is_framed(ck), N = (int)o->num, V = cfg->vocab_size, ok = 0;
+    char *prime = strdup(o->prime);
+    int32_t *prime_ids = malloc((strlen(o->prime) + 1) * sizeof(int32_t)), *labels = NULL;
+    float *vectors = NULL;
+    sampler s = {0};
+    if (!prime || !prime_ids) {
+        out_of_memory();
+    } else {
+        unescape(prime);
+        long n_prime = encode_prime(ck, framed ? V - 2 : V, prime, framed ? prime_ids + 1 : prime_ids);
+        if (n_prime >= 0 && read_condition(ck, o, N, &labels, &vectors)) {
+            if (!sampler_init(&s, ck, o, N, labels, vectors)) out_of_memory();
+            else if (framed) ok = records(&s, ck, prime, prime_ids, n_prime, (long long)o->length);
+            else ok = streams(&s, ck, prime, prime_ids, n_prime, (long long)o->length);
+        }
+    }
+    sampler_free(&s);
+    free(prime), free(prime_ids), free(labels), free(vectors);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    int code = parse_options(argc, argv, &o);
+    if (code != 0) return code;
+    minrnn_checkpoint ck;
+    int ok = load_checkpoint(o.path, &ck) && run(&ck, &o);
+    free_checkpoint(&ck);
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "minrnn_sample: writing the output failed (%s)\n", strerror(errno));
         return 1;
     }
-    free(ck.vocab), free(ck.params), free(ck.meta), free(state), free(logits), free(work), free(scratch), free(prime_ids);
-    return 0;
+    return ok ? 0 : 1;
 }

@@ -1,17 +1,23 @@
-/* test_checkpoint.c: minrnn_checkpoint_save / _peek / _load, format 1, through the public API only.
+/* test_checkpoint.c: minrnn_checkpoint_save / _peek / _load, format 2 (and format 1 read), through
+ * the public API only.
  *
- * Round trips (bitwise, NaN payloads included), changed fields (MISMATCH), every truncation,
- * every header bit flipped, random byte flips, hostile headers with a valid checksum, other
- * versions, non-checkpoints, I/O failures (which step failed, errno kept, no temporary file left
- * behind), reading through one descriptor while the path is replaced, overwriting, and the
- * argument checks of save. Files go to a fresh mkdtemp folder in /tmp, removed at the end.
+ * Round trips (bitwise, NaN payloads included) of language models, classifiers with their label
+ * names, conditioned record models, one_bias and SUM; format-1 files built here byte by byte (as
+ * minrnn 0.1 and 0.2 wrote them); changed fields (MISMATCH), every truncation, every header bit
+ * flipped, random byte flips, hostile headers with a valid checksum, each rule on contents
+ * refused by save and by the readers, other versions, non-checkpoints, I/O failures (which step
+ * failed, errno kept, no temporary file left behind), reading through one descriptor while the
+ * path is replaced, overwriting, and the argument checks of save. Files go to a fresh mkdtemp
+ * folder in /tmp, removed at the end.
  *
- *   gcc -std=c11 -O1 -g -Wall -Wextra -fsanitize=address,undefined \
- *       cext/checkpoint.c cext/core.c cext/tests/test_checkpoint.c -Icext -lm -o /tmp/tc && /tmp/tc
+ *   gcc -std=c11 -O1 -g -Wall -Wextra -fopenmp -fsanitize=address,undefined -Icext \
+ *       cext/tests/test_checkpoint.c cext/checkpoint.c cext/core.c cext/cells.c -lm \
+ *       -o /tmp/test_checkpoint && /tmp/test_checkpoint
  *
- * It needs only minrnn_config_check, minrnn_param_count and minrnn_state_size besides the
- * checkpoint calls. Exit status 0 when every check passes; each failure is printed. Run as root,
- * the unwritable-folder case cannot happen (root writes to a 0555 folder) and says so.
+ * It needs only minrnn_config_check, minrnn_param_count and minrnn_state_size (core.c, with
+ * cells.c's table) besides the checkpoint calls. Exit status 0 when every check passes; each
+ * failure is printed. Run as root, the unwritable-folder case cannot happen (root writes to a
+ * 0555 folder) and says so.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -46,13 +52,17 @@ static int checks = 0;
 
 /* The test's own copy of the format's constants, written from the format table. */
 enum {
-    HEADER = 256, TRAILER = 8,
+    HEADER = 512, TRAILER = 8,
     O_VERSION = 8, O_HEADER_SIZE = 12, O_CELL = 16, O_NONLIN = 20, O_V = 24, O_E = 28, O_H = 32,
     O_L = 36, O_DROPOUT = 40, O_ENCODING = 44, O_HAS_TRAIN = 48, O_B = 52, O_T = 56, O_KIND = 60,
-    O_LR = 64, O_EPS = 84, O_STEP = 96, O_EPOCH = 104, O_POSITION = 112, O_RNG = 120,
-    O_TABLE = 128, O_PADDING = 224
+    O_LR = 64, O_MOMENTUM = 68, O_ALPHA = 72, O_BETA1 = 76, O_BETA2 = 80, O_EPS = 84,
+    O_CLIP_VALUE = 88, O_CLIP_NORM = 92, O_STEP = 96, O_EPOCH = 104, O_POSITION = 112, O_RNG = 120,
+    O_TABLE = 128, O_TASK = 256, O_CLASSES = 260, O_COND = 264, O_COND_SIZE = 268,
+    O_ONE_BIAS = 272, O_REDUCTION = 276, O_PADDING = 280
 };
-enum { S_VOCAB, S_PARAMS, S_M, S_V, S_STATE, S_META };
+enum { S_VOCAB, S_PARAMS, S_M, S_V, S_STATE, S_META, S_LABELS, S_COND, SECTIONS };
+/* Format 1: the same up to byte 128, then six table pairs and zero padding up to 256. */
+enum { HEADER_V1 = 256, SECTIONS_V1 = 6, O_PADDING_V1 = 224 };
 
 /* ---- small helpers */
 
@@ -74,6 +84,13 @@ static void put_u32(unsigned char *p, uint32_t x)
 static void put_u64(unsigned char *p, uint64_t x)
 {
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(x >> (8 * i));
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t x = 0;
+    for (int i = 0; i < 4; i++) x |= (uint32_t)p[i] << (8 * i);
+    return x;
 }
 
 static uint64_t get_u64(const unsigned char *p)
@@ -103,6 +120,23 @@ static void rechecksum(unsigned char *b, size_t len)
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i + TRAILER < len; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
     put_u64(b + len - TRAILER, h);
+}
+
+/* The format-2 image b (len bytes) with section s replaced by the n bytes at data: the later
+ * sections move, and the table and the checksum follow. Returns a new image of *out_len bytes. */
+static unsigned char *splice(const unsigned char *b, size_t len, int s, const void *data, size_t n,
+                             size_t *out_len)
+{
+    size_t off = (size_t)get_u64(b + O_TABLE + 16 * s), size = (size_t)get_u64(b + O_TABLE + 16 * s + 8);
+    *out_len = len - size + n;
+    unsigned char *r = malloc(*out_len);
+    memcpy(r, b, off);
+    if (n) memcpy(r + off, data, n);
+    memcpy(r + off + n, b + off + size, len - off - size);
+    put_u64(r + O_TABLE + 16 * s + 8, n);
+    for (int t = s + 1; t < SECTIONS; t++) put_u64(r + O_TABLE + 16 * t, get_u64(b + O_TABLE + 16 * t) - size + n);
+    rechecksum(r, *out_len);
+    return r;
 }
 
 static char dir[64];
@@ -177,10 +211,49 @@ typedef struct {
     size_t P, S;
 } owned;
 
+/* A language model with no condition, PyTorch's two biases and the mean loss (the fields of
+ * format 1); the helpers below change that. */
 static minrnn_config config(int cell, int nonlin, int V, int E, int H, int L, float dropout)
 {
-    minrnn_config c = {cell, nonlin, V, E, H, L, dropout};
+    minrnn_config c = {cell, nonlin, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0,
+                       MINRNN_MEAN};
     return c;
+}
+
+static minrnn_config classifier(minrnn_config c, int K)
+{
+    c.task = MINRNN_TASK_CLASSIFY;
+    c.num_classes = K;
+    return c;
+}
+
+static minrnn_config conditioned(minrnn_config c, int cond, int C)
+{
+    c.cond = cond;
+    c.cond_size = C;
+    return c;
+}
+
+static minrnn_config min_char_rnn(minrnn_config c)   /* one hidden bias, the summed loss */
+{
+    c.one_bias = 1;
+    c.reduction = MINRNN_SUM;
+    return c;
+}
+
+/* The names the labels section holds for this config (the classes, then the condition's labels). */
+static int label_count(const minrnn_config *cfg)
+{
+    return (cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : 0) +
+           (cfg->cond == MINRNN_COND_LABEL ? cfg->cond_size : 0);
+}
+
+static float random_finite(void)   /* -0, subnormals and the largest floats included */
+{
+    float x;
+    do x = from_bits((uint32_t)rnd());
+    while (!isfinite(x));
+    return x;
 }
 
 /* A checkpoint with random contents: every float is a random bit pattern (NaNs with payloads,
@@ -210,6 +283,21 @@ static owned make(minrnn_config cfg, int encoding, int train, int B, const char 
         ck->meta = malloc(ck->meta_size + 1);
         memcpy(ck->meta, meta, ck->meta_size);
     }
+    /* label names in several scripts and lengths: ASCII, 2-, 3- and 4-byte UTF-8 */
+    static const char *const stems[] = {"positive", "n\xc3\xa9gatif", "\xe4\xb8\xad\xe6\x96\x87",
+                                        "\xf0\x9f\x98\x80 smile", "x", "a b"};
+    int names = label_count(&cfg);
+    if (names > 0) {
+        ck->labels = malloc(64 * (size_t)names);
+        for (int i = 0; i < names; i++)
+            ck->labels_size += (uint64_t)sprintf(ck->labels + ck->labels_size, "%s %d\n", stems[i % 6], i);
+    }
+    if (cfg.cond == MINRNN_COND_VECTOR) {
+        ck->cond_shift = malloc(sizeof(float) * (size_t)cfg.cond_size);
+        ck->cond_scale = malloc(sizeof(float) * (size_t)cfg.cond_size);
+        for (int i = 0; i < cfg.cond_size; i++) ck->cond_shift[i] = random_finite();
+        for (int i = 0; i < cfg.cond_size; i++) ck->cond_scale[i] = random_finite();
+    }
     if (train) {
         o.S = minrnn_state_size(&cfg, B);
         ck->batch_size = B;
@@ -237,16 +325,31 @@ static owned make(minrnn_config cfg, int encoding, int train, int B, const char 
     return o;
 }
 
+/* A record model's vocabulary: the last two symbols become the START and END markers. */
+static owned with_markers(owned o)
+{
+    int32_t V = o.ck.config.vocab_size;
+    o.ck.vocab[V - 2] = MINRNN_START_SYMBOL;
+    o.ck.vocab[V - 1] = MINRNN_END_SYMBOL;
+    return o;
+}
+
 /* Buffers for what peek found (m, v, state when train). */
 static owned alloc_for(const minrnn_checkpoint *peeked, int train_buffers)
 {
     owned o;
     memset(&o, 0, sizeof o);
     o.ck = *peeked;
+    o.ck.m = o.ck.v = o.ck.state = NULL;
     o.P = minrnn_param_count(&peeked->config);
     o.ck.vocab = calloc((size_t)peeked->config.vocab_size, sizeof(int32_t));
     o.ck.params = calloc(o.P, sizeof(float));
     o.ck.meta = peeked->meta_size ? calloc(peeked->meta_size, 1) : NULL;
+    o.ck.labels = peeked->labels_size ? calloc(peeked->labels_size, 1) : NULL;
+    if (peeked->config.cond == MINRNN_COND_VECTOR) {
+        o.ck.cond_shift = calloc((size_t)peeked->config.cond_size, sizeof(float));
+        o.ck.cond_scale = calloc((size_t)peeked->config.cond_size, sizeof(float));
+    }
     if (peeked->has_train_state && train_buffers) {
         o.S = minrnn_state_size(&peeked->config, peeked->batch_size);
         o.ck.m = calloc(o.P, sizeof(float));
@@ -261,6 +364,9 @@ static void release(owned *o)
     free(o->ck.vocab);
     free(o->ck.params);
     free(o->ck.meta);
+    free(o->ck.labels);
+    free(o->ck.cond_shift);
+    free(o->ck.cond_scale);
     free(o->ck.m);
     free(o->ck.v);
     free(o->ck.state);
@@ -276,8 +382,12 @@ static int same_scalars(const minrnn_checkpoint *a, const minrnn_checkpoint *b)
            a->config.embed_size == b->config.embed_size &&
            a->config.hidden_size == b->config.hidden_size &&
            a->config.num_layers == b->config.num_layers &&
-           bits(a->config.dropout) == bits(b->config.dropout) && a->encoding == b->encoding &&
-           a->has_train_state == b->has_train_state && a->meta_size == b->meta_size &&
+           bits(a->config.dropout) == bits(b->config.dropout) &&
+           a->config.task == b->config.task && a->config.num_classes == b->config.num_classes &&
+           a->config.cond == b->config.cond && a->config.cond_size == b->config.cond_size &&
+           a->config.one_bias == b->config.one_bias && a->config.reduction == b->config.reduction &&
+           a->encoding == b->encoding && a->has_train_state == b->has_train_state &&
+           a->meta_size == b->meta_size && a->labels_size == b->labels_size &&
            p->kind == q->kind && bits(p->lr) == bits(q->lr) &&
            bits(p->momentum) == bits(q->momentum) && bits(p->alpha) == bits(q->alpha) &&
            bits(p->beta1) == bits(q->beta1) && bits(p->beta2) == bits(q->beta2) &&
@@ -292,7 +402,13 @@ static int same_buffers(const owned *a, const owned *b, int train_buffers)
     const minrnn_checkpoint *x = &a->ck, *y = &b->ck;
     int ok = !memcmp(x->vocab, y->vocab, sizeof(int32_t) * (size_t)x->config.vocab_size) &&
              !memcmp(x->params, y->params, sizeof(float) * a->P) &&
-             (x->meta_size == 0 || !memcmp(x->meta, y->meta, x->meta_size));
+             (x->meta_size == 0 || !memcmp(x->meta, y->meta, x->meta_size)) &&
+             (x->labels_size == 0 || !memcmp(x->labels, y->labels, x->labels_size));
+    if (ok && x->config.cond == MINRNN_COND_VECTOR) {
+        size_t C = (size_t)x->config.cond_size;
+        ok = !memcmp(x->cond_shift, y->cond_shift, sizeof(float) * C) &&
+             !memcmp(x->cond_scale, y->cond_scale, sizeof(float) * C);
+    }
     if (ok && x->has_train_state && train_buffers)
         ok = !memcmp(x->m, y->m, sizeof(float) * a->P) && !memcmp(x->v, y->v, sizeof(float) * a->P) &&
              !memcmp(x->state, y->state, sizeof(float) * a->S);
@@ -308,11 +424,12 @@ static int peek_status(const char *path)
 
 /* ---- the tests */
 
-static void test_round_trip(const char *name, minrnn_config cfg, int encoding, int train, int B,
-                            const char *meta)
+/* src is released here. */
+static void round_trip(const char *name, owned src)
 {
     const char *path = in_dir(name);
-    owned src = make(cfg, encoding, train, B, meta);
+    const minrnn_config cfg = src.ck.config;
+    int train = src.ck.has_train_state;
     int st = minrnn_checkpoint_save(path, &src.ck);
     CHECK(st == MINRNN_OK, "%s: save gave %d", name, st);
 
@@ -327,8 +444,9 @@ static void test_round_trip(const char *name, minrnn_config cfg, int encoding, i
     st = minrnn_checkpoint_peek(path, &peeked);
     CHECK(st == MINRNN_OK, "%s: peek gave %d", name, st);
     CHECK(same_scalars(&peeked, &src.ck), "%s: peek's scalars differ", name);
-    CHECK(!peeked.vocab && !peeked.params && !peeked.meta && !peeked.m && !peeked.v &&
-              !peeked.state, "%s: peek left a pointer", name);
+    CHECK(!peeked.vocab && !peeked.params && !peeked.meta && !peeked.labels && !peeked.cond_shift &&
+              !peeked.cond_scale && !peeked.m && !peeked.v && !peeked.state,
+          "%s: peek left a pointer", name);
 
     owned dst = alloc_for(&peeked, 1);
     st = minrnn_checkpoint_load(path, &dst.ck);
@@ -349,26 +467,40 @@ static void test_round_trip(const char *name, minrnn_config cfg, int encoding, i
     unsigned char *b = slurp(path, &len);
     uint64_t expect = HEADER + 4 * (uint64_t)cfg.vocab_size + 4 * (uint64_t)src.P +
                       (train ? 8 * (uint64_t)src.P + 4 * (uint64_t)src.S : 0) +
-                      src.ck.meta_size + TRAILER;
+                      src.ck.meta_size + src.ck.labels_size +
+                      (cfg.cond == MINRNN_COND_VECTOR ? 8 * (uint64_t)cfg.cond_size : 0) + TRAILER;
     CHECK(b && len == expect, "%s: length %zu, expected %llu", name, len, (unsigned long long)expect);
-    CHECK(b && !memcmp(b, "minrnnCK", 8) && b[8] == 1 && b[12] == 0 && b[13] == 1,
-          "%s: header start", name);
+    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == 2 &&
+              get_u32(b + O_HEADER_SIZE) == HEADER, "%s: header start", name);
+    CHECK(b && get_u32(b + O_TASK) == (uint32_t)cfg.task && get_u32(b + O_CLASSES) == (uint32_t)cfg.num_classes &&
+              get_u32(b + O_COND) == (uint32_t)cfg.cond && get_u32(b + O_COND_SIZE) == (uint32_t)cfg.cond_size &&
+              get_u32(b + O_ONE_BIAS) == (uint32_t)cfg.one_bias &&
+              get_u32(b + O_REDUCTION) == (uint32_t)cfg.reduction,
+          "%s: the model fields at 256..279", name);
+    CHECK(b && get_u64(b + O_TABLE + 16 * S_LABELS + 8) == src.ck.labels_size, "%s: labels size", name);
     free(b);
     CHECK(count_temp_files(dir) == 0, "%s: temporary file left", name);
     release(&src);
+}
+
+static void test_round_trip(const char *name, minrnn_config cfg, int encoding, int train, int B,
+                            const char *meta)
+{
+    round_trip(name, make(cfg, encoding, train, B, meta));
 }
 
 /* Change one scalar field after peek: load must refuse with MISMATCH. */
 static void test_mismatch(void)
 {
     const char *path = in_dir("mismatch.ck");
-    owned src = make(config(MINRNN_LSTM, MINRNN_TANH, 6, 3, 4, 2, 0.25f), MINRNN_UTF8, 1, 2,
+    minrnn_config cfg = config(MINRNN_LSTM, MINRNN_TANH, 6, 3, 4, 2, 0.25f);
+    owned src = make(conditioned(classifier(cfg, 3), MINRNN_COND_LABEL, 2), MINRNN_UTF8, 1, 2,
                      "{\"a\": 1}");
     CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
     minrnn_checkpoint peeked;
     CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek");
     owned dst = alloc_for(&peeked, 1);
-    for (int field = 0; field < 20; field++) {
+    for (int field = 0; field < 28; field++) {
         minrnn_checkpoint saved = dst.ck, *c = &dst.ck;
         switch (field) {
         case 0: c->config.cell = MINRNN_GRU; break;
@@ -391,6 +523,14 @@ static void test_mismatch(void)
         case 17: c->position = 0; break;
         case 18: c->optimizer.beta2 = 0.99f; break;
         case 19: c->optimizer.eps = 1e-7f; break;
+        case 20: c->config.task = MINRNN_TASK_LM; break;
+        case 21: c->config.num_classes = 2; break;
+        case 22: c->config.cond = MINRNN_COND_NONE; break;
+        case 23: c->config.cond_size = 1; break;
+        case 24: c->config.one_bias = 1; break;
+        case 25: c->config.reduction = MINRNN_SUM; break;
+        case 26: c->labels_size--; break;
+        case 27: c->labels_size = 0; break;
         }
         int st = minrnn_checkpoint_load(path, c);
         CHECK(st == MINRNN_ERR_MISMATCH, "field %d: load gave %d", field, st);
@@ -409,8 +549,33 @@ static void test_mismatch(void)
     c = dst.ck;
     c.meta = NULL;
     CHECK(minrnn_checkpoint_load(path, &c) == MINRNN_ERR_ARG, "load without meta");
+    c = dst.ck;
+    c.labels = NULL;
+    CHECK(minrnn_checkpoint_load(path, &c) == MINRNN_ERR_ARG, "load without labels");
     CHECK(minrnn_checkpoint_load(path, NULL) == MINRNN_ERR_ARG, "load NULL ck");
     CHECK(minrnn_checkpoint_peek(NULL, &c) == MINRNN_ERR_ARG, "peek NULL path");
+    release(&dst);
+    release(&src);
+
+    /* a condition vector: its sizes, and both of its buffers are required */
+    src = make(conditioned(cfg, MINRNN_COND_VECTOR, 3), MINRNN_UTF8, 0, 0, NULL);
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save a vector model");
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek a vector model");
+    dst = alloc_for(&peeked, 1);
+    c = dst.ck;
+    c.cond_shift = NULL;
+    CHECK(minrnn_checkpoint_load(path, &c) == MINRNN_ERR_ARG, "load without cond_shift");
+    c = dst.ck;
+    c.cond_scale = NULL;
+    CHECK(minrnn_checkpoint_load(path, &c) == MINRNN_ERR_ARG, "load without cond_scale");
+    c = dst.ck;
+    c.config.cond_size = 2;
+    CHECK(minrnn_checkpoint_load(path, &c) == MINRNN_ERR_MISMATCH, "load with another cond_size");
+    c = dst.ck;
+    c.config.cond = MINRNN_COND_LABEL;
+    CHECK(minrnn_checkpoint_load(path, &c) == MINRNN_ERR_MISMATCH, "load with labels for a vector");
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_OK, "load the vector model");
+    CHECK(same_buffers(&src, &dst, 1), "the vector model's data");
     release(&dst);
     release(&src);
 }
@@ -422,15 +587,28 @@ static owned small_source(void)
                 "{\"loss\": 1.5, \"text\": \"h\xc3\xa9\"}");
 }
 
-static void test_truncation(void)
+/* A classifier whose condition is a label, with a record vocabulary: label names of both kinds. */
+static owned labelled_source(void)
+{
+    minrnn_config cfg = config(MINRNN_GRU, MINRNN_TANH, 6, 2, 3, 1, 0.0f);
+    return with_markers(make(conditioned(classifier(cfg, 2), MINRNN_COND_LABEL, 2), MINRNN_UTF8, 1, 2,
+                             "{\"k\": 2}"));
+}
+
+/* A model with a condition vector, one bias and the summed loss. */
+static owned vector_source(void)
+{
+    minrnn_config cfg = config(MINRNN_RNN, MINRNN_TANH, 4, 0, 3, 2, 0.0f);
+    return make(min_char_rnn(conditioned(cfg, MINRNN_COND_VECTOR, 3)), MINRNN_BYTES, 1, 1, "{}");
+}
+
+/* The file image b (len bytes, valid) cut at every length: always TRUNCATED. */
+static void truncate_all(const char *name, const unsigned char *b, size_t len)
 {
     const char *path = in_dir("trunc.ck");
-    owned src = small_source();
-    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
-    size_t len = 0;
-    unsigned char *b = slurp(path, &len);
+    spit(path, b, len);
     minrnn_checkpoint peeked;
-    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek");
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "%s: peek", name);
     owned dst = alloc_for(&peeked, 1);
     int bad = 0;
     for (size_t n = len; n-- > 0;) {
@@ -440,26 +618,45 @@ static void test_truncation(void)
         }
         int p = peek_status(path), l = minrnn_checkpoint_load(path, &dst.ck);
         if (p != MINRNN_ERR_TRUNCATED || l != MINRNN_ERR_TRUNCATED) {
-            if (bad++ < 10) CHECK(0, "truncated to %zu of %zu: peek %d, load %d", n, len, p, l);
+            if (bad++ < 10) CHECK(0, "%s: truncated to %zu of %zu: peek %d, load %d", name, n, len, p, l);
         }
     }
-    CHECK(bad == 0, "%d of %zu truncations not reported as TRUNCATED", bad, len);
+    CHECK(bad == 0, "%s: %d of %zu truncations not reported as TRUNCATED", name, bad, len);
     checks += (int)len;
-
-    /* a truncated file that is no prefix of the magic is not a checkpoint */
-    spit(path, "minrnX", 6);
-    CHECK(peek_status(path) == MINRNN_ERR_NOT_CHECKPOINT, "6 bytes, not a prefix");
-    spit(path, b, 10);   /* magic and half the version */
-    CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "10 bytes");
-    free(b);
     release(&dst);
+}
+
+static void truncate_saved(const char *name, owned src)
+{
+    const char *path = in_dir("trunc.ck");
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "%s: save", name);
+    size_t len = 0;
+    unsigned char *b = slurp(path, &len);
+    truncate_all(name, b, len);
+    free(b);
     release(&src);
 }
 
-static void test_flips(void)
+static void test_truncation(void)
+{
+    truncate_saved("language model", small_source());
+    truncate_saved("labels", labelled_source());
+    truncate_saved("vector", vector_source());
+
+    /* a truncated file that is no prefix of the magic is not a checkpoint */
+    const char *path = in_dir("trunc.ck");
+    spit(path, "minrnX", 6);
+    CHECK(peek_status(path) == MINRNN_ERR_NOT_CHECKPOINT, "6 bytes, not a prefix");
+    spit(path, "minrnnCK\2\0", 10);   /* magic and half the version */
+    CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "10 bytes");
+    spit(path, "minrnnCK\2\0\0\0", 12);   /* magic and version: too short for any header */
+    CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "12 bytes");
+}
+
+/* src is released here. */
+static void flips(owned src)
 {
     const char *path = in_dir("flip.ck");
-    owned src = small_source();
     CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
     size_t len = 0;
     unsigned char *b = slurp(path, &len);
@@ -500,14 +697,23 @@ static void test_flips(void)
     release(&src);
 }
 
+static void test_flips(void)
+{
+    flips(small_source());
+    flips(labelled_source());
+    flips(vector_source());
+}
+
 /* Rewrite the section table as the format requires for these fields. */
-static void set_table(unsigned char *b, const minrnn_config *cfg, int train, int B, uint64_t meta)
+static void set_table(unsigned char *b, const minrnn_config *cfg, int train, int B, uint64_t meta,
+                      uint64_t labels)
 {
     uint64_t P = minrnn_param_count(cfg), S = train ? minrnn_state_size(cfg, B) : 0;
-    uint64_t size[6] = {4 * (uint64_t)cfg->vocab_size, 4 * P, train ? 4 * P : 0,
-                        train ? 4 * P : 0, 4 * S, meta};
+    uint64_t size[SECTIONS] = {4 * (uint64_t)cfg->vocab_size, 4 * P, train ? 4 * P : 0,
+                               train ? 4 * P : 0, 4 * S, meta, labels,
+                               cfg->cond == MINRNN_COND_VECTOR ? 8 * (uint64_t)cfg->cond_size : 0};
     uint64_t at = HEADER;
-    for (int s = 0; s < 6; s++) {
+    for (int s = 0; s < SECTIONS; s++) {
         put_u64(b + O_TABLE + 16 * s, at);
         put_u64(b + O_TABLE + 16 * s + 8, size[s]);
         at += size[s];
@@ -528,7 +734,7 @@ static void test_hostile(void)
     const uint64_t meta_off = get_u64(orig + O_TABLE + 16 * S_META);
     unsigned char *b = malloc(len + 64);
 
-    for (int c = 0; c < 64; c++) {
+    for (int c = 0; c < 81; c++) {
         size_t n = len;
         int expect = -1;   /* -1: CORRUPT or TRUNCATED */
         memcpy(b, orig, len);
@@ -546,12 +752,12 @@ static void test_hostile(void)
             put_u32(b + O_H, 65536);
             put_u32(b + O_E, 65536);
             put_u32(b + O_L, 64);
-            set_table(b, &cfg, 1, 2, src.ck.meta_size);
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 0);
             expect = MINRNN_ERR_TRUNCATED;
             break;
         case 4:
             put_u32(b + O_B, 0x7FFFFFFF);
-            set_table(b, &cfg, 1, 0x7FFFFFFF, src.ck.meta_size);
+            set_table(b, &cfg, 1, 0x7FFFFFFF, src.ck.meta_size, 0);
             expect = MINRNN_ERR_TRUNCATED;
             break;
         case 5: put_u64(b + O_TABLE + 16 * S_META + 8, UINT64_MAX); expect = MINRNN_ERR_CORRUPT; break;
@@ -567,11 +773,18 @@ static void test_hostile(void)
             put_u64(b + O_TABLE + 16 * S_META + 8, 0 - meta_off + 100);
             expect = MINRNN_ERR_CORRUPT;
             break;
-        case 9:   /* the largest file an off_t can describe */
+        case 9:   /* the largest file an off_t can describe (the empty sections after meta move too) */
             put_u64(b + O_TABLE + 16 * S_META + 8, (uint64_t)INT64_MAX - 8 - meta_off);
+            put_u64(b + O_TABLE + 16 * S_LABELS, (uint64_t)INT64_MAX - 8);
+            put_u64(b + O_TABLE + 16 * S_COND, (uint64_t)INT64_MAX - 8);
             expect = MINRNN_ERR_TRUNCATED;
             break;
-        case 10: put_u64(b + O_TABLE + 16 * S_META + 8, src.ck.meta_size + 4); expect = MINRNN_ERR_TRUNCATED; break;
+        case 10:
+            put_u64(b + O_TABLE + 16 * S_META + 8, src.ck.meta_size + 4);
+            put_u64(b + O_TABLE + 16 * S_LABELS, meta_off + src.ck.meta_size + 4);
+            put_u64(b + O_TABLE + 16 * S_COND, meta_off + src.ck.meta_size + 4);
+            expect = MINRNN_ERR_TRUNCATED;
+            break;
         case 11: put_u64(b + O_TABLE + 16 * S_META + 8, src.ck.meta_size - 1); expect = MINRNN_ERR_CORRUPT; break;
         case 12: put_u64(b + O_TABLE + 16 * S_PARAMS, HEADER); expect = MINRNN_ERR_CORRUPT; break;   /* overlaps vocab */
         case 13: put_u64(b + O_TABLE + 16 * S_M, get_u64(b + O_TABLE + 16 * S_PARAMS)); expect = MINRNN_ERR_CORRUPT; break;
@@ -580,7 +793,7 @@ static void test_hostile(void)
         case 16: put_u64(b + O_TABLE + 16 * S_PARAMS + 8, UINT64_MAX - 3); expect = MINRNN_ERR_CORRUPT; break;
         case 17: put_u64(b + O_TABLE + 16 * S_STATE + 8, 0); expect = MINRNN_ERR_CORRUPT; break;
         case 18: put_u64(b + O_TABLE + 16 * S_VOCAB, 0); expect = MINRNN_ERR_CORRUPT; break;
-        case 19: put_u32(b + O_HEADER_SIZE, 512); expect = MINRNN_ERR_CORRUPT; break;
+        case 19: put_u32(b + O_HEADER_SIZE, 256); expect = MINRNN_ERR_CORRUPT; break;
         case 20: b[O_PADDING + 31] = 1; expect = MINRNN_ERR_CORRUPT; break;
         case 21: put_u32(b + O_HAS_TRAIN, 2); expect = MINRNN_ERR_CORRUPT; break;
         case 22: put_u32(b + O_HAS_TRAIN, 0); expect = MINRNN_ERR_CORRUPT; break;   /* fields left */
@@ -618,7 +831,7 @@ static void test_hostile(void)
             cfg.vocab_size = 300;
             put_u32(b + O_ENCODING, MINRNN_BYTES);
             put_u32(b + O_V, 300);
-            set_table(b, &cfg, 1, 2, src.ck.meta_size);
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 0);
             expect = MINRNN_ERR_CORRUPT;
             break;
         case 50: put_u32(b + HEADER + 4, 9); expect = MINRNN_ERR_CORRUPT; break;   /* vocab[1] = vocab[0] */
@@ -629,19 +842,19 @@ static void test_hostile(void)
         case 55:   /* a valid header for a smaller model on a longer file */
             cfg.num_layers = 1;
             put_u32(b + O_L, 1);
-            set_table(b, &cfg, 1, 2, src.ck.meta_size);
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 0);
             expect = MINRNN_ERR_CORRUPT;
             break;
         case 56:   /* no train state: consistent table, zeroed fields, but the file is longer */
             memset(b + O_B, 0, O_TABLE - O_B);
             put_u32(b + O_HAS_TRAIN, 0);
-            set_table(b, &cfg, 0, 0, src.ck.meta_size);
+            set_table(b, &cfg, 0, 0, src.ck.meta_size, 0);
             expect = MINRNN_ERR_CORRUPT;
             break;
         case 57:   /* the same, with the file cut to the length it implies: a valid checkpoint */
             memset(b + O_B, 0, O_TABLE - O_B);
             put_u32(b + O_HAS_TRAIN, 0);
-            set_table(b, &cfg, 0, 0, 0);
+            set_table(b, &cfg, 0, 0, 0, 0);
             n = HEADER + 4 * 5 + 4 * src.P + TRAILER;
             expect = MINRNN_OK;
             break;
@@ -650,11 +863,52 @@ static void test_hostile(void)
         case 60:
             memset(b + O_B, 0, O_TABLE - O_B);
             put_u32(b + O_HAS_TRAIN, 0);
-            set_table(b, &cfg, 0, 0, 0);
+            set_table(b, &cfg, 0, 0, 0, 0);
             n = HEADER + 4 * 5 + 4 * src.P + TRAILER;
             if (c == 58) put_u32(b + O_B, 1);
             if (c == 59) put_u32(b + O_LR, 0x80000000);   /* -0.0 */
             if (c == 60) b[O_RNG + 7] = 1;
+            expect = MINRNN_ERR_CORRUPT;
+            break;
+        /* the model fields of format 2 */
+        case 61: put_u32(b + O_TASK, 2); expect = MINRNN_ERR_CORRUPT; break;
+        case 62: put_u32(b + O_TASK, 0xFFFFFFFF); expect = MINRNN_ERR_CORRUPT; break;
+        case 63: put_u32(b + O_CLASSES, 2); expect = MINRNN_ERR_CORRUPT; break;   /* K for a language model */
+        case 64: put_u32(b + O_COND, 3); expect = MINRNN_ERR_CORRUPT; break;
+        case 65: put_u32(b + O_COND_SIZE, 1); expect = MINRNN_ERR_CORRUPT; break;   /* C without a condition */
+        case 66: put_u32(b + O_ONE_BIAS, 2); expect = MINRNN_ERR_CORRUPT; break;
+        case 67: put_u32(b + O_REDUCTION, 2); expect = MINRNN_ERR_CORRUPT; break;
+        case 68: put_u32(b + O_ONE_BIAS, 1); expect = MINRNN_ERR_CORRUPT; break;   /* fewer parameters: table */
+        case 69:   /* one bias with a consistent table: the file is longer than it says */
+            cfg.one_bias = 1;
+            put_u32(b + O_ONE_BIAS, 1);
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 0);
+            expect = MINRNN_ERR_CORRUPT;
+            break;
+        case 70:   /* a classifier with a consistent table: its label names are missing */
+            cfg = classifier(cfg, 2);
+            put_u32(b + O_TASK, MINRNN_TASK_CLASSIFY);
+            put_u32(b + O_CLASSES, 2);
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 0);
+            expect = -1;
+            break;
+        case 71:   /* a condition vector with a consistent table: the file is too short for it */
+            cfg = conditioned(cfg, MINRNN_COND_VECTOR, 4);
+            put_u32(b + O_COND, MINRNN_COND_VECTOR);
+            put_u32(b + O_COND_SIZE, 4);
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 0);
+            expect = -1;
+            break;
+        case 72: put_u32(b + O_REDUCTION, MINRNN_SUM); expect = MINRNN_OK; break;   /* the same layout */
+        case 73: put_u64(b + O_TABLE + 16 * S_LABELS + 8, 2); expect = MINRNN_ERR_CORRUPT; break;   /* no labels */
+        case 74: put_u64(b + O_TABLE + 16 * S_COND + 8, 8); expect = MINRNN_ERR_CORRUPT; break;   /* no vector */
+        case 75: put_u64(b + O_TABLE + 16 * S_COND, HEADER); expect = MINRNN_ERR_CORRUPT; break;
+        case 76: put_u64(b + O_TABLE + 16 * S_LABELS, 0); expect = MINRNN_ERR_CORRUPT; break;
+        case 77: put_u64(b + O_TABLE + 16 * S_LABELS + 8, UINT64_MAX); expect = MINRNN_ERR_CORRUPT; break;
+        case 78: b[O_PADDING] = 0x80; expect = MINRNN_ERR_CORRUPT; break;
+        case 79: b[HEADER - 1] = 1; expect = MINRNN_ERR_CORRUPT; break;
+        case 80:   /* labels for a language model, consistent table: the header is wrong, whatever the length */
+            set_table(b, &cfg, 1, 2, src.ck.meta_size, 2);
             expect = MINRNN_ERR_CORRUPT;
             break;
         default: continue;
@@ -672,6 +926,437 @@ static void test_hostile(void)
                   expect);
         }
     }
+    free(b);
+    free(orig);
+    release(&dst);
+    release(&src);
+}
+
+/* ---- the rules on contents: save refuses a checkpoint that breaks one (ARG); a file that breaks
+ * one, with a valid checksum so that the rule is what fires, is CORRUPT for peek and load */
+
+/* save of k gives OK if ok, ARG otherwise (and then writes no file). */
+static void check_save(const char *what, const minrnn_checkpoint *k, int ok)
+{
+    const char *path = in_dir("rules-save.ck");
+    int st = minrnn_checkpoint_save(path, k);
+    CHECK(st == (ok ? MINRNN_OK : MINRNN_ERR_ARG), "%s: save gave %d", what, st);
+    CHECK(ok || access(path, F_OK) != 0, "%s: a file was written", what);
+    unlink(path);
+}
+
+/* The image b read back gives OK for peek and load into dst if ok (dst's scalar fields must then
+ * be the file's), CORRUPT for both otherwise. */
+static void check_read(const char *what, const unsigned char *b, size_t len, int ok, minrnn_checkpoint *dst)
+{
+    const char *path = in_dir("rules.ck");
+    spit(path, b, len);
+    int p = peek_status(path), l = minrnn_checkpoint_load(path, dst);
+    int expect = ok ? MINRNN_OK : MINRNN_ERR_CORRUPT;
+    CHECK(p == expect && l == expect, "%s: peek %d, load %d, expected %d", what, p, l, expect);
+}
+
+/* The labels section of src replaced by the n bytes at names: save of it, and the file. */
+static void check_names(const char *what, const owned *src, const unsigned char *image, size_t len,
+                        const char *names, size_t n, int ok)
+{
+    minrnn_checkpoint k = src->ck;
+    k.labels = (char *)names;
+    k.labels_size = n;
+    check_save(what, &k, ok);
+    size_t len2 = 0;
+    unsigned char *b = splice(image, len, S_LABELS, names, n, &len2);
+    owned dst = alloc_for(&k, 1);
+    check_read(what, b, len2, ok, &dst.ck);
+    CHECK(!ok || n == 0 || !memcmp(dst.ck.labels, names, n), "%s: the names loaded", what);
+    release(&dst);
+    free(b);
+}
+
+static void test_label_rules(void)
+{
+    const char *path = in_dir("rules.ck");
+    /* three names: two classes, then one condition label */
+    minrnn_config cfg = config(MINRNN_LSTM, MINRNN_TANH, 5, 0, 3, 1, 0.0f);
+    owned src = make(conditioned(classifier(cfg, 2), MINRNN_COND_LABEL, 1), MINRNN_UTF8, 0, 0, NULL);
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    size_t len = 0;
+    unsigned char *image = slurp(path, &len);
+#define NAMES(text, ok, what) {text, sizeof text - 1, ok, what}
+    static const struct {
+        const char *text;
+        size_t n;
+        int ok;
+        const char *what;
+    } cases[] = {
+        NAMES("a\nb\nc\n", 1, "three names"),
+        NAMES("a b\n\xc3\xa9t\xc3\xa9\n\xf0\x9f\x98\x80\n", 1, "spaces and UTF-8"),
+        NAMES("a\nb\n", 0, "two names"),
+        NAMES("a\nb\nc\nd\n", 0, "four names"),
+        NAMES("", 0, "no names"),
+        NAMES("a\nb\nc", 0, "the last name without its newline"),
+        NAMES("a\nb\nc\n\n", 0, "an empty fourth name"),
+        NAMES("a\n\nc\n", 0, "an empty name"),
+        NAMES("\nb\nc\n", 0, "an empty first name"),
+        NAMES("a\tx\nb\nc\n", 0, "a tab"),
+        NAMES("a\nb\nc\t\n", 0, "a tab at the end of a name"),
+        NAMES("a\rx\nb\nc\n", 0, "a carriage return"),
+        NAMES("a\r\nb\r\nc\r\n", 0, "CRLF line ends"),
+        NAMES("a\0x\nb\nc\n", 0, "a NUL"),
+        /* UTF-8: the first and last code points of each length pass; the rest is refused */
+        NAMES("\x7f\n\xc2\x80\n\xdf\xbf\n", 1, "U+007F, U+0080, U+07FF"),
+        NAMES("\xe0\xa0\x80\n\xed\x9f\xbf\n\xee\x80\x80\n", 1, "U+0800, U+D7FF, U+E000"),
+        NAMES("\xef\xbf\xbf\n\xf0\x90\x80\x80\n\xf4\x8f\xbf\xbf\n", 1, "U+FFFF, U+10000, U+10FFFF"),
+        NAMES("\x80\nb\nc\n", 0, "a lone continuation byte"),
+        NAMES("\xc0\x80\nb\nc\n", 0, "an overlong NUL"),
+        NAMES("\xc1\xbf\nb\nc\n", 0, "an overlong U+007F"),
+        NAMES("\xc1\nb\nc\n", 0, "the byte C1 alone"),
+        NAMES("\xc0" "a\nb\nc\n", 0, "the byte C0, then ASCII"),
+        NAMES("\xe0\x9f\xbf\nb\nc\n", 0, "an overlong U+07FF"),
+        NAMES("\xf0\x8f\xbf\xbf\nb\nc\n", 0, "an overlong U+FFFF"),
+        NAMES("\xed\xa0\x80\nb\nc\n", 0, "the surrogate U+D800"),
+        NAMES("\xed\xbf\xbf\nb\nc\n", 0, "the surrogate U+DFFF"),
+        NAMES("\xf4\x90\x80\x80\nb\nc\n", 0, "U+110000"),
+        NAMES("\xf5\x80\x80\x80\nb\nc\n", 0, "the lead byte F5"),
+        NAMES("\xff\nb\nc\n", 0, "the byte FF"),
+        NAMES("\xc3\x28\nb\nc\n", 0, "a lead byte, then ASCII"),
+        NAMES("\xe4\xb8\nb\nc\n", 0, "a sequence cut by the newline"),
+        NAMES("a\nb\n\xf0\x9f\x98\n", 0, "a 4-byte sequence cut by the newline"),
+        NAMES("a\nb\nc\xe4\xb8", 0, "a sequence cut by the end of the section"),
+        NAMES("a\nb\nc\nd", 0, "bytes after the last newline"),
+        NAMES("a\nb\nc\n\xe4\xb8", 0, "an open sequence after the last newline"),
+        NAMES("\xa9\xc3\nb\nc\n", 0, "a sequence's bytes in the wrong order"),
+    };
+#undef NAMES
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_names(cases[i].what, &src, image, len, cases[i].text, cases[i].n, cases[i].ok);
+
+    /* a 4-byte sequence across the readers' 64 KiB chunks: the check goes on from one to the next */
+    enum { CHUNK = 64 * 1024 };
+    char *long_names = malloc(CHUNK + 16);
+    memset(long_names, 'a', CHUNK - 3);
+    memcpy(long_names + CHUNK - 3, "\xf0\x9f\x98\x80\nb\nc\n", 9);   /* the emoji: bytes CHUNK - 3 .. CHUNK */
+    check_names("a sequence across chunks", &src, image, len, long_names, CHUNK + 6, 1);
+    long_names[CHUNK] = 'x';   /* its last byte, the first of the second chunk */
+    check_names("a sequence broken across chunks", &src, image, len, long_names, CHUNK + 6, 0);
+    memset(long_names, 'a', CHUNK - 1);
+    memcpy(long_names + CHUNK - 1, "\nb\nc\n", 5);   /* the first name ends the first chunk */
+    check_names("a name ending the first chunk", &src, image, len, long_names, CHUNK + 4, 1);
+    memcpy(long_names + CHUNK, "\nc\n", 3);   /* and an empty name begins the second */
+    check_names("an empty name after the chunk boundary", &src, image, len, long_names, CHUNK + 3, 0);
+    free(long_names);
+    free(image);
+    release(&src);
+
+    /* label names for models that have none */
+    owned none[2] = {make(config(MINRNN_RNN, MINRNN_TANH, 4, 0, 3, 1, 0.0f), MINRNN_UTF8, 0, 0, NULL),
+                     make(conditioned(cfg, MINRNN_COND_VECTOR, 2), MINRNN_UTF8, 1, 1, NULL)};
+    for (int i = 0; i < 2; i++) {
+        CHECK(minrnn_checkpoint_save(path, &none[i].ck) == MINRNN_OK, "save");
+        image = slurp(path, &len);
+        check_names(i ? "names with a condition vector" : "names with a language model", &none[i], image,
+                    len, "a\n", 2, 0);
+        free(image);
+        release(&none[i]);
+    }
+}
+
+static void test_vocab_rules(void)
+{
+    const char *path = in_dir("rules.ck");
+    owned src = make(conditioned(config(MINRNN_GRU, MINRNN_TANH, 6, 2, 3, 1, 0.0f), MINRNN_COND_LABEL, 2),
+                     MINRNN_UTF8, 0, 0, NULL);
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    size_t len = 0;
+    unsigned char *image = slurp(path, &len), *b = malloc(len);
+    enum { ST = MINRNN_START_SYMBOL, EN = MINRNN_END_SYMBOL };
+    static const struct {
+        int32_t vocab[6];
+        int ok;
+        const char *what;
+    } cases[] = {
+        {{10, 32, 97, 98, ST, EN}, 1, "markers at the end"},
+        {{10, 32, 97, 98, 99, 100}, 1, "no markers"},
+        {{ST, EN, 10, 32, 97, 98}, 0, "markers first"},
+        {{10, 32, ST, EN, 97, 98}, 0, "markers in the middle"},
+        {{10, 32, 97, 98, 99, ST}, 0, "START without END"},
+        {{10, 32, 97, 98, 99, EN}, 0, "END without START"},
+        {{10, 32, 97, 98, EN, ST}, 0, "END before START"},
+        {{10, 32, 97, ST, 98, EN}, 0, "a symbol between START and END"},
+        {{10, 32, 97, 98, ST, 99}, 0, "a symbol after START"},
+        {{10, 32, 97, 98, ST, ST}, 0, "START twice"},
+        {{10, 32, 97, 98, EN, EN}, 0, "END twice"},
+        {{10, 32, 97, 98, -3, EN}, 0, "another negative symbol"},
+        {{10, 32, 97, 98, ST, -3}, 0, "START, then another negative symbol"},
+        {{10, 32, 97, 97, ST, EN}, 0, "markers after a repeated symbol"},
+    };
+    owned dst = alloc_for(&src.ck, 1);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        minrnn_checkpoint k = src.ck;
+        k.vocab = (int32_t *)cases[c].vocab;
+        check_save(cases[c].what, &k, cases[c].ok);
+        memcpy(b, image, len);
+        for (int i = 0; i < 6; i++) put_u32(b + HEADER + 4 * i, (uint32_t)cases[c].vocab[i]);
+        rechecksum(b, len);
+        check_read(cases[c].what, b, len, cases[c].ok, &dst.ck);
+        CHECK(!cases[c].ok || !memcmp(dst.ck.vocab, cases[c].vocab, sizeof cases[c].vocab),
+              "%s: the vocabulary loaded", cases[c].what);
+    }
+    release(&dst);
+    free(b);
+    free(image);
+    release(&src);
+
+    /* a vocabulary of the markers alone (no text symbol) is what the rule allows */
+    owned two = with_markers(make(config(MINRNN_RNN, MINRNN_TANH, 2, 0, 3, 1, 0.0f), MINRNN_BYTES, 0, 0, NULL));
+    check_save("only the markers", &two.ck, 1);
+    release(&two);
+}
+
+static void test_cond_rules(void)
+{
+    const char *path = in_dir("rules.ck");
+    owned src = vector_source();   /* C = 3 */
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    size_t len = 0;
+    unsigned char *image = slurp(path, &len), *b = malloc(len);
+    const uint64_t at = get_u64(image + O_TABLE + 16 * S_COND);
+    CHECK(get_u64(image + O_TABLE + 16 * S_COND + 8) == 24, "the cond section: 2 x 3 floats");
+    static const struct {
+        int index;          /* 0..2: cond_shift, 3..5: cond_scale */
+        uint32_t value;
+        int ok;
+        const char *what;
+    } cases[] = {
+        {0, 0x7FC00000, 0, "NaN in cond_shift"},
+        {2, 0x7F800000, 0, "+inf in cond_shift"},
+        {1, 0xFF800000, 0, "-inf in cond_shift"},
+        {3, 0xFFC00001, 0, "a negative NaN with a payload in cond_scale"},
+        {5, 0x7F800000, 0, "+inf in cond_scale"},
+        {4, 0x7F7FFFFF, 1, "the largest float"},
+        {0, 0x80000000, 1, "-0"},
+        {5, 0x00000001, 1, "the smallest subnormal"},
+    };
+    owned dst = alloc_for(&src.ck, 1);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        float shift[3], scale[3];
+        memcpy(shift, src.ck.cond_shift, sizeof shift);
+        memcpy(scale, src.ck.cond_scale, sizeof scale);
+        int i = cases[c].index;
+        (i < 3 ? shift : scale)[i % 3] = from_bits(cases[c].value);
+        minrnn_checkpoint k = src.ck;
+        k.cond_shift = shift;
+        k.cond_scale = scale;
+        check_save(cases[c].what, &k, cases[c].ok);
+        memcpy(b, image, len);
+        put_u32(b + at + 4 * (size_t)i, cases[c].value);
+        rechecksum(b, len);
+        check_read(cases[c].what, b, len, cases[c].ok, &dst.ck);
+        CHECK(!cases[c].ok || (!memcmp(dst.ck.cond_shift, shift, sizeof shift) &&
+                               !memcmp(dst.ck.cond_scale, scale, sizeof scale)),
+              "%s: the vector loaded", cases[c].what);
+    }
+    release(&dst);
+    free(b);
+    free(image);
+    release(&src);
+}
+
+/* Every byte of the padding, format 2 (280..511) and format 1 (224..255). */
+static void test_padding(void)
+{
+    const char *path = in_dir("rules.ck");
+    owned src = small_source();
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    size_t len = 0;
+    unsigned char *b = slurp(path, &len);
+    int bad = 0;
+    for (int i = O_PADDING; i < HEADER; i++) {
+        b[i] = (unsigned char)(1 + i % 255);
+        rechecksum(b, len);
+        spit(path, b, len);
+        int p = peek_status(path);
+        if (p != MINRNN_ERR_CORRUPT && bad++ < 10) CHECK(0, "padding byte %d: peek %d", i, p);
+        b[i] = 0;
+    }
+    CHECK(bad == 0, "%d padding bytes of format 2 not refused", bad);
+    checks += HEADER - O_PADDING;
+    free(b);
+    release(&src);
+}
+
+/* ---- format 1, as minrnn 0.1 and 0.2 wrote it */
+
+/* o's checkpoint (whose config has format 1's defaults) as a format-1 file image, built here
+ * from the layout at the top of checkpoint.c: a 256-byte header with six section pairs, the
+ * sections, the FNV-1a trailer. */
+static unsigned char *v1_image(const owned *o, size_t *len)
+{
+    const minrnn_checkpoint *ck = &o->ck;
+    const minrnn_config *cfg = &ck->config;
+    const minrnn_optimizer *opt = &ck->optimizer;
+    int train = ck->has_train_state;
+    const uint64_t size[SECTIONS_V1] = {4 * (uint64_t)cfg->vocab_size, 4 * (uint64_t)o->P,
+                                        train ? 4 * (uint64_t)o->P : 0, train ? 4 * (uint64_t)o->P : 0,
+                                        train ? 4 * (uint64_t)o->S : 0, ck->meta_size};
+    const void *data[SECTIONS_V1] = {ck->vocab, ck->params, ck->m, ck->v, ck->state, ck->meta};
+    *len = HEADER_V1 + TRAILER;
+    for (int s = 0; s < SECTIONS_V1; s++) *len += (size_t)size[s];
+    unsigned char *b = calloc(*len, 1);
+    memcpy(b, "minrnnCK", 8);
+    put_u32(b + O_VERSION, 1);
+    put_u32(b + O_HEADER_SIZE, HEADER_V1);
+    put_u32(b + O_CELL, (uint32_t)cfg->cell);
+    put_u32(b + O_NONLIN, (uint32_t)cfg->nonlinearity);
+    put_u32(b + O_V, (uint32_t)cfg->vocab_size);
+    put_u32(b + O_E, (uint32_t)cfg->embed_size);
+    put_u32(b + O_H, (uint32_t)cfg->hidden_size);
+    put_u32(b + O_L, (uint32_t)cfg->num_layers);
+    put_u32(b + O_DROPOUT, bits(cfg->dropout));
+    put_u32(b + O_ENCODING, (uint32_t)ck->encoding);
+    put_u32(b + O_HAS_TRAIN, (uint32_t)train);
+    if (train) {
+        put_u32(b + O_B, (uint32_t)ck->batch_size);
+        put_u32(b + O_T, (uint32_t)ck->seq_len);
+        put_u32(b + O_KIND, (uint32_t)opt->kind);
+        const float hyper[8] = {opt->lr, opt->momentum, opt->alpha, opt->beta1, opt->beta2, opt->eps,
+                                opt->clip_value, opt->clip_norm};
+        for (int i = 0; i < 8; i++) put_u32(b + O_LR + 4 * i, bits(hyper[i]));
+        put_u64(b + O_STEP, (uint64_t)opt->step);
+        put_u64(b + O_EPOCH, (uint64_t)ck->epoch);
+        put_u64(b + O_POSITION, (uint64_t)ck->position);
+        put_u64(b + O_RNG, ck->rng_state);
+    }
+    size_t at = HEADER_V1;
+    for (int s = 0; s < SECTIONS_V1; s++) {
+        put_u64(b + O_TABLE + 16 * s, at);
+        put_u64(b + O_TABLE + 16 * s + 8, size[s]);
+        const unsigned char *p = data[s];
+        if (s == S_META) {
+            if (size[s]) memcpy(b + at, p, (size_t)size[s]);
+        } else {
+            for (size_t i = 0; i < size[s]; i += 4) {
+                uint32_t word;
+                memcpy(&word, p + i, 4);
+                put_u32(b + at + i, word);
+            }
+        }
+        at += (size_t)size[s];
+    }
+    rechecksum(b, *len);
+    return b;
+}
+
+/* A format-1 file reads as the format-2 fields' defaults, with the same data; load, then save,
+ * writes it as format 2. src is released here. */
+static void format1_reads(const char *name, owned src)
+{
+    const char *path = in_dir(name);
+    size_t len = 0;
+    unsigned char *b = v1_image(&src, &len);
+    spit(path, b, len);
+    minrnn_checkpoint peeked;
+    memset(&peeked, 0xAB, sizeof peeked);
+    int st = minrnn_checkpoint_peek(path, &peeked);
+    CHECK(st == MINRNN_OK, "%s: peek gave %d", name, st);
+    const minrnn_config *c = &peeked.config;
+    CHECK(c->task == MINRNN_TASK_LM && c->num_classes == 0 && c->cond == MINRNN_COND_NONE &&
+              c->cond_size == 0 && c->one_bias == 0 && c->reduction == MINRNN_MEAN && peeked.labels_size == 0,
+          "%s: the fields format 1 lacks have their defaults", name);
+    CHECK(same_scalars(&peeked, &src.ck), "%s: peek's scalars differ", name);
+    CHECK(!peeked.vocab && !peeked.params && !peeked.meta && !peeked.labels && !peeked.cond_shift &&
+              !peeked.cond_scale && !peeked.m && !peeked.v && !peeked.state,
+          "%s: peek left a pointer", name);
+    owned dst = alloc_for(&peeked, 1);
+    st = minrnn_checkpoint_load(path, &dst.ck);
+    CHECK(st == MINRNN_OK, "%s: load gave %d", name, st);
+    CHECK(same_buffers(&src, &dst, 1), "%s: loaded data differ", name);
+    minrnn_checkpoint other = dst.ck;
+    other.config.one_bias = 1;
+    CHECK(minrnn_checkpoint_load(path, &other) == MINRNN_ERR_MISMATCH, "%s: one_bias is 0 in format 1", name);
+
+    /* saved again: format 2, the same checkpoint */
+    const char *again = in_dir("again.ck");
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 2", name);
+    size_t len2 = 0;
+    unsigned char *b2 = slurp(again, &len2);
+    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == 2 &&
+              !memcmp(b2 + HEADER, b + HEADER_V1, len - HEADER_V1 - TRAILER),
+          "%s: format 2 holds the same sections, 256 bytes later", name);
+    owned dst2 = alloc_for(&peeked, 1);
+    CHECK(minrnn_checkpoint_load(again, &dst2.ck) == MINRNN_OK && same_buffers(&src, &dst2, 1),
+          "%s: the format-2 copy loads", name);
+    free(b2);
+    release(&dst2);
+    release(&dst);
+
+    truncate_all(name, b, len);
+    free(b);
+    release(&src);
+}
+
+static void test_format1(void)
+{
+    format1_reads("v1-lstm.ck", make(config(MINRNN_LSTM, MINRNN_TANH, 7, 5, 6, 2, 0.2f), MINRNN_UTF8, 1, 3,
+                                     "{\"args\": {\"hidden\": 6}}"));
+    format1_reads("v1-gru.ck", make(config(MINRNN_GRU, MINRNN_TANH, 12, 0, 7, 3, 0.0f), MINRNN_BYTES, 0, 0,
+                                    NULL));
+    format1_reads("v1-rnn.ck", make(config(MINRNN_RNN, MINRNN_RELU, 256, 0, 4, 1, 0.5f), MINRNN_BYTES, 1, 1,
+                                    "{}"));
+
+    /* what format 1 cannot hold, or holds elsewhere */
+    const char *path = in_dir("v1.ck");
+    owned src = small_source();   /* vocab[0] = 9 at byte 256: format 2's task there would be 9 */
+    size_t len = 0;
+    unsigned char *orig = v1_image(&src, &len), *b = malloc(len);
+    minrnn_checkpoint peeked;
+    spit(path, orig, len);
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "format 1: bytes 256.. are sections");
+    owned dst = alloc_for(&peeked, 1);
+    int bad = 0;
+    for (int i = O_PADDING_V1; i < HEADER_V1; i++) {
+        memcpy(b, orig, len);
+        b[i] = 1;
+        rechecksum(b, len);
+        spit(path, b, len);
+        int p = peek_status(path);
+        if (p != MINRNN_ERR_CORRUPT && bad++ < 10) CHECK(0, "format 1, padding byte %d: peek %d", i, p);
+    }
+    CHECK(bad == 0, "%d padding bytes of format 1 not refused", bad);
+    checks += HEADER_V1 - O_PADDING_V1;
+    for (int c = 0; c < 4; c++) {
+        memcpy(b, orig, len);
+        const char *what = "";
+        switch (c) {
+        case 0: put_u32(b + O_HEADER_SIZE, HEADER); what = "format 1 with header size 512"; break;
+        case 1: put_u32(b + O_VERSION, 2); what = "format 1's bytes as version 2"; break;
+        case 2:   /* START, END: only format 2 has them */
+            put_u32(b + HEADER_V1 + 4 * 3, (uint32_t)MINRNN_START_SYMBOL);
+            put_u32(b + HEADER_V1 + 4 * 4, (uint32_t)MINRNN_END_SYMBOL);
+            what = "markers in format 1";
+            break;
+        case 3: put_u32(b + HEADER_V1 + 4 * 4, (uint32_t)MINRNN_START_SYMBOL); what = "START in format 1"; break;
+        }
+        rechecksum(b, len);
+        spit(path, b, len);
+        int p = peek_status(path), l = minrnn_checkpoint_load(path, &dst.ck);
+        CHECK((p == MINRNN_ERR_CORRUPT || p == MINRNN_ERR_TRUNCATED) && l == p, "%s: peek %d, load %d", what,
+              p, l);
+    }
+    /* and a format-2 file labelled version 1 */
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    size_t len2 = 0;
+    unsigned char *b2 = slurp(path, &len2);
+    put_u32(b2 + O_VERSION, 1);
+    rechecksum(b2, len2);
+    spit(path, b2, len2);
+    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "format 2's bytes as version 1");
+    free(b2);
+    /* the same vocabulary with markers is fine in format 2 */
+    owned marked = with_markers(small_source());
+    CHECK(minrnn_checkpoint_save(path, &marked.ck) == MINRNN_OK && peek_status(path) == MINRNN_OK,
+          "markers in format 2");
+    release(&marked);
     free(b);
     free(orig);
     release(&dst);
@@ -699,8 +1384,10 @@ static void test_not_checkpoint_and_version(void)
     minrnn_checkpoint peeked;
     CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek");
     owned dst = alloc_for(&peeked, 1);
-    const uint32_t versions[] = {0, 2, 0x01000000, 0xFFFFFFFF};
-    for (int i = 0; i < 4; i++) {
+    size_t len1 = 0;
+    unsigned char *b1 = v1_image(&src, &len1);
+    const uint32_t versions[] = {0, 3, 0x01000000, 0x00000200, 0xFFFFFFFF};
+    for (int i = 0; i < 5; i++) {
         put_u32(b + O_VERSION, versions[i]);
         rechecksum(b, len);
         spit(path, b, len);
@@ -709,7 +1396,20 @@ static void test_not_checkpoint_and_version(void)
               versions[i], p, l);
         spit(path, b, 12);   /* even a stub with only magic and version */
         CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u in 12 bytes", versions[i]);
+        put_u32(b1 + O_VERSION, versions[i]);   /* a format-1 file's bytes */
+        rechecksum(b1, len1);
+        spit(path, b1, len1);
+        CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u on format 1's bytes", versions[i]);
     }
+    /* the versions read here, as stubs: too short for their headers */
+    for (uint32_t v = 1; v <= 2; v++) {
+        put_u32(b + O_VERSION, v);
+        spit(path, b, 12);
+        CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "version %u in 12 bytes", v);
+    }
+    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 and 2") != NULL, "the message names the formats read: %s",
+          minrnn_strerror(MINRNN_ERR_VERSION));
+    free(b1);
     free(b);
     release(&dst);
     release(&src);
@@ -855,7 +1555,7 @@ static void test_save_arguments(void)
     owned bytes = make(config(MINRNN_RNN, MINRNN_RELU, 256, 0, 3, 1, 0.5f), MINRNN_BYTES, 0, 0, NULL);
     for (int c = 0; c < 27; c++) {
         minrnn_checkpoint k = c < 20 || c == 26 ? o.ck : bytes.ck;
-        int32_t vocab[300];
+        int32_t vocab[300] = {0};
         memcpy(vocab, k.vocab, sizeof(int32_t) * (size_t)k.config.vocab_size);
         k.vocab = vocab;
         int expect = MINRNN_ERR_ARG;
@@ -882,7 +1582,7 @@ static void test_save_arguments(void)
         case 19: k.meta_size = UINT64_MAX; break;   /* the file could not describe it */
         case 26: k.meta_size = (uint64_t)INT64_MAX - 300; break;   /* nor a file this long */
         case 20: vocab[255] = 256; break;
-        case 21: k.config.vocab_size = 257; break;
+        case 21: k.config.vocab_size = 259; break;   /* 256 bytes and two markers at most */
         case 22: k.vocab = NULL; break;
         case 23: k.params = NULL; break;
         case 24: vocab[3] = 2; break;
@@ -893,6 +1593,35 @@ static void test_save_arguments(void)
         CHECK(expect == MINRNN_OK || access(path, F_OK) != 0, "case %d: a file was written", c);
         unlink(path);
     }
+    /* format 2's fields and buffers */
+    owned labelled = labelled_source(), vector = vector_source();
+    for (int c = 0; c < 14; c++) {
+        minrnn_checkpoint k = c < 8 ? labelled.ck : vector.ck;
+        int expect = MINRNN_ERR_CONFIG;
+        switch (c) {
+        case 0: k.config.task = 2; break;
+        case 1: k.config.num_classes = 1; break;
+        case 2: k.config.num_classes = MINRNN_MAX_CLASSES + 1; break;
+        case 3: k.config.cond = 3; break;
+        case 4: k.config.cond_size = 0; break;
+        case 5: k.config.one_bias = 2; break;
+        case 6: k.config.reduction = -1; break;
+        case 7: k.labels = NULL; expect = MINRNN_ERR_ARG; break;
+        case 8: k.cond_shift = NULL; expect = MINRNN_ERR_ARG; break;
+        case 9: k.cond_scale = NULL; expect = MINRNN_ERR_ARG; break;
+        case 10: k.labels_size = 2; k.labels = (char *)"a\n"; expect = MINRNN_ERR_ARG; break;
+        case 11: k.config.cond_size = 0; break;
+        case 12: k.config.num_classes = 2; break;   /* K for a language model */
+        case 13: expect = MINRNN_OK; break;
+        }
+        int st = minrnn_checkpoint_save(path, &k);
+        CHECK(st == expect, "format 2 case %d: save gave %d, expected %d", c, st, expect);
+        CHECK(expect == MINRNN_OK || access(path, F_OK) != 0, "format 2 case %d: a file was written", c);
+        unlink(path);
+    }
+    release(&labelled);
+    release(&vector);
+
     CHECK(minrnn_checkpoint_save(NULL, &o.ck) == MINRNN_ERR_ARG, "NULL path");
     CHECK(minrnn_checkpoint_save(path, NULL) == MINRNN_ERR_ARG, "NULL ck");
 
@@ -933,10 +1662,42 @@ int main(void)
         test_round_trip("big.ck", config(MINRNN_LSTM, MINRNN_TANH, 60, 16, 64, 2, 0.3f),
                         MINRNN_UTF8, 1, 5, meta);
     }
+    /* format 2's models: classifiers and their label names, conditions, record vocabularies,
+     * min-char-rnn's one bias and summed loss; with and without a training state */
+    const minrnn_config lstm = config(MINRNN_LSTM, MINRNN_TANH, 7, 5, 6, 2, 0.2f);
+    const minrnn_config gru = config(MINRNN_GRU, MINRNN_TANH, 10, 4, 5, 1, 0.1f);
+    const minrnn_config rnn = config(MINRNN_RNN, MINRNN_TANH, 9, 0, 8, 1, 0.0f);
+    test_round_trip("classifier.ck", classifier(lstm, 4), MINRNN_UTF8, 1, 3, "{\"task\": \"classify\"}");
+    test_round_trip("classifier-nt.ck", classifier(lstm, 4), MINRNN_UTF8, 0, 0, NULL);
+    round_trip("records.ck", with_markers(make(conditioned(gru, MINRNN_COND_LABEL, 3), MINRNN_UTF8, 1, 2, "{}")));
+    round_trip("records-nt.ck", with_markers(make(conditioned(gru, MINRNN_COND_LABEL, 3), MINRNN_UTF8, 0, 0,
+                                                  NULL)));
+    round_trip("bytes-records.ck",   /* every byte and both markers */
+               with_markers(make(config(MINRNN_RNN, MINRNN_RELU, 258, 0, 4, 1, 0.0f), MINRNN_BYTES, 1, 2, NULL)));
+    test_round_trip("vector.ck", min_char_rnn(conditioned(rnn, MINRNN_COND_VECTOR, 5)), MINRNN_UTF8, 1, 4,
+                    "{\"x\": 1}");
+    test_round_trip("vector-nt.ck", min_char_rnn(conditioned(rnn, MINRNN_COND_VECTOR, 5)), MINRNN_UTF8, 0, 0,
+                    NULL);
+    test_round_trip("min-char-rnn.ck", min_char_rnn(rnn), MINRNN_UTF8, 1, 1, NULL);
+    test_round_trip("classes-and-labels.ck", min_char_rnn(conditioned(classifier(lstm, 3), MINRNN_COND_LABEL, 2)),
+                    MINRNN_UTF8, 1, 2, NULL);
+    test_round_trip("classes-and-vector.ck", conditioned(classifier(gru, 2), MINRNN_COND_VECTOR, 3), MINRNN_BYTES,
+                    0, 0, "{}");
+    /* sections of several 64 KiB chunks: 20000 names, a vector of 20000, 17000 symbols and markers */
+    test_round_trip("big-labels.ck",
+                    conditioned(classifier(config(MINRNN_GRU, MINRNN_TANH, 30, 8, 8, 1, 0.0f), 20000),
+                                MINRNN_COND_VECTOR, 20000), MINRNN_UTF8, 1, 2, NULL);
+    round_trip("big-records.ck", with_markers(make(config(MINRNN_RNN, MINRNN_TANH, 17000, 4, 4, 1, 0.0f),
+                                                   MINRNN_UTF8, 0, 0, NULL)));
     test_mismatch();
     test_truncation();
     test_flips();
     test_hostile();
+    test_label_rules();
+    test_vocab_rules();
+    test_cond_rules();
+    test_padding();
+    test_format1();
     test_not_checkpoint_and_version();
     test_io();
     test_replaced_while_reading();

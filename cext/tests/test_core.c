@@ -12,7 +12,7 @@ static int failures = 0;
                                              printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int L, float dropout) {
-    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout};
+    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN};
     return c;
 }
 
@@ -41,6 +41,20 @@ static void test_config_and_sizes(void) {
         config(MINRNN_RNN, MINRNN_TANH, 5, 0, 0, 1, 0.0f), config(MINRNN_RNN, MINRNN_TANH, 5, 0, 4, 0, 0.0f),
         config(MINRNN_RNN, MINRNN_TANH, 5, 0, 4, 1, 1.0f), config(MINRNN_RNN, MINRNN_TANH, 5, 0, 4, 1, NAN),
     };
+    for (int i = 0; i < 8; i++) {   /* the task, condition, bias and loss fields, each wrong */
+        minrnn_config w = config(MINRNN_LSTM, MINRNN_TANH, 5, 0, 4, 1, 0.0f);
+        switch (i) {
+        case 0: w.task = MINRNN_TASK_CLASSIFY, w.num_classes = 1; break;   /* one class */
+        case 1: w.num_classes = 3; break;                                  /* classes without a classifier */
+        case 2: w.task = 2; break;
+        case 3: w.cond = MINRNN_COND_LABEL; break;                        /* a condition of size 0 */
+        case 4: w.cond_size = 3; break;                                    /* a size without a condition */
+        case 5: w.cond = 3, w.cond_size = 1; break;
+        case 6: w.one_bias = 2; break;
+        default: w.reduction = 2;
+        }
+        CHECK(minrnn_config_check(&w) == MINRNN_ERR_CONFIG, "bad field %d accepted", i);
+    }
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(minrnn_config_check(&bad[i]) == MINRNN_ERR_CONFIG, "bad config %zu accepted", i);
         CHECK(minrnn_param_count(&bad[i]) == 0 && minrnn_workspace_size(&bad[i], 1, 1) == 0, "sizes of bad %zu", i);
@@ -117,6 +131,12 @@ static bench make(minrnn_config c, int B, int T, uint64_t seed) {
     return b;
 }
 
+/* The batch of B streams, T steps, over b's tokens (and targets, unless NULL). */
+static minrnn_batch batch_of(const bench *b, int B, int T, const int32_t *targets) {
+    minrnn_batch bt = {B, T, b->tokens, targets, NULL, NULL, NULL};
+    return bt;
+}
+
 static void release(bench *b) {
     free(b->params), free(b->grads), free(b->m), free(b->v), free(b->state), free(b->work), free(b->logits);
     free(b->tokens), free(b->targets);
@@ -144,8 +164,9 @@ static void test_training_learns_a_cycle(void) {
         float loss = 0.0f, norm = 0.0f;
         for (int step = 0; step < 150; step++) {
             cyclic_batch(&b, step);
-            int s = minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, b.B, b.T, b.tokens,
-                                      b.targets, b.state, &loss, &norm, b.work, 0);
+            minrnn_batch bt = batch_of(&b, b.B, b.T, b.targets);
+            int s = minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, &bt, b.state, &loss, &norm,
+                                      b.work, 0);
             CHECK(s == MINRNN_OK, "train step: %s", minrnn_strerror(s));
         }
         /* a deterministic cycle of 7 letters: ln 7 = 1.95 nats at the start, near 0 once learned */
@@ -158,15 +179,27 @@ static void test_training_learns_a_cycle(void) {
 static void test_bad_arguments_and_nonfinite(void) {
     bench b = make(config(MINRNN_LSTM, MINRNN_TANH, 5, 0, 8, 1, 0.0f), 2, 3, 1);
     float loss;
+    minrnn_batch bt = batch_of(&b, 2, 3, b.targets);
     b.tokens[4] = 5;   /* outside V = 5 */
-    CHECK(minrnn_forward(&b.c, b.params, 2, 3, b.tokens, b.targets, b.state, NULL, NULL, NULL, &loss, b.work, 1)
+    CHECK(minrnn_forward(&b.c, b.params, &bt, b.state, NULL, NULL, NULL, &loss, b.work, 1)
           == MINRNN_ERR_ARG, "token out of range accepted");
     b.tokens[4] = 0;
-    CHECK(minrnn_forward(&b.c, b.params, 2, 3, b.tokens, b.targets, NULL, NULL, NULL, NULL, &loss, b.work, 1)
+    CHECK(minrnn_forward(&b.c, b.params, &bt, NULL, NULL, NULL, NULL, &loss, b.work, 1)
           == MINRNN_ERR_ARG, "missing state accepted");
     float masks[1] = {1.0f};
-    CHECK(minrnn_forward(&b.c, b.params, 2, 3, b.tokens, b.targets, b.state, NULL, masks, NULL, &loss, b.work, 1)
+    CHECK(minrnn_forward(&b.c, b.params, &bt, b.state, NULL, masks, NULL, &loss, b.work, 1)
           == MINRNN_ERR_ARG, "masks without dropout accepted");
+    int32_t lengths[2] = {3, 0}, labels[2] = {0, 0};
+    bt.lengths = lengths;
+    CHECK(minrnn_forward(&b.c, b.params, &bt, b.state, NULL, NULL, NULL, &loss, b.work, 1)
+          == MINRNN_ERR_ARG, "a record of length 0 accepted");
+    lengths[1] = 4;
+    CHECK(minrnn_forward(&b.c, b.params, &bt, b.state, NULL, NULL, NULL, &loss, b.work, 1)
+          == MINRNN_ERR_ARG, "a record longer than T accepted");
+    bt.lengths = NULL, bt.labels = labels;
+    CHECK(minrnn_forward(&b.c, b.params, &bt, b.state, NULL, NULL, NULL, &loss, b.work, 1)
+          == MINRNN_ERR_ARG, "labels for a model without a condition accepted");
+    bt.labels = NULL;
 
     /* a NaN parameter: the step reports it and changes nothing */
     minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0};
@@ -175,8 +208,7 @@ static void test_bad_arguments_and_nonfinite(void) {
     b.params[b.P - 1] = NAN;   /* a decoder bias: every position uses it */
     float *before = malloc(b.P * sizeof(float));
     memcpy(before, b.params, b.P * sizeof(float));
-    int s = minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, 2, 3, b.tokens, b.targets, b.state,
-                              &loss, NULL, b.work, 1);
+    int s = minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, &bt, b.state, &loss, NULL, b.work, 1);
     CHECK(s == MINRNN_ERR_NONFINITE, "NaN step returned %d", s);
     CHECK(memcmp(before, b.params, b.P * sizeof(float)) == 0 && opt.step == 0, "NaN step changed the model");
     free(before);
@@ -231,9 +263,10 @@ static void test_backward_needs_its_forward(void) {
     minrnn_dropout_masks(&b.c, 3, 4, &rng, masks);
     cyclic_batch(&b, 0);
     float *state0 = b.state;
-#define FORWARD(targets) minrnn_forward(&b.c, b.params, 3, 4, b.tokens, targets, state0, NULL, masks, NULL, \
+    minrnn_batch with = batch_of(&b, 3, 4, b.targets), without = batch_of(&b, 3, 4, NULL), other_b = batch_of(&b, 2, 4, b.targets);
+#define FORWARD(targets) minrnn_forward(&b.c, b.params, targets ? &with : &without, state0, NULL, masks, NULL, \
                                         targets ? &loss : NULL, b.work, 1)
-#define BACKWARD() minrnn_backward(&b.c, b.params, 3, 4, b.tokens, b.targets, masks, b.work, b.grads, dstate0, 1)
+#define BACKWARD() minrnn_backward(&b.c, b.params, &with, masks, NULL, b.work, b.grads, dstate0, NULL, 1)
     memset(b.work, 0, minrnn_workspace_size(&b.c, 3, 4) * sizeof(float));
     CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "backward on a fresh workspace");
     CHECK(FORWARD(NULL) == MINRNN_OK && BACKWARD() == MINRNN_ERR_NO_FORWARD, "forward without targets");
@@ -245,7 +278,8 @@ static void test_backward_needs_its_forward(void) {
 
     float one_logits[3 * 6];   /* (B, V) */
     CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
-    minrnn_step(&b.c, b.params, 3, b.tokens, b.state + 0, one_logits, b.work, 1);   /* same workspace */
+    minrnn_batch one = batch_of(&b, 3, 1, NULL);
+    minrnn_step(&b.c, b.params, &one, b.state + 0, one_logits, b.work, 1);   /* same workspace */
     CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "a step between forward and backward");
     CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
     float kept = b.params[5];
@@ -261,16 +295,15 @@ static void test_backward_needs_its_forward(void) {
     float mask = masks[17];
     masks[17] = mask == 0.0f ? 2.0f : 0.0f;
     CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "other masks");
-    CHECK(minrnn_backward(&b.c, b.params, 3, 4, b.tokens, b.targets, NULL, b.work, b.grads, dstate0, 1)
+    CHECK(minrnn_backward(&b.c, b.params, &with, NULL, NULL, b.work, b.grads, dstate0, NULL, 1)
           == MINRNN_ERR_NO_FORWARD, "no masks");
-    CHECK(minrnn_backward(&b.c, b.params, 2, 4, b.tokens, b.targets, masks, b.work, b.grads, dstate0, 1)
+    CHECK(minrnn_backward(&b.c, b.params, &other_b, masks, NULL, b.work, b.grads, dstate0, NULL, 1)
           == MINRNN_ERR_NO_FORWARD, "another B");
     minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0};
     masks[17] = mask;
     CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
     float *carried = calloc(S, sizeof(float));
-    minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, 3, 4, b.tokens, b.targets, carried, NULL,
-                      NULL, b.work, 1);
+    minrnn_train_step(&b.c, b.params, b.grads, b.m, b.v, &opt, &rng, &with, carried, NULL, NULL, b.work, 1);
     CHECK(BACKWARD() == MINRNN_ERR_NO_FORWARD, "a training step between forward and backward");
 #undef FORWARD
 #undef BACKWARD
@@ -297,9 +330,11 @@ static void test_step_is_a_forward_of_one(void) {
     bench b = make(config(MINRNN_GRU, MINRNN_TANH, 9, 3, 20, 2, 0.0f), 1, 4, 5);
     float *state = calloc(minrnn_state_size(&b.c, 1), sizeof(float)), step_logits[9];
     for (int t = 0; t < 4; t++) b.tokens[t] = (t * 5) % 9;
-    minrnn_forward(&b.c, b.params, 1, 4, b.tokens, NULL, b.state, b.state, NULL, b.logits, NULL, b.work, 1);
+    minrnn_batch all = batch_of(&b, 1, 4, NULL);
+    minrnn_forward(&b.c, b.params, &all, b.state, b.state, NULL, b.logits, NULL, b.work, 1);
     for (int t = 0; t < 4; t++) {
-        minrnn_step(&b.c, b.params, 1, &b.tokens[t], state, step_logits, b.work, 1);
+        minrnn_batch one = {1, 1, &b.tokens[t], NULL, NULL, NULL, NULL};
+        minrnn_step(&b.c, b.params, &one, state, step_logits, b.work, 1);
         for (int v = 0; v < 9; v++)
             CHECK(fabsf(step_logits[v] - b.logits[t * 9 + v]) <= 1e-5f, "t %d v %d: %g vs %g", t, v,
                   step_logits[v], b.logits[t * 9 + v]);
@@ -308,6 +343,39 @@ static void test_step_is_a_forward_of_one(void) {
         CHECK(fabsf(state[i] - b.state[i]) <= 1e-5f, "state %zu", i);
     free(state);
     release(&b);
+}
+
+/* A record in a padded batch is the record alone: the same final state, and the batch's summed loss
+ * is the sum of its records' losses. Not to the last bit: a batch of 10 rows and one of 2 take
+ * different product kernels (packed from PACK_MIN_ROWS = 8 rows), which sum in another order, so
+ * within a few ulps (2e-6 relative is about 16 ulps). */
+static void test_padding_changes_nothing(void) {
+    minrnn_config c = config(MINRNN_LSTM, MINRNN_TANH, 6, 0, 8, 2, 0.0f);
+    c.reduction = MINRNN_SUM;
+    bench pad = make(c, 2, 5, 3), one = make(c, 1, 2, 3);
+    for (int i = 0; i < 10; i++) pad.tokens[i] = i % 6, pad.targets[i] = (i + 1) % 6;
+    for (int t = 0; t < 2; t++) one.tokens[t] = pad.tokens[t * 2 + 1], one.targets[t] = pad.targets[t * 2 + 1];
+    int32_t lengths[2] = {5, 2};   /* stream 1: a record of 2 steps in a batch of 5 */
+    minrnn_batch padded = {2, 5, pad.tokens, pad.targets, lengths, NULL, NULL}, alone = batch_of(&one, 1, 2, one.targets);
+    float *final_pad = calloc(minrnn_state_size(&c, 2), sizeof(float)), *final_one = calloc(minrnn_state_size(&c, 1), sizeof(float));
+    float loss_pad, loss_one, loss_first;
+    minrnn_batch first = {1, 5, NULL, NULL, NULL, NULL, NULL};   /* stream 0 alone, for its loss */
+    int32_t tok0[5], tgt0[5];
+    for (int t = 0; t < 5; t++) tok0[t] = pad.tokens[t * 2], tgt0[t] = pad.targets[t * 2];
+    first.tokens = tok0, first.targets = tgt0;
+    CHECK(minrnn_forward(&c, pad.params, &padded, pad.state, final_pad, NULL, NULL, &loss_pad, pad.work, 2) == MINRNN_OK, "padded");
+    CHECK(minrnn_forward(&c, one.params, &alone, one.state, final_one, NULL, NULL, &loss_one, one.work, 2) == MINRNN_OK, "alone");
+    float *work = calloc(minrnn_workspace_size(&c, 1, 5), sizeof(float));
+    CHECK(minrnn_forward(&c, pad.params, &first, one.state, NULL, NULL, NULL, &loss_first, work, 1) == MINRNN_OK, "first");
+    CHECK(fabsf(loss_pad - (loss_one + loss_first)) <= 1e-5f * loss_pad, "loss %g vs %g + %g", loss_pad, loss_one, loss_first);
+    for (int l = 0; l < 2; l++)   /* (L, S, B, H): stream 1 of the padded batch against the lone one */
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 8; j++) {
+                float p = final_pad[((l * 2 + k) * 2 + 1) * 8 + j], o = final_one[(l * 2 + k) * 8 + j];
+                CHECK(fabsf(p - o) <= 2e-6f * fabsf(o) + 1e-7f, "final state l %d s %d j %d: %g vs %g", l, k, j, p, o);
+            }
+    free(final_pad), free(final_one), free(work);
+    release(&pad), release(&one);
 }
 
 int main(void) {
@@ -321,6 +389,7 @@ int main(void) {
     test_backward_needs_its_forward();
     test_dropout_scale();
     test_step_is_a_forward_of_one();
+    test_padding_changes_nothing();
     printf("test_core: %s\n", failures ? "FAILED" : "ok");
     return failures != 0;
 }

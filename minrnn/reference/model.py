@@ -1,10 +1,13 @@
 """The whole model: configuration, parameters, forward and backward over B streams and T steps.
 
 Shapes, row-major like PyTorch:
-    tokens, targets  (T, B) ints: tokens[t][b] is stream b's input at step t
+    tokens           (T, B) ints: tokens[t][b] is stream b's input at step t
+    targets          lm: (T, B) ints, the next token at every step; classify: (B) class ids
+    lengths          (B) ints in [1, T], or None: stream b is a record of lengths[b] steps
+    cond             (B) labels in [0, C) for cond "label", (B, C) floats for "vector", or None
     state            (L, S, B, H): S = 1 ([h]) for RNN and GRU, 2 ([h, c]) for LSTM
     dropout masks    (L, T, B, H): the scale applied to layer l's output, 0 or 1 / (1 - p)
-    logits           (T, B, V)
+    logits           lm: (T, B, V); classify: (B, K)
 Parameters are a dict of PyTorch-named tensors (see param_shapes) in the agreed block order.
 """
 
@@ -16,6 +19,10 @@ from .cells import CELLS
 from .rng import Rng
 from .tensor import add_into, add_outer, float32, matvec, matvec_t, one_hot, vsum, zeros, zeros_matrix
 
+TASKS = ("lm", "classify")                 # what the top layer's output feeds: see Config.task
+CONDITIONS = ("none", "label", "vector")   # what v, the condition added to layer 0's input, is
+REDUCTIONS = ("mean", "sum")               # how the loss combines its cross-entropies
+
 
 @dataclass
 class Config:
@@ -26,6 +33,14 @@ class Config:
     num_layers: int = 1         # L
     dropout: float = 0.0        # p, the chance of zeroing an element of a layer's output in training;
                                 # used as a float32, as the C core and checkpoints hold it
+    task: str = "lm"            # "lm": the decoder (V, H) predicts the next token at every step;
+                                # "classify": the head (K, H) reads each stream's output at its last step
+    num_classes: int = 0        # K: >= 2 for "classify", 0 for "lm"
+    cond: str = "none"          # "label": v is the one-hot of a label in [0, C); "vector": v is C floats;
+                                # layer 0 adds W_cond v to its input part at every step
+    cond_size: int = 0          # C: >= 1 with a condition, 0 with "none"
+    one_bias: bool = False      # True: bias_ih only, no bias_hh (min-char-rnn's single hidden bias)
+    reduction: str = "mean"     # the loss is the "mean" or the "sum" of its cross-entropies
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -34,6 +49,22 @@ class Config:
             raise ValueError("vocab_size, hidden_size and num_layers must be >= 1, embed_size >= 0")
         if not (0.0 <= self.dropout < 1.0 and float32(self.dropout) < 1.0):
             raise ValueError("dropout must be in [0, 1) as a float32")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        if self.task == "classify" and self.num_classes < 2:
+            raise ValueError(f"task classify needs num_classes >= 2, not {self.num_classes}")
+        if self.task == "lm" and self.num_classes != 0:
+            raise ValueError(f"task lm predicts tokens: num_classes must be 0, not {self.num_classes}")
+        if self.cond not in CONDITIONS:
+            raise ValueError(f"cond must be one of {', '.join(CONDITIONS)}, not {self.cond!r}")
+        if self.cond != "none" and self.cond_size < 1:
+            raise ValueError(f"cond {self.cond} needs cond_size >= 1, not {self.cond_size}")
+        if self.cond == "none" and self.cond_size != 0:
+            raise ValueError(f"cond_size must be 0 without a condition (cond none), not {self.cond_size}")
+        if not isinstance(self.one_bias, bool):
+            raise ValueError(f"one_bias must be True or False, not {self.one_bias!r}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {self.reduction!r}")
 
     @property
     def gates(self):
@@ -44,6 +75,7 @@ class Config:
         return CELLS[self.cell].states
 
     def input_size(self, layer):
+        """In: the width of the layer's input, not counting the condition."""
         if layer > 0:
             return self.hidden_size
         return self.embed_size or self.vocab_size
@@ -52,13 +84,19 @@ class Config:
 # ---- parameters
 
 def param_shapes(cfg):
-    """[(name, shape)] in block order: encoder, then per layer weight_ih, weight_hh, bias_ih, bias_hh,
-    then decoder."""
+    """[(name, shape)] in block order: encoder, condition, then per layer weight_ih, weight_hh,
+    bias_ih, bias_hh (not with one_bias), then the decoder (lm) or the head (classify)."""
     V, H, GH = cfg.vocab_size, cfg.hidden_size, cfg.gates * cfg.hidden_size
     shapes = [("encoder.weight", (V, cfg.embed_size))] if cfg.embed_size else []
+    if cfg.cond != "none":
+        shapes += [("cond.weight", (GH, cfg.cond_size))]
     for k in range(cfg.num_layers):
         shapes += [(f"weight_ih_l{k}", (GH, cfg.input_size(k))), (f"weight_hh_l{k}", (GH, H)),
-                   (f"bias_ih_l{k}", (GH,)), (f"bias_hh_l{k}", (GH,))]
+                   (f"bias_ih_l{k}", (GH,))]
+        if not cfg.one_bias:
+            shapes += [(f"bias_hh_l{k}", (GH,))]
+    if cfg.task == "classify":
+        return shapes + [("head.weight", (cfg.num_classes, H)), ("head.bias", (cfg.num_classes,))]
     return shapes + [("decoder.weight", (V, H)), ("decoder.bias", (V,))]
 
 
@@ -91,43 +129,80 @@ def unflatten(cfg, flat):
     return tensors
 
 
-def layer_view(tensors, k):
-    """Layer k's four tensors (the same lists, not copies) under short names."""
-    return SimpleNamespace(w_ih=tensors[f"weight_ih_l{k}"], w_hh=tensors[f"weight_hh_l{k}"],
-                           b_ih=tensors[f"bias_ih_l{k}"], b_hh=tensors[f"bias_hh_l{k}"])
+def layer_view(cfg, tensors, k):
+    """Layer k's four tensors under the cells' short names: the same lists, not copies, except two
+    that let the cells run unchanged:
+      - with a condition, layer 0's w_ih is a new matrix [W_ih | W_cond] (each row the two rows
+        joined) for the input x ++ v, so that the one product W_ih x + W_cond v joins the input part
+        of every gate (for GRU's n gate too, outside r's reach);
+      - with one_bias, b_hh is a new zero vector: adding 0.0 changes nothing, and it is no parameter.
+    On a gradient dict the two are scratch buffers: fold_cond_grad splits the first back into
+    weight_ih_l0 and cond.weight; the second is dropped, as no bias_hh exists to receive it."""
+    w_ih = tensors[f"weight_ih_l{k}"]
+    if k == 0 and cfg.cond != "none":
+        w_ih = [row + cond_row for row, cond_row in zip(w_ih, tensors["cond.weight"])]
+    b_hh = zeros(cfg.gates * cfg.hidden_size) if cfg.one_bias else tensors[f"bias_hh_l{k}"]
+    return SimpleNamespace(w_ih=w_ih, w_hh=tensors[f"weight_hh_l{k}"], b_ih=tensors[f"bias_ih_l{k}"], b_hh=b_hh)
+
+
+def fold_cond_grad(cfg, g0, grads):
+    """Split the gradient of layer 0's joined [W_ih | W_cond] into weight_ih_l0 and cond.weight."""
+    if cfg.cond == "none":
+        return  # g0.w_ih is grads["weight_ih_l0"] itself
+    In = cfg.input_size(0)
+    for row, g_ih, g_cond in zip(g0.w_ih, grads["weight_ih_l0"], grads["cond.weight"]):
+        g_ih[:] = row[:In]
+        g_cond[:] = row[In:]
 
 
 IRNN_INPUT_BOUND = 0.001 * math.sqrt(3.0)  # uniform with standard deviation 0.001 (Le et al. 2015)
-INIT_SCHEMES = ("default", "irnn")
+NORMAL_STD = 0.01                          # min-char-rnn's np.random.randn(...) * 0.01
+INIT_SCHEMES = ("default", "irnn", "normal")
+OUTPUT_LAYERS = ("decoder", "head")        # the Linear after the recurrent layers: lm's or classify's
 
 
 def init_rule(cfg, name, scheme):
-    """How one tensor starts: ("uniform", bound), ("identity",) or ("zeros",).
+    """How one tensor starts: ("uniform", bound), ("normal", std), ("identity",) or ("zeros",).
 
-    "default" is PyTorch's: weights and biases of nn.RNN/LSTM/GRU and of the nn.Linear decoder
-    (fan-in H) uniform(-1/sqrt(H), 1/sqrt(H)); the embedding uniform(-sqrt(3), sqrt(3)), the unit
-    variance of PyTorch's N(0, 1) embedding from our uniform generator.
+    "default" is PyTorch's: weights and biases of nn.RNN/LSTM/GRU and of the nn.Linear decoder or
+    head (fan-in H) uniform(-1/sqrt(H), 1/sqrt(H)), cond.weight too (it is part of layer 0's input
+    weights); the embedding uniform(-sqrt(3), sqrt(3)), the unit variance of PyTorch's N(0, 1)
+    embedding from our uniform generator.
     "irnn" (Le, Jaitly, Hinton 2015) changes the recurrent layers: weight_hh identity, biases zero,
-    weight_ih small.
+    the input weights (weight_ih and cond.weight) small.
+    "normal" is min-char-rnn's: every weight matrix N(0, 0.01^2), every bias zero.
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init scheme must be one of {', '.join(INIT_SCHEMES)}, not {scheme!r}")
     if scheme == "irnn" and cfg.gates != 1:
         raise ValueError(f"irnn (an identity weight_hh) is for the RNNs, not {cfg.cell}")
+    is_bias = "bias" in name  # bias_ih_l{k}, bias_hh_l{k}, decoder.bias, head.bias
+    if scheme == "normal":
+        return ("zeros",) if is_bias else ("normal", NORMAL_STD)
     if name == "encoder.weight":
         return ("uniform", math.sqrt(3.0))
-    if scheme == "irnn" and not name.startswith("decoder"):
+    if scheme == "irnn" and not name.startswith(OUTPUT_LAYERS):
         if name.startswith("weight_hh"):
             return ("identity",)
-        if name.startswith("bias"):
+        if is_bias:
             return ("zeros",)
         return ("uniform", IRNN_INPUT_BOUND)
     return ("uniform", 1.0 / math.sqrt(cfg.hidden_size))
 
 
+def normal_draw(rng):
+    """A N(0, 1) number by Box and Muller from two uniforms, u1 then u2, in double, the expression
+    evaluated as written. u1 < 1, so log(1 - u1) is finite. init_params multiplies it by 0.01 after,
+    0.01 * (sqrt(...) * cos(...)), as the C core does before it rounds once to float32."""
+    u1 = rng.uniform()
+    u2 = rng.uniform()
+    return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+
+
 def init_params(cfg, seed, scheme="default"):
-    """Fresh parameters from a seed. Tensors are filled in block order; a uniform tensor draws one
-    number per element, row-major, w = (2u - 1) * bound; constant tensors draw nothing."""
+    """Fresh parameters from a seed. Tensors are filled in block order, elements row-major: a uniform
+    element draws one number, w = (2u - 1) * bound; a normal one two (normal_draw); constant tensors
+    draw nothing."""
     rng = Rng(seed)
     flat = []
     for name, shape in param_shapes(cfg):
@@ -135,6 +210,8 @@ def init_params(cfg, seed, scheme="default"):
         n = math.prod(shape)
         if rule[0] == "uniform":
             flat += [(2.0 * rng.uniform() - 1.0) * rule[1] for _ in range(n)]
+        elif rule[0] == "normal":
+            flat += [rule[1] * normal_draw(rng) for _ in range(n)]
         elif rule[0] == "identity":  # weight_hh of an RNN is square (H, H)
             flat += [1.0 if r == c else 0.0 for r in range(shape[0]) for c in range(shape[1])]
         else:
@@ -167,83 +244,187 @@ def cross_entropy(logits, target):
     return m + math.log(sum(math.exp(a - m) for a in logits)) - logits[target]
 
 
+def cross_entropy_grad(logits, target, divisor):
+    """d cross_entropy(logits, target) / d logits = softmax(logits) - one_hot(target), over divisor."""
+    d = softmax(logits)
+    d[target] -= 1.0
+    return [x / divisor for x in d]
+
+
+def loss_divisor(cfg, T, B, lengths):
+    """What the sum of cross-entropies is divided by: for "mean" their number (lm: the positions
+    within their records, T*B without lengths; classify: the B streams); for "sum" 1."""
+    if cfg.reduction == "sum":
+        return 1
+    if cfg.task == "classify":
+        return B
+    return sum(lengths) if lengths is not None else T * B
+
+
 # ---- forward and backward
 
-def input_vector(cfg, params, token):
-    if cfg.embed_size:
-        return params["encoder.weight"][token]
-    return one_hot(token, cfg.vocab_size)
+def running(lengths, t, b):
+    """Whether stream b's record is still running at step t."""
+    return lengths is None or t < lengths[b]
+
+
+def last_step(lengths, T, b):
+    return (lengths[b] if lengths is not None else T) - 1
+
+
+def layer0_input(cfg, params, token, cond, b):
+    """x ++ v: the token's embedding or one-hot (In), then stream b's condition (C) if there is one."""
+    x = params["encoder.weight"][token] if cfg.embed_size else one_hot(token, cfg.vocab_size)
+    if cfg.cond == "label":
+        return x + one_hot(cond[b], cfg.cond_size)
+    if cfg.cond == "vector":
+        return x + list(cond[b])
+    return x
+
+
+def dropout(h, masks, l, t, b):
+    return h if masks is None else [hj * mj for hj, mj in zip(h, masks[l][t][b])]
+
+
+def linear_forward(params, name, x):
+    """W x + b, with W = params[name + ".weight"], b = params[name + ".bias"]."""
+    return vsum(matvec(params[f"{name}.weight"], x), params[f"{name}.bias"])
+
+
+def linear_backward(params, grads, name, dout, x):
+    """Adds dW = outer(dout, x) and db = dout into grads; returns dx = W^T dout."""
+    add_outer(grads[f"{name}.weight"], dout, x)
+    add_into(grads[f"{name}.bias"], dout)
+    return matvec_t(params[f"{name}.weight"], dout)
+
+
+def check_records(cfg, T, B, targets, lengths, cond):
+    """The per-stream arguments, which would otherwise be misread without a word."""
+    if lengths is not None and (len(lengths) != B or
+                                not all(isinstance(n, int) and 1 <= n <= T for n in lengths)):
+        raise ValueError(f"lengths must be None or {B} whole numbers in [1, {T}]")
+    if (cond is None) != (cfg.cond == "none"):
+        raise ValueError(f"cond must be given for cond {cfg.cond}" if cond is None else
+                         "cond given, but the config has no condition (cond none)")
+    if cond is not None and len(cond) != B:
+        raise ValueError(f"cond must have one entry per stream ({B}), not {len(cond)}")
+    if cfg.cond == "label" and not all(isinstance(c, int) and 0 <= c < cfg.cond_size for c in cond):
+        raise ValueError(f"cond labels must be whole numbers in [0, {cfg.cond_size})")
+    if cfg.cond == "vector" and not all(hasattr(v, "__len__") and len(v) == cfg.cond_size for v in cond):
+        raise ValueError(f"cond vectors must have cond_size = {cfg.cond_size} elements")
+    if cfg.task == "classify" and targets is not None and (
+            len(targets) != B or not all(isinstance(k, int) and 0 <= k < cfg.num_classes for k in targets)):
+        raise ValueError(f"classify targets must be {B} class ids in [0, {cfg.num_classes})")
 
 
 @dataclass
 class Forward:
-    loss: float          # mean cross-entropy over the T*B positions (None without targets)
-    logits: list         # (T, B, V)
-    final_state: list    # (L, S, B, H)
+    loss: float          # the mean (or sum, per cfg.reduction) of the cross-entropies; None without targets
+    logits: list         # lm: (T, B, V); classify: (B, K)
+    final_state: list    # (L, S, B, H): each stream's state after its own last step
     tokens: list
-    targets: list
+    targets: list        # lm: (T, B); classify: (B); or None
     masks: list          # (L, T, B, H) or None
-    caches: list         # (T, B, L): each cell step's cache
-    outputs: list        # (T, B, H): the top layer's output after dropout, the decoder's input
+    caches: list         # (T, B, L): each cell step's cache; None where a record has ended
+    outputs: list        # (T, B, H): the top layer's output after dropout, what the decoder or head reads
+    lengths: list = None  # (B) or None
+    cond: list = None     # (B) labels, (B, C) vectors, or None
 
 
-def forward(cfg, params, tokens, targets, state0, masks=None):
-    """Run B streams for T steps from state0. targets may be None (no loss), masks None (no dropout)."""
+def forward(cfg, params, tokens, targets, state0, masks=None, lengths=None, cond=None):
+    """Run B streams for T steps from state0. targets may be None (no loss), masks None (no dropout),
+    lengths None (every stream runs T steps); cond is None, labels or vectors, as cfg.cond says.
+    Past the end of its record (t >= lengths[b]) a stream takes no step: its state stays, its output
+    is the frozen h (times that position's dropout mask), and no loss reads it."""
     step_forward = CELLS[cfg.cell].step_forward
     L, S, T, B = cfg.num_layers, cfg.num_states, len(tokens), len(tokens[0])
-    layers = [layer_view(params, k) for k in range(L)]
+    check_records(cfg, T, B, targets, lengths, cond)
+    layers = [layer_view(cfg, params, k) for k in range(L)]
     state = [[[list(state0[l][s][b]) for s in range(S)] for b in range(B)] for l in range(L)]
     caches = [[[None] * L for _ in range(B)] for _ in range(T)]
-    logits = [[None] * B for _ in range(T)]
     outputs = [[None] * B for _ in range(T)]
-    total = 0.0
     for t in range(T):
         for b in range(B):
-            x = input_vector(cfg, params, tokens[t][b])
-            for l in range(L):
-                state[l][b], caches[t][b][l] = step_forward(x, state[l][b], layers[l])
-                x = state[l][b][0]
-                if masks is not None:
-                    x = [xj * mj for xj, mj in zip(x, masks[l][t][b])]
+            if running(lengths, t, b):
+                x = layer0_input(cfg, params, tokens[t][b], cond, b)
+                for l in range(L):
+                    state[l][b], caches[t][b][l] = step_forward(x, state[l][b], layers[l])
+                    x = dropout(state[l][b][0], masks, l, t, b)
+            else:
+                x = dropout(state[L - 1][b][0], masks, L - 1, t, b)
             outputs[t][b] = x
-            logits[t][b] = vsum(matvec(params["decoder.weight"], x), params["decoder.bias"])
-            if targets is not None:
-                total += cross_entropy(logits[t][b], targets[t][b])
     final_state = [[[state[l][b][s] for b in range(B)] for s in range(S)] for l in range(L)]
-    loss = total / (T * B) if targets is not None else None
-    return Forward(loss, logits, final_state, tokens, targets, masks, caches, outputs)
+    total = 0.0
+    if cfg.task == "classify":
+        logits = [linear_forward(params, "head", outputs[last_step(lengths, T, b)][b]) for b in range(B)]
+        if targets is not None:
+            for b in range(B):
+                total += cross_entropy(logits[b], targets[b])
+    else:
+        logits = [[linear_forward(params, "decoder", outputs[t][b]) for b in range(B)] for t in range(T)]
+        if targets is not None:
+            for t in range(T):
+                for b in range(B):
+                    if running(lengths, t, b):
+                        total += cross_entropy(logits[t][b], targets[t][b])
+    loss = total / loss_divisor(cfg, T, B, lengths) if targets is not None else None
+    return Forward(loss, logits, final_state, tokens, targets, masks, caches, outputs, lengths, cond)
 
 
-def backward(cfg, params, fwd):
-    """Gradients of fwd.loss: (grads, dstate0). grads is shaped like params, summed over time;
-    dstate0 (L, S, B, H) is the gradient with respect to the initial state. The final state gets
-    no gradient from outside (truncated backpropagation through time)."""
+def output_grad(cfg, params, fwd, grads, t, b, divisor):
+    """The loss's gradient with respect to the top layer's output at (t, b), adding the decoder's or
+    head's gradients into grads on the way; zeros where no loss reads that output."""
+    if fwd.targets is None:
+        return zeros(cfg.hidden_size)
+    if cfg.task == "classify":
+        if t != last_step(fwd.lengths, len(fwd.tokens), b):
+            return zeros(cfg.hidden_size)
+        dlogits = cross_entropy_grad(fwd.logits[b], fwd.targets[b], divisor)
+        return linear_backward(params, grads, "head", dlogits, fwd.outputs[t][b])
+    dlogits = cross_entropy_grad(fwd.logits[t][b], fwd.targets[t][b], divisor)
+    return linear_backward(params, grads, "decoder", dlogits, fwd.outputs[t][b])
+
+
+def backward(cfg, params, fwd, dfinal=None):
+    """Gradients of [fwd.loss, if forward had targets] + [sum(dfinal * final_state), if dfinal
+    (L, S, B, H) is given: what a decoder sends back to its encoder]. Returns (grads, dstate0, dcond):
+    grads shaped like params, summed over time and streams; dstate0 (L, S, B, H), the gradient with
+    respect to the initial state; dcond (B, C), that with respect to the condition vectors for cond
+    "vector", None otherwise. Without dfinal the final state gets no gradient from outside
+    (truncated backpropagation through time)."""
+    if fwd.targets is None and dfinal is None:
+        raise ValueError("backward needs a loss (a forward with targets) or dfinal, or both")
     step_backward = CELLS[cfg.cell].step_backward
-    L, S, H = cfg.num_layers, cfg.num_states, cfg.hidden_size
+    L, S, H, In = cfg.num_layers, cfg.num_states, cfg.hidden_size, cfg.input_size(0)
     T, B = len(fwd.tokens), len(fwd.tokens[0])
-    layers = [layer_view(params, k) for k in range(L)]
+    divisor = loss_divisor(cfg, T, B, fwd.lengths)
+    layers = [layer_view(cfg, params, k) for k in range(L)]
     grads = zeros_params(cfg)
-    glayers = [layer_view(grads, k) for k in range(L)]
-    dstate = [[[zeros(H) for _ in range(S)] for _ in range(B)] for _ in range(L)]  # from step t+1
+    glayers = [layer_view(cfg, grads, k) for k in range(L)]
+    dcond = zeros_matrix(B, cfg.cond_size) if cfg.cond == "vector" else None
+    # dstate[l][b]: the gradient with respect to stream b's layer-l state after step t, from step t+1
+    # on; at t = T-1 that is dfinal (or zero)
+    dstate = [[[list(dfinal[l][s][b]) if dfinal is not None else zeros(H) for s in range(S)]
+               for b in range(B)] for l in range(L)]
     for t in reversed(range(T)):
         for b in range(B):
-            # loss = mean of cross-entropies: dlogits = (softmax - onehot(target)) / (T B)
-            dlogits = softmax(fwd.logits[t][b])
-            dlogits[fwd.targets[t][b]] -= 1.0
-            dlogits = [d / (T * B) for d in dlogits]
-            add_outer(grads["decoder.weight"], dlogits, fwd.outputs[t][b])
-            add_into(grads["decoder.bias"], dlogits)
-            dy = matvec_t(params["decoder.weight"], dlogits)
+            if not running(fwd.lengths, t, b):
+                continue  # no step ran, the state after t is the state after t-1: dstate passes through
+            dy = output_grad(cfg, params, fwd, grads, t, b, divisor)
             for l in reversed(range(L)):
                 if fwd.masks is not None:
                     dy = [d * m for d, m in zip(dy, fwd.masks[l][t][b])]
                 dh = vsum(dstate[l][b][0], dy)
                 dy, dstate[l][b] = step_backward([dh] + dstate[l][b][1:], fwd.caches[t][b][l],
                                                  layers[l], glayers[l])
+            # dy is now the gradient of layer 0's input x ++ v
             if cfg.embed_size:
-                add_into(grads["encoder.weight"][fwd.tokens[t][b]], dy)
+                add_into(grads["encoder.weight"][fwd.tokens[t][b]], dy[:In])
+            if dcond is not None:
+                add_into(dcond[b], dy[In:])
+    fold_cond_grad(cfg, glayers[0], grads)
     dstate0 = [[[dstate[l][b][s] for b in range(B)] for s in range(S)] for l in range(L)]
-    return grads, dstate0
+    return grads, dstate0, dcond
 
 
 def zero_state(cfg, B):

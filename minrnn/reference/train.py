@@ -4,11 +4,13 @@ from .model import backward, flatten, forward, unflatten
 from .optim import clip_by_norm, clip_by_value, global_norm
 
 
-def train_step(cfg, params, optimizer, tokens, targets, state0, masks=None, clip_value=0.0, clip_norm=0.0):
-    """Forward, backward, clip (by value, then by global norm; 0 = off), update.
+def train_step(cfg, params, optimizer, tokens, targets, state0, masks=None, clip_value=0.0, clip_norm=0.0,
+               lengths=None, cond=None):
+    """Forward, backward, clip (by value, then by global norm; 0 = off), update. lengths and cond go to
+    forward as they are (None: every stream runs T steps; no condition).
     Returns (new params, loss, final state, gradient norm after the value clip and before the norm clip)."""
-    fwd = forward(cfg, params, tokens, targets, state0, masks)
-    grads, _ = backward(cfg, params, fwd)
+    fwd = forward(cfg, params, tokens, targets, state0, masks, lengths, cond)
+    grads, _, _ = backward(cfg, params, fwd)
     g = flatten(cfg, grads)
     if clip_value > 0.0:
         clip_by_value(g, clip_value)
