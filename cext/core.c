@@ -32,7 +32,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
     case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 and 2)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
-    case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum or sizes do not match)";
+    case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum, sizes or contents do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
     case MINRNN_ERR_NONFINITE: return "loss or gradient is not finite";
     case MINRNN_ERR_READ: return "file could not be read";
@@ -133,6 +133,12 @@ size_t minrnn_param_count(const minrnn_config *cfg) {
 size_t minrnn_state_size(const minrnn_config *cfg, int B) {
     if (minrnn_config_check(cfg) != MINRNN_OK || B < 1) return 0;
     return (size_t)cfg->num_layers * cell_kind_of(cfg)->states * (size_t)B * cfg->hidden_size;
+}
+
+size_t minrnn_logits_size(const minrnn_config *cfg, int B, int T) {
+    if (minrnn_config_check(cfg) != MINRNN_OK || B < 1 || T < 1) return 0;
+    if (cfg->task == MINRNN_TASK_CLASSIFY) return (size_t)B * cfg->num_classes;
+    return (size_t)T * B * cfg->vocab_size;
 }
 
 /* Named pointers in one pass over the block (this runs at every forward and backward). */

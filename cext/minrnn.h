@@ -176,10 +176,10 @@ typedef struct {
                                   * MINRNN_END_SYMBOL for a record model */
     float *params;               /* (param_count) */
     char *meta;                  /* (meta_size) bytes, not NUL-terminated */
-    char *labels;                /* (labels_size) bytes: the names of the K classes (classifier) or
-                                  * of the C labels (MINRNN_COND_LABEL), each ended by '\n', UTF-8
-                                  * without '\t'; empty otherwise */
-    float *cond_shift, *cond_scale;   /* MINRNN_COND_VECTOR: (C) each; the model reads
+    char *labels;                /* (labels_size) bytes: the K class names (classifier), then the C
+                                  * label names (MINRNN_COND_LABEL), each non-empty, ended by '\n',
+                                  * valid UTF-8 without '\t', '\r' or NUL; labels_size 0 otherwise */
+    float *cond_shift, *cond_scale;   /* MINRNN_COND_VECTOR: (C) finite floats each; the model reads
                                   * (v - cond_shift) * cond_scale, the standardized vector */
     /* ---- training state, for an exact resume ---- */
     minrnn_optimizer optimizer;
@@ -205,6 +205,8 @@ size_t minrnn_param_count(const minrnn_config *cfg);
 int minrnn_tensor_count(const minrnn_config *cfg);
 int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out);
 size_t minrnn_state_size(const minrnn_config *cfg, int B);
+/* The logits of B streams over T steps: T * B * V for a language model, B * K for a classifier. */
+size_t minrnn_logits_size(const minrnn_config *cfg, int B, int T);
 /* Enough for minrnn_forward, minrnn_backward and minrnn_train_step with these B and T, and for
  * minrnn_step with this B. */
 size_t minrnn_workspace_size(const minrnn_config *cfg, int B, int T);
@@ -275,7 +277,10 @@ int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck);
 /* Check the whole file (sizes, offsets, checksum) and fill ck's scalar fields; pointers are NULLed. */
 int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck);
 /* Read the file into ck's buffers; ck's scalar fields must be those peek gave (MINRNN_ERR_MISMATCH
- * otherwise). The training-state buffers are filled when has_train_state and they are not NULL. */
+ * otherwise). vocab, params, meta, and labels (labels_size > 0) and cond_shift, cond_scale
+ * (MINRNN_COND_VECTOR) are required (MINRNN_ERR_ARG otherwise), for save too. The training-state
+ * buffers are filled when has_train_state and they are not NULL. Format-1 files load as a
+ * language model with the defaults of the newer fields. */
 int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck);
 /* The same from a file descriptor open for reading (left open; read from its start). peek and
  * load on one descriptor read one file even if another process replaces the path meanwhile (as

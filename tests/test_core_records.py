@@ -50,6 +50,7 @@ def test_every_new_path_matches_the_reference(kind, task, cond, ragged, one_bias
     fwd = pb.forward(with_targets=targets)
     grads, dstate0, dcond = R.backward(cfg, pb.params, fwd, pb.dfinal if dfinal else None)
     model, fwd_c, dstate0_c, dvectors = core_run(cfg, pb, with_targets=targets, dfinal=dfinal)
+    assert fwd_c.logits.size == core.lib.minrnn_logits_size(model.c, B, T)   # the library's size query agrees
     if targets:
         # a summed loss is up to T*B times a mean one: its round-off scales with it
         assert_close(fwd_c.loss, fwd.loss, "loss")

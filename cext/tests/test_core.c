@@ -55,6 +55,10 @@ static void test_config_and_sizes(void) {
         }
         CHECK(minrnn_config_check(&w) == MINRNN_ERR_CONFIG, "bad field %d accepted", i);
     }
+    minrnn_config k = config(MINRNN_GRU, MINRNN_TANH, 5, 0, 4, 1, 0.0f);
+    CHECK(minrnn_logits_size(&k, 3, 7) == 3 * 7 * 5, "logits of a language model");
+    k.task = MINRNN_TASK_CLASSIFY, k.num_classes = 4;
+    CHECK(minrnn_logits_size(&k, 3, 7) == 3 * 4, "logits of a classifier");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(minrnn_config_check(&bad[i]) == MINRNN_ERR_CONFIG, "bad config %zu accepted", i);
         CHECK(minrnn_param_count(&bad[i]) == 0 && minrnn_workspace_size(&bad[i], 1, 1) == 0, "sizes of bad %zu", i);

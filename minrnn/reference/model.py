@@ -269,6 +269,7 @@ def running(lengths, t, b):
 
 
 def last_step(lengths, T, b):
+    """The step at which stream b's record ends: the one classify reads."""
     return (lengths[b] if lengths is not None else T) - 1
 
 
@@ -283,6 +284,7 @@ def layer0_input(cfg, params, token, cond, b):
 
 
 def dropout(h, masks, l, t, b):
+    """Layer l's output at (t, b): h times its mask (h itself without dropout)."""
     return h if masks is None else [hj * mj for hj, mj in zip(h, masks[l][t][b])]
 
 
