@@ -113,7 +113,6 @@ class RecordSet:
         labels = None
         if kind == "labels":
             labels, parts = split_labels(parts, path, sep)
-        self.texts = []
         try:
             self.texts = [read_symbols(p, encoding) for p in parts]
         except TextError as e:
