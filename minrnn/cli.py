@@ -23,7 +23,7 @@ from minrnn.records import RecordSet, read_features
 from minrnn.rundir import last_run_checkpoint
 from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Flag, Number
 from minrnn.text import TextError, Vocab, read_symbols, show, unescape
-from minrnn.training import Run
+from minrnn.training import Run, condition_of
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line."""
@@ -266,7 +266,7 @@ def eval_records(args, ck, vocab):
                         label_names=list(ck.labels) or None, scaling=ck.cond_scaling)
     picks = np.arange(len(records.ids))
     loss, per_record, chars, predicted = evaluate_records(ck.model, records, picks, args.batch_size,
-                                                          None if cfg.cond == "none" else cfg.cond)
+                                                          condition_of(cfg))
     if cfg.task != "classify":
         print(f"{args.file}: {loss:.4f} nats/char, {loss / math.log(2):.4f} bits/char over {chars:,} characters "
               f"(the end of each record included); {per_record:.3f} nats per record over {len(picks):,} records")

@@ -4,6 +4,7 @@ import numpy as np
 
 from minrnn import core
 from minrnn.errors import UserError
+from minrnn.records import frame, record_batch
 from minrnn.resources import require_memory
 
 ADVICE = {  # what to do about a checkpoint the library refused
@@ -92,7 +93,6 @@ def evaluate_records(model, records, picks, batch_size, cond):
     """Loss of the records `picks` (a RecordSet's indices), dropout off, in batches of batch_size:
     (nats per character, nats per record, characters), where a record of n characters has n + 1
     predictions (the end token too). For a classifier, also the predicted class of each record."""
-    from minrnn.records import record_batch
     total, chars, predicted = 0.0, 0, []
     for a in range(0, len(picks), batch_size):
         chunk = picks[a:a + batch_size]
@@ -154,7 +154,6 @@ def generate_streams(model, vocab, num, prime_ids, length, seed, temperature=1.0
 
 def class_probabilities(model, vocab, texts, batch_size=64):
     """(len(texts), K) probabilities of a classifier for texts given as id arrays."""
-    from minrnn.records import frame
     rows = []
     for a in range(0, len(texts), batch_size):
         tokens, _, lengths = frame(texts[a:a + batch_size], vocab)
