@@ -28,19 +28,9 @@
 
 #include "internal.h"
 
-/* Bit patterns: comparing them as integers keeps these loops free of float compares, which GCC
- * will not turn into vector selects under -ftrapping-math (the default, kept: no fast-math). */
-static inline uint32_t bits_(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static inline float float_(uint32_t u) {
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
+/* Bit patterns (bits_, float_: internal.h): comparing them as integers keeps these loops free of
+ * float compares, which GCC will not turn into vector selects under -ftrapping-math (the default,
+ * kept: no fast-math). */
 
 /* x > 0 (and not -0, not a negative NaN) */
 static inline int positive_(float x) { return (int32_t)bits_(x) > 0; }

@@ -1,11 +1,12 @@
-/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 2, and format 1 read.
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 3, and formats 1 and 2
+ * read.
  *
  * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
  * the sections back to back in the order of the section table with no gaps, then an 8-byte trailer.
  *
  *   off  size  field
  *   0    8     magic: the 8 bytes "minrnnCK"
- *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (2)
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (3)
  *   12   4     u32 header size = 512
  *   16   4     i32 cell
  *   20   4     i32 nonlinearity
@@ -39,25 +40,36 @@
  *   268  4     i32 cond_size C
  *   272  4     i32 one_bias
  *   276  4     i32 reduction
- *   280  232   zero padding (must be zero)
- *   512  ...   sections: vocab (V x i32 symbols), params (param_count x f32),
- *              m (param_count x f32), v (param_count x f32), state (state_size(cfg, B) x f32),
- *              meta (meta_size bytes of UTF-8 JSON), labels (labels_size bytes),
- *              cond (2C x f32: cond_shift, then cond_scale); m, v and state have size 0 when
- *              has_train_state = 0, cond has size 0 unless cond = MINRNN_COND_VECTOR (an empty
- *              section's offset is where it would start)
+ *   280  4     i32 precision of the params section (MINRNN_FLOAT32 or MINRNN_BFLOAT16)
+ *   284  228   zero padding (must be zero)
+ *   512  ...   sections: vocab (V x i32 symbols), params (param_count x f32, or x bf16 when
+ *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
+ *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
+ *              labels (labels_size bytes), cond (2C x f32: cond_shift, then cond_scale);
+ *              m, v and state have size 0 when has_train_state = 0, cond has size 0 unless
+ *              cond = MINRNN_COND_VECTOR (an empty section's offset is where it would start)
  *   end-8 8    u64 checksum: FNV-1a 64-bit (offset basis 0xcbf29ce484222325,
  *              prime 0x100000001b3) of every byte before it
+ *
+ * A bf16 is a u16, the high half of a float32's bits: save rounds each parameter to nearest, ties
+ * to even, as it writes it (a NaN stays a NaN: its high half with the quiet bit 0x0040 set); load
+ * widens each one exactly (the low half 0). In memory the parameters are float32 either way, and
+ * the caller's buffer is never changed.
+ *
+ * Format 2 (the one before bfloat16; read, never written) is format 3 without the precision
+ * field: 280..511 is zero padding, and a format-2 file reads as precision MINRNN_FLOAT32.
  *
  * Format 1 (written by minrnn 0.1 and 0.2; read, never written) is the same up to byte 128, with
  * version 1 and header size 256. Its table has six pairs (vocab .. meta) at 128..223, 224..255 is
  * zero padding, and its sections start at 256. It has no field from byte 224 on: a format-1 file
  * reads as task MINRNN_TASK_LM, num_classes 0, cond MINRNN_COND_NONE, cond_size 0, one_bias 0,
- * reduction MINRNN_MEAN (the defaults, all 0), labels_size 0, no cond section, and its
- * vocabulary has no START/END markers.
+ * reduction MINRNN_MEAN, precision MINRNN_FLOAT32 (the defaults, all 0), labels_size 0, no cond
+ * section, and its vocabulary has no START/END markers.
  *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
  *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 258;
+ *   - precision is MINRNN_FLOAT32 or MINRNN_BFLOAT16, and MINRNN_BFLOAT16 has no training state
+ *     (a compact checkpoint is for inference; an exact resume needs the float32 parameters);
  *   - vocab: the text's symbols, strictly increasing, optionally followed by MINRNN_START_SYMBOL
  *     and MINRNN_END_SYMBOL (both or neither, the last two entries; never in format 1); UTF8
  *     symbols are Unicode scalar values (0..0x10FFFF without the surrogates 0xD800..0xDFFF),
@@ -96,13 +108,14 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "minrnn.h"
+#include "internal.h"   /* minrnn.h, and bfloat16 rounding and widening */
 
 _Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32 floats");
 
 #define HEADER_SIZE_MAX 512          /* the largest header of the formats read here */
 #define TRAILER_SIZE 8
-#define IO_CHUNK_BYTES (64 * 1024)   /* bytes converted or hashed at a time; a multiple of 4 */
+#define IO_CHUNK_BYTES (64 * 1024)   /* bytes converted or hashed at a time; a multiple of every
+                                      * element's width (4, 2, 1) */
 #define FNV_BASIS 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
@@ -120,14 +133,15 @@ enum {
     OFF_CLIP_NORM = 92, OFF_STEP = 96, OFF_EPOCH = 104, OFF_POSITION = 112, OFF_RNG_STATE = 120,
     OFF_TABLE = 128,                 /* section i: offset at 128 + 16 i, size at 136 + 16 i */
     OFF_TASK = 256, OFF_NUM_CLASSES = 260, OFF_COND = 264, OFF_COND_SIZE = 268,
-    OFF_ONE_BIAS = 272, OFF_REDUCTION = 276,
-    OFF_PADDING = 280
+    OFF_ONE_BIAS = 272, OFF_REDUCTION = 276, OFF_PRECISION = 280,
+    OFF_PADDING = 284
 };
 
 enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC_COND, NUM_SECTIONS };
 
 /* What the formats read here differ in. Format 1 has no field from byte 224 on: a shorter
- * section table, and the fields of 256..279 keep their defaults (all 0). */
+ * section table, and the fields of 256..283 keep their defaults (all 0). Format 2 has none from
+ * byte 280 on: its precision is the default, MINRNN_FLOAT32. */
 typedef struct {
     uint32_t version;
     uint32_t header_size;
@@ -138,7 +152,8 @@ typedef struct {
 
 static const checkpoint_format FORMATS[] = {
     {1, 256, SEC_LABELS, OFF_TABLE + 16 * SEC_LABELS, 0},
-    {2, 512, NUM_SECTIONS, OFF_PADDING, 1},
+    {2, 512, NUM_SECTIONS, OFF_PRECISION, 1},
+    {3, 512, NUM_SECTIONS, OFF_PADDING, 1},
 };
 
 /* The format of this version; NULL for one this library does not read. */
@@ -154,10 +169,17 @@ typedef struct {
     const checkpoint_format *format;
     uint64_t offset[NUM_SECTIONS];
     uint64_t size[NUM_SECTIONS];
+    uint64_t width[NUM_SECTIONS];    /* bytes per element: 4, 2 (bfloat16 params) or 1 */
     uint64_t file_size;              /* header + sections + trailer */
 } layout;
 
 /* ---- little-endian fields */
+
+static void put_u16(unsigned char *p, uint16_t x)
+{
+    p[0] = (unsigned char)x;
+    p[1] = (unsigned char)(x >> 8);
+}
 
 static void put_u32(unsigned char *p, uint32_t x)
 {
@@ -177,6 +199,11 @@ static void put_f32(unsigned char *p, float x)
     uint32_t u;
     memcpy(&u, &x, 4);
     put_u32(p, u);
+}
+
+static uint16_t get_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
 }
 
 static uint32_t get_u32(const unsigned char *p)
@@ -305,6 +332,9 @@ static int check_scalars(const minrnn_checkpoint *ck)
     /* a model without names has no labels section (said by the header, before any is read) */
     if (label_count(&ck->config) == 0 && ck->labels_size != 0) return MINRNN_ERR_ARG;
     if (ck->has_train_state != 0 && ck->has_train_state != 1) return MINRNN_ERR_ARG;
+    if (ck->precision != MINRNN_FLOAT32 && ck->precision != MINRNN_BFLOAT16) return MINRNN_ERR_ARG;
+    /* rounded parameters are for inference: an exact resume needs the float32 ones */
+    if (ck->precision == MINRNN_BFLOAT16 && ck->has_train_state) return MINRNN_ERR_ARG;
     if (!ck->has_train_state) return MINRNN_OK;
     const minrnn_optimizer *o = &ck->optimizer;
     const float hyper[8] = {o->lr, o->momentum, o->alpha, o->beta1, o->beta2, o->eps,
@@ -338,7 +368,8 @@ static int section_buffers(const minrnn_checkpoint *ck, int s, void *buf[2])
     return s == SEC_COND ? 2 : 1;
 }
 
-/* Bytes per element of each section: 4 for int32 and float words, 1 for bytes. */
+/* Bytes per element of each section: 4 for int32 and float words, 1 for bytes; the params
+ * section's is its precision's (minrnn_precision_size). */
 static const uint64_t WIDTH[NUM_SECTIONS] = {4, 4, 4, 4, 4, 1, 1, 4};
 
 /* The back-to-back layout in this format that ck's (checked) scalar fields imply. Returns 0 if a
@@ -360,11 +391,14 @@ static int compute_layout(const minrnn_checkpoint *ck, const checkpoint_format *
     count[SEC_LABELS] = ck->labels_size;
     if (ck->config.cond == MINRNN_COND_VECTOR) count[SEC_COND] = 2 * (uint64_t)ck->config.cond_size;
     lay->format = format;
+    memcpy(lay->width, WIDTH, sizeof WIDTH);
+    lay->width[SEC_PARAMS] = minrnn_precision_size(ck->precision);
+    if (lay->width[SEC_PARAMS] == 0) return 0;
     uint64_t at = format->header_size;
     for (int s = 0; s < NUM_SECTIONS; s++) {
-        if (count[s] > (UINT64_MAX - at) / WIDTH[s]) return 0;   /* at + count * width overflows */
+        if (count[s] > (UINT64_MAX - at) / lay->width[s]) return 0;   /* at + count * width overflows */
         lay->offset[s] = at;
-        lay->size[s] = count[s] * WIDTH[s];
+        lay->size[s] = count[s] * lay->width[s];
         at += lay->size[s];
     }
     if (at > (uint64_t)INT64_MAX - TRAILER_SIZE) return 0;
@@ -418,6 +452,7 @@ static void encode_header(const minrnn_checkpoint *ck, const layout *lay, unsign
     put_i32(h + OFF_COND_SIZE, ck->config.cond_size);
     put_i32(h + OFF_ONE_BIAS, ck->config.one_bias);
     put_i32(h + OFF_REDUCTION, ck->config.reduction);
+    put_i32(h + OFF_PRECISION, ck->precision);
 }
 
 /* Parse and check the first n bytes (n <= HEADER_SIZE_MAX) of a file of file_len bytes: magic,
@@ -476,6 +511,8 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
         ck->config.reduction = get_i32(h + OFF_REDUCTION);
         ck->labels_size = get_u64(h + OFF_TABLE + 16 * SEC_LABELS + 8);
     }
+    if (format->fields_end > OFF_PRECISION)   /* which formats 1 and 2 lack */
+        ck->precision = get_i32(h + OFF_PRECISION);
     if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
     if (!ck->has_train_state)
         for (int i = OFF_TRAIN_FIRST; i < OFF_TABLE; i++)
@@ -505,6 +542,7 @@ static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *fi
            a->reduction == b->reduction &&
            ck->encoding == file->encoding && ck->has_train_state == file->has_train_state &&
            ck->meta_size == file->meta_size && ck->labels_size == file->labels_size &&
+           ck->precision == file->precision &&
            o->kind == p->kind && f32_bits(o->lr) == f32_bits(p->lr) &&
            f32_bits(o->momentum) == f32_bits(p->momentum) &&
            f32_bits(o->alpha) == f32_bits(p->alpha) &&
@@ -586,8 +624,14 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
                 if (status != MINRNN_OK) return status;
                 hash = fnv1a(hash, buf, n);
                 if (!contents_feed(&check, s, buf, n)) return MINRNN_ERR_CORRUPT;
-                if (out && WIDTH[s] == 1) {
+                uint64_t width = lay->width[s];
+                if (out && width == 1) {
                     memcpy(out + done, buf, n);
+                } else if (out && width == 2) {   /* bfloat16 params, widened exactly */
+                    for (size_t i = 0; i < n; i += 2) {
+                        float x = bf16_to_float(get_u16(buf + i));
+                        memcpy(out + 2 * (done + i), &x, 4);   /* float (done + i) / 2 */
+                    }
                 } else if (out) {   /* int32 or float words, stored as their little-endian bits */
                     for (size_t i = 0; i < n; i += 4) {
                         uint32_t word = get_u32(buf + i);
@@ -708,20 +752,27 @@ static int write_bytes(FILE *f, const unsigned char *p, uint64_t n, uint64_t *ha
 }
 
 /* Write count 4-byte words (int32 or float) from src, little-endian, converting through buf
- * (IO_CHUNK_BYTES bytes). */
-static int write_words(FILE *f, const void *src, uint64_t count, unsigned char *buf,
+ * (IO_CHUNK_BYTES bytes): as their bits when width is 4; when it is 2, as floats rounded to
+ * bfloat16 (src is not changed). */
+static int write_words(FILE *f, const void *src, uint64_t count, uint64_t width, unsigned char *buf,
                        uint64_t *hash)
 {
     const unsigned char *p = src;
     for (uint64_t done = 0; done < count;) {
         uint64_t left = count - done;
-        size_t k = left < IO_CHUNK_BYTES / 4 ? (size_t)left : IO_CHUNK_BYTES / 4;
+        size_t k = left < IO_CHUNK_BYTES / width ? (size_t)left : IO_CHUNK_BYTES / width;
         for (size_t i = 0; i < k; i++) {
             uint32_t word;
             memcpy(&word, p + 4 * (done + i), 4);
-            put_u32(buf + 4 * i, word);
+            if (width == 4) {
+                put_u32(buf + 4 * i, word);
+            } else {
+                float x;
+                memcpy(&x, &word, 4);
+                put_u16(buf + 2 * i, float_to_bf16(x));
+            }
         }
-        if (!write_bytes(f, buf, 4 * (uint64_t)k, hash)) return 0;
+        if (!write_bytes(f, buf, width * k, hash)) return 0;   /* the bytes as written */
         done += k;
     }
     return 1;
@@ -739,8 +790,9 @@ static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
         int pieces = section_buffers(ck, s, src);
         uint64_t piece_size = lay->size[s] / (uint64_t)pieces;
         for (int j = 0; j < pieces; j++) {
-            int ok = WIDTH[s] == 1 ? write_bytes(f, src[j], piece_size, &hash)
-                                   : write_words(f, src[j], piece_size / 4, buf, &hash);
+            uint64_t width = lay->width[s];
+            int ok = width == 1 ? write_bytes(f, src[j], piece_size, &hash)
+                                : write_words(f, src[j], piece_size / width, width, buf, &hash);
             if (!ok) return 0;
         }
     }

@@ -30,7 +30,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_CONFIG: return "invalid model configuration";
     case MINRNN_ERR_OPEN: return "file could not be opened";
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
-    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 and 2)";
+    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1, 2 and 3)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
     case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum, sizes or contents do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
@@ -141,28 +141,61 @@ size_t minrnn_logits_size(const minrnn_config *cfg, int B, int T) {
     return (size_t)T * B * cfg->vocab_size;
 }
 
-/* Named pointers in one pass over the block (this runs at every forward and backward). */
-model_view model_views(const minrnn_config *cfg, const float *params) {
-    model_view m;
-    memset(&m, 0, sizeof m);
-    const float *p = params;
+size_t minrnn_precision_size(int precision) {
+    return precision == MINRNN_FLOAT32 ? sizeof(float) : precision == MINRNN_BFLOAT16 ? sizeof(uint16_t) : 0;
+}
+
+int minrnn_params_compact(const float *params, size_t n, int precision, void *out) {
+    if (!params || !out || minrnn_precision_size(precision) == 0) return MINRNN_ERR_ARG;
+    if (precision == MINRNN_FLOAT32) {
+        memmove(out, params, n * sizeof(float));
+        return MINRNN_OK;
+    }
+    uint16_t *half = out;
+    for (size_t i = 0; i < n; i++) half[i] = float_to_bf16(params[i]);
+    return MINRNN_OK;
+}
+
+/* Where each tensor starts, in elements, in one pass over the tensors (this runs at every call). */
+model_offsets model_offsets_of(const minrnn_config *cfg) {
+    model_offsets o;
+    memset(&o, 0xFF, sizeof o);   /* every offset NO_TENSOR until found */
+    size_t at = 0;
     for (int i = 0, n = minrnn_tensor_count(cfg); i < n; i++) {
         int role, layer;
         int32_t rows, cols;
         tensor_shape(cfg, i, &role, &layer, &rows, &cols);
-        layer_view *l = &m.layer[layer];
+        layer_offsets *l = &o.layer[layer];
         switch (role) {
-        case ENCODER: m.encoder = p; break;
-        case COND: m.cond = p; break;
-        case W_IH: l->w_ih = p; break;
-        case W_HH: l->w_hh = p; break;
-        case B_IH: l->b_ih = p; break;
-        case B_HH: l->b_hh = p; break;
-        case OUT_W: m.out_w = p; break;
-        default: m.out_b = p;
+        case ENCODER: o.encoder = at; break;
+        case COND: o.cond = at; break;
+        case W_IH: l->w_ih = at; break;
+        case W_HH: l->w_hh = at; break;
+        case B_IH: l->b_ih = at; break;
+        case B_HH: l->b_hh = at; break;
+        case OUT_W: o.out_w = at; break;
+        default: o.out_b = at;
         }
-        p += (size_t)rows * cols;
+        at += (size_t)rows * cols;
     }
+    return o;
+}
+
+static const float *view_at(const float *params, size_t offset) {
+    return offset == NO_TENSOR ? NULL : params + offset;
+}
+
+model_view model_views(const minrnn_config *cfg, const float *params) {
+    model_offsets o = model_offsets_of(cfg);
+    model_view m;
+    memset(&m, 0, sizeof m);
+    m.encoder = view_at(params, o.encoder), m.cond = view_at(params, o.cond);
+    for (int l = 0; l < cfg->num_layers; l++) {
+        const layer_offsets *lo = &o.layer[l];
+        m.layer[l] = (layer_view){view_at(params, lo->w_ih), view_at(params, lo->w_hh),
+                                  view_at(params, lo->b_ih), view_at(params, lo->b_hh)};
+    }
+    m.out_w = view_at(params, o.out_w), m.out_b = view_at(params, o.out_b);
     return m;
 }
 

@@ -81,32 +81,43 @@ size_t mm_packed_size(int K, int N) {
 }
 
 /* Bp is (ceil(N / 16), K, 16): panel p holds columns [16p, 16p + 16) of B row after row, the
- * columns past N zero. Panel p starts at Bp + 16 p K, its row k0 at + 16 k0. */
-static void mm_pack_panel(int p, int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
-                          float *Bp) {
+ * columns past N zero. Panel p starts at Bp + 16 p K, its row k0 at + 16 k0. B is float32, or
+ * bfloat16 (half), widened exactly as it is packed. */
+static MM_INLINE void mm_pack_panel(int p, int K, int N, const void *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                    float *Bp, const int half) {
     int j0 = p * MM_NR, nr = mm_min(MM_NR, N - j0);
     for (int k = 0; k < K; k++) {
-        const float *src = B + k * rsb + j0 * csb;
+        ptrdiff_t src = k * rsb + j0 * csb;
         float *dst = Bp + ((size_t)p * K + k) * MM_NR;
         int j = 0;
-        if (csb == 1) {
-            memcpy(dst, src, (size_t)nr * sizeof(float));
+        if (csb == 1 && !half) {
+            memcpy(dst, (const float *)B + src, (size_t)nr * sizeof(float));
             j = nr;
         }
-        for (; j < nr; j++) dst[j] = src[j * csb];
+        for (; j < nr; j++)
+            dst[j] = half ? bf16_to_float(((const uint16_t *)B)[src + j * csb]) : ((const float *)B)[src + j * csb];
         for (; j < MM_NR; j++) dst[j] = 0.0f;
     }
 }
 
-void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {
+static void mm_pack_with(int K, int N, const void *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads,
+                         const int half) {
     if (K <= 0 || N <= 0) return;
     int npanels = mm_cdiv(N, MM_NR), nt = resolve_threads(nthreads);
     if (nt == 1) {
-        for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp);
+        for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp, half);
         return;
     }
     #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp);
+    for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp, half);
+}
+
+void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {
+    mm_pack_with(K, N, B, rsb, csb, Bp, nthreads, 0);
+}
+
+void mm_pack_bf16(int K, int N, const uint16_t *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {
+    mm_pack_with(K, N, B, rsb, csb, Bp, nthreads, 1);
 }
 
 /* A (mc, kc), from the block's corner, into micro-panels of 6 rows:
@@ -369,23 +380,45 @@ void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_
 #define NT_W 8       /* rows of W per group: 8 independent chains when M = 1 */
 #define NT_A 4       /* rows of A per call of a group kernel */
 
-typedef void (*nt_kernel)(int ma, int nw, int K, const float *A, ptrdiff_t lda, const float *W,
+/* W is float32, or bfloat16 (half) widened exactly as it is read: the same sums either way. W
+ * and ldw count elements of W's type. */
+typedef void (*nt_kernel)(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
                           ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate);
 
-static void nt_group_portable(int ma, int nw, int K, const float *A, ptrdiff_t lda,
-                              const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
-                              int accumulate) {
+static MM_INLINE float nt_w(const void *W, ptrdiff_t i, const int half) {
+    return half ? bf16_to_float(((const uint16_t *)W)[i]) : ((const float *)W)[i];
+}
+
+static MM_INLINE void nt_group_portable_with(int ma, int nw, int K, const float *A, ptrdiff_t lda,
+                                             const void *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
+                                             int accumulate, const int half) {
     for (int i = 0; i < ma; i++)
         for (int j = 0; j < nw; j++) {
-            const float *a = A + i * lda, *w = W + j * ldw;
+            const float *a = A + i * lda;
+            ptrdiff_t w = j * ldw;
             float l[8] = {0};
             int k = 0;
             for (; k + 8 <= K; k += 8)
-                for (int q = 0; q < 8; q++) l[q] += a[k + q] * w[k + q];
-            for (int q = 0; q < 8 && k < K; q++) l[q] += k + q < K ? a[k + q] * w[k + q] : 0.0f;
+                for (int q = 0; q < 8; q++) l[q] += a[k + q] * nt_w(W, w + k + q, half);
+            for (int q = 0; q < 8 && k < K; q++) l[q] += k + q < K ? a[k + q] * nt_w(W, w + k + q, half) : 0.0f;
             float d = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
             C[i * ldc + j] = accumulate ? C[i * ldc + j] + d : d;
         }
+}
+
+/* W advanced by i elements of its type */
+static MM_INLINE const void *nt_at(const void *W, ptrdiff_t i, const int half) {
+    return half ? (const void *)((const uint16_t *)W + i) : (const void *)((const float *)W + i);
+}
+
+static void nt_group_portable(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
+                              ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    nt_group_portable_with(ma, nw, K, A, lda, W, ldw, C, ldc, accumulate, 0);
+}
+
+static void nt_group_portable_bf16(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
+                                   ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    nt_group_portable_with(ma, nw, K, A, lda, W, ldw, C, ldc, accumulate, 1);
 }
 
 #if MM_X86
@@ -396,10 +429,28 @@ MM_AVX2 static inline float nt_sum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* 8 elements of W from element i, as floats; n < 8: only n, the lanes past them 0. */
+MM_AVX2 static MM_INLINE __m256 nt_load_avx2(const void *W, ptrdiff_t i, int n, const int half) {
+    if (!half) {
+        if (n == 8) return _mm256_loadu_ps((const float *)W + i);
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_maskload_ps((const float *)W + i, m);
+    }
+    __m128i h;
+    if (n == 8) {
+        h = _mm_loadu_si128((const __m128i *)((const uint16_t *)W + i));
+    } else {
+        uint16_t part[8] = {0};
+        memcpy(part, (const uint16_t *)W + i, (size_t)n * sizeof(uint16_t));
+        h = _mm_loadu_si128((const __m128i *)part);
+    }
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
 /* MA rows of A against NW rows of W: MA NW accumulators of 8 lanes, each W load used MA times. */
 MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, const float *A,
-                                           ptrdiff_t lda, const float *W, ptrdiff_t ldw, float *C,
-                                           ptrdiff_t ldc, int accumulate) {
+                                           ptrdiff_t lda, const void *W, ptrdiff_t ldw, float *C,
+                                           ptrdiff_t ldc, int accumulate, const int half) {
     __m256 s[2][NT_W], a[2];
     #pragma GCC unroll 8
     for (int i = 0; i < MA; i++)
@@ -411,7 +462,7 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
         for (int i = 0; i < MA; i++) a[i] = _mm256_loadu_ps(A + i * lda + k);
         #pragma GCC unroll 8
         for (int j = 0; j < NW; j++) {
-            __m256 w = _mm256_loadu_ps(W + j * ldw + k);
+            __m256 w = nt_load_avx2(W, j * ldw + k, 8, half);
             #pragma GCC unroll 8
             for (int i = 0; i < MA; i++) s[i][j] = _mm256_fmadd_ps(a[i], w, s[i][j]);
         }
@@ -423,7 +474,7 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
         for (int i = 0; i < MA; i++) a[i] = _mm256_maskload_ps(A + i * lda + k, m);
         #pragma GCC unroll 8
         for (int j = 0; j < NW; j++) {
-            __m256 w = _mm256_maskload_ps(W + j * ldw + k, m);
+            __m256 w = nt_load_avx2(W, j * ldw + k, K - k, half);
             #pragma GCC unroll 8
             for (int i = 0; i < MA; i++) s[i][j] = _mm256_fmadd_ps(a[i], w, s[i][j]);
         }
@@ -439,76 +490,96 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
 
 /* Tiles of 8 chains: 1 row of A x 8 rows of W, or 2 rows of A x 4 rows of W (each W load used
  * twice); the leftover rows of W one at a time. */
-MM_AVX2 static void nt_group_avx2(int ma, int nw, int K, const float *A, ptrdiff_t lda,
-                                  const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
-                                  int accumulate) {
+MM_AVX2 static MM_INLINE void nt_group_avx2_with(int ma, int nw, int K, const float *A, ptrdiff_t lda,
+                                                 const void *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
+                                                 int accumulate, const int half) {
     int i = 0;
     for (; i + 2 <= ma; i += 2) {
         const float *a = A + i * lda;
         float *c = C + i * ldc;
         int j = 0;
         for (; j + 4 <= nw; j += 4)
-            nt_tile_avx2(2, 4, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+            nt_tile_avx2(2, 4, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
         for (; j < nw; j++)
-            nt_tile_avx2(2, 1, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+            nt_tile_avx2(2, 1, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
     }
     for (; i < ma; i++) {
         const float *a = A + i * lda;
         float *c = C + i * ldc;
         int j = 0;
         for (; j + 8 <= nw; j += 8)
-            nt_tile_avx2(1, 8, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+            nt_tile_avx2(1, 8, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
         for (; j < nw; j++)
-            nt_tile_avx2(1, 1, K, a, lda, W + j * ldw, ldw, c + j, ldc, accumulate);
+            nt_tile_avx2(1, 1, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
     }
+}
+
+MM_AVX2 static void nt_group_avx2(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
+                                  ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    nt_group_avx2_with(ma, nw, K, A, lda, W, ldw, C, ldc, accumulate, 0);
+}
+
+MM_AVX2 static void nt_group_avx2_bf16(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
+                                       ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    nt_group_avx2_with(ma, nw, K, A, lda, W, ldw, C, ldc, accumulate, 1);
 }
 #endif
 
 /* Group g of the rows of W (columns of C) against every row of A. */
-static void nt_rows(nt_kernel kern, int g, int M, int N, int K, const float *A, ptrdiff_t lda,
-                    const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+static void nt_rows(nt_kernel kern, int half, int g, int M, int N, int K, const float *A, ptrdiff_t lda,
+                    const void *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
     int j = g * NT_W, nw = mm_min(NT_W, N - j);
     for (int i = 0; i < M; i += NT_A)
-        kern(mm_min(NT_A, M - i), nw, K, A + i * lda, lda, W + j * ldw, ldw, C + i * ldc + j, ldc,
+        kern(mm_min(NT_A, M - i), nw, K, A + i * lda, lda, nt_at(W, j * ldw, half), ldw, C + i * ldc + j, ldc,
              accumulate);
 }
 
-static void mm_nt_with(nt_kernel kern, int M, int N, int K, const float *A, ptrdiff_t lda,
-                       const float *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate,
+static void mm_nt_with(nt_kernel kern, int half, int M, int N, int K, const float *A, ptrdiff_t lda,
+                       const void *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate,
                        int nthreads) {
     if (M <= 0 || N <= 0) return;
     int ngroups = mm_cdiv(N, NT_W), nt = resolve_threads(nthreads);
     if (nt == 1) {                 /* no parallel region: see mm_packed_with */
         for (int g = 0; g < ngroups; g++)
-            nt_rows(kern, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+            nt_rows(kern, half, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
         return;
     }
     #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int g = 0; g < ngroups; g++) nt_rows(kern, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+    for (int g = 0; g < ngroups; g++) nt_rows(kern, half, g, M, N, K, A, lda, W, ldw, C, ldc, accumulate);
 }
 
-static nt_kernel nt_best_kernel(void) {
+static nt_kernel nt_best_kernel(int half) {
 #if MM_X86
-    if (mm_have_avx2()) return nt_group_avx2;
+    if (mm_have_avx2()) return half ? nt_group_avx2_bf16 : nt_group_avx2;
 #endif
-    return nt_group_portable;
+    return half ? nt_group_portable_bf16 : nt_group_portable;
 }
 
 void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, ptrdiff_t ldw,
            float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
-    mm_nt_with(nt_best_kernel(), M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+    mm_nt_with(nt_best_kernel(0), 0, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+}
+
+void mm_nt_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W, ptrdiff_t ldw,
+                float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+    mm_nt_with(nt_best_kernel(1), 1, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
 }
 
 void mm_nt_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
                     ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
-    mm_nt_with(nt_group_portable, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+    mm_nt_with(nt_group_portable, 0, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
 }
 
 void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
                 ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
 #if MM_X86
-    mm_nt_with(nt_group_avx2, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+    mm_nt_with(nt_group_avx2, 0, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
 #else
     mm_nt_portable(M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
 #endif
+}
+
+void mm_nt_bf16_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W,
+                         ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
+    mm_nt_with(nt_group_portable_bf16, 1, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
 }

@@ -19,6 +19,7 @@
 #define MINRNN_GEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define MM_NR 16   /* width of a packed column panel */
 
@@ -27,6 +28,9 @@ size_t mm_packed_size(int K, int N);
 
 /* Pack B (K, N) into Bp (mm_packed_size(K, N) floats). */
 void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads);
+
+/* The same from a bfloat16 B, widened exactly: the packed floats are those of the widened B. */
+void mm_pack_bf16(int K, int N, const uint16_t *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads);
 
 /* C = [C +] A . B with B packed by mm_pack. accumulate: 0 overwrites C, 1 adds into it. */
 void mm_packed(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *Bp,
@@ -43,6 +47,11 @@ void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_
 void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, ptrdiff_t ldw,
            float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 
+/* The same with a bfloat16 W (ldw in its elements): exactly mm_nt of the widened W, reading half
+ * the bytes. For sampling with compact weights, where streaming W is the cost. */
+void mm_nt_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W, ptrdiff_t ldw,
+                float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+
 /* ---- for tests: the kernels behind mm_packed and mm_nt, by name. The plain C ones always work;
  * the AVX2+FMA ones only when mm_have_avx2() (on other CPUs they are the plain C ones). */
 int mm_have_avx2(void);
@@ -54,5 +63,7 @@ void mm_nt_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const fl
                     ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
                 ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_nt_bf16_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W,
+                         ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 
 #endif

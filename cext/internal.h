@@ -2,10 +2,36 @@
 #ifndef MINRNN_INTERNAL_H
 #define MINRNN_INTERNAL_H
 
+#include <stdint.h>
+#include <string.h>
+
 #include "minrnn.h"
 
 int layer_input_size(const minrnn_config *cfg, int layer);
 int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default (1 without OpenMP) */
+
+/* A float's bit pattern, and back. */
+static inline uint32_t bits_(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static inline float float_(uint32_t u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* bfloat16: the high 16 bits of a float32 (sign, the 8 exponent bits, 7 of the 23 fraction
+ * bits). Widening is exact; narrowing rounds to nearest, ties to even (a NaN stays a NaN). */
+static inline float bf16_to_float(uint16_t h) { return float_((uint32_t)h << 16); }
+
+static inline uint16_t float_to_bf16(float x) {
+    uint32_t u = bits_(x);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);   /* quiet NaN */
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
 
 /* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -36,6 +62,21 @@ typedef struct {
 } model_view;
 
 model_view model_views(const minrnn_config *cfg, const float *params);
+
+/* The same as element offsets into the block, NO_TENSOR where a tensor is absent: for a block
+ * stored at another precision (minrnn_step_compact). */
+#define NO_TENSOR SIZE_MAX
+typedef struct {
+    size_t w_ih, w_hh, b_ih, b_hh;
+} layer_offsets;
+
+typedef struct {
+    size_t encoder, cond;
+    layer_offsets layer[MINRNN_MAX_LAYERS];
+    size_t out_w, out_b;
+} model_offsets;
+
+model_offsets model_offsets_of(const minrnn_config *cfg);
 
 /* ---- cells (cells.c). model.c runs every cell through these two types and never asks which
  * cell it runs. */

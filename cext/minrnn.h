@@ -39,7 +39,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.3.0"
+#define MINRNN_VERSION_STRING "0.4.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -49,9 +49,9 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 3
+#define MINRNN_VERSION_MINOR 4
 #define MINRNN_VERSION_PATCH 0
-#define MINRNN_CHECKPOINT_FORMAT 2   /* the checkpoint format this library writes; it also reads 1 */
+#define MINRNN_CHECKPOINT_FORMAT 3   /* the checkpoint format this library writes; it also reads 1 and 2 */
 
 typedef enum {
     MINRNN_OK = 0,
@@ -59,7 +59,7 @@ typedef enum {
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
     MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created (errno: why) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
-    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is neither 1 nor 2 */
+    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is neither 1, 2 nor 3 */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
     MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
     MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
@@ -82,6 +82,9 @@ enum { MINRNN_COND_NONE = 0, MINRNN_COND_LABEL = 1, MINRNN_COND_VECTOR = 2 };   
 enum { MINRNN_MEAN = 0, MINRNN_SUM = 1 };                       /* loss reduction */
 enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 };
 enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1 };                     /* what vocabulary symbols are */
+/* How a parameter block is stored. MINRNN_BFLOAT16: each float32 rounded to nearest (ties to
+ * even) and kept as its high 16 bits, for inference; widening it back is exact. */
+enum { MINRNN_FLOAT32 = 0, MINRNN_BFLOAT16 = 1 };
 /* Reserved ids of a record model: in a checkpoint's vocabulary, after the text's symbols, these
  * stand for the start and the end token (never a character of the text). */
 enum { MINRNN_START_SYMBOL = -1, MINRNN_END_SYMBOL = -2 };
@@ -172,6 +175,9 @@ typedef struct {
     int32_t has_train_state;     /* 1: the fields below the line are present */
     uint64_t meta_size;          /* bytes of UTF-8 JSON metadata */
     uint64_t labels_size;        /* bytes of label names */
+    int32_t precision;           /* how the file stores params: MINRNN_FLOAT32, or MINRNN_BFLOAT16
+                                  * (inference only: has_train_state must be 0). params in memory
+                                  * are float32 either way: load widens exactly, save rounds */
     int32_t *vocab;              /* (V) symbols, strictly increasing, then MINRNN_START_SYMBOL and
                                   * MINRNN_END_SYMBOL for a record model */
     float *params;               /* (param_count) */
@@ -261,6 +267,19 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
 int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
                 float *state, float *logits, float *workspace, int num_threads);
 
+/* ---- compact weights, for inference: half the bytes to stream per token */
+/* Bytes per parameter stored at this precision; 0 for an unknown precision. */
+size_t minrnn_precision_size(int precision);
+/* out (n parameters at precision) = params rounded: MINRNN_BFLOAT16 rounds to nearest, ties to even;
+ * MINRNN_FLOAT32 copies. */
+int minrnn_params_compact(const float *params, size_t n, int precision, void *out);
+/* minrnn_step with the parameter block stored at precision (minrnn_params_compact). The products
+ * widen each weight exactly and then run as in float32, so the result is bit for bit minrnn_step's
+ * on the float32 block that holds the rounded values. */
+int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *params,
+                        const minrnn_batch *batch, float *state, float *logits, float *workspace,
+                        int num_threads);
+
 /* ---- sampling: see minrnn.reference.sampling.sample; the same double-precision steps, so the same
  * token for the same logits and rng. temperature 0 = argmax (draws nothing); top_k 0 = off;
  * top_p 1 = off. A logit of -inf means probability 0; NaN, +inf, or no finite logit at all is
@@ -280,7 +299,8 @@ int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck);
  * otherwise). vocab, params, meta, and labels (labels_size > 0) and cond_shift, cond_scale
  * (MINRNN_COND_VECTOR) are required (MINRNN_ERR_ARG otherwise), for save too. The training-state
  * buffers are filled when has_train_state and they are not NULL. Format-1 files load as a
- * language model with the defaults of the newer fields. */
+ * language model with the defaults of the newer fields; format-1 and format-2 files have
+ * precision MINRNN_FLOAT32. */
 int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck);
 /* The same from a file descriptor open for reading (left open; read from its start). peek and
  * load on one descriptor read one file even if another process replaces the path meanwhile (as

@@ -31,8 +31,10 @@
 #include "internal.h"
 
 /* Products with fewer rows than this stream unpacked weights (mm_nt): packing a weight costs a
- * pass over it, which only pays off when it is reused by many rows. */
+ * strided pass over it, which only pays off when many rows reuse it. A single step (T = 1: sampling)
+ * never packs: there the pass cost as much as the product itself (B = 32, H = 512). */
 #define PACK_MIN_ROWS 8
+
 
 /* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
  * aligned column range of the packed weights. Only speed depends on it. */
@@ -61,7 +63,8 @@ typedef struct {
     size_t logits;      /* (R, O): logits, then probabilities, then their gradient; R = N rows
                          * and O = V (language model) or R = B and O = K (classifier) */
     size_t row_loss;    /* (R) */
-    size_t zero_bias;   /* one_bias: (GH) zeros, the bias_hh that is not there */
+    size_t bias_hh;     /* (GH) bias_hh as the cells read it, when the block has none in float32:
+                         * zeros with one_bias; a compact step widens each layer's here */
     size_t lost_bias;   /* one_bias: (GH) where its gradient goes, never read */
     size_t hproj;       /* (B, G * Hp): one step's W_hh h, gate blocks padded to Hp */
     size_t dgh;         /* separate gates: (N, GH) gradient of the recurrent preactivations (else
@@ -109,7 +112,8 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     if (classify) w->head_in = take(&at, B * H);
     w->logits = take(&at, R * O);
     w->row_loss = take(&at, R);
-    if (cfg->one_bias) w->zero_bias = take(&at, GH), w->lost_bias = take(&at, GH);
+    w->bias_hh = take(&at, GH);
+    if (cfg->one_bias) w->lost_bias = take(&at, GH);
     w->hproj = take(&at, B * G * Hp);
     if (cell->separate) w->dgh = take(&at, N * GH);
     w->dy = take(&at, N * max_size(H, E));
@@ -146,8 +150,10 @@ typedef struct {
     const cell_kind *cell;
     int B, T, N, H, G, S, GH, Hp, V, E, L, C, nt;
     int classify, R, O;       /* output rows and columns: (N, V), or (B, K) for a classifier */
-    const float *params;
-    model_view w;
+    const float *params;      /* the float32 block; NULL in a compact step */
+    const uint16_t *half;     /* a compact step's bfloat16 block, else NULL */
+    model_view w;             /* views of params (all NULL in a compact step) */
+    model_offsets off;        /* where each tensor starts in either block */
     const minrnn_batch *batch;
     const int32_t *tokens, *targets, *lengths;
     const float *masks;       /* (L, N, H) or NULL */
@@ -182,11 +188,12 @@ static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
     return MINRNN_OK;
 }
 
-static int setup(run *r, const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
-                 const float *masks, float *ws, int num_threads) {
+/* params: the float32 block, or NULL and half: the bfloat16 block (a compact step). */
+static int setup(run *r, const minrnn_config *cfg, const float *params, const uint16_t *half,
+                 const minrnn_batch *batch, const float *masks, float *ws, int num_threads) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
-    if (!params || !batch || !ws || layout(cfg, batch->B, batch->T, &r->lay) != 0) return MINRNN_ERR_ARG;
+    if (!(params || half) || !batch || !ws || layout(cfg, batch->B, batch->T, &r->lay) != 0) return MINRNN_ERR_ARG;
     if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
     status = check_batch(cfg, batch);
     if (status != MINRNN_OK) return status;
@@ -198,17 +205,61 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const mi
     r->classify = cfg->task == MINRNN_TASK_CLASSIFY;
     r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->V;
     r->nt = resolve_threads(num_threads);
-    r->params = params, r->w = model_views(cfg, params);
+    r->params = params, r->half = params ? NULL : half, r->off = model_offsets_of(cfg);
+    if (params) r->w = model_views(cfg, params);
+    else memset(&r->w, 0, sizeof r->w);
     r->batch = batch, r->tokens = batch->tokens, r->targets = batch->targets, r->lengths = batch->lengths;
     r->masks = masks;
     r->ws = ws;
-    if (cfg->one_bias) memset(WS(r, zero_bias), 0, (size_t)r->GH * sizeof(float));
+    if (cfg->one_bias) memset(WS(r, bias_hh), 0, (size_t)r->GH * sizeof(float));
     return MINRNN_OK;
 }
 
-/* bias_hh of layer l, and where its gradient goes: with one_bias, zeros and a sink. */
+/* ---- a parameter tensor as forward reads it: in the float32 block, or in a compact step's
+ * bfloat16 block (widened exactly where it is read) */
+
+typedef struct {
+    const float *f;
+    const uint16_t *h;
+} tensor;
+
+/* f: the tensor's view in the float32 block; offset: where it starts in either block */
+static tensor tensor_of(const run *r, const float *f, size_t offset) {
+    tensor t = {f, NULL};
+    if (r->half) t.f = NULL, t.h = r->half + offset;
+    return t;
+}
+
+static inline float tensor_get(tensor t, size_t i) { return t.h ? bf16_to_float(t.h[i]) : t.f[i]; }
+
+/* dst (n) = elements [from, from + n) */
+static void tensor_copy(tensor t, size_t from, size_t n, float *dst) {
+    if (t.f) {
+        memcpy(dst, t.f + from, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(t.h[from + i]);
+}
+
+/* mm_nt, and mm_pack, of either precision */
+static void tensor_nt(int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t from, ptrdiff_t ldw,
+                      float *C, ptrdiff_t ldc, int acc, int nt) {
+    if (W.f) mm_nt(M, N, K, A, lda, W.f + from, ldw, C, ldc, acc, nt);
+    else mm_nt_bf16(M, N, K, A, lda, W.h + from, ldw, C, ldc, acc, nt);
+}
+
+static void tensor_pack(int K, int N, tensor W, size_t from, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nt) {
+    if (W.f) mm_pack(K, N, W.f + from, rsb, csb, Bp, nt);
+    else mm_pack_bf16(K, N, W.h + from, rsb, csb, Bp, nt);
+}
+
+static tensor w_ih_of(const run *r, int l) { return tensor_of(r, r->w.layer[l].w_ih, r->off.layer[l].w_ih); }
+static tensor w_hh_of(const run *r, int l) { return tensor_of(r, r->w.layer[l].w_hh, r->off.layer[l].w_hh); }
+
+/* bias_hh of layer l as the cells read it, and where its gradient goes: with one_bias, zeros and
+ * a sink; in a compact step, the copy that layer_forward widens. */
 static const float *bias_hh(const run *r, int l) {
-    return r->cfg->one_bias ? WS(r, zero_bias) : r->w.layer[l].b_hh;
+    return r->cfg->one_bias || r->half ? WS(r, bias_hh) : r->w.layer[l].b_hh;
 }
 
 static float *bias_hh_grad(const run *r, const layer_view *gw) {
@@ -350,14 +401,16 @@ static void add_transposed(const float *X, int R, int C, float *out, int nt) {
         for (int j = 0; j < C; j++) out[(size_t)i * C + j] += X[(size_t)j * R + i];
 }
 
+/* Whether a product of this many rows (in each of T steps) packs its weight: PACK_MIN_ROWS. */static int worth_packing(const run *r, int rows) { return rows >= PACK_MIN_ROWS && r->T > 1; }
+
 /* C (M, N) [+]= A (M, K) W^T for a weight W (N, K): packed when enough rows reuse it. */
-static void linear_wT(const run *r, int M, int N, int K, const float *A, const float *W, float *C, int acc) {
-    if (M >= PACK_MIN_ROWS) {
+static void linear_wT(const run *r, int M, int N, int K, const float *A, tensor W, float *C, int acc) {
+    if (worth_packing(r, M)) {
         float *Wp = WS(r, packed);
-        mm_pack(K, N, W, 1, K, Wp, threads_for(r->nt, (double)K * N));   /* B(k, j) = W[j][k] */
+        tensor_pack(K, N, W, 0, 1, K, Wp, threads_for(r->nt, (double)K * N));   /* B(k, j) = W[j][k] */
         mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, gemm_threads(r->nt, M, N, K));
     } else {
-        mm_nt(M, N, K, A, K, W, K, C, N, acc, gemm_threads(r->nt, M, N, K));
+        tensor_nt(M, N, K, A, K, W, 0, K, C, N, acc, gemm_threads(r->nt, M, N, K));
     }
 }
 
@@ -406,13 +459,14 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
 static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block) {
     int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
     int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
-    const float *h_prev = s->prev[0], *w_hh = r->w.layer[l].w_hh;
+    const float *h_prev = s->prev[0];
+    tensor w_hh = w_hh_of(r, l);
     for (int g = 0; g < G; g++) {
         float *out = WS(r, hproj) + (size_t)g * Hp;
         if (Wp)
             mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
         else
-            mm_nt(B, j1 - j0, H, h_prev, H, w_hh + ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
+            tensor_nt(B, j1 - j0, H, h_prev, H, w_hh, ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
     }
     r->cell->step_forward(s, j0, j1);
     if (r->lengths)   /* rows past their record's end keep their states */
@@ -425,24 +479,26 @@ static void forward_chunk(const run *r, int l, const cell_step *s, int c, const 
 
 static void layer_forward(const run *r, int l) {
     int B = r->B, T = r->T, N = r->N, H = r->H, G = r->G, GH = r->GH, nt = r->nt;
-    const layer_view *w = &r->w.layer[l];
+    tensor w_ih = w_ih_of(r, l), b_ih = tensor_of(r, r->w.layer[l].b_ih, r->off.layer[l].b_ih);
     float *act = WS(r, act[l]);
+    if (r->half && !r->cfg->one_bias)   /* the cells read bias_hh in float32 */
+        tensor_copy(tensor_of(r, NULL, r->off.layer[l].b_hh), 0, (size_t)GH, WS(r, bias_hh));
 
     /* input projection for all N rows: act = x W_ih^T + b_ih + b_hh, both biases added here once
      * rather than at every step; except in the separate gates, whose b_hh the cell adds */
     float *bias = WS(r, hproj);   /* (GH) scratch: hproj is free until the time loop */
     const float *b_hh = bias_hh(r, l);
     int folded = (G - r->cell->separate) * H;
-    for (int k = 0; k < GH; k++) bias[k] = k < folded ? w->b_ih[k] + b_hh[k] : w->b_ih[k];
+    for (int k = 0; k < GH; k++) bias[k] = k < folded ? tensor_get(b_ih, (size_t)k) + b_hh[k] : tensor_get(b_ih, (size_t)k);
     fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
     if (x) {
-        linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w->w_ih, act, 1);
+        linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w_ih, act, 1);
     } else if (N > r->V) {   /* one-hot, many rows: gather rows of W_ih^T, transposed once */
         float *wT = WS(r, onehot);
         #pragma omp parallel for num_threads(threads_for(nt, (double)r->V * GH)) schedule(static)
         for (int v = 0; v < r->V; v++)
-            for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = w->w_ih[(size_t)k * r->V + v];
+            for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = tensor_get(w_ih, (size_t)k * r->V + v);
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
         for (int i = 0; i < N; i++) {
             const float *src = wT + (size_t)r->tokens[i] * GH;
@@ -451,9 +507,8 @@ static void layer_forward(const run *r, int l) {
         }
     } else {   /* one-hot, few rows (sampling): gather columns of W_ih where they are */
         for (int i = 0; i < N; i++) {
-            const float *src = w->w_ih + r->tokens[i];
             float *dst = act + (size_t)i * GH;
-            for (int k = 0; k < GH; k++) dst[k] += src[(size_t)k * r->V];
+            for (int k = 0; k < GH; k++) dst[k] += tensor_get(w_ih, (size_t)k * r->V + r->tokens[i]);
         }
     }
     if (l == 0 && r->C) {   /* the condition: every step of stream b adds W_cond v_b */
@@ -468,12 +523,12 @@ static void layer_forward(const run *r, int l) {
 
     /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
      * aligned column range in every block */
-    int packed = B >= PACK_MIN_ROWS;
+    int packed = worth_packing(r, B);
     float *Wp = WS(r, packed);
     size_t block = mm_packed_size(H, H);
     if (packed)
         for (int g = 0; g < G; g++)
-            mm_pack(H, H, w->w_hh + (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
+            tensor_pack(H, H, w_hh_of(r, l), (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
     int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
     if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
         for (int t = 0; t < T; t++) {
@@ -503,12 +558,12 @@ static void layer_forward(const run *r, int l) {
 static void cond_forward(const run *r) {
     int B = r->B, GH = r->GH, C = r->C;
     float *cond = WS(r, cond);
-    const float *w = r->w.cond;   /* (GH, C) */
+    tensor w = tensor_of(r, r->w.cond, r->off.cond);   /* (GH, C) */
     if (r->batch->labels) {       /* one-hot v: column labels[b] */
         for (int b = 0; b < B; b++)
-            for (int k = 0; k < GH; k++) cond[(size_t)b * GH + k] = w[(size_t)k * C + r->batch->labels[b]];
+            for (int k = 0; k < GH; k++) cond[(size_t)b * GH + k] = tensor_get(w, (size_t)k * C + r->batch->labels[b]);
     } else {
-        mm_nt(B, GH, C, r->batch->vectors, C, w, C, cond, GH, 0, gemm_threads(r->nt, B, GH, C));
+        tensor_nt(B, GH, C, r->batch->vectors, C, w, 0, C, cond, GH, 0, gemm_threads(r->nt, B, GH, C));
     }
 }
 
@@ -526,8 +581,9 @@ static double output_forward(const run *r, float *logits_out) {
             memcpy(head_in + (size_t)b * H, y + ((size_t)last_step(r, b) * r->B + b) * H, (size_t)H * sizeof(float));
         y = head_in;
     }
-    fill_rows(logits, R, O, r->w.out_b, nt);
-    linear_wT(r, R, O, H, y, r->w.out_w, logits, 1);
+    tensor_copy(tensor_of(r, r->w.out_b, r->off.out_b), 0, (size_t)O, logits);   /* bias rows, from row 0 */
+    fill_rows(logits + O, R - 1, O, logits, nt);
+    linear_wT(r, R, O, H, y, tensor_of(r, r->w.out_w, r->off.out_w), logits, 1);
     if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
     if (!r->targets) return 0.0;
     /* softmax in place; loss = logsumexp - logit[target], at the rows that have one */
@@ -563,10 +619,10 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
             memcpy(state_rows(r, l, k), state0 + ((size_t)l * r->S + k) * bh, bh * sizeof(float));
     if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
         float *x0 = WS(r, x0);
+        tensor enc = tensor_of(r, r->w.encoder, r->off.encoder);
         #pragma omp parallel for num_threads(threads_for(r->nt, (double)r->N * r->E)) schedule(static)
         for (int i = 0; i < r->N; i++)
-            memcpy(x0 + (size_t)i * r->E, r->w.encoder + (size_t)r->tokens[i] * r->E,
-                   (size_t)r->E * sizeof(float));
+            tensor_copy(enc, (size_t)r->tokens[i] * r->E, (size_t)r->E, x0 + (size_t)i * r->E);
     }
     if (r->C) cond_forward(r);
     for (int l = 0; l < r->L; l++) layer_forward(r, l);
@@ -581,7 +637,7 @@ int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_b
                    const float *state0, float *state_out, const float *masks, float *logits,
                    float *loss, float *workspace, int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, batch, masks, workspace, num_threads);
+    int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!state0 || (loss && !batch->targets)) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
@@ -590,15 +646,23 @@ int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_b
     return MINRNN_OK;
 }
 
-int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
-                float *state, float *logits, float *workspace, int num_threads) {
+int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *params,
+                        const minrnn_batch *batch, float *state, float *logits, float *workspace,
+                        int num_threads) {
+    if (precision != MINRNN_FLOAT32 && precision != MINRNN_BFLOAT16) return MINRNN_ERR_ARG;
+    int half = precision == MINRNN_BFLOAT16;
     run r;
-    int status = setup(&r, cfg, params, batch, NULL, workspace, num_threads);
+    int status = setup(&r, cfg, half ? NULL : params, half ? params : NULL, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!state || batch->T != 1 || batch->targets || batch->lengths) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);   /* no stamp: a step is not followed by backward */
     forward(&r, state, state, logits, NULL);
     return MINRNN_OK;
+}
+
+int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                float *state, float *logits, float *workspace, int num_threads) {
+    return minrnn_step_compact(cfg, MINRNN_FLOAT32, params, batch, state, logits, workspace, num_threads);
 }
 
 /* The cell's backward of one step (s) for the units of chunk c: the preactivation gradients of
@@ -765,7 +829,7 @@ int minrnn_backward(const minrnn_config *cfg, const float *params, const minrnn_
                     const float *masks, const float *dfinal, float *workspace, float *grads,
                     float *dstate0, float *dvectors, int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, batch, masks, workspace, num_threads);
+    int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if ((!batch->targets && !dfinal) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR))
         return MINRNN_ERR_ARG;
@@ -782,7 +846,7 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
                       float *state, float *loss, float *grad_norm, float *workspace,
                       int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, batch, NULL, workspace, num_threads);
+    int status = setup(&r, cfg, params, NULL, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!grads || !m || !v || !opt || !rng || !batch->targets || !state) return MINRNN_ERR_ARG;
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;

@@ -52,6 +52,12 @@ def add_settings(group, settings):
                                help=s.help.format(default=s.default))
 
 
+def add_precision(group):
+    group.add_argument("--precision", choices=list(core.PRECISIONS), default=None,
+                       help="the weights for this run: bfloat16 rounds each to 16 bits, which halves the bytes read "
+                            "per character (sampling about 1.8x faster); default: as the checkpoint stores them")
+
+
 def add_threads(group):
     group.add_argument("--threads", type=arg_type(THREADS), metavar="N", default=0,
                        help="threads; 0 = all cores (default 0)")
@@ -107,6 +113,7 @@ def build_parser():
     c.add_argument("--features", metavar="FILE.npy", help="condition on a row of this (rows, D) array...")
     c.add_argument("--row", type=arg_type(Number(int, 0)), metavar="I", default=0, help="...row I (default 0)")
     c.add_argument("--vector", metavar="NUMBERS", help="...or on these D numbers (separated by spaces or commas)")
+    add_precision(s)
     add_threads(s)
     s.set_defaults(func=cmd_sample)
 
@@ -120,6 +127,7 @@ def build_parser():
     e.add_argument("--seq-len", type=arg_type(POSITIVE), metavar="N", default=256,
                    help="characters per chunk (default %(default)s)")
     e.add_argument("--features", metavar="FILE.npy", help="a conditioned model's features, one row per record")
+    add_precision(e)
     add_threads(e)
     e.set_defaults(func=cmd_eval)
 
@@ -131,8 +139,20 @@ def build_parser():
     k.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
     k.add_argument("--top", type=arg_type(Number(int, 1)), metavar="N", default=3,
                    help="labels shown per text (default %(default)s)")
+    add_precision(k)
     add_threads(k)
     k.set_defaults(func=cmd_classify)
+
+    x = sub.add_parser("export", help="write an inference-only copy of a checkpoint, compact by default",
+                       description=(
+        "Write the model of a checkpoint without its training state (optimizer moments, carried "
+        "states), with the weights in bfloat16 by default: about a sixth of a training checkpoint. "
+        "sample, eval, classify and the C library load it as any checkpoint."))
+    x.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
+    x.add_argument("--out", metavar="FILE", required=True, help="where to write the exported checkpoint")
+    x.add_argument("--precision", choices=list(core.PRECISIONS), default="bfloat16",
+                   help="how to store the weights (default %(default)s)")
+    x.set_defaults(func=cmd_export)
     return p
 
 
@@ -151,8 +171,16 @@ def model_text(data, ck, what):
                         "--encoding bytes); give UTF-8") from None
 
 
-def cmd_sample(args):
+def load_for(args):
+    """The checkpoint a command names, its model at the --precision asked for."""
     ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
+    if args.precision:
+        ck.model.set_precision(args.precision)
+    return ck
+
+
+def cmd_sample(args):
+    ck = load_for(args)
     cfg = ck.model.config
     if cfg.task == "classify":
         raise UserError("this checkpoint is a classifier; it labels texts: python -m minrnn classify "
@@ -236,7 +264,7 @@ def condition(args, ck):
 
 
 def cmd_eval(args):
-    ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
+    ck = load_for(args)
     vocab = Vocab(ck.vocab, ck.encoding)
     if vocab.framed:
         return eval_records(args, ck, vocab)
@@ -292,7 +320,7 @@ def eval_records(args, ck, vocab):
 
 
 def cmd_classify(args):
-    ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
+    ck = load_for(args)
     if ck.model.config.task != "classify":
         raise UserError("this checkpoint is a language model, not a classifier (train one with --task classify); "
                         "use sample")
@@ -316,6 +344,18 @@ def cmd_classify(args):
         top = np.argsort(-p, kind="stable")[:args.top]
         out.write(t + b"\t" + "  ".join(f"{ck.labels[k]} {p[k]:.3f}" for k in top).encode("utf-8") + b"\n")
     out.flush()
+    return 0
+
+
+def cmd_export(args):
+    source = args.checkpoint or last_run_checkpoint()
+    if os.path.exists(args.out) and os.path.samefile(source, args.out):
+        raise UserError(f"--out {args.out} is the checkpoint being exported; give another path")
+    ck = load(source)
+    core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
+                         cond_scaling=ck.cond_scaling, precision=args.precision)
+    mb = [os.path.getsize(p) / 1e6 for p in (source, args.out)]
+    print(f"{args.out}: {mb[1]:.2f} MB, {args.precision}, no training state (from {source}, {mb[0]:.2f} MB)")
     return 0
 
 

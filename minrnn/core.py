@@ -35,6 +35,8 @@ REDUCTION_CODES = {"mean": lib.MINRNN_MEAN, "sum": lib.MINRNN_SUM}
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
                    "adam": lib.MINRNN_ADAM}
 ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES}
+# How parameters are stored: bfloat16 (compact) is for inference, half the bytes per weight.
+PRECISIONS = {"float32": lib.MINRNN_FLOAT32, "bfloat16": lib.MINRNN_BFLOAT16}
 # statuses after which errno says why
 FILE_ERRORS = {lib.MINRNN_ERR_OPEN, lib.MINRNN_ERR_READ, lib.MINRNN_ERR_WRITE, lib.MINRNN_ERR_RENAME}
 
@@ -233,6 +235,27 @@ class Model:
         self.grads = np.zeros(n, dtype=np.float32)
         self.tensors = self.views(self.params)
         self._workspaces = {}
+        self._compact = None   # the bfloat16 block that step reads, after set_precision("bfloat16")
+
+    @property
+    def precision(self):
+        return "float32" if self._compact is None else "bfloat16"
+
+    def set_precision(self, precision):
+        """Store the weights at `precision` for inference. "bfloat16" rounds every parameter (to
+        nearest, ties to even) and keeps the rounded values both as the bfloat16 block that step
+        streams (half the bytes) and in params, so forward, eval and step all compute with the same
+        weights, bit for bit. Rounding cannot be undone: "float32" after it keeps the rounded values."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if precision == "float32":
+            self._compact = None
+            return
+        half = np.empty(self.param_count, dtype=np.uint16)
+        check(lib.minrnn_params_compact(_fptr(self.params), self.param_count, PRECISIONS[precision],
+                                        ffi.cast("void *", half.ctypes.data)), "compact")
+        self.params[:] = (half.astype(np.uint32) << 16).view(np.float32)   # exact widening
+        self._compact = half
 
     @property
     def param_count(self):
@@ -324,8 +347,12 @@ class Model:
             raise ValueError(f"state must be a contiguous float32 array of shape {self.state_shape(B)}")
         batch = self.batch(tokens[None, :], cond=cond)
         logits = np.empty((B, self.outputs), dtype=np.float32)
-        check(lib.minrnn_step(self.c, _fptr(self.params), batch.c, _fptr(state), _fptr(logits),
-                              _fptr(self.workspace(B, 1)), self.threads), "step")
+        if self._compact is None:
+            precision, params = lib.MINRNN_FLOAT32, _fptr(self.params)
+        else:
+            precision, params = lib.MINRNN_BFLOAT16, ffi.cast("void *", self._compact.ctypes.data)
+        check(lib.minrnn_step_compact(self.c, precision, params, batch.c, _fptr(state), _fptr(logits),
+                                      _fptr(self.workspace(B, 1)), self.threads), "step")
         return logits
 
 
@@ -454,19 +481,23 @@ class Checkpoint:
     labels: list = ()    # names of the K classes, then of the C condition labels
     cond_scaling: tuple = None   # vector condition: (shift, scale), (C,) each: the model reads
                                  # (v - shift) * scale
+    precision: str = "float32"   # how the file stores the parameters (a key of PRECISIONS)
 
 
 START_SYMBOL, END_SYMBOL = lib.MINRNN_START_SYMBOL, lib.MINRNN_END_SYMBOL
 
 
-def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None, labels=(), cond_scaling=None):
-    """Write atomically (temporary file, then rename); trainer adds the state for an exact resume."""
+def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None, labels=(), cond_scaling=None,
+                    precision="float32"):
+    """Write atomically (temporary file, then rename); trainer adds the state for an exact resume.
+    precision "bfloat16" stores the parameters rounded, for inference (no trainer)."""
     meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
     label_bytes = "".join(name + "\n" for name in labels).encode("utf-8")
     vocab = np.ascontiguousarray(vocab, dtype=np.int32)
     ck = ffi.new("minrnn_checkpoint *")
     ck.config = model.c[0]
     ck.encoding = ENCODINGS[encoding]
+    ck.precision = PRECISIONS[precision]
     ck.meta_size, ck.labels_size = len(meta_bytes), len(label_bytes)
     meta_buf, label_buf = ffi.from_buffer(meta_bytes), ffi.from_buffer(label_bytes)
     ck.vocab, ck.params, ck.meta = _iptr(vocab), _fptr(model.params), ffi.cast("char *", meta_buf)
@@ -516,12 +547,15 @@ def _load_fd(fd, path, threads):
         trainer = Trainer(model, ck.batch_size, ck.seq_len)   # the caller sets carry_state
         ck.m, ck.v, ck.state = _fptr(trainer.m), _fptr(trainer.v), _fptr(trainer.state)
     check(lib.minrnn_checkpoint_load_fd(fd, ck), str(path))
+    precision = _name_of(PRECISIONS, ck.precision)
+    if precision != "float32":
+        model.set_precision(precision)   # the values are already rounded: this keeps them, compact
     if trainer is not None:
         trainer.opt[0] = ck.optimizer
         trainer.rng.state = ck.rng_state
         trainer.epoch, trainer.position = ck.epoch, ck.position
     return Checkpoint(model, [int(s) for s in vocab], _name_of(ENCODINGS, ck.encoding), parse_meta(meta, path),
-                      trainer, labels.decode("utf-8").split("\n")[:-1], scaling)
+                      trainer, labels.decode("utf-8").split("\n")[:-1], scaling, precision)
 
 
 def parse_meta(raw, path):

@@ -157,6 +157,10 @@ AGREEMENT = [
     ("stream", ["--seed", 11, "--num", 3, "--length", 40, "--prime", "The "],
      ["-s", 11, "--num", 3, "-n", 40, "-p", "The "]),
     ("stream", ["--seed", 12, "--length", 80, "--prime", r"The\nA"], ["-s", 12, "-n", 80, "-p", r"The\nA"]),
+    # compact weights: rounded to bfloat16 on load, stepped by minrnn_step_compact
+    ("stream", ["--seed", 13, "--length", 80, "--precision", "bfloat16"], ["-s", 13, "-n", 80, "--precision", "bfloat16"]),
+    ("labels", ["--seed", 14, "--num", 5, "--condition", "upper", "--precision", "bfloat16"],
+     ["-s", 14, "--num", 5, "-c", "upper", "--precision", "bfloat16"]),
 ]
 
 
@@ -168,6 +172,32 @@ def test_example_program_samples_what_the_cli_samples(example, trained, kind, py
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected
     assert out.stderr == b""
+
+
+@pytest.mark.parametrize("kind", ["stream", "features"])
+def test_an_exported_checkpoint_samples_as_its_model_in_bfloat16(example, trained, tmp_path, kind):
+    """`export` keeps the model and drops the training state, in bfloat16: the CLI and the example
+    sample from it what the original gives at --precision bfloat16."""
+    checkpoint, exported = trained(kind), tmp_path / "small.ckpt"
+    r = minrnn("export", "--checkpoint", checkpoint, "--out", exported, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "bfloat16" in r.stdout and exported.stat().st_size < checkpoint.stat().st_size / 4
+    args = ["--seed", 15, "--num", 3, "--length", 50] + (["--vector", "6 2"] if kind == "features" else [])
+    expected = python_sample(checkpoint, args + ["--precision", "bfloat16"])
+    assert python_sample(exported, args) == expected
+    c_args = ["-s", "15", "--num", "3", "-n", "50"] + (["-v", "6 2"] if kind == "features" else [])
+    out = subprocess.run([str(example), str(exported), *c_args], capture_output=True)
+    assert out.returncode == 0 and out.stdout == expected, out.stderr
+
+
+def test_export_refuses_to_replace_its_own_checkpoint(trained, tmp_path):
+    checkpoint = trained("stream")
+    before = checkpoint.read_bytes()
+    one_line_error(minrnn("export", "--checkpoint", checkpoint, "--out", checkpoint, cwd=tmp_path),
+                   "is the checkpoint being exported")
+    assert checkpoint.read_bytes() == before
+    r = minrnn("sample", "--checkpoint", checkpoint, "--precision", "int4", cwd=tmp_path)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
 def test_conditions_change_the_samples(example, trained):

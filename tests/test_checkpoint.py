@@ -117,7 +117,7 @@ def test_foreign_missing_and_newer_files(tmp_path):
     newer = tmp_path / "newer.ckpt"
     core.save_checkpoint(newer, model, VOCAB, "utf8", META, trainer)
     data = bytearray(newer.read_bytes())
-    data[8] = 3   # format version 3
+    data[8] = 4   # format version 4
     newer.write_bytes(bytes(data))
-    with pytest.raises(core.MinrnnError, match="reads formats 1 and 2"):
+    with pytest.raises(core.MinrnnError, match="reads formats 1, 2 and 3"):
         core.load_checkpoint(newer)

@@ -1,10 +1,11 @@
 /* minrnn_sample: text from a minrnn checkpoint, using only libminrnn.
  *
  *   minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P] [-p PRIME] [-s SEED]
- *                 [--num N] [-c LABEL] [-v NUMBERS]
+ *                 [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]
  *
  * The same checkpoint, options and seed give the same bytes as `python -m minrnn sample` (its
- * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector); the
+ * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector,
+ * --precision); the
  * Python functions named below are the ones this program follows step by step. The prime
  * understands \n, \t and \\ as the Python command does. N samples are generated together as one
  * batch of N streams, drawing their tokens in stream order from one generator at each step.
@@ -26,6 +27,9 @@
  *   C numbers, separated by spaces or commas, which the checkpoint's shift and scale standardize)
  *   for one trained with --features.
  *
+ * The weights are stepped as the checkpoint stores them (an exported bfloat16 checkpoint:
+ * minrnn_step_compact streams half the bytes), or as --precision asks: bfloat16 rounds them.
+ *
  * The checkpoint is read through one open file, so a training run may replace it meanwhile.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -44,7 +48,7 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P]"
-                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS]\n");
+                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]\n");
 }
 
 /* What the command line asks for. */
@@ -53,6 +57,7 @@ typedef struct {
     const char *label, *vector;   /* the condition, or NULL */
     double length, temperature, top_k, top_p, num;
     unsigned long long seed;
+    int precision;                /* MINRNN_FLOAT32, MINRNN_BFLOAT16, or -1: the checkpoint's */
 } options;
 
 /* The message, and 0: what the helpers below return on failure (1 on success). */
@@ -88,7 +93,7 @@ static int parse_seed(const char *s, unsigned long long *out) {
 
 /* Fill o from argv: 0 on success, otherwise the exit status (a message is printed). */
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.prime = "", .length = 200, .temperature = 1.0, .top_p = 1.0, .num = 1};
+    *o = (options){.prime = "", .length = 200, .temperature = 1.0, .top_p = 1.0, .num = 1, .precision = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
@@ -103,6 +108,8 @@ static int parse_options(int argc, char **argv, options *o) {
         else if (!strcmp(a, "-p")) o->prime = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--condition")) o->label = v;
         else if (!strcmp(a, "-v") || !strcmp(a, "--vector")) o->vector = v;
+        else if (!strcmp(a, "--precision"))
+            ok = (o->precision = !strcmp(v, "float32") ? MINRNN_FLOAT32 : !strcmp(v, "bfloat16") ? MINRNN_BFLOAT16 : -1) >= 0;
         else { usage(); return 2; }
         if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
         i++;
@@ -339,10 +346,11 @@ static int read_condition(const minrnn_checkpoint *ck, const options *o, int N, 
 
 /* ---- generation */
 
-/* N streams stepped together (minrnn_step with B = N, T = 1), and how they draw their tokens. */
+/* N streams stepped together (minrnn_step_compact with B = N, T = 1), and how they draw their tokens. */
 typedef struct {
     const minrnn_config *cfg;
-    const float *params;
+    int precision;         /* of params */
+    void *params;          /* the parameter block at that precision (a copy) */
     int N, V;
     minrnn_batch batch;    /* B = N, T = 1, tokens, and the condition of every stream */
     int32_t *tokens;       /* (N): the input of the next step */
@@ -358,8 +366,11 @@ static int sampler_init(sampler *s, const minrnn_checkpoint *ck, const options *
                         const float *vectors) {
     const minrnn_config *cfg = &ck->config;
     int V = cfg->vocab_size;
-    *s = (sampler){.cfg = cfg, .params = ck->params, .N = N, .V = V, .temperature = o->temperature,
-                   .top_p = o->top_p, .top_k = (int)o->top_k};
+    size_t P = minrnn_param_count(cfg);
+    *s = (sampler){.cfg = cfg, .precision = o->precision >= 0 ? o->precision : ck->precision, .N = N, .V = V,
+                   .temperature = o->temperature, .top_p = o->top_p, .top_k = (int)o->top_k};
+    s->params = malloc(P * minrnn_precision_size(s->precision));
+    if (s->params) minrnn_params_compact(ck->params, P, s->precision, s->params);
     s->tokens = malloc((size_t)N * sizeof(int32_t));
     s->state = calloc(minrnn_state_size(cfg, N), sizeof(float));
     s->logits = malloc((size_t)N * (size_t)V * sizeof(float));
@@ -367,16 +378,16 @@ static int sampler_init(sampler *s, const minrnn_checkpoint *ck, const options *
     s->scratch = malloc(minrnn_sample_scratch_size(V));
     s->batch = (minrnn_batch){.B = N, .T = 1, .tokens = s->tokens, .labels = labels, .vectors = vectors};
     minrnn_rng_seed(&s->rng, (uint64_t)o->seed);
-    return s->tokens && s->state && s->logits && s->work && s->scratch;
+    return s->params && s->tokens && s->state && s->logits && s->work && s->scratch;
 }
 
 static void sampler_free(sampler *s) {
-    free(s->tokens), free(s->state), free(s->logits), free(s->work), free(s->scratch);
+    free(s->params), free(s->tokens), free(s->state), free(s->logits), free(s->work), free(s->scratch);
 }
 
 /* One step of every stream on s->tokens: the logits of each stream's next token. */
 static int step(sampler *s) {
-    return minrnn_step(s->cfg, s->params, &s->batch, s->state, s->logits, s->work, 0);
+    return minrnn_step_compact(s->cfg, s->precision, s->params, &s->batch, s->state, s->logits, s->work, 0);
 }
 
 /* ids[0..n) fed to every stream, one step each. */

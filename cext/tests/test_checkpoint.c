@@ -1,9 +1,11 @@
-/* test_checkpoint.c: minrnn_checkpoint_save / _peek / _load, format 2 (and format 1 read), through
- * the public API only.
+/* test_checkpoint.c: minrnn_checkpoint_save / _peek / _load, format 3 (and formats 1 and 2 read),
+ * through the public API only.
  *
  * Round trips (bitwise, NaN payloads included) of language models, classifiers with their label
- * names, conditioned record models, one_bias and SUM; format-1 files built here byte by byte (as
- * minrnn 0.1 and 0.2 wrote them); changed fields (MISMATCH), every truncation, every header bit
+ * names, conditioned record models, one_bias and SUM; bfloat16 parameters (rounded as written,
+ * against a rounding written here from the format's definition; inference only); format-1 files
+ * built here byte by byte (as minrnn 0.1 and 0.2 wrote them) and format-2 files (format 3 without
+ * its precision field); changed fields (MISMATCH), every truncation, every header bit
  * flipped, random byte flips, hostile headers with a valid checksum, each rule on contents
  * refused by save and by the readers, other versions, non-checkpoints, I/O failures (which step
  * failed, errno kept, no temporary file left behind), reading through one descriptor while the
@@ -58,10 +60,11 @@ enum {
     O_LR = 64, O_MOMENTUM = 68, O_ALPHA = 72, O_BETA1 = 76, O_BETA2 = 80, O_EPS = 84,
     O_CLIP_VALUE = 88, O_CLIP_NORM = 92, O_STEP = 96, O_EPOCH = 104, O_POSITION = 112, O_RNG = 120,
     O_TABLE = 128, O_TASK = 256, O_CLASSES = 260, O_COND = 264, O_COND_SIZE = 268,
-    O_ONE_BIAS = 272, O_REDUCTION = 276, O_PADDING = 280
+    O_ONE_BIAS = 272, O_REDUCTION = 276, O_PRECISION = 280, O_PADDING = 284
 };
 enum { S_VOCAB, S_PARAMS, S_M, S_V, S_STATE, S_META, S_LABELS, S_COND, SECTIONS };
-/* Format 1: the same up to byte 128, then six table pairs and zero padding up to 256. */
+/* Format 2: format 3 with padding where the precision is. Format 1: the same up to byte 128, then
+ * six table pairs and zero padding up to 256. */
 enum { HEADER_V1 = 256, SECTIONS_V1 = 6, O_PADDING_V1 = 224 };
 
 /* ---- small helpers */
@@ -122,7 +125,7 @@ static void rechecksum(unsigned char *b, size_t len)
     put_u64(b + len - TRAILER, h);
 }
 
-/* The format-2 image b (len bytes) with section s replaced by the n bytes at data: the later
+/* The format-3 image b (len bytes) with section s replaced by the n bytes at data: the later
  * sections move, and the table and the checksum follow. Returns a new image of *out_len bytes. */
 static unsigned char *splice(const unsigned char *b, size_t len, int s, const void *data, size_t n,
                              size_t *out_len)
@@ -388,7 +391,7 @@ static int same_scalars(const minrnn_checkpoint *a, const minrnn_checkpoint *b)
            a->config.one_bias == b->config.one_bias && a->config.reduction == b->config.reduction &&
            a->encoding == b->encoding && a->has_train_state == b->has_train_state &&
            a->meta_size == b->meta_size && a->labels_size == b->labels_size &&
-           p->kind == q->kind && bits(p->lr) == bits(q->lr) &&
+           a->precision == b->precision && p->kind == q->kind && bits(p->lr) == bits(q->lr) &&
            bits(p->momentum) == bits(q->momentum) && bits(p->alpha) == bits(q->alpha) &&
            bits(p->beta1) == bits(q->beta1) && bits(p->beta2) == bits(q->beta2) &&
            bits(p->eps) == bits(q->eps) && bits(p->clip_value) == bits(q->clip_value) &&
@@ -465,13 +468,16 @@ static void round_trip(const char *name, owned src)
     /* the file is exactly as long as the format says */
     size_t len = 0;
     unsigned char *b = slurp(path, &len);
-    uint64_t expect = HEADER + 4 * (uint64_t)cfg.vocab_size + 4 * (uint64_t)src.P +
+    uint64_t param_bytes = src.ck.precision == MINRNN_BFLOAT16 ? 2 : 4;
+    uint64_t expect = HEADER + 4 * (uint64_t)cfg.vocab_size + param_bytes * (uint64_t)src.P +
                       (train ? 8 * (uint64_t)src.P + 4 * (uint64_t)src.S : 0) +
                       src.ck.meta_size + src.ck.labels_size +
                       (cfg.cond == MINRNN_COND_VECTOR ? 8 * (uint64_t)cfg.cond_size : 0) + TRAILER;
     CHECK(b && len == expect, "%s: length %zu, expected %llu", name, len, (unsigned long long)expect);
-    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == 2 &&
+    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == 3 &&
               get_u32(b + O_HEADER_SIZE) == HEADER, "%s: header start", name);
+    CHECK(b && get_u32(b + O_PRECISION) == (uint32_t)src.ck.precision &&
+              get_u64(b + O_TABLE + 16 * S_PARAMS + 8) == param_bytes * src.P, "%s: the precision", name);
     CHECK(b && get_u32(b + O_TASK) == (uint32_t)cfg.task && get_u32(b + O_CLASSES) == (uint32_t)cfg.num_classes &&
               get_u32(b + O_COND) == (uint32_t)cfg.cond && get_u32(b + O_COND_SIZE) == (uint32_t)cfg.cond_size &&
               get_u32(b + O_ONE_BIAS) == (uint32_t)cfg.one_bias &&
@@ -500,7 +506,7 @@ static void test_mismatch(void)
     minrnn_checkpoint peeked;
     CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek");
     owned dst = alloc_for(&peeked, 1);
-    for (int field = 0; field < 28; field++) {
+    for (int field = 0; field < 29; field++) {
         minrnn_checkpoint saved = dst.ck, *c = &dst.ck;
         switch (field) {
         case 0: c->config.cell = MINRNN_GRU; break;
@@ -531,6 +537,7 @@ static void test_mismatch(void)
         case 25: c->config.reduction = MINRNN_SUM; break;
         case 26: c->labels_size--; break;
         case 27: c->labels_size = 0; break;
+        case 28: c->precision = MINRNN_BFLOAT16; break;
         }
         int st = minrnn_checkpoint_load(path, c);
         CHECK(st == MINRNN_ERR_MISMATCH, "field %d: load gave %d", field, st);
@@ -602,6 +609,36 @@ static owned vector_source(void)
     return make(min_char_rnn(conditioned(cfg, MINRNN_COND_VECTOR, 3)), MINRNN_BYTES, 1, 1, "{}");
 }
 
+/* bfloat16 as the format defines it, written here from that definition: the high half of the
+ * float32's bits, rounded to nearest by the low half, ties to even (a carry may reach the exponent:
+ * the largest floats round to infinity); a NaN keeps its high half with the quiet bit set. */
+static uint16_t bf16_of(float x)
+{
+    uint32_t u = bits(x), high = u >> 16, low = u & 0xFFFF;
+    if (isnan(x)) return (uint16_t)(high | 0x0040);
+    if (low > 0x8000 || (low == 0x8000 && (high & 1))) high++;
+    return (uint16_t)high;
+}
+
+static float widened(uint16_t h) { return from_bits((uint32_t)h << 16); }
+
+/* o stored at MINRNN_BFLOAT16 (o has no train state), its parameters already widened bfloat16
+ * values, so that a round trip is bitwise again. */
+static owned in_bf16(owned o)
+{
+    o.ck.precision = MINRNN_BFLOAT16;
+    for (size_t i = 0; i < o.P; i++) o.ck.params[i] = widened(bf16_of(o.ck.params[i]));
+    return o;
+}
+
+/* A classifier with label names and a condition vector, its parameters in bfloat16. */
+static owned bf16_source(void)
+{
+    minrnn_config cfg = config(MINRNN_GRU, MINRNN_TANH, 6, 2, 3, 2, 0.0f);
+    return in_bf16(make(conditioned(classifier(cfg, 2), MINRNN_COND_VECTOR, 2), MINRNN_UTF8, 0, 0,
+                        "{\"precision\": \"bfloat16\"}"));
+}
+
 /* The file image b (len bytes, valid) cut at every length: always TRUNCATED. */
 static void truncate_all(const char *name, const unsigned char *b, size_t len)
 {
@@ -642,6 +679,7 @@ static void test_truncation(void)
     truncate_saved("language model", small_source());
     truncate_saved("labels", labelled_source());
     truncate_saved("vector", vector_source());
+    truncate_saved("bfloat16", bf16_source());
 
     /* a truncated file that is no prefix of the magic is not a checkpoint */
     const char *path = in_dir("trunc.ck");
@@ -702,6 +740,7 @@ static void test_flips(void)
     flips(small_source());
     flips(labelled_source());
     flips(vector_source());
+    flips(bf16_source());
 }
 
 /* Rewrite the section table as the format requires for these fields. */
@@ -734,7 +773,7 @@ static void test_hostile(void)
     const uint64_t meta_off = get_u64(orig + O_TABLE + 16 * S_META);
     unsigned char *b = malloc(len + 64);
 
-    for (int c = 0; c < 81; c++) {
+    for (int c = 0; c < 84; c++) {
         size_t n = len;
         int expect = -1;   /* -1: CORRUPT or TRUNCATED */
         memcpy(b, orig, len);
@@ -911,6 +950,10 @@ static void test_hostile(void)
             set_table(b, &cfg, 1, 2, src.ck.meta_size, 2);
             expect = MINRNN_ERR_CORRUPT;
             break;
+        /* the precision of format 3 */
+        case 81: put_u32(b + O_PRECISION, 2); expect = MINRNN_ERR_CORRUPT; break;
+        case 82: put_u32(b + O_PRECISION, 0xFFFFFFFF); expect = MINRNN_ERR_CORRUPT; break;
+        case 83: put_u32(b + O_PRECISION, MINRNN_BFLOAT16); expect = MINRNN_ERR_CORRUPT; break;   /* a train state */
         default: continue;
         }
         rechecksum(b, n);
@@ -1162,7 +1205,7 @@ static void test_cond_rules(void)
     release(&src);
 }
 
-/* Every byte of the padding, format 2 (280..511) and format 1 (224..255). */
+/* Every byte of the padding, format 3 (284..511), format 2 (280..511; format 1's is tested below). */
 static void test_padding(void)
 {
     const char *path = in_dir("rules.ck");
@@ -1170,17 +1213,25 @@ static void test_padding(void)
     CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
     size_t len = 0;
     unsigned char *b = slurp(path, &len);
-    int bad = 0;
-    for (int i = O_PADDING; i < HEADER; i++) {
-        b[i] = (unsigned char)(1 + i % 255);
-        rechecksum(b, len);
-        spit(path, b, len);
-        int p = peek_status(path);
-        if (p != MINRNN_ERR_CORRUPT && bad++ < 10) CHECK(0, "padding byte %d: peek %d", i, p);
-        b[i] = 0;
+    static const struct {
+        uint32_t version;
+        int padding;
+    } formats[] = {{3, O_PADDING}, {2, O_PRECISION}};
+    for (int f = 0; f < 2; f++) {
+        put_u32(b + O_VERSION, formats[f].version);
+        int bad = 0;
+        for (int i = formats[f].padding; i < HEADER; i++) {
+            b[i] = (unsigned char)(1 + i % 255);
+            rechecksum(b, len);
+            spit(path, b, len);
+            int p = peek_status(path);
+            if (p != MINRNN_ERR_CORRUPT && bad++ < 10)
+                CHECK(0, "format %u, padding byte %d: peek %d", formats[f].version, i, p);
+            b[i] = 0;
+        }
+        CHECK(bad == 0, "%d padding bytes of format %u not refused", bad, formats[f].version);
+        checks += HEADER - formats[f].padding;
     }
-    CHECK(bad == 0, "%d padding bytes of format 2 not refused", bad);
-    checks += HEADER - O_PADDING;
     free(b);
     release(&src);
 }
@@ -1247,8 +1298,8 @@ static unsigned char *v1_image(const owned *o, size_t *len)
     return b;
 }
 
-/* A format-1 file reads as the format-2 fields' defaults, with the same data; load, then save,
- * writes it as format 2. src is released here. */
+/* A format-1 file reads as the newer fields' defaults, with the same data; load, then save,
+ * writes it as format 3. src is released here. */
 static void format1_reads(const char *name, owned src)
 {
     const char *path = in_dir(name);
@@ -1275,17 +1326,17 @@ static void format1_reads(const char *name, owned src)
     other.config.one_bias = 1;
     CHECK(minrnn_checkpoint_load(path, &other) == MINRNN_ERR_MISMATCH, "%s: one_bias is 0 in format 1", name);
 
-    /* saved again: format 2, the same checkpoint */
+    /* saved again: format 3, the same checkpoint */
     const char *again = in_dir("again.ck");
-    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 2", name);
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 3", name);
     size_t len2 = 0;
     unsigned char *b2 = slurp(again, &len2);
-    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == 2 &&
+    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == 3 &&
               !memcmp(b2 + HEADER, b + HEADER_V1, len - HEADER_V1 - TRAILER),
-          "%s: format 2 holds the same sections, 256 bytes later", name);
+          "%s: format 3 holds the same sections, 256 bytes later", name);
     owned dst2 = alloc_for(&peeked, 1);
     CHECK(minrnn_checkpoint_load(again, &dst2.ck) == MINRNN_OK && same_buffers(&src, &dst2, 1),
-          "%s: the format-2 copy loads", name);
+          "%s: the format-3 copy loads", name);
     free(b2);
     release(&dst2);
     release(&dst);
@@ -1330,7 +1381,7 @@ static void test_format1(void)
         switch (c) {
         case 0: put_u32(b + O_HEADER_SIZE, HEADER); what = "format 1 with header size 512"; break;
         case 1: put_u32(b + O_VERSION, 2); what = "format 1's bytes as version 2"; break;
-        case 2:   /* START, END: only format 2 has them */
+        case 2:   /* START, END: only formats 2 and 3 have them */
             put_u32(b + HEADER_V1 + 4 * 3, (uint32_t)MINRNN_START_SYMBOL);
             put_u32(b + HEADER_V1 + 4 * 4, (uint32_t)MINRNN_END_SYMBOL);
             what = "markers in format 1";
@@ -1343,23 +1394,234 @@ static void test_format1(void)
         CHECK((p == MINRNN_ERR_CORRUPT || p == MINRNN_ERR_TRUNCATED) && l == p, "%s: peek %d, load %d", what,
               p, l);
     }
-    /* and a format-2 file labelled version 1 */
+    /* and a format-3 file labelled version 1 */
     CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
     size_t len2 = 0;
     unsigned char *b2 = slurp(path, &len2);
     put_u32(b2 + O_VERSION, 1);
     rechecksum(b2, len2);
     spit(path, b2, len2);
-    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "format 2's bytes as version 1");
+    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "format 3's bytes as version 1");
     free(b2);
-    /* the same vocabulary with markers is fine in format 2 */
+    /* the same vocabulary with markers is fine in format 3 */
     owned marked = with_markers(small_source());
     CHECK(minrnn_checkpoint_save(path, &marked.ck) == MINRNN_OK && peek_status(path) == MINRNN_OK,
-          "markers in format 2");
+          "markers in format 3");
     release(&marked);
     free(b);
     free(orig);
     release(&dst);
+    release(&src);
+}
+
+/* ---- format 2, the format before bfloat16 */
+
+/* src saved, then read as format 2: the same bytes with version 2 (a float32 checkpoint's precision
+ * field is 0, format 2's padding there). It reads as precision MINRNN_FLOAT32 with the same data,
+ * and saved again is format 3's file. src is released here. */
+static void format2_reads(const char *name, owned src)
+{
+    const char *path = in_dir(name);
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "%s: save", name);
+    size_t len = 0;
+    unsigned char *b3 = slurp(path, &len), *b = malloc(len);
+    memcpy(b, b3, len);
+    put_u32(b + O_VERSION, 2);
+    rechecksum(b, len);
+    spit(path, b, len);
+    minrnn_checkpoint peeked;
+    memset(&peeked, 0xAB, sizeof peeked);
+    int st = minrnn_checkpoint_peek(path, &peeked);
+    CHECK(st == MINRNN_OK && peeked.precision == MINRNN_FLOAT32, "%s: peek gave %d, precision %d", name, st,
+          peeked.precision);
+    CHECK(same_scalars(&peeked, &src.ck), "%s: peek's scalars differ", name);
+    owned dst = alloc_for(&peeked, 1);
+    st = minrnn_checkpoint_load(path, &dst.ck);
+    CHECK(st == MINRNN_OK && same_buffers(&src, &dst, 1), "%s: load gave %d, or other data", name, st);
+
+    const char *again = in_dir("again.ck");
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 3", name);
+    size_t len2 = 0;
+    unsigned char *b2 = slurp(again, &len2);
+    CHECK(b2 && len2 == len && !memcmp(b2, b3, len), "%s: saved again, the format-3 file", name);
+    free(b2);
+    release(&dst);
+
+    truncate_all(name, b, len);
+    free(b);
+    free(b3);
+    release(&src);
+}
+
+static void test_format2(void)
+{
+    format2_reads("v2-lstm.ck", small_source());
+    format2_reads("v2-labels.ck", labelled_source());
+    format2_reads("v2-vector.ck", vector_source());
+
+    /* a bfloat16 file labelled version 2: its precision is in format 2's padding */
+    const char *path = in_dir("v2.ck");
+    owned src = bf16_source();
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    size_t len = 0;
+    unsigned char *b = slurp(path, &len);
+    put_u32(b + O_VERSION, 2);
+    rechecksum(b, len);
+    owned dst = alloc_for(&src.ck, 1);
+    check_read("bfloat16 as format 2", b, len, 0, &dst.ck);
+    release(&dst);
+    free(b);
+    release(&src);
+}
+
+/* ---- bfloat16 parameters: rounded as save writes them, widened exactly by load; inference only */
+
+static void test_bfloat16(void)
+{
+    char path[256], path32[256], again[256];   /* in_dir has one result at a time */
+    snprintf(path, sizeof path, "%s", in_dir("bf16.ck"));
+    snprintf(path32, sizeof path32, "%s", in_dir("f32.ck"));
+    snprintf(again, sizeof again, "%s", in_dir("again.ck"));
+    enum { CHUNK = 64 * 1024 / 2 };   /* bfloat16 values in one of the readers' and writers' chunks */
+    owned src = make(config(MINRNN_LSTM, MINRNN_TANH, 60, 16, 96, 2, 0.0f), MINRNN_UTF8, 0, 0, "{\"a\": 1}");
+    CHECK(src.P > 2 * CHUNK, "the parameters span three chunks: %zu", src.P);
+    static const struct {
+        uint32_t in;
+        uint16_t out;
+        const char *what;
+    } known[] = {
+        {0x3F80A000, 0x3F81, "1 + 2^-8 + 2^-10 rounds up"},
+        {0xBF80A000, 0xBF81, "-(1 + 2^-8 + 2^-10) rounds away from 0 too"},
+        {0x3F807FFF, 0x3F80, "just under half an ulp over 1 rounds down"},
+        {0x3F808000, 0x3F80, "1 + 2^-8, a tie, rounds to even: down"},
+        {0x3F818000, 0x3F82, "1 + 2^-7 + 2^-8, a tie, rounds to even: up"},
+        {0x3F7FFFFF, 0x3F80, "the largest float under 1 rounds to 1 (a carry into the exponent)"},
+        {0x7F7FFFFF, 0x7F80, "the largest float rounds to infinity"},
+        {0xFF800000, 0xFF80, "-inf"},
+        {0x80000000, 0x8000, "-0"},
+        {0x00000001, 0x0000, "the smallest subnormal rounds to 0"},
+        {0x7F800001, 0x7FC0, "a signaling NaN, quieted"},
+        {0xFFC12345, 0xFFC1, "a negative NaN with a payload"},
+    };
+    enum { KNOWN = sizeof known / sizeof *known };
+    /* the known values first and across the first chunk boundary; random bit patterns elsewhere */
+    const size_t at[2] = {0, CHUNK - KNOWN / 2};
+    for (int j = 0; j < 2; j++)
+        for (int k = 0; k < KNOWN; k++) src.ck.params[at[j] + k] = from_bits(known[k].in);
+    for (int k = 0; k < KNOWN; k++)
+        CHECK(bf16_of(from_bits(known[k].in)) == known[k].out, "%s: the test's own rounding", known[k].what);
+    float *orig = malloc(sizeof(float) * src.P);
+    memcpy(orig, src.ck.params, sizeof(float) * src.P);
+    CHECK(minrnn_checkpoint_save(path32, &src.ck) == MINRNN_OK, "save at float32");
+    src.ck.precision = MINRNN_BFLOAT16;
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save at bfloat16");
+    CHECK(!memcmp(src.ck.params, orig, sizeof(float) * src.P), "save changed the caller's parameters");
+
+    /* the file: each parameter a little-endian u16, 2 bytes fewer than at float32 */
+    size_t len = 0, len32 = 0;
+    unsigned char *b = slurp(path, &len), *b32 = slurp(path32, &len32);
+    CHECK(len32 - len == 2 * src.P, "bfloat16 file of %zu bytes, float32 of %zu, %zu parameters", len, len32,
+          src.P);
+    CHECK(get_u32(b + O_VERSION) == 3 && get_u32(b + O_PRECISION) == MINRNN_BFLOAT16 &&
+              get_u32(b32 + O_PRECISION) == MINRNN_FLOAT32, "the precision fields");
+    const unsigned char *stored = b + get_u64(b + O_TABLE + 16 * S_PARAMS);
+    int bad = 0;
+    for (size_t i = 0; i < src.P; i++) {
+        uint16_t h = (uint16_t)(stored[2 * i] | stored[2 * i + 1] << 8);
+        if (h != bf16_of(orig[i]) && bad++ < 10)
+            CHECK(0, "parameter %zu (%08x) stored as %04x, not %04x", i, bits(orig[i]), h, bf16_of(orig[i]));
+    }
+    CHECK(bad == 0, "%d parameters stored otherwise", bad);
+
+    /* peek and load: the rounded values, widened exactly */
+    minrnn_checkpoint peeked;
+    memset(&peeked, 0xAB, sizeof peeked);
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK && peeked.precision == MINRNN_BFLOAT16,
+          "peek: precision %d", peeked.precision);
+    CHECK(same_scalars(&peeked, &src.ck), "peek's scalars differ");
+    owned dst = alloc_for(&peeked, 1);
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_OK, "load");
+    bad = 0;
+    for (size_t i = 0; i < src.P; i++)
+        if (bits(dst.ck.params[i]) != (uint32_t)bf16_of(orig[i]) << 16 && bad++ < 10)
+            CHECK(0, "parameter %zu (%08x) loaded as %08x", i, bits(orig[i]), bits(dst.ck.params[i]));
+    CHECK(bad == 0, "%d parameters loaded otherwise", bad);
+    for (int j = 0; j < 2; j++)
+        for (int k = 0; k < KNOWN; k++)
+            CHECK(bits(dst.ck.params[at[j] + k]) == (uint32_t)known[k].out << 16, "%s: loaded as %08x",
+                  known[k].what, bits(dst.ck.params[at[j] + k]));
+    for (size_t i = 0; i < src.P; i++) src.ck.params[i] = widened(bf16_of(orig[i]));
+    CHECK(same_buffers(&src, &dst, 1), "the other sections");
+    /* saved again: the same file (a widened value rounds to itself) */
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "save what was loaded");
+    size_t len2 = 0;
+    unsigned char *b2 = slurp(again, &len2);
+    CHECK(b2 && len2 == len && !memcmp(b2, b, len), "saved again: the same file");
+    free(b2);
+
+    /* the precision is a scalar field like the others: another one is a MISMATCH */
+    dst.ck.precision = MINRNN_FLOAT32;
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_ERR_MISMATCH, "the bfloat16 file as float32");
+    CHECK(minrnn_checkpoint_load(path32, &dst.ck) == MINRNN_OK &&
+              !memcmp(dst.ck.params, orig, sizeof(float) * src.P), "the float32 file, exact");
+    dst.ck.precision = MINRNN_BFLOAT16;
+    CHECK(minrnn_checkpoint_load(path32, &dst.ck) == MINRNN_ERR_MISMATCH, "the float32 file as bfloat16");
+
+    /* inference only, and no other precision: save refuses (ARG, no file) */
+    owned train = small_source();
+    train.ck.precision = MINRNN_BFLOAT16;
+    check_save("bfloat16 with a training state", &train.ck, 0);
+    const int32_t unknown[] = {2, -1, INT32_MAX};
+    for (int i = 0; i < 3; i++) {
+        minrnn_checkpoint k = src.ck;
+        k.precision = unknown[i];
+        char what[64];
+        snprintf(what, sizeof what, "precision %d", unknown[i]);
+        check_save(what, &k, 0);
+    }
+
+    /* and the readers refuse them (CORRUPT), with a valid checksum and a table that fits */
+    unsigned char *c = malloc(len32);
+    for (int i = 0; i < 3; i++) {
+        memcpy(c, b32, len32);
+        put_u32(c + O_PRECISION, (uint32_t)unknown[i]);
+        rechecksum(c, len32);
+        char what[64];
+        snprintf(what, sizeof what, "precision %d in a file", unknown[i]);
+        check_read(what, c, len32, 0, &dst.ck);
+    }
+    free(c);
+    memcpy(b2 = malloc(len), b, len);
+    put_u32(b2 + O_PRECISION, MINRNN_FLOAT32);
+    rechecksum(b2, len);
+    check_read("a bfloat16 file that says float32", b2, len, 0, &dst.ck);
+    free(b2);
+    /* the float32 file made bfloat16 by hand is the bfloat16 file: the way of the next case works */
+    unsigned char *made = splice(b32, len32, S_PARAMS, stored, 2 * src.P, &len2);
+    put_u32(made + O_PRECISION, MINRNN_BFLOAT16);
+    rechecksum(made, len2);
+    CHECK(len2 == len && !memcmp(made, b, len), "the float32 file with bfloat16 parameters");
+    free(made);
+    /* a training state made bfloat16 the same way: the rule is what refuses it */
+    train.ck.precision = MINRNN_FLOAT32;
+    CHECK(minrnn_checkpoint_save(path32, &train.ck) == MINRNN_OK, "save with a training state");
+    free(b32);
+    b32 = slurp(path32, &len32);
+    unsigned char *halves = calloc(train.P, 2);
+    made = splice(b32, len32, S_PARAMS, halves, 2 * train.P, &len2);
+    put_u32(made + O_PRECISION, MINRNN_BFLOAT16);
+    rechecksum(made, len2);
+    owned tdst = alloc_for(&train.ck, 1);
+    check_read("bfloat16 with a training state, in a file", made, len2, 0, &tdst.ck);
+    release(&tdst);
+    free(made);
+    free(halves);
+
+    free(b32);
+    free(b);
+    free(orig);
+    release(&dst);
+    release(&train);
     release(&src);
 }
 
@@ -1386,7 +1648,7 @@ static void test_not_checkpoint_and_version(void)
     owned dst = alloc_for(&peeked, 1);
     size_t len1 = 0;
     unsigned char *b1 = v1_image(&src, &len1);
-    const uint32_t versions[] = {0, 3, 0x01000000, 0x00000200, 0xFFFFFFFF};
+    const uint32_t versions[] = {0, 4, 0x01000000, 0x00000300, 0xFFFFFFFF};
     for (int i = 0; i < 5; i++) {
         put_u32(b + O_VERSION, versions[i]);
         rechecksum(b, len);
@@ -1402,12 +1664,12 @@ static void test_not_checkpoint_and_version(void)
         CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u on format 1's bytes", versions[i]);
     }
     /* the versions read here, as stubs: too short for their headers */
-    for (uint32_t v = 1; v <= 2; v++) {
+    for (uint32_t v = 1; v <= 3; v++) {
         put_u32(b + O_VERSION, v);
         spit(path, b, 12);
         CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "version %u in 12 bytes", v);
     }
-    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 and 2") != NULL, "the message names the formats read: %s",
+    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1, 2 and 3") != NULL, "the message names the formats read: %s",
           minrnn_strerror(MINRNN_ERR_VERSION));
     free(b1);
     free(b);
@@ -1689,6 +1951,10 @@ int main(void)
                                 MINRNN_COND_VECTOR, 20000), MINRNN_UTF8, 1, 2, NULL);
     round_trip("big-records.ck", with_markers(make(config(MINRNN_RNN, MINRNN_TANH, 17000, 4, 4, 1, 0.0f),
                                                    MINRNN_UTF8, 0, 0, NULL)));
+    /* format 3's bfloat16 parameters, already rounded so that the round trip is bitwise */
+    round_trip("bf16.ck", bf16_source());
+    round_trip("bf16-records.ck", in_bf16(with_markers(make(conditioned(gru, MINRNN_COND_LABEL, 3), MINRNN_UTF8,
+                                                            0, 0, "{}"))));
     test_mismatch();
     test_truncation();
     test_flips();
@@ -1698,6 +1964,8 @@ int main(void)
     test_cond_rules();
     test_padding();
     test_format1();
+    test_format2();
+    test_bfloat16();
     test_not_checkpoint_and_version();
     test_io();
     test_replaced_while_reading();

@@ -1,6 +1,7 @@
 /* test_core.c: the C library on its own, through its public header only (no Python).
  * Prints one line per failed check and exits non-zero if any failed. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,6 +383,47 @@ static void test_padding_changes_nothing(void) {
     release(&pad), release(&one);
 }
 
+/* minrnn_step_compact on bfloat16 weights: the float32 step of the rounded weights, bit for bit, for
+ * every cell with B = 1 and 9 (GRU: its bias_hh is read by the cell), with 1 and 2 threads; an
+ * unknown precision is refused. */
+static void test_compact_step(void) {
+    for (int ci = 0; ci < 3; ci++) {
+        int cell = (int[]){MINRNN_RNN, MINRNN_LSTM, MINRNN_GRU}[ci];
+        for (int B = 1; B <= 9; B += 8) {
+            bench b = make(config(cell, MINRNN_TANH, 7, ci == 2 ? 3 : 0, 21, 2, 0.0f), B, 1, 9);
+            uint16_t *half = malloc(b.P * minrnn_precision_size(MINRNN_BFLOAT16));
+            float *rounded = malloc(b.P * sizeof(float)), *back = malloc(b.P * sizeof(float));
+            CHECK(minrnn_params_compact(b.params, b.P, MINRNN_BFLOAT16, half) == MINRNN_OK, "compact");
+            for (size_t i = 0; i < b.P; i++) {   /* the rounded values as float32: the high half kept */
+                uint32_t u = (uint32_t)half[i] << 16;
+                memcpy(&rounded[i], &u, sizeof u);
+            }
+            CHECK(minrnn_params_compact(rounded, b.P, MINRNN_FLOAT32, back) == MINRNN_OK
+                  && memcmp(back, rounded, b.P * sizeof(float)) == 0, "float32 copies");
+            size_t S = minrnn_state_size(&b.c, B);
+            float *s16 = calloc(S, sizeof(float)), *s32 = calloc(S, sizeof(float)), *s2 = calloc(S, sizeof(float));
+            float *z16 = malloc((size_t)B * 7 * sizeof(float)), *z32 = malloc((size_t)B * 7 * sizeof(float));
+            float *z2 = malloc((size_t)B * 7 * sizeof(float));
+            for (int t = 0; t < 4; t++) {
+                for (int s = 0; s < B; s++) b.tokens[s] = (t * 3 + s) % 7;
+                minrnn_batch one = batch_of(&b, B, 1, NULL);
+                CHECK(minrnn_step_compact(&b.c, MINRNN_BFLOAT16, half, &one, s16, z16, b.work, 1) == MINRNN_OK, "step");
+                CHECK(minrnn_step_compact(&b.c, MINRNN_BFLOAT16, half, &one, s2, z2, b.work, 2) == MINRNN_OK, "step");
+                CHECK(minrnn_step(&b.c, rounded, &one, s32, z32, b.work, 1) == MINRNN_OK, "step");
+                CHECK(memcmp(z16, z32, (size_t)B * 7 * sizeof(float)) == 0 && memcmp(s16, s32, S * sizeof(float)) == 0,
+                      "cell %d B %d t %d: compact step differs from the float32 step of the rounded weights", cell, B, t);
+                CHECK(memcmp(z16, z2, (size_t)B * 7 * sizeof(float)) == 0, "cell %d B %d: 2 threads differ", cell, B);
+            }
+            minrnn_batch one = batch_of(&b, B, 1, NULL);
+            CHECK(minrnn_step_compact(&b.c, 2, half, &one, s16, z16, b.work, 1) == MINRNN_ERR_ARG, "precision 2");
+            CHECK(minrnn_params_compact(b.params, b.P, -1, half) == MINRNN_ERR_ARG && minrnn_precision_size(7) == 0,
+                  "unknown precision");
+            free(half), free(rounded), free(back), free(s16), free(s32), free(s2), free(z16), free(z32), free(z2);
+            release(&b);
+        }
+    }
+}
+
 int main(void) {
     test_version_and_errors();
     test_config_and_sizes();
@@ -394,6 +436,7 @@ int main(void) {
     test_dropout_scale();
     test_step_is_a_forward_of_one();
     test_padding_changes_nothing();
+    test_compact_step();
     printf("test_core: %s\n", failures ? "FAILED" : "ok");
     return failures != 0;
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "../gemm.h"
+#include "../internal.h"   /* bf16_to_float, float_to_bf16 */
 
 static int failures = 0;
 static int checks = 0;
@@ -374,6 +375,42 @@ static void test_nt(int M, int N, int K, rng_t *r) {
     }
 }
 
+/* ---- bfloat16 weights: mm_nt_bf16 and mm_pack_bf16 give exactly what mm_nt and mm_pack give on
+ * the widened weights (threads 1 to 3), with the ends of rows at every K mod 8 */
+
+static void test_bf16(int M, int N, int K, rng_t *r) {
+    problem p = make_problem(M, N, K, 0, r);
+    ptrdiff_t ldw = K + rng_int(r, 3), ldc = N + rng_int(r, 3);
+    uint16_t *w16 = xmalloc(sizeof(uint16_t) * ((size_t)N * ldw + 1));
+    float *wide = xmalloc(sizeof(float) * ((size_t)N * ldw + 1));
+    for (size_t i = 0; i < (size_t)N * ldw; i++) {
+        w16[i] = float_to_bf16(rng_unif(r));
+        wide[i] = bf16_to_float(w16[i]);
+    }
+    size_t nc = (size_t)M * ldc;
+    for (int acc = 0; acc < 2; acc++) {
+        float *want = make_c(&p, ldc, acc), *portable = make_c(&p, ldc, acc), *plain = make_c(&p, ldc, acc);
+        mm_nt(M, N, K, p.a, K, wide, ldw, want, ldc, acc, 1);
+        mm_nt_portable(M, N, K, p.a, K, wide, ldw, plain, ldc, acc, 1);
+        mm_nt_bf16_portable(M, N, K, p.a, K, w16, ldw, portable, ldc, acc, 2);
+        check_same(plain, portable, nc, &p, "mm_nt_bf16_portable vs mm_nt_portable of the widened weights");
+        for (int nt = 1; nt <= 3; nt++) {
+            float *got = make_c(&p, ldc, acc);
+            mm_nt_bf16(M, N, K, p.a, K, w16, ldw, got, ldc, acc, nt);
+            check_same(want, got, nc, &p, "mm_nt_bf16 vs mm_nt of the widened weights");
+            free(got);
+        }
+        free(want); free(portable); free(plain);
+    }
+    size_t np = mm_packed_size(K, N);   /* B (K, N) = W^T: rsb 1, csb ldw, as model.c packs W^T */
+    float *pw = xmalloc(sizeof(float) * (np + 1)), *p16 = xmalloc(sizeof(float) * (np + 1));
+    mm_pack(K, N, wide, 1, ldw, pw, 1);
+    mm_pack_bf16(K, N, w16, 1, ldw, p16, 2);
+    check_same(pw, p16, np, &p, "mm_pack_bf16 vs mm_pack of the widened weights");
+    free(pw); free(p16); free(w16); free(wide);
+    free_problem(&p);
+}
+
 int main(int argc, char **argv) {
     /* 3 threads on a 2-core machine crawl when OpenMP's idle threads spin: they hold the cores the
      * late thread needs at every barrier. The wait policy is read at start-up, so restart once. */
@@ -411,6 +448,10 @@ int main(int argc, char **argv) {
     for (int m = 1; m <= 4; m++) test_nt(m, 2048, 512, &r);   /* sampling: one token per stream */
     test_nt(3, 1000, 77, &r);
     test_nt(33, 250, 300, &r);
+
+    for (int t = 0; t < 100; t++) test_bf16(rng_int(&r, 9), rng_int(&r, 40), rng_int(&r, 40), &r);
+    test_bf16(1, 2048, 512, &r);
+    test_bf16(32, 300, 77, &r);
 
     printf("test_gemm: %d checks, %d failures\n", checks, failures);
     return failures != 0;
