@@ -1,6 +1,6 @@
 """minrnn against PyTorch (CPU) and min-char-rnn: training and sampling speed, memory, thread scaling.
 
-    PYTHONPATH=. python tools/bench.py            # the full table (a few minutes)
+    PYTHONPATH=. python tools/bench.py            # the full table (about 5 minutes)
     PYTHONPATH=. python tools/bench.py --quick    # fewer, shorter rounds: a smoke test
     PYTHONPATH=. python tools/bench.py --only lstm512 --json
 
@@ -12,6 +12,20 @@ B*T characters over the median step time of the rounds.
 
 Training FLOPs count the dense products a correct implementation needs (see train_flops); GFLOP/s
 is set against a numpy SGEMM measured in the same run with the same thread count.
+
+Sampling has a ceiling of its own: each character reads every weight once, so it cannot go faster
+than read bandwidth / weight bytes per character (see sampling_bytes). The bandwidth is measured
+on one thread in the same run, on a buffer the size of the weights (where they live while sampling:
+a 12.8 MB model stays in this machine's 32 MiB L3) and, for scale, on one far larger than the
+last-level cache (DRAM); the bound uses the first, the higher and so the stricter one. Each is the
+better of a probe before the sampling row's timing and one after.
+
+Compact weights (bfloat16) are timed against float32 on the same model, and must predict
+tinyshakespeare's validation tail (its last 10%) as well: a model given with --checkpoint, or else
+the sampling row's model trained for a short fixed time on the first 90%.
+
+The targets are the speed issue's, in one table (TARGETS) from which the printout and the JSON's
+pass/miss are both derived.
 """
 
 import argparse
@@ -23,7 +37,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 THREADS = 2
 # numpy's BLAS reads its thread count once, at import: fix it to the benchmark's before importing
@@ -35,7 +49,10 @@ import numpy as np  # noqa: E402
 from minchar_numpy import MinCharRNN  # noqa: E402
 from minrnn import core  # noqa: E402
 from minrnn import reference  # noqa: E402
+from minrnn.errors import UserError  # noqa: E402
+from minrnn.inference import evaluate, generate, generate_streams, load  # noqa: E402
 from minrnn.reference import CELLS, Config  # noqa: E402
+from minrnn.text import Vocab, read_symbols  # noqa: E402
 
 try:
     import torch
@@ -78,18 +95,65 @@ TRAIN_ROWS = [
 # min-char-rnn's shape and training: one stream of 25 steps, Adagrad, elementwise clip.
 MINCHAR = Row("minchar", "min-char-rnn: RNN H=100 L=1 B=1 T=25", "rnn_tanh", 100, 1, B=1, T=25,
               optimizer="adagrad", lr=0.1, clip_norm=0.0, clip_value=5.0)
-SAMPLE = Row("sample", "sampling LSTM H=512 L=2, 1 thread", "lstm", 512, 2, B=1, T=1, threads=1)
+SAMPLE = Row("sample", "sampling LSTM H=512 L=2, B=1, 1 thread", "lstm", 512, 2, B=1, T=1, threads=1)
+COMPACT = replace(SAMPLE, key="compact", label="sampling bfloat16 / float32, 1 thread")
+STREAMS_NUM = 32        # the streams row: sample --num 32 against --num 1,
+STREAMS_LENGTH = 200    # each of this many characters
+STREAMS = replace(SAMPLE, key="streams", label=f"sample --num {STREAMS_NUM} / --num 1, {THREADS} threads",
+                  threads=THREADS)
 MEMORY = Row("memory", "peak memory, training LSTM H=512 L=2", "lstm", 512, 2)
 SCALING = [Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2), Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2)]
-ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "memory", "scaling"]
+ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling"]
 
-# The targets of the speed issue: minrnn / PyTorch chars/s for each training row (and, for
-# min-char-rnn's shape, also minrnn / numpy).
-RATIO_TARGETS = {"lstm128": 2.5, "lstm256": 2.0, "lstm512": 1.5, "gru256": 2.5, "rnn256": 2.5, "minchar": 10.0}
-MEMORY_TARGET = 0.3            # peak RSS, minrnn / PyTorch
-SAMPLE_TARGET_RATE = 3000      # chars/s
-SAMPLE_TARGET_RATIO = 15.0     # times nn.LSTM
-SCALING_TARGET = 1.8           # 2 threads over 1
+DRAM_PROBE_BYTES = 1 << 30   # the sampling row's second bandwidth probe: 32 times this machine's L3
+VALID_FRAC = 0.1        # the compact row's validation tail: the last 10% of the text
+EVAL_STREAMS, EVAL_SEQ_LEN = 16, 256   # python -m minrnn eval's defaults (--batch-size, --seq-len)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of the speed issue: the row's measured value at `measure` (keys into the row's
+    result, joined by dots), compared with `limit`."""
+    row: str
+    measure: str
+    op: str                # ">=" or "<="
+    limit: float
+    unit: str              # "x", "%" (of 1) or "nats"
+    what: str
+
+    def show(self, x):
+        """A measured value in the target's unit."""
+        return f"{100 * x:.1f}%" if self.unit == "%" else f"{x:.2f}x" if self.unit == "x" else f"{x:.4f} nats"
+
+    def text(self):
+        limit = f"{100 * self.limit:g}%" if self.unit == "%" else f"{self.limit:g}" + (
+            "x" if self.unit == "x" else " nats")
+        return self.op + limit
+
+    def judge(self, result):
+        """{measure, what, target, measured, pass}; measured and pass are None if the row did not
+        measure it (it failed, or PyTorch is missing)."""
+        value = result
+        for key in self.measure.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        passed = None if value is None else value >= self.limit if self.op == ">=" else value <= self.limit
+        return {"measure": self.measure, "what": self.what, "target": self.text(), "measured": value,
+                "shown": "n/a" if value is None else self.show(value), "pass": passed}
+
+
+# The speed issue's targets; ratios are minrnn / PyTorch in the same run, same threads, same weights.
+TARGETS = [Target(key, "ratio", ">=", limit, "x", "minrnn / PyTorch c/s")
+           for key, limit in (("lstm128", 1.1), ("lstm256", 1.1), ("lstm512", 1.1), ("gru256", 2), ("rnn256", 2))] + [
+    Target("lstm512", "minrnn.sgemm_share", ">=", 0.85, "%", "minrnn GFLOP/s / SGEMM's"),
+    Target("minchar", "ratio", ">=", 20, "x", "minrnn / PyTorch c/s"),
+    Target("minchar", "numpy_ratio", ">=", 15, "x", "minrnn / numpy min-char-rnn c/s"),
+    Target("sample", "bound_share", ">=", 0.70, "%", "c/s / bandwidth bound"),
+    Target("compact", "speedup", ">=", 1.8, "x", "bfloat16 / float32 c/s"),
+    Target("compact", "loss_diff", "<=", 0.01, "nats", "|bfloat16 - float32| validation loss"),
+    Target("streams", "speedup", ">=", 10, "x", f"--num {STREAMS_NUM} / --num 1 chars/s"),
+    Target("memory", "ratio", "<=", 0.3, "x", "peak RSS minrnn / PyTorch"),
+] + [Target("scaling", f"configs.{row.key}.speedup", ">=", 1.8, "x", f"{row.label}: 2 threads / 1 c/s")
+     for row in SCALING]
 
 # Loss agreement. Before any step: float32 round-off, accumulated over a T-step recurrence and a mean
 # over B*T cross-entropies, stays near 1e-6; 1e-4 leaves room and still catches any real difference
@@ -119,18 +183,20 @@ def log(*args):
 
 def load_text():
     """Token ids (int32) of tinyshakespeare, or of a synthetic random text over V symbols if the file
-    is missing. Returns (ids, description)."""
+    is missing. Returns (ids, vocabulary (a minrnn.text.Vocab), description)."""
     try:
         with open(DATA, encoding="utf-8") as f:
             text = f.read()
     except OSError:
         rng = np.random.default_rng(SEED)
-        return rng.integers(0, V, 1_000_000).astype(np.int32), f"synthetic random text ({DATA} missing)"
+        return (rng.integers(0, V, 1_000_000).astype(np.int32), Vocab(range(V)),
+                f"synthetic random text ({DATA} missing)")
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     if len(vocab) != V:
         raise SystemExit(f"{DATA} has {len(vocab)} symbols, the benchmark expects {V}")
-    return np.array([index[c] for c in text], dtype=np.int32), f"{DATA} ({len(text):,} chars)"
+    return (np.array([index[c] for c in text], dtype=np.int32), Vocab(map(ord, vocab)),
+            f"{DATA} ({len(text):,} chars)")
 
 
 class Batches:
@@ -200,6 +266,49 @@ def sgemm_ceiling(reps):
     first = {n: sgemm_gflops(n, reps) for n in (1, THREADS)}
     time.sleep(1.0)
     return {n: max(g, sgemm_gflops(n, reps)) for n, g in first.items()}
+
+
+def sampling_bytes(model, itemsize):
+    """Bytes of weights one sampling step reads: every parameter once, at itemsize bytes (4 for
+    float32, 2 for bfloat16), except that the one-hot layer 0 reads one column of weight_ih_l0
+    (G*H of its V*G*H values)."""
+    require(model.config.embed_size == 0, "the sampling bound is worked out for one-hot input only")
+    w = model.tensors["weight_ih_l0"]  # (G*H, V)
+    return itemsize * (model.param_count - w.size + w.shape[0])
+
+
+BANDWIDTH_CODE = """
+import json, sys, time
+import numpy as np
+out = []
+for nbytes in map(int, sys.argv[1].split(",")):
+    a = np.ones(nbytes // 8 * 2, dtype=np.float32)  # pages touched
+    reads = {"np.max": lambda: np.max(a), "np.dot(a, a)": lambda: np.dot(a, a),
+             "np.bitwise_or.reduce": lambda: np.bitwise_or.reduce(a.view(np.int64))}
+    best = {}
+    for name, fn in reads.items():
+        fn()  # warm-up: a buffer that fits in the cache is in it
+        times = []
+        for _ in range(max(3, (1 << 30) // nbytes)):  # a GiB read in all, at least 3 times
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        best[name] = a.nbytes / min(times) / 1e9
+    name = max(best, key=best.get)
+    out.append({"bytes": a.nbytes, "gb_per_s": best[name], "read": name, "all": best})
+print(json.dumps(out))
+"""
+
+
+def read_bandwidth(sizes):
+    """[{bytes, gb_per_s, read, all}] for each buffer size: single-threaded read bandwidth, GB/s, of
+    the fastest of a few numpy reductions (np.max; np.dot(a, a), which reads each byte once; an
+    integer OR), each at its fastest repetition (noise only ever lowers it). In a subprocess with
+    one BLAS thread: this process's numpy has THREADS, and np.dot would use them."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", BANDWIDTH_CODE, ",".join(map(str, sizes))], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 # ---- timing
@@ -401,6 +510,8 @@ def train_row(row, data, opts, sgemm, others=None):
     steps.update(others or {})
     times = interleaved(steps, opts.rounds, opts.round_seconds)
     result.update({name: speed(row, name, t, row.B * row.T, sgemm) for name, t in times.items()})
+    if torch is not None:
+        result["ratio"] = result["minrnn"]["chars_per_s"] / result["torch"]["chars_per_s"]
     return result
 
 
@@ -416,6 +527,7 @@ def minchar_row(data, opts, sgemm):
     numpy_step = stepper(lambda x, y: numpy_rnn.step(x[:, 0].tolist(), y[:, 0].tolist()), Batches(data, row.B, row.T))
     result = train_row(row, data, opts, sgemm, {"numpy": numpy_step})
     result["check_numpy"] = check
+    result["numpy_ratio"] = result["minrnn"]["chars_per_s"] / result["numpy"]["chars_per_s"]
     result["reference"] = reference_speed(row, model, data, opts.reference_steps, loss_m, sgemm)
     return result
 
@@ -453,7 +565,8 @@ def reference_speed(row, model, data, n_steps, loss_m, sgemm):
 
 
 def sample_row(data, opts):
-    """Generating one character at a time, 1 thread: minrnn's step + sample against nn.LSTM."""
+    """Generating one character at a time, 1 thread, float32: minrnn's step + sample against the
+    bound that the weights' bytes and the read bandwidth set, and against nn.LSTM for scale."""
     row = SAMPLE
     model = core.Model(minrnn_config(row), seed=SEED, threads=row.threads)
     steps = {"minrnn": minrnn_sampler(model)}
@@ -463,9 +576,93 @@ def sample_row(data, opts):
         net = torch_model(row, model)
         result["check"] = check_sampling(model, net, data[:32])
         steps["torch"] = torch_sampler(net)
+    weights = sampling_bytes(model, 4)
+    sizes = [weights, DRAM_PROBE_BYTES]
+    before = read_bandwidth(sizes)
     times = interleaved(steps, opts.rounds, opts.round_seconds)
     for name, t in times.items():
         result[name] = {"name": name, "chars_per_s": rate(1, t), "spread": spread(t), "rounds": t}
+    if torch is not None:
+        result["ratio"] = result["minrnn"]["chars_per_s"] / result["torch"]["chars_per_s"]
+    # the better of a probe before the timing and one after: another process only ever lowers it
+    cached, dram = (max(probes, key=lambda p: p["gb_per_s"]) for probes in zip(before, read_bandwidth(sizes)))
+    result.update({"bytes_per_char": weights, "bandwidth": {"weights_sized": cached, "dram": dram},
+                   "bound_chars_per_s": cached["gb_per_s"] * 1e9 / weights,
+                   "dram_bound_chars_per_s": dram["gb_per_s"] * 1e9 / weights})
+    result["bound_share"] = result["minrnn"]["chars_per_s"] / result["bound_chars_per_s"]
+    return result
+
+
+def compact_row(data, opts):
+    """bfloat16 weights against float32 on the same model: sampling speed (B=1, 1 thread, interleaved)
+    and the loss on the validation tail, computed by python -m minrnn eval's function."""
+    row = COMPACT
+    model, tail, source = opts.trained or trained_model(data, opts.train_seconds)
+    compact = core.Model(model.config, params=model.params, threads=THREADS)
+    compact.set_precision("bfloat16")
+    require(compact.precision == "bfloat16", f"set_precision left the weights at {compact.precision}")
+    losses = {m.precision: evaluate(m, tail, EVAL_STREAMS, EVAL_SEQ_LEN) for m in (model, compact)}
+    for m in (model, compact):
+        m.threads = row.threads
+    times = interleaved({m.precision: minrnn_sampler(m) for m in (model, compact)}, opts.rounds, opts.round_seconds)
+    result = {"row": row.key, "label": row.label, "model": source, "valid_chars": losses["float32"][1],
+              "loss": {name: loss for name, (loss, _) in losses.items()}}
+    result["loss_diff"] = abs(result["loss"]["bfloat16"] - result["loss"]["float32"])
+    for name, t in times.items():
+        result[name] = {"name": name, "chars_per_s": rate(1, t), "spread": spread(t), "rounds": t}
+    result["speedup"] = result["bfloat16"]["chars_per_s"] / result["float32"]["chars_per_s"]
+    return result
+
+
+def trained_model(data, seconds):
+    """The sampling row's model trained for `seconds` (THREADS threads, the bench's optimizer, B and T)
+    on the first 1 - VALID_FRAC of the text. Returns (model, validation tail ids, description)."""
+    row = replace(SAMPLE, B=Row.B, T=Row.T, threads=THREADS)
+    cut = int(len(data) * (1 - VALID_FRAC))
+    model, trainer = minrnn_trainer(row)
+    batches, steps, t0 = Batches(data[:cut], row.B, row.T), 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        trainer.step(*batches.next())
+        steps += 1
+    return model, data[cut:], (f"LSTM H={row.H} L={row.L} trained {seconds:g} s ({steps} steps of {row.B}x{row.T}, "
+                                f"{THREADS} threads) on the first {1 - VALID_FRAC:.0%} of the text")
+
+
+def checkpoint_model(path):
+    """(model, validation tail ids, description) from a float32 checkpoint of a language model: the
+    tail is the last VALID_FRAC of DATA, read with the checkpoint's own vocabulary."""
+    try:
+        ck = load(path, threads=THREADS)
+        with open(DATA, "rb") as f:
+            symbols = read_symbols(f.read(), ck.encoding)
+    except (UserError, OSError) as e:
+        raise SystemExit(f"--checkpoint: {e}") from None
+    cfg = ck.model.config
+    if ck.precision != "float32" or cfg.task != "lm" or cfg.cond != "none" or Vocab(ck.vocab).framed:
+        raise SystemExit(f"--checkpoint: {path} is not a float32 language model of plain text (precision "
+                         f"{ck.precision}, task {cfg.task}, condition {cfg.cond})")
+    ids, _ = Vocab(ck.vocab, ck.encoding).encode_known(symbols)
+    return (ck.model, ids[int(len(ids) * (1 - VALID_FRAC)):],
+            f"{path}: {cfg.cell} H={cfg.hidden_size} L={cfg.num_layers}")
+
+
+def streams_row(vocab, opts):
+    """sample --num 32 against --num 1 by the CLI's own functions (generate_streams: the streams as one
+    batch; generate: one character at a time): the sampling row's model, float32, STREAMS.threads
+    threads, temperature 1, no prime. Rate = characters produced per second."""
+    row = STREAMS
+    model = core.Model(minrnn_config(row), seed=SEED, threads=row.threads)
+    one = list(generate(model, vocab, [], STREAMS_LENGTH, SEED))
+    require(generate_streams(model, vocab, 1, [], STREAMS_LENGTH, SEED)[0].tolist() == one,
+            "generate_streams with one stream does not give generate's text")
+    runs = {"num1": (STREAMS_LENGTH, lambda: list(generate(model, vocab, [], STREAMS_LENGTH, SEED))),
+            f"num{STREAMS_NUM}": (STREAMS_NUM * STREAMS_LENGTH,
+                                  lambda: generate_streams(model, vocab, STREAMS_NUM, [], STREAMS_LENGTH, SEED))}
+    times = interleaved({name: fn for name, (_, fn) in runs.items()}, opts.rounds, opts.round_seconds)
+    result = {"row": row.key, "label": row.label, "length": STREAMS_LENGTH}
+    for name, t in times.items():
+        result[name] = {"name": name, "chars_per_s": rate(runs[name][0], t), "spread": spread(t), "rounds": t}
+    result["speedup"] = result[f"num{STREAMS_NUM}"]["chars_per_s"] / result["num1"]["chars_per_s"]
     return result
 
 
@@ -510,7 +707,7 @@ def check_sampling(model, net, tokens):
 
 def scaling_row(data, opts, sgemm):
     """minrnn with 2 threads against 1 thread, interleaved; results must not depend on the count."""
-    result = {"row": "scaling", "label": "thread scaling", "configs": []}
+    result = {"row": "scaling", "label": "thread scaling", "configs": {}}
     for row in SCALING:
         trainers = {n: minrnn_trainer(row, threads=n)[1] for n in (1, 2)}
         batches = {n: Batches(data, row.B, row.T) for n in (1, 2)}
@@ -518,9 +715,9 @@ def scaling_row(data, opts, sgemm):
         steps = {f"{n} thread": stepper(trainers[n].step, batches[n]) for n in (1, 2)}
         times = interleaved(steps, opts.rounds, opts.round_seconds)
         one, two = (rate(row.B * row.T, times[f"{n} thread"]) for n in (1, 2))
-        result["configs"].append({"label": row.label, "1 thread": one, "2 threads": two, "speedup": two / one,
-                                  "same_loss": first[1] == first[2], "first_loss": first,
-                                  "spread": {k: spread(t) for k, t in times.items()}})
+        result["configs"][row.key] = {"label": row.label, "1 thread": one, "2 threads": two, "speedup": two / one,
+                                      "same_loss": first[1] == first[2], "first_loss": first,
+                                      "spread": {k: spread(t) for k, t in times.items()}}
     return result
 
 
@@ -619,8 +816,14 @@ def fmt_cores(x):
 
 def table_line(label, m, t, ratio, target, mg, tg, others, miss=False):
     """One line of the table; every cell already a string."""
-    return (f"{label:<40} {m:>10} {t:>14} {ratio:>8}  {target:<19} {mg:>15} {tg:>16} {others:>7}"
+    return (f"{label:<40} {m:>12} {t:>14} {ratio:>8}  {target:<19} {mg:>15} {tg:>16} {others:>7}"
             + ("  MISS" if miss else ""))
+
+
+def judged(res, *measures):
+    """(target cell, missed) for the row's targets on these measures (TARGETS, as main judged them)."""
+    verdicts = [v for v in res.get("targets", ()) if v["measure"] in measures]
+    return ", ".join(v["target"] for v in verdicts) or "-", any(v["pass"] is False for v in verdicts)
 
 
 def print_table(results, sgemm, sgemm_others, header):
@@ -632,53 +835,76 @@ def print_table(results, sgemm, sgemm_others, header):
           "anything above ~0.1 slows the 2-thread runs.\n")
     print(table_line("row", "minrnn c/s", "PyTorch c/s", "ratio", "target", "minrnn GFLOP/s", "PyTorch GFLOP/s",
                      "others"))
+    sections = {"sample": print_sample_lines, "compact": print_compact_lines, "streams": print_streams_line,
+                "memory": print_memory, "scaling": print_scaling}
     for i, key in enumerate(ROW_KEYS, 1):
         res = results.get(key)
-        if res is None or key in ("memory", "scaling") and "error" not in res:
+        if res is None:
             continue
         if "error" in res:
             print(f"{i} {key:<38} FAILED, not timed: {res['error']}")
-        elif key == "sample":
-            print_sample_line(i, res)
         else:
-            print_train_lines(i, res)
-    print_memory(results.get("memory"))
-    print_scaling(results.get("scaling"))
+            sections.get(key, print_train_lines)(i, res)
     print_checks(results)
+    print_targets(results)
 
 
 def print_train_lines(i, res):
     m, t, others = res["minrnn"], res.get("torch"), fmt_cores(res["other_cores"])
-    ratio = m["chars_per_s"] / t["chars_per_s"] if t else None
-    goal = RATIO_TARGETS.get(res["row"])
-    target = f">={goal:g}x" if goal else "-"
+    target, miss = judged(res, "ratio", "minrnn.sgemm_share")
     print(table_line(f"{i} {res['label']}", fmt_rate(m["chars_per_s"]), fmt_rate(t and t["chars_per_s"]),
-                     fmt_ratio(ratio), target, fmt_gflops(m), fmt_gflops(t), others,
-                     miss=bool(goal and ratio is not None and ratio < goal)))
+                     fmt_ratio(res.get("ratio")), target, fmt_gflops(m), fmt_gflops(t), others, miss))
     if res["row"] != "minchar":
         return
-    for label, other, prefix, goal in (("  vs numpy min-char-rnn (float64)", res["numpy"], "numpy ", goal),
-                                       (f"  vs pure-Python reference ({len(res['reference']['rounds'])} step(s))",
-                                        res["reference"], "ref ", None)):
-        ratio = m["chars_per_s"] / other["chars_per_s"]
-        print(table_line(label, fmt_rate(m["chars_per_s"]), prefix + fmt_rate(other["chars_per_s"]),
-                         fmt_ratio(ratio), f">={goal:g}x" if goal else "for scale", fmt_gflops(m),
-                         fmt_gflops(other), others, miss=bool(goal and ratio < goal)))
+    target, miss = judged(res, "numpy_ratio")
+    print(table_line("  vs numpy min-char-rnn (float64)", fmt_rate(m["chars_per_s"]),
+                     "numpy " + fmt_rate(res["numpy"]["chars_per_s"]), fmt_ratio(res["numpy_ratio"]), target,
+                     fmt_gflops(m), fmt_gflops(res["numpy"]), others, miss))
+    ref = res["reference"]
+    print(table_line(f"  vs pure-Python reference ({len(ref['rounds'])} step(s))", fmt_rate(m["chars_per_s"]),
+                     "ref " + fmt_rate(ref["chars_per_s"]), fmt_ratio(m["chars_per_s"] / ref["chars_per_s"]),
+                     "for scale", fmt_gflops(m), fmt_gflops(ref), others))
 
 
-def print_sample_line(i, res):
-    m, t = res["minrnn"]["chars_per_s"], res.get("torch", {}).get("chars_per_s")
-    ratio = m / t if t else None
-    miss = m < SAMPLE_TARGET_RATE or (ratio is not None and ratio < SAMPLE_TARGET_RATIO)
-    print(table_line(f"{i} {res['label']}", fmt_rate(m), fmt_rate(t), fmt_ratio(ratio),
-                     f">={SAMPLE_TARGET_RATE} c/s, >={SAMPLE_TARGET_RATIO:.0f}x", "", "",
+def print_sample_lines(i, res):
+    m, others = res["minrnn"]["chars_per_s"], fmt_cores(res["other_cores"])
+    print(table_line(f"{i} {res['label']}", fmt_rate(m), fmt_rate(res.get("torch", {}).get("chars_per_s")),
+                     fmt_ratio(res.get("ratio")), "for scale", "", "", others))
+    target, miss = judged(res, "bound_share")
+    print(table_line("  share of the bandwidth bound", fmt_rate(m), "bound " + fmt_rate(res["bound_chars_per_s"]),
+                     f"{100 * res['bound_share']:.1f}%", target, "", "", others, miss))
+    cached, dram = res["bandwidth"]["weights_sized"], res["bandwidth"]["dram"]
+    print(f"  bound = read bandwidth / {res['bytes_per_char'] / 1e6:.2f} MB of float32 weights a character reads; "
+          f"bandwidth on 1 thread, fastest numpy reduction:\n"
+          f"    {cached['bytes'] / 1e6:.2f} MB buffer (the weights' size: cache-resident) "
+          f"{cached['gb_per_s']:.1f} GB/s ({cached['read']}) -> bound {fmt_rate(res['bound_chars_per_s'])} c/s\n"
+          f"    {dram['bytes'] / 2**30:.0f} GiB buffer (DRAM) {dram['gb_per_s']:.1f} GB/s ({dram['read']}) -> "
+          f"{fmt_rate(res['dram_bound_chars_per_s'])} c/s, for scale")
+
+
+def print_compact_lines(i, res):
+    others = fmt_cores(res["other_cores"])
+    target, miss = judged(res, "speedup")
+    print(table_line(f"{i} {res['label']}", "bf16 " + fmt_rate(res["bfloat16"]["chars_per_s"]),
+                     "f32 " + fmt_rate(res["float32"]["chars_per_s"]), fmt_ratio(res["speedup"]), target, "", "",
+                     others, miss))
+    target, miss = judged(res, "loss_diff")
+    loss = res["loss"]
+    print(f"  validation loss (nats/char over the last {res['valid_chars']:,} chars): float32 {loss['float32']:.4f}, "
+          f"bfloat16 {loss['bfloat16']:.4f}, |diff| {res['loss_diff']:.4f} (target {target}){'  MISS' if miss else ''}"
+          f"\n  model: {res['model']}; sampled B=1, 1 thread")
+
+
+def print_streams_line(i, res):
+    big = f"num{STREAMS_NUM}"
+    target, miss = judged(res, "speedup")
+    print(table_line(f"{i} {res['label']}", f"{big} " + fmt_rate(res[big]["chars_per_s"]),
+                     "num1 " + fmt_rate(res["num1"]["chars_per_s"]), fmt_ratio(res["speedup"]), target, "", "",
                      fmt_cores(res["other_cores"]), miss))
 
 
-def print_memory(res):
-    if res is None or "error" in res:
-        return
-    print(f"\n8 {res['label']} (B=32, T=64, {res['steps']} steps; others {fmt_cores(res['other_cores'])}): "
+def print_memory(i, res):
+    print(f"\n{i} {res['label']} (B=32, T=64, {res['steps']} steps; others {fmt_cores(res['other_cores'])}): "
           "peak RSS (ru_maxrss), and its part above the RSS after imports + model creation")
     for name in ("minrnn", "torch"):
         if name in res:
@@ -686,20 +912,18 @@ def print_memory(res):
             print(f"  {name:<8} peak {r['peak_mb']:7.1f} MB   training {r['training_mb']:7.1f} MB   "
                   f"(after imports + model {r['base_mb']:.1f} MB; VmHWM {r['vmhwm_mb']:.1f} MB)")
     if "ratio" in res:
-        miss = "  MISS" if res["ratio"] > MEMORY_TARGET else ""
-        print(f"  ratio of peaks minrnn / PyTorch: {res['ratio']:.2f}x (target <= {MEMORY_TARGET}x){miss}")
+        target, miss = judged(res, "ratio")
+        print(f"  ratio of peaks minrnn / PyTorch: {res['ratio']:.2f}x (target {target}){'  MISS' if miss else ''}")
 
 
-def print_scaling(res):
-    if res is None or "error" in res:
-        return
-    print(f"\n9 thread scaling, minrnn training B=32 T=64, 2 threads over 1 (target >= {SCALING_TARGET}x; "
-          f"others {fmt_cores(res['other_cores'])}):")
-    for c in res["configs"]:
-        miss = "  MISS" if c["speedup"] < SCALING_TARGET else ""
+def print_scaling(i, res):
+    print(f"\n{i} thread scaling, minrnn training B=32 T=64, 2 threads over 1 "
+          f"(others {fmt_cores(res['other_cores'])}):")
+    for key, c in res["configs"].items():
+        target, miss = judged(res, f"configs.{key}.speedup")
         same = "" if c["same_loss"] else f"   (first losses differ between thread counts: {c['first_loss']})"
         print(f"  {c['label']:<16} 1 thread {c['1 thread']:8,.0f} c/s   2 threads {c['2 threads']:8,.0f} c/s   "
-              f"{c['speedup']:.2f}x{miss}{same}")
+              f"{c['speedup']:.2f}x (target {target}){'  MISS' if miss else ''}{same}")
 
 
 def print_checks(results):
@@ -715,6 +939,9 @@ def print_checks(results):
         if key == "sample" and "check" in res:
             lines.append(f"  {res['label']:<38} logits |diff| <= {res['check']['max_logit_diff']:.1e} over "
                          f"{res['check']['steps']} steps")
+        if key == "streams" and "error" not in res:
+            lines.append(f"  {res['label']:<38} generate_streams with 1 stream gives generate's {res['length']} "
+                         "chars (same seed)")
     if lines:
         print("\nchecks (same weights, same batch, zero state; minrnn vs PyTorch unless stated):")
         print("\n".join(lines))
@@ -724,13 +951,31 @@ def print_checks(results):
         print("noisy, rounds spread over more than 20% of the median: " + "; ".join(noisy))
 
 
+def print_targets(results):
+    """Every target of the rows that ran, measured value against it: the speed issue's table."""
+    lines, missed = [], 0
+    for i, key in enumerate(ROW_KEYS, 1):
+        for v in results.get(key, {}).get("targets", ()):
+            missed += v["pass"] is not True
+            verdict = {True: "", False: "  MISS", None: "  not measured"}[v["pass"]]
+            lines.append(f"  {f'{i} {key}':<11} {v['what']:<44} {v['shown']:>12}  {v['target']:<10}{verdict}".rstrip())
+    if lines:
+        print("\ntargets (the speed issue's; ratios in the same run, same threads, same weights):")
+        print("\n".join(lines))
+        print(f"  {len(lines) - missed} of {len(lines)} met")
+
+
 # ---- main
 
-def run(key, data, opts, sgemm):
+def run(key, data, vocab, opts, sgemm):
     if key == "minchar":
         return minchar_row(data, opts, sgemm)
     if key == "sample":
         return sample_row(data, opts)
+    if key == "compact":
+        return compact_row(data, opts)
+    if key == "streams":
+        return streams_row(vocab, opts)
     if key == "memory":
         return memory_row(opts)
     if key == "scaling":
@@ -744,9 +989,12 @@ def parse_args():
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.add_argument("--only", metavar="NAME", choices=ROW_KEYS + [str(i) for i in range(1, len(ROW_KEYS) + 1)],
                    help="run one row: " + ", ".join(f"{i} {k}" for i, k in enumerate(ROW_KEYS, 1)))
+    p.add_argument("--checkpoint", metavar="FILE", help="the compact row's model: a float32 checkpoint of a "
+                   "language model trained on tinyshakespeare (default: train the sampling row's model briefly)")
     opts = p.parse_args()
     opts.rounds, opts.round_seconds = (2, 0.2) if opts.quick else (7, 1.0)
     opts.reference_steps, opts.memory_steps, opts.sgemm_reps = (1, 2, 3) if opts.quick else (2, 3, 10)
+    opts.train_seconds = 3 if opts.quick else 45   # the compact row's model, without --checkpoint
     if opts.only and opts.only.isdigit():
         opts.only = ROW_KEYS[int(opts.only) - 1]
     return opts
@@ -755,14 +1003,16 @@ def parse_args():
 def main():
     opts = parse_args()
     started = time.perf_counter()
-    data, source = load_text()
+    data, vocab, source = load_text()
+    opts.trained = checkpoint_model(opts.checkpoint) if opts.checkpoint else None  # refused now, not minutes on
     torch_version = torch.__version__ if torch is not None else "not installed: minrnn only"
     header = (f"minrnn {core.version()} vs PyTorch {torch_version}, CPU, {THREADS} threads unless stated; "
               f"one-hot V={V}, Adam lr 2e-3, clip_norm 5 unless stated; data {source}.\n"
               f"Training rate = B*T chars / median step time over {opts.rounds} interleaved rounds; "
               "ratio = minrnn / PyTorch.")
-    log(f"Measuring training (5 model sizes, min-char-rnn's shape), sampling, peak memory and thread scaling "
-        f"of minrnn against PyTorch {torch_version}: {'about a minute or two' if opts.quick else 'a few minutes'}.")
+    log(f"Measuring training (5 model sizes, min-char-rnn's shape), sampling (float32, bfloat16, 32 streams), "
+        f"peak memory and thread scaling of minrnn against PyTorch {torch_version}: "
+        f"{'about a minute' if opts.quick else 'about 5 minutes'}.")
     keys = [opts.only] if opts.only else ROW_KEYS
     load = OtherLoad()
     sgemm = sgemm_ceiling(opts.sgemm_reps)
@@ -772,11 +1022,12 @@ def main():
         log(f"  {key} ...")
         load = OtherLoad()
         try:
-            results[key] = run(key, data, opts, sgemm)
+            results[key] = run(key, data, vocab, opts, sgemm)
         except Mismatch as e:
             results[key], failed = {"row": key, "label": key, "error": str(e)}, True
             log(f"  {key}: {e}")
         results[key]["other_cores"] = load.cores()
+        results[key]["targets"] = [t.judge(results[key]) for t in TARGETS if t.row == key]
     seconds = time.perf_counter() - started
     if opts.json:
         print(json.dumps({"header": header, "sgemm_gflops": sgemm, "sgemm_others": sgemm_others,
