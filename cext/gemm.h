@@ -11,7 +11,8 @@
  * columns are split among callers (splits at multiples of MM_NR); the sum is added to C(i, j)
  * when accumulating (for K > 256, block by block in k-blocks fixed by K: see gemm.c). The
  * AVX2+FMA kernel (chosen at run time when the CPU has it) and the portable kernel may differ
- * from each other in the last bits; each is deterministic.
+ * from each other in the last bits; each is deterministic. mm_packed's AVX-512 kernel (chosen
+ * when the CPU has AVX-512F) computes the same fused chains as the AVX2 one: the same bits.
  *
  * nthreads <= 0 means OpenMP's default. No allocation, no global state.
  */
@@ -55,6 +56,7 @@ void mm_nt_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16
 /* ---- for tests: the kernels behind mm_packed and mm_nt, by name. The plain C ones always work;
  * the AVX2+FMA ones only when mm_have_avx2() (on other CPUs they are the plain C ones). */
 int mm_have_avx2(void);
+int mm_have_avx512(void);   /* mm_packed then runs an AVX-512 kernel: the same bits as the AVX2 one */
 void mm_packed_portable(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                         const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_packed_avx2(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,

@@ -713,16 +713,25 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
             for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
             for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);
         }
-    } else {
+    } else {   /* one barrier per step: a thread's chunk c of the product of step t (its columns of
+                * dh_{t-1}) is all that the cell of step t-1 reads for chunk c, and static schedules of
+                * the same loop give chunk c to the same thread every time */
         #pragma omp parallel num_threads(threads)
-        for (int t = T - 1; t >= 0; t--) {
-            cell_step s = step_at(r, l, t, dH, gw);   /* each thread's own */
+        {
+            cell_step s = step_at(r, l, T - 1, dH, gw);   /* each thread's own */
             #pragma omp for schedule(static)
             for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
-            /* barrier: every gate gradient of step t is written */
+            for (int t = T - 1; t > 0; t--) {
+                /* barrier behind: every gate gradient of step t is written */
+                cell_step before = step_at(r, l, t - 1, dH, gw);
+                #pragma omp for schedule(static)
+                for (int c = 0; c < chunks; c++) {
+                    backward_product_chunk(r, t, c, Wp, dgh);
+                    backward_cell_chunk(r, &before, c);
+                }
+            }
             #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);
-            /* barrier: dh_{t-1} is complete */
+            for (int c = 0; c < chunks; c++) backward_product_chunk(r, 0, c, Wp, dgh);
         }
     }
     if (dstate0) memcpy(dstate0 + (size_t)l * r->S * bh, dstate, (size_t)r->S * bh * sizeof(float));

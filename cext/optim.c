@@ -17,20 +17,24 @@ void minrnn_clip_value(float *grads, size_t n, float limit) {
  * whatever the thread count), added in order. */
 #define NORM_SLICES 64
 
+/* Elements [a, b) in eight running sums, element j into lane (j - a) % 8: the order depends on
+ * nothing but n (not on threads, nor on how the buffer happens to be aligned), and it vectorizes
+ * (the lanes are independent, so the AVX2 clone computes exactly what the plain one does). */
+VECTOR_CLONES
+static double slice_sum_of_squares(const float *x, size_t a, size_t b) {
+    double lane[8] = {0};
+    size_t j = a;
+    for (; j + 8 <= b; j += 8)
+        for (int k = 0; k < 8; k++) lane[k] += (double)x[j + k] * x[j + k];
+    for (; j < b; j++) lane[0] += (double)x[j] * x[j];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 static double sum_of_squares(const float *x, size_t n, int nt) {
     double part[NORM_SLICES];
     #pragma omp parallel for num_threads(threads_for(nt, (double)n)) schedule(static)
-    for (int s = 0; s < NORM_SLICES; s++) {
-        size_t a = n * (size_t)s / NORM_SLICES, b = n * (size_t)(s + 1) / NORM_SLICES;
-        /* eight running sums, element j into lane (j - a) % 8: the order depends on nothing but n
-         * (not on threads, nor on how the buffer happens to be aligned), and it vectorizes */
-        double lane[8] = {0};
-        size_t j = a;
-        for (; j + 8 <= b; j += 8)
-            for (int k = 0; k < 8; k++) lane[k] += (double)x[j + k] * x[j + k];
-        for (; j < b; j++) lane[0] += (double)x[j] * x[j];
-        part[s] = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
-    }
+    for (int s = 0; s < NORM_SLICES; s++)
+        part[s] = slice_sum_of_squares(x, n * (size_t)s / NORM_SLICES, n * (size_t)(s + 1) / NORM_SLICES);
     double total = 0.0;
     for (int s = 0; s < NORM_SLICES; s++) total += part[s];
     return total;
