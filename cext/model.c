@@ -35,7 +35,6 @@
  * never packs: there the pass cost as much as the product itself (B = 32, H = 512). */
 #define PACK_MIN_ROWS 8
 
-
 /* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
  * aligned column range of the packed weights. Only speed depends on it. */
 #define UNIT_CHUNK 32
@@ -401,7 +400,8 @@ static void add_transposed(const float *X, int R, int C, float *out, int nt) {
         for (int j = 0; j < C; j++) out[(size_t)i * C + j] += X[(size_t)j * R + i];
 }
 
-/* Whether a product of this many rows (in each of T steps) packs its weight: PACK_MIN_ROWS. */static int worth_packing(const run *r, int rows) { return rows >= PACK_MIN_ROWS && r->T > 1; }
+/* Whether a product of this many rows (in each of T steps) packs its weight: PACK_MIN_ROWS. */
+static int worth_packing(const run *r, int rows) { return rows >= PACK_MIN_ROWS && r->T > 1; }
 
 /* C (M, N) [+]= A (M, K) W^T for a weight W (N, K): packed when enough rows reuse it. */
 static void linear_wT(const run *r, int M, int N, int K, const float *A, tensor W, float *C, int acc) {
