@@ -23,6 +23,26 @@ static inline float float_(uint32_t u) {
     return x;
 }
 
+/* e^x: Cephes' expf polynomial after x = n ln 2 + r, |r| <= ln(2) / 2. Within 2 ulp of expf on
+ * [-87, 88]; outside, x is clamped to that range (where sigmoid and tanh below are saturated).
+ * NaN, and also +-inf, come out as NaN. */
+static inline float exp_(float x) {
+    uint32_t u = bits_(x);
+    const uint32_t hi = 0x42B00000u, lo = 0xC2AE0000u;          /* 88.0f, -87.0f */
+    u = (u >> 31) ? (u > lo ? lo : u) : (u > hi ? hi : u);       /* negative floats grow as unsigned */
+    float xc = float_(u);
+    float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2): 1.5 * 2^23 trick */
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;       /* ln 2 in two parts: exact n ln2_hi */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * float_((uint32_t)((int32_t)n + 127) << 23) + (x - x);   /* times 2^n; x - x: 0 or NaN */
+}
+
 /* bfloat16: the high 16 bits of a float32 (sign, the 8 exponent bits, 7 of the 23 fraction
  * bits). Widening is exact; narrowing rounds to nearest, ties to even (a NaN stays a NaN). */
 static inline float bf16_to_float(uint16_t h) { return float_((uint32_t)h << 16); }

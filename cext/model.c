@@ -567,6 +567,22 @@ static void cond_forward(const run *r) {
     }
 }
 
+/* Row z (O logits) into probabilities in place; returns log-sum-exp - z[target] (target < 0: 0).
+ * The exponentials with exp_ (vectorized; within 2 ulp of expf), summed in double in order. */
+VECTOR_CLONES
+static double softmax_row(float *z, int O, int target) {
+    float m = z[0], target_logit = target >= 0 ? z[target] : 0.0f;
+    for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;
+    #pragma omp simd
+    for (int v = 0; v < O; v++) z[v] = exp_(z[v] - m);
+    double sum = 0.0;
+    for (int v = 0; v < O; v++) sum += z[v];
+    float inv = (float)(1.0 / sum);
+    #pragma omp simd
+    for (int v = 0; v < O; v++) z[v] *= inv;
+    return target >= 0 ? (double)m + log(sum) - (double)target_logit : 0.0;
+}
+
 /* ---- the output layer and the loss: returns the loss (0 without targets)
  *   language model  logits (N, V) = Y_top W_dec^T + b_dec at every position
  *   classifier      logits (B, K) = y_b W_head^T + b_head, y_b = Y_top row (last step of b, b) */
@@ -589,15 +605,9 @@ static double output_forward(const run *r, float *logits_out) {
     /* softmax in place; loss = logsumexp - logit[target], at the rows that have one */
     #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
     for (int i = 0; i < R; i++) {
-        float *z = logits + (size_t)i * O;
         int has_loss = row_has_loss(r, i);
-        float m = z[0], target_logit = has_loss ? z[r->targets[i]] : 0.0f;
-        for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;
-        double sum = 0.0;
-        for (int v = 0; v < O; v++) sum += (z[v] = expf(z[v] - m));
-        row_loss[i] = has_loss ? (float)((double)m + log(sum) - (double)target_logit) : 0.0f;
-        float inv = (float)(1.0 / sum);
-        for (int v = 0; v < O; v++) z[v] *= inv;
+        double loss = softmax_row(logits + (size_t)i * O, O, has_loss ? r->targets[i] : -1);
+        row_loss[i] = has_loss ? (float)loss : 0.0f;
     }
     double total = 0.0;
     for (int i = 0; i < R; i++) total += row_loss[i];
