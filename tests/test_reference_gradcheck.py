@@ -38,6 +38,29 @@ def central_difference(loss_of, xs, i):
     return (4.0 * at(STEP / 2) - at(STEP)) / 3.0
 
 
+def relu_pattern(fwd):
+    """Which relu units are on, at every step of every stream and layer (an rnn_relu cache is
+    (x, h_prev, h))."""
+    return tuple(h > 0.0 for row in fwd.caches for stream in row for cache in stream if cache is not None
+                 for h in cache[2])
+
+
+def crosses_a_kink(cfg, fwd, run, xs, i):
+    """Whether moving xs[i] by +-STEP switches a relu unit on or off: there the objective has a kink
+    inside the central difference's stencil and no difference quotient is its derivative (a relu
+    preactivation within STEP of 0 happens about once in 40 runs of this file). The other cells are
+    smooth."""
+    if cfg.cell != "rnn_relu":
+        return False
+    pattern = relu_pattern(fwd)
+    for h in (STEP, -STEP):
+        moved = list(xs)
+        moved[i] += h
+        if relu_pattern(run(moved)) != pattern:
+            return True
+    return False
+
+
 def check_gradients(pb, with_targets=True, with_dfinal=False):
     """Every gradient backward returns (parameters, initial state, condition vectors) against central
     differences of the objective it differentiates: the loss (with_targets) plus
@@ -62,15 +85,23 @@ def check_gradients(pb, with_targets=True, with_dfinal=False):
     grads, dstate0, dcond = backward(cfg, params, fwd, dfinal)
     analytic = flatten(cfg, grads)
     assert len(analytic) == len(pb.flat)
+    kinks = 0
     for i in range(len(pb.flat)):
-        n = central_difference(lambda flat: objective(pb.forward(flat=flat, with_targets=with_targets)), pb.flat, i)
+        run = lambda flat: pb.forward(flat=flat, with_targets=with_targets)  # noqa: E731
+        if crosses_a_kink(cfg, fwd, run, pb.flat, i):
+            kinks += 1
+            continue
+        n = central_difference(lambda flat: objective(run(flat)), pb.flat, i)
         assert rel_error(analytic[i], n) < MAX_REL_ERROR, (i, analytic[i], n)
+    assert kinks <= len(pb.flat) // 4, kinks   # a relu kink within STEP of a quarter of the weights: not a check
 
     state = flatten_state(pb.state0)
     analytic_state = flatten_state(dstate0)
     for i in range(len(state)):
-        n = central_difference(lambda flat: objective(pb.forward(state0=unflatten_state(flat, L, S, B, H),
-                                                                 with_targets=with_targets)), state, i)
+        run = lambda flat: pb.forward(state0=unflatten_state(flat, L, S, B, H), with_targets=with_targets)  # noqa: E731
+        if crosses_a_kink(cfg, fwd, run, state, i):
+            continue
+        n = central_difference(lambda flat: objective(run(flat)), state, i)
         assert rel_error(analytic_state[i], n) < MAX_REL_ERROR, ("state", i, analytic_state[i], n)
 
     if cfg.cond != "vector":
