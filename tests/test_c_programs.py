@@ -80,6 +80,8 @@ def test_example_program_reports_bad_input(example, tmp_path):
     assert out.returncode == 1 and b"could not be opened" in out.stderr
     out = subprocess.run([str(example), str(path), "-t", "-1"], capture_output=True)
     assert out.returncode == 2
+    out = subprocess.run([str(example), str(path), "--precision", "int8"], capture_output=True)
+    assert out.returncode == 2 and b"bad value for --precision" in out.stderr and out.stdout == b""
 
 
 # ---- the example against `python -m minrnn sample`: tiny models trained by the real command line
