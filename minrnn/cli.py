@@ -55,7 +55,7 @@ def add_settings(group, settings):
 def add_precision(group):
     group.add_argument("--precision", choices=list(core.PRECISIONS), default=None,
                        help="the weights for this run: bfloat16 rounds each to 16 bits, which halves the bytes read "
-                            "per character (sampling about 1.8x faster); default: as the checkpoint stores them")
+                            "per character (sampling 1.3-1.7x faster here); default: as the checkpoint stores them")
 
 
 def add_threads(group):

@@ -253,7 +253,7 @@ class Model:
             return
         half = np.empty(self.param_count, dtype=np.uint16)
         check(lib.minrnn_params_compact(_fptr(self.params), self.param_count, PRECISIONS[precision],
-                                        ffi.cast("void *", half.ctypes.data)), "compact")
+                                        _ptr("void *", half)), "compact")
         self.params[:] = (half.astype(np.uint32) << 16).view(np.float32)   # exact widening
         self._compact = half
 
@@ -350,7 +350,7 @@ class Model:
         if self._compact is None:
             precision, params = lib.MINRNN_FLOAT32, _fptr(self.params)
         else:
-            precision, params = lib.MINRNN_BFLOAT16, ffi.cast("void *", self._compact.ctypes.data)
+            precision, params = lib.MINRNN_BFLOAT16, _ptr("void *", self._compact)
         check(lib.minrnn_step_compact(self.c, precision, params, batch.c, _fptr(state), _fptr(logits),
                                       _fptr(self.workspace(B, 1)), self.threads), "step")
         return logits
