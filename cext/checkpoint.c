@@ -767,9 +767,7 @@ static int write_words(FILE *f, const void *src, uint64_t count, uint64_t width,
             if (width == 4) {
                 put_u32(buf + 4 * i, word);
             } else {
-                float x;
-                memcpy(&x, &word, 4);
-                put_u16(buf + 2 * i, float_to_bf16(x));
+                put_u16(buf + 2 * i, float_to_bf16(float_(word)));
             }
         }
         if (!write_bytes(f, buf, width * k, hash)) return 0;   /* the bytes as written */

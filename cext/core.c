@@ -185,17 +185,16 @@ static const float *view_at(const float *params, size_t offset) {
     return offset == NO_TENSOR ? NULL : params + offset;
 }
 
-model_view model_views(const minrnn_config *cfg, const float *params) {
-    model_offsets o = model_offsets_of(cfg);
+model_view model_views(const model_offsets *o, int num_layers, const float *params) {
     model_view m;
     memset(&m, 0, sizeof m);
-    m.encoder = view_at(params, o.encoder), m.cond = view_at(params, o.cond);
-    for (int l = 0; l < cfg->num_layers; l++) {
-        const layer_offsets *lo = &o.layer[l];
+    m.encoder = view_at(params, o->encoder), m.cond = view_at(params, o->cond);
+    for (int l = 0; l < num_layers; l++) {
+        const layer_offsets *lo = &o->layer[l];
         m.layer[l] = (layer_view){view_at(params, lo->w_ih), view_at(params, lo->w_hh),
                                   view_at(params, lo->b_ih), view_at(params, lo->b_hh)};
     }
-    m.out_w = view_at(params, o.out_w), m.out_b = view_at(params, o.out_b);
+    m.out_w = view_at(params, o->out_w), m.out_b = view_at(params, o->out_b);
     return m;
 }
 

@@ -81,10 +81,8 @@ typedef struct {
     const float *out_w, *out_b;              /* the decoder (V, H), (V) or the head (K, H), (K) */
 } model_view;
 
-model_view model_views(const minrnn_config *cfg, const float *params);
-
-/* The same as element offsets into the block, NO_TENSOR where a tensor is absent: for a block
- * stored at another precision (minrnn_step_compact). */
+/* Where each tensor starts, as element offsets into the block (NO_TENSOR where it is absent): the
+ * same for a block stored at another precision (minrnn_step_compact). Computed once per call. */
 #define NO_TENSOR SIZE_MAX
 typedef struct {
     size_t w_ih, w_hh, b_ih, b_hh;
@@ -97,6 +95,9 @@ typedef struct {
 } model_offsets;
 
 model_offsets model_offsets_of(const minrnn_config *cfg);
+
+/* The views of a float block (parameters, gradients, moments) with those offsets. */
+model_view model_views(const model_offsets *o, int num_layers, const float *params);
 
 /* ---- cells (cells.c). model.c runs every cell through these two types and never asks which
  * cell it runs. */

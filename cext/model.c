@@ -205,7 +205,7 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const ui
     r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->V;
     r->nt = resolve_threads(num_threads);
     r->params = params, r->half = params ? NULL : half, r->off = model_offsets_of(cfg);
-    if (params) r->w = model_views(cfg, params);
+    if (params) r->w = model_views(&r->off, r->L, params);
     else memset(&r->w, 0, sizeof r->w);
     r->batch = batch, r->tokens = batch->tokens, r->targets = batch->targets, r->lengths = batch->lengths;
     r->masks = masks;
@@ -824,7 +824,7 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
 
 static void backward(run *r, const float *dfinal, float *grads, float *dstate0, float *dvectors) {
     int N = r->N, H = r->H, nt = r->nt;
-    model_view g = model_views(r->cfg, grads);   /* the same layout; written through casts */
+    model_view g = model_views(&r->off, r->L, grads);   /* the same layout; written through casts */
     float *dy = WS(r, dy);
     if (r->targets)
         output_backward(r, &g, dy);
