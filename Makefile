@@ -18,7 +18,7 @@ LIB_HDR := cext/minrnn.h cext/internal.h cext/gemm.h
 OBJ := $(CORE_NAMES:%=build/obj/%.o)
 ASAN_OBJ := $(CORE_NAMES:%=build/asan/%.o)
 SERIAL_OBJ := $(CORE_NAMES:%=build/serial/%.o)
-C_TESTS := test_core test_gemm test_checkpoint
+C_TESTS := test_core test_seq2seq test_gemm test_checkpoint
 header_number = $(shell sed -n 's/^\#define MINRNN_VERSION_$(1) \([0-9]*\).*/\1/p' cext/minrnn.h)
 VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header_number,PATCH)
 # While the major version is 0, a minor version may change the ABI: the soname carries both.

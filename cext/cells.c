@@ -38,19 +38,7 @@ static inline int positive_(float x) { return (int32_t)bits_(x) > 0; }
 /* exp_ (internal.h): Cephes' expf polynomial, branch-free, so these loops vectorize. */
 static inline float sigmoid_(float x) { return 1.0f / (1.0f + exp_(-x)); }
 
-/* tanh(x) = sign(x) (1 - e) / (1 + e), e = e^-2|x|, with an odd Taylor polynomial below
- * |x| = 0.04, where 1 - e would cancel. Absolute error below 2e-7 everywhere, relative error below
- * 2e-6. (glibc's tanhf is exact to an ulp, but it goes through expm1f and took a third of a small
- * LSTM's training step.) */
-static inline float tanh_(float x) {
-    uint32_t abs_bits = bits_(x) & 0x7FFFFFFFu;
-    float ax = float_(abs_bits), e = exp_(-2.0f * ax);
-    float t = float_(bits_((1.0f - e) / (1.0f + e)) | (bits_(x) & 0x80000000u));   /* copysign */
-    float x2 = x * x;
-    float small = x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
-    uint32_t use_small = 0u - (uint32_t)(abs_bits < 0x3D23D70Au);   /* all ones where |x| < 0.04f */
-    return float_((bits_(small) & use_small) | (bits_(t) & ~use_small));   /* a select, as bits */
-}
+/* tanh_: internal.h. */
 
 
 /* ---- vanilla RNN: h = act(a + hp); act = tanh or relu. No saved vectors; dh has no bypass. */

@@ -1,12 +1,12 @@
-/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 3, and formats 1 and 2
- * read.
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 4, and formats 1, 2
+ * and 3 read.
  *
  * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
  * the sections back to back in the order of the section table with no gaps, then an 8-byte trailer.
  *
  *   off  size  field
  *   0    8     magic: the 8 bytes "minrnnCK"
- *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (3)
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (4)
  *   12   4     u32 header size = 512
  *   16   4     i32 cell
  *   20   4     i32 nonlinearity
@@ -41,7 +41,9 @@
  *   272  4     i32 one_bias
  *   276  4     i32 reduction
  *   280  4     i32 precision of the params section (MINRNN_FLOAT32 or MINRNN_BFLOAT16)
- *   284  228   zero padding (must be zero)
+ *   284  4     i32 attention (a MINRNN_ATTENTION_ kind; 0 unless task = MINRNN_TASK_SEQ2SEQ)
+ *   288  4     i32 attention_size A (0 unless attention = MINRNN_ATTENTION_ADDITIVE)
+ *   292  220   zero padding (must be zero)
  *   512  ...   sections: vocab (V x i32 symbols), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
  *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
@@ -56,6 +58,10 @@
  * widens each one exactly (the low half 0). In memory the parameters are float32 either way, and
  * the caller's buffer is never changed.
  *
+ * Format 3 (the one before sequence to sequence; read, never written) is format 4 without the
+ * attention fields: 284..511 is zero padding, a format-3 file reads as attention
+ * MINRNN_ATTENTION_NONE and attention_size 0, and its task is never MINRNN_TASK_SEQ2SEQ.
+ *
  * Format 2 (the one before bfloat16; read, never written) is format 3 without the precision
  * field: 280..511 is zero padding, and a format-2 file reads as precision MINRNN_FLOAT32.
  *
@@ -63,15 +69,19 @@
  * version 1 and header size 256. Its table has six pairs (vocab .. meta) at 128..223, 224..255 is
  * zero padding, and its sections start at 256. It has no field from byte 224 on: a format-1 file
  * reads as task MINRNN_TASK_LM, num_classes 0, cond MINRNN_COND_NONE, cond_size 0, one_bias 0,
- * reduction MINRNN_MEAN, precision MINRNN_FLOAT32 (the defaults, all 0), labels_size 0, no cond
- * section, and its vocabulary has no START/END markers.
+ * reduction MINRNN_MEAN, precision MINRNN_FLOAT32, attention MINRNN_ATTENTION_NONE,
+ * attention_size 0 (the defaults, all 0), labels_size 0, no cond section, and its vocabulary has
+ * no START/END markers.
  *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
  *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 258;
+ *   - the task is not MINRNN_TASK_ENCODE: a bare encoder has no output layer, nothing samples or
+ *     classifies with it, and a seq2seq checkpoint already holds its encoder;
  *   - precision is MINRNN_FLOAT32 or MINRNN_BFLOAT16, and MINRNN_BFLOAT16 has no training state
  *     (a compact checkpoint is for inference; an exact resume needs the float32 parameters);
  *   - vocab: the text's symbols, strictly increasing, optionally followed by MINRNN_START_SYMBOL
- *     and MINRNN_END_SYMBOL (both or neither, the last two entries; never in format 1); UTF8
+ *     and MINRNN_END_SYMBOL (both or neither, the last two entries; never in format 1; always
+ *     for MINRNN_TASK_SEQ2SEQ, whose last two ids are the start and the end token); UTF8
  *     symbols are Unicode scalar values (0..0x10FFFF without the surrogates 0xD800..0xDFFF),
  *     BYTES symbols are 0..255;
  *   - labels: the names of the K classes (classifier), then of the C labels (MINRNN_COND_LABEL);
@@ -133,27 +143,31 @@ enum {
     OFF_CLIP_NORM = 92, OFF_STEP = 96, OFF_EPOCH = 104, OFF_POSITION = 112, OFF_RNG_STATE = 120,
     OFF_TABLE = 128,                 /* section i: offset at 128 + 16 i, size at 136 + 16 i */
     OFF_TASK = 256, OFF_NUM_CLASSES = 260, OFF_COND = 264, OFF_COND_SIZE = 268,
-    OFF_ONE_BIAS = 272, OFF_REDUCTION = 276, OFF_PRECISION = 280,
-    OFF_PADDING = 284
+    OFF_ONE_BIAS = 272, OFF_REDUCTION = 276, OFF_PRECISION = 280, OFF_ATTENTION = 284,
+    OFF_ATTENTION_SIZE = 288,
+    OFF_PADDING = 292
 };
 
 enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC_COND, NUM_SECTIONS };
 
 /* What the formats read here differ in. Format 1 has no field from byte 224 on: a shorter
- * section table, and the fields of 256..283 keep their defaults (all 0). Format 2 has none from
- * byte 280 on: its precision is the default, MINRNN_FLOAT32. */
+ * section table, and the fields of 256..291 keep their defaults (all 0). Format 2 has none from
+ * byte 280 on: its precision is the default, MINRNN_FLOAT32. Format 3 has none from byte 284 on:
+ * no attention, and no seq2seq model. */
 typedef struct {
     uint32_t version;
     uint32_t header_size;
     int sections;                    /* pairs in the section table; the later sections are empty */
     int fields_end;                  /* the zero padding runs from here to header_size */
     int markers;                     /* 1: the vocabulary may end with the START/END markers */
+    int seq2seq;                     /* 1: the task may be MINRNN_TASK_SEQ2SEQ */
 } checkpoint_format;
 
 static const checkpoint_format FORMATS[] = {
-    {1, 256, SEC_LABELS, OFF_TABLE + 16 * SEC_LABELS, 0},
-    {2, 512, NUM_SECTIONS, OFF_PRECISION, 1},
-    {3, 512, NUM_SECTIONS, OFF_PADDING, 1},
+    {1, 256, SEC_LABELS, OFF_TABLE + 16 * SEC_LABELS, 0, 0},
+    {2, 512, NUM_SECTIONS, OFF_PRECISION, 1, 0},
+    {3, 512, NUM_SECTIONS, OFF_ATTENTION, 1, 0},
+    {4, 512, NUM_SECTIONS, OFF_PADDING, 1, 1},
 };
 
 /* The format of this version; NULL for one this library does not read. */
@@ -262,12 +276,14 @@ static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
 
 /* Whether entry i of ck's vocabulary may be symbol, entry i - 1 being prev (when i > 0): the
  * text's symbols (>= 0) strictly increasing, then, if markers are allowed, either nothing or
- * MINRNN_START_SYMBOL and MINRNN_END_SYMBOL (< 0) as the last two entries. */
+ * MINRNN_START_SYMBOL and MINRNN_END_SYMBOL (< 0) as the last two entries; a seq2seq model's
+ * vocabulary always ends with them. */
 static int symbol_ok(const minrnn_checkpoint *ck, int markers, int64_t i, int32_t symbol, int32_t prev)
 {
     int32_t V = ck->config.vocab_size;
     if (symbol == MINRNN_START_SYMBOL) return markers && i == V - 2;
     if (symbol == MINRNN_END_SYMBOL) return markers && i == V - 1 && i > 0 && prev == MINRNN_START_SYMBOL;
+    if (ck->config.task == MINRNN_TASK_SEQ2SEQ && i >= V - 2) return 0;   /* a symbol where they go */
     if (symbol < 0 || (i > 0 && (prev < 0 || symbol <= prev))) return 0;   /* prev < 0: a marker */
     if (ck->encoding == MINRNN_BYTES) return symbol <= 255;
     return symbol <= 0x10FFFF && (symbol < 0xD800 || symbol > 0xDFFF);
@@ -326,6 +342,7 @@ static int check_scalars(const minrnn_checkpoint *ck)
 {
     int status = minrnn_config_check(&ck->config);
     if (status != MINRNN_OK) return status;
+    if (ck->config.task == MINRNN_TASK_ENCODE) return MINRNN_ERR_ARG;   /* a bare encoder */
     if (ck->encoding != MINRNN_UTF8 && ck->encoding != MINRNN_BYTES) return MINRNN_ERR_ARG;
     /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
     if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
@@ -453,6 +470,8 @@ static void encode_header(const minrnn_checkpoint *ck, const layout *lay, unsign
     put_i32(h + OFF_ONE_BIAS, ck->config.one_bias);
     put_i32(h + OFF_REDUCTION, ck->config.reduction);
     put_i32(h + OFF_PRECISION, ck->precision);
+    put_i32(h + OFF_ATTENTION, ck->config.attention);
+    put_i32(h + OFF_ATTENTION_SIZE, ck->config.attention_size);
 }
 
 /* Parse and check the first n bytes (n <= HEADER_SIZE_MAX) of a file of file_len bytes: magic,
@@ -513,7 +532,12 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
     }
     if (format->fields_end > OFF_PRECISION)   /* which formats 1 and 2 lack */
         ck->precision = get_i32(h + OFF_PRECISION);
+    if (format->fields_end > OFF_ATTENTION) {   /* which formats 1, 2 and 3 lack */
+        ck->config.attention = get_i32(h + OFF_ATTENTION);
+        ck->config.attention_size = get_i32(h + OFF_ATTENTION_SIZE);
+    }
     if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
+    if (ck->config.task == MINRNN_TASK_SEQ2SEQ && !format->seq2seq) return MINRNN_ERR_CORRUPT;
     if (!ck->has_train_state)
         for (int i = OFF_TRAIN_FIRST; i < OFF_TABLE; i++)
             if (h[i] != 0) return MINRNN_ERR_CORRUPT;   /* also catches -0.0f */
@@ -539,7 +563,8 @@ static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *fi
            f32_bits(a->dropout) == f32_bits(b->dropout) &&
            a->task == b->task && a->num_classes == b->num_classes && a->cond == b->cond &&
            a->cond_size == b->cond_size && a->one_bias == b->one_bias &&
-           a->reduction == b->reduction &&
+           a->reduction == b->reduction && a->attention == b->attention &&
+           a->attention_size == b->attention_size &&
            ck->encoding == file->encoding && ck->has_train_state == file->has_train_state &&
            ck->meta_size == file->meta_size && ck->labels_size == file->labels_size &&
            ck->precision == file->precision &&

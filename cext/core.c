@@ -30,7 +30,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_CONFIG: return "invalid model configuration";
     case MINRNN_ERR_OPEN: return "file could not be opened";
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
-    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1, 2 and 3)";
+    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1, 2, 3 and 4)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
     case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum, sizes or contents do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
@@ -47,22 +47,41 @@ const char *minrnn_strerror(int status) {
 
 /* ---- configuration and sizes */
 
+/* A seq2seq model's own checks: one vocabulary with start and end, a plain mean loss, and the
+ * attention's kind and size. */
+static int seq2seq_check(const minrnn_config *cfg) {
+    int additive = cfg->attention == MINRNN_ATTENTION_ADDITIVE;
+    return cfg->vocab_size >= 3 && cfg->cond == MINRNN_COND_NONE && cfg->one_bias == 0
+        && cfg->reduction == MINRNN_MEAN
+        && cfg->attention >= MINRNN_ATTENTION_NONE && cfg->attention <= MINRNN_ATTENTION_ADDITIVE
+        && (additive ? cfg->attention_size >= 1 && cfg->attention_size <= MINRNN_MAX_HIDDEN
+                     : cfg->attention_size == 0);
+}
+
 int minrnn_config_check(const minrnn_config *cfg) {
     if (!cfg) return MINRNN_ERR_ARG;
     int classify = cfg->task == MINRNN_TASK_CLASSIFY, conditioned = cfg->cond != MINRNN_COND_NONE;
+    int seq2seq = cfg->task == MINRNN_TASK_SEQ2SEQ;
     int ok = cell_kind_of(cfg) != NULL
           && cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB
           && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
           && cfg->hidden_size >= 1 && cfg->hidden_size <= MINRNN_MAX_HIDDEN
           && cfg->num_layers >= 1 && cfg->num_layers <= MINRNN_MAX_LAYERS
           && cfg->dropout >= 0.0f && cfg->dropout < 1.0f   /* false for NaN */
-          && (cfg->task == MINRNN_TASK_LM || classify)
+          && cfg->task >= MINRNN_TASK_LM && cfg->task <= MINRNN_TASK_SEQ2SEQ
           && (classify ? cfg->num_classes >= 2 && cfg->num_classes <= MINRNN_MAX_CLASSES : cfg->num_classes == 0)
           && cfg->cond >= MINRNN_COND_NONE && cfg->cond <= MINRNN_COND_VECTOR
           && (conditioned ? cfg->cond_size >= 1 && cfg->cond_size <= MINRNN_MAX_CLASSES : cfg->cond_size == 0)
           && (cfg->one_bias == 0 || cfg->one_bias == 1)
-          && (cfg->reduction == MINRNN_MEAN || cfg->reduction == MINRNN_SUM);
+          && (cfg->reduction == MINRNN_MEAN || cfg->reduction == MINRNN_SUM)
+          && (seq2seq ? seq2seq_check(cfg) : cfg->attention == 0 && cfg->attention_size == 0);
     return ok ? MINRNN_OK : MINRNN_ERR_CONFIG;
+}
+
+minrnn_config seq2seq_part(const minrnn_config *cfg) {
+    minrnn_config part = *cfg;
+    part.task = MINRNN_TASK_ENCODE, part.attention = 0, part.attention_size = 0;
+    return part;
 }
 
 int layer_input_size(const minrnn_config *cfg, int layer) {
@@ -75,9 +94,84 @@ enum { ENCODER, COND, W_IH, W_HH, B_IH, B_HH, OUT_W, OUT_B, NUM_ROLES };
 
 static int layer_tensors(const minrnn_config *cfg) { return cfg->one_bias ? 3 : 4; }
 
+/* ---- a seq2seq model's block: the encoder's tensors, the decoder's, then these, in order */
+typedef struct {
+    const char *name;
+    int attention;     /* the one kind that has it; -1: every kind but NONE; 0 (NONE): every kind */
+    int rows, cols;    /* in units: 'H', 'A' (attention_size), 'V', 2 * 'H' as 'D', or 1 */
+    int fan_in;        /* PyTorch's nn.Linear bound 1/sqrt(fan_in), in the same units */
+} seq2seq_tensor;
+
+static const seq2seq_tensor SEQ2SEQ_TENSORS[] = {
+    {"attn.weight", MINRNN_ATTENTION_GENERAL, 'H', 'H', 'H'},
+    {"attn.query", MINRNN_ATTENTION_ADDITIVE, 'A', 'H', 'H'},
+    {"attn.key", MINRNN_ATTENTION_ADDITIVE, 'A', 'H', 'H'},
+    {"attn.v", MINRNN_ATTENTION_ADDITIVE, 'A', 1, 'A'},
+    {"combine.weight", -1, 'H', 'D', 'D'},
+    {"combine.bias", -1, 'H', 1, 'D'},
+    {"out.weight", 0, 'V', 'H', 'H'},
+    {"out.bias", 0, 'V', 1, 'H'},
+};
+#define NUM_SEQ2SEQ_TENSORS ((int)(sizeof SEQ2SEQ_TENSORS / sizeof SEQ2SEQ_TENSORS[0]))
+
+static int seq2seq_has(const minrnn_config *cfg, const seq2seq_tensor *t) {
+    return t->attention == 0 || (t->attention < 0 ? cfg->attention != MINRNN_ATTENTION_NONE
+                                                  : cfg->attention == t->attention);
+}
+
+static int32_t seq2seq_size(const minrnn_config *cfg, int unit) {
+    switch (unit) {
+    case 'H': return cfg->hidden_size;
+    case 'A': return cfg->attention_size;
+    case 'V': return cfg->vocab_size;
+    case 'D': return 2 * cfg->hidden_size;
+    default: return 1;
+    }
+}
+
+/* The i-th of a seq2seq model's own tensors (after the two models) that it has, or NULL. */
+static const seq2seq_tensor *seq2seq_tensor_at(const minrnn_config *cfg, int i) {
+    for (int k = 0; k < NUM_SEQ2SEQ_TENSORS; k++)
+        if (seq2seq_has(cfg, &SEQ2SEQ_TENSORS[k]) && i-- == 0) return &SEQ2SEQ_TENSORS[k];
+    return NULL;
+}
+
+static int seq2seq_tensor_count(const minrnn_config *cfg) {
+    minrnn_config part = seq2seq_part(cfg);
+    int n = 0;
+    while (seq2seq_tensor_at(cfg, n)) n++;
+    return 2 * minrnn_tensor_count(&part) + n;
+}
+
+/* Tensor `index` of a seq2seq block; the limits keep every offset far below 2^63. */
+static void seq2seq_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) {
+    minrnn_config part = seq2seq_part(cfg);
+    int n = minrnn_tensor_count(&part);
+    int64_t model = (int64_t)minrnn_param_count(&part);
+    if (index < 2 * n) {
+        minrnn_tensor t;
+        minrnn_tensor_info(&part, index % n, &t);
+        *out = t;
+        out->offset += index < n ? 0 : model;
+        snprintf(out->name, sizeof out->name, "%s.%.19s", index < n ? "enc" : "dec", t.name);   /* names are short */
+        return;
+    }
+    int64_t offset = 2 * model;
+    for (int i = 0; i <= index - 2 * n; i++) {
+        const seq2seq_tensor *t = seq2seq_tensor_at(cfg, i);
+        out->rows = seq2seq_size(cfg, t->rows), out->cols = seq2seq_size(cfg, t->cols);
+        out->ndim = t->cols == 1 ? 1 : 2;
+        out->offset = offset;
+        snprintf(out->name, sizeof out->name, "%s", t->name);
+        offset += (int64_t)out->rows * out->cols;
+    }
+}
+
 int minrnn_tensor_count(const minrnn_config *cfg) {
     if (minrnn_config_check(cfg) != MINRNN_OK) return 0;
-    return (cfg->embed_size ? 1 : 0) + (cfg->cond ? 1 : 0) + layer_tensors(cfg) * cfg->num_layers + 2;
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ) return seq2seq_tensor_count(cfg);
+    int outputs = cfg->task == MINRNN_TASK_ENCODE ? 0 : 2;
+    return (cfg->embed_size ? 1 : 0) + (cfg->cond ? 1 : 0) + layer_tensors(cfg) * cfg->num_layers + outputs;
 }
 
 /* Tensor i in block order: its shape, its role and its layer (the name is made only on request). */
@@ -106,6 +200,10 @@ int minrnn_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) 
     static const char *const names[NUM_ROLES] = {"encoder.weight", "cond.weight", "weight_ih", "weight_hh",
                                                  "bias_ih", "bias_hh", "weight", "bias"};
     memset(out, 0, sizeof *out);
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ) {
+        seq2seq_tensor_info(cfg, index, out);
+        return MINRNN_OK;
+    }
     int role, layer;
     for (int i = 0; i < index; i++) {   /* the offset: the sizes of the tensors before */
         tensor_shape(cfg, i, &role, &layer, &out->rows, &out->cols);
@@ -138,6 +236,7 @@ size_t minrnn_state_size(const minrnn_config *cfg, int B) {
 size_t minrnn_logits_size(const minrnn_config *cfg, int B, int T) {
     if (minrnn_config_check(cfg) != MINRNN_OK || B < 1 || T < 1) return 0;
     if (cfg->task == MINRNN_TASK_CLASSIFY) return (size_t)B * cfg->num_classes;
+    if (cfg->task == MINRNN_TASK_ENCODE) return (size_t)T * B * cfg->hidden_size;   /* the outputs */
     return (size_t)T * B * cfg->vocab_size;
 }
 
@@ -234,10 +333,34 @@ static double normal_draw(minrnn_rng *rng) {
     return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * 3.141592653589793 * u2);
 }
 
+/* A seq2seq block: the encoder from seed, the decoder from seed + 1 (each as a model), then the
+ * remaining tensors in order from the generator of seed + 2, each uniform within PyTorch's
+ * nn.Linear bound 1/sqrt(fan_in). */
+static int seq2seq_init_params(const minrnn_config *cfg, float *params, uint64_t seed) {
+    minrnn_config part = seq2seq_part(cfg);
+    size_t model = minrnn_param_count(&part);
+    minrnn_init_params(&part, params, seed, MINRNN_INIT_DEFAULT);
+    minrnn_init_params(&part, params + model, seed + 1, MINRNN_INIT_DEFAULT);
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, seed + 2);
+    float *p = params + 2 * model;
+    for (int i = 0; seq2seq_tensor_at(cfg, i); i++) {
+        const seq2seq_tensor *t = seq2seq_tensor_at(cfg, i);
+        double bound = 1.0 / sqrt((double)seq2seq_size(cfg, t->fan_in));
+        for (int64_t j = 0, n = (int64_t)seq2seq_size(cfg, t->rows) * seq2seq_size(cfg, t->cols); j < n; j++) {
+            double u = (double)minrnn_rng_uniform(&rng);
+            *p++ = (float)((2.0 * u - 1.0) * bound);
+        }
+    }
+    return MINRNN_OK;
+}
+
 int minrnn_init_params(const minrnn_config *cfg, float *params, uint64_t seed, int scheme) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     if (!params || scheme < MINRNN_INIT_DEFAULT || scheme > MINRNN_INIT_NORMAL) return MINRNN_ERR_ARG;
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ)
+        return scheme == MINRNN_INIT_DEFAULT ? seq2seq_init_params(cfg, params, seed) : MINRNN_ERR_ARG;
     if (scheme == MINRNN_INIT_IRNN && cell_kind_of(cfg)->gates != 1) return MINRNN_ERR_ARG;
     minrnn_rng rng;
     minrnn_rng_seed(&rng, seed);

@@ -2,12 +2,20 @@
 #ifndef MINRNN_INTERNAL_H
 #define MINRNN_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "minrnn.h"
 
 int layer_input_size(const minrnn_config *cfg, int layer);
+/* The encoder's and the decoder's configuration of a seq2seq model: cfg as MINRNN_TASK_ENCODE. */
+minrnn_config seq2seq_part(const minrnn_config *cfg);
+/* minrnn_backward that also takes doutputs (T, B, H), an encoder's (MINRNN_TASK_ENCODE) gradient
+ * with respect to its outputs (ignored past a record's end), or NULL. */
+int model_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                   const float *masks, const float *doutputs, const float *dfinal, float *workspace,
+                   float *grads, float *dstate0, float *dvectors, int num_threads);
 int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default (1 without OpenMP) */
 
 /* A float's bit pattern, and back. */
@@ -43,6 +51,20 @@ static inline float exp_(float x) {
     return p * float_((uint32_t)((int32_t)n + 127) << 23) + (x - x);   /* times 2^n; x - x: 0 or NaN */
 }
 
+/* tanh(x) = sign(x) (1 - e) / (1 + e), e = e^-2|x|, with an odd Taylor polynomial below
+ * |x| = 0.04, where 1 - e would cancel. Absolute error below 2e-7 everywhere, relative error below
+ * 2e-6. (glibc's tanhf is exact to an ulp, but it goes through expm1f and took a third of a small
+ * LSTM's training step.) */
+static inline float tanh_(float x) {
+    uint32_t abs_bits = bits_(x) & 0x7FFFFFFFu;
+    float ax = float_(abs_bits), e = exp_(-2.0f * ax);
+    float t = float_(bits_((1.0f - e) / (1.0f + e)) | (bits_(x) & 0x80000000u));   /* copysign */
+    float x2 = x * x;
+    float small = x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
+    uint32_t use_small = 0u - (uint32_t)(abs_bits < 0x3D23D70Au);   /* all ones where |x| < 0.04f */
+    return float_((bits_(small) & use_small) | (bits_(t) & ~use_small));   /* a select, as bits */
+}
+
 /* bfloat16: the high 16 bits of a float32 (sign, the 8 exponent bits, 7 of the 23 fraction
  * bits). Widening is exact; narrowing rounds to nearest, ties to even (a NaN stays a NaN). */
 static inline float bf16_to_float(uint16_t h) { return float_((uint32_t)h << 16); }
@@ -51,6 +73,22 @@ static inline uint16_t float_to_bf16(float x) {
     uint32_t u = bits_(x);
     if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);   /* quiet NaN */
     return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* ---- workspaces: regions of a float buffer, in floats */
+
+#define ALIGN_FLOATS 16   /* workspace regions start on 64-byte boundaries */
+#define STAMP_FLOATS 16   /* the stamp: what the forward pass in the workspace was computed from */
+
+static inline size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
+
+static inline size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The next region of n floats at *at, which moves past it. */
+static inline size_t take(size_t *at, size_t n) {
+    size_t here = *at;
+    *at += round_up(n, ALIGN_FLOATS);
+    return here;
 }
 
 /* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
@@ -68,6 +106,48 @@ static inline int threads_for(int nt, double work) { return work < PAR_MIN_WORK 
 /* The same for a product of (M, K) and (K, N): a vectorized multiply-add costs about a sixteenth
  * of one of those simple operations. */
 static inline int gemm_threads(int nt, int M, int N, int K) { return threads_for(nt, (double)M * N * K / 8.0); }
+
+/* ---- model.c's helpers that seq2seq.c shares; every output element has one owner */
+
+/* Row z (O logits) into probabilities in place; returns log-sum-exp - z[target] (target < 0: 0).
+ * The exponentials with exp_ (vectorized; within 2 ulp of expf), summed in double in order. */
+double softmax_row(float *z, int O, int target);
+/* The end of a training step: clip_value, the norm (then clip_norm), and the update unless the
+ * loss (value) or the norm is not finite (MINRNN_ERR_NONFINITE); loss, grad_norm may be NULL. */
+int clip_and_update(minrnn_optimizer *opt, float *params, float *grads, float *m, float *v, size_t n,
+                    float value, float *loss, float *grad_norm, int num_threads);
+/* A 64-bit hash of n 4-byte words, folded into h: what a forward pass stamps on its workspace. */
+uint64_t hash_words(uint64_t h, const void *data, size_t n);
+/* The stamp (STAMP_FLOATS at `at`): a magic number and the hash of what a forward pass was computed
+ * from; backward checks it before anything else. */
+void stamp_write(float *at, uint64_t magic, uint64_t key);
+int stamp_is(const float *at, uint64_t magic, uint64_t key);
+/* C (M, N) = rows of bias, ready for products to accumulate into. */
+void fill_rows(float *C, int M, int N, const float *bias, int nt);
+/* out (cols) += column sums of X (rows, cols), rows added in order. */
+void colsum_add(const float *X, int rows, int cols, float *out, int nt);
+/* Products through gemm.h, packing the right-hand side into scratch (mm_packed_size of it):
+ * C (M, N) [+]= A (M, K) W^T for W (N, K); C (M, N) [+]= A (M, K) W for W (K, N); and
+ * dW (M, N) += A^T X for A (rows, M), X (rows, N), a weight gradient over all rows at once. */
+void product_wT(int M, int N, int K, const float *A, const float *W, float *C, int acc, float *scratch, int nt);
+void product_w(int M, int N, int K, const float *A, const float *W, float *C, int acc, float *scratch, int nt);
+void product_grad(int rows, int M, int N, const float *A, const float *X, float *dW, float *scratch, int nt);
+
+/* ---- seq2seq.c's pieces that translate.c shares */
+
+/* Columns of the attention's keys: H (general), A (additive) or 0 (dot: the keys are the memory). */
+int key_size(const minrnn_config *cfg);
+/* Pointers to a seq2seq block's own tensors (after the two models), in a copy of them that starts
+ * at tail; NULL where absent. */
+typedef struct {
+    float *W_a, *W_q, *W_k, *v_a, *W_c, *b_c, *W_out, *b_out;
+} s2s_view;
+s2s_view s2s_views_at(const minrnn_config *cfg, const float *tail);
+/* One decoder output h (H): alpha (n) over the memory's first n rows (row s at mem + s*stride*H,
+ * its key at keys + s*stride*KA; additive reads query = W_q h (A) and v_a), and cat (2H) = [c ; h]
+ * with c = sum_s alpha_s e_s. */
+void attend_one(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
+                const float *mem, const float *keys, ptrdiff_t stride, float *alpha, float *cat);
 
 /* Named pointers into the parameter block (or into a gradient block of the same layout). */
 typedef struct {

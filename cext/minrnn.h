@@ -39,7 +39,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.4.0"
+#define MINRNN_VERSION_STRING "0.5.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -49,9 +49,9 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 4
+#define MINRNN_VERSION_MINOR 5
 #define MINRNN_VERSION_PATCH 0
-#define MINRNN_CHECKPOINT_FORMAT 3   /* the checkpoint format this library writes; it also reads 1 and 2 */
+#define MINRNN_CHECKPOINT_FORMAT 4   /* the checkpoint format this library writes; it also reads 1, 2 and 3 */
 
 typedef enum {
     MINRNN_OK = 0,
@@ -59,7 +59,7 @@ typedef enum {
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
     MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created (errno: why) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
-    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is neither 1, 2 nor 3 */
+    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not 1, 2, 3 or 4 */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
     MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
     MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
@@ -77,7 +77,15 @@ typedef enum {
 enum { MINRNN_RNN = 0, MINRNN_LSTM = 1, MINRNN_GRU = 2 };       /* cell */
 enum { MINRNN_TANH = 0, MINRNN_RELU = 1 };                      /* nonlinearity of MINRNN_RNN */
 enum { MINRNN_INIT_DEFAULT = 0, MINRNN_INIT_IRNN = 1, MINRNN_INIT_NORMAL = 2 };   /* init scheme */
-enum { MINRNN_TASK_LM = 0, MINRNN_TASK_CLASSIFY = 1 };          /* what the top layer feeds */
+/* what the top layer feeds: a next-token decoder (LM), a classifier head (CLASSIFY), nothing (ENCODE:
+ * the top layer's outputs are the result), or a sequence to sequence model (SEQ2SEQ: an encoder and
+ * a decoder of this configuration's cell and sizes, with the attention below; see the seq2seq calls) */
+enum { MINRNN_TASK_LM = 0, MINRNN_TASK_CLASSIFY = 1, MINRNN_TASK_ENCODE = 2, MINRNN_TASK_SEQ2SEQ = 3 };
+/* How a seq2seq decoder looks at the source (Luong et al. 2015; Bahdanau et al. 2015): the score of
+ * source position s for decoder output h is h.e_s (DOT), h.(W_a e_s) (GENERAL) or
+ * v.tanh(W_q h + W_k e_s) (ADDITIVE); NONE: no attention, the decoder reads only the final states. */
+enum { MINRNN_ATTENTION_NONE = 0, MINRNN_ATTENTION_DOT = 1, MINRNN_ATTENTION_GENERAL = 2,
+       MINRNN_ATTENTION_ADDITIVE = 3 };
 enum { MINRNN_COND_NONE = 0, MINRNN_COND_LABEL = 1, MINRNN_COND_VECTOR = 2 };   /* condition v */
 enum { MINRNN_MEAN = 0, MINRNN_SUM = 1 };                       /* loss reduction */
 enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 };
@@ -116,6 +124,8 @@ typedef struct {
                             * min-char-rnn's one hidden bias (bias_hh acts as zero) */
     int32_t reduction;     /* the loss over the positions (or streams) that have one: MINRNN_MEAN
                             * or MINRNN_SUM (min-char-rnn) */
+    int32_t attention;     /* MINRNN_TASK_SEQ2SEQ: a MINRNN_ATTENTION_ kind; 0 for the other tasks */
+    int32_t attention_size;   /* A >= 1: the additive attention's hidden size; 0 otherwise */
 } minrnn_config;
 
 /* One batch: what the model reads and what its loss compares with. Fields the configuration does
@@ -179,12 +189,13 @@ typedef struct {
                                   * (inference only: has_train_state must be 0). params in memory
                                   * are float32 either way: load widens exactly, save rounds */
     int32_t *vocab;              /* (V) symbols, strictly increasing, then MINRNN_START_SYMBOL and
-                                  * MINRNN_END_SYMBOL for a record model */
+                                  * MINRNN_END_SYMBOL for a record model (always for seq2seq) */
     float *params;               /* (param_count) */
     char *meta;                  /* (meta_size) bytes, not NUL-terminated */
     char *labels;                /* (labels_size) bytes: the K class names (classifier), then the C
                                   * label names (MINRNN_COND_LABEL), each non-empty, ended by '\n',
-                                  * valid UTF-8 without '\t', '\r' or NUL; labels_size 0 otherwise */
+                                  * valid UTF-8 without '\t', '\r' or NUL; labels_size 0 otherwise
+                                  * (seq2seq: always 0) */
     float *cond_shift, *cond_scale;   /* MINRNN_COND_VECTOR: (C) finite floats each; the model reads
                                   * (v - cond_shift) * cond_scale, the standardized vector */
     /* ---- training state, for an exact resume ---- */
@@ -267,6 +278,75 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
 int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
                 float *state, float *logits, float *workspace, int num_threads);
 
+/* ---- sequence to sequence (cfg->task MINRNN_TASK_SEQ2SEQ): pairs of a source and a target over
+ * one vocabulary whose last two ids are the start (V-2) and the end (V-1) token.
+ *   encoder   a MINRNN_TASK_ENCODE model of cfg's cell and sizes reads each source: outputs e_s
+ *   decoder   another, from the encoder's final states, reads [start, target] with outputs h_t
+ *   attention at decoder step t of pair b, over its source positions s < source_lengths[b]:
+ *             alpha = softmax(score_s), c = sum_s alpha_s e_s, o = tanh(W_c [c; h_t] + b_c)
+ *             (Luong's attentional state: the context enters before the output layer, not the
+ *             recurrence, so the decoder runs the model's own loop and the attention of all its
+ *             steps runs after it, batched); MINRNN_ATTENTION_NONE: o = h_t
+ *   output    logits = W_out o + b_out, predicting [target, end]; the loss is the mean
+ *             cross-entropy over the target positions
+ * Parameters: "enc." + the encoder's tensors, "dec." + the decoder's, then attn.weight (H, H)
+ * (GENERAL) or attn.query (A, H), attn.key (A, H), attn.v (A) (ADDITIVE); with attention
+ * combine.weight (H, 2H), combine.bias (H); then out.weight (V, H), out.bias (V).
+ * Dropout masks (inside the two models): (L, Ts, B, H) for the encoder, then (L, Td, B, H). */
+typedef struct {
+    int32_t B, Ts, Td;
+    const int32_t *source;           /* (Ts, B) ids in [0, V - 2): never start or end */
+    const int32_t *source_lengths;   /* (B) in [1, Ts] */
+    const int32_t *inputs;           /* (Td, B): start, then the target's ids */
+    const int32_t *targets;          /* (Td, B): the target's ids, then end; NULL: no loss */
+    const int32_t *target_lengths;   /* (B) in [1, Td]: the target's length + 1 */
+} minrnn_pairs;
+
+/* Enough for minrnn_seq2seq_forward, _backward and _train_step with these sizes. */
+size_t minrnn_seq2seq_workspace_size(const minrnn_config *cfg, int B, int Ts, int Td);
+/* Run the pairs. masks (dropout), logits (Td, B, V), alignments (Td, B, Ts): each step's alpha,
+ * zero past the source's length; zero without attention) and loss (needs targets) may each be
+ * NULL. Positions past a target's length have no loss; their logits and alignments are those of
+ * the decoder's output frozen there. The workspace keeps what backward needs, stamped as
+ * minrnn_forward's is. */
+int minrnn_seq2seq_forward(const minrnn_config *cfg, const float *params, const minrnn_pairs *pairs,
+                           const float *masks, float *logits, float *alignments, float *loss,
+                           float *workspace, int num_threads);
+/* The gradient of the last minrnn_seq2seq_forward's loss on this workspace (same arguments),
+ * added into grads; MINRNN_ERR_NO_FORWARD otherwise. */
+int minrnn_seq2seq_backward(const minrnn_config *cfg, const float *params, const minrnn_pairs *pairs,
+                            const float *masks, float *workspace, float *grads, int num_threads);
+/* minrnn_train_step for pairs: masks from rng, forward, zeroed grads, backward, clipping, update. */
+int minrnn_seq2seq_train_step(const minrnn_config *cfg, float *params, float *grads, float *m, float *v,
+                              minrnn_optimizer *opt, minrnn_rng *rng, const minrnn_pairs *pairs,
+                              float *loss, float *grad_norm, float *workspace, int num_threads);
+
+/* Translation of one source (minrnn/reference/seq2seq.py's translate, step for step):
+ *   greedy     beam 1, temperature 0: the most probable token at each step (lowest id on ties)
+ *   sampling   beam 1, temperature > 0: each token drawn from rng as minrnn_sample draws it
+ *   beam       beam K >= 2: the K best extensions of the live hypotheses by log probability (ties:
+ *              the lower hypothesis, then the lower id), those ending with end finished; greedy's
+ *              own hypothesis is never pruned (an extra row when it is not among the K), so the
+ *              result is never less probable than greedy's, and K = 1 is greedy exactly. It stops
+ *              when no hypothesis is live, when the best finished one is at least as probable as
+ *              every live one, or after max_length steps (the live ones then count as finished).
+ * The start token is never emitted. params is the block at precision (minrnn_params_compact); a
+ * compact block gives bit for bit the float32 result of its rounded values. out gets up to
+ * max_length ids (end excluded); alignments, unless NULL, (max_length, n): alpha over the source at
+ * each step taken (zeros without attention). workspace: minrnn_seq2seq_translate_size bytes. */
+typedef struct {
+    int32_t length;    /* ids written to out */
+    int32_t steps;     /* decoder steps taken by that hypothesis: length, + 1 if it ended with end */
+    double logprob;    /* its log probability under the model (natural log; end's included) */
+} minrnn_translation;
+
+/* Bytes of workspace for a source of n ids, beam in [1, 4096] and max_length steps; 0 if out of range. */
+size_t minrnn_seq2seq_translate_size(const minrnn_config *cfg, int n, int beam, int max_length);
+int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void *params,
+                             const int32_t *source, int n, int beam, int max_length, double temperature,
+                             minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
+                             void *workspace, int num_threads);
+
 /* ---- compact weights, for inference: half the bytes to stream per token */
 /* Bytes per parameter stored at this precision; 0 for an unknown precision. */
 size_t minrnn_precision_size(int precision);
@@ -300,7 +380,9 @@ int minrnn_checkpoint_peek(const char *path, minrnn_checkpoint *ck);
  * (MINRNN_COND_VECTOR) are required (MINRNN_ERR_ARG otherwise), for save too. The training-state
  * buffers are filled when has_train_state and they are not NULL. Format-1 files load as a
  * language model with the defaults of the newer fields; format-1 and format-2 files have
- * precision MINRNN_FLOAT32. */
+ * precision MINRNN_FLOAT32; files of formats 1 to 3 have attention MINRNN_ATTENTION_NONE and
+ * attention_size 0, and hold no seq2seq model. No checkpoint holds a MINRNN_TASK_ENCODE model
+ * (save: MINRNN_ERR_ARG). */
 int minrnn_checkpoint_load(const char *path, minrnn_checkpoint *ck);
 /* The same from a file descriptor open for reading (left open; read from its start). peek and
  * load on one descriptor read one file even if another process replaces the path meanwhile (as

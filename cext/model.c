@@ -39,11 +39,7 @@
  * aligned column range of the packed weights. Only speed depends on it. */
 #define UNIT_CHUNK 32
 
-#define ALIGN_FLOATS 16   /* workspace regions start on 64-byte boundaries */
-
 /* ---- workspace layout: offsets in floats */
-
-#define STAMP_FLOATS 16   /* the stamp: what the forward pass in the workspace was computed from */
 
 typedef struct {
     size_t stamp;
@@ -77,16 +73,6 @@ typedef struct {
     size_t total;
 } ws_layout;
 
-static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
-
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
-static size_t take(size_t *at, size_t n) {
-    size_t here = *at;
-    *at += round_up(n, ALIGN_FLOATS);
-    return here;
-}
-
 /* Returns 0 on success, -1 if B, T or the sizes are out of range. */
 static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     if (B < 1 || T < 1 || (int64_t)B * T > MINRNN_MAX_BATCH_ROWS) return -1;
@@ -94,7 +80,8 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell->gates, GH = G * H, V = cfg->vocab_size;
     size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR), S = cell->states;
     size_t C = cfg->cond_size, classify = cfg->task == MINRNN_TASK_CLASSIFY;
-    size_t R = classify ? (size_t)B : N, O = classify ? (size_t)cfg->num_classes : V;
+    size_t R = classify ? (size_t)B : N;
+    size_t O = classify ? (size_t)cfg->num_classes : cfg->task == MINRNN_TASK_ENCODE ? 0 : V;
     size_t widest = max_size(max_size(GH, max_size(V, O)), max_size(max_size(E, C), G * Hp));
     if (N * widest > ((size_t)1 << 40)) return -1;   /* 4 TiB of floats: refuse before overflow */
     memset(w, 0, sizeof *w);
@@ -149,6 +136,7 @@ typedef struct {
     const cell_kind *cell;
     int B, T, N, H, G, S, GH, Hp, V, E, L, C, nt;
     int classify, R, O;       /* output rows and columns: (N, V), or (B, K) for a classifier */
+    int encode;               /* MINRNN_TASK_ENCODE: no output layer; the outputs are the result */
     const float *params;      /* the float32 block; NULL in a compact step */
     const uint16_t *half;     /* a compact step's bfloat16 block, else NULL */
     model_view w;             /* views of params (all NULL in a compact step) */
@@ -165,7 +153,8 @@ typedef struct {
 /* MINRNN_OK if every id and value the batch holds is in range, and it holds what the
  * configuration reads and nothing else. */
 static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
-    if (!bt->tokens || (bt->labels != NULL) != (cfg->cond == MINRNN_COND_LABEL)
+    if (!bt->tokens || (bt->targets && cfg->task == MINRNN_TASK_ENCODE)
+        || (bt->labels != NULL) != (cfg->cond == MINRNN_COND_LABEL)
         || (bt->vectors != NULL) != (cfg->cond == MINRNN_COND_VECTOR))
         return MINRNN_ERR_ARG;
     int B = bt->B, T = bt->T, classify = cfg->task == MINRNN_TASK_CLASSIFY;
@@ -192,6 +181,7 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const ui
                  const minrnn_batch *batch, const float *masks, float *ws, int num_threads) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ) return MINRNN_ERR_ARG;   /* the minrnn_seq2seq_ calls */
     if (!(params || half) || !batch || !ws || layout(cfg, batch->B, batch->T, &r->lay) != 0) return MINRNN_ERR_ARG;
     if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
     status = check_batch(cfg, batch);
@@ -202,7 +192,8 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const ui
     r->Hp = (int)round_up((size_t)r->H, MM_NR);
     r->V = cfg->vocab_size, r->E = cfg->embed_size, r->L = cfg->num_layers, r->C = cfg->cond_size;
     r->classify = cfg->task == MINRNN_TASK_CLASSIFY;
-    r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->V;
+    r->encode = cfg->task == MINRNN_TASK_ENCODE;
+    r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->encode ? 0 : r->V;
     r->nt = resolve_threads(num_threads);
     r->params = params, r->half = params ? NULL : half, r->off = model_offsets_of(cfg);
     if (params) r->w = model_views(&r->off, r->L, params);
@@ -309,7 +300,7 @@ static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 /* A 64-bit hash of n 4-byte words, folded into h: four interleaved lanes of xor, rotate and
  * multiply over 8-byte pieces, fast enough to cover the parameters at memory speed. It catches
  * accidents (another forward, changed weights), not attacks. */
-static uint64_t hash_words(uint64_t h, const void *data, size_t n) {
+uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
     const uint64_t K = 0x9E3779B97F4A7C15ull;
     uint64_t lane[4] = {h, h + 1, h + 2, h + 3};
@@ -330,7 +321,7 @@ static uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     return out ^ (out >> 29);
 }
 
-_Static_assert(sizeof(minrnn_config) == 13 * 4, "minrnn_config: thirteen four-byte fields, no padding");
+_Static_assert(sizeof(minrnn_config) == 15 * 4, "minrnn_config: fifteen four-byte fields, no padding");
 
 /* What backward depends on: the config, the parameters, the batch and the masks. */
 static uint64_t forward_key(const run *r) {
@@ -349,27 +340,31 @@ static uint64_t forward_key(const run *r) {
     return h;
 }
 
-static void write_stamp(const run *r, uint64_t magic, uint64_t key) {
+void stamp_write(float *at, uint64_t magic, uint64_t key) {
     uint64_t stamp[2] = {magic, key};
-    memcpy(WS(r, stamp), stamp, sizeof stamp);
+    memcpy(at, stamp, sizeof stamp);
 }
 
-static int stamp_matches(const run *r) {
+int stamp_is(const float *at, uint64_t magic, uint64_t key) {
     uint64_t stamp[2];
-    memcpy(stamp, WS(r, stamp), sizeof stamp);
-    return stamp[0] == STAMP_MAGIC && stamp[1] == forward_key(r);
+    memcpy(stamp, at, sizeof stamp);
+    return stamp[0] == magic && stamp[1] == key;
 }
+
+static void write_stamp(const run *r, uint64_t magic, uint64_t key) { stamp_write(WS(r, stamp), magic, key); }
+
+static int stamp_matches(const run *r) { return stamp_is(WS(r, stamp), STAMP_MAGIC, forward_key(r)); }
 
 /* ---- small parallel helpers; every output element has one owner */
 
 /* C (M, N) = rows of bias, ready for products to accumulate into. */
-static void fill_rows(float *C, int M, int N, const float *bias, int nt) {
+void fill_rows(float *C, int M, int N, const float *bias, int nt) {
     #pragma omp parallel for num_threads(threads_for(nt, (double)M * N)) schedule(static)
     for (int i = 0; i < M; i++) memcpy(C + (size_t)i * N, bias, (size_t)N * sizeof(float));
 }
 
 /* out (cols) += column sums of X (rows, cols), rows added in order. */
-static void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
+void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
     #pragma omp parallel for num_threads(threads_for(nt, (double)rows * cols)) schedule(static)
     for (int j0 = 0; j0 < cols; j0 += 64) {
         int j1 = j0 + 64 < cols ? j0 + 64 : cols;
@@ -414,11 +409,24 @@ static void linear_wT(const run *r, int M, int N, int K, const float *A, tensor 
     }
 }
 
+void product_wT(int M, int N, int K, const float *A, const float *W, float *C, int acc, float *scratch, int nt) {
+    mm_pack(K, N, W, 1, K, scratch, threads_for(nt, (double)K * N));   /* B(k, j) = W[j][k] */
+    mm_packed(M, N, K, A, K, 1, scratch, C, N, acc, gemm_threads(nt, M, N, K));
+}
+
+void product_w(int M, int N, int K, const float *A, const float *W, float *C, int acc, float *scratch, int nt) {
+    mm_pack(K, N, W, N, 1, scratch, threads_for(nt, (double)K * N));
+    mm_packed(M, N, K, A, K, 1, scratch, C, N, acc, gemm_threads(nt, M, N, K));
+}
+
+void product_grad(int rows, int M, int N, const float *A, const float *X, float *dW, float *scratch, int nt) {
+    mm_pack(rows, N, X, N, 1, scratch, threads_for(nt, (double)rows * N));
+    mm_packed(M, N, rows, A, 1, M, scratch, dW, N, 1, gemm_threads(nt, rows, M, N));
+}
+
 /* dW (M, N) += A^T X for A (rows, M), X (rows, N): weight gradients over all T*B rows at once. */
 static void weight_grad(const run *r, int rows, int M, int N, const float *A, const float *X, float *dW) {
-    float *Xp = WS(r, packed);
-    mm_pack(rows, N, X, N, 1, Xp, threads_for(r->nt, (double)rows * N));
-    mm_packed(M, N, rows, A, 1, M, Xp, dW, N, 1, gemm_threads(r->nt, rows, M, N));
+    product_grad(rows, M, N, A, X, dW, WS(r, packed), r->nt);
 }
 
 /* ---- the fused per-step passes (cells.c) */
@@ -567,10 +575,8 @@ static void cond_forward(const run *r) {
     }
 }
 
-/* Row z (O logits) into probabilities in place; returns log-sum-exp - z[target] (target < 0: 0).
- * The exponentials with exp_ (vectorized; within 2 ulp of expf), summed in double in order. */
 VECTOR_CLONES
-static double softmax_row(float *z, int O, int target) {
+static double softmax_row_(float *z, int O, int target) {
     float m = z[0], target_logit = target >= 0 ? z[target] : 0.0f;
     for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;
     #pragma omp simd
@@ -582,6 +588,8 @@ static double softmax_row(float *z, int O, int target) {
     for (int v = 0; v < O; v++) z[v] *= inv;
     return target >= 0 ? (double)m + log(sum) - (double)target_logit : 0.0;
 }
+
+double softmax_row(float *z, int O, int target) { return softmax_row_(z, O, target); }   /* not a clone: hidden */
 
 /* ---- the output layer and the loss: returns the loss (0 without targets)
  *   language model  logits (N, V) = Y_top W_dec^T + b_dec at every position
@@ -636,7 +644,9 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
     }
     if (r->C) cond_forward(r);
     for (int l = 0; l < r->L; l++) layer_forward(r, l);
-    if (r->targets || logits || loss) {   /* an encoder's caller may want only the final states */
+    if (r->encode) {   /* the outputs are the result */
+        if (logits) memcpy(logits, layer_output(r, r->L - 1), (size_t)r->N * r->H * sizeof(float));
+    } else if (r->targets || logits || loss) {   /* an encoder's caller may want only the final states */
         double value = output_forward(r, logits);
         if (loss) *loss = (float)value;
     }
@@ -759,8 +769,7 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
         add_transposed(dwT, GH, r->V, (float *)gw->w_ih, nt);
     }
     if (dX) {   /* dX = dgx W_ih */
-        mm_pack(GH, in, w->w_ih, in, 1, Wp, threads_for(nt, (double)GH * in));
-        mm_packed(N, in, GH, dgx, GH, 1, Wp, dX, in, 0, gemm_threads(nt, N, in, GH));
+        product_w(N, in, GH, dgx, w->w_ih, dX, 0, Wp, nt);
     }
 }
 
@@ -785,9 +794,7 @@ static void cond_backward(const run *r, const model_view *g, float *dvectors) {
     }
     weight_grad(r, B, GH, C, dsum, r->batch->vectors, dw);   /* dW_cond += dsum^T V */
     if (dvectors) {   /* dV = dsum W_cond */
-        float *Wp = WS(r, packed);
-        mm_pack(GH, C, r->w.cond, C, 1, Wp, threads_for(nt, (double)GH * C));
-        mm_packed(B, C, GH, dsum, GH, 1, Wp, dvectors, C, 0, gemm_threads(nt, B, C, GH));
+        product_w(B, C, GH, dsum, r->w.cond, dvectors, 0, WS(r, packed), nt);
     }
 }
 
@@ -813,8 +820,7 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
     weight_grad(r, R, O, H, dlogits, y, (float *)g->out_w);
     colsum_add(dlogits, R, O, (float *)g->out_b, nt);
     float *Wp = WS(r, packed), *dY = r->classify ? WS(r, head_in) : dy;   /* head_in is packed: free */
-    mm_pack(O, H, r->w.out_w, H, 1, Wp, threads_for(nt, (double)O * H));
-    mm_packed(R, H, O, dlogits, O, 1, Wp, dY, H, 0, gemm_threads(nt, R, H, O));   /* dY = dlogits W */
+    product_w(R, H, O, dlogits, r->w.out_w, dY, 0, Wp, nt);   /* dY = dlogits W */
     if (r->classify) {   /* only each stream's last step has a gradient */
         memset(dy, 0, (size_t)N * H * sizeof(float));
         for (int b = 0; b < r->B; b++)
@@ -822,12 +828,16 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
     }
 }
 
-static void backward(run *r, const float *dfinal, float *grads, float *dstate0, float *dvectors) {
+/* doutputs (N, H): an encoder's gradient with respect to its outputs, or NULL. */
+static void backward(run *r, const float *doutputs, const float *dfinal, float *grads, float *dstate0,
+                     float *dvectors) {
     int N = r->N, H = r->H, nt = r->nt;
     model_view g = model_views(&r->off, r->L, grads);   /* the same layout; written through casts */
     float *dy = WS(r, dy);
     if (r->targets)
         output_backward(r, &g, dy);
+    else if (doutputs)   /* past a record's end the cells ignore it */
+        memcpy(dy, doutputs, (size_t)N * H * sizeof(float));
     else   /* only the final states have a gradient */
         memset(dy, 0, (size_t)N * H * sizeof(float));
     for (int l = r->L - 1; l >= 0; l--) {
@@ -844,18 +854,26 @@ static void backward(run *r, const float *dfinal, float *grads, float *dstate0, 
     if (r->C) cond_backward(r, &g, dvectors);
 }
 
-int minrnn_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
-                    const float *masks, const float *dfinal, float *workspace, float *grads,
-                    float *dstate0, float *dvectors, int num_threads) {
+int model_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                   const float *masks, const float *doutputs, const float *dfinal, float *workspace,
+                   float *grads, float *dstate0, float *dvectors, int num_threads) {
     run r;
     int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if ((!batch->targets && !dfinal) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR))
+    if ((!batch->targets && !dfinal && !doutputs) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR)
+        || (doutputs && cfg->task != MINRNN_TASK_ENCODE))
         return MINRNN_ERR_ARG;
     if (!stamp_matches(&r)) return MINRNN_ERR_NO_FORWARD;
     write_stamp(&r, 0, 0);
-    backward(&r, dfinal, grads, dstate0, dvectors);
+    backward(&r, doutputs, dfinal, grads, dstate0, dvectors);
     return MINRNN_OK;
+}
+
+int minrnn_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                    const float *masks, const float *dfinal, float *workspace, float *grads,
+                    float *dstate0, float *dvectors, int num_threads) {
+    return model_backward(cfg, params, batch, masks, NULL, dfinal, workspace, grads, dstate0, dvectors,
+                          num_threads);
 }
 
 /* ---- the whole training step */
@@ -867,7 +885,7 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
     run r;
     int status = setup(&r, cfg, params, NULL, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!grads || !m || !v || !opt || !rng || !batch->targets || !state) return MINRNN_ERR_ARG;
+    if (!grads || !m || !v || !opt || !rng || !batch->targets || !state) return MINRNN_ERR_ARG;   /* not ENCODE */
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
     if (cfg->dropout > 0.0f) {
@@ -879,15 +897,20 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
     forward(&r, state, NULL, NULL, &value);
     size_t n = minrnn_param_count(cfg);
     memset(grads, 0, n * sizeof(float));
-    backward(&r, NULL, grads, NULL, NULL);
+    backward(&r, NULL, NULL, grads, NULL, NULL);
+    status = clip_and_update(opt, params, grads, m, v, n, value, loss, grad_norm, num_threads);
+    if (status != MINRNN_OK) return status;
+    save_state(&r, state);
+    return MINRNN_OK;
+}
+
+int clip_and_update(minrnn_optimizer *opt, float *params, float *grads, float *m, float *v, size_t n,
+                    float value, float *loss, float *grad_norm, int num_threads) {
     if (opt->clip_value > 0.0f) minrnn_clip_value(grads, n, opt->clip_value);
     float norm;
     minrnn_clip_norm(grads, n, opt->clip_norm > 0.0f ? opt->clip_norm : INFINITY, &norm, num_threads);
     if (loss) *loss = value;
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(value) || !isfinite(norm)) return MINRNN_ERR_NONFINITE;
-    status = minrnn_optimizer_update(opt, params, grads, m, v, n, num_threads);
-    if (status != MINRNN_OK) return status;
-    save_state(&r, state);
-    return MINRNN_OK;
+    return minrnn_optimizer_update(opt, params, grads, m, v, n, num_threads);
 }

@@ -3,4 +3,4 @@
 Importing the package loads nothing heavy: minrnn.reference is standard-library only.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -1,4 +1,4 @@
-"""python -m minrnn {train, sample, eval, classify}: the command line.
+"""python -m minrnn {train, sample, eval, classify, translate, export}: the command line.
 
 Bad input ends in one line on stderr that says what to do, and a non-zero exit; never a traceback.
 The options of `train` come from the tables in settings.py.
@@ -19,6 +19,8 @@ import numpy as np
 
 from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
                               generate_records, generate_streams, load)
+from minrnn.pairs import PairSet, max_length_for, pairs_loss, translate_all, translation_scores
+from minrnn.picture import attention_page, attention_svg
 from minrnn.records import RecordSet, read_features
 from minrnn.rundir import last_run_checkpoint
 from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Flag, Number
@@ -127,6 +129,8 @@ def build_parser():
     e.add_argument("--seq-len", type=arg_type(POSITIVE), metavar="N", default=256,
                    help="characters per chunk (default %(default)s)")
     e.add_argument("--features", metavar="FILE.npy", help="a conditioned model's features, one row per record")
+    e.add_argument("--beam", type=arg_type(Number(int, 1, 4096)), metavar="K", default=1,
+                   help="a seq2seq model's translations: beam search of width K; 1 = greedy (default %(default)s)")
     add_precision(e)
     add_threads(e)
     e.set_defaults(func=cmd_eval)
@@ -142,6 +146,28 @@ def build_parser():
     add_precision(k)
     add_threads(k)
     k.set_defaults(func=cmd_classify)
+
+    r = sub.add_parser("translate", help="translate texts with a seq2seq checkpoint", description=(
+        "Write the translation of each text (one line each, as soon as it is done) with a checkpoint "
+        "trained with --task seq2seq: greedy by default, beam search with --beam, or sampled with "
+        "--temperature."))
+    r.add_argument("texts", nargs="*", metavar="TEXT", help="texts to translate")
+    r.add_argument("--file", metavar="FILE", help="...or each line of this file")
+    r.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
+    r.add_argument("--beam", type=arg_type(Number(int, 1, 4096)), metavar="K", default=1,
+                   help="beam search of width K (never less probable than greedy); 1 = greedy (default %(default)s)")
+    r.add_argument("--temperature", type=arg_type(Number(float, 0.0, 1e6)), metavar="X", default=0.0,
+                   help="> 0: draw each character at this temperature instead (with --beam 1) (default 0: greedy)")
+    r.add_argument("--seed", type=arg_type(SEED), metavar="S",
+                   help="--temperature's draws: the same seed gives the same text (default: random, printed on stderr)")
+    r.add_argument("--max-length", type=arg_type(Number(int, 1, 100000)), metavar="N", default=200,
+                   help="characters at most per translation (default %(default)s)")
+    r.add_argument("--scores", action="store_true", help="after each translation, a tab and its log probability")
+    r.add_argument("--picture", metavar="FILE.html",
+                   help="also write the attention of every translation as heatmaps in one HTML page")
+    add_precision(r)
+    add_threads(r)
+    r.set_defaults(func=cmd_translate)
 
     x = sub.add_parser("export", help="write an inference-only copy of a checkpoint, compact by default",
                        description=(
@@ -179,12 +205,24 @@ def load_for(args):
     return ck
 
 
+# What a checkpoint of each task is for: the command that uses it.
+USES = {"lm": "it writes text: python -m minrnn sample --checkpoint CKPT",
+        "classify": "it labels texts: python -m minrnn classify --checkpoint CKPT TEXT",
+        "seq2seq": "it translates texts: python -m minrnn translate --checkpoint CKPT TEXT"}
+WHAT = {"lm": "a language model", "classify": "a classifier", "seq2seq": "a seq2seq model"}
+
+
+def require_task(ck, wanted):
+    """UserError unless the checkpoint's model has the task this command needs."""
+    task = ck.model.config.task
+    if task != wanted:
+        raise UserError(f"this checkpoint is {WHAT[task]}, not {WHAT[wanted]}; {USES[task]}")
+
+
 def cmd_sample(args):
     ck = load_for(args)
     cfg = ck.model.config
-    if cfg.task == "classify":
-        raise UserError("this checkpoint is a classifier; it labels texts: python -m minrnn classify "
-                        "--checkpoint CKPT TEXT")
+    require_task(ck, "lm")
     vocab = Vocab(ck.vocab, ck.encoding)
     prime = unescape(args.prime).encode("utf-8", "surrogateescape")
     prime_ids = vocab.encode(model_text(prime, ck, "--prime")) if prime else []
@@ -266,6 +304,8 @@ def condition(args, ck):
 def cmd_eval(args):
     ck = load_for(args)
     vocab = Vocab(ck.vocab, ck.encoding)
+    if ck.model.config.task == "seq2seq":
+        return eval_pairs(args, ck, vocab)
     if vocab.framed:
         return eval_records(args, ck, vocab)
     ids, unknown = vocab.encode_known(model_text(read_file(args.file), ck, args.file))
@@ -319,18 +359,111 @@ def eval_records(args, ck, vocab):
     return 0
 
 
-def cmd_classify(args):
-    ck = load_for(args)
-    if ck.model.config.task != "classify":
-        raise UserError("this checkpoint is a language model, not a classifier (train one with --task classify); "
-                        "use sample")
+def length_buckets(lengths):
+    """Up to four ranges of source lengths holding about a quarter of the pairs each: [(low, high)]."""
+    edges = sorted(set(int(x) for x in np.quantile(lengths, [0.25, 0.5, 0.75]))) if len(lengths) else []
+    bounds, low = [], int(min(lengths))
+    for e in edges + [int(max(lengths))]:
+        if e >= low:
+            bounds.append((low, e))
+            low = e + 1
+    return bounds
+
+
+def eval_pairs(args, ck, vocab):
+    """A seq2seq model on a file of pairs: loss per target character, exact-match accuracy and
+    character error rate of its translations, overall and by source length."""
+    limit = ck.meta.get("args", {}).get("max_source", 10**6)
+    pairs = PairSet(args.file, ck.encoding, val_frac=0.0, max_source=limit, vocab=vocab)
+    picks = np.arange(len(pairs.source_ids))
+    loss = pairs_loss(ck.model, pairs, picks, args.batch_size)
+    translations = translate_all(ck.model, pairs, picks, beam=args.beam)
+    exact, cer = translation_scores(pairs, picks, translations)
+    how = "greedy" if args.beam == 1 else f"beam {args.beam}"
+    print(f"{args.file}: exact match {exact:.4f}, character error rate {cer:.4f} over {len(picks):,} pairs ({how}); "
+          f"loss {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char, teacher-forced, the end included)")
+    lengths = np.array([len(s) for s in pairs.source_ids])
+    print("by source length:  characters    pairs  exact match     CER")
+    for low, high in length_buckets(lengths):
+        some = picks[(lengths >= low) & (lengths <= high)]
+        e, c = translation_scores(pairs, some, [translations[i] for i in some])
+        print(f"{'':18}{low:>5}-{high:<5} {len(some):8,}  {e:11.4f}  {c:6.4f}")
+    return 0
+
+
+def read_texts(args, what):
+    """The texts a command was given (TEXT... or each line of --file), as bytes; UserError if there
+    are none or one is empty."""
     if args.file is not None:
         lines = read_file(args.file).split(b"\n")
         texts = [t[:-1] if t.endswith(b"\r") else t for t in lines[:-1] if t] + ([lines[-1]] if lines[-1] else [])
     else:
         texts = [t.encode("utf-8", "surrogateescape") for t in args.texts]
     if not texts or not all(texts):
-        raise UserError("give non-empty texts to classify (TEXT... or --file FILE)")
+        raise UserError(f"give non-empty texts to {what} (TEXT... or --file FILE)")
+    return texts
+
+
+def cmd_translate(args):
+    ck = load_for(args)
+    require_task(ck, "seq2seq")
+    if args.temperature > 0 and args.beam != 1:
+        raise UserError("--temperature draws one translation at a time; drop --beam")
+    if args.picture is not None and ck.model.config.attention == "none":
+        raise UserError("this model has no attention (trained with --attention none): --picture has nothing to draw")
+    vocab = Vocab(ck.vocab, ck.encoding)
+    limit = ck.meta.get("args", {}).get("max_source")
+    sources = []
+    for i, t in enumerate(read_texts(args, "translate")):
+        symbols = model_text(t, ck, f"text {i + 1}")
+        if limit is not None and len(symbols) > limit:
+            raise UserError(f"text {i + 1} has {len(symbols)} characters; this model reads sources of at most {limit}")
+        try:
+            sources.append(vocab.encode(symbols))
+        except TextError as e:
+            raise UserError(f"text {i + 1}: {e}") from None
+    rng = None
+    if args.temperature > 0:
+        seed = args.seed
+        if seed is None:
+            seed = secrets.randbits(63)
+            print(f"seed {seed}", file=sys.stderr)
+        rng = core.Rng(seed)
+    out, pictures = sys.stdout.buffer, []
+    for source in sources:
+        ids, logprob, alphas = ck.model.translate(source, args.beam, args.max_length, args.temperature, rng,
+                                                  want_alignments=args.picture is not None)
+        text = vocab.to_bytes(ids)
+        out.write(text + (f"\t{logprob:.6f}".encode() if args.scores else b"") + b"\n")
+        out.flush()
+        if args.picture is not None:
+            chars = [vocab.to_bytes([i]).decode("utf-8", "replace") for i in ids]
+            source_chars = [vocab.to_bytes([i]).decode("utf-8", "replace") for i in source]
+            written = chars + ["</s>"] * (len(alphas) - len(chars))
+            pictures.append((vocab.to_bytes(source).decode("utf-8", "replace"), text.decode("utf-8", "replace"),
+                             attention_svg(source_chars, written, alphas)))
+    if args.picture is not None:
+        write_atomically(args.picture, attention_page(pictures).encode("utf-8"))
+        print(f"attention of {len(pictures)} translation(s): {args.picture}", file=sys.stderr)
+    return 0
+
+
+def write_atomically(path, data):
+    """path's contents replaced by data whole, or not at all (a temporary file, then a rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_classify(args):
+    ck = load_for(args)
+    require_task(ck, "classify")
+    texts = read_texts(args, "classify")
     vocab = Vocab(ck.vocab, ck.encoding)
     ids = []
     for i, t in enumerate(texts):

@@ -4,7 +4,8 @@ It holds numpy buffers, passes them to the C library and turns its status codes 
 carrying the library's own message; it adds no math of its own. Shapes are those of minrnn.h:
 tokens (T, B) int32; targets (T, B) int32, or (B,) for a classifier; lengths (B,) int32; a
 condition: labels (B,) int32 or vectors (B, C) float32; states (L, S, B, H) float32; logits
-(T, B, V), or (B, K) for a classifier, float32.
+(T, B, V), or (B, K) for a classifier, float32. A sequence to sequence model (Seq2seq) reads
+Pairs: source (Ts, B), inputs and targets (Td, B), and their lengths (B,).
 """
 
 import json
@@ -16,6 +17,7 @@ import numpy as np
 from minrnn._core import ffi, lib
 from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
+from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
 
 
 def _cell_codes():
@@ -29,7 +31,9 @@ def _cell_codes():
 CELL_CODES = _cell_codes()
 # the C library's codes for the reference's names (a test holds the names equal)
 INITS = {"default": lib.MINRNN_INIT_DEFAULT, "irnn": lib.MINRNN_INIT_IRNN, "normal": lib.MINRNN_INIT_NORMAL}
-TASK_CODES = {"lm": lib.MINRNN_TASK_LM, "classify": lib.MINRNN_TASK_CLASSIFY}
+TASK_CODES = {"lm": lib.MINRNN_TASK_LM, "classify": lib.MINRNN_TASK_CLASSIFY, "encode": lib.MINRNN_TASK_ENCODE}
+ATTENTION_CODES = {"none": lib.MINRNN_ATTENTION_NONE, "dot": lib.MINRNN_ATTENTION_DOT,
+                   "general": lib.MINRNN_ATTENTION_GENERAL, "additive": lib.MINRNN_ATTENTION_ADDITIVE}
 COND_CODES = {"none": lib.MINRNN_COND_NONE, "label": lib.MINRNN_COND_LABEL, "vector": lib.MINRNN_COND_VECTOR}
 REDUCTION_CODES = {"mean": lib.MINRNN_MEAN, "sum": lib.MINRNN_SUM}
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
@@ -101,18 +105,28 @@ def _tokens(x, what, ndim):
 
 
 def c_config(cfg):
+    """minrnn_config of a reference Config, or of a Seq2seqConfig (task MINRNN_TASK_SEQ2SEQ)."""
     c = ffi.new("minrnn_config *")
     c.cell, c.nonlinearity = CELL_CODES[cfg.cell]
     c.vocab_size, c.embed_size, c.hidden_size = cfg.vocab_size, cfg.embed_size, cfg.hidden_size
     c.num_layers, c.dropout = cfg.num_layers, cfg.dropout
-    c.task, c.num_classes = TASK_CODES[cfg.task], cfg.num_classes
-    c.cond, c.cond_size = COND_CODES[cfg.cond], cfg.cond_size
-    c.one_bias, c.reduction = int(cfg.one_bias), REDUCTION_CODES[cfg.reduction]
+    if isinstance(cfg, Seq2seqConfig):
+        c.task, c.reduction = lib.MINRNN_TASK_SEQ2SEQ, lib.MINRNN_MEAN
+        c.attention, c.attention_size = ATTENTION_CODES[cfg.attention], cfg.attention_size
+    else:
+        c.task, c.num_classes = TASK_CODES[cfg.task], cfg.num_classes
+        c.cond, c.cond_size = COND_CODES[cfg.cond], cfg.cond_size
+        c.one_bias, c.reduction = int(cfg.one_bias), REDUCTION_CODES[cfg.reduction]
     check(lib.minrnn_config_check(c), "model configuration")
     return c
 
 
 def py_config(c):
+    if c.task == lib.MINRNN_TASK_SEQ2SEQ:
+        return Seq2seqConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
+                             cell=_name_of(CELL_CODES, (c.cell, c.nonlinearity)), embed_size=c.embed_size,
+                             num_layers=c.num_layers, dropout=c.dropout,
+                             attention=_name_of(ATTENTION_CODES, c.attention), attention_size=c.attention_size)
     return Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
                   cell=_name_of(CELL_CODES, (c.cell, c.nonlinearity)), embed_size=c.embed_size,
                   num_layers=c.num_layers, dropout=c.dropout, task=_name_of(TASK_CODES, c.task),
@@ -278,22 +292,26 @@ class Model:
 
     def state_shape(self, B):
         cfg = self.config
-        return (cfg.num_layers, cfg.num_states, B, cfg.hidden_size)
+        S = encoder_config(cfg).num_states if isinstance(cfg, Seq2seqConfig) else cfg.num_states
+        return (cfg.num_layers, S, B, cfg.hidden_size)
 
     def zero_state(self, B):
         return np.zeros(self.state_shape(B), dtype=np.float32)
 
     def workspace(self, B, T):
         """The scratch buffer for B streams and T steps, kept for reuse (the last few shapes)."""
-        ws = self._workspaces.pop((B, T), None)
+        return self._workspace((B, T), lambda: lib.minrnn_workspace_size(self.c, B, T))
+
+    def _workspace(self, shape, floats, dtype=np.float32):
+        ws = self._workspaces.pop(shape, None)
         if ws is None:
-            size = lib.minrnn_workspace_size(self.c, B, T)
+            size = floats()
             if size == 0:
-                raise ValueError(f"B = {B} and T = {T} are out of range for this model")
+                raise ValueError(f"sizes {shape} are out of range for this model")
             if len(self._workspaces) >= self.MAX_WORKSPACES:
                 self._workspaces.pop(next(iter(self._workspaces)))   # the least recently used
-            ws = np.empty(size, dtype=np.float32)
-        self._workspaces[(B, T)] = ws   # now the most recently used
+            ws = np.empty(size, dtype=dtype)
+        self._workspaces[shape] = ws   # now the most recently used
         return ws
 
     def batch(self, tokens, targets=None, lengths=None, cond=None):
@@ -354,6 +372,109 @@ class Model:
         check(lib.minrnn_step_compact(self.c, precision, params, batch.c, _fptr(state), _fptr(logits),
                                       _fptr(self.workspace(B, 1)), self.threads), "step")
         return logits
+
+
+# ---- sequence to sequence
+
+class Pairs:
+    """The twin of minrnn_pairs: source (Ts, B) and its lengths (B,), the decoder's inputs
+    [START, target] (Td, B), targets [target, END] (Td, B) or None, and their lengths (B,)."""
+
+    def __init__(self, source, source_lengths, inputs, targets, target_lengths):
+        self.source, self.inputs = _tokens(source, "source", 2), _tokens(inputs, "inputs", 2)
+        (Ts, B), (Td, B2) = self.source.shape, self.inputs.shape
+        self.source_lengths = _tokens(source_lengths, "source lengths", 1)
+        self.target_lengths = _tokens(target_lengths, "target lengths", 1)
+        self.targets = None if targets is None else _tokens(targets, "targets", 2)
+        if B2 != B or self.source_lengths.shape != (B,) or self.target_lengths.shape != (B,) or (
+                self.targets is not None and self.targets.shape != (Td, B)):
+            raise ValueError(f"pairs: source {self.source.shape} and inputs {self.inputs.shape} need B = {B} "
+                             "lengths each, and targets shaped like inputs")
+        c = self.c = ffi.new("minrnn_pairs *")
+        c.B, c.Ts, c.Td = B, Ts, Td
+        c.source, c.source_lengths = _iptr(self.source), _iptr(self.source_lengths)
+        c.inputs, c.targets, c.target_lengths = _iptr(self.inputs), _iptr(self.targets), _iptr(self.target_lengths)
+
+    @property
+    def shape(self):
+        """(B, Ts, Td)"""
+        return self.source.shape[1], self.source.shape[0], self.inputs.shape[0]
+
+
+@dataclass
+class Seq2seqForward:
+    """What Seq2seq.forward computed, with the workspace that Seq2seq.backward needs."""
+    loss: float               # mean cross-entropy over the target positions, or None without targets
+    logits: np.ndarray        # (Td, B, V) or None
+    alignments: np.ndarray    # (Td, B, Ts): each decoder step's attention over the source, or None
+    pairs: Pairs
+    masks: np.ndarray
+    workspace: np.ndarray
+
+
+class Seq2seq(Model):
+    """An encoder and a decoder joined by attention (minrnn.h's MINRNN_TASK_SEQ2SEQ): a Model whose
+    batches are Pairs. Its states are those of one of its two models."""
+
+    @property
+    def outputs(self):
+        return self.config.vocab_size
+
+    def pairs_workspace(self, B, Ts, Td):
+        return self._workspace(("pairs", B, Ts, Td), lambda: lib.minrnn_seq2seq_workspace_size(self.c, B, Ts, Td))
+
+    def dropout_masks(self, rng, B, Ts, Td):
+        """The encoder's masks (L, Ts, B, H), then the decoder's (L, Td, B, H), in one array."""
+        L, H = self.config.num_layers, self.config.hidden_size
+        masks = np.empty(L * (Ts + Td) * B * H, dtype=np.float32)
+        check(lib.minrnn_dropout_masks(self.c, B, Ts, rng.c, _fptr(masks)), "dropout masks")
+        check(lib.minrnn_dropout_masks(self.c, B, Td, rng.c, _fptr(masks[L * Ts * B * H:])), "dropout masks")
+        return masks
+
+    def forward(self, pairs, masks=None, want_logits=True, want_alignments=False):
+        B, Ts, Td = pairs.shape
+        if masks is not None:
+            masks = _floats(masks, (self.config.num_layers * (Ts + Td) * B * self.config.hidden_size,), "masks")
+        logits = np.empty((Td, B, self.outputs), np.float32) if want_logits else None
+        alignments = np.empty((Td, B, Ts), np.float32) if want_alignments else None
+        loss = ffi.new("float *") if pairs.targets is not None else ffi.NULL
+        workspace = self.pairs_workspace(B, Ts, Td)
+        check(lib.minrnn_seq2seq_forward(self.c, _fptr(self.params), pairs.c, _fptr(masks), _fptr(logits),
+                                         _fptr(alignments), loss, _fptr(workspace), self.threads), "forward")
+        return Seq2seqForward(float(loss[0]) if pairs.targets is not None else None, logits, alignments, pairs,
+                              masks, workspace)
+
+    def backward(self, fwd):
+        """Adds the gradient of fwd.loss into self.grads."""
+        check(lib.minrnn_seq2seq_backward(self.c, _fptr(self.params), fwd.pairs.c, _fptr(fwd.masks),
+                                          _fptr(fwd.workspace), _fptr(self.grads), self.threads), "backward")
+
+
+    def translate(self, source, beam=1, max_length=100, temperature=0.0, rng=None, want_alignments=False):
+        """One source's translation (minrnn_seq2seq_translate: greedy, sampling with temperature > 0
+        and rng, or beam search), at the model's precision: (ids without END, log probability,
+        alignments (steps, n) or None)."""
+        source = _tokens(source, "source", 1)
+        n = source.shape[0]
+        workspace = self._workspace(("translate", n, beam, max_length),
+                                    lambda: lib.minrnn_seq2seq_translate_size(self.c, n, beam, max_length), np.uint8)
+        out = np.empty(max_length, np.int32)
+        alignments = np.empty((max_length, n), np.float32) if want_alignments else None
+        result = ffi.new("minrnn_translation *")
+        if self._compact is None:
+            precision, params = lib.MINRNN_FLOAT32, _ptr("void *", self.params)
+        else:
+            precision, params = lib.MINRNN_BFLOAT16, _ptr("void *", self._compact)
+        check(lib.minrnn_seq2seq_translate(self.c, precision, params, _iptr(source), n, beam, max_length,
+                                           temperature, rng.c if rng is not None else ffi.NULL, _iptr(out), result,
+                                           _fptr(alignments), _ptr("void *", workspace), self.threads), "translate")
+        ids = out[:result.length].tolist()
+        return ids, float(result.logprob), None if alignments is None else alignments[:result.steps].copy()
+
+
+def model_for(config, **kw):
+    """A Model, or a Seq2seq for a Seq2seqConfig."""
+    return (Seq2seq if isinstance(config, Seq2seqConfig) else Model)(config, **kw)
 
 
 def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
@@ -425,11 +546,13 @@ class Trainer:
     def steps(self):
         return int(self.opt.step)
 
-    def step(self, tokens, targets, lengths=None, cond=None):
+    def step(self, tokens, targets=None, lengths=None, cond=None):
         """One training step on (T, B) tokens and their targets (and the records' lengths and
-        condition); returns (loss, gradient norm). Raises NonFiniteError (with nothing updated)
-        when the loss or gradient is not finite."""
+        condition), or for a Seq2seq on Pairs (step(pairs)); returns (loss, gradient norm). Raises
+        NonFiniteError (with nothing updated) when the loss or gradient is not finite."""
         mdl = self.model
+        if isinstance(mdl, Seq2seq):
+            return self._step_pairs(tokens)
         batch = mdl.batch(tokens, targets, lengths, cond)
         T, B = batch.shape
         if B != self.B or (self.carry_state and T != self.T):
@@ -440,6 +563,16 @@ class Trainer:
         check(lib.minrnn_train_step(mdl.c, _fptr(mdl.params), _fptr(mdl.grads), _fptr(self.m), _fptr(self.v),
                                     self.opt, self.rng.c, batch.c, _fptr(self.state), loss, norm,
                                     _fptr(mdl.workspace(B, T)), mdl.threads), "training step")
+        return float(loss[0]), float(norm[0])
+
+    def _step_pairs(self, pairs):
+        mdl, (B, Ts, Td) = self.model, pairs.shape
+        if B != self.B:
+            raise ValueError(f"pairs must be {self.B} to a batch, not {B}")
+        loss, norm = ffi.new("float *"), ffi.new("float *")
+        check(lib.minrnn_seq2seq_train_step(mdl.c, _fptr(mdl.params), _fptr(mdl.grads), _fptr(self.m),
+                                            _fptr(self.v), self.opt, self.rng.c, pairs.c, loss, norm,
+                                            _fptr(mdl.pairs_workspace(B, Ts, Td)), mdl.threads), "training step")
         return float(loss[0]), float(norm[0])
 
     def step_next(self, batches):
@@ -531,8 +664,8 @@ def load_checkpoint(path, threads=0):
 def _load_fd(fd, path, threads):
     ck = ffi.new("minrnn_checkpoint *")
     check(lib.minrnn_checkpoint_peek_fd(fd, ck), str(path))
-    model = Model(py_config(ck.config), params=np.zeros(lib.minrnn_param_count(ffi.addressof(ck, "config")),
-                                                         np.float32), threads=threads)
+    model = model_for(py_config(ck.config), params=np.zeros(lib.minrnn_param_count(ffi.addressof(ck, "config")),
+                                                             np.float32), threads=threads)
     vocab = np.empty(ck.config.vocab_size, dtype=np.int32)
     meta, labels = bytearray(ck.meta_size), bytearray(ck.labels_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from minrnn import core
 from minrnn.reference import CELLS, INIT_SCHEMES, OPTIMIZERS
+from minrnn.reference.seq2seq import ATTENTIONS
 from minrnn.reference.tensor import float32
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -149,11 +150,21 @@ MODEL = [
     Setting("biases", 2, Number(int, 1, 2), "N",
             "bias vectors per layer: 2, PyTorch's bias_ih and bias_hh; 1, min-char-rnn's one hidden bias "
             "(default {default})"),
+    Setting("attention", "general", Choice(ATTENTIONS), "KIND",
+            "--task seq2seq: how the decoder looks at the source at each step: dot (h.e) or general "
+            "(h.W e), Luong's; additive (v.tanh(W h + U e)), Bahdanau's; none: it reads only the "
+            "encoder's final state (default {default})"),
+    Setting("attention_size", None, OrNone(Number(int, 1, core.lib.MINRNN_MAX_HIDDEN)), "N",
+            "--attention additive: its hidden size (default: --hidden)"),
 ]
 DATA = [
-    Setting("task", "lm", Choice(core.TASK_CODES), "TASK",
+    Setting("task", "lm", Choice(("lm", "classify", "seq2seq")), "TASK",
             "lm: learn to write the text; classify: learn the label of each record, from lines "
-            "label<TAB>text (implies --records) (default {default})"),
+            "label<TAB>text (implies --records); seq2seq: learn to write each line's target from its "
+            "source, from lines source<TAB>target (python -m minrnn translate) (default {default})"),
+    Setting("max_source", 200, Number(int, 1, 1000000), "N",
+            "--task seq2seq: the longest source (characters) the model reads; a longer one is an error, "
+            "in training and in translate (default {default})"),
     Setting("records", False, Flag(), None,
             "the file is a list of records, one per line (or per --record-sep): each its own sequence "
             "from a zero state, framed by start and end tokens; sample writes whole records"),
@@ -220,11 +231,17 @@ def check_together(s):
         raise ValueError("--labels and --features each condition the model; give one")
     if s["task"] == "classify" and s["features"]:
         raise ValueError("--task classify reads label<TAB>text records; --features is for --task lm")
+    if s["task"] == "seq2seq" and (s["labels"] or s["features"] or s["init"] != "default" or s["biases"] != 2
+                                   or s["loss"] != "mean"):
+        raise ValueError("--task seq2seq reads source<TAB>target lines, with the default --init, --biases and "
+                         "--loss; drop --labels, --features, --init, --biases and --loss")
+    if s["attention_size"] is not None and s["attention"] != "additive":
+        raise ValueError(f"--attention-size is the size of additive attention; this run's is {s['attention']}")
 
 
 def imply(s):
     """Settings that follow from others: labels, features and classification are about records."""
-    if s["labels"] or s["features"] or s["task"] == "classify":
+    if s["labels"] or s["features"] or s["task"] in ("classify", "seq2seq"):
         s["records"] = True
     return s
 SESSION_DEFAULTS = {s.name: s.default for s in SESSION}

@@ -20,8 +20,10 @@ from minrnn import __version__, core
 from minrnn.data import Batches, Corpus, DataError
 from minrnn.inference import (evaluate, evaluate_records, evaluation_shape, generate, generate_records, load,
                               workspace_bytes)
+from minrnn.pairs import PairBatches, PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.records import RecordBatches, RecordSet
 from minrnn.reference import OPTIMIZERS, Config
+from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.reference.tensor import float32
 from minrnn.resources import available_memory, require_memory
 from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
@@ -31,12 +33,18 @@ from minrnn.settings import (DEFAULTS, PRESETS, RUN, SESSION, SESSION_DEFAULTS, 
 from minrnn.text import Vocab, unescape
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
+VAL_TRANSLATIONS = 500   # validation pairs a seq2seq run translates at each evaluation
 RUN_FORMAT = "minrnn-run"   # the "format" of a training run's checkpoint metadata
 
 
 def model_config(s, vocab_size, num_labels=0, cond_size=0):
     """The model the settings describe, for data of vocab_size symbols, num_labels labels and
     feature vectors of cond_size."""
+    if s["task"] == "seq2seq":
+        additive = s["attention"] == "additive"
+        return Seq2seqConfig(vocab_size=vocab_size, hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
+                             num_layers=s["layers"], dropout=s["dropout"], attention=s["attention"],
+                             attention_size=(s["attention_size"] or s["hidden"]) if additive else 0)
     classify = s["task"] == "classify"
     cond = "label" if s["labels"] and not classify else "vector" if s["features"] else "none"
     return Config(vocab_size=vocab_size, hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
@@ -64,6 +72,16 @@ def training_memory(cfg, B, T, val_chars):
         if (streams, chunk) != (B, T):
             need += workspace_bytes(cfg, streams, chunk)
     return need
+
+
+def seq2seq_memory(cfg, B, Ts, Td):
+    """Bytes a seq2seq training run holds: 7 parameter blocks (see training_memory) and a step's
+    workspace for B pairs of sources up to Ts and targets up to Td - 1 characters."""
+    floats = core.lib.minrnn_seq2seq_workspace_size(core.c_config(cfg), B, Ts, Td)
+    if floats == 0:
+        raise UserError(f"batches of {B} pairs of {Ts} and {Td} steps are more than the core takes; use a smaller "
+                        "--batch-size or --max-source")
+    return 4 * 7 * core.param_count(cfg) + 4 * floats
 
 
 def longest_that_fits(cfg, B, T):
@@ -160,7 +178,16 @@ class Run:
         """The text and its batches, then the memory the run needs checked (before allocating it)."""
         s = self.s
         B = s["batch_size"]
-        if s["records"]:
+        if s["task"] == "seq2seq":
+            self.corpus = PairSet(path, encoding, s["val_frac"], s["seed"], s["max_source"], vocab)
+            cfg = model_config(s, len(self.corpus.vocab))
+            self.batches = PairBatches(self.corpus, B, s["seed"])
+            Ts, Td = self.corpus.longest_source, self.corpus.longest_target + 1
+            require_memory(seq2seq_memory(cfg, B, Ts, Td),
+                           f"training a {s['layers']}-layer {s['cell']} encoder and decoder of {s['hidden']} units "
+                           f"on pairs of up to {Ts} and {Td - 1} characters, {B} at a time",
+                           "use a smaller --batch-size, --hidden or --layers, or shorter pairs")
+        elif s["records"]:
             kind = "labels" if s["labels"] or s["task"] == "classify" else "features" if s["features"] else "plain"
             self.corpus = RecordSet(path, unescape(s["record_sep"]).encode("utf-8"), encoding, s["val_frac"],
                                     s["seed"], kind, s["features"], vocab, label_names)
@@ -207,7 +234,7 @@ class Run:
         except ValueError as e:
             raise UserError(str(e)) from None
         cfg = self.prepare(args.input, s["encoding"])
-        self.model = core.Model(cfg, seed=s["seed"], init=s["init"])
+        self.model = core.model_for(cfg, seed=s["seed"], init=s["init"])
         self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
                                     lr=base_lr(s), clip_value=s["clip_value"], clip_norm=s["clip_norm"],
                                     seed=s["seed"] + 1, carry_state=not s["records"])
@@ -266,7 +293,9 @@ class Run:
             raise TypeError("the text's path and fingerprint must be strings")
         s, t = self.s, ck.trainer
         c = ck.model.config   # the sizes that the data decides, the rest from the settings
-        labels, cond_size = c.num_classes or (c.cond_size if c.cond == "label" else 0), c.cond_size
+        labels, cond_size = 0, 0
+        if s["task"] != "seq2seq":
+            labels, cond_size = c.num_classes or (c.cond_size if c.cond == "label" else 0), c.cond_size
         model = core.py_config(core.c_config(model_config(s, len(ck.vocab), labels, cond_size)))   # floats as the core keeps them
         for key, said, held in [("model", model, ck.model.config), ("encoding", s["encoding"], ck.encoding),
                                 ("batch_size", s["batch_size"], t.B), ("seq_len", s["seq_len"], t.T),
@@ -288,7 +317,7 @@ class Run:
 
     @property
     def unit(self):
-        return "records" if self.s["records"] else "chars"
+        return "pairs" if self.s["task"] == "seq2seq" else "records" if self.s["records"] else "chars"
 
     def save(self, path, val_loss):
         if not np.all(np.isfinite(self.model.params)):   # never write a broken model
@@ -317,6 +346,11 @@ class Run:
         if len(self.corpus.val) == 0:
             return None, ""
         val = self.corpus.val
+        if self.s["task"] == "seq2seq":   # translations of the first VAL_TRANSLATIONS pairs
+            loss = pairs_loss(self.model, self.corpus, val, self.s["batch_size"])
+            some = val[:VAL_TRANSLATIONS]
+            exact, cer = translation_scores(self.corpus, some, translate_all(self.model, self.corpus, some))
+            return loss, f" | exact {exact:.3f}, CER {cer:.4f} (greedy, {min(len(val), VAL_TRANSLATIONS)} pairs)"
         loss, per_record, _, predicted = evaluate_records(self.model, self.corpus, val, self.s["batch_size"],
                                                           condition_of(self.model.config))
         if self.s["task"] == "classify":
@@ -330,6 +364,11 @@ class Run:
         vocab, cfg, seed = self.corpus.vocab, self.model.config, self.s["seed"] + iteration
         if cfg.task == "classify":
             return None
+        if cfg.task == "seq2seq":   # greedy translations of a few validation (or training) sources
+            picks = (self.corpus.val if len(self.corpus.val) else self.corpus.train)[:4]
+            return "\n".join(vocab.to_bytes(self.corpus.source_ids[i]).decode("utf-8", "replace") + " -> "
+                             + vocab.to_bytes(self.model.translate(self.corpus.source_ids[i])[0]).decode(
+                                 "utf-8", "replace") for i in picks)
         if not self.s["records"]:
             ids = generate(self.model, vocab, [], 200, seed=seed, temperature=0.8)
             return vocab.to_bytes(list(ids)).decode("utf-8", errors="replace")
@@ -400,9 +439,11 @@ class Run:
 
     def announce(self):
         s, V = self.s, len(self.corpus.vocab)
-        shape = f"{s['batch_size']} records" if s["records"] else f"{s['batch_size']} x {s['seq_len']}"
-        unit = "records" if s["records"] else "characters"
-        what = "classifier" if s["task"] == "classify" else s["cell"]
+        unit = self.unit if s["records"] else "characters"
+        shape = f"{s['batch_size']} {unit}" if s["records"] else f"{s['batch_size']} x {s['seq_len']}"
+        what = ("classifier" if s["task"] == "classify" else
+                f"{s['cell']} encoder and decoder ({s['attention']} attention)" if s["task"] == "seq2seq"
+                else s["cell"])
         self.progress.line(f"training a {s['layers']}-layer {what} of {s['hidden']} units "
                            f"({self.model.param_count:,} parameters) on {len(self.corpus.train):,} {unit} "
                            f"({V} symbols), validating on {len(self.corpus.val):,}; batches of {shape}, "
@@ -420,9 +461,11 @@ class Run:
             return None
         if self.s["loss"] == "sum":   # reported per character, as every other loss
             loss /= self.s["batch_size"] * self.s["seq_len"]
-        # a classifier's batch losses swing far from their average: only worse than guessing counts;
-        # a preset is someone's recipe exactly (min-char-rnn's first steps reach 10 nats/char)
-        limit = 2.0 * math.log(V) if self.s["task"] == "classify" else min(2.0 * math.log(V), 4.0 * self.ema)
+        # a classifier's batch losses swing far from their average, and a seq2seq model's near-zero
+        # ones (0.01, then 0.05) by many times: only worse than guessing counts; a preset is
+        # someone's recipe exactly (min-char-rnn's first steps reach 10 nats/char)
+        swings = self.s["task"] in ("classify", "seq2seq")
+        limit = 2.0 * math.log(V) if swings else min(2.0 * math.log(V), 4.0 * self.ema)
         if self.s["preset"] != "none":
             limit = math.inf
         if loss > limit:

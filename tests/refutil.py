@@ -5,6 +5,41 @@ from minrnn.reference import CELLS, Rng, dropout_masks, forward, param_count, un
 KINDS = list(CELLS)
 
 
+# ---- finite differences, in float64
+
+STEP = 1e-4
+# Relative error of an analytic gradient a against the numerical derivative n:
+#     |a - n| / max(|a|, |n|, FLOOR)
+# n is Richardson's extrapolation of two central differences, (4 D(STEP/2) - D(STEP)) / 3 (steps of
+# 1e-4 and 5e-5): its truncation error is STEP^4 / 480 |f^(5)| ~ 2e-19 |f^(5)|, nothing here. Its
+# round-off is at most (4 * 2 + 1) / 3 * delta / STEP = 3 delta / STEP, delta the error of one
+# evaluation of f: f is a loss of order 1 to 10, off by a few ulp, so delta <~ 1e-15 and the
+# round-off <~ 3e-11. Below FLOOR the denominator stops shrinking, and the check becomes
+# |a - n| < 1e-10: a hard bound, 5 times the worst round-off seen, while a wrong or
+# missing term moves a gradient by a part of its own size, far above 1e-6 of it. A plain central
+# difference at 1e-5 would have a truncation error STEP^2 / 6 |f'''| ~ 2e-11 |f'''|: at the edge
+# for a third derivative of 5 (test_reference_gradcheck.py saw it fail about one run in 40).
+FLOOR = 1e-4
+MAX_REL_ERROR = 1e-6
+
+
+def rel_error(a, n):
+    return abs(a - n) / max(abs(a), abs(n), FLOOR)
+
+
+def central_difference(f, xs, i):
+    """d f(xs) / d xs[i] by Richardson's extrapolation of central differences at STEP and STEP / 2."""
+    def at(h):
+        old = xs[i]
+        xs[i] = old + h
+        up = f(xs)
+        xs[i] = old - h
+        down = f(xs)
+        xs[i] = old
+        return (up - down) / (2 * h)
+    return (4.0 * at(STEP / 2) - at(STEP)) / 3.0
+
+
 class Problem:
     """Everything one forward/backward needs, drawn from `seed`, in this order:
 

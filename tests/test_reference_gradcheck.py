@@ -6,36 +6,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from minrnn.reference import Config, backward, flatten
-from refutil import KINDS, Problem, flatten_state, unflatten_state
+from refutil import KINDS, MAX_REL_ERROR, STEP, Problem, central_difference, flatten_state, rel_error, unflatten_state
 
-STEP = 1e-4
-# Relative error of an analytic gradient a against the numerical derivative n:
-#     |a - n| / max(|a|, |n|, FLOOR)
-# n is Richardson's extrapolation of two central differences, (4 D(STEP/2) - D(STEP)) / 3, whose
-# truncation error is O(STEP^4), about 1e-16 times the loss's fifth derivative; its round-off is
-# about 3 eps |loss| / STEP ~ 3e-11 for a loss near 8 in float64. (A plain central difference at
-# 1e-5 had a truncation error STEP^2 |loss'''| / 6 of up to 1e-10, and failed about one run in 40
-# on it.) Below FLOOR the denominator stops shrinking, so for tiny gradients the check becomes
-# |a - n| < 1e-10: still a hard bound, and not one that noise in a 1e-12 gradient could fail.
-FLOOR = 1e-4
-MAX_REL_ERROR = 1e-6
-
-
-def rel_error(a, n):
-    return abs(a - n) / max(abs(a), abs(n), FLOOR)
-
-
-def central_difference(loss_of, xs, i):
-    """d loss / d xs[i] by Richardson's extrapolation of central differences at STEP and STEP / 2."""
-    def at(h):
-        old = xs[i]
-        xs[i] = old + h
-        up = loss_of(xs)
-        xs[i] = old - h
-        down = loss_of(xs)
-        xs[i] = old
-        return (up - down) / (2 * h)
-    return (4.0 * at(STEP / 2) - at(STEP)) / 3.0
 
 
 def relu_pattern(fwd):

@@ -2,6 +2,8 @@
  *
  *   minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P] [-p PRIME] [-s SEED]
  *                 [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]
+ *   minrnn_sample CHECKPOINT TEXT... [--beam K] [--max-length N] [-t TEMPERATURE] [-s SEED]
+ *                 [--precision float32|bfloat16]      (a seq2seq checkpoint: translations)
  *
  * The same checkpoint, options and seed give the same bytes as `python -m minrnn sample` (its
  * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector,
@@ -27,6 +29,11 @@
  *   C numbers, separated by spaces or commas, which the checkpoint's shift and scale standardize)
  *   for one trained with --features.
  *
+ * A seq2seq checkpoint (trained with --task seq2seq) translates each TEXT instead, as
+ * `python -m minrnn translate` does (cmd_translate): one line per text, greedy by default, beam
+ * search with --beam, or drawn at -t TEMPERATURE from one generator seeded by -s for all texts;
+ * at most --max-length characters (default 200).
+ *
  * The weights are stepped as the checkpoint stores them (an exported bfloat16 checkpoint:
  * minrnn_step_compact streams half the bytes), or as --precision asks: bfloat16 rounds them.
  *
@@ -48,7 +55,9 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P]"
-                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]\n");
+                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]\n"
+                    "       minrnn_sample SEQ2SEQ-CHECKPOINT TEXT... [--beam K] [--max-length N] [-t TEMPERATURE]"
+                    " [-s SEED] [--precision float32|bfloat16]\n");
 }
 
 /* What the command line asks for. */
@@ -56,6 +65,10 @@ typedef struct {
     const char *path, *prime;
     const char *label, *vector;   /* the condition, or NULL */
     double length, temperature, top_k, top_p, num;
+    double beam, max_length;      /* a seq2seq checkpoint's translations */
+    int temperature_given;        /* -t: a seq2seq checkpoint then samples (its default is greedy) */
+    char **texts;                 /* the TEXT arguments after CHECKPOINT (pointers into argv) */
+    int n_texts;
     unsigned long long seed;
     int precision;                /* MINRNN_FLOAT32, MINRNN_BFLOAT16, or -1: the checkpoint's */
 } options;
@@ -93,14 +106,22 @@ static int parse_seed(const char *s, unsigned long long *out) {
 
 /* Fill o from argv: 0 on success, otherwise the exit status (a message is printed). */
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.prime = "", .length = 200, .temperature = 1.0, .top_p = 1.0, .num = 1, .precision = -1};
+    *o = (options){.prime = "", .length = 200, .temperature = 1.0, .top_p = 1.0, .num = 1, .precision = -1,
+                   .beam = 1, .max_length = 200, .texts = argv};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
-        if (a[0] != '-') { o->path = a; continue; }
+        if (a[0] != '-') {   /* the checkpoint, then texts (kept in argv's own slots, in order) */
+            if (o->path) o->texts[o->n_texts++] = argv[i];
+            else o->path = a;
+            continue;
+        }
         if (!v) { usage(); return 2; }
         if (!strcmp(a, "-n")) ok = parse_number(v, 0, 1e12, &o->length);
-        else if (!strcmp(a, "-t")) ok = parse_number(v, 0, 1e6, &o->temperature);
+        else if (!strcmp(a, "-t")) ok = parse_number(v, 0, 1e6, &o->temperature), o->temperature_given = 1;
+        else if (!strcmp(a, "--beam")) ok = parse_number(v, 1, 4096, &o->beam) && o->beam == floor(o->beam);
+        else if (!strcmp(a, "--max-length"))
+            ok = parse_number(v, 1, 100000, &o->max_length) && o->max_length == floor(o->max_length);
         else if (!strcmp(a, "--top-k")) ok = parse_number(v, 0, 1e9, &o->top_k);
         else if (!strcmp(a, "--top-p")) ok = parse_number(v, 1e-9, 1, &o->top_p);
         else if (!strcmp(a, "--num")) ok = parse_number(v, 1, MAX_SAMPLES, &o->num) && o->num == floor(o->num);
@@ -220,9 +241,10 @@ static void unescape(char *s) {
     *out = '\0';
 }
 
-/* The ids of the prime's symbols (ids has room for strlen(prime)): their count, or -1 with a
- * message if one is outside the text's symbols vocab[0..n_symbols). */
-static long encode_prime(const minrnn_checkpoint *ck, int n_symbols, const char *prime, int32_t *ids) {
+/* The ids of the symbols of prime, which `what` names in a message (ids has room for
+ * strlen(prime)): their count, or -1 with a message if one is outside the text's symbols
+ * vocab[0..n_symbols). */
+static long encode_text(const minrnn_checkpoint *ck, int n_symbols, const char *prime, int32_t *ids, const char *what) {
     size_t count = 0, at = 0, len = strlen(prime);
     while (at < len) {
         size_t used = 1;
@@ -230,7 +252,7 @@ static long encode_prime(const minrnn_checkpoint *ck, int n_symbols, const char 
                                                    : utf8_next((const unsigned char *)prime + at, len - at, &used);
         int id = symbol < 0 ? -1 : find(ck->vocab, n_symbols, symbol);
         if (id < 0) {
-            fprintf(stderr, "minrnn_sample: the prime has a character outside the model's vocabulary (byte %zu)\n", at);
+            fprintf(stderr, "minrnn_sample: %s has a character outside the model's vocabulary (byte %zu)\n", what, at);
             return -1;
         }
         ids[count++] = id;
@@ -513,10 +535,63 @@ static int streams(sampler *s, const minrnn_checkpoint *ck, const char *prime, i
     return status == MINRNN_OK;
 }
 
+/* ---- translations (minrnn.cli.cmd_translate) */
+
+/* Each text's translation on its own line, flushed as it is done. 1 on success, else 0 with a message. */
+static int translate(const minrnn_checkpoint *ck, const options *o) {
+    const minrnn_config *cfg = &ck->config;
+    int precision = o->precision >= 0 ? o->precision : ck->precision, beam = (int)o->beam, M = (int)o->max_length;
+    double temperature = o->temperature_given ? o->temperature : 0.0;
+    if (o->n_texts == 0) {
+        fprintf(stderr, "minrnn_sample: this checkpoint translates: give the texts after it\n");
+        return 0;
+    }
+    if (temperature > 0 && beam != 1) {
+        fprintf(stderr, "minrnn_sample: -t draws one translation at a time; drop --beam\n");
+        return 0;
+    }
+    size_t P = minrnn_param_count(cfg), longest = 0;
+    for (int i = 0; i < o->n_texts; i++) longest = strlen(o->texts[i]) > longest ? strlen(o->texts[i]) : longest;
+    void *params = malloc(P * minrnn_precision_size(precision)), *work = NULL;
+    int32_t *source = malloc((longest + 1) * sizeof(int32_t)), *out = malloc((size_t)M * sizeof(int32_t));
+    int ok = params && source && out;
+    if (!ok) out_of_memory();
+    else minrnn_params_compact(ck->params, P, precision, params);
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, (uint64_t)o->seed);
+    for (int i = 0; ok && i < o->n_texts; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "text %d", i + 1);
+        long n = encode_text(ck, cfg->vocab_size - 2, o->texts[i], source, what);   /* -1: said why */
+        if (n == 0) fprintf(stderr, "minrnn_sample: %s is empty\n", what);
+        ok = n > 0;
+        if (!ok) break;
+        free(work);
+        work = malloc(minrnn_seq2seq_translate_size(cfg, (int)n, beam, M));
+        minrnn_translation result;
+        int status = !work ? MINRNN_ERR_ARG
+                   : minrnn_seq2seq_translate(cfg, precision, params, source, (int)n, beam, M, temperature, &rng, out,
+                                              &result, NULL, work, 0);
+        if (!work) ok = out_of_memory();
+        else if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s: %s\n", what, minrnn_strerror(status)), ok = 0;
+        if (!ok) break;
+        for (int k = 0; k < result.length; k++) put_symbol(ck->vocab[out[k]], ck->encoding);
+        putchar('\n');
+        fflush(stdout);
+    }
+    free(params), free(source), free(out), free(work);
+    return ok;
+}
+
 /* Everything after loading: the prime, the condition, then the samples that the checkpoint's
  * kind of model makes (minrnn.cli.cmd_sample). 1 on success, otherwise 0 with a message. */
 static int run(const minrnn_checkpoint *ck, const options *o) {
     const minrnn_config *cfg = &ck->config;
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ) return translate(ck, o);
+    if (o->n_texts) {
+        fprintf(stderr, "minrnn_sample: texts to translate need a seq2seq checkpoint; this one generates text\n");
+        return 0;
+    }
     if (cfg->task == MINRNN_TASK_CLASSIFY) {
         fprintf(stderr, "minrnn_sample: this checkpoint is a classifier: it labels texts "
                         "(python -m minrnn classify), it does not generate them\n");
@@ -531,7 +606,7 @@ static int run(const minrnn_checkpoint *ck, const options *o) {
         out_of_memory();
     } else {
         unescape(prime);
-        long n_prime = encode_prime(ck, framed ? V - 2 : V, prime, framed ? prime_ids + 1 : prime_ids);
+        long n_prime = encode_text(ck, framed ? V - 2 : V, prime, framed ? prime_ids + 1 : prime_ids, "the prime");
         if (n_prime >= 0 && read_condition(ck, o, N, &labels, &vectors)) {
             if (!sampler_init(&s, ck, o, N, labels, vectors)) out_of_memory();
             else if (framed) ok = records(&s, ck, prime, prime_ids, n_prime, (long long)o->length);

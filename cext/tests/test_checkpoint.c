@@ -1,11 +1,13 @@
-/* test_checkpoint.c: minrnn_checkpoint_save / _peek / _load, format 3 (and formats 1 and 2 read),
- * through the public API only.
+/* test_checkpoint.c: minrnn_checkpoint_save / _peek / _load, format 4 (and formats 1, 2 and 3
+ * read), through the public API only.
  *
  * Round trips (bitwise, NaN payloads included) of language models, classifiers with their label
- * names, conditioned record models, one_bias and SUM; bfloat16 parameters (rounded as written,
- * against a rounding written here from the format's definition; inference only); format-1 files
- * built here byte by byte (as minrnn 0.1 and 0.2 wrote them) and format-2 files (format 3 without
- * its precision field); changed fields (MISMATCH), every truncation, every header bit
+ * names, conditioned record models, one_bias and SUM, seq2seq models of every attention kind;
+ * bfloat16 parameters (rounded as written, against a rounding written here from the format's
+ * definition; inference only); format-1 files built here byte by byte (as minrnn 0.1 and 0.2 wrote
+ * them), format-2 files (format 3 without its precision field) and format-3 files (format 4
+ * without its attention fields); the seq2seq rules (attention fields, START/END, no bare
+ * encoder); changed fields (MISMATCH), every truncation, every header bit
  * flipped, random byte flips, hostile headers with a valid checksum, each rule on contents
  * refused by save and by the readers, other versions, non-checkpoints, I/O failures (which step
  * failed, errno kept, no temporary file left behind), reading through one descriptor while the
@@ -60,11 +62,13 @@ enum {
     O_LR = 64, O_MOMENTUM = 68, O_ALPHA = 72, O_BETA1 = 76, O_BETA2 = 80, O_EPS = 84,
     O_CLIP_VALUE = 88, O_CLIP_NORM = 92, O_STEP = 96, O_EPOCH = 104, O_POSITION = 112, O_RNG = 120,
     O_TABLE = 128, O_TASK = 256, O_CLASSES = 260, O_COND = 264, O_COND_SIZE = 268,
-    O_ONE_BIAS = 272, O_REDUCTION = 276, O_PRECISION = 280, O_PADDING = 284
+    O_ONE_BIAS = 272, O_REDUCTION = 276, O_PRECISION = 280, O_ATTENTION = 284, O_ATTENTION_SIZE = 288,
+    O_PADDING = 292
 };
 enum { S_VOCAB, S_PARAMS, S_M, S_V, S_STATE, S_META, S_LABELS, S_COND, SECTIONS };
-/* Format 2: format 3 with padding where the precision is. Format 1: the same up to byte 128, then
- * six table pairs and zero padding up to 256. */
+/* Format 3: format 4 with padding where the attention fields are. Format 2: format 3 with padding
+ * where the precision is. Format 1: the same up to byte 128, then six table pairs and zero padding
+ * up to 256. */
 enum { HEADER_V1 = 256, SECTIONS_V1 = 6, O_PADDING_V1 = 224 };
 
 /* ---- small helpers */
@@ -125,7 +129,7 @@ static void rechecksum(unsigned char *b, size_t len)
     put_u64(b + len - TRAILER, h);
 }
 
-/* The format-3 image b (len bytes) with section s replaced by the n bytes at data: the later
+/* The format-4 image b (len bytes) with section s replaced by the n bytes at data: the later
  * sections move, and the table and the checksum follow. Returns a new image of *out_len bytes. */
 static unsigned char *splice(const unsigned char *b, size_t len, int s, const void *data, size_t n,
                              size_t *out_len)
@@ -219,7 +223,7 @@ typedef struct {
 static minrnn_config config(int cell, int nonlin, int V, int E, int H, int L, float dropout)
 {
     minrnn_config c = {cell, nonlin, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0,
-                       MINRNN_MEAN};
+                       MINRNN_MEAN, 0, 0};
     return c;
 }
 
@@ -234,6 +238,15 @@ static minrnn_config conditioned(minrnn_config c, int cond, int C)
 {
     c.cond = cond;
     c.cond_size = C;
+    return c;
+}
+
+/* A sequence to sequence model of c's cell and sizes (c: no condition, two biases, the mean loss). */
+static minrnn_config seq2seq(minrnn_config c, int attention, int A)
+{
+    c.task = MINRNN_TASK_SEQ2SEQ;
+    c.attention = attention;
+    c.attention_size = A;
     return c;
 }
 
@@ -389,6 +402,8 @@ static int same_scalars(const minrnn_checkpoint *a, const minrnn_checkpoint *b)
            a->config.task == b->config.task && a->config.num_classes == b->config.num_classes &&
            a->config.cond == b->config.cond && a->config.cond_size == b->config.cond_size &&
            a->config.one_bias == b->config.one_bias && a->config.reduction == b->config.reduction &&
+           a->config.attention == b->config.attention &&
+           a->config.attention_size == b->config.attention_size &&
            a->encoding == b->encoding && a->has_train_state == b->has_train_state &&
            a->meta_size == b->meta_size && a->labels_size == b->labels_size &&
            a->precision == b->precision && p->kind == q->kind && bits(p->lr) == bits(q->lr) &&
@@ -474,7 +489,7 @@ static void round_trip(const char *name, owned src)
                       src.ck.meta_size + src.ck.labels_size +
                       (cfg.cond == MINRNN_COND_VECTOR ? 8 * (uint64_t)cfg.cond_size : 0) + TRAILER;
     CHECK(b && len == expect, "%s: length %zu, expected %llu", name, len, (unsigned long long)expect);
-    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == 3 &&
+    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == 4 &&
               get_u32(b + O_HEADER_SIZE) == HEADER, "%s: header start", name);
     CHECK(b && get_u32(b + O_PRECISION) == (uint32_t)src.ck.precision &&
               get_u64(b + O_TABLE + 16 * S_PARAMS + 8) == param_bytes * src.P, "%s: the precision", name);
@@ -483,6 +498,8 @@ static void round_trip(const char *name, owned src)
               get_u32(b + O_ONE_BIAS) == (uint32_t)cfg.one_bias &&
               get_u32(b + O_REDUCTION) == (uint32_t)cfg.reduction,
           "%s: the model fields at 256..279", name);
+    CHECK(b && get_u32(b + O_ATTENTION) == (uint32_t)cfg.attention &&
+              get_u32(b + O_ATTENTION_SIZE) == (uint32_t)cfg.attention_size, "%s: the attention at 284..291", name);
     CHECK(b && get_u64(b + O_TABLE + 16 * S_LABELS + 8) == src.ck.labels_size, "%s: labels size", name);
     free(b);
     CHECK(count_temp_files(dir) == 0, "%s: temporary file left", name);
@@ -506,7 +523,7 @@ static void test_mismatch(void)
     minrnn_checkpoint peeked;
     CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK, "peek");
     owned dst = alloc_for(&peeked, 1);
-    for (int field = 0; field < 29; field++) {
+    for (int field = 0; field < 31; field++) {
         minrnn_checkpoint saved = dst.ck, *c = &dst.ck;
         switch (field) {
         case 0: c->config.cell = MINRNN_GRU; break;
@@ -538,6 +555,8 @@ static void test_mismatch(void)
         case 26: c->labels_size--; break;
         case 27: c->labels_size = 0; break;
         case 28: c->precision = MINRNN_BFLOAT16; break;
+        case 29: c->config.attention = MINRNN_ATTENTION_DOT; break;
+        case 30: c->config.attention_size = 2; break;
         }
         int st = minrnn_checkpoint_load(path, c);
         CHECK(st == MINRNN_ERR_MISMATCH, "field %d: load gave %d", field, st);
@@ -607,6 +626,15 @@ static owned vector_source(void)
 {
     minrnn_config cfg = config(MINRNN_RNN, MINRNN_TANH, 4, 0, 3, 2, 0.0f);
     return make(min_char_rnn(conditioned(cfg, MINRNN_COND_VECTOR, 3)), MINRNN_BYTES, 1, 1, "{}");
+}
+
+/* A seq2seq model of this attention kind (additive: A = 3), its vocabulary ending with START and
+ * END. */
+static owned seq2seq_source(int attention, int train)
+{
+    minrnn_config cfg = seq2seq(config(MINRNN_GRU, MINRNN_TANH, 7, 3, 4, 2, 0.1f), attention,
+                                attention == MINRNN_ATTENTION_ADDITIVE ? 3 : 0);
+    return with_markers(make(cfg, MINRNN_UTF8, train, 2, "{\"task\": \"seq2seq\"}"));
 }
 
 /* bfloat16 as the format defines it, written here from that definition: the high half of the
@@ -680,6 +708,7 @@ static void test_truncation(void)
     truncate_saved("labels", labelled_source());
     truncate_saved("vector", vector_source());
     truncate_saved("bfloat16", bf16_source());
+    truncate_saved("seq2seq", seq2seq_source(MINRNN_ATTENTION_ADDITIVE, 1));
 
     /* a truncated file that is no prefix of the magic is not a checkpoint */
     const char *path = in_dir("trunc.ck");
@@ -741,6 +770,7 @@ static void test_flips(void)
     flips(labelled_source());
     flips(vector_source());
     flips(bf16_source());
+    flips(seq2seq_source(MINRNN_ATTENTION_ADDITIVE, 1));
 }
 
 /* Rewrite the section table as the format requires for these fields. */
@@ -910,7 +940,7 @@ static void test_hostile(void)
             expect = MINRNN_ERR_CORRUPT;
             break;
         /* the model fields of format 2 */
-        case 61: put_u32(b + O_TASK, 2); expect = MINRNN_ERR_CORRUPT; break;
+        case 61: put_u32(b + O_TASK, 4); expect = MINRNN_ERR_CORRUPT; break;
         case 62: put_u32(b + O_TASK, 0xFFFFFFFF); expect = MINRNN_ERR_CORRUPT; break;
         case 63: put_u32(b + O_CLASSES, 2); expect = MINRNN_ERR_CORRUPT; break;   /* K for a language model */
         case 64: put_u32(b + O_COND, 3); expect = MINRNN_ERR_CORRUPT; break;
@@ -950,7 +980,7 @@ static void test_hostile(void)
             set_table(b, &cfg, 1, 2, src.ck.meta_size, 2);
             expect = MINRNN_ERR_CORRUPT;
             break;
-        /* the precision of format 3 */
+        /* the precision of formats 3 and 4 */
         case 81: put_u32(b + O_PRECISION, 2); expect = MINRNN_ERR_CORRUPT; break;
         case 82: put_u32(b + O_PRECISION, 0xFFFFFFFF); expect = MINRNN_ERR_CORRUPT; break;
         case 83: put_u32(b + O_PRECISION, MINRNN_BFLOAT16); expect = MINRNN_ERR_CORRUPT; break;   /* a train state */
@@ -1205,7 +1235,8 @@ static void test_cond_rules(void)
     release(&src);
 }
 
-/* Every byte of the padding, format 3 (284..511), format 2 (280..511; format 1's is tested below). */
+/* Every byte of the padding, format 4 (292..511), format 3 (284..511), format 2 (280..511; format 1's
+ * is tested below). */
 static void test_padding(void)
 {
     const char *path = in_dir("rules.ck");
@@ -1216,8 +1247,8 @@ static void test_padding(void)
     static const struct {
         uint32_t version;
         int padding;
-    } formats[] = {{3, O_PADDING}, {2, O_PRECISION}};
-    for (int f = 0; f < 2; f++) {
+    } formats[] = {{4, O_PADDING}, {3, O_ATTENTION}, {2, O_PRECISION}};
+    for (int f = 0; f < 3; f++) {
         put_u32(b + O_VERSION, formats[f].version);
         int bad = 0;
         for (int i = formats[f].padding; i < HEADER; i++) {
@@ -1299,7 +1330,7 @@ static unsigned char *v1_image(const owned *o, size_t *len)
 }
 
 /* A format-1 file reads as the newer fields' defaults, with the same data; load, then save,
- * writes it as format 3. src is released here. */
+ * writes it as format 4. src is released here. */
 static void format1_reads(const char *name, owned src)
 {
     const char *path = in_dir(name);
@@ -1326,17 +1357,17 @@ static void format1_reads(const char *name, owned src)
     other.config.one_bias = 1;
     CHECK(minrnn_checkpoint_load(path, &other) == MINRNN_ERR_MISMATCH, "%s: one_bias is 0 in format 1", name);
 
-    /* saved again: format 3, the same checkpoint */
+    /* saved again: format 4, the same checkpoint */
     const char *again = in_dir("again.ck");
-    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 3", name);
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 4", name);
     size_t len2 = 0;
     unsigned char *b2 = slurp(again, &len2);
-    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == 3 &&
+    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == 4 &&
               !memcmp(b2 + HEADER, b + HEADER_V1, len - HEADER_V1 - TRAILER),
-          "%s: format 3 holds the same sections, 256 bytes later", name);
+          "%s: format 4 holds the same sections, 256 bytes later", name);
     owned dst2 = alloc_for(&peeked, 1);
     CHECK(minrnn_checkpoint_load(again, &dst2.ck) == MINRNN_OK && same_buffers(&src, &dst2, 1),
-          "%s: the format-3 copy loads", name);
+          "%s: the format-4 copy loads", name);
     free(b2);
     release(&dst2);
     release(&dst);
@@ -1381,7 +1412,7 @@ static void test_format1(void)
         switch (c) {
         case 0: put_u32(b + O_HEADER_SIZE, HEADER); what = "format 1 with header size 512"; break;
         case 1: put_u32(b + O_VERSION, 2); what = "format 1's bytes as version 2"; break;
-        case 2:   /* START, END: only formats 2 and 3 have them */
+        case 2:   /* START, END: only formats 2 to 4 have them */
             put_u32(b + HEADER_V1 + 4 * 3, (uint32_t)MINRNN_START_SYMBOL);
             put_u32(b + HEADER_V1 + 4 * 4, (uint32_t)MINRNN_END_SYMBOL);
             what = "markers in format 1";
@@ -1394,19 +1425,19 @@ static void test_format1(void)
         CHECK((p == MINRNN_ERR_CORRUPT || p == MINRNN_ERR_TRUNCATED) && l == p, "%s: peek %d, load %d", what,
               p, l);
     }
-    /* and a format-3 file labelled version 1 */
+    /* and a format-4 file labelled version 1 */
     CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
     size_t len2 = 0;
     unsigned char *b2 = slurp(path, &len2);
     put_u32(b2 + O_VERSION, 1);
     rechecksum(b2, len2);
     spit(path, b2, len2);
-    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "format 3's bytes as version 1");
+    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "format 4's bytes as version 1");
     free(b2);
-    /* the same vocabulary with markers is fine in format 3 */
+    /* the same vocabulary with markers is fine in format 4 */
     owned marked = with_markers(small_source());
     CHECK(minrnn_checkpoint_save(path, &marked.ck) == MINRNN_OK && peek_status(path) == MINRNN_OK,
-          "markers in format 3");
+          "markers in format 4");
     release(&marked);
     free(b);
     free(orig);
@@ -1414,50 +1445,54 @@ static void test_format1(void)
     release(&src);
 }
 
-/* ---- format 2, the format before bfloat16 */
+/* ---- formats 2 and 3, the formats before bfloat16 and before seq2seq */
 
-/* src saved, then read as format 2: the same bytes with version 2 (a float32 checkpoint's precision
- * field is 0, format 2's padding there). It reads as precision MINRNN_FLOAT32 with the same data,
- * and saved again is format 3's file. src is released here. */
-static void format2_reads(const char *name, owned src)
+/* src (not a seq2seq model) saved, then read as format version (2 or 3): the same bytes with that
+ * version. The attention fields of any other model are 0, format 3's padding there, and a float32
+ * checkpoint's precision field is 0, format 2's padding there. It reads as attention
+ * MINRNN_ATTENTION_NONE and attention_size 0 (and, as format 2, precision MINRNN_FLOAT32) with the
+ * same data, and saved again is format 4's file. src is released here. */
+static void older_reads(const char *name, owned src, uint32_t version)
 {
     const char *path = in_dir(name);
     CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "%s: save", name);
     size_t len = 0;
-    unsigned char *b3 = slurp(path, &len), *b = malloc(len);
-    memcpy(b, b3, len);
-    put_u32(b + O_VERSION, 2);
+    unsigned char *b4 = slurp(path, &len), *b = malloc(len);
+    memcpy(b, b4, len);
+    put_u32(b + O_VERSION, version);
     rechecksum(b, len);
     spit(path, b, len);
     minrnn_checkpoint peeked;
     memset(&peeked, 0xAB, sizeof peeked);
     int st = minrnn_checkpoint_peek(path, &peeked);
-    CHECK(st == MINRNN_OK && peeked.precision == MINRNN_FLOAT32, "%s: peek gave %d, precision %d", name, st,
-          peeked.precision);
+    CHECK(st == MINRNN_OK && peeked.config.attention == MINRNN_ATTENTION_NONE &&
+              peeked.config.attention_size == 0 && (version > 2 || peeked.precision == MINRNN_FLOAT32),
+          "%s: peek gave %d, attention %d, attention_size %d, precision %d", name, st, peeked.config.attention,
+          peeked.config.attention_size, peeked.precision);
     CHECK(same_scalars(&peeked, &src.ck), "%s: peek's scalars differ", name);
     owned dst = alloc_for(&peeked, 1);
     st = minrnn_checkpoint_load(path, &dst.ck);
     CHECK(st == MINRNN_OK && same_buffers(&src, &dst, 1), "%s: load gave %d, or other data", name, st);
 
     const char *again = in_dir("again.ck");
-    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 3", name);
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 4", name);
     size_t len2 = 0;
     unsigned char *b2 = slurp(again, &len2);
-    CHECK(b2 && len2 == len && !memcmp(b2, b3, len), "%s: saved again, the format-3 file", name);
+    CHECK(b2 && len2 == len && !memcmp(b2, b4, len), "%s: saved again, the format-4 file", name);
     free(b2);
     release(&dst);
 
     truncate_all(name, b, len);
     free(b);
-    free(b3);
+    free(b4);
     release(&src);
 }
 
 static void test_format2(void)
 {
-    format2_reads("v2-lstm.ck", small_source());
-    format2_reads("v2-labels.ck", labelled_source());
-    format2_reads("v2-vector.ck", vector_source());
+    older_reads("v2-lstm.ck", small_source(), 2);
+    older_reads("v2-labels.ck", labelled_source(), 2);
+    older_reads("v2-vector.ck", vector_source(), 2);
 
     /* a bfloat16 file labelled version 2: its precision is in format 2's padding */
     const char *path = in_dir("v2.ck");
@@ -1472,6 +1507,308 @@ static void test_format2(void)
     release(&dst);
     free(b);
     release(&src);
+}
+
+static void test_format3(void)
+{
+    older_reads("v3-lstm.ck", small_source(), 3);
+    older_reads("v3-labels.ck", labelled_source(), 3);
+    older_reads("v3-vector.ck", vector_source(), 3);
+    older_reads("v3-bf16.ck", bf16_source(), 3);
+
+    /* a seq2seq file labelled version 3: format 3 holds none, not even without attention (where
+     * the attention fields, 0, are format 3's padding) */
+    char path[256];
+    snprintf(path, sizeof path, "%s", in_dir("v3.ck"));   /* in_dir has one result at a time */
+    for (int a = MINRNN_ATTENTION_NONE; a <= MINRNN_ATTENTION_ADDITIVE; a++) {
+        owned src = seq2seq_source(a, 1);
+        CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+        size_t len = 0;
+        unsigned char *b = slurp(path, &len);
+        put_u32(b + O_VERSION, 3);
+        rechecksum(b, len);
+        owned dst = alloc_for(&src.ck, 1);
+        char what[64];
+        snprintf(what, sizeof what, "seq2seq with attention %d as format 3", a);
+        check_read(what, b, len, 0, &dst.ck);
+        release(&dst);
+        free(b);
+        release(&src);
+    }
+}
+
+/* ---- seq2seq models, format 4's: the attention fields, START and END, no labels, no bare encoder */
+
+/* The parameters of a seq2seq model, counted here from minrnn.h's description of its block: the
+ * encoder and the decoder (each a model without an output layer), the attention's own tensors,
+ * combine (with attention), out. */
+static uint64_t seq2seq_params(const minrnn_config *c)
+{
+    uint64_t G = c->cell == MINRNN_LSTM ? 4 : c->cell == MINRNN_GRU ? 3 : 1, H = (uint64_t)c->hidden_size;
+    uint64_t V = (uint64_t)c->vocab_size, E = (uint64_t)c->embed_size, A = (uint64_t)c->attention_size;
+    uint64_t model = V * E;
+    for (int l = 0; l < c->num_layers; l++) model += G * H * ((l ? H : E ? E : V) + H) + 2 * G * H;
+    uint64_t attention = c->attention == MINRNN_ATTENTION_GENERAL ? H * H
+                       : c->attention == MINRNN_ATTENTION_ADDITIVE ? 2 * A * H + A : 0;
+    uint64_t combine = c->attention != MINRNN_ATTENTION_NONE ? 2 * H * H + H : 0;
+    return 2 * model + attention + combine + V * H + V;
+}
+
+/* Bitwise round trips of each attention kind: with a training state, without, and in bfloat16. */
+static void test_seq2seq_round_trips(void)
+{
+    static const char *const kinds[] = {"none", "dot", "general", "additive"};
+    const minrnn_config models[] = {config(MINRNN_LSTM, MINRNN_TANH, 9, 4, 5, 2, 0.2f),
+                                    config(MINRNN_GRU, MINRNN_TANH, 8, 0, 6, 1, 0.0f),
+                                    config(MINRNN_RNN, MINRNN_RELU, 10, 3, 4, 3, 0.1f),
+                                    config(MINRNN_LSTM, MINRNN_TANH, 6, 2, 3, 1, 0.0f)};
+    for (int a = MINRNN_ATTENTION_NONE; a <= MINRNN_ATTENTION_ADDITIVE; a++) {
+        minrnn_config cfg = seq2seq(models[a], a, a == MINRNN_ATTENTION_ADDITIVE ? 7 : 0);
+        CHECK((uint64_t)minrnn_param_count(&cfg) == seq2seq_params(&cfg), "%s: %zu parameters, the header's %llu",
+              kinds[a], minrnn_param_count(&cfg), (unsigned long long)seq2seq_params(&cfg));
+        size_t S = (size_t)cfg.num_layers * (cfg.cell == MINRNN_LSTM ? 2 : 1) * 3 * (size_t)cfg.hidden_size;
+        CHECK(minrnn_state_size(&cfg, 3) == S, "%s: a state of %zu floats, not %zu", kinds[a],
+              minrnn_state_size(&cfg, 3), S);
+        char name[64];
+        snprintf(name, sizeof name, "seq2seq-%s.ck", kinds[a]);
+        round_trip(name, with_markers(make(cfg, MINRNN_UTF8, 1, 3, "{\"task\": \"seq2seq\"}")));
+        snprintf(name, sizeof name, "seq2seq-%s-nt.ck", kinds[a]);
+        round_trip(name, with_markers(make(cfg, MINRNN_UTF8, 0, 0, NULL)));
+        snprintf(name, sizeof name, "seq2seq-%s-bf16.ck", kinds[a]);
+        round_trip(name, in_bf16(with_markers(make(cfg, MINRNN_UTF8, 0, 0, "{}"))));
+    }
+    /* every byte and both markers, with A > H; the smallest vocabulary: one symbol and the markers */
+    round_trip("seq2seq-bytes.ck",
+               with_markers(make(seq2seq(config(MINRNN_GRU, MINRNN_TANH, 258, 8, 5, 1, 0.0f),
+                                         MINRNN_ATTENTION_ADDITIVE, 12), MINRNN_BYTES, 1, 2, NULL)));
+    round_trip("seq2seq-three.ck",
+               with_markers(make(seq2seq(config(MINRNN_RNN, MINRNN_TANH, 3, 0, 2, 1, 0.0f), MINRNN_ATTENTION_DOT, 0),
+                                 MINRNN_UTF8, 1, 1, NULL)));
+}
+
+/* The saved image (no training state, no meta, no labels, no condition) of a model with cfg's
+ * cell and sizes, made to describe cfg: its task, classes, one_bias and attention fields written,
+ * the table set as the format requires, the file cut or padded with zeros to the length that
+ * implies, the checksum recomputed. Returns a new image of *n bytes. */
+static unsigned char *described_as(const unsigned char *image, size_t len, const minrnn_config *cfg, size_t *n)
+{
+    *n = HEADER + 4 * (size_t)cfg->vocab_size + 4 * minrnn_param_count(cfg) + TRAILER;
+    unsigned char *b = calloc(*n, 1);
+    memcpy(b, image, len < *n ? len : *n);
+    put_u32(b + O_TASK, (uint32_t)cfg->task);
+    put_u32(b + O_CLASSES, (uint32_t)cfg->num_classes);
+    put_u32(b + O_ONE_BIAS, (uint32_t)cfg->one_bias);
+    put_u32(b + O_ATTENTION, (uint32_t)cfg->attention);
+    put_u32(b + O_ATTENTION_SIZE, (uint32_t)cfg->attention_size);
+    set_table(b, cfg, 0, 0, 0, 0);
+    rechecksum(b, *n);
+    return b;
+}
+
+static void test_seq2seq_rules(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s", in_dir("seq2seq.ck"));   /* in_dir has one result at a time */
+    owned src = seq2seq_source(MINRNN_ATTENTION_ADDITIVE, 1), lm = small_source(), cls = labelled_source();
+
+    /* save: an invalid configuration gives minrnn_config_check's status; the rules of checkpoints, ARG */
+    minrnn_config encoder = lm.ck.config;
+    encoder.task = MINRNN_TASK_ENCODE;
+    CHECK(minrnn_config_check(&encoder) == MINRNN_OK, "a bare encoder is a valid configuration");
+    for (int c = 0; c < 12; c++) {
+        minrnn_checkpoint k = c < 7 ? src.ck : c < 10 ? lm.ck : cls.ck;
+        int expect = MINRNN_ERR_CONFIG;
+        switch (c) {
+        case 0: k.config.attention = 4; break;
+        case 1: k.config.attention = -1; break;
+        case 2: k.config.attention_size = 0; break;   /* additive without its size */
+        case 3: k.config.attention_size = MINRNN_MAX_HIDDEN + 1; break;
+        case 4: k.config.attention = MINRNN_ATTENTION_DOT; break;   /* a size without additive */
+        case 5: k.config.cond = MINRNN_COND_LABEL; k.config.cond_size = 2; break;   /* no condition */
+        case 6: k.labels = (char *)"a\n"; k.labels_size = 2; expect = MINRNN_ERR_ARG; break;   /* no names */
+        case 7: k.config.attention = MINRNN_ATTENTION_DOT; break;   /* attention on a language model */
+        case 8: k.config.attention_size = 3; break;
+        case 9: k.config.task = MINRNN_TASK_ENCODE; expect = MINRNN_ERR_ARG; break;   /* a bare encoder */
+        case 10: k.config.attention = MINRNN_ATTENTION_GENERAL; break;   /* attention on a classifier */
+        case 11: k.config.attention = MINRNN_ATTENTION_ADDITIVE; k.config.attention_size = 2; break;
+        }
+        int st = minrnn_checkpoint_save(path, &k);
+        CHECK(st == expect, "seq2seq case %d: save gave %d, expected %d", c, st, expect);
+        CHECK(access(path, F_OK) != 0, "seq2seq case %d: a file was written", c);
+        unlink(path);
+    }
+
+    /* the readers: every field in a file that save refuses is CORRUPT */
+    const owned *sources[3] = {&src, &lm, &cls};
+    unsigned char *images[3];
+    size_t lens[3];
+    owned dsts[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK(minrnn_checkpoint_save(path, &sources[i]->ck) == MINRNN_OK, "save source %d", i);
+        images[i] = slurp(path, &lens[i]);
+        dsts[i] = alloc_for(&sources[i]->ck, 1);
+    }
+    static const struct {
+        int source;                  /* 0: seq2seq, additive with A = 3; 1: language model; 2: classifier */
+        uint32_t attention, size;
+        const char *what;
+    } heads[] = {
+        {0, MINRNN_ATTENTION_ADDITIVE, 3, "the file as saved"},
+        {0, 4, 3, "attention kind 4"},
+        {0, 0xFFFFFFFF, 3, "attention kind -1"},
+        {0, MINRNN_ATTENTION_ADDITIVE, 0, "additive with attention_size 0"},
+        {0, MINRNN_ATTENTION_ADDITIVE, MINRNN_MAX_HIDDEN + 1, "attention_size over the limit"},
+        {0, MINRNN_ATTENTION_ADDITIVE, 0x80000000, "a negative attention_size"},
+        {0, MINRNN_ATTENTION_DOT, 3, "dot with an attention_size"},
+        {0, MINRNN_ATTENTION_NONE, 3, "no attention with an attention_size"},
+        {1, MINRNN_ATTENTION_DOT, 0, "attention on a language model"},
+        {1, MINRNN_ATTENTION_ADDITIVE, 2, "additive attention on a language model"},
+        {1, MINRNN_ATTENTION_NONE, 1, "an attention_size on a language model"},
+        {2, MINRNN_ATTENTION_GENERAL, 0, "attention on a classifier"},
+    };
+    for (size_t c = 0; c < sizeof heads / sizeof *heads; c++) {
+        int i = heads[c].source;
+        unsigned char *b = malloc(lens[i]);
+        memcpy(b, images[i], lens[i]);
+        put_u32(b + O_ATTENTION, heads[c].attention);
+        put_u32(b + O_ATTENTION_SIZE, heads[c].size);
+        rechecksum(b, lens[i]);
+        check_read(heads[c].what, b, lens[i], c == 0, &dsts[i].ck);
+        free(b);
+    }
+    /* a seq2seq file with another task, a condition, label names */
+    for (int c = 0; c < 4; c++) {
+        unsigned char *b = malloc(lens[0]);
+        memcpy(b, images[0], lens[0]);
+        size_t n = lens[0];
+        const char *what = "";
+        switch (c) {
+        case 0: put_u32(b + O_TASK, MINRNN_TASK_LM); what = "a language model with attention"; break;
+        case 1: put_u32(b + O_TASK, MINRNN_TASK_ENCODE); what = "an encoder with attention"; break;
+        case 2:
+            put_u32(b + O_COND, MINRNN_COND_VECTOR);
+            put_u32(b + O_COND_SIZE, 2);
+            what = "seq2seq with a condition";
+            break;
+        case 3: {
+            unsigned char *spliced = splice(b, n, S_LABELS, "a\n", 2, &n);
+            free(b);
+            b = spliced;
+            what = "seq2seq with a label name";
+            break;
+        }
+        }
+        rechecksum(b, n);
+        check_read(what, b, n, 0, &dsts[0].ck);
+        free(b);
+    }
+
+    /* the attention fields are scalar fields like the others: another value is a MISMATCH */
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save");
+    for (int c = 0; c < 3; c++) {
+        minrnn_checkpoint k = dsts[0].ck;
+        if (c == 0) k.config.attention_size = 4;
+        if (c == 1) k.config.attention = MINRNN_ATTENTION_GENERAL, k.config.attention_size = 0;
+        int st = minrnn_checkpoint_load(path, &k);
+        CHECK(st == (c == 2 ? MINRNN_OK : MINRNN_ERR_MISMATCH), "mismatch case %d: load gave %d", c, st);
+    }
+    CHECK(same_buffers(&src, &dsts[0], 1), "the seq2seq model's data");
+
+    /* files whose table fits their header, so that the rule, not the layout, is what refuses: a
+     * language model's image with START and END, made to describe other models */
+    owned marked = with_markers(make(config(MINRNN_GRU, MINRNN_TANH, 7, 3, 4, 2, 0.1f), MINRNN_UTF8, 0, 0, NULL));
+    owned plain = make(marked.ck.config, MINRNN_UTF8, 0, 0, NULL);
+    const owned *bases[2] = {&marked, &plain};
+    unsigned char *base_images[2];
+    size_t base_lens[2];
+    for (int i = 0; i < 2; i++) {
+        CHECK(minrnn_checkpoint_save(path, &bases[i]->ck) == MINRNN_OK, "save base %d", i);
+        base_images[i] = slurp(path, &base_lens[i]);
+    }
+    const minrnn_config m = marked.ck.config;
+    minrnn_config one_bias = m, bare = m;
+    one_bias.one_bias = 1;
+    bare.task = MINRNN_TASK_ENCODE;
+    const struct {
+        int base;                    /* 0: with START and END; 1: without */
+        minrnn_config cfg;
+        int version;
+        int ok;
+        const char *what;
+    } shapes[] = {
+        {0, one_bias, 4, 1, "a language model of one bias (the construction works)"},
+        {0, seq2seq(m, MINRNN_ATTENTION_NONE, 0), 4, 1, "seq2seq without attention"},
+        {0, seq2seq(m, MINRNN_ATTENTION_GENERAL, 0), 4, 1, "seq2seq, general attention"},
+        {0, seq2seq(m, MINRNN_ATTENTION_ADDITIVE, 5), 4, 1, "seq2seq, additive attention"},
+        {1, seq2seq(m, MINRNN_ATTENTION_DOT, 0), 4, 0, "seq2seq without START and END"},
+        {0, seq2seq(m, MINRNN_ATTENTION_NONE, 0), 3, 0, "seq2seq in format 3"},
+        {0, bare, 4, 0, "a bare encoder"},
+        {1, bare, 4, 0, "a bare encoder without START and END"},
+    };
+    for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+        size_t n = 0;
+        unsigned char *b = described_as(base_images[shapes[c].base], base_lens[shapes[c].base], &shapes[c].cfg, &n);
+        put_u32(b + O_VERSION, (uint32_t)shapes[c].version);
+        rechecksum(b, n);
+        spit(path, b, n);
+        minrnn_checkpoint peeked;
+        int p = minrnn_checkpoint_peek(path, &peeked);
+        CHECK(p == (shapes[c].ok ? MINRNN_OK : MINRNN_ERR_CORRUPT), "%s: peek gave %d", shapes[c].what, p);
+        if (p == MINRNN_OK) {
+            CHECK(peeked.config.task == shapes[c].cfg.task && peeked.config.attention == shapes[c].cfg.attention &&
+                      peeked.config.attention_size == shapes[c].cfg.attention_size, "%s: the fields", shapes[c].what);
+            owned dst = alloc_for(&peeked, 1);
+            CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_OK, "%s: load", shapes[c].what);
+            release(&dst);
+        } else {
+            owned dst = alloc_for(&bases[shapes[c].base]->ck, 1);
+            CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_ERR_CORRUPT, "%s: load", shapes[c].what);
+            release(&dst);
+        }
+        free(b);
+    }
+
+    /* START and END: required for seq2seq, by save (ARG) and by the readers (CORRUPT) */
+    enum { ST = MINRNN_START_SYMBOL, EN = MINRNN_END_SYMBOL };
+    static const struct {
+        int32_t vocab[7];
+        int ok;
+        const char *what;
+    } vocabs[] = {
+        {{10, 32, 97, 98, 99, ST, EN}, 1, "seq2seq: START and END at the end"},
+        {{10, 32, 97, 98, 99, 100, 101}, 0, "seq2seq: no markers"},
+        {{ST, EN, 10, 32, 97, 98, 99}, 0, "seq2seq: markers first"},
+        {{10, 32, 97, 98, ST, EN, 99}, 0, "seq2seq: a symbol after the markers"},
+        {{10, 32, 97, 98, 99, 100, EN}, 0, "seq2seq: END without START"},
+        {{10, 32, 97, 98, 99, ST, 100}, 0, "seq2seq: START, then a symbol"},
+        {{10, 32, 97, 98, 99, EN, ST}, 0, "seq2seq: END before START"},
+        {{10, 32, 97, 98, 99, -3, EN}, 0, "seq2seq: another negative symbol"},
+    };
+    for (size_t c = 0; c < sizeof vocabs / sizeof *vocabs; c++) {
+        minrnn_checkpoint k = src.ck;
+        k.vocab = (int32_t *)vocabs[c].vocab;
+        check_save(vocabs[c].what, &k, vocabs[c].ok);
+        unsigned char *b = malloc(lens[0]);
+        memcpy(b, images[0], lens[0]);
+        for (int i = 0; i < 7; i++) put_u32(b + HEADER + 4 * i, (uint32_t)vocabs[c].vocab[i]);
+        rechecksum(b, lens[0]);
+        check_read(vocabs[c].what, b, lens[0], vocabs[c].ok, &dsts[0].ck);
+        CHECK(!vocabs[c].ok || !memcmp(dsts[0].ck.vocab, vocabs[c].vocab, sizeof vocabs[c].vocab),
+              "%s: the vocabulary loaded", vocabs[c].what);
+        free(b);
+    }
+
+    for (int i = 0; i < 2; i++) free(base_images[i]);
+    for (int i = 0; i < 3; i++) {
+        free(images[i]);
+        release(&dsts[i]);
+    }
+    CHECK(count_temp_files(dir) == 0, "temporary file left");
+    release(&marked);
+    release(&plain);
+    release(&src);
+    release(&lm);
+    release(&cls);
 }
 
 /* ---- bfloat16 parameters: rounded as save writes them, widened exactly by load; inference only */
@@ -1522,7 +1859,7 @@ static void test_bfloat16(void)
     unsigned char *b = slurp(path, &len), *b32 = slurp(path32, &len32);
     CHECK(len32 - len == 2 * src.P, "bfloat16 file of %zu bytes, float32 of %zu, %zu parameters", len, len32,
           src.P);
-    CHECK(get_u32(b + O_VERSION) == 3 && get_u32(b + O_PRECISION) == MINRNN_BFLOAT16 &&
+    CHECK(get_u32(b + O_VERSION) == 4 && get_u32(b + O_PRECISION) == MINRNN_BFLOAT16 &&
               get_u32(b32 + O_PRECISION) == MINRNN_FLOAT32, "the precision fields");
     const unsigned char *stored = b + get_u64(b + O_TABLE + 16 * S_PARAMS);
     int bad = 0;
@@ -1648,7 +1985,7 @@ static void test_not_checkpoint_and_version(void)
     owned dst = alloc_for(&peeked, 1);
     size_t len1 = 0;
     unsigned char *b1 = v1_image(&src, &len1);
-    const uint32_t versions[] = {0, 4, 0x01000000, 0x00000300, 0xFFFFFFFF};
+    const uint32_t versions[] = {0, 5, 0x01000000, 0x00000400, 0xFFFFFFFF};
     for (int i = 0; i < 5; i++) {
         put_u32(b + O_VERSION, versions[i]);
         rechecksum(b, len);
@@ -1664,13 +2001,13 @@ static void test_not_checkpoint_and_version(void)
         CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u on format 1's bytes", versions[i]);
     }
     /* the versions read here, as stubs: too short for their headers */
-    for (uint32_t v = 1; v <= 3; v++) {
+    for (uint32_t v = 1; v <= 4; v++) {
         put_u32(b + O_VERSION, v);
         spit(path, b, 12);
         CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "version %u in 12 bytes", v);
     }
-    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1, 2 and 3") != NULL, "the message names the formats read: %s",
-          minrnn_strerror(MINRNN_ERR_VERSION));
+    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1, 2, 3 and 4") != NULL,
+          "the message names the formats read: %s", minrnn_strerror(MINRNN_ERR_VERSION));
     free(b1);
     free(b);
     release(&dst);
@@ -1861,7 +2198,7 @@ static void test_save_arguments(void)
         minrnn_checkpoint k = c < 8 ? labelled.ck : vector.ck;
         int expect = MINRNN_ERR_CONFIG;
         switch (c) {
-        case 0: k.config.task = 2; break;
+        case 0: k.config.task = 4; break;   /* no such task */
         case 1: k.config.num_classes = 1; break;
         case 2: k.config.num_classes = MINRNN_MAX_CLASSES + 1; break;
         case 3: k.config.cond = 3; break;
@@ -1951,7 +2288,7 @@ int main(void)
                                 MINRNN_COND_VECTOR, 20000), MINRNN_UTF8, 1, 2, NULL);
     round_trip("big-records.ck", with_markers(make(config(MINRNN_RNN, MINRNN_TANH, 17000, 4, 4, 1, 0.0f),
                                                    MINRNN_UTF8, 0, 0, NULL)));
-    /* format 3's bfloat16 parameters, already rounded so that the round trip is bitwise */
+    /* bfloat16 parameters (format 3's), already rounded so that the round trip is bitwise */
     round_trip("bf16.ck", bf16_source());
     round_trip("bf16-records.ck", in_bf16(with_markers(make(conditioned(gru, MINRNN_COND_LABEL, 3), MINRNN_UTF8,
                                                             0, 0, "{}"))));
@@ -1965,6 +2302,9 @@ int main(void)
     test_padding();
     test_format1();
     test_format2();
+    test_format3();
+    test_seq2seq_round_trips();
+    test_seq2seq_rules();
     test_bfloat16();
     test_not_checkpoint_and_version();
     test_io();

@@ -13,7 +13,7 @@ static int failures = 0;
                                              printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int L, float dropout) {
-    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN};
+    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN, 0, 0};
     return c;
 }
 
@@ -47,7 +47,7 @@ static void test_config_and_sizes(void) {
         switch (i) {
         case 0: w.task = MINRNN_TASK_CLASSIFY, w.num_classes = 1; break;   /* one class */
         case 1: w.num_classes = 3; break;                                  /* classes without a classifier */
-        case 2: w.task = 2; break;
+        case 2: w.task = 4; break;                                        /* no such task */
         case 3: w.cond = MINRNN_COND_LABEL; break;                        /* a condition of size 0 */
         case 4: w.cond_size = 3; break;                                    /* a size without a condition */
         case 5: w.cond = 3, w.cond_size = 1; break;

@@ -3,8 +3,10 @@
 Standard library only. Read it in this order: rng (the shared generator), tensor (list algebra),
 cells (one time step of RNN, LSTM, GRU, forward and backward), model (parameters, forward and
 backward over B streams, T steps and L layers; records of their own lengths, a condition added to
-layer 0, a next-token decoder or a classifier head), optim (clipping, update rules), train (one step),
-sampling (temperature, top-k, top-p).
+layer 0, a next-token decoder, a classifier head or none at all), optim (clipping, update rules), train
+(one step), sampling (temperature, top-k, top-p), seq2seq (an encoder and a decoder, each a model
+without an output layer, joined by attention; greedy, sampled and beam-searched translation).
+seq2seq's forward and backward keep their module's name: `seq2seq.forward`, `seq2seq.backward`.
 """
 
 from .cells import CELLS, CellKind
@@ -14,9 +16,12 @@ from .model import (CONDITIONS, INIT_SCHEMES, REDUCTIONS, TASKS, Config, Forward
 from .optim import OPTIMIZERS, Optimizer, clip_by_norm, clip_by_value, global_norm, hyperparameters
 from .rng import Rng, splitmix64
 from .sampling import argmax, sample
+from . import seq2seq
+from .seq2seq import ATTENTIONS, Seq2seqConfig
 from .train import train_step
 
-__all__ = ["CELLS", "CONDITIONS", "CellKind", "Config", "Forward", "OPTIMIZERS", "Optimizer", "REDUCTIONS", "Rng", "TASKS",
-           "argmax", "backward", "clip_by_norm", "clip_by_value", "cross_entropy", "dropout_masks", "flatten", "forward",
-           "global_norm", "hyperparameters", "INIT_SCHEMES", "init_params", "normal_draw", "param_count", "param_shapes",
-           "sample", "softmax", "splitmix64", "train_step", "unflatten", "zero_state", "zeros_params"]
+__all__ = ["ATTENTIONS", "CELLS", "CONDITIONS", "CellKind", "Config", "Forward", "OPTIMIZERS", "Optimizer",
+           "REDUCTIONS", "Rng", "Seq2seqConfig", "TASKS", "argmax", "backward", "clip_by_norm", "clip_by_value",
+           "cross_entropy", "dropout_masks", "flatten", "forward", "global_norm", "hyperparameters", "INIT_SCHEMES",
+           "init_params", "normal_draw", "param_count", "param_shapes", "sample", "seq2seq", "softmax", "splitmix64",
+           "train_step", "unflatten", "zero_state", "zeros_params"]

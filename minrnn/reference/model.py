@@ -2,12 +2,14 @@
 
 Shapes, row-major like PyTorch:
     tokens           (T, B) ints: tokens[t][b] is stream b's input at step t
-    targets          lm: (T, B) ints, the next token at every step; classify: (B) class ids
+    targets          lm: (T, B) ints, the next token at every step; classify: (B) class ids;
+                     encode: None (no output layer, no loss: the top layer's outputs are the result)
     lengths          (B) ints in [1, T], or None: stream b is a record of lengths[b] steps
     cond             (B) labels in [0, C) for cond "label", (B, C) floats for "vector", or None
     state            (L, S, B, H): S = 1 ([h]) for RNN and GRU, 2 ([h, c]) for LSTM
     dropout masks    (L, T, B, H): the scale applied to layer l's output, 0 or 1 / (1 - p)
-    logits           lm: (T, B, V); classify: (B, K)
+    logits           lm: (T, B, V); classify: (B, K); encode: None
+    doutputs         (T, B, H): a gradient with respect to the top layer's outputs, from outside
 Parameters are a dict of PyTorch-named tensors (see param_shapes) in the agreed block order.
 """
 
@@ -19,7 +21,7 @@ from .cells import CELLS
 from .rng import Rng
 from .tensor import add_into, add_outer, float32, matvec, matvec_t, one_hot, vsum, zeros, zeros_matrix
 
-TASKS = ("lm", "classify")                 # what the top layer's output feeds: see Config.task
+TASKS = ("lm", "classify", "encode")       # what the top layer's output feeds: see Config.task
 CONDITIONS = ("none", "label", "vector")   # what v, the condition added to layer 0's input, is
 REDUCTIONS = ("mean", "sum")               # how the loss combines its cross-entropies
 
@@ -34,8 +36,10 @@ class Config:
     dropout: float = 0.0        # p, the chance of zeroing an element of a layer's output in training;
                                 # used as a float32, as the C core and checkpoints hold it
     task: str = "lm"            # "lm": the decoder (V, H) predicts the next token at every step;
-                                # "classify": the head (K, H) reads each stream's output at its last step
-    num_classes: int = 0        # K: >= 2 for "classify", 0 for "lm"
+                                # "classify": the head (K, H) reads each stream's output at its last step;
+                                # "encode": nothing does, the outputs themselves are the result (what a
+                                # sequence-to-sequence model's encoder and decoder are)
+    num_classes: int = 0        # K: >= 2 for "classify", 0 otherwise
     cond: str = "none"          # "label": v is the one-hot of a label in [0, C); "vector": v is C floats;
                                 # layer 0 adds W_cond v to its input part at every step
     cond_size: int = 0          # C: >= 1 with a condition, 0 with "none"
@@ -55,6 +59,8 @@ class Config:
             raise ValueError(f"task classify needs num_classes >= 2, not {self.num_classes}")
         if self.task == "lm" and self.num_classes != 0:
             raise ValueError(f"task lm predicts tokens: num_classes must be 0, not {self.num_classes}")
+        if self.task == "encode" and self.num_classes != 0:
+            raise ValueError(f"task encode has no output layer: num_classes must be 0, not {self.num_classes}")
         if self.cond not in CONDITIONS:
             raise ValueError(f"cond must be one of {', '.join(CONDITIONS)}, not {self.cond!r}")
         if self.cond != "none" and self.cond_size < 1:
@@ -85,7 +91,8 @@ class Config:
 
 def param_shapes(cfg):
     """[(name, shape)] in block order: encoder, condition, then per layer weight_ih, weight_hh,
-    bias_ih, bias_hh (not with one_bias), then the decoder (lm) or the head (classify)."""
+    bias_ih, bias_hh (not with one_bias), then the decoder (lm) or the head (classify); encode has
+    neither."""
     V, H, GH = cfg.vocab_size, cfg.hidden_size, cfg.gates * cfg.hidden_size
     shapes = [("encoder.weight", (V, cfg.embed_size))] if cfg.embed_size else []
     if cfg.cond != "none":
@@ -97,6 +104,8 @@ def param_shapes(cfg):
             shapes += [(f"bias_hh_l{k}", (GH,))]
     if cfg.task == "classify":
         return shapes + [("head.weight", (cfg.num_classes, H)), ("head.bias", (cfg.num_classes,))]
+    if cfg.task == "encode":
+        return shapes
     return shapes + [("decoder.weight", (V, H)), ("decoder.bias", (V,))]
 
 
@@ -105,21 +114,34 @@ def param_count(cfg):
 
 
 def zeros_params(cfg):
-    return {name: zeros_matrix(*shape) if len(shape) == 2 else zeros(shape[0])
-            for name, shape in param_shapes(cfg)}
+    return zeros_tensors(param_shapes(cfg))
 
 
 def flatten(cfg, tensors):
     """The parameter block: every tensor row-major, in block order."""
+    return flatten_tensors(param_shapes(cfg), tensors)
+
+
+def unflatten(cfg, flat):
+    return unflatten_tensors(param_shapes(cfg), flat)
+
+
+# The three above for any list of (name, shape): the sequence-to-sequence model's block uses them too.
+
+def zeros_tensors(shapes):
+    return {name: zeros_matrix(*shape) if len(shape) == 2 else zeros(shape[0]) for name, shape in shapes}
+
+
+def flatten_tensors(shapes, tensors):
     flat = []
-    for name, shape in param_shapes(cfg):
+    for name, shape in shapes:
         flat += [x for row in tensors[name] for x in row] if len(shape) == 2 else tensors[name]
     return flat
 
 
-def unflatten(cfg, flat):
+def unflatten_tensors(shapes, flat):
     tensors, at = {}, 0
-    for name, shape in param_shapes(cfg):
+    for name, shape in shapes:
         if len(shape) == 2:
             rows, cols = shape
             tensors[name] = [list(flat[at + r * cols:at + (r + 1) * cols]) for r in range(rows)]
@@ -314,6 +336,8 @@ def check_records(cfg, T, B, targets, lengths, cond):
         raise ValueError(f"cond labels must be whole numbers in [0, {cfg.cond_size})")
     if cfg.cond == "vector" and not all(hasattr(v, "__len__") and len(v) == cfg.cond_size for v in cond):
         raise ValueError(f"cond vectors must have cond_size = {cfg.cond_size} elements")
+    if cfg.task == "encode" and targets is not None:
+        raise ValueError("task encode has no output layer and no loss: targets must be None")
     if cfg.task == "classify" and targets is not None and (
             len(targets) != B or not all(isinstance(k, int) and 0 <= k < cfg.num_classes for k in targets)):
         raise ValueError(f"classify targets must be {B} class ids in [0, {cfg.num_classes})")
@@ -322,13 +346,14 @@ def check_records(cfg, T, B, targets, lengths, cond):
 @dataclass
 class Forward:
     loss: float          # the mean (or sum, per cfg.reduction) of the cross-entropies; None without targets
-    logits: list         # lm: (T, B, V); classify: (B, K)
+    logits: list         # lm: (T, B, V); classify: (B, K); encode: None
     final_state: list    # (L, S, B, H): each stream's state after its own last step
     tokens: list
     targets: list        # lm: (T, B); classify: (B); or None
     masks: list          # (L, T, B, H) or None
     caches: list         # (T, B, L): each cell step's cache; None where a record has ended
     outputs: list        # (T, B, H): the top layer's output after dropout, what the decoder or head reads
+                         # (encode: the result)
     lengths: list = None  # (B) or None
     cond: list = None     # (B) labels, (B, C) vectors, or None
 
@@ -337,7 +362,8 @@ def forward(cfg, params, tokens, targets, state0, masks=None, lengths=None, cond
     """Run B streams for T steps from state0. targets may be None (no loss), masks None (no dropout),
     lengths None (every stream runs T steps); cond is None, labels or vectors, as cfg.cond says.
     Past the end of its record (t >= lengths[b]) a stream takes no step: its state stays, its output
-    is the frozen h (times that position's dropout mask), and no loss reads it."""
+    is the frozen h (times that position's dropout mask), and no loss reads it. Task encode has no
+    output layer: logits and loss are None, and targets must be None."""
     step_forward = CELLS[cfg.cell].step_forward
     L, S, T, B = cfg.num_layers, cfg.num_states, len(tokens), len(tokens[0])
     check_records(cfg, T, B, targets, lengths, cond)
@@ -357,7 +383,9 @@ def forward(cfg, params, tokens, targets, state0, masks=None, lengths=None, cond
             outputs[t][b] = x
     final_state = [[[state[l][b][s] for b in range(B)] for s in range(S)] for l in range(L)]
     total = 0.0
-    if cfg.task == "classify":
+    if cfg.task == "encode":
+        logits = None
+    elif cfg.task == "classify":
         logits = [linear_forward(params, "head", outputs[last_step(lengths, T, b)][b]) for b in range(B)]
         if targets is not None:
             for b in range(B):
@@ -387,18 +415,24 @@ def output_grad(cfg, params, fwd, grads, t, b, divisor):
     return linear_backward(params, grads, "decoder", dlogits, fwd.outputs[t][b])
 
 
-def backward(cfg, params, fwd, dfinal=None):
+def backward(cfg, params, fwd, dfinal=None, doutputs=None):
     """Gradients of [fwd.loss, if forward had targets] + [sum(dfinal * final_state), if dfinal
-    (L, S, B, H) is given: what a decoder sends back to its encoder]. Returns (grads, dstate0, dcond):
+    (L, S, B, H) is given: what a decoder sends back to its encoder] + [the sum of doutputs[t][b] .
+    outputs[t][b] over the (t, b) where a step ran, if doutputs (T, B, H) is given: what the attention
+    over an encoder's outputs, or what reads a decoder's, sends back; past a record's end no step ran
+    and doutputs is not read]. Returns (grads, dstate0, dcond):
     grads shaped like params, summed over time and streams; dstate0 (L, S, B, H), the gradient with
     respect to the initial state; dcond (B, C), that with respect to the condition vectors for cond
     "vector", None otherwise. Without dfinal the final state gets no gradient from outside
     (truncated backpropagation through time)."""
-    if fwd.targets is None and dfinal is None:
-        raise ValueError("backward needs a loss (a forward with targets) or dfinal, or both")
+    if fwd.targets is None and dfinal is None and doutputs is None:
+        raise ValueError("backward needs something to differentiate: a loss (a forward with targets), "
+                         "dfinal or doutputs")
     step_backward = CELLS[cfg.cell].step_backward
     L, S, H, In = cfg.num_layers, cfg.num_states, cfg.hidden_size, cfg.input_size(0)
     T, B = len(fwd.tokens), len(fwd.tokens[0])
+    if doutputs is not None and (len(doutputs) != T or any(len(row) != B for row in doutputs)):
+        raise ValueError(f"doutputs must be (T, B, H) = ({T}, {B}, {H}), as forward's outputs")
     divisor = loss_divisor(cfg, T, B, fwd.lengths)
     layers = [layer_view(cfg, params, k) for k in range(L)]
     grads = zeros_params(cfg)
@@ -413,6 +447,8 @@ def backward(cfg, params, fwd, dfinal=None):
             if not running(fwd.lengths, t, b):
                 continue  # no step ran, the state after t is the state after t-1: dstate passes through
             dy = output_grad(cfg, params, fwd, grads, t, b, divisor)
+            if doutputs is not None:
+                dy = vsum(dy, doutputs[t][b])
             for l in reversed(range(L)):
                 if fwd.masks is not None:
                     dy = [d * m for d, m in zip(dy, fwd.masks[l][t][b])]

@@ -1,0 +1,251 @@
+/* test_seq2seq.c: sequence to sequence with attention through the public header only: the
+ * configuration and the parameter block, bitwise independence of the thread count, padding,
+ * the stamp, and learning a small task. The math itself is checked against the reference from
+ * Python (tests/test_core_seq2seq.py). Prints one line per failed check; non-zero exit if any. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minrnn.h"
+
+static int failures = 0;
+#define CHECK(cond, ...) do { if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+                                             printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static const char *const KINDS[] = {"none", "dot", "general", "additive"};
+
+static minrnn_config seq2seq(int cell, int V, int E, int H, int L, float dropout, int attention) {
+    minrnn_config c = {cell, MINRNN_TANH, V, E, H, L, dropout, MINRNN_TASK_SEQ2SEQ, 0, MINRNN_COND_NONE, 0, 0,
+                       MINRNN_MEAN, attention, attention == MINRNN_ATTENTION_ADDITIVE ? 5 : 0};
+    return c;
+}
+
+static void test_config_and_tensors(void) {
+    minrnn_config c = seq2seq(MINRNN_LSTM, 10, 0, 8, 1, 0.0f, MINRNN_ATTENTION_ADDITIVE);
+    CHECK(minrnn_config_check(&c) == MINRNN_OK, "valid seq2seq rejected");
+    /* each model: LSTM(10 -> 8) = 4*8*(10+8) + 8*8 floats; then attn.query, attn.key (5, 8), attn.v (5),
+     * combine (8, 16) + 8, out (10, 8) + 10 */
+    size_t model = 4 * 8 * (10 + 8) + 8 * 8, expect = 2 * model + 2 * 5 * 8 + 5 + 8 * 16 + 8 + 10 * 8 + 10;
+    CHECK(minrnn_param_count(&c) == expect, "param count %zu != %zu", minrnn_param_count(&c), expect);
+    const char *names[] = {"enc.weight_ih_l0", "enc.weight_hh_l0", "enc.bias_ih_l0", "enc.bias_hh_l0",
+                           "dec.weight_ih_l0", "dec.weight_hh_l0", "dec.bias_ih_l0", "dec.bias_hh_l0",
+                           "attn.query", "attn.key", "attn.v", "combine.weight", "combine.bias",
+                           "out.weight", "out.bias"};
+    int n = (int)(sizeof names / sizeof names[0]);
+    CHECK(minrnn_tensor_count(&c) == n, "%d tensors", minrnn_tensor_count(&c));
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        minrnn_tensor t;
+        CHECK(minrnn_tensor_info(&c, i, &t) == MINRNN_OK && !strcmp(t.name, names[i]) && t.offset == at,
+              "tensor %d is %s at %lld", i, t.name, (long long)t.offset);
+        at += (int64_t)t.rows * t.cols;
+    }
+    CHECK((size_t)at == expect, "tensors cover %lld floats", (long long)at);
+    int counts[] = {8 + 2, 8 + 4, 8 + 5, 8 + 7};   /* none, dot, general, additive */
+    for (int k = 0; k < 4; k++) {
+        minrnn_config d = seq2seq(MINRNN_GRU, 10, 3, 8, 1, 0.0f, k);
+        CHECK(minrnn_tensor_count(&d) == counts[k] + 2, "%s: %d tensors", KINDS[k], minrnn_tensor_count(&d));
+    }
+    minrnn_config bad[] = {c, c, c, c, c, c, c};
+    bad[0].attention_size = 0;                                     /* additive of size 0 */
+    bad[1].attention = MINRNN_ATTENTION_DOT;                       /* a size without additive */
+    bad[2].attention = 4;
+    bad[3].vocab_size = 2;                                         /* no room for a symbol */
+    bad[4].cond = MINRNN_COND_LABEL, bad[4].cond_size = 2;
+    bad[5].task = MINRNN_TASK_LM;                                  /* attention on a language model */
+    bad[6].reduction = MINRNN_SUM;
+    for (int i = 0; i < 7; i++)
+        CHECK(minrnn_config_check(&bad[i]) == MINRNN_ERR_CONFIG, "bad seq2seq config %d accepted", i);
+    float *params = calloc(expect, sizeof(float));
+    CHECK(minrnn_init_params(&c, params, 1, MINRNN_INIT_IRNN) == MINRNN_ERR_ARG, "irnn init of a seq2seq model");
+    free(params);
+}
+
+/* A batch of B pairs with ragged lengths, and everything a forward and backward needs. */
+typedef struct {
+    minrnn_config c;
+    int B, Ts, Td;
+    int32_t *source, *source_lengths, *inputs, *targets, *target_lengths;
+    float *params, *masks, *ws, *logits, *alignments, *grads;
+    minrnn_pairs pairs;
+} bench;
+
+static bench make(minrnn_config c, int B, int Ts, int Td, uint64_t seed) {
+    bench b = {.c = c, .B = B, .Ts = Ts, .Td = Td};
+    int V = c.vocab_size;
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, seed);
+    b.source = malloc(sizeof(int32_t) * Ts * B), b.inputs = malloc(sizeof(int32_t) * Td * B);
+    b.targets = malloc(sizeof(int32_t) * Td * B);
+    b.source_lengths = malloc(sizeof(int32_t) * B), b.target_lengths = malloc(sizeof(int32_t) * B);
+    for (int i = 0; i < B; i++) {
+        b.source_lengths[i] = i == 0 ? Ts : 1 + (int)(minrnn_rng_next(&rng) % (uint64_t)Ts);
+        b.target_lengths[i] = i == 1 % B ? Td : 1 + (int)(minrnn_rng_next(&rng) % (uint64_t)Td);
+    }
+    for (int i = 0; i < Ts * B; i++) b.source[i] = (int32_t)(minrnn_rng_next(&rng) % (uint64_t)(V - 2));
+    for (int i = 0; i < Td * B; i++) {
+        b.targets[i] = (int32_t)(minrnn_rng_next(&rng) % (uint64_t)(V - 2));
+        b.inputs[i] = i < B ? V - 2 : b.targets[i - B];   /* start, then the target shifted */
+    }
+    for (int i = 0; i < B; i++) b.targets[(b.target_lengths[i] - 1) * B + i] = V - 1;   /* end */
+    size_t n = minrnn_param_count(&c);
+    b.params = malloc(n * sizeof(float)), b.grads = calloc(n, sizeof(float));
+    minrnn_init_params(&c, b.params, seed, MINRNN_INIT_DEFAULT);
+    if (c.dropout > 0.0f) {
+        size_t per = (size_t)c.num_layers * B * c.hidden_size;
+        b.masks = malloc((Ts + Td) * per * sizeof(float));
+        minrnn_dropout_masks(&c, B, Ts, &rng, b.masks);
+        minrnn_dropout_masks(&c, B, Td, &rng, b.masks + Ts * per);
+    }
+    b.ws = malloc(minrnn_seq2seq_workspace_size(&c, B, Ts, Td) * sizeof(float));
+    b.logits = malloc(sizeof(float) * Td * B * V), b.alignments = malloc(sizeof(float) * Td * B * Ts);
+    b.pairs = (minrnn_pairs){B, Ts, Td, b.source, b.source_lengths, b.inputs, b.targets, b.target_lengths};
+    return b;
+}
+
+static void release(bench *b) {
+    free(b->source), free(b->source_lengths), free(b->inputs), free(b->targets), free(b->target_lengths);
+    free(b->params), free(b->masks), free(b->ws), free(b->logits), free(b->alignments), free(b->grads);
+}
+
+/* forward (loss, logits, alignments) then backward into zeroed grads; returns the status */
+static int run(bench *b, float *loss, int threads) {
+    memset(b->grads, 0, minrnn_param_count(&b->c) * sizeof(float));
+    int s = minrnn_seq2seq_forward(&b->c, b->params, &b->pairs, b->masks, b->logits, b->alignments, loss,
+                                   b->ws, threads);
+    return s != MINRNN_OK ? s : minrnn_seq2seq_backward(&b->c, b->params, &b->pairs, b->masks, b->ws, b->grads,
+                                                        threads);
+}
+
+/* Sizes that take the threaded paths (products above the parallel threshold), for every kind and
+ * cell, with dropout: the loss, logits, alignments and every gradient are the same bits. */
+static void test_threads_change_no_bit(void) {
+    int cells[] = {MINRNN_LSTM, MINRNN_GRU, MINRNN_RNN};
+    for (int k = 0; k < 4; k++)
+        for (int ci = 0; ci < 3; ci++) {
+            minrnn_config c = seq2seq(cells[ci], 40, ci == 1 ? 16 : 0, 48, 2, 0.25f, k);
+            bench b = make(c, 9, 13, 11, 7 + (uint64_t)k);
+            size_t n = minrnn_param_count(&c), nl = (size_t)11 * 9 * 40, na = (size_t)11 * 9 * 13;
+            float *grads = malloc(n * sizeof(float)), *logits = malloc(nl * sizeof(float));
+            float *align = malloc(na * sizeof(float)), loss1, loss;
+            CHECK(run(&b, &loss1, 1) == MINRNN_OK, "%s: run", KINDS[k]);
+            memcpy(grads, b.grads, n * sizeof(float)), memcpy(logits, b.logits, nl * sizeof(float));
+            memcpy(align, b.alignments, na * sizeof(float));
+            for (int threads = 2; threads <= 3; threads++) {
+                CHECK(run(&b, &loss, threads) == MINRNN_OK, "%s: run", KINDS[k]);
+                CHECK(!memcmp(&loss, &loss1, sizeof loss) && !memcmp(grads, b.grads, n * sizeof(float))
+                      && !memcmp(logits, b.logits, nl * sizeof(float)) && !memcmp(align, b.alignments, na * sizeof(float)),
+                      "%s cell %d: %d threads differ from 1", KINDS[k], cells[ci], threads);
+            }
+            CHECK(isfinite(loss1) && loss1 > 0.0f, "%s: loss %g", KINDS[k], loss1);
+            free(grads), free(logits), free(align);
+            release(&b);
+        }
+}
+
+/* What lies past a record's end (source tokens, decoder inputs and targets) changes nothing; the
+ * alignments are a distribution over each pair's own source and zero beyond it. */
+static void test_padding_changes_nothing(void) {
+    for (int k = 0; k < 4; k++) {
+        bench b = make(seq2seq(MINRNN_LSTM, 9, 0, 6, 1, 0.0f, k), 4, 5, 6, 3);
+        size_t n = minrnn_param_count(&b.c);
+        float loss1, loss2, *grads = malloc(n * sizeof(float));
+        CHECK(run(&b, &loss1, 1) == MINRNN_OK, "run");
+        memcpy(grads, b.grads, n * sizeof(float));
+        for (int t = 0; t < b.Td && k; t++)
+            for (int i = 0; i < b.B; i++) {
+                float sum = 0.0f;
+                for (int s = 0; s < b.Ts; s++) {
+                    float a = b.alignments[((size_t)t * b.B + i) * b.Ts + s];
+                    CHECK(s < b.source_lengths[i] ? a > 0.0f : a == 0.0f, "%s: alpha %g at s %d", KINDS[k], a, s);
+                    sum += a;
+                }
+                CHECK(fabsf(sum - 1.0f) < 1e-5f, "%s: alpha sums to %g", KINDS[k], sum);   /* a few roundings */
+            }
+        for (int i = 0; i < b.B; i++) {
+            for (int s = b.source_lengths[i]; s < b.Ts; s++) b.source[s * b.B + i] = 6 - b.source[s * b.B + i];
+            for (int t = b.target_lengths[i]; t < b.Td; t++)
+                b.inputs[t * b.B + i] = 1, b.targets[t * b.B + i] = 8;
+        }
+        CHECK(run(&b, &loss2, 1) == MINRNN_OK, "run");
+        CHECK(loss1 == loss2 && !memcmp(grads, b.grads, n * sizeof(float)), "%s: padding changed the result", KINDS[k]);
+        free(grads);
+        release(&b);
+    }
+}
+
+static void test_backward_needs_its_forward(void) {
+    bench b = make(seq2seq(MINRNN_GRU, 9, 0, 6, 1, 0.0f, MINRNN_ATTENTION_DOT), 3, 4, 4, 5);
+    float loss;
+    CHECK(minrnn_seq2seq_backward(&b.c, b.params, &b.pairs, NULL, b.ws, b.grads, 1) == MINRNN_ERR_NO_FORWARD,
+          "backward before any forward");
+    CHECK(run(&b, &loss, 1) == MINRNN_OK, "run");
+    CHECK(minrnn_seq2seq_backward(&b.c, b.params, &b.pairs, NULL, b.ws, b.grads, 1) == MINRNN_ERR_NO_FORWARD,
+          "a second backward");
+    CHECK(minrnn_seq2seq_forward(&b.c, b.params, &b.pairs, NULL, NULL, NULL, &loss, b.ws, 1) == MINRNN_OK, "fwd");
+    b.params[minrnn_param_count(&b.c) - 1] += 1.0f;   /* out.bias: the attention's own tensors count too */
+    CHECK(minrnn_seq2seq_backward(&b.c, b.params, &b.pairs, NULL, b.ws, b.grads, 1) == MINRNN_ERR_NO_FORWARD,
+          "backward after the parameters changed");
+    b.source[0] = b.c.vocab_size - 2;   /* start is never a source token */
+    CHECK(minrnn_seq2seq_forward(&b.c, b.params, &b.pairs, NULL, NULL, NULL, NULL, b.ws, 1) == MINRNN_ERR_ARG,
+          "start in a source");
+    b.source[0] = 0, b.target_lengths[0] = b.Td + 1;
+    CHECK(minrnn_seq2seq_forward(&b.c, b.params, &b.pairs, NULL, NULL, NULL, NULL, b.ws, 1) == MINRNN_ERR_ARG,
+          "a target longer than Td");
+    b.target_lengths[0] = 1;
+    minrnn_config lm = b.c;
+    lm.task = MINRNN_TASK_LM, lm.attention = 0;
+    CHECK(minrnn_seq2seq_forward(&lm, b.params, &b.pairs, NULL, NULL, NULL, NULL, b.ws, 1) == MINRNN_ERR_ARG,
+          "a language model through the seq2seq calls");
+    minrnn_batch batch = {1, 1, b.source, NULL, NULL, NULL, NULL};
+    CHECK(minrnn_forward(&b.c, b.params, &batch, b.ws, NULL, NULL, NULL, NULL, b.ws, 1) == MINRNN_ERR_ARG,
+          "a seq2seq model through minrnn_forward");
+    release(&b);
+}
+
+/* Reversing strings of 1-5 symbols from 6: every kind learns it in a few hundred Adam steps; with
+ * attention the loss ends lower than without (the decoder can look at each symbol it writes). */
+static void test_learns_to_reverse(void) {
+    float final[4];
+    for (int k = 0; k < 4; k++) {
+        minrnn_config c = seq2seq(MINRNN_LSTM, 8, 0, 32, 1, 0.0f, k);
+        bench b = make(c, 32, 5, 6, 11);
+        size_t n = minrnn_param_count(&c);
+        float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float)), loss = 0.0f;
+        minrnn_optimizer opt = {MINRNN_ADAM, 0.01f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 5.0f, 0};
+        minrnn_rng rng, data;
+        minrnn_rng_seed(&rng, 1), minrnn_rng_seed(&data, 2);
+        for (int step = 0; step < 400; step++) {
+            for (int i = 0; i < b.B; i++) {
+                int len = 1 + (int)(minrnn_rng_next(&data) % 5);
+                b.source_lengths[i] = len, b.target_lengths[i] = len + 1;
+                for (int s = 0; s < 5; s++) b.source[s * b.B + i] = (int32_t)(minrnn_rng_next(&data) % 6);
+                for (int t = 0; t < 6; t++) {
+                    int32_t y = t < len ? b.source[(len - 1 - t) * b.B + i] : t == len ? 7 : 0;
+                    b.targets[t * b.B + i] = y;
+                    b.inputs[t * b.B + i] = t == 0 ? 6 : b.targets[(t - 1) * b.B + i];
+                }
+            }
+            int s = minrnn_seq2seq_train_step(&c, b.params, b.grads, m, v, &opt, &rng, &b.pairs, &loss, NULL, b.ws, 0);
+            CHECK(s == MINRNN_OK, "%s: step %d: %s", KINDS[k], step, minrnn_strerror(s));
+        }
+        final[k] = loss;
+        CHECK(loss < 0.5f, "%s: loss %g after 400 steps", KINDS[k], loss);
+        free(m), free(v);
+        release(&b);
+    }
+    for (int k = 1; k < 4; k++)
+        CHECK(final[k] < final[0], "%s attention %g, none %g", KINDS[k], final[k], final[0]);
+}
+
+int main(void) {
+    test_config_and_tensors();
+    test_threads_change_no_bit();
+    test_padding_changes_nothing();
+    test_backward_needs_its_forward();
+    test_learns_to_reverse();
+    printf("test_seq2seq: %s\n", failures ? "FAILED" : "ok");
+    return failures != 0;
+}

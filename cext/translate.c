@@ -1,0 +1,331 @@
+/* translate.c: a seq2seq model's translation of one source (minrnn_seq2seq_translate): greedy
+ * decoding, sampling, or beam search with greedy's own hypothesis never pruned. The search is
+ * minrnn/reference/seq2seq.py's translate, step for step: the same candidates, ranks, ties and
+ * stopping rule, with log probabilities in double.
+ *
+ * The encoder runs one token at a time and the decoder one step for all live hypotheses at a time
+ * (rows of one batch), both through minrnn_step_compact, so that a compact (bfloat16) block
+ * gives bit for bit the float32 result of its rounded weights; the attention's and the output
+ * layer's tensors are widened once per call.
+ */
+#include <math.h>
+#include <stdalign.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "internal.h"
+
+#define ALIGN_BYTES 64   /* regions of the byte workspace start on cache lines */
+
+/* ---- the workspace: typed regions of one byte buffer */
+
+typedef struct {
+    size_t model_ws;            /* float (the two models' step workspace for R rows) */
+    size_t memory, keys;        /* float (n, H), (n, KA) */
+    size_t state, state2;       /* float (L, S, R, H): the live rows' decoder states; the next ones */
+    size_t h, query, alpha;     /* float (R, H), (R, A), (R, n) */
+    size_t cat, o, logits;      /* float (R, 2H), (R, H), (R, V) */
+    size_t tail;                /* float: the attention's and output layer's tensors, widened */
+    size_t ids, ids2;           /* int32 (R, max_length): each live row's tokens so far */
+    size_t alphas, alphas2;     /* float (R, max_length, n): each live row's alignments so far */
+    size_t best_ids, best_alphas;   /* the best finished hypothesis */
+    size_t score, score2;       /* double (R) */
+    size_t ext;                 /* double (R, V): extension scores */
+    size_t parent, token;       /* int32 (R) */
+    size_t sample_scratch;      /* minrnn_sample's */
+    size_t total;
+} tr_layout;
+
+static size_t take_bytes(size_t *at, size_t bytes) {
+    size_t here = *at;
+    *at += (bytes + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
+    return here;
+}
+
+static size_t tail_floats(const minrnn_config *cfg) {
+    minrnn_config part = seq2seq_part(cfg);
+    return minrnn_param_count(cfg) - 2 * minrnn_param_count(&part);
+}
+
+/* R: the most rows a step runs, beam + 1 (greedy's own hypothesis). Returns 0, or -1 out of range. */
+static int tr_layout_of(const minrnn_config *cfg, int n, int beam, int max_length, tr_layout *w) {
+    if (n < 1 || beam < 1 || max_length < 1 || n > MINRNN_MAX_BATCH_ROWS || beam > 4096
+        || max_length > MINRNN_MAX_BATCH_ROWS / n)
+        return -1;
+    minrnn_config part = seq2seq_part(cfg);
+    size_t R = (size_t)beam + 1, H = cfg->hidden_size, V = cfg->vocab_size, A = cfg->attention_size;
+    size_t KA = (size_t)key_size(cfg), F = sizeof(float), M = (size_t)max_length;
+    size_t ws = minrnn_workspace_size(&part, (int)R, 1), states = minrnn_state_size(&part, (int)R);
+    if (ws == 0 || R * M * (size_t)n > ((size_t)1 << 36)) return -1;
+    memset(w, 0, sizeof *w);
+    size_t at = 0;
+    w->model_ws = take_bytes(&at, ws * F);
+    w->memory = take_bytes(&at, (size_t)n * H * F);
+    w->keys = take_bytes(&at, (size_t)n * KA * F);
+    w->state = take_bytes(&at, states * F);
+    w->state2 = take_bytes(&at, states * F);
+    w->h = take_bytes(&at, R * H * F);
+    w->query = take_bytes(&at, R * A * F);
+    w->alpha = take_bytes(&at, R * (size_t)n * F);
+    w->cat = take_bytes(&at, R * 2 * H * F);
+    w->o = take_bytes(&at, R * H * F);
+    w->logits = take_bytes(&at, R * V * F);
+    w->tail = take_bytes(&at, tail_floats(cfg) * F);
+    w->ids = take_bytes(&at, R * M * sizeof(int32_t));
+    w->ids2 = take_bytes(&at, R * M * sizeof(int32_t));
+    w->alphas = take_bytes(&at, R * M * (size_t)n * F);
+    w->alphas2 = take_bytes(&at, R * M * (size_t)n * F);
+    w->best_ids = take_bytes(&at, M * sizeof(int32_t));
+    w->best_alphas = take_bytes(&at, M * (size_t)n * F);
+    w->score = take_bytes(&at, R * sizeof(double));
+    w->score2 = take_bytes(&at, R * sizeof(double));
+    w->ext = take_bytes(&at, R * V * sizeof(double));
+    w->parent = take_bytes(&at, R * sizeof(int32_t));
+    w->token = take_bytes(&at, R * sizeof(int32_t));
+    w->sample_scratch = take_bytes(&at, minrnn_sample_scratch_size((int)V));
+    w->total = at;
+    return 0;
+}
+
+size_t minrnn_seq2seq_translate_size(const minrnn_config *cfg, int n, int beam, int max_length) {
+    tr_layout w;
+    if (minrnn_config_check(cfg) != MINRNN_OK || cfg->task != MINRNN_TASK_SEQ2SEQ
+        || tr_layout_of(cfg, n, beam, max_length, &w) != 0)
+        return 0;
+    return w.total + ALIGN_BYTES;   /* room to align the caller's buffer */
+}
+
+/* ---- one search */
+
+typedef struct {
+    const minrnn_config *cfg;
+    minrnn_config part;
+    int precision, n, H, V, A, KA, L, S, M, nt;
+    const void *enc, *dec;      /* the two models' blocks, at precision */
+    s2s_view w;                 /* the widened tail */
+    unsigned char *base;
+    tr_layout lay;
+    int rows;                   /* live rows now */
+    int best_steps, best_length, have_best;
+    double best_score;
+} search;
+
+#define AT(s, type, region) ((type *)((s)->base + (s)->lay.region))
+
+/* A block's element offset as a pointer at its precision. */
+static const void *block_at(const void *params, int precision, size_t offset) {
+    return precision == MINRNN_BFLOAT16 ? (const void *)((const uint16_t *)params + offset)
+                                        : (const void *)((const float *)params + offset);
+}
+
+/* The decoder's step for every live row from its token, then attention and the output layer:
+ * logits (rows, V) and each row's alpha (n). */
+static int decode(search *s) {
+    int R = s->rows, H = s->H, V = s->V, nt = s->nt;
+    minrnn_batch batch = {R, 1, AT(s, int32_t, token), NULL, NULL, NULL, NULL};
+    float *h = AT(s, float, h), *o = h;
+    int status = minrnn_step_compact(&s->part, s->precision, s->dec, &batch, AT(s, float, state), h,
+                                     AT(s, float, model_ws), nt);
+    if (status != MINRNN_OK) return status;
+    if (s->cfg->attention) {
+        float *query = AT(s, float, query), *cat = AT(s, float, cat);
+        if (s->w.W_q) mm_nt(R, s->A, H, h, H, s->w.W_q, H, query, s->A, 0, 1);
+        for (int r = 0; r < R; r++)
+            attend_one(s->cfg, s->w.v_a, s->n, h + (size_t)r * H, query + (size_t)r * s->A, AT(s, float, memory),
+                       AT(s, float, keys), 1, AT(s, float, alpha) + (size_t)r * s->n, cat + (size_t)r * 2 * H);
+        o = AT(s, float, o);
+        for (int r = 0; r < R; r++) memcpy(o + (size_t)r * H, s->w.b_c, (size_t)H * sizeof(float));
+        mm_nt(R, H, 2 * H, cat, 2 * H, s->w.W_c, 2 * H, o, H, 1, nt);
+        for (size_t k = 0; k < (size_t)R * H; k++) o[k] = tanh_(o[k]);
+    }
+    float *logits = AT(s, float, logits);
+    for (int r = 0; r < R; r++) memcpy(logits + (size_t)r * V, s->w.b_out, (size_t)V * sizeof(float));
+    mm_nt(R, V, H, o, H, s->w.W_out, H, logits, V, 1, nt);
+    return MINRNN_OK;
+}
+
+/* ext (V) = score + log softmax(logits), in double as the reference's next_logprobs; START -inf. */
+static void extension_scores(const search *s, const float *logits, double score, double *ext) {
+    double m = logits[0];
+    for (int v = 1; v < s->V; v++) m = logits[v] > m ? logits[v] : m;
+    double total = 0.0;
+    for (int v = 0; v < s->V; v++) total += exp((double)logits[v] - m);
+    double lse = m + log(total);
+    for (int v = 0; v < s->V; v++) ext[v] = score + ((double)logits[v] - lse);
+    ext[s->V - 2] = -INFINITY;
+}
+
+static int argmax_of(const double *x, int V) {
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (x[v] > x[best]) best = v;
+    return best;
+}
+
+/* A candidate: live row r extended by token v. */
+typedef struct {
+    double score;
+    int32_t row, token;
+} candidate;
+
+/* The `keep` best candidates over every live row and token but START, best first; ties: lower
+ * row, then lower token (the order they are visited in, so a later one must be strictly better). */
+static int best_candidates(const search *s, int keep, candidate *out) {
+    const double *ext = AT(s, double, ext);
+    int count = 0;
+    for (int r = 0; r < s->rows; r++)
+        for (int v = 0; v < s->V; v++) {
+            double x = ext[(size_t)r * s->V + v];
+            if (v == s->V - 2 || (count == keep && !(x > out[keep - 1].score))) continue;
+            int at = count < keep ? count++ : keep - 1;
+            while (at > 0 && x > out[at - 1].score) out[at] = out[at - 1], at--;
+            out[at] = (candidate){x, r, v};
+        }
+    return count;
+}
+
+/* Row r's hypothesis, extended by its latest step (alpha), as finished with END: the new best if
+ * its score is higher than the best's (the first finished wins ties). */
+static void finish(search *s, int r, int steps, double score, int with_end) {
+    if (s->have_best && !(score > s->best_score)) return;
+    int M = s->M, n = s->n, length = with_end ? steps - 1 : steps;
+    memcpy(AT(s, int32_t, best_ids), AT(s, int32_t, ids) + (size_t)r * M, (size_t)length * sizeof(int32_t));
+    float *alphas = AT(s, float, best_alphas);
+    memcpy(alphas, AT(s, float, alphas) + (size_t)r * M * n, (size_t)(steps - 1) * n * sizeof(float));
+    memcpy(alphas + (size_t)(steps - 1) * n, AT(s, float, alpha) + (size_t)r * n, (size_t)n * sizeof(float));
+    s->have_best = 1, s->best_score = score, s->best_steps = steps, s->best_length = length;
+}
+
+/* The next live rows: row k continues parent[k] with token[k] (its score in score2): states,
+ * tokens so far and alignments so far gathered into the second buffers, then swapped in. */
+static void advance(search *s, int rows, int step) {
+    int M = s->M, n = s->n, H = s->H, R0 = s->rows;
+    const int32_t *parent = AT(s, int32_t, parent), *token = AT(s, int32_t, token);
+    float *state = AT(s, float, state), *state2 = AT(s, float, state2);
+    for (int l = 0; l < s->L * s->S; l++)   /* (L, S, R0, H) -> (L, S, rows, H) */
+        for (int k = 0; k < rows; k++)
+            memcpy(state2 + ((size_t)l * rows + k) * H, state + ((size_t)l * R0 + parent[k]) * H,
+                   (size_t)H * sizeof(float));
+    memcpy(state, state2, (size_t)s->L * s->S * rows * H * sizeof(float));
+    int32_t *ids = AT(s, int32_t, ids), *ids2 = AT(s, int32_t, ids2);
+    float *alphas = AT(s, float, alphas), *alphas2 = AT(s, float, alphas2);
+    for (int k = 0; k < rows; k++) {
+        memcpy(ids2 + (size_t)k * M, ids + (size_t)parent[k] * M, (size_t)step * sizeof(int32_t));
+        ids2[(size_t)k * M + step] = token[k];
+        float *a = alphas2 + (size_t)k * M * n;
+        memcpy(a, alphas + (size_t)parent[k] * M * n, (size_t)step * n * sizeof(float));
+        memcpy(a + (size_t)step * n, AT(s, float, alpha) + (size_t)parent[k] * n, (size_t)n * sizeof(float));
+    }
+    memcpy(ids, ids2, (size_t)rows * M * sizeof(int32_t));
+    memcpy(alphas, alphas2, (size_t)rows * M * n * sizeof(float));
+    memcpy(AT(s, double, score), AT(s, double, score2), (size_t)rows * sizeof(double));
+    s->rows = rows;
+}
+
+/* One step of the search from the live rows; returns 1 to stop, 0 to go on, or < 0 on an error
+ * (-status). beam 1 with temperature > 0 samples. */
+static int search_step(search *s, int beam, int step, double temperature, minrnn_rng *rng, int *greedy) {
+    int status = decode(s);
+    if (status != MINRNN_OK) return -status;
+    int V = s->V, end = V - 1;
+    double *ext = AT(s, double, ext), *score = AT(s, double, score);
+    for (int r = 0; r < s->rows; r++)
+        extension_scores(s, AT(s, float, logits) + (size_t)r * V, score[r], ext + (size_t)r * V);
+    candidate kept[4097];
+    int count;
+    if (temperature > 0.0) {   /* one row: draw the token, START excluded */
+        float *logits = AT(s, float, logits);
+        logits[V - 2] = -INFINITY;
+        int32_t v;
+        status = minrnn_sample(logits, V, temperature, 0, 1.0, rng, AT(s, void, sample_scratch), &v);
+        if (status != MINRNN_OK) return -status;
+        kept[0] = (candidate){ext[v], 0, v}, count = 1;
+    } else {
+        count = best_candidates(s, beam, kept);
+        if (*greedy >= 0) {   /* greedy's extension rides along when it is not among them */
+            int g = argmax_of(ext + (size_t)*greedy * V, V), in = 0;
+            for (int k = 0; k < count; k++) in |= kept[k].row == *greedy && kept[k].token == g;
+            if (!in) kept[count++] = (candidate){ext[(size_t)*greedy * V + g], *greedy, g};
+        }
+    }
+    int32_t *parent = AT(s, int32_t, parent), *token = AT(s, int32_t, token);
+    double *score2 = AT(s, double, score2);
+    int rows = 0, next_greedy = -1, was_greedy = *greedy;
+    int g_token = was_greedy >= 0 && temperature == 0.0 ? argmax_of(ext + (size_t)was_greedy * V, V) : -1;
+    for (int k = 0; k < count; k++) {
+        if (kept[k].token == end) {
+            finish(s, kept[k].row, step + 1, kept[k].score, 1);
+            continue;
+        }
+        if (kept[k].row == was_greedy && kept[k].token == g_token) next_greedy = rows;
+        parent[rows] = kept[k].row, token[rows] = kept[k].token, score2[rows] = kept[k].score;
+        rows++;
+    }
+    *greedy = next_greedy;
+    if (rows == 0) return 1;
+    advance(s, rows, step);
+    double best_live = score2[0];
+    for (int k = 1; k < rows; k++) best_live = score2[k] > best_live ? score2[k] : best_live;
+    return s->have_best && s->best_score >= best_live;
+}
+
+int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void *params,
+                             const int32_t *source, int n, int beam, int max_length, double temperature,
+                             minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
+                             void *workspace, int num_threads) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    search s;
+    memset(&s, 0, sizeof s);
+    if (cfg->task != MINRNN_TASK_SEQ2SEQ || minrnn_precision_size(precision) == 0 || !params || !source || !out
+        || !result || !workspace || tr_layout_of(cfg, n, beam, max_length, &s.lay) != 0
+        || !(temperature >= 0.0 && temperature <= 1e6) || (temperature > 0.0 && (beam != 1 || !rng)))
+        return MINRNN_ERR_ARG;
+    for (int i = 0; i < n; i++)
+        if (source[i] < 0 || source[i] >= cfg->vocab_size - 2) return MINRNN_ERR_ARG;
+    s.cfg = cfg, s.part = seq2seq_part(cfg), s.precision = precision, s.n = n;
+    s.H = cfg->hidden_size, s.V = cfg->vocab_size, s.A = cfg->attention_size, s.KA = key_size(cfg);
+    s.L = cfg->num_layers, s.M = max_length, s.nt = resolve_threads(num_threads);
+    s.S = (int)(minrnn_state_size(&s.part, 1) / ((size_t)s.L * s.H));
+    s.base = (unsigned char *)workspace + (ALIGN_BYTES - (uintptr_t)workspace % ALIGN_BYTES) % ALIGN_BYTES;
+    size_t model = minrnn_param_count(&s.part), tail = tail_floats(cfg);
+    s.enc = params, s.dec = block_at(params, precision, model);
+    float *t = AT(&s, float, tail);   /* the tail widened (or copied) */
+    if (precision == MINRNN_BFLOAT16)
+        for (size_t i = 0; i < tail; i++) t[i] = bf16_to_float(((const uint16_t *)params)[2 * model + i]);
+    else
+        memcpy(t, (const float *)params + 2 * model, tail * sizeof(float));
+    s.w = s2s_views_at(cfg, t);
+
+    /* the encoder, one token at a time from zeros: memory rows, then the decoder's first state */
+    float *state = AT(&s, float, state), *memory = AT(&s, float, memory);
+    memset(state, 0, minrnn_state_size(&s.part, 1) * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        minrnn_batch batch = {1, 1, source + i, NULL, NULL, NULL, NULL};
+        status = minrnn_step_compact(&s.part, precision, s.enc, &batch, state, memory + (size_t)i * s.H,
+                                     AT(&s, float, model_ws), s.nt);
+        if (status != MINRNN_OK) return status;
+    }
+    if (s.w.W_a) mm_nt(n, s.H, s.H, memory, s.H, s.w.W_a, s.H, AT(&s, float, keys), s.H, 0, s.nt);
+    if (s.w.W_k) mm_nt(n, s.A, s.H, memory, s.H, s.w.W_k, s.H, AT(&s, float, keys), s.A, 0, s.nt);
+
+    s.rows = 1;
+    AT(&s, int32_t, token)[0] = cfg->vocab_size - 2;   /* start */
+    AT(&s, double, score)[0] = 0.0;
+    int greedy = 0, step = 0, stop = 0;
+    for (; step < max_length && !stop; step++) {
+        stop = search_step(&s, beam, step, temperature, rng, &greedy);
+        if (stop < 0) return -stop;
+    }
+    if (!stop)   /* max_length steps: the live rows count as finished, in their order */
+        for (int r = 0; r < s.rows; r++) {
+            memcpy(AT(&s, float, alpha) + (size_t)r * n,
+                   AT(&s, float, alphas) + ((size_t)r * s.M + (max_length - 1)) * n, (size_t)n * sizeof(float));
+            finish(&s, r, max_length, AT(&s, double, score)[r], 0);
+        }
+    memcpy(out, AT(&s, int32_t, best_ids), (size_t)s.best_length * sizeof(int32_t));
+    result->length = s.best_length, result->steps = s.best_steps, result->logprob = s.best_score;
+    if (alignments) memcpy(alignments, AT(&s, float, best_alphas), (size_t)s.best_steps * n * sizeof(float));
+    return MINRNN_OK;
+}
