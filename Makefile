@@ -47,6 +47,8 @@ $(DEMO_TEXT): | $(PY)
 # ---- speed against PyTorch (installed into .venv from the local CPU build if missing) and numpy
 # Records, a condition and a classifier on the public names of Python's standard library (README: Records).
 DEMO_MODEL = --hidden 128 --layers 1 --embed 32 --epochs 1000 --max-time 60 --eval-every 200 --sample-every 0
+# Dates in many human formats -> ISO 8601 (README: Sequence to sequence), with and without attention.
+DATES_MODEL = --hidden 128 --layers 1 --embed 32 --epochs 4 --eval-every 1000 --sample-every 0
 demo: $(INSTALLED)
 	mkdir -p build/demo
 	$(PY) tools/stdlib_names.py build/demo/names.tsv
@@ -59,6 +61,17 @@ demo: $(INSTALLED)
 	done
 	$(PY) -m minrnn train build/demo/names.tsv --task classify $(DEMO_MODEL) --out build/demo/cls
 	$(PY) -m minrnn classify --checkpoint build/demo/cls/best.ckpt HTTPServer make_archive O_RDONLY
+	$(PY) tools/dates.py build/demo/dates.tsv --num 20000 --seed 1
+	$(PY) tools/dates.py build/demo/dates_test.tsv --num 2000 --seed 2
+	for attention in additive none; do \
+	  rm -rf build/demo/dates-$$attention; \
+	  $(PY) -m minrnn train build/demo/dates.tsv --task seq2seq --attention $$attention $(DATES_MODEL) \
+	    --out build/demo/dates-$$attention || exit 1; \
+	  echo "---- python -m minrnn eval build/demo/dates_test.tsv (attention $$attention)"; \
+	  $(PY) -m minrnn eval build/demo/dates_test.tsv --checkpoint build/demo/dates-$$attention/best.ckpt || exit 1; \
+	done
+	$(PY) -m minrnn translate --checkpoint build/demo/dates-additive/best.ckpt --picture build/demo/attention.html \
+	  "Thursday, the fifth of March, nineteen eighty-seven" "5 Nov 1955" "30-jul-57"
 
 bench: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'

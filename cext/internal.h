@@ -143,10 +143,10 @@ typedef struct {
     float *W_a, *W_q, *W_k, *v_a, *W_c, *b_c, *W_out, *b_out;
 } s2s_view;
 s2s_view s2s_views_at(const minrnn_config *cfg, const float *tail);
-/* One decoder output h (H): alpha (n) over the memory's first n rows (row s at mem + s*stride*H,
+/* The reference's attend, for one decoder output h (H): alpha (n) over the memory's first n rows (row s at mem + s*stride*H,
  * its key at keys + s*stride*KA; additive reads query = W_q h (A) and v_a), and cat (2H) = [c ; h]
  * with c = sum_s alpha_s e_s. */
-void attend_one(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
+void attend(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
                 const float *mem, const float *keys, ptrdiff_t stride, float *alpha, float *cat);
 
 /* Named pointers into the parameter block (or into a gradient block of the same layout). */

@@ -228,14 +228,33 @@ static uint64_t s2s_key(const s2s_run *r) {
 
 /* ---- attention, one decoder row at a time */
 
+/* The loops below are vector loops (omp simd): a dot product sums in vector lanes, an order that
+ * depends only on n and the build, never on the threads. */
 static float dot_(const float *x, const float *y, int n) {
     float s = 0.0f;
+    #pragma omp simd reduction(+:s)
     for (int k = 0; k < n; k++) s += x[k] * y[k];
     return s;
 }
 
-void attend_one(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
-                const float *mem, const float *keys, ptrdiff_t stride, float *alpha, float *cat) {
+/* v . tanh(q + k) over A, in vector lanes. */
+VECTOR_CLONES
+static float additive_score(const float *v, const float *q, const float *k, int A) {
+    float s = 0.0f;
+    #pragma omp simd reduction(+:s)
+    for (int a = 0; a < A; a++) s += v[a] * tanh_(q[a] + k[a]);
+    return s;
+}
+
+/* y (n) += a x */
+static void axpy_(float *restrict y, float a, const float *restrict x, int n) {
+    #pragma omp simd
+    for (int k = 0; k < n; k++) y[k] += a * x[k];
+}
+
+VECTOR_CLONES
+static void attend_(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
+                    const float *mem, const float *keys, ptrdiff_t stride, float *alpha, float *cat) {
     int H = cfg->hidden_size, A = cfg->attention_size, KA = key_size(cfg);
     float m = -INFINITY;
     for (int s = 0; s < n; s++) {
@@ -245,9 +264,8 @@ void attend_one(const minrnn_config *cfg, const float *v_a, int n, const float *
             score = dot_(h, e, H);
         } else if (cfg->attention == MINRNN_ATTENTION_GENERAL) {
             score = dot_(h, k, H);
-        } else {   /* additive: v . tanh(q + k) */
-            score = 0.0f;
-            for (int a = 0; a < A; a++) score += v_a[a] * tanh_(query[a] + k[a]);
+        } else {
+            score = additive_score(v_a, query, k, A);
         }
         alpha[s] = score;
         m = score > m ? score : m;
@@ -258,11 +276,13 @@ void attend_one(const minrnn_config *cfg, const float *v_a, int n, const float *
     for (int s = 0; s < n; s++) alpha[s] *= inv;
     float *c = cat;
     memset(c, 0, (size_t)H * sizeof(float));
-    for (int s = 0; s < n; s++) {
-        const float *e = mem + s * stride * H;
-        for (int k = 0; k < H; k++) c[k] += alpha[s] * e[k];
-    }
+    for (int s = 0; s < n; s++) axpy_(c, alpha[s], mem + s * stride * H, H);
     memcpy(cat + H, h, (size_t)H * sizeof(float));
+}
+
+void attend(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
+            const float *mem, const float *keys, ptrdiff_t stride, float *alpha, float *cat) {
+    attend_(cfg, v_a, n, h, query, mem, keys, stride, alpha, cat);   /* not a clone: hidden */
 }
 
 /* Decoder row i = t*B + b: alpha (Ts) over the pair's source (zeros past its length), and
@@ -270,7 +290,7 @@ void attend_one(const minrnn_config *cfg, const float *v_a, int n, const float *
 static void attend_row(const s2s_run *r, int i) {
     int B = r->B, b = i % B, n = r->pairs->source_lengths[b];
     float *alpha = BUF(r, alpha) + (size_t)i * r->Ts;
-    attend_one(r->cfg, r->v_a, n, BUF(r, dec_out) + (size_t)i * r->H, BUF(r, query) + (size_t)i * r->A,
+    attend(r->cfg, r->v_a, n, BUF(r, dec_out) + (size_t)i * r->H, BUF(r, query) + (size_t)i * r->A,
                BUF(r, mem) + (size_t)b * r->H, BUF(r, keys) + (size_t)b * r->KA, B, alpha,
                BUF(r, cat) + (size_t)i * 2 * r->H);
     for (int s = n; s < r->Ts; s++) alpha[s] = 0.0f;
@@ -278,6 +298,7 @@ static void attend_row(const s2s_run *r, int i) {
 
 /* The attention's backward for every decoder row of pair b: from dc (in dcat) into dh, and into
  * the pair's rows of dmem, dkeys, and for additive dquery and dv_rows. */
+VECTOR_CLONES
 static void attend_backward_pair(const s2s_run *r, int b) {
     int B = r->B, H = r->H, A = r->A, KA = r->KA, n = r->pairs->source_lengths[b], kind = r->cfg->attention;
     for (int t = 0; t < r->pairs->target_lengths[b]; t++) {   /* later rows have no gradient */
@@ -291,26 +312,25 @@ static void attend_backward_pair(const s2s_run *r, int b) {
             size_t m = (size_t)s * B + b;
             dscore[s] = dot_(dc, BUF(r, mem) + m * H, H);
             mean += alpha[s] * dscore[s];
-            float *de = BUF(r, dmem) + m * H;
-            for (int k = 0; k < H; k++) de[k] += alpha[s] * dc[k];
+            axpy_(BUF(r, dmem) + m * H, alpha[s], dc, H);
         }
         for (int s = 0; s < n; s++) dscore[s] = alpha[s] * (dscore[s] - mean);
         for (int s = 0; s < n; s++) {
             size_t m = (size_t)s * B + b;
             float g = dscore[s];
             if (kind == MINRNN_ATTENTION_DOT) {   /* score = h . e_s */
-                const float *e = BUF(r, mem) + m * H;
-                float *de = BUF(r, dmem) + m * H;
-                for (int k = 0; k < H; k++) dh[k] += g * e[k], de[k] += g * h[k];
+                axpy_(dh, g, BUF(r, mem) + m * H, H);
+                axpy_(BUF(r, dmem) + m * H, g, h, H);
             } else if (kind == MINRNN_ATTENTION_GENERAL) {   /* score = h . k_s */
-                const float *key = BUF(r, keys) + m * KA;
-                float *dk = BUF(r, dkeys) + m * KA;
-                for (int k = 0; k < H; k++) dh[k] += g * key[k], dk[k] += g * h[k];
+                axpy_(dh, g, BUF(r, keys) + m * KA, H);
+                axpy_(BUF(r, dkeys) + m * KA, g, h, H);
             } else {   /* score = v . u, u = tanh(q + k_s) */
-                const float *q = BUF(r, query) + i * A, *key = BUF(r, keys) + m * A;
-                float *dq = BUF(r, dquery) + i * A, *dk = BUF(r, dkeys) + m * A, *dv = BUF(r, dv_rows) + i * A;
+                const float *q = BUF(r, query) + i * A, *key = BUF(r, keys) + m * A, *v = r->v_a;
+                float *restrict dq = BUF(r, dquery) + i * A, *restrict dk = BUF(r, dkeys) + m * A;
+                float *restrict dv = BUF(r, dv_rows) + i * A;
+                #pragma omp simd
                 for (int a = 0; a < A; a++) {
-                    float u = tanh_(q[a] + key[a]), dpre = g * r->v_a[a] * (1.0f - u * u);
+                    float u = tanh_(q[a] + key[a]), dpre = g * v[a] * (1.0f - u * u);
                     dv[a] += g * u, dq[a] += dpre, dk[a] += dpre;
                 }
             }

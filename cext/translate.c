@@ -132,7 +132,7 @@ static int decode(search *s) {
         float *query = AT(s, float, query), *cat = AT(s, float, cat);
         if (s->w.W_q) mm_nt(R, s->A, H, h, H, s->w.W_q, H, query, s->A, 0, 1);
         for (int r = 0; r < R; r++)
-            attend_one(s->cfg, s->w.v_a, s->n, h + (size_t)r * H, query + (size_t)r * s->A, AT(s, float, memory),
+            attend(s->cfg, s->w.v_a, s->n, h + (size_t)r * H, query + (size_t)r * s->A, AT(s, float, memory),
                        AT(s, float, keys), 1, AT(s, float, alpha) + (size_t)r * s->n, cat + (size_t)r * 2 * H);
         o = AT(s, float, o);
         for (int r = 0; r < R; r++) memcpy(o + (size_t)r * H, s->w.b_c, (size_t)H * sizeof(float));

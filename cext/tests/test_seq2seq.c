@@ -240,8 +240,75 @@ static void test_learns_to_reverse(void) {
         CHECK(final[k] < final[0], "%s attention %g, none %g", KINDS[k], final[k], final[0]);
 }
 
+/* One source's translation into out; returns the status. */
+static int translate(const minrnn_config *c, int precision, const void *params, const int32_t *source, int n,
+                     int beam, int max_length, double temperature, uint64_t seed, int threads, int32_t *out,
+                     minrnn_translation *result, float *alignments) {
+    size_t size = minrnn_seq2seq_translate_size(c, n, beam, max_length);
+    void *work = malloc(size);
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, seed);
+    int status = minrnn_seq2seq_translate(c, precision, params, source, n, beam, max_length, temperature, &rng, out,
+                                          result, alignments, work, threads);
+    free(work);
+    return status;
+}
+
+/* Beam 1 is greedy; a wider beam is never less probable; the thread count changes no bit; compact
+ * weights translate as the float32 block of their rounded values; alignments are distributions. */
+static void test_translation(void) {
+    for (int k = 0; k < 4; k++) {
+        minrnn_config c = seq2seq(MINRNN_GRU, 12, 4, 40, 2, 0.0f, k);
+        size_t n = minrnn_param_count(&c);
+        float *params = malloc(n * sizeof(float)), *rounded = malloc(n * sizeof(float));
+        uint16_t *half = malloc(n * sizeof(uint16_t));
+        minrnn_init_params(&c, params, 21 + (uint64_t)k, MINRNN_INIT_DEFAULT);
+        for (size_t i = 0; i < n; i++) params[i] *= 3.0f;   /* confident enough to end some translations */
+        minrnn_params_compact(params, n, MINRNN_BFLOAT16, half);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)half[i] << 16;
+            memcpy(&rounded[i], &u, sizeof u);
+        }
+        int32_t source[7] = {0, 3, 9, 2, 2, 7, 1}, out1[12], out[12], out3[12];
+        float align1[12 * 7], align[12 * 7];
+        minrnn_translation greedy, r, r3;
+        CHECK(translate(&c, MINRNN_FLOAT32, params, source, 7, 1, 12, 0.0, 0, 1, out1, &greedy, align1) == MINRNN_OK,
+              "%s: greedy", KINDS[k]);
+        CHECK(greedy.steps >= greedy.length && greedy.steps <= greedy.length + 1 && greedy.logprob <= 0.0,
+              "%s: greedy result %d %d %g", KINDS[k], greedy.length, greedy.steps, greedy.logprob);
+        for (int beam = 2; beam <= 6; beam += 4) {
+            CHECK(translate(&c, MINRNN_FLOAT32, params, source, 7, beam, 12, 0.0, 0, 1, out, &r, NULL) == MINRNN_OK
+                  && r.logprob >= greedy.logprob, "%s: beam %d %g < greedy %g", KINDS[k], beam, r.logprob, greedy.logprob);
+            CHECK(translate(&c, MINRNN_FLOAT32, params, source, 7, beam, 12, 0.0, 0, 3, out3, &r3, NULL) == MINRNN_OK
+                  && r3.length == r.length && r3.logprob == r.logprob && !memcmp(out3, out, (size_t)r.length * 4),
+                  "%s: beam %d on 3 threads differs", KINDS[k], beam);
+        }
+        for (int t = 0; t < greedy.steps && k; t++) {
+            float sum = 0.0f;
+            for (int s = 0; s < 7; s++) sum += align1[t * 7 + s];
+            CHECK(fabsf(sum - 1.0f) < 1e-5f, "%s: alignment row %d sums to %g", KINDS[k], t, sum);   /* 7 roundings */
+        }
+        /* bfloat16 against float32 of the rounded values, sampling with a seed (the same draws) */
+        CHECK(translate(&c, MINRNN_BFLOAT16, half, source, 7, 1, 12, 0.9, 5, 1, out, &r, align) == MINRNN_OK
+              && translate(&c, MINRNN_FLOAT32, rounded, source, 7, 1, 12, 0.9, 5, 2, out3, &r3, align1) == MINRNN_OK
+              && r.length == r3.length && r.logprob == r3.logprob && !memcmp(out, out3, (size_t)r.length * 4)
+              && !memcmp(align, align1, (size_t)r.steps * 7 * sizeof(float)), "%s: bfloat16 differs", KINDS[k]);
+        int32_t bad[2] = {0, 10};   /* 10 is start */
+        CHECK(translate(&c, MINRNN_FLOAT32, params, bad, 2, 1, 12, 0.0, 0, 1, out, &r, NULL) == MINRNN_ERR_ARG,
+              "start in a source");
+        CHECK(minrnn_seq2seq_translate_size(&c, 7, 0, 12) == 0 && minrnn_seq2seq_translate_size(&c, 0, 1, 12) == 0
+              && minrnn_seq2seq_translate_size(&c, 7, 1, 0) == 0, "sizes out of range");
+        minrnn_rng rng;
+        minrnn_rng_seed(&rng, 1);
+        CHECK(minrnn_seq2seq_translate(&c, MINRNN_FLOAT32, params, source, 7, 2, 12, 0.5, &rng, out, &r, NULL, half, 1)
+              == MINRNN_ERR_ARG, "sampling with a beam");
+        free(params), free(rounded), free(half);
+    }
+}
+
 int main(void) {
     test_config_and_tensors();
+    test_translation();
     test_threads_change_no_bit();
     test_padding_changes_nothing();
     test_backward_needs_its_forward();
