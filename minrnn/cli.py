@@ -19,7 +19,7 @@ import numpy as np
 
 from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
                               generate_records, generate_streams, load)
-from minrnn.pairs import PairSet, max_length_for, pairs_loss, translate_all, translation_scores
+from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.picture import attention_page, attention_svg
 from minrnn.records import RecordSet, read_features
 from minrnn.rundir import last_run_checkpoint
@@ -221,7 +221,6 @@ def require_task(ck, wanted):
 
 def cmd_sample(args):
     ck = load_for(args)
-    cfg = ck.model.config
     require_task(ck, "lm")
     vocab = Vocab(ck.vocab, ck.encoding)
     prime = unescape(args.prime).encode("utf-8", "surrogateescape")

@@ -449,7 +449,6 @@ class Seq2seq(Model):
         check(lib.minrnn_seq2seq_backward(self.c, _fptr(self.params), fwd.pairs.c, _fptr(fwd.masks),
                                           _fptr(fwd.workspace), _fptr(self.grads), self.threads), "backward")
 
-
     def translate(self, source, beam=1, max_length=100, temperature=0.0, rng=None, want_alignments=False):
         """One source's translation (minrnn_seq2seq_translate: greedy, sampling with temperature > 0
         and rng, or beam search), at the model's precision: (ids without END, log probability,
