@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run demo bench test test-py test-oldest test-c test-asan test-serial clean
+.PHONY: all lib example run demo bench test test-py test-oldest test-c test-asan test-serial test-torch clean
 .SECONDARY:
 
 all: lib example
@@ -76,6 +76,12 @@ demo: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
 	$(PY) tools/bench.py $(BENCH_ARGS)
+
+# The PyTorch interop tests (test_interop.py), with torch installed into .venv from the local CPU build;
+# make test runs them too whenever torch is there.
+test-torch: $(INSTALLED)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
+	$(PY) -m pytest -q tests/test_interop.py
 
 # ---- Python: the package with its test extra, in .venv
 test: test-c test-serial test-asan test-py test-oldest

@@ -19,6 +19,7 @@ import numpy as np
 
 from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
                               generate_records, generate_streams, load)
+from minrnn.interop import export_safetensors, import_safetensors
 from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.picture import attention_page, attention_svg
 from minrnn.records import RecordSet, read_features
@@ -175,10 +176,23 @@ def build_parser():
         "states), with the weights in bfloat16 by default: about a sixth of a training checkpoint. "
         "sample, eval, classify and the C library load it as any checkpoint."))
     x.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    x.add_argument("--out", metavar="FILE", required=True, help="where to write the exported checkpoint")
+    x.add_argument("--out", metavar="FILE", required=True,
+                   help="where to write the exported checkpoint; a name ending in .safetensors writes the "
+                        "parameters in float32 under PyTorch's names (minrnn.torch builds the nn.Module), with "
+                        "the configuration and vocabulary as metadata (needs pip install safetensors)")
     x.add_argument("--precision", choices=list(core.PRECISIONS), default="bfloat16",
-                   help="how to store the weights (default %(default)s)")
+                   help="how a .ckpt stores the weights (default %(default)s)")
     x.set_defaults(func=cmd_export)
+
+    m = sub.add_parser("import", help="a minrnn checkpoint from a safetensors file", description=(
+        "Turn a model exported to safetensors (python -m minrnn export --out FILE.safetensors, then "
+        "perhaps trained further in PyTorch with minrnn.torch) back into a checkpoint that sample, "
+        "translate, classify and the C example run."))
+    m.add_argument("file", metavar="FILE.safetensors", help="the file to import")
+    m.add_argument("out", metavar="OUT.ckpt", help="the checkpoint to write")
+    m.add_argument("--precision", choices=list(core.PRECISIONS), default="float32",
+                   help="how to store the weights (default %(default)s)")
+    m.set_defaults(func=cmd_import)
     return p
 
 
@@ -484,10 +498,25 @@ def cmd_export(args):
     if os.path.exists(args.out) and os.path.samefile(source, args.out):
         raise UserError(f"--out {args.out} is the checkpoint being exported; give another path")
     ck = load(source)
+    if str(args.out).endswith(".safetensors"):
+        export_safetensors(ck, args.out)
+        print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, float32 under PyTorch's names "
+              f"(minrnn.torch.module_for builds the nn.Module)")
+        return 0
     core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
                          cond_scaling=ck.cond_scaling, precision=args.precision)
     mb = [os.path.getsize(p) / 1e6 for p in (source, args.out)]
     print(f"{args.out}: {mb[1]:.2f} MB, {args.precision}, no training state (from {source}, {mb[0]:.2f} MB)")
+    return 0
+
+
+def cmd_import(args):
+    if os.path.exists(args.out) and os.path.samefile(args.file, args.out):
+        raise UserError(f"{args.out} is the file being imported; give another path")
+    ck = import_safetensors(args.file)
+    core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
+                         cond_scaling=ck.cond_scaling, precision=args.precision)
+    print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, {args.precision}, from {args.file}")
     return 0
 
 

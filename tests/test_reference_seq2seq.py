@@ -393,8 +393,10 @@ def test_decode_step_is_forward_one_token_at_a_time(attention, kind, E, L, Ts, T
 
 
 def log_softmax(logits, i):
-    """log softmax(logits)[i], written independently of the code: fsum, no max subtracted (small logits)."""
-    return logits[i] - math.log(math.fsum(math.exp(a) for a in logits))
+    """log softmax(logits)[i], written independently of the code: fsum after subtracting the largest
+    (an rnn_relu model's logits can exceed exp's range: hypothesis found 3x-scaled weights that did)."""
+    m = max(logits)
+    return logits[i] - m - math.log(math.fsum(math.exp(a - m) for a in logits))
 
 
 def logprob_along(cfg, params, src_ids, ids, with_end):

@@ -1,0 +1,128 @@
+"""A checkpoint's model as a safetensors file under PyTorch's names, and back.
+
+The file holds every parameter as a float32 tensor named as minrnn.torch's nn.Module names it (the
+recurrent layers' tensors under `rnn.`, as nn.LSTM's own names inside that module; a seq2seq
+model's two halves under `enc.` and `dec.`), and in its metadata, under the key "minrnn", a JSON
+object with the configuration, the vocabulary and what else the checkpoint holds (labels, the
+condition's scaling). Importing reverses it exactly: minrnn -> safetensors -> minrnn is bit-exact.
+
+safetensors is an optional extra (`pip install safetensors`); without it these calls say so.
+"""
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+
+from minrnn import __version__, core
+from minrnn.errors import UserError
+from minrnn.reference import Config
+from minrnn.reference.seq2seq import Seq2seqConfig
+
+FORMAT = "minrnn-safetensors"
+VERSION = 1
+LAYER = re.compile(r"^(weight|bias)_(ih|hh)_l\d+$")   # nn.RNN/LSTM/GRU's own names
+
+
+def torch_name(name):
+    """minrnn's tensor name -> the name in the file: a layer's tensor moves under `rnn.`, keeping a
+    seq2seq half's `enc.` or `dec.` in front."""
+    half = name[:4] if name.startswith(("enc.", "dec.")) else ""
+    rest = name[len(half):]
+    return half + "rnn." + rest if LAYER.match(rest) else name
+
+
+def safetensors_module():
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise UserError("safetensors files need the safetensors package: pip install safetensors") from None
+    return safetensors.numpy
+
+
+def describe(ck):
+    """The metadata of a checkpoint's model: what is needed to rebuild it, as JSON-ready values."""
+    cfg = ck.model.config
+    return {"format": FORMAT, "version": VERSION, "minrnn": __version__,
+            "kind": "seq2seq" if isinstance(cfg, Seq2seqConfig) else "model",
+            "config": dataclasses.asdict(cfg), "vocab": [int(s) for s in ck.vocab], "encoding": ck.encoding,
+            "labels": list(ck.labels),
+            "cond_scaling": None if ck.cond_scaling is None else [a.astype(float).tolist() for a in ck.cond_scaling],
+            "meta": ck.meta}
+
+
+def export_safetensors(ck, path):
+    """Write ck's model (its float32 parameters, whatever the checkpoint's precision) to path."""
+    st = safetensors_module()
+    tensors = {torch_name(name): np.ascontiguousarray(view) for name, view in ck.model.tensors.items()}
+    st.save_file(tensors, str(path), metadata={"minrnn": json.dumps(describe(ck), sort_keys=True)})
+
+
+def read_safetensors(path):
+    """(tensors {name: array}, the minrnn metadata) of a safetensors file; UserError if it can't be read."""
+    st = safetensors_module()
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+        tensors = st.load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as e:   # safetensors reports a bad file in its own exception types
+        raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+    if "minrnn" not in metadata:
+        raise UserError(f"{path}: no minrnn metadata (the configuration and vocabulary); export it with "
+                        "python -m minrnn export, or give a PyTorch state dict with --config")
+    try:
+        info = json.loads(metadata["minrnn"])
+    except ValueError:
+        raise UserError(f"{path}: its minrnn metadata is not JSON") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise UserError(f"{path}: its metadata is not minrnn's ({FORMAT})")
+    if info.get("version") != VERSION:
+        raise UserError(f"{path}: minrnn-safetensors version {info.get('version')}; this minrnn reads {VERSION}")
+    return tensors, info
+
+
+def config_of(info, path):
+    try:
+        fields = dict(info["config"])
+        return Seq2seqConfig(**fields) if info["kind"] == "seq2seq" else Config(**fields)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: its configuration is not one minrnn builds ({e})") from None
+
+
+def model_from(tensors, cfg, path):
+    """The model of cfg with tensors' values: UserError naming the first tensor that is missing,
+    unknown, of another shape or not floating point."""
+    model = core.model_for(cfg, params=np.zeros(core.param_count(cfg), np.float32))
+    expected = {torch_name(name): view for name, view in model.tensors.items()}
+    for name in tensors:
+        if name not in expected:
+            raise UserError(f"{path}: tensor {name!r} is not one of this model's ({', '.join(sorted(expected))})")
+    for name, view in expected.items():
+        if name not in tensors:
+            raise UserError(f"{path}: tensor {name!r} is missing")
+        value = tensors[name]
+        if not np.issubdtype(value.dtype, np.floating):
+            raise UserError(f"{path}: tensor {name!r} holds {value.dtype}, not floating-point numbers")
+        if value.shape != view.shape:
+            raise UserError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, not {tuple(view.shape)}")
+        if not np.all(np.isfinite(value)):
+            raise UserError(f"{path}: tensor {name!r} holds NaN or infinite values")
+        view[...] = value.astype(np.float32)
+    return model
+
+
+def import_safetensors(path):
+    """A Checkpoint (no training state) from a file export_safetensors wrote, or one like it."""
+    tensors, info = read_safetensors(path)
+    cfg = config_of(info, path)
+    model = model_from(tensors, cfg, path)
+    scaling = info.get("cond_scaling")
+    if scaling is not None:
+        scaling = tuple(np.array(a, dtype=np.float32) for a in scaling)
+    meta = info.get("meta") if isinstance(info.get("meta"), dict) else {}
+    return core.Checkpoint(model, [int(s) for s in info["vocab"]], info["encoding"], meta, None,
+                           list(info.get("labels") or ()), scaling)
