@@ -1,4 +1,4 @@
-"""python -m minrnn {train, sample, eval, classify, translate, export}: the command line.
+"""python -m minrnn {train, sample, eval, classify, translate, export, import, plot}: the command line.
 
 Bad input ends in one line on stderr that says what to do, and a non-zero exit; never a traceback.
 The options of `train` come from the tables in settings.py.
@@ -22,6 +22,7 @@ from minrnn.inference import (check_evaluation_memory, class_probabilities, eval
 from minrnn.interop import export_safetensors, import_safetensors
 from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.picture import attention_page, attention_svg
+from minrnn.plot import plot_runs
 from minrnn.records import RecordSet, read_features
 from minrnn.rundir import last_run_checkpoint
 from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Flag, Number
@@ -193,6 +194,13 @@ def build_parser():
     m.add_argument("--precision", choices=list(core.PRECISIONS), default="float32",
                    help="how to store the weights (default %(default)s)")
     m.set_defaults(func=cmd_import)
+
+    g = sub.add_parser("plot", help="training curves of runs, as a PNG or SVG file", description=(
+        "Draw the training and validation loss of one or several runs (their --out folders) against the "
+        "training step and against wall time. Needs matplotlib (pip install matplotlib)."))
+    g.add_argument("runs", nargs="+", metavar="RUN_DIR", help="the folders of training runs")
+    g.add_argument("--out", metavar="FILE", default="loss.png", help="a .png or .svg file (default %(default)s)")
+    g.set_defaults(func=cmd_plot)
     return p
 
 
@@ -507,6 +515,12 @@ def cmd_export(args):
                          cond_scaling=ck.cond_scaling, precision=args.precision)
     mb = [os.path.getsize(p) / 1e6 for p in (source, args.out)]
     print(f"{args.out}: {mb[1]:.2f} MB, {args.precision}, no training state (from {source}, {mb[0]:.2f} MB)")
+    return 0
+
+
+def cmd_plot(args):
+    plot_runs(args.runs, args.out)
+    print(f"{args.out}: the curves of {len(args.runs)} run(s)")
     return 0
 
 
