@@ -4,3 +4,11 @@ Importing the package loads nothing heavy: minrnn.reference is standard-library 
 """
 
 __version__ = "0.5.0"
+
+
+def __getattr__(name):
+    """minrnn.load and minrnn.train (minrnn/api.py), loaded on first use."""
+    if name in ("load", "train", "Trained"):
+        from minrnn import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'minrnn' has no attribute {name!r}")

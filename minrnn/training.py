@@ -151,8 +151,9 @@ class Interrupt:
 class Run:
     """One training session: settings, data, model, trainer and the loop."""
 
-    def __init__(self, args, stream=sys.stdout):
-        self.args, self.out = args, args.out
+    def __init__(self, args, stream=sys.stdout, callback=None):
+        """callback(record), if given, is called at each evaluation with what metrics.jsonl records."""
+        self.args, self.out, self.callback = args, args.out, callback
         self.progress = Progress(stream)
         self.folder = RunFolder(self.out)   # ours until this process ends
         self.latest, self.best = self.folder.file("latest.ckpt"), self.folder.file("best.ckpt")
@@ -428,6 +429,8 @@ class Run:
                   "lr": t.lr, "elapsed_s": round(elapsed, 3), "chars_per_s": round(cps, 1)}
         with open(self.folder.file("metrics.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.callback is not None:
+            self.callback(record)
         if val_loss is None:
             val = "n/a"
         elif self.s["task"] == "classify":
