@@ -22,6 +22,7 @@ from minrnn.inference import (check_evaluation_memory, class_probabilities, eval
 from minrnn.interop import export_safetensors, import_safetensors
 from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.picture import attention_page, attention_svg
+from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import plot_runs
 from minrnn.records import RecordSet, read_features
 from minrnn.rundir import last_run_checkpoint
@@ -201,6 +202,28 @@ def build_parser():
     g.add_argument("runs", nargs="+", metavar="RUN_DIR", help="the folders of training runs")
     g.add_argument("--out", metavar="FILE", default="loss.png", help="a .png or .svg file (default %(default)s)")
     g.set_defaults(func=cmd_plot)
+
+    q = sub.add_parser("picture", help="the lectures' pictures of a language model", description=(
+        "activations: the text coloured by the hidden units that best follow simple features (inside "
+        "quotes, inside brackets, position in the line), as an HTML page; gradients: how far back a "
+        "loss reaches, the norm of dL_t/dh_k against t - k, one curve per --checkpoint (PNG or SVG, "
+        "needs matplotlib); temperature: one prime sampled at several temperatures, as an HTML page."))
+    q.add_argument("kind", choices=["activations", "gradients", "temperature"])
+    q.add_argument("--checkpoint", metavar="FILE", action="append",
+                   help="the .ckpt file (default: the last run's best.ckpt); gradients takes several")
+    q.add_argument("--text", metavar="FILE", help="activations and gradients: the text to read")
+    q.add_argument("--out", metavar="FILE", required=True, help="the page (.html) or image (.png, .svg) to write")
+    q.add_argument("--unit", type=arg_type(Number(int, 0)), metavar="N", help="activations: also show this unit")
+    q.add_argument("--distance", type=arg_type(Number(int, 2, 1000)), metavar="N", default=40,
+                   help="gradients: how far back (default %(default)s)")
+    q.add_argument("--prime", metavar="TEXT", default="", help="temperature: the prime")
+    q.add_argument("--length", type=arg_type(Number(int, 1, 100000)), metavar="N", default=300,
+                   help="temperature: characters per sample (default %(default)s)")
+    q.add_argument("--temperatures", metavar="LIST", default="0.5,1,1.5",
+                   help="temperature: comma-separated (default %(default)s)")
+    q.add_argument("--seed", type=arg_type(SEED), metavar="S", default=1, help="temperature: the seed (default 1)")
+    add_threads(q)
+    q.set_defaults(func=cmd_picture)
     return p
 
 
@@ -515,6 +538,35 @@ def cmd_export(args):
                          cond_scaling=ck.cond_scaling, precision=args.precision)
     mb = [os.path.getsize(p) / 1e6 for p in (source, args.out)]
     print(f"{args.out}: {mb[1]:.2f} MB, {args.precision}, no training state (from {source}, {mb[0]:.2f} MB)")
+    return 0
+
+
+def cmd_picture(args):
+    paths = args.checkpoint or [last_run_checkpoint()]
+    if args.kind != "gradients" and len(paths) > 1:
+        raise UserError(f"picture {args.kind} takes one --checkpoint")
+    if args.kind in ("activations", "gradients") and args.text is None:
+        raise UserError(f"picture {args.kind} reads a text: give --text FILE")
+    text = read_file(args.text).decode("utf-8", "replace") if args.text else ""
+    if args.kind == "gradients":
+        curves = gradients_plot([(p, load(p, args.threads)) for p in paths], text, args.out, args.distance)
+        for path, cell, logs in curves:
+            print(f"{path} ({cell}): log10 |dL_t/dh_k| from {logs[0]:.2f} at t - k = 0 to {logs[-1]:.2f} at "
+                  f"{len(logs) - 1}")
+    else:
+        ck = load(paths[0], args.threads)
+        if args.kind == "activations":
+            content = activations_page(ck, text, args.unit)
+        else:
+            try:
+                temps = [float(x) for x in args.temperatures.split(",")]
+            except ValueError:
+                raise UserError(f"--temperatures {args.temperatures!r}: give numbers separated by commas") from None
+            if not all(0 < t <= 1e6 for t in temps):
+                raise UserError("--temperatures: each must be above 0")
+            content = temperature_page(ck, unescape(args.prime), args.length, temps, args.seed)
+        write_atomically(args.out, content.encode("utf-8"))
+    print(f"{args.out}: picture of {args.kind}", file=sys.stderr)
     return 0
 
 

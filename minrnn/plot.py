@@ -49,8 +49,7 @@ def pyplot():
 
 def plot_runs(run_dirs, out):
     """Write the curves of run_dirs to out (.png or .svg)."""
-    if pathlib.Path(out).suffix.lower() not in (".png", ".svg"):
-        raise UserError(f"--out {out}: give a .png or .svg file name")
+    check_image_name(out)
     runs = [(str(d), read_metrics(d)) for d in run_dirs]
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -68,6 +67,17 @@ def plot_runs(run_dirs, out):
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize="small")
     fig.tight_layout()
+    save(plt, fig, out)
+
+
+def check_image_name(out):
+    if pathlib.Path(out).suffix.lower() not in (".png", ".svg"):
+        raise UserError(f"--out {out}: give a .png or .svg file name")
+
+
+def save(plt, fig, out):
+    """fig into out whole or not at all (a temporary file of the same type, then a rename)."""
+    check_image_name(out)
     tmp = pathlib.Path(f"{out}.tmp{pathlib.Path(out).suffix}")
     try:
         fig.savefig(tmp)
