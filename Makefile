@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run demo bench test test-py test-oldest test-c test-asan test-serial test-torch clean
+.PHONY: all lib example run demo bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist clean
 .SECONDARY:
 
 all: lib example
@@ -82,6 +82,21 @@ bench: $(INSTALLED)
 test-torch: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
 	$(PY) -m pytest -q tests/test_interop.py
+
+# ---- packaging: an sdist and a wheel in dist/ (PyPA's build, installed into .venv if missing);
+# test-dist installs the wheel into a fresh virtualenv, away from the source tree, which trains and samples
+dist: $(INSTALLED)
+	test -x $(VENV)/bin/pyproject-build || $(PY) -m pip install -q build
+	rm -rf dist
+	$(VENV)/bin/pyproject-build --outdir dist .   # not python -m build: ./build would shadow the package
+
+test-dist: dist $(DEMO_TEXT)
+	rm -rf build/distcheck
+	$(PYTHON) -m venv build/distcheck/venv
+	build/distcheck/venv/bin/pip install -q dist/*.whl
+	cd build/distcheck && venv/bin/python -m minrnn train ../pydoc_topics.txt --hidden 32 --layers 1 --max-iters 20 \
+	  --eval-every 20 --sample-every 0 --out run && venv/bin/python -m minrnn sample --checkpoint run/best.ckpt \
+	  --length 60 --seed 1
 
 # ---- Python: the package with its test extra, in .venv
 test: test-c test-serial test-asan test-py test-oldest
@@ -186,4 +201,4 @@ test-asan: $(C_TESTS:%=build/asan/tests/%)
 	@for t in $^; do echo "$$t (asan)"; ./$$t --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-* build *.egg-info .pytest_cache .hypothesis minrnn/_core*.so
+	rm -rf $(VENV) .venv-* build dist *.egg-info .pytest_cache .hypothesis minrnn/_core*.so
