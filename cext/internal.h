@@ -11,11 +11,16 @@
 int layer_input_size(const minrnn_config *cfg, int layer);
 /* The encoder's and the decoder's configuration of a seq2seq model: cfg as MINRNN_TASK_ENCODE. */
 minrnn_config seq2seq_part(const minrnn_config *cfg);
-/* minrnn_backward that also takes doutputs (T, B, H), an encoder's (MINRNN_TASK_ENCODE) gradient
- * with respect to its outputs (ignored past a record's end), or NULL. */
+/* minrnn_forward and minrnn_backward for a caller that keeps its own stamp (seq2seq.c: one hash
+ * of everything rather than one per model and call): stamped 0 neither writes nor checks the
+ * model's. model_backward also takes doutputs (T, B, H), an encoder's (MINRNN_TASK_ENCODE)
+ * gradient with respect to its outputs (ignored past a record's end), or NULL. */
+int model_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                  const float *state0, float *state_out, const float *masks, float *logits,
+                  float *loss, float *workspace, int num_threads, int stamped);
 int model_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
                    const float *masks, const float *doutputs, const float *dfinal, float *workspace,
-                   float *grads, float *dstate0, float *dvectors, int num_threads);
+                   float *grads, float *dstate0, float *dvectors, int num_threads, int stamped);
 int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default (1 without OpenMP) */
 
 /* A float's bit pattern, and back. */

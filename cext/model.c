@@ -653,17 +653,23 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
     if (state_out) save_state(r, state_out);
 }
 
-int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
-                   const float *state0, float *state_out, const float *masks, float *logits,
-                   float *loss, float *workspace, int num_threads) {
+int model_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                  const float *state0, float *state_out, const float *masks, float *logits,
+                  float *loss, float *workspace, int num_threads, int stamped) {
     run r;
     int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!state0 || (loss && !batch->targets)) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
     forward(&r, state0, state_out, logits, loss);
-    write_stamp(&r, STAMP_MAGIC, forward_key(&r));
+    if (stamped) write_stamp(&r, STAMP_MAGIC, forward_key(&r));
     return MINRNN_OK;
+}
+
+int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
+                   const float *state0, float *state_out, const float *masks, float *logits,
+                   float *loss, float *workspace, int num_threads) {
+    return model_forward(cfg, params, batch, state0, state_out, masks, logits, loss, workspace, num_threads, 1);
 }
 
 int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *params,
@@ -856,14 +862,14 @@ static void backward(run *r, const float *doutputs, const float *dfinal, float *
 
 int model_backward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
                    const float *masks, const float *doutputs, const float *dfinal, float *workspace,
-                   float *grads, float *dstate0, float *dvectors, int num_threads) {
+                   float *grads, float *dstate0, float *dvectors, int num_threads, int stamped) {
     run r;
     int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if ((!batch->targets && !dfinal && !doutputs) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR)
         || (doutputs && cfg->task != MINRNN_TASK_ENCODE))
         return MINRNN_ERR_ARG;
-    if (!stamp_matches(&r)) return MINRNN_ERR_NO_FORWARD;
+    if (stamped && !stamp_matches(&r)) return MINRNN_ERR_NO_FORWARD;
     write_stamp(&r, 0, 0);
     backward(&r, doutputs, dfinal, grads, dstate0, dvectors);
     return MINRNN_OK;
@@ -873,7 +879,7 @@ int minrnn_backward(const minrnn_config *cfg, const float *params, const minrnn_
                     const float *masks, const float *dfinal, float *workspace, float *grads,
                     float *dstate0, float *dvectors, int num_threads) {
     return model_backward(cfg, params, batch, masks, NULL, dfinal, workspace, grads, dstate0, dvectors,
-                          num_threads);
+                          num_threads, 1);
 }
 
 /* ---- the whole training step */

@@ -347,9 +347,10 @@ static double s2s_forward(s2s_run *r, float *logits_out, float *alignments) {
     float *packed = BUF(r, packed), *state = BUF(r, state), *zeros = BUF(r, dstate);
     size_t states = minrnn_state_size(&r->part, B);
     zero(zeros, states);
-    minrnn_forward(&r->part, r->params, &r->enc, zeros, state, enc_masks(r), BUF(r, mem), NULL, BUF(r, enc_ws), nt);
-    minrnn_forward(&r->part, r->params + r->model, &r->dec, state, NULL, dec_masks(r), BUF(r, dec_out), NULL,
-                   BUF(r, dec_ws), nt);
+    /* the models' own stamps are left out: this file's stamp covers both (s2s_key) */
+    model_forward(&r->part, r->params, &r->enc, zeros, state, enc_masks(r), BUF(r, mem), NULL, BUF(r, enc_ws), nt, 0);
+    model_forward(&r->part, r->params + r->model, &r->dec, state, NULL, dec_masks(r), BUF(r, dec_out), NULL,
+                  BUF(r, dec_ws), nt, 0);
     if (r->cfg->attention) {
         if (r->W_a) product_wT(Ns, H, H, BUF(r, mem), r->W_a, BUF(r, keys), 0, packed, nt);
         if (r->W_k) {
@@ -438,9 +439,9 @@ static void s2s_backward(s2s_run *r, float *grads) {
     }
     float *dstate = BUF(r, dstate);
     model_backward(&r->part, r->params + r->model, &r->dec, dec_masks(r), dh, NULL, BUF(r, dec_ws),
-                   grads + r->model, dstate, NULL, nt);
+                   grads + r->model, dstate, NULL, nt, 0);
     model_backward(&r->part, r->params, &r->enc, enc_masks(r), dmem, dstate, BUF(r, enc_ws), grads, NULL,
-                   NULL, nt);
+                   NULL, nt, 0);
 }
 
 int minrnn_seq2seq_forward(const minrnn_config *cfg, const float *params, const minrnn_pairs *pairs,

@@ -414,11 +414,16 @@ def length_buckets(lengths):
     return bounds
 
 
+def max_source_of(ck):
+    """The longest source a seq2seq checkpoint's run trained for (--max-source), or None if it does not say."""
+    return ck.meta.get("args", {}).get("max_source")
+
+
 def eval_pairs(args, ck, vocab):
     """A seq2seq model on a file of pairs: loss per target character, exact-match accuracy and
     character error rate of its translations, overall and by source length."""
-    limit = ck.meta.get("args", {}).get("max_source", 10**6)
-    pairs = PairSet(args.file, ck.encoding, val_frac=0.0, max_source=limit, vocab=vocab)
+    limit = max_source_of(ck)
+    pairs = PairSet(args.file, ck.encoding, val_frac=0.0, max_source=math.inf if limit is None else limit, vocab=vocab)
     picks = np.arange(len(pairs.source_ids))
     loss = pairs_loss(ck.model, pairs, picks, args.batch_size)
     translations = translate_all(ck.model, pairs, picks, beam=args.beam)
@@ -456,7 +461,7 @@ def cmd_translate(args):
     if args.picture is not None and ck.model.config.attention == "none":
         raise UserError("this model has no attention (trained with --attention none): --picture has nothing to draw")
     vocab = Vocab(ck.vocab, ck.encoding)
-    limit = ck.meta.get("args", {}).get("max_source")
+    limit = max_source_of(ck)
     sources = []
     for i, t in enumerate(read_texts(args, "translate")):
         symbols = model_text(t, ck, f"text {i + 1}")

@@ -17,7 +17,7 @@ import numpy as np
 from minrnn._core import ffi, lib
 from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
-from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
+from minrnn.reference.seq2seq import Seq2seqConfig
 
 
 def _cell_codes():
@@ -292,8 +292,7 @@ class Model:
 
     def state_shape(self, B):
         cfg = self.config
-        S = encoder_config(cfg).num_states if isinstance(cfg, Seq2seqConfig) else cfg.num_states
-        return (cfg.num_layers, S, B, cfg.hidden_size)
+        return (cfg.num_layers, cfg.num_states, B, cfg.hidden_size)
 
     def zero_state(self, B):
         return np.zeros(self.state_shape(B), dtype=np.float32)

@@ -61,19 +61,19 @@ def export_safetensors(ck, path):
 
 def read_safetensors(path):
     """(tensors {name: array}, the minrnn metadata) of a safetensors file; UserError if it can't be read."""
-    st = safetensors_module()
-    try:
+    safetensors_module()
+    try:   # one open for both the metadata and the tensors
         from safetensors import safe_open
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-        tensors = st.load_file(str(path))
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except Exception as e:   # safetensors reports a bad file in its own exception types
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
     if "minrnn" not in metadata:
-        raise UserError(f"{path}: no minrnn metadata (the configuration and vocabulary); export it with "
-                        "python -m minrnn export, or give a PyTorch state dict with --config")
+        raise UserError(f"{path}: no minrnn metadata (the configuration and vocabulary); import reads files "
+                        "that python -m minrnn export or minrnn.torch.save wrote")
     try:
         info = json.loads(metadata["minrnn"])
     except ValueError:

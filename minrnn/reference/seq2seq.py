@@ -62,6 +62,11 @@ class Seq2seqConfig:
             raise ValueError(f"vocab_size must be >= 3 (a symbol, START and END), not {self.vocab_size}")
 
     @property
+    def num_states(self):
+        """S: the state vectors per layer of the encoder, and of the decoder, which starts from them."""
+        return encoder_config(self).num_states
+
+    @property
     def start(self):
         return self.vocab_size - 2
 
