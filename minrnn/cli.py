@@ -19,7 +19,7 @@ import numpy as np
 
 from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
                               generate_records, generate_streams, load)
-from minrnn.interop import export_safetensors, import_safetensors
+from minrnn.interop import export_safetensors, import_model
 from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
@@ -186,12 +186,17 @@ def build_parser():
                    help="how a .ckpt stores the weights (default %(default)s)")
     x.set_defaults(func=cmd_export)
 
-    m = sub.add_parser("import", help="a minrnn checkpoint from a safetensors file", description=(
+    m = sub.add_parser("import", help="a minrnn checkpoint from a safetensors file or a PyTorch state dict",
+                       description=(
         "Turn a model exported to safetensors (python -m minrnn export --out FILE.safetensors, then "
         "perhaps trained further in PyTorch with minrnn.torch) back into a checkpoint that sample, "
-        "translate, classify and the C example run."))
-    m.add_argument("file", metavar="FILE.safetensors", help="the file to import")
+        "translate, classify and the C example run. A PyTorch file (torch.save of module.state_dict()) "
+        "needs --like for its configuration and vocabulary, unless minrnn.torch.save wrote it."))
+    m.add_argument("file", metavar="FILE", help="the .safetensors file, or a PyTorch file (.pt) to import")
     m.add_argument("out", metavar="OUT.ckpt", help="the checkpoint to write")
+    m.add_argument("--like", metavar="FILE",
+                   help="the checkpoint or .safetensors file the model started from: its configuration, "
+                        "vocabulary and labels (the tensors must have its shapes)")
     m.add_argument("--precision", choices=list(core.PRECISIONS), default="float32",
                    help="how to store the weights (default %(default)s)")
     m.set_defaults(func=cmd_import)
@@ -584,7 +589,7 @@ def cmd_plot(args):
 def cmd_import(args):
     if os.path.exists(args.out) and os.path.samefile(args.file, args.out):
         raise UserError(f"{args.out} is the file being imported; give another path")
-    ck = import_safetensors(args.file)
+    ck = import_model(args.file, args.like)
     core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
                          cond_scaling=ck.cond_scaling, precision=args.precision)
     print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, {args.precision}, from {args.file}")

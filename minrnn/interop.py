@@ -60,7 +60,8 @@ def export_safetensors(ck, path):
 
 
 def read_safetensors(path):
-    """(tensors {name: array}, the minrnn metadata) of a safetensors file; UserError if it can't be read."""
+    """(tensors {name: array}, the minrnn metadata or None) of a safetensors file; UserError if it
+    can't be read."""
     safetensors_module()
     try:   # one open for both the metadata and the tensors
         from safetensors import safe_open
@@ -71,18 +72,64 @@ def read_safetensors(path):
         raise UserError(f"{path}: no such file") from None
     except Exception as e:   # safetensors reports a bad file in its own exception types
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
-    if "minrnn" not in metadata:
-        raise UserError(f"{path}: no minrnn metadata (the configuration and vocabulary); import reads files "
-                        "that python -m minrnn export or minrnn.torch.save wrote")
+    return tensors, parse_info(metadata.get("minrnn"), path)
+
+
+def read_state_dict(path):
+    """(tensors {name: array}, the minrnn metadata or None) of a file torch.save wrote: a state dict
+    (module.state_dict()), or {"state_dict": ..., "minrnn": metadata} as minrnn.torch.save writes
+    it. Read with weights_only: a PyTorch file can hold code, and this runs none."""
     try:
-        info = json.loads(metadata["minrnn"])
-    except ValueError:
+        import torch
+    except ImportError:
+        raise UserError(f"{path}: reading a PyTorch file needs torch (pip install torch); or save it from "
+                        "PyTorch with minrnn.torch.save(module, info, 'FILE.safetensors')") from None
+    try:
+        saved = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except Exception as e:   # a pickle that is not plain tensors, or not a PyTorch file at all
+        raise UserError(f"{path}: not a PyTorch state dict torch.load reads with weights_only "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    info = None
+    if isinstance(saved, dict) and "state_dict" in saved:
+        info, saved = saved.get("minrnn"), saved["state_dict"]
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        raise UserError(f"{path}: not a state dict (a dict of named tensors, what module.state_dict() returns)")
+    tensors = {str(name): (t.float() if t.is_floating_point() else t).numpy() for name, t in saved.items()}
+    return tensors, parse_info(info, path)
+
+
+def parse_info(text, path):
+    """The minrnn metadata (a JSON object) a file carries, or None if it carries none."""
+    if text is None:
+        return None
+    try:
+        info = json.loads(text)
+    except (TypeError, ValueError):
         raise UserError(f"{path}: its minrnn metadata is not JSON") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise UserError(f"{path}: its metadata is not minrnn's ({FORMAT})")
     if info.get("version") != VERSION:
         raise UserError(f"{path}: minrnn-safetensors version {info.get('version')}; this minrnn reads {VERSION}")
-    return tensors, info
+    return info
+
+
+def read_model_file(path):
+    """(tensors, metadata or None) of a .safetensors file or of anything else torch.save wrote."""
+    return (read_safetensors if str(path).endswith(".safetensors") else read_state_dict)(path)
+
+
+def info_like(path):
+    """The metadata of the model that a checkpoint or an exported safetensors file holds: what a bare
+    state dict lacks (configuration, vocabulary, labels)."""
+    if str(path).endswith(".safetensors"):
+        info = read_safetensors(path)[1]
+        if info is None:
+            raise UserError(f"--like {path}: no minrnn metadata; give a checkpoint or a file python -m minrnn "
+                            "export wrote")
+        return info
+    return describe(core.load_checkpoint(path))
 
 
 def config_of(info, path):
@@ -115,9 +162,16 @@ def model_from(tensors, cfg, path):
     return model
 
 
-def import_safetensors(path):
-    """A Checkpoint (no training state) from a file export_safetensors wrote, or one like it."""
-    tensors, info = read_safetensors(path)
+def import_model(path, like=None):
+    """A Checkpoint (no training state) from a file export_safetensors or minrnn.torch.save wrote, or
+    from a PyTorch state dict with `like` (a checkpoint or exported file) giving its configuration
+    and vocabulary; like's metadata wins over the file's own."""
+    tensors, info = read_model_file(path)
+    if like is not None:
+        info = info_like(like)
+    if info is None:
+        raise UserError(f"{path}: no minrnn metadata (the configuration and vocabulary): give --like with the "
+                        "checkpoint or .safetensors file the model started from")
     cfg = config_of(info, path)
     model = model_from(tensors, cfg, path)
     scaling = info.get("cond_scaling")

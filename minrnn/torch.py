@@ -1,69 +1,186 @@
 """minrnn's models as PyTorch modules, to continue training where PyTorch runs (GPUs, many machines)
 and come back (python -m minrnn export --out m.safetensors; ... ; python -m minrnn import).
 
-Optional: this module needs torch, which minrnn itself never does. The module's parameter names
-are those of the exported safetensors file, so `load_state_dict(strict=True)` takes it as it is:
+Optional: this module needs torch, which minrnn itself never does. A module's state_dict() has the
+names and shapes of the exported safetensors file, so `load_state_dict(strict=True)` takes it as it is:
 
     encoder.weight (V, E)            nn.Embedding, when the model has an embedding (else one-hot input)
     rnn.weight_ih_l0, ...            nn.RNN / nn.LSTM / nn.GRU (time-major), PyTorch's own equations
+    cond.weight (G*H, C)             a condition: W_cond v joins every gate's input part in layer 0
     decoder.weight, decoder.bias     nn.Linear(H, V): the next character (a language model)
     head.weight, head.bias           nn.Linear(H, K): a classifier of each record's last step
+    enc.*, dec.*                     a seq2seq model's encoder and decoder (each as above, no output layer)
+    attn.*, combine.*, out.*         its attention (attn.weight, or attn.query, attn.key, attn.v),
+                                     o = tanh(combine [c; h]) and out: nn.Linear(H, V)
 
-Dropout: between layers (nn.LSTM's own) and before the output layer, as minrnn applies it.
+Two of minrnn's forms have no nn.RNN twin, and the file keeps minrnn's layout for them: a condition
+(layer 0 reads x ++ v, and its weight_ih is [W_ih | W_cond], split into rnn.weight_ih_l0 and
+cond.weight in the state dict) and one bias (min-char-rnn: bias_hh is a frozen zero, left out of
+the state dict). parameters() is the module's own layout; state_dict() and load_state_dict() the file's.
+
+Dropout: between layers (nn.LSTM's own) and on the top layer's outputs, as minrnn applies it.
 """
+
+import json
 
 import numpy as np
 import torch
 from torch import nn
 
 from minrnn.errors import UserError
-from minrnn.interop import config_of, read_safetensors
+from minrnn.interop import config_of, read_model_file, safetensors_module
+from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
 
 RNNS = {"rnn_tanh": (nn.RNN, "tanh"), "rnn_relu": (nn.RNN, "relu"), "lstm": (nn.LSTM, None), "gru": (nn.GRU, None)}
 
 
 class CharRNN(nn.Module):
-    """A language model or a classifier of minrnn's configuration cfg (a minrnn.reference Config)."""
+    """A language model, a classifier, or a seq2seq half (task "encode": the top layer's outputs)
+    of minrnn's configuration cfg (a minrnn.reference Config)."""
 
     def __init__(self, cfg):
         super().__init__()
-        if getattr(cfg, "task", None) not in ("lm", "classify") or cfg.cond != "none" or cfg.one_bias:
-            raise UserError("minrnn.torch builds language models and classifiers without a condition and with "
-                            "both biases (PyTorch's nn.RNN has no single-bias or conditioned form)")
         self.cfg = cfg
         kind, nonlinearity = RNNS[cfg.cell]
         extra = {"nonlinearity": nonlinearity} if nonlinearity else {}
         if cfg.embed_size:
             self.encoder = nn.Embedding(cfg.vocab_size, cfg.embed_size)
-        self.rnn = kind(cfg.embed_size or cfg.vocab_size, cfg.hidden_size, cfg.num_layers,
+        self.inputs = cfg.embed_size or cfg.vocab_size    # what layer 0 reads besides the condition
+        self.conditions = cfg.cond_size if cfg.cond != "none" else 0
+        self.rnn = kind(self.inputs + self.conditions, cfg.hidden_size, cfg.num_layers,
                         dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, **extra)
+        if cfg.one_bias:
+            with torch.no_grad():
+                for k in range(cfg.num_layers):
+                    getattr(self.rnn, f"bias_hh_l{k}").zero_().requires_grad_(False)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.task == "classify":
             self.head = nn.Linear(cfg.hidden_size, cfg.num_classes)
-        else:
+        elif cfg.task == "lm":
             self.decoder = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+        self.register_state_dict_post_hook(to_file_layout)
+        self.register_load_state_dict_pre_hook(from_file_layout)
 
-    def forward(self, tokens, state=None, lengths=None):
-        """tokens (T, B) int64 -> (logits (T, B, V), or (B, K) for a classifier, and the final state
-        as nn.LSTM returns it). lengths (B,): a classifier reads each record's step lengths[b] - 1."""
-        x = self.encoder(tokens) if self.cfg.embed_size else nn.functional.one_hot(tokens, self.cfg.vocab_size).float()
-        y, state = self.rnn(x, state)
+    def forward(self, tokens, state=None, lengths=None, cond=None):
+        """tokens (T, B) int64 -> (logits (T, B, V), or (B, K) for a classifier, or the top layer's
+        outputs (T, B, H) for "encode"; and the final state as nn.LSTM returns it).
+        lengths (B,): a classifier reads each record's step lengths[b] - 1, and "encode" returns each
+        record's own final state (its steps past lengths[b] are not run).
+        cond: the condition, as minrnn's core reads it: label ids (B,), or vectors (B, C) already
+        standardized with the checkpoint's cond_scaling, (v - shift) * scale."""
+        cfg = self.cfg
+        x = self.encoder(tokens) if cfg.embed_size else nn.functional.one_hot(tokens, cfg.vocab_size).float()
+        if (cond is None) != (cfg.cond == "none"):
+            raise ValueError(f"this model's condition is {cfg.cond!r}: " + ("give cond" if cond is None else "no cond"))
+        if cond is not None:
+            v = nn.functional.one_hot(cond.long(), self.conditions).float() if cfg.cond == "label" else cond.float()
+            x = torch.cat([x, v.expand(x.shape[0], *v.shape)], dim=2)
+        if cfg.task == "encode" and lengths is not None:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
+            y, state = self.rnn(packed, state)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=x.shape[0])
+        else:
+            y, state = self.rnn(x, state)
         y = self.drop(y)
-        if self.cfg.task == "classify":
+        if cfg.task == "classify":
             T, B = tokens.shape
             last = (lengths - 1) if lengths is not None else torch.full((B,), T - 1, dtype=torch.long)
             return self.head(y[last, torch.arange(B)]), state
-        return self.decoder(y), state
+        return (self.decoder(y) if cfg.task == "lm" else y), state
+
+
+def to_file_layout(module, state_dict, prefix, local_metadata):
+    """state_dict()'s hook: the module's layout -> minrnn's (layer 0's joined weight split, no bias_hh)."""
+    if module.conditions:
+        joined = state_dict[prefix + "rnn.weight_ih_l0"]
+        state_dict[prefix + "rnn.weight_ih_l0"] = joined[:, :module.inputs]
+        state_dict[prefix + "cond.weight"] = joined[:, module.inputs:]
+    if module.cfg.one_bias:
+        for k in range(module.cfg.num_layers):
+            del state_dict[prefix + f"rnn.bias_hh_l{k}"]
+
+
+def from_file_layout(module, state_dict, prefix, *_):
+    """load_state_dict()'s hook: minrnn's layout -> the module's. What is missing or misshapen is
+    left for load_state_dict's own checks to name."""
+    w_ih, w_cond = prefix + "rnn.weight_ih_l0", prefix + "cond.weight"
+    if module.conditions and w_ih in state_dict and w_cond in state_dict:
+        if state_dict[w_ih].shape[0] == state_dict[w_cond].shape[0]:
+            state_dict[w_ih] = torch.cat([state_dict[w_ih], state_dict.pop(w_cond)], dim=1)
+    if module.cfg.one_bias:
+        for k in range(module.cfg.num_layers):
+            name = prefix + f"rnn.bias_hh_l{k}"
+            if name in state_dict:
+                raise UserError(f"tensor {name!r}: this model has one bias per layer (bias_ih only)")
+            state_dict[name] = torch.zeros_like(getattr(module.rnn, f"bias_hh_l{k}"))
+
+
+class Attention(nn.Module):
+    """The scores of Luong's global attention: attn.weight (general) or attn.query, attn.key, attn.v
+    (additive); dot has no parameters."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        H, A = cfg.hidden_size, cfg.attention_size
+        self.kind = cfg.attention
+        if self.kind == "general":
+            self.weight = nn.Parameter(torch.empty(H, H))
+        elif self.kind == "additive":
+            self.query, self.key, self.v = (nn.Parameter(torch.empty(*s)) for s in ((A, H), (A, H), (A,)))
+        for p in self.parameters():   # nn.Linear's bound (the file's values replace these)
+            nn.init.uniform_(p, -p.shape[-1] ** -0.5, p.shape[-1] ** -0.5)
+
+    def forward(self, h, e):
+        """h (Td, B, H), e (Ts, B, H) -> scores (Td, B, Ts): h.e, h.W_a e, or v.tanh(W_q h + W_k e)."""
+        if self.kind == "dot":
+            return torch.einsum("tbh,sbh->tbs", h, e)
+        if self.kind == "general":
+            return torch.einsum("tbh,sbh->tbs", h, e @ self.weight.T)
+        q, k = h @ self.query.T, e @ self.key.T                     # (Td, B, A), (Ts, B, A)
+        u = torch.tanh(q[:, :, None, :] + k.transpose(0, 1)[None])   # (Td, B, Ts, A)
+        return u @ self.v
+
+
+class Seq2seq(nn.Module):
+    """An encoder and a decoder joined by attention, as minrnn's seq2seq model (Seq2seqConfig)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.enc, self.dec = CharRNN(encoder_config(cfg)), CharRNN(encoder_config(cfg))
+        if cfg.attention != "none":
+            self.attn = Attention(cfg)
+            self.combine = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size)
+        self.out = nn.Linear(cfg.hidden_size, cfg.vocab_size)
+
+    def forward(self, source, source_lengths, inputs):
+        """source (Ts, B) and source_lengths (B,); inputs (Td, B): [START, y1..ym] padded (START is
+        vocab_size - 2, END vocab_size - 1) -> (logits (Td, B, V), alignments (Td, B, Ts) or None).
+        The decoder starts from each record's own final encoder state; positions past a source's
+        length get no attention."""
+        e, state = self.enc(source, lengths=source_lengths)
+        h, _ = self.dec(inputs, state)
+        if self.cfg.attention == "none":
+            return self.out(h), None
+        scores = self.attn(h, e)
+        beyond = torch.arange(source.shape[0])[None, :] >= source_lengths[:, None]   # (B, Ts)
+        alpha = torch.softmax(scores.masked_fill(beyond[None], float("-inf")), dim=2)
+        c = torch.einsum("tbs,sbh->tbh", alpha, e)
+        o = torch.tanh(self.combine(torch.cat([c, h], dim=2)))
+        return self.out(o), alpha
 
 
 def module_for(cfg):
-    return CharRNN(cfg)
+    """The nn.Module of a minrnn configuration (Config or Seq2seqConfig), with fresh parameters."""
+    return Seq2seq(cfg) if isinstance(cfg, Seq2seqConfig) else CharRNN(cfg)
 
 
 def load(path):
     """(the nn.Module, the file's minrnn metadata: vocabulary, encoding, labels, ...) of a file that
-    python -m minrnn export --out FILE.safetensors wrote (strict: every tensor, no other)."""
-    tensors, info = read_safetensors(path)
+    python -m minrnn export --out FILE.safetensors or save() wrote (strict: every tensor, no other)."""
+    tensors, info = read_model_file(path)
+    if info is None:
+        raise UserError(f"{path}: no minrnn metadata; load reads files that export or minrnn.torch.save wrote")
     module = module_for(config_of(info, path))
     module.load_state_dict({name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in tensors.items()},
                            strict=True)
@@ -71,10 +188,12 @@ def load(path):
 
 
 def save(module, info, path):
-    """Write a module trained in PyTorch back to a safetensors file that python -m minrnn import
-    reads: its tensors under their names, with the metadata it was loaded with."""
-    import json
-
-    import safetensors.numpy
-    tensors = {name: value.detach().cpu().float().numpy() for name, value in module.state_dict().items()}
-    safetensors.numpy.save_file(tensors, str(path), metadata={"minrnn": json.dumps(info, sort_keys=True)})
+    """Write a module trained in PyTorch where python -m minrnn import reads it: its state dict and
+    the metadata it was loaded with, as safetensors (a name ending in .safetensors; float32) or else
+    as torch.save's file {"state_dict": ..., "minrnn": the metadata as JSON}."""
+    text = json.dumps(info, sort_keys=True)
+    if str(path).endswith(".safetensors"):
+        tensors = {name: value.detach().cpu().float().numpy() for name, value in module.state_dict().items()}
+        safetensors_module().save_file(tensors, str(path), metadata={"minrnn": text})
+    else:
+        torch.save({"state_dict": module.state_dict(), "minrnn": text}, str(path))

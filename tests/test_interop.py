@@ -8,7 +8,7 @@ import pytest
 
 from cliutil import minrnn, one_line_error
 from minrnn import core
-from minrnn.interop import export_safetensors, import_safetensors, torch_name
+from minrnn.interop import export_safetensors, import_model, torch_name
 from minrnn.reference import Config
 from minrnn.reference.seq2seq import Seq2seqConfig
 
@@ -39,7 +39,7 @@ def checkpoint(cfg, seed=1):
 def test_a_round_trip_is_bit_exact(tmp_path, kind):
     ck = checkpoint(MODELS[kind])
     export_safetensors(ck, tmp_path / "m.safetensors")
-    back = import_safetensors(tmp_path / "m.safetensors")
+    back = import_model(tmp_path / "m.safetensors")
     assert back.model.config == ck.model.config
     assert np.array_equal(back.model.params.view(np.uint32), ck.model.params.view(np.uint32))
     assert (back.vocab, back.encoding, list(back.labels), back.meta) == (ck.vocab, ck.encoding, list(ck.labels),
@@ -103,37 +103,159 @@ def test_layer_tensors_go_under_rnn():
 
 # ---- PyTorch's module of the same file (make test-torch installs torch)
 
+# float32 against float32 in another summation order: a few ulp of logits of size ~1, through 9 steps
+# and 2 layers, or an encoder, attention and a decoder (measured: at most 1.8e-7 over 80 language
+# models, 5 seeds of each case; 1.2e-7 for conditions and seq2seq)
+ATOL = 2e-5
+
+
+def torch_of(tmp_path, ck):
+    """minrnn.torch's module of ck's exported file, in eval mode (no dropout), and the metadata."""
+    from minrnn import torch as mt
+    export_safetensors(ck, tmp_path / "m.safetensors")
+    module, info = mt.load(tmp_path / "m.safetensors")
+    return module.eval(), info
+
+
+def lm_logits(torch, model, module, tokens, cond=None):
+    """(minrnn's logits, the module's) of tokens (T, B) int32 and a condition (labels or vectors)."""
+    want = model.forward(tokens, cond=cond).logits
+    with torch.no_grad():
+        got, _ = module(torch.from_numpy(tokens).long(), cond=None if cond is None else torch.from_numpy(cond))
+    return want, got.numpy()
+
+
 @pytest.mark.parametrize("cell, layers, embed", list(itertools.product(["rnn_tanh", "rnn_relu", "lstm", "gru"], [1, 2],
                                                                        [0, 4])))
 def test_the_torch_module_gives_minrnns_logits(tmp_path, cell, layers, embed):
     torch = pytest.importorskip("torch")
-    from minrnn import torch as mt
-    cfg = Config(vocab_size=11, hidden_size=16, cell=cell, num_layers=layers, embed_size=embed, dropout=0.2)
-    ck = checkpoint(cfg, seed=7)
-    export_safetensors(ck, tmp_path / "m.safetensors")
-    module, info = mt.load(tmp_path / "m.safetensors")
-    module.eval()
+    ck = checkpoint(Config(vocab_size=11, hidden_size=16, cell=cell, num_layers=layers, embed_size=embed,
+                           dropout=0.2), seed=7)
+    module, info = torch_of(tmp_path, ck)
     tokens = np.random.default_rng(3).integers(0, 11, size=(9, 4)).astype(np.int32)
-    want = ck.model.forward(tokens).logits
-    with torch.no_grad():
-        got, _ = module(torch.from_numpy(tokens).long())
-    # float32 against float32 in another summation order: a few ulp of logits of size ~1, through
-    # 9 steps and 2 layers (measured: at most 1.8e-7 over 80 models, 5 seeds of each case here)
-    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(*lm_logits(torch, ck.model, module, tokens), rtol=0, atol=ATOL)
     assert info["vocab"] == ck.vocab
+
+
+CONDITIONED = {
+    "labels": (Config(vocab_size=9, hidden_size=8, cell="lstm", num_layers=2, cond="label", cond_size=2),
+               np.array([0, 1, 1], np.int32)),
+    "features": (Config(vocab_size=9, hidden_size=8, cell="gru", embed_size=2, cond="vector", cond_size=3),
+                 np.random.default_rng(2).normal(size=(3, 3)).astype(np.float32)),
+    "min-char-rnn": (Config(vocab_size=7, hidden_size=5, cell="rnn_tanh", one_bias=True, reduction="sum"), None),
+}
+
+
+@pytest.mark.parametrize("kind", CONDITIONED)
+def test_conditions_and_one_bias_keep_minrnns_layout_in_torch(tmp_path, kind):
+    torch = pytest.importorskip("torch")
+    cfg, cond = CONDITIONED[kind]
+    ck = checkpoint(cfg, seed=3)
+    module, _ = torch_of(tmp_path, ck)
+    assert {name: tuple(t.shape) for name, t in module.state_dict().items()} == {
+        torch_name(name): view.shape for name, view in ck.model.tensors.items()}
+    tokens = np.random.default_rng(1).integers(0, cfg.vocab_size - 2, size=(7, 3)).astype(np.int32)
+    np.testing.assert_allclose(*lm_logits(torch, ck.model, module, tokens, cond), rtol=0, atol=ATOL)
+
+
+def test_one_bias_stays_zero_while_pytorch_trains(tmp_path):
+    torch = pytest.importorskip("torch")
+    module, _ = torch_of(tmp_path, checkpoint(CONDITIONED["min-char-rnn"][0]))
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    logits, _ = module(torch.tensor([[1, 2, 3, 4]]).T)
+    logits.sum().backward()
+    opt.step()
+    assert not torch.any(module.rnn.bias_hh_l0) and torch.any(module.rnn.bias_ih_l0 != 0)
 
 
 def test_the_torch_classifier_reads_each_records_last_step(tmp_path):
     torch = pytest.importorskip("torch")
-    from minrnn import torch as mt
-    cfg = Config(vocab_size=9, hidden_size=8, cell="lstm", task="classify", num_classes=3, embed_size=4)
-    ck = checkpoint(cfg, seed=2)
-    export_safetensors(ck, tmp_path / "c.safetensors")
-    module, _ = mt.load(tmp_path / "c.safetensors")
-    module.eval()
+    ck = checkpoint(Config(vocab_size=9, hidden_size=8, cell="lstm", task="classify", num_classes=3, embed_size=4),
+                    seed=2)
+    module, _ = torch_of(tmp_path, ck)
     tokens = np.random.default_rng(5).integers(0, 9, size=(6, 3)).astype(np.int32)
     lengths = np.array([6, 2, 4], np.int32)
     want = ck.model.forward(tokens, lengths=lengths).logits
     with torch.no_grad():
         got, _ = module(torch.from_numpy(tokens).long(), lengths=torch.from_numpy(lengths).long())
-    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=2e-5)   # as above
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=ATOL)
+
+
+def pairs_batch(cfg, seed):
+    """A ragged batch of 3 pairs: (source, its lengths, decoder inputs, targets, their lengths)."""
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, cfg.start, size=(6, 3)).astype(np.int32)
+    inputs = rng.integers(0, cfg.vocab_size, size=(5, 3)).astype(np.int32)
+    inputs[0] = cfg.start
+    targets = rng.integers(0, cfg.vocab_size, size=(5, 3)).astype(np.int32)
+    return source, np.array([6, 2, 4], np.int32), inputs, targets, np.array([5, 3, 1], np.int32)
+
+
+@pytest.mark.parametrize("attention, cell", [("none", "lstm"), ("dot", "gru"), ("general", "rnn_tanh"),
+                                             ("additive", "lstm"), ("additive", "gru")])
+def test_the_torch_seq2seq_gives_minrnns_logits_and_alignments(tmp_path, attention, cell):
+    torch = pytest.importorskip("torch")
+    cfg = Seq2seqConfig(vocab_size=8, hidden_size=6, cell=cell, num_layers=2, embed_size=3, dropout=0.1,
+                        attention=attention, attention_size=4 if attention == "additive" else 0)
+    ck = checkpoint(cfg, seed=4)
+    module, _ = torch_of(tmp_path, ck)
+    source, source_lengths, inputs, targets, target_lengths = pairs_batch(cfg, 5)
+    want = ck.model.forward(core.Pairs(source, source_lengths, inputs, targets, target_lengths),
+                            want_alignments=attention != "none")
+    with torch.no_grad():
+        logits, alignments = module(*(torch.from_numpy(a).long() for a in (source, source_lengths, inputs)))
+    for b, (n, m) in enumerate(zip(source_lengths, target_lengths)):   # within each pair: the rest is padding
+        np.testing.assert_allclose(logits.numpy()[:m, b], want.logits[:m, b], rtol=0, atol=ATOL)
+        if attention != "none":
+            np.testing.assert_allclose(alignments.numpy()[:m, b, :n], want.alignments[:m, b, :n], rtol=0, atol=ATOL)
+            assert not np.any(alignments.numpy()[:, b, n:])   # no attention past the source
+
+
+@pytest.mark.parametrize("kind", ["lm one-hot", "labels", "min-char-rnn", "seq2seq"])
+def test_a_model_trained_on_in_pytorch_comes_back(tmp_path, kind):
+    """export, a step of Adam in PyTorch, torch.save of the state dict, import --like: the checkpoint
+    holds PyTorch's new parameters bit for bit, and sample runs it."""
+    torch = pytest.importorskip("torch")
+    ck = checkpoint(MODELS[kind], seed=6)
+    core.save_checkpoint(tmp_path / "start.ckpt", ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels)
+    module, info = torch_of(tmp_path, ck)
+    opt = torch.optim.Adam(module.parameters(), lr=0.01)
+    tokens = torch.from_numpy(np.random.default_rng(1).integers(0, 6, size=(5, 2))).long()
+    if kind == "seq2seq":
+        logits, _ = module(tokens, torch.tensor([5, 3]), tokens)
+    else:
+        logits, _ = module(tokens, cond=torch.tensor([0, 1]) if kind == "labels" else None)
+    logits.square().mean().backward()
+    opt.step()
+    torch.save(module.state_dict(), tmp_path / "trained.pt")
+    r = minrnn("import", "trained.pt", "back.ckpt", "--like", "start.ckpt", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    back = core.load_checkpoint(tmp_path / "back.ckpt")
+    minrnn_name = {torch_name(name): name for name in back.model.tensors}
+    for name, value in module.state_dict().items():
+        assert np.array_equal(back.model.tensors[minrnn_name[name]], value.numpy()), name
+    assert not np.array_equal(back.model.params, ck.model.params)
+    from minrnn import torch as mt
+    mt.save(module, info, tmp_path / "self-described.pt")   # the metadata inside: no --like
+    assert minrnn("import", "self-described.pt", "again.ckpt", cwd=tmp_path).returncode == 0
+    again = core.load_checkpoint(tmp_path / "again.ckpt")
+    assert np.array_equal(again.model.params, back.model.params) and again.vocab == ck.vocab
+
+
+def test_bad_pytorch_files_are_one_line(tmp_path):
+    torch = pytest.importorskip("torch")
+    ck = checkpoint(MODELS["lm one-hot"])
+    core.save_checkpoint(tmp_path / "start.ckpt", ck.model, ck.vocab, ck.encoding)
+    module, _ = torch_of(tmp_path, ck)
+    torch.save(module.state_dict(), tmp_path / "bare.pt")
+    one_line_error(minrnn("import", "bare.pt", "out.ckpt", cwd=tmp_path), "no minrnn metadata", "--like")
+    state = module.state_dict()
+    state["rnn.weight_hh_l1"] = torch.zeros(2, 2)
+    torch.save(state, tmp_path / "shape.pt")
+    one_line_error(minrnn("import", "shape.pt", "out.ckpt", "--like", "start.ckpt", cwd=tmp_path),
+                   "'rnn.weight_hh_l1' has shape (2, 2)")
+    torch.save([1, 2], tmp_path / "list.pt")
+    one_line_error(minrnn("import", "list.pt", "out.ckpt", "--like", "start.ckpt", cwd=tmp_path), "not a state dict")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    one_line_error(minrnn("import", "junk.pt", "out.ckpt", "--like", "start.ckpt", cwd=tmp_path), "not a PyTorch")
+    assert not (tmp_path / "out.ckpt").exists()
