@@ -1,11 +1,14 @@
 """minrnn from Python, for notebooks: load a checkpoint and use it, or train without the command line.
+The commands sample, eval, classify and translate are this API with options and printing around it.
 
     import minrnn
     m = minrnn.load("out/best.ckpt")
     print(m.generate(prime="ROMEO:", length=200, temperature=0.8, seed=1))
     for piece in m.stream(length=100, seed=1):
         print(piece, end="")
+    m.generate(condition="class", num=8)    # a conditioned record model: 8 records of a label
     m.loss("Some text.")                    # (nats, bits) per character
+    m.evaluate("valid.txt")                 # what eval reports, as numbers
     probs, state = m.step("ROMEO")          # the next character's probabilities, and the state after
     m.classify(["HTTPServer"])              # a classifier: [[(label, probability), ...]]
     m.translate(["5 Nov 1955"], beam=3)     # a seq2seq model: ["1955-11-05"]
@@ -20,75 +23,153 @@ import io
 import math
 import secrets
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from minrnn import core
+from minrnn.data import read_file
 from minrnn.errors import UserError
-from minrnn.inference import class_probabilities, evaluate, generate, generate_records, load as load_checkpoint
+from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
+                              generate_records, generate_streams, length_buckets, load as load_checkpoint)
+from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
+from minrnn.records import RecordSet
 from minrnn.settings import RUN, SESSION
-from minrnn.text import TextError, Vocab, read_symbols
+from minrnn.text import TextError, Vocab, read_symbols, unescape
 
 
 class Trained:
-    """A trained model with its vocabulary: what a checkpoint holds, ready to use."""
+    """A trained model with its vocabulary: what a checkpoint holds, ready to use.
+
+    last_seed: the seed of the last call that drew at random (generate, stream, translations at a
+    temperature above 0), the one it drew itself when given seed=None."""
+
+    # What error messages call the inputs; the command line puts its options' names here.
+    names = {"prime": "prime", "label": "condition", "vector": "condition", "features": "features (a .npy file)"}
 
     def __init__(self, checkpoint):
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.vocab = Vocab(checkpoint.vocab, checkpoint.encoding)
+        self.last_seed = None
 
     @property
     def task(self):
         return self.model.config.task
 
-    def _ids(self, text, what="the text"):
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
-        try:
-            return self.vocab.encode(read_symbols(data, self.checkpoint.encoding))
-        except TextError as e:
-            raise UserError(f"{what}: {e}") from None
+    @property
+    def max_source(self):
+        """The longest source a seq2seq model's run trained for (--max-source), or None if it does not say."""
+        return self.checkpoint.meta.get("args", {}).get("max_source")
 
     def _needs(self, task):
         if self.task != task:
             raise UserError(f"this model's task is {self.task}; {task} models do that")
 
-    def stream(self, prime="", length=200, temperature=1.0, top_k=0, top_p=1.0, seed=None):
-        """Yield the generated text a piece at a time (each character as it is drawn), after the
-        prime; seed None draws a random seed. A language model of a text only (records: generate)."""
+    def _symbols(self, text, what):
+        """The symbols of text (str, or bytes as a file holds them) as the model reads them."""
+        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
+        try:
+            return read_symbols(data, self.checkpoint.encoding)
+        except TextError as e:
+            raise TextError(f"{what}: {e}, and this model reads UTF-8 text (it was trained without "
+                            "--encoding bytes); give UTF-8") from None
+
+    def _ids(self, text, what="the text"):
+        try:
+            return self.vocab.encode(self._symbols(text, what))
+        except TextError as e:
+            raise UserError(f"{what}: {e}") from None
+
+    def _seed(self, seed):
+        self.last_seed = secrets.randbits(63) if seed is None else seed
+        return self.last_seed
+
+    def _characters(self, ids):
+        """Each id's character as a string (U+FFFD for a byte that is part of a longer one)."""
+        return [self.vocab.to_bytes([i]).decode("utf-8", "replace") for i in ids]
+
+    # ---- language models
+
+    def _prime_ids(self, prime):
+        return self.vocab.encode(self._symbols(prime, self.names["prime"])) if prime else []
+
+    def _condition(self, condition):
+        """The condition as the model reads it: a label id (1,) or a standardized vector (1, C)."""
+        cfg, labels = self.model.config, self.checkpoint.labels
+        if cfg.cond == "none":
+            if condition is not None:
+                raise UserError("this model has no condition; leave condition out")
+            return None
+        C, known = cfg.cond_size, ", ".join(labels)
+        if condition is None:
+            if cfg.cond == "label":
+                raise UserError(f"this model is conditioned on a label: give condition, one of {known}")
+            raise UserError(f"this model is conditioned on {C} features: give condition, {C} numbers")
+        if cfg.cond == "label":
+            if not isinstance(condition, str) or condition not in labels:
+                raise UserError(f"{self.names['label']} {condition!r} is not one of this model's labels: {known}")
+            return np.array([labels.index(condition)], dtype=np.int32)
+        try:
+            v = np.asarray(condition, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"{self.names['vector']}: give {C} numbers") from None
+        if v.shape != (C,) or not np.all(np.isfinite(v)):
+            raise UserError(f"{self.names['vector']} has {v.size} numbers; this model reads {C} finite ones")
+        shift, scale = self.checkpoint.cond_scaling
+        return ((v - shift) * scale).astype(np.float32)[None, :]
+
+    def stream_bytes(self, prime, length, temperature, top_k, top_p, seed):
+        """stream's bytes: each generated character's bytes as it is drawn, what sample writes. The
+        prime is checked and the seed drawn at the call, before the first character."""
         self._needs("lm")
         if self.vocab.framed:
             raise UserError("a record model writes whole records: use generate")
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        seed = secrets.randbits(63) if seed is None else seed
-        for token in generate(self.model, self.vocab, self._ids(prime, "the prime") if prime else [], length, seed,
-                              temperature, top_k, top_p):
-            piece = decoder.decode(self.vocab.to_bytes([token]))
-            if piece:
-                yield piece
+        tokens = generate(self.model, self.vocab, self._prime_ids(prime), length, self._seed(seed), temperature,
+                          top_k, top_p)
+        return (self.vocab.to_bytes([token]) for token in tokens)
 
-    def generate(self, prime="", length=200, temperature=1.0, top_k=0, top_p=1.0, seed=None):
-        """The prime and `length` generated characters as one string (a record model: one record,
-        which ends where the model writes its end token)."""
+    def samples_bytes(self, prime, num, length, temperature, top_k, top_p, seed, condition):
+        """generate's bytes: num samples drawn as one batch, each without the prime."""
+        self._needs("lm")
+        prime_ids = self._prime_ids(prime)
+        cond = self._condition(condition)
+        seed = self._seed(seed)
         if self.vocab.framed:
-            self._needs("lm")
-            if self.model.config.cond != "none":
-                raise UserError("a conditioned model needs its condition: python -m minrnn sample --condition")
-            seed = secrets.randbits(63) if seed is None else seed
-            ids = generate_records(self.model, self.vocab, 1, length, seed, temperature, top_k, top_p,
-                                   prime_ids=self._ids(prime, "the prime") if prime else ())[0]
-            return prime + self.vocab.to_bytes(ids).decode("utf-8", "replace")
-        return prime + "".join(self.stream(prime, length, temperature, top_k, top_p, seed))
+            cond = None if cond is None else np.repeat(cond, num, axis=0)
+            samples = generate_records(self.model, self.vocab, num, length, seed, temperature, top_k, top_p, cond,
+                                       prime_ids)
+        else:
+            samples = generate_streams(self.model, self.vocab, num, prime_ids, length, seed, temperature, top_k,
+                                       top_p)
+        return [self.vocab.to_bytes(ids) for ids in samples]
+
+    def stream(self, prime="", length=200, temperature=1.0, top_k=0, top_p=1.0, seed=None):
+        """Yield the generated text a piece at a time (each character as it is drawn), after the
+        prime; seed None draws a random seed (last_seed). A language model of a text only (records:
+        generate)."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        pieces = self.stream_bytes(prime, length, temperature, top_k, top_p, seed)
+        return (text for text in map(decoder.decode, pieces) if text)
+
+    def generate(self, prime="", length=200, temperature=1.0, top_k=0, top_p=1.0, seed=None, condition=None,
+                 num=None):
+        """The prime and `length` generated characters as one string (a record model: one record,
+        which ends where the model writes its end token). temperature 0 always takes the likeliest
+        character. condition: a conditioned model's label (its name) or its feature vector (the D
+        raw numbers; they are standardized as in training). num: a list of num samples drawn as one
+        batch instead, each with the prime (what sample --num prints)."""
+        if num is not None and num < 1:
+            raise UserError("num: give 1 or more samples")
+        samples = self.samples_bytes(prime, 1 if num is None else num, length, temperature, top_k, top_p, seed, condition)
+        texts = [prime + s.decode("utf-8", "replace") for s in samples]
+        return texts if num is not None else texts[0]
 
     def loss(self, text, batch_size=16, seq_len=256):
         """(nats, bits) per character of predicting text, characters outside the vocabulary skipped."""
         self._needs("lm")
-        data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else bytes(text)
-        ids, _ = self.vocab.encode_known(read_symbols(data, self.checkpoint.encoding))
-        if len(ids) < 2:
-            raise UserError("fewer than 2 characters the model knows; nothing to evaluate")
-        nats, _ = evaluate(self.model, ids, batch_size, seq_len)
-        return nats, nats / math.log(2)
+        scores = self._evaluate_text(text, batch_size, seq_len, "the text")
+        return scores.nats, scores.bits
 
     def step(self, text, state=None):
         """Feed text (one or more characters) from state (None: a zero state, or the start token of a
@@ -107,24 +188,200 @@ class Trained:
         z = logits[0].astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()
-        symbols = [self.vocab.to_bytes([i]).decode("utf-8", "replace") for i in range(len(self.vocab))]
-        return {s or f"<{i}>": float(p[i]) for i, s in enumerate(symbols)}, state
+        return {s or f"<{i}>": float(p[i]) for i, s in enumerate(self._characters(range(len(self.vocab))))}, state
+
+    # ---- classifiers and seq2seq models
 
     def classify(self, texts, top=3):
-        """For each text, its `top` likeliest labels with their probabilities."""
+        """For each text, its `top` likeliest labels with their probabilities; characters outside
+        the vocabulary are skipped."""
         self._needs("classify")
-        probs = class_probabilities(self.model, self.vocab, [self._ids(t, f"text {i + 1}") for i, t in enumerate(texts)])
+        ids = []
+        for i, t in enumerate(texts):
+            known, _ = self.vocab.encode_known(self._symbols(t, f"text {i + 1}"))
+            if len(known) == 0:
+                raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
+            ids.append(known)
+        probs = class_probabilities(self.model, self.vocab, ids)
         return [[(self.checkpoint.labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]] for p in probs]
+
+    def _source_ids(self, text, i):
+        symbols = self._symbols(text, f"text {i + 1}")
+        limit = self.max_source
+        if limit is not None and len(symbols) > limit:
+            raise UserError(f"text {i + 1} has {len(symbols)} characters; this model reads sources of at most {limit}")
+        try:
+            return self.vocab.encode(symbols)
+        except TextError as e:
+            raise UserError(f"text {i + 1}: {e}") from None
+
+    def translations(self, texts, beam=1, temperature=0.0, seed=None, max_length=200, alignments=False):
+        """Each text's Translation as soon as it is done (an iterator; the texts are checked, and the
+        seed of temperature > 0 drawn, at the call): greedy, beam search, or drawn at temperature > 0.
+        alignments: also each translation's attention weights (a model with attention)."""
+        self._needs("seq2seq")
+        if temperature > 0 and beam != 1:
+            raise UserError("temperature > 0 draws one translation at a time; give beam=1")
+        if alignments and self.model.config.attention == "none":
+            raise UserError("this model has no attention (trained with --attention none): it has no alignments")
+        sources = [self._source_ids(t, i) for i, t in enumerate(texts)]
+        rng = core.Rng(self._seed(seed)) if temperature > 0 else None
+        return (self._translation(s, beam, temperature, rng, max_length, alignments) for s in sources)
+
+    def _translation(self, source, beam, temperature, rng, max_length, alignments):
+        ids, logprob, alphas = self.model.translate(source, beam, max_length, temperature, rng,
+                                                    want_alignments=alignments)
+        return Translation(self.vocab.to_bytes(ids), logprob, self._characters(source), self._characters(ids), alphas)
 
     def translate(self, texts, beam=1, temperature=0.0, seed=None, max_length=200):
         """Each text's translation (greedy, beam search, or drawn at temperature > 0)."""
-        self._needs("seq2seq")
-        rng = core.Rng(secrets.randbits(63) if seed is None else seed) if temperature > 0 else None
-        out = []
-        for i, t in enumerate(texts):
-            ids, _, _ = self.model.translate(self._ids(t, f"text {i + 1}"), beam, max_length, temperature, rng)
-            out.append(self.vocab.to_bytes(ids).decode("utf-8", "replace"))
-        return out
+        return [t.text for t in self.translations(texts, beam, temperature, seed, max_length)]
+
+    # ---- evaluation
+
+    def evaluate(self, path, batch_size=16, seq_len=256, features=None, beam=1):
+        """What `python -m minrnn eval` reports on a file, as numbers: a TextEvaluation for a
+        language model of text, a RecordEvaluation for one of records, a ClassifierEvaluation, or
+        a PairEvaluation for a seq2seq model on source<TAB>target lines. batch_size: streams or
+        records at once; seq_len: a text's chunks; features: a model conditioned on features
+        needs its .npy file, one row per record; beam: a seq2seq model's translations."""
+        if self.task == "seq2seq":
+            return self._evaluate_pairs(path, batch_size, beam)
+        if self.vocab.framed:
+            return self._evaluate_records(path, batch_size, features)
+        return self._evaluate_text(read_file(path), batch_size, seq_len, str(path))
+
+    def _evaluate_text(self, text, batch_size, seq_len, what):
+        ids, unknown = self.vocab.encode_known(self._symbols(text, what))
+        if len(ids) < 2:
+            raise UserError(f"{what}: fewer than 2 characters the model knows; nothing to evaluate")
+        check_evaluation_memory(self.model, len(ids), batch_size, seq_len)
+        nats, n = evaluate(self.model, ids, batch_size, seq_len)
+        return TextEvaluation(nats, n, unknown)
+
+    def _evaluate_records(self, path, batch_size, features):
+        cfg, ck = self.model.config, self.checkpoint
+        kind = "labels" if cfg.task == "classify" or cfg.cond == "label" else "features" if cfg.cond == "vector" \
+            else "plain"
+        if kind == "features" and features is None:
+            raise UserError(f"this model is conditioned on features: give {self.names['features']}, one row per record")
+        sep = unescape(ck.meta.get("args", {}).get("record_sep", "\n")).encode("utf-8")
+        records = RecordSet(path, sep, ck.encoding, val_frac=0.0, kind=kind, features=features, vocab=self.vocab,
+                            label_names=list(ck.labels) or None, scaling=ck.cond_scaling)
+        picks = np.arange(len(records.ids))
+        from minrnn.training import condition_of   # the training loop loads the most
+        nats, per_record, chars, predicted = evaluate_records(self.model, records, picks, batch_size,
+                                                              condition_of(cfg))
+        if cfg.task != "classify":
+            return RecordEvaluation(nats, per_record, chars, len(picks))
+        K = len(ck.labels)
+        confusion = np.zeros((K, K), dtype=np.int64)
+        np.add.at(confusion, (records.labels, predicted), 1)
+        return ClassifierEvaluation(nats, list(ck.labels), confusion)
+
+    def _evaluate_pairs(self, path, batch_size, beam):
+        limit = self.max_source
+        pairs = PairSet(path, self.checkpoint.encoding, val_frac=0.0, max_source=math.inf if limit is None else limit,
+                        vocab=self.vocab)
+        picks = np.arange(len(pairs.source_ids))
+        nats = pairs_loss(self.model, pairs, picks, batch_size)
+        translations = translate_all(self.model, pairs, picks, beam=beam)
+        exact, cer = translation_scores(pairs, picks, translations)
+        lengths = np.array([len(s) for s in pairs.source_ids])
+        by_length = []
+        for low, high in length_buckets(lengths):
+            some = picks[(lengths >= low) & (lengths <= high)]
+            by_length.append((low, high, len(some), *translation_scores(pairs, some, [translations[i] for i in some])))
+        return PairEvaluation(nats, exact, cer, len(picks), beam, by_length)
+
+
+@dataclass
+class Translation:
+    """One text's translation."""
+    raw: bytes          # as the model writes it (a model trained with --encoding bytes may write any bytes)
+    logprob: float      # its log probability (natural), the end token's included
+    source: list        # the source's characters as the model read them, a string each
+    characters: list    # the translation's characters, a string each
+    alignments: object  # with alignments=True: (steps, len(source)) attention weights, a row per character
+    #                     written and a last one for the end token when it was written; else None
+
+    @property
+    def text(self):
+        return self.raw.decode("utf-8", "replace")
+
+
+@dataclass
+class TextEvaluation:
+    """A language model on a text."""
+    nats: float         # per character predicted
+    characters: int     # predicted (the last few that do not fill a stream are not)
+    unknown: dict       # {symbol: count} of the characters outside the vocabulary, skipped (a symbol is a
+    #                     code point, or a byte value for a model trained with --encoding bytes)
+
+    @property
+    def bits(self):
+        return self.nats / math.log(2)
+
+
+@dataclass
+class RecordEvaluation:
+    """A language model on a file of records."""
+    nats: float         # per character, the end of each record included
+    per_record: float   # nats per record
+    characters: int
+    records: int
+
+    @property
+    def bits(self):
+        return self.nats / math.log(2)
+
+
+@dataclass
+class ClassifierEvaluation:
+    """A classifier on a file of label<TAB>text records."""
+    nats: float         # per record
+    labels: list        # the label names, in the confusion matrix's order
+    confusion: object   # (K, K) counts; rows: the true label, columns: the predicted one
+
+    @property
+    def records(self):
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self):
+        return np.trace(self.confusion) / self.confusion.sum()
+
+    @property
+    def majority(self):
+        """The accuracy of always saying the commonest label."""
+        return self.confusion.sum(axis=1).max() / self.confusion.sum()
+
+    @property
+    def precision(self):
+        """Per label, the share of the records said to have it that have it (None: none was said to)."""
+        said = self.confusion.sum(axis=0)
+        return [self.confusion[k, k] / said[k] if said[k] else None for k in range(len(said))]
+
+    @property
+    def recall(self):
+        """Per label, the share of the records that have it said to have it (None: none has it)."""
+        true = self.confusion.sum(axis=1)
+        return [self.confusion[k, k] / true[k] if true[k] else None for k in range(len(true))]
+
+
+@dataclass
+class PairEvaluation:
+    """A seq2seq model on a file of source<TAB>target pairs."""
+    nats: float         # per target character, teacher-forced, the end included
+    exact: float        # the share of translations equal to their target
+    cer: float          # character error rate: edit distance / target characters
+    pairs: int
+    beam: int           # the translations' beam width (1: greedy)
+    by_length: list     # [(low, high, pairs, exact, cer)]: the same by source length, about a quarter of the pairs each
+
+    @property
+    def bits(self):
+        return self.nats / math.log(2)
 
 
 def load(path, precision=None, threads=0):

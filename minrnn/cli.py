@@ -5,30 +5,24 @@ The options of `train` come from the tables in settings.py.
 """
 
 import argparse
-import math
 import os
 import re
-import secrets
 import sys
 import traceback
 
-from minrnn import core
+from minrnn import api, core
 from minrnn.data import read_file
 from minrnn.errors import UserError
-import numpy as np
-
-from minrnn.inference import (check_evaluation_memory, class_probabilities, evaluate, evaluate_records, generate,
-                              generate_records, generate_streams, load)
+from minrnn.inference import load
 from minrnn.interop import export_safetensors, import_model
-from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import plot_runs
-from minrnn.records import RecordSet, read_features
+from minrnn.records import read_features
 from minrnn.rundir import last_run_checkpoint
 from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Flag, Number
-from minrnn.text import TextError, Vocab, read_symbols, show, unescape
-from minrnn.training import Run, condition_of
+from minrnn.text import show, unescape
+from minrnn.training import Run
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line."""
@@ -238,21 +232,15 @@ def cmd_train(args):
     return Run(args).run()
 
 
-def model_text(data, ck, what):
-    """The symbols of `what` (bytes) as the checkpoint's model reads them."""
-    try:
-        return read_symbols(data, ck.encoding)
-    except TextError as e:
-        raise TextError(f"{what}: {e}, and this model reads UTF-8 text (it was trained without "
-                        "--encoding bytes); give UTF-8") from None
+# What the API's error messages call its inputs, here: the options that give them.
+OPTION_NAMES = {"prime": "--prime", "label": "--condition", "vector": "--vector", "features": "--features FILE.npy"}
 
 
-def load_for(args):
-    """The checkpoint a command names, its model at the --precision asked for."""
-    ck = load(args.checkpoint or last_run_checkpoint(), args.threads)
-    if args.precision:
-        ck.model.set_precision(args.precision)
-    return ck
+def trained_for(args):
+    """The model of the checkpoint a command names, at the --precision asked for."""
+    m = api.load(args.checkpoint or last_run_checkpoint(), args.precision, args.threads)
+    m.names = OPTION_NAMES
+    return m
 
 
 # What a checkpoint of each task is for: the command that uses it.
@@ -262,44 +250,38 @@ USES = {"lm": "it writes text: python -m minrnn sample --checkpoint CKPT",
 WHAT = {"lm": "a language model", "classify": "a classifier", "seq2seq": "a seq2seq model"}
 
 
-def require_task(ck, wanted):
-    """UserError unless the checkpoint's model has the task this command needs."""
-    task = ck.model.config.task
-    if task != wanted:
-        raise UserError(f"this checkpoint is {WHAT[task]}, not {WHAT[wanted]}; {USES[task]}")
+def require_task(m, wanted):
+    """UserError unless the model has the task this command needs."""
+    if m.task != wanted:
+        raise UserError(f"this checkpoint is {WHAT[m.task]}, not {WHAT[wanted]}; {USES[m.task]}")
+
+
+def say_seed(args, m):
+    """The seed the model drew, on stderr, when the command was given none: --seed makes it again."""
+    if args.seed is None and m.last_seed is not None:
+        print(f"seed {m.last_seed}", file=sys.stderr)
 
 
 def cmd_sample(args):
-    ck = load_for(args)
-    require_task(ck, "lm")
-    vocab = Vocab(ck.vocab, ck.encoding)
+    m = trained_for(args)
+    require_task(m, "lm")
     prime = unescape(args.prime).encode("utf-8", "surrogateescape")
-    prime_ids = vocab.encode(model_text(prime, ck, "--prime")) if prime else []
-    cond = condition(args, ck)
-    seed = args.seed
-    if seed is None:
-        seed = secrets.randbits(63)
-        print(f"seed {seed}", file=sys.stderr)
-    temperature = 0.0 if args.argmax else args.temperature
+    cond = condition(args, m)
+    how = dict(length=args.length, temperature=0.0 if args.argmax else args.temperature, top_k=args.top_k,
+               top_p=args.top_p, seed=args.seed)
     out = sys.stdout.buffer
-    if vocab.framed:
-        records = generate_records(ck.model, vocab, args.num, args.length, seed, temperature, args.top_k,
-                                   args.top_p, None if cond is None else np.repeat(cond, args.num, axis=0), prime_ids)
-        for ids in records:
-            out.write(prime + vocab.to_bytes(ids) + b"\n")
+    if m.vocab.framed or args.num > 1:
+        samples = [prime + s for s in m.samples_bytes(prime, args.num, condition=cond, **how)]
+        say_seed(args, m)
+        out.write(b"".join(s + b"\n" for s in samples) if m.vocab.framed else b"\n\n".join(samples) + b"\n")
         out.flush()
         return 0
-    if args.num > 1:
-        streams = generate_streams(ck.model, vocab, args.num, prime_ids, args.length, seed, temperature,
-                                   args.top_k, args.top_p)
-        out.write(b"\n\n".join(prime + vocab.to_bytes(ids) for ids in streams) + b"\n")
-        out.flush()
-        return 0
+    pieces = m.stream_bytes(prime, **how)
+    say_seed(args, m)
     stop = unescape(args.stop).encode("utf-8", "surrogateescape") if args.stop else b""
     out.write(prime)
     tail = b""
-    for token in generate(ck.model, vocab, prime_ids, args.length, seed, temperature, args.top_k, args.top_p):
-        piece = vocab.to_bytes([token])
+    for piece in pieces:
         out.write(piece)
         out.flush()
         if stop:
@@ -312,10 +294,10 @@ def cmd_sample(args):
     return 0
 
 
-def condition(args, ck):
-    """The condition the options give, as the model reads it: a label id (1,) or a standardized
-    vector (1, C); None for a model without one. UserError for a missing or unknown one."""
-    cfg = ck.model.config
+def condition(args, m):
+    """The condition the options give, for the API: a label's name, or a row of raw features;
+    None for a model without one. UserError for a missing one, or options the model does not take."""
+    cfg = m.model.config
     given = [o for o, v in (("--condition", args.condition), ("--features", args.features),
                             ("--vector", args.vector)) if v is not None]
     if cfg.cond == "none":
@@ -323,126 +305,77 @@ def condition(args, ck):
             raise UserError(f"this model has no condition; drop {given[0]}")
         return None
     if cfg.cond == "label":
-        known = ", ".join(ck.labels)
         if args.condition is None:
+            known = ", ".join(m.checkpoint.labels)
             raise UserError(f"this model is conditioned on a label: give --condition, one of {known}")
-        if args.condition not in ck.labels:
-            raise UserError(f"--condition {args.condition!r} is not one of this model's labels: {known}")
-        return np.array([ck.labels.index(args.condition)], dtype=np.int32)
+        return args.condition
     C = cfg.cond_size
     if args.vector is not None:
         try:
-            v = np.array([float(x) for x in re.split(r"[\s,]+", args.vector.strip())], dtype=np.float64)
+            return [float(x) for x in re.split(r"[\s,]+", args.vector.strip())]
         except ValueError:
             raise UserError(f"--vector {args.vector!r}: give {C} numbers separated by spaces or commas") from None
-        if v.shape != (C,) or not np.all(np.isfinite(v)):
-            raise UserError(f"--vector has {v.size} numbers; this model reads {C} finite ones")
-    elif args.features is not None:
-        rows = read_features(args.features, None)
-        if rows.shape[1] != C:
-            raise UserError(f"{args.features}: rows of {rows.shape[1]} features; this model reads {C}")
-        if args.row >= len(rows):
-            raise UserError(f"--row {args.row}: {args.features} has {len(rows)} rows (0 to {len(rows) - 1})")
-        v = rows[args.row]
-    else:
+    if args.features is None:
         raise UserError(f"this model is conditioned on {C} features: give --features FILE.npy --row I, or --vector")
-    shift, scale = ck.cond_scaling
-    return ((v - shift) * scale).astype(np.float32)[None, :]
+    rows = read_features(args.features, None)
+    if rows.shape[1] != C:
+        raise UserError(f"{args.features}: rows of {rows.shape[1]} features; this model reads {C}")
+    if args.row >= len(rows):
+        raise UserError(f"--row {args.row}: {args.features} has {len(rows)} rows (0 to {len(rows) - 1})")
+    return rows[args.row]
 
 
 def cmd_eval(args):
-    ck = load_for(args)
-    vocab = Vocab(ck.vocab, ck.encoding)
-    if ck.model.config.task == "seq2seq":
-        return eval_pairs(args, ck, vocab)
-    if vocab.framed:
-        return eval_records(args, ck, vocab)
-    ids, unknown = vocab.encode_known(model_text(read_file(args.file), ck, args.file))
-    if len(ids) < 2:
-        raise UserError(f"{args.file}: fewer than 2 characters the model knows; nothing to evaluate")
-    check_evaluation_memory(ck.model, len(ids), args.batch_size, args.seq_len)
-    loss, n = evaluate(ck.model, ids, args.batch_size, args.seq_len)
-    print(f"{args.file}: {loss:.4f} nats/char, {loss / math.log(2):.4f} bits/char over {n:,} characters")
-    if unknown:
-        commonest = sorted(unknown.items(), key=lambda item: -item[1])[:10]
-        listed = ", ".join(f"{show(s, ck.encoding)} x{c}" for s, c in commonest)
-        print(f"{sum(unknown.values()):,} characters outside the model's vocabulary were skipped "
-              f"({len(unknown)} distinct: {listed}{', ...' if len(unknown) > 10 else ''})")
+    m = trained_for(args)
+    scores = m.evaluate(args.file, args.batch_size, args.seq_len, args.features, args.beam)
+    REPORTS[type(scores)](args.file, scores, m)
     return 0
 
 
-def eval_records(args, ck, vocab):
-    """Loss per character and per record on a file of records; for a classifier also accuracy,
-    per-label precision and recall, and the confusion matrix."""
-    cfg = ck.model.config
-    kind = "labels" if cfg.task == "classify" or cfg.cond == "label" else "features" if cfg.cond == "vector" else "plain"
-    if kind == "features" and args.features is None:
-        raise UserError("this model is conditioned on features: give --features FILE.npy, one row per record")
-    sep = unescape(ck.meta.get("args", {}).get("record_sep", "\n")).encode("utf-8")
-    records = RecordSet(args.file, sep, ck.encoding, val_frac=0.0, kind=kind, features=args.features, vocab=vocab,
-                        label_names=list(ck.labels) or None, scaling=ck.cond_scaling)
-    picks = np.arange(len(records.ids))
-    loss, per_record, chars, predicted = evaluate_records(ck.model, records, picks, args.batch_size,
-                                                          condition_of(cfg))
-    if cfg.task != "classify":
-        print(f"{args.file}: {loss:.4f} nats/char, {loss / math.log(2):.4f} bits/char over {chars:,} characters "
-              f"(the end of each record included); {per_record:.3f} nats per record over {len(picks):,} records")
-        return 0
-    truth, names = records.labels, ck.labels
-    K = len(names)
-    confusion = np.zeros((K, K), dtype=np.int64)   # rows: the true label, columns: the predicted one
-    np.add.at(confusion, (truth, predicted), 1)
-    majority = np.bincount(truth, minlength=K).max() / len(truth)
-    print(f"{args.file}: accuracy {np.mean(predicted == truth):.4f} over {len(truth):,} records (always the "
-          f"commonest label: {majority:.4f}); loss {loss:.4f} nats/record")
+def report_text(path, scores, m):
+    print(f"{path}: {scores.nats:.4f} nats/char, {scores.bits:.4f} bits/char over {scores.characters:,} characters")
+    unknown = scores.unknown
+    if unknown:
+        commonest = sorted(unknown.items(), key=lambda item: -item[1])[:10]
+        listed = ", ".join(f"{show(s, m.checkpoint.encoding)} x{c}" for s, c in commonest)
+        print(f"{sum(unknown.values()):,} characters outside the model's vocabulary were skipped "
+              f"({len(unknown)} distinct: {listed}{', ...' if len(unknown) > 10 else ''})")
+
+
+def report_records(path, scores, m):
+    print(f"{path}: {scores.nats:.4f} nats/char, {scores.bits:.4f} bits/char over {scores.characters:,} characters "
+          f"(the end of each record included); {scores.per_record:.3f} nats per record over {scores.records:,} records")
+
+
+def report_classifier(path, scores, m):
+    """Accuracy, per-label precision and recall, and the confusion matrix."""
+    print(f"{path}: accuracy {scores.accuracy:.4f} over {scores.records:,} records (always the "
+          f"commonest label: {scores.majority:.4f}); loss {scores.nats:.4f} nats/record")
+    names, confusion = scores.labels, scores.confusion
     width = max(max(len(n) for n in names), 9)
     print(f"{'label':<{width}}  precision  recall  records")
-    for k, name in enumerate(names):
-        said, true = confusion[:, k].sum(), confusion[k].sum()
-        precision = f"{confusion[k, k] / said:9.3f}" if said else "        -"
-        recall = f"{confusion[k, k] / true:6.3f}" if true else "     -"
-        print(f"{name:<{width}}  {precision}  {recall}  {true:7d}")
+    for k, (name, p, r) in enumerate(zip(names, scores.precision, scores.recall)):
+        precision = f"{p:9.3f}" if p is not None else "        -"
+        recall = f"{r:6.3f}" if r is not None else "     -"
+        print(f"{name:<{width}}  {precision}  {recall}  {confusion[k].sum():7d}")
     print("confusion matrix (rows: true label, columns: predicted, in the order above)")
     for k, name in enumerate(names):
         print(f"{name:<{width}}  " + " ".join(f"{x:6d}" for x in confusion[k]))
-    return 0
 
 
-def length_buckets(lengths):
-    """Up to four ranges of source lengths holding about a quarter of the pairs each: [(low, high)]."""
-    edges = sorted(set(int(x) for x in np.quantile(lengths, [0.25, 0.5, 0.75]))) if len(lengths) else []
-    bounds, low = [], int(min(lengths))
-    for e in edges + [int(max(lengths))]:
-        if e >= low:
-            bounds.append((low, e))
-            low = e + 1
-    return bounds
-
-
-def max_source_of(ck):
-    """The longest source a seq2seq checkpoint's run trained for (--max-source), or None if it does not say."""
-    return ck.meta.get("args", {}).get("max_source")
-
-
-def eval_pairs(args, ck, vocab):
-    """A seq2seq model on a file of pairs: loss per target character, exact-match accuracy and
-    character error rate of its translations, overall and by source length."""
-    limit = max_source_of(ck)
-    pairs = PairSet(args.file, ck.encoding, val_frac=0.0, max_source=math.inf if limit is None else limit, vocab=vocab)
-    picks = np.arange(len(pairs.source_ids))
-    loss = pairs_loss(ck.model, pairs, picks, args.batch_size)
-    translations = translate_all(ck.model, pairs, picks, beam=args.beam)
-    exact, cer = translation_scores(pairs, picks, translations)
-    how = "greedy" if args.beam == 1 else f"beam {args.beam}"
-    print(f"{args.file}: exact match {exact:.4f}, character error rate {cer:.4f} over {len(picks):,} pairs ({how}); "
-          f"loss {loss:.4f} nats/char ({loss / math.log(2):.4f} bits/char, teacher-forced, the end included)")
-    lengths = np.array([len(s) for s in pairs.source_ids])
+def report_pairs(path, scores, m):
+    """Exact match and character error rate, overall and by source length, and the loss."""
+    how = "greedy" if scores.beam == 1 else f"beam {scores.beam}"
+    print(f"{path}: exact match {scores.exact:.4f}, character error rate {scores.cer:.4f} over {scores.pairs:,} "
+          f"pairs ({how}); loss {scores.nats:.4f} nats/char ({scores.bits:.4f} bits/char, teacher-forced, the end "
+          "included)")
     print("by source length:  characters    pairs  exact match     CER")
-    for low, high in length_buckets(lengths):
-        some = picks[(lengths >= low) & (lengths <= high)]
-        e, c = translation_scores(pairs, some, [translations[i] for i in some])
-        print(f"{'':18}{low:>5}-{high:<5} {len(some):8,}  {e:11.4f}  {c:6.4f}")
-    return 0
+    for low, high, pairs, exact, cer in scores.by_length:
+        print(f"{'':18}{low:>5}-{high:<5} {pairs:8,}  {exact:11.4f}  {cer:6.4f}")
+
+
+REPORTS = {api.TextEvaluation: report_text, api.RecordEvaluation: report_records,
+           api.ClassifierEvaluation: report_classifier, api.PairEvaluation: report_pairs}
 
 
 def read_texts(args, what):
@@ -459,43 +392,23 @@ def read_texts(args, what):
 
 
 def cmd_translate(args):
-    ck = load_for(args)
-    require_task(ck, "seq2seq")
+    m = trained_for(args)
+    require_task(m, "seq2seq")
     if args.temperature > 0 and args.beam != 1:
         raise UserError("--temperature draws one translation at a time; drop --beam")
-    if args.picture is not None and ck.model.config.attention == "none":
+    if args.picture is not None and m.model.config.attention == "none":
         raise UserError("this model has no attention (trained with --attention none): --picture has nothing to draw")
-    vocab = Vocab(ck.vocab, ck.encoding)
-    limit = max_source_of(ck)
-    sources = []
-    for i, t in enumerate(read_texts(args, "translate")):
-        symbols = model_text(t, ck, f"text {i + 1}")
-        if limit is not None and len(symbols) > limit:
-            raise UserError(f"text {i + 1} has {len(symbols)} characters; this model reads sources of at most {limit}")
-        try:
-            sources.append(vocab.encode(symbols))
-        except TextError as e:
-            raise UserError(f"text {i + 1}: {e}") from None
-    rng = None
-    if args.temperature > 0:
-        seed = args.seed
-        if seed is None:
-            seed = secrets.randbits(63)
-            print(f"seed {seed}", file=sys.stderr)
-        rng = core.Rng(seed)
+    texts = read_texts(args, "translate")
+    translations = m.translations(texts, args.beam, args.temperature, args.seed, args.max_length,
+                                  alignments=args.picture is not None)
+    say_seed(args, m)
     out, pictures = sys.stdout.buffer, []
-    for source in sources:
-        ids, logprob, alphas = ck.model.translate(source, args.beam, args.max_length, args.temperature, rng,
-                                                  want_alignments=args.picture is not None)
-        text = vocab.to_bytes(ids)
-        out.write(text + (f"\t{logprob:.6f}".encode() if args.scores else b"") + b"\n")
+    for source, t in zip(texts, translations):
+        out.write(t.raw + (f"\t{t.logprob:.6f}".encode() if args.scores else b"") + b"\n")
         out.flush()
         if args.picture is not None:
-            chars = [vocab.to_bytes([i]).decode("utf-8", "replace") for i in ids]
-            source_chars = [vocab.to_bytes([i]).decode("utf-8", "replace") for i in source]
-            written = chars + ["</s>"] * (len(alphas) - len(chars))
-            pictures.append((vocab.to_bytes(source).decode("utf-8", "replace"), text.decode("utf-8", "replace"),
-                             attention_svg(source_chars, written, alphas)))
+            written = t.characters + ["</s>"] * (len(t.alignments) - len(t.characters))
+            pictures.append((source.decode("utf-8", "replace"), t.text, attention_svg(t.source, written, t.alignments)))
     if args.picture is not None:
         write_atomically(args.picture, attention_page(pictures).encode("utf-8"))
         print(f"attention of {len(pictures)} translation(s): {args.picture}", file=sys.stderr)
@@ -515,21 +428,12 @@ def write_atomically(path, data):
 
 
 def cmd_classify(args):
-    ck = load_for(args)
-    require_task(ck, "classify")
+    m = trained_for(args)
+    require_task(m, "classify")
     texts = read_texts(args, "classify")
-    vocab = Vocab(ck.vocab, ck.encoding)
-    ids = []
-    for i, t in enumerate(texts):
-        known, unknown = vocab.encode_known(model_text(t, ck, f"text {i + 1}"))
-        if len(known) == 0:
-            raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
-        ids.append(known)
-    probs = class_probabilities(ck.model, vocab, ids)
     out = sys.stdout.buffer
-    for t, p in zip(texts, probs):
-        top = np.argsort(-p, kind="stable")[:args.top]
-        out.write(t + b"\t" + "  ".join(f"{ck.labels[k]} {p[k]:.3f}" for k in top).encode("utf-8") + b"\n")
+    for t, labels in zip(texts, m.classify(texts, top=args.top)):
+        out.write(t + b"\t" + "  ".join(f"{label} {p:.3f}" for label, p in labels).encode("utf-8") + b"\n")
     out.flush()
     return 0
 

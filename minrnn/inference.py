@@ -161,3 +161,14 @@ def class_probabilities(model, vocab, texts, batch_size=64):
         z = np.exp(z - z.max(axis=1, keepdims=True))
         rows.append(z / z.sum(axis=1, keepdims=True))
     return np.concatenate(rows)
+
+
+def length_buckets(lengths):
+    """Up to four ranges of source lengths holding about a quarter of the pairs each: [(low, high)]."""
+    edges = sorted(set(int(x) for x in np.quantile(lengths, [0.25, 0.5, 0.75]))) if len(lengths) else []
+    bounds, low = [], int(min(lengths))
+    for e in edges + [int(max(lengths))]:
+        if e >= low:
+            bounds.append((low, e))
+            low = e + 1
+    return bounds
