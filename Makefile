@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run demo bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist clean
+.PHONY: all lib example run demo images bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist clean
 .SECONDARY:
 
 all: lib example
@@ -72,6 +72,12 @@ demo: $(INSTALLED)
 	done
 	$(PY) -m minrnn translate --checkpoint build/demo/dates-additive/best.ckpt --picture build/demo/attention.html \
 	  "Thursday, the fifth of March, nineteen eighty-seven" "5 Nov 1955" "30-jul-57"
+
+# The README's pictures (tools/images/) of make run's model: its loss curves, a screenshot of its activations
+# page and its gradient reach. Run make run first; needs matplotlib and Chromium (apt install chromium).
+# A few minutes: the pictures read the whole text a character at a time.
+images: $(INSTALLED) $(DEMO_TEXT)
+	$(PY) tools/readme_images.py --run build/run --text $(DEMO_TEXT) --out tools/images
 
 bench: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'

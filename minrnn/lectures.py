@@ -88,8 +88,9 @@ def activations_page(ck, text, unit=None, shown=2000):
     T, L, S, H = states.shape
     values = states.reshape(T, L * S * H)
     names = [f"layer {l} {'h' if s == 0 else 'c'} unit {j}" for l in range(L) for s in range(S) for j in range(H)]
-    # cell states are unbounded: scale each unit by its largest magnitude for the colours
-    scale = np.maximum(np.abs(values).max(axis=0), 1e-6)
+    # colours show what a correlation sees, a unit's swings about its own mean: cell states are
+    # unbounded and drift, and scaled by their largest value a unit that tracks a feature looks blank
+    mean, spread = values.mean(axis=0), np.maximum(2 * values.std(axis=0), 1e-6)
     sections = []
     for name, feature in features(chars).items():
         r = correlations(values.astype(np.float64), feature)
@@ -97,14 +98,15 @@ def activations_page(ck, text, unit=None, shown=2000):
         top = np.argsort(-np.abs(r))[:5]
         listed = ", ".join(f"{names[k]} ({r[k]:+.2f})" for k in top)
         sections.append((f"{name}: {names[best]} follows it best (correlation {r[best]:+.2f}); the five best: {listed}",
-                         coloured(chars[:shown], values[:shown, best] / scale[best])))
+                         coloured(chars[:shown], (values[:shown, best] - mean[best]) / spread[best])))
     if unit is not None:
         if not 0 <= unit < len(names):
             raise UserError(f"--unit {unit}: this model has units 0 to {len(names) - 1} (layers x states x hidden)")
-        sections.insert(0, (f"{names[unit]}, as asked", coloured(chars[:shown], values[:shown, unit] / scale[unit])))
+        sections.insert(0, (f"{names[unit]}, as asked", coloured(chars[:shown], (values[:shown, unit] - mean[unit]) / spread[unit])))
     body = "\n".join(f"<h2>{html.escape(title)}</h2>\n<pre>{spans}</pre>" for title, spans in sections)
     return page("minrnn activations", "Each character is coloured by the unit's value after the model read it "
-                "(red positive, blue negative, scaled by the unit's largest value; hover for the value). The "
+                "(red above the unit's mean over the text, blue below, full colour at two standard deviations; hover "
+                "for the value). The "
                 f"units are found automatically among all {len(names)} (every layer's h, and c for an LSTM), "
                 "by their correlation with each feature over the text.", body)
 
