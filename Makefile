@@ -74,8 +74,9 @@ demo: $(INSTALLED)
 	  "Thursday, the fifth of March, nineteen eighty-seven" "5 Nov 1955" "30-jul-57"
 
 # The README's pictures (tools/images/) of make run's model: its loss curves, a screenshot of its activations
-# page and its gradient reach. Run make run first; needs matplotlib and Chromium (apt install chromium).
-# A few minutes: the pictures read the whole text a character at a time.
+# page, and its gradient reach beside a small RNN, LSTM and GRU's. Run make run first; needs matplotlib and
+# Chromium (apt install chromium).
+# About a minute and a half: the activations page steps through the whole text a character at a time.
 images: $(INSTALLED) $(DEMO_TEXT)
 	$(PY) tools/readme_images.py --run build/run --text $(DEMO_TEXT) --out tools/images
 

@@ -163,15 +163,37 @@ def reach_at(model, ids, along, t, distance):
     return np.array(norms)
 
 
+CHUNK = 4096   # steps per forward call on the way between positions: a bounded workspace
+
+
+def states_near(model, ids, ts, distance):
+    """{k: the state (L, S, 1, H) after step k} for k in [t - distance, t] of each t in ts: the
+    core's forward carries the state from one position to the next in chunks, and only the
+    steps near a position are taken one at a time (a long text costs a forward, not a Python loop)."""
+    along, state, done = {}, model.zero_state(1), -1    # state: the state after step `done`
+    for t in sorted(ts):
+        while done < t - distance:
+            until = min(t - distance, done + CHUNK)
+            state = model.forward(np.array(ids[done + 1:until + 1], np.int32)[:, None], state=state,
+                                  want_logits=False).final_state
+            done = until
+        along[done] = state.copy()
+        while done < t:
+            done += 1
+            model.step([ids[done]], state)
+            along[done] = state.copy()
+    return along
+
+
 def gradient_reach(ck, text, distance=40, positions=16, seed=1):
     """(distance,) the mean over `positions` random positions t of the text of log10 reach_at."""
     model = language_model(ck)
     _, ids = text_ids(ck, text)
     if len(ids) < distance + 2:
         raise UserError(f"the text is too short: give at least {distance + 2} characters the model knows")
-    along = states_after(model, ids)
     rng = np.random.default_rng(seed)
     ts = rng.choice(np.arange(distance, len(ids) - 1), size=min(positions, len(ids) - 1 - distance), replace=False)
+    along = states_near(model, ids, ts, distance)
     return np.mean([np.log10(np.maximum(reach_at(model, ids, along, t, distance), 1e-30)) for t in ts], axis=0)
 
 

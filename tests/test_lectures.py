@@ -8,7 +8,7 @@ import pytest
 
 from cliutil import english, minrnn, one_line_error
 from minrnn import core
-from minrnn.lectures import correlations, features, reach_at, states_after
+from minrnn.lectures import correlations, features, reach_at, states_after, states_near
 from minrnn.reference import Config
 
 
@@ -109,3 +109,15 @@ def test_what_it_cannot_draw_is_one_line(trained):
                           "--unit", "999", "--out", "a.html", cwd=trained), "units 0 to")
     one_line_error(minrnn("picture", "gradients", "--checkpoint", "lstm/best.ckpt", "--text", "text.txt",
                           "--out", "g.pdf", cwd=trained), ".png or .svg")
+
+
+def test_states_near_positions_are_the_states_along_the_text(monkeypatch):
+    monkeypatch.setattr("minrnn.lectures.CHUNK", 5)   # several forward calls between positions
+    model = core.Model(Config(vocab_size=6, hidden_size=5, cell="lstm", num_layers=2), seed=4)
+    ids = np.random.default_rng(1).integers(0, 6, size=60).tolist()
+    along = states_after(model, ids)
+    near = states_near(model, ids, [50, 12, 15], distance=4)
+    assert sorted(near) == list(range(8, 16)) + list(range(46, 51))
+    for k, state in near.items():
+        # the forward's hoisted input products sum in another order than a step's: float32 round-off
+        np.testing.assert_allclose(state, along[k], rtol=0, atol=1e-6)

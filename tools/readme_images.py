@@ -6,7 +6,8 @@ writes into --out, with the real commands:
     loss.svg          python -m minrnn plot RUN
     activations.png   python -m minrnn picture activations of RUN/best.ckpt on the text, as headless
                       Chromium shows it, each section cut to a few lines so that one window holds all
-    gradients.svg     python -m minrnn picture gradients of RUN/best.ckpt on the text
+    gradients.svg     python -m minrnn picture gradients on the text of a 64-unit RNN, LSTM and GRU
+                      trained for 300 steps each (into RUN/../images/), and of RUN/best.ckpt
 and prints what the pictures say (the units the activations page found, the gradients' fall).
 Needs matplotlib (pip install matplotlib) and Chromium (Debian: apt install chromium).
 """
@@ -25,6 +26,9 @@ import tempfile
 WINDOW = (900, 580)    # the screenshot, in pixels
 SKIP, LINES = 6, 6     # each section shows lines 7 to 12 of the text: quotes, brackets, indented lines
 TIMEOUT = 120          # seconds for the screenshot
+CELLS = ("rnn_tanh", "lstm", "gru")
+SMALL = ("--hidden", "64", "--layers", "1", "--max-iters", "300", "--eval-every", "300", "--sample-every", "0",
+         "--seed", "1")
 
 
 def minrnn(*args, env=None):
@@ -33,6 +37,14 @@ def minrnn(*args, env=None):
     if r.returncode != 0:
         sys.exit(f"python -m minrnn {' '.join(map(str, args))}: {r.stderr.strip()}")
     return r.stdout
+
+
+def small_model(cell, text, folder):
+    """The best checkpoint of a 64-unit model of cell trained for 300 steps on text (trained once)."""
+    run = folder / cell
+    if not (run / "best.ckpt").exists():
+        minrnn("train", text, "--cell", cell, *SMALL, "--out", run)
+    return run / "best.ckpt"
 
 
 def cut(page, skip, lines):
@@ -81,7 +93,10 @@ def main():
         (pathlib.Path(tmp) / "matplotlibrc").write_text("svg.hashsalt: minrnn\n", encoding="utf-8")
         same = dict(os.environ, SOURCE_DATE_EPOCH="0", MATPLOTLIBRC=tmp)
         minrnn("plot", args.run, "--out", args.out / "loss.svg", env=same)
-        print(minrnn("picture", "gradients", "--checkpoint", ckpt, "--text", args.text,
+        cells = []
+        for cell in CELLS:   # the lectures' comparison: the same small model of each cell, the same steps
+            cells += ["--checkpoint", small_model(cell, args.text, args.run.parent / "images")]
+        print(minrnn("picture", "gradients", *cells, "--checkpoint", ckpt, "--text", args.text,
                      "--out", args.out / "gradients.svg", env=same).strip())
         page = pathlib.Path(tmp) / "activations.html"
         minrnn("picture", "activations", "--checkpoint", ckpt, "--text", args.text, "--out", page)
