@@ -2,6 +2,8 @@
 gives an error, never a crash."""
 
 import os
+import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -75,10 +77,21 @@ def test_saving_replaces_atomically_and_leaves_no_temporary_file(saved):
     assert os.listdir(path.parent) == [path.name]
 
 
-def test_every_truncation_is_an_error(saved, tmp_path):
+@pytest.fixture
+def in_memory(tmp_path):
+    """A folder in memory where there is a tmpfs: ext4 writes a file truncated on open back to the
+    disk at once, and a test that rewrites a file thousands of times waits for the disk each time."""
+    if not os.access("/dev/shm", os.W_OK):
+        yield tmp_path
+        return
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as folder:
+        yield pathlib.Path(folder)
+
+
+def test_every_truncation_is_an_error(saved, in_memory):
     path = saved[0]
     data = path.read_bytes()
-    cut = tmp_path / "cut.ckpt"
+    cut = in_memory / "cut.ckpt"
     for n in range(len(data)):
         cut.write_bytes(data[:n])
         with pytest.raises(core.MinrnnError) as e:
