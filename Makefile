@@ -93,9 +93,9 @@ test-torch: $(INSTALLED)
 # ---- packaging: an sdist and a wheel in dist/ (PyPA's build, installed into .venv if missing);
 # test-dist installs the wheel into a fresh virtualenv, away from the source tree, which trains and samples
 dist: $(INSTALLED)
-	test -x $(VENV)/bin/pyproject-build || $(PY) -m pip install -q build
+	$(PY) -m build --version >/dev/null 2>&1 || $(PY) -m pip install -q build
 	rm -rf dist
-	$(VENV)/bin/pyproject-build --outdir dist .   # not python -m build: ./build would shadow the package
+	$(PY) -m build --outdir dist .
 
 test-dist: dist $(DEMO_TEXT)
 	rm -rf build/distcheck
