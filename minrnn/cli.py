@@ -171,8 +171,10 @@ def build_parser():
         "Write the model of a checkpoint without its training state (optimizer moments, carried "
         "states), with the weights in bfloat16 by default: about a sixth of a training checkpoint. "
         "sample, eval, classify and the C library load it as any checkpoint."))
+    x.add_argument("paths", nargs="*", metavar="CKPT OUT", help="the checkpoint and where to write, as "
+                   "--checkpoint and --out give them (python -m minrnn export best.ckpt m.safetensors)")
     x.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    x.add_argument("--out", metavar="FILE", required=True,
+    x.add_argument("--out", metavar="FILE",
                    help="where to write the exported checkpoint; a name ending in .safetensors writes the "
                         "parameters in float32 under PyTorch's names (minrnn.torch builds the nn.Module), with "
                         "the configuration and vocabulary as metadata (needs pip install safetensors)")
@@ -439,6 +441,12 @@ def cmd_classify(args):
 
 
 def cmd_export(args):
+    if args.paths:
+        if len(args.paths) != 2 or args.checkpoint or args.out:
+            raise UserError("give the checkpoint and the output as CKPT OUT, or as --checkpoint CKPT --out OUT")
+        args.checkpoint, args.out = args.paths
+    if not args.out:
+        raise UserError("give where to write: --out FILE (.ckpt, or .safetensors for PyTorch)")
     source = args.checkpoint or last_run_checkpoint()
     if os.path.exists(args.out) and os.path.samefile(source, args.out):
         raise UserError(f"--out {args.out} is the checkpoint being exported; give another path")
@@ -446,7 +454,7 @@ def cmd_export(args):
     if str(args.out).endswith(".safetensors"):
         export_safetensors(ck, args.out)
         print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, float32 under PyTorch's names "
-              f"(minrnn.torch.module_for builds the nn.Module)")
+              f"(minrnn.torch.load builds its nn.Module)")
         return 0
     core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
                          cond_scaling=ck.cond_scaling, precision=args.precision)

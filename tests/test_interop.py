@@ -54,6 +54,10 @@ def test_the_cli_exports_and_imports_a_trained_model(tmp_path):
                   "--seq-len", "8", "--out", "run", cwd=tmp_path).returncode == 0
     r = minrnn("export", "--checkpoint", "run/best.ckpt", "--out", "m.safetensors", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert minrnn("export", "run/best.ckpt", "positional.safetensors", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "positional.safetensors").read_bytes() == (tmp_path / "m.safetensors").read_bytes()
+    one_line_error(minrnn("export", "run/best.ckpt", cwd=tmp_path), "CKPT OUT")
+    one_line_error(minrnn("export", "--checkpoint", "run/best.ckpt", cwd=tmp_path), "give where to write")
     assert minrnn("import", "m.safetensors", "back.ckpt", cwd=tmp_path).returncode == 0
     a, b = (core.load_checkpoint(tmp_path / p) for p in ("run/best.ckpt", "back.ckpt"))
     assert np.array_equal(a.model.params, b.model.params) and a.vocab == b.vocab
