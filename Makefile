@@ -105,26 +105,27 @@ test-dist: dist $(DEMO_TEXT)
 	  --eval-every 20 --sample-every 0 --out run && venv/bin/python -m minrnn sample --checkpoint run/best.ckpt \
 	  --length 60 --seed 1
 
-# ---- Python: the package with its test extra, in .venv
+# ---- Python: the package with its test extra, in .venv; the suite again on the oldest Python that
+# pyproject.toml promises (requires-python), in its own virtualenv: found on PATH or in pyenv's
+# versions; said loudly when this machine lacks it.
+OLDEST := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
+PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(OLDEST).*/bin/python$(OLDEST)) python$(OLDEST))
+VENV_OLDEST := .venv-$(OLDEST)
+HAVE_OLDEST := $(shell $(PYTHON_OLDEST) -c 'import sys; assert sys.version_info[:2] == tuple(map(int, "$(OLDEST)".split(".")))' \
+	2>/dev/null && echo yes)
+OLDEST_INSTALLED := $(if $(HAVE_OLDEST),$(VENV_OLDEST)/.installed)
+
 # Two at a time (pytest keeps one core busy, so the two Pythons' suites and the C tests share the
-# machine), each target's output printed whole when it ends. The library and the example are built
-# first: tests run make lib and make example, which must find them done.
-test: lib example $(INSTALLED)
+# machine), each target's output printed whole when it ends. Built first: the library and the example
+# (tests run make lib and make example, which must find them done) and both virtualenvs (their
+# editable installs write the one extension module in minrnn/, which must not change under a suite).
+test: lib example $(INSTALLED) $(OLDEST_INSTALLED)
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-py test-oldest test-c test-serial test-asan
 
 test-py: $(INSTALLED)
 	$(PY) -m pytest -q
 
-# The whole suite again on the oldest Python that pyproject.toml promises (requires-python), in its
-# own virtualenv: found on PATH or in pyenv's versions; said loudly when this machine lacks it.
-OLDEST := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
-PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(OLDEST).*/bin/python$(OLDEST)) python$(OLDEST))
-VENV_OLDEST := .venv-$(OLDEST)
-
-HAVE_OLDEST = $(shell $(PYTHON_OLDEST) -c 'import sys; assert sys.version_info[:2] == tuple(map(int, "$(OLDEST)".split(".")))' \
-	2>/dev/null && echo yes)
-
-test-oldest: $(if $(HAVE_OLDEST),$(VENV_OLDEST)/.installed)
+test-oldest: $(OLDEST_INSTALLED)
 	@if [ -z "$(HAVE_OLDEST)" ]; then echo "test-oldest: NOT RUN: no Python $(OLDEST) here (set PYTHON_OLDEST=/path/to/python$(OLDEST))"; \
 	else echo "pytest on Python $(OLDEST)" && $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider; fi
 

@@ -34,7 +34,7 @@ from minrnn.inference import (check_evaluation_memory, class_probabilities, eval
                               generate_records, generate_streams, length_buckets, load as load_checkpoint)
 from minrnn.pairs import PairSet, pairs_loss, translate_all, translation_scores
 from minrnn.records import RecordSet
-from minrnn.settings import RUN, SESSION
+from minrnn.settings import RUN, SESSION, USE
 from minrnn.text import TextError, Vocab, read_symbols, unescape
 
 
@@ -85,6 +85,16 @@ class Trained:
         self.last_seed = secrets.randbits(63) if seed is None else seed
         return self.last_seed
 
+    @staticmethod
+    def _check(**values):
+        """UserError for an argument outside its rule in settings.USE (None: a default drawn later)."""
+        for name, value in values.items():
+            if value is not None:
+                try:
+                    USE[name].check(value)
+                except ValueError as e:
+                    raise UserError(f"{name}: {e}") from None
+
     def _characters(self, ids):
         """Each id's character as a string (U+FFFD for a byte that is part of a longer one)."""
         return [self.vocab.to_bytes([i]).decode("utf-8", "replace") for i in ids]
@@ -92,7 +102,11 @@ class Trained:
     # ---- language models
 
     def _prime_ids(self, prime):
-        return self.vocab.encode(self._symbols(prime, self.names["prime"])) if prime else []
+        what = self.names["prime"]
+        try:
+            return self.vocab.encode(self._symbols(prime, what)) if prime else []
+        except TextError as e:
+            raise UserError(e if str(e).startswith(what) else f"{what}: {e}") from None
 
     def _condition(self, condition):
         """The condition as the model reads it: a label id (1,) or a standardized vector (1, C)."""
@@ -123,6 +137,7 @@ class Trained:
         """stream's bytes: each generated character's bytes as it is drawn, what sample writes. The
         prime is checked and the seed drawn at the call, before the first character."""
         self._needs("lm")
+        self._check(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         if self.vocab.framed:
             raise UserError("a record model writes whole records: use generate")
         tokens = generate(self.model, self.vocab, self._prime_ids(prime), length, self._seed(seed), temperature,
@@ -132,6 +147,7 @@ class Trained:
     def samples_bytes(self, prime, num, length, temperature, top_k, top_p, seed, condition):
         """generate's bytes: num samples drawn as one batch, each without the prime."""
         self._needs("lm")
+        self._check(num=num, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         prime_ids = self._prime_ids(prime)
         cond = self._condition(condition)
         seed = self._seed(seed)
@@ -159,9 +175,9 @@ class Trained:
         character. condition: a conditioned model's label (its name) or its feature vector (the D
         raw numbers; they are standardized as in training). num: a list of num samples drawn as one
         batch instead, each with the prime (what sample --num prints)."""
-        if num is not None and num < 1:
-            raise UserError("num: give 1 or more samples")
         samples = self.samples_bytes(prime, 1 if num is None else num, length, temperature, top_k, top_p, seed, condition)
+        if not isinstance(prime, str):   # bytes, as a file holds them
+            prime = bytes(prime).decode("utf-8", "replace")
         texts = [prime + s.decode("utf-8", "replace") for s in samples]
         return texts if num is not None else texts[0]
 
@@ -202,11 +218,15 @@ class Trained:
             if len(known) == 0:
                 raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
             ids.append(known)
+        if not ids:
+            return []
         probs = class_probabilities(self.model, self.vocab, ids)
         return [[(self.checkpoint.labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]] for p in probs]
 
     def _source_ids(self, text, i):
         symbols = self._symbols(text, f"text {i + 1}")
+        if len(symbols) == 0:
+            raise UserError(f"text {i + 1} is empty; give a source to translate")
         limit = self.max_source
         if limit is not None and len(symbols) > limit:
             raise UserError(f"text {i + 1} has {len(symbols)} characters; this model reads sources of at most {limit}")
@@ -220,6 +240,7 @@ class Trained:
         seed of temperature > 0 drawn, at the call): greedy, beam search, or drawn at temperature > 0.
         alignments: also each translation's attention weights (a model with attention)."""
         self._needs("seq2seq")
+        self._check(beam=beam, temperature=temperature, seed=seed, max_length=max_length)
         if temperature > 0 and beam != 1:
             raise UserError("temperature > 0 draws one translation at a time; give beam=1")
         if alignments and self.model.config.attention == "none":

@@ -19,8 +19,8 @@ from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import plot_runs
 from minrnn.records import read_features
-from minrnn.rundir import last_run_checkpoint
-from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, Flag, Number
+from minrnn.rundir import last_run_checkpoint, write_atomically
+from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number
 from minrnn.text import show, unescape
 from minrnn.training import Run
 
@@ -88,13 +88,13 @@ def build_parser():
         "Generate text. Without --checkpoint it uses the best checkpoint of the last training run "
         "started in this folder."))
     s.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    s.add_argument("--length", type=arg_type(Number(int, 0)), metavar="N", default=500,
+    s.add_argument("--length", type=arg_type(USE["length"]), metavar="N", default=500,
                    help="characters to generate, not counting the prime (default %(default)s)")
     s.add_argument("--temperature", type=arg_type(Number(float, 0.0, low_open=True)), metavar="X", default=1.0,
                    help="below 1: safer, more repetitive; above 1: more varied (default %(default)s)")
-    s.add_argument("--top-k", type=arg_type(Number(int, 0, 2**31 - 1)), metavar="N", default=0,
+    s.add_argument("--top-k", type=arg_type(USE["top_k"]), metavar="N", default=0,
                    help="sample only among the k likeliest characters; 0 = off (default %(default)s)")
-    s.add_argument("--top-p", type=arg_type(Number(float, 0.0, 1.0, low_open=True)), metavar="P", default=1.0,
+    s.add_argument("--top-p", type=arg_type(USE["top_p"]), metavar="P", default=1.0,
                    help="sample only among the likeliest characters holding this much probability "
                         "(default %(default)s)")
     s.add_argument("--argmax", action="store_true", help="always take the likeliest character (no randomness)")
@@ -104,7 +104,7 @@ def build_parser():
                    help="the same seed gives the same text (default: random, printed on stderr)")
     s.add_argument("--stop", metavar="TEXT",
                    help="stop once this string has been generated (it is printed; \\n and \\t are understood)")
-    s.add_argument("--num", type=arg_type(Number(int, 1, 65536)), metavar="N", default=1,
+    s.add_argument("--num", type=arg_type(USE["num"]), metavar="N", default=1,
                    help="samples generated together as one batch: records, one per line, or streams of --length "
                         "characters, separated by a blank line (default %(default)s)")
     c = s.add_argument_group("the condition of a conditioned model (trained with --labels or --features)")
@@ -126,7 +126,7 @@ def build_parser():
     e.add_argument("--seq-len", type=arg_type(POSITIVE), metavar="N", default=256,
                    help="characters per chunk (default %(default)s)")
     e.add_argument("--features", metavar="FILE.npy", help="a conditioned model's features, one row per record")
-    e.add_argument("--beam", type=arg_type(Number(int, 1, 4096)), metavar="K", default=1,
+    e.add_argument("--beam", type=arg_type(USE["beam"]), metavar="K", default=1,
                    help="a seq2seq model's translations: beam search of width K; 1 = greedy (default %(default)s)")
     add_precision(e)
     add_threads(e)
@@ -151,13 +151,13 @@ def build_parser():
     r.add_argument("texts", nargs="*", metavar="TEXT", help="texts to translate")
     r.add_argument("--file", metavar="FILE", help="...or each line of this file")
     r.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    r.add_argument("--beam", type=arg_type(Number(int, 1, 4096)), metavar="K", default=1,
+    r.add_argument("--beam", type=arg_type(USE["beam"]), metavar="K", default=1,
                    help="beam search of width K (never less probable than greedy); 1 = greedy (default %(default)s)")
-    r.add_argument("--temperature", type=arg_type(Number(float, 0.0, 1e6)), metavar="X", default=0.0,
+    r.add_argument("--temperature", type=arg_type(USE["temperature"]), metavar="X", default=0.0,
                    help="> 0: draw each character at this temperature instead (with --beam 1) (default 0: greedy)")
     r.add_argument("--seed", type=arg_type(SEED), metavar="S",
                    help="--temperature's draws: the same seed gives the same text (default: random, printed on stderr)")
-    r.add_argument("--max-length", type=arg_type(Number(int, 1, 100000)), metavar="N", default=200,
+    r.add_argument("--max-length", type=arg_type(USE["max_length"]), metavar="N", default=200,
                    help="characters at most per translation (default %(default)s)")
     r.add_argument("--scores", action="store_true", help="after each translation, a tab and its log probability")
     r.add_argument("--picture", metavar="FILE.html",
@@ -171,8 +171,9 @@ def build_parser():
         "Write the model of a checkpoint without its training state (optimizer moments, carried "
         "states), with the weights in bfloat16 by default: about a sixth of a training checkpoint. "
         "sample, eval, classify and the C library load it as any checkpoint."))
-    x.add_argument("paths", nargs="*", metavar="CKPT OUT", help="the checkpoint and where to write, as "
-                   "--checkpoint and --out give them (python -m minrnn export best.ckpt m.safetensors)")
+    x.add_argument("source", nargs="?", metavar="CKPT", help="the checkpoint, as --checkpoint gives it")
+    x.add_argument("target", nargs="?", metavar="OUT",
+                   help="where to write, as --out gives it (python -m minrnn export best.ckpt m.safetensors)")
     x.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
     x.add_argument("--out", metavar="FILE",
                    help="where to write the exported checkpoint; a name ending in .safetensors writes the "
@@ -417,18 +418,6 @@ def cmd_translate(args):
     return 0
 
 
-def write_atomically(path, data):
-    """path's contents replaced by data whole, or not at all (a temporary file, then a rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def cmd_classify(args):
     m = trained_for(args)
     require_task(m, "classify")
@@ -441,10 +430,10 @@ def cmd_classify(args):
 
 
 def cmd_export(args):
-    if args.paths:
-        if len(args.paths) != 2 or args.checkpoint or args.out:
+    if args.source:
+        if not args.target or args.checkpoint or args.out:
             raise UserError("give the checkpoint and the output as CKPT OUT, or as --checkpoint CKPT --out OUT")
-        args.checkpoint, args.out = args.paths
+        args.checkpoint, args.out = args.source, args.target
     if not args.out:
         raise UserError("give where to write: --out FILE (.ckpt, or .safetensors for PyTorch)")
     source = args.checkpoint or last_run_checkpoint()

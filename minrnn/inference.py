@@ -165,7 +165,9 @@ def class_probabilities(model, vocab, texts, batch_size=64):
 
 def length_buckets(lengths):
     """Up to four ranges of source lengths holding about a quarter of the pairs each: [(low, high)]."""
-    edges = sorted(set(int(x) for x in np.quantile(lengths, [0.25, 0.5, 0.75]))) if len(lengths) else []
+    if len(lengths) == 0:
+        return []
+    edges = sorted(set(int(x) for x in np.quantile(lengths, [0.25, 0.5, 0.75])))
     bounds, low = [], int(min(lengths))
     for e in edges + [int(max(lengths))]:
         if e >= low:

@@ -17,6 +17,7 @@ import numpy as np
 
 from minrnn import __version__, core
 from minrnn.errors import UserError
+from minrnn.rundir import replacing
 from minrnn.reference import Config
 from minrnn.reference.seq2seq import Seq2seqConfig
 
@@ -56,7 +57,8 @@ def export_safetensors(ck, path):
     """Write ck's model (its float32 parameters, whatever the checkpoint's precision) to path."""
     st = safetensors_module()
     tensors = {torch_name(name): np.ascontiguousarray(view) for name, view in ck.model.tensors.items()}
-    st.save_file(tensors, str(path), metadata={"minrnn": json.dumps(describe(ck), sort_keys=True)})
+    with replacing(path) as tmp:
+        st.save_file(tensors, str(tmp), metadata={"minrnn": json.dumps(describe(ck), sort_keys=True)})
 
 
 def read_safetensors(path):
@@ -88,15 +90,16 @@ def read_state_dict(path):
         saved = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except Exception as e:   # a pickle that is not plain tensors, or not a PyTorch file at all
-        raise UserError(f"{path}: not a PyTorch state dict torch.load reads with weights_only "
-                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except Exception as e:   # torch's long advice is about trusting a file's code, which import never runs
+        raise UserError(f"{path}: not a PyTorch file of tensors that torch.load reads with weights_only=True "
+                        f"({type(e).__name__}); import reads .safetensors files and PyTorch state dicts") from None
     info = None
     if isinstance(saved, dict) and "state_dict" in saved:
         info, saved = saved.get("minrnn"), saved["state_dict"]
     if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
         raise UserError(f"{path}: not a state dict (a dict of named tensors, what module.state_dict() returns)")
-    tensors = {str(name): (t.float() if t.is_floating_point() else t).numpy() for name, t in saved.items()}
+    tensors = {str(name): (t.detach().float() if t.is_floating_point() else t.detach()).numpy()
+               for name, t in saved.items()}
     return tensors, parse_info(info, path)
 
 
@@ -116,8 +119,18 @@ def parse_info(text, path):
 
 
 def read_model_file(path):
-    """(tensors, metadata or None) of a .safetensors file or of anything else torch.save wrote."""
-    return (read_safetensors if str(path).endswith(".safetensors") else read_state_dict)(path)
+    """(tensors, metadata or None) of a safetensors file (by its name or its first bytes: a header
+    length, then JSON) or of anything else torch.save wrote."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        head = b""   # the reader below says what is wrong with the path
+    if head.startswith(b"minrnnCK"):   # minrnn_checkpoint's magic
+        raise UserError(f"{path} is a minrnn checkpoint already: sample, eval and the C example run it as it is")
+    if str(path).endswith(".safetensors") or head[8:9] == b"{":
+        return read_safetensors(path)
+    return read_state_dict(path)
 
 
 def info_like(path):

@@ -72,11 +72,12 @@ def colour(value):
     return f"rgb({r},{g},{b})"
 
 
-def coloured(chars, values):
+def coloured(chars, values, mean=0.0, spread=1.0):
+    """Each character on the colour of (value - mean) / spread, its value on hover."""
     spans = []
     for c, v in zip(chars, values):
         shown = "\u21b5\n" if c == "\n" else html.escape(c)
-        spans.append(f'<span style="background:{colour(v)}" title="{float(v):.3f}">{shown}</span>')
+        spans.append(f'<span style="background:{colour((v - mean) / spread)}" title="{float(v):.3f}">{shown}</span>')
     return "".join(spans)
 
 
@@ -98,16 +99,16 @@ def activations_page(ck, text, unit=None, shown=2000):
         top = np.argsort(-np.abs(r))[:5]
         listed = ", ".join(f"{names[k]} ({r[k]:+.2f})" for k in top)
         sections.append((f"{name}: {names[best]} follows it best (correlation {r[best]:+.2f}); the five best: {listed}",
-                         coloured(chars[:shown], (values[:shown, best] - mean[best]) / spread[best])))
+                         coloured(chars[:shown], values[:shown, best], mean[best], spread[best])))
     if unit is not None:
         if not 0 <= unit < len(names):
             raise UserError(f"--unit {unit}: this model has units 0 to {len(names) - 1} (layers x states x hidden)")
-        sections.insert(0, (f"{names[unit]}, as asked", coloured(chars[:shown], (values[:shown, unit] - mean[unit]) / spread[unit])))
+        sections.insert(0, (f"{names[unit]}, as asked",
+                            coloured(chars[:shown], values[:shown, unit], mean[unit], spread[unit])))
     body = "\n".join(f"<h2>{html.escape(title)}</h2>\n<pre>{spans}</pre>" for title, spans in sections)
     return page("minrnn activations", "Each character is coloured by the unit's value after the model read it "
                 "(red above the unit's mean over the text, blue below, full colour at two standard deviations; hover "
-                "for the value). The "
-                f"units are found automatically among all {len(names)} (every layer's h, and c for an LSTM), "
+                "for the value). The units are found automatically among all {len(names)} (every layer's h, and c for an LSTM), "
                 "by their correlation with each feature over the text.", body)
 
 

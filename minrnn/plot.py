@@ -9,6 +9,7 @@ import json
 import pathlib
 
 from minrnn.errors import UserError
+from minrnn.rundir import replacing
 
 
 def read_metrics(run_dir):
@@ -78,11 +79,8 @@ def check_image_name(out):
 def save(plt, fig, out):
     """fig into out whole or not at all (a temporary file of the same type, then a rename)."""
     check_image_name(out)
-    tmp = pathlib.Path(f"{out}.tmp{pathlib.Path(out).suffix}")
     try:
-        fig.savefig(tmp)
-        tmp.replace(out)
+        with replacing(out) as tmp:
+            fig.savefig(tmp)
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()

@@ -1,9 +1,11 @@
 """The run folder (--out): one writer at a time, the leftovers of a killed save, and the pointer in
 the working folder through which `sample` and `eval` find the last run."""
 
+import contextlib
 import fcntl
 import json
 import os
+import pathlib
 import re
 
 from minrnn.errors import UserError
@@ -67,19 +69,33 @@ class RunFolder:
         self.release()
 
 
+@contextlib.contextmanager
+def replacing(path):
+    """A temporary name beside path, with path's suffix (what matplotlib reads the format from), to
+    write to: path is replaced by it whole when the block ends without an error, and either way
+    nothing is left behind. A crash or Ctrl-C never leaves path half written."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_atomically(path, data):
+    """path's contents replaced by data (bytes) whole, or not at all."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def remember_last_run(path):
     """Point `sample` and `eval` in the working folder at this run. Optional: returns the reason it
     could not (a read-only working folder, say), and then they need --checkpoint."""
-    tmp = f"{LAST_RUN}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "w") as f:
-            json.dump({"out": os.path.abspath(path)}, f)
-        os.replace(tmp, LAST_RUN)
+        write_atomically(LAST_RUN, json.dumps({"out": os.path.abspath(path)}).encode("utf-8"))
     except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
         return e.strerror or str(e)
     return None
 

@@ -132,6 +132,19 @@ THREADS = Number(int, 0, 1024)            # 0 = all cores
 PROBABILITY = Number(float, 0.0, 1.0, high_open=True)
 NONNEGATIVE = Number(float, 0.0)
 
+# What a trained model is asked for, by the commands' options and by minrnn.load's methods alike.
+# (A temperature of 0 is the API's argmax; the sample command says --argmax and takes X > 0.)
+USE = {
+    "length": Number(int, 0),                       # characters generated after the prime
+    "temperature": Number(float, 0.0, 1e6),
+    "top_k": Number(int, 0, 2**31 - 1),             # 0 = off
+    "top_p": Number(float, 0.0, 1.0, low_open=True),
+    "num": Number(int, 1, 65536),                   # samples drawn together
+    "beam": Number(int, 1, 4096),                   # 1 = greedy
+    "max_length": Number(int, 1, 100000),           # a translation's steps, the end included
+    "seed": SEED,
+}
+
 MODEL = [
     Setting("cell", "lstm", Choice(CELLS), "CELL",
             "recurrent cell: " + ", ".join(CELLS) + " (PyTorch's RNN modes) (default {default})"),

@@ -30,6 +30,7 @@ from torch import nn
 from minrnn.errors import UserError
 from minrnn.interop import config_of, read_model_file, safetensors_module
 from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
+from minrnn.rundir import replacing
 
 RNNS = {"rnn_tanh": (nn.RNN, "tanh"), "rnn_relu": (nn.RNN, "relu"), "lstm": (nn.LSTM, None), "gru": (nn.GRU, None)}
 
@@ -84,8 +85,9 @@ class CharRNN(nn.Module):
         y = self.drop(y)
         if cfg.task == "classify":
             T, B = tokens.shape
-            last = (lengths - 1) if lengths is not None else torch.full((B,), T - 1, dtype=torch.long)
-            return self.head(y[last, torch.arange(B)]), state
+            last = (lengths - 1) if lengths is not None else torch.full((B,), T - 1, dtype=torch.long,
+                                                                        device=tokens.device)
+            return self.head(y[last, torch.arange(B, device=tokens.device)]), state
         return (self.decoder(y) if cfg.task == "lm" else y), state
 
 
@@ -93,8 +95,9 @@ def to_file_layout(module, state_dict, prefix, local_metadata):
     """state_dict()'s hook: the module's layout -> minrnn's (layer 0's joined weight split, no bias_hh)."""
     if module.conditions:
         joined = state_dict[prefix + "rnn.weight_ih_l0"]
-        state_dict[prefix + "rnn.weight_ih_l0"] = joined[:, :module.inputs]
-        state_dict[prefix + "cond.weight"] = joined[:, module.inputs:]
+        # copies: a column slice is no contiguous tensor, which safetensors would write as raw memory
+        state_dict[prefix + "rnn.weight_ih_l0"] = joined[:, :module.inputs].contiguous()
+        state_dict[prefix + "cond.weight"] = joined[:, module.inputs:].contiguous()
     if module.cfg.one_bias:
         for k in range(module.cfg.num_layers):
             del state_dict[prefix + f"rnn.bias_hh_l{k}"]
@@ -163,7 +166,7 @@ class Seq2seq(nn.Module):
         if self.cfg.attention == "none":
             return self.out(h), None
         scores = self.attn(h, e)
-        beyond = torch.arange(source.shape[0])[None, :] >= source_lengths[:, None]   # (B, Ts)
+        beyond = torch.arange(source.shape[0], device=source.device)[None, :] >= source_lengths[:, None]   # (B, Ts)
         alpha = torch.softmax(scores.masked_fill(beyond[None], float("-inf")), dim=2)
         c = torch.einsum("tbs,sbh->tbh", alpha, e)
         o = torch.tanh(self.combine(torch.cat([c, h], dim=2)))
@@ -190,10 +193,13 @@ def load(path):
 def save(module, info, path):
     """Write a module trained in PyTorch where python -m minrnn import reads it: its state dict and
     the metadata it was loaded with, as safetensors (a name ending in .safetensors; float32) or else
-    as torch.save's file {"state_dict": ..., "minrnn": the metadata as JSON}."""
+    as torch.save's file {"state_dict": ..., "minrnn": the metadata as JSON}. The file is replaced
+    whole or not at all."""
     text = json.dumps(info, sort_keys=True)
-    if str(path).endswith(".safetensors"):
-        tensors = {name: value.detach().cpu().float().numpy() for name, value in module.state_dict().items()}
-        safetensors_module().save_file(tensors, str(path), metadata={"minrnn": text})
-    else:
-        torch.save({"state_dict": module.state_dict(), "minrnn": text}, str(path))
+    with replacing(path) as tmp:
+        if str(path).endswith(".safetensors"):
+            tensors = {name: np.ascontiguousarray(value.detach().cpu().float().numpy())
+                       for name, value in module.state_dict().items()}
+            safetensors_module().save_file(tensors, str(tmp), metadata={"minrnn": text})
+        else:
+            torch.save({"state_dict": module.state_dict(), "minrnn": text}, str(tmp))

@@ -206,3 +206,19 @@ def test_mistakes_are_user_errors(folder, lm):
         minrnn.load(lm).generate(condition="up")
     with pytest.raises(UserError, match=r"prime: invalid UTF-8 .* this model reads UTF-8"):
         minrnn.load(lm).generate(prime="caf\udce9")
+
+
+def test_bad_arguments_are_one_line_errors_and_empty_lists_are_empty(lm, cls, s2s):
+    m = minrnn.load(lm)
+    for bad, message in [(dict(length=-1), "length: expected a whole number >= 0"),
+                         (dict(temperature=-1.0), "temperature: expected"), (dict(top_k=-1), "top_k: expected"),
+                         (dict(top_p=0.0), "top_p: expected"), (dict(num=0), "num: expected"),
+                         (dict(prime="Zebra ☃"), "prime: not in the model's vocabulary")]:
+        with pytest.raises(UserError, match=message):
+            m.generate(**bad)
+    assert m.generate(prime=b"Th", length=10, seed=1) == m.generate(prime="Th", length=10, seed=1)
+    assert minrnn.load(cls).classify([]) == [] and minrnn.load(s2s).translate([]) == []
+    with pytest.raises(UserError, match="text 2 is empty"):
+        minrnn.load(s2s).translate(["ab", ""])
+    with pytest.raises(UserError, match="beam: expected"):
+        minrnn.load(s2s).translate(["ab"], beam=0)

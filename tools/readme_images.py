@@ -57,12 +57,13 @@ def cut(page, skip, lines):
 
 
 def screenshot(chromium, page, out, window):
-    """Headless Chromium's picture of the file page. --no-sandbox: its sandbox refuses to run as root."""
-    out.unlink(missing_ok=True)
+    """Headless Chromium's picture of the file page into out, which a failure leaves as it was.
+    --no-sandbox: its sandbox refuses to run as root."""
     with tempfile.TemporaryDirectory() as profile:
+        shot = pathlib.Path(profile) / "screenshot.png"
         args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                 "--force-device-scale-factor=1", f"--user-data-dir={profile}",
-                f"--window-size={window[0]},{window[1]}", f"--screenshot={out.resolve()}", page.resolve().as_uri()]
+                f"--window-size={window[0]},{window[1]}", f"--screenshot={shot}", page.resolve().as_uri()]
         p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
         try:
@@ -70,8 +71,9 @@ def screenshot(chromium, page, out, window):
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)   # the launcher script, the browser and its helpers
             sys.exit(f"chromium took more than {TIMEOUT} s for {page}")
-    if p.returncode != 0 or not out.exists():
-        sys.exit(f"chromium could not take a screenshot of {page}: {err.strip()[-500:]}")
+        if p.returncode != 0 or not shot.exists():
+            sys.exit(f"chromium could not take a screenshot of {page}: {err.strip()[-500:]}")
+        shutil.move(shot, out)
 
 
 def main():
