@@ -11,10 +11,9 @@ import struct
 import subprocess
 import time
 
-import numpy as np
 import pytest
 
-from cliutil import TINY, command, environment, english, minrnn, one_line_error, start, text  # noqa: F401
+from cliutil import TINY, command, environment, minrnn, one_line_error, start, text  # noqa: F401  (text: a fixture)
 from minrnn import core
 from minrnn.reference import CELLS
 
