@@ -108,7 +108,7 @@ def activations_page(ck, text, unit=None, shown=2000):
     body = "\n".join(f"<h2>{html.escape(title)}</h2>\n<pre>{spans}</pre>" for title, spans in sections)
     return page("minrnn activations", "Each character is coloured by the unit's value after the model read it "
                 "(red above the unit's mean over the text, blue below, full colour at two standard deviations; hover "
-                "for the value). The units are found automatically among all {len(names)} (every layer's h, and c for an LSTM), "
+                f"for the value). The units are found automatically among all {len(names)} (every layer's h, and c for an LSTM), "
                 "by their correlation with each feature over the text.", body)
 
 

@@ -1,6 +1,7 @@
 """python -m minrnn picture: the features and correlations behind the activations page, the gradient
 reach against the RNN's own formula, and valid files (HTML pages, PNG) from trained models."""
 
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -88,6 +89,7 @@ def test_the_pictures_are_valid_files(trained):
                "--out", "act.html", cwd=trained)
     assert r.returncode == 0, r.stderr
     assert checked_page(trained / "act.html").h2 == 4   # the unit asked for, then one per feature
+    assert re.search(r"among all \d+ \(every layer", (trained / "act.html").read_text(encoding="utf-8"))
     r = minrnn("picture", "temperature", "--checkpoint", "lstm/best.ckpt", "--prime", "The ", "--temperatures",
                "0.2,1,2", "--length", "80", "--out", "temp.html", cwd=trained)
     assert r.returncode == 0, r.stderr
