@@ -61,15 +61,15 @@ def export_safetensors(ck, path):
         st.save_file(tensors, str(tmp), metadata={"minrnn": json.dumps(describe(ck), sort_keys=True)})
 
 
-def read_safetensors(path):
-    """(tensors {name: array}, the minrnn metadata or None) of a safetensors file; UserError if it
-    can't be read."""
+def read_safetensors(path, with_tensors=True):
+    """(tensors {name: array}, or {} without with_tensors, and the minrnn metadata or None) of a
+    safetensors file; UserError if it can't be read."""
     safetensors_module()
     try:   # one open for both the metadata and the tensors
         from safetensors import safe_open
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            tensors = {name: f.get_tensor(name) for name in f.keys()} if with_tensors else {}
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except Exception as e:   # safetensors reports a bad file in its own exception types
@@ -137,7 +137,7 @@ def info_like(path):
     """The metadata of the model that a checkpoint or an exported safetensors file holds: what a bare
     state dict lacks (configuration, vocabulary, labels)."""
     if str(path).endswith(".safetensors"):
-        info = read_safetensors(path)[1]
+        info = read_safetensors(path, with_tensors=False)[1]   # the metadata is all --like gives
         if info is None:
             raise UserError(f"--like {path}: no minrnn metadata; give a checkpoint or a file python -m minrnn "
                             "export wrote")
