@@ -4,45 +4,16 @@
  * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
  * the sections back to back in the order of the section table with no gaps, then an 8-byte trailer.
  *
- *   off  size  field
+ *   off  size  the header
  *   0    8     magic: the 8 bytes "minrnnCK"
  *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (4)
  *   12   4     u32 header size = 512
- *   16   4     i32 cell
- *   20   4     i32 nonlinearity
- *   24   4     i32 vocab_size V
- *   28   4     i32 embed_size E
- *   32   4     i32 hidden_size H
- *   36   4     i32 num_layers L
- *   40   4     f32 dropout
- *   44   4     i32 encoding (MINRNN_UTF8 or MINRNN_BYTES)
- *   48   4     i32 has_train_state (0 or 1)
- *   52   4     i32 batch_size B        -- this and every field down to rng_state is 0
- *   56   4     i32 seq_len T              when has_train_state = 0
- *   60   4     i32 optimizer kind
- *   64   4     f32 lr
- *   68   4     f32 momentum
- *   72   4     f32 alpha
- *   76   4     f32 beta1
- *   80   4     f32 beta2
- *   84   4     f32 eps
- *   88   4     f32 clip_value
- *   92   4     f32 clip_norm
- *   96   8     i64 step
- *   104  8     i64 epoch
- *   112  8     i64 position
- *   120  8     u64 rng_state
+ *   16   112   the fields of HEADER_FIELDS below from cell to rng_state: the configuration's first
+ *              fields, the encoding, has_train_state, then the training state (batch_size down to
+ *              rng_state), every one of which is 0 when has_train_state = 0
  *   128  128   eight (u64 offset, u64 size) pairs, in bytes, for the sections:
  *              vocab, params, m, v, state, meta, labels, cond
- *   256  4     i32 task
- *   260  4     i32 num_classes K
- *   264  4     i32 cond
- *   268  4     i32 cond_size C
- *   272  4     i32 one_bias
- *   276  4     i32 reduction
- *   280  4     i32 precision of the params section (MINRNN_FLOAT32 or MINRNN_BFLOAT16)
- *   284  4     i32 attention (a MINRNN_ATTENTION_ kind; 0 unless task = MINRNN_TASK_SEQ2SEQ)
- *   288  4     i32 attention_size A (0 unless attention = MINRNN_ATTENTION_ADDITIVE)
+ *   256  36    the fields of HEADER_FIELDS from task to attention_size
  *   292  220   zero padding (must be zero)
  *   512  ...   sections: vocab (V x i32 symbols), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
@@ -52,6 +23,10 @@
  *              cond = MINRNN_COND_VECTOR (an empty section's offset is where it would start)
  *   end-8 8    u64 checksum: FNV-1a 64-bit (offset basis 0xcbf29ce484222325,
  *              prime 0x100000001b3) of every byte before it
+ *
+ * HEADER_FIELDS is the one list of the header's fields: each field's offset, type, the
+ * minrnn_checkpoint member it holds, the first format that has it (an older file reads it as 0)
+ * and its rule. Writing, reading, checking and comparing headers all walk it.
  *
  * A bf16 is a u16, the high half of a float32's bits: save rounds each parameter to nearest, ties
  * to even, as it writes it (a NaN stays a NaN: its high half with the quiet bit 0x0040 set); load
@@ -72,6 +47,8 @@
  * reduction MINRNN_MEAN, precision MINRNN_FLOAT32, attention MINRNN_ATTENTION_NONE,
  * attention_size 0 (the defaults, all 0), labels_size 0, no cond section, and its vocabulary has
  * no START/END markers.
+ * (Where each format's fields end, and its padding begins, follows from HEADER_FIELDS and its
+ * section table.)
  *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
  *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 258;
@@ -131,44 +108,154 @@ _Static_assert(sizeof(float) == 4, "checkpoints store IEEE-754 binary32 floats")
 
 static const char MAGIC[8] = {'m', 'i', 'n', 'r', 'n', 'n', 'C', 'K'};
 
-/* Byte offsets of the header fields (see the table above). */
-enum {
-    OFF_MAGIC = 0, OFF_VERSION = 8, OFF_HEADER_SIZE = 12,
-    OFF_CELL = 16, OFF_NONLINEARITY = 20, OFF_VOCAB_SIZE = 24, OFF_EMBED_SIZE = 28,
-    OFF_HIDDEN_SIZE = 32, OFF_NUM_LAYERS = 36, OFF_DROPOUT = 40, OFF_ENCODING = 44,
-    OFF_HAS_TRAIN_STATE = 48,
-    OFF_TRAIN_FIRST = 52,            /* the training fields: bytes 52..127 */
-    OFF_BATCH_SIZE = 52, OFF_SEQ_LEN = 56, OFF_OPT_KIND = 60, OFF_LR = 64, OFF_MOMENTUM = 68,
-    OFF_ALPHA = 72, OFF_BETA1 = 76, OFF_BETA2 = 80, OFF_EPS = 84, OFF_CLIP_VALUE = 88,
-    OFF_CLIP_NORM = 92, OFF_STEP = 96, OFF_EPOCH = 104, OFF_POSITION = 112, OFF_RNG_STATE = 120,
-    OFF_TABLE = 128,                 /* section i: offset at 128 + 16 i, size at 136 + 16 i */
-    OFF_TASK = 256, OFF_NUM_CLASSES = 260, OFF_COND = 264, OFF_COND_SIZE = 268,
-    OFF_ONE_BIAS = 272, OFF_REDUCTION = 276, OFF_PRECISION = 280, OFF_ATTENTION = 284,
-    OFF_ATTENTION_SIZE = 288,
-    OFF_PADDING = 292
-};
+enum { OFF_MAGIC = 0, OFF_VERSION = 8, OFF_HEADER_SIZE = 12,
+       OFF_TABLE = 128 };             /* section i: offset at 128 + 16 i, size at 136 + 16 i */
 
 enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC_COND, NUM_SECTIONS };
 
-/* What the formats read here differ in. Format 1 has no field from byte 224 on: a shorter
- * section table, and the fields of 256..291 keep their defaults (all 0). Format 2 has none from
- * byte 280 on: its precision is the default, MINRNN_FLOAT32. Format 3 has none from byte 284 on:
- * no attention, and no seq2seq model. */
+/* ---- the header's fields, in one table */
+
+enum { U32, I32, F32, I64, U64 };    /* a field's type: 4 bytes, or 8 from I64 on */
+/* A field's rule, beyond minrnn_config_check's on the whole configuration (and the rules between
+ * fields in check_scalars): ANY; FINITE (a float); POSITIVE (>= 1); NONNEG (>= 0); NONZERO;
+ * UPTO (0 to the field's max). */
+enum { ANY, FINITE, POSITIVE, NONNEG, NONZERO, UPTO };
+
+typedef struct {
+    const char *name;
+    uint16_t offset;
+    uint8_t type;
+    uint8_t format;                  /* the first format with this field; older files read it as 0 */
+    uint8_t train;                   /* 1: part of the training state, 0 without one */
+    uint8_t rule;
+    uint8_t max;                     /* UPTO's bound */
+    size_t member;                   /* where it lives in a minrnn_checkpoint */
+} header_field;
+
+#define FIELD(offset, name, type, format, train, rule, max, member) \
+    {name, offset, type, format, train, rule, max, offsetof(minrnn_checkpoint, member)}
+
+static const header_field HEADER_FIELDS[] = {
+    /*    off  name              type fmt train rule     max  member */
+    FIELD(16,  "cell",           I32, 1, 0, ANY,      0, config.cell),
+    FIELD(20,  "nonlinearity",   I32, 1, 0, ANY,      0, config.nonlinearity),
+    FIELD(24,  "vocab_size",     I32, 1, 0, ANY,      0, config.vocab_size),
+    FIELD(28,  "embed_size",     I32, 1, 0, ANY,      0, config.embed_size),
+    FIELD(32,  "hidden_size",    I32, 1, 0, ANY,      0, config.hidden_size),
+    FIELD(36,  "num_layers",     I32, 1, 0, ANY,      0, config.num_layers),
+    FIELD(40,  "dropout",        F32, 1, 0, ANY,      0, config.dropout),
+    FIELD(44,  "encoding",       I32, 1, 0, UPTO,     MINRNN_BYTES, encoding),
+    FIELD(48,  "has_train_state", I32, 1, 0, UPTO,    1, has_train_state),
+    FIELD(52,  "batch_size",     I32, 1, 1, POSITIVE, 0, batch_size),
+    FIELD(56,  "seq_len",        I32, 1, 1, POSITIVE, 0, seq_len),
+    FIELD(60,  "optimizer",      I32, 1, 1, UPTO,     MINRNN_ADAM, optimizer.kind),
+    FIELD(64,  "lr",             F32, 1, 1, FINITE,   0, optimizer.lr),
+    FIELD(68,  "momentum",       F32, 1, 1, FINITE,   0, optimizer.momentum),
+    FIELD(72,  "alpha",          F32, 1, 1, FINITE,   0, optimizer.alpha),
+    FIELD(76,  "beta1",          F32, 1, 1, FINITE,   0, optimizer.beta1),
+    FIELD(80,  "beta2",          F32, 1, 1, FINITE,   0, optimizer.beta2),
+    FIELD(84,  "eps",            F32, 1, 1, FINITE,   0, optimizer.eps),
+    FIELD(88,  "clip_value",     F32, 1, 1, FINITE,   0, optimizer.clip_value),
+    FIELD(92,  "clip_norm",      F32, 1, 1, FINITE,   0, optimizer.clip_norm),
+    FIELD(96,  "step",           I64, 1, 1, NONNEG,   0, optimizer.step),
+    FIELD(104, "epoch",          I64, 1, 1, NONNEG,   0, epoch),
+    FIELD(112, "position",       I64, 1, 1, NONNEG,   0, position),
+    FIELD(120, "rng_state",      U64, 1, 1, NONZERO,  0, rng_state),
+    /* 128..255: the section table */
+    FIELD(256, "task",           I32, 2, 0, ANY,      0, config.task),
+    FIELD(260, "num_classes",    I32, 2, 0, ANY,      0, config.num_classes),
+    FIELD(264, "cond",           I32, 2, 0, ANY,      0, config.cond),
+    FIELD(268, "cond_size",      I32, 2, 0, ANY,      0, config.cond_size),
+    FIELD(272, "one_bias",       I32, 2, 0, ANY,      0, config.one_bias),
+    FIELD(276, "reduction",      I32, 2, 0, ANY,      0, config.reduction),
+    FIELD(280, "precision",      I32, 3, 0, UPTO,     MINRNN_BFLOAT16, precision),
+    FIELD(284, "attention",      I32, 4, 0, ANY,      0, config.attention),
+    FIELD(288, "attention_size", I32, 4, 0, ANY,      0, config.attention_size),
+};
+#define NUM_HEADER_FIELDS ((int)(sizeof HEADER_FIELDS / sizeof HEADER_FIELDS[0]))
+
+static int field_width(const header_field *f) { return f->type >= I64 ? 8 : 4; }
+
+/* The field's bits as ck holds them (a 4-byte field in the low half). */
+static uint64_t field_bits(const header_field *f, const minrnn_checkpoint *ck) {
+    const unsigned char *p = (const unsigned char *)ck + f->member;
+    if (field_width(f) == 8) {
+        uint64_t u;
+        memcpy(&u, p, 8);
+        return u;
+    }
+    uint32_t u;
+    memcpy(&u, p, 4);
+    return u;
+}
+
+static void set_field_bits(const header_field *f, minrnn_checkpoint *ck, uint64_t bits) {
+    unsigned char *p = (unsigned char *)ck + f->member;
+    if (field_width(f) == 8) {
+        memcpy(p, &bits, 8);
+    } else {
+        uint32_t u = (uint32_t)bits;
+        memcpy(p, &u, 4);
+    }
+}
+
+/* Whether the field's value in ck obeys its rule. */
+static int field_ok(const header_field *f, const minrnn_checkpoint *ck) {
+    uint64_t bits = field_bits(f, ck);
+    uint32_t low = (uint32_t)bits;
+    int64_t value = 0;   /* a whole number's value, signed as its type is */
+    if (f->type == I32) {
+        int32_t x;
+        memcpy(&x, &low, 4);
+        value = x;
+    } else if (f->type == I64) {
+        memcpy(&value, &bits, 8);
+    } else if (f->type == U32) {
+        value = low;
+    }
+    switch (f->rule) {
+    case FINITE: {
+        float x;
+        memcpy(&x, &low, 4);
+        return isfinite(x);
+    }
+    case POSITIVE: return value >= 1;
+    case NONNEG: return value >= 0;
+    case NONZERO: return bits != 0;
+    case UPTO: return value >= 0 && value <= f->max;
+    default: return 1;
+    }
+}
+
+/* What the formats read here differ in: the header's size, the section table's length (the later
+ * sections are empty in a shorter one), whether the vocabulary may end with the START/END
+ * markers, and whether the task may be MINRNN_TASK_SEQ2SEQ. The fields that a format has are
+ * those of HEADER_FIELDS of its version or older. */
 typedef struct {
     uint32_t version;
     uint32_t header_size;
-    int sections;                    /* pairs in the section table; the later sections are empty */
-    int fields_end;                  /* the zero padding runs from here to header_size */
+    int sections;                    /* pairs in the section table */
     int markers;                     /* 1: the vocabulary may end with the START/END markers */
     int seq2seq;                     /* 1: the task may be MINRNN_TASK_SEQ2SEQ */
 } checkpoint_format;
 
 static const checkpoint_format FORMATS[] = {
-    {1, 256, SEC_LABELS, OFF_TABLE + 16 * SEC_LABELS, 0, 0},
-    {2, 512, NUM_SECTIONS, OFF_PRECISION, 1, 0},
-    {3, 512, NUM_SECTIONS, OFF_ATTENTION, 1, 0},
-    {4, 512, NUM_SECTIONS, OFF_PADDING, 1, 1},
+    {1, 256, SEC_LABELS, 0, 0},
+    {2, 512, NUM_SECTIONS, 1, 0},
+    {3, 512, NUM_SECTIONS, 1, 0},
+    {4, 512, NUM_SECTIONS, 1, 1},
 };
+
+/* Where a format's fields end: past its last field and its section table; padding follows. */
+static uint32_t fields_end(const checkpoint_format *format) {
+    uint32_t end = OFF_TABLE + 16 * (uint32_t)format->sections;
+    for (int i = 0; i < NUM_HEADER_FIELDS; i++) {
+        const header_field *f = &HEADER_FIELDS[i];
+        uint32_t f_end = f->offset + (uint32_t)field_width(f);
+        if (f->format <= format->version && f_end > end) end = f_end;
+    }
+    return end;
+}
 
 /* The format of this version; NULL for one this library does not read. */
 static const checkpoint_format *format_of(uint32_t version)
@@ -205,15 +292,6 @@ static void put_u64(unsigned char *p, uint64_t x)
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(x >> (8 * i));
 }
 
-static void put_i32(unsigned char *p, int32_t x) { put_u32(p, (uint32_t)x); }
-static void put_i64(unsigned char *p, int64_t x) { put_u64(p, (uint64_t)x); }
-
-static void put_f32(unsigned char *p, float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    put_u32(p, u);
-}
 
 static uint16_t get_u16(const unsigned char *p)
 {
@@ -243,27 +321,12 @@ static int32_t get_i32(const unsigned char *p)
     return x;
 }
 
-static int64_t get_i64(const unsigned char *p)
-{
-    uint64_t u = get_u64(p);
-    int64_t x;
-    memcpy(&x, &u, 8);
-    return x;
-}
-
 static float get_f32(const unsigned char *p)
 {
     uint32_t u = get_u32(p);
     float x;
     memcpy(&x, &u, 4);
     return x;
-}
-
-static uint32_t f32_bits(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return u;
 }
 
 static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
@@ -342,26 +405,17 @@ static int check_scalars(const minrnn_checkpoint *ck)
 {
     int status = minrnn_config_check(&ck->config);
     if (status != MINRNN_OK) return status;
+    for (int i = 0; i < NUM_HEADER_FIELDS; i++) {   /* each field's own rule */
+        const header_field *f = &HEADER_FIELDS[i];
+        if ((!f->train || ck->has_train_state) && !field_ok(f, ck)) return MINRNN_ERR_ARG;
+    }
     if (ck->config.task == MINRNN_TASK_ENCODE) return MINRNN_ERR_ARG;   /* a bare encoder */
-    if (ck->encoding != MINRNN_UTF8 && ck->encoding != MINRNN_BYTES) return MINRNN_ERR_ARG;
     /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
     if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
     /* a model without names has no labels section (said by the header, before any is read) */
     if (label_count(&ck->config) == 0 && ck->labels_size != 0) return MINRNN_ERR_ARG;
-    if (ck->has_train_state != 0 && ck->has_train_state != 1) return MINRNN_ERR_ARG;
-    if (ck->precision != MINRNN_FLOAT32 && ck->precision != MINRNN_BFLOAT16) return MINRNN_ERR_ARG;
     /* rounded parameters are for inference: an exact resume needs the float32 ones */
     if (ck->precision == MINRNN_BFLOAT16 && ck->has_train_state) return MINRNN_ERR_ARG;
-    if (!ck->has_train_state) return MINRNN_OK;
-    const minrnn_optimizer *o = &ck->optimizer;
-    const float hyper[8] = {o->lr, o->momentum, o->alpha, o->beta1, o->beta2, o->eps,
-                            o->clip_value, o->clip_norm};
-    for (int i = 0; i < 8; i++)
-        if (!isfinite(hyper[i])) return MINRNN_ERR_ARG;
-    if (ck->batch_size < 1 || ck->seq_len < 1) return MINRNN_ERR_ARG;
-    if (o->kind < MINRNN_SGD || o->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
-    if (o->step < 0 || ck->epoch < 0 || ck->position < 0) return MINRNN_ERR_ARG;
-    if (ck->rng_state == 0) return MINRNN_ERR_ARG;
     return MINRNN_OK;
 }
 
@@ -432,46 +486,16 @@ static void encode_header(const minrnn_checkpoint *ck, const layout *lay, unsign
     memcpy(h + OFF_MAGIC, MAGIC, sizeof MAGIC);
     put_u32(h + OFF_VERSION, format->version);
     put_u32(h + OFF_HEADER_SIZE, format->header_size);
-    put_i32(h + OFF_CELL, ck->config.cell);
-    put_i32(h + OFF_NONLINEARITY, ck->config.nonlinearity);
-    put_i32(h + OFF_VOCAB_SIZE, ck->config.vocab_size);
-    put_i32(h + OFF_EMBED_SIZE, ck->config.embed_size);
-    put_i32(h + OFF_HIDDEN_SIZE, ck->config.hidden_size);
-    put_i32(h + OFF_NUM_LAYERS, ck->config.num_layers);
-    put_f32(h + OFF_DROPOUT, ck->config.dropout);
-    put_i32(h + OFF_ENCODING, ck->encoding);
-    put_i32(h + OFF_HAS_TRAIN_STATE, ck->has_train_state);
-    if (ck->has_train_state) {   /* otherwise the training fields stay 0, whatever ck holds */
-        const minrnn_optimizer *o = &ck->optimizer;
-        put_i32(h + OFF_BATCH_SIZE, ck->batch_size);
-        put_i32(h + OFF_SEQ_LEN, ck->seq_len);
-        put_i32(h + OFF_OPT_KIND, o->kind);
-        put_f32(h + OFF_LR, o->lr);
-        put_f32(h + OFF_MOMENTUM, o->momentum);
-        put_f32(h + OFF_ALPHA, o->alpha);
-        put_f32(h + OFF_BETA1, o->beta1);
-        put_f32(h + OFF_BETA2, o->beta2);
-        put_f32(h + OFF_EPS, o->eps);
-        put_f32(h + OFF_CLIP_VALUE, o->clip_value);
-        put_f32(h + OFF_CLIP_NORM, o->clip_norm);
-        put_i64(h + OFF_STEP, o->step);
-        put_i64(h + OFF_EPOCH, ck->epoch);
-        put_i64(h + OFF_POSITION, ck->position);
-        put_u64(h + OFF_RNG_STATE, ck->rng_state);
+    for (int i = 0; i < NUM_HEADER_FIELDS; i++) {
+        const header_field *f = &HEADER_FIELDS[i];
+        if (f->train && !ck->has_train_state) continue;   /* stays 0, whatever ck holds */
+        if (field_width(f) == 8) put_u64(h + f->offset, field_bits(f, ck));
+        else put_u32(h + f->offset, (uint32_t)field_bits(f, ck));
     }
     for (int s = 0; s < format->sections; s++) {
         put_u64(h + OFF_TABLE + 16 * s, lay->offset[s]);
         put_u64(h + OFF_TABLE + 16 * s + 8, lay->size[s]);
     }
-    put_i32(h + OFF_TASK, ck->config.task);
-    put_i32(h + OFF_NUM_CLASSES, ck->config.num_classes);
-    put_i32(h + OFF_COND, ck->config.cond);
-    put_i32(h + OFF_COND_SIZE, ck->config.cond_size);
-    put_i32(h + OFF_ONE_BIAS, ck->config.one_bias);
-    put_i32(h + OFF_REDUCTION, ck->config.reduction);
-    put_i32(h + OFF_PRECISION, ck->precision);
-    put_i32(h + OFF_ATTENTION, ck->config.attention);
-    put_i32(h + OFF_ATTENTION_SIZE, ck->config.attention_size);
 }
 
 /* Parse and check the first n bytes (n <= HEADER_SIZE_MAX) of a file of file_len bytes: magic,
@@ -493,54 +517,21 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
     /* from here on, n >= header_size */
 
     if (get_u32(h + OFF_HEADER_SIZE) != format->header_size) return MINRNN_ERR_CORRUPT;
-    for (uint32_t i = (uint32_t)format->fields_end; i < format->header_size; i++)
+    for (uint32_t i = fields_end(format); i < format->header_size; i++)
         if (h[i] != 0) return MINRNN_ERR_CORRUPT;
     memset(ck, 0, sizeof *ck);   /* the fields a format lacks keep their defaults: all 0 */
-    ck->config.cell = get_i32(h + OFF_CELL);
-    ck->config.nonlinearity = get_i32(h + OFF_NONLINEARITY);
-    ck->config.vocab_size = get_i32(h + OFF_VOCAB_SIZE);
-    ck->config.embed_size = get_i32(h + OFF_EMBED_SIZE);
-    ck->config.hidden_size = get_i32(h + OFF_HIDDEN_SIZE);
-    ck->config.num_layers = get_i32(h + OFF_NUM_LAYERS);
-    ck->config.dropout = get_f32(h + OFF_DROPOUT);
-    ck->encoding = get_i32(h + OFF_ENCODING);
-    ck->has_train_state = get_i32(h + OFF_HAS_TRAIN_STATE);
-    ck->batch_size = get_i32(h + OFF_BATCH_SIZE);
-    ck->seq_len = get_i32(h + OFF_SEQ_LEN);
-    ck->optimizer.kind = get_i32(h + OFF_OPT_KIND);
-    ck->optimizer.lr = get_f32(h + OFF_LR);
-    ck->optimizer.momentum = get_f32(h + OFF_MOMENTUM);
-    ck->optimizer.alpha = get_f32(h + OFF_ALPHA);
-    ck->optimizer.beta1 = get_f32(h + OFF_BETA1);
-    ck->optimizer.beta2 = get_f32(h + OFF_BETA2);
-    ck->optimizer.eps = get_f32(h + OFF_EPS);
-    ck->optimizer.clip_value = get_f32(h + OFF_CLIP_VALUE);
-    ck->optimizer.clip_norm = get_f32(h + OFF_CLIP_NORM);
-    ck->optimizer.step = get_i64(h + OFF_STEP);
-    ck->epoch = get_i64(h + OFF_EPOCH);
-    ck->position = get_i64(h + OFF_POSITION);
-    ck->rng_state = get_u64(h + OFF_RNG_STATE);
+    for (int i = 0; i < NUM_HEADER_FIELDS; i++) {
+        const header_field *f = &HEADER_FIELDS[i];
+        if (f->format <= format->version)
+            set_field_bits(f, ck, field_width(f) == 8 ? get_u64(h + f->offset) : get_u32(h + f->offset));
+    }
     ck->meta_size = get_u64(h + OFF_TABLE + 16 * SEC_META + 8);
-    if (format->fields_end > OFF_TASK) {   /* the fields of 224..279, which format 1 lacks */
-        ck->config.task = get_i32(h + OFF_TASK);
-        ck->config.num_classes = get_i32(h + OFF_NUM_CLASSES);
-        ck->config.cond = get_i32(h + OFF_COND);
-        ck->config.cond_size = get_i32(h + OFF_COND_SIZE);
-        ck->config.one_bias = get_i32(h + OFF_ONE_BIAS);
-        ck->config.reduction = get_i32(h + OFF_REDUCTION);
-        ck->labels_size = get_u64(h + OFF_TABLE + 16 * SEC_LABELS + 8);
-    }
-    if (format->fields_end > OFF_PRECISION)   /* which formats 1 and 2 lack */
-        ck->precision = get_i32(h + OFF_PRECISION);
-    if (format->fields_end > OFF_ATTENTION) {   /* which formats 1, 2 and 3 lack */
-        ck->config.attention = get_i32(h + OFF_ATTENTION);
-        ck->config.attention_size = get_i32(h + OFF_ATTENTION_SIZE);
-    }
+    if (format->sections > SEC_LABELS) ck->labels_size = get_u64(h + OFF_TABLE + 16 * SEC_LABELS + 8);
     if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
     if (ck->config.task == MINRNN_TASK_SEQ2SEQ && !format->seq2seq) return MINRNN_ERR_CORRUPT;
-    if (!ck->has_train_state)
-        for (int i = OFF_TRAIN_FIRST; i < OFF_TABLE; i++)
-            if (h[i] != 0) return MINRNN_ERR_CORRUPT;   /* also catches -0.0f */
+    for (int i = 0; i < NUM_HEADER_FIELDS; i++)   /* without a training state, its fields are 0 */
+        if (HEADER_FIELDS[i].train && !ck->has_train_state && field_bits(&HEADER_FIELDS[i], ck) != 0)
+            return MINRNN_ERR_CORRUPT;   /* bits: -0.0f is not 0 */
 
     if (!compute_layout(ck, format, lay)) return MINRNN_ERR_CORRUPT;
     for (int s = 0; s < format->sections; s++)
@@ -555,29 +546,9 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
 /* Whether ck's scalar fields are exactly file's (floats compared bit for bit). */
 static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *file)
 {
-    const minrnn_config *a = &ck->config, *b = &file->config;
-    const minrnn_optimizer *o = &ck->optimizer, *p = &file->optimizer;
-    return a->cell == b->cell && a->nonlinearity == b->nonlinearity &&
-           a->vocab_size == b->vocab_size && a->embed_size == b->embed_size &&
-           a->hidden_size == b->hidden_size && a->num_layers == b->num_layers &&
-           f32_bits(a->dropout) == f32_bits(b->dropout) &&
-           a->task == b->task && a->num_classes == b->num_classes && a->cond == b->cond &&
-           a->cond_size == b->cond_size && a->one_bias == b->one_bias &&
-           a->reduction == b->reduction && a->attention == b->attention &&
-           a->attention_size == b->attention_size &&
-           ck->encoding == file->encoding && ck->has_train_state == file->has_train_state &&
-           ck->meta_size == file->meta_size && ck->labels_size == file->labels_size &&
-           ck->precision == file->precision &&
-           o->kind == p->kind && f32_bits(o->lr) == f32_bits(p->lr) &&
-           f32_bits(o->momentum) == f32_bits(p->momentum) &&
-           f32_bits(o->alpha) == f32_bits(p->alpha) &&
-           f32_bits(o->beta1) == f32_bits(p->beta1) && f32_bits(o->beta2) == f32_bits(p->beta2) &&
-           f32_bits(o->eps) == f32_bits(p->eps) &&
-           f32_bits(o->clip_value) == f32_bits(p->clip_value) &&
-           f32_bits(o->clip_norm) == f32_bits(p->clip_norm) && o->step == p->step &&
-           ck->rng_state == file->rng_state && ck->batch_size == file->batch_size &&
-           ck->seq_len == file->seq_len && ck->epoch == file->epoch &&
-           ck->position == file->position;
+    for (int i = 0; i < NUM_HEADER_FIELDS; i++)
+        if (field_bits(&HEADER_FIELDS[i], ck) != field_bits(&HEADER_FIELDS[i], file)) return 0;
+    return ck->meta_size == file->meta_size && ck->labels_size == file->labels_size;
 }
 
 /* ---- reading */
