@@ -96,6 +96,17 @@ static inline size_t take(size_t *at, size_t n) {
     return here;
 }
 
+/* ---- byte workspaces (translation, generation): regions on cache lines; a caller's buffer is
+ * aligned first, which its size query's ALIGN_BYTES more make room for */
+
+#define ALIGN_BYTES 64
+
+static inline size_t take_bytes(size_t *at, size_t bytes) {
+    size_t here = *at;
+    *at += round_up(bytes, ALIGN_BYTES);
+    return here;
+}
+
 /* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
@@ -114,9 +125,12 @@ static inline int gemm_threads(int nt, int M, int N, int K) { return threads_for
 
 /* ---- model.c's helpers that seq2seq.c shares; every output element has one owner */
 
-/* Row z (O logits) into probabilities in place; returns log-sum-exp - z[target] (target < 0: 0).
- * The exponentials with exp_ (vectorized; within 2 ulp of expf), summed in double in order. */
-double softmax_row(float *z, int O, int target);
+/* Row z (O logits), in place, into the gradient of the cross-entropy with target: softmax(z) -
+ * onehot(target) (target < 0: softmax(z)); returns log-sum-exp - z[target] (target < 0: 0). The
+ * exponentials with exp_ (vectorized; within 2 ulp of expf), summed in double in order. The target's
+ * entry is minus the other entries' mass, from that double sum, not p - 1 in float: near p = 1
+ * (a confident model) p - 1 would keep only ulp(1) / (1 - p) of its digits. */
+double cross_entropy_row(float *z, int O, int target);
 /* The end of a training step: clip_value, the norm (then clip_norm), and the update unless the
  * loss (value) or the norm is not finite (MINRNN_ERR_NONFINITE); loss, grad_norm may be NULL. */
 int clip_and_update(minrnn_optimizer *opt, float *params, float *grads, float *m, float *v, size_t n,

@@ -369,6 +369,53 @@ size_t minrnn_sample_scratch_size(int V);
 int minrnn_sample(const float *logits, int V, double temperature, int top_k, double top_p,
                   minrnn_rng *rng, void *scratch, int32_t *token);
 
+/* ---- generation: the one loop that samples text (cext/generate.c). B streams start from zero
+ * states (and each its condition), are fed the prime, then draw a token at each step and are fed
+ * it: at each step the streams still running draw in stream order, from samplers[0] for all when
+ * num_samplers is 1, or each from its own (samplers[b]). A stream ends when it draws end_id (which
+ * is not output), when its draws end with the stop ids (which are), or after max_length draws.
+ * banned_id is never drawn. */
+
+/* How the next token is drawn, with the generator it draws from (llama2.c's Sampler). */
+typedef struct {
+    double temperature;        /* >= 0; 0: the likeliest token (lowest id on ties), drawing nothing */
+    int32_t top_k;             /* > 0: only among the k likeliest; 0: off */
+    double top_p;              /* in (0, 1]: only among the likeliest holding this much probability */
+    minrnn_rng rng;
+} minrnn_sampler;
+
+#define MINRNN_MAX_STOP 4096   /* ids in a stop sequence */
+
+/* What to generate; the same struct (and samplers, which the draws move on) for every call of
+ * one generation. */
+typedef struct {
+    int32_t B;                 /* streams, >= 1 */
+    const int32_t *prime;      /* (prime_length >= 1) ids fed to every stream before its first draw */
+    int32_t prime_length;
+    int32_t end_id;            /* drawing it ends a stream; -1: none (a record model: its end token) */
+    int32_t banned_id;         /* never drawn; -1: none (a record model: its start token) */
+    const int32_t *stop;       /* (stop_length <= MINRNN_MAX_STOP) ids, or NULL with stop_length 0 */
+    int32_t stop_length;
+    int64_t max_length;        /* draws per stream at most, >= 0 */
+    const int32_t *labels;     /* the condition of each stream, as minrnn_batch's: (B) labels or */
+    const float *vectors;      /* (B, C) standardized vectors; NULL for a model without one */
+    minrnn_sampler *samplers;  /* (num_samplers): 1, or B */
+    int32_t num_samplers;
+} minrnn_generation;
+
+/* Bytes of workspace for a generation (it holds the states and the progress); 0 if g does not fit
+ * the model (a language model: MINRNN_TASK_LM) or its sizes are out of range. */
+size_t minrnn_generate_workspace_size(const minrnn_config *cfg, const minrnn_generation *g);
+/* Start: zero states, the prime fed. params is the block at precision (minrnn_params_compact). */
+int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
+                          void *workspace, int num_threads);
+/* Take up to max_steps steps: tokens (max_steps, B) gets what each stream drew at each step taken,
+ * -1 where it drew nothing (it had ended, or it drew end_id); *steps the steps taken, fewer than
+ * max_steps only when the generation is over (0 once it was). The same arguments as start, and
+ * the workspace untouched since; after an error the generation cannot go on. */
+int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
+                         void *workspace, int64_t max_steps, int32_t *tokens, int64_t *steps, int num_threads);
+
 /* ---- checkpoints (format MINRNN_CHECKPOINT_FORMAT; little-endian; see checkpoint.c) */
 /* Write ck to path atomically: a temporary file "<path>.tmp-XXXXXX" in the same folder, then a
  * rename; on an error the temporary file is removed (a killed process can leave one behind). */

@@ -576,7 +576,7 @@ static void cond_forward(const run *r) {
 }
 
 VECTOR_CLONES
-static double softmax_row_(float *z, int O, int target) {
+static double cross_entropy_row_(float *z, int O, int target) {
     float m = z[0], target_logit = target >= 0 ? z[target] : 0.0f;
     for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;
     #pragma omp simd
@@ -584,12 +584,15 @@ static double softmax_row_(float *z, int O, int target) {
     double sum = 0.0;
     for (int v = 0; v < O; v++) sum += z[v];
     float inv = (float)(1.0 / sum);
+    double others = target >= 0 ? sum - (double)z[target] : 0.0;   /* exact to ulp(sum): the others' mass */
     #pragma omp simd
     for (int v = 0; v < O; v++) z[v] *= inv;
-    return target >= 0 ? (double)m + log(sum) - (double)target_logit : 0.0;
+    if (target < 0) return 0.0;
+    z[target] = (float)(-others / sum);
+    return (double)m + log(sum) - (double)target_logit;
 }
 
-double softmax_row(float *z, int O, int target) { return softmax_row_(z, O, target); }   /* not a clone: hidden */
+double cross_entropy_row(float *z, int O, int target) { return cross_entropy_row_(z, O, target); }   /* not a clone: hidden */
 
 /* ---- the output layer and the loss: returns the loss (0 without targets)
  *   language model  logits (N, V) = Y_top W_dec^T + b_dec at every position
@@ -610,11 +613,12 @@ static double output_forward(const run *r, float *logits_out) {
     linear_wT(r, R, O, H, y, tensor_of(r, r->w.out_w, r->off.out_w), logits, 1);
     if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
     if (!r->targets) return 0.0;
-    /* softmax in place; loss = logsumexp - logit[target], at the rows that have one */
+    /* softmax - onehot(target) in place, what backward reads; loss = logsumexp - logit[target], at
+     * the rows that have one */
     #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
     for (int i = 0; i < R; i++) {
         int has_loss = row_has_loss(r, i);
-        double loss = softmax_row(logits + (size_t)i * O, O, has_loss ? r->targets[i] : -1);
+        double loss = cross_entropy_row(logits + (size_t)i * O, O, has_loss ? r->targets[i] : -1);
         row_loss[i] = has_loss ? (float)loss : 0.0f;
     }
     double total = 0.0;
@@ -808,7 +812,7 @@ static void cond_backward(const run *r, const model_view *g, float *dvectors) {
  * outputs, into dy. */
 static void output_backward(const run *r, const model_view *g, float *dy) {
     int R = r->R, O = r->O, H = r->H, N = r->N, nt = r->nt;
-    float *dlogits = WS(r, logits);              /* probabilities from the forward */
+    float *dlogits = WS(r, logits);              /* softmax - onehot(target), from the forward */
     /* loss = sum of cross-entropies [/ count]: dlogits = (softmax - onehot(target)) [/ count],
      * and 0 at rows without a loss */
     float scale = r->cfg->reduction == MINRNN_SUM ? 1.0f : (float)(1.0 / loss_count(r));
@@ -819,7 +823,6 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
             memset(z, 0, (size_t)O * sizeof(float));
             continue;
         }
-        z[r->targets[i]] -= 1.0f;
         for (int v = 0; v < O; v++) z[v] *= scale;
     }
     const float *y = r->classify ? WS(r, head_in) : layer_output(r, r->L - 1);

@@ -377,7 +377,7 @@ static double s2s_forward(s2s_run *r, float *logits_out, float *alignments) {
     #pragma omp parallel for num_threads(threads_for(nt, 8.0 * Nd * V)) schedule(static)
     for (int i = 0; i < Nd; i++) {
         int loss = has_loss(r, i);
-        double value = softmax_row(logits + (size_t)i * V, V, loss ? r->pairs->targets[i] : -1);
+        double value = cross_entropy_row(logits + (size_t)i * V, V, loss ? r->pairs->targets[i] : -1);
         row_loss[i] = loss ? (float)value : 0.0f;
     }
     double total = 0.0;
@@ -398,8 +398,7 @@ static void s2s_backward(s2s_run *r, float *grads) {
             zero(z, (size_t)V);
             continue;
         }
-        z[r->pairs->targets[i]] -= 1.0f;
-        for (int v = 0; v < V; v++) z[v] *= scale;
+        for (int v = 0; v < V; v++) z[v] *= scale;   /* softmax - onehot(target), from the forward */
     }
     product_grad(Nd, V, H, dlogits, attended(r), g.W_out, packed, nt);
     colsum_add(dlogits, Nd, V, g.b_out, nt);

@@ -16,7 +16,6 @@
 #include "gemm.h"
 #include "internal.h"
 
-#define ALIGN_BYTES 64   /* regions of the byte workspace start on cache lines */
 
 /* ---- the workspace: typed regions of one byte buffer */
 
@@ -36,12 +35,6 @@ typedef struct {
     size_t sample_scratch;      /* minrnn_sample's */
     size_t total;
 } tr_layout;
-
-static size_t take_bytes(size_t *at, size_t bytes) {
-    size_t here = *at;
-    *at += (bytes + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES;
-    return here;
-}
 
 static size_t tail_floats(const minrnn_config *cfg) {
     minrnn_config part = seq2seq_part(cfg);

@@ -13,16 +13,17 @@ import traceback
 from minrnn import api, core
 from minrnn.data import read_file
 from minrnn.errors import UserError
-from minrnn.inference import load
 from minrnn.interop import export_safetensors, import_model
 from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import plot_runs
-from minrnn.records import read_features
 from minrnn.rundir import last_run_checkpoint, write_atomically
-from minrnn.settings import DATA, MODEL, POSITIVE, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number
-from minrnn.text import show, unescape
+from minrnn.settings import DATA, MODEL, POSITIVE, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number
+from minrnn.tasks.records import read_features
+from minrnn.text import unescape
 from minrnn.training import Run
+
+RUN_NAMES = [s.name for s in RUN + SESSION]
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line."""
@@ -232,31 +233,13 @@ def build_parser():
 # ---- commands
 
 def cmd_train(args):
-    return Run(args).run()
-
-
-# What the API's error messages call its inputs, here: the options that give them.
-OPTION_NAMES = {"prime": "--prime", "label": "--condition", "vector": "--vector", "features": "--features FILE.npy"}
+    given = {name: getattr(args, name) for name in RUN_NAMES}
+    return Run(given, args.input, args.out, args.resume, args.max_time, args.threads).run()
 
 
 def trained_for(args):
     """The model of the checkpoint a command names, at the --precision asked for."""
-    m = api.load(args.checkpoint or last_run_checkpoint(), args.precision, args.threads)
-    m.names = OPTION_NAMES
-    return m
-
-
-# What a checkpoint of each task is for: the command that uses it.
-USES = {"lm": "it writes text: python -m minrnn sample --checkpoint CKPT",
-        "classify": "it labels texts: python -m minrnn classify --checkpoint CKPT TEXT",
-        "seq2seq": "it translates texts: python -m minrnn translate --checkpoint CKPT TEXT"}
-WHAT = {"lm": "a language model", "classify": "a classifier", "seq2seq": "a seq2seq model"}
-
-
-def require_task(m, wanted):
-    """UserError unless the model has the task this command needs."""
-    if m.task != wanted:
-        raise UserError(f"this checkpoint is {WHAT[m.task]}, not {WHAT[wanted]}; {USES[m.task]}")
+    return api.load(args.checkpoint or last_run_checkpoint(), args.precision, args.threads)
 
 
 def say_seed(args, m):
@@ -267,118 +250,44 @@ def say_seed(args, m):
 
 def cmd_sample(args):
     m = trained_for(args)
-    require_task(m, "lm")
-    prime = unescape(args.prime).encode("utf-8", "surrogateescape")
-    cond = condition(args, m)
-    how = dict(length=args.length, temperature=0.0 if args.argmax else args.temperature, top_k=args.top_k,
-               top_p=args.top_p, seed=args.seed)
-    out = sys.stdout.buffer
-    if m.vocab.framed or args.num > 1:
-        samples = [prime + s for s in m.samples_bytes(prime, args.num, condition=cond, **how)]
-        say_seed(args, m)
-        out.write(b"".join(s + b"\n" for s in samples) if m.vocab.framed else b"\n\n".join(samples) + b"\n")
-        out.flush()
-        return 0
-    pieces = m.stream_bytes(prime, **how)
+    pieces = m.printed(unescape(args.prime).encode("utf-8", "surrogateescape"), args.num, args.length,
+                       0.0 if args.argmax else args.temperature, args.top_k, args.top_p, args.seed, condition(args),
+                       unescape(args.stop).encode("utf-8", "surrogateescape") if args.stop else b"")
     say_seed(args, m)
-    stop = unescape(args.stop).encode("utf-8", "surrogateescape") if args.stop else b""
-    out.write(prime)
-    tail = b""
+    out, last = sys.stdout.buffer, b""
     for piece in pieces:
         out.write(piece)
         out.flush()
-        if stop:
-            tail = (tail + piece)[-(len(stop) + 4):]
-            if stop in tail:
-                break
-    if out.isatty():
+        last = piece or last
+    if out.isatty() and not last.endswith(b"\n"):
         out.write(b"\n")
     out.flush()
     return 0
 
 
-def condition(args, m):
-    """The condition the options give, for the API: a label's name, or a row of raw features;
-    None for a model without one. UserError for a missing one, or options the model does not take."""
-    cfg = m.model.config
-    given = [o for o, v in (("--condition", args.condition), ("--features", args.features),
-                            ("--vector", args.vector)) if v is not None]
-    if cfg.cond == "none":
-        if given:
-            raise UserError(f"this model has no condition; drop {given[0]}")
-        return None
-    if cfg.cond == "label":
-        if args.condition is None:
-            known = ", ".join(m.checkpoint.labels)
-            raise UserError(f"this model is conditioned on a label: give --condition, one of {known}")
+def condition(args):
+    """The condition the options give, for the API: a label's name (--condition), numbers
+    (--vector), or a row of a features file (--features, --row); None if none is given. The model
+    checks it."""
+    if args.condition is not None:
         return args.condition
-    C = cfg.cond_size
     if args.vector is not None:
         try:
             return [float(x) for x in re.split(r"[\s,]+", args.vector.strip())]
         except ValueError:
-            raise UserError(f"--vector {args.vector!r}: give {C} numbers separated by spaces or commas") from None
-    if args.features is None:
-        raise UserError(f"this model is conditioned on {C} features: give --features FILE.npy --row I, or --vector")
-    rows = read_features(args.features, None)
-    if rows.shape[1] != C:
-        raise UserError(f"{args.features}: rows of {rows.shape[1]} features; this model reads {C}")
-    if args.row >= len(rows):
-        raise UserError(f"--row {args.row}: {args.features} has {len(rows)} rows (0 to {len(rows) - 1})")
-    return rows[args.row]
+            raise UserError(f"--vector {args.vector!r}: give numbers separated by spaces or commas") from None
+    if args.features is not None:
+        rows = read_features(args.features, None)
+        if args.row >= len(rows):
+            raise UserError(f"--row {args.row}: {args.features} has {len(rows)} rows (0 to {len(rows) - 1})")
+        return rows[args.row]
+    return None
 
 
 def cmd_eval(args):
     m = trained_for(args)
-    scores = m.evaluate(args.file, args.batch_size, args.seq_len, args.features, args.beam)
-    REPORTS[type(scores)](args.file, scores, m)
+    print(m.evaluate(args.file, args.batch_size, args.seq_len, args.features, args.beam).report(args.file))
     return 0
-
-
-def report_text(path, scores, m):
-    print(f"{path}: {scores.nats:.4f} nats/char, {scores.bits:.4f} bits/char over {scores.characters:,} characters")
-    unknown = scores.unknown
-    if unknown:
-        commonest = sorted(unknown.items(), key=lambda item: -item[1])[:10]
-        listed = ", ".join(f"{show(s, m.checkpoint.encoding)} x{c}" for s, c in commonest)
-        print(f"{sum(unknown.values()):,} characters outside the model's vocabulary were skipped "
-              f"({len(unknown)} distinct: {listed}{', ...' if len(unknown) > 10 else ''})")
-
-
-def report_records(path, scores, m):
-    print(f"{path}: {scores.nats:.4f} nats/char, {scores.bits:.4f} bits/char over {scores.characters:,} characters "
-          f"(the end of each record included); {scores.per_record:.3f} nats per record over {scores.records:,} records")
-
-
-def report_classifier(path, scores, m):
-    """Accuracy, per-label precision and recall, and the confusion matrix."""
-    print(f"{path}: accuracy {scores.accuracy:.4f} over {scores.records:,} records (always the "
-          f"commonest label: {scores.majority:.4f}); loss {scores.nats:.4f} nats/record")
-    names, confusion = scores.labels, scores.confusion
-    width = max(max(len(n) for n in names), 9)
-    print(f"{'label':<{width}}  precision  recall  records")
-    for k, (name, p, r) in enumerate(zip(names, scores.precision, scores.recall)):
-        precision = f"{p:9.3f}" if p is not None else "        -"
-        recall = f"{r:6.3f}" if r is not None else "     -"
-        print(f"{name:<{width}}  {precision}  {recall}  {confusion[k].sum():7d}")
-    print("confusion matrix (rows: true label, columns: predicted, in the order above)")
-    for k, name in enumerate(names):
-        print(f"{name:<{width}}  " + " ".join(f"{x:6d}" for x in confusion[k]))
-
-
-def report_pairs(path, scores, m):
-    """Exact match and character error rate, overall and by source length, and the loss."""
-    how = "greedy" if scores.beam == 1 else f"beam {scores.beam}"
-    print(f"{path}: exact match {scores.exact:.4f}, character error rate {scores.cer:.4f} over {scores.pairs:,} "
-          f"pairs ({how}); loss {scores.nats:.4f} nats/char ({scores.bits:.4f} bits/char, teacher-forced, the end "
-          "included)")
-    print("by source length:  characters    pairs  exact match     CER")
-    for low, high, pairs, exact, cer in scores.by_length:
-        print(f"{'':18}{low:>5}-{high:<5} {pairs:8,}  {exact:11.4f}  {cer:6.4f}")
-
-
-REPORTS = {api.TextEvaluation: report_text, api.RecordEvaluation: report_records,
-           api.ClassifierEvaluation: report_classifier, api.PairEvaluation: report_pairs}
 
 
 def read_texts(args, what):
@@ -396,11 +305,6 @@ def read_texts(args, what):
 
 def cmd_translate(args):
     m = trained_for(args)
-    require_task(m, "seq2seq")
-    if args.temperature > 0 and args.beam != 1:
-        raise UserError("--temperature draws one translation at a time; drop --beam")
-    if args.picture is not None and m.model.config.attention == "none":
-        raise UserError("this model has no attention (trained with --attention none): --picture has nothing to draw")
     texts = read_texts(args, "translate")
     translations = m.translations(texts, args.beam, args.temperature, args.seed, args.max_length,
                                   alignments=args.picture is not None)
@@ -420,7 +324,6 @@ def cmd_translate(args):
 
 def cmd_classify(args):
     m = trained_for(args)
-    require_task(m, "classify")
     texts = read_texts(args, "classify")
     out = sys.stdout.buffer
     for t, labels in zip(texts, m.classify(texts, top=args.top)):
@@ -439,7 +342,7 @@ def cmd_export(args):
     source = args.checkpoint or last_run_checkpoint()
     if os.path.exists(args.out) and os.path.samefile(source, args.out):
         raise UserError(f"--out {args.out} is the checkpoint being exported; give another path")
-    ck = load(source)
+    ck = api.read_checkpoint(source)
     if str(args.out).endswith(".safetensors"):
         export_safetensors(ck, args.out)
         print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, float32 under PyTorch's names "
@@ -460,14 +363,15 @@ def cmd_picture(args):
         raise UserError(f"picture {args.kind} reads a text: give --text FILE")
     text = read_file(args.text).decode("utf-8", "replace") if args.text else ""
     if args.kind == "gradients":
-        curves = gradients_plot([(p, load(p, args.threads)) for p in paths], text, args.out, args.distance)
+        curves = gradients_plot([(p, api.load(p, threads=args.threads)) for p in paths], text, args.out,
+                                args.distance)
         for path, cell, logs in curves:
             print(f"{path} ({cell}): log10 |dL_t/dh_k| from {logs[0]:.2f} at t - k = 0 to {logs[-1]:.2f} at "
                   f"{len(logs) - 1}")
     else:
-        ck = load(paths[0], args.threads)
+        m = api.load(paths[0], threads=args.threads)
         if args.kind == "activations":
-            content = activations_page(ck, text, args.unit)
+            content = activations_page(m, text, args.unit)
         else:
             try:
                 temps = [float(x) for x in args.temperatures.split(",")]
@@ -475,7 +379,7 @@ def cmd_picture(args):
                 raise UserError(f"--temperatures {args.temperatures!r}: give numbers separated by commas") from None
             if not all(0 < t <= 1e6 for t in temps):
                 raise UserError("--temperatures: each must be above 0")
-            content = temperature_page(ck, unescape(args.prime), args.length, temps, args.seed)
+            content = temperature_page(m, unescape(args.prime), args.length, temps, args.seed)
         write_atomically(args.out, content.encode("utf-8"))
     print(f"{args.out}: picture of {args.kind}", file=sys.stderr)
     return 0

@@ -8,6 +8,7 @@ condition: labels (B,) int32 or vectors (B, C) float32; states (L, S, B, H) floa
 Pairs: source (Ts, B), inputs and targets (Td, B), and their lengths (B,).
 """
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 from minrnn._core import ffi, lib
 from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
-from minrnn.reference.seq2seq import Seq2seqConfig
+from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
 
 
 def _cell_codes():
@@ -31,7 +32,8 @@ def _cell_codes():
 CELL_CODES = _cell_codes()
 # the C library's codes for the reference's names (a test holds the names equal)
 INITS = {"default": lib.MINRNN_INIT_DEFAULT, "irnn": lib.MINRNN_INIT_IRNN, "normal": lib.MINRNN_INIT_NORMAL}
-TASK_CODES = {"lm": lib.MINRNN_TASK_LM, "classify": lib.MINRNN_TASK_CLASSIFY, "encode": lib.MINRNN_TASK_ENCODE}
+TASK_CODES = {"lm": lib.MINRNN_TASK_LM, "classify": lib.MINRNN_TASK_CLASSIFY, "encode": lib.MINRNN_TASK_ENCODE,
+              "seq2seq": lib.MINRNN_TASK_SEQ2SEQ}
 ATTENTION_CODES = {"none": lib.MINRNN_ATTENTION_NONE, "dot": lib.MINRNN_ATTENTION_DOT,
                    "general": lib.MINRNN_ATTENTION_GENERAL, "additive": lib.MINRNN_ATTENTION_ADDITIVE}
 COND_CODES = {"none": lib.MINRNN_COND_NONE, "label": lib.MINRNN_COND_LABEL, "vector": lib.MINRNN_COND_VECTOR}
@@ -104,34 +106,47 @@ def _tokens(x, what, ndim):
     return a
 
 
+# minrnn_config's fields and the reference's Config (or Seq2seqConfig) fields are the same names; a
+# field whose values are names has its codes here ("cell" is two C fields, cell and nonlinearity).
+# c_config and py_config are this one list, both ways.
+FIELD_CODES = {"task": TASK_CODES, "cond": COND_CODES, "reduction": REDUCTION_CODES, "attention": ATTENTION_CODES}
+CONFIGS = {"seq2seq": Seq2seqConfig}   # the Python config of a C task code's name; Config otherwise
+
+
 def c_config(cfg):
-    """minrnn_config of a reference Config, or of a Seq2seqConfig (task MINRNN_TASK_SEQ2SEQ)."""
+    """minrnn_config of a reference Config or Seq2seqConfig (whose task, "seq2seq", is a class
+    attribute), checked by the library."""
     c = ffi.new("minrnn_config *")
     c.cell, c.nonlinearity = CELL_CODES[cfg.cell]
-    c.vocab_size, c.embed_size, c.hidden_size = cfg.vocab_size, cfg.embed_size, cfg.hidden_size
-    c.num_layers, c.dropout = cfg.num_layers, cfg.dropout
-    if isinstance(cfg, Seq2seqConfig):
-        c.task, c.reduction = lib.MINRNN_TASK_SEQ2SEQ, lib.MINRNN_MEAN
-        c.attention, c.attention_size = ATTENTION_CODES[cfg.attention], cfg.attention_size
-    else:
-        c.task, c.num_classes = TASK_CODES[cfg.task], cfg.num_classes
-        c.cond, c.cond_size = COND_CODES[cfg.cond], cfg.cond_size
-        c.one_bias, c.reduction = int(cfg.one_bias), REDUCTION_CODES[cfg.reduction]
+    c.task = TASK_CODES[cfg.task]
+    for f in dataclasses.fields(cfg):
+        if f.name != "cell":
+            value = getattr(cfg, f.name)
+            setattr(c, f.name, FIELD_CODES[f.name][value] if f.name in FIELD_CODES else value)
     check(lib.minrnn_config_check(c), "model configuration")
     return c
 
 
 def py_config(c):
-    if c.task == lib.MINRNN_TASK_SEQ2SEQ:
-        return Seq2seqConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-                             cell=_name_of(CELL_CODES, (c.cell, c.nonlinearity)), embed_size=c.embed_size,
-                             num_layers=c.num_layers, dropout=c.dropout,
-                             attention=_name_of(ATTENTION_CODES, c.attention), attention_size=c.attention_size)
-    return Config(vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-                  cell=_name_of(CELL_CODES, (c.cell, c.nonlinearity)), embed_size=c.embed_size,
-                  num_layers=c.num_layers, dropout=c.dropout, task=_name_of(TASK_CODES, c.task),
-                  num_classes=c.num_classes, cond=_name_of(COND_CODES, c.cond), cond_size=c.cond_size,
-                  one_bias=bool(c.one_bias), reduction=_name_of(REDUCTION_CODES, c.reduction))
+    task = _name_of(TASK_CODES, c.task)
+    kind = CONFIGS.get(task, Config)
+    values = {"cell": _name_of(CELL_CODES, (c.cell, c.nonlinearity))}
+    for f in dataclasses.fields(kind):
+        if f.name != "cell":
+            value = getattr(c, f.name)
+            values[f.name] = _name_of(FIELD_CODES[f.name], value) if f.name in FIELD_CODES else f.type(value)
+    return kind(**values)
+
+
+def config_kind(cfg):
+    """What a saved configuration's "kind" says it is: "seq2seq", or "model" (a Config)."""
+    return "seq2seq" if cfg.task == "seq2seq" else "model"
+
+
+def config_of_kind(kind, fields):
+    """The configuration of that kind with these fields (ValueError, TypeError or KeyError if they
+    are not one)."""
+    return CONFIGS[kind](**fields) if kind in CONFIGS else Config(**fields)
 
 
 def param_count(config):
@@ -167,7 +182,30 @@ class Rng:
         return float(lib.minrnn_rng_uniform(self.c))
 
 
-# ---- the model
+# ---- the parameter block, and the models that run it
+
+def _condition(config, cond, B):
+    """The condition of B streams as minrnn_batch takes it: labels (B,) int32 or vectors (B, C)
+    float32, checked against the model's; None for a model without one."""
+    if (cond is None) != (config.cond == "none"):
+        raise ValueError(f"this model's condition is {config.cond!r}: " + ("give no cond" if cond is None else "give cond"))
+    if config.cond == "label":
+        labels = _tokens(cond, "condition labels", 1)
+        if labels.shape != (B,):
+            raise ValueError(f"condition labels must have shape {(B,)}, not {labels.shape}")
+        return labels
+    if config.cond == "vector":
+        return _floats(cond, (B, config.cond_size), "condition vectors")
+    return None
+
+
+def _put_condition(config, c, cond):
+    """Point minrnn_batch's or minrnn_generation's condition at cond (from _condition)."""
+    if config.cond == "label":
+        c.labels = _iptr(cond)
+    elif config.cond == "vector":
+        c.vectors = _fptr(cond)
+
 
 class Batch:
     """The twin of minrnn_batch: (T, B) tokens, targets ((T, B), or (B,) for a classifier, or None),
@@ -177,7 +215,7 @@ class Batch:
     def __init__(self, config, tokens, targets=None, lengths=None, cond=None):
         self.tokens = _tokens(tokens, "tokens", 2)
         T, B = self.tokens.shape
-        self.targets = self.lengths = self.cond = None
+        self.targets = self.lengths = None
         if targets is not None:
             shape = (B,) if config.task == "classify" else (T, B)
             self.targets = _tokens(targets, "targets", len(shape))
@@ -187,20 +225,11 @@ class Batch:
             self.lengths = _tokens(lengths, "lengths", 1)
             if self.lengths.shape != (B,):
                 raise ValueError(f"lengths must have shape {(B,)}, not {self.lengths.shape}")
-        if (cond is None) != (config.cond == "none"):
-            raise ValueError(f"this model's condition is {config.cond!r}: "
-                             + ("give no cond" if cond is None else "give cond"))
+        self.cond = _condition(config, cond, B)
         c = self.c = ffi.new("minrnn_batch *")
         c.B, c.T = B, T
         c.tokens, c.targets, c.lengths = _iptr(self.tokens), _iptr(self.targets), _iptr(self.lengths)
-        if config.cond == "label":
-            self.cond = _tokens(cond, "condition labels", 1)
-            if self.cond.shape != (B,):
-                raise ValueError(f"condition labels must have shape {(B,)}, not {self.cond.shape}")
-            c.labels = _iptr(self.cond)
-        elif config.cond == "vector":
-            self.cond = _floats(cond, (B, config.cond_size), "condition vectors")
-            c.vectors = _fptr(self.cond)
+        _put_condition(config, c, self.cond)
 
     @property
     def shape(self):
@@ -228,8 +257,10 @@ class Forward:
         return self.batch.targets
 
 
-class Model:
-    """Parameters in one float32 block with named views (PyTorch's names), and the calls that run it.
+class Block:
+    """Parameters in one float32 block with named views (PyTorch's names), gradients in the same
+    layout, the precision inference reads them at, and the scratch of the calls that run them. A
+    Model and a Seq2seq are each one block.
 
     threads: passed to every call (0 = OpenMP's default); results do not depend on it.
     """
@@ -237,19 +268,28 @@ class Model:
     MAX_WORKSPACES = 4   # shapes whose scratch is kept (training, evaluation, sampling, ...)
 
     def __init__(self, config, params=None, seed=0, init="default", threads=0):
-        self.config = config
-        self.c = c_config(config)
-        self.threads = threads
-        n = lib.minrnn_param_count(self.c)
+        n = param_count(config)
         if params is None:
-            self.params = np.empty(n, dtype=np.float32)
-            check(lib.minrnn_init_params(self.c, _fptr(self.params), seed & (2**64 - 1), INITS[init]), "init")
+            params = np.empty(n, dtype=np.float32)
+            check(lib.minrnn_init_params(c_config(config), _fptr(params), seed & (2**64 - 1), INITS[init]), "init")
         else:
-            self.params = _floats(params, (n,), "params").copy()
-        self.grads = np.zeros(n, dtype=np.float32)
+            params = _floats(params, (n,), "params").copy()
+        self._hold(config, params, np.zeros(n, dtype=np.float32), threads)
+
+    def _hold(self, config, params, grads, threads):
+        self.config, self.c, self.threads = config, c_config(config), threads
+        self.params, self.grads = params, grads
         self.tensors = self.views(self.params)
         self._workspaces = {}
-        self._compact = None   # the bfloat16 block that step reads, after set_precision("bfloat16")
+        self._compact = None   # the bfloat16 block that inference reads, after set_precision("bfloat16")
+
+    @classmethod
+    def over(cls, config, params, grads, threads=0):
+        """A block whose parameters and gradients are the arrays given, not copies (a part of a
+        larger block)."""
+        block = cls.__new__(cls)
+        block._hold(config, params, grads, threads)
+        return block
 
     @property
     def precision(self):
@@ -257,9 +297,10 @@ class Model:
 
     def set_precision(self, precision):
         """Store the weights at `precision` for inference. "bfloat16" rounds every parameter (to
-        nearest, ties to even) and keeps the rounded values both as the bfloat16 block that step
-        streams (half the bytes) and in params, so forward, eval and step all compute with the same
-        weights, bit for bit. Rounding cannot be undone: "float32" after it keeps the rounded values."""
+        nearest, ties to even) and keeps the rounded values both as the bfloat16 block that
+        inference streams (half the bytes) and in params, so forward, eval and step all compute with
+        the same weights, bit for bit. Rounding cannot be undone: "float32" after it keeps the
+        rounded values."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "float32":
@@ -271,14 +312,16 @@ class Model:
         self.params[:] = (half.astype(np.uint32) << 16).view(np.float32)   # exact widening
         self._compact = half
 
+    def weights(self):
+        """(precision code, pointer) of the block that inference reads: the parameters, or their
+        bfloat16 copy."""
+        if self._compact is None:
+            return lib.MINRNN_FLOAT32, _ptr("void *", self.params)
+        return lib.MINRNN_BFLOAT16, _ptr("void *", self._compact)
+
     @property
     def param_count(self):
         return self.params.size
-
-    @property
-    def outputs(self):
-        """Logits per row: V for a language model, K for a classifier."""
-        return self.config.num_classes if self.config.task == "classify" else self.config.vocab_size
 
     def views(self, block):
         """Named views into a block with the parameter layout (parameters, gradients, moments)."""
@@ -297,11 +340,8 @@ class Model:
     def zero_state(self, B):
         return np.zeros(self.state_shape(B), dtype=np.float32)
 
-    def workspace(self, B, T):
-        """The scratch buffer for B streams and T steps, kept for reuse (the last few shapes)."""
-        return self._workspace((B, T), lambda: lib.minrnn_workspace_size(self.c, B, T))
-
     def _workspace(self, shape, floats, dtype=np.float32):
+        """The scratch buffer for a call of this shape, kept for reuse (the last few shapes)."""
         ws = self._workspaces.pop(shape, None)
         if ws is None:
             size = floats()
@@ -312,6 +352,20 @@ class Model:
             ws = np.empty(size, dtype=dtype)
         self._workspaces[shape] = ws   # now the most recently used
         return ws
+
+
+class Model(Block):
+    """A recurrent model (minrnn.h's minrnn_forward, minrnn_backward, minrnn_step, ...): a language
+    model, a classifier, or a part of a Seq2seq (task "encode")."""
+
+    @property
+    def outputs(self):
+        """Logits per row: V for a language model, K for a classifier."""
+        return self.config.num_classes if self.config.task == "classify" else self.config.vocab_size
+
+    def workspace(self, B, T):
+        """The scratch buffer for B streams and T steps."""
+        return self._workspace((B, T), lambda: lib.minrnn_workspace_size(self.c, B, T))
 
     def batch(self, tokens, targets=None, lengths=None, cond=None):
         return Batch(self.config, tokens, targets, lengths, cond)
@@ -364,13 +418,22 @@ class Model:
             raise ValueError(f"state must be a contiguous float32 array of shape {self.state_shape(B)}")
         batch = self.batch(tokens[None, :], cond=cond)
         logits = np.empty((B, self.outputs), dtype=np.float32)
-        if self._compact is None:
-            precision, params = lib.MINRNN_FLOAT32, _fptr(self.params)
-        else:
-            precision, params = lib.MINRNN_BFLOAT16, _ptr("void *", self._compact)
+        precision, params = self.weights()
         check(lib.minrnn_step_compact(self.c, precision, params, batch.c, _fptr(state), _fptr(logits),
                                       _fptr(self.workspace(B, 1)), self.threads), "step")
         return logits
+
+    def train_step(self, trainer, batch):
+        """minrnn_train_step on a Batch with the trainer's optimizer, generator and carried state:
+        (loss, gradient norm)."""
+        T, B = batch.shape
+        if B != trainer.B or (trainer.carry_state and T != trainer.T):
+            raise ValueError(f"tokens must have shape {(trainer.T, trainer.B)}, not {(T, B)}")
+        loss, norm = ffi.new("float *"), ffi.new("float *")
+        check(lib.minrnn_train_step(self.c, _fptr(self.params), _fptr(self.grads), _fptr(trainer.m), _fptr(trainer.v),
+                                    trainer.opt, trainer.rng.c, batch.c, _fptr(trainer.state), loss, norm,
+                                    _fptr(self.workspace(B, T)), self.threads), "training step")
+        return float(loss[0]), float(norm[0])
 
 
 # ---- sequence to sequence
@@ -411,9 +474,19 @@ class Seq2seqForward:
     workspace: np.ndarray
 
 
-class Seq2seq(Model):
-    """An encoder and a decoder joined by attention (minrnn.h's MINRNN_TASK_SEQ2SEQ): a Model whose
-    batches are Pairs. Its states are those of one of its two models."""
+class Seq2seq(Block):
+    """An encoder and a decoder joined by attention (minrnn.h's MINRNN_TASK_SEQ2SEQ), in one block:
+    encoder and decoder are Models of the configuration's cell and sizes (task "encode") over
+    their parts of it, attention the tensors after them (the attention's, combine's and out's).
+    It reads Pairs; its calls run the three together (minrnn_seq2seq_forward, ...)."""
+
+    def _hold(self, config, params, grads, threads):
+        super()._hold(config, params, grads, threads)
+        part = encoder_config(config)
+        n = param_count(part)
+        self.encoder = Model.over(part, params[:n], grads[:n], threads)
+        self.decoder = Model.over(part, params[n:2 * n], grads[n:2 * n], threads)
+        self.attention = {name: view for name, view in self.tensors.items() if not name.startswith(("enc.", "dec."))}
 
     @property
     def outputs(self):
@@ -448,6 +521,18 @@ class Seq2seq(Model):
         check(lib.minrnn_seq2seq_backward(self.c, _fptr(self.params), fwd.pairs.c, _fptr(fwd.masks),
                                           _fptr(fwd.workspace), _fptr(self.grads), self.threads), "backward")
 
+    def train_step(self, trainer, pairs):
+        """minrnn_seq2seq_train_step on Pairs with the trainer's optimizer and generator: (loss,
+        gradient norm). Every pair starts from zero states: nothing is carried."""
+        B, Ts, Td = pairs.shape
+        if B != trainer.B:
+            raise ValueError(f"pairs must be {trainer.B} to a batch, not {B}")
+        loss, norm = ffi.new("float *"), ffi.new("float *")
+        check(lib.minrnn_seq2seq_train_step(self.c, _fptr(self.params), _fptr(self.grads), _fptr(trainer.m),
+                                            _fptr(trainer.v), trainer.opt, trainer.rng.c, pairs.c, loss, norm,
+                                            _fptr(self.pairs_workspace(B, Ts, Td)), self.threads), "training step")
+        return float(loss[0]), float(norm[0])
+
     def translate(self, source, beam=1, max_length=100, temperature=0.0, rng=None, want_alignments=False):
         """One source's translation (minrnn_seq2seq_translate: greedy, sampling with temperature > 0
         and rng, or beam search), at the model's precision: (ids without END, log probability,
@@ -459,10 +544,7 @@ class Seq2seq(Model):
         out = np.empty(max_length, np.int32)
         alignments = np.empty((max_length, n), np.float32) if want_alignments else None
         result = ffi.new("minrnn_translation *")
-        if self._compact is None:
-            precision, params = lib.MINRNN_FLOAT32, _ptr("void *", self.params)
-        else:
-            precision, params = lib.MINRNN_BFLOAT16, _ptr("void *", self._compact)
+        precision, params = self.weights()
         check(lib.minrnn_seq2seq_translate(self.c, precision, params, _iptr(source), n, beam, max_length,
                                            temperature, rng.c if rng is not None else ffi.NULL, _iptr(out), result,
                                            _fptr(alignments), _ptr("void *", workspace), self.threads), "translate")
@@ -470,10 +552,15 @@ class Seq2seq(Model):
         return ids, float(result.logprob), None if alignments is None else alignments[:result.steps].copy()
 
 
+MODELS = {"seq2seq": Seq2seq}   # the block of a config's task; Model otherwise
+
+
 def model_for(config, **kw):
     """A Model, or a Seq2seq for a Seq2seqConfig."""
-    return (Seq2seq if isinstance(config, Seq2seqConfig) else Model)(config, **kw)
+    return MODELS.get(config.task, Model)(config, **kw)
 
+
+# ---- sampling: one token, or a whole generation through the library's loop
 
 def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     """A token from logits (V,) with the core's sampler; see minrnn.reference.sampling.sample."""
@@ -483,6 +570,58 @@ def sample(logits, rng, temperature=1.0, top_k=0, top_p=1.0):
     token = ffi.new("int32_t *")
     check(lib.minrnn_sample(_fptr(logits), V, temperature, top_k, top_p, rng.c, scratch, token), "sample")
     return int(token[0])
+
+
+class Generation:
+    """B streams of a language model generating together through the library's one loop
+    (minrnn_generate_start, then minrnn_generate_next as far as `next` asks): each is fed the
+    prime, then draws up to max_length tokens, each fed back. end: the id whose drawing ends a
+    stream (it is not output), or None; banned: an id never drawn, or None; stop: ids whose
+    drawing, in a row, ends a stream (they are output); cond: the streams' condition (B,) labels or
+    (B, C) vectors. seed: one generator draws every stream's tokens, in stream order at each step;
+    a list of B seeds: each stream draws from its own."""
+
+    def __init__(self, model, B, prime, max_length, seed=0, temperature=1.0, top_k=0, top_p=1.0, end=None,
+                 banned=None, stop=(), cond=None):
+        seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+        if len(seeds) not in (1, B):
+            raise ValueError(f"give one seed, or one for each of the {B} streams")
+        self.model, self.B = model, B
+        self.samplers = ffi.new("minrnn_sampler[]", len(seeds))
+        for s, value in zip(self.samplers, seeds):
+            s.temperature, s.top_k, s.top_p = temperature, top_k, top_p
+            lib.minrnn_rng_seed(ffi.addressof(s, "rng"), value & (2**64 - 1))
+        self._prime = _tokens(prime, "prime", 1)
+        self._stop = _tokens(list(stop), "stop", 1)
+        self._cond = _condition(model.config, cond, B)
+        g = self.g = ffi.new("minrnn_generation *")
+        g.B, g.prime, g.prime_length = B, _iptr(self._prime), self._prime.size
+        g.end_id, g.banned_id = -1 if end is None else end, -1 if banned is None else banned
+        g.stop, g.stop_length = (_iptr(self._stop), self._stop.size) if self._stop.size else (ffi.NULL, 0)
+        g.max_length = max_length
+        g.samplers, g.num_samplers = self.samplers, len(seeds)
+        _put_condition(model.config, g, self._cond)
+        size = lib.minrnn_generate_workspace_size(model.c, g)
+        if size == 0:
+            raise MinrnnError(lib.MINRNN_ERR_ARG, "generate")
+        self.workspace = np.empty(size, np.uint8)
+        self._weights = model.weights()   # the block this generation reads, whatever happens to the model's
+        check(lib.minrnn_generate_start(model.c, *self._weights, g, _ptr("void *", self.workspace),
+                                        model.threads), "generate")
+
+    def next(self, steps):
+        """Up to `steps` more steps: (steps taken, B) ids, -1 where a stream drew nothing (it had
+        ended, or it drew the end); fewer rows than asked only once the generation is over."""
+        out = np.empty((steps, self.B), np.int32)
+        taken = ffi.new("int64_t *")
+        check(lib.minrnn_generate_next(self.model.c, *self._weights, self.g, _ptr("void *", self.workspace), steps,
+                                       _iptr(out), taken, self.model.threads), "generate")
+        return out[:taken[0]]
+
+    def run(self):
+        """The rest of the generation: [the ids of stream b] for each stream."""
+        rows = self.next(self.g.max_length)
+        return [column[column >= 0].tolist() for column in rows.T]
 
 
 # ---- training
@@ -544,40 +683,19 @@ class Trainer:
     def steps(self):
         return int(self.opt.step)
 
-    def step(self, tokens, targets=None, lengths=None, cond=None):
-        """One training step on (T, B) tokens and their targets (and the records' lengths and
-        condition), or for a Seq2seq on Pairs (step(pairs)); returns (loss, gradient norm). Raises
-        NonFiniteError (with nothing updated) when the loss or gradient is not finite."""
-        mdl = self.model
-        if isinstance(mdl, Seq2seq):
-            return self._step_pairs(tokens)
-        batch = mdl.batch(tokens, targets, lengths, cond)
-        T, B = batch.shape
-        if B != self.B or (self.carry_state and T != self.T):
-            raise ValueError(f"tokens must have shape {(self.T, self.B)}, not {(T, B)}")
+    def step(self, batch):
+        """One training step on a batch (model.batch(...), or Pairs for a Seq2seq); returns (loss,
+        gradient norm). Raises NonFiniteError (with nothing updated) when the loss or gradient is
+        not finite."""
         if not self.carry_state:
             self.reset_state()
-        loss, norm = ffi.new("float *"), ffi.new("float *")
-        check(lib.minrnn_train_step(mdl.c, _fptr(mdl.params), _fptr(mdl.grads), _fptr(self.m), _fptr(self.v),
-                                    self.opt, self.rng.c, batch.c, _fptr(self.state), loss, norm,
-                                    _fptr(mdl.workspace(B, T)), mdl.threads), "training step")
-        return float(loss[0]), float(norm[0])
-
-    def _step_pairs(self, pairs):
-        mdl, (B, Ts, Td) = self.model, pairs.shape
-        if B != self.B:
-            raise ValueError(f"pairs must be {self.B} to a batch, not {B}")
-        loss, norm = ffi.new("float *"), ffi.new("float *")
-        check(lib.minrnn_seq2seq_train_step(mdl.c, _fptr(mdl.params), _fptr(mdl.grads), _fptr(self.m),
-                                            _fptr(self.v), self.opt, self.rng.c, pairs.c, loss, norm,
-                                            _fptr(mdl.pairs_workspace(B, Ts, Td)), mdl.threads), "training step")
-        return float(loss[0]), float(norm[0])
+        return self.model.train_step(self, batch)
 
     def step_next(self, batches):
-        """A step on batch `position` of the epoch (batches.batch(epoch, i) gives step's arguments;
-        len(batches) per epoch), then on to the next batch; after the last, the next epoch starts
-        from a zero state. Returns (loss, gradient norm); on NonFiniteError nothing has moved."""
-        result = self.step(*batches.batch(self.epoch, self.position))
+        """A step on batch `position` of the epoch (batches.batch(epoch, i) gives it; len(batches)
+        per epoch), then on to the next batch; after the last, the next epoch starts from a zero
+        state. Returns (loss, gradient norm); on NonFiniteError nothing has moved."""
+        result = self.step(batches.batch(self.epoch, self.position))
         self.position += 1
         if self.position == len(batches):
             self.epoch, self.position = self.epoch + 1, 0
@@ -604,7 +722,7 @@ class Trainer:
 
 @dataclass
 class Checkpoint:
-    model: Model
+    model: Block
     vocab: list          # symbols: code points, or byte values; START_SYMBOL, END_SYMBOL last
     encoding: str        # "utf8" or "bytes"
     meta: dict
@@ -616,6 +734,10 @@ class Checkpoint:
 
 
 START_SYMBOL, END_SYMBOL = lib.MINRNN_START_SYMBOL, lib.MINRNN_END_SYMBOL
+# A trainer's state in a checkpoint, as (minrnn_checkpoint field, Trainer attribute): what save
+# writes and load reads back, this one list both ways (the optimizer is its struct, whole).
+TRAINER_SCALARS = (("batch_size", "B"), ("seq_len", "T"), ("epoch", "epoch"), ("position", "position"))
+TRAINER_BUFFERS = ("m", "v", "state")
 
 
 def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None, labels=(), cond_scaling=None,
@@ -637,12 +759,11 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
         shift, scale = (_floats(x, (model.config.cond_size,), "condition scaling") for x in cond_scaling)
         ck.cond_shift, ck.cond_scale = _fptr(shift), _fptr(scale)
     if trainer is not None:
-        ck.has_train_state = 1
-        ck.optimizer = trainer.opt[0]
-        ck.rng_state = trainer.rng.state
-        ck.batch_size, ck.seq_len = trainer.B, trainer.T
-        ck.epoch, ck.position = trainer.epoch, trainer.position
-        ck.m, ck.v, ck.state = _fptr(trainer.m), _fptr(trainer.v), _fptr(trainer.state)
+        ck.has_train_state, ck.optimizer, ck.rng_state = 1, trainer.opt[0], trainer.rng.state
+        for field, attribute in TRAINER_SCALARS:
+            setattr(ck, field, getattr(trainer, attribute))
+        for name in TRAINER_BUFFERS:
+            setattr(ck, name, _fptr(getattr(trainer, name)))
     check(lib.minrnn_checkpoint_save(os.fsencode(path), ck), f"saving {path}")
 
 
@@ -662,29 +783,30 @@ def load_checkpoint(path, threads=0):
 def _load_fd(fd, path, threads):
     ck = ffi.new("minrnn_checkpoint *")
     check(lib.minrnn_checkpoint_peek_fd(fd, ck), str(path))
-    model = model_for(py_config(ck.config), params=np.zeros(lib.minrnn_param_count(ffi.addressof(ck, "config")),
-                                                             np.float32), threads=threads)
+    config = py_config(ck.config)
+    model = model_for(config, params=np.zeros(param_count(config), np.float32), threads=threads)
     vocab = np.empty(ck.config.vocab_size, dtype=np.int32)
     meta, labels = bytearray(ck.meta_size), bytearray(ck.labels_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)
     ck.meta = ffi.cast("char *", ffi.from_buffer(meta)) if ck.meta_size else ffi.NULL
     ck.labels = ffi.cast("char *", ffi.from_buffer(labels)) if ck.labels_size else ffi.NULL
     scaling = None
-    if model.config.cond == "vector":
-        scaling = (np.empty(model.config.cond_size, np.float32), np.empty(model.config.cond_size, np.float32))
+    if config.cond == "vector":
+        scaling = (np.empty(config.cond_size, np.float32), np.empty(config.cond_size, np.float32))
         ck.cond_shift, ck.cond_scale = _fptr(scaling[0]), _fptr(scaling[1])
     trainer = None
     if ck.has_train_state:
         trainer = Trainer(model, ck.batch_size, ck.seq_len)   # the caller sets carry_state
-        ck.m, ck.v, ck.state = _fptr(trainer.m), _fptr(trainer.v), _fptr(trainer.state)
+        for name in TRAINER_BUFFERS:
+            setattr(ck, name, _fptr(getattr(trainer, name)))
     check(lib.minrnn_checkpoint_load_fd(fd, ck), str(path))
     precision = _name_of(PRECISIONS, ck.precision)
     if precision != "float32":
         model.set_precision(precision)   # the values are already rounded: this keeps them, compact
     if trainer is not None:
-        trainer.opt[0] = ck.optimizer
-        trainer.rng.state = ck.rng_state
-        trainer.epoch, trainer.position = ck.epoch, ck.position
+        trainer.opt[0], trainer.rng.state = ck.optimizer, ck.rng_state
+        for field, attribute in TRAINER_SCALARS:
+            setattr(trainer, attribute, getattr(ck, field))
     return Checkpoint(model, [int(s) for s in vocab], _name_of(ENCODINGS, ck.encoding), parse_meta(meta, path),
                       trainer, labels.decode("utf-8").split("\n")[:-1], scaling, precision)
 

@@ -18,8 +18,6 @@ import numpy as np
 from minrnn import __version__, core
 from minrnn.errors import UserError
 from minrnn.rundir import replacing
-from minrnn.reference import Config
-from minrnn.reference.seq2seq import Seq2seqConfig
 
 FORMAT = "minrnn-safetensors"
 VERSION = 1
@@ -46,8 +44,7 @@ def describe(ck):
     """The metadata of a checkpoint's model: what is needed to rebuild it, as JSON-ready values."""
     cfg = ck.model.config
     return {"format": FORMAT, "version": VERSION, "minrnn": __version__,
-            "kind": "seq2seq" if isinstance(cfg, Seq2seqConfig) else "model",
-            "config": dataclasses.asdict(cfg), "vocab": [int(s) for s in ck.vocab], "encoding": ck.encoding,
+            "kind": core.config_kind(cfg), "config": dataclasses.asdict(cfg), "vocab": [int(s) for s in ck.vocab], "encoding": ck.encoding,
             "labels": list(ck.labels),
             "cond_scaling": None if ck.cond_scaling is None else [a.astype(float).tolist() for a in ck.cond_scaling],
             "meta": ck.meta}
@@ -147,8 +144,7 @@ def info_like(path):
 
 def config_of(info, path):
     try:
-        fields = dict(info["config"])
-        return Seq2seqConfig(**fields) if info["kind"] == "seq2seq" else Config(**fields)
+        return core.config_of_kind(info["kind"], dict(info["config"]))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{path}: its configuration is not one minrnn builds ({e})") from None
 

@@ -15,29 +15,24 @@ import html
 import numpy as np
 
 from minrnn.errors import UserError
-from minrnn.inference import generate
-from minrnn.text import Vocab, read_symbols
 
 QUOTES = ('"',)
 OPEN, CLOSE = "([{", ")]}"
 
 
-def text_ids(ck, text):
-    """(the characters the model knows, their ids), others dropped."""
-    vocab = Vocab(ck.vocab, ck.encoding)
-    ids, _ = vocab.encode_known(read_symbols(text.encode("utf-8", "surrogateescape"), ck.encoding))
-    chars = [vocab.to_bytes([i]).decode("utf-8", "replace") for i in ids]
+def text_ids(m, text):
+    """(the characters the model m (minrnn.load's) knows, their ids), others dropped."""
+    ids, _ = m.vocab.encode_known(m.symbols(text, "the text"))
     if len(ids) < 2:
         raise UserError("the text has fewer than 2 characters the model knows")
-    return chars, ids
+    return m.characters(ids), ids
 
 
-def language_model(ck):
-    cfg = ck.model.config
-    if cfg.task != "lm" or cfg.cond != "none" or Vocab(ck.vocab, ck.encoding).framed:
+def language_model(m):
+    if not m.task.pictured:
         raise UserError("the lectures' pictures are of a language model of a text (trained without --records, "
                         "--labels, --features or --task)")
-    return ck.model
+    return m.model
 
 
 def features(chars):
@@ -81,10 +76,10 @@ def coloured(chars, values, mean=0.0, spread=1.0):
     return "".join(spans)
 
 
-def activations_page(ck, text, unit=None, shown=2000):
+def activations_page(m, text, unit=None, shown=2000):
     """The activations page: for each feature the best-following unit, and its values over the text."""
-    model = language_model(ck)
-    chars, ids = text_ids(ck, text)
+    model = language_model(m)
+    chars, ids = text_ids(m, text)
     states = np.stack(states_after(model, ids))[:, :, :, 0, :]   # (T, L, S, H)
     T, L, S, H = states.shape
     values = states.reshape(T, L * S * H)
@@ -112,14 +107,12 @@ def activations_page(ck, text, unit=None, shown=2000):
                 "by their correlation with each feature over the text.", body)
 
 
-def temperature_page(ck, prime="", length=300, temperatures=(0.5, 1.0, 1.5), seed=1):
+def temperature_page(m, prime="", length=300, temperatures=(0.5, 1.0, 1.5), seed=1):
     """The same prime sampled at each temperature (the same seed), side by side."""
-    model = language_model(ck)
-    vocab = Vocab(ck.vocab, ck.encoding)
-    prime_ids = vocab.encode(read_symbols(prime.encode("utf-8"), ck.encoding)) if prime else []
+    language_model(m)
     columns = []
     for t in temperatures:
-        out = vocab.to_bytes(list(generate(model, vocab, prime_ids, length, seed, t))).decode("utf-8", "replace")
+        out = m.generate(prime, length, t, seed=seed)[len(prime):]
         columns.append(f'<div class="col"><h2>temperature {t:g}</h2><pre><b>{html.escape(prime)}</b>'
                        f'{html.escape(out)}</pre></div>')
     return page("minrnn temperature", "The same prime and seed sampled at each temperature: the logits are "
@@ -186,10 +179,10 @@ def states_near(model, ids, ts, distance):
     return along
 
 
-def gradient_reach(ck, text, distance=40, positions=16, seed=1):
+def gradient_reach(m, text, distance=40, positions=16, seed=1):
     """(distance,) the mean over `positions` random positions t of the text of log10 reach_at."""
-    model = language_model(ck)
-    _, ids = text_ids(ck, text)
+    model = language_model(m)
+    _, ids = text_ids(m, text)
     if len(ids) < distance + 2:
         raise UserError(f"the text is too short: give at least {distance + 2} characters the model knows")
     rng = np.random.default_rng(seed)
@@ -199,10 +192,10 @@ def gradient_reach(ck, text, distance=40, positions=16, seed=1):
 
 
 def gradients_plot(checkpoints, text, out, distance=40):
-    """One curve per checkpoint of gradient_reach, in a PNG or SVG."""
+    """One curve per checkpoint (path, minrnn.load's model) of gradient_reach, in a PNG or SVG."""
     from minrnn.plot import check_image_name, pyplot, save
     check_image_name(out)
-    curves = [(path, ck.model.config.cell, gradient_reach(ck, text, distance)) for path, ck in checkpoints]
+    curves = [(path, m.model.config.cell, gradient_reach(m, text, distance)) for path, m in checkpoints]
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for path, cell, logs in curves:

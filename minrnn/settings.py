@@ -9,7 +9,7 @@ giving them again.
 import math
 from typing import NamedTuple
 
-from minrnn import core
+from minrnn import core, tasks
 from minrnn.reference import CELLS, INIT_SCHEMES, OPTIMIZERS
 from minrnn.reference.seq2seq import ATTENTIONS
 from minrnn.reference.tensor import float32
@@ -171,10 +171,8 @@ MODEL = [
             "--attention additive: its hidden size (default: --hidden)"),
 ]
 DATA = [
-    Setting("task", "lm", Choice(("lm", "classify", "seq2seq")), "TASK",
-            "lm: learn to write the text; classify: learn the label of each record, from lines "
-            "label<TAB>text (implies --records); seq2seq: learn to write each line's target from its "
-            "source, from lines source<TAB>target (python -m minrnn translate) (default {default})"),
+    Setting("task", "lm", Choice(tasks.OPTIONS), "TASK",
+            "; ".join(f"{name}: {learns}" for name, learns in tasks.OPTIONS.items()) + " (default {default})"),
     Setting("max_source", 200, Number(int, 1, 1000000), "N",
             "--task seq2seq: the longest source (characters) the model reads; a longer one is an error, "
             "in training and in translate (default {default})"),
@@ -236,28 +234,23 @@ SESSION = [
 DEFAULTS = {s.name: s.default for s in RUN}
 
 
-def check_together(s):
-    """ValueError for settings that are each fine but do not go together."""
+SESSION_DEFAULTS = {s.name: s.default for s in SESSION}
+
+
+def settle(s):
+    """The settings s (every RUN setting), with what follows from them (labels and features are
+    about records), checked together: (s, the task they choose), or ValueError for settings that
+    are each fine but do not go together."""
+    s = dict(s, records=s["records"] or bool(s["labels"] or s["features"]))
     if s["init"] == "irnn" and CELLS[s["cell"]].gates != 1:
         raise ValueError(f"--init irnn (an identity recurrent weight) is for rnn_relu and rnn_tanh, not {s['cell']}")
     if s["labels"] and s["features"]:
         raise ValueError("--labels and --features each condition the model; give one")
-    if s["task"] == "classify" and s["features"]:
-        raise ValueError("--task classify reads label<TAB>text records; --features is for --task lm")
-    if s["task"] == "seq2seq" and (s["labels"] or s["features"] or s["init"] != "default" or s["biases"] != 2
-                                   or s["loss"] != "mean"):
-        raise ValueError("--task seq2seq reads source<TAB>target lines, with the default --init, --biases and "
-                         "--loss; drop --labels, --features, --init, --biases and --loss")
     if s["attention_size"] is not None and s["attention"] != "additive":
         raise ValueError(f"--attention-size is the size of additive attention; this run's is {s['attention']}")
-
-
-def imply(s):
-    """Settings that follow from others: labels, features and classification are about records."""
-    if s["labels"] or s["features"] or s["task"] in ("classify", "seq2seq"):
-        s["records"] = True
-    return s
-SESSION_DEFAULTS = {s.name: s.default for s in SESSION}
+    task = tasks.for_settings(s)
+    task.check(s)
+    return s, task
 
 
 def check_stored(settings, stored):

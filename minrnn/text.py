@@ -38,6 +38,7 @@ def show(symbol, encoding):
 
 
 START_SYMBOL, END_SYMBOL = -1, -2   # a test holds them equal to minrnn.h's
+MARKERS = [START_SYMBOL, END_SYMBOL]
 
 
 class Vocab:
@@ -45,10 +46,10 @@ class Vocab:
         """symbols: the text's symbols, or a checkpoint's vocabulary (with START_SYMBOL and
         END_SYMBOL at the end for a framed one)."""
         symbols = [int(s) for s in symbols]
-        if symbols[-2:] == [START_SYMBOL, END_SYMBOL]:
+        if symbols[-2:] == MARKERS:
             symbols, framed = symbols[:-2], True
         self.symbols = sorted(symbols)
-        self.encoding, self.framed = encoding, framed
+        self.encoding, self.markers = encoding, list(MARKERS) if framed else []   # their ids follow the symbols'
         self._sorted = np.array(self.symbols, dtype=np.int32)
 
     @classmethod
@@ -56,16 +57,29 @@ class Vocab:
         return cls(np.unique(np.asarray(symbols, dtype=np.int32)), encoding, framed)
 
     def __len__(self):
-        return len(self.symbols) + (2 if self.framed else 0)
+        return len(self.symbols) + len(self.markers)
+
+    @property
+    def framed(self):
+        """Whether it has the start and end tokens (a record model's)."""
+        return bool(self.markers)
 
     @property
     def stored(self):
         """The vocabulary as a checkpoint holds it."""
-        return self.symbols + ([START_SYMBOL, END_SYMBOL] if self.framed else [])
+        return self.symbols + self.markers
+
+    def marker_id(self, marker):
+        """The id of START_SYMBOL or END_SYMBOL, or None if the vocabulary has no markers."""
+        return len(self.symbols) + self.markers.index(marker) if marker in self.markers else None
+
+    @property
+    def start_id(self):
+        return self.marker_id(START_SYMBOL)
 
     @property
     def end_id(self):
-        return len(self.symbols) + 1 if self.framed else None
+        return self.marker_id(END_SYMBOL)
 
     def _lookup(self, symbols):
         """(ids, known) for an array of symbols: known[i] says whether symbols[i] is in the vocabulary."""
@@ -97,14 +111,10 @@ class Vocab:
             return bytes(symbols)
         return "".join(map(chr, symbols)).encode("utf-8")
 
-    @property
-    def start_id(self):
-        """What generation starts from without a prime: the start token of a framed vocabulary;
-        otherwise a newline if there is one, else id 0."""
-        if self.framed:
-            return len(self.symbols)
-        ids, known = self._lookup([10])
-        return int(ids[0]) if known[0] else 0
+    def id_of(self, symbol):
+        """The id of a symbol, or None if it is not in the vocabulary."""
+        ids, known = self._lookup([symbol])
+        return int(ids[0]) if known[0] else None
 
 
 def unescape(text):

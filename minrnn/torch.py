@@ -29,7 +29,7 @@ from torch import nn
 
 from minrnn.errors import UserError
 from minrnn.interop import config_of, read_model_file, safetensors_module
-from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
+from minrnn.reference.seq2seq import encoder_config
 from minrnn.rundir import replacing
 
 RNNS = {"rnn_tanh": (nn.RNN, "tanh"), "rnn_relu": (nn.RNN, "relu"), "lstm": (nn.LSTM, None), "gru": (nn.GRU, None)}
@@ -175,7 +175,7 @@ class Seq2seq(nn.Module):
 
 def module_for(cfg):
     """The nn.Module of a minrnn configuration (Config or Seq2seqConfig), with fresh parameters."""
-    return Seq2seq(cfg) if isinstance(cfg, Seq2seqConfig) else CharRNN(cfg)
+    return {"seq2seq": Seq2seq}.get(cfg.task, CharRNN)(cfg)
 
 
 def load(path):

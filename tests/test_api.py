@@ -8,7 +8,7 @@ import pytest
 import minrnn
 from cliutil import english, minrnn as cli
 from minrnn.errors import UserError
-from minrnn.inference import generate_records
+from genutil import spec_generate
 
 TINY = dict(hidden=16, layers=1, batch_size=4, seq_len=16, sample_every=0, eval_every=10)
 
@@ -109,7 +109,8 @@ def test_a_feature_vector_is_standardized_as_sample_vector_does(folder, conditio
     assert m.generate(condition=list(raw), length=12, seed=3, num=3) == records
     shift, scale = m.checkpoint.cond_scaling   # standardized as training did, at the model's level
     cond = np.repeat(((raw - shift) * scale).astype(np.float32)[None, :], 3, axis=0)
-    by_hand = generate_records(m.model, m.vocab, 3, 12, 3, cond=cond)
+    by_hand = spec_generate(m.model, [m.vocab.start_id], 3, 12, 3, end=m.vocab.end_id, banned=m.vocab.start_id,
+                            cond=cond)
     assert [m.vocab.to_bytes(ids).decode("utf-8") for ids in by_hand] == records
     with pytest.raises(UserError, match="condition has 3 numbers; this model reads 2 finite ones"):
         m.generate(condition=[1, 2, 3])
@@ -200,7 +201,7 @@ def test_mistakes_are_user_errors(folder, lm):
         minrnn.train(folder / "text.txt", out=folder / "x", hiden=3)
     with pytest.raises(UserError, match="hidden"):
         minrnn.train(folder / "text.txt", out=folder / "x", hidden=0)
-    with pytest.raises(UserError, match="seq2seq models do that"):
+    with pytest.raises(UserError, match="a language model, not a seq2seq model"):
         minrnn.load(lm).translate(["abc"])
     with pytest.raises(UserError, match="this model has no condition"):
         minrnn.load(lm).generate(condition="up")

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from minrnn import core
 from minrnn.reference import Config
+from soak import examples
 
 
 def trained(kind="lstm", dropout=0.25, steps=3, optimizer="adam"):
@@ -20,7 +21,7 @@ def trained(kind="lstm", dropout=0.25, steps=3, optimizer="adam"):
     r = np.random.default_rng(0)
     batches = [(r.integers(0, 6, (5, 3)), r.integers(0, 6, (5, 3))) for _ in range(2 * steps)]
     for tokens, targets in batches[:steps]:
-        trainer.step(tokens, targets)
+        trainer.step(model.batch(tokens, targets))
     trainer.epoch, trainer.position = 4, 17
     return model, trainer, batches[steps:]
 
@@ -55,7 +56,7 @@ def test_resuming_from_a_checkpoint_continues_exactly(saved):
     path, model, trainer, rest = saved
     ck = core.load_checkpoint(path)
     for tokens, targets in rest:
-        assert ck.trainer.step(tokens, targets) == trainer.step(tokens, targets)
+        assert ck.trainer.step(ck.model.batch(tokens, targets)) == trainer.step(model.batch(tokens, targets))
     assert ck.model.params.tobytes() == model.params.tobytes()
     assert ck.trainer.state.tobytes() == trainer.state.tobytes()
 
@@ -102,7 +103,7 @@ def test_every_truncation_is_an_error(saved, in_memory):
 CACHED = trained()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(data=st.data())
 def test_damaged_bytes_are_an_error(data, tmp_path_factory):
     # XOR with a non-zero byte at distinct positions always changes the file; FNV-1a detects any

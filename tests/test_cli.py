@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -74,7 +73,10 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, text):
                              "--eval-every", "100000", "--out", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline().startswith("training a")   # the loop is about to start
-    time.sleep(1.5)
+    # the first step's status line (a line every 10 s when not on a terminal, the first at once):
+    # a step is done and the loop listens for Ctrl-C, however slow the machine (a fixed sleep was
+    # a guess at how long that takes)
+    assert proc.stdout.readline().startswith("iter 1 |")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err

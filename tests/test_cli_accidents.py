@@ -30,7 +30,9 @@ def wait_for_line(proc, prefix, timeout=60):
 
 def test_a_second_writer_is_refused_until_the_first_is_gone(tmp_path, text):
     # The first run has taken the folder and saved nothing yet (it evaluates every 100000 steps).
-    first = start("train", text, *TINY, "--max-time", 60, "--epochs", 10**5, "--eval-every", 10**5,
+    # --max-time 600 only bounds a run the test would not kill: it must outlive the checks below on
+    # any machine.
+    first = start("train", text, *TINY, "--max-time", 600, "--epochs", 10**5, "--eval-every", 10**5,
                   "--out", "run", cwd=tmp_path)
     try:
         wait_for_line(first, "training a")
@@ -49,7 +51,9 @@ def test_a_second_writer_is_refused_until_the_first_is_gone(tmp_path, text):
 def test_reading_checkpoints_while_training_replaces_them(tmp_path, text):
     # Training saves latest.ckpt and best.ckpt at every step; meanwhile this process loads them in a
     # loop and sample runs on them. Every read must succeed, and see a whole checkpoint.
-    trainer = start("train", text, *TINY, "--max-time", 20, "--epochs", 10**5, "--eval-every", 1,
+    # --max-time 600 only bounds a run the test would not interrupt: it must outlive the reads below
+    # on any machine (20 s could end it first on a loaded one: the reads allow themselves 60 s)
+    trainer = start("train", text, *TINY, "--max-time", 600, "--epochs", 10**5, "--eval-every", 1,
                     "--out", "run", cwd=tmp_path)
     try:
         wait_for_line(trainer, "iter      1")

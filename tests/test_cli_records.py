@@ -128,7 +128,7 @@ def test_bad_features_and_conditions_are_one_line(models, tmp_path):
     ckpt = models / "gen" / "best.ckpt"
     one_line_error(minrnn("sample", "--checkpoint", ckpt, "--condition", "method", cwd=tmp_path),
                    "not one of this model's labels: class, constant, function")
-    one_line_error(minrnn("sample", "--checkpoint", ckpt, cwd=tmp_path), "give --condition")
+    one_line_error(minrnn("sample", "--checkpoint", ckpt, cwd=tmp_path), "--condition LABEL")
     one_line_error(minrnn("sample", "--checkpoint", models / "cls" / "best.ckpt", cwd=tmp_path), "classifier")
     one_line_error(minrnn("classify", "--checkpoint", ckpt, "x", cwd=tmp_path), "not a classifier")
 

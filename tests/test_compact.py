@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from minrnn import core
 from minrnn.reference import Config
+from soak import examples
 from refutil import KINDS
 
 
@@ -48,7 +49,7 @@ def test_rounding_is_to_nearest_with_ties_to_even():
         assert np.array_equal(big.params[:8], bf16_reference(chunk))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(kind=st.sampled_from(KINDS), task=st.sampled_from(["lm", "classify"]),
        cond=st.sampled_from(["none", "label", "vector"]), one_bias=st.booleans(), embed=st.sampled_from([0, 5]),
        layers=st.integers(1, 2), H=st.integers(1, 40), V=st.integers(2, 12), B=st.integers(1, 12),

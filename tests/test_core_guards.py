@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minrnn import core
-from minrnn.inference import evaluate
+from minrnn.tasks.lm import evaluate
 from minrnn.reference import Config
 
 
@@ -75,7 +75,7 @@ def test_every_misuse_of_backward_is_an_error_that_writes_nothing():
 
     fwd = model.forward(tokens, targets, masks=masks)
     trainer = core.Trainer(model, 4, 5)
-    trainer.step(tokens, targets)                                   # a training step on its workspace
+    trainer.step(model.batch(tokens, targets))                      # a training step on its workspace
     no_forward(lambda: model.backward(fwd))
     assert not np.array_equal(before, once)
 
@@ -91,7 +91,7 @@ def test_trainer_state_round_trip():
     # Taking the state, training on, and putting it back gives the same next steps, bit for bit.
     model, tokens, targets, _ = problem(cell="gru")
     trainer = core.Trainer(model, 4, 5, optimizer="rmsprop", clip_norm=1.0, seed=3)
-    batches = Listed([(tokens, targets), (targets, tokens), (tokens[::-1], targets)])
+    batches = Listed([model.batch(tokens, targets), model.batch(targets, tokens), model.batch(tokens[::-1], targets)])
     trainer.step_next(batches)
     saved = trainer.get_state()
     first = [trainer.step_next(batches) for _ in range(4)]

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from minrnn import core
 from minrnn.reference import Config
+from soak import examples
 from refutil import KINDS
 
 ULP_32 = 2.0 ** -23
@@ -30,7 +31,7 @@ shape_args = dict(kind=st.sampled_from(KINDS), V=st.integers(2, 30), H=st.intege
                   T=st.integers(1, 10), B=st.integers(1, 10), seed=st.integers(0, 2**32))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(**shape_args)
 def test_gradients_match_central_differences_in_float32(kind, V, H, E, L, dropout, T, B, seed):
     """kann-style checks along directions: for each tensor (and the initial state) along its own
@@ -99,7 +100,7 @@ def run_everything(model, tokens, targets, state0, masks, optimizer, threads):
     T, B = tokens.shape
     trainer = core.Trainer(model, B, T, optimizer=optimizer, clip_norm=1.0, seed=5)
     trainer.state[...] = state0
-    out["train"] = [trainer.step(tokens, targets) for _ in range(3)]
+    out["train"] = [trainer.step(model.batch(tokens, targets)) for _ in range(3)]
     out.update(params=model.params.copy(), m=trainer.m.copy(), v=trainer.v.copy(), carried=trainer.state.copy())
     model.params[:] = params0
     return out

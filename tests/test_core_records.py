@@ -4,12 +4,13 @@ gradient with respect to the final states; bitwise the same for any thread count
 feeding a decoder trained end to end through the binding, checked by finite differences."""
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from minrnn import core
 from minrnn import reference as R
 from minrnn.reference import Config
-from refutil import KINDS, Problem
+from soak import examples
+from refutil import KINDS, Problem, at_logits, near_a_kink
 from test_core_vs_reference import assert_close, f32
 
 
@@ -41,14 +42,22 @@ paths = dict(kind=st.sampled_from(KINDS), task=st.sampled_from(["lm", "classify"
              seed=st.integers(0, 2**63), targets=st.booleans(), dfinal=st.booleans())
 
 
-@settings(max_examples=200, deadline=None)
+# A confident classifier: p = 0.99997 for the target, whose gradient p - 1 the core computed in
+# float32 and so to 0.2% (1.5e-6 off at a scale of 1.5e-3); it now takes 1 - p from the other
+# classes' mass in double (cross_entropy_row). A fresh clone's make test failed on this draw: no
+# relu unit was near its kink, and with the core's logits the gradients were still 1e-6 apart.
+@example(kind="rnn_relu", task="classify", cond="none", ragged=False, one_bias=True, reduction="mean", dropout=True,
+         V=4, H=9, T=4, B=1, C=1, seed=7834, targets=True, dfinal=False)
+@example(kind="rnn_relu", task="classify", cond="none", ragged=False, one_bias=True, reduction="mean", dropout=True,
+         V=4, H=9, T=4, B=1, C=1, seed=7834, targets=True, dfinal=True)
+@settings(max_examples=examples(200), deadline=None)
 @given(**paths)
 def test_every_new_path_matches_the_reference(kind, task, cond, ragged, one_bias, reduction, dropout, V, H, T, B,
                                               C, seed, targets, dfinal):
     dfinal = dfinal or not targets   # backward needs one of the two
     cfg, pb = drawn(kind, task, cond, ragged, one_bias, reduction, dropout, V, H, T, B, C, seed)
     fwd = pb.forward(with_targets=targets)
-    grads, dstate0, dcond = R.backward(cfg, pb.params, fwd, pb.dfinal if dfinal else None)
+    assume(not near_a_kink(cfg, pb.params, fwd))
     model, fwd_c, dstate0_c, dvectors = core_run(cfg, pb, with_targets=targets, dfinal=dfinal)
     assert fwd_c.logits.size == core.lib.minrnn_logits_size(model.c, B, T)   # the library's size query agrees
     if targets:
@@ -56,7 +65,9 @@ def test_every_new_path_matches_the_reference(kind, task, cond, ragged, one_bias
         assert_close(fwd_c.loss, fwd.loss, "loss")
         # everywhere: after a record's end both compute them from its frozen output
         assert_close(fwd_c.logits, fwd.logits, "logits")
+        fwd = at_logits(fwd, fwd_c.logits)   # the backward at the core's forward
     assert_close(fwd_c.final_state, fwd.final_state, "final state")
+    grads, dstate0, dcond = R.backward(cfg, pb.params, fwd, pb.dfinal if dfinal else None)
     for name, ref in grads.items():
         assert_close(model.views(model.grads)[name], ref, f"gradient of {name}")
     assert_close(dstate0_c, dstate0, "gradient of the initial state")
@@ -64,7 +75,7 @@ def test_every_new_path_matches_the_reference(kind, task, cond, ragged, one_bias
         assert_close(dvectors, dcond, "gradient of the condition vectors")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(kind=st.sampled_from(KINDS), task=st.sampled_from(["lm", "classify"]),
        cond=st.sampled_from(["none", "label", "vector"]), seed=st.integers(0, 2**63))
 def test_new_paths_are_bitwise_the_same_for_any_thread_count(kind, task, cond, seed):

@@ -5,6 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from minrnn import core
 from minrnn.reference import Rng, dropout_masks, seq2seq as S
+from soak import examples
 from refutil import KINDS
 
 # Tolerance for float32 against float64, as in test_core_vs_reference: REL relative to the largest
@@ -84,7 +85,7 @@ problems = st.builds(drawn, cell=st.sampled_from(CELLS), attention=st.sampled_fr
                      Ts=st.integers(1, 5), Td=st.integers(0, 4), seed=st.integers(0, 2**63))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(pb=problems)
 def test_forward_and_backward_match_the_reference(pb):
     cfg, B = pb.cfg, pb.B
@@ -106,7 +107,7 @@ def test_forward_and_backward_match_the_reference(pb):
         assert_close(views[name], ref, f"gradient of {name}")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(pb=problems)
 def test_training_step_is_forward_backward_and_update(pb):
     # SGD with lr 1 and no clipping moves every parameter by exactly its gradient; the step draws
@@ -139,7 +140,7 @@ def rescored(cfg, params, source, ids, ended):
     return total, gap
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(cell=st.sampled_from(CELLS), attention=st.sampled_from(S.ATTENTIONS), layers=st.integers(1, 2),
        V=st.integers(3, 8), H=st.integers(2, 8), n=st.integers(1, 6), beam=st.integers(1, 4), seed=st.integers(0, 2**63))
 def test_translations_match_the_reference(cell, attention, layers, V, H, n, beam, seed):

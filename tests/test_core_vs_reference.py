@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from minrnn import core
 from minrnn import reference as R
 from minrnn.reference import Config
-from refutil import KINDS, Problem
+from soak import examples
+from refutil import KINDS, Problem, at_logits, near_a_kink
 
 # Tolerance for float32 against float64: REL relative to the largest magnitude in the compared
 # array, plus ATOL. Inputs are rounded to float32 first, so only the core's arithmetic differs.
@@ -47,13 +48,16 @@ problem_args = dict(kind=st.sampled_from(KINDS), embed=st.booleans(), layers=st.
                     T=st.integers(1, 5), B=st.integers(1, 10), seed=st.integers(0, 2**63))
 
 
-@settings(max_examples=150, deadline=None)
+# The draw make test-soak found at 0.97 of the tolerance on every recurrent gradient: rnn_relu states
+# of 19, logits of 11, their round-off (7e-6) passed on by the softmax (refutil.at_logits)
+@example(kind="rnn_relu", embed=True, layers=1, dropout=True, V=5, H=13, E=3, T=5, B=1, seed=848_718_765_876)
+@settings(max_examples=examples(150), deadline=None)
 @given(**problem_args)
 def test_forward_and_backward_match_the_reference(kind, embed, layers, dropout, V, H, E, T, B, seed):
     cfg, pb = drawn_problem(kind, embed, layers, dropout, V, H, E, T, B, seed)
     params = R.unflatten(cfg, pb.flat)
     fwd = R.forward(cfg, params, pb.tokens, pb.targets, pb.state0, pb.masks)
-    grads, dstate0, _ = R.backward(cfg, params, fwd)
+    assume(not near_a_kink(cfg, params, fwd))
 
     model = core.Model(cfg, params=np.array(pb.flat), threads=1)
     masks = None if pb.masks is None else np.array(pb.masks)
@@ -62,12 +66,13 @@ def test_forward_and_backward_match_the_reference(kind, embed, layers, dropout, 
     assert_close(fwd_c.loss, fwd.loss, "loss")
     assert_close(fwd_c.logits, fwd.logits, "logits")
     assert_close(fwd_c.final_state, fwd.final_state, "final state")
+    grads, dstate0, _ = R.backward(cfg, params, at_logits(fwd, fwd_c.logits))   # the backward at the core's forward
     for name, ref in grads.items():
         assert_close(model.views(model.grads)[name], ref, f"gradient of {name}")
     assert_close(dstate0_c, dstate0, "gradient of the initial state")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(**problem_args, clip_value=st.sampled_from([0.0, 0.01, 1.0]), clip_norm=st.sampled_from([0.0, 0.05, 10.0]),
        optimizer=st.sampled_from(["sgd", "adagrad", "rmsprop", "adam"]))
 def test_training_step_matches_the_reference(kind, embed, layers, dropout, V, H, E, T, B, seed, clip_value,
@@ -93,15 +98,20 @@ def test_training_step_matches_the_reference(kind, embed, layers, dropout, V, H,
     # step would compare two runs that drifted apart by the first one's round-off, and an
     # rnn_relu unit near 0 can switch in one and not the other (hypothesis found one: a gradient
     # 0.2% apart, from parameters 2e-6 apart).
+    # The reference's update is taken at the core's logits (refutil.at_logits), found by the core's
+    # forward of the same step.
     gmax = 0.0  # the largest unclipped gradient element: the scale of the moments' round-off
     squares = optimizer in ("adagrad", "rmsprop")  # their m sums g^2
     for _ in range(2):
         masks = R.dropout_masks(cfg, ref_rng, T, B) if cfg.dropout else None
-        raw, _, _ = R.backward(cfg, params, R.forward(cfg, params, pb.tokens, pb.targets, state, masks))
+        fwd = R.forward(cfg, params, pb.tokens, pb.targets, state, masks)
+        assume(not near_a_kink(cfg, params, fwd))
+        fwd = at_logits(fwd, model.forward(pb.tokens, pb.targets, trainer.state, None if masks is None else np.array(masks)).logits)
+        raw, _, _ = R.backward(cfg, params, fwd)
         gmax = max([gmax] + [abs(x) for x in R.flatten(cfg, raw)])
-        params, loss, state, norm = R.train_step(cfg, params, opt, pb.tokens, pb.targets, state, masks,
-                                                 clip_value, clip_norm)
-        loss_c, norm_c = trainer.step(pb.tokens, pb.targets)
+        params, norm = R.update_step(cfg, params, opt, fwd, clip_value, clip_norm)
+        loss, state = fwd.loss, fwd.final_state
+        loss_c, norm_c = trainer.step(model.batch(pb.tokens, pb.targets))
         assert_close(loss_c, loss, "loss")
         assert_close(norm_c, norm, "gradient norm")
         assert_close(trainer.state, state, "carried state")
@@ -116,7 +126,7 @@ def test_training_step_matches_the_reference(kind, embed, layers, dropout, V, H,
     assert trainer.rng.state == ref_rng.state
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.floats(-20, 20, width=32), min_size=1, max_size=200), st.floats(0.001, 10.0))
 def test_clipping_matches_the_reference(g, limit):
     g32 = np.array(g, dtype=np.float32)
@@ -132,7 +142,7 @@ def test_clipping_matches_the_reference(g, limit):
     assert_close(by_norm, ref_norm, "clipped gradient")
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.floats(-30, 30, width=32), min_size=1, max_size=60), st.integers(0, 2**64 - 1),
        st.sampled_from([0.0, 0.1, 0.7, 1.0, 1.5]), st.integers(0, 8), st.sampled_from([1.0, 0.9, 0.5, 0.05]))
 def test_sampling_chooses_exactly_what_the_reference_chooses(logits, seed, temperature, top_k, top_p):
@@ -144,7 +154,7 @@ def test_sampling_chooses_exactly_what_the_reference_chooses(logits, seed, tempe
     assert c_rng.state == ref_rng.state
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.one_of(st.floats(-30, 30, width=32), st.just(-np.inf)), min_size=1, max_size=30),
        st.integers(0, 2**64 - 1), st.sampled_from([0.0, 0.5, 1.0, 2.0]), st.integers(0, 5),
        st.sampled_from([1.0, 0.8, 0.3]))
@@ -173,7 +183,7 @@ def test_sampling_refuses_nan_and_plus_infinity_in_both(bad, temperature):
         core.sample(np.array(logits, dtype=np.float32), core.Rng(1), temperature)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.integers(0, 2**64 - 1))
 def test_rng_streams_are_identical(seed):
     c, ref = core.Rng(seed), R.Rng(seed)
@@ -209,7 +219,7 @@ dropout_p = st.one_of(st.floats(0.0, 1.0, exclude_max=True).filter(lambda p: np.
                       st.integers(1, 2**24 - 1).map(lambda k: k / 2**24 + 2**-27))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.sampled_from(KINDS), st.integers(1, 3), st.integers(1, 4), st.integers(1, 5), dropout_p,
        st.integers(0, 2**63))
 def test_dropout_masks_are_the_reference_masks(kind, L, T, B, p, seed):

@@ -7,7 +7,7 @@ import numpy as np
 
 from cliutil import ROOT, english, minrnn
 from minrnn import core
-from minrnn.data import Batches, Corpus
+from minrnn.tasks.stream import Batches, Text
 
 sys.path.insert(0, str(ROOT / "tools"))
 from minchar_numpy import MinCharRNN  # noqa: E402
@@ -46,12 +46,12 @@ def test_preset_follows_the_gists_losses(tmp_path):
     gist = MinCharRNN.from_minrnn(start.tensors, lr=0.1)
     gist32 = float32_copy(MinCharRNN.from_minrnn(start.tensors, lr=0.1))
     ours = core.Trainer(start, 1, 25, optimizer="adagrad", lr=0.1, clip_value=5.0)   # eps 1e-8 by default
-    batches = Batches(Corpus(path, val_frac=0.0).train, 1, 25)
+    batches = Batches(Text(path, val_frac=0.0).train, 1, 25, start)
     for i in range(STEPS):
-        tokens, targets = batches.batch(0, i)
+        tokens, targets = batches.arrays(i)
         expected = gist.step(list(tokens[:, 0]), list(targets[:, 0]))
         round_off = abs(gist32.step(list(tokens[:, 0]), list(targets[:, 0])) - expected)
-        loss, _ = ours.step(tokens, targets)
+        loss, _ = ours.step(start.batch(tokens, targets))
         # the floor: float32's relative precision on a sum of 25 losses
         assert abs(loss - expected) <= ROUND_OFF_FACTOR * round_off + 1e-6 * expected, (i, loss, expected, round_off)
     # and the command line ran exactly these steps

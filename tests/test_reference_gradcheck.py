@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from minrnn.reference import Config, backward, flatten
+from soak import examples
 from refutil import KINDS, MAX_REL_ERROR, STEP, Problem, central_difference, flatten_state, rel_error, unflatten_state
 
 
@@ -92,7 +93,7 @@ def check_gradients(pb, with_targets=True, with_dfinal=False):
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("embed", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(V=st.integers(2, 5), H=st.integers(1, 4), E=st.integers(1, 3), T=st.integers(1, 3),
        B=st.integers(1, 2), seed=st.integers(0, 2**63))
 def test_gradients_match_central_differences(kind, embed, layers, dropout, V, H, E, T, B, seed):
@@ -109,7 +110,7 @@ small = dict(V=st.integers(2, 4), H=st.integers(1, 3), E=st.integers(0, 2), B=st
 
 @pytest.mark.parametrize("cond", ["label", "vector"])
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(layers=st.integers(1, 2), T=st.integers(1, 3), C=st.integers(1, 3), **small)
 def test_condition_gradients(kind, cond, layers, V, H, E, C, T, B, seed):
     # cond.weight from labels (a column per stream) and from vectors, and dcond, the gradient of v
@@ -119,7 +120,7 @@ def test_condition_gradients(kind, cond, layers, V, H, E, C, T, B, seed):
 
 @pytest.mark.parametrize("layers, dropout", [(1, 0.0), (2, 0.5)])
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(K=st.integers(2, 4), T=st.integers(1, 3), **small)
 def test_classifier_gradients(kind, layers, dropout, K, V, H, E, T, B, seed):
     cfg = Config(cell=kind, vocab_size=V, hidden_size=H, embed_size=E, num_layers=layers, dropout=dropout,
@@ -129,7 +130,7 @@ def test_classifier_gradients(kind, layers, dropout, K, V, H, E, T, B, seed):
 
 @pytest.mark.parametrize("task", ["lm", "classify"])
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(T=st.integers(2, 4), layers=st.integers(1, 2), dropout=st.sampled_from([0.0, 0.5]), **small)
 def test_ragged_batch_gradients(kind, task, T, layers, dropout, V, H, E, B, seed):
     # different lengths in one batch, at least one below T; the lengths of 1 come from T = 2 and
@@ -141,7 +142,7 @@ def test_ragged_batch_gradients(kind, task, T, layers, dropout, V, H, E, B, seed
 
 @pytest.mark.parametrize("with_targets", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(T=st.integers(2, 3), layers=st.integers(1, 2), ragged=st.booleans(), C=st.integers(1, 3), **small)
 def test_final_state_gradients(kind, with_targets, T, layers, ragged, V, H, E, C, B, seed):
     # an encoder whose final state a decoder reads: dfinal (every layer's) flows back to state0, the
@@ -152,7 +153,7 @@ def test_final_state_gradients(kind, with_targets, T, layers, ragged, V, H, E, C
 
 @pytest.mark.parametrize("task", ["lm", "classify"])
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(T=st.integers(1, 2), one_bias=st.booleans(), ragged=st.booleans(), **dict(small, B=st.integers(1, 2)))
 def test_sum_reduction_gradients(kind, task, T, B, one_bias, ragged, V, H, E, seed):
     # At most T*B = 4 cross-entropies: FLOOR's argument above takes the objective to be of order one,
@@ -164,7 +165,7 @@ def test_sum_reduction_gradients(kind, task, T, B, one_bias, ragged, V, H, E, se
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(T=st.integers(1, 3), **small)
 def test_one_bias_gradients(kind, T, V, H, E, B, seed):
     # min-char-rnn's model: one hidden bias, with the mean

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from minrnn.reference import Optimizer, Rng, argmax, clip_by_norm, clip_by_value, sample, softmax
+from soak import examples
 
 logit = st.floats(-30.0, 30.0, allow_nan=False)
 logits_st = st.lists(logit, min_size=1, max_size=40)
@@ -17,7 +18,7 @@ def rank_order(logits):
     return sorted(range(len(logits)), key=lambda i: (-logits[i], i))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(logits_st)
 def test_softmax_is_a_distribution(logits):
     p = softmax(logits)
@@ -27,7 +28,7 @@ def test_softmax_is_a_distribution(logits):
     assert p[argmax(logits)] == max(p)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(logits_st, seed_st)
 def test_small_temperature_gives_argmax(logits, seed):
     order = rank_order(logits)
@@ -48,7 +49,7 @@ def test_temperature_sharpens_towards_argmax():
     assert shares == sorted(shares) and shares[-1] > 0.98
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(logits_st, st.integers(1, 40), seed_st, st.floats(0.1, 3.0))
 def test_top_k_stays_in_the_k_best(logits, k, seed, temperature):
     rng = Rng(seed)
@@ -57,7 +58,7 @@ def test_top_k_stays_in_the_k_best(logits, k, seed, temperature):
         assert sample(logits, rng, temperature, top_k=k) in allowed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(logits_st, st.floats(0.01, 1.0), seed_st)
 def test_top_p_stays_in_the_nucleus(logits, top_p, seed):
     # the nucleus: the shortest best-first prefix whose probability reaches top_p
@@ -73,7 +74,7 @@ def test_top_p_stays_in_the_nucleus(logits, top_p, seed):
         assert sample(logits, rng, top_p=top_p) in allowed
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(logits_st, seed_st, st.integers(0, 5), st.floats(0.2, 1.0))
 def test_same_seed_same_samples(logits, seed, top_k, top_p):
     a, b = Rng(seed), Rng(seed)
@@ -94,7 +95,7 @@ def test_sampling_follows_the_distribution():
 grads_st = st.lists(st.floats(-10.0, 10.0), min_size=1, max_size=20)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(grads_st, st.floats(0.1, 5.0))
 def test_clip_by_value_bounds_every_element(g, limit):
     clipped = list(g)
@@ -103,7 +104,7 @@ def test_clip_by_value_bounds_every_element(g, limit):
     assert all(c == x for c, x in zip(clipped, g) if abs(x) <= limit)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(grads_st, st.floats(0.1, 5.0))
 def test_clip_by_norm_is_pytorchs_rule(g, max_norm):
     clipped = list(g)
@@ -114,7 +115,7 @@ def test_clip_by_norm_is_pytorchs_rule(g, max_norm):
     assert math.sqrt(sum(x * x for x in clipped)) <= max_norm * (1 + 1e-12)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.floats(-5, 5), min_size=1, max_size=8), st.lists(st.floats(-5, 5), min_size=8, max_size=8))
 def test_adam_two_steps_match_the_textbook(p0, g):
     # Kingma & Ba, Algorithm 1, written out for steps 1 and 2 with the same gradient g.
@@ -134,7 +135,7 @@ def test_adam_two_steps_match_the_textbook(p0, g):
     assert opt.step == 2
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.floats(-5, 5), min_size=1, max_size=8), st.lists(st.floats(-5, 5), min_size=8, max_size=8))
 def test_adagrad_step_matches_min_char_rnn(p0, g):
     # min-char-rnn: mem += dparam * dparam; param += -learning_rate * dparam / np.sqrt(mem + 1e-8)

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 from minrnn.reference import (CONDITIONS, TASKS, Config, Optimizer, backward, flatten, forward, train_step,
                               unflatten)
 from minrnn.reference.tensor import one_hot
+from soak import examples
 from refutil import KINDS, Problem
 
 seed_st = st.integers(0, 2**63)
@@ -30,7 +31,7 @@ def run(cfg, params, tokens, targets, state0, masks, lengths, cond, dfinal):
 
 
 @pytest.mark.parametrize("task", LOSS_TASKS)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(kind=st.sampled_from(KINDS), cond=st.sampled_from(CONDITIONS), layers=st.integers(1, 2),
        dropout=st.sampled_from([0.0, 0.5]), E=st.integers(0, 2), T=st.integers(2, 4), B=st.integers(2, 3),
        seed=seed_st)
@@ -83,7 +84,7 @@ def test_padding_changes_nothing(task, kind, cond, layers, dropout, E, T, B, see
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("task", LOSS_TASKS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(kind=st.sampled_from(KINDS), cond=st.sampled_from(CONDITIONS), layers=st.integers(1, 2),
        dropout=st.sampled_from([0.0, 0.5]), T=st.integers(1, 3), B=st.integers(1, 3), seed=seed_st)
 def test_lengths_of_T_are_no_lengths(reduction, task, kind, cond, layers, dropout, T, B, seed):
@@ -101,7 +102,7 @@ def test_lengths_of_T_are_no_lengths(reduction, task, kind, cond, layers, dropou
 
 
 @pytest.mark.parametrize("task", LOSS_TASKS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(kind=st.sampled_from(KINDS), layers=st.integers(1, 2), E=st.integers(0, 2), T=st.integers(1, 3),
        B=st.integers(1, 3), ragged=st.booleans(), seed=seed_st)
 def test_a_label_is_its_one_hot_vector(task, kind, layers, E, T, B, ragged, seed):
@@ -120,7 +121,7 @@ def test_a_label_is_its_one_hot_vector(task, kind, layers, E, T, B, ragged, seed
 
 
 @pytest.mark.parametrize("task", LOSS_TASKS)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(kind=st.sampled_from(KINDS), cond=st.sampled_from(CONDITIONS), layers=st.integers(1, 2), T=st.integers(1, 3),
        B=st.integers(1, 3), ragged=st.booleans(), seed=seed_st)
 def test_one_bias_is_a_zero_bias_hh_that_does_not_learn(task, kind, cond, layers, T, B, ragged, seed):
@@ -144,7 +145,7 @@ POWER_OF_TWO_RECORDS = [(None, 1), (None, 2), (None, 4), ([1, 1], 2), ([1, 3], 3
 
 
 @pytest.mark.parametrize("task", LOSS_TASKS)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(kind=st.sampled_from(KINDS), cond=st.sampled_from(CONDITIONS), records=st.sampled_from(POWER_OF_TWO_RECORDS),
        B=st.sampled_from([1, 2, 4]), dropout=st.sampled_from([0.0, 0.5]), seed=seed_st)
 def test_sum_is_count_times_mean(task, kind, cond, records, B, dropout, seed):

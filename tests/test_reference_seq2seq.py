@@ -14,6 +14,7 @@ from minrnn.reference import Config, Rng, backward, dropout_masks, flatten, forw
 from minrnn.reference import init_params as model_init_params
 from minrnn.reference.seq2seq import (ATTENTIONS, Seq2seqConfig, beam_search, decode_step, encode, frame_pairs,
                                       greedy_search, translate)
+from soak import examples
 from refutil import MAX_REL_ERROR, Problem, central_difference, ragged_lengths, rel_error
 
 SMOOTH_CELLS = ["lstm", "gru", "rnn_tanh"]
@@ -199,7 +200,7 @@ def check_gradients(pb):
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
 @pytest.mark.parametrize("kind", SMOOTH_CELLS)
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(V=st.integers(5, 6), H=st.integers(2, 3), E=st.sampled_from([0, 2]), L=st.integers(1, 2), A=st.integers(1, 3),
        Ts=st.integers(1, 4), Td=st.integers(1, 4), B=st.integers(2, 3), dropout=st.booleans(), seed=seed_st)
 def test_gradients_match_central_differences(kind, attention, V, H, E, L, A, Ts, Td, B, dropout, seed):
@@ -211,7 +212,7 @@ def test_gradients_match_central_differences(kind, attention, V, H, E, L, A, Ts,
 
 
 @pytest.mark.parametrize("attention", ["dot", "additive"])
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=examples(3), deadline=None)
 @given(H=st.integers(3, 4), V=st.integers(6, 7), seed=seed_st)
 def test_gradients_at_wider_sizes(attention, H, V, seed):
     # H and V larger than above (a one-layer GRU keeps the block small): no index that H = 2 or V = 5 hides
@@ -221,7 +222,7 @@ def test_gradients_at_wider_sizes(attention, H, V, seed):
 # ---- the model's task "encode"
 
 @pytest.mark.parametrize("kind", SMOOTH_CELLS)
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(L=st.integers(1, 2), E=st.integers(0, 2), T=st.integers(2, 4), B=st.integers(1, 3),
        cond=st.sampled_from(["none", "vector"]), dropout=st.booleans(), with_dfinal=st.booleans(), seed=seed_st)
 def test_encode_doutputs_gradients(kind, L, E, T, B, cond, dropout, with_dfinal, seed):
@@ -299,7 +300,7 @@ def repad(r, cfg, batch):
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=examples(8), deadline=None)
 @given(kind=st.sampled_from(CELLS), E=st.integers(0, 2), L=st.integers(1, 2), Ts=st.integers(2, 4),
        Td=st.integers(2, 4), B=st.integers(2, 3), dropout=st.booleans(), seed=seed_st)
 def test_padding_is_never_read(attention, kind, E, L, Ts, Td, B, dropout, seed):
@@ -327,7 +328,7 @@ def test_padding_is_never_read(attention, kind, E, L, Ts, Td, B, dropout, seed):
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(kind=st.sampled_from(CELLS), L=st.integers(1, 2), Ts=st.integers(1, 4), Td=st.integers(1, 4),
        B=st.integers(2, 3), seed=seed_st)
 def test_each_record_alone_is_its_stream_in_the_batch(attention, kind, L, Ts, Td, B, seed):
@@ -347,7 +348,7 @@ def test_each_record_alone_is_its_stream_in_the_batch(attention, kind, L, Ts, Td
     assert fwd.loss == pytest.approx(total / sum(pb.batch[4]), rel=1e-13)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(kind=st.sampled_from(CELLS), E=st.integers(0, 2), L=st.integers(1, 2), Ts=st.integers(1, 3),
        Td=st.integers(1, 3), B=st.integers(1, 2), seed=seed_st)
 def test_no_attention_is_a_language_model_started_from_the_encoders_state(kind, E, L, Ts, Td, B, seed):
@@ -375,7 +376,7 @@ def random_model(cfg, seed, scale):
 
 
 @pytest.mark.parametrize("attention", ATTENTIONS)
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(kind=st.sampled_from(CELLS), E=st.integers(0, 2), L=st.integers(1, 2), Ts=st.integers(1, 4),
        Td=st.integers(1, 4), B=st.integers(1, 3), seed=seed_st)
 def test_decode_step_is_forward_one_token_at_a_time(attention, kind, E, L, Ts, Td, B, seed):
@@ -437,7 +438,7 @@ def model_and_source(kind, attention, E, L, H, V, scale, seed):
     return cfg, params, symbols(r, cfg, 1 + int(r.uniform() * 4))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(beam=st.integers(2, 4), max_len=st.integers(1, 5), **model_st)
 def test_beam_one_is_greedy_and_a_beam_is_never_worse(beam, max_len, kind, attention, E, L, H, V, scale, seed):
     cfg, params, src_ids = model_and_source(kind, attention, E, L, H, V, scale, seed)
@@ -502,7 +503,7 @@ def every_sequence(cfg, max_len):
             yield list(ids), n < max_len
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(max_len=st.integers(1, 3), extra=st.integers(0, 3), **dict(model_st, V=st.integers(4, 5)))
 def test_a_beam_as_wide_as_all_sequences_finds_the_best(max_len, extra, kind, attention, E, L, H, V, scale, seed):
     # With V = 4 or 5 (2 or 3 symbols) and max_len <= 3 there are at most 1 + 3 + 9 + 27 = 40
@@ -532,7 +533,7 @@ def test_ties_go_to_the_lower_row_then_the_lower_token():
     assert (ids, logprob) == ([], -math.log(5.0)) and alphas == [[0.5, 0.5]]
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(temperature=st.sampled_from([0.5, 1.0, 2.0]), max_len=st.integers(1, 5), **model_st)
 def test_sampling_draws_each_token_with_the_sampler(temperature, max_len, kind, attention, E, L, H, V, scale, seed):
     # each token is sample() of the step's logits with START's at -inf, one draw per token, from rng

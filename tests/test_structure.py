@@ -160,5 +160,69 @@ def test_one_name_for_each_code_shared_with_the_library():
     from minrnn.reference import CONDITIONS, INIT_SCHEMES, TASKS
     assert (text.START_SYMBOL, text.END_SYMBOL) == (core.lib.MINRNN_START_SYMBOL, core.lib.MINRNN_END_SYMBOL)
     assert (core.START_SYMBOL, core.END_SYMBOL) == (text.START_SYMBOL, text.END_SYMBOL)
-    assert tuple(core.TASK_CODES) == tuple(TASKS) and tuple(core.COND_CODES) == tuple(CONDITIONS)
+    assert tuple(core.TASK_CODES) == tuple(TASKS) + ("seq2seq",) and tuple(core.COND_CODES) == tuple(CONDITIONS)
     assert tuple(core.INITS) == tuple(INIT_SCHEMES)
+
+
+# ---- the tasks: nothing outside minrnn/tasks/, the binding and the settings table asks which runs
+
+TASK_WORDS = {"lm", "classify", "seq2seq", "encode", "records", "label", "vector"}   # tasks, and conditions
+TASK_ATTRIBUTES = {"task", "framed", "cond", "records"}
+ALLOWED = {"core.py", "settings.py", "torch.py"}   # the bindings (to the C core, to PyTorch) and the table
+
+
+def task_branches(path):
+    """The lines of a module that decide on the task: a comparison or a test reading a task's name or
+    one of TASK_ATTRIBUTES (as a value: `m.task.swings` asks the task, `m.task == ...` decides on
+    it), a table keyed by a task's name, an isinstance of a configuration, model or task class."""
+    tree = ast.parse(path.read_text())
+    asked = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}   # x in x.y
+
+    def decides(node):
+        return any(isinstance(n, ast.Constant) and n.value in TASK_WORDS or
+                   isinstance(n, ast.Attribute) and n.attr in TASK_ATTRIBUTES and id(n) not in asked
+                   for n in ast.walk(node))
+
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and decides(node) or \
+                isinstance(node, (ast.If, ast.IfExp, ast.While)) and decides(node.test):
+            found.add(node.lineno)
+        elif isinstance(node, ast.Dict) and {k.value for k in node.keys if isinstance(k, ast.Constant)} & TASK_WORDS:
+            found.add(node.lineno)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance" and \
+                re.search(r"Config|Seq2seq|Model|Task|Stream|Records|Classify", ast.unparse(node.args[1])):
+            found.add(node.lineno)
+    return sorted(found)
+
+
+def test_only_the_tasks_know_which_task_runs():
+    package = ROOT / "minrnn"
+    modules = [p for p in package.glob("*.py") if p.name not in ALLOWED]
+    assert {p.name for p in modules} >= {"api.py", "cli.py", "training.py", "lectures.py", "interop.py", "text.py"}
+    for path in modules:
+        assert task_branches(path) == [], path.name
+
+
+def test_the_structure_test_sees_a_branch_on_the_task(tmp_path):
+    # every form it looks for, each caught where it is
+    sample = tmp_path / "sample.py"
+    sample.write_text("if cfg.task == 'classify':\n    pass\n"
+                      "x = 1 if vocab.framed else 2\n"
+                      "USES = {'lm': 1}\n"
+                      "isinstance(cfg, Seq2seqConfig)\n"
+                      "if s['records']:\n    pass\n")
+    assert task_branches(sample) == [1, 3, 4, 5, 6]
+    sample.write_text("limit = 1 if self.task.swings else 2\nself.task.generate(m)\n")   # asking the task
+    assert task_branches(sample) == []
+
+
+def test_a_task_is_one_module_and_one_registry_line():
+    from minrnn import tasks
+    for task in tasks.TASKS:
+        module = sys.modules[type(task).__module__]
+        assert module.__name__.startswith("minrnn.tasks.") and type(task).__name__ in tasks.__doc__ + \
+            (ROOT / "minrnn" / "tasks" / "__init__.py").read_text()
+    assert list(tasks.OPTIONS) == ["lm", "classify", "seq2seq"]
+    lines = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "minrnn").glob("*.py")}
+    assert lines["training.py"] <= 310 and lines["api.py"] <= 310, lines   # the issue's "about 300"

@@ -50,7 +50,8 @@ from minchar_numpy import MinCharRNN  # noqa: E402
 from minrnn import core  # noqa: E402
 from minrnn import reference  # noqa: E402
 from minrnn.errors import UserError  # noqa: E402
-from minrnn.inference import evaluate, generate, generate_streams, load  # noqa: E402
+from minrnn.api import read_checkpoint  # noqa: E402
+from minrnn.tasks.lm import evaluate  # noqa: E402
 from minrnn.reference import CELLS, Config  # noqa: E402
 from minrnn.text import Vocab, read_symbols  # noqa: E402
 
@@ -390,6 +391,11 @@ def stepper(train_step, batches):
     return lambda: train_step(*batches.next())
 
 
+def minrnn_step(model, trainer):
+    """Trainer.step on (tokens, targets) arrays, as the training loop's batches give them."""
+    return lambda x, y: trainer.step(model.batch(x, y))
+
+
 # ---- PyTorch: the same model, and the usual training loop
 
 if torch is not None:
@@ -475,7 +481,7 @@ def check_training(model, trainer, ttrainer, batches):
     before = (model.forward(x0, y0).loss, ttrainer.loss(x0, y0))
     require(abs(before[0] - before[1]) < LOSS_TOL,
             f"losses differ before training: minrnn {before[0]:.6f}, PyTorch {before[1]:.6f}")
-    _, norm_m = trainer.step(x0, y0)
+    _, norm_m = trainer.step(model.batch(x0, y0))
     _, norm_t = ttrainer.step(x0, y0, want_norm=True)
     require(abs(norm_m - norm_t) <= NORM_RTOL * norm_t,
             f"gradient norms differ: minrnn {norm_m:.6f}, PyTorch {norm_t:.6f}")
@@ -500,7 +506,7 @@ def train_row(row, data, opts, sgemm, others=None):
     """minrnn's Trainer against the PyTorch loop, on the same batches from the same weights, and
     against others ({name: step function}) in the same interleaved rounds."""
     model, trainer = minrnn_trainer(row)
-    steps = {"minrnn": stepper(trainer.step, Batches(data, row.B, row.T))}
+    steps = {"minrnn": stepper(minrnn_step(model, trainer), Batches(data, row.B, row.T))}
     result = {"row": row.key, "label": row.label, "flops_per_step": train_flops(row.cell, row.H, row.L, row.B, row.T)}
     if torch is not None:
         torch.set_num_threads(row.threads)
@@ -622,7 +628,7 @@ def trained_model(data, seconds):
     model, trainer = minrnn_trainer(row)
     batches, steps, t0 = Batches(data[:cut], row.B, row.T), 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        trainer.step(*batches.next())
+        trainer.step(model.batch(*batches.next()))
         steps += 1
     return model, data[cut:], (f"LSTM H={row.H} L={row.L} trained {seconds:g} s ({steps} steps of {row.B}x{row.T}, "
                                 f"{THREADS} threads) on the first {1 - VALID_FRAC:.0%} of the text")
@@ -632,13 +638,13 @@ def checkpoint_model(path):
     """(model, validation tail ids, description) from a float32 checkpoint of a language model: the
     tail is the last VALID_FRAC of DATA, read with the checkpoint's own vocabulary."""
     try:
-        ck = load(path, threads=THREADS)
+        ck = read_checkpoint(path, threads=THREADS)
         with open(DATA, "rb") as f:
             symbols = read_symbols(f.read(), ck.encoding)
     except (UserError, OSError) as e:
         raise SystemExit(f"--checkpoint: {e}") from None
     cfg = ck.model.config
-    if ck.precision != "float32" or cfg.task != "lm" or cfg.cond != "none" or Vocab(ck.vocab).framed:
+    if ck.precision != "float32" or cfg.task != "lm" or cfg.cond != "none" or Vocab(ck.vocab).framed:   # a text's
         raise SystemExit(f"--checkpoint: {path} is not a float32 language model of plain text (precision "
                          f"{ck.precision}, task {cfg.task}, condition {cfg.cond})")
     ids, _ = Vocab(ck.vocab, ck.encoding).encode_known(symbols)
@@ -647,17 +653,19 @@ def checkpoint_model(path):
 
 
 def streams_row(vocab, opts):
-    """sample --num 32 against --num 1 by the CLI's own functions (generate_streams: the streams as one
-    batch; generate: one character at a time): the sampling row's model, float32, STREAMS.threads
-    threads, temperature 1, no prime. Rate = characters produced per second."""
+    """sample --num 32 against --num 1 through the library's generation loop (core.Generation, what
+    the sample command runs): the sampling row's model, float32, STREAMS.threads threads, temperature
+    1, no prime (a newline is fed). Rate = characters produced per second."""
     row = STREAMS
     model = core.Model(minrnn_config(row), seed=SEED, threads=row.threads)
-    one = list(generate(model, vocab, [], STREAMS_LENGTH, SEED))
-    require(generate_streams(model, vocab, 1, [], STREAMS_LENGTH, SEED)[0].tolist() == one,
-            "generate_streams with one stream does not give generate's text")
-    runs = {"num1": (STREAMS_LENGTH, lambda: list(generate(model, vocab, [], STREAMS_LENGTH, SEED))),
+    start = [vocab.id_of(ord("\n")) or 0]
+    one = core.Generation(model, 1, start, STREAMS_LENGTH, SEED).run()[0]
+    step_and_draw = minrnn_sampler(model, start[0])
+    require([step_and_draw() for _ in range(STREAMS_LENGTH)] == one,
+            "the library's generation loop does not give the text of Model.step and core.sample")
+    runs = {"num1": (STREAMS_LENGTH, lambda: core.Generation(model, 1, start, STREAMS_LENGTH, SEED).run()),
             f"num{STREAMS_NUM}": (STREAMS_NUM * STREAMS_LENGTH,
-                                  lambda: generate_streams(model, vocab, STREAMS_NUM, [], STREAMS_LENGTH, SEED))}
+                                  lambda: core.Generation(model, STREAMS_NUM, start, STREAMS_LENGTH, SEED).run())}
     times = interleaved({name: fn for name, (_, fn) in runs.items()}, opts.rounds, opts.round_seconds)
     result = {"row": row.key, "label": row.label, "length": STREAMS_LENGTH}
     for name, t in times.items():
@@ -666,15 +674,17 @@ def streams_row(vocab, opts):
     return result
 
 
-def minrnn_sampler(model):
-    """A function producing the next character: Model.step, then core.sample at temperature 1."""
+def minrnn_sampler(model, first=0):
+    """A function producing the next character (and returning it): Model.step, then core.sample at
+    temperature 1; the first step reads `first`."""
     state = model.zero_state(1)  # (L, 2, 1, H), moved on in place
     rng = core.Rng(SEED)
-    token = np.zeros(1, dtype=np.int32)
+    token = np.full(1, first, dtype=np.int32)
 
     def next_char():
         logits = model.step(token, state)  # (1, V)
         token[0] = core.sample(logits[0], rng)
+        return int(token[0])
     return next_char
 
 
@@ -711,8 +721,8 @@ def scaling_row(data, opts, sgemm):
     for row in SCALING:
         trainers = {n: minrnn_trainer(row, threads=n)[1] for n in (1, 2)}
         batches = {n: Batches(data, row.B, row.T) for n in (1, 2)}
-        first = {n: trainers[n].step(*batches[n].next())[0] for n in (1, 2)}
-        steps = {f"{n} thread": stepper(trainers[n].step, batches[n]) for n in (1, 2)}
+        steps = {f"{n} thread": stepper(minrnn_step(trainers[n].model, trainers[n]), batches[n]) for n in (1, 2)}
+        first = {n: steps[f"{n} thread"]()[0] for n in (1, 2)}
         times = interleaved(steps, opts.rounds, opts.round_seconds)
         one, two = (rate(row.B * row.T, times[f"{n} thread"]) for n in (1, 2))
         result["configs"][row.key] = {"label": row.label, "1 thread": one, "2 threads": two, "speedup": two / one,
@@ -745,7 +755,7 @@ model = core.Model(Config(vocab_size=V, hidden_size=H, cell="lstm", num_layers=L
 base = rss_kb()
 trainer = core.Trainer(model, B, T, optimizer="adam", lr=2e-3, clip_norm=5.0)
 for x, y in batches:
-    trainer.step(x, y)
+    trainer.step(model.batch(x, y))
 """,
     "torch": """
 import torch
@@ -940,7 +950,7 @@ def print_checks(results):
             lines.append(f"  {res['label']:<38} logits |diff| <= {res['check']['max_logit_diff']:.1e} over "
                          f"{res['check']['steps']} steps")
         if key == "streams" and "error" not in res:
-            lines.append(f"  {res['label']:<38} generate_streams with 1 stream gives generate's {res['length']} "
+            lines.append(f"  {res['label']:<38} the library loop gives Model.step and core.sample's {res['length']} "
                          "chars (same seed)")
     if lines:
         print("\nchecks (same weights, same batch, zero state; minrnn vs PyTorch unless stated):")

@@ -7,23 +7,20 @@
  *
  * The same checkpoint, options and seed give the same bytes as `python -m minrnn sample` (its
  * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector,
- * --precision); the
- * Python functions named below are the ones this program follows step by step. The prime
- * understands \n, \t and \\ as the Python command does. N samples are generated together as one
- * batch of N streams, drawing their tokens in stream order from one generator at each step.
+ * --precision): both run the library's one generation loop (minrnn_generate_start and
+ * minrnn_generate_next, cext/generate.c) on the same streams. The prime understands \n, \t and
+ * \\ as the Python command does. N samples are generated together as one batch of N streams,
+ * drawing their tokens in stream order from one generator at each step.
  *
- *   A stream model, one sample (minrnn.inference.generate): the prime is fed through the model
- *   and printed; then LENGTH characters are sampled and printed one at a time. Without a prime,
- *   generation starts from a newline (or the first symbol if the vocabulary has no newline),
- *   which is not printed.
- *   A stream model, N > 1 samples (generate_streams): the same for every stream; the N texts
- *   (each the prime and its LENGTH characters) are printed separated by a blank line, and ended
- *   by a newline.
- *   A record model (generate_records; its vocabulary ends with MINRNN_START_SYMBOL and
- *   MINRNN_END_SYMBOL): every stream is fed the start token, then the prime. The start token is
- *   never drawn; a stream that draws the end token has finished its record, and generation stops
- *   when every stream has, or after LENGTH characters. Each record is printed as the prime, its
- *   characters and a newline.
+ *   A stream model, one sample: the prime is fed through the model and printed; then LENGTH
+ *   characters are sampled and printed one at a time. Without a prime, generation starts from a
+ *   newline (or the first symbol if the vocabulary has no newline), which is not printed.
+ *   A stream model, N > 1 samples: the same for every stream; the N texts (each the prime and its
+ *   LENGTH characters) are printed separated by a blank line, and ended by a newline.
+ *   A record model (its vocabulary ends with MINRNN_START_SYMBOL and MINRNN_END_SYMBOL): every
+ *   stream is fed the start token, then the prime. The start token is never drawn; a stream that
+ *   draws the end token has finished its record, and generation stops when every stream has, or
+ *   after LENGTH characters. Each record is printed as the prime, its characters and a newline.
  *   A conditioned model needs its condition, the same for every stream: -c LABEL (one of the
  *   label names the checkpoint holds) for a model trained with --labels, or -v "x1 x2 ..." (its
  *   C numbers, separated by spaces or commas, which the checkpoint's shift and scale standardize)
@@ -366,171 +363,65 @@ static int read_condition(const minrnn_checkpoint *ck, const options *o, int N, 
     return 1;
 }
 
-/* ---- generation */
-
-/* N streams stepped together (minrnn_step_compact with B = N, T = 1), and how they draw their tokens. */
-typedef struct {
-    const minrnn_config *cfg;
-    int precision;         /* of params */
-    void *params;          /* the parameter block at that precision (a copy) */
-    int N, V;
-    minrnn_batch batch;    /* B = N, T = 1, tokens, and the condition of every stream */
-    int32_t *tokens;       /* (N): the input of the next step */
-    float *state, *logits, *work;   /* (L, S, N, H); (N, V); the workspace */
-    void *scratch;         /* minrnn_sample's */
-    minrnn_rng rng;
-    double temperature, top_p;
-    int top_k;
-} sampler;
-
-/* s for N streams with this condition (kept, not copied): 1, or 0 if out of memory. */
-static int sampler_init(sampler *s, const minrnn_checkpoint *ck, const options *o, int N, const int32_t *labels,
-                        const float *vectors) {
-    const minrnn_config *cfg = &ck->config;
-    int V = cfg->vocab_size;
-    size_t P = minrnn_param_count(cfg);
-    *s = (sampler){.cfg = cfg, .precision = o->precision >= 0 ? o->precision : ck->precision, .N = N, .V = V,
-                   .temperature = o->temperature, .top_p = o->top_p, .top_k = (int)o->top_k};
-    s->params = malloc(P * minrnn_precision_size(s->precision));
-    if (s->params) minrnn_params_compact(ck->params, P, s->precision, s->params);
-    s->tokens = malloc((size_t)N * sizeof(int32_t));
-    s->state = calloc(minrnn_state_size(cfg, N), sizeof(float));
-    s->logits = malloc((size_t)N * (size_t)V * sizeof(float));
-    s->work = malloc(minrnn_workspace_size(cfg, N, 1) * sizeof(float));
-    s->scratch = malloc(minrnn_sample_scratch_size(V));
-    s->batch = (minrnn_batch){.B = N, .T = 1, .tokens = s->tokens, .labels = labels, .vectors = vectors};
-    minrnn_rng_seed(&s->rng, (uint64_t)o->seed);
-    return s->params && s->tokens && s->state && s->logits && s->work && s->scratch;
-}
-
-static void sampler_free(sampler *s) {
-    free(s->params), free(s->tokens), free(s->state), free(s->logits), free(s->work), free(s->scratch);
-}
-
-/* One step of every stream on s->tokens: the logits of each stream's next token. */
-static int step(sampler *s) {
-    return minrnn_step_compact(s->cfg, s->precision, s->params, &s->batch, s->state, s->logits, s->work, 0);
-}
-
-/* ids[0..n) fed to every stream, one step each. */
-static int feed(sampler *s, const int32_t *ids, long n) {
-    int status = MINRNN_OK;
-    for (long i = 0; i < n && status == MINRNN_OK; i++) {
-        for (int b = 0; b < s->N; b++) s->tokens[b] = ids[i];
-        status = step(s);
-    }
-    return status;
-}
-
-/* Stream b's next token, from its logits. */
-static int draw(sampler *s, int b, int32_t *token) {
-    return minrnn_sample(s->logits + (size_t)b * (size_t)s->V, s->V, s->temperature, s->top_k, s->top_p, &s->rng,
-                         s->scratch, token);
-}
-
-/* generate and generate_streams once the prime is fed: `length` tokens per stream, drawn in
- * stream order at each step. Into text (N, length), or printed as drawn if text is NULL (one
- * stream). */
-static int sample_streams(sampler *s, long long length, const minrnn_checkpoint *ck, int32_t *text) {
-    int status = MINRNN_OK;
-    for (long long n = 0; n < length && status == MINRNN_OK; n++) {
-        for (int b = 0; b < s->N && status == MINRNN_OK; b++) {
-            status = draw(s, b, &s->tokens[b]);
-            if (status == MINRNN_OK && text) {
-                text[(size_t)b * (size_t)length + (size_t)n] = s->tokens[b];
-            } else if (status == MINRNN_OK) {
-                put_symbol(ck->vocab[s->tokens[b]], ck->encoding);
-                fflush(stdout);
-            }
-        }
-        if (status == MINRNN_OK && n + 1 < length) status = step(s);
-    }
-    return status;
-}
-
-/* generate_records once the start token and the prime are fed: stream b's ids into text (N,
- * length), count[b] of them. A stream that draws the end token has finished (running[b] = 0);
- * the others go on, and a finished stream keeps being stepped with its last token (the end
- * token if it drew nothing else). The start token is never drawn. */
-static int sample_records(sampler *s, long long length, int32_t start_id, int32_t end_id, int32_t *text,
-                          long long *count, char *running) {
-    int N = s->N, left = N, status = MINRNN_OK;
-    for (int b = 0; b < N; b++) count[b] = 0, s->tokens[b] = end_id, running[b] = 1;
-    for (long long n = 0; n < length; n++) {
-        for (int b = 0; b < N; b++) s->logits[(size_t)b * (size_t)s->V + (size_t)start_id] = -INFINITY;
-        for (int b = 0; b < N && status == MINRNN_OK; b++) {
-            int32_t token;
-            if (!running[b] || (status = draw(s, b, &token)) != MINRNN_OK) continue;
-            if (token == end_id) {
-                running[b] = 0, left--;
-            } else {
-                text[(size_t)b * (size_t)length + (size_t)count[b]++] = token;
-                s->tokens[b] = token;
-            }
-        }
-        if (status != MINRNN_OK || left == 0 || n + 1 == length) break;
-        status = step(s);
-    }
-    return status;
-}
-
-/* The N texts in text (N, length), count[b] ids of stream b (all `length` if count is NULL),
- * each printed as the prime and its characters, with `between` between two and `after` after each. */
+/* The N texts in text (N, length), count[b] ids of stream b, each printed as the prime and its
+ * characters, with `between` between two and `after` after each. */
 static void print_texts(const minrnn_checkpoint *ck, const char *prime, int N, long long length, const int32_t *text,
                         const long long *count, const char *between, const char *after) {
     for (int b = 0; b < N; b++) {
         fputs(b ? between : "", stdout);
         fputs(prime, stdout);
-        for (long long n = 0; n < (count ? count[b] : length); n++)
+        for (long long n = 0; n < count[b]; n++)
             put_symbol(ck->vocab[text[(size_t)b * (size_t)length + (size_t)n]], ck->encoding);
         fputs(after, stdout);
     }
 }
 
-/* The samples of a record model: 1 on success, otherwise 0 with a message. prime_ids[0] is free
- * for the start token, the prime's n_prime ids follow. */
-static int records(sampler *s, const minrnn_checkpoint *ck, const char *prime, int32_t *prime_ids, long n_prime,
-                   long long length) {
-    int N = s->N, V = s->V, status;
-    int32_t *text = malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);
-    long long *count = malloc((size_t)N * sizeof(long long));
-    char *running = malloc((size_t)N);
-    if (!text || !count || !running) {
+/* ---- generation: the library's one loop (minrnn_generate_start, minrnn_generate_next) */
+
+/* The samples of a language model, as `python -m minrnn sample` prints them: one sample of a
+ * stream model as it is drawn, after the prime; N of them each as the prime and its characters,
+ * separated by a blank line and ended by a newline; a record model's each as the prime, its
+ * characters and a newline. Every stream is fed ids[0..n_ids) (the start token and the prime, or
+ * the prime, or what stands in for an empty one) and has the condition labels or vectors (N rows).
+ * 1 on success, otherwise 0 with a message. */
+static int generate(const minrnn_checkpoint *ck, const options *o, const char *prime, const int32_t *ids, long n_ids,
+                    const int32_t *labels, const float *vectors, int framed) {
+    const minrnn_config *cfg = &ck->config;
+    int N = (int)o->num, V = cfg->vocab_size, precision = o->precision >= 0 ? o->precision : ck->precision;
+    long long length = (long long)o->length;
+    int as_drawn = !framed && N == 1;
+    minrnn_sampler sampler = {.temperature = o->temperature, .top_k = (int32_t)o->top_k, .top_p = o->top_p};
+    minrnn_rng_seed(&sampler.rng, (uint64_t)o->seed);
+    minrnn_generation g = {.B = N, .prime = ids, .prime_length = (int32_t)n_ids, .end_id = framed ? V - 1 : -1,
+                           .banned_id = framed ? V - 2 : -1, .max_length = length, .labels = labels,
+                           .vectors = vectors, .samplers = &sampler, .num_samplers = 1};
+    size_t P = minrnn_param_count(cfg), bytes = minrnn_generate_workspace_size(cfg, &g);
+    void *params = malloc(P * minrnn_precision_size(precision)), *work = malloc(bytes ? bytes : 1);
+    int32_t *drawn = malloc((size_t)N * sizeof(int32_t));
+    int32_t *text = as_drawn ? NULL : malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);   /* (N, length) */
+    long long *count = calloc((size_t)N, sizeof(long long));
+    int status = MINRNN_OK;
+    if (!params || !work || !drawn || (!as_drawn && !text) || !count) {
         status = -1;
     } else {
-        prime_ids[0] = V - 2;   /* the start token */
-        status = feed(s, prime_ids, n_prime + 1);
-        if (status == MINRNN_OK) status = sample_records(s, length, V - 2, V - 1, text, count, running);
-        if (status == MINRNN_OK) print_texts(ck, prime, N, length, text, count, "", "\n");
+        minrnn_params_compact(ck->params, P, precision, params);
+        if (as_drawn) fputs(prime, stdout);
+        status = minrnn_generate_start(cfg, precision, params, &g, work, 0);
+        int64_t steps = 1;
+        while (status == MINRNN_OK && steps == 1) {
+            status = minrnn_generate_next(cfg, precision, params, &g, work, 1, drawn, &steps, 0);
+            for (int b = 0; status == MINRNN_OK && b < N * (int)steps; b++) {
+                if (drawn[b] < 0) continue;
+                if (as_drawn) put_symbol(ck->vocab[drawn[b]], ck->encoding), fflush(stdout);
+                else text[(size_t)b * (size_t)length + (size_t)count[b]++] = drawn[b];
+            }
+        }
+        if (status == MINRNN_OK && framed) print_texts(ck, prime, N, length, text, count, "", "\n");
+        if (status == MINRNN_OK && !framed && !as_drawn) print_texts(ck, prime, N, length, text, count, "\n\n", ""),
+            putchar('\n');
     }
-    free(text), free(count), free(running);
+    free(params), free(work), free(drawn), free(text), free(count);
     if (status == -1) return out_of_memory();
-    if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status));
-    return status == MINRNN_OK;
-}
-
-/* The samples of a stream model: 1 on success, otherwise 0 with a message. prime_ids has room
- * for one id more than the prime's n_prime. */
-static int streams(sampler *s, const minrnn_checkpoint *ck, const char *prime, int32_t *prime_ids, long n_prime,
-                   long long length) {
-    int N = s->N, status;
-    if (n_prime == 0) {   /* start from a newline, or the first symbol, which is not printed */
-        int newline = find(ck->vocab, s->V, '\n');
-        prime_ids[n_prime++] = newline >= 0 ? newline : 0;
-    }
-    if (N == 1) {   /* printed as it comes */
-        fputs(prime, stdout);
-        status = feed(s, prime_ids, n_prime);
-        if (status == MINRNN_OK) status = sample_streams(s, length, ck, NULL);
-    } else {        /* the texts separated by a blank line, and a newline after the last */
-        int32_t *text = malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);
-        if (!text) return out_of_memory();
-        status = feed(s, prime_ids, n_prime);
-        if (status == MINRNN_OK) status = sample_streams(s, length, ck, text);
-        if (status == MINRNN_OK) print_texts(ck, prime, N, length, text, NULL, "\n\n", "");
-        if (status == MINRNN_OK) putchar('\n');
-        free(text);
-    }
     if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status));
     return status == MINRNN_OK;
 }
@@ -599,22 +490,24 @@ static int run(const minrnn_checkpoint *ck, const options *o) {
     }
     int framed = is_framed(ck), N = (int)o->num, V = cfg->vocab_size, ok = 0;
     char *prime = strdup(o->prime);
-    int32_t *prime_ids = malloc((strlen(o->prime) + 1) * sizeof(int32_t)), *labels = NULL;
+    int32_t *ids = malloc((strlen(o->prime) + 1) * sizeof(int32_t)), *labels = NULL;   /* the start, or one stand-in */
     float *vectors = NULL;
-    sampler s = {0};
-    if (!prime || !prime_ids) {
+    if (!prime || !ids) {
         out_of_memory();
     } else {
         unescape(prime);
-        long n_prime = encode_text(ck, framed ? V - 2 : V, prime, framed ? prime_ids + 1 : prime_ids, "the prime");
-        if (n_prime >= 0 && read_condition(ck, o, N, &labels, &vectors)) {
-            if (!sampler_init(&s, ck, o, N, labels, vectors)) out_of_memory();
-            else if (framed) ok = records(&s, ck, prime, prime_ids, n_prime, (long long)o->length);
-            else ok = streams(&s, ck, prime, prime_ids, n_prime, (long long)o->length);
+        long n = encode_text(ck, framed ? V - 2 : V, prime, framed ? ids + 1 : ids, "the prime");
+        if (n >= 0 && read_condition(ck, o, N, &labels, &vectors)) {
+            if (framed) {   /* every record starts from the start token */
+                ids[0] = V - 2, n++;
+            } else if (n == 0) {   /* an empty prime: a newline, or the first symbol, is fed (not printed) */
+                int newline = find(ck->vocab, V, '\n');
+                ids[n++] = newline >= 0 ? newline : 0;
+            }
+            ok = generate(ck, o, prime, ids, n, labels, vectors, framed);
         }
     }
-    sampler_free(&s);
-    free(prime), free(prime_ids), free(labels), free(vectors);
+    free(prime), free(ids), free(labels), free(vectors);
     return ok;
 }
 

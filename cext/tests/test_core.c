@@ -424,6 +424,99 @@ static void test_compact_step(void) {
     }
 }
 
+/* The generation loop written here with minrnn_step and minrnn_sample, for a record model's tokens
+ * (end 7, the start 6 never drawn) of N streams: into out[k] (count[k] of them). */
+enum { GEN_N = 3, GEN_LEN = 20, GEN_V = 8 };
+
+static void generate_by_hand(bench *b, const int32_t *prime, int n_prime, const int32_t *stop, int n_stop,
+                             int32_t out[GEN_N][GEN_LEN], int32_t count[GEN_N]) {
+    int32_t running[GEN_N], tokens[GEN_N];
+    double scratch[2 * GEN_V];
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, 5);
+    memset(b->state, 0, minrnn_state_size(&b->c, GEN_N) * sizeof(float));
+    for (int i = 0; i < n_prime; i++) {
+        for (int k = 0; k < GEN_N; k++) tokens[k] = prime[i];
+        minrnn_batch bt = {GEN_N, 1, tokens, NULL, NULL, NULL, NULL};
+        CHECK(minrnn_step(&b->c, b->params, &bt, b->state, b->logits, b->work, 1) == MINRNN_OK, "step");
+    }
+    for (int k = 0; k < GEN_N; k++) tokens[k] = 7, running[k] = 1, count[k] = 0;
+    for (int n = 0; n < GEN_LEN; n++) {
+        int left = 0;
+        for (int k = 0; k < GEN_N; k++) {
+            if (!running[k]) continue;
+            b->logits[k * GEN_V + 6] = -INFINITY;
+            int32_t t;
+            CHECK(minrnn_sample(b->logits + k * GEN_V, GEN_V, 1.0, 0, 1.0, &rng, scratch, &t) == MINRNN_OK, "sample");
+            if (t == 7) { running[k] = 0; continue; }
+            out[k][count[k]++] = tokens[k] = t;
+            if (n_stop && count[k] >= n_stop && !memcmp(out[k] + count[k] - n_stop, stop, n_stop * sizeof(int32_t)))
+                running[k] = 0;
+        }
+        for (int k = 0; k < GEN_N; k++) left += running[k];
+        if (!left || n + 1 == GEN_LEN) break;
+        minrnn_batch bt = {GEN_N, 1, tokens, NULL, NULL, NULL, NULL};
+        CHECK(minrnn_step(&b->c, b->params, &bt, b->state, b->logits, b->work, 1) == MINRNN_OK, "step");
+    }
+}
+
+/* The generation loop against generate_by_hand, with a stop sequence that a stream writes (two of
+ * its draws when nothing stops it), a step at a time and in one call; then bad arguments. */
+static void test_generation(void) {
+    minrnn_config c = config(MINRNN_LSTM, MINRNN_TANH, GEN_V, 0, 12, 2, 0.0f);
+    bench b = make(c, GEN_N, 1, 11);
+    for (size_t i = 0; i < b.P; i++) b.params[i] *= 3.0f;   /* sharper distributions */
+    const int32_t prime[2] = {6, 1};
+    int32_t expect[GEN_N][GEN_LEN], count[GEN_N];
+    generate_by_hand(&b, prime, 2, NULL, 0, expect, count);
+    int k = count[1] > count[0] ? 1 : 0;   /* the longer of the first two */
+    CHECK(count[k] >= 5, "stream %d drew %d tokens", k, count[k]);
+    int32_t stop[2] = {expect[k][3], expect[k][4]};
+    generate_by_hand(&b, prime, 2, stop, 2, expect, count);
+    CHECK(count[k] <= 5 && !memcmp(expect[k] + count[k] - 2, stop, sizeof stop), "stream %d did not stop", k);
+    minrnn_sampler sampler = {.temperature = 1.0, .top_k = 0, .top_p = 1.0};
+    minrnn_generation g = {.B = GEN_N, .prime = prime, .prime_length = 2, .end_id = 7, .banned_id = 6, .stop = stop,
+                           .stop_length = 2, .max_length = GEN_LEN, .samplers = &sampler, .num_samplers = 1};
+    size_t bytes = minrnn_generate_workspace_size(&c, &g);
+    void *work = malloc(bytes);
+    int32_t drawn[GEN_LEN * GEN_N];
+    for (int chunk = 1; chunk <= GEN_LEN; chunk += GEN_LEN - 1) {
+        int32_t got[GEN_N][GEN_LEN], n_got[GEN_N] = {0};
+        int64_t steps = 0, total = 0;
+        minrnn_rng_seed(&sampler.rng, 5);
+        CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 2) == MINRNN_OK, "start");
+        do {
+            CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, b.params, &g, work, chunk, drawn, &steps, 2) == MINRNN_OK,
+                  "next");
+            for (int64_t i = 0; i < steps * GEN_N; i++)
+                if (drawn[i] >= 0) got[i % GEN_N][n_got[i % GEN_N]++] = drawn[i];
+            total += steps;
+        } while (steps == chunk);
+        CHECK(total <= GEN_LEN, "%lld steps", (long long)total);
+        for (int j = 0; j < GEN_N; j++)
+            CHECK(n_got[j] == count[j] && !memcmp(got[j], expect[j], (size_t)count[j] * sizeof(int32_t)),
+                  "stream %d in pieces of %d: %d tokens, by hand %d", j, chunk, n_got[j], count[j]);
+    }
+    /* bad arguments: refused, and nothing runs */
+    minrnn_generation bad = g;
+    bad.num_samplers = 2;
+    CHECK(minrnn_generate_workspace_size(&c, &bad) == 0, "two samplers for three streams");
+    CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &bad, work, 1) == MINRNN_ERR_ARG, "start, bad");
+    bad = g, bad.stop = NULL;
+    CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &bad, work, 1) == MINRNN_ERR_ARG, "stop NULL");
+    bad = g, bad.prime_length = 0;
+    CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &bad, work, 1) == MINRNN_ERR_ARG, "no prime");
+    int64_t steps;
+    memset(work, 0, bytes);   /* not started */
+    CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, b.params, &g, work, 1, drawn, &steps, 1) == MINRNN_ERR_ARG,
+          "next before start");
+    minrnn_config classifier = c;
+    classifier.task = MINRNN_TASK_CLASSIFY, classifier.num_classes = 3;
+    CHECK(minrnn_generate_workspace_size(&classifier, &g) == 0, "a classifier generates nothing");
+    free(work);
+    release(&b);
+}
+
 int main(void) {
     test_version_and_errors();
     test_config_and_sizes();
@@ -437,6 +530,7 @@ int main(void) {
     test_step_is_a_forward_of_one();
     test_padding_changes_nothing();
     test_compact_step();
+    test_generation();
     printf("test_core: %s\n", failures ? "FAILED" : "ok");
     return failures != 0;
 }

@@ -18,10 +18,10 @@ from .rng import Rng, splitmix64
 from .sampling import argmax, sample
 from . import seq2seq
 from .seq2seq import ATTENTIONS, Seq2seqConfig
-from .train import train_step
+from .train import train_step, update_step
 
 __all__ = ["ATTENTIONS", "CELLS", "CONDITIONS", "CellKind", "Config", "Forward", "OPTIMIZERS", "Optimizer",
            "REDUCTIONS", "Rng", "Seq2seqConfig", "TASKS", "argmax", "backward", "clip_by_norm", "clip_by_value",
            "cross_entropy", "dropout_masks", "flatten", "forward", "global_norm", "hyperparameters", "INIT_SCHEMES",
            "init_params", "normal_draw", "param_count", "param_shapes", "sample", "seq2seq", "softmax", "splitmix64",
-           "train_step", "unflatten", "zero_state", "zeros_params"]
+           "train_step", "unflatten", "update_step", "zero_state", "zeros_params"]

@@ -1,0 +1,189 @@
+/* generate.c: minrnn_generate_start / minrnn_generate_next, the one generation loop that
+ * `python -m minrnn sample`, minrnn.load's generate and stream, and cext/examples/minrnn_sample.c
+ * all run.
+ *
+ * B streams from zero states (and their condition) are fed the prime, one step per id, all B at
+ * a time (minrnn_step_compact with T = 1). Then, at each step, every stream that is still running
+ * draws its next token from its logits, in stream order (one sampler for all: its generator's
+ * draws go to stream 0, 1, ... in turn; or one sampler per stream), and the next step feeds what
+ * each drew. A stream that draws end_id has ended, and end_id is not output; one whose drawn
+ * tokens end with the stop ids has ended after them; every stream ends after max_length tokens.
+ * banned_id is never drawn (its logit is set to -inf). The step that would follow the last draw
+ * is not taken. A stream that has ended is still stepped with the last token it drew (or end_id)
+ * while the others run: its row costs what it costs, and changes nothing the others compute.
+ *
+ * The call is resumable: minrnn_generate_next takes up to max_steps steps and returns, and the
+ * next call goes on where it stopped, so that a caller can hand text out as it is drawn.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define GENERATION_MAGIC 0x6d696e726e6e4745ull   /* "minrnnGE": a workspace that start has set up */
+
+/* ---- the workspace: typed regions of one byte buffer */
+
+typedef struct {
+    uint64_t magic;
+    int64_t steps;              /* draws taken so far (tokens per stream that never ended) */
+    int32_t running;            /* streams that have not ended */
+    int32_t fresh;              /* 1: the logits are those of the last feed, not yet drawn from */
+} progress;
+
+typedef struct {
+    size_t progress;            /* the progress above */
+    size_t state;               /* float (L, S, B, H) */
+    size_t logits;              /* float (B, V) */
+    size_t model_ws;            /* float: minrnn_step's workspace for B rows */
+    size_t tokens;              /* int32 (B): each stream's next input */
+    size_t ended;               /* int32 (B): 1 once a stream has ended */
+    size_t tail;                /* int32 (B, stop_length): each stream's last stop_length draws, a ring */
+    size_t sample_scratch;      /* minrnn_sample's */
+    size_t total;
+} gen_layout;
+
+/* The layout for g, or -1 if g's sizes are out of range for cfg. */
+static int gen_layout_of(const minrnn_config *cfg, const minrnn_generation *g, gen_layout *w) {
+    size_t ws = minrnn_workspace_size(cfg, g->B, 1), states = minrnn_state_size(cfg, g->B);
+    if (ws == 0 || states == 0 || g->stop_length < 0 || g->stop_length > MINRNN_MAX_STOP) return -1;
+    size_t B = (size_t)g->B, V = (size_t)cfg->vocab_size, F = sizeof(float), I = sizeof(int32_t);
+    size_t at = 0;
+    w->progress = take_bytes(&at, sizeof(progress));
+    w->state = take_bytes(&at, states * F);
+    w->logits = take_bytes(&at, B * V * F);
+    w->model_ws = take_bytes(&at, ws * F);
+    w->tokens = take_bytes(&at, B * I);
+    w->ended = take_bytes(&at, B * I);
+    w->tail = take_bytes(&at, B * (size_t)g->stop_length * I);
+    w->sample_scratch = take_bytes(&at, minrnn_sample_scratch_size((int)V));
+    w->total = at;
+    return 0;
+}
+
+/* Whether g is a generation that cfg's model can run (the config itself is checked). */
+static int gen_ok(const minrnn_config *cfg, const minrnn_generation *g) {
+    int V = cfg->vocab_size;
+    if (!g || cfg->task != MINRNN_TASK_LM || g->B < 1 || !g->prime || g->prime_length < 1) return 0;
+    if (g->end_id < -1 || g->end_id >= V || g->banned_id < -1 || g->banned_id >= V || g->max_length < 0) return 0;
+    if (g->stop_length < 0 || (g->stop_length > 0 && !g->stop)) return 0;
+    if (!g->samplers || (g->num_samplers != 1 && g->num_samplers != g->B)) return 0;
+    for (int i = 0; i < g->num_samplers; i++) {
+        const minrnn_sampler *s = &g->samplers[i];
+        if (!(s->temperature >= 0.0) || s->top_k < 0 || !(s->top_p > 0.0 && s->top_p <= 1.0)) return 0;
+    }
+    for (int i = 0; i < g->prime_length; i++)
+        if (g->prime[i] < 0 || g->prime[i] >= V) return 0;
+    for (int i = 0; i < g->stop_length; i++)
+        if (g->stop[i] < 0 || g->stop[i] >= V) return 0;
+    return 1;
+}
+
+size_t minrnn_generate_workspace_size(const minrnn_config *cfg, const minrnn_generation *g) {
+    gen_layout w;
+    if (minrnn_config_check(cfg) != MINRNN_OK || !gen_ok(cfg, g) || gen_layout_of(cfg, g, &w) != 0) return 0;
+    return w.total + ALIGN_BYTES;   /* room to align the caller's buffer */
+}
+
+/* ---- a generation in progress */
+
+typedef struct {
+    const minrnn_config *cfg;
+    const minrnn_generation *g;
+    int precision, nt, V;
+    const void *params;
+    progress *p;
+    float *state, *logits, *model_ws;
+    int32_t *tokens, *ended, *tail;
+    void *scratch;
+    minrnn_batch batch;         /* B rows of one step: tokens, and the condition */
+} gen;
+
+static int gen_open(gen *s, const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
+                    void *workspace, int num_threads) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    gen_layout w;
+    if (!params || !workspace || minrnn_precision_size(precision) == 0 || !gen_ok(cfg, g) ||
+        gen_layout_of(cfg, g, &w) != 0)
+        return MINRNN_ERR_ARG;
+    unsigned char *base = (unsigned char *)workspace + (ALIGN_BYTES - (uintptr_t)workspace % ALIGN_BYTES) % ALIGN_BYTES;
+    *s = (gen){cfg, g, precision, num_threads, cfg->vocab_size, params, (progress *)(base + w.progress),
+               (float *)(base + w.state), (float *)(base + w.logits), (float *)(base + w.model_ws),
+               (int32_t *)(base + w.tokens), (int32_t *)(base + w.ended), (int32_t *)(base + w.tail),
+               base + w.sample_scratch, {0}};
+    s->batch = (minrnn_batch){.B = g->B, .T = 1, .tokens = s->tokens, .labels = g->labels, .vectors = g->vectors};
+    return MINRNN_OK;
+}
+
+/* One step of every stream on s->tokens: the logits of each stream's next token. */
+static int gen_step(const gen *s) {
+    return minrnn_step_compact(s->cfg, s->precision, s->params, &s->batch, s->state, s->logits, s->model_ws, s->nt);
+}
+
+/* Whether stream b's draws so far end with the stop ids, after it drew `token` as its n-th (from 0). */
+static int gen_stopped(const gen *s, int b, int32_t token, int64_t n) {
+    int K = s->g->stop_length;
+    if (K == 0) return 0;
+    int32_t *ring = s->tail + (size_t)b * K;
+    ring[n % K] = token;
+    if (n + 1 < K) return 0;
+    for (int i = 0; i < K; i++)   /* draw n - K + 1 + i sits at (n - K + 1 + i) % K */
+        if (ring[(n + 1 + i) % K] != s->g->stop[i]) return 0;
+    return 1;
+}
+
+int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
+                          void *workspace, int num_threads) {
+    gen s;
+    int status = gen_open(&s, cfg, precision, params, g, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    *s.p = (progress){0};   /* not a generation until the prime is fed */
+    memset(s.state, 0, minrnn_state_size(cfg, g->B) * sizeof(float));
+    memset(s.ended, 0, (size_t)g->B * sizeof(int32_t));
+    for (int i = 0; i < g->prime_length && status == MINRNN_OK; i++) {
+        for (int b = 0; b < g->B; b++) s.tokens[b] = g->prime[i];
+        status = gen_step(&s);
+    }
+    if (status != MINRNN_OK) return status;
+    if (g->end_id >= 0)   /* what a stream that ends at its first draw is stepped with */
+        for (int b = 0; b < g->B; b++) s.tokens[b] = g->end_id;
+    *s.p = (progress){GENERATION_MAGIC, 0, g->B, 1};
+    return MINRNN_OK;
+}
+
+int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
+                         void *workspace, int64_t max_steps, int32_t *tokens, int64_t *steps, int num_threads) {
+    gen s;
+    int status = gen_open(&s, cfg, precision, params, g, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    if (max_steps < 0 || (max_steps > 0 && !tokens) || !steps || s.p->magic != GENERATION_MAGIC) return MINRNN_ERR_ARG;
+    progress *p = s.p;
+    int B = g->B, V = s.V;
+    *steps = 0;
+    while (*steps < max_steps && p->running > 0 && p->steps < g->max_length) {
+        if (!p->fresh && (status = gen_step(&s)) != MINRNN_OK) return status;
+        p->fresh = 0;
+        int32_t *out = tokens + (size_t)*steps * B;
+        for (int b = 0; b < B; b++) {
+            out[b] = -1;
+            if (s.ended[b]) continue;
+            float *z = s.logits + (size_t)b * V;
+            if (g->banned_id >= 0) z[g->banned_id] = -INFINITY;
+            minrnn_sampler *sampler = &g->samplers[g->num_samplers == 1 ? 0 : b];
+            int32_t token;
+            status = minrnn_sample(z, V, sampler->temperature, sampler->top_k, sampler->top_p, &sampler->rng,
+                                   s.scratch, &token);
+            if (status != MINRNN_OK) return status;
+            if (token == g->end_id) {
+                s.ended[b] = 1, p->running--;
+                continue;
+            }
+            out[b] = s.tokens[b] = token;
+            if (gen_stopped(&s, b, token, p->steps)) s.ended[b] = 1, p->running--;
+        }
+        p->steps++, (*steps)++;
+    }
+    return MINRNN_OK;
+}

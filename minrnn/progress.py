@@ -1,0 +1,78 @@
+"""What a training run shows on a terminal, and how it hears Ctrl-C."""
+
+import math
+import signal
+import time
+
+
+class Progress:
+    """One updating line on a terminal; plain lines every 10 seconds otherwise."""
+
+    def __init__(self, stream):
+        self.stream, self.tty, self.last_plain, self.drawn = stream, stream.isatty(), 0.0, False
+
+    def line(self, text):
+        """A message that stays (evaluations, samples, warnings)."""
+        if self.tty and self.drawn:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.drawn = False
+
+    def status(self, text):
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text)
+            self.drawn = True
+        elif now - self.last_plain >= 10.0:
+            self.stream.write(text + "\n")
+            self.last_plain = now
+        self.stream.flush()
+
+
+    # ---- a training run's lines (run: training.Run)
+
+    def announce(self, run):
+        s, task = run.s, run.task
+        self.line(f"training a {s['layers']}-layer {task.describe(s)} of {s['hidden']} units "
+                  f"({run.model.param_count:,} parameters) on {len(run.data.train):,} {task.noun} "
+                  f"({len(run.data.vocab)} symbols), validating on {len(run.data.val):,}; batches of "
+                  f"{task.batch_shape(s)}, {len(run.batches)} per epoch; output in {run.out}")
+
+    def evaluation(self, run, val_loss, note):
+        t = run.trainer
+        val = "n/a" if val_loss is None else f"{val_loss:.4f} {run.task.loss_unit}{bits(run.task, val_loss, 4, 'bits/char')}"
+        self.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(run.batches):6.2f} | train {run.ema:.4f} | "
+                  f"val {val}{note}")
+
+    def steps(self, run, last_val, cps, eta):
+        t = run.trainer
+        val = "" if last_val is None else f" | val {last_val:.3f}{bits(run.task, last_val, 3, 'bpc')}"
+        self.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(run.batches):.2f} | loss {run.ema:.3f}{val} | "
+                    f"{cps:,.0f} chars/s" + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+
+
+def bits(task, loss, digits, unit):
+    """A loss per character in bits too: " (x bits)"; nothing for a loss of another unit."""
+    return f" ({loss / math.log(2):.{digits}f} {unit})" if task.loss_unit == "nats/char" else ""
+
+
+class Interrupt:
+    """Turns the first Ctrl-C into a flag the loop checks between steps; a second one stops at once."""
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def format_seconds(s):
+    s = int(s)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

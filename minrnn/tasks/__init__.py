@@ -1,0 +1,34 @@
+"""The kinds of data minrnn learns from, each a task object (tasks/base.py's Task): a text
+(stream.py), records with or without a condition (records.py), a classifier of records
+(classify.py), and pairs for sequence to sequence (seq2seq.py). The training loop, minrnn.load,
+the commands and their checks ask the task; nothing outside this package, the binding (core.py)
+and the settings table branches on which task runs.
+
+Adding a task: a module with a Task subclass, and its line in TASKS.
+"""
+
+from minrnn.errors import UserError
+from minrnn.tasks.classify import Classify
+from minrnn.tasks.records import Records
+from minrnn.tasks.seq2seq import Seq2seq
+from minrnn.tasks.stream import Stream
+
+TASKS = (Stream(), Records(), Classify(), Seq2seq())
+
+# the values of --task, in order, with what each learns (two tasks may share one: lm is a text or records)
+OPTIONS = {}
+for _task in TASKS:
+    OPTIONS.setdefault(_task.option, _task.option_help)
+
+
+def for_settings(s):
+    """The task a run's settings (after settings.imply) choose."""
+    return next(t for t in TASKS if t.chosen_by(s))
+
+
+def for_checkpoint(ck):
+    """The task of a core.Checkpoint's model."""
+    for t in TASKS:
+        if t.holds(ck):
+            return t
+    raise UserError("this checkpoint holds a model that no task of this minrnn uses; use the minrnn that wrote it")

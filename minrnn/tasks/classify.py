@@ -1,0 +1,151 @@
+"""A classifier (many to one): records label<TAB>text, and a head on the top layer's output at
+each record's last step that learns its label. Records are read and batched as records.py's are;
+the targets of a batch are its records' labels, (B,) class ids."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minrnn.data import DataError
+from minrnn.errors import UserError
+from minrnn.reference import Config
+from minrnn.tasks.base import Known, ShuffledBatches, Task
+from minrnn.tasks.records import check_records_memory, evaluate_records, frame, read_records
+
+
+class Classify(Task):
+    name = "classify"
+    option = "classify"
+    option_help = "learn the label of each record, from lines label<TAB>text"
+    what = "a classifier"
+    use = "it labels texts: python -m minrnn classify --checkpoint CKPT TEXT (classify() from Python)"
+    unit = "records"
+    loss_unit = "nats/record"
+    swings = True
+
+    def chosen_by(self, s):
+        return s["task"] == self.option
+
+    def holds(self, ck):
+        return ck.model.config.task == "classify"
+
+    def check(self, s):
+        if s["features"]:
+            raise ValueError("--task classify reads label<TAB>text records; --features is for --task lm")
+
+    # ---- training
+
+    def read(self, path, s, like=None):
+        data = read_records(path, s, "labels", like)
+        names = data.label_names
+        if len(names) < 2:
+            raise DataError(f"{path}: --task classify needs at least 2 labels, and this file has {len(names)} "
+                            f"({', '.join(names)})")
+        return data
+
+    def config(self, s, data):
+        return Config(vocab_size=len(data.vocab), hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
+                      num_layers=s["layers"], dropout=s["dropout"], task="classify",
+                      num_classes=len(data.label_names), one_bias=s["biases"] == 1, reduction=s["loss"])
+
+    def batches(self, data, s, model):
+        def make(picks):
+            tokens, _, lengths = frame([data.ids[i] for i in picks], data.vocab)
+            return model.batch(tokens, data.labels[picks], lengths)
+        return ShuffledBatches(data.train, s["batch_size"], s["seed"], data.path, make, data.chars)
+
+    def check_memory(self, cfg, s, data):
+        check_records_memory(cfg, s, data)
+
+    def describe(self, s):
+        return "classifier"
+
+    def validate(self, model, data, s):
+        if len(data.val) == 0:
+            return None, ""
+        loss, _, _, predicted = evaluate_records(model, data, data.val, s["batch_size"],
+                                                 targets_of=lambda picks: data.labels[picks])
+        truth = data.labels[data.val]
+        majority = np.bincount(data.labels[data.train]).argmax()
+        return loss, (f" | accuracy {np.mean(predicted == truth):.3f} (always {data.label_names[majority]}: "
+                      f"{np.mean(truth == majority):.3f})")
+
+    def saved(self, data):
+        return dict(labels=data.label_names)
+
+    # ---- use
+
+    def classify(self, m, texts, top, batch_size=64):
+        ids = []
+        for i, t in enumerate(texts):
+            known, _ = m.vocab.encode_known(m.symbols(t, f"text {i + 1}"))
+            if len(known) == 0:
+                raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
+            ids.append(known)
+        rows = []
+        for a in range(0, len(ids), batch_size):
+            tokens, _, lengths = frame(ids[a:a + batch_size], m.vocab)
+            z = m.model.forward(tokens, lengths=lengths).logits.astype(np.float64)
+            z = np.exp(z - z.max(axis=1, keepdims=True))
+            rows.append(z / z.sum(axis=1, keepdims=True))
+        labels = m.checkpoint.labels
+        return [[(labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]] for p in
+                (np.concatenate(rows) if rows else [])]
+
+    def evaluate(self, m, path, batch_size, seq_len, features, beam):
+        ck = m.checkpoint
+        records = read_records(path, dict(m.settings, val_frac=0.0), "labels", Known(m.vocab, list(ck.labels)))
+        _, nats, _, predicted = evaluate_records(m.model, records, np.arange(len(records.ids)), batch_size,
+                                                 targets_of=lambda picks: records.labels[picks])
+        K = len(ck.labels)
+        confusion = np.zeros((K, K), dtype=np.int64)
+        np.add.at(confusion, (records.labels, predicted), 1)
+        return ClassifierEvaluation(nats, list(ck.labels), confusion)
+
+
+@dataclass
+class ClassifierEvaluation:
+    """A classifier on a file of label<TAB>text records."""
+    nats: float         # per record
+    labels: list        # the label names, in the confusion matrix's order
+    confusion: object   # (K, K) counts; rows: the true label, columns: the predicted one
+
+    @property
+    def records(self):
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self):
+        return np.trace(self.confusion) / self.confusion.sum()
+
+    @property
+    def majority(self):
+        """The accuracy of always saying the commonest label."""
+        return self.confusion.sum(axis=1).max() / self.confusion.sum()
+
+    @property
+    def precision(self):
+        """Per label, the share of the records said to have it that have it (None: none was said to)."""
+        said = self.confusion.sum(axis=0)
+        return [self.confusion[k, k] / said[k] if said[k] else None for k in range(len(said))]
+
+    @property
+    def recall(self):
+        """Per label, the share of the records that have it said to have it (None: none has it)."""
+        true = self.confusion.sum(axis=1)
+        return [self.confusion[k, k] / true[k] if true[k] else None for k in range(len(true))]
+
+    def report(self, path):
+        """Accuracy, per-label precision and recall, and the confusion matrix."""
+        lines = [f"{path}: accuracy {self.accuracy:.4f} over {self.records:,} records (always the commonest label: "
+                 f"{self.majority:.4f}); loss {self.nats:.4f} nats/record"]
+        width = max(max(len(n) for n in self.labels), 9)
+        lines.append(f"{'label':<{width}}  precision  recall  records")
+        for k, (name, p, r) in enumerate(zip(self.labels, self.precision, self.recall)):
+            precision = f"{p:9.3f}" if p is not None else "        -"
+            recall = f"{r:6.3f}" if r is not None else "     -"
+            lines.append(f"{name:<{width}}  {precision}  {recall}  {self.confusion[k].sum():7d}")
+        lines.append("confusion matrix (rows: true label, columns: predicted, in the order above)")
+        for k, name in enumerate(self.labels):
+            lines.append(f"{name:<{width}}  " + " ".join(f"{x:6d}" for x in self.confusion[k]))
+        return "\n".join(lines)

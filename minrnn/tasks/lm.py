@@ -1,0 +1,187 @@
+"""What the two language-model tasks (a text, and records) share: drawing samples through the
+library's generation loop (core.Generation), the loss of a text, and stepping through one."""
+
+import codecs
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from minrnn import core
+from minrnn.errors import UserError
+from minrnn.resources import require_memory
+from minrnn.tasks.base import Task, workspace_bytes
+from minrnn.text import TextError
+
+
+class LanguageModel(Task):
+    """A model that writes text a token at a time. A subclass says what a stream starts from
+    (starts, fed), what ends one and what is never drawn (ends), what the condition is
+    (condition), and how the sample command prints samples (pieces)."""
+
+    what = "a language model"
+    use = "it writes text: python -m minrnn sample --checkpoint CKPT (generate() from Python)"
+
+    def starts(self, vocab):
+        """The ids a stream reads from its zero state before any text."""
+        return []
+
+    def fed(self, vocab, prime_ids):
+        """The ids fed to every stream before its first draw."""
+        return self.starts(vocab) + list(prime_ids)
+
+    def pieces(self, prime, generation, vocab):
+        """The bytes the sample command prints, a piece at a time: each sample after the prime."""
+        raise NotImplementedError
+
+    def ends(self, vocab):
+        """(the id that ends a stream, the id never drawn), each or None."""
+        return None, None
+
+    def condition(self, m, condition, num):
+        """The condition of num streams as the model reads it, or None."""
+        if condition is not None:
+            raise UserError("this model has no condition; leave the condition out (--condition, --vector, --features)")
+        return None
+
+    # ---- drawing
+
+    def generation(self, m, prime, num, length, temperature, top_k, top_p, seed, condition, stop=b""):
+        """A core.Generation of num samples after the prime (text, or bytes as a file holds them),
+        drawn from `seed` (None: a new one, which m.last_seed keeps)."""
+        prime_ids = m.ids(prime, "prime") if prime else []
+        cond = self.condition(m, condition, num)
+        end, banned = self.ends(m.vocab)
+        return core.Generation(m.model, num, self.fed(m.vocab, prime_ids), length, m.draw_seed(seed), temperature,
+                               top_k, top_p, end, banned, stop_ids(m, stop), cond)
+
+    def generate(self, m, prime, length, temperature, top_k, top_p, seed, condition, num):
+        samples = self.generation(m, prime, 1 if num is None else num, length, temperature, top_k, top_p, seed,
+                                  condition).run()
+        prime = prime if isinstance(prime, str) else bytes(prime).decode("utf-8", "replace")
+        texts = [prime + m.vocab.to_bytes(ids).decode("utf-8", "replace") for ids in samples]
+        return texts if num is not None else texts[0]
+
+    def printed(self, m, prime, num, length, temperature, top_k, top_p, seed, condition, stop):
+        generation = self.generation(m, prime, num, length, temperature, top_k, top_p, seed, condition, stop)
+        prime = prime.encode("utf-8", "surrogateescape") if isinstance(prime, str) else bytes(prime)
+        return self.pieces(prime, generation, m.vocab)   # checked and seeded now, drawn as it is printed
+
+    def stream(self, m, prime, length, temperature, top_k, top_p, seed):
+        pieces = self.stream_bytes(self.generation(m, prime, 1, length, temperature, top_k, top_p, seed, None), m.vocab)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        return (text for text in map(decoder.decode, pieces) if text)
+
+    @staticmethod
+    def stream_bytes(generation, vocab):
+        """Each token of a generation of one stream as its bytes, as it is drawn."""
+        while True:
+            drawn = generation.next(1)
+            if len(drawn) == 0:
+                return
+            if drawn[0, 0] >= 0:
+                yield vocab.to_bytes([int(drawn[0, 0])])
+
+    # ---- a text's loss, and a step through one
+
+    def loss(self, m, text, batch_size, seq_len):
+        scores = evaluate_text(m, text, batch_size, seq_len, "the text")
+        return scores.nats, scores.bits
+
+    def step(self, m, text, state):
+        fresh = state is None
+        state = m.model.zero_state(1) if fresh else np.array(state, dtype=np.float32)
+        ids = (self.starts(m.vocab) if fresh else []) + (list(m.ids(text, "the text")) if text else [])
+        if not ids:
+            raise UserError("give step at least one character")
+        logits = None
+        for token in ids:
+            logits = m.model.step([token], state)
+        z = logits[0].astype(np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return {s or f"<{i}>": float(p[i]) for i, s in enumerate(m.characters(range(len(m.vocab))))}, state
+
+
+def stop_ids(m, stop):
+    """The ids of a stop string (bytes), or () if the model can never write it (a symbol outside
+    its vocabulary, or not UTF-8 for a model of UTF-8 text): then nothing stops a stream early."""
+    if not stop:
+        return ()
+    try:
+        return m.vocab.encode(m.symbols(stop, "stop"))
+    except (TextError, UserError):
+        return ()
+
+
+# ---- the loss of a text: B streams over it, in chunks
+
+def evaluation_shape(n, streams, seq_len):
+    """(streams, stream length, chunk length) for evaluating n ids: at most (n - 1) // 2 streams,
+    chunks no longer than a stream."""
+    streams = max(1, min(streams, (n - 1) // 2))
+    stream_len = (n - 1) // streams
+    return streams, stream_len, max(1, min(seq_len, stream_len))
+
+
+def evaluation_memory(cfg, n, streams, seq_len):
+    """Bytes of the workspace for evaluating n ids in (streams, seq_len) chunks."""
+    streams, _, T = evaluation_shape(n, streams, seq_len)
+    return workspace_bytes(cfg, streams, T)
+
+
+def evaluate(model, ids, streams, seq_len):
+    """Mean loss in nats per character of predicting ids[1:] from what precedes, with dropout off.
+    The text is cut into `streams` contiguous streams, each run from a zero state in chunks of
+    seq_len with the state carried. Returns (loss, characters predicted): the last few characters
+    that don't fill a stream (fewer than `streams`) are not predicted."""
+    streams, stream_len, T = evaluation_shape(len(ids), streams, seq_len)
+    if stream_len < 1:
+        return float("nan"), 0
+    data = np.stack([ids[b * stream_len:b * stream_len + stream_len + 1] for b in range(streams)])
+    state = model.zero_state(streams)
+    total = 0.0
+    for a in range(0, stream_len, T):
+        chunk = data[:, a:a + T + 1]
+        tokens, targets = chunk[:, :-1].T, chunk[:, 1:].T
+        fwd = model.forward(tokens, targets, state, want_logits=False)
+        total += fwd.loss * tokens.size
+        state = fwd.final_state
+    return total / (streams * stream_len), streams * stream_len
+
+
+def evaluate_text(m, text, batch_size, seq_len, what):
+    """A TextEvaluation of m on text (bytes or str), characters outside its vocabulary skipped."""
+    ids, unknown = m.vocab.encode_known(m.symbols(text, what))
+    if len(ids) < 2:
+        raise UserError(f"{what}: fewer than 2 characters the model knows; nothing to evaluate")
+    streams, _, T = evaluation_shape(len(ids), batch_size, seq_len)
+    require_memory(evaluation_memory(m.model.config, len(ids), batch_size, seq_len),
+                   f"evaluating in chunks of {streams} x {T}", "use a smaller --batch-size or --seq-len")
+    nats, n = evaluate(m.model, ids, batch_size, seq_len)
+    return TextEvaluation(nats, n, unknown, m.vocab.encoding)
+
+
+@dataclass
+class TextEvaluation:
+    """A language model on a text."""
+    nats: float         # per character predicted
+    characters: int     # predicted (the last few that do not fill a stream are not)
+    unknown: dict       # {symbol: count} of the characters outside the vocabulary, skipped (a symbol is a
+    #                     code point, or a byte value for a model trained with --encoding bytes)
+    encoding: str = "utf8"
+
+    @property
+    def bits(self):
+        return self.nats / math.log(2)
+
+    def report(self, path):
+        """What `python -m minrnn eval` prints."""
+        from minrnn.text import show
+        lines = [f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} characters"]
+        if self.unknown:
+            commonest = sorted(self.unknown.items(), key=lambda item: -item[1])[:10]
+            listed = ", ".join(f"{show(s, self.encoding)} x{c}" for s, c in commonest)
+            lines.append(f"{sum(self.unknown.values()):,} characters outside the model's vocabulary were skipped "
+                         f"({len(self.unknown)} distinct: {listed}{', ...' if len(self.unknown) > 10 else ''})")
+        return "\n".join(lines)

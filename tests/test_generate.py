@@ -1,0 +1,116 @@
+"""The library's one generation loop (minrnn_generate_start/next, core.Generation) against the loop
+written out in Python (genutil.spec_generate): the same tokens for every kind of language model,
+sampler, end, stop and seeding; resumable in pieces of any size; the same for any thread count;
+bad arguments refused."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from genutil import spec_generate
+from minrnn import core
+from minrnn.reference import Config
+from refutil import KINDS
+from soak import examples
+
+
+def model_of(kind, V, H, layers, embed, cond, C, seed, precision="float32"):
+    cfg = Config(cell=kind, vocab_size=V, hidden_size=H, embed_size=embed, num_layers=layers, cond=cond,
+                 cond_size=C if cond != "none" else 0)
+    model = core.Model(cfg, seed=seed)
+    model.params *= 3.0   # sharper distributions than a fresh model's: draws that differ would show
+    model.set_precision(precision)
+    return model
+
+
+def condition_of(cond, C, num, r):
+    if cond == "label":
+        return r.integers(0, C, num).astype(np.int32)
+    return r.standard_normal((num, C)).astype(np.float32) if cond == "vector" else None
+
+
+@st.composite
+def generations(draw):
+    V = draw(st.integers(3, 12))
+    model = dict(kind=draw(st.sampled_from(KINDS)), V=V, H=draw(st.integers(1, 16)), layers=draw(st.integers(1, 2)),
+                 embed=draw(st.sampled_from([0, 3])), cond=draw(st.sampled_from(["none", "label", "vector"])),
+                 C=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32)),
+                 precision=draw(st.sampled_from(["float32", "bfloat16"])))
+    num = draw(st.integers(1, 5))
+    records = draw(st.booleans())   # a record model's: an end token and a start token never drawn
+    how = dict(fed=draw(st.lists(st.integers(0, V - 1), min_size=1, max_size=4)), num=num,
+               length=draw(st.integers(0, 12)),
+               seeds=draw(st.one_of(st.integers(0, 2**64 - 1), st.lists(st.integers(0, 2**64 - 1), min_size=num,
+                                                                         max_size=num))),
+               temperature=draw(st.sampled_from([0.0, 0.5, 1.0, 2.0])), top_k=draw(st.integers(0, 3)),
+               top_p=draw(st.sampled_from([1.0, 0.8])), end=V - 1 if records else None,
+               banned=V - 2 if records else None, stop=draw(st.lists(st.integers(0, V - 1), max_size=2)))
+    return model, how, draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(generations())
+def test_the_library_loop_is_the_loop_written_out(drawn):
+    spec, how, cond_seed = drawn
+    model = model_of(**spec)
+    cond = condition_of(spec["cond"], spec["C"], how["num"], np.random.default_rng(cond_seed))
+    expected = spec_generate(model, **how, cond=cond)
+    seeds = how.pop("seeds")
+    fed, num, length = how.pop("fed"), how.pop("num"), how.pop("length")
+    assert core.Generation(model, num, fed, length, seeds, cond=cond, **how).run() == expected
+    # in pieces: the same tokens, step after step, and nothing once it is over
+    generation = core.Generation(model, num, fed, length, seeds, cond=cond, **how)
+    rows = []
+    while len(piece := generation.next(2)):
+        rows.append(piece)
+    assert len(generation.next(3)) == 0
+    drawn = np.concatenate(rows) if rows else np.empty((0, num), np.int32)
+    assert [column[column >= 0].tolist() for column in drawn.T] == expected
+    assert len(drawn) <= length and all(row.max(initial=0) < model.config.vocab_size for row in drawn)
+
+
+def test_a_stream_ends_at_its_stop_and_the_others_go_on():
+    model = model_of("lstm", 6, 8, 1, 0, "none", 0, seed=4)
+    free = core.Generation(model, 3, [0], 40, [1, 2, 3], temperature=1.0).run()
+    stop = free[1][5:7]   # what stream 1 writes at draws 6 and 7
+    stopped = core.Generation(model, 3, [0], 40, [1, 2, 3], temperature=1.0, stop=stop).run()
+    for alone, ended in zip(free, stopped):   # each stream draws from its own seed: the others are unchanged
+        assert ended == until(alone, stop)
+    assert stopped[1][-len(stop):] == stop and len(stopped[1]) <= 7
+
+
+def until(ids, stop):
+    """ids up to the first time they end with stop (all of them if they never do)."""
+    return next((ids[:n] for n in range(len(stop), len(ids) + 1) if ids[n - len(stop):n] == stop), ids)
+
+
+def test_the_same_tokens_for_any_thread_count():
+    # B = 64 rows of H = 96 take the step's parallel paths
+    model = model_of("gru", 40, 96, 2, 8, "none", 0, seed=9)
+    drawn = []
+    for threads in (1, 2, 3):
+        model.threads = threads
+        drawn.append(core.Generation(model, 64, [1, 2], 30, 5, temperature=1.0).run())
+    assert drawn[0] == drawn[1] == drawn[2]
+
+
+@pytest.mark.parametrize("bad, value", [("B", 0), ("prime_length", 0), ("end_id", 6), ("banned_id", -2),
+                                        ("max_length", -1), ("num_samplers", 2), ("stop_length", 1)])
+def test_a_generation_that_does_not_fit_the_model_is_refused(bad, value):
+    model = model_of("lstm", 6, 4, 1, 0, "none", 0, seed=1)
+    generation = core.Generation(model, 3, [0, 1], 5, 7)
+    setattr(generation.g, bad, value)   # stop_length 1 with no stop ids: NULL stop
+    assert core.lib.minrnn_generate_workspace_size(model.c, generation.g) == 0
+    with pytest.raises(core.MinrnnError, match="invalid argument"):
+        core.check(core.lib.minrnn_generate_start(model.c, *model.weights(), generation.g,
+                                                  core._ptr("void *", generation.workspace), 0))
+
+
+def test_next_needs_a_started_generation():
+    model = model_of("gru", 6, 4, 1, 0, "none", 0, seed=1)
+    generation = core.Generation(model, 2, [0], 5, 7)
+    generation.workspace[:] = 0   # not what start left
+    with pytest.raises(core.MinrnnError, match="invalid argument"):
+        generation.next(1)
+    with pytest.raises(core.MinrnnError, match="invalid argument"):
+        core.Generation(model, 2, [0, 9], 5, 7)   # a prime id outside the vocabulary
