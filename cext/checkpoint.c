@@ -67,7 +67,7 @@
  *     surrogates, or code points over U+10FFFF);
  *   - cond: every float of cond_shift and cond_scale is finite;
  *   - with a training state: B >= 1, T >= 1, optimizer kind 0..3, every optimizer float finite,
- *     step, epoch and position >= 0, rng_state != 0.
+ *     step, epoch and position in [0, INT64_MAX) (training adds one to each), rng_state != 0.
  * (An invalid config makes save return minrnn_config_check's own status.)
  *
  * Writing is atomic: everything goes to "<path>.tmp-XXXXXX" in the same folder, which is
@@ -117,9 +117,9 @@ enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC
 
 enum { U32, I32, F32, I64, U64 };    /* a field's type: 4 bytes, or 8 from I64 on */
 /* A field's rule, beyond minrnn_config_check's on the whole configuration (and the rules between
- * fields in check_scalars): ANY; FINITE (a float); POSITIVE (>= 1); NONNEG (>= 0); NONZERO;
- * UPTO (0 to the field's max). */
-enum { ANY, FINITE, POSITIVE, NONNEG, NONZERO, UPTO };
+ * fields in check_scalars): ANY; FINITE (a float); POSITIVE (>= 1); COUNT (0 to INT64_MAX - 1: a
+ * count that training increments, which must not overflow); NONZERO; UPTO (0 to the field's max). */
+enum { ANY, FINITE, POSITIVE, COUNT, NONZERO, UPTO };
 
 typedef struct {
     const char *name;
@@ -157,9 +157,9 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(84,  "eps",            F32, 1, 1, FINITE,   0, optimizer.eps),
     FIELD(88,  "clip_value",     F32, 1, 1, FINITE,   0, optimizer.clip_value),
     FIELD(92,  "clip_norm",      F32, 1, 1, FINITE,   0, optimizer.clip_norm),
-    FIELD(96,  "step",           I64, 1, 1, NONNEG,   0, optimizer.step),
-    FIELD(104, "epoch",          I64, 1, 1, NONNEG,   0, epoch),
-    FIELD(112, "position",       I64, 1, 1, NONNEG,   0, position),
+    FIELD(96,  "step",           I64, 1, 1, COUNT,    0, optimizer.step),
+    FIELD(104, "epoch",          I64, 1, 1, COUNT,    0, epoch),
+    FIELD(112, "position",       I64, 1, 1, COUNT,    0, position),
     FIELD(120, "rng_state",      U64, 1, 1, NONZERO,  0, rng_state),
     /* 128..255: the section table */
     FIELD(256, "task",           I32, 2, 0, ANY,      0, config.task),
@@ -220,7 +220,7 @@ static int field_ok(const header_field *f, const minrnn_checkpoint *ck) {
         return isfinite(x);
     }
     case POSITIVE: return value >= 1;
-    case NONNEG: return value >= 0;
+    case COUNT: return value >= 0 && value < INT64_MAX;
     case NONZERO: return bits != 0;
     case UPTO: return value >= 0 && value <= f->max;
     default: return 1;

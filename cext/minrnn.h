@@ -174,7 +174,7 @@ typedef struct {
     float eps;             /* Adagrad: p -= lr g / sqrt(m + eps); RMSprop, Adam: added to the root */
     float clip_value;      /* > 0: clip every gradient element into [-clip_value, clip_value] */
     float clip_norm;       /* > 0: then scale the gradient by clip_norm / (norm + 1e-6) if that is < 1 */
-    int64_t step;          /* updates done so far; an update first increments it (Adam's t) */
+    int64_t step;          /* updates done so far, in [0, INT64_MAX); an update first increments it (Adam's t) */
 } minrnn_optimizer;
 
 /* A checkpoint in memory. peek fills the scalar fields from a file; the caller then allocates the

@@ -97,6 +97,7 @@ int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *g
                             size_t n, int num_threads) {
     if (!opt || !params || !grads || !m || (opt->kind == MINRNN_ADAM && !v)) return MINRNN_ERR_ARG;
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
+    if (opt->step < 0 || opt->step == INT64_MAX) return MINRNN_ERR_ARG;   /* the count would overflow */
     const minrnn_optimizer o = *opt;
     const double t = (double)(++opt->step);
     const float c1 = (float)(1.0 - pow(o.beta1, t)), c2 = (float)(1.0 - pow(o.beta2, t));

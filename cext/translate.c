@@ -26,9 +26,11 @@ typedef struct {
     size_t h, query, alpha;     /* float (R, H), (R, A), (R, n) */
     size_t cat, o, logits;      /* float (R, 2H), (R, H), (R, V) */
     size_t tail;                /* float: the attention's and output layer's tensors, widened */
-    size_t ids, ids2;           /* int32 (R, max_length): each live row's tokens so far */
-    size_t alphas, alphas2;     /* float (R, max_length, n): each live row's alignments so far */
-    size_t best_ids, best_alphas;   /* the best finished hypothesis */
+    size_t trail_parent;        /* int32 (max_length, R): at step t, each live row's parent among step t-1's */
+    size_t trail_token;         /* int32 (max_length, R): the token it took at step t */
+    size_t trail_alpha;         /* float (max_length, R, n): the alignment it took it with */
+    size_t end_alpha;           /* float (n): the alignment with which the best finished hypothesis wrote end */
+    size_t best_ids, best_alphas;   /* the best finished hypothesis, read back from the trail at the end */
     size_t score, score2;       /* double (R) */
     size_t ext;                 /* double (R, V): extension scores */
     size_t parent, token;       /* int32 (R) */
@@ -65,10 +67,10 @@ static int tr_layout_of(const minrnn_config *cfg, int n, int beam, int max_lengt
     w->o = take_bytes(&at, R * H * F);
     w->logits = take_bytes(&at, R * V * F);
     w->tail = take_bytes(&at, tail_floats(cfg) * F);
-    w->ids = take_bytes(&at, R * M * sizeof(int32_t));
-    w->ids2 = take_bytes(&at, R * M * sizeof(int32_t));
-    w->alphas = take_bytes(&at, R * M * (size_t)n * F);
-    w->alphas2 = take_bytes(&at, R * M * (size_t)n * F);
+    w->trail_parent = take_bytes(&at, M * R * sizeof(int32_t));
+    w->trail_token = take_bytes(&at, M * R * sizeof(int32_t));
+    w->trail_alpha = take_bytes(&at, M * R * (size_t)n * F);
+    w->end_alpha = take_bytes(&at, (size_t)n * F);
     w->best_ids = take_bytes(&at, M * sizeof(int32_t));
     w->best_alphas = take_bytes(&at, M * (size_t)n * F);
     w->score = take_bytes(&at, R * sizeof(double));
@@ -95,12 +97,14 @@ typedef struct {
     const minrnn_config *cfg;
     minrnn_config part;
     int precision, n, H, V, A, KA, L, S, M, nt;
+    int lay_rows;               /* R: the trail's rows per step, beam + 1 */
     const void *enc, *dec;      /* the two models' blocks, at precision */
     s2s_view w;                 /* the widened tail */
     unsigned char *base;
     tr_layout lay;
     int rows;                   /* live rows now */
     int best_steps, best_length, have_best;
+    int best_row, best_end;     /* the best's last row in the trail (at step best_length - 1), and whether it wrote end */
     double best_score;
 } search;
 
@@ -178,22 +182,38 @@ static int best_candidates(const search *s, int keep, candidate *out) {
     return count;
 }
 
-/* Row r's hypothesis, extended by its latest step (alpha), as finished with END: the new best if
- * its score is higher than the best's (the first finished wins ties). */
+/* Row r's hypothesis (its tokens are the trail's, up to step steps - 2 with end, steps - 1
+ * without), as finished: the new best if its score is higher than the best's (the first finished
+ * wins ties). With end, its last alignment is the one it wrote end with (row r's alpha now). Only
+ * where it is is kept: the hypothesis is read back from the trail once, at the end (so a step
+ * costs the same at step 10 and at step 10,000). */
 static void finish(search *s, int r, int steps, double score, int with_end) {
     if (s->have_best && !(score > s->best_score)) return;
-    int M = s->M, n = s->n, length = with_end ? steps - 1 : steps;
-    memcpy(AT(s, int32_t, best_ids), AT(s, int32_t, ids) + (size_t)r * M, (size_t)length * sizeof(int32_t));
-    float *alphas = AT(s, float, best_alphas);
-    memcpy(alphas, AT(s, float, alphas) + (size_t)r * M * n, (size_t)(steps - 1) * n * sizeof(float));
-    memcpy(alphas + (size_t)(steps - 1) * n, AT(s, float, alpha) + (size_t)r * n, (size_t)n * sizeof(float));
-    s->have_best = 1, s->best_score = score, s->best_steps = steps, s->best_length = length;
+    if (with_end)
+        memcpy(AT(s, float, end_alpha), AT(s, float, alpha) + (size_t)r * s->n, (size_t)s->n * sizeof(float));
+    s->have_best = 1, s->best_score = score, s->best_steps = steps, s->best_length = with_end ? steps - 1 : steps;
+    s->best_row = r, s->best_end = with_end;
 }
 
-/* The next live rows: row k continues parent[k] with token[k] (its score in score2): states,
- * tokens so far and alignments so far gathered into the second buffers, then swapped in. */
+/* The best hypothesis's tokens and alignments, walked back from its last row through the trail. */
+static void read_back_best(search *s) {
+    int R = s->lay_rows, n = s->n;
+    int32_t *ids = AT(s, int32_t, best_ids);
+    float *alphas = AT(s, float, best_alphas);
+    const int32_t *parent = AT(s, int32_t, trail_parent), *token = AT(s, int32_t, trail_token);
+    const float *alpha = AT(s, float, trail_alpha);
+    for (int t = s->best_length - 1, r = s->best_row; t >= 0; r = parent[(size_t)t * R + r], t--) {
+        ids[t] = token[(size_t)t * R + r];
+        memcpy(alphas + (size_t)t * n, alpha + ((size_t)t * R + r) * n, (size_t)n * sizeof(float));
+    }
+    if (s->best_end)
+        memcpy(alphas + (size_t)s->best_length * n, AT(s, float, end_alpha), (size_t)n * sizeof(float));
+}
+
+/* The next live rows: row k continues parent[k] with token[k] (its score in score2): their states
+ * gathered, and the step's trail written (parent, token, the alignment it was taken with). */
 static void advance(search *s, int rows, int step) {
-    int M = s->M, n = s->n, H = s->H, R0 = s->rows;
+    int n = s->n, H = s->H, R0 = s->rows, R = s->lay_rows;
     const int32_t *parent = AT(s, int32_t, parent), *token = AT(s, int32_t, token);
     float *state = AT(s, float, state), *state2 = AT(s, float, state2);
     for (int l = 0; l < s->L * s->S; l++)   /* (L, S, R0, H) -> (L, S, rows, H) */
@@ -201,17 +221,13 @@ static void advance(search *s, int rows, int step) {
             memcpy(state2 + ((size_t)l * rows + k) * H, state + ((size_t)l * R0 + parent[k]) * H,
                    (size_t)H * sizeof(float));
     memcpy(state, state2, (size_t)s->L * s->S * rows * H * sizeof(float));
-    int32_t *ids = AT(s, int32_t, ids), *ids2 = AT(s, int32_t, ids2);
-    float *alphas = AT(s, float, alphas), *alphas2 = AT(s, float, alphas2);
+    int32_t *trail_parent = AT(s, int32_t, trail_parent) + (size_t)step * R;
+    int32_t *trail_token = AT(s, int32_t, trail_token) + (size_t)step * R;
+    float *trail_alpha = AT(s, float, trail_alpha) + (size_t)step * R * n;
     for (int k = 0; k < rows; k++) {
-        memcpy(ids2 + (size_t)k * M, ids + (size_t)parent[k] * M, (size_t)step * sizeof(int32_t));
-        ids2[(size_t)k * M + step] = token[k];
-        float *a = alphas2 + (size_t)k * M * n;
-        memcpy(a, alphas + (size_t)parent[k] * M * n, (size_t)step * n * sizeof(float));
-        memcpy(a + (size_t)step * n, AT(s, float, alpha) + (size_t)parent[k] * n, (size_t)n * sizeof(float));
+        trail_parent[k] = parent[k], trail_token[k] = token[k];
+        memcpy(trail_alpha + (size_t)k * n, AT(s, float, alpha) + (size_t)parent[k] * n, (size_t)n * sizeof(float));
     }
-    memcpy(ids, ids2, (size_t)rows * M * sizeof(int32_t));
-    memcpy(alphas, alphas2, (size_t)rows * M * n * sizeof(float));
     memcpy(AT(s, double, score), AT(s, double, score2), (size_t)rows * sizeof(double));
     s->rows = rows;
 }
@@ -281,6 +297,7 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
     s.H = cfg->hidden_size, s.V = cfg->vocab_size, s.A = cfg->attention_size, s.KA = key_size(cfg);
     s.L = cfg->num_layers, s.M = max_length, s.nt = resolve_threads(num_threads);
     s.S = (int)(minrnn_state_size(&s.part, 1) / ((size_t)s.L * s.H));
+    s.lay_rows = beam + 1;
     s.base = (unsigned char *)workspace + (ALIGN_BYTES - (uintptr_t)workspace % ALIGN_BYTES) % ALIGN_BYTES;
     size_t model = minrnn_param_count(&s.part), tail = tail_floats(cfg);
     s.enc = params, s.dec = block_at(params, precision, model);
@@ -290,6 +307,7 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
     else
         memcpy(t, (const float *)params + 2 * model, tail * sizeof(float));
     s.w = s2s_views_at(cfg, t);
+    memset(AT(&s, float, alpha), 0, (size_t)(beam + 1) * n * sizeof(float));   /* no attention: zeros, as promised */
 
     /* the encoder, one token at a time from zeros: memory rows, then the decoder's first state */
     float *state = AT(&s, float, state), *memory = AT(&s, float, memory);
@@ -312,11 +330,8 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
         if (stop < 0) return -stop;
     }
     if (!stop)   /* max_length steps: the live rows count as finished, in their order */
-        for (int r = 0; r < s.rows; r++) {
-            memcpy(AT(&s, float, alpha) + (size_t)r * n,
-                   AT(&s, float, alphas) + ((size_t)r * s.M + (max_length - 1)) * n, (size_t)n * sizeof(float));
-            finish(&s, r, max_length, AT(&s, double, score)[r], 0);
-        }
+        for (int r = 0; r < s.rows; r++) finish(&s, r, max_length, AT(&s, double, score)[r], 0);
+    read_back_best(&s);
     memcpy(out, AT(&s, int32_t, best_ids), (size_t)s.best_length * sizeof(int32_t));
     result->length = s.best_length, result->steps = s.best_steps, result->logprob = s.best_score;
     if (alignments) memcpy(alignments, AT(&s, float, best_alphas), (size_t)s.best_steps * n * sizeof(float));

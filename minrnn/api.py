@@ -25,7 +25,7 @@ import sys
 from minrnn import core, tasks
 from minrnn.errors import UserError
 from minrnn.settings import DEFAULTS, RUN, SESSION, USE
-from minrnn.text import TextError, Vocab, read_symbols
+from minrnn.text import TextError, Vocab, add_counts, read_symbols
 
 ADVICE = {  # what to do about a checkpoint the library refused
     core.lib.MINRNN_ERR_NOT_CHECKPOINT: "give a .ckpt file written by minrnn train",
@@ -51,14 +51,17 @@ class Trained:
     """A trained model with its vocabulary and task: what a checkpoint holds, ready to use.
 
     last_seed: the seed of the last call that drew at random (generate, stream, translations at a
-    temperature above 0), the one it drew itself when given seed=None."""
+    temperature above 0), the one it drew itself when given seed=None.
+    last_unknown: {symbol: count} of the characters outside the vocabulary that the last call's
+    texts held: every call skips them (a symbol is a code point, or a byte value for a model
+    trained with --encoding bytes)."""
 
     def __init__(self, checkpoint):
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.vocab = Vocab(checkpoint.vocab, checkpoint.encoding)
         self.task = tasks.for_checkpoint(checkpoint)
-        self.last_seed = None
+        self.last_seed, self.last_unknown = None, {}
 
     @property
     def settings(self):
@@ -80,13 +83,15 @@ class Trained:
                             "--encoding bytes); give UTF-8") from None
 
     def ids(self, text, what):
-        """The ids of text; UserError naming what (the prime, text 2, ...) for a symbol outside the
-        vocabulary."""
-        symbols = self.symbols(text, what)
-        try:
-            return self.vocab.encode(symbols)
-        except TextError as e:
-            raise UserError(f"{what}: {e}") from None
+        """The ids of text's characters in the vocabulary; the others are skipped, and counted in
+        last_unknown. (what: what messages call the text: the prime, text 2, ...)"""
+        ids, unknown = self.vocab.encode_known(self.symbols(text, what))
+        add_counts(self.last_unknown, unknown)
+        return ids
+
+    def reads(self):
+        """A call that reads texts starts: what the last one skipped is forgotten."""
+        self.last_unknown = {}
 
     def characters(self, ids):
         """Each id's character as a string (U+FFFD for a byte that is part of a longer one)."""
@@ -107,6 +112,7 @@ class Trained:
         raw numbers; they are standardized as in training). num: a list of num samples drawn as one
         batch instead, each with the prime (what sample --num prints)."""
         check_use(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, num=num)
+        self.reads()
         return self.task.generate(self, prime, length, temperature, top_k, top_p, seed, condition, num)
 
     def stream(self, prime="", length=200, temperature=1.0, top_k=0, top_p=1.0, seed=None):
@@ -114,6 +120,7 @@ class Trained:
         prime; seed None draws a random seed (last_seed). A language model of a text only (records:
         generate)."""
         check_use(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        self.reads()
         return self.task.stream(self, prime, length, temperature, top_k, top_p, seed)
 
     def printed(self, prime=b"", num=1, length=200, temperature=1.0, top_k=0, top_p=1.0, seed=None, condition=None,
@@ -122,35 +129,42 @@ class Trained:
         is drawn). stop: ends a sample once written. The prime is checked, and the seed drawn, at
         the call."""
         check_use(num=num, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        self.reads()
         return self.task.printed(self, prime, num, length, temperature, top_k, top_p, seed, condition, stop)
 
     def loss(self, text, batch_size=16, seq_len=256):
         """(nats, bits) per character of predicting text, characters outside the vocabulary skipped."""
+        check_use(batch_size=batch_size, seq_len=seq_len)
+        self.reads()
         return self.task.loss(self, text, batch_size, seq_len)
 
-    def step(self, text, state=None):
+    def step(self, text, state=None, condition=None):
         """Feed text (one or more characters) from state (None: a zero state, or the start token of a
-        record model): (the next character's probabilities (V,) as {character: p}, the new state)."""
-        return self.task.step(self, text, state)
+        record model; else what step returned): (the next character's probabilities (V,) as
+        {character: p}, the new state). condition: a conditioned model's, as generate takes it."""
+        self.reads()
+        return self.task.step(self, text, state, condition)
 
     # ---- classifiers and seq2seq models
 
     def classify(self, texts, top=3):
-        """For each text, its `top` likeliest labels with their probabilities; characters outside
-        the vocabulary are skipped."""
+        """For each text, its `top` likeliest labels with their probabilities ([] for an empty text);
+        characters outside the vocabulary are skipped."""
+        self.reads()
         return self.task.classify(self, texts, top)
 
     def translations(self, texts, beam=1, temperature=0.0, seed=None, max_length=200, alignments=False):
         """Each text's Translation (tasks/seq2seq.py) as soon as it is done (an iterator; the texts
         are checked, and the seed of temperature > 0 drawn, at the call): greedy, beam search, or
-        drawn at temperature > 0. alignments: also each translation's attention weights (a model
-        with attention)."""
+        drawn at temperature > 0; None for an empty text. alignments: also each translation's
+        attention weights (a model with attention)."""
         check_use(beam=beam, temperature=temperature, seed=seed, max_length=max_length)
+        self.reads()
         return self.task.translations(self, texts, beam, temperature, seed, max_length, alignments)
 
     def translate(self, texts, beam=1, temperature=0.0, seed=None, max_length=200):
-        """Each text's translation (greedy, beam search, or drawn at temperature > 0)."""
-        return [t.text for t in self.translations(texts, beam, temperature, seed, max_length)]
+        """Each text's translation (greedy, beam search, or drawn at temperature > 0; "" for "")."""
+        return [t.text if t else "" for t in self.translations(texts, beam, temperature, seed, max_length)]
 
     # ---- evaluation
 
@@ -161,7 +175,8 @@ class Trained:
         source<TAB>target lines. batch_size: streams or records at once; seq_len: a text's chunks;
         features: a model conditioned on features needs its .npy file, one row per record; beam: a
         seq2seq model's translations."""
-        check_use(beam=beam)
+        check_use(beam=beam, batch_size=batch_size, seq_len=seq_len)
+        self.reads()
         return self.task.evaluate(self, path, batch_size, seq_len, features, beam)
 
 
@@ -176,7 +191,9 @@ def read_checkpoint(path, threads=0, advice=None):
 
 
 def load(path, precision=None, threads=0):
-    """The model of a checkpoint file, at its own precision or `precision` ("float32" or "bfloat16")."""
+    """The model of a checkpoint file, at its own precision or `precision` ("float32" or "bfloat16");
+    threads: for every call (0: all cores)."""
+    check_use(precision=precision, threads=threads)
     ck = read_checkpoint(path, threads)
     if precision:
         ck.model.set_precision(precision)

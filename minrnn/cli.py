@@ -17,10 +17,10 @@ from minrnn.interop import export_safetensors, import_model
 from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import plot_runs
-from minrnn.rundir import last_run_checkpoint, write_atomically
+from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
 from minrnn.settings import DATA, MODEL, POSITIVE, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number
 from minrnn.tasks.records import read_features
-from minrnn.text import unescape
+from minrnn.text import skipped, unescape
 from minrnn.training import Run
 
 RUN_NAMES = [s.name for s in RUN + SESSION]
@@ -91,7 +91,8 @@ def build_parser():
     s.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
     s.add_argument("--length", type=arg_type(USE["length"]), metavar="N", default=500,
                    help="characters to generate, not counting the prime (default %(default)s)")
-    s.add_argument("--temperature", type=arg_type(Number(float, 0.0, low_open=True)), metavar="X", default=1.0,
+    s.add_argument("--temperature", type=arg_type(Number(float, 0.0, 1e6, low_open=True, single=False)), metavar="X",
+                   default=1.0,
                    help="below 1: safer, more repetitive; above 1: more varied (default %(default)s)")
     s.add_argument("--top-k", type=arg_type(USE["top_k"]), metavar="N", default=0,
                    help="sample only among the k likeliest characters; 0 = off (default %(default)s)")
@@ -248,6 +249,12 @@ def say_seed(args, m):
         print(f"seed {m.last_seed}", file=sys.stderr)
 
 
+def say_skipped(m):
+    """On stderr, the characters the texts held that are outside the vocabulary (the model skips them)."""
+    if m.last_unknown:
+        print(skipped(m.last_unknown, m.vocab.encoding), file=sys.stderr)
+
+
 def cmd_sample(args):
     m = trained_for(args)
     pieces = m.printed(unescape(args.prime).encode("utf-8", "surrogateescape"), args.num, args.length,
@@ -262,6 +269,7 @@ def cmd_sample(args):
     if out.isatty() and not last.endswith(b"\n"):
         out.write(b"\n")
     out.flush()
+    say_skipped(m)
     return 0
 
 
@@ -269,6 +277,10 @@ def condition(args):
     """The condition the options give, for the API: a label's name (--condition), numbers
     (--vector), or a row of a features file (--features, --row); None if none is given. The model
     checks it."""
+    given = [o for o, v in (("--condition", args.condition), ("--vector", args.vector), ("--features", args.features))
+             if v is not None]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)} each give the condition; give one")
     if args.condition is not None:
         return args.condition
     if args.vector is not None:
@@ -291,34 +303,44 @@ def cmd_eval(args):
 
 
 def read_texts(args, what):
-    """The texts a command was given (TEXT... or each line of --file), as bytes; UserError if there
-    are none or one is empty."""
+    """The texts a command was given, as bytes: each TEXT (UserError for an empty one), or each line
+    of --file (a Windows line end's \r dropped), blank lines included: each gets its line of output,
+    so that the output lines up with the input. UserError if there are none."""
     if args.file is not None:
         lines = read_file(args.file).split(b"\n")
-        texts = [t[:-1] if t.endswith(b"\r") else t for t in lines[:-1] if t] + ([lines[-1]] if lines[-1] else [])
+        texts = [line[:-1] if line.endswith(b"\r") else line for line in lines[:-1 if lines[-1] == b"" else None]]
     else:
         texts = [t.encode("utf-8", "surrogateescape") for t in args.texts]
-    if not texts or not all(texts):
+        if not all(texts):
+            raise UserError(f"text {texts.index(b'') + 1} is empty; give non-empty texts to {what}")
+    if not any(texts):
         raise UserError(f"give non-empty texts to {what} (TEXT... or --file FILE)")
     return texts
 
 
+HTML, IMAGES = (".html", ".htm"), (".png", ".svg")   # what pictures and plots are written as
+
+
 def cmd_translate(args):
+    if args.picture is not None:
+        check_output("--picture", args.picture, [args.checkpoint or last_run_checkpoint(), args.file], HTML,
+                     "the attention picture, an HTML page,")
     m = trained_for(args)
     texts = read_texts(args, "translate")
     translations = m.translations(texts, args.beam, args.temperature, args.seed, args.max_length,
                                   alignments=args.picture is not None)
     say_seed(args, m)
     out, pictures = sys.stdout.buffer, []
-    for source, t in zip(texts, translations):
-        out.write(t.raw + (f"\t{t.logprob:.6f}".encode() if args.scores else b"") + b"\n")
+    for source, t in zip(texts, translations):   # a blank line's is None
+        out.write(b"\n" if t is None else t.raw + (f"\t{t.logprob:.6f}".encode() if args.scores else b"") + b"\n")
         out.flush()
-        if args.picture is not None:
+        if args.picture is not None and t is not None:
             written = t.characters + ["</s>"] * (len(t.alignments) - len(t.characters))
             pictures.append((source.decode("utf-8", "replace"), t.text, attention_svg(t.source, written, t.alignments)))
     if args.picture is not None:
         write_atomically(args.picture, attention_page(pictures).encode("utf-8"))
         print(f"attention of {len(pictures)} translation(s): {args.picture}", file=sys.stderr)
+    say_skipped(m)
     return 0
 
 
@@ -327,8 +349,10 @@ def cmd_classify(args):
     texts = read_texts(args, "classify")
     out = sys.stdout.buffer
     for t, labels in zip(texts, m.classify(texts, top=args.top)):
-        out.write(t + b"\t" + "  ".join(f"{label} {p:.3f}" for label, p in labels).encode("utf-8") + b"\n")
+        out.write(t + b"\t" + "  ".join(f"{label} {p:.3f}" for label, p in labels).encode("utf-8") + b"\n" if t
+                  else b"\n")
     out.flush()
+    say_skipped(m)
     return 0
 
 
@@ -340,8 +364,7 @@ def cmd_export(args):
     if not args.out:
         raise UserError("give where to write: --out FILE (.ckpt, or .safetensors for PyTorch)")
     source = args.checkpoint or last_run_checkpoint()
-    if os.path.exists(args.out) and os.path.samefile(source, args.out):
-        raise UserError(f"--out {args.out} is the checkpoint being exported; give another path")
+    check_output("--out", args.out, [source])
     ck = api.read_checkpoint(source)
     if str(args.out).endswith(".safetensors"):
         export_safetensors(ck, args.out)
@@ -361,6 +384,9 @@ def cmd_picture(args):
         raise UserError(f"picture {args.kind} takes one --checkpoint")
     if args.kind in ("activations", "gradients") and args.text is None:
         raise UserError(f"picture {args.kind} reads a text: give --text FILE")
+    images = args.kind == "gradients"
+    check_output("--out", args.out, paths + [args.text], IMAGES if images else HTML,
+                 f"the {args.kind} picture, {'a PNG or SVG image' if images else 'an HTML page'},")
     text = read_file(args.text).decode("utf-8", "replace") if args.text else ""
     if args.kind == "gradients":
         curves = gradients_plot([(p, api.load(p, threads=args.threads)) for p in paths], text, args.out,
@@ -386,14 +412,15 @@ def cmd_picture(args):
 
 
 def cmd_plot(args):
+    check_output("--out", args.out, [os.path.join(run, "metrics.jsonl") for run in args.runs], IMAGES,
+                 "the plot, a PNG or SVG image,")
     plot_runs(args.runs, args.out)
     print(f"{args.out}: the curves of {len(args.runs)} run(s)")
     return 0
 
 
 def cmd_import(args):
-    if os.path.exists(args.out) and os.path.samefile(args.file, args.out):
-        raise UserError(f"{args.out} is the file being imported; give another path")
+    check_output("OUT", args.out, [args.file, args.like])
     ck = import_model(args.file, args.like)
     core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
                          cond_scaling=ck.cond_scaling, precision=args.precision)

@@ -144,9 +144,25 @@ def config_kind(cfg):
 
 
 def config_of_kind(kind, fields):
-    """The configuration of that kind with these fields (ValueError, TypeError or KeyError if they
-    are not one)."""
-    return CONFIGS[kind](**fields) if kind in CONFIGS else Config(**fields)
+    """The configuration of that kind (config_kind's) with exactly these fields: ValueError if they
+    are not one (a field left out would take a default the model was not made with)."""
+    if kind not in ("model", *CONFIGS) or not isinstance(fields, dict):
+        raise ValueError(f"no kind (model or {', '.join(CONFIGS)}) and config fields (an object)")
+    names = {f.name for f in dataclasses.fields(CONFIGS.get(kind, Config))}
+    missing, unknown = sorted(names - set(fields)), sorted(set(fields) - names)
+    if missing or unknown:
+        raise ValueError(f"{'it lacks ' + ', '.join(missing) if missing else 'it has ' + ', '.join(unknown)}; a {kind} "
+                         f"config has exactly {', '.join(sorted(names))}")
+    return CONFIGS.get(kind, Config)(**fields)
+
+
+def tensor_shapes(config):
+    """[(name, shape)] of a configuration's parameter block, from the library, allocating nothing."""
+    c, info, out = c_config(config), ffi.new("minrnn_tensor *"), []
+    for i in range(lib.minrnn_tensor_count(c)):
+        check(lib.minrnn_tensor_info(c, i, info))
+        out.append((ffi.string(info.name).decode(), (info.rows, info.cols)[:info.ndim]))
+    return out
 
 
 def param_count(config):
@@ -188,7 +204,7 @@ def _condition(config, cond, B):
     """The condition of B streams as minrnn_batch takes it: labels (B,) int32 or vectors (B, C)
     float32, checked against the model's; None for a model without one."""
     if (cond is None) != (config.cond == "none"):
-        raise ValueError(f"this model's condition is {config.cond!r}: " + ("give no cond" if cond is None else "give cond"))
+        raise ValueError(f"this model's condition is {config.cond!r}: " + ("give cond" if cond is None else "give no cond"))
     if config.cond == "label":
         labels = _tokens(cond, "condition labels", 1)
         if labels.shape != (B,):
@@ -618,10 +634,15 @@ class Generation:
                                        _iptr(out), taken, self.model.threads), "generate")
         return out[:taken[0]]
 
+    RUN_CHUNK = 1 << 20   # ids drawn per call of run: what is held grows with what is drawn, not with max_length
+
     def run(self):
         """The rest of the generation: [the ids of stream b] for each stream."""
-        rows = self.next(self.g.max_length)
-        return [column[column >= 0].tolist() for column in rows.T]
+        out, steps = [[] for _ in range(self.B)], max(1, self.RUN_CHUNK // self.B)
+        while len(rows := self.next(steps)):
+            for ids, column in zip(out, rows.T):
+                ids += column[column >= 0].tolist()
+        return out
 
 
 # ---- training
@@ -765,6 +786,38 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
         for name in TRAINER_BUFFERS:
             setattr(ck, name, _fptr(getattr(trainer, name)))
     check(lib.minrnn_checkpoint_save(os.fsencode(path), ck), f"saving {path}")
+
+
+def checked_contents(cfg, vocab, encoding, labels, scaling):
+    """(vocab, encoding, labels, scaling) as save_checkpoint takes them, checked by checkpoint.c's
+    rules for a model of cfg, one field at a time: ValueError naming the first that breaks one."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding is {encoding!r}, not one of {', '.join(ENCODINGS)}")
+    if not isinstance(vocab, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in vocab):
+        raise ValueError("vocab is not a list of whole numbers (symbols)")
+    if len(vocab) != cfg.vocab_size:
+        raise ValueError(f"vocab has {len(vocab)} symbols and its config {cfg.vocab_size}")
+    symbols = vocab[:-2] if vocab[-2:] == [START_SYMBOL, END_SYMBOL] else vocab
+    if cfg.task == "seq2seq" and symbols is vocab:
+        raise ValueError("vocab lacks the start and end markers a seq2seq model's has")
+    top, kind = (255, "byte values") if encoding == "bytes" else (0x10FFFF, "Unicode scalar values")
+    for i, s in enumerate(symbols):
+        if not 0 <= s <= top or 0xD800 <= s <= 0xDFFF and encoding == "utf8" or i and s <= symbols[i - 1]:
+            raise ValueError(f"vocab[{i}] = {s} is not a symbol in order ({kind}, each once, increasing)")
+    count = (cfg.num_classes if cfg.task == "classify" else 0) + (cfg.cond_size if cfg.cond == "label" else 0)
+    if not isinstance(labels, list) or len(labels) != count or len(set(labels)) < count or not all(
+            isinstance(x, str) and x and not set(x) & set("\t\n\r\0") for x in labels):
+        raise ValueError(f"labels must be {count} different names without tabs or line breaks")
+    if (scaling is None) != (cfg.cond != "vector"):
+        raise ValueError(f"cond_scaling must be {'given' if scaling is None else 'absent'} for condition {cfg.cond}")
+    if scaling is not None:
+        try:
+            scaling = tuple(np.array(a, dtype=np.float32) for a in scaling)
+        except (TypeError, ValueError):
+            raise ValueError("cond_scaling is not two lists of numbers") from None
+        if len(scaling) != 2 or any(a.shape != (cfg.cond_size,) or not np.all(np.isfinite(a)) for a in scaling):
+            raise ValueError(f"cond_scaling must be two lists of {cfg.cond_size} finite numbers")
+    return vocab, encoding, labels, scaling
 
 
 def load_checkpoint(path, threads=0):

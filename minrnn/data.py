@@ -53,5 +53,40 @@ def read_bounded(f, path):
     return data
 
 
+def read_array(path):
+    """The array of a .npy file of real numbers (numpy.save's), as float64; DataError for anything
+    else: a missing or empty file, an .npz archive, not .npy, Python objects, complex numbers, or a
+    header that claims more than the file holds (checked before anything is allocated)."""
+    import numpy as np   # the data files' reader: only the features and inputs of a run need numpy here
+    from numpy.lib import format as npy
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror})") from None
+    with f:
+        if f.read(4) == b"PK\x03\x04":
+            raise DataError(f"{path}: an .npz archive of arrays; give one array in a .npy file (numpy.save)")
+        f.seek(0)
+        try:
+            version = npy.read_magic(f)
+            read_header = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}[version]
+            shape, _, dtype = read_header(f)
+        except (ValueError, KeyError, EOFError, OSError) as e:
+            raise DataError(f"{path}: not a .npy array file ({e or 'empty'}); save arrays with numpy.save") from None
+        if dtype.hasobject or dtype.kind not in "iuf":
+            raise DataError(f"{path}: holds {dtype}; give real numbers (integers or floats)")
+        claimed, holds = int(np.prod(shape, dtype=object)) * dtype.itemsize, os.fstat(f.fileno()).st_size - f.tell()
+        if claimed > holds:
+            raise DataError(f"{path}: its header claims an array of shape {shape} ({size_text(claimed)}) but the file "
+                            f"holds {size_text(holds)}: it is damaged or cut short")
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False).astype(np.float64)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: not a readable .npy array file ({e})") from None
+
+
 def fingerprint(data):
     return hashlib.sha256(data).hexdigest()

@@ -6,7 +6,8 @@ model's two halves under `enc.` and `dec.`), and in its metadata, under the key 
 object with the configuration, the vocabulary and what else the checkpoint holds (labels, the
 condition's scaling). Importing reverses it exactly: minrnn -> safetensors -> minrnn is bit-exact.
 
-safetensors is an optional extra (`pip install safetensors`); without it these calls say so.
+Reading is done here (every file is untrusted; bfloat16 tensors too); writing uses the safetensors
+package, an optional extra (`pip install safetensors`): without it export says so.
 """
 
 import dataclasses
@@ -44,8 +45,8 @@ def describe(ck):
     """The metadata of a checkpoint's model: what is needed to rebuild it, as JSON-ready values."""
     cfg = ck.model.config
     return {"format": FORMAT, "version": VERSION, "minrnn": __version__,
-            "kind": core.config_kind(cfg), "config": dataclasses.asdict(cfg), "vocab": [int(s) for s in ck.vocab], "encoding": ck.encoding,
-            "labels": list(ck.labels),
+            "kind": core.config_kind(cfg), "config": dataclasses.asdict(cfg), "vocab": [int(s) for s in ck.vocab],
+            "encoding": ck.encoding, "labels": list(ck.labels),
             "cond_scaling": None if ck.cond_scaling is None else [a.astype(float).tolist() for a in ck.cond_scaling],
             "meta": ck.meta}
 
@@ -54,23 +55,71 @@ def export_safetensors(ck, path):
     """Write ck's model (its float32 parameters, whatever the checkpoint's precision) to path."""
     st = safetensors_module()
     tensors = {torch_name(name): np.ascontiguousarray(view) for name, view in ck.model.tensors.items()}
-    with replacing(path) as tmp:
-        st.save_file(tensors, str(tmp), metadata={"minrnn": json.dumps(describe(ck), sort_keys=True)})
+    try:
+        with replacing(path) as tmp:
+            st.save_file(tensors, str(tmp), metadata={"minrnn": json.dumps(describe(ck), sort_keys=True)})
+    except Exception as e:   # safetensors reports a failed write in its own exception type
+        raise UserError(f"{path}: cannot write it ({getattr(e, 'strerror', None) or e})") from None
+
+
+# ---- reading: every file is untrusted, and every way it can be wrong is a UserError naming the field
+
+# safetensors' element types (https://github.com/huggingface/safetensors): numpy's, and bfloat16,
+# which numpy lacks (the high halves of float32s, widened exactly)
+DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+          "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def json_object(text, path, what):
+    """The JSON object text holds; UserError for anything else, a key given twice included."""
+    def once(pairs):
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ValueError(f"the key {twice!r} twice")
+        return dict(pairs)
+    try:
+        value = json.loads(text, object_pairs_hook=once)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise UserError(f"{path}: {what} is not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: {what} is not a JSON object")
+    return value
 
 
 def read_safetensors(path, with_tensors=True):
-    """(tensors {name: array}, or {} without with_tensors, and the minrnn metadata or None) of a
-    safetensors file; UserError if it can't be read."""
-    safetensors_module()
-    try:   # one open for both the metadata and the tensors
-        from safetensors import safe_open
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()} if with_tensors else {}
+    """(tensors {name: float32 or integer array}, or {} without with_tensors, and the minrnn
+    metadata or None) of a safetensors file, read here: its header (8 bytes of length, a JSON
+    object) and each tensor's bytes, every size and offset checked against the file."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except Exception as e:   # safetensors reports a bad file in its own exception types
-        raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    bad = lambda why: UserError(f"{path}: not a readable safetensors file ({why})")   # noqa: E731
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 0 < n <= len(data) - 8:
+        raise bad("its header is cut short")
+    header = json_object(data[8:8 + n], path, "its header")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("its __metadata__ is not an object of strings")
+    tensors = {}
+    for name, t in header.items():
+        try:
+            dtype, shape, (a, b) = t["dtype"], [int(x) for x in t["shape"]], t["data_offsets"]
+            width = np.dtype(DTYPES[dtype]).itemsize
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"tensor {name!r}: no dtype, shape and data_offsets of the format") from None
+        if min(shape, default=0) < 0 or not (isinstance(a, int) and isinstance(b, int) and 0 <= a <= b <= len(data) - 8 - n) \
+                or b - a != int(np.prod(shape, dtype=object)) * width:
+            raise bad(f"tensor {name!r}: its shape and offsets do not fit the file")
+        if with_tensors:
+            raw = np.frombuffer(data, DTYPES[dtype], (b - a) // width, 8 + n + a)
+            value = (raw.astype(np.uint32) << 16).view(np.float32) if dtype == "BF16" else raw
+            tensors[name] = value.reshape(shape).copy()
     return tensors, parse_info(metadata.get("minrnn"), path)
 
 
@@ -104,11 +153,10 @@ def parse_info(text, path):
     """The minrnn metadata (a JSON object) a file carries, or None if it carries none."""
     if text is None:
         return None
-    try:
-        info = json.loads(text)
-    except (TypeError, ValueError):
-        raise UserError(f"{path}: its minrnn metadata is not JSON") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
+    if not isinstance(text, str):
+        raise UserError(f"{path}: its minrnn metadata is not JSON text")
+    info = json_object(text, path, "its minrnn metadata")
+    if info.get("format") != FORMAT:
         raise UserError(f"{path}: its metadata is not minrnn's ({FORMAT})")
     if info.get("version") != VERSION:
         raise UserError(f"{path}: minrnn-safetensors version {info.get('version')}; this minrnn reads {VERSION}")
@@ -139,35 +187,44 @@ def info_like(path):
             raise UserError(f"--like {path}: no minrnn metadata; give a checkpoint or a file python -m minrnn "
                             "export wrote")
         return info
-    return describe(core.load_checkpoint(path))
+    try:
+        return describe(core.load_checkpoint(path))
+    except core.MinrnnError as e:
+        raise UserError(f"--like {e}") from None
 
 
 def config_of(info, path):
+    """The configuration the metadata gives (core.config_of_kind's checks, and the library's)."""
     try:
-        return core.config_of_kind(info["kind"], dict(info["config"]))
-    except (KeyError, TypeError, ValueError) as e:
+        cfg = core.config_of_kind(info.get("kind"), info.get("config"))
+        core.c_config(cfg)
+        return cfg
+    except (KeyError, TypeError, ValueError, core.MinrnnError) as e:
         raise UserError(f"{path}: its configuration is not one minrnn builds ({e})") from None
 
 
 def model_from(tensors, cfg, path):
     """The model of cfg with tensors' values: UserError naming the first tensor that is missing,
-    unknown, of another shape or not floating point."""
-    model = core.model_for(cfg, params=np.zeros(core.param_count(cfg), np.float32))
-    expected = {torch_name(name): view for name, view in model.tensors.items()}
+    unknown, of another shape or not floating point (all checked before the model is allocated: a
+    configuration that claims more than its tensors hold is a damaged file, not a lack of memory)."""
+    expected = {torch_name(name): shape for name, shape in core.tensor_shapes(cfg)}
     for name in tensors:
         if name not in expected:
             raise UserError(f"{path}: tensor {name!r} is not one of this model's ({', '.join(sorted(expected))})")
-    for name, view in expected.items():
+    for name, shape in expected.items():
         if name not in tensors:
             raise UserError(f"{path}: tensor {name!r} is missing")
         value = tensors[name]
         if not np.issubdtype(value.dtype, np.floating):
             raise UserError(f"{path}: tensor {name!r} holds {value.dtype}, not floating-point numbers")
-        if value.shape != view.shape:
-            raise UserError(f"{path}: tensor {name!r} has shape {tuple(value.shape)}, not {tuple(view.shape)}")
+        if value.shape != shape:
+            raise UserError(f"{path}: tensor {name!r} has shape {tuple(value.shape)} where the configuration says "
+                            f"{shape}; the file is probably damaged (or --like is another model's)")
         if not np.all(np.isfinite(value)):
             raise UserError(f"{path}: tensor {name!r} holds NaN or infinite values")
-        view[...] = value.astype(np.float32)
+    model = core.model_for(cfg, params=np.zeros(core.param_count(cfg), np.float32))
+    for name, view in model.tensors.items():
+        view[...] = tensors[torch_name(name)].astype(np.float32)
     return model
 
 
@@ -182,10 +239,11 @@ def import_model(path, like=None):
         raise UserError(f"{path}: no minrnn metadata (the configuration and vocabulary): give --like with the "
                         "checkpoint or .safetensors file the model started from")
     cfg = config_of(info, path)
+    try:
+        vocab, encoding, labels, scaling = core.checked_contents(cfg, info.get("vocab"), info.get("encoding"),
+                                                                 info.get("labels") or [], info.get("cond_scaling"))
+    except ValueError as e:
+        raise UserError(f"{path}: its metadata's {e}") from None
     model = model_from(tensors, cfg, path)
-    scaling = info.get("cond_scaling")
-    if scaling is not None:
-        scaling = tuple(np.array(a, dtype=np.float32) for a in scaling)
     meta = info.get("meta") if isinstance(info.get("meta"), dict) else {}
-    return core.Checkpoint(model, [int(s) for s in info["vocab"]], info["encoding"], meta, None,
-                           list(info.get("labels") or ()), scaling)
+    return core.Checkpoint(model, vocab, encoding, meta, None, labels, scaling)

@@ -22,7 +22,7 @@ OPEN, CLOSE = "([{", ")]}"
 
 def text_ids(m, text):
     """(the characters the model m (minrnn.load's) knows, their ids), others dropped."""
-    ids, _ = m.vocab.encode_known(m.symbols(text, "the text"))
+    ids = m.ids(text, "the text")
     if len(ids) < 2:
         raise UserError("the text has fewer than 2 characters the model knows")
     return m.characters(ids), ids

@@ -14,20 +14,24 @@ from minrnn.rundir import replacing
 
 def read_metrics(run_dir):
     """[(iteration, train loss, validation loss or None, seconds)] of a run folder, in order. A
-    resumed run's clock starts again at each session: the seconds are made cumulative."""
+    resumed run's clock starts again at each session: the seconds are made cumulative. A last line
+    without its line end is what a run killed while appending it left: it is left out."""
     path = pathlib.Path(run_dir) / "metrics.jsonl"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file; give the --out folder of a training run") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    lines = data.split(b"\n")[:-1]   # whole lines only
     rows, offset, last = [], 0.0, 0.0
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            r = json.loads(line)
+            r = json.loads(line.decode("utf-8"))
             iteration, train, val, seconds = int(r["iteration"]), float(r["train_loss"]), r["val_loss"], float(r["elapsed_s"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):   # not UTF-8, not JSON, not a record
             raise UserError(f"{path}: line {n} is not a metrics record") from None
         if seconds < last:   # a new session
             offset += last

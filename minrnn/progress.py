@@ -45,11 +45,26 @@ class Progress:
         self.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(run.batches):6.2f} | train {run.ema:.4f} | "
                   f"val {val}{note}")
 
-    def steps(self, run, last_val, cps, eta):
-        t = run.trainer
+    def steps(self, run, last_val, cps, started, steps_done):
+        t, eta = run.trainer, time_left(run, started, steps_done)
         val = "" if last_val is None else f" | val {last_val:.3f}{bits(run.task, last_val, 3, 'bpc')}"
         self.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(run.batches):.2f} | loss {run.ema:.3f}{val} | "
-                    f"{cps:,.0f} chars/s" + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+                    f"{cps:,.0f} chars/s training" + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+
+
+def time_left(run, started, steps_done):
+    """Seconds until the run stops (epochs, --max-iters, --max-time), at the rate so far; None before a step."""
+    t, s = run.trainer, run.session
+    if steps_done == 0:
+        return None
+    elapsed = time.monotonic() - started
+    left = [(s["epochs"] - t.epoch) * len(run.batches) - t.position]
+    if s["max_iters"] is not None:
+        left.append(s["max_iters"] - t.steps)
+    seconds = min(x * elapsed / steps_done for x in left)
+    if run.max_time is not None:
+        seconds = min(seconds, run.max_time - elapsed)
+    return max(0.0, seconds)
 
 
 def bits(task, loss, digits, unit):

@@ -84,6 +84,17 @@ def replacing(path):
             tmp.unlink()
 
 
+def check_output(option, path, inputs=(), suffixes=(), kind=""):
+    """UserError unless a command may write path (given as `option`): it is none of the command's
+    inputs (the same file by any name: writing it would destroy what is read), and, with suffixes,
+    its name says the kind of file it gets (kind: what that is, for the message)."""
+    for given in inputs:
+        if given is not None and os.path.exists(path) and os.path.exists(given) and os.path.samefile(path, given):
+            raise UserError(f"{option} {path} is {given}, which this command reads; give another path")
+    if suffixes and not pathlib.Path(path).name.lower().endswith(tuple(suffixes)):
+        raise UserError(f"{option} {path}: {kind} is written there; give a name ending in {' or '.join(suffixes)}")
+
+
 def write_atomically(path, data):
     """path's contents replaced by data (bytes) whole, or not at all."""
     with replacing(path) as tmp:

@@ -19,10 +19,12 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 class Number:
     """A whole number (kind int) or a finite real (kind float) in [low, high], open at either end.
-    Reals must also stay within those bounds as float32, the precision the C core keeps them in."""
+    Reals must also stay within those bounds as float32, the precision the C core keeps them in,
+    unless single is False (the core takes them as doubles: a sampler's temperature and top-p)."""
 
-    def __init__(self, kind, low=None, high=None, low_open=False, high_open=False):
+    def __init__(self, kind, low=None, high=None, low_open=False, high_open=False, single=True):
         self.kind, self.low, self.high, self.low_open, self.high_open = kind, low, high, low_open, high_open
+        self.single = single
 
     def describe(self):
         what = "a whole number" if self.kind is int else "a finite number"
@@ -42,9 +44,11 @@ class Number:
         ok = isinstance(value, int) and not isinstance(value, bool)
         if self.kind is float:   # (an int beyond a double's range would overflow math.isfinite)
             ok = (ok or isinstance(value, float)) and (isinstance(value, int) or math.isfinite(value))
-            if ok and abs(value) > FLOAT32_MAX:
+            if ok and self.single and abs(value) > FLOAT32_MAX:
                 raise ValueError(f"expected {self.describe()}, not {value!r} (beyond float32, what the core holds)")
-            ok = ok and self.within(float32(value))
+            if ok and self.single and self.within(value) and not self.within(float32(value)):
+                raise ValueError(f"expected {self.describe()}, not {value!r}, which is {float32(value)!r} as a "
+                                 "float32, what the core holds")
         if not (ok and self.within(value)):
             raise ValueError(f"expected {self.describe()}, not {value!r}")
         return self.kind(value)
@@ -136,13 +140,18 @@ NONNEGATIVE = Number(float, 0.0)
 # (A temperature of 0 is the API's argmax; the sample command says --argmax and takes X > 0.)
 USE = {
     "length": Number(int, 0),                       # characters generated after the prime
-    "temperature": Number(float, 0.0, 1e6),
+    "temperature": Number(float, 0.0, 1e6, single=False),   # the sampler's are doubles
     "top_k": Number(int, 0, 2**31 - 1),             # 0 = off
-    "top_p": Number(float, 0.0, 1.0, low_open=True),
+    "top_p": Number(float, 0.0, 1.0, low_open=True, single=False),
     "num": Number(int, 1, 65536),                   # samples drawn together
     "beam": Number(int, 1, 4096),                   # 1 = greedy
     "max_length": Number(int, 1, 100000),           # a translation's steps, the end included
     "seed": SEED,
+    "top": Number(int, 1),                          # labels shown per text
+    "batch_size": POSITIVE,                         # an evaluation's streams or records at once
+    "seq_len": POSITIVE,                            # an evaluation's chunks of a text
+    "threads": THREADS,
+    "precision": OrNone(Choice(core.PRECISIONS)),   # None: as the checkpoint stores the weights
 }
 
 MODEL = [

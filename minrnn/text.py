@@ -37,6 +37,21 @@ def show(symbol, encoding):
     return repr(chr(symbol))
 
 
+def skipped(unknown, encoding):
+    """What is said of the characters outside a model's vocabulary that it skipped, {symbol: count}:
+    "N characters outside the model's vocabulary were skipped (K distinct: 'x' x2, ...)"."""
+    commonest = sorted(unknown.items(), key=lambda item: -item[1])[:10]
+    listed = ", ".join(f"{show(s, encoding)} x{c}" for s, c in commonest)
+    return (f"{sum(unknown.values()):,} characters outside the model's vocabulary were skipped "
+            f"({len(unknown)} distinct: {listed}{', ...' if len(unknown) > 10 else ''})")
+
+
+def add_counts(into, counts):
+    """into += counts, as {key: count}."""
+    for key, n in counts.items():
+        into[key] = into.get(key, 0) + n
+
+
 START_SYMBOL, END_SYMBOL = -1, -2   # a test holds them equal to minrnn.h's
 MARKERS = [START_SYMBOL, END_SYMBOL]
 

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from minrnn import __version__, core
+from minrnn.api import read_checkpoint
 from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.progress import Interrupt, Progress
@@ -73,8 +74,7 @@ class Run:
     # ---- setting up
 
     def prepare(self, path, like=None):
-        """The task's data and model configuration, and the memory the run needs checked (before
-        allocating it)."""
+        """The task's data and model configuration, the memory the run needs checked first."""
         self.data = self.task.read(path, self.s, like)
         cfg = self.task.config(self.s, self.data)
         self.task.check_memory(cfg, self.s, self.data)
@@ -107,18 +107,16 @@ class Run:
     def resume(self):
         if not self.folder.exists("latest.ckpt"):
             raise UserError(f"nothing to resume: {self.latest} does not exist")
-        try:
-            ck = core.load_checkpoint(self.latest)
-        except core.MinrnnError as e:
-            raise UserError(f"{e}; start a new run with another --out, or resume from a copy of a good checkpoint") \
-                from None
+        ck = read_checkpoint(self.latest, advice="start a new run with another --out, or resume from a copy of a "
+                                                 "good checkpoint")
         if ck.meta.get("format") != RUN_FORMAT or ck.trainer is None:
             raise UserError(f"{self.latest} has no training state to resume")
         record = self.checked(ck, self.read_record)
         for key, value in self.s.items():
             given = self.given.get(key)
-            if given is not None and given != value:
-                raise UserError(f"--{key.replace('_', '-')} {given} differs from this run's {value}; "
+            if given is not None and given != value:   # strings as Python writes them: a newline as \n
+                shown = [repr(x) if isinstance(x, str) else x for x in (given, value)]
+                raise UserError(f"--{key.replace('_', '-')} {shown[0]} differs from this run's {shown[1]}; "
                                 "a resumed run keeps its settings (start a new one with another --out)")
         path = self.input or record["path"]
         cfg = self.prepare(path, like=Known(Vocab(ck.vocab, ck.encoding), list(ck.labels) or None))
@@ -186,9 +184,7 @@ class Run:
                              self.trainer, **self.task.saved(self.data))
 
     def best_val_loss(self):
-        if not self.folder.exists("best.ckpt"):
-            return math.inf
-        try:
+        try:   # none yet, or not one to beat
             return Number(float).check(core.load_checkpoint(self.best).meta.get("val_loss"))
         except (core.MinrnnError, ValueError):
             return math.inf
@@ -225,29 +221,19 @@ class Run:
             return f"reached --max-time {self.max_time:g} s"
         return None
 
-    def eta(self, started, steps_done):
-        t, s = self.trainer, self.session
-        if steps_done == 0:
-            return None
-        elapsed = time.monotonic() - started
-        left = [(s["epochs"] - t.epoch) * len(self.batches) - t.position]
-        if s["max_iters"] is not None:
-            left.append(s["max_iters"] - t.steps)
-        seconds = min(x * elapsed / steps_done for x in left)
-        if self.max_time is not None:
-            seconds = min(seconds, self.max_time - elapsed)
-        return max(0.0, seconds)
-
     def step(self):
         """One training step on the next batch; returns its loss, or None if it diverged: a NaN or
         infinite loss or gradient (the core then changed nothing), or a loss worse than twice
         uniform guessing or four times the recent average."""
         t, V = self.trainer, self.model.outputs
         t.lr = lr_at(self.s, t.epoch, self.lr_scale)
+        began = time.perf_counter()
         try:
             loss, _ = t.step_next(self.batches)
         except core.NonFiniteError:
             return None
+        finally:
+            self.stepping += time.perf_counter() - began
         if self.s["loss"] == "sum":   # reported per character, as every other loss
             loss /= self.s["batch_size"] * self.s["seq_len"]
         # a classifier's batch losses swing far from their average, and a seq2seq model's near-zero
@@ -274,8 +260,9 @@ class Run:
         best = self.best_val_loss()
         snapshot = t.get_state(), self.ema   # the last good state, to roll back to
         rollbacks, last_val, evaluated_at, steps_done, reason = 0, None, None, 0, None
-        started = time.monotonic()
-        rate = lambda: steps_done * chars_per_step / max(time.monotonic() - started, 1e-9)   # noqa: E731
+        started, self.stepping = time.monotonic(), 0.0   # stepping: seconds in training steps alone
+        # what training reads per second: of the steps' own time (validation and saves not counted)
+        rate = lambda: steps_done * chars_per_step / max(self.stepping, 1e-9)   # noqa: E731
         with Interrupt() as interrupt:
             while not interrupt.requested and not (reason := self.stop_reason(started)):
                 if self.step() is None:
@@ -297,7 +284,7 @@ class Run:
                     sample = self.task.sample(self.model, self.data, self.s["seed"] + t.steps)
                     if sample is not None:
                         self.progress.line(f"---- sample at iteration {t.steps} ----\n{sample}\n----")
-                self.progress.steps(self, last_val and last_val[0], rate(), self.eta(started, steps_done))
+                self.progress.steps(self, last_val and last_val[0], rate(), started, steps_done)
         if evaluated_at != t.steps:   # the final state, evaluated and saved
             last_val, best = self.evaluate(best, started, rate)
         if interrupt.requested:

@@ -75,14 +75,23 @@ def test_example_program_matches_python(example, tmp_path, encoding, kind, args)
 def test_example_program_reports_bad_input(example, tmp_path):
     path = tmp_path / "model.ckpt"
     small_checkpoint(path, "utf8", "lstm")
-    out = subprocess.run([str(example), str(path), "-p", "QZ"], capture_output=True)
-    assert out.returncode == 1 and b"vocabulary" in out.stderr and out.stdout == b""
+    # characters outside the vocabulary are skipped and said, as python -m minrnn sample does
+    out = subprocess.run([str(example), str(path), "-p", "QZthe", "-n", "5", "-s", "1"], capture_output=True)
+    same = subprocess.run([str(example), str(path), "-p", "the", "-n", "5", "-s", "1"], capture_output=True)
+    assert out.returncode == 0 and out.stdout == b"QZ" + same.stdout
+    assert out.stderr == b"minrnn_sample: 2 characters outside the model's vocabulary were skipped\n"
+    out = subprocess.run([str(example), str(path), "-p", b"caf\xe9"], capture_output=True)
+    assert out.returncode == 1 and b"invalid UTF-8 at byte offset 3" in out.stderr and out.stdout == b""
     out = subprocess.run([str(example), str(tmp_path / "nothing.ckpt")], capture_output=True)
     assert out.returncode == 1 and b"could not be opened" in out.stderr
     out = subprocess.run([str(example), str(path), "-t", "-1"], capture_output=True)
     assert out.returncode == 2
     out = subprocess.run([str(example), str(path), "--precision", "int8"], capture_output=True)
     assert out.returncode == 2 and b"bad value for --precision" in out.stderr and out.stdout == b""
+    out = subprocess.run([str(example), str(path), "--temperature", "0.5"], capture_output=True)   # -t is its name
+    assert out.returncode == 2 and b"unknown option --temperature" in out.stderr
+    out = subprocess.run([str(example), str(path), "--beam", "3"], capture_output=True)
+    assert out.returncode == 1 and b"--beam is for translating; this checkpoint generates text" in out.stderr
 
 
 # ---- the example against `python -m minrnn sample`: tiny models trained by the real command line
@@ -226,7 +235,7 @@ def test_export_refuses_to_replace_its_own_checkpoint(trained, tmp_path):
     checkpoint = trained("stream")
     before = checkpoint.read_bytes()
     one_line_error(minrnn("export", "--checkpoint", checkpoint, "--out", checkpoint, cwd=tmp_path),
-                   "is the checkpoint being exported")
+                   "which this command reads")
     assert checkpoint.read_bytes() == before
     r = minrnn("sample", "--checkpoint", checkpoint, "--precision", "int4", cwd=tmp_path)
     assert r.returncode == 2 and "invalid choice" in r.stderr

@@ -117,7 +117,10 @@ def test_bad_input(tmp_path, text):
     one_line_error(run("train", text, *TINY, "--out", text / "sub"), "cannot write to the output folder")
 
     assert run("train", text, *TINY, "--max-iters", 2, "--out", "ok").returncode == 0
-    one_line_error(run("sample", "--prime", "Zebra ☃"), "not in the model's vocabulary", "'☃'")
+    # a character outside the vocabulary is skipped, and said on stderr, by every command
+    r = run("sample", "--prime", "Zebra ☃", "--length", 5, "--seed", 1)
+    assert r.returncode == 0 and r.stdout.startswith("Zebra ☃") and len(r.stdout) == len("Zebra ☃") + 5
+    assert "characters outside the model's vocabulary were skipped" in r.stderr and "'☃' x1" in r.stderr
     one_line_error(run("sample", "--checkpoint", tmp_path / "nope.ckpt"), "could not be opened")
     data = (tmp_path / "ok" / "best.ckpt").read_bytes()
     (tmp_path / "cut.ckpt").write_bytes(data[:len(data) // 2])

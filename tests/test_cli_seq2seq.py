@@ -140,7 +140,10 @@ def test_bad_pairs_are_one_line(tmp_path, content, fragments):
 
 def test_bad_texts_and_checkpoints_are_one_line(trained, example, tmp_path):
     ckpt, none = trained("dot"), trained("none")
-    one_line_error(minrnn("translate", "--checkpoint", ckpt, "abcz", cwd=tmp_path), "text 1", "vocabulary")
+    r = minrnn("translate", "--checkpoint", ckpt, "abcz", cwd=tmp_path)   # skipped and said, as every command does
+    assert r.returncode == 0 and r.stdout == minrnn("translate", "--checkpoint", ckpt, "abc", cwd=tmp_path).stdout
+    assert "1 characters outside the model's vocabulary were skipped (1 distinct: 'z' x1)" in r.stderr
+    one_line_error(minrnn("translate", "--checkpoint", ckpt, "zz", cwd=tmp_path), "text 1: none of its characters")
     one_line_error(minrnn("translate", "--checkpoint", ckpt, "abc", "", cwd=tmp_path), "non-empty texts")
     one_line_error(minrnn("translate", "--checkpoint", ckpt, "a" * 201, cwd=tmp_path), "at most 200")
     one_line_error(minrnn("translate", "--checkpoint", ckpt, "--beam", "2", "--temperature", "1", "abc",
@@ -154,5 +157,5 @@ def test_bad_texts_and_checkpoints_are_one_line(trained, example, tmp_path):
                   "--seq-len", "8", "--out", "lm", cwd=tmp_path).returncode == 0
     one_line_error(minrnn("translate", "--checkpoint", tmp_path / "lm" / "best.ckpt", "abc", cwd=tmp_path),
                    "language model, not a seq2seq model", "sample")
-    c = subprocess.run([example, ckpt, "abcz"], capture_output=True, text=True)
+    c = subprocess.run([example, ckpt, "zz"], capture_output=True, text=True)
     assert c.returncode != 0 and "text 1" in c.stderr and len(c.stderr.strip().splitlines()) == 1

@@ -3,7 +3,7 @@ depth and dropout setting, and for records, conditions, the classifier head, one
 reduction and the gradient of the final state, on small shapes drawn by hypothesis."""
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, example, given, settings, strategies as st
 
 from minrnn.reference import Config, backward, flatten
 from soak import examples
@@ -66,7 +66,11 @@ def check_gradients(pb, with_targets=True, with_dfinal=False):
             continue
         n = central_difference(lambda flat: objective(run(flat)), pb.flat, i)
         assert rel_error(analytic[i], n) < MAX_REL_ERROR, (i, analytic[i], n)
-    assert kinks <= len(pb.flat) // 4, kinks   # a relu kink within STEP of a quarter of the weights: not a check
+    # A unit within STEP of its kink at the point itself makes every weight that reaches it cross
+    # the kink (make test-soak drew one: 13 of 29 weights, rnn_relu with H = 2): there the gradient
+    # is one-sided, and the draw is no point to check it at. It is left out; a draw with a few
+    # kinked coordinates keeps the rest of its checks.
+    assume(kinks <= len(pb.flat) // 4)
 
     state = flatten_state(pb.state0)
     analytic_state = flatten_state(dstate0)
@@ -110,6 +114,7 @@ small = dict(V=st.integers(2, 4), H=st.integers(1, 3), E=st.integers(0, 2), B=st
 
 @pytest.mark.parametrize("cond", ["label", "vector"])
 @pytest.mark.parametrize("kind", KINDS)
+@example(layers=1, T=3, C=3, V=3, H=2, E=0, B=2, seed=0).via("make test-soak's draw: a unit on its kink")
 @settings(max_examples=examples(6), deadline=None)
 @given(layers=st.integers(1, 2), T=st.integers(1, 3), C=st.integers(1, 3), **small)
 def test_condition_gradients(kind, cond, layers, V, H, E, C, T, B, seed):

@@ -68,6 +68,9 @@ typedef struct {
     int n_texts;
     unsigned long long seed;
     int precision;                /* MINRNN_FLOAT32, MINRNN_BFLOAT16, or -1: the checkpoint's */
+    const char *sampling_option;  /* the first option given that only sampling takes (-n, -p, ...) */
+    const char *translating_option;   /* ... that only translation takes (--beam, --max-length) */
+    long skipped;                 /* characters of the prime or texts outside the vocabulary */
 } options;
 
 /* The message, and 0: what the helpers below return on failure (1 on success). */
@@ -113,7 +116,16 @@ static int parse_options(int argc, char **argv, options *o) {
             else o->path = a;
             continue;
         }
-        if (!v) { usage(); return 2; }
+        if (!v) {
+            fprintf(stderr, "minrnn_sample: %s needs a value\n", a);
+            usage();
+            return 2;
+        }
+        static const char *const sampling[] = {"-n", "--top-k", "--top-p", "--num", "-p", "-c", "--condition", "-v",
+                                               "--vector"};
+        for (size_t k = 0; k < sizeof sampling / sizeof *sampling; k++)
+            if (!strcmp(a, sampling[k]) && !o->sampling_option) o->sampling_option = sampling[k];
+        if ((!strcmp(a, "--beam") || !strcmp(a, "--max-length")) && !o->translating_option) o->translating_option = a;
         if (!strcmp(a, "-n")) ok = parse_number(v, 0, 1e12, &o->length);
         else if (!strcmp(a, "-t")) ok = parse_number(v, 0, 1e6, &o->temperature), o->temperature_given = 1;
         else if (!strcmp(a, "--beam")) ok = parse_number(v, 1, 4096, &o->beam) && o->beam == floor(o->beam);
@@ -128,7 +140,11 @@ static int parse_options(int argc, char **argv, options *o) {
         else if (!strcmp(a, "-v") || !strcmp(a, "--vector")) o->vector = v;
         else if (!strcmp(a, "--precision"))
             ok = (o->precision = !strcmp(v, "float32") ? MINRNN_FLOAT32 : !strcmp(v, "bfloat16") ? MINRNN_BFLOAT16 : -1) >= 0;
-        else { usage(); return 2; }
+        else {
+            fprintf(stderr, "minrnn_sample: unknown option %s\n", a);
+            usage();
+            return 2;
+        }
         if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
         i++;
     }
@@ -166,6 +182,7 @@ static int load_checkpoint(const char *path, minrnn_checkpoint *ck) {
     if (status != MINRNN_OK) report(path, status);   /* before close, which may change errno */
     close(fd);
     ck->labels[ck->labels_size] = '\0';   /* names ended by '\n' (the library checked), then a NUL */
+    ck->meta[ck->meta_size] = '\0';       /* JSON, read by max_source */
     return status == MINRNN_OK;
 }
 
@@ -241,18 +258,21 @@ static void unescape(char *s) {
 /* The ids of the symbols of prime, which `what` names in a message (ids has room for
  * strlen(prime)): their count, or -1 with a message if one is outside the text's symbols
  * vocab[0..n_symbols). */
-static long encode_text(const minrnn_checkpoint *ck, int n_symbols, const char *prime, int32_t *ids, const char *what) {
+static long encode_text(const minrnn_checkpoint *ck, int n_symbols, const char *prime, int32_t *ids, const char *what,
+                        long *skipped) {
     size_t count = 0, at = 0, len = strlen(prime);
     while (at < len) {
         size_t used = 1;
         long symbol = ck->encoding == MINRNN_BYTES ? (unsigned char)prime[at]
                                                    : utf8_next((const unsigned char *)prime + at, len - at, &used);
-        int id = symbol < 0 ? -1 : find(ck->vocab, n_symbols, symbol);
-        if (id < 0) {
-            fprintf(stderr, "minrnn_sample: %s has a character outside the model's vocabulary (byte %zu)\n", what, at);
+        if (symbol < 0) {
+            fprintf(stderr, "minrnn_sample: %s: invalid UTF-8 at byte offset %zu, and this model reads UTF-8 text; "
+                            "give UTF-8\n", what, at);
             return -1;
         }
-        ids[count++] = id;
+        int id = find(ck->vocab, n_symbols, symbol);
+        if (id >= 0) ids[count++] = id;
+        else ++*skipped;   /* outside the vocabulary: skipped, as python -m minrnn does, and said at the end */
         at += used;
     }
     return (long)count;
@@ -428,11 +448,27 @@ static int generate(const minrnn_checkpoint *ck, const options *o, const char *p
 
 /* ---- translations (minrnn.cli.cmd_translate) */
 
-/* Each text's translation on its own line, flushed as it is done. 1 on success, else 0 with a message. */
-static int translate(const minrnn_checkpoint *ck, const options *o) {
+/* The longest source the model's run trained for (its --max-source, as the checkpoint's metadata
+ * says: "max_source": N in the run's settings), or -1 if it does not say. */
+static long max_source(const minrnn_checkpoint *ck) {
+    const char *key = "\"max_source\": ", *at = strstr(ck->meta, key);   /* json.dumps' own spacing */
+    if (!at) return -1;
+    char *end;
+    long n = strtol(at + strlen(key), &end, 10);
+    return end == at + strlen(key) ? -1 : n;
+}
+
+/* Each text's translation on its own line, flushed as it is done (an empty text's is empty). 1 on
+ * success, else 0 with a message. */
+static int translate(const minrnn_checkpoint *ck, options *o) {
     const minrnn_config *cfg = &ck->config;
     int precision = o->precision >= 0 ? o->precision : ck->precision, beam = (int)o->beam, M = (int)o->max_length;
     double temperature = o->temperature_given ? o->temperature : 0.0;
+    long limit = max_source(ck);
+    if (o->sampling_option) {
+        fprintf(stderr, "minrnn_sample: %s is for sampling; this checkpoint translates\n", o->sampling_option);
+        return 0;
+    }
     if (o->n_texts == 0) {
         fprintf(stderr, "minrnn_sample: this checkpoint translates: give the texts after it\n");
         return 0;
@@ -450,13 +486,23 @@ static int translate(const minrnn_checkpoint *ck, const options *o) {
     else minrnn_params_compact(ck->params, P, precision, params);
     minrnn_rng rng;
     minrnn_rng_seed(&rng, (uint64_t)o->seed);
+    long *skipped = &o->skipped;
     for (int i = 0; ok && i < o->n_texts; i++) {
         char what[32];
         snprintf(what, sizeof what, "text %d", i + 1);
-        long n = encode_text(ck, cfg->vocab_size - 2, o->texts[i], source, what);   /* -1: said why */
-        if (n == 0) fprintf(stderr, "minrnn_sample: %s is empty\n", what);
-        ok = n > 0;
+        long n = encode_text(ck, cfg->vocab_size - 2, o->texts[i], source, what, skipped);   /* -1: said why */
+        if (n == 0 && o->texts[i][0]) fprintf(stderr, "minrnn_sample: %s: none of its characters is in the model's "
+                                                      "vocabulary\n", what);
+        if (n > limit && limit >= 0)
+            fprintf(stderr, "minrnn_sample: %s has %ld characters; this model reads sources of at most %ld\n", what, n,
+                    limit);
+        ok = n > 0 || (n == 0 && !o->texts[i][0]);
+        ok = ok && !(n > limit && limit >= 0);
         if (!ok) break;
+        if (n == 0) {   /* an empty text */
+            putchar('\n');
+            continue;
+        }
         free(work);
         work = malloc(minrnn_seq2seq_translate_size(cfg, (int)n, beam, M));
         minrnn_translation result;
@@ -476,9 +522,13 @@ static int translate(const minrnn_checkpoint *ck, const options *o) {
 
 /* Everything after loading: the prime, the condition, then the samples that the checkpoint's
  * kind of model makes (minrnn.cli.cmd_sample). 1 on success, otherwise 0 with a message. */
-static int run(const minrnn_checkpoint *ck, const options *o) {
+static int run(const minrnn_checkpoint *ck, options *o) {
     const minrnn_config *cfg = &ck->config;
     if (cfg->task == MINRNN_TASK_SEQ2SEQ) return translate(ck, o);
+    if (o->translating_option) {
+        fprintf(stderr, "minrnn_sample: %s is for translating; this checkpoint generates text\n", o->translating_option);
+        return 0;
+    }
     if (o->n_texts) {
         fprintf(stderr, "minrnn_sample: texts to translate need a seq2seq checkpoint; this one generates text\n");
         return 0;
@@ -496,7 +546,7 @@ static int run(const minrnn_checkpoint *ck, const options *o) {
         out_of_memory();
     } else {
         unescape(prime);
-        long n = encode_text(ck, framed ? V - 2 : V, prime, framed ? ids + 1 : ids, "the prime");
+        long n = encode_text(ck, framed ? V - 2 : V, prime, framed ? ids + 1 : ids, "the prime", &o->skipped);
         if (n >= 0 && read_condition(ck, o, N, &labels, &vectors)) {
             if (framed) {   /* every record starts from the start token */
                 ids[0] = V - 2, n++;
@@ -518,6 +568,8 @@ int main(int argc, char **argv) {
     minrnn_checkpoint ck;
     int ok = load_checkpoint(o.path, &ck) && run(&ck, &o);
     free_checkpoint(&ck);
+    if (ok && o.skipped)   /* as python -m minrnn says it */
+        fprintf(stderr, "minrnn_sample: %ld characters outside the model's vocabulary were skipped\n", o.skipped);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "minrnn_sample: writing the output failed (%s)\n", strerror(errno));
         return 1;

@@ -27,8 +27,11 @@ def for_settings(s):
 
 
 def for_checkpoint(ck):
-    """The task of a core.Checkpoint's model."""
+    """The task of a core.Checkpoint's model; UserError for a model the checkpoint format allows
+    but no task writes or reads (a classifier with a condition, say)."""
     for t in TASKS:
         if t.holds(ck):
             return t
-    raise UserError("this checkpoint holds a model that no task of this minrnn uses; use the minrnn that wrote it")
+    cfg = ck.model.config
+    raise UserError(f"this checkpoint holds a model of task {cfg.task} with condition {cfg.cond}, which no command "
+                    "of this minrnn trains or uses; train one with python -m minrnn train")

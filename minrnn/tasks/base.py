@@ -11,7 +11,7 @@ from minrnn.data import DataError, fingerprint, read_file
 from minrnn.errors import UserError
 from minrnn.reference import Rng
 from minrnn.resources import require_memory
-from minrnn.text import TextError, Vocab, read_symbols
+from minrnn.text import TextError, Vocab, add_counts, read_symbols
 
 
 class Task:
@@ -108,7 +108,7 @@ class Task:
     def loss(self, m, text, batch_size, seq_len):
         raise self.refuse("a language model")
 
-    def step(self, m, text, state):
+    def step(self, m, text, state, condition):
         raise self.refuse("a language model")
 
     def classify(self, m, texts, top):
@@ -131,11 +131,13 @@ class Known:
 
 class Rows:
     """A data file as the model reads it: path, fingerprint (of its bytes), the vocabulary, and
-    rows: for each record (a text's one) the ids of each of its fields (a pair: source, target)."""
+    rows: for each record (a text's one) the ids of each of its fields (a pair: source, target);
+    unknown: {symbol: count} of the symbols outside a given vocabulary that were skipped."""
 
-    def __init__(self, path, encoding, split, vocab=None, framed=False, fields=(None,)):
+    def __init__(self, path, encoding, split, vocab=None, framed=False, fields=(None,), skip_unknown=False):
         """split(data) -> [[bytes of each field] for each record]; fields: what messages call
-        them (None: nothing)."""
+        them (None: nothing). With a trained model's vocabulary, a symbol outside it is an error
+        (resuming: the file must be the run's), or skipped and counted (skip_unknown: evaluating)."""
         data = read_file(path)
         self.path, self.fingerprint = str(path), fingerprint(data)
         records = split(data)
@@ -145,10 +147,18 @@ class Rows:
         del records
         self.vocab = vocab or Vocab.from_symbols(np.concatenate([x for row in symbols for x in row]), encoding,
                                                  framed=framed)
+        self.unknown = {}
         try:
-            self.rows = [[self.vocab.encode(x) for x in row] for row in symbols]
+            self.rows = [[self.encoded(x, skip_unknown) for x in row] for row in symbols]
         except TextError as e:   # only with a vocabulary from a checkpoint
             raise DataError(f"{path}: {e}") from None
+
+    def encoded(self, symbols, skip_unknown):
+        if not skip_unknown:
+            return self.vocab.encode(symbols)
+        ids, unknown = self.vocab.encode_known(symbols)
+        add_counts(self.unknown, unknown)
+        return ids
 
     @staticmethod
     def _decode(part, encoding, vocab, path, field):

@@ -2,6 +2,7 @@
 each record's last step that learns its label. Records are read and batched as records.py's are;
 the targets of a batch are its records' labels, (B,) class ids."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,9 @@ from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference import Config
 from minrnn.tasks.base import Known, ShuffledBatches, Task
+from minrnn.tasks.lm import with_skipped
 from minrnn.tasks.records import check_records_memory, evaluate_records, frame, read_records
+from minrnn.text import add_counts
 
 
 class Classify(Task):
@@ -27,7 +30,7 @@ class Classify(Task):
         return s["task"] == self.option
 
     def holds(self, ck):
-        return ck.model.config.task == "classify"
+        return ck.model.config.task == "classify" and ck.model.config.cond == "none"
 
     def check(self, s):
         if s["features"]:
@@ -67,8 +70,8 @@ class Classify(Task):
                                                  targets_of=lambda picks: data.labels[picks])
         truth = data.labels[data.val]
         majority = np.bincount(data.labels[data.train]).argmax()
-        return loss, (f" | accuracy {np.mean(predicted == truth):.3f} (always {data.label_names[majority]}: "
-                      f"{np.mean(truth == majority):.3f})")
+        return loss, (f" | accuracy {np.mean(predicted == truth):.3f} (always {data.label_names[majority]}, the "
+                      f"training records' commonest label: {np.mean(truth == majority):.3f})")
 
     def saved(self, data):
         return dict(labels=data.label_names)
@@ -78,29 +81,33 @@ class Classify(Task):
     def classify(self, m, texts, top, batch_size=64):
         ids = []
         for i, t in enumerate(texts):
-            known, _ = m.vocab.encode_known(m.symbols(t, f"text {i + 1}"))
-            if len(known) == 0:
+            known = m.ids(t, f"text {i + 1}")
+            if len(t) and len(known) == 0:
                 raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
             ids.append(known)
-        rows = []
-        for a in range(0, len(ids), batch_size):
-            tokens, _, lengths = frame(ids[a:a + batch_size], m.vocab)
+        read = [i for i, t in enumerate(texts) if len(t)]   # an empty text has no labels
+        results = [[] for _ in texts]
+        labels = m.checkpoint.labels
+        for a in range(0, len(read), batch_size):
+            chunk = read[a:a + batch_size]
+            tokens, _, lengths = frame([ids[i] for i in chunk], m.vocab)
             z = m.model.forward(tokens, lengths=lengths).logits.astype(np.float64)
             z = np.exp(z - z.max(axis=1, keepdims=True))
-            rows.append(z / z.sum(axis=1, keepdims=True))
-        labels = m.checkpoint.labels
-        return [[(labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]] for p in
-                (np.concatenate(rows) if rows else [])]
+            for i, p in zip(chunk, z / z.sum(axis=1, keepdims=True)):
+                results[i] = [(labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]]
+        return results
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam):
         ck = m.checkpoint
-        records = read_records(path, dict(m.settings, val_frac=0.0), "labels", Known(m.vocab, list(ck.labels)))
+        records = read_records(path, dict(m.settings, val_frac=0.0), "labels", Known(m.vocab, list(ck.labels)),
+                               skip_unknown=True)
+        add_counts(m.last_unknown, records.unknown)
         _, nats, _, predicted = evaluate_records(m.model, records, np.arange(len(records.ids)), batch_size,
                                                  targets_of=lambda picks: records.labels[picks])
         K = len(ck.labels)
         confusion = np.zeros((K, K), dtype=np.int64)
         np.add.at(confusion, (records.labels, predicted), 1)
-        return ClassifierEvaluation(nats, list(ck.labels), confusion)
+        return ClassifierEvaluation(nats, list(ck.labels), confusion, dict(m.last_unknown), m.vocab.encoding)
 
 
 @dataclass
@@ -109,6 +116,8 @@ class ClassifierEvaluation:
     nats: float         # per record
     labels: list        # the label names, in the confusion matrix's order
     confusion: object   # (K, K) counts; rows: the true label, columns: the predicted one
+    unknown: dict = dataclasses.field(default_factory=dict)   # the characters skipped, as TextEvaluation's
+    encoding: str = "utf8"
 
     @property
     def records(self):
@@ -137,8 +146,8 @@ class ClassifierEvaluation:
 
     def report(self, path):
         """Accuracy, per-label precision and recall, and the confusion matrix."""
-        lines = [f"{path}: accuracy {self.accuracy:.4f} over {self.records:,} records (always the commonest label: "
-                 f"{self.majority:.4f}); loss {self.nats:.4f} nats/record"]
+        lines = [f"{path}: accuracy {self.accuracy:.4f} over {self.records:,} records (always this file's commonest "
+                 f"label: {self.majority:.4f}); loss {self.nats:.4f} nats/record"]
         width = max(max(len(n) for n in self.labels), 9)
         lines.append(f"{'label':<{width}}  precision  recall  records")
         for k, (name, p, r) in enumerate(zip(self.labels, self.precision, self.recall)):
@@ -148,4 +157,4 @@ class ClassifierEvaluation:
         lines.append("confusion matrix (rows: true label, columns: predicted, in the order above)")
         for k, name in enumerate(self.labels):
             lines.append(f"{name:<{width}}  " + " ".join(f"{x:6d}" for x in self.confusion[k]))
-        return "\n".join(lines)
+        return with_skipped("\n".join(lines), self.unknown, self.encoding)

@@ -11,7 +11,7 @@ from minrnn import core
 from minrnn.errors import UserError
 from minrnn.resources import require_memory
 from minrnn.tasks.base import Task, workspace_bytes
-from minrnn.text import TextError
+from minrnn.text import TextError, skipped
 
 
 class LanguageModel(Task):
@@ -88,15 +88,22 @@ class LanguageModel(Task):
         scores = evaluate_text(m, text, batch_size, seq_len, "the text")
         return scores.nats, scores.bits
 
-    def step(self, m, text, state):
+    def step(self, m, text, state, condition):
         fresh = state is None
-        state = m.model.zero_state(1) if fresh else np.array(state, dtype=np.float32)
+        shape = m.model.state_shape(1)
+        try:
+            state = m.model.zero_state(1) if fresh else np.array(state, dtype=np.float32)
+        except (TypeError, ValueError):
+            state = None
+        if state is None or state.shape != shape or not np.all(np.isfinite(state)):
+            raise UserError(f"state: give what step returned, finite numbers of shape {shape}")
+        cond = self.condition(m, condition, 1)
         ids = (self.starts(m.vocab) if fresh else []) + (list(m.ids(text, "the text")) if text else [])
         if not ids:
             raise UserError("give step at least one character")
         logits = None
         for token in ids:
-            logits = m.model.step([token], state)
+            logits = m.model.step([token], state, cond)
         z = logits[0].astype(np.float64)
         p = np.exp(z - z.max())
         p /= p.sum()
@@ -152,14 +159,14 @@ def evaluate(model, ids, streams, seq_len):
 
 def evaluate_text(m, text, batch_size, seq_len, what):
     """A TextEvaluation of m on text (bytes or str), characters outside its vocabulary skipped."""
-    ids, unknown = m.vocab.encode_known(m.symbols(text, what))
+    ids = m.ids(text, what)
     if len(ids) < 2:
         raise UserError(f"{what}: fewer than 2 characters the model knows; nothing to evaluate")
     streams, _, T = evaluation_shape(len(ids), batch_size, seq_len)
     require_memory(evaluation_memory(m.model.config, len(ids), batch_size, seq_len),
                    f"evaluating in chunks of {streams} x {T}", "use a smaller --batch-size or --seq-len")
     nats, n = evaluate(m.model, ids, batch_size, seq_len)
-    return TextEvaluation(nats, n, unknown, m.vocab.encoding)
+    return TextEvaluation(nats, n, dict(m.last_unknown), m.vocab.encoding)
 
 
 @dataclass
@@ -177,11 +184,10 @@ class TextEvaluation:
 
     def report(self, path):
         """What `python -m minrnn eval` prints."""
-        from minrnn.text import show
-        lines = [f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} characters"]
-        if self.unknown:
-            commonest = sorted(self.unknown.items(), key=lambda item: -item[1])[:10]
-            listed = ", ".join(f"{show(s, self.encoding)} x{c}" for s, c in commonest)
-            lines.append(f"{sum(self.unknown.values()):,} characters outside the model's vocabulary were skipped "
-                         f"({len(self.unknown)} distinct: {listed}{', ...' if len(self.unknown) > 10 else ''})")
-        return "\n".join(lines)
+        return with_skipped(f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} "
+                            "characters", self.unknown, self.encoding)
+
+
+def with_skipped(report, unknown, encoding):
+    """An evaluation's report, and a line about the characters it skipped, if any."""
+    return report + (f"\n{skipped(unknown, encoding)}" if unknown else "")

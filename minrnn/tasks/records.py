@@ -12,20 +12,21 @@ tokens, targets (T, B) int32, padded with the end token; lengths (B,) int32 = n 
 classifier, targets (B,) class ids; a condition: labels (B,) int32 or vectors (B, C) float32.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from minrnn import core
-from minrnn.data import DataError
+from minrnn.data import DataError, read_array
 from minrnn.errors import UserError
 from minrnn.reference import Config
 from minrnn.resources import available_memory
 from minrnn.tasks.base import (Known, Rows, ShuffledBatches, check_training_memory, shuffled_split, split_records,
                                training_memory, workspace_bytes)
-from minrnn.tasks.lm import LanguageModel
-from minrnn.text import Vocab, unescape
+from minrnn.tasks.lm import LanguageModel, with_skipped
+from minrnn.text import Vocab, add_counts, unescape
 
 
 def split_labels(parts, path, sep):
@@ -47,20 +48,12 @@ def split_labels(parts, path, sep):
 
 def read_features(path, count):
     """A (count, D) float64 array from a .npy file (count None: any number of rows); DataError for
-    another shape, non-finite values or a file that is not .npy."""
-    try:
-        with open(path, "rb") as f:
-            a = np.load(f, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a .npy array file ({e}); save features with numpy.save") from None
-    if a.ndim != 2 or a.shape[1] < 1 or not np.issubdtype(a.dtype, np.number):
-        raise DataError(f"{path}: features must be a 2-D array of numbers (records, D), not shape {a.shape} "
-                        f"of {a.dtype}")
+    another shape, non-finite values or a file that is not a .npy of real numbers."""
+    a = read_array(path)
+    if a.ndim != 2 or a.shape[1] < 1:
+        raise DataError(f"{path}: features must be a 2-D array of numbers (records, D), not shape {a.shape}")
     if count is not None and a.shape[0] != count:
         raise DataError(f"{path}: {a.shape[0]} rows of features for {count} records; give one row per record")
-    a = a.astype(np.float64)
     bad = np.argwhere(~np.isfinite(a))
     if len(bad):
         raise DataError(f"{path}: row {bad[0][0]} holds {a[tuple(bad[0])]}; features must be finite numbers")
@@ -82,7 +75,8 @@ class RecordSet:
     kind: "plain", "labels" (label<TAB>text) or "features" (a .npy row per record). like: a
     trained model's Known, to resume or evaluate."""
 
-    def __init__(self, path, sep, encoding="utf8", val_frac=0.1, seed=1, kind="plain", features=None, like=None):
+    def __init__(self, path, sep, encoding="utf8", val_frac=0.1, seed=1, kind="plain", features=None, like=None,
+                 skip_unknown=False):
         labels = []
 
         def split(data):
@@ -92,8 +86,8 @@ class RecordSet:
                 labels.extend(names)
             return [[p] for p in parts]
 
-        rows = Rows(path, encoding, split, like and like.vocab, framed=True)
-        self.path, self.fingerprint, self.vocab = rows.path, rows.fingerprint, rows.vocab
+        rows = Rows(path, encoding, split, like and like.vocab, framed=True, skip_unknown=skip_unknown)
+        self.path, self.fingerprint, self.vocab, self.unknown = rows.path, rows.fingerprint, rows.vocab, rows.unknown
         self.ids = [row[0] for row in rows.rows]
         n = len(self.ids)
         self.train, self.val = shuffled_split(n, val_frac, seed)
@@ -141,9 +135,9 @@ def record_kind(s):
     return "labels" if s["labels"] else "features" if s["features"] else "plain"
 
 
-def read_records(path, s, kind, like=None):
+def read_records(path, s, kind, like=None, skip_unknown=False):
     return RecordSet(path, unescape(s["record_sep"]).encode("utf-8"), s["encoding"], s["val_frac"], s["seed"], kind,
-                     s["features"], like)
+                     s["features"], like, skip_unknown)
 
 
 def check_records_memory(cfg, s, data):
@@ -297,10 +291,12 @@ class Records(LanguageModel):
             raise UserError("this model is conditioned on features: give features (--features FILE.npy), one row "
                             "per record")
         kind = {"label": "labels", "vector": "features"}.get(cfg.cond, "plain")
-        records = read_records(path, s, kind, Known(m.vocab, list(ck.labels) or None, ck.cond_scaling))
+        records = read_records(path, s, kind, Known(m.vocab, list(ck.labels) or None, ck.cond_scaling),
+                               skip_unknown=True)
+        add_counts(m.last_unknown, records.unknown)
         nats, per_record, chars, _ = evaluate_records(m.model, records, np.arange(len(records.ids)), batch_size,
                                                       records.condition)
-        return RecordEvaluation(nats, per_record, chars, len(records.ids))
+        return RecordEvaluation(nats, per_record, chars, len(records.ids), dict(m.last_unknown), m.vocab.encoding)
 
 
 @dataclass
@@ -310,12 +306,14 @@ class RecordEvaluation:
     per_record: float   # nats per record
     characters: int
     records: int
+    unknown: dict = dataclasses.field(default_factory=dict)   # the characters skipped, as TextEvaluation's
+    encoding: str = "utf8"
 
     @property
     def bits(self):
         return self.nats / math.log(2)
 
     def report(self, path):
-        return (f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} characters "
-                f"(the end of each record included); {self.per_record:.3f} nats per record over {self.records:,} "
-                "records")
+        return with_skipped(f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} "
+                            f"characters (the end of each record included); {self.per_record:.3f} nats per record "
+                            f"over {self.records:,} records", self.unknown, self.encoding)

@@ -7,6 +7,7 @@ Shapes of a batch of B pairs (time-major, as the core's): source (Ts, B), inputs
 (Td, B) int32, padded with 0 (never read); source_lengths (B,) = n and target_lengths (B,) = m + 1.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.tasks.base import Rows, ShuffledBatches, Task, check_training_memory, shuffled_split, split_records
+from minrnn.tasks.lm import with_skipped
+from minrnn.text import add_counts
 
 VAL_TRANSLATIONS = 500   # validation pairs a run translates at each evaluation
 
@@ -41,13 +44,15 @@ class PairSet:
     seeded shuffle. A trained model's vocabulary can be given (to resume or evaluate); max_source
     None: sources of any length."""
 
-    def __init__(self, path, encoding="utf8", val_frac=0.1, seed=1, max_source=200, vocab=None):
+    def __init__(self, path, encoding="utf8", val_frac=0.1, seed=1, max_source=200, vocab=None, skip_unknown=False):
         rows = Rows(path, encoding, lambda data: split_pairs(split_records(data, b"\n", path), path), vocab,
-                    framed=True, fields=("source", "target"))
-        self.path, self.fingerprint, self.vocab = rows.path, rows.fingerprint, rows.vocab
+                    framed=True, fields=("source", "target"), skip_unknown=skip_unknown)
+        self.path, self.fingerprint, self.vocab, self.unknown = rows.path, rows.fingerprint, rows.vocab, rows.unknown
         self.source_ids = [source for source, _ in rows.rows]
         self.target_ids = [target for _, target in rows.rows]
         for i, s in enumerate(self.source_ids):
+            if len(s) == 0:   # only with a trained model's vocabulary, its characters skipped
+                raise DataError(f"{path}: line {i + 1}: none of its source's characters is in the model's vocabulary")
             if max_source is not None and len(s) > max_source:
                 raise DataError(f"{path}: line {i + 1} has a source of {len(s)} characters, longer than "
                                 f"--max-source {max_source}; shorten it, or train with a larger --max-source")
@@ -213,13 +218,16 @@ class Seq2seq(Task):
     # ---- use
 
     def source_ids(self, m, text, i):
-        symbols = m.symbols(text, f"text {i + 1}")
-        if len(symbols) == 0:
-            raise UserError(f"text {i + 1} is empty; give a source to translate")
+        """The ids of text i's characters in the vocabulary (None for an empty text)."""
+        if len(text) == 0:
+            return None
+        ids = m.ids(text, f"text {i + 1}")
+        if len(ids) == 0:
+            raise UserError(f"text {i + 1}: none of its characters is in the model's vocabulary")
         limit = m.settings["max_source"]
-        if limit is not None and len(symbols) > limit:
-            raise UserError(f"text {i + 1} has {len(symbols)} characters; this model reads sources of at most {limit}")
-        return m.ids(text, f"text {i + 1}")
+        if limit is not None and len(ids) > limit:
+            raise UserError(f"text {i + 1} has {len(ids)} characters; this model reads sources of at most {limit}")
+        return ids
 
     def translations(self, m, texts, beam, temperature, seed, max_length, alignments):
         if temperature > 0 and beam != 1:
@@ -229,7 +237,8 @@ class Seq2seq(Task):
                             "draw")
         sources = [self.source_ids(m, t, i) for i, t in enumerate(texts)]
         rng = core.Rng(m.draw_seed(seed)) if temperature > 0 else None
-        return (self.translation(m, s, beam, temperature, rng, max_length, alignments) for s in sources)
+        return (None if s is None else self.translation(m, s, beam, temperature, rng, max_length, alignments)
+                for s in sources)
 
     @staticmethod
     def translation(m, source, beam, temperature, rng, max_length, alignments):
@@ -238,7 +247,9 @@ class Seq2seq(Task):
         return Translation(m.vocab.to_bytes(ids), logprob, m.characters(source), m.characters(ids), alphas)
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam):
-        pairs = PairSet(path, m.vocab.encoding, val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab)
+        pairs = PairSet(path, m.vocab.encoding, val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab,
+                        skip_unknown=True)
+        add_counts(m.last_unknown, pairs.unknown)
         picks = np.arange(len(pairs.source_ids))
         nats = pairs_loss(m.model, pairs, picks, batch_size)
         translations = translate_all(m.model, pairs, picks, beam=beam)
@@ -248,7 +259,7 @@ class Seq2seq(Task):
         for low, high in length_buckets(lengths):
             some = picks[(lengths >= low) & (lengths <= high)]
             by_length.append((low, high, len(some), *translation_scores(pairs, some, [translations[i] for i in some])))
-        return PairEvaluation(nats, exact, cer, len(picks), beam, by_length)
+        return PairEvaluation(nats, exact, cer, len(picks), beam, by_length, dict(m.last_unknown), m.vocab.encoding)
 
 
 @dataclass
@@ -275,6 +286,8 @@ class PairEvaluation:
     pairs: int
     beam: int           # the translations' beam width (1: greedy)
     by_length: list     # [(low, high, pairs, exact, cer)]: the same by source length, about a quarter of the pairs each
+    unknown: dict = dataclasses.field(default_factory=dict)   # the characters skipped, as TextEvaluation's
+    encoding: str = "utf8"
 
     @property
     def bits(self):
@@ -288,4 +301,4 @@ class PairEvaluation:
                  "included)", "by source length:  characters    pairs  exact match     CER"]
         for low, high, pairs, exact, cer in self.by_length:
             lines.append(f"{'':18}{low:>5}-{high:<5} {pairs:8,}  {exact:11.4f}  {cer:6.4f}")
-        return "\n".join(lines)
+        return with_skipped("\n".join(lines), self.unknown, self.encoding)

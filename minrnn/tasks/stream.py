@@ -12,6 +12,7 @@ import numpy as np
 from minrnn import core
 from minrnn.data import DataError, read_file
 from minrnn.reference import Config
+from minrnn.resources import require_memory
 from minrnn.tasks.base import Rows, check_training_memory, workspace_bytes
 from minrnn.tasks.lm import LanguageModel, evaluate, evaluate_text, evaluation_shape
 from minrnn.text import Vocab
@@ -77,7 +78,8 @@ class Stream(LanguageModel):
         return s["task"] == self.option and not s["records"]
 
     def holds(self, ck):
-        return ck.model.config.task == "lm" and not Vocab(ck.vocab, ck.encoding).framed
+        cfg = ck.model.config
+        return cfg.task == "lm" and cfg.cond == "none" and not Vocab(ck.vocab, ck.encoding).framed
 
     # ---- training
 
@@ -125,6 +127,11 @@ class Stream(LanguageModel):
         newline = vocab.id_of(ord("\n"))
         return [0 if newline is None else newline]
 
+    def generate(self, m, prime, length, temperature, top_k, top_p, seed, condition, num):
+        require_memory(24 * length * (num or 1), f"generating {num or 1} sample(s) of {length:,} characters",
+                       "ask for fewer or shorter samples (or stream them)")   # the ids, then the text
+        return super().generate(m, prime, length, temperature, top_k, top_p, seed, condition, num)
+
     def pieces(self, prime, generation, vocab):
         """One sample: the prime, then each character as it is drawn; several: each the prime and
         its characters, a blank line between two."""
@@ -132,6 +139,8 @@ class Stream(LanguageModel):
             yield prime
             yield from self.stream_bytes(generation, vocab)
             return
+        require_memory(24 * generation.g.max_length * generation.B, f"generating {generation.B} samples of "
+                       f"{generation.g.max_length:,} characters", "ask for fewer or shorter samples")
         yield b"\n\n".join(prime + vocab.to_bytes(ids) for ids in generation.run()) + b"\n"
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam):
