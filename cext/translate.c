@@ -127,18 +127,18 @@ static int decode(search *s) {
     if (status != MINRNN_OK) return status;
     if (s->cfg->attention) {
         float *query = AT(s, float, query), *cat = AT(s, float, cat);
-        if (s->w.W_q) mm_nt(R, s->A, H, h, H, s->w.W_q, H, query, s->A, 0, 1);
+        if (s->w.W_q) mm_nt(R, s->A, H, h, H, s->w.W_q, H, query, s->A, 0, gemm_threads(nt, R, s->A, H));
         for (int r = 0; r < R; r++)
             attend(s->cfg, s->w.v_a, s->n, h + (size_t)r * H, query + (size_t)r * s->A, AT(s, float, memory),
                        AT(s, float, keys), 1, AT(s, float, alpha) + (size_t)r * s->n, cat + (size_t)r * 2 * H);
         o = AT(s, float, o);
         for (int r = 0; r < R; r++) memcpy(o + (size_t)r * H, s->w.b_c, (size_t)H * sizeof(float));
-        mm_nt(R, H, 2 * H, cat, 2 * H, s->w.W_c, 2 * H, o, H, 1, nt);
+        mm_nt(R, H, 2 * H, cat, 2 * H, s->w.W_c, 2 * H, o, H, 1, gemm_threads(nt, R, H, 2 * H));
         for (size_t k = 0; k < (size_t)R * H; k++) o[k] = tanh_(o[k]);
     }
     float *logits = AT(s, float, logits);
     for (int r = 0; r < R; r++) memcpy(logits + (size_t)r * V, s->w.b_out, (size_t)V * sizeof(float));
-    mm_nt(R, V, H, o, H, s->w.W_out, H, logits, V, 1, nt);
+    mm_nt(R, V, H, o, H, s->w.W_out, H, logits, V, 1, gemm_threads(nt, R, V, H));
     return MINRNN_OK;
 }
 
@@ -318,8 +318,8 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
                                      AT(&s, float, model_ws), s.nt);
         if (status != MINRNN_OK) return status;
     }
-    if (s.w.W_a) mm_nt(n, s.H, s.H, memory, s.H, s.w.W_a, s.H, AT(&s, float, keys), s.H, 0, s.nt);
-    if (s.w.W_k) mm_nt(n, s.A, s.H, memory, s.H, s.w.W_k, s.H, AT(&s, float, keys), s.A, 0, s.nt);
+    if (s.w.W_a) mm_nt(n, s.H, s.H, memory, s.H, s.w.W_a, s.H, AT(&s, float, keys), s.H, 0, gemm_threads(s.nt, n, s.H, s.H));
+    if (s.w.W_k) mm_nt(n, s.A, s.H, memory, s.H, s.w.W_k, s.H, AT(&s, float, keys), s.A, 0, gemm_threads(s.nt, n, s.A, s.H));
 
     s.rows = 1;
     AT(&s, int32_t, token)[0] = cfg->vocab_size - 2;   /* start */

@@ -15,7 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minrnn._core import ffi, lib
+# OpenMP's idle threads. libgomp's own default spins about 3 ms after every parallel region before a
+# thread sleeps: beside another busy process, that spinning takes the cores the working threads
+# need, and 2 threads trained 9 times slower than 1 on a busy machine (translated 7, sampled 1.1).
+# 10,000 spins (about 0.1 ms, by libgomp's own estimate of 100,000 a ms) still catch the regions of
+# a step, back to back, on an idle machine (2 threads train 1.9 times as fast as 1, as with the
+# default), and let the cores go soon when others need them (on a busy machine, 2 threads took 0.8
+# to 1.3 times the time of 1: tools/bench.py's load row). libgomp reads it once, when the
+# extension below loads it (unless another module loaded libgomp first); a user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+from minrnn._core import ffi, lib  # noqa: E402   (after the environment it reads)
 from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
 from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config

@@ -104,7 +104,10 @@ STREAMS = replace(SAMPLE, key="streams", label=f"sample --num {STREAMS_NUM} / --
                   threads=THREADS)
 MEMORY = Row("memory", "peak memory, training LSTM H=512 L=2", "lstm", 512, 2)
 SCALING = [Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2), Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2)]
-ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling"]
+# The load row's workloads, each at 1 thread and at the default (all cores), on an idle machine and
+# beside one busy process per core: training steps, sampling a character, translating a date.
+LOAD_WORKLOADS = ("training LSTM H=256 L=2 B=32 T=64", "sampling LSTM H=512 L=2 B=1", "translating GRU H=128")
+ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load"]
 
 DRAM_PROBE_BYTES = 1 << 30   # the sampling row's second bandwidth probe: 32 times this machine's L3
 VALID_FRAC = 0.1        # the compact row's validation tail: the last 10% of the text
@@ -154,7 +157,9 @@ TARGETS = [Target(key, "ratio", ">=", limit, "x", "minrnn / PyTorch c/s")
     Target("streams", "speedup", ">=", 10, "x", f"--num {STREAMS_NUM} / --num 1 chars/s"),
     Target("memory", "ratio", "<=", 0.3, "x", "peak RSS minrnn / PyTorch"),
 ] + [Target("scaling", f"configs.{row.key}.speedup", ">=", 1.8, "x", f"{row.label}: 2 threads / 1 c/s")
-     for row in SCALING]
+     for row in SCALING] + [
+    Target("load", f"workloads.{name}.slowdown", "<=", 1.5, "x", f"{name}: default / 1 thread time, busy machine")
+    for name in LOAD_WORKLOADS]
 
 # Loss agreement. Before any step: float32 round-off, accumulated over a T-step recurrence and a mean
 # over B*T cross-entropies, stays near 1e-6; 1e-4 leaves room and still catches any real difference
@@ -731,6 +736,57 @@ def scaling_row(data, opts, sgemm):
     return result
 
 
+# ---- under load: the default thread count beside other busy processes
+
+BUSY_CODE = "while True:\n    pass\n"
+
+
+def load_workloads(data):
+    """{name: make(threads) -> a function doing one unit of that work at that thread count}."""
+    from minrnn.reference.seq2seq import Seq2seqConfig
+
+    def training(threads):
+        model, trainer = minrnn_trainer(Row("load", "", "lstm", 256, 2), threads=threads)
+        return stepper(minrnn_step(model, trainer), Batches(data, 32, 64))
+
+    def sampling(threads):
+        model = core.Model(minrnn_config(SAMPLE), seed=SEED, threads=threads)
+        return minrnn_sampler(model)
+
+    def translating(threads):
+        cfg = Seq2seqConfig(vocab_size=40, hidden_size=128, cell="gru", embed_size=16, attention="additive",
+                            attention_size=128)
+        model = core.Seq2seq(cfg, seed=SEED, threads=threads)
+        source = np.arange(1, 25, dtype=np.int32)
+        return lambda: model.translate(source, max_length=30)
+
+    return dict(zip(LOAD_WORKLOADS, (training, sampling, translating)))
+
+
+def load_row(data, opts):
+    """Each workload at 1 thread and at the default, interleaved, on an idle machine and then beside
+    one busy process per core (another user's work): the default must not lose to one thread there
+    (slowdown = default's time / 1 thread's), nor its speed-up on an idle machine."""
+    result = {"row": "load", "label": "threads on a busy machine", "workloads": {}}
+    for name, make in load_workloads(data).items():
+        steps = {"1 thread": make(1), "default": make(0)}
+        idle = interleaved(steps, opts.rounds, opts.round_seconds)
+        busy = [subprocess.Popen([sys.executable, "-c", BUSY_CODE]) for _ in range(os.cpu_count() or 1)]
+        try:
+            time.sleep(0.2)   # the busy processes running before the clock starts
+            loaded = interleaved(steps, opts.rounds, opts.round_seconds)
+        finally:
+            for p in busy:
+                p.kill()
+                p.wait()
+        median = {k: {n: statistics.median(t) for n, t in times.items()} for k, times in (("idle", idle),
+                                                                                           ("busy", loaded))}
+        result["workloads"][name] = {"idle": median["idle"], "busy": median["busy"],
+                                     "speedup": median["idle"]["1 thread"] / median["idle"]["default"],
+                                     "slowdown": median["busy"]["default"] / median["busy"]["1 thread"]}
+    return result
+
+
 # ---- peak memory, each framework alone in a fresh interpreter
 
 MEMORY_PRELUDE = """
@@ -846,7 +902,7 @@ def print_table(results, sgemm, sgemm_others, header):
     print(table_line("row", "minrnn c/s", "PyTorch c/s", "ratio", "target", "minrnn GFLOP/s", "PyTorch GFLOP/s",
                      "others"))
     sections = {"sample": print_sample_lines, "compact": print_compact_lines, "streams": print_streams_line,
-                "memory": print_memory, "scaling": print_scaling}
+                "memory": print_memory, "scaling": print_scaling, "load": print_load}
     for i, key in enumerate(ROW_KEYS, 1):
         res = results.get(key)
         if res is None:
@@ -936,6 +992,16 @@ def print_scaling(i, res):
               f"{c['speedup']:.2f}x (target {target}){'  MISS' if miss else ''}{same}")
 
 
+def print_load(i, res):
+    print(f"\n{i} threads on a busy machine (one busy process per core), seconds per unit of work, the default "
+          f"(all cores) against 1 thread (others before: {fmt_cores(res['other_cores'])}):")
+    for name, w in res["workloads"].items():
+        target, miss = judged(res, f"workloads.{name}.slowdown")
+        print(f"  {name:<36} idle {w['idle']['1 thread'] * 1e3:8.2f} / {w['idle']['default'] * 1e3:8.2f} ms "
+              f"({w['speedup']:.2f}x the speed)   busy {w['busy']['1 thread'] * 1e3:8.2f} / {w['busy']['default'] * 1e3:8.2f} ms "
+              f"({w['slowdown']:.2f}x the time, target {target}){'  MISS' if miss else ''}")
+
+
 def print_checks(results):
     lines = []
     for key, res in results.items():
@@ -990,6 +1056,8 @@ def run(key, data, vocab, opts, sgemm):
         return memory_row(opts)
     if key == "scaling":
         return scaling_row(data, opts, sgemm)
+    if key == "load":
+        return load_row(data, opts)
     return train_row(next(r for r in TRAIN_ROWS if r.key == key), data, opts, sgemm)
 
 
