@@ -27,6 +27,7 @@
 
 typedef struct {
     uint64_t magic;
+    uint64_t key;               /* gen_key of the generation start set up: next runs only the same one */
     int64_t steps;              /* draws taken so far (tokens per stream that never ended) */
     int32_t running;            /* streams that have not ended */
     int32_t fresh;              /* 1: the logits are those of the last feed, not yet drawn from */
@@ -62,8 +63,8 @@ static int gen_layout_of(const minrnn_config *cfg, const minrnn_generation *g, g
     return 0;
 }
 
-/* Whether g is a generation that cfg's model can run (the config itself is checked). */
-static int gen_ok(const minrnn_config *cfg, const minrnn_generation *g) {
+/* Whether g's sizes, ids and samplers fit cfg's model (the config itself is checked). */
+static int gen_shape_ok(const minrnn_config *cfg, const minrnn_generation *g) {
     int V = cfg->vocab_size;
     if (!g || cfg->task != MINRNN_TASK_LM || g->B < 1 || !g->prime || g->prime_length < 1) return 0;
     if (g->end_id < -1 || g->end_id >= V || g->banned_id < -1 || g->banned_id >= V || g->max_length < 0) return 0;
@@ -73,16 +74,33 @@ static int gen_ok(const minrnn_config *cfg, const minrnn_generation *g) {
         const minrnn_sampler *s = &g->samplers[i];
         if (!(s->temperature >= 0.0) || s->top_k < 0 || !(s->top_p > 0.0 && s->top_p <= 1.0)) return 0;
     }
-    for (int i = 0; i < g->prime_length; i++)
-        if (g->prime[i] < 0 || g->prime[i] >= V) return 0;
-    for (int i = 0; i < g->stop_length; i++)
-        if (g->stop[i] < 0 || g->stop[i] >= V) return 0;
     return 1;
+}
+
+/* Whether g's prime and stop ids are cfg's model's (start checks them once; next reads no prime). */
+static int gen_ids_ok(const minrnn_config *cfg, const minrnn_generation *g) {
+    for (int i = 0; i < g->prime_length; i++)
+        if (g->prime[i] < 0 || g->prime[i] >= cfg->vocab_size) return 0;
+    for (int i = 0; i < g->stop_length; i++)
+        if (g->stop[i] < 0 || g->stop[i] >= cfg->vocab_size) return 0;
+    return 1;
+}
+
+/* What every call of one generation must agree on: the config, the precision, g's sizes and ids,
+ * and its stop ids (not the prime, which only start reads). */
+static uint64_t gen_key(const minrnn_config *cfg, int precision, const minrnn_generation *g) {
+    int32_t shape[8] = {precision, g->B, g->prime_length, g->end_id, g->banned_id, g->stop_length,
+                        g->num_samplers, 0};
+    uint64_t h = hash_words(hash_words(0, cfg, sizeof *cfg / 4), shape, 8);
+    h = hash_words(h, &g->max_length, sizeof g->max_length / 4);
+    return g->stop_length ? hash_words(h, g->stop, (size_t)g->stop_length) : h;
 }
 
 size_t minrnn_generate_workspace_size(const minrnn_config *cfg, const minrnn_generation *g) {
     gen_layout w;
-    if (minrnn_config_check(cfg) != MINRNN_OK || !gen_ok(cfg, g) || gen_layout_of(cfg, g, &w) != 0) return 0;
+    if (minrnn_config_check(cfg) != MINRNN_OK || !gen_shape_ok(cfg, g) || !gen_ids_ok(cfg, g) ||
+        gen_layout_of(cfg, g, &w) != 0)
+        return 0;
     return w.total + ALIGN_BYTES;   /* room to align the caller's buffer */
 }
 
@@ -100,21 +118,28 @@ typedef struct {
     minrnn_batch batch;         /* B rows of one step: tokens, and the condition */
 } gen;
 
+/* s over the workspace of g (its layout checked, not its contents) */
 static int gen_open(gen *s, const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
                     void *workspace, int num_threads) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     gen_layout w;
-    if (!params || !workspace || minrnn_precision_size(precision) == 0 || !gen_ok(cfg, g) ||
+    if (!params || !workspace || minrnn_precision_size(precision) == 0 || !gen_shape_ok(cfg, g) ||
         gen_layout_of(cfg, g, &w) != 0)
         return MINRNN_ERR_ARG;
-    unsigned char *base = (unsigned char *)workspace + (ALIGN_BYTES - (uintptr_t)workspace % ALIGN_BYTES) % ALIGN_BYTES;
+    unsigned char *base = aligned_bytes(workspace);
     *s = (gen){cfg, g, precision, num_threads, cfg->vocab_size, params, (progress *)(base + w.progress),
                (float *)(base + w.state), (float *)(base + w.logits), (float *)(base + w.model_ws),
                (int32_t *)(base + w.tokens), (int32_t *)(base + w.ended), (int32_t *)(base + w.tail),
                base + w.sample_scratch, {0}};
     s->batch = (minrnn_batch){.B = g->B, .T = 1, .tokens = s->tokens, .labels = g->labels, .vectors = g->vectors};
     return MINRNN_OK;
+}
+
+/* status, after which the generation cannot go on (next refuses it) */
+static int gen_fail(progress *p, int status) {
+    p->magic = 0;
+    return status;
 }
 
 /* One step of every stream on s->tokens: the logits of each stream's next token. */
@@ -140,16 +165,16 @@ int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *p
     int status = gen_open(&s, cfg, precision, params, g, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     *s.p = (progress){0};   /* not a generation until the prime is fed */
+    if (!gen_ids_ok(cfg, g)) return MINRNN_ERR_ARG;
     memset(s.state, 0, minrnn_state_size(cfg, g->B) * sizeof(float));
     memset(s.ended, 0, (size_t)g->B * sizeof(int32_t));
-    for (int i = 0; i < g->prime_length && status == MINRNN_OK; i++) {
+    for (int i = 0; i < g->prime_length; i++) {
         for (int b = 0; b < g->B; b++) s.tokens[b] = g->prime[i];
-        status = gen_step(&s);
+        if ((status = gen_step(&s)) != MINRNN_OK) return status;
     }
-    if (status != MINRNN_OK) return status;
     if (g->end_id >= 0)   /* what a stream that ends at its first draw is stepped with */
         for (int b = 0; b < g->B; b++) s.tokens[b] = g->end_id;
-    *s.p = (progress){GENERATION_MAGIC, 0, g->B, 1};
+    *s.p = (progress){GENERATION_MAGIC, gen_key(cfg, precision, g), 0, g->B, 1};
     return MINRNN_OK;
 }
 
@@ -158,12 +183,14 @@ int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *pa
     gen s;
     int status = gen_open(&s, cfg, precision, params, g, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (max_steps < 0 || (max_steps > 0 && !tokens) || !steps || s.p->magic != GENERATION_MAGIC) return MINRNN_ERR_ARG;
     progress *p = s.p;
+    if (max_steps < 0 || (max_steps > 0 && !tokens) || !steps || p->magic != GENERATION_MAGIC ||
+        p->key != gen_key(cfg, precision, g))
+        return MINRNN_ERR_ARG;
     int B = g->B, V = s.V;
     *steps = 0;
     while (*steps < max_steps && p->running > 0 && p->steps < g->max_length) {
-        if (!p->fresh && (status = gen_step(&s)) != MINRNN_OK) return status;
+        if (!p->fresh && (status = gen_step(&s)) != MINRNN_OK) return gen_fail(p, status);
         p->fresh = 0;
         int32_t *out = tokens + (size_t)*steps * B;
         for (int b = 0; b < B; b++) {
@@ -175,7 +202,7 @@ int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *pa
             int32_t token;
             status = minrnn_sample(z, V, sampler->temperature, sampler->top_k, sampler->top_p, &sampler->rng,
                                    s.scratch, &token);
-            if (status != MINRNN_OK) return status;
+            if (status != MINRNN_OK) return gen_fail(p, status);
             if (token == g->end_id) {
                 s.ended[b] = 1, p->running--;
                 continue;

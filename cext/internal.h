@@ -107,6 +107,11 @@ static inline size_t take_bytes(size_t *at, size_t bytes) {
     return here;
 }
 
+/* The first ALIGN_BYTES boundary in a caller's buffer. */
+static inline unsigned char *aligned_bytes(void *workspace) {
+    return (unsigned char *)workspace + (ALIGN_BYTES - (uintptr_t)workspace % ALIGN_BYTES) % ALIGN_BYTES;
+}
+
 /* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))

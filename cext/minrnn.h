@@ -411,8 +411,9 @@ int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *p
                           void *workspace, int num_threads);
 /* Take up to max_steps steps: tokens (max_steps, B) gets what each stream drew at each step taken,
  * -1 where it drew nothing (it had ended, or it drew end_id); *steps the steps taken, fewer than
- * max_steps only when the generation is over (0 once it was). The same arguments as start, and
- * the workspace untouched since; after an error the generation cannot go on. */
+ * max_steps only when the generation is over (0 once it was). The same arguments as start (the
+ * prime's ids aside, which only start reads; others are refused), and the workspace untouched
+ * since; after an error in a step or a draw, the generation cannot go on (MINRNN_ERR_ARG). */
 int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
                          void *workspace, int64_t max_steps, int32_t *tokens, int64_t *steps, int num_threads);
 

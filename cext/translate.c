@@ -298,7 +298,7 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
     s.L = cfg->num_layers, s.M = max_length, s.nt = resolve_threads(num_threads);
     s.S = (int)(minrnn_state_size(&s.part, 1) / ((size_t)s.L * s.H));
     s.lay_rows = beam + 1;
-    s.base = (unsigned char *)workspace + (ALIGN_BYTES - (uintptr_t)workspace % ALIGN_BYTES) % ALIGN_BYTES;
+    s.base = aligned_bytes(workspace);
     size_t model = minrnn_param_count(&s.part), tail = tail_floats(cfg);
     s.enc = params, s.dec = block_at(params, precision, model);
     float *t = AT(&s, float, tail);   /* the tail widened (or copied) */

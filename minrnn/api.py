@@ -25,7 +25,15 @@ import sys
 from minrnn import core, tasks
 from minrnn.errors import UserError
 from minrnn.settings import DEFAULTS, RUN, SESSION, USE
+from minrnn.tasks.classify import ClassifierEvaluation
+from minrnn.tasks.lm import TextEvaluation
+from minrnn.tasks.records import RecordEvaluation
+from minrnn.tasks.seq2seq import PairEvaluation, Translation
 from minrnn.text import TextError, Vocab, add_counts, read_symbols
+
+# what help(minrnn.api) shows: the API, and the results its methods return (defined by their tasks)
+__all__ = ["load", "train", "Trained", "TextEvaluation", "RecordEvaluation", "ClassifierEvaluation", "Translation",
+           "PairEvaluation"]
 
 ADVICE = {  # what to do about a checkpoint the library refused
     core.lib.MINRNN_ERR_NOT_CHECKPOINT: "give a .ckpt file written by minrnn train",
@@ -150,6 +158,7 @@ class Trained:
     def classify(self, texts, top=3):
         """For each text, its `top` likeliest labels with their probabilities ([] for an empty text);
         characters outside the vocabulary are skipped."""
+        check_use(top=top)
         self.reads()
         return self.task.classify(self, texts, top)
 

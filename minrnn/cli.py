@@ -16,7 +16,7 @@ from minrnn.errors import UserError
 from minrnn.interop import export_safetensors, import_model
 from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
-from minrnn.plot import plot_runs
+from minrnn.plot import IMAGES, plot_runs
 from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
 from minrnn.settings import DATA, MODEL, POSITIVE, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number
 from minrnn.tasks.records import read_features
@@ -140,7 +140,7 @@ def build_parser():
     k.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
     k.add_argument("--file", metavar="FILE", help="...or the texts of this file, one per line")
     k.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    k.add_argument("--top", type=arg_type(Number(int, 1)), metavar="N", default=3,
+    k.add_argument("--top", type=arg_type(USE["top"]), metavar="N", default=3,
                    help="labels shown per text (default %(default)s)")
     add_precision(k)
     add_threads(k)
@@ -318,7 +318,7 @@ def read_texts(args, what):
     return texts
 
 
-HTML, IMAGES = (".html", ".htm"), (".png", ".svg")   # what pictures and plots are written as
+HTML = (".html", ".htm")   # what pictures are written as (plots: plot.IMAGES)
 
 
 def cmd_translate(args):

@@ -30,7 +30,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
 from minrnn._core import ffi, lib  # noqa: E402   (after the environment it reads)
 from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
-from minrnn.reference.seq2seq import Seq2seqConfig, encoder_config
+from minrnn.reference.seq2seq import Seq2seqConfig
 
 
 def _cell_codes():
@@ -311,14 +311,6 @@ class Block:
         self._workspaces = {}
         self._compact = None   # the bfloat16 block that inference reads, after set_precision("bfloat16")
 
-    @classmethod
-    def over(cls, config, params, grads, threads=0):
-        """A block whose parameters and gradients are the arrays given, not copies (a part of a
-        larger block)."""
-        block = cls.__new__(cls)
-        block._hold(config, params, grads, threads)
-        return block
-
     @property
     def precision(self):
         return "float32" if self._compact is None else "bfloat16"
@@ -340,12 +332,14 @@ class Block:
         self.params[:] = (half.astype(np.uint32) << 16).view(np.float32)   # exact widening
         self._compact = half
 
+    def block(self):
+        """The array that inference reads: the parameters, or their bfloat16 copy."""
+        return self.params if self._compact is None else self._compact
+
     def weights(self):
-        """(precision code, pointer) of the block that inference reads: the parameters, or their
-        bfloat16 copy."""
-        if self._compact is None:
-            return lib.MINRNN_FLOAT32, _ptr("void *", self.params)
-        return lib.MINRNN_BFLOAT16, _ptr("void *", self._compact)
+        """(precision code, pointer) of block(); the pointer does not keep the block alive."""
+        block = self.block()
+        return lib.MINRNN_FLOAT32 if block is self.params else lib.MINRNN_BFLOAT16, _ptr("void *", block)
 
     @property
     def param_count(self):
@@ -504,17 +498,9 @@ class Seq2seqForward:
 
 class Seq2seq(Block):
     """An encoder and a decoder joined by attention (minrnn.h's MINRNN_TASK_SEQ2SEQ), in one block:
-    encoder and decoder are Models of the configuration's cell and sizes (task "encode") over
-    their parts of it, attention the tensors after them (the attention's, combine's and out's).
-    It reads Pairs; its calls run the three together (minrnn_seq2seq_forward, ...)."""
-
-    def _hold(self, config, params, grads, threads):
-        super()._hold(config, params, grads, threads)
-        part = encoder_config(config)
-        n = param_count(part)
-        self.encoder = Model.over(part, params[:n], grads[:n], threads)
-        self.decoder = Model.over(part, params[n:2 * n], grads[n:2 * n], threads)
-        self.attention = {name: view for name, view in self.tensors.items() if not name.startswith(("enc.", "dec."))}
+    the encoder's and the decoder's parameters (each a model of the configuration's cell and sizes
+    with task "encode": tensors enc.* and dec.*), then the attention's, combine's and out's. It
+    reads Pairs; its calls run the three together (minrnn_seq2seq_forward, ...)."""
 
     @property
     def outputs(self):
@@ -633,7 +619,8 @@ class Generation:
         if size == 0:
             raise MinrnnError(lib.MINRNN_ERR_ARG, "generate")
         self.workspace = np.empty(size, np.uint8)
-        self._weights = model.weights()   # the block this generation reads, whatever happens to the model's
+        # the block this generation reads, held here whatever happens to the model's (set_precision)
+        self._block, self._weights = model.block(), model.weights()
         check(lib.minrnn_generate_start(model.c, *self._weights, g, _ptr("void *", self.workspace),
                                         model.threads), "generate")
 

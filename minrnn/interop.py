@@ -12,7 +12,9 @@ package, an optional extra (`pip install safetensors`): without it export says s
 
 import dataclasses
 import json
+import os
 import re
+import stat
 
 import numpy as np
 
@@ -87,40 +89,54 @@ def json_object(text, path, what):
     return value
 
 
-def read_safetensors(path, with_tensors=True):
-    """(tensors {name: float32 or integer array}, or {} without with_tensors, and the minrnn
-    metadata or None) of a safetensors file, read here: its header (8 bytes of length, a JSON
-    object) and each tensor's bytes, every size and offset checked against the file."""
+def open_model_file(path):
+    """path open for reading (binary); UserError unless it is a regular file (a FIFO is refused
+    rather than waited on)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot read it ({e.strerror})") from None
-    bad = lambda why: UserError(f"{path}: not a readable safetensors file ({why})")   # noqa: E731
-    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 0 < n <= len(data) - 8:
-        raise bad("its header is cut short")
-    header = json_object(data[8:8 + n], path, "its header")
-    metadata = header.pop("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise bad("its __metadata__ is not an object of strings")
-    tensors = {}
-    for name, t in header.items():
-        try:
-            dtype, shape, (a, b) = t["dtype"], [int(x) for x in t["shape"]], t["data_offsets"]
-            width = np.dtype(DTYPES[dtype]).itemsize
-        except (KeyError, TypeError, ValueError):
-            raise bad(f"tensor {name!r}: no dtype, shape and data_offsets of the format") from None
-        if min(shape, default=0) < 0 or not (isinstance(a, int) and isinstance(b, int) and 0 <= a <= b <= len(data) - 8 - n) \
-                or b - a != int(np.prod(shape, dtype=object)) * width:
-            raise bad(f"tensor {name!r}: its shape and offsets do not fit the file")
-        if with_tensors:
-            raw = np.frombuffer(data, DTYPES[dtype], (b - a) // width, 8 + n + a)
-            value = (raw.astype(np.uint32) << 16).view(np.float32) if dtype == "BF16" else raw
-            tensors[name] = value.reshape(shape).copy()
-    return tensors, parse_info(metadata.get("minrnn"), path)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a file; give a .safetensors file or a PyTorch state dict")
+    return os.fdopen(fd, "rb")
+
+
+def read_safetensors(path, with_tensors=True):
+    """(tensors {name: float32 or integer array}, or {} without with_tensors, and the minrnn
+    metadata or None) of a safetensors file, read here: its header (8 bytes of length, a JSON
+    object), then each tensor's bytes into its own array, every size and offset checked against
+    the file first. Without tensors only the header is read."""
+    with open_model_file(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        bad = lambda why: UserError(f"{path}: not a readable safetensors file ({why})")   # noqa: E731
+        n = int.from_bytes(f.read(8), "little") if size >= 8 else -1
+        if not 0 < n <= size - 8:
+            raise bad("its header is cut short")
+        header = json_object(f.read(n), path, "its header")
+        metadata = header.pop("__metadata__", {})
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise bad("its __metadata__ is not an object of strings")
+        tensors = {}
+        for name, t in header.items():
+            try:
+                dtype, shape, (a, b) = t["dtype"], [int(x) for x in t["shape"]], t["data_offsets"]
+                width = np.dtype(DTYPES[dtype]).itemsize
+            except (KeyError, TypeError, ValueError):
+                raise bad(f"tensor {name!r}: no dtype, shape and data_offsets of the format") from None
+            if min(shape, default=0) < 0 or not (isinstance(a, int) and isinstance(b, int) and 0 <= a <= b <= size - 8 - n) \
+                    or b - a != int(np.prod(shape, dtype=object)) * width:
+                raise bad(f"tensor {name!r}: its shape and offsets do not fit the file")
+            tensors[name] = (dtype, shape, 8 + n + a, (b - a) // width)
+        for name, (dtype, shape, at, count) in tensors.items() if with_tensors else ():
+            f.seek(at)
+            raw = np.fromfile(f, DTYPES[dtype], count)
+            if raw.size != count:   # the file shrank while it was read
+                raise bad(f"tensor {name!r} is cut short")
+            tensors[name] = ((raw.astype(np.uint32) << 16).view(np.float32) if dtype == "BF16" else raw).reshape(shape)
+    return tensors if with_tensors else {}, parse_info(metadata.get("minrnn"), path)
 
 
 def read_state_dict(path):
@@ -166,11 +182,8 @@ def parse_info(text, path):
 def read_model_file(path):
     """(tensors, metadata or None) of a safetensors file (by its name or its first bytes: a header
     length, then JSON) or of anything else torch.save wrote."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        head = b""   # the reader below says what is wrong with the path
+    with open_model_file(path) as f:
+        head = f.read(9)
     if head.startswith(b"minrnnCK"):   # minrnn_checkpoint's magic
         raise UserError(f"{path} is a minrnn checkpoint already: sample, eval and the C example run it as it is")
     if str(path).endswith(".safetensors") or head[8:9] == b"{":

@@ -75,8 +75,11 @@ def plot_runs(run_dirs, out):
     save(plt, fig, out)
 
 
+IMAGES = (".png", ".svg")   # what plots are written as (matplotlib's formats that read well anywhere)
+
+
 def check_image_name(out):
-    if pathlib.Path(out).suffix.lower() not in (".png", ".svg"):
+    if pathlib.Path(out).suffix.lower() not in IMAGES:
         raise UserError(f"--out {out}: give a .png or .svg file name")
 
 

@@ -139,7 +139,7 @@ NONNEGATIVE = Number(float, 0.0)
 # What a trained model is asked for, by the commands' options and by minrnn.load's methods alike.
 # (A temperature of 0 is the API's argmax; the sample command says --argmax and takes X > 0.)
 USE = {
-    "length": Number(int, 0),                       # characters generated after the prime
+    "length": Number(int, 0, 2**63 - 1),            # characters generated after the prime (the core's int64)
     "temperature": Number(float, 0.0, 1e6, single=False),   # the sampler's are doubles
     "top_k": Number(int, 0, 2**31 - 1),             # 0 = off
     "top_p": Number(float, 0.0, 1.0, low_open=True, single=False),
@@ -147,7 +147,7 @@ USE = {
     "beam": Number(int, 1, 4096),                   # 1 = greedy
     "max_length": Number(int, 1, 100000),           # a translation's steps, the end included
     "seed": SEED,
-    "top": Number(int, 1),                          # labels shown per text
+    "top": Number(int, 1, 2**31 - 1),               # labels shown per text
     "batch_size": POSITIVE,                         # an evaluation's streams or records at once
     "seq_len": POSITIVE,                            # an evaluation's chunks of a text
     "threads": THREADS,

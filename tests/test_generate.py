@@ -3,6 +3,8 @@ written out in Python (genutil.spec_generate): the same tokens for every kind of
 sampler, end, stop and seeding; resumable in pieces of any size; the same for any thread count;
 bad arguments refused."""
 
+import gc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -92,6 +94,21 @@ def test_the_same_tokens_for_any_thread_count():
         model.threads = threads
         drawn.append(core.Generation(model, 64, [1, 2], 30, 5, temperature=1.0).run())
     assert drawn[0] == drawn[1] == drawn[2]
+
+
+def test_a_generation_keeps_the_weights_it_started_with():
+    # it read its bfloat16 block through a bare pointer: set_precision("float32") freed the block
+    # (here 1.5 MB, its own mapping), and the next draw read freed memory
+    model = model_of("lstm", 40, 256, 2, 0, "none", 0, seed=3, precision="bfloat16")
+    expected = core.Generation(model, 2, [1], 40, 5).run()
+    generation = core.Generation(model, 2, [1], 40, 5)
+    first = generation.next(10)
+    model.set_precision("float32")
+    gc.collect()
+    junk = [np.full(model.param_count // 2, 0x7fc0, np.uint16) for _ in range(4)]   # NaNs, wherever it was
+    rest = generation.run()
+    del junk
+    assert [[t for t in column if t >= 0] + ids for column, ids in zip(first.T.tolist(), rest)] == expected
 
 
 @pytest.mark.parametrize("bad, value", [("B", 0), ("prime_length", 0), ("end_id", 6), ("banned_id", -2),

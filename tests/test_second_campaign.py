@@ -252,6 +252,31 @@ def test_bfloat16_tensors_are_read(exported, tmp_path):
     assert np.array_equal(back, rounded)
 
 
+def test_like_reads_a_safetensors_files_header_only(exported, tmp_path):
+    # --like needs the metadata alone; reading every tensor (the whole file) came back once. Here
+    # the file claims a 4 GiB tensor (sparse: no disk used) and the reader's address space is
+    # capped at 3 GiB, so reading the tensor would fail.
+    import json
+    from minrnn.interop import read_safetensors
+    info = read_safetensors(exported["lm"])[1]
+    text = json.dumps({"__metadata__": {"minrnn": json.dumps(info)},
+                       "big": {"dtype": "F32", "shape": [2**30], "data_offsets": [0, 2**32]}}).encode()
+    big = tmp_path / "big.safetensors"
+    with open(big, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        f.truncate(8 + len(text) + 2**32)
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+            "from minrnn.interop import info_like; print(info_like('big.safetensors')['kind'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environment(), capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "model\n", r.stderr   # a language model's kind
+
+
+@pytest.mark.parametrize("name", ["m.safetensors", "m.pt"])
+def test_a_model_file_that_is_a_pipe_is_refused_not_waited_on(tmp_path, name):
+    os.mkfifo(tmp_path / name)
+    one_line_error(minrnn("import", name, "out.ckpt", cwd=tmp_path, timeout=60), f"{name}: not a file")
+
+
 def test_export_to_a_folder_that_is_not_there_is_one_line(exported, tmp_path):
     one_line_error(minrnn("export", exported["lm"].with_suffix(".ckpt"), tmp_path / "no" / "m.safetensors",
                           cwd=tmp_path), "m.safetensors: cannot write it")
@@ -297,8 +322,9 @@ def test_the_example_refuses_what_translate_refuses(models):
     for option in ("-n", "-p", "--num", "--top-k", "-c", "-v"):
         r = example(ckpt, "abc", option, "2")
         assert r.returncode != 0 and f"{option} is for sampling; this checkpoint translates" in r.stderr, r.stderr
-    r = example(ckpt, "abc", "--beams", "2")
-    assert r.returncode == 2 and "unknown option --beams" in r.stderr
+    for tail in (("--beams", "2"), ("--beams",)):   # last, it was "--beams needs a value"
+        r = example(ckpt, "abc", *tail)
+        assert r.returncode == 2 and "unknown option --beams" in r.stderr, r.stderr
 
 
 # ---- 9. one line out for each line in, blank lines and Windows line ends too
@@ -388,7 +414,11 @@ def test_api_arguments_are_checked_as_options_are(models):
                           (lambda: m.step("a", state=np.zeros(3)), "state: give what step returned"),
                           (lambda: m.step("a", state=[[["x"]]]), "state: give what step returned"),
                           (lambda: m.step("a", state=np.full(m.model.state_shape(1), np.nan)), "state: give"),
-                          (lambda: m.step("a", condition="up"), "this model has no condition")]:
+                          (lambda: m.step("a", condition="up"), "this model has no condition"),
+                          (lambda: m.classify(["ab"], top=0), "top: expected"),
+                          (lambda: m.classify(["ab"], top=-1), "top: expected"),
+                          (lambda: m.generate(length=2**63), "length: expected"),   # beyond the core's int64
+                          (lambda: m.printed(b"a", stop=b"a" * 5000), "stop: 5000 characters; give at most 4096")]:
         with pytest.raises(UserError, match=message):
             call()
     state = m.step("ab")[1]

@@ -116,8 +116,13 @@ static int parse_options(int argc, char **argv, options *o) {
             else o->path = a;
             continue;
         }
-        if (!v) {
-            fprintf(stderr, "minrnn_sample: %s needs a value\n", a);
+        static const char *const known[] = {"-n", "-t", "-s", "-p", "-c", "--condition", "-v", "--vector", "--top-k",
+                                            "--top-p", "--num", "--beam", "--max-length", "--precision"};
+        size_t at = 0;
+        while (at < sizeof known / sizeof *known && strcmp(a, known[at])) at++;
+        if (at == sizeof known / sizeof *known || !v) {
+            fprintf(stderr, at == sizeof known / sizeof *known ? "minrnn_sample: unknown option %s\n"
+                                                               : "minrnn_sample: %s needs a value\n", a);
             usage();
             return 2;
         }
@@ -138,13 +143,8 @@ static int parse_options(int argc, char **argv, options *o) {
         else if (!strcmp(a, "-p")) o->prime = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--condition")) o->label = v;
         else if (!strcmp(a, "-v") || !strcmp(a, "--vector")) o->vector = v;
-        else if (!strcmp(a, "--precision"))
+        else   /* --precision */
             ok = (o->precision = !strcmp(v, "float32") ? MINRNN_FLOAT32 : !strcmp(v, "bfloat16") ? MINRNN_BFLOAT16 : -1) >= 0;
-        else {
-            fprintf(stderr, "minrnn_sample: unknown option %s\n", a);
-            usage();
-            return 2;
-        }
         if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
         i++;
     }
@@ -424,9 +424,9 @@ static int generate(const minrnn_checkpoint *ck, const options *o, const char *p
     if (!params || !work || !drawn || (!as_drawn && !text) || !count) {
         status = -1;
     } else {
-        minrnn_params_compact(ck->params, P, precision, params);
-        if (as_drawn) fputs(prime, stdout);
-        status = minrnn_generate_start(cfg, precision, params, &g, work, 0);
+        status = minrnn_params_compact(ck->params, P, precision, params);
+        if (status == MINRNN_OK && as_drawn) fputs(prime, stdout);
+        if (status == MINRNN_OK) status = minrnn_generate_start(cfg, precision, params, &g, work, 0);
         int64_t steps = 1;
         while (status == MINRNN_OK && steps == 1) {
             status = minrnn_generate_next(cfg, precision, params, &g, work, 1, drawn, &steps, 0);
@@ -481,9 +481,10 @@ static int translate(const minrnn_checkpoint *ck, options *o) {
     for (int i = 0; i < o->n_texts; i++) longest = strlen(o->texts[i]) > longest ? strlen(o->texts[i]) : longest;
     void *params = malloc(P * minrnn_precision_size(precision)), *work = NULL;
     int32_t *source = malloc((longest + 1) * sizeof(int32_t)), *out = malloc((size_t)M * sizeof(int32_t));
-    int ok = params && source && out;
+    int ok = params && source && out, status = MINRNN_OK;
     if (!ok) out_of_memory();
-    else minrnn_params_compact(ck->params, P, precision, params);
+    else if ((status = minrnn_params_compact(ck->params, P, precision, params)) != MINRNN_OK)
+        fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status)), ok = 0;
     minrnn_rng rng;
     minrnn_rng_seed(&rng, (uint64_t)o->seed);
     long *skipped = &o->skipped;
@@ -506,9 +507,9 @@ static int translate(const minrnn_checkpoint *ck, options *o) {
         free(work);
         work = malloc(minrnn_seq2seq_translate_size(cfg, (int)n, beam, M));
         minrnn_translation result;
-        int status = !work ? MINRNN_ERR_ARG
-                   : minrnn_seq2seq_translate(cfg, precision, params, source, (int)n, beam, M, temperature, &rng, out,
-                                              &result, NULL, work, 0);
+        status = !work ? MINRNN_ERR_ARG
+               : minrnn_seq2seq_translate(cfg, precision, params, source, (int)n, beam, M, temperature, &rng, out,
+                                          &result, NULL, work, 0);
         if (!work) ok = out_of_memory();
         else if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s: %s\n", what, minrnn_strerror(status)), ok = 0;
         if (!ok) break;

@@ -507,6 +507,24 @@ static void test_generation(void) {
     bad = g, bad.prime_length = 0;
     CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &bad, work, 1) == MINRNN_ERR_ARG, "no prime");
     int64_t steps;
+    /* next runs only the generation start set up (each tried on a fresh start), and not after an error */
+    minrnn_generation other_b = g, other_stop = g;
+    other_b.B = 1, other_stop.stop_length = 1;
+    const minrnn_generation *others[3] = {&other_b, &other_stop, &g};
+    const int precisions[3] = {MINRNN_FLOAT32, MINRNN_FLOAT32, MINRNN_BFLOAT16};
+    for (int i = 0; i < 3; i++) {
+        CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 1) == MINRNN_OK, "start again");
+        CHECK(minrnn_generate_next(&c, precisions[i], b.params, others[i], work, 0, drawn, &steps, 1) == MINRNN_ERR_ARG,
+              "next with another B, stop or precision (%d)", i);
+    }
+    CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 1) == MINRNN_OK, "start again");
+    float *nans = malloc(b.P * sizeof(float));
+    for (size_t i = 0; i < b.P; i++) nans[i] = NAN;   /* the second step: NaN logits, whose draw fails */
+    CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, nans, &g, work, 2, drawn, &steps, 1) != MINRNN_OK,
+          "a draw from NaN logits");
+    free(nans);
+    CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, b.params, &g, work, 0, drawn, &steps, 1) == MINRNN_ERR_ARG,
+          "next after an error (0 steps: refused for that alone, not for the NaN states)");
     memset(work, 0, bytes);   /* not started */
     CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, b.params, &g, work, 1, drawn, &steps, 1) == MINRNN_ERR_ARG,
           "next before start");

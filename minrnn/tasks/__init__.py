@@ -1,8 +1,9 @@
 """The kinds of data minrnn learns from, each a task object (tasks/base.py's Task): a text
 (stream.py), records with or without a condition (records.py), a classifier of records
 (classify.py), and pairs for sequence to sequence (seq2seq.py). The training loop, minrnn.load,
-the commands and their checks ask the task; nothing outside this package, the binding (core.py)
-and the settings table branches on which task runs.
+the commands and their checks ask the task; nothing outside this package, the bindings (core.py,
+and torch.py, which builds each task's model as an nn.Module) and the settings table branches on
+which task runs (tests/test_structure.py).
 
 Adding a task: a module with a Task subclass, and its line in TASKS.
 """
@@ -22,7 +23,7 @@ for _task in TASKS:
 
 
 def for_settings(s):
-    """The task a run's settings (after settings.imply) choose."""
+    """The task a run's settings (settled: settings.settle) choose."""
     return next(t for t in TASKS if t.chosen_by(s))
 
 

@@ -34,7 +34,7 @@ class Task:
     # ---- which task: of a run's settings, of a checkpoint
 
     def chosen_by(self, s):
-        """Whether the settings s (after settings.imply) choose this task."""
+        """Whether the settings s (settled: settings.settle) choose this task."""
         raise NotImplementedError
 
     def holds(self, ck):
@@ -116,6 +116,13 @@ class Task:
 
     def translations(self, m, texts, beam, temperature, seed, max_length, alignments):
         raise self.refuse("a seq2seq model")
+
+
+def probabilities(logits):
+    """Softmax over the last axis of logits, in double: the probabilities step and classify report."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
 
 
 @dataclass

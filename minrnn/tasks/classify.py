@@ -10,7 +10,7 @@ import numpy as np
 from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference import Config
-from minrnn.tasks.base import Known, ShuffledBatches, Task
+from minrnn.tasks.base import Known, ShuffledBatches, Task, probabilities
 from minrnn.tasks.lm import with_skipped
 from minrnn.tasks.records import check_records_memory, evaluate_records, frame, read_records
 from minrnn.text import add_counts
@@ -91,9 +91,7 @@ class Classify(Task):
         for a in range(0, len(read), batch_size):
             chunk = read[a:a + batch_size]
             tokens, _, lengths = frame([ids[i] for i in chunk], m.vocab)
-            z = m.model.forward(tokens, lengths=lengths).logits.astype(np.float64)
-            z = np.exp(z - z.max(axis=1, keepdims=True))
-            for i, p in zip(chunk, z / z.sum(axis=1, keepdims=True)):
+            for i, p in zip(chunk, probabilities(m.model.forward(tokens, lengths=lengths).logits)):
                 results[i] = [(labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]]
         return results
 

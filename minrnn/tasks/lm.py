@@ -10,7 +10,7 @@ import numpy as np
 from minrnn import core
 from minrnn.errors import UserError
 from minrnn.resources import require_memory
-from minrnn.tasks.base import Task, workspace_bytes
+from minrnn.tasks.base import Task, probabilities, workspace_bytes
 from minrnn.text import TextError, skipped
 
 
@@ -104,9 +104,7 @@ class LanguageModel(Task):
         logits = None
         for token in ids:
             logits = m.model.step([token], state, cond)
-        z = logits[0].astype(np.float64)
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = probabilities(logits[0])
         return {s or f"<{i}>": float(p[i]) for i, s in enumerate(m.characters(range(len(m.vocab))))}, state
 
 
@@ -116,9 +114,12 @@ def stop_ids(m, stop):
     if not stop:
         return ()
     try:
-        return m.vocab.encode(m.symbols(stop, "stop"))
+        ids = m.vocab.encode(m.symbols(stop, "stop"))
     except (TextError, UserError):
         return ()
+    if len(ids) > core.lib.MINRNN_MAX_STOP:
+        raise UserError(f"stop: {len(ids)} characters; give at most {core.lib.MINRNN_MAX_STOP}")
+    return ids
 
 
 # ---- the loss of a text: B streams over it, in chunks

@@ -67,6 +67,12 @@ def too_short_message(n, batch_size, seq_len):
             f"{batch_size} x {seq_len} (+1) = {need}{hint}")
 
 
+def require_samples_memory(num, length):
+    """Room for num samples of length characters held whole: their ids, then their text."""
+    require_memory(24 * length * num, f"generating {num} sample(s) of {length:,} characters",
+                   "ask for fewer or shorter samples (or stream one)")
+
+
 class Stream(LanguageModel):
     name = "lm"
     option = "lm"
@@ -128,8 +134,7 @@ class Stream(LanguageModel):
         return [0 if newline is None else newline]
 
     def generate(self, m, prime, length, temperature, top_k, top_p, seed, condition, num):
-        require_memory(24 * length * (num or 1), f"generating {num or 1} sample(s) of {length:,} characters",
-                       "ask for fewer or shorter samples (or stream them)")   # the ids, then the text
+        require_samples_memory(num or 1, length)
         return super().generate(m, prime, length, temperature, top_k, top_p, seed, condition, num)
 
     def pieces(self, prime, generation, vocab):
@@ -139,8 +144,7 @@ class Stream(LanguageModel):
             yield prime
             yield from self.stream_bytes(generation, vocab)
             return
-        require_memory(24 * generation.g.max_length * generation.B, f"generating {generation.B} samples of "
-                       f"{generation.g.max_length:,} characters", "ask for fewer or shorter samples")
+        require_samples_memory(generation.B, generation.g.max_length)
         yield b"\n\n".join(prime + vocab.to_bytes(ids) for ids in generation.run()) + b"\n"
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam):
