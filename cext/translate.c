@@ -318,8 +318,10 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
                                      AT(&s, float, model_ws), s.nt);
         if (status != MINRNN_OK) return status;
     }
-    if (s.w.W_a) mm_nt(n, s.H, s.H, memory, s.H, s.w.W_a, s.H, AT(&s, float, keys), s.H, 0, gemm_threads(s.nt, n, s.H, s.H));
-    if (s.w.W_k) mm_nt(n, s.A, s.H, memory, s.H, s.w.W_k, s.H, AT(&s, float, keys), s.A, 0, gemm_threads(s.nt, n, s.A, s.H));
+    if (s.w.W_a)
+        mm_nt(n, s.H, s.H, memory, s.H, s.w.W_a, s.H, AT(&s, float, keys), s.H, 0, lone_gemm_threads(s.nt, n, s.H, s.H));
+    if (s.w.W_k)
+        mm_nt(n, s.A, s.H, memory, s.H, s.w.W_k, s.H, AT(&s, float, keys), s.A, 0, lone_gemm_threads(s.nt, n, s.A, s.H));
 
     s.rows = 1;
     AT(&s, int32_t, token)[0] = cfg->vocab_size - 2;   /* start */

@@ -60,7 +60,7 @@ def add_precision(group):
 
 def add_threads(group):
     group.add_argument("--threads", type=arg_type(THREADS), metavar="N", default=0,
-                       help="threads; 0 = all cores (default 0)")
+                       help="threads; 0 = the cores other processes leave free (default 0)")
 
 
 def build_parser():

@@ -15,19 +15,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# OpenMP's idle threads. libgomp's own default spins about 3 ms after every parallel region before a
-# thread sleeps: beside another busy process, that spinning takes the cores the working threads
-# need, and 2 threads trained 9 times slower than 1 on a busy machine (translated 7, sampled 1.1).
-# 10,000 spins (about 0.1 ms, by libgomp's own estimate of 100,000 a ms) still catch the regions of
-# a step, back to back, on an idle machine (2 threads train 1.9 times as fast as 1, as with the
-# default), and let the cores go soon when others need them (on a busy machine, 2 threads took 0.8
-# to 1.3 times the time of 1: tools/bench.py's load row). libgomp reads it once, when the
-# extension below loads it (unless another module loaded libgomp first); a user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+# OpenMP's idle threads spin before they sleep; libgomp's own default is about 3 ms after every
+# parallel region, in which a spinning thread takes a core that another process, or this one's
+# working thread, needs. 10,000 spins (about 0.1 ms, by libgomp's own estimate of 100,000 a ms)
+# still catch the regions of a step, back to back, on an idle machine (2 threads train 1.8 times
+# and sample 1.8 times as fast as 1, as with libgomp's default), and let the cores go soon when
+# others need them. With that alone, beside one busy process per core, 2 threads took 0.9 to 1.1
+# times the time of 1 on tools/bench.py's load row, but 0.8 to 5 times on a smaller model; so the
+# default thread count also follows the cores other processes leave free (minrnn.cores). libgomp
+# reads this once, when the extension below loads it (unless another module loaded libgomp first);
+# a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 from minrnn._core import ffi, lib  # noqa: E402   (after the environment it reads)
+from minrnn import cores  # noqa: E402
 from minrnn.reference import Config, hyperparameters
 from minrnn.reference.optim import HYPERPARAMETERS
 from minrnn.reference.seq2seq import Seq2seqConfig
@@ -290,7 +292,7 @@ class Block:
     layout, the precision inference reads them at, and the scratch of the calls that run them. A
     Model and a Seq2seq are each one block.
 
-    threads: passed to every call (0 = OpenMP's default); results do not depend on it.
+    threads: for every call (0: the cores other processes leave free); results do not depend on it.
     """
 
     MAX_WORKSPACES = 4   # shapes whose scratch is kept (training, evaluation, sampling, ...)
@@ -310,6 +312,12 @@ class Block:
         self.tensors = self.views(self.params)
         self._workspaces = {}
         self._compact = None   # the bfloat16 block that inference reads, after set_precision("bfloat16")
+
+    @property
+    def call_threads(self):
+        """The threads a call runs on: threads, or for 0 the cores other processes leave free
+        (minrnn.cores)."""
+        return cores.threads(self.threads)
 
     @property
     def precision(self):
@@ -405,7 +413,7 @@ class Model(Block):
         loss = ffi.new("float *") if targets is not None else ffi.NULL
         workspace = self.workspace(B, T)
         check(lib.minrnn_forward(self.c, _fptr(self.params), batch.c, _fptr(state), _fptr(out_state),
-                                 _fptr(masks), _fptr(logits), loss, _fptr(workspace), self.threads), "forward")
+                                 _fptr(masks), _fptr(logits), loss, _fptr(workspace), self.call_threads), "forward")
         return Forward(float(loss[0]) if targets is not None else None, logits, out_state, batch, masks, workspace)
 
     def backward(self, fwd, dfinal=None):
@@ -423,7 +431,7 @@ class Model(Block):
         dvectors = np.empty((B, self.config.cond_size), np.float32) if self.config.cond == "vector" else None
         check(lib.minrnn_backward(self.c, _fptr(self.params), fwd.batch.c, _fptr(fwd.masks), _fptr(dfinal),
                                   _fptr(fwd.workspace), _fptr(self.grads), _fptr(dstate0), _fptr(dvectors),
-                                  self.threads), "backward")
+                                  self.call_threads), "backward")
         return dstate0, dvectors
 
     def dropout_masks(self, rng, T, B):
@@ -442,7 +450,7 @@ class Model(Block):
         logits = np.empty((B, self.outputs), dtype=np.float32)
         precision, params = self.weights()
         check(lib.minrnn_step_compact(self.c, precision, params, batch.c, _fptr(state), _fptr(logits),
-                                      _fptr(self.workspace(B, 1)), self.threads), "step")
+                                      _fptr(self.workspace(B, 1)), self.call_threads), "step")
         return logits
 
     def train_step(self, trainer, batch):
@@ -454,7 +462,7 @@ class Model(Block):
         loss, norm = ffi.new("float *"), ffi.new("float *")
         check(lib.minrnn_train_step(self.c, _fptr(self.params), _fptr(self.grads), _fptr(trainer.m), _fptr(trainer.v),
                                     trainer.opt, trainer.rng.c, batch.c, _fptr(trainer.state), loss, norm,
-                                    _fptr(self.workspace(B, T)), self.threads), "training step")
+                                    _fptr(self.workspace(B, T)), self.call_threads), "training step")
         return float(loss[0]), float(norm[0])
 
 
@@ -526,14 +534,14 @@ class Seq2seq(Block):
         loss = ffi.new("float *") if pairs.targets is not None else ffi.NULL
         workspace = self.pairs_workspace(B, Ts, Td)
         check(lib.minrnn_seq2seq_forward(self.c, _fptr(self.params), pairs.c, _fptr(masks), _fptr(logits),
-                                         _fptr(alignments), loss, _fptr(workspace), self.threads), "forward")
+                                         _fptr(alignments), loss, _fptr(workspace), self.call_threads), "forward")
         return Seq2seqForward(float(loss[0]) if pairs.targets is not None else None, logits, alignments, pairs,
                               masks, workspace)
 
     def backward(self, fwd):
         """Adds the gradient of fwd.loss into self.grads."""
         check(lib.minrnn_seq2seq_backward(self.c, _fptr(self.params), fwd.pairs.c, _fptr(fwd.masks),
-                                          _fptr(fwd.workspace), _fptr(self.grads), self.threads), "backward")
+                                          _fptr(fwd.workspace), _fptr(self.grads), self.call_threads), "backward")
 
     def train_step(self, trainer, pairs):
         """minrnn_seq2seq_train_step on Pairs with the trainer's optimizer and generator: (loss,
@@ -544,7 +552,7 @@ class Seq2seq(Block):
         loss, norm = ffi.new("float *"), ffi.new("float *")
         check(lib.minrnn_seq2seq_train_step(self.c, _fptr(self.params), _fptr(self.grads), _fptr(trainer.m),
                                             _fptr(trainer.v), trainer.opt, trainer.rng.c, pairs.c, loss, norm,
-                                            _fptr(self.pairs_workspace(B, Ts, Td)), self.threads), "training step")
+                                            _fptr(self.pairs_workspace(B, Ts, Td)), self.call_threads), "training step")
         return float(loss[0]), float(norm[0])
 
     def translate(self, source, beam=1, max_length=100, temperature=0.0, rng=None, want_alignments=False):
@@ -561,7 +569,8 @@ class Seq2seq(Block):
         precision, params = self.weights()
         check(lib.minrnn_seq2seq_translate(self.c, precision, params, _iptr(source), n, beam, max_length,
                                            temperature, rng.c if rng is not None else ffi.NULL, _iptr(out), result,
-                                           _fptr(alignments), _ptr("void *", workspace), self.threads), "translate")
+                                           _fptr(alignments), _ptr("void *", workspace), self.call_threads),
+              "translate")
         ids = out[:result.length].tolist()
         return ids, float(result.logprob), None if alignments is None else alignments[:result.steps].copy()
 
@@ -622,7 +631,7 @@ class Generation:
         # the block this generation reads, held here whatever happens to the model's (set_precision)
         self._block, self._weights = model.block(), model.weights()
         check(lib.minrnn_generate_start(model.c, *self._weights, g, _ptr("void *", self.workspace),
-                                        model.threads), "generate")
+                                        model.call_threads), "generate")
 
     def next(self, steps):
         """Up to `steps` more steps: (steps taken, B) ids, -1 where a stream drew nothing (it had
@@ -630,7 +639,7 @@ class Generation:
         out = np.empty((steps, self.B), np.int32)
         taken = ffi.new("int64_t *")
         check(lib.minrnn_generate_next(self.model.c, *self._weights, self.g, _ptr("void *", self.workspace), steps,
-                                       _iptr(out), taken, self.model.threads), "generate")
+                                       _iptr(out), taken, self.model.call_threads), "generate")
         return out[:taken[0]]
 
     RUN_CHUNK = 1 << 20   # ids drawn per call of run: what is held grows with what is drawn, not with max_length

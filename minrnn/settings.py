@@ -132,7 +132,7 @@ class Setting(NamedTuple):
 
 POSITIVE = Number(int, 1, core.lib.MINRNN_MAX_BATCH_ROWS)   # B or T: the core takes B * T up to this
 SEED = Number(int, 0, 2**64 - 1)
-THREADS = Number(int, 0, 1024)            # 0 = all cores
+THREADS = Number(int, 0, 1024)            # 0 = the cores other processes leave free (minrnn.cores)
 PROBABILITY = Number(float, 0.0, 1.0, high_open=True)
 NONNEGATIVE = Number(float, 0.0)
 

@@ -10,7 +10,7 @@ from minrnn import core
 from minrnn import reference as R
 from minrnn.reference import Config
 from soak import examples
-from refutil import KINDS, Problem, at_logits, near_a_kink
+from refutil import KINDS, Problem, at_logits, cond_gradient_scale, near_a_kink
 from test_core_vs_reference import assert_close, f32
 
 
@@ -50,6 +50,10 @@ paths = dict(kind=st.sampled_from(KINDS), task=st.sampled_from(["lm", "classify"
          V=4, H=9, T=4, B=1, C=1, seed=7834, targets=True, dfinal=False)
 @example(kind="rnn_relu", task="classify", cond="none", ragged=False, one_bias=True, reduction="mean", dropout=True,
          V=4, H=9, T=4, B=1, C=1, seed=7834, targets=True, dfinal=True)
+# make test-soak (seed 43): 16 times less than the sum of its steps' parts, the gradient of a
+# one-entry condition vector was 7e-5 of itself off (tolerance 2e-5), and 4e-6 of those parts
+@example(kind="rnn_tanh", task="classify", cond="vector", ragged=False, one_bias=False, reduction="mean", dropout=True,
+         V=7, H=20, T=5, B=1, C=1, seed=1, targets=False, dfinal=False)
 @settings(max_examples=examples(200), deadline=None)
 @given(**paths)
 def test_every_new_path_matches_the_reference(kind, task, cond, ragged, one_bias, reduction, dropout, V, H, T, B,
@@ -71,8 +75,9 @@ def test_every_new_path_matches_the_reference(kind, task, cond, ragged, one_bias
     for name, ref in grads.items():
         assert_close(model.views(model.grads)[name], ref, f"gradient of {name}")
     assert_close(dstate0_c, dstate0, "gradient of the initial state")
-    if cond == "vector":
-        assert_close(dvectors, dcond, "gradient of the condition vectors")
+    if cond == "vector":   # a sum over the steps: its round-off is that of the terms (cond_gradient_scale)
+        assert_close(dvectors, dcond, "gradient of the condition vectors",
+                     floor=cond_gradient_scale(cfg, pb.params, fwd, pb.dfinal if dfinal else None))
 
 
 @settings(max_examples=examples(25), deadline=None)

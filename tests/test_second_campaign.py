@@ -429,29 +429,79 @@ def test_api_arguments_are_checked_as_options_are(models):
 
 # ---- 2. the default thread count does not fight other processes for the cores
 
+def busy_processes():
+    """One busy process per core (another user's work), started; kill each when done."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+
+
+def test_idle_threads_spin_briefly_unless_the_user_says_otherwise():
+    # libgomp reads its environment once, as the extension loads it: minrnn.core sets it first
+    code = "import os, minrnn.core; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in environment().items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    for extra, expected in [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"), ({"OMP_WAIT_POLICY": "active"}, "None")]:
+        r = subprocess.run([sys.executable, "-c", code], env=dict(env, **extra), capture_output=True, text=True)
+        assert r.stdout == expected + "\n", (extra, r.stdout, r.stderr)
+
+
+def test_the_default_leaves_the_cores_others_keep_busy():
+    from minrnn import cores
+    free = cores.FreeCores()
+    busy = busy_processes()
+    try:
+        time.sleep(0.2)   # running before the measure starts
+        free.last = free.sample()
+        time.sleep(cores.MEASURE_SECONDS)
+        assert free.now() == 1   # every core busy: one thread, never none
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+
+
+def test_the_free_cores_are_the_busy_time_less_this_processes_own():
+    # 2 cores over 1 s: 1.6 s busy, 0.7 s of it this process's (its spinning threads included),
+    # so others kept 0.9 of a core busy and 1 is left; with 1.2 s of its own, 2 are left
+    from minrnn import cores
+    free = cores.FreeCores()
+    free.cpus = {"cpu0", "cpu1"}
+    for own, expected in [(0.7, 1), (1.2, 2), (0.0, 1), (1.6, 2)]:
+        free.last, free.sample = (0.0, 0.0, 0.0), lambda: (1.0, 1.6, own)
+        assert free.now() == expected, own
+    assert cores.threads(3) == 3   # an explicit count is used as given
+
+
 TRANSLATIONS_TIMED = """
-import sys, time
+import time
 import numpy as np
 from minrnn import core
 from minrnn.reference.seq2seq import Seq2seqConfig
 config = Seq2seqConfig(vocab_size=40, hidden_size=128, cell="gru", embed_size=16, attention="additive",
                        attention_size=128)
-models = {threads: core.Seq2seq(config, seed=4, threads=threads) for threads in (1, 2)}
+models = {threads: core.Seq2seq(config, seed=4, threads=threads) for threads in (0, 1)}
 source = np.arange(1, 25, dtype=np.int32)
-best = {1: float("inf"), 2: float("inf")}
+began = time.perf_counter()
+while time.perf_counter() - began < 1.0:   # a command's first second, in which the default looks around
+    models[0].translate(source, max_length=30)
+best = {0: float("inf"), 1: float("inf")}
 for _ in range(3):
     for threads, model in models.items():
         began = time.perf_counter()
         for _ in range(100):
             model.translate(source, max_length=30)
         best[threads] = min(best[threads], time.perf_counter() - began)
-print(best[2] / best[1])
+print(best[0] / best[1])
 """
 
 
-def slowdown_beside_busy_processes(env):
-    """How many times 1 thread's time 2 threads take to translate, one busy process beside each core."""
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to have 2 threads")
+def test_the_default_threads_do_not_lose_to_one_beside_busy_processes():
+    # The issue's target: beside one busy process per core, the default takes at most 1.5 times the
+    # time of one thread. f8945b3's default took 1.7 and 2.2 times as long as 1 thread here (and
+    # trained 1.1 to 9.4 times as slowly: the scheduler's luck); now 1.00 to 1.02 over 4 runs, as
+    # the default runs one thread there. Each side is the best of 3 runs of 100 translations,
+    # interleaved, timed inside one process so that starting Python does not hide the difference.
+    env = {k: v for k, v in environment().items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    busy = busy_processes()
     try:
         out = subprocess.run([sys.executable, "-c", TRANSLATIONS_TIMED], env=env, check=True,
                              capture_output=True, text=True, timeout=300).stdout
@@ -459,18 +509,4 @@ def slowdown_beside_busy_processes(env):
         for p in busy:
             p.kill()
             p.wait()
-    return float(out)
-
-
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to have 2 threads")
-def test_the_default_threads_do_not_lose_to_one_beside_busy_processes():
-    # libgomp's idle threads spun about 3 ms after each parallel region before sleeping. Each
-    # translation here has a few regions of 2 threads (the encoder over 24 tokens, the attention's
-    # keys) and then 30 decoding steps small enough for one: beside one busy process per core, the
-    # spinning thread took the core the decoding needed, and 2 threads took 12 times as long as 1
-    # (measured with GOMP_SPINCOUNT=300000, libgomp's default). minrnn.core now has them spin about
-    # 0.1 ms: 0.9 to 1.5 times 1 thread's time over 6 runs. 3 is far from both; each side is the best
-    # of 3 runs of 100 translations, interleaved, timed inside one process so that starting Python
-    # does not hide the difference.
-    env = {k: v for k, v in environment().items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    assert slowdown_beside_busy_processes(env) < 3
+    assert float(out) <= 1.5

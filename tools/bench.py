@@ -47,7 +47,7 @@ os.environ["OPENBLAS_NUM_THREADS"] = str(THREADS)
 import numpy as np  # noqa: E402
 
 from minchar_numpy import MinCharRNN  # noqa: E402
-from minrnn import core  # noqa: E402
+from minrnn import core, cores  # noqa: E402
 from minrnn import reference  # noqa: E402
 from minrnn.errors import UserError  # noqa: E402
 from minrnn.api import read_checkpoint  # noqa: E402
@@ -105,8 +105,12 @@ STREAMS = replace(SAMPLE, key="streams", label=f"sample --num {STREAMS_NUM} / --
 MEMORY = Row("memory", "peak memory, training LSTM H=512 L=2", "lstm", 512, 2)
 SCALING = [Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2), Row("lstm512", "LSTM H=512 L=2", "lstm", 512, 2)]
 # The load row's workloads, each at 1 thread and at the default (all cores), on an idle machine and
-# beside one busy process per core: training steps, sampling a character, translating a date.
-LOAD_WORKLOADS = ("training LSTM H=256 L=2 B=32 T=64", "sampling LSTM H=512 L=2 B=1", "translating GRU H=128")
+# beside one busy process per core: training steps, sampling a character, translating a date; with
+# the speed-up each must keep on an idle machine. A translation by a GRU of 128 units is too small
+# to share (each step's products are under PAR_MIN_WORK, its keys under LONE_MIN_WORK): one thread
+# runs it, and the default must not lose to it (0.95: the rounds' noise).
+LOAD_WORKLOADS = {"training LSTM H=256 L=2 B=32 T=64": 1.8, "sampling LSTM H=512 L=2 B=1": 1.8,
+                  "translating GRU H=128": 0.95}
 ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load"]
 
 DRAM_PROBE_BYTES = 1 << 30   # the sampling row's second bandwidth probe: 32 times this machine's L3
@@ -158,8 +162,9 @@ TARGETS = [Target(key, "ratio", ">=", limit, "x", "minrnn / PyTorch c/s")
     Target("memory", "ratio", "<=", 0.3, "x", "peak RSS minrnn / PyTorch"),
 ] + [Target("scaling", f"configs.{row.key}.speedup", ">=", 1.8, "x", f"{row.label}: 2 threads / 1 c/s")
      for row in SCALING] + [
-    Target("load", f"workloads.{name}.slowdown", "<=", 1.5, "x", f"{name}: default / 1 thread time, busy machine")
-    for name in LOAD_WORKLOADS]
+    target for name, speedup in LOAD_WORKLOADS.items() for target in (
+        Target("load", f"workloads.{name}.speedup", ">=", speedup, "x", f"{name}: 1 thread / default time, idle"),
+        Target("load", f"workloads.{name}.slowdown", "<=", 1.5, "x", f"{name}: default / 1 thread time, busy machine"))]
 
 # Loss agreement. Before any step: float32 round-off, accumulated over a T-step recurrence and a mean
 # over B*T cross-entropies, stays near 1e-6; 1e-4 leaves room and still catches any real difference
@@ -772,13 +777,14 @@ def load_row(data, opts):
         steps = {"1 thread": make(1), "default": make(0)}
         idle = interleaved(steps, opts.rounds, opts.round_seconds)
         busy = [subprocess.Popen([sys.executable, "-c", BUSY_CODE]) for _ in range(os.cpu_count() or 1)]
-        try:
-            time.sleep(0.2)   # the busy processes running before the clock starts
+        try:   # each phase starts once the default has seen the machine as it is (minrnn.cores)
+            time.sleep(2 * cores.MEASURE_SECONDS)
             loaded = interleaved(steps, opts.rounds, opts.round_seconds)
         finally:
             for p in busy:
                 p.kill()
                 p.wait()
+            time.sleep(2 * cores.MEASURE_SECONDS)
         median = {k: {n: statistics.median(t) for n, t in times.items()} for k, times in (("idle", idle),
                                                                                            ("busy", loaded))}
         result["workloads"][name] = {"idle": median["idle"], "busy": median["busy"],
@@ -996,10 +1002,12 @@ def print_load(i, res):
     print(f"\n{i} threads on a busy machine (one busy process per core), seconds per unit of work, the default "
           f"(all cores) against 1 thread (others before: {fmt_cores(res['other_cores'])}):")
     for name, w in res["workloads"].items():
-        target, miss = judged(res, f"workloads.{name}.slowdown")
+        fast, fast_miss = judged(res, f"workloads.{name}.speedup")
+        slow, slow_miss = judged(res, f"workloads.{name}.slowdown")
         print(f"  {name:<36} idle {w['idle']['1 thread'] * 1e3:8.2f} / {w['idle']['default'] * 1e3:8.2f} ms "
-              f"({w['speedup']:.2f}x the speed)   busy {w['busy']['1 thread'] * 1e3:8.2f} / {w['busy']['default'] * 1e3:8.2f} ms "
-              f"({w['slowdown']:.2f}x the time, target {target}){'  MISS' if miss else ''}")
+              f"({w['speedup']:.2f}x the speed, target {fast}){'  MISS' if fast_miss else ''}   "
+              f"busy {w['busy']['1 thread'] * 1e3:8.2f} / {w['busy']['default'] * 1e3:8.2f} ms "
+              f"({w['slowdown']:.2f}x the time, target {slow}){'  MISS' if slow_miss else ''}")
 
 
 def print_checks(results):
