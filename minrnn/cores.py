@@ -42,7 +42,10 @@ class FreeCores:
     def now(self):
         """The free cores, measured again once MEASURE_SECONDS have passed since the last measure."""
         if time.monotonic() - self.last[0] >= MEASURE_SECONDS:
-            current = self.sample()
+            try:
+                current = self.sample()
+            except (OSError, ValueError):   # /proc/stat unreadable now: keep the last measure's answer
+                return self.free
             wall, busy, own = (b - a for a, b in zip(self.last, current))
             others = max(0.0, busy - own) / wall
             self.free, self.last = max(1, min(len(self.cpus), round(len(self.cpus) - others))), current
