@@ -3,8 +3,8 @@
 import dataclasses
 import math
 
-from minrnn.reference import CELLS, Rng, backward, dropout_masks, forward, param_count, unflatten
-from minrnn.reference import model as reference_model
+from minrnn.reference import CELLS, Rng, dropout_masks, forward, param_count, unflatten
+from minrnn.reference import cells as reference_cells, model as reference_model, seq2seq as reference_seq2seq
 from minrnn.reference.model import layer_view
 
 KINDS = list(CELLS)
@@ -163,24 +163,49 @@ def near_a_kink(cfg, params, fwd):
     return False
 
 
-def cond_gradient_scale(cfg, params, fwd, dfinal):
-    """The scale of the round-off in the gradient of the condition vectors: for each stream, the
-    largest over its C entries of the sum over steps of |that step's addition| (the reference's
-    backward, watched). A vector is added at every step, so its gradient is a sum of T
-    contributions of both signs: one draw's were -0.07, 0.53, -0.65, -0.40 and 0.73, which sum to
-    0.144, and float32 keeps each to its own size, not to the sum's (the core's was 9.9e-6 off:
-    7e-5 of 0.144, 2.5 times the tolerance at that scale; 4e-6 of 2.37). Over 9,500 random draws
-    of a vector condition the worst error was 0.16 of the tolerance at this scale."""
-    plain, added = reference_model.add_into, []
+class TermScales:
+    """The reference's gradients are sums over steps and streams (add_into, add_outer), and float32
+    keeps each term to its own size, not to the sum's: where the terms cancel, the round-off is that
+    of the terms. With this watching, the reference's calls record for each gradient entry the sum
+    of its terms' magnitudes; scale(g) is the largest over g's entries, the scale a tolerance for g
+    is relative to. (One draw's condition-vector gradient was 0.144 of terms summing to 2.37 in
+    magnitude: the core's, 9.9e-6 off, was 7e-5 of the one and 4e-6 of the other.)"""
 
-    def add_into(dst, src):
-        added.append((dst, list(src)))
-        return plain(dst, src)
+    MODULES = (reference_cells, reference_model, reference_seq2seq)   # where the sums are taken
 
-    reference_model.add_into = add_into
-    try:
-        dcond = backward(cfg, params, fwd, dfinal)[2]
-    finally:
-        reference_model.add_into = plain
-    return max((sum(abs(src[c]) for dst, src in added if dst is row) for row in dcond for c in range(len(row))),
-               default=0.0)
+    def __init__(self):
+        self.sums = {}   # id(a row summed into) -> that row's sums of |term|
+        self.rows = []   # every such row, held so that no other list takes its id meanwhile
+
+    def __enter__(self):
+        self.plain = reference_model.add_into, reference_model.add_outer
+        for module in self.MODULES:
+            module.add_into, module.add_outer = self.add_into, self.add_outer
+        return self
+
+    def __exit__(self, *_):
+        for module in self.MODULES:
+            module.add_into, module.add_outer = self.plain
+
+    def row(self, g):
+        if id(g) not in self.sums:
+            self.sums[id(g)] = [0.0] * len(g)
+            self.rows.append(g)
+        return self.sums[id(g)]
+
+    def add_into(self, g, a):
+        sums = self.row(g)
+        for i, x in enumerate(a):
+            sums[i] += abs(x)
+        return self.plain[0](g, a)
+
+    def add_outer(self, G, a, b):
+        for row, x in zip(G, a):
+            sums = self.row(row)
+            for j, y in enumerate(b):
+                sums[j] += abs(x * y)
+        return self.plain[1](G, a, b)
+
+    def scale(self, g):
+        rows = g if g and isinstance(g[0], list) else [g]
+        return max((max(self.sums.get(id(row), [0.0]), default=0.0) for row in rows), default=0.0)

@@ -8,7 +8,7 @@ from minrnn import core
 from minrnn import reference as R
 from minrnn.reference import Config
 from soak import examples
-from refutil import KINDS, Problem, at_logits, near_a_kink
+from refutil import KINDS, Problem, TermScales, at_logits, near_a_kink
 
 # Tolerance for float32 against float64: REL relative to the largest magnitude in the compared
 # array, plus ATOL. Inputs are rounded to float32 first, so only the core's arithmetic differs.
@@ -23,7 +23,7 @@ ATOL = 1e-6
 
 def assert_close(c, ref, what, floor=1e-30):
     """floor: the scale of what produced ref, when that is larger than ref itself (clipped gradients
-    carry the round-off of the unclipped ones)."""
+    carry the round-off of the unclipped ones; a sum carries its terms', refutil.TermScales)."""
     c, ref = np.asarray(c, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     scale = max(float(np.abs(ref).max(initial=0.0)), floor)
     err = float(np.abs(c - ref).max(initial=0.0))
@@ -66,9 +66,10 @@ def test_forward_and_backward_match_the_reference(kind, embed, layers, dropout, 
     assert_close(fwd_c.loss, fwd.loss, "loss")
     assert_close(fwd_c.logits, fwd.logits, "logits")
     assert_close(fwd_c.final_state, fwd.final_state, "final state")
-    grads, dstate0, _ = R.backward(cfg, params, at_logits(fwd, fwd_c.logits))   # the backward at the core's forward
+    with TermScales() as terms:   # the backward at the core's forward; gradients relative to their terms
+        grads, dstate0, _ = R.backward(cfg, params, at_logits(fwd, fwd_c.logits))
     for name, ref in grads.items():
-        assert_close(model.views(model.grads)[name], ref, f"gradient of {name}")
+        assert_close(model.views(model.grads)[name], ref, f"gradient of {name}", floor=terms.scale(ref))
     assert_close(dstate0_c, dstate0, "gradient of the initial state")
 
 
