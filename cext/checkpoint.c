@@ -1,12 +1,12 @@
-/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 4, and formats 1, 2
- * and 3 read.
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 5, and formats 1 to 4
+ * read.
  *
  * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
  * the sections back to back in the order of the section table with no gaps, then an 8-byte trailer.
  *
  *   off  size  the header
  *   0    8     magic: the 8 bytes "minrnnCK"
- *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (4)
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (5)
  *   12   4     u32 header size = 512
  *   16   112   the fields of HEADER_FIELDS below from cell to rng_state: the configuration's first
  *              fields, the encoding, has_train_state, then the training state (batch_size down to
@@ -15,7 +15,7 @@
  *              vocab, params, m, v, state, meta, labels, cond
  *   256  36    the fields of HEADER_FIELDS from task to attention_size
  *   292  220   zero padding (must be zero)
- *   512  ...   sections: vocab (V x i32 symbols), params (param_count x f32, or x bf16 when
+ *   512  ...   sections: vocab (vocab_length x i32), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
  *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
  *              labels (labels_size bytes), cond (2C x f32: cond_shift, then cond_scale);
@@ -32,6 +32,9 @@
  * to even, as it writes it (a NaN stays a NaN: its high half with the quiet bit 0x0040 set); load
  * widens each one exactly (the low half 0). In memory the parameters are float32 either way, and
  * the caller's buffer is never changed.
+ *
+ * Format 4 (the one before word vocabularies; read, never written) is format 5 whose encoding is
+ * never MINRNN_WORDS.
  *
  * Format 3 (the one before sequence to sequence; read, never written) is format 4 without the
  * attention fields: 284..511 is zero padding, a format-3 file reads as attention
@@ -51,7 +54,9 @@
  * section table.)
  *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
- *   - the config passes minrnn_config_check; encoding is UTF8 or BYTES; BYTES has V <= 258;
+ *   - the config passes minrnn_config_check; encoding is UTF8, BYTES or WORDS; BYTES has V <= 258;
+ *     vocab_length is V for UTF8 and BYTES, and for WORDS at least V and at most
+ *     V * (MINRNN_MAX_TOKEN_CHARS + 1);
  *   - the task is not MINRNN_TASK_ENCODE: a bare encoder has no output layer, nothing samples or
  *     classifies with it, and a seq2seq checkpoint already holds its encoder;
  *   - precision is MINRNN_FLOAT32 or MINRNN_BFLOAT16, and MINRNN_BFLOAT16 has no training state
@@ -60,7 +65,9 @@
  *     and MINRNN_END_SYMBOL (both or neither, the last two entries; never in format 1; always
  *     for MINRNN_TASK_SEQ2SEQ, whose last two ids are the start and the end token); UTF8
  *     symbols are Unicode scalar values (0..0x10FFFF without the surrogates 0xD800..0xDFFF),
- *     BYTES symbols are 0..255;
+ *     BYTES symbols are 0..255; a WORDS vocabulary holds V ids: tokens, each 0 to
+ *     MINRNN_MAX_TOKEN_CHARS Unicode scalar values ended by MINRNN_TOKEN_END, strictly increasing
+ *     (so the first, the unknown word, is the only empty one), then the markers as above;
  *   - labels: the names of the K classes (classifier), then of the C labels (MINRNN_COND_LABEL);
  *     labels_size is 0 if there are none, otherwise the section is exactly those names, each
  *     non-empty, ended by '\n', without '\t', '\r' or NUL, and valid UTF-8 (no overlong forms,
@@ -144,7 +151,7 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(32,  "hidden_size",    I32, 1, 0, ANY,      0, config.hidden_size),
     FIELD(36,  "num_layers",     I32, 1, 0, ANY,      0, config.num_layers),
     FIELD(40,  "dropout",        F32, 1, 0, ANY,      0, config.dropout),
-    FIELD(44,  "encoding",       I32, 1, 0, UPTO,     MINRNN_BYTES, encoding),
+    FIELD(44,  "encoding",       I32, 1, 0, UPTO,     MINRNN_WORDS, encoding),
     FIELD(48,  "has_train_state", I32, 1, 0, UPTO,    1, has_train_state),
     FIELD(52,  "batch_size",     I32, 1, 1, POSITIVE, 0, batch_size),
     FIELD(56,  "seq_len",        I32, 1, 1, POSITIVE, 0, seq_len),
@@ -229,7 +236,8 @@ static int field_ok(const header_field *f, const minrnn_checkpoint *ck) {
 
 /* What the formats read here differ in: the header's size, the section table's length (the later
  * sections are empty in a shorter one), whether the vocabulary may end with the START/END
- * markers, and whether the task may be MINRNN_TASK_SEQ2SEQ. The fields that a format has are
+ * markers, whether the task may be MINRNN_TASK_SEQ2SEQ, and whether the vocabulary may be
+ * MINRNN_WORDS (whose length the section table gives). The fields that a format has are
  * those of HEADER_FIELDS of its version or older. */
 typedef struct {
     uint32_t version;
@@ -237,13 +245,15 @@ typedef struct {
     int sections;                    /* pairs in the section table */
     int markers;                     /* 1: the vocabulary may end with the START/END markers */
     int seq2seq;                     /* 1: the task may be MINRNN_TASK_SEQ2SEQ */
+    int words;                       /* 1: the encoding may be MINRNN_WORDS */
 } checkpoint_format;
 
 static const checkpoint_format FORMATS[] = {
-    {1, 256, SEC_LABELS, 0, 0},
-    {2, 512, NUM_SECTIONS, 1, 0},
-    {3, 512, NUM_SECTIONS, 1, 0},
-    {4, 512, NUM_SECTIONS, 1, 1},
+    {1, 256, SEC_LABELS, 0, 0, 0},
+    {2, 512, NUM_SECTIONS, 1, 0, 0},
+    {3, 512, NUM_SECTIONS, 1, 0, 0},
+    {4, 512, NUM_SECTIONS, 1, 1, 0},
+    {5, 512, NUM_SECTIONS, 1, 1, 1},
 };
 
 /* Where a format's fields end: past its last field and its section table; padding follows. */
@@ -337,19 +347,80 @@ static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
 
 /* ---- what a checkpoint may hold */
 
-/* Whether entry i of ck's vocabulary may be symbol, entry i - 1 being prev (when i > 0): the
- * text's symbols (>= 0) strictly increasing, then, if markers are allowed, either nothing or
- * MINRNN_START_SYMBOL and MINRNN_END_SYMBOL (< 0) as the last two entries; a seq2seq model's
- * vocabulary always ends with them. */
-static int symbol_ok(const minrnn_checkpoint *ck, int markers, int64_t i, int32_t symbol, int32_t prev)
+/* The vocabulary, checked an entry at a time (so that a section read in chunks is checked whole):
+ * V ids, each a symbol (UTF8, BYTES) or a token (WORDS: its code points, then MINRNN_TOKEN_END),
+ * strictly increasing, then, if markers are allowed, either nothing or MINRNN_START_SYMBOL and
+ * MINRNN_END_SYMBOL as the last two ids; a seq2seq model's vocabulary always ends with them. */
+typedef struct {
+    const minrnn_checkpoint *ck;
+    int markers;                     /* whether the format allows the markers */
+    int64_t ids;                     /* ids complete: symbols or tokens ended, and markers */
+    int32_t prev;                    /* the last entry (0 before the first) */
+    int32_t last[MINRNN_MAX_TOKEN_CHARS], now[MINRNN_MAX_TOKEN_CHARS];   /* WORDS: the last token */
+    int last_len, now_len;           /* ... and the one in progress */
+    int broken;
+} vocab_check;
+
+/* Whether code point sequence a (n of them) comes after b (m): at the first difference, or by
+ * being longer. */
+static int token_after(const int32_t *a, int n, const int32_t *b, int m)
 {
-    int32_t V = ck->config.vocab_size;
-    if (symbol == MINRNN_START_SYMBOL) return markers && i == V - 2;
-    if (symbol == MINRNN_END_SYMBOL) return markers && i == V - 1 && i > 0 && prev == MINRNN_START_SYMBOL;
-    if (ck->config.task == MINRNN_TASK_SEQ2SEQ && i >= V - 2) return 0;   /* a symbol where they go */
-    if (symbol < 0 || (i > 0 && (prev < 0 || symbol <= prev))) return 0;   /* prev < 0: a marker */
-    if (ck->encoding == MINRNN_BYTES) return symbol <= 255;
-    return symbol <= 0x10FFFF && (symbol < 0xD800 || symbol > 0xDFFF);
+    for (int k = 0; k < n && k < m; k++)
+        if (a[k] != b[k]) return a[k] > b[k];
+    return n > m;
+}
+
+static int symbol_ok(const minrnn_checkpoint *ck, int32_t symbol)
+{
+    if (ck->encoding == MINRNN_BYTES) return symbol >= 0 && symbol <= 255;
+    return symbol >= 0 && symbol <= 0x10FFFF && (symbol < 0xD800 || symbol > 0xDFFF);
+}
+
+static void vocab_feed(vocab_check *c, int32_t x)
+{
+    const minrnn_checkpoint *ck = c->ck;
+    int32_t V = ck->config.vocab_size, prev = c->prev;
+    int words = ck->encoding == MINRNN_WORDS;
+    int64_t symbols = V - (ck->config.task == MINRNN_TASK_SEQ2SEQ ? 2 : 0);   /* ids before the markers */
+    c->prev = x;
+    if (c->broken) return;
+    if (prev == MINRNN_START_SYMBOL) {   /* only the end marker follows the start marker, as the last id */
+        c->broken = x != MINRNN_END_SYMBOL || c->ids != V - 1;
+        c->ids++;
+        return;
+    }
+    if (prev == MINRNN_END_SYMBOL || c->ids >= V) {   /* nothing after the last id */
+        c->broken = 1;
+        return;
+    }
+    if (x == MINRNN_START_SYMBOL) {
+        c->broken = !c->markers || c->ids != V - 2 || (words && c->now_len > 0);
+        c->ids++;
+        return;
+    }
+    if (!words) {
+        c->broken = !symbol_ok(ck, x) || c->ids >= symbols || (c->ids > 0 && x <= prev);
+        c->ids++;
+        return;
+    }
+    if (x == MINRNN_TOKEN_END) {   /* the first token is empty; every later one comes after the last */
+        c->broken = c->ids >= symbols || (c->ids == 0 ? c->now_len != 0
+                                                        : !token_after(c->now, c->now_len, c->last, c->last_len));
+        memcpy(c->last, c->now, (size_t)c->now_len * sizeof *c->now);
+        c->last_len = c->now_len, c->now_len = 0;
+        c->ids++;
+        return;
+    }
+    c->broken = !symbol_ok(ck, x) || c->now_len >= MINRNN_MAX_TOKEN_CHARS;
+    if (!c->broken) c->now[c->now_len++] = x;
+}
+
+/* Whether the entries fed were the whole vocabulary. */
+static int vocab_complete(const vocab_check *c)
+{
+    const minrnn_checkpoint *ck = c->ck;
+    return !c->broken && c->ids == ck->config.vocab_size && c->now_len == 0 &&
+           (ck->config.task != MINRNN_TASK_SEQ2SEQ || c->prev == MINRNN_END_SYMBOL);
 }
 
 /* How many names the labels section holds: the classes, then the condition's labels. */
@@ -412,6 +483,10 @@ static int check_scalars(const minrnn_checkpoint *ck)
     if (ck->config.task == MINRNN_TASK_ENCODE) return MINRNN_ERR_ARG;   /* a bare encoder */
     /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
     if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
+    int64_t V = ck->config.vocab_size;   /* WORDS: every token at most MINRNN_MAX_TOKEN_CHARS and its end */
+    if (ck->encoding == MINRNN_WORDS ? ck->vocab_length < V || ck->vocab_length > V * (MINRNN_MAX_TOKEN_CHARS + 1)
+                                     : ck->vocab_length != V)
+        return MINRNN_ERR_ARG;
     /* a model without names has no labels section (said by the header, before any is read) */
     if (label_count(&ck->config) == 0 && ck->labels_size != 0) return MINRNN_ERR_ARG;
     /* rounded parameters are for inference: an exact resume needs the float32 ones */
@@ -450,7 +525,7 @@ static int compute_layout(const minrnn_checkpoint *ck, const checkpoint_format *
     uint64_t count[NUM_SECTIONS] = {0};   /* elements */
     size_t P = minrnn_param_count(&ck->config);
     if (P == 0) return 0;
-    count[SEC_VOCAB] = (uint64_t)ck->config.vocab_size;
+    count[SEC_VOCAB] = (uint64_t)ck->vocab_length;
     count[SEC_PARAMS] = (uint64_t)P;
     if (ck->has_train_state) {
         size_t S = minrnn_state_size(&ck->config, ck->batch_size);
@@ -527,8 +602,12 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
     }
     ck->meta_size = get_u64(h + OFF_TABLE + 16 * SEC_META + 8);
     if (format->sections > SEC_LABELS) ck->labels_size = get_u64(h + OFF_TABLE + 16 * SEC_LABELS + 8);
+    uint64_t vocab_bytes = get_u64(h + OFF_TABLE + 16 * SEC_VOCAB + 8);   /* WORDS: its length; checked below */
+    ck->vocab_length = ck->encoding == MINRNN_WORDS && vocab_bytes <= INT64_MAX ? (int64_t)(vocab_bytes / 4)
+                                                                               : ck->config.vocab_size;
     if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
     if (ck->config.task == MINRNN_TASK_SEQ2SEQ && !format->seq2seq) return MINRNN_ERR_CORRUPT;
+    if (ck->encoding == MINRNN_WORDS && !format->words) return MINRNN_ERR_CORRUPT;
     for (int i = 0; i < NUM_HEADER_FIELDS; i++)   /* without a training state, its fields are 0 */
         if (HEADER_FIELDS[i].train && !ck->has_train_state && field_bits(&HEADER_FIELDS[i], ck) != 0)
             return MINRNN_ERR_CORRUPT;   /* bits: -0.0f is not 0 */
@@ -543,12 +622,22 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
     return MINRNN_OK;
 }
 
+/* ck with vocab_length 0 taken as V for UTF8 and BYTES, whose vocabularies are V entries: what
+ * save and load compare (so a caller that fills a checkpoint by hand need not set it). */
+static minrnn_checkpoint with_length(const minrnn_checkpoint *ck)
+{
+    minrnn_checkpoint same = *ck;
+    if (same.vocab_length == 0 && same.encoding != MINRNN_WORDS) same.vocab_length = same.config.vocab_size;
+    return same;
+}
+
 /* Whether ck's scalar fields are exactly file's (floats compared bit for bit). */
 static int same_scalars(const minrnn_checkpoint *ck, const minrnn_checkpoint *file)
 {
     for (int i = 0; i < NUM_HEADER_FIELDS; i++)
         if (field_bits(&HEADER_FIELDS[i], ck) != field_bits(&HEADER_FIELDS[i], file)) return 0;
-    return ck->meta_size == file->meta_size && ck->labels_size == file->labels_size;
+    return ck->meta_size == file->meta_size && ck->labels_size == file->labels_size &&
+           ck->vocab_length == file->vocab_length;
 }
 
 /* ---- reading */
@@ -571,9 +660,7 @@ static void close_quietly(FILE *f)
 /* The rules on the sections' contents, checked as the sections stream by, a chunk at a time. */
 typedef struct {
     const minrnn_checkpoint *ck;     /* the file's scalar fields */
-    int markers;                     /* whether its format allows the vocabulary's markers */
-    int64_t symbols;                 /* vocabulary entries seen */
-    int32_t prev;                    /* the last of them */
+    vocab_check vocab;
     names_check names;
 } contents_check;
 
@@ -581,16 +668,12 @@ typedef struct {
 static int contents_feed(contents_check *c, int s, const unsigned char *p, size_t n)
 {
     if (s == SEC_VOCAB)
-        for (size_t i = 0; i < n; i += 4) {
-            int32_t symbol = get_i32(p + i);
-            if (!symbol_ok(c->ck, c->markers, c->symbols++, symbol, c->prev)) return 0;
-            c->prev = symbol;
-        }
+        for (size_t i = 0; i < n; i += 4) vocab_feed(&c->vocab, get_i32(p + i));
     if (s == SEC_LABELS) names_feed(&c->names, p, n);
     if (s == SEC_COND)
         for (size_t i = 0; i < n; i += 4)
             if (!isfinite(get_f32(p + i))) return 0;
-    return !c->names.broken;
+    return !c->vocab.broken && !c->names.broken;
 }
 
 /* Read the whole file from its start as lay says: the header must still be hdr, the sections
@@ -606,7 +689,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
     if (status != MINRNN_OK) return status;
     if (memcmp(buf, hdr, header_size) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
     uint64_t hash = fnv1a(FNV_BASIS, buf, header_size);
-    contents_check check = {ck, lay->format->markers, 0, 0, {0}};
+    contents_check check = {.vocab = {.ck = ck, .markers = lay->format->markers}};
     for (int s = 0; s < NUM_SECTIONS; s++) {
         void *dest[2];
         int pieces = section_buffers(ck, s, dest);
@@ -638,7 +721,8 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
             }
         }
     }
-    if (!names_complete(&check.names, label_count(&ck->config))) return MINRNN_ERR_CORRUPT;
+    if (!vocab_complete(&check.vocab) || !names_complete(&check.names, label_count(&ck->config)))
+        return MINRNN_ERR_CORRUPT;
     status = read_exact(f, buf, TRAILER_SIZE);
     if (status != MINRNN_OK) return status;
     return get_u64(buf) == hash ? MINRNN_OK : MINRNN_ERR_CORRUPT;
@@ -701,7 +785,8 @@ int minrnn_checkpoint_load_fd(int fd, minrnn_checkpoint *ck)
     FILE *f;
     int status = open_checked(fd, &f, hdr, &file, &lay);
     if (status != MINRNN_OK) return status;
-    if (!same_scalars(ck, &file))
+    minrnn_checkpoint same = with_length(ck);
+    if (!same_scalars(&same, &file))
         status = MINRNN_ERR_MISMATCH;
     else
         status = scan_file(f, hdr, &lay, ck);
@@ -837,8 +922,9 @@ static void sync_folder(const char *path, char *buf)
 /* Whether ck's buffers obey the rules on contents (the readers check them as they read). */
 static int contents_ok(const minrnn_checkpoint *ck, int markers)
 {
-    for (int32_t i = 0; i < ck->config.vocab_size; i++)
-        if (!symbol_ok(ck, markers, i, ck->vocab[i], i > 0 ? ck->vocab[i - 1] : 0)) return 0;
+    vocab_check vocab = {.ck = ck, .markers = markers};
+    for (int64_t i = 0; i < ck->vocab_length; i++) vocab_feed(&vocab, ck->vocab[i]);
+    if (!vocab_complete(&vocab)) return 0;
     names_check names = {0};
     names_feed(&names, (const unsigned char *)ck->labels, ck->labels_size);
     if (!names_complete(&names, label_count(&ck->config))) return 0;
@@ -848,9 +934,11 @@ static int contents_ok(const minrnn_checkpoint *ck, int markers)
     return 1;
 }
 
-int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *ck)
+int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *given)
 {
-    if (!path || !ck) return MINRNN_ERR_ARG;
+    if (!path || !given) return MINRNN_ERR_ARG;
+    minrnn_checkpoint same = with_length(given);
+    const minrnn_checkpoint *ck = &same;
     int status = check_scalars(ck);
     if (status != MINRNN_OK) return status;
     if (!has_buffers(ck)) return MINRNN_ERR_ARG;

@@ -39,7 +39,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.5.0"
+#define MINRNN_VERSION_STRING "0.6.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -49,9 +49,9 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 5
+#define MINRNN_VERSION_MINOR 6
 #define MINRNN_VERSION_PATCH 0
-#define MINRNN_CHECKPOINT_FORMAT 4   /* the checkpoint format this library writes; it also reads 1, 2 and 3 */
+#define MINRNN_CHECKPOINT_FORMAT 5   /* the checkpoint format this library writes; it also reads 1 to 4 */
 
 typedef enum {
     MINRNN_OK = 0,
@@ -59,7 +59,7 @@ typedef enum {
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
     MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created (errno: why) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
-    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not 1, 2, 3 or 4 */
+    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not one of 1 to 5 */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
     MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
     MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
@@ -89,13 +89,16 @@ enum { MINRNN_ATTENTION_NONE = 0, MINRNN_ATTENTION_DOT = 1, MINRNN_ATTENTION_GEN
 enum { MINRNN_COND_NONE = 0, MINRNN_COND_LABEL = 1, MINRNN_COND_VECTOR = 2 };   /* condition v */
 enum { MINRNN_MEAN = 0, MINRNN_SUM = 1 };                       /* loss reduction */
 enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 };
-enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1 };                     /* what vocabulary symbols are */
+/* What a vocabulary's entries are: characters (Unicode code points), bytes, or words (tokens of
+ * one or more code points, each stored as its code points and MINRNN_TOKEN_END; see vocab below) */
+enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1, MINRNN_WORDS = 2 };
 /* How a parameter block is stored. MINRNN_BFLOAT16: each float32 rounded to nearest (ties to
  * even) and kept as its high 16 bits, for inference; widening it back is exact. */
 enum { MINRNN_FLOAT32 = 0, MINRNN_BFLOAT16 = 1 };
 /* Reserved ids of a record model: in a checkpoint's vocabulary, after the text's symbols, these
  * stand for the start and the end token (never a character of the text). */
 enum { MINRNN_START_SYMBOL = -1, MINRNN_END_SYMBOL = -2 };
+enum { MINRNN_TOKEN_END = -3 };       /* ends each token of a MINRNN_WORDS vocabulary */
 
 /* Limits that keep every size computation far from overflow. */
 #define MINRNN_MAX_VOCAB 1114112      /* every Unicode code point */
@@ -103,6 +106,7 @@ enum { MINRNN_START_SYMBOL = -1, MINRNN_END_SYMBOL = -2 };
 #define MINRNN_MAX_LAYERS 64
 #define MINRNN_MAX_CLASSES 1048576    /* K, and C: labels or condition size */
 #define MINRNN_MAX_BATCH_ROWS 1073741824   /* B * T, 2^30 */
+#define MINRNN_MAX_TOKEN_CHARS 64     /* code points of a word token (a longer word is cut into tokens) */
 
 typedef struct {
     int32_t cell;          /* MINRNN_RNN, MINRNN_LSTM or MINRNN_GRU */
@@ -181,15 +185,22 @@ typedef struct {
  * buffers (sizes below) and calls load. save writes what the fields describe. */
 typedef struct {
     minrnn_config config;
-    int32_t encoding;            /* MINRNN_UTF8 (symbols are code points) or MINRNN_BYTES (0..255) */
+    int32_t encoding;            /* MINRNN_UTF8 (symbols are code points), MINRNN_BYTES (0..255) or
+                                  * MINRNN_WORDS (tokens) */
+    int64_t vocab_length;        /* entries of vocab: V for UTF8 and BYTES (0 is taken as V by save);
+                                  * for WORDS the tokens' code points and ends, then the markers */
     int32_t has_train_state;     /* 1: the fields below the line are present */
     uint64_t meta_size;          /* bytes of UTF-8 JSON metadata */
     uint64_t labels_size;        /* bytes of label names */
     int32_t precision;           /* how the file stores params: MINRNN_FLOAT32, or MINRNN_BFLOAT16
                                   * (inference only: has_train_state must be 0). params in memory
                                   * are float32 either way: load widens exactly, save rounds */
-    int32_t *vocab;              /* (V) symbols, strictly increasing, then MINRNN_START_SYMBOL and
-                                  * MINRNN_END_SYMBOL for a record model (always for seq2seq) */
+    int32_t *vocab;              /* (vocab_length): UTF8, BYTES: V symbols, strictly increasing;
+                                  * WORDS: each token's code points then MINRNN_TOKEN_END, the
+                                  * tokens in strictly increasing order (compared code point by
+                                  * code point, a prefix first), the first one empty: id 0 is the
+                                  * unknown word. Then MINRNN_START_SYMBOL and MINRNN_END_SYMBOL
+                                  * for a record model (always for seq2seq), each one id */
     float *params;               /* (param_count) */
     char *meta;                  /* (meta_size) bytes, not NUL-terminated */
     char *labels;                /* (labels_size) bytes: the K class names (classifier), then the C

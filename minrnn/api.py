@@ -29,7 +29,7 @@ from minrnn.tasks.classify import ClassifierEvaluation
 from minrnn.tasks.lm import TextEvaluation
 from minrnn.tasks.records import RecordEvaluation
 from minrnn.tasks.seq2seq import PairEvaluation, Translation
-from minrnn.text import TextError, Vocab, add_counts, read_symbols
+from minrnn.text import TextError, add_counts, read_symbols, vocabulary
 
 # what help(minrnn.api) shows: the API, and the results its methods return (defined by their tasks)
 __all__ = ["load", "train", "Trained", "TextEvaluation", "RecordEvaluation", "ClassifierEvaluation", "Translation",
@@ -62,12 +62,12 @@ class Trained:
     temperature above 0), the one it drew itself when given seed=None.
     last_unknown: {symbol: count} of the characters outside the vocabulary that the last call's
     texts held: every call skips them (a symbol is a code point, or a byte value for a model
-    trained with --encoding bytes)."""
+    trained with --tokens bytes)."""
 
     def __init__(self, checkpoint):
         self.checkpoint = checkpoint
         self.model = checkpoint.model
-        self.vocab = Vocab(checkpoint.vocab, checkpoint.encoding)
+        self.vocab = vocabulary(checkpoint.vocab, checkpoint.encoding)
         self.task = tasks.for_checkpoint(checkpoint)
         self.last_seed, self.last_unknown = None, {}
 
@@ -88,7 +88,7 @@ class Trained:
             return read_symbols(data, self.vocab.encoding)
         except TextError as e:
             raise UserError(f"{what}: {e}, and this model reads UTF-8 text (it was trained without "
-                            "--encoding bytes); give UTF-8") from None
+                            "--tokens bytes); give UTF-8") from None
 
     def ids(self, text, what):
         """The ids of text's characters in the vocabulary; the others are skipped, and counted in

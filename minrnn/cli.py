@@ -71,8 +71,11 @@ def build_parser():
         "Train a character-level model on a text file. Checkpoints (latest.ckpt, and best.ckpt by "
         "validation loss) and metrics.jsonl go to --out. Ctrl-C saves and tells you how to resume."))
     t.add_argument("input", nargs="?",
-                   help="the text file (UTF-8, or any bytes with --encoding bytes); optional with --resume")
-    add_settings(t.add_argument_group("model (fixed once a run has started)"), MODEL)
+                   help="the text file (UTF-8, or any bytes with --tokens bytes); optional with --resume")
+    model = t.add_argument_group("model (fixed once a run has started)")
+    add_settings(model, MODEL)
+    model.add_argument("--encoding", choices=list(ENCODING_ALIAS), help="utf8 or bytes: the same as --tokens chars "
+                       "or --tokens bytes (the option's name before minrnn 0.6)")
     add_settings(t.add_argument_group("records, labels and conditions (fixed once a run has started)"), DATA)
     add_settings(t.add_argument_group("training (fixed once a run has started)"), TRAINING)
     add_settings(t.add_argument_group("when to stop, evaluate and sample (remembered by the run; give them again "
@@ -233,8 +236,16 @@ def build_parser():
 
 # ---- commands
 
+# --encoding, as --tokens says it
+ENCODING_ALIAS = {"utf8": "chars", "bytes": "bytes"}
+
+
 def cmd_train(args):
     given = {name: getattr(args, name) for name in RUN_NAMES}
+    if args.encoding is not None:
+        if given["tokens"] not in (None, ENCODING_ALIAS[args.encoding]):
+            raise UserError(f"--encoding {args.encoding} is --tokens {ENCODING_ALIAS[args.encoding]}; give one of them")
+        given["tokens"] = ENCODING_ALIAS[args.encoding]
     return Run(given, args.input, args.out, args.resume, args.max_time, args.threads).run()
 
 

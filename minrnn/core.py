@@ -54,7 +54,7 @@ COND_CODES = {"none": lib.MINRNN_COND_NONE, "label": lib.MINRNN_COND_LABEL, "vec
 REDUCTION_CODES = {"mean": lib.MINRNN_MEAN, "sum": lib.MINRNN_SUM}
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
                    "adam": lib.MINRNN_ADAM}
-ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES}
+ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES, "words": lib.MINRNN_WORDS}
 # How parameters are stored: bfloat16 (compact) is for inference, half the bytes per weight.
 PRECISIONS = {"float32": lib.MINRNN_FLOAT32, "bfloat16": lib.MINRNN_BFLOAT16}
 # statuses after which errno says why
@@ -752,8 +752,9 @@ class Trainer:
 @dataclass
 class Checkpoint:
     model: Block
-    vocab: list          # symbols: code points, or byte values; START_SYMBOL, END_SYMBOL last
-    encoding: str        # "utf8" or "bytes"
+    vocab: list          # symbols: code points, or byte values, or words (each its code points and
+    #                      TOKEN_END); START_SYMBOL, END_SYMBOL last (text.vocabulary reads it)
+    encoding: str        # "utf8", "bytes" or "words"
     meta: dict
     trainer: Trainer = None
     labels: list = ()    # names of the K classes, then of the C condition labels
@@ -762,7 +763,7 @@ class Checkpoint:
     precision: str = "float32"   # how the file stores the parameters (a key of PRECISIONS)
 
 
-START_SYMBOL, END_SYMBOL = lib.MINRNN_START_SYMBOL, lib.MINRNN_END_SYMBOL
+START_SYMBOL, END_SYMBOL, TOKEN_END = lib.MINRNN_START_SYMBOL, lib.MINRNN_END_SYMBOL, lib.MINRNN_TOKEN_END
 # A trainer's state in a checkpoint, as (minrnn_checkpoint field, Trainer attribute): what save
 # writes and load reads back, this one list both ways (the optimizer is its struct, whole).
 TRAINER_SCALARS = (("batch_size", "B"), ("seq_len", "T"), ("epoch", "epoch"), ("position", "position"))
@@ -778,7 +779,7 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
     vocab = np.ascontiguousarray(vocab, dtype=np.int32)
     ck = ffi.new("minrnn_checkpoint *")
     ck.config = model.c[0]
-    ck.encoding = ENCODINGS[encoding]
+    ck.encoding, ck.vocab_length = ENCODINGS[encoding], len(vocab)
     ck.precision = PRECISIONS[precision]
     ck.meta_size, ck.labels_size = len(meta_bytes), len(label_bytes)
     meta_buf, label_buf = ffi.from_buffer(meta_bytes), ffi.from_buffer(label_bytes)
@@ -803,15 +804,45 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
         raise ValueError(f"encoding is {encoding!r}, not one of {', '.join(ENCODINGS)}")
     if not isinstance(vocab, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in vocab):
         raise ValueError("vocab is not a list of whole numbers (symbols)")
-    if len(vocab) != cfg.vocab_size:
-        raise ValueError(f"vocab has {len(vocab)} symbols and its config {cfg.vocab_size}")
     symbols = vocab[:-2] if vocab[-2:] == [START_SYMBOL, END_SYMBOL] else vocab
     if cfg.task == "seq2seq" and symbols is vocab:
         raise ValueError("vocab lacks the start and end markers a seq2seq model's has")
+    words = encoding == "words"
+    ids = (symbols.count(TOKEN_END) if words else len(symbols)) + len(vocab) - len(symbols)
+    if ids != cfg.vocab_size:
+        raise ValueError(f"vocab has {ids} {'words' if words else 'symbols'} and its config {cfg.vocab_size}")
     top, kind = (255, "byte values") if encoding == "bytes" else (0x10FFFF, "Unicode scalar values")
+    if words:
+        checked_words(symbols, top)
+        return vocab, encoding, *checked_names(cfg, labels, scaling)
     for i, s in enumerate(symbols):
         if not 0 <= s <= top or 0xD800 <= s <= 0xDFFF and encoding == "utf8" or i and s <= symbols[i - 1]:
             raise ValueError(f"vocab[{i}] = {s} is not a symbol in order ({kind}, each once, increasing)")
+    return vocab, encoding, *checked_names(cfg, labels, scaling)
+
+
+def checked_words(stored, top):
+    """ValueError unless stored (a word vocabulary without its markers) is what checkpoint.c takes:
+    tokens of at most MAX_TOKEN_CHARS Unicode scalar values, each ended by TOKEN_END, the first
+    empty, in strictly increasing order."""
+    if stored and stored[-1] != TOKEN_END:
+        raise ValueError("vocab's last word is not ended by its end mark (-3)")
+    tokens, token = [], []
+    for i, s in enumerate(stored):
+        if s == TOKEN_END:
+            if (tokens and token <= tokens[-1]) or (not tokens and token) or len(token) > lib.MINRNN_MAX_TOKEN_CHARS:
+                raise ValueError(f"vocab's word {len(tokens)} is not a word in order (the first empty, then each "
+                                 f"of 1 to {lib.MINRNN_MAX_TOKEN_CHARS} code points, once, increasing)")
+            tokens.append(token)
+            token = []
+        elif not 0 <= s <= top or 0xD800 <= s <= 0xDFFF:
+            raise ValueError(f"vocab[{i}] = {s} is not a Unicode scalar value")
+        else:
+            token.append(s)
+
+
+def checked_names(cfg, labels, scaling):
+    """(labels, scaling) as save_checkpoint takes them, checked for a model of cfg."""
     count = (cfg.num_classes if cfg.task == "classify" else 0) + (cfg.cond_size if cfg.cond == "label" else 0)
     if not isinstance(labels, list) or len(labels) != count or len(set(labels)) < count or not all(
             isinstance(x, str) and x and not set(x) & set("\t\n\r\0") for x in labels):
@@ -825,7 +856,7 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
             raise ValueError("cond_scaling is not two lists of numbers") from None
         if len(scaling) != 2 or any(a.shape != (cfg.cond_size,) or not np.all(np.isfinite(a)) for a in scaling):
             raise ValueError(f"cond_scaling must be two lists of {cfg.cond_size} finite numbers")
-    return vocab, encoding, labels, scaling
+    return labels, scaling
 
 
 def load_checkpoint(path, threads=0):
@@ -846,7 +877,7 @@ def _load_fd(fd, path, threads):
     check(lib.minrnn_checkpoint_peek_fd(fd, ck), str(path))
     config = py_config(ck.config)
     model = model_for(config, params=np.zeros(param_count(config), np.float32), threads=threads)
-    vocab = np.empty(ck.config.vocab_size, dtype=np.int32)
+    vocab = np.empty(ck.vocab_length, dtype=np.int32)
     meta, labels = bytearray(ck.meta_size), bytearray(ck.labels_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)
     ck.meta = ffi.cast("char *", ffi.from_buffer(meta)) if ck.meta_size else ffi.NULL

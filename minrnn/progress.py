@@ -35,21 +35,21 @@ class Progress:
     def announce(self, run):
         s, task = run.s, run.task
         self.line(f"training a {s['layers']}-layer {task.describe(s)} of {s['hidden']} units "
-                  f"({run.model.param_count:,} parameters) on {len(run.data.train):,} {task.noun} "
+                  f"({run.model.param_count:,} parameters) on {len(run.data.train):,} {units(run, task.noun)} "
                   f"({len(run.data.vocab)} symbols), validating on {len(run.data.val):,}; batches of "
                   f"{task.batch_shape(s)}, {len(run.batches)} per epoch; output in {run.out}")
 
     def evaluation(self, run, val_loss, note):
         t = run.trainer
-        val = "n/a" if val_loss is None else f"{val_loss:.4f} {run.task.loss_unit}{bits(run.task, val_loss, 4, 'bits/char')}"
+        val = "n/a" if val_loss is None else f"{val_loss:.4f} {units(run, run.task.loss_unit)}{bits(run, val_loss, 4)}"
         self.line(f"iter {t.steps:6d} | epoch {t.epoch + t.position / len(run.batches):6.2f} | train {run.ema:.4f} | "
                   f"val {val}{note}")
 
     def steps(self, run, last_val, cps, started, steps_done):
         t, eta = run.trainer, time_left(run, started, steps_done)
-        val = "" if last_val is None else f" | val {last_val:.3f}{bits(run.task, last_val, 3, 'bpc')}"
+        val = "" if last_val is None else f" | val {last_val:.3f}{bits(run, last_val, 3, short=True)}"
         self.status(f"iter {t.steps} | epoch {t.epoch + t.position / len(run.batches):.2f} | loss {run.ema:.3f}{val} | "
-                    f"{cps:,.0f} chars/s training" + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
+                    f"{cps:,.0f} {run.data.vocab.unit}s/s training" + ("" if eta is None else f" | ETA {format_seconds(eta)}"))
 
 
 def time_left(run, started, steps_done):
@@ -67,9 +67,17 @@ def time_left(run, started, steps_done):
     return max(0.0, seconds)
 
 
-def bits(task, loss, digits, unit):
-    """A loss per character in bits too: " (x bits)"; nothing for a loss of another unit."""
-    return f" ({loss / math.log(2):.{digits}f} {unit})" if task.loss_unit == "nats/char" else ""
+def units(run, text):
+    """A task's noun or loss unit in the units of the run's vocabulary: characters, tokens."""
+    return text.format(unit=run.data.vocab.unit, units=run.data.vocab.units)
+
+
+def bits(run, loss, digits, short=False):
+    """A loss per character (or token) in bits too: " (x bits/char)"; nothing for a loss of another unit."""
+    unit = run.data.vocab.unit
+    if run.task.loss_unit != "nats/{unit}":
+        return ""
+    return f" ({loss / math.log(2):.{digits}f} {'bpc' if short and unit == 'char' else 'bits/' + unit})"
 
 
 class Interrupt:

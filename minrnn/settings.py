@@ -13,6 +13,7 @@ from minrnn import core, tasks
 from minrnn.reference import CELLS, INIT_SCHEMES, OPTIMIZERS
 from minrnn.reference.seq2seq import ATTENTIONS
 from minrnn.reference.tensor import float32
+from minrnn.text import TOKENS
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -130,6 +131,7 @@ class Setting(NamedTuple):
         return "--" + self.name.replace("_", "-")
 
 
+WORD_DEFAULTS = {"vocab_size": 10000, "min_count": 1}
 POSITIVE = Number(int, 1, core.lib.MINRNN_MAX_BATCH_ROWS)   # B or T: the core takes B * T up to this
 SEED = Number(int, 0, 2**64 - 1)
 THREADS = Number(int, 0, 1024)            # 0 = the cores other processes leave free (minrnn.cores)
@@ -167,8 +169,16 @@ MODEL = [
             "than one-hot input at PyTorch's initialization)"),
     Setting("dropout", 0.2, PROBABILITY, "P",
             "dropout between layers and before the output, in training (default {default})"),
-    Setting("encoding", "utf8", Choice(core.ENCODINGS), "ENC",
-            "read the text as UTF-8 characters or as raw bytes (default {default})"),
+    Setting("tokens", "chars", Choice(TOKENS), "KIND",
+            "what the model reads and writes: chars (UTF-8 characters), words (words, punctuation and "
+            "whitespace, each a token, with the space before a word in its token: README) or bytes "
+            "(any file's raw bytes); --encoding bytes is --tokens bytes (default {default})"),
+    Setting("vocab_size", None, OrNone(Number(int, 2, core.lib.MINRNN_MAX_VOCAB)), "N",
+            "--tokens words: the commonest N-1 words and the unknown word; the output layer costs "
+            "N x --hidden weights and as many multiply-adds per token (default 10000)"),
+    Setting("min_count", None, OrNone(Number(int, 1)), "C",
+            "--tokens words: only words seen C times or more; the rest read as the unknown word "
+            "(default 1)"),
     Setting("biases", 2, Number(int, 1, 2), "N",
             "bias vectors per layer: 2, PyTorch's bias_ih and bias_hh; 1, min-char-rnn's one hidden bias "
             "(default {default})"),
@@ -251,6 +261,12 @@ def settle(s):
     about records), checked together: (s, the task they choose), or ValueError for settings that
     are each fine but do not go together."""
     s = dict(s, records=s["records"] or bool(s["labels"] or s["features"]))
+    for name, default in WORD_DEFAULTS.items():
+        if s["tokens"] != "words" and s[name] is not None:
+            raise ValueError(f"--{name.replace('_', '-')} is about a vocabulary of words; give --tokens words "
+                             "or leave it out")
+        if s["tokens"] == "words" and s[name] is None:
+            s[name] = default
     if s["init"] == "irnn" and CELLS[s["cell"]].gates != 1:
         raise ValueError(f"--init irnn (an identity recurrent weight) is for rnn_relu and rnn_tanh, not {s['cell']}")
     if s["labels"] and s["features"]:
@@ -262,11 +278,23 @@ def settle(s):
     return s, task
 
 
+# Settings of runs stored by an older minrnn, as the settings now say them: {old name: (new name,
+# {old value: new value})}; and the settings added since, as those runs had them.
+RENAMED = {"encoding": ("tokens", {"utf8": "chars", "bytes": "bytes"})}
+ADDED = {"vocab_size": None, "min_count": None}
+
+
 def check_stored(settings, stored):
     """The values of `settings` in `stored` (a run's metadata), each checked; ValueError naming the
     first that is missing or wrong."""
     if not isinstance(stored, dict):
         raise ValueError("the settings are not a JSON object")
+    stored = dict(stored)
+    for old, (new, values) in RENAMED.items():
+        if old in stored and new not in stored:
+            value = stored.pop(old)
+            stored[new] = values.get(value, value)
+    stored = {**ADDED, **stored}
     out = {}
     for s in settings:
         if s.name not in stored:

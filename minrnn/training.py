@@ -22,13 +22,13 @@ from minrnn import __version__, core
 from minrnn.api import read_checkpoint
 from minrnn.data import DataError
 from minrnn.errors import UserError
-from minrnn.progress import Interrupt, Progress
+from minrnn.progress import Interrupt, Progress, units
 from minrnn.reference import OPTIMIZERS
 from minrnn.reference.tensor import float32
 from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
 from minrnn.settings import DEFAULTS, PRESETS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored, settle
 from minrnn.tasks.base import Known
-from minrnn.text import Vocab
+from minrnn.text import Reading, vocabulary
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
 RUN_FORMAT = "minrnn-run"   # the "format" of a training run's checkpoint metadata
@@ -119,7 +119,7 @@ class Run:
                 raise UserError(f"--{key.replace('_', '-')} {shown[0]} differs from this run's {shown[1]}; "
                                 "a resumed run keeps its settings (start a new one with another --out)")
         path = self.input or record["path"]
-        cfg = self.prepare(path, like=Known(Vocab(ck.vocab, ck.encoding), list(ck.labels) or None))
+        cfg = self.prepare(path, like=Known(vocabulary(ck.vocab, ck.encoding), list(ck.labels) or None))
         if self.data.fingerprint != record["fingerprint"]:
             raise DataError(f"{path} is not the text this run was trained on; give that file, or start a new run")
         self.task.check_resume(ck, self.data, self.s)
@@ -159,7 +159,7 @@ class Run:
         """ValueError unless what the settings say is what the checkpoint holds."""
         s, t = self.s, ck.trainer
         said = core.py_config(core.c_config(cfg))   # floats as the core keeps them
-        for key, says, holds in [("model", said, ck.model.config), ("encoding", s["encoding"], ck.encoding),
+        for key, says, holds in [("model", said, ck.model.config), ("encoding", Reading.of(s).encoding, ck.encoding),
                                  ("batch_size", s["batch_size"], t.B), ("seq_len", s["seq_len"], t.T),
                                  ("optimizer", s["optimizer"], t.optimizer),
                                  ("clip_norm", float32(s["clip_norm"]), t.opt.clip_norm),
@@ -291,7 +291,7 @@ class Run:
             resume = f"python -m minrnn train {shlex.quote(str(self.data.path))} --out {shlex.quote(self.out)} --resume"
             self.progress.line(f"interrupted at iteration {t.steps}; saved {self.latest}\nresume with: {resume}")
             return 130
-        best_text = f"; best validation loss {best:.4f} {self.task.loss_unit}" if best < math.inf else ""
+        best_text = f"; best validation loss {best:.4f} {units(self, self.task.loss_unit)}" if best < math.inf else ""
         self.progress.line(f"{reason}{best_text}; checkpoints in {self.out}")
         return 0
 

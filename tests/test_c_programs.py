@@ -13,7 +13,7 @@ import pytest
 
 from cliutil import TINY, command, english, environment, minrnn, one_line_error
 from genutil import spec_generate
-from minrnn import core
+from minrnn import core, text
 from minrnn.reference import Config
 from minrnn.text import Vocab, read_symbols
 
@@ -308,3 +308,12 @@ def test_a_c_program_builds_against_make_lib_with_pkg_config(tmp_path, static):
                    check=True)
     out = subprocess.run([str(tmp_path / "embed")], capture_output=True, text=True, check=True)
     assert out.stdout.startswith(f"minrnn {core.version()}: success, logit ")
+
+
+def test_the_example_refuses_a_model_of_words_in_one_line(example, tmp_path):
+    words = text.store_words(["", " cat", " the"])
+    cfg = Config(vocab_size=3, hidden_size=4)
+    core.save_checkpoint(tmp_path / "w.ckpt", core.Model(cfg, seed=1), words, "words")
+    out = subprocess.run([str(example), str(tmp_path / "w.ckpt")], capture_output=True)
+    assert out.returncode != 0 and out.stdout == b""
+    assert out.stderr.decode().count("\n") == 1 and b"holds a model of words" in out.stderr

@@ -111,7 +111,7 @@ def test_bad_input(tmp_path, text):
                    "too short", "--batch-size 32 --seq-len")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1") * 50)
     line = one_line_error(run("train", tmp_path / "latin1.txt", *TINY), "invalid UTF-8 at byte offset 3",
-                          "--encoding bytes")
+                          "--tokens bytes")
     assert run("train", tmp_path / "latin1.txt", *TINY, "--encoding", "bytes", "--max-iters", 2,
                "--val-frac", "0", "--out", "bytes_run").returncode == 0, line
     one_line_error(run("train", text, *TINY, "--out", text / "sub"), "cannot write to the output folder")

@@ -225,7 +225,7 @@ def test_text_that_is_not_utf8_gets_advice_the_command_has(tmp_path, text):
                            capture_output=True, text=True)
     for r in (prime, minrnn("eval", latin1, cwd=tmp_path)):
         line = one_line_error(r, "invalid UTF-8 at byte offset", "this model reads UTF-8")
-        assert "--encoding" not in line.replace("without --encoding bytes", "")
+        assert "--tokens" not in line.replace("without --tokens bytes", "")
 
 
 def limit_file_size(limit):

@@ -160,6 +160,8 @@ def test_one_name_for_each_code_shared_with_the_library():
     from minrnn.reference import CONDITIONS, INIT_SCHEMES, TASKS
     assert (text.START_SYMBOL, text.END_SYMBOL) == (core.lib.MINRNN_START_SYMBOL, core.lib.MINRNN_END_SYMBOL)
     assert (core.START_SYMBOL, core.END_SYMBOL) == (text.START_SYMBOL, text.END_SYMBOL)
+    assert (text.TOKEN_END, text.MAX_TOKEN_CHARS) == (core.lib.MINRNN_TOKEN_END, core.lib.MINRNN_MAX_TOKEN_CHARS)
+    assert tuple(text.TOKENS.values()) == tuple(core.ENCODINGS)[:1] + ("words", "bytes")
     assert tuple(core.TASK_CODES) == tuple(TASKS) + ("seq2seq",) and tuple(core.COND_CODES) == tuple(CONDITIONS)
     assert tuple(core.INITS) == tuple(INIT_SCHEMES)
 

@@ -165,9 +165,15 @@ static int load_checkpoint(const char *path, minrnn_checkpoint *ck) {
         if (fd >= 0) close(fd);
         return 0;
     }
+    if (ck->encoding == MINRNN_WORDS) {   /* its tokenizer is minrnn/text.py's, not yet here */
+        fprintf(stderr, "minrnn_sample: %s holds a model of words; this program reads models of characters or "
+                        "bytes: use python -m minrnn sample\n", path);
+        close(fd);
+        return 0;
+    }
     const minrnn_config *cfg = &ck->config;
     size_t C = cfg->cond == MINRNN_COND_VECTOR ? (size_t)cfg->cond_size : 0;
-    ck->vocab = malloc((size_t)cfg->vocab_size * sizeof(int32_t));
+    ck->vocab = malloc((size_t)ck->vocab_length * sizeof(int32_t));
     ck->params = malloc(minrnn_param_count(cfg) * sizeof(float));
     ck->meta = malloc(ck->meta_size + 1);
     ck->labels = malloc(ck->labels_size + 1);

@@ -358,7 +358,8 @@ static owned alloc_for(const minrnn_checkpoint *peeked, int train_buffers)
     o.ck = *peeked;
     o.ck.m = o.ck.v = o.ck.state = NULL;
     o.P = minrnn_param_count(&peeked->config);
-    o.ck.vocab = calloc((size_t)peeked->config.vocab_size, sizeof(int32_t));
+    int64_t entries = peeked->vocab_length ? peeked->vocab_length : peeked->config.vocab_size;   /* 0: V */
+    o.ck.vocab = calloc((size_t)entries, sizeof(int32_t));
     o.ck.params = calloc(o.P, sizeof(float));
     o.ck.meta = peeked->meta_size ? calloc(peeked->meta_size, 1) : NULL;
     o.ck.labels = peeked->labels_size ? calloc(peeked->labels_size, 1) : NULL;
@@ -489,7 +490,7 @@ static void round_trip(const char *name, owned src)
                       src.ck.meta_size + src.ck.labels_size +
                       (cfg.cond == MINRNN_COND_VECTOR ? 8 * (uint64_t)cfg.cond_size : 0) + TRAILER;
     CHECK(b && len == expect, "%s: length %zu, expected %llu", name, len, (unsigned long long)expect);
-    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == 4 &&
+    CHECK(b && !memcmp(b, "minrnnCK", 8) && get_u32(b + O_VERSION) == MINRNN_CHECKPOINT_FORMAT &&
               get_u32(b + O_HEADER_SIZE) == HEADER, "%s: header start", name);
     CHECK(b && get_u32(b + O_PRECISION) == (uint32_t)src.ck.precision &&
               get_u64(b + O_TABLE + 16 * S_PARAMS + 8) == param_bytes * src.P, "%s: the precision", name);
@@ -1134,6 +1135,119 @@ static void test_label_rules(void)
     }
 }
 
+/* A word vocabulary (MINRNN_WORDS): tokens of code points, each ended by MINRNN_TOKEN_END, the
+ * first empty (the unknown word), the rest strictly increasing; the markers as one id each. */
+static void test_word_vocab_rules(void)
+{
+    enum { T = MINRNN_TOKEN_END, ST = MINRNN_START_SYMBOL, EN = MINRNN_END_SYMBOL, N = 10 };
+    static const struct {
+        int32_t vocab[N + 1];
+        int ok;
+        const char *what;
+    } cases[] = {   /* V = 5: "", "a", "ab", "b", " b" sorted is "", " b", "a", "ab", "b" */
+        {{T, 32, 98, T, 97, T, 97, 98, T, 98, 99}, 0, "the last token left open"},
+        {{T, 32, 98, T, 97, T, 97, 98, T, T, T}, 0, "a second empty token"},
+        {{T, 97, T, 32, 98, T, 97, 98, T, 98, T}, 0, "out of order"},
+        {{T, 32, 98, T, 97, 98, T, 97, T, 98, T}, 0, "a longer token before its prefix"},
+        {{97, T, T, 32, 98, T, 97, 98, T, 98, T}, 0, "the first token not empty"},
+        {{T, 32, 98, T, 97, T, 97, T, 98, T, T}, 0, "a token twice"},
+        {{T, 32, 98, T, 97, T, 97, 0xD800, T, 98, T}, 0, "a surrogate"},
+        {{T, 32, 98, T, 97, T, 97, -4, T, 98, T}, 0, "another negative entry"},
+        {{T, 32, 98, T, 97, T, 97, 98, T, 98, ST}, 0, "START without END"},
+        {{T, 32, 98, T, 97, T, 97, 98, ST, EN, T}, 0, "markers inside a token"},
+        {{T, 32, 98, T, 97, T, 97, 98, T, 98, T}, 1, "five tokens"},
+        {{T, 32, 98, T, 97, T, 97, 98, T, 0x10FFFF, T}, 1, "the largest code point"},
+        {{T, 32, 98, T, 97, T, 97, 98, T, 0x110000, T}, 0, "beyond the code points"},
+    };
+    static const int32_t good[N + 2] = {T, 32, 98, T, 97, T, 97, 98, T, 98, T, 0};
+    char path[256];   /* in_dir's buffer is reused by check_save */
+    snprintf(path, sizeof path, "%s", in_dir("words.ck"));
+    owned src = make(config(MINRNN_LSTM, MINRNN_TANH, 5, 4, 3, 1, 0.0f), MINRNN_UTF8, 0, 0, NULL);
+    int32_t *own = src.ck.vocab;
+    src.ck.vocab = (int32_t *)good;
+    src.ck.encoding = MINRNN_WORDS;
+    src.ck.vocab_length = N + 1;
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "words: save");
+    minrnn_checkpoint peeked;
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK && peeked.vocab_length == N + 1 &&
+              peeked.encoding == MINRNN_WORDS, "words: peek gives the length and the encoding");
+    owned dst = alloc_for(&peeked, 1);
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_OK && !memcmp(dst.ck.vocab, good, 4 * (N + 1)),
+          "words: the vocabulary loaded");
+    release(&dst);
+
+    /* the same length: each case saved, and written over the good file's vocabulary */
+    size_t len = 0;
+    unsigned char *image = slurp(path, &len), *b = malloc(len);
+    owned dst2 = alloc_for(&peeked, 1);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        minrnn_checkpoint k = src.ck;
+        const int32_t *v = cases[c].vocab;
+        k.vocab = (int32_t *)v;
+        check_save(cases[c].what, &k, cases[c].ok);
+        memcpy(b, image, len);
+        for (int i = 0; i < N + 1; i++) put_u32(b + HEADER + 4 * i, (uint32_t)v[i]);
+        rechecksum(b, len);
+        check_read(cases[c].what, b, len, cases[c].ok, &dst2.ck);
+    }
+    release(&dst2);
+
+    /* the lengths the header allows */
+    minrnn_checkpoint k = src.ck;
+    k.vocab_length = 4;
+    check_save("words: fewer entries than ids", &k, 0);
+    k.vocab_length = 0;
+    check_save("words: no length", &k, 0);
+
+    /* a record model's markers; a seq2seq model needs them */
+    static const int32_t framed[] = {T, 97, T, 98, T, ST, EN};
+    k = src.ck;
+    k.vocab = (int32_t *)framed, k.vocab_length = 7;
+    check_save("words with markers", &k, 1);
+    k.vocab_length = 6;
+    check_save("words with the start marker alone", &k, 0);
+    k.vocab_length = 7, k.config.task = MINRNN_TASK_SEQ2SEQ, k.config.attention = MINRNN_ATTENTION_DOT;
+    k.params = calloc(minrnn_param_count(&k.config), sizeof(float));   /* the larger count of the two */
+    check_save("seq2seq words with markers", &k, 1);
+    float *params = k.params;
+    k.config.vocab_size = 3, k.vocab_length = 5;
+    check_save("seq2seq words without markers", &k, 0);
+    free(params);
+
+    /* a token of MINRNN_MAX_TOKEN_CHARS code points, and one more */
+    int32_t longest[MINRNN_MAX_TOKEN_CHARS + 8];
+    for (int extra = 0; extra <= 1; extra++) {
+        int n = 0;
+        longest[n++] = T;
+        for (int i = 0; i < MINRNN_MAX_TOKEN_CHARS + extra; i++) longest[n++] = 'x';
+        longest[n++] = T;
+        k = src.ck;
+        k.config = config(MINRNN_LSTM, MINRNN_TANH, 2, 4, 3, 1, 0.0f);
+        k.params = calloc(minrnn_param_count(&k.config), sizeof(float));
+        k.vocab = longest, k.vocab_length = n;
+        check_save(extra ? "a token one code point too long" : "a token of the longest length", &k, !extra);
+        free(k.params);
+    }
+
+    /* format 4 has no word vocabularies */
+    memcpy(b, image, len);
+    put_u32(b + O_VERSION, 4);
+    rechecksum(b, len);
+    spit(path, b, len);
+    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "words in a format-4 file");
+    /* a character vocabulary's length is V; 0 is taken as V by save and load */
+    owned chars = make(config(MINRNN_LSTM, MINRNN_TANH, 5, 4, 3, 1, 0.0f), MINRNN_UTF8, 0, 0, NULL);
+    chars.ck.vocab_length = 6;
+    check_save("characters: a length other than V", &chars.ck, 0);
+    chars.ck.vocab_length = 0;
+    check_save("characters: length 0", &chars.ck, 1);
+    release(&chars);
+    free(b);
+    free(image);
+    src.ck.vocab = own;
+    release(&src);
+}
+
 static void test_vocab_rules(void)
 {
     const char *path = in_dir("rules.ck");
@@ -1357,17 +1471,17 @@ static void format1_reads(const char *name, owned src)
     other.config.one_bias = 1;
     CHECK(minrnn_checkpoint_load(path, &other) == MINRNN_ERR_MISMATCH, "%s: one_bias is 0 in format 1", name);
 
-    /* saved again: format 4, the same checkpoint */
+    /* saved again: the current format, the same checkpoint */
     const char *again = in_dir("again.ck");
-    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 4", name);
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save in the current format", name);
     size_t len2 = 0;
     unsigned char *b2 = slurp(again, &len2);
-    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == 4 &&
+    CHECK(b2 && len2 == len + (HEADER - HEADER_V1) && get_u32(b2 + O_VERSION) == MINRNN_CHECKPOINT_FORMAT &&
               !memcmp(b2 + HEADER, b + HEADER_V1, len - HEADER_V1 - TRAILER),
-          "%s: format 4 holds the same sections, 256 bytes later", name);
+          "%s: the current format holds the same sections, 256 bytes later", name);
     owned dst2 = alloc_for(&peeked, 1);
     CHECK(minrnn_checkpoint_load(again, &dst2.ck) == MINRNN_OK && same_buffers(&src, &dst2, 1),
-          "%s: the format-4 copy loads", name);
+          "%s: the current format's copy loads", name);
     free(b2);
     release(&dst2);
     release(&dst);
@@ -1475,7 +1589,7 @@ static void older_reads(const char *name, owned src, uint32_t version)
     CHECK(st == MINRNN_OK && same_buffers(&src, &dst, 1), "%s: load gave %d, or other data", name, st);
 
     const char *again = in_dir("again.ck");
-    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save as format 4", name);
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "%s: save in the current format", name);
     size_t len2 = 0;
     unsigned char *b2 = slurp(again, &len2);
     CHECK(b2 && len2 == len && !memcmp(b2, b4, len), "%s: saved again, the format-4 file", name);
@@ -1859,7 +1973,7 @@ static void test_bfloat16(void)
     unsigned char *b = slurp(path, &len), *b32 = slurp(path32, &len32);
     CHECK(len32 - len == 2 * src.P, "bfloat16 file of %zu bytes, float32 of %zu, %zu parameters", len, len32,
           src.P);
-    CHECK(get_u32(b + O_VERSION) == 4 && get_u32(b + O_PRECISION) == MINRNN_BFLOAT16 &&
+    CHECK(get_u32(b + O_VERSION) == MINRNN_CHECKPOINT_FORMAT && get_u32(b + O_PRECISION) == MINRNN_BFLOAT16 &&
               get_u32(b32 + O_PRECISION) == MINRNN_FLOAT32, "the precision fields");
     const unsigned char *stored = b + get_u64(b + O_TABLE + 16 * S_PARAMS);
     int bad = 0;
@@ -1985,7 +2099,7 @@ static void test_not_checkpoint_and_version(void)
     owned dst = alloc_for(&peeked, 1);
     size_t len1 = 0;
     unsigned char *b1 = v1_image(&src, &len1);
-    const uint32_t versions[] = {0, 5, 0x01000000, 0x00000400, 0xFFFFFFFF};
+    const uint32_t versions[] = {0, 6, 0x01000000, 0x00000400, 0xFFFFFFFF};
     for (int i = 0; i < 5; i++) {
         put_u32(b + O_VERSION, versions[i]);
         rechecksum(b, len);
@@ -2001,12 +2115,12 @@ static void test_not_checkpoint_and_version(void)
         CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u on format 1's bytes", versions[i]);
     }
     /* the versions read here, as stubs: too short for their headers */
-    for (uint32_t v = 1; v <= 4; v++) {
+    for (uint32_t v = 1; v <= 5; v++) {
         put_u32(b + O_VERSION, v);
         spit(path, b, 12);
         CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "version %u in 12 bytes", v);
     }
-    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1, 2, 3 and 4") != NULL,
+    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 to 5") != NULL,
           "the message names the formats read: %s", minrnn_strerror(MINRNN_ERR_VERSION));
     free(b1);
     free(b);
@@ -2300,6 +2414,7 @@ int main(void)
     test_hostile();
     test_label_rules();
     test_vocab_rules();
+    test_word_vocab_rules();
     test_cond_rules();
     test_padding();
     test_format1();

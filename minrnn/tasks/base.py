@@ -11,7 +11,7 @@ from minrnn.data import DataError, fingerprint, read_file
 from minrnn.errors import UserError
 from minrnn.reference import Rng
 from minrnn.resources import require_memory
-from minrnn.text import TextError, Vocab, add_counts, read_symbols
+from minrnn.text import TextError, add_counts, learn, read_symbols
 
 
 class Task:
@@ -24,8 +24,8 @@ class Task:
     what = ""            # what a checkpoint of it is: "a language model"
     use = ""             # what such a checkpoint is for, and the command that does it
     unit = "records"     # what a training file counts, in its metadata's keys: chars, records or pairs
-    noun = "records"     # ... and in messages
-    loss_unit = "nats/char"
+    noun = "records"     # ... and in messages ({units}: the vocabulary's, text.Vocab.units)
+    loss_unit = "nats/{unit}"   # ({unit}: the vocabulary's, text.Vocab.unit)
     carries_state = False   # whether a training batch starts from the states the last one ended in
     swings = False       # whether batch losses swing far from their average (divergence: only
     #                      a loss worse than guessing counts then)
@@ -141,10 +141,12 @@ class Rows:
     rows: for each record (a text's one) the ids of each of its fields (a pair: source, target);
     unknown: {symbol: count} of the symbols outside a given vocabulary that were skipped."""
 
-    def __init__(self, path, encoding, split, vocab=None, framed=False, fields=(None,), skip_unknown=False):
-        """split(data) -> [[bytes of each field] for each record]; fields: what messages call
-        them (None: nothing). With a trained model's vocabulary, a symbol outside it is an error
-        (resuming: the file must be the run's), or skipped and counted (skip_unknown: evaluating)."""
+    def __init__(self, path, reading, split, vocab=None, framed=False, fields=(None,), skip_unknown=False):
+        """reading: a text.Reading; split(data) -> [[bytes of each field] for each record]; fields:
+        what messages call them (None: nothing). With a trained model's vocabulary, a symbol
+        outside it is an error (resuming: the file must be the run's), or skipped and counted
+        (skip_unknown: evaluating); a word outside it reads as the unknown word either way."""
+        encoding = reading.encoding
         data = read_file(path)
         self.path, self.fingerprint = str(path), fingerprint(data)
         records = split(data)
@@ -152,8 +154,8 @@ class Rows:
         symbols = [[self._decode(part, encoding, vocab, path, field) for part, field in zip(row, fields)]
                    for row in records]
         del records
-        self.vocab = vocab or Vocab.from_symbols(np.concatenate([x for row in symbols for x in row]), encoding,
-                                                 framed=framed)
+        self.vocab = vocab or learn([x for row in symbols for x in row], encoding, framed, reading.size,
+                                    reading.min_count)
         self.unknown = {}
         try:
             self.rows = [[self.encoded(x, skip_unknown) for x in row] for row in symbols]
@@ -172,7 +174,7 @@ class Rows:
         try:
             return read_symbols(part, encoding)
         except TextError as e:
-            hint = "; use --encoding bytes to read raw bytes" if encoding == "utf8" and vocab is None else ""
+            hint = "; use --tokens bytes to read raw bytes" if encoding != "bytes" and vocab is None else ""
             raise DataError(f"{path}: {f'a {field}: ' if field else ''}{e}{hint}") from None
 
 

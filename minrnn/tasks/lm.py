@@ -138,11 +138,12 @@ def evaluation_memory(cfg, n, streams, seq_len):
     return workspace_bytes(cfg, streams, T)
 
 
-def evaluate(model, ids, streams, seq_len):
-    """Mean loss in nats per character of predicting ids[1:] from what precedes, with dropout off.
+def evaluate(model, ids, streams, seq_len, lengths=None):
+    """Mean loss in nats per id of predicting ids[1:] from what precedes, with dropout off.
     The text is cut into `streams` contiguous streams, each run from a zero state in chunks of
-    seq_len with the state carried. Returns (loss, characters predicted): the last few characters
-    that don't fill a stream (fewer than `streams`) are not predicted."""
+    seq_len with the state carried. Returns (loss, ids predicted): the last few ids that don't
+    fill a stream (fewer than `streams`) are not predicted; with lengths (the characters each id
+    stands for), (loss, ids predicted, characters predicted)."""
     streams, stream_len, T = evaluation_shape(len(ids), streams, seq_len)
     if stream_len < 1:
         return float("nan"), 0
@@ -155,38 +156,55 @@ def evaluate(model, ids, streams, seq_len):
         fwd = model.forward(tokens, targets, state, want_logits=False)
         total += fwd.loss * tokens.size
         state = fwd.final_state
-    return total / (streams * stream_len), streams * stream_len
+    loss, n = total / (streams * stream_len), streams * stream_len
+    if lengths is None:
+        return loss, n
+    return loss, n, int(sum(lengths[b * stream_len + 1:(b + 1) * stream_len + 1].sum() for b in range(streams)))
 
 
 def evaluate_text(m, text, batch_size, seq_len, what):
-    """A TextEvaluation of m on text (bytes or str), characters outside its vocabulary skipped."""
+    """A TextEvaluation of m on text (bytes or str), characters outside its vocabulary skipped (a
+    word outside it is the unknown word)."""
     ids = m.ids(text, what)
+    lengths = m.vocab.lengths(m.symbols(text, what))
     if len(ids) < 2:
         raise UserError(f"{what}: fewer than 2 characters the model knows; nothing to evaluate")
     streams, _, T = evaluation_shape(len(ids), batch_size, seq_len)
     require_memory(evaluation_memory(m.model.config, len(ids), batch_size, seq_len),
                    f"evaluating in chunks of {streams} x {T}", "use a smaller --batch-size or --seq-len")
-    nats, n = evaluate(m.model, ids, batch_size, seq_len)
-    return TextEvaluation(nats, n, dict(m.last_unknown), m.vocab.encoding)
+    nats, n, chars = evaluate(m.model, ids, batch_size, seq_len, lengths)
+    return TextEvaluation(nats, n, dict(m.last_unknown), m.vocab.encoding, chars)
 
 
 @dataclass
 class TextEvaluation:
     """A language model on a text."""
-    nats: float         # per character predicted
-    characters: int     # predicted (the last few that do not fill a stream are not)
+    nats: float         # per token predicted: per character, but for a model of words
+    characters: int     # tokens predicted (the last few that do not fill a stream are not)
     unknown: dict       # {symbol: count} of the characters outside the vocabulary, skipped (a symbol is a
-    #                     code point, or a byte value for a model trained with --encoding bytes)
+    #                     code point, or a byte value for a model trained with --tokens bytes), or of the
+    #                     words read as the unknown word
     encoding: str = "utf8"
+    text_chars: int = None   # characters of the text the tokens predicted stand for (None: characters)
 
     @property
     def bits(self):
         return self.nats / math.log(2)
 
+    @property
+    def nats_per_char(self):
+        """The loss per character of the text, total nats over its characters: the scale on which a
+        model of words and one of characters compare."""
+        return self.nats if self.text_chars is None else self.nats * self.characters / self.text_chars
+
     def report(self, path):
         """What `python -m minrnn eval` prints."""
-        return with_skipped(f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} "
-                            "characters", self.unknown, self.encoding)
+        per_char = f"{self.nats_per_char:.4f} nats/char, {self.nats_per_char / math.log(2):.4f} bits/char"
+        if self.encoding != "words":
+            return with_skipped(f"{path}: {per_char} over {self.characters:,} characters", self.unknown, self.encoding)
+        return with_skipped(f"{path}: {self.nats:.4f} nats/token, {self.bits:.4f} bits/token over {self.characters:,} "
+                            f"tokens; {per_char} over their {self.text_chars:,} characters", self.unknown,
+                            self.encoding)
 
 
 def with_skipped(report, unknown, encoding):

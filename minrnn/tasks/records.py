@@ -26,7 +26,7 @@ from minrnn.resources import available_memory
 from minrnn.tasks.base import (Known, Rows, ShuffledBatches, check_training_memory, shuffled_split, split_records,
                                training_memory, workspace_bytes)
 from minrnn.tasks.lm import LanguageModel, with_skipped
-from minrnn.text import Vocab, add_counts, unescape
+from minrnn.text import Reading, add_counts, unescape, vocabulary
 
 
 def split_labels(parts, path, sep):
@@ -75,7 +75,7 @@ class RecordSet:
     kind: "plain", "labels" (label<TAB>text) or "features" (a .npy row per record). like: a
     trained model's Known, to resume or evaluate."""
 
-    def __init__(self, path, sep, encoding="utf8", val_frac=0.1, seed=1, kind="plain", features=None, like=None,
+    def __init__(self, path, sep, reading=Reading("utf8"), val_frac=0.1, seed=1, kind="plain", features=None, like=None,
                  skip_unknown=False):
         labels = []
 
@@ -86,7 +86,7 @@ class RecordSet:
                 labels.extend(names)
             return [[p] for p in parts]
 
-        rows = Rows(path, encoding, split, like and like.vocab, framed=True, skip_unknown=skip_unknown)
+        rows = Rows(path, reading, split, like and like.vocab, framed=True, skip_unknown=skip_unknown)
         self.path, self.fingerprint, self.vocab, self.unknown = rows.path, rows.fingerprint, rows.vocab, rows.unknown
         self.ids = [row[0] for row in rows.rows]
         n = len(self.ids)
@@ -136,7 +136,7 @@ def record_kind(s):
 
 
 def read_records(path, s, kind, like=None, skip_unknown=False):
-    return RecordSet(path, unescape(s["record_sep"]).encode("utf-8"), s["encoding"], s["val_frac"], s["seed"], kind,
+    return RecordSet(path, unescape(s["record_sep"]).encode("utf-8"), Reading.of(s), s["val_frac"], s["seed"], kind,
                      s["features"], like, skip_unknown)
 
 
@@ -190,7 +190,7 @@ class Records(LanguageModel):
         return s["task"] == self.option and s["records"]
 
     def holds(self, ck):
-        return ck.model.config.task == "lm" and Vocab(ck.vocab, ck.encoding).framed
+        return ck.model.config.task == "lm" and vocabulary(ck.vocab, ck.encoding).framed
 
     # ---- training
 

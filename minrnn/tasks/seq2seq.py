@@ -19,7 +19,7 @@ from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.tasks.base import Rows, ShuffledBatches, Task, check_training_memory, shuffled_split, split_records
 from minrnn.tasks.lm import with_skipped
-from minrnn.text import add_counts
+from minrnn.text import Reading, add_counts
 
 VAL_TRANSLATIONS = 500   # validation pairs a run translates at each evaluation
 
@@ -44,8 +44,8 @@ class PairSet:
     seeded shuffle. A trained model's vocabulary can be given (to resume or evaluate); max_source
     None: sources of any length."""
 
-    def __init__(self, path, encoding="utf8", val_frac=0.1, seed=1, max_source=200, vocab=None, skip_unknown=False):
-        rows = Rows(path, encoding, lambda data: split_pairs(split_records(data, b"\n", path), path), vocab,
+    def __init__(self, path, reading=Reading("utf8"), val_frac=0.1, seed=1, max_source=200, vocab=None, skip_unknown=False):
+        rows = Rows(path, reading, lambda data: split_pairs(split_records(data, b"\n", path), path), vocab,
                     framed=True, fields=("source", "target"), skip_unknown=skip_unknown)
         self.path, self.fingerprint, self.vocab, self.unknown = rows.path, rows.fingerprint, rows.vocab, rows.unknown
         self.source_ids = [source for source, _ in rows.rows]
@@ -173,7 +173,7 @@ class Seq2seq(Task):
     # ---- training
 
     def read(self, path, s, like=None):
-        return PairSet(path, s["encoding"], s["val_frac"], s["seed"], s["max_source"], like and like.vocab)
+        return PairSet(path, Reading.of(s), s["val_frac"], s["seed"], s["max_source"], like and like.vocab)
 
     def config(self, s, data):
         additive = s["attention"] == "additive"
@@ -247,7 +247,7 @@ class Seq2seq(Task):
         return Translation(m.vocab.to_bytes(ids), logprob, m.characters(source), m.characters(ids), alphas)
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam):
-        pairs = PairSet(path, m.vocab.encoding, val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab,
+        pairs = PairSet(path, Reading(m.vocab.encoding), val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab,
                         skip_unknown=True)
         add_counts(m.last_unknown, pairs.unknown)
         picks = np.arange(len(pairs.source_ids))
@@ -265,7 +265,7 @@ class Seq2seq(Task):
 @dataclass
 class Translation:
     """One text's translation."""
-    raw: bytes          # as the model writes it (a model trained with --encoding bytes may write any bytes)
+    raw: bytes          # as the model writes it (a model trained with --tokens bytes may write any bytes)
     logprob: float      # its log probability (natural), the end token's included
     source: list        # the source's characters as the model read them, a string each
     characters: list    # the translation's characters, a string each

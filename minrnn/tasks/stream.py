@@ -15,14 +15,14 @@ from minrnn.reference import Config
 from minrnn.resources import require_memory
 from minrnn.tasks.base import Rows, check_training_memory, workspace_bytes
 from minrnn.tasks.lm import LanguageModel, evaluate, evaluate_text, evaluation_shape
-from minrnn.text import Vocab
+from minrnn.text import Reading, vocabulary
 
 
 class Text:
     """A text as token ids, with its vocabulary, split into training text and a validation tail."""
 
-    def __init__(self, path, encoding="utf8", val_frac=0.1, vocab=None):
-        rows = Rows(path, encoding, lambda data: [[data]], vocab)
+    def __init__(self, path, reading=Reading("utf8"), val_frac=0.1, vocab=None):
+        rows = Rows(path, reading, lambda data: [[data]], vocab)
         self.path, self.fingerprint, self.vocab = rows.path, rows.fingerprint, rows.vocab
         ids = rows.rows[0][0]
         n_val = int(len(ids) * val_frac)
@@ -77,7 +77,7 @@ class Stream(LanguageModel):
     name = "lm"
     option = "lm"
     option_help = "learn to write the text"
-    unit, noun = "chars", "characters"
+    unit, noun = "chars", "{units}"
     carries_state = pictured = True
 
     def chosen_by(self, s):
@@ -85,12 +85,12 @@ class Stream(LanguageModel):
 
     def holds(self, ck):
         cfg = ck.model.config
-        return cfg.task == "lm" and cfg.cond == "none" and not Vocab(ck.vocab, ck.encoding).framed
+        return cfg.task == "lm" and cfg.cond == "none" and not vocabulary(ck.vocab, ck.encoding).framed
 
     # ---- training
 
     def read(self, path, s, like=None):
-        return Text(path, s["encoding"], s["val_frac"], vocab=like and like.vocab)
+        return Text(path, Reading.of(s), s["val_frac"], vocab=like and like.vocab)
 
     def config(self, s, data):
         return Config(vocab_size=len(data.vocab), hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
