@@ -13,7 +13,7 @@ import pytest
 
 from cliutil import TINY, command, english, environment, minrnn, one_line_error
 from genutil import spec_generate
-from minrnn import core, text
+from minrnn import core
 from minrnn.reference import Config
 from minrnn.text import Vocab, read_symbols
 
@@ -113,6 +113,11 @@ def write_data(folder):
     (folder / "labelled.txt").write_text("".join(labelled), encoding="utf-8")
     np.save(folder / "features.npy", np.array([[len(w), 3.5 * w.count("a") + 1] for w in words], dtype=np.float64))
     (folder / "english.txt").write_text(english(4000), encoding="utf-8")
+    lines = [line for line in english(6000).splitlines() if line.strip()]
+    (folder / "lines.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    numbers = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    (folder / "pairs.txt").write_text("".join(f"{' '.join(numbers[int(d)] for d in str(n))}\t{n}\n"
+                                              for n in rng.sample(range(1000), 300)), encoding="utf-8")
 
 
 MODELS = {   # the training command of each kind of model, after `python -m minrnn train`
@@ -121,6 +126,9 @@ MODELS = {   # the training command of each kind of model, after `python -m minr
     "features": ["words.txt", "--features", "features.npy"],
     "stream": ["english.txt"],
     "classifier": ["labelled.txt", "--task", "classify"],
+    "words": ["english.txt", "--tokens", "words", "--vocab-size", "150"],
+    "word records": ["lines.txt", "--records", "--tokens", "words", "--vocab-size", "150"],
+    "word pairs": ["pairs.txt", "--task", "seq2seq", "--tokens", "words"],
 }
 
 
@@ -310,10 +318,31 @@ def test_a_c_program_builds_against_make_lib_with_pkg_config(tmp_path, static):
     assert out.stdout.startswith(f"minrnn {core.version()}: success, logit ")
 
 
-def test_the_example_refuses_a_model_of_words_in_one_line(example, tmp_path):
-    words = text.store_words(["", " cat", " the"])
-    cfg = Config(vocab_size=3, hidden_size=4)
-    core.save_checkpoint(tmp_path / "w.ckpt", core.Model(cfg, seed=1), words, "words")
-    out = subprocess.run([str(example), str(tmp_path / "w.ckpt")], capture_output=True)
-    assert out.returncode != 0 and out.stdout == b""
-    assert out.stderr.decode().count("\n") == 1 and b"holds a model of words" in out.stderr
+# (kind, python -m minrnn's command and options, the example's): models of words, whose primes and
+# texts hold words outside the vocabulary (read as the unknown word, and counted on stderr by both)
+WORD_AGREEMENT = [
+    ("words", ["sample", "--seed", 21, "--length", 60, "--prime", "The grammar, (parsed) zzzunknown"],
+     ["-s", 21, "-n", 60, "-p", "The grammar, (parsed) zzzunknown"]),
+    ("words", ["sample", "--seed", 22, "--length", 30, "--num", 3], ["-s", 22, "-n", 30, "--num", 3]),
+    ("words", ["sample", "--seed", 23, "--length", 40, "--prime", r"  \n\tx" + "y" * 80],
+     ["-s", 23, "-n", 40, "-p", r"  \n\tx" + "y" * 80]),
+    ("word records", ["sample", "--seed", 24, "--num", 4, "--length", 50], ["-s", 24, "--num", 4, "-n", 50]),
+    ("word records", ["sample", "--seed", 25, "--prime", "The", "--temperature", 0.7],
+     ["-s", 25, "-p", "The", "-t", 0.7]),
+    ("word pairs", ["translate", "three one four", "nine nine", "eleven two"], ["three one four", "nine nine", "eleven two"]),
+    ("word pairs", ["translate", "--beam", 3, "five five five"], ["--beam", 3, "five five five"]),
+]
+
+
+@pytest.mark.parametrize("kind, python_args, c_args", WORD_AGREEMENT)
+def test_the_example_reads_and_writes_words_as_the_cli_does(example, trained, kind, python_args, c_args):
+    checkpoint = trained(kind)
+    command_name, *options = python_args
+    cli = subprocess.run(command(command_name, "--checkpoint", checkpoint, *options), env=environment(),
+                         capture_output=True)
+    assert cli.returncode == 0, cli.stderr
+    out = subprocess.run([str(example), str(checkpoint), *map(str, c_args)], capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == cli.stdout
+    said = [int(x.split()[0]) for x in (cli.stderr.decode(), out.stderr.decode().removeprefix("minrnn_sample: ")) if x]
+    assert len(said) in (0, 2) and len(set(said)) <= 1, (cli.stderr, out.stderr)   # the same count of unknown words

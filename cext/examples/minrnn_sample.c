@@ -31,6 +31,11 @@
  * search with --beam, or drawn at -t TEMPERATURE from one generator seeded by -s for all texts;
  * at most --max-length characters (default 200).
  *
+ * A model of words (trained with --tokens words) reads a prime or text cut into words by
+ * minrnn.text.split_words's rule (word_end below), a word outside its vocabulary as the unknown
+ * word, and writes each word's text (the unknown word as "<unk>"); "characters" above then means
+ * words.
+ *
  * The weights are stepped as the checkpoint stores them (an exported bfloat16 checkpoint:
  * minrnn_step_compact streams half the bytes), or as --precision asks: bfloat16 rounds them.
  *
@@ -165,12 +170,6 @@ static int load_checkpoint(const char *path, minrnn_checkpoint *ck) {
         if (fd >= 0) close(fd);
         return 0;
     }
-    if (ck->encoding == MINRNN_WORDS) {   /* its tokenizer is minrnn/text.py's, not yet here */
-        fprintf(stderr, "minrnn_sample: %s holds a model of words; this program reads models of characters or "
-                        "bytes: use python -m minrnn sample\n", path);
-        close(fd);
-        return 0;
-    }
     const minrnn_config *cfg = &ck->config;
     size_t C = cfg->cond == MINRNN_COND_VECTOR ? (size_t)cfg->cond_size : 0;
     ck->vocab = malloc((size_t)ck->vocab_length * sizeof(int32_t));
@@ -198,8 +197,8 @@ static void free_checkpoint(minrnn_checkpoint *ck) {
 
 /* A record model's vocabulary ends with the start and the end token. */
 static int is_framed(const minrnn_checkpoint *ck) {
-    int V = ck->config.vocab_size;
-    return V >= 2 && ck->vocab[V - 2] == MINRNN_START_SYMBOL && ck->vocab[V - 1] == MINRNN_END_SYMBOL;
+    int64_t n = ck->vocab_length;
+    return n >= 2 && ck->vocab[n - 2] == MINRNN_START_SYMBOL && ck->vocab[n - 1] == MINRNN_END_SYMBOL;
 }
 
 /* ---- text */
@@ -247,6 +246,84 @@ static int find(const int32_t *vocab, int n, long symbol) {
     return -1;
 }
 
+/* ---- the vocabulary: the text of each id, and the ids of a text (minrnn/text.py) */
+
+typedef struct {
+    int encoding;
+    int32_t symbols;   /* ids that stand for text: V, less the start and end tokens of a record model */
+    const int32_t *vocab;
+    int64_t *start;    /* MINRNN_WORDS: word i is the code points vocab[start[i] .. start[i + 1] - 1) */
+} lexicon;
+
+/* The lexicon of a loaded checkpoint: 1, or 0 out of memory. */
+static int make_lexicon(const minrnn_checkpoint *ck, lexicon *lex) {
+    *lex = (lexicon){ck->encoding, ck->config.vocab_size - (is_framed(ck) ? 2 : 0), ck->vocab, NULL};
+    if (ck->encoding != MINRNN_WORDS) return 1;
+    if (!(lex->start = malloc(((size_t)lex->symbols + 1) * sizeof(int64_t)))) return 0;
+    int64_t at = 0;
+    for (int32_t i = 0; i < lex->symbols; i++) {   /* the library checked: each word ends */
+        lex->start[i] = at;
+        while (ck->vocab[at] != MINRNN_TOKEN_END) at++;
+        at++;
+    }
+    lex->start[lex->symbols] = at;
+    return 1;
+}
+
+/* Write id's text: its symbol, or its word ("<unk>" for the unknown word, id 0); the start and end
+ * tokens have none. */
+static void put_id(const lexicon *lex, int32_t id) {
+    if (id >= lex->symbols) return;
+    if (lex->encoding != MINRNN_WORDS) {
+        put_symbol(lex->vocab[id], lex->encoding);
+        return;
+    }
+    int64_t a = lex->start[id], b = lex->start[id + 1] - 1;   /* without its end */
+    if (a == b) fputs("<unk>", stdout);
+    for (int64_t k = a; k < b; k++) put_symbol(lex->vocab[k], MINRNN_UTF8);
+}
+
+/* The id of the word of the n code points at w (binary search: the words are in code point
+ * order, a prefix first), or -1. */
+static int32_t find_word(const lexicon *lex, const int32_t *w, int64_t n) {
+    int32_t lo = 0, hi = lex->symbols - 1;
+    while (lo <= hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        const int32_t *t = lex->vocab + lex->start[mid];
+        int64_t m = lex->start[mid + 1] - lex->start[mid] - 1, k = 0;
+        while (k < n && k < m && w[k] == t[k]) k++;
+        int order = k < n && k < m ? (w[k] < t[k] ? -1 : 1) : (n < m ? -1 : n > m);
+        if (order == 0) return mid;
+        if (order < 0) hi = mid - 1; else lo = mid + 1;
+    }
+    return -1;
+}
+
+/* The id of the one symbol or word made of code point c, or -1. */
+static int32_t find_symbol(const lexicon *lex, int32_t c) {
+    return lex->encoding == MINRNN_WORDS ? find_word(lex, &c, 1) : find(lex->vocab, lex->symbols, c);
+}
+
+/* minrnn.text's classes of code points, which cut a text into words. */
+static int is_space(int32_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static int is_punctuation(int32_t c) {
+    return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) ||
+           (c >= 0x7B && c <= 0x7E) || (c >= 0xA0 && c <= 0xBF) || (c >= 0x2000 && c <= 0x206F) ||
+           (c >= 0x3000 && c <= 0x303F);
+}
+
+/* Where the word at c[i] (of the n code points c) ends, as minrnn.text.split_words cuts: letters
+ * (at most MINRNN_MAX_TOKEN_CHARS - 1) or one punctuation mark, each with the one space before
+ * it, or any one whitespace character. */
+static int64_t word_end(const int32_t *c, int64_t n, int64_t i) {
+    int64_t j = i + (c[i] == ' ' && i + 1 < n);
+    if (is_punctuation(c[j])) return j + 1;
+    if (is_space(c[j])) return i + 1;   /* (j == i: a whitespace character, alone) */
+    int64_t end = j;
+    while (end < n && end - j < MINRNN_MAX_TOKEN_CHARS - 1 && !is_space(c[end]) && !is_punctuation(c[end])) end++;
+    return end;
+}
+
 /* \n, \t and \\ in s as a newline, a tab and a backslash (minrnn.text.unescape), in place. */
 static void unescape(char *s) {
     char *out = s;
@@ -261,25 +338,31 @@ static void unescape(char *s) {
     *out = '\0';
 }
 
-/* The ids of the symbols of prime, which `what` names in a message (ids has room for
- * strlen(prime)): their count, or -1 with a message if one is outside the text's symbols
- * vocab[0..n_symbols). */
-static long encode_text(const minrnn_checkpoint *ck, int n_symbols, const char *prime, int32_t *ids, const char *what,
-                        long *skipped) {
+/* The ids of prime, which `what` names in a message (ids has room for strlen(prime)): their
+ * count, or -1 with a message if it is not UTF-8 for a model of UTF-8. A character outside the
+ * vocabulary is skipped, a word outside it is the unknown word (id 0), as python -m minrnn does:
+ * *skipped counts them, for the note at the end. */
+static long encode_text(const lexicon *lex, const char *prime, int32_t *ids, const char *what, long *skipped) {
     size_t count = 0, at = 0, len = strlen(prime);
-    while (at < len) {
+    while (at < len) {   /* the symbols, as code points (or bytes) in ids */
         size_t used = 1;
-        long symbol = ck->encoding == MINRNN_BYTES ? (unsigned char)prime[at]
-                                                   : utf8_next((const unsigned char *)prime + at, len - at, &used);
+        long symbol = lex->encoding == MINRNN_BYTES ? (unsigned char)prime[at]
+                                                    : utf8_next((const unsigned char *)prime + at, len - at, &used);
         if (symbol < 0) {
             fprintf(stderr, "minrnn_sample: %s: invalid UTF-8 at byte offset %zu, and this model reads UTF-8 text; "
                             "give UTF-8\n", what, at);
             return -1;
         }
-        int id = find(ck->vocab, n_symbols, symbol);
-        if (id >= 0) ids[count++] = id;
-        else ++*skipped;   /* outside the vocabulary: skipped, as python -m minrnn does, and said at the end */
+        ids[count++] = (int32_t)symbol;
         at += used;
+    }
+    size_t n = count;
+    count = 0;
+    for (int64_t i = 0, end; i < (int64_t)n; i = end) {   /* then each symbol or word as its id, in place */
+        end = lex->encoding == MINRNN_WORDS ? word_end(ids, (int64_t)n, i) : i + 1;
+        int32_t id = lex->encoding == MINRNN_WORDS ? find_word(lex, ids + i, end - i) : find_symbol(lex, ids[i]);
+        if (id < 0) ++*skipped;
+        if (id >= 0 || lex->encoding == MINRNN_WORDS) ids[count++] = id < 0 ? 0 : id;
     }
     return (long)count;
 }
@@ -391,13 +474,13 @@ static int read_condition(const minrnn_checkpoint *ck, const options *o, int N, 
 
 /* The N texts in text (N, length), count[b] ids of stream b, each printed as the prime and its
  * characters, with `between` between two and `after` after each. */
-static void print_texts(const minrnn_checkpoint *ck, const char *prime, int N, long long length, const int32_t *text,
+static void print_texts(const lexicon *lex, const char *prime, int N, long long length, const int32_t *text,
                         const long long *count, const char *between, const char *after) {
     for (int b = 0; b < N; b++) {
         fputs(b ? between : "", stdout);
         fputs(prime, stdout);
         for (long long n = 0; n < count[b]; n++)
-            put_symbol(ck->vocab[text[(size_t)b * (size_t)length + (size_t)n]], ck->encoding);
+            put_id(lex, text[(size_t)b * (size_t)length + (size_t)n]);
         fputs(after, stdout);
     }
 }
@@ -410,8 +493,8 @@ static void print_texts(const minrnn_checkpoint *ck, const char *prime, int N, l
  * characters and a newline. Every stream is fed ids[0..n_ids) (the start token and the prime, or
  * the prime, or what stands in for an empty one) and has the condition labels or vectors (N rows).
  * 1 on success, otherwise 0 with a message. */
-static int generate(const minrnn_checkpoint *ck, const options *o, const char *prime, const int32_t *ids, long n_ids,
-                    const int32_t *labels, const float *vectors, int framed) {
+static int generate(const minrnn_checkpoint *ck, const lexicon *lex, const options *o, const char *prime,
+                    const int32_t *ids, long n_ids, const int32_t *labels, const float *vectors, int framed) {
     const minrnn_config *cfg = &ck->config;
     int N = (int)o->num, V = cfg->vocab_size, precision = o->precision >= 0 ? o->precision : ck->precision;
     long long length = (long long)o->length;
@@ -438,12 +521,12 @@ static int generate(const minrnn_checkpoint *ck, const options *o, const char *p
             status = minrnn_generate_next(cfg, precision, params, &g, work, 1, drawn, &steps, 0);
             for (int b = 0; status == MINRNN_OK && b < N * (int)steps; b++) {
                 if (drawn[b] < 0) continue;
-                if (as_drawn) put_symbol(ck->vocab[drawn[b]], ck->encoding), fflush(stdout);
+                if (as_drawn) put_id(lex, drawn[b]), fflush(stdout);
                 else text[(size_t)b * (size_t)length + (size_t)count[b]++] = drawn[b];
             }
         }
-        if (status == MINRNN_OK && framed) print_texts(ck, prime, N, length, text, count, "", "\n");
-        if (status == MINRNN_OK && !framed && !as_drawn) print_texts(ck, prime, N, length, text, count, "\n\n", ""),
+        if (status == MINRNN_OK && framed) print_texts(lex, prime, N, length, text, count, "", "\n");
+        if (status == MINRNN_OK && !framed && !as_drawn) print_texts(lex, prime, N, length, text, count, "\n\n", ""),
             putchar('\n');
     }
     free(params), free(work), free(drawn), free(text), free(count);
@@ -466,7 +549,7 @@ static long max_source(const minrnn_checkpoint *ck) {
 
 /* Each text's translation on its own line, flushed as it is done (an empty text's is empty). 1 on
  * success, else 0 with a message. */
-static int translate(const minrnn_checkpoint *ck, options *o) {
+static int translate(const minrnn_checkpoint *ck, const lexicon *lex, options *o) {
     const minrnn_config *cfg = &ck->config;
     int precision = o->precision >= 0 ? o->precision : ck->precision, beam = (int)o->beam, M = (int)o->max_length;
     double temperature = o->temperature_given ? o->temperature : 0.0;
@@ -497,7 +580,7 @@ static int translate(const minrnn_checkpoint *ck, options *o) {
     for (int i = 0; ok && i < o->n_texts; i++) {
         char what[32];
         snprintf(what, sizeof what, "text %d", i + 1);
-        long n = encode_text(ck, cfg->vocab_size - 2, o->texts[i], source, what, skipped);   /* -1: said why */
+        long n = encode_text(lex, o->texts[i], source, what, skipped);   /* -1: said why */
         if (n == 0 && o->texts[i][0]) fprintf(stderr, "minrnn_sample: %s: none of its characters is in the model's "
                                                       "vocabulary\n", what);
         if (n > limit && limit >= 0)
@@ -519,7 +602,7 @@ static int translate(const minrnn_checkpoint *ck, options *o) {
         if (!work) ok = out_of_memory();
         else if (status != MINRNN_OK) fprintf(stderr, "minrnn_sample: %s: %s\n", what, minrnn_strerror(status)), ok = 0;
         if (!ok) break;
-        for (int k = 0; k < result.length; k++) put_symbol(ck->vocab[out[k]], ck->encoding);
+        for (int k = 0; k < result.length; k++) put_id(lex, out[k]);
         putchar('\n');
         fflush(stdout);
     }
@@ -529,9 +612,9 @@ static int translate(const minrnn_checkpoint *ck, options *o) {
 
 /* Everything after loading: the prime, the condition, then the samples that the checkpoint's
  * kind of model makes (minrnn.cli.cmd_sample). 1 on success, otherwise 0 with a message. */
-static int run(const minrnn_checkpoint *ck, options *o) {
+static int run(const minrnn_checkpoint *ck, const lexicon *lex, options *o) {
     const minrnn_config *cfg = &ck->config;
-    if (cfg->task == MINRNN_TASK_SEQ2SEQ) return translate(ck, o);
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ) return translate(ck, lex, o);
     if (o->translating_option) {
         fprintf(stderr, "minrnn_sample: %s is for translating; this checkpoint generates text\n", o->translating_option);
         return 0;
@@ -553,15 +636,15 @@ static int run(const minrnn_checkpoint *ck, options *o) {
         out_of_memory();
     } else {
         unescape(prime);
-        long n = encode_text(ck, framed ? V - 2 : V, prime, framed ? ids + 1 : ids, "the prime", &o->skipped);
+        long n = encode_text(lex, prime, framed ? ids + 1 : ids, "the prime", &o->skipped);
         if (n >= 0 && read_condition(ck, o, N, &labels, &vectors)) {
             if (framed) {   /* every record starts from the start token */
                 ids[0] = V - 2, n++;
             } else if (n == 0) {   /* an empty prime: a newline, or the first symbol, is fed (not printed) */
-                int newline = find(ck->vocab, V, '\n');
+                int32_t newline = find_symbol(lex, '\n');
                 ids[n++] = newline >= 0 ? newline : 0;
             }
-            ok = generate(ck, o, prime, ids, n, labels, vectors, framed);
+            ok = generate(ck, lex, o, prime, ids, n, labels, vectors, framed);
         }
     }
     free(prime), free(ids), free(labels), free(vectors);
@@ -573,10 +656,14 @@ int main(int argc, char **argv) {
     int code = parse_options(argc, argv, &o);
     if (code != 0) return code;
     minrnn_checkpoint ck;
-    int ok = load_checkpoint(o.path, &ck) && run(&ck, &o);
-    free_checkpoint(&ck);
+    lexicon lex = {0};
+    int ok = load_checkpoint(o.path, &ck) && (make_lexicon(&ck, &lex) || out_of_memory()) && run(&ck, &lex, &o);
     if (ok && o.skipped)   /* as python -m minrnn says it */
-        fprintf(stderr, "minrnn_sample: %ld characters outside the model's vocabulary were skipped\n", o.skipped);
+        fprintf(stderr, "minrnn_sample: %ld %s\n", o.skipped, ck.encoding == MINRNN_WORDS
+                ? "words outside the model's vocabulary were read as the unknown word"
+                : "characters outside the model's vocabulary were skipped");
+    free_checkpoint(&ck);
+    free(lex.start);
     if (fflush(stdout) != 0) {
         fprintf(stderr, "minrnn_sample: writing the output failed (%s)\n", strerror(errno));
         return 1;

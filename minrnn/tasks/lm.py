@@ -207,6 +207,11 @@ class TextEvaluation:
                             self.encoding)
 
 
+def units_of(encoding):
+    """(unit, units) of what a model of this encoding reads, in reports: a character, or a token."""
+    return ("token", "tokens") if encoding == "words" else ("char", "characters")
+
+
 def with_skipped(report, unknown, encoding):
     """An evaluation's report, and a line about the characters it skipped, if any."""
     return report + (f"\n{skipped(unknown, encoding)}" if unknown else "")

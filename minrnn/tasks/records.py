@@ -25,7 +25,7 @@ from minrnn.reference import Config
 from minrnn.resources import available_memory
 from minrnn.tasks.base import (Known, Rows, ShuffledBatches, check_training_memory, shuffled_split, split_records,
                                training_memory, workspace_bytes)
-from minrnn.tasks.lm import LanguageModel, with_skipped
+from minrnn.tasks.lm import LanguageModel, units_of, with_skipped
 from minrnn.text import Reading, add_counts, unescape, vocabulary
 
 
@@ -302,7 +302,7 @@ class Records(LanguageModel):
 @dataclass
 class RecordEvaluation:
     """A language model on a file of records."""
-    nats: float         # per character, the end of each record included
+    nats: float         # per character (a model of words: per token), the end of each record included
     per_record: float   # nats per record
     characters: int
     records: int
@@ -314,6 +314,7 @@ class RecordEvaluation:
         return self.nats / math.log(2)
 
     def report(self, path):
-        return with_skipped(f"{path}: {self.nats:.4f} nats/char, {self.bits:.4f} bits/char over {self.characters:,} "
-                            f"characters (the end of each record included); {self.per_record:.3f} nats per record "
+        unit, units = units_of(self.encoding)
+        return with_skipped(f"{path}: {self.nats:.4f} nats/{unit}, {self.bits:.4f} bits/{unit} over {self.characters:,} "
+                            f"{units} (the end of each record included); {self.per_record:.3f} nats per record "
                             f"over {self.records:,} records", self.unknown, self.encoding)

@@ -18,7 +18,7 @@ from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.tasks.base import Rows, ShuffledBatches, Task, check_training_memory, shuffled_split, split_records
-from minrnn.tasks.lm import with_skipped
+from minrnn.tasks.lm import units_of, with_skipped
 from minrnn.text import Reading, add_counts
 
 VAL_TRANSLATIONS = 500   # validation pairs a run translates at each evaluation
@@ -280,9 +280,9 @@ class Translation:
 @dataclass
 class PairEvaluation:
     """A seq2seq model on a file of source<TAB>target pairs."""
-    nats: float         # per target character, teacher-forced, the end included
+    nats: float         # per target character (token, for a model of words), teacher-forced, the end included
     exact: float        # the share of translations equal to their target
-    cer: float          # character error rate: edit distance / target characters
+    cer: float          # character (token) error rate: edit distance / target characters (tokens)
     pairs: int
     beam: int           # the translations' beam width (1: greedy)
     by_length: list     # [(low, high, pairs, exact, cer)]: the same by source length, about a quarter of the pairs each
@@ -296,9 +296,11 @@ class PairEvaluation:
     def report(self, path):
         """Exact match and character error rate, overall and by source length, and the loss."""
         how = "greedy" if self.beam == 1 else f"beam {self.beam}"
-        lines = [f"{path}: exact match {self.exact:.4f}, character error rate {self.cer:.4f} over {self.pairs:,} "
-                 f"pairs ({how}); loss {self.nats:.4f} nats/char ({self.bits:.4f} bits/char, teacher-forced, the end "
-                 "included)", "by source length:  characters    pairs  exact match     CER"]
+        unit, units = units_of(self.encoding)
+        rate = "token error rate" if unit == "token" else "character error rate"
+        lines = [f"{path}: exact match {self.exact:.4f}, {rate} {self.cer:.4f} over {self.pairs:,} "
+                 f"pairs ({how}); loss {self.nats:.4f} nats/{unit} ({self.bits:.4f} bits/{unit}, teacher-forced, the "
+                 f"end included)", f"by source length: {units:>11}    pairs  exact match     {'TER' if unit == 'token' else 'CER'}"]
         for low, high, pairs, exact, cer in self.by_length:
             lines.append(f"{'':18}{low:>5}-{high:<5} {pairs:8,}  {exact:11.4f}  {cer:6.4f}")
         return with_skipped("\n".join(lines), self.unknown, self.encoding)
