@@ -321,11 +321,12 @@ def test_a_c_program_builds_against_make_lib_with_pkg_config(tmp_path, static):
 # (kind, python -m minrnn's command and options, the example's): models of words, whose primes and
 # texts hold words outside the vocabulary (read as the unknown word, and counted on stderr by both)
 WORD_AGREEMENT = [
-    ("words", ["sample", "--seed", 21, "--length", 60, "--prime", "The grammar, (parsed) zzzunknown"],
-     ["-s", 21, "-n", 60, "-p", "The grammar, (parsed) zzzunknown"]),
+    ("words", ["sample", "--seed", 21, "--length", 60, "--prime", "The grammar, (parsed) zzzunknown. See"],
+     ["-s", 21, "-n", 60, "-p", "The grammar, (parsed) zzzunknown. See"]),
     ("words", ["sample", "--seed", 22, "--length", 30, "--num", 3], ["-s", 22, "-n", 30, "--num", 3]),
-    ("words", ["sample", "--seed", 23, "--length", 40, "--prime", r"  \n\tx" + "y" * 80],
-     ["-s", 23, "-n", 40, "-p", r"  \n\tx" + "y" * 80]),
+    # 64 letters: two words, 63 and 1 (with 64 in one, the model would read one word less)
+    ("words", ["sample", "--seed", 23, "--length", 40, "--prime", r"  \n\t" + "q" * 63 + "a"],
+     ["-s", 23, "-n", 40, "-p", r"  \n\t" + "q" * 63 + "a"]),
     ("word records", ["sample", "--seed", 24, "--num", 4, "--length", 50], ["-s", 24, "--num", 4, "-n", 50]),
     ("word records", ["sample", "--seed", 25, "--prime", "The", "--temperature", 0.7],
      ["-s", 25, "-p", "The", "-t", 0.7]),
