@@ -12,15 +12,16 @@
  *              fields, the encoding, has_train_state, then the training state (batch_size down to
  *              rng_state), every one of which is 0 when has_train_state = 0
  *   128  128   eight (u64 offset, u64 size) pairs, in bytes, for the sections:
- *              vocab, params, m, v, state, meta, labels, cond
- *   256  36    the fields of HEADER_FIELDS from task to attention_size
- *   292  220   zero padding (must be zero)
+ *              vocab, params, m, v, state, meta, labels, scaling
+ *   256  40    the fields of HEADER_FIELDS from task to input_size
+ *   296  216   zero padding (must be zero)
  *   512  ...   sections: vocab (vocab_length x i32), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
  *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
- *              labels (labels_size bytes), cond (2C x f32: cond_shift, then cond_scale);
- *              m, v and state have size 0 when has_train_state = 0, cond has size 0 unless
- *              cond = MINRNN_COND_VECTOR (an empty section's offset is where it would start)
+ *              labels (labels_size bytes), scaling (2C + 2D x f32: cond_shift, cond_scale,
+ *              input_shift, input_scale, each present when its size C or D is);
+ *              m, v and state have size 0 when has_train_state = 0 (an empty section's offset
+ *              is where it would start); C is cond_size with MINRNN_COND_VECTOR, else 0
  *   end-8 8    u64 checksum: FNV-1a 64-bit (offset basis 0xcbf29ce484222325,
  *              prime 0x100000001b3) of every byte before it
  *
@@ -33,8 +34,9 @@
  * widens each one exactly (the low half 0). In memory the parameters are float32 either way, and
  * the caller's buffer is never changed.
  *
- * Format 4 (the one before word vocabularies; read, never written) is format 5 whose encoding is
- * never MINRNN_WORDS.
+ * Format 4 (the one before word vocabularies and vector inputs; read, never written) is format 5
+ * without input_size: 292..511 is zero padding, a format-4 file reads as input_size 0, and its
+ * encoding is never MINRNN_WORDS.
  *
  * Format 3 (the one before sequence to sequence; read, never written) is format 4 without the
  * attention fields: 284..511 is zero padding, a format-3 file reads as attention
@@ -48,7 +50,7 @@
  * zero padding, and its sections start at 256. It has no field from byte 224 on: a format-1 file
  * reads as task MINRNN_TASK_LM, num_classes 0, cond MINRNN_COND_NONE, cond_size 0, one_bias 0,
  * reduction MINRNN_MEAN, precision MINRNN_FLOAT32, attention MINRNN_ATTENTION_NONE,
- * attention_size 0 (the defaults, all 0), labels_size 0, no cond section, and its vocabulary has
+ * attention_size 0 (the defaults, all 0), labels_size 0, an empty scaling section, and its vocabulary has
  * no START/END markers.
  * (Where each format's fields end, and its padding begins, follows from HEADER_FIELDS and its
  * section table.)
@@ -72,7 +74,7 @@
  *     labels_size is 0 if there are none, otherwise the section is exactly those names, each
  *     non-empty, ended by '\n', without '\t', '\r' or NUL, and valid UTF-8 (no overlong forms,
  *     surrogates, or code points over U+10FFFF);
- *   - cond: every float of cond_shift and cond_scale is finite;
+ *   - scaling: every float of cond_shift, cond_scale, input_shift and input_scale is finite;
  *   - with a training state: B >= 1, T >= 1, optimizer kind 0..3, every optimizer float finite,
  *     step, epoch and position in [0, INT64_MAX) (training adds one to each), rng_state != 0.
  * (An invalid config makes save return minrnn_config_check's own status.)
@@ -118,7 +120,7 @@ static const char MAGIC[8] = {'m', 'i', 'n', 'r', 'n', 'n', 'C', 'K'};
 enum { OFF_MAGIC = 0, OFF_VERSION = 8, OFF_HEADER_SIZE = 12,
        OFF_TABLE = 128 };             /* section i: offset at 128 + 16 i, size at 136 + 16 i */
 
-enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC_COND, NUM_SECTIONS };
+enum { SEC_VOCAB, SEC_PARAMS, SEC_M, SEC_V, SEC_STATE, SEC_META, SEC_LABELS, SEC_SCALING, NUM_SECTIONS };
 
 /* ---- the header's fields, in one table */
 
@@ -178,6 +180,7 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(280, "precision",      I32, 3, 0, UPTO,     MINRNN_BFLOAT16, precision),
     FIELD(284, "attention",      I32, 4, 0, ANY,      0, config.attention),
     FIELD(288, "attention_size", I32, 4, 0, ANY,      0, config.attention_size),
+    FIELD(292, "input_size",     I32, 5, 0, ANY,      0, config.input_size),
 };
 #define NUM_HEADER_FIELDS ((int)(sizeof HEADER_FIELDS / sizeof HEADER_FIELDS[0]))
 
@@ -498,20 +501,36 @@ static int check_scalars(const minrnn_checkpoint *ck)
  * training-state buffers are optional for load, so they are not checked here). */
 static int has_buffers(const minrnn_checkpoint *ck)
 {
-    return ck->vocab && ck->params && (ck->meta_size == 0 || ck->meta) &&
+    return (ck->vocab || ck->config.vocab_size == 0) && ck->params && (ck->meta_size == 0 || ck->meta) &&
            (ck->labels_size == 0 || ck->labels) &&
-           (ck->config.cond != MINRNN_COND_VECTOR || (ck->cond_shift && ck->cond_scale));
+           (ck->config.cond != MINRNN_COND_VECTOR || (ck->cond_shift && ck->cond_scale)) &&
+           (ck->config.input_size == 0 || (ck->input_shift && ck->input_scale));
 }
 
-/* The caller's buffers that hold section s of ck, in file order, and how many: cond is two
- * arrays of C floats, cond_shift then cond_scale; every other section is one. */
-static int section_buffers(const minrnn_checkpoint *ck, int s, void *buf[2])
+/* The condition vector's size C, or 0. */
+static uint64_t cond_floats(const minrnn_checkpoint *ck)
+{
+    return ck->config.cond == MINRNN_COND_VECTOR ? (uint64_t)ck->config.cond_size : 0;
+}
+
+/* The caller's buffers that hold section s of ck, in file order, with their sizes in elements
+ * (bytes for a section of width 1), and how many: scaling is up to four arrays (C floats each of
+ * cond_shift and cond_scale, D each of input_shift and input_scale); every other section is one,
+ * of `whole` elements. */
+static int section_buffers(const minrnn_checkpoint *ck, int s, uint64_t whole, void *buf[4], uint64_t size[4])
 {
     void *const one[NUM_SECTIONS] = {ck->vocab, ck->params, ck->m, ck->v, ck->state,
-                                     ck->meta, ck->labels, ck->cond_shift};
-    buf[0] = one[s];
-    buf[1] = ck->cond_scale;
-    return s == SEC_COND ? 2 : 1;
+                                     ck->meta, ck->labels, NULL};
+    if (s != SEC_SCALING) {
+        buf[0] = one[s], size[0] = whole;
+        return 1;
+    }
+    uint64_t C = cond_floats(ck), D = (uint64_t)ck->config.input_size;
+    float *const all[4] = {ck->cond_shift, ck->cond_scale, ck->input_shift, ck->input_scale};
+    int n = 0;
+    for (int k = 0; k < 4; k++)
+        if ((k < 2 ? C : D) > 0) buf[n] = all[k], size[n++] = k < 2 ? C : D;
+    return n;
 }
 
 /* Bytes per element of each section: 4 for int32 and float words, 1 for bytes; the params
@@ -535,7 +554,7 @@ static int compute_layout(const minrnn_checkpoint *ck, const checkpoint_format *
     }
     count[SEC_META] = ck->meta_size;
     count[SEC_LABELS] = ck->labels_size;
-    if (ck->config.cond == MINRNN_COND_VECTOR) count[SEC_COND] = 2 * (uint64_t)ck->config.cond_size;
+    count[SEC_SCALING] = 2 * cond_floats(ck) + 2 * (uint64_t)ck->config.input_size;
     lay->format = format;
     memcpy(lay->width, WIDTH, sizeof WIDTH);
     lay->width[SEC_PARAMS] = minrnn_precision_size(ck->precision);
@@ -670,7 +689,7 @@ static int contents_feed(contents_check *c, int s, const unsigned char *p, size_
     if (s == SEC_VOCAB)
         for (size_t i = 0; i < n; i += 4) vocab_feed(&c->vocab, get_i32(p + i));
     if (s == SEC_LABELS) names_feed(&c->names, p, n);
-    if (s == SEC_COND)
+    if (s == SEC_SCALING)
         for (size_t i = 0; i < n; i += 4)
             if (!isfinite(get_f32(p + i))) return 0;
     return !c->vocab.broken && !c->names.broken;
@@ -691,11 +710,12 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
     uint64_t hash = fnv1a(FNV_BASIS, buf, header_size);
     contents_check check = {.vocab = {.ck = ck, .markers = lay->format->markers}};
     for (int s = 0; s < NUM_SECTIONS; s++) {
-        void *dest[2];
-        int pieces = section_buffers(ck, s, dest);
-        uint64_t piece_size = lay->size[s] / (uint64_t)pieces;
+        void *dest[4];
+        uint64_t count[4];
+        int pieces = section_buffers(ck, s, lay->size[s] / lay->width[s], dest, count);
         for (int j = 0; j < pieces; j++) {
             unsigned char *out = dest[j];
+            uint64_t piece_size = count[j] * lay->width[s];
             for (uint64_t done = 0; done < piece_size;) {
                 uint64_t left = piece_size - done;
                 size_t n = left < IO_CHUNK_BYTES ? (size_t)left : IO_CHUNK_BYTES;   /* a multiple of the width */
@@ -865,11 +885,11 @@ static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
     uint64_t hash = FNV_BASIS;
     if (!write_bytes(f, hdr, lay->format->header_size, &hash)) return 0;
     for (int s = 0; s < NUM_SECTIONS; s++) {   /* an empty section writes nothing */
-        void *src[2];
-        int pieces = section_buffers(ck, s, src);
-        uint64_t piece_size = lay->size[s] / (uint64_t)pieces;
+        void *src[4];
+        uint64_t count[4];
+        int pieces = section_buffers(ck, s, lay->size[s] / lay->width[s], src, count);
         for (int j = 0; j < pieces; j++) {
-            uint64_t width = lay->width[s];
+            uint64_t width = lay->width[s], piece_size = count[j] * width;
             int ok = width == 1 ? write_bytes(f, src[j], piece_size, &hash)
                                 : write_words(f, src[j], piece_size / width, width, buf, &hash);
             if (!ok) return 0;
@@ -928,9 +948,10 @@ static int contents_ok(const minrnn_checkpoint *ck, int markers)
     names_check names = {0};
     names_feed(&names, (const unsigned char *)ck->labels, ck->labels_size);
     if (!names_complete(&names, label_count(&ck->config))) return 0;
-    if (ck->config.cond == MINRNN_COND_VECTOR)
-        for (int32_t i = 0; i < ck->config.cond_size; i++)
-            if (!isfinite(ck->cond_shift[i]) || !isfinite(ck->cond_scale[i])) return 0;
+    for (uint64_t i = 0; i < cond_floats(ck); i++)
+        if (!isfinite(ck->cond_shift[i]) || !isfinite(ck->cond_scale[i])) return 0;
+    for (int32_t i = 0; i < ck->config.input_size; i++)
+        if (!isfinite(ck->input_shift[i]) || !isfinite(ck->input_scale[i])) return 0;
     return 1;
 }
 

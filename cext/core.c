@@ -63,7 +63,9 @@ int minrnn_config_check(const minrnn_config *cfg) {
     int classify = cfg->task == MINRNN_TASK_CLASSIFY, conditioned = cfg->cond != MINRNN_COND_NONE;
     int seq2seq = cfg->task == MINRNN_TASK_SEQ2SEQ;
     int ok = cell_kind_of(cfg) != NULL
-          && cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB
+          && cfg->input_size >= 0 && cfg->input_size <= MINRNN_MAX_HIDDEN
+          && (cfg->input_size ? cfg->vocab_size == 0 && cfg->embed_size == 0 && classify
+                              : cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB)
           && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
           && cfg->hidden_size >= 1 && cfg->hidden_size <= MINRNN_MAX_HIDDEN
           && cfg->num_layers >= 1 && cfg->num_layers <= MINRNN_MAX_LAYERS
@@ -86,7 +88,7 @@ minrnn_config seq2seq_part(const minrnn_config *cfg) {
 
 int layer_input_size(const minrnn_config *cfg, int layer) {
     if (layer > 0) return cfg->hidden_size;
-    return cfg->embed_size ? cfg->embed_size : cfg->vocab_size;
+    return cfg->input_size ? cfg->input_size : cfg->embed_size ? cfg->embed_size : cfg->vocab_size;
 }
 
 /* The parameter block, in order: its tensors' roles. The layer roles repeat for every layer. */

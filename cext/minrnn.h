@@ -14,7 +14,8 @@
  * results are bitwise identical for every thread count.
  *
  * Layouts (row-major, like PyTorch):
- *   tokens           (T, B) int32, time-major: tokens[t * B + b] is stream b's input at step t
+ *   tokens           (T, B) int32, time-major: tokens[t * B + b] is stream b's input at step t;
+ *                    or inputs (T, B, D) float32 for a model of vectors (input_size D)
  *   targets          language model (T, B) like tokens; classifier (B)
  *   state            (L, S, B, H): for each layer h, then c for LSTM (S = 2; S = 1 otherwise)
  *   dropout masks    (L, T, B, H): the scale applied to layer l's output, 0 or 1 / (1 - p)
@@ -130,6 +131,10 @@ typedef struct {
                             * or MINRNN_SUM (min-char-rnn) */
     int32_t attention;     /* MINRNN_TASK_SEQ2SEQ: a MINRNN_ATTENTION_ kind; 0 for the other tasks */
     int32_t attention_size;   /* A >= 1: the additive attention's hidden size; 0 otherwise */
+    int32_t input_size;    /* D >= 0. 0: layer 0 reads token ids (one-hot, or an embedding);
+                            * D >= 1: it reads D floats per step, minrnn_batch.inputs, through
+                            * weight_ih_l0 (G*H, D): a classifier of sequences of vectors, with
+                            * embed_size 0 and vocab_size 0 (it has no vocabulary) */
 } minrnn_config;
 
 /* One batch: what the model reads and what its loss compares with. Fields the configuration does
@@ -145,6 +150,8 @@ typedef struct {
                                 * NULL: every stream runs T steps */
     const int32_t *labels;     /* MINRNN_COND_LABEL: (B) labels in [0, C) */
     const float *vectors;      /* MINRNN_COND_VECTOR: (B, C) finite floats */
+    const float *inputs;       /* input_size D >= 1: (T, B, D) finite floats, time-major, padding
+                                * included, and tokens NULL */
 } minrnn_batch;
 
 /* One cell the library runs: a valid (cell, nonlinearity) pair of minrnn_config. */
@@ -209,6 +216,8 @@ typedef struct {
                                   * (seq2seq: always 0) */
     float *cond_shift, *cond_scale;   /* MINRNN_COND_VECTOR: (C) finite floats each; the model reads
                                   * (v - cond_shift) * cond_scale, the standardized vector */
+    float *input_shift, *input_scale;   /* input_size D >= 1: (D) finite floats each, likewise for
+                                  * the inputs (what the caller applies before minrnn_batch.inputs) */
     /* ---- training state, for an exact resume ---- */
     minrnn_optimizer optimizer;
     uint64_t rng_state;          /* the dropout generator */

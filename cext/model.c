@@ -79,10 +79,11 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     const cell_kind *cell = cell_kind_of(cfg);
     size_t N = (size_t)B * T, H = cfg->hidden_size, G = cell->gates, GH = G * H, V = cfg->vocab_size;
     size_t E = cfg->embed_size, L = cfg->num_layers, Hp = round_up(H, MM_NR), S = cell->states;
+    size_t D = cfg->input_size, X = max_size(E, D);   /* layer 0's dense input: an embedding's, or given */
     size_t C = cfg->cond_size, classify = cfg->task == MINRNN_TASK_CLASSIFY;
     size_t R = classify ? (size_t)B : N;
     size_t O = classify ? (size_t)cfg->num_classes : cfg->task == MINRNN_TASK_ENCODE ? 0 : V;
-    size_t widest = max_size(max_size(GH, max_size(V, O)), max_size(max_size(E, C), G * Hp));
+    size_t widest = max_size(max_size(GH, max_size(V, O)), max_size(max_size(X, C), G * Hp));
     if (N * widest > ((size_t)1 << 40)) return -1;   /* 4 TiB of floats: refuse before overflow */
     memset(w, 0, sizeof *w);
     size_t at = 0;
@@ -111,13 +112,13 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     if (C) packed = max_size(packed, max_size(mm_packed_size((int)GH, (int)C), mm_packed_size(B, (int)C)));
     for (size_t l = 0; l < L; l++) {
         int in = layer_input_size(cfg, (int)l);
-        if (l == 0 && E == 0) continue;   /* one-hot: a gather, nothing packed */
+        if (l == 0 && X == 0) continue;   /* one-hot: a gather, nothing packed */
         packed = max_size(packed, max_size(mm_packed_size(in, (int)GH), mm_packed_size((int)GH, in)));
     }
     /* ...and the activations packed for weight gradients, never at the same time as a weight */
-    packed = max_size(packed, mm_packed_size((int)N, (int)max_size(H, E)));
+    packed = max_size(packed, mm_packed_size((int)N, (int)max_size(H, X)));
     w->packed = take(&at, packed);
-    if (E == 0) w->onehot = take(&at, V * GH);
+    if (X == 0) w->onehot = take(&at, V * GH);
     if (cfg->dropout > 0.0f) w->masks = take(&at, L * N * H);
     w->total = at;
     return 0;
@@ -153,7 +154,8 @@ typedef struct {
 /* MINRNN_OK if every id and value the batch holds is in range, and it holds what the
  * configuration reads and nothing else. */
 static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
-    if (!bt->tokens || (bt->targets && cfg->task == MINRNN_TASK_ENCODE)
+    if (!bt->tokens != (cfg->input_size > 0) || !bt->inputs != (cfg->input_size == 0)
+        || (bt->targets && cfg->task == MINRNN_TASK_ENCODE)
         || (bt->labels != NULL) != (cfg->cond == MINRNN_COND_LABEL)
         || (bt->vectors != NULL) != (cfg->cond == MINRNN_COND_VECTOR))
         return MINRNN_ERR_ARG;
@@ -167,7 +169,10 @@ static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
     if (bt->vectors)
         for (int64_t i = 0; i < (int64_t)B * cfg->cond_size; i++)
             if (!isfinite(bt->vectors[i])) return MINRNN_ERR_ARG;
-    for (int64_t i = 0; i < (int64_t)B * T; i++) {
+    if (bt->inputs)
+        for (int64_t i = 0; i < (int64_t)B * T * cfg->input_size; i++)
+            if (!isfinite(bt->inputs[i])) return MINRNN_ERR_ARG;
+    for (int64_t i = 0; bt->tokens && i < (int64_t)B * T; i++) {
         if (bt->tokens[i] < 0 || bt->tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
         int has_loss = !bt->lengths || i / B < bt->lengths[i % B];
         if (bt->targets && !classify && has_loss && (bt->targets[i] < 0 || bt->targets[i] >= cfg->vocab_size))
@@ -286,7 +291,7 @@ static float *layer_output(const run *r, int l) {
 /* Input of layer l: (N, In); NULL for a one-hot layer 0. */
 static const float *layer_input(const run *r, int l) {
     if (l > 0) return layer_output(r, l - 1);
-    return r->E ? WS(r, x0) : NULL;
+    return r->E ? WS(r, x0) : r->batch->inputs;
 }
 
 /* ---- the stamp: a forward pass leaves in the workspace a hash of everything the backward pass
@@ -321,17 +326,18 @@ uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     return out ^ (out >> 29);
 }
 
-_Static_assert(sizeof(minrnn_config) == 15 * 4, "minrnn_config: fifteen four-byte fields, no padding");
+_Static_assert(sizeof(minrnn_config) == 16 * 4, "minrnn_config: sixteen four-byte fields, no padding");
 
 /* What backward depends on: the config, the parameters, the batch and the masks. */
 static uint64_t forward_key(const run *r) {
     const minrnn_batch *bt = r->batch;
     int32_t shape[8] = {r->B, r->T, r->masks != NULL, bt->targets != NULL, bt->lengths != NULL,
-                        bt->labels != NULL, bt->vectors != NULL, 0};
+                        bt->labels != NULL, bt->vectors != NULL, bt->inputs != NULL};
     uint64_t h = hash_words(0, r->cfg, sizeof *r->cfg / 4);
     h = hash_words(h, shape, 8);
     h = hash_words(h, r->params, minrnn_param_count(r->cfg));
-    h = hash_words(h, r->tokens, (size_t)r->N);
+    if (r->tokens) h = hash_words(h, r->tokens, (size_t)r->N);
+    if (bt->inputs) h = hash_words(h, bt->inputs, (size_t)r->N * r->cfg->input_size);
     if (bt->targets) h = hash_words(h, bt->targets, (size_t)(r->classify ? r->B : r->N));
     if (bt->lengths) h = hash_words(h, bt->lengths, (size_t)r->B);
     if (bt->labels) h = hash_words(h, bt->labels, (size_t)r->B);

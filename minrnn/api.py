@@ -177,16 +177,33 @@ class Trained:
 
     # ---- evaluation
 
-    def evaluate(self, path, batch_size=16, seq_len=256, features=None, beam=1):
+    def evaluate(self, path, batch_size=16, seq_len=256, features=None, beam=1, targets=None, lengths=None):
         """What `python -m minrnn eval` reports on a file, as numbers (its report(path) is what eval
         prints): a TextEvaluation for a language model of a text, a RecordEvaluation for one of
         records, a ClassifierEvaluation, or a PairEvaluation for a seq2seq model on
         source<TAB>target lines. batch_size: streams or records at once; seq_len: a text's chunks;
         features: a model conditioned on features needs its .npy file, one row per record; beam: a
-        seq2seq model's translations."""
+        seq2seq model's translations. A classifier of vectors: path is its inputs .npy, targets the
+        labels' .npy, lengths the lengths' (or None)."""
         check_use(beam=beam, batch_size=batch_size, seq_len=seq_len)
+        if self.task.reads_vectors and targets is None:
+            raise UserError("a classifier of vectors is evaluated on labelled sequences: give targets (--targets "
+                            "Y.npy)")
+        if not self.task.reads_vectors and (targets is not None or lengths is not None):
+            raise UserError(f"targets and lengths are for a classifier of vectors; this checkpoint is {self.task.what}")
         self.reads()
-        return self.task.evaluate(self, path, batch_size, seq_len, features, beam)
+        return self.task.evaluate(self, path, batch_size, seq_len, features, beam, targets, lengths)
+
+    def predict(self, x, lengths=None):
+        """A classifier of sequences of vectors: for raw inputs x (N, T, D) (standardized as in
+        training) and their lengths (N,) (None: T each), the (N, K) probabilities of its labels
+        (self.labels, in that order)."""
+        return self.task.predict(self, x, lengths)
+
+    @property
+    def labels(self):
+        """A classifier's label names, in the order of its outputs."""
+        return list(self.checkpoint.labels)
 
 
 def read_checkpoint(path, threads=0, advice=None):

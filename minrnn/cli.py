@@ -5,13 +5,16 @@ The options of `train` come from the tables in settings.py.
 """
 
 import argparse
+import io
 import os
 import re
 import sys
 import traceback
 
+import numpy as np
+
 from minrnn import api, core
-from minrnn.data import read_file
+from minrnn.data import read_array, read_file
 from minrnn.errors import UserError
 from minrnn.interop import export_safetensors, import_model
 from minrnn.picture import attention_page, attention_svg
@@ -56,6 +59,11 @@ def add_precision(group):
     group.add_argument("--precision", choices=list(core.PRECISIONS), default=None,
                        help="the weights for this run: bfloat16 rounds each to 16 bits, which halves the bytes read "
                             "per character (sampling 1.3-1.7x faster here); default: as the checkpoint stores them")
+
+
+def add_vector_files(group):
+    group.add_argument("--inputs", metavar="X.npy", help="a classifier of vectors: the (N, T, D) sequences")
+    group.add_argument("--lengths", metavar="L.npy", help="...and their (N,) lengths, when they differ")
 
 
 def add_threads(group):
@@ -124,7 +132,7 @@ def build_parser():
     e = sub.add_parser("eval", help="loss of a checkpoint on a text file", description=(
         "Loss in nats and bits per character on any text. Characters outside the model's vocabulary "
         "are counted, reported and skipped."))
-    e.add_argument("file", help="the text to evaluate on")
+    e.add_argument("file", nargs="?", help="the text to evaluate on (a classifier of vectors: --inputs instead)")
     e.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
     e.add_argument("--batch-size", type=arg_type(POSITIVE), metavar="N", default=16,
                    help="parallel streams (default %(default)s)")
@@ -133,6 +141,8 @@ def build_parser():
     e.add_argument("--features", metavar="FILE.npy", help="a conditioned model's features, one row per record")
     e.add_argument("--beam", type=arg_type(USE["beam"]), metavar="K", default=1,
                    help="a seq2seq model's translations: beam search of width K; 1 = greedy (default %(default)s)")
+    add_vector_files(e)
+    e.add_argument("--targets", metavar="Y.npy", help="a classifier of vectors: the (N,) labels of the sequences")
     add_precision(e)
     add_threads(e)
     e.set_defaults(func=cmd_eval)
@@ -148,6 +158,17 @@ def build_parser():
     add_precision(k)
     add_threads(k)
     k.set_defaults(func=cmd_classify)
+
+    v = sub.add_parser("predict", help="the labels of sequences of vectors, from a classifier of them", description=(
+        "Print the likeliest label of each sequence (one line each: the label and its probability), from a "
+        "checkpoint trained with --inputs; --out writes every label's probability, (N, K), as a .npy in the order "
+        "of the checkpoint's labels."))
+    v.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
+    add_vector_files(v)
+    v.add_argument("--out", metavar="P.npy", help="write the (N, K) probabilities here")
+    add_precision(v)
+    add_threads(v)
+    v.set_defaults(func=cmd_predict)
 
     r = sub.add_parser("translate", help="translate texts with a seq2seq checkpoint", description=(
         "Write the translation of each text (one line each, as soon as it is done) with a checkpoint "
@@ -307,9 +328,36 @@ def condition(args):
     return None
 
 
+def save_array(path, a):
+    """a as a .npy file at path, whole or not at all."""
+    buf = io.BytesIO()
+    np.save(buf, a)
+    write_atomically(path, buf.getvalue())
+
+
 def cmd_eval(args):
+    if (args.file is None) == (args.inputs is None):
+        raise UserError("give the file to evaluate on (a text), or --inputs X.npy --targets Y.npy (sequences of vectors)")
+    path = args.file or args.inputs
     m = trained_for(args)
-    print(m.evaluate(args.file, args.batch_size, args.seq_len, args.features, args.beam).report(args.file))
+    print(m.evaluate(path, args.batch_size, args.seq_len, args.features, args.beam, args.targets,
+                     args.lengths).report(path))
+    return 0
+
+
+def cmd_predict(args):
+    if args.inputs is None:
+        raise UserError("give the sequences: --inputs X.npy (and --lengths L.npy when they differ)")
+    m = trained_for(args)
+    x, lengths = read_array(args.inputs), None if args.lengths is None else read_array(args.lengths)
+    if args.out:
+        check_output("--out", args.out, [args.inputs, args.lengths, args.checkpoint or last_run_checkpoint()],
+                     (".npy",), "an array")
+    p = m.predict(x, lengths)
+    labels = m.labels
+    sys.stdout.write("".join(f"{labels[k]} {p[i, k]:.3f}\n" for i, k in enumerate(np.argmax(p, axis=1))))
+    if args.out:
+        save_array(args.out, p)
     return 0
 
 
@@ -382,8 +430,7 @@ def cmd_export(args):
         print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, float32 under PyTorch's names "
               f"(minrnn.torch.load builds its nn.Module)")
         return 0
-    core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
-                         cond_scaling=ck.cond_scaling, precision=args.precision)
+    core.save_model_of(args.out, ck, args.precision)
     mb = [os.path.getsize(p) / 1e6 for p in (source, args.out)]
     print(f"{args.out}: {mb[1]:.2f} MB, {args.precision}, no training state (from {source}, {mb[0]:.2f} MB)")
     return 0
@@ -433,8 +480,7 @@ def cmd_plot(args):
 def cmd_import(args):
     check_output("OUT", args.out, [args.file, args.like])
     ck = import_model(args.file, args.like)
-    core.save_checkpoint(args.out, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
-                         cond_scaling=ck.cond_scaling, precision=args.precision)
+    core.save_model_of(args.out, ck, args.precision)
     print(f"{args.out}: {os.path.getsize(args.out) / 1e6:.2f} MB, {args.precision}, from {args.file}")
     return 0
 

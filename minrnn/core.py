@@ -238,13 +238,20 @@ def _put_condition(config, c, cond):
 
 
 class Batch:
-    """The twin of minrnn_batch: (T, B) tokens, targets ((T, B), or (B,) for a classifier, or None),
+    """The twin of minrnn_batch: (T, B) tokens (a model of vectors: (T, B, D) inputs), targets ((T, B), or (B,) for a classifier, or None),
     lengths (B,) or None, and the condition: labels (B,) or vectors (B, C), or None. Holds the
     arrays, checked for shape, and the C struct pointing at them."""
 
     def __init__(self, config, tokens, targets=None, lengths=None, cond=None):
-        self.tokens = _tokens(tokens, "tokens", 2)
-        T, B = self.tokens.shape
+        self.tokens = self.inputs = None   # tokens, or a model of vectors' inputs (T, B, D) float32
+        if config.input_size:
+            self.inputs = np.ascontiguousarray(tokens, dtype=np.float32)
+            if self.inputs.ndim != 3 or self.inputs.shape[2] != config.input_size:
+                raise ValueError(f"inputs must have shape (T, B, {config.input_size}), not {self.inputs.shape}")
+            T, B = self.inputs.shape[:2]
+        else:
+            self.tokens = _tokens(tokens, "tokens", 2)
+            T, B = self.tokens.shape
         self.targets = self.lengths = None
         if targets is not None:
             shape = (B,) if config.task == "classify" else (T, B)
@@ -259,11 +266,12 @@ class Batch:
         c = self.c = ffi.new("minrnn_batch *")
         c.B, c.T = B, T
         c.tokens, c.targets, c.lengths = _iptr(self.tokens), _iptr(self.targets), _iptr(self.lengths)
+        c.inputs = _fptr(self.inputs)
         _put_condition(config, c, self.cond)
 
     @property
     def shape(self):
-        return self.tokens.shape
+        return (self.c.T, self.c.B)
 
 
 @dataclass
@@ -761,6 +769,7 @@ class Checkpoint:
     cond_scaling: tuple = None   # vector condition: (shift, scale), (C,) each: the model reads
                                  # (v - shift) * scale
     precision: str = "float32"   # how the file stores the parameters (a key of PRECISIONS)
+    input_scaling: tuple = None  # a model of vectors: (shift, scale), (D,) each: it reads (x - shift) * scale
 
 
 START_SYMBOL, END_SYMBOL, TOKEN_END = lib.MINRNN_START_SYMBOL, lib.MINRNN_END_SYMBOL, lib.MINRNN_TOKEN_END
@@ -771,7 +780,7 @@ TRAINER_BUFFERS = ("m", "v", "state")
 
 
 def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None, labels=(), cond_scaling=None,
-                    precision="float32"):
+                    precision="float32", input_scaling=None):
     """Write atomically (temporary file, then rename); trainer adds the state for an exact resume.
     precision "bfloat16" stores the parameters rounded, for inference (no trainer)."""
     meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
@@ -788,6 +797,9 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
     if cond_scaling is not None:
         shift, scale = (_floats(x, (model.config.cond_size,), "condition scaling") for x in cond_scaling)
         ck.cond_shift, ck.cond_scale = _fptr(shift), _fptr(scale)
+    if input_scaling is not None:
+        ishift, iscale = (_floats(x, (model.config.input_size,), "input scaling") for x in input_scaling)
+        ck.input_shift, ck.input_scale = _fptr(ishift), _fptr(iscale)
     if trainer is not None:
         ck.has_train_state, ck.optimizer, ck.rng_state = 1, trainer.opt[0], trainer.rng.state
         for field, attribute in TRAINER_SCALARS:
@@ -795,6 +807,12 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
         for name in TRAINER_BUFFERS:
             setattr(ck, name, _fptr(getattr(trainer, name)))
     check(lib.minrnn_checkpoint_save(os.fsencode(path), ck), f"saving {path}")
+
+
+def save_model_of(path, ck, precision="float32"):
+    """A Checkpoint's model and what it reads with (no training state) at path, at `precision`."""
+    save_checkpoint(path, ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
+                    cond_scaling=ck.cond_scaling, precision=precision, input_scaling=ck.input_scaling)
 
 
 def checked_contents(cfg, vocab, encoding, labels, scaling):
@@ -849,14 +867,23 @@ def checked_names(cfg, labels, scaling):
         raise ValueError(f"labels must be {count} different names without tabs or line breaks")
     if (scaling is None) != (cfg.cond != "vector"):
         raise ValueError(f"cond_scaling must be {'given' if scaling is None else 'absent'} for condition {cfg.cond}")
-    if scaling is not None:
-        try:
-            scaling = tuple(np.array(a, dtype=np.float32) for a in scaling)
-        except (TypeError, ValueError):
-            raise ValueError("cond_scaling is not two lists of numbers") from None
-        if len(scaling) != 2 or any(a.shape != (cfg.cond_size,) or not np.all(np.isfinite(a)) for a in scaling):
-            raise ValueError(f"cond_scaling must be two lists of {cfg.cond_size} finite numbers")
-    return labels, scaling
+    return labels, checked_scaling(scaling, cfg.cond_size if cfg.cond == "vector" else 0, "cond_scaling")
+
+
+def checked_scaling(scaling, n, what):
+    """(shift, scale) as float32 arrays of n finite numbers each, or None when n is 0 (a scaling
+    given then is an error); ValueError naming `what` otherwise."""
+    if (scaling is None) != (n == 0):
+        raise ValueError(f"{what} must be {'given' if scaling is None else 'absent'} for this model")
+    if scaling is None:
+        return None
+    try:
+        scaling = tuple(np.array(a, dtype=np.float32) for a in scaling)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is not two lists of numbers") from None
+    if len(scaling) != 2 or any(a.shape != (n,) or not np.all(np.isfinite(a)) for a in scaling):
+        raise ValueError(f"{what} must be two lists of {n} finite numbers")
+    return scaling
 
 
 def load_checkpoint(path, threads=0):
@@ -886,6 +913,11 @@ def _load_fd(fd, path, threads):
     if config.cond == "vector":
         scaling = (np.empty(config.cond_size, np.float32), np.empty(config.cond_size, np.float32))
         ck.cond_shift, ck.cond_scale = _fptr(scaling[0]), _fptr(scaling[1])
+    input_scaling = None
+    if ck.config.input_size:   # (the C config's: a Seq2seqConfig has no input_size)
+        D = ck.config.input_size
+        input_scaling = (np.empty(D, np.float32), np.empty(D, np.float32))
+        ck.input_shift, ck.input_scale = _fptr(input_scaling[0]), _fptr(input_scaling[1])
     trainer = None
     if ck.has_train_state:
         trainer = Trainer(model, ck.batch_size, ck.seq_len)   # the caller sets carry_state
@@ -900,7 +932,7 @@ def _load_fd(fd, path, threads):
         for field, attribute in TRAINER_SCALARS:
             setattr(trainer, attribute, getattr(ck, field))
     return Checkpoint(model, [int(s) for s in vocab], _name_of(ENCODINGS, ck.encoding), parse_meta(meta, path),
-                      trainer, labels.decode("utf-8").split("\n")[:-1], scaling, precision)
+                      trainer, labels.decode("utf-8").split("\n")[:-1], scaling, precision, input_scaling)
 
 
 def parse_meta(raw, path):

@@ -50,6 +50,7 @@ def describe(ck):
             "kind": core.config_kind(cfg), "config": dataclasses.asdict(cfg), "vocab": [int(s) for s in ck.vocab],
             "encoding": ck.encoding, "labels": list(ck.labels),
             "cond_scaling": None if ck.cond_scaling is None else [a.astype(float).tolist() for a in ck.cond_scaling],
+            "input_scaling": None if ck.input_scaling is None else [a.astype(float).tolist() for a in ck.input_scaling],
             "meta": ck.meta}
 
 
@@ -255,8 +256,10 @@ def import_model(path, like=None):
     try:
         vocab, encoding, labels, scaling = core.checked_contents(cfg, info.get("vocab"), info.get("encoding"),
                                                                  info.get("labels") or [], info.get("cond_scaling"))
+        D = getattr(cfg, "input_size", 0)   # (a Seq2seqConfig has none)
+        input_scaling = core.checked_scaling(info.get("input_scaling"), D, "input_scaling")
     except ValueError as e:
         raise UserError(f"{path}: its metadata's {e}") from None
     model = model_from(tensors, cfg, path)
     meta = info.get("meta") if isinstance(info.get("meta"), dict) else {}
-    return core.Checkpoint(model, vocab, encoding, meta, None, labels, scaling)
+    return core.Checkpoint(model, vocab, encoding, meta, None, labels, scaling, input_scaling=input_scaling)

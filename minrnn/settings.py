@@ -203,6 +203,14 @@ DATA = [
     Setting("labels", False, Flag(), None,
             "records are label<TAB>text; the label conditions every step (implies --records; "
             "sample --condition LABEL)"),
+    Setting("inputs", None, OrNone(Text()), "X.npy",
+            "--task classify on sequences of vectors instead of text: a (N, T, D) .npy of N sequences of "
+            "T steps of D numbers, each number standardized with the training sequences' mean and "
+            "deviation; the text file is then not given"),
+    Setting("targets", None, OrNone(Text()), "Y.npy", "--inputs: the (N,) whole-number label of each sequence"),
+    Setting("lengths", None, OrNone(Text()), "L.npy",
+            "--inputs: the (N,) length of each sequence, in [1, T], when they differ (later steps are "
+            "padding) (default: T each)"),
     Setting("features", None, OrNone(Text()), "FILE.npy",
             "a (records, D) .npy array: row i conditions record i at every step, standardized per "
             "column with the training records' mean and deviation (implies --records; sample --features)"),
@@ -281,7 +289,7 @@ def settle(s):
 # Settings of runs stored by an older minrnn, as the settings now say them: {old name: (new name,
 # {old value: new value})}; and the settings added since, as those runs had them.
 RENAMED = {"encoding": ("tokens", {"utf8": "chars", "bytes": "bytes"})}
-ADDED = {"vocab_size": None, "min_count": None}
+ADDED = {"vocab_size": None, "min_count": None, "inputs": None, "targets": None, "lengths": None}
 
 
 def check_stored(settings, stored):

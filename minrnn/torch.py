@@ -46,7 +46,7 @@ class CharRNN(nn.Module):
         extra = {"nonlinearity": nonlinearity} if nonlinearity else {}
         if cfg.embed_size:
             self.encoder = nn.Embedding(cfg.vocab_size, cfg.embed_size)
-        self.inputs = cfg.embed_size or cfg.vocab_size    # what layer 0 reads besides the condition
+        self.inputs = cfg.input_size or cfg.embed_size or cfg.vocab_size    # what layer 0 reads besides the condition
         self.conditions = cfg.cond_size if cfg.cond != "none" else 0
         self.rnn = kind(self.inputs + self.conditions, cfg.hidden_size, cfg.num_layers,
                         dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, **extra)
@@ -63,14 +63,18 @@ class CharRNN(nn.Module):
         self.register_load_state_dict_pre_hook(from_file_layout)
 
     def forward(self, tokens, state=None, lengths=None, cond=None):
-        """tokens (T, B) int64 -> (logits (T, B, V), or (B, K) for a classifier, or the top layer's
+        """tokens (T, B) int64 (a model of vectors: (T, B, D) floats, standardized with the checkpoint's
+        input_scaling) -> (logits (T, B, V), or (B, K) for a classifier, or the top layer's
         outputs (T, B, H) for "encode"; and the final state as nn.LSTM returns it).
         lengths (B,): a classifier reads each record's step lengths[b] - 1, and "encode" returns each
         record's own final state (its steps past lengths[b] are not run).
         cond: the condition, as minrnn's core reads it: label ids (B,), or vectors (B, C) already
         standardized with the checkpoint's cond_scaling, (v - shift) * scale."""
         cfg = self.cfg
-        x = self.encoder(tokens) if cfg.embed_size else nn.functional.one_hot(tokens, cfg.vocab_size).float()
+        if cfg.input_size:
+            x = tokens.float()
+        else:
+            x = self.encoder(tokens) if cfg.embed_size else nn.functional.one_hot(tokens, cfg.vocab_size).float()
         if (cond is None) != (cfg.cond == "none"):
             raise ValueError(f"this model's condition is {cfg.cond!r}: " + ("give cond" if cond is None else "no cond"))
         if cond is not None:
@@ -84,7 +88,7 @@ class CharRNN(nn.Module):
             y, state = self.rnn(x, state)
         y = self.drop(y)
         if cfg.task == "classify":
-            T, B = tokens.shape
+            T, B = tokens.shape[:2]
             last = (lengths - 1) if lengths is not None else torch.full((B,), T - 1, dtype=torch.long,
                                                                         device=tokens.device)
             return self.head(y[last, torch.arange(B, device=tokens.device)]), state

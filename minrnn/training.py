@@ -43,6 +43,9 @@ def lr_at(s, epoch, scale):
     return base_lr(s) * scale * s["lr_decay"] ** max(0, epoch + 1 - s["lr_decay_after"])
 
 
+PATH_SETTINGS = ("features", "inputs", "targets", "lengths")   # files a run reads, kept as absolute paths
+
+
 class Run:
     """One training session: settings, task, data, model, trainer and the loop."""
 
@@ -50,6 +53,10 @@ class Run:
                  callback=None):
         """given: {name: value} of the RUN and SESSION settings given (None or absent: not given);
         callback(record), if given, is called at each evaluation with what metrics.jsonl records."""
+        if given.get("inputs") is not None:   # sequences of vectors: the inputs are the run's data file
+            if input is not None:
+                raise UserError("--inputs X.npy is the data to train on; give it or a text file, not both")
+            input = given["inputs"]
         self.given, self.input, self.out, self.max_time, self.callback = given, input, str(out), max_time, callback
         self.progress = Progress(stream)
         self.folder = RunFolder(self.out)   # ours until this process ends
@@ -89,8 +96,9 @@ class Run:
         under = {**DEFAULTS, **PRESETS.get(preset, {})}
         s = {k: self.given[k] if self.given.get(k) is not None else v for k, v in under.items()}
         s["lr"] = base_lr(s)
-        if s["features"]:   # found again on resume, from any folder
-            s["features"] = os.path.abspath(s["features"])
+        for name in PATH_SETTINGS:   # found again on resume, from any folder
+            if s[name]:
+                s[name] = os.path.abspath(s[name])
         try:
             self.s, self.task = settle(s)
         except ValueError as e:
@@ -114,6 +122,8 @@ class Run:
         record = self.checked(ck, self.read_record)
         for key, value in self.s.items():
             given = self.given.get(key)
+            if key in PATH_SETTINGS and given is not None:
+                given = os.path.abspath(given)
             if given is not None and given != value:   # strings as Python writes them: a newline as \n
                 shown = [repr(x) if isinstance(x, str) else x for x in (given, value)]
                 raise UserError(f"--{key.replace('_', '-')} {shown[0]} differs from this run's {shown[1]}; "

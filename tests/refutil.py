@@ -50,7 +50,7 @@ class Problem:
 
         flat     the parameter block, uniform(-scale, scale), so that the nonlinearities work away
                  from their linear region
-        tokens   (T, B) ids in [0, V)
+        tokens   (T, B) ids in [0, V); for a model of vectors (T, B, D) uniform(-1, 1)
         targets  lm: (T, B) ids in [0, V) (also at positions past a record's end, where forward does
                  not read them); classify: (B) class ids in [0, K)
         state0   (L, S, B, H) uniform(-1, 1), so gradients with respect to it are not trivially zero
@@ -70,7 +70,11 @@ class Problem:
         V, H, L, S = cfg.vocab_size, cfg.hidden_size, cfg.num_layers, cfg.num_states
         self.cfg, self.T, self.B = cfg, T, B
         self.flat = [(2.0 * r.uniform() - 1.0) * scale for _ in range(param_count(cfg))]
-        self.tokens = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]
+        if cfg.input_size:   # a model of vectors: its inputs uniform(-1, 1)
+            self.tokens = [[[2.0 * r.uniform() - 1.0 for _ in range(cfg.input_size)] for _ in range(B)]
+                           for _ in range(T)]
+        else:
+            self.tokens = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]
         if cfg.task == "classify":
             self.targets = [int(r.uniform() * cfg.num_classes) for _ in range(B)]
         else:

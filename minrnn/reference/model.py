@@ -45,12 +45,17 @@ class Config:
     cond_size: int = 0          # C: >= 1 with a condition, 0 with "none"
     one_bias: bool = False      # True: bias_ih only, no bias_hh (min-char-rnn's single hidden bias)
     reduction: str = "mean"     # the loss is the "mean" or the "sum" of its cross-entropies
+    input_size: int = 0         # D: 0 reads token ids; >= 1 reads D floats per step ("tokens" are then
+                                # (T, B, D) vectors): a classifier of sequences of vectors, vocab_size 0
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        if min(self.vocab_size, self.hidden_size, self.num_layers) < 1 or self.embed_size < 0:
+        if min(self.vocab_size or self.input_size, self.hidden_size, self.num_layers) < 1 or self.embed_size < 0:
             raise ValueError("vocab_size, hidden_size and num_layers must be >= 1, embed_size >= 0")
+        if self.input_size < 0 or self.input_size and (self.vocab_size or self.embed_size or self.task != "classify"):
+            raise ValueError("input_size (vectors in) must be >= 0, and >= 1 only for a classifier with vocab_size 0 "
+                             "and embed_size 0")
         if not (0.0 <= self.dropout < 1.0 and float32(self.dropout) < 1.0):
             raise ValueError("dropout must be in [0, 1) as a float32")
         if self.task not in TASKS:
@@ -80,11 +85,11 @@ class Config:
     def num_states(self):
         return CELLS[self.cell].states
 
-    def input_size(self, layer):
+    def layer_input_size(self, layer):
         """In: the width of the layer's input, not counting the condition."""
         if layer > 0:
             return self.hidden_size
-        return self.embed_size or self.vocab_size
+        return self.input_size or self.embed_size or self.vocab_size
 
 
 # ---- parameters
@@ -98,7 +103,7 @@ def param_shapes(cfg):
     if cfg.cond != "none":
         shapes += [("cond.weight", (GH, cfg.cond_size))]
     for k in range(cfg.num_layers):
-        shapes += [(f"weight_ih_l{k}", (GH, cfg.input_size(k))), (f"weight_hh_l{k}", (GH, H)),
+        shapes += [(f"weight_ih_l{k}", (GH, cfg.layer_input_size(k))), (f"weight_hh_l{k}", (GH, H)),
                    (f"bias_ih_l{k}", (GH,))]
         if not cfg.one_bias:
             shapes += [(f"bias_hh_l{k}", (GH,))]
@@ -171,7 +176,7 @@ def fold_cond_grad(cfg, g0, grads):
     """Split the gradient of layer 0's joined [W_ih | W_cond] into weight_ih_l0 and cond.weight."""
     if cfg.cond == "none":
         return  # g0.w_ih is grads["weight_ih_l0"] itself
-    In = cfg.input_size(0)
+    In = cfg.layer_input_size(0)
     for row, g_ih, g_cond in zip(g0.w_ih, grads["weight_ih_l0"], grads["cond.weight"]):
         g_ih[:] = row[:In]
         g_cond[:] = row[In:]
@@ -296,8 +301,12 @@ def last_step(lengths, T, b):
 
 
 def layer0_input(cfg, params, token, cond, b):
-    """x ++ v: the token's embedding or one-hot (In), then stream b's condition (C) if there is one."""
-    x = params["encoder.weight"][token] if cfg.embed_size else one_hot(token, cfg.vocab_size)
+    """x ++ v: the token's embedding or one-hot (In), or the input vector itself (a model of
+    vectors: token is D floats), then stream b's condition (C) if there is one."""
+    if cfg.input_size:
+        x = list(token)
+    else:
+        x = params["encoder.weight"][token] if cfg.embed_size else one_hot(token, cfg.vocab_size)
     if cfg.cond == "label":
         return x + one_hot(cond[b], cfg.cond_size)
     if cfg.cond == "vector":
@@ -359,7 +368,8 @@ class Forward:
 
 
 def forward(cfg, params, tokens, targets, state0, masks=None, lengths=None, cond=None):
-    """Run B streams for T steps from state0. targets may be None (no loss), masks None (no dropout),
+    """Run B streams for T steps from state0: tokens (T, B) ids, or (T, B, D) vectors for a model of
+    vectors (cfg.input_size D). targets may be None (no loss), masks None (no dropout),
     lengths None (every stream runs T steps); cond is None, labels or vectors, as cfg.cond says.
     Past the end of its record (t >= lengths[b]) a stream takes no step: its state stays, its output
     is the frozen h (times that position's dropout mask), and no loss reads it. Task encode has no
@@ -429,7 +439,7 @@ def backward(cfg, params, fwd, dfinal=None, doutputs=None):
         raise ValueError("backward needs something to differentiate: a loss (a forward with targets), "
                          "dfinal or doutputs")
     step_backward = CELLS[cfg.cell].step_backward
-    L, S, H, In = cfg.num_layers, cfg.num_states, cfg.hidden_size, cfg.input_size(0)
+    L, S, H, In = cfg.num_layers, cfg.num_states, cfg.hidden_size, cfg.layer_input_size(0)
     T, B = len(fwd.tokens), len(fwd.tokens[0])
     if doutputs is not None and (len(doutputs) != T or any(len(row) != B for row in doutputs)):
         raise ValueError(f"doutputs must be (T, B, H) = ({T}, {B}, {H}), as forward's outputs")

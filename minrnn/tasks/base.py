@@ -30,6 +30,7 @@ class Task:
     swings = False       # whether batch losses swing far from their average (divergence: only
     #                      a loss worse than guessing counts then)
     pictured = False     # whether the lectures' pictures (python -m minrnn picture) show its models
+    reads_vectors = False   # whether its data are sequences of vectors (--inputs, --targets, --lengths)
 
     # ---- which task: of a run's settings, of a checkpoint
 
@@ -93,7 +94,7 @@ class Task:
         """The error for asking this task's model what a model of another kind does."""
         return UserError(f"this checkpoint is {self.what}, not {does}; {self.use}")
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
         raise NotImplementedError
 
     def printed(self, m, prime, num, length, temperature, top_k, top_p, seed, condition, stop):
@@ -116,6 +117,9 @@ class Task:
 
     def translations(self, m, texts, beam, temperature, seed, max_length, alignments):
         raise self.refuse("a seq2seq model")
+
+    def predict(self, m, x, lengths):
+        raise self.refuse("a classifier of sequences of vectors")
 
 
 def probabilities(logits):

@@ -27,10 +27,11 @@ class Classify(Task):
     swings = True
 
     def chosen_by(self, s):
-        return s["task"] == self.option
+        return s["task"] == self.option and s["inputs"] is None
 
     def holds(self, ck):
-        return ck.model.config.task == "classify" and ck.model.config.cond == "none"
+        cfg = ck.model.config
+        return cfg.task == "classify" and cfg.cond == "none" and cfg.input_size == 0
 
     def check(self, s):
         if s["features"]:
@@ -95,7 +96,7 @@ class Classify(Task):
                 results[i] = [(labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]]
         return results
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
         ck = m.checkpoint
         records = read_records(path, dict(m.settings, val_frac=0.0), "labels", Known(m.vocab, list(ck.labels)),
                                skip_unknown=True)
@@ -116,6 +117,7 @@ class ClassifierEvaluation:
     confusion: object   # (K, K) counts; rows: the true label, columns: the predicted one
     unknown: dict = dataclasses.field(default_factory=dict)   # the characters skipped, as TextEvaluation's
     encoding: str = "utf8"
+    noun: str = "records"   # what is classified
 
     @property
     def records(self):
@@ -144,10 +146,11 @@ class ClassifierEvaluation:
 
     def report(self, path):
         """Accuracy, per-label precision and recall, and the confusion matrix."""
-        lines = [f"{path}: accuracy {self.accuracy:.4f} over {self.records:,} records (always this file's commonest "
-                 f"label: {self.majority:.4f}); loss {self.nats:.4f} nats/record"]
+        one = self.noun[:-1]
+        lines = [f"{path}: accuracy {self.accuracy:.4f} over {self.records:,} {self.noun} (always this file's "
+                 f"commonest label: {self.majority:.4f}); loss {self.nats:.4f} nats/{one}"]
         width = max(max(len(n) for n in self.labels), 9)
-        lines.append(f"{'label':<{width}}  precision  recall  records")
+        lines.append(f"{'label':<{width}}  precision  recall  {self.noun:>7}")
         for k, (name, p, r) in enumerate(zip(self.labels, self.precision, self.recall)):
             precision = f"{p:9.3f}" if p is not None else "        -"
             recall = f"{r:6.3f}" if r is not None else "     -"

@@ -246,7 +246,7 @@ class Seq2seq(Task):
                                                  want_alignments=alignments)
         return Translation(m.vocab.to_bytes(ids), logprob, m.characters(source), m.characters(ids), alphas)
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
         pairs = PairSet(path, Reading(m.vocab.encoding), val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab,
                         skip_unknown=True)
         add_counts(m.last_unknown, pairs.unknown)

@@ -1,0 +1,196 @@
+"""Sequences of vectors in (config input_size D: layer 0 reads W_ih x_t with a dense x_t), one class
+out: the reference against central differences, the C core against the reference, and the core
+bitwise the same for any thread count."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+from cliutil import minrnn, one_line_error
+from minrnn import core
+from minrnn import reference as R
+from minrnn.reference import Config
+from soak import examples
+from refutil import KINDS, Problem, TermScales, at_logits, near_a_kink
+from test_core_records import core_run
+from test_core_vs_reference import assert_close, f32
+from test_reference_gradcheck import check_gradients
+
+
+def vectors_config(kind, D, H, layers=1, dropout=0.0, cond="none", C=0, K=3):
+    return Config(cell=kind, vocab_size=0, hidden_size=H, num_layers=layers, dropout=dropout, task="classify",
+                  num_classes=K, cond=cond, cond_size=C if cond != "none" else 0, input_size=D)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=examples(8), deadline=None)
+@given(D=st.integers(1, 3), H=st.integers(1, 3), T=st.integers(1, 3), B=st.integers(1, 2),
+       layers=st.integers(1, 2), dropout=st.sampled_from([0.0, 0.5]), ragged=st.booleans(),
+       cond=st.sampled_from(["none", "vector"]), seed=st.integers(0, 2**63))
+def test_vector_input_gradients_match_central_differences(kind, D, H, T, B, layers, dropout, ragged, cond, seed):
+    cfg = vectors_config(kind, D, H, layers, dropout, cond, C=2)
+    check_gradients(Problem(cfg, T, B, seed, ragged=ragged))
+
+
+def drawn(kind, D, H, T, B, layers, dropout, ragged, cond, seed):
+    cfg = vectors_config(kind, D, H, layers, dropout, cond, C=3)
+    pb = Problem(cfg, T, B, seed, ragged=ragged)
+    pb.flat, pb.state0, pb.dfinal, pb.tokens = f32(pb.flat), f32(pb.state0), f32(pb.dfinal), f32(pb.tokens)
+    if cond == "vector":
+        pb.cond = f32(pb.cond)
+    return cfg, pb
+
+
+@settings(max_examples=examples(150), deadline=None)
+@given(kind=st.sampled_from(KINDS), D=st.integers(1, 9), H=st.integers(1, 20), T=st.integers(1, 5),
+       B=st.integers(1, 9), layers=st.integers(1, 2), dropout=st.booleans(), ragged=st.booleans(),
+       cond=st.sampled_from(["none", "vector"]), seed=st.integers(0, 2**63))
+def test_vector_inputs_match_the_reference(kind, D, H, T, B, layers, dropout, ragged, cond, seed):
+    cfg, pb = drawn(kind, D, H, T, B, layers, 0.5 if dropout else 0.0, ragged, cond, seed)
+    fwd = pb.forward()
+    assume(not near_a_kink(cfg, pb.params, fwd))
+    model, fwd_c, dstate0_c, _ = core_run(cfg, pb, dfinal=False)
+    assert_close(fwd_c.loss, fwd.loss, "loss")
+    assert_close(fwd_c.logits, fwd.logits, "logits")
+    assert_close(fwd_c.final_state, fwd.final_state, "final state")
+    fwd = at_logits(fwd, fwd_c.logits)   # the backward at the core's forward
+    with TermScales() as terms:   # gradients are sums over steps: tolerances relative to their terms
+        grads, dstate0, _ = R.backward(cfg, pb.params, fwd)
+    for name, ref in grads.items():
+        assert_close(model.views(model.grads)[name], ref, f"gradient of {name}", floor=terms.scale(ref))
+    assert_close(dstate0_c, dstate0, "gradient of the initial state")
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(kind=st.sampled_from(KINDS), seed=st.integers(0, 2**63))
+def test_vector_inputs_are_bitwise_the_same_for_any_thread_count(kind, seed):
+    # sizes over the core's thresholds for threads (PAR_MIN_WORK) and packed products (8 rows)
+    cfg, pb = drawn(kind, 24, 48, 12, 16, 2, 0.5, True, "none", seed)
+    results = []
+    for threads in (1, 2, 3):
+        model, fwd, dstate0, _ = core_run(cfg, pb, threads=threads)
+        results.append([fwd.loss, fwd.logits, fwd.final_state, model.grads, dstate0])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_core_refuses_inputs_that_do_not_fit():
+    model = core.Model(vectors_config("gru", 4, 5), seed=1)
+    x = np.zeros((3, 2, 4), np.float32)
+    assert model.forward(x, [0, 1]).loss > 0
+    with pytest.raises(ValueError, match=r"inputs must have shape \(T, B, 4\)"):
+        model.forward(np.zeros((3, 2, 5)), [0, 1])
+    x[1, 1, 2] = np.nan
+    with pytest.raises(core.MinrnnError):
+        model.forward(x, [0, 1])
+    with pytest.raises(ValueError, match="input_size"):
+        Config(vocab_size=3, hidden_size=4, task="classify", num_classes=2, input_size=2)
+
+
+# ---- the commands, end to end, on sequences whose label is the direction they drift in
+
+def drifting(n, seed, T=8, D=3, K=3, ragged=False):
+    """n sequences of T steps of D numbers: x_t = noise + t/T * direction[label], D >= K; with
+    ragged, lengths in [3, T] and NaN in the padding (never read)."""
+    r = np.random.default_rng(seed)
+    labels = r.integers(0, K, n)
+    x = r.normal(0.0, 0.5, (n, T, D)) + np.arange(T)[None, :, None] / T * np.eye(K, D)[labels][:, None, :] * 2
+    lengths = r.integers(3, T + 1, n) if ragged else np.full(n, T)
+    x[np.arange(T)[None, :] >= lengths[:, None]] = np.nan
+    return x, labels, lengths
+
+
+def save(folder, name, a):
+    np.save(folder / name, a)
+    return name
+
+
+def test_a_classifier_of_vectors_learns_what_it_holds_out(tmp_path):
+    for name, seed in (("train", 1), ("test", 2)):
+        x, y, lengths = drifting(400 if name == "train" else 200, seed, ragged=True)
+        save(tmp_path, f"{name}_x.npy", x), save(tmp_path, f"{name}_y.npy", y), save(tmp_path, f"{name}_l.npy", lengths)
+    r = minrnn("train", "--inputs", "train_x.npy", "--targets", "train_y.npy", "--lengths", "train_l.npy", "--task",
+               "classify", "--cell", "gru", "--hidden", "16", "--layers", "1", "--batch-size", "16", "--epochs", "15",
+               "--eval-every", "50", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ev = minrnn("eval", "--checkpoint", "run/best.ckpt", "--inputs", "test_x.npy", "--targets", "test_y.npy",
+                "--lengths", "test_l.npy", cwd=tmp_path)
+    assert ev.returncode == 0, ev.stderr
+    accuracy, majority = (float(x) for x in re.search(r"accuracy ([\d.]+) .*label: ([\d.]+)\)", ev.stdout).groups())
+    # three drifts apart by two noise deviations by the end: chance is 1/3, and a GRU of 16 units
+    # separates them in a few hundred steps (0.96 to 0.99 here); the held-out file is another draw
+    assert majority < 0.45 and accuracy > 0.85, ev.stdout
+    p = minrnn("predict", "--checkpoint", "run/best.ckpt", "--inputs", "test_x.npy", "--lengths", "test_l.npy",
+               "--out", "p.npy", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    probabilities = np.load(tmp_path / "p.npy")
+    assert probabilities.shape == (200, 3) and np.allclose(probabilities.sum(axis=1), 1.0)
+    said = [line.split()[0] for line in p.stdout.splitlines()]
+    assert said == [str(k) for k in probabilities.argmax(axis=1)]
+
+
+def test_vector_runs_resume_exactly(tmp_path):
+    x, y, _ = drifting(120, 3)
+    save(tmp_path, "x.npy", x), save(tmp_path, "y.npy", y)
+    args = ["--inputs", "x.npy", "--targets", "y.npy", "--task", "classify", "--hidden", "8", "--layers", "2",
+            "--batch-size", "8", "--dropout", "0.3", "--eval-every", "5"]
+    assert minrnn("train", *args, "--max-iters", "20", "--out", "whole", cwd=tmp_path).returncode == 0
+    assert minrnn("train", *args, "--max-iters", "10", "--out", "split", cwd=tmp_path).returncode == 0
+    r = minrnn("train", *args, "--max-iters", "20", "--out", "split", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    whole, split = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("whole", "split"))
+    assert np.array_equal(whole.model.params, split.model.params)
+    assert all(np.array_equal(a, b) for a, b in zip(whole.input_scaling, split.input_scaling))
+
+
+def test_bad_vector_files_get_one_line(tmp_path):
+    x, y, lengths = drifting(50, 4)
+    for name, a in [("x.npy", x), ("y.npy", y), ("x2.npy", x[:, :, 0]), ("y_short.npy", y[:40]),
+                    ("l_long.npy", lengths + 1), ("x_nan.npy", np.where(np.arange(8)[None, :, None] == 2, np.nan, x)),
+                    ("x4.npy", np.concatenate([x, x[:, :, :1]], axis=2))]:
+        save(tmp_path, name, a)
+    train = ["train", "--task", "classify", "--hidden", "4", "--layers", "1", "--max-iters", "2", "--out"]
+    cases = [
+        (train + ["r1", "--inputs", "x2.npy", "--targets", "y.npy"], "is not (sequences, steps, features)"),
+        (train + ["r2", "--inputs", "x.npy", "--targets", "y_short.npy"], "give 50 whole numbers"),
+        (train + ["r3", "--inputs", "x.npy", "--targets", "y.npy", "--lengths", "l_long.npy"], "in [1, 8]"),
+        (train + ["r4", "--inputs", "x_nan.npy", "--targets", "y.npy"], "NaN"),
+        (train + ["r5", "--inputs", "x.npy"], "--targets"),
+        (train + ["r6", "--inputs", "x.npy", "--targets", "y.npy", "--records"], "sequences of vectors"),
+    ]
+    for args, fragment in cases:
+        one_line_error(minrnn(*args, cwd=tmp_path), fragment)
+        assert not (tmp_path / args[args.index("--out") + 1]).exists()   # nothing written
+    assert minrnn(*train, "ok", "--inputs", "x.npy", "--targets", "y.npy", cwd=tmp_path).returncode == 0
+    one_line_error(minrnn("eval", "--checkpoint", "ok/best.ckpt", "--inputs", "x4.npy", "--targets", "y.npy",
+                          cwd=tmp_path), "this model reads 3")
+    one_line_error(minrnn("predict", "--checkpoint", "ok/best.ckpt", "--inputs", "x2.npy", cwd=tmp_path),
+                   "(sequences, steps, 3)")
+    one_line_error(minrnn("eval", "--checkpoint", "ok/best.ckpt", "--inputs", "x.npy", cwd=tmp_path), "--targets")
+    one_line_error(minrnn("predict", "--checkpoint", "ok/best.ckpt", "--inputs", "x.npy", "--out", "x.npy",
+                          cwd=tmp_path), "which this command reads")
+
+
+def test_a_classifier_of_vectors_goes_through_safetensors_and_torch(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    import minrnn.torch as mt
+    from minrnn import api
+    x, y, _ = drifting(60, 5)
+    save(tmp_path, "x.npy", x), save(tmp_path, "y.npy", y)
+    best = api.train(inputs=str(tmp_path / "x.npy"), targets=str(tmp_path / "y.npy"), task="classify", hidden=8,
+                        layers=1, max_iters=5, out=str(tmp_path / "r"), quiet=True)
+    m = api.load(best)
+    assert minrnn("export", best, "m.safetensors", cwd=tmp_path).returncode == 0
+    assert minrnn("import", "m.safetensors", "back.ckpt", cwd=tmp_path).returncode == 0
+    back = api.load(tmp_path / "back.ckpt")
+    assert np.array_equal(back.predict(x), m.predict(x))   # bit for bit: the same weights and scaling
+    module, info = mt.load(tmp_path / "m.safetensors")
+    module.eval()   # no dropout
+    shift, scale = (np.array(a) for a in info["input_scaling"])
+    xs = torch.tensor(((x - shift) * scale).transpose(1, 0, 2), dtype=torch.float32)
+    p = torch.softmax(module(xs)[0].double(), -1).detach().numpy()
+    assert np.abs(p - m.predict(x)).max() < 1e-5   # float32 GEMMs in another order: round-off of ~1e-7
