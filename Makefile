@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run demo images bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist \
+.PHONY: all lib example run demo demo-digits images bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist \
 	test-soak clean
 .SECONDARY:
 
@@ -73,6 +73,12 @@ demo: $(INSTALLED)
 	done
 	$(PY) -m minrnn translate --checkpoint build/demo/dates-additive/best.ckpt --picture build/demo/attention.html \
 	  "Thursday, the fifth of March, nineteen eighty-seven" "5 Nov 1955" "30-jul-57"
+
+# The README's digits table: scikit-learn's bundled digits read as sequences (tools/digits.py); a
+# minute or two. scikit-learn is the demo's alone, installed here, never a dependency of minrnn.
+demo-digits: $(INSTALLED)
+	$(PY) -c "import sklearn" 2>/dev/null || $(PY) -m pip install -q scikit-learn   # pyproject's demo extra
+	$(PY) tools/digits.py
 
 # The README's pictures (tools/images/) of make run's model: its loss curves, a screenshot of its activations
 # page, and its gradient reach beside a small RNN, LSTM and GRU's. Run make run first; needs matplotlib and
