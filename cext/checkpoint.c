@@ -13,8 +13,8 @@
  *              rng_state), every one of which is 0 when has_train_state = 0
  *   128  128   eight (u64 offset, u64 size) pairs, in bytes, for the sections:
  *              vocab, params, m, v, state, meta, labels, scaling
- *   256  40    the fields of HEADER_FIELDS from task to input_size
- *   296  216   zero padding (must be zero)
+ *   256  44    the fields of HEADER_FIELDS from task to loss
+ *   300  212   zero padding (must be zero)
  *   512  ...   sections: vocab (vocab_length x i32), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
  *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
@@ -35,7 +35,8 @@
  * the caller's buffer is never changed.
  *
  * Format 4 (the one before word vocabularies and vector inputs; read, never written) is format 5
- * without input_size: 292..511 is zero padding, a format-4 file reads as input_size 0, and its
+ * without input_size and loss: 292..511 is zero padding, a format-4 file reads as input_size 0 and
+ * loss MINRNN_CROSS_ENTROPY, and its
  * encoding is never MINRNN_WORDS.
  *
  * Format 3 (the one before sequence to sequence; read, never written) is format 4 without the
@@ -70,7 +71,8 @@
  *     BYTES symbols are 0..255; a WORDS vocabulary holds V ids: tokens, each 0 to
  *     MINRNN_MAX_TOKEN_CHARS Unicode scalar values ended by MINRNN_TOKEN_END, strictly increasing
  *     (so the first, the unknown word, is the only empty one), then the markers as above;
- *   - labels: the names of the K classes (classifier), then of the C labels (MINRNN_COND_LABEL);
+ *   - labels: the names of the K classes (a classifier; a model of vectors with MINRNN_TASK_LM: of
+ *     its V classes; none for values, MINRNN_SQUARED_ERROR), then of the C labels (MINRNN_COND_LABEL);
  *     labels_size is 0 if there are none, otherwise the section is exactly those names, each
  *     non-empty, ended by '\n', without '\t', '\r' or NUL, and valid UTF-8 (no overlong forms,
  *     surrogates, or code points over U+10FFFF);
@@ -181,6 +183,7 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(284, "attention",      I32, 4, 0, ANY,      0, config.attention),
     FIELD(288, "attention_size", I32, 4, 0, ANY,      0, config.attention_size),
     FIELD(292, "input_size",     I32, 5, 0, ANY,      0, config.input_size),
+    FIELD(296, "loss",           I32, 5, 0, ANY,      0, config.loss),
 };
 #define NUM_HEADER_FIELDS ((int)(sizeof HEADER_FIELDS / sizeof HEADER_FIELDS[0]))
 
@@ -350,6 +353,12 @@ static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
 
 /* ---- what a checkpoint may hold */
 
+/* The ids of ck's vocabulary: V, or none for a model of vectors (its V, if any, counts outputs). */
+static int64_t vocab_ids(const minrnn_checkpoint *ck)
+{
+    return ck->config.input_size ? 0 : ck->config.vocab_size;
+}
+
 /* The vocabulary, checked an entry at a time (so that a section read in chunks is checked whole):
  * V ids, each a symbol (UTF8, BYTES) or a token (WORDS: its code points, then MINRNN_TOKEN_END),
  * strictly increasing, then, if markers are allowed, either nothing or MINRNN_START_SYMBOL and
@@ -382,7 +391,8 @@ static int symbol_ok(const minrnn_checkpoint *ck, int32_t symbol)
 static void vocab_feed(vocab_check *c, int32_t x)
 {
     const minrnn_checkpoint *ck = c->ck;
-    int32_t V = ck->config.vocab_size, prev = c->prev;
+    int64_t V = vocab_ids(ck);
+    int32_t prev = c->prev;
     int words = ck->encoding == MINRNN_WORDS;
     int64_t symbols = V - (ck->config.task == MINRNN_TASK_SEQ2SEQ ? 2 : 0);   /* ids before the markers */
     c->prev = x;
@@ -422,15 +432,18 @@ static void vocab_feed(vocab_check *c, int32_t x)
 static int vocab_complete(const vocab_check *c)
 {
     const minrnn_checkpoint *ck = c->ck;
-    return !c->broken && c->ids == ck->config.vocab_size && c->now_len == 0 &&
+    return !c->broken && c->ids == vocab_ids(ck) && c->now_len == 0 &&
            (ck->config.task != MINRNN_TASK_SEQ2SEQ || c->prev == MINRNN_END_SYMBOL);
 }
 
-/* How many names the labels section holds: the classes, then the condition's labels. */
+/* How many names the labels section holds: the classes (a classifier's, or a tagger's of
+ * vectors: a model of vectors with MINRNN_TASK_LM), then the condition's labels. */
 static uint64_t label_count(const minrnn_config *cfg)
 {
-    return (uint64_t)(cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : 0) +
-           (uint64_t)(cfg->cond == MINRNN_COND_LABEL ? cfg->cond_size : 0);
+    int classes = cfg->loss == MINRNN_CROSS_ENTROPY;   /* values have no names */
+    uint64_t out = cfg->task == MINRNN_TASK_CLASSIFY ? (uint64_t)cfg->num_classes
+                 : cfg->task == MINRNN_TASK_LM && cfg->input_size ? (uint64_t)cfg->vocab_size : 0;
+    return (classes ? out : 0) + (uint64_t)(cfg->cond == MINRNN_COND_LABEL ? cfg->cond_size : 0);
 }
 
 /* The label names, checked a byte at a time, so that a section read in chunks is checked whole:
@@ -486,7 +499,7 @@ static int check_scalars(const minrnn_checkpoint *ck)
     if (ck->config.task == MINRNN_TASK_ENCODE) return MINRNN_ERR_ARG;   /* a bare encoder */
     /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
     if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
-    int64_t V = ck->config.vocab_size;   /* WORDS: every token at most MINRNN_MAX_TOKEN_CHARS and its end */
+    int64_t V = vocab_ids(ck);   /* WORDS: every token at most MINRNN_MAX_TOKEN_CHARS and its end */
     if (ck->encoding == MINRNN_WORDS ? ck->vocab_length < V || ck->vocab_length > V * (MINRNN_MAX_TOKEN_CHARS + 1)
                                      : ck->vocab_length != V)
         return MINRNN_ERR_ARG;
@@ -501,7 +514,7 @@ static int check_scalars(const minrnn_checkpoint *ck)
  * training-state buffers are optional for load, so they are not checked here). */
 static int has_buffers(const minrnn_checkpoint *ck)
 {
-    return (ck->vocab || ck->config.vocab_size == 0) && ck->params && (ck->meta_size == 0 || ck->meta) &&
+    return (ck->vocab || vocab_ids(ck) == 0) && ck->params && (ck->meta_size == 0 || ck->meta) &&
            (ck->labels_size == 0 || ck->labels) &&
            (ck->config.cond != MINRNN_COND_VECTOR || (ck->cond_shift && ck->cond_scale)) &&
            (ck->config.input_size == 0 || (ck->input_shift && ck->input_scale));
@@ -623,7 +636,7 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
     if (format->sections > SEC_LABELS) ck->labels_size = get_u64(h + OFF_TABLE + 16 * SEC_LABELS + 8);
     uint64_t vocab_bytes = get_u64(h + OFF_TABLE + 16 * SEC_VOCAB + 8);   /* WORDS: its length; checked below */
     ck->vocab_length = ck->encoding == MINRNN_WORDS && vocab_bytes <= INT64_MAX ? (int64_t)(vocab_bytes / 4)
-                                                                               : ck->config.vocab_size;
+                                                                               : vocab_ids(ck);
     if (check_scalars(ck) != MINRNN_OK) return MINRNN_ERR_CORRUPT;
     if (ck->config.task == MINRNN_TASK_SEQ2SEQ && !format->seq2seq) return MINRNN_ERR_CORRUPT;
     if (ck->encoding == MINRNN_WORDS && !format->words) return MINRNN_ERR_CORRUPT;
@@ -646,7 +659,7 @@ static int parse_header(const unsigned char *h, size_t n, uint64_t file_len,
 static minrnn_checkpoint with_length(const minrnn_checkpoint *ck)
 {
     minrnn_checkpoint same = *ck;
-    if (same.vocab_length == 0 && same.encoding != MINRNN_WORDS) same.vocab_length = same.config.vocab_size;
+    if (same.vocab_length == 0 && same.encoding != MINRNN_WORDS) same.vocab_length = vocab_ids(&same);
     return same;
 }
 

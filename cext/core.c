@@ -64,14 +64,18 @@ int minrnn_config_check(const minrnn_config *cfg) {
     int seq2seq = cfg->task == MINRNN_TASK_SEQ2SEQ;
     int ok = cell_kind_of(cfg) != NULL
           && cfg->input_size >= 0 && cfg->input_size <= MINRNN_MAX_HIDDEN
-          && (cfg->input_size ? cfg->vocab_size == 0 && cfg->embed_size == 0 && classify
-                              : cfg->vocab_size >= 1 && cfg->vocab_size <= MINRNN_MAX_VOCAB)
+          && (cfg->input_size ? cfg->embed_size == 0 && (classify ? cfg->vocab_size == 0
+                                                                  : cfg->task == MINRNN_TASK_LM && cfg->vocab_size >= 1)
+                              : cfg->vocab_size >= 1)
+          && cfg->vocab_size <= MINRNN_MAX_VOCAB
+          && (cfg->loss == MINRNN_CROSS_ENTROPY || (cfg->loss == MINRNN_SQUARED_ERROR && cfg->input_size > 0))
           && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
           && cfg->hidden_size >= 1 && cfg->hidden_size <= MINRNN_MAX_HIDDEN
           && cfg->num_layers >= 1 && cfg->num_layers <= MINRNN_MAX_LAYERS
           && cfg->dropout >= 0.0f && cfg->dropout < 1.0f   /* false for NaN */
           && cfg->task >= MINRNN_TASK_LM && cfg->task <= MINRNN_TASK_SEQ2SEQ
-          && (classify ? cfg->num_classes >= 2 && cfg->num_classes <= MINRNN_MAX_CLASSES : cfg->num_classes == 0)
+          && (classify ? cfg->num_classes >= (cfg->loss ? 1 : 2) && cfg->num_classes <= MINRNN_MAX_CLASSES
+                       : cfg->num_classes == 0)
           && cfg->cond >= MINRNN_COND_NONE && cfg->cond <= MINRNN_COND_VECTOR
           && (conditioned ? cfg->cond_size >= 1 && cfg->cond_size <= MINRNN_MAX_CLASSES : cfg->cond_size == 0)
           && (cfg->one_bias == 0 || cfg->one_bias == 1)

@@ -89,6 +89,7 @@ enum { MINRNN_ATTENTION_NONE = 0, MINRNN_ATTENTION_DOT = 1, MINRNN_ATTENTION_GEN
        MINRNN_ATTENTION_ADDITIVE = 3 };
 enum { MINRNN_COND_NONE = 0, MINRNN_COND_LABEL = 1, MINRNN_COND_VECTOR = 2 };   /* condition v */
 enum { MINRNN_MEAN = 0, MINRNN_SUM = 1 };                       /* loss reduction */
+enum { MINRNN_CROSS_ENTROPY = 0, MINRNN_SQUARED_ERROR = 1 };    /* loss */
 enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 };
 /* What a vocabulary's entries are: characters (Unicode code points), bytes, or words (tokens of
  * one or more code points, each stored as its code points and MINRNN_TOKEN_END; see vocab below) */
@@ -133,8 +134,13 @@ typedef struct {
     int32_t attention_size;   /* A >= 1: the additive attention's hidden size; 0 otherwise */
     int32_t input_size;    /* D >= 0. 0: layer 0 reads token ids (one-hot, or an embedding);
                             * D >= 1: it reads D floats per step, minrnn_batch.inputs, through
-                            * weight_ih_l0 (G*H, D): a classifier of sequences of vectors, with
-                            * embed_size 0 and vocab_size 0 (it has no vocabulary) */
+                            * weight_ih_l0 (G*H, D), with embed_size 0 and no vocabulary: a
+                            * classifier (vocab_size 0), or with MINRNN_TASK_LM an output per step
+                            * of vocab_size classes (a tagger) or values */
+    int32_t loss;          /* MINRNN_CROSS_ENTROPY: the outputs are logits of classes (ids in
+                            * targets); MINRNN_SQUARED_ERROR (models of vectors only): they are
+                            * values, compared with minrnn_batch.values by (y - t)^2, summed over
+                            * a row's values, and a mean over rows and values with MINRNN_MEAN */
 } minrnn_config;
 
 /* One batch: what the model reads and what its loss compares with. Fields the configuration does
@@ -152,6 +158,9 @@ typedef struct {
     const float *vectors;      /* MINRNN_COND_VECTOR: (B, C) finite floats */
     const float *inputs;       /* input_size D >= 1: (T, B, D) finite floats, time-major, padding
                                 * included, and tokens NULL */
+    const float *values;       /* MINRNN_SQUARED_ERROR, instead of targets: the outputs' targets,
+                                * classifier (B, K), language model (T, B, V), finite where read
+                                * (within lengths); NULL: no loss */
 } minrnn_batch;
 
 /* One cell the library runs: a valid (cell, nonlinearity) pair of minrnn_config. */

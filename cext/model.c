@@ -144,6 +144,8 @@ typedef struct {
     model_offsets off;        /* where each tensor starts in either block */
     const minrnn_batch *batch;
     const int32_t *tokens, *targets, *lengths;
+    const float *values;      /* MINRNN_SQUARED_ERROR: the targets, values */
+    int has_targets;          /* targets or values: there is a loss */
     const float *masks;       /* (L, N, H) or NULL */
     float *ws;
     ws_layout lay;
@@ -155,7 +157,8 @@ typedef struct {
  * configuration reads and nothing else. */
 static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
     if (!bt->tokens != (cfg->input_size > 0) || !bt->inputs != (cfg->input_size == 0)
-        || (bt->targets && cfg->task == MINRNN_TASK_ENCODE)
+        || (bt->targets && cfg->task == MINRNN_TASK_ENCODE) || (bt->targets && cfg->loss == MINRNN_SQUARED_ERROR)
+        || (bt->values && cfg->loss != MINRNN_SQUARED_ERROR)
         || (bt->labels != NULL) != (cfg->cond == MINRNN_COND_LABEL)
         || (bt->vectors != NULL) != (cfg->cond == MINRNN_COND_VECTOR))
         return MINRNN_ERR_ARG;
@@ -172,6 +175,12 @@ static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
     if (bt->inputs)
         for (int64_t i = 0; i < (int64_t)B * T * cfg->input_size; i++)
             if (!isfinite(bt->inputs[i])) return MINRNN_ERR_ARG;
+    int64_t O = classify ? cfg->num_classes : cfg->vocab_size;   /* values per row */
+    for (int64_t i = 0; bt->values && i < (classify ? B : (int64_t)B * T); i++) {
+        int has_loss = classify || !bt->lengths || i / B < bt->lengths[i % B];
+        for (int64_t k = 0; has_loss && k < O; k++)
+            if (!isfinite(bt->values[i * O + k])) return MINRNN_ERR_ARG;
+    }
     for (int64_t i = 0; bt->tokens && i < (int64_t)B * T; i++) {
         if (bt->tokens[i] < 0 || bt->tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
         int has_loss = !bt->lengths || i / B < bt->lengths[i % B];
@@ -204,6 +213,7 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const ui
     if (params) r->w = model_views(&r->off, r->L, params);
     else memset(&r->w, 0, sizeof r->w);
     r->batch = batch, r->tokens = batch->tokens, r->targets = batch->targets, r->lengths = batch->lengths;
+    r->values = batch->values, r->has_targets = batch->targets || batch->values;
     r->masks = masks;
     r->ws = ws;
     if (cfg->one_bias) memset(WS(r, bias_hh), 0, (size_t)r->GH * sizeof(float));
@@ -326,12 +336,12 @@ uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     return out ^ (out >> 29);
 }
 
-_Static_assert(sizeof(minrnn_config) == 16 * 4, "minrnn_config: sixteen four-byte fields, no padding");
+_Static_assert(sizeof(minrnn_config) == 17 * 4, "minrnn_config: seventeen four-byte fields, no padding");
 
 /* What backward depends on: the config, the parameters, the batch and the masks. */
 static uint64_t forward_key(const run *r) {
     const minrnn_batch *bt = r->batch;
-    int32_t shape[8] = {r->B, r->T, r->masks != NULL, bt->targets != NULL, bt->lengths != NULL,
+    int32_t shape[8] = {r->B, r->T, r->masks != NULL, bt->targets != NULL || bt->values != NULL, bt->lengths != NULL,
                         bt->labels != NULL, bt->vectors != NULL, bt->inputs != NULL};
     uint64_t h = hash_words(0, r->cfg, sizeof *r->cfg / 4);
     h = hash_words(h, shape, 8);
@@ -339,6 +349,7 @@ static uint64_t forward_key(const run *r) {
     if (r->tokens) h = hash_words(h, r->tokens, (size_t)r->N);
     if (bt->inputs) h = hash_words(h, bt->inputs, (size_t)r->N * r->cfg->input_size);
     if (bt->targets) h = hash_words(h, bt->targets, (size_t)(r->classify ? r->B : r->N));
+    if (bt->values) h = hash_words(h, bt->values, (size_t)r->R * r->O);
     if (bt->lengths) h = hash_words(h, bt->lengths, (size_t)r->B);
     if (bt->labels) h = hash_words(h, bt->labels, (size_t)r->B);
     if (bt->vectors) h = hash_words(h, bt->vectors, (size_t)r->B * r->C);
@@ -618,7 +629,23 @@ static double output_forward(const run *r, float *logits_out) {
     fill_rows(logits + O, R - 1, O, logits, nt);
     linear_wT(r, R, O, H, y, tensor_of(r, r->w.out_w, r->off.out_w), logits, 1);
     if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
-    if (!r->targets) return 0.0;
+    if (!r->has_targets) return 0.0;
+    if (r->values) {   /* y - t in place, what backward reads; loss = the sum of its squares, in double */
+        #pragma omp parallel for num_threads(threads_for(nt, 2.0 * R * O)) schedule(static)
+        for (int i = 0; i < R; i++) {
+            float *z = logits + (size_t)i * O;
+            const float *t = r->values + (size_t)i * O;
+            double sum = 0.0;
+            for (int k = 0; k < O && row_has_loss(r, i); k++) {
+                z[k] -= t[k];
+                sum += (double)z[k] * z[k];
+            }
+            row_loss[i] = (float)sum;
+        }
+        double total = 0.0;
+        for (int i = 0; i < R; i++) total += row_has_loss(r, i) ? row_loss[i] : 0.0;
+        return r->cfg->reduction == MINRNN_SUM ? total : total / (loss_count(r) * O);
+    }
     /* softmax - onehot(target) in place, what backward reads; loss = logsumexp - logit[target], at
      * the rows that have one */
     #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
@@ -656,7 +683,7 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
     for (int l = 0; l < r->L; l++) layer_forward(r, l);
     if (r->encode) {   /* the outputs are the result */
         if (logits) memcpy(logits, layer_output(r, r->L - 1), (size_t)r->N * r->H * sizeof(float));
-    } else if (r->targets || logits || loss) {   /* an encoder's caller may want only the final states */
+    } else if (r->has_targets || logits || loss) {   /* an encoder's caller may want only the final states */
         double value = output_forward(r, logits);
         if (loss) *loss = (float)value;
     }
@@ -669,7 +696,7 @@ int model_forward(const minrnn_config *cfg, const float *params, const minrnn_ba
     run r;
     int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!state0 || (loss && !batch->targets)) return MINRNN_ERR_ARG;
+    if (!state0 || (loss && !batch->targets && !batch->values)) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
     forward(&r, state0, state_out, logits, loss);
     if (stamped) write_stamp(&r, STAMP_MAGIC, forward_key(&r));
@@ -690,7 +717,7 @@ int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *par
     run r;
     int status = setup(&r, cfg, half ? NULL : params, half ? params : NULL, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!state || batch->T != 1 || batch->targets || batch->lengths) return MINRNN_ERR_ARG;
+    if (!state || batch->T != 1 || batch->targets || batch->values || batch->lengths) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);   /* no stamp: a step is not followed by backward */
     forward(&r, state, state, logits, NULL);
     return MINRNN_OK;
@@ -821,11 +848,12 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
     float *dlogits = WS(r, logits);              /* softmax - onehot(target), from the forward */
     /* loss = sum of cross-entropies [/ count]: dlogits = (softmax - onehot(target)) [/ count],
      * and 0 at rows without a loss */
-    float scale = r->cfg->reduction == MINRNN_SUM ? 1.0f : (float)(1.0 / loss_count(r));
+    double count = r->cfg->reduction == MINRNN_SUM ? 1.0 : loss_count(r) * (r->values ? O : 1);
+    float scale = (float)((r->values ? 2.0 : 1.0) / count);   /* d (y - t)^2 = 2 (y - t) */
     #pragma omp parallel for num_threads(threads_for(nt, (double)R * O)) schedule(static)
     for (int i = 0; i < R; i++) {
         float *z = dlogits + (size_t)i * O;
-        if (!r->targets || !row_has_loss(r, i)) {
+        if (!r->has_targets || !row_has_loss(r, i)) {
             memset(z, 0, (size_t)O * sizeof(float));
             continue;
         }
@@ -849,7 +877,7 @@ static void backward(run *r, const float *doutputs, const float *dfinal, float *
     int N = r->N, H = r->H, nt = r->nt;
     model_view g = model_views(&r->off, r->L, grads);   /* the same layout; written through casts */
     float *dy = WS(r, dy);
-    if (r->targets)
+    if (r->has_targets)
         output_backward(r, &g, dy);
     else if (doutputs)   /* past a record's end the cells ignore it */
         memcpy(dy, doutputs, (size_t)N * H * sizeof(float));
@@ -875,7 +903,7 @@ int model_backward(const minrnn_config *cfg, const float *params, const minrnn_b
     run r;
     int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if ((!batch->targets && !dfinal && !doutputs) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR)
+    if ((!batch->targets && !batch->values && !dfinal && !doutputs) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR)
         || (doutputs && cfg->task != MINRNN_TASK_ENCODE))
         return MINRNN_ERR_ARG;
     if (stamped && !stamp_matches(&r)) return MINRNN_ERR_NO_FORWARD;
@@ -900,7 +928,7 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
     run r;
     int status = setup(&r, cfg, params, NULL, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
-    if (!grads || !m || !v || !opt || !rng || !batch->targets || !state) return MINRNN_ERR_ARG;   /* not ENCODE */
+    if (!grads || !m || !v || !opt || !rng || (!batch->targets && !batch->values) || !state) return MINRNN_ERR_ARG;   /* not ENCODE */
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
     if (cfg->dropout > 0.0f) {

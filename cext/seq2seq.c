@@ -187,8 +187,8 @@ static int s2s_setup(s2s_run *r, const minrnn_config *cfg, const float *params, 
     s2s_view v = s2s_views(cfg, params);
     r->W_a = v.W_a, r->W_q = v.W_q, r->W_k = v.W_k, r->v_a = v.v_a;
     r->W_c = v.W_c, r->b_c = v.b_c, r->W_out = v.W_out, r->b_out = v.b_out;
-    r->enc = (minrnn_batch){r->B, r->Ts, pairs->source, NULL, pairs->source_lengths, NULL, NULL, NULL};
-    r->dec = (minrnn_batch){r->B, r->Td, pairs->inputs, NULL, pairs->target_lengths, NULL, NULL, NULL};
+    r->enc = (minrnn_batch){.B = r->B, .T = r->Ts, .tokens = pairs->source, .lengths = pairs->source_lengths};
+    r->dec = (minrnn_batch){.B = r->B, .T = r->Td, .tokens = pairs->inputs, .lengths = pairs->target_lengths};
     return MINRNN_OK;
 }
 

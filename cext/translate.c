@@ -120,7 +120,7 @@ static const void *block_at(const void *params, int precision, size_t offset) {
  * logits (rows, V) and each row's alpha (n). */
 static int decode(search *s) {
     int R = s->rows, H = s->H, V = s->V, nt = s->nt;
-    minrnn_batch batch = {R, 1, AT(s, int32_t, token), NULL, NULL, NULL, NULL, NULL};
+    minrnn_batch batch = {.B = R, .T = 1, .tokens = AT(s, int32_t, token)};
     float *h = AT(s, float, h), *o = h;
     int status = minrnn_step_compact(&s->part, s->precision, s->dec, &batch, AT(s, float, state), h,
                                      AT(s, float, model_ws), nt);
@@ -313,7 +313,7 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
     float *state = AT(&s, float, state), *memory = AT(&s, float, memory);
     memset(state, 0, minrnn_state_size(&s.part, 1) * sizeof(float));
     for (int i = 0; i < n; i++) {
-        minrnn_batch batch = {1, 1, source + i, NULL, NULL, NULL, NULL, NULL};
+        minrnn_batch batch = {.B = 1, .T = 1, .tokens = source + i};
         status = minrnn_step_compact(&s.part, precision, s.enc, &batch, state, memory + (size_t)i * s.H,
                                      AT(&s, float, model_ws), s.nt);
         if (status != MINRNN_OK) return status;

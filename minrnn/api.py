@@ -187,18 +187,22 @@ class Trained:
         labels' .npy, lengths the lengths' (or None)."""
         check_use(beam=beam, batch_size=batch_size, seq_len=seq_len)
         if self.task.reads_vectors and targets is None:
-            raise UserError("a classifier of vectors is evaluated on labelled sequences: give targets (--targets "
-                            "Y.npy)")
+            raise UserError("a model of vectors is evaluated against targets: give them (--targets Y.npy)")
         if not self.task.reads_vectors and (targets is not None or lengths is not None):
-            raise UserError(f"targets and lengths are for a classifier of vectors; this checkpoint is {self.task.what}")
+            raise UserError(f"targets and lengths are for a model of vectors; this checkpoint is {self.task.what}")
         self.reads()
         return self.task.evaluate(self, path, batch_size, seq_len, features, beam, targets, lengths)
 
     def predict(self, x, lengths=None):
-        """A classifier of sequences of vectors: for raw inputs x (N, T, D) (standardized as in
-        training) and their lengths (N,) (None: T each), the (N, K) probabilities of its labels
-        (self.labels, in that order)."""
+        """A model of sequences of vectors, on raw inputs x (N, T, D) (standardized as in training)
+        and their lengths (N,) (None: T each): a classifier's (N, K) probabilities of its labels
+        (self.labels, in that order), a tagger's (N, T, K) (0 past a length); a regression's values
+        in the targets' units, (N, K) or (N, T, K)."""
         return self.task.predict(self, x, lengths)
+
+    def predicted_lines(self, y, lengths=None):
+        """predict's y as `python -m minrnn predict` prints it: a line per sequence."""
+        return self.task.predicted_lines(self, y, lengths)
 
     @property
     def labels(self):

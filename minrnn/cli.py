@@ -354,8 +354,7 @@ def cmd_predict(args):
         check_output("--out", args.out, [args.inputs, args.lengths, args.checkpoint or last_run_checkpoint()],
                      (".npy",), "an array")
     p = m.predict(x, lengths)
-    labels = m.labels
-    sys.stdout.write("".join(f"{labels[k]} {p[i, k]:.3f}\n" for i, k in enumerate(np.argmax(p, axis=1))))
+    sys.stdout.write("".join(line + "\n" for line in m.predicted_lines(p, lengths)))
     if args.out:
         save_array(args.out, p)
     return 0

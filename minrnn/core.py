@@ -52,6 +52,7 @@ ATTENTION_CODES = {"none": lib.MINRNN_ATTENTION_NONE, "dot": lib.MINRNN_ATTENTIO
                    "general": lib.MINRNN_ATTENTION_GENERAL, "additive": lib.MINRNN_ATTENTION_ADDITIVE}
 COND_CODES = {"none": lib.MINRNN_COND_NONE, "label": lib.MINRNN_COND_LABEL, "vector": lib.MINRNN_COND_VECTOR}
 REDUCTION_CODES = {"mean": lib.MINRNN_MEAN, "sum": lib.MINRNN_SUM}
+LOSS_CODES = {"cross_entropy": lib.MINRNN_CROSS_ENTROPY, "squared_error": lib.MINRNN_SQUARED_ERROR}
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
                    "adam": lib.MINRNN_ADAM}
 ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES, "words": lib.MINRNN_WORDS}
@@ -123,7 +124,8 @@ def _tokens(x, what, ndim):
 # minrnn_config's fields and the reference's Config (or Seq2seqConfig) fields are the same names; a
 # field whose values are names has its codes here ("cell" is two C fields, cell and nonlinearity).
 # c_config and py_config are this one list, both ways.
-FIELD_CODES = {"task": TASK_CODES, "cond": COND_CODES, "reduction": REDUCTION_CODES, "attention": ATTENTION_CODES}
+FIELD_CODES = {"task": TASK_CODES, "cond": COND_CODES, "reduction": REDUCTION_CODES, "attention": ATTENTION_CODES,
+               "loss": LOSS_CODES}
 CONFIGS = {"seq2seq": Seq2seqConfig}   # the Python config of a C task code's name; Config otherwise
 
 
@@ -252,8 +254,11 @@ class Batch:
         else:
             self.tokens = _tokens(tokens, "tokens", 2)
             T, B = self.tokens.shape
-        self.targets = self.lengths = None
-        if targets is not None:
+        self.targets = self.values = self.lengths = None
+        if targets is not None and config.loss == "squared_error":   # values, K (V) a row
+            shape = (B, config.num_classes) if config.task == "classify" else (T, B, config.vocab_size)
+            self.values = _floats(targets, shape, "targets (values)")
+        elif targets is not None:
             shape = (B,) if config.task == "classify" else (T, B)
             self.targets = _tokens(targets, "targets", len(shape))
             if self.targets.shape != shape:
@@ -266,7 +271,7 @@ class Batch:
         c = self.c = ffi.new("minrnn_batch *")
         c.B, c.T = B, T
         c.tokens, c.targets, c.lengths = _iptr(self.tokens), _iptr(self.targets), _iptr(self.lengths)
-        c.inputs = _fptr(self.inputs)
+        c.inputs, c.values = _fptr(self.inputs), _fptr(self.values)
         _put_condition(config, c, self.cond)
 
     @property
@@ -292,7 +297,8 @@ class Forward:
 
     @property
     def targets(self):
-        return self.batch.targets
+        """The batch's targets: class ids, or values (a model with loss squared_error), or None."""
+        return self.batch.targets if self.batch.values is None else self.batch.values
 
 
 class Block:

@@ -109,7 +109,7 @@ class Run:
         self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
                                     lr=base_lr(s), clip_value=s["clip_value"], clip_norm=s["clip_norm"],
                                     seed=s["seed"] + 1, carry_state=self.task.carries_state)
-        self.lr_scale, self.ema = 1.0, math.log(self.model.outputs)
+        self.lr_scale, self.ema = 1.0, self.task.guessing(self.model)
         return {}
 
     def resume(self):
@@ -185,7 +185,7 @@ class Run:
                 "data": {"path": os.path.abspath(self.data.path), "fingerprint": self.data.fingerprint,
                          "train_" + unit: len(self.data.train), "val_" + unit: len(self.data.val)},
                 "iteration": self.trainer.steps, "epoch": self.trainer.epoch, "lr_scale": self.lr_scale,
-                "train_loss_ema": self.ema, "val_loss": val_loss}
+                "train_loss_ema": self.ema, "val_loss": val_loss, **self.task.meta(self.data)}
 
     def save(self, path, val_loss):
         if not np.all(np.isfinite(self.model.params)):   # never write a broken model
@@ -235,7 +235,7 @@ class Run:
         """One training step on the next batch; returns its loss, or None if it diverged: a NaN or
         infinite loss or gradient (the core then changed nothing), or a loss worse than twice
         uniform guessing or four times the recent average."""
-        t, V = self.trainer, self.model.outputs
+        t, guess = self.trainer, self.task.guessing(self.model)
         t.lr = lr_at(self.s, t.epoch, self.lr_scale)
         began = time.perf_counter()
         try:
@@ -249,7 +249,7 @@ class Run:
         # a classifier's batch losses swing far from their average, and a seq2seq model's near-zero
         # ones (0.01, then 0.05) by many times: only worse than guessing counts; a preset is
         # someone's recipe exactly (min-char-rnn's first steps reach 10 nats/char)
-        limit = 2.0 * math.log(V) if self.task.swings else min(2.0 * math.log(V), 4.0 * self.ema)
+        limit = 2.0 * guess if self.task.swings else min(2.0 * guess, 4.0 * self.ema)
         if self.s["preset"] != "none":
             limit = math.inf
         if loss > limit:

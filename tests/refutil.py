@@ -52,7 +52,8 @@ class Problem:
                  from their linear region
         tokens   (T, B) ids in [0, V); for a model of vectors (T, B, D) uniform(-1, 1)
         targets  lm: (T, B) ids in [0, V) (also at positions past a record's end, where forward does
-                 not read them); classify: (B) class ids in [0, K)
+                 not read them); classify: (B) class ids in [0, K); with loss squared_error values
+                 uniform(-1, 1), (B, K) or (T, B, V)
         state0   (L, S, B, H) uniform(-1, 1), so gradients with respect to it are not trivially zero
         masks    (L, T, B, H) dropout masks, or None when cfg.dropout is 0
         cond     None (cond "none"), (B) labels in [0, C) ("label") or (B, C) vectors uniform(-1, 1)
@@ -75,7 +76,12 @@ class Problem:
                            for _ in range(T)]
         else:
             self.tokens = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]
-        if cfg.task == "classify":
+        if cfg.loss == "squared_error":   # values uniform(-1, 1), K a stream or V a step
+            def values(n):
+                return [2.0 * r.uniform() - 1.0 for _ in range(n)]
+            self.targets = [values(cfg.num_classes) for _ in range(B)] if cfg.task == "classify" else \
+                [[values(V) for _ in range(B)] for _ in range(T)]
+        elif cfg.task == "classify":
             self.targets = [int(r.uniform() * cfg.num_classes) for _ in range(B)]
         else:
             self.targets = [[int(r.uniform() * V) for _ in range(B)] for _ in range(T)]

@@ -13,7 +13,7 @@ static int failures = 0;
                                              printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int L, float dropout) {
-    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN, 0, 0, 0};
+    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN, 0, 0, 0, 0};
     return c;
 }
 
@@ -138,7 +138,7 @@ static bench make(minrnn_config c, int B, int T, uint64_t seed) {
 
 /* The batch of B streams, T steps, over b's tokens (and targets, unless NULL). */
 static minrnn_batch batch_of(const bench *b, int B, int T, const int32_t *targets) {
-    minrnn_batch bt = {B, T, b->tokens, targets, NULL, NULL, NULL, NULL};
+    minrnn_batch bt = {B, T, b->tokens, targets, NULL, NULL, NULL, NULL, NULL};
     return bt;
 }
 
@@ -338,7 +338,7 @@ static void test_step_is_a_forward_of_one(void) {
     minrnn_batch all = batch_of(&b, 1, 4, NULL);
     minrnn_forward(&b.c, b.params, &all, b.state, b.state, NULL, b.logits, NULL, b.work, 1);
     for (int t = 0; t < 4; t++) {
-        minrnn_batch one = {1, 1, &b.tokens[t], NULL, NULL, NULL, NULL, NULL};
+        minrnn_batch one = {1, 1, &b.tokens[t], NULL, NULL, NULL, NULL, NULL, NULL};
         minrnn_step(&b.c, b.params, &one, state, step_logits, b.work, 1);
         for (int v = 0; v < 9; v++)
             CHECK(fabsf(step_logits[v] - b.logits[t * 9 + v]) <= 1e-5f, "t %d v %d: %g vs %g", t, v,
@@ -361,10 +361,10 @@ static void test_padding_changes_nothing(void) {
     for (int i = 0; i < 10; i++) pad.tokens[i] = i % 6, pad.targets[i] = (i + 1) % 6;
     for (int t = 0; t < 2; t++) one.tokens[t] = pad.tokens[t * 2 + 1], one.targets[t] = pad.targets[t * 2 + 1];
     int32_t lengths[2] = {5, 2};   /* stream 1: a record of 2 steps in a batch of 5 */
-    minrnn_batch padded = {2, 5, pad.tokens, pad.targets, lengths, NULL, NULL, NULL}, alone = batch_of(&one, 1, 2, one.targets);
+    minrnn_batch padded = {2, 5, pad.tokens, pad.targets, lengths, NULL, NULL, NULL, NULL}, alone = batch_of(&one, 1, 2, one.targets);
     float *final_pad = calloc(minrnn_state_size(&c, 2), sizeof(float)), *final_one = calloc(minrnn_state_size(&c, 1), sizeof(float));
     float loss_pad, loss_one, loss_first;
-    minrnn_batch first = {1, 5, NULL, NULL, NULL, NULL, NULL, NULL};   /* stream 0 alone, for its loss */
+    minrnn_batch first = {1, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL};   /* stream 0 alone, for its loss */
     int32_t tok0[5], tgt0[5];
     for (int t = 0; t < 5; t++) tok0[t] = pad.tokens[t * 2], tgt0[t] = pad.targets[t * 2];
     first.tokens = tok0, first.targets = tgt0;
@@ -437,7 +437,7 @@ static void generate_by_hand(bench *b, const int32_t *prime, int n_prime, const 
     memset(b->state, 0, minrnn_state_size(&b->c, GEN_N) * sizeof(float));
     for (int i = 0; i < n_prime; i++) {
         for (int k = 0; k < GEN_N; k++) tokens[k] = prime[i];
-        minrnn_batch bt = {GEN_N, 1, tokens, NULL, NULL, NULL, NULL, NULL};
+        minrnn_batch bt = {GEN_N, 1, tokens, NULL, NULL, NULL, NULL, NULL, NULL};
         CHECK(minrnn_step(&b->c, b->params, &bt, b->state, b->logits, b->work, 1) == MINRNN_OK, "step");
     }
     for (int k = 0; k < GEN_N; k++) tokens[k] = 7, running[k] = 1, count[k] = 0;
@@ -455,7 +455,7 @@ static void generate_by_hand(bench *b, const int32_t *prime, int n_prime, const 
         }
         for (int k = 0; k < GEN_N; k++) left += running[k];
         if (!left || n + 1 == GEN_LEN) break;
-        minrnn_batch bt = {GEN_N, 1, tokens, NULL, NULL, NULL, NULL, NULL};
+        minrnn_batch bt = {GEN_N, 1, tokens, NULL, NULL, NULL, NULL, NULL, NULL};
         CHECK(minrnn_step(&b->c, b->params, &bt, b->state, b->logits, b->work, 1) == MINRNN_OK, "step");
     }
 }

@@ -18,7 +18,7 @@ static const char *const KINDS[] = {"none", "dot", "general", "additive"};
 
 static minrnn_config seq2seq(int cell, int V, int E, int H, int L, float dropout, int attention) {
     minrnn_config c = {cell, MINRNN_TANH, V, E, H, L, dropout, MINRNN_TASK_SEQ2SEQ, 0, MINRNN_COND_NONE, 0, 0,
-                       MINRNN_MEAN, attention, attention == MINRNN_ATTENTION_ADDITIVE ? 5 : 0, 0};
+                       MINRNN_MEAN, attention, attention == MINRNN_ATTENTION_ADDITIVE ? 5 : 0, 0, 0};
     return c;
 }
 
@@ -199,7 +199,7 @@ static void test_backward_needs_its_forward(void) {
     lm.task = MINRNN_TASK_LM, lm.attention = 0;
     CHECK(minrnn_seq2seq_forward(&lm, b.params, &b.pairs, NULL, NULL, NULL, NULL, b.ws, 1) == MINRNN_ERR_ARG,
           "a language model through the seq2seq calls");
-    minrnn_batch batch = {1, 1, b.source, NULL, NULL, NULL, NULL, NULL};
+    minrnn_batch batch = {1, 1, b.source, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(minrnn_forward(&b.c, b.params, &batch, b.ws, NULL, NULL, NULL, NULL, b.ws, 1) == MINRNN_ERR_ARG,
           "a seq2seq model through minrnn_forward");
     release(&b);

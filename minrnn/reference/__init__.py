@@ -10,7 +10,7 @@ seq2seq's forward and backward keep their module's name: `seq2seq.forward`, `seq
 """
 
 from .cells import CELLS, CellKind
-from .model import (CONDITIONS, INIT_SCHEMES, REDUCTIONS, TASKS, Config, Forward, backward, cross_entropy, dropout_masks,
+from .model import (CONDITIONS, INIT_SCHEMES, LOSSES, REDUCTIONS, TASKS, Config, Forward, backward, cross_entropy, dropout_masks,
                     flatten, forward, init_params, normal_draw, param_count, param_shapes, softmax, unflatten,
                     zero_state, zeros_params)
 from .optim import OPTIMIZERS, Optimizer, clip_by_norm, clip_by_value, global_norm, hyperparameters
@@ -21,7 +21,7 @@ from .seq2seq import ATTENTIONS, Seq2seqConfig
 from .train import train_step, update_step
 
 __all__ = ["ATTENTIONS", "CELLS", "CONDITIONS", "CellKind", "Config", "Forward", "OPTIMIZERS", "Optimizer",
-           "REDUCTIONS", "Rng", "Seq2seqConfig", "TASKS", "argmax", "backward", "clip_by_norm", "clip_by_value",
+           "LOSSES", "REDUCTIONS", "Rng", "Seq2seqConfig", "TASKS", "argmax", "backward", "clip_by_norm", "clip_by_value",
            "cross_entropy", "dropout_masks", "flatten", "forward", "global_norm", "hyperparameters", "INIT_SCHEMES",
            "init_params", "normal_draw", "param_count", "param_shapes", "sample", "seq2seq", "softmax", "splitmix64",
            "train_step", "unflatten", "update_step", "zero_state", "zeros_params"]

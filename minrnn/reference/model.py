@@ -24,6 +24,7 @@ from .tensor import add_into, add_outer, float32, matvec, matvec_t, one_hot, vsu
 TASKS = ("lm", "classify", "encode")       # what the top layer's output feeds: see Config.task
 CONDITIONS = ("none", "label", "vector")   # what v, the condition added to layer 0's input, is
 REDUCTIONS = ("mean", "sum")               # how the loss combines its cross-entropies
+LOSSES = ("cross_entropy", "squared_error")   # what an output row's loss is: see Config.loss
 
 
 @dataclass
@@ -46,21 +47,28 @@ class Config:
     one_bias: bool = False      # True: bias_ih only, no bias_hh (min-char-rnn's single hidden bias)
     reduction: str = "mean"     # the loss is the "mean" or the "sum" of its cross-entropies
     input_size: int = 0         # D: 0 reads token ids; >= 1 reads D floats per step ("tokens" are then
-                                # (T, B, D) vectors): a classifier of sequences of vectors, vocab_size 0
+                                # (T, B, D) vectors): a classifier of sequences of vectors (vocab_size 0),
+                                # or task "lm" with an output of vocab_size classes or values per step
+    loss: str = "cross_entropy"  # "squared_error" (models of vectors): the outputs are values, and a row's
+                                # loss is sum_k (y_k - t_k)^2 against real targets; the mean divides by
+                                # the rows and their values
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         if min(self.vocab_size or self.input_size, self.hidden_size, self.num_layers) < 1 or self.embed_size < 0:
             raise ValueError("vocab_size, hidden_size and num_layers must be >= 1, embed_size >= 0")
-        if self.input_size < 0 or self.input_size and (self.vocab_size or self.embed_size or self.task != "classify"):
-            raise ValueError("input_size (vectors in) must be >= 0, and >= 1 only for a classifier with vocab_size 0 "
-                             "and embed_size 0")
+        if self.input_size < 0 or self.input_size and (self.embed_size or self.task not in ("classify", "lm") or
+                                                       bool(self.vocab_size) != (self.task == "lm")):
+            raise ValueError("input_size (vectors in) must be >= 0, and >= 1 only with embed_size 0 for a classifier "
+                             "(vocab_size 0) or task lm (vocab_size: its outputs per step)")
+        if self.loss not in LOSSES or self.loss == "squared_error" and not self.input_size:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, and squared_error is for models of vectors")
         if not (0.0 <= self.dropout < 1.0 and float32(self.dropout) < 1.0):
             raise ValueError("dropout must be in [0, 1) as a float32")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
-        if self.task == "classify" and self.num_classes < 2:
+        if self.task == "classify" and self.num_classes < (1 if self.loss == "squared_error" else 2):
             raise ValueError(f"task classify needs num_classes >= 2, not {self.num_classes}")
         if self.task == "lm" and self.num_classes != 0:
             raise ValueError(f"task lm predicts tokens: num_classes must be 0, not {self.num_classes}")
@@ -278,14 +286,36 @@ def cross_entropy_grad(logits, target, divisor):
     return [x / divisor for x in d]
 
 
+def squared_error(y, t):
+    """sum_k (y_k - t_k)^2: a row's loss when its outputs are values."""
+    return sum((a - b) ** 2 for a, b in zip(y, t))
+
+
+def squared_error_grad(y, t, divisor):
+    """d squared_error(y, t) / d y = 2 (y - t), over divisor."""
+    return [2.0 * (a - b) / divisor for a, b in zip(y, t)]
+
+
+def row_loss(cfg, logits, target):
+    return squared_error(logits, target) if cfg.loss == "squared_error" else cross_entropy(logits, target)
+
+
+def row_loss_grad(cfg, logits, target, divisor):
+    if cfg.loss == "squared_error":
+        return squared_error_grad(logits, target, divisor)
+    return cross_entropy_grad(logits, target, divisor)
+
+
 def loss_divisor(cfg, T, B, lengths):
-    """What the sum of cross-entropies is divided by: for "mean" their number (lm: the positions
-    within their records, T*B without lengths; classify: the B streams); for "sum" 1."""
+    """What the sum of the rows' losses is divided by: for "mean" their number (lm: the positions
+    within their records, T*B without lengths; classify: the B streams), times the values of a row
+    for squared_error; for "sum" 1."""
     if cfg.reduction == "sum":
         return 1
+    values = (cfg.num_classes if cfg.task == "classify" else cfg.vocab_size) if cfg.loss == "squared_error" else 1
     if cfg.task == "classify":
-        return B
-    return sum(lengths) if lengths is not None else T * B
+        return B * values
+    return (sum(lengths) if lengths is not None else T * B) * values
 
 
 # ---- forward and backward
@@ -347,7 +377,7 @@ def check_records(cfg, T, B, targets, lengths, cond):
         raise ValueError(f"cond vectors must have cond_size = {cfg.cond_size} elements")
     if cfg.task == "encode" and targets is not None:
         raise ValueError("task encode has no output layer and no loss: targets must be None")
-    if cfg.task == "classify" and targets is not None and (
+    if cfg.task == "classify" and targets is not None and cfg.loss == "cross_entropy" and (
             len(targets) != B or not all(isinstance(k, int) and 0 <= k < cfg.num_classes for k in targets)):
         raise ValueError(f"classify targets must be {B} class ids in [0, {cfg.num_classes})")
 
@@ -399,14 +429,14 @@ def forward(cfg, params, tokens, targets, state0, masks=None, lengths=None, cond
         logits = [linear_forward(params, "head", outputs[last_step(lengths, T, b)][b]) for b in range(B)]
         if targets is not None:
             for b in range(B):
-                total += cross_entropy(logits[b], targets[b])
+                total += row_loss(cfg, logits[b], targets[b])
     else:
         logits = [[linear_forward(params, "decoder", outputs[t][b]) for b in range(B)] for t in range(T)]
         if targets is not None:
             for t in range(T):
                 for b in range(B):
                     if running(lengths, t, b):
-                        total += cross_entropy(logits[t][b], targets[t][b])
+                        total += row_loss(cfg, logits[t][b], targets[t][b])
     loss = total / loss_divisor(cfg, T, B, lengths) if targets is not None else None
     return Forward(loss, logits, final_state, tokens, targets, masks, caches, outputs, lengths, cond)
 
@@ -419,9 +449,9 @@ def output_grad(cfg, params, fwd, grads, t, b, divisor):
     if cfg.task == "classify":
         if t != last_step(fwd.lengths, len(fwd.tokens), b):
             return zeros(cfg.hidden_size)
-        dlogits = cross_entropy_grad(fwd.logits[b], fwd.targets[b], divisor)
+        dlogits = row_loss_grad(cfg, fwd.logits[b], fwd.targets[b], divisor)
         return linear_backward(params, grads, "head", dlogits, fwd.outputs[t][b])
-    dlogits = cross_entropy_grad(fwd.logits[t][b], fwd.targets[t][b], divisor)
+    dlogits = row_loss_grad(cfg, fwd.logits[t][b], fwd.targets[t][b], divisor)
     return linear_backward(params, grads, "decoder", dlogits, fwd.outputs[t][b])
 
 

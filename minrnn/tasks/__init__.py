@@ -1,7 +1,7 @@
 """The kinds of data minrnn learns from, each a task object (tasks/base.py's Task): a text
 (stream.py), records with or without a condition (records.py), a classifier of records
 (classify.py), pairs for sequence to sequence (seq2seq.py), and a classifier of sequences of
-vectors (vectors.py). The training loop, minrnn.load,
+vectors, a label per step, or values (vectors.py). The training loop, minrnn.load,
 the commands and their checks ask the task; nothing outside this package, the bindings (core.py,
 and torch.py, which builds each task's model as an nn.Module) and the settings table branches on
 which task runs (tests/test_structure.py).
@@ -14,9 +14,9 @@ from minrnn.tasks.classify import Classify
 from minrnn.tasks.records import Records
 from minrnn.tasks.seq2seq import Seq2seq
 from minrnn.tasks.stream import Stream
-from minrnn.tasks.vectors import VectorClassify
+from minrnn.tasks.vectors import VectorClassify, VectorRegress, VectorTag
 
-TASKS = (Stream(), Records(), Classify(), Seq2seq(), VectorClassify())
+TASKS = (Stream(), Records(), Classify(), Seq2seq(), VectorClassify(), VectorTag(), VectorRegress())
 
 # the values of --task, in order, with what each learns (two tasks may share one: lm is a text or records)
 OPTIONS = {}

@@ -2,6 +2,7 @@
 of a task (each answered here for tasks that do not do that thing); the one reading of a data
 file; the shuffled split and batches of a file of records; and the memory a run needs."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,14 @@ class Task:
         and cond_scaling."""
         return {}
 
+    def guessing(self, model):
+        """The loss of guessing (uniformly among the outputs): what a diverging run does worse than."""
+        return math.log(model.outputs)
+
+    def meta(self, data):
+        """What the run's metadata holds beyond the run's record (the task's own facts)."""
+        return {}
+
     def check_resume(self, ck, data, s):
         """DataError if data is not what ck's run was trained on (beyond the file's fingerprint)."""
 
@@ -119,7 +128,7 @@ class Task:
         raise self.refuse("a seq2seq model")
 
     def predict(self, m, x, lengths):
-        raise self.refuse("a classifier of sequences of vectors")
+        raise self.refuse("a model of sequences of vectors")
 
 
 def probabilities(logits):

@@ -124,6 +124,14 @@ class ClassifierEvaluation:
         return int(self.confusion.sum())
 
     @property
+    def loss(self):
+        return self.nats
+
+    def summary(self):
+        """A validation line's figures."""
+        return f"accuracy {self.accuracy:.3f} (always the commonest label: {self.majority:.3f})"
+
+    @property
     def accuracy(self):
         return np.trace(self.confusion) / self.confusion.sum()
 

@@ -190,7 +190,8 @@ class Records(LanguageModel):
         return s["task"] == self.option and s["records"]
 
     def holds(self, ck):
-        return ck.model.config.task == "lm" and vocabulary(ck.vocab, ck.encoding).framed
+        cfg = ck.model.config
+        return cfg.task == "lm" and cfg.input_size == 0 and vocabulary(ck.vocab, ck.encoding).framed
 
     # ---- training
 

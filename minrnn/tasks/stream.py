@@ -85,7 +85,8 @@ class Stream(LanguageModel):
 
     def holds(self, ck):
         cfg = ck.model.config
-        return cfg.task == "lm" and cfg.cond == "none" and not vocabulary(ck.vocab, ck.encoding).framed
+        return cfg.task == "lm" and cfg.cond == "none" and cfg.input_size == 0 and \
+            not vocabulary(ck.vocab, ck.encoding).framed
 
     # ---- training
 

@@ -1,12 +1,25 @@
-"""A classifier of sequences of vectors (many to one: "sequence of frames -> category"): N sequences
-of D-dimensional vectors in a .npy of shape (N, T, D), with their lengths (N,) in another for
-ragged ones (steps past a length are padding), and one integer label each in a third (N,). Layer 0
-reads W_ih x_t with a dense x_t, each feature standardized with the training sequences' mean and
-deviation (kept in the checkpoint); the head reads the top layer's output at each sequence's last
-step, as the text classifier's does.
+"""Sequences of vectors in, classes or values out: N sequences of D-dimensional vectors in a .npy of
+shape (N, T, D), with their lengths (N,) in another for ragged ones (steps past a length are
+padding, never read), and the targets in a third:
 
-Shapes: a batch is inputs (T, B, D) float32, time-major, its sequences' labels (B,) and lengths (B,).
+    --task classify   (N,) whole numbers: a label per sequence (many to one, "frames -> category")
+    --task tag        (N, T) whole numbers: a label per step (many to many)
+    --task regress    real values: (N,) or (N, K) per sequence; (N, T) or (N, T, K) per step (an
+                      array whose second size is the inputs' T is read per step). Forecasting the
+                      next value of a series is regress with targets the inputs moved one step on.
+
+Layer 0 reads W_ih x_t with a dense x_t, each feature standardized with the training sequences'
+mean and deviation (kept in the checkpoint's scaling section); regression targets are standardized
+likewise (kept in its metadata: "target_scaling") and predictions scaled back. A label or a
+value per sequence is read from the top layer's output at the sequence's last step (the core's
+classify task); per step, from every step's (its lm task: outputs per step without a vocabulary).
+
+Shapes: a batch is inputs (T, B, D) float32, time-major, with (B,) or (T, B) labels, or (B, K) or
+(T, B, K) values, and lengths (B,).
 """
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,11 +33,12 @@ from minrnn.text import Vocab
 
 
 class Sequences:
-    """The sequences of an inputs file with their lengths and labels: x (N, T, D) float32,
-    standardized; lengths (N,) int32; labels (N,) class ids, label_names their names; train and val
-    index the shuffled split. like: a trained model's checkpoint (its labels and scaling)."""
+    """The sequences of an inputs file with their lengths and targets, for task `kind`: x (N, T, D)
+    float32, standardized; lengths (N,) int32; labels (class ids, label_names their names) or values
+    (float32, standardized; per_step says their shape); train and val index the shuffled split.
+    like: a trained model's checkpoint (its labels and scalings)."""
 
-    def __init__(self, path, targets, lengths=None, val_frac=0.1, seed=1, like=None):
+    def __init__(self, path, kind, targets, lengths=None, val_frac=0.1, seed=1, like=None):
         raw = read_array(path)
         if raw.ndim != 3 or 0 in raw.shape:
             raise DataError(f"{path}: {raw.shape} is not (sequences, steps, features); give a .npy of shape "
@@ -34,34 +48,77 @@ class Sequences:
         steps = np.arange(T)[None, :] < self.lengths[:, None]   # (N, T): the steps that are data
         if not np.all(np.isfinite(raw[steps])):
             raise DataError(f"{path}: holds NaN or infinite values; give finite numbers")
-        self.path = str(path)
-        self.fingerprint = fingerprint(read_file(path) + (read_file(targets) if targets else b"")
-                                       + (read_file(lengths) if lengths else b""))
+        self.path, self.kind = str(path), kind
+        self.fingerprint = fingerprint(b"".join(read_file(p) for p in (path, targets, lengths) if p))
         self.train, self.val = shuffled_split(N, val_frac, seed)
         if getattr(like, "input_scaling", None) is not None:   # a checkpoint's (resuming: computed again, compared)
             self.scaling = like.input_scaling
             if len(self.scaling[0]) != D:
                 raise DataError(f"{path}: {D} features a step; this model reads {len(self.scaling[0])}")
         else:
-            self.scaling = standardization(raw[self.train], steps[self.train])
-        x = np.where(steps[:, :, None], (raw - self.scaling[0]) * self.scaling[1], 0.0)
-        self.x = x.astype(np.float32)
-        del raw, x
-        self.label_names, self.labels = read_labels(targets, N, like and list(like.labels))
+            self.scaling = standardization(raw[self.train][steps[self.train]])
+        self.x = np.where(steps[:, :, None], (raw - self.scaling[0]) * self.scaling[1], 0.0).astype(np.float32)
+        del raw
         self.vocab = Vocab([])   # no tokens: a checkpoint's vocabulary is empty
+        self.label_names = self.labels = self.values = self.target_scaling = None
+        if targets is None:
+            raise DataError("give the targets: --targets Y.npy (" + TARGETS[kind] + ")")
+        y = read_array(targets)
+        if y.shape[0:1] != (N,):
+            raise DataError(f"{targets}: {y.shape[0] if y.ndim else 'no'} rows for {N} sequences; give "
+                            + TARGETS[kind])
+        self.per_step = kind == "tag" or (kind == "regress" and y.ndim >= 2 and y.shape[1] == T)
+        read = y[steps] if self.per_step else y   # what is read: (steps, ...) or (N, ...)
+        if not np.all(np.isfinite(read)):
+            raise DataError(f"{targets}: holds NaN or infinite values where they are read; give finite numbers")
+        if kind == "regress":
+            self.values = (y if y.ndim == (3 if self.per_step else 2) else y[..., None]).astype(np.float64)
+            if self.values.ndim != (3 if self.per_step else 2):
+                raise DataError(f"{targets}: {y.shape}; give " + TARGETS[kind])
+            saved = getattr(like, "meta", {}).get("target_scaling") if like is not None else None
+            train_values = self.values[self.train][steps[self.train]] if self.per_step else self.values[self.train]
+            self.target_scaling = tuple(np.array(a, np.float32) for a in saved) if saved else \
+                standardization(train_values)
+            self.values = ((self.values - self.target_scaling[0]) * self.target_scaling[1]).astype(np.float32)
+            if self.per_step:
+                self.values[~steps] = 0.0
+        else:
+            if y.shape != ((N, T) if kind == "tag" else (N,)) or not np.all(read == np.round(read)):
+                raise DataError(f"{targets}: {y.shape}; give " + TARGETS[kind])
+            names = like and list(like.labels) or None
+            self.label_names, labels = label_ids(np.where(steps, y, read.min()) if self.per_step else y, names,
+                                                 targets)
+            self.labels = labels
 
     @property
     def longest(self):
         return int(self.lengths.max())
+
+    @property
+    def outputs(self):
+        """Classes, or values, per output row."""
+        return len(self.label_names) if self.values is None else self.values.shape[-1]
 
     def inputs(self, picks):
         """The batch of sequences `picks`: inputs (T, B, D) up to their longest, and their lengths."""
         lengths = self.lengths[picks]
         return np.ascontiguousarray(self.x[picks, :lengths.max()].transpose(1, 0, 2)), lengths
 
+    def targets(self, picks):
+        """The batch's targets, as the core reads them: (B,) or (T, B) labels, (B, K) or (T, B, K) values."""
+        y = self.labels if self.values is None else self.values
+        y = y[picks]
+        if self.per_step:
+            y = y[:, :self.lengths[picks].max()].swapaxes(0, 1)
+        return np.ascontiguousarray(y)
+
     def chars(self, picks):
-        """Predictions in these sequences: one each."""
-        return len(picks)
+        """Predictions in these sequences: one each, or one a step."""
+        return int(self.lengths[picks].sum()) if self.per_step else len(picks)
+
+
+TARGETS = {"classify": "(N,) whole numbers, a label per sequence", "tag": "(N, T) whole numbers, a label per step",
+           "regress": "(N,) or (N, K) values per sequence, (N, T) or (N, T, K) per step"}
 
 
 def read_lengths(path, N, T):
@@ -74,69 +131,78 @@ def read_lengths(path, N, T):
     return raw.astype(np.int32)
 
 
-def read_labels(path, N, names=None):
-    """(label names, (N,) class ids) of a targets file of N whole numbers; names: a trained model's
-    (a label it does not have is an error), else the distinct values in order."""
-    if path is None:
-        raise DataError("give the labels: --targets Y.npy, one whole number per sequence")
-    raw = read_array(path)
-    if raw.shape != (N,) or not np.all(np.isfinite(raw)) or not np.all(raw == np.round(raw)):
-        raise DataError(f"{path}: give {N} whole numbers, one label per sequence (shape {raw.shape})")
-    values = [str(int(v)) for v in raw]
-    names = names or sorted(set(values), key=int)
+def label_ids(y, names, path):
+    """(label names, class ids shaped like y) of whole numbers y; names: a trained model's (a label it
+    does not have is an error), else the distinct values in order."""
+    values = np.asarray(y).astype(np.int64)
+    distinct = [str(v) for v in np.unique(values)]
+    names = names or sorted(distinct, key=int)
     index = {name: k for k, name in enumerate(names)}
-    missing = sorted(set(values) - set(index), key=int)
+    missing = sorted(set(distinct) - set(index), key=int)
     if missing:
         raise DataError(f"{path}: labels this model does not have: {', '.join(missing[:10])}")
-    return names, np.array([index[v] for v in values], dtype=np.int32)
+    lookup = np.vectorize(lambda v: index[str(v)], otypes=[np.int32])
+    return names, lookup(values).astype(np.int32)
 
 
-def standardization(x, steps):
-    """(shift, scale) per feature, float32: the mean and 1/deviation over the data steps of x (N, T,
-    D); a constant feature's scale is 1."""
-    values = x[steps].astype(np.float64)   # (steps, D)
+def standardization(values):
+    """(shift, scale) per column of values (rows, columns), float32: the mean and 1/deviation; a
+    constant column's scale is 1."""
+    values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     mean, std = values.mean(axis=0), values.std(axis=0)
     return mean.astype(np.float32), np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0).astype(np.float32)
 
 
-class VectorClassify(Task):
-    name = "vectors"
-    option = "classify"
-    what = "a classifier of sequences of vectors"
-    use = ("it labels sequences of vectors: python -m minrnn predict --checkpoint CKPT --inputs X.npy "
-           "(predict() from Python)")
-    unit, noun = "sequences", "sequences"
-    loss_unit = "nats/sequence"
-    swings = True
+class Vectors(Task):
+    """What the three tasks of vectors share; `option` says which (classify, tag or regress)."""
     reads_vectors = True
+    swings = True
+    what = "a model of sequences of vectors"
+    use = "it reads sequences of vectors: python -m minrnn predict --checkpoint CKPT --inputs X.npy (predict())"
+    unit = noun = "sequences"
+    loss_unit = "nats/sequence"
+
+    core_task = None          # the core's task its checkpoints hold (None: either)
+    loss = "cross_entropy"    # ... and their loss
 
     def chosen_by(self, s):
         return s["task"] == self.option and s["inputs"] is not None
 
     def holds(self, ck):
         cfg = ck.model.config
-        return cfg.task == "classify" and cfg.input_size > 0
+        return cfg.input_size > 0 and cfg.loss == self.loss and self.core_task in (None, cfg.task)
 
     def check(self, s):
         if s["records"] or s["tokens"] != "chars":
             raise ValueError("--inputs reads sequences of vectors; drop --records, --labels, --features and --tokens")
 
+    def per_step(self, cfg):
+        return cfg.task == "lm"
+
+    def guessing(self, model):
+        """Values: the squared error of always saying the training mean, 1 for standardized targets."""
+        return 1.0 if model.config.loss == "squared_error" else super().guessing(model)
+
+    # ---- training
+
     def read(self, path, s, like=None):
-        data = Sequences(path, s["targets"], s["lengths"], s["val_frac"], s["seed"], like)
-        if len(data.label_names) < 2:
-            raise DataError(f"{s['targets']}: a classifier needs at least 2 labels, and this file has "
+        data = Sequences(path, self.option, s["targets"], s["lengths"], s["val_frac"], s["seed"], like)
+        if data.values is None and len(data.label_names) < 2:
+            raise DataError(f"{s['targets']}: labels need at least 2 kinds, and this file has "
                             f"{len(data.label_names)}")
         return data
 
     def config(self, s, data):
-        return Config(vocab_size=0, hidden_size=s["hidden"], cell=s["cell"], num_layers=s["layers"],
-                      dropout=s["dropout"], task="classify", num_classes=len(data.label_names),
-                      one_bias=s["biases"] == 1, reduction=s["loss"], input_size=data.x.shape[2])
+        K = data.outputs
+        return Config(vocab_size=K if data.per_step else 0, hidden_size=s["hidden"], cell=s["cell"],
+                      num_layers=s["layers"], dropout=s["dropout"], task="lm" if data.per_step else "classify",
+                      num_classes=0 if data.per_step else K, one_bias=s["biases"] == 1, reduction=s["loss"],
+                      input_size=data.x.shape[2], loss="squared_error" if data.values is not None else "cross_entropy")
 
     def batches(self, data, s, model):
         def make(picks):
             x, lengths = data.inputs(picks)
-            return model.batch(x, data.labels[picks], lengths)
+            return model.batch(x, data.targets(picks), lengths)
         return ShuffledBatches(data.train, s["batch_size"], s["seed"], data.path, make, data.chars)
 
     def check_memory(self, cfg, s, data):
@@ -144,20 +210,22 @@ class VectorClassify(Task):
                               f"training on sequences of up to {data.longest} steps in batches of {s['batch_size']}",
                               "use a smaller --hidden, --layers or --batch-size")
 
-    def describe(self, s):
-        return "classifier of vectors"
+    def batch_shape(self, s):
+        return f"{s['batch_size']} sequences"
 
     def validate(self, model, data, s):
         if len(data.val) == 0:
             return None, ""
-        nats, predicted = evaluate(model, data, data.val, s["batch_size"])
-        truth = data.labels[data.val]
-        majority = np.bincount(data.labels[data.train]).argmax()
-        return nats, (f" | accuracy {np.mean(predicted == truth):.3f} (always {data.label_names[majority]}, the "
-                      f"training sequences' commonest label: {np.mean(truth == majority):.3f})")
+        scores = evaluate(model, data, data.val, s["batch_size"], data.train)
+        return scores.loss, f" | {scores.summary()}"
 
     def saved(self, data):
-        return dict(labels=data.label_names, input_scaling=data.scaling)
+        return dict(labels=data.label_names or [], input_scaling=data.scaling)
+
+    def meta(self, data):
+        if data.target_scaling is None:
+            return {}
+        return {"target_scaling": [a.astype(float).tolist() for a in data.target_scaling]}
 
     def check_resume(self, ck, data, s):
         if any(not np.array_equal(a, b) for a, b in zip(ck.input_scaling, data.scaling)):
@@ -166,26 +234,73 @@ class VectorClassify(Task):
     # ---- use
 
     def predict(self, m, x, lengths, batch_size=64):
-        """(N, K) probabilities of each class for raw inputs x (N, T, D), lengths (N,) or None."""
+        """Class probabilities (N, K), (N, T, K) per step; or values (N, K), (N, T, K) per step, in
+        the targets' own units (0 past a sequence's length)."""
         data = given_sequences(m, x, lengths)
-        out = []
+        cfg, out = m.model.config, []
         for a in range(0, len(data.x), batch_size):
-            x, lengths = data.inputs(np.arange(a, min(a + batch_size, len(data.x))))
-            out.append(probabilities(m.model.forward(x, lengths=lengths).logits))
-        return np.concatenate(out)
+            picks = np.arange(a, min(a + batch_size, len(data.x)))
+            x, lengths = data.inputs(picks)
+            y = m.model.forward(x, lengths=lengths).logits
+            y = y if cfg.loss == "squared_error" else probabilities(y)
+            if self.per_step(cfg):   # (T', B, K) -> (B, T, K), zeros past each length
+                full = np.zeros((len(picks), data.x.shape[1], y.shape[-1]))
+                full[:, :y.shape[0]] = y.swapaxes(0, 1)
+                full[np.arange(data.x.shape[1])[None, :] >= lengths[:, None]] = 0.0
+                y = full
+            out.append(y)
+        y = np.concatenate(out)
+        if cfg.loss == "squared_error":
+            shift, scale = target_scaling(m)
+            y = y / scale + shift
+            if self.per_step(cfg):
+                y[np.arange(y.shape[1])[None, :] >= data.lengths[:, None]] = 0.0
+        return y
+
+    def predicted_lines(self, m, y, lengths):
+        """What `predict` prints of predict's y: a line per sequence: its label and probability, or
+        its values (per step: each step's label, or values joined by commas, separated by spaces)."""
+        cfg, names = m.model.config, m.labels
+        N, T = len(y), (y.shape[1] if self.per_step(cfg) else 1)
+        lengths = np.full(N, T) if lengths is None else np.asarray(lengths, dtype=np.int64)
+
+        def one(row):   # a sequence's (K,) output, or a step's
+            if cfg.loss == "squared_error":
+                return ",".join(f"{v:.6g}" for v in row)
+            k = int(np.argmax(row))
+            return f"{names[k]}" if self.per_step(cfg) else f"{names[k]} {row[k]:.3f}"
+        if not self.per_step(cfg):
+            return [one(row) for row in y]
+        return [" ".join(one(y[i, t]) for t in range(lengths[i])) for i in range(N)]
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
-        data = Sequences(path, targets, lengths, val_frac=0.0, like=m.checkpoint)
-        picks = np.arange(len(data.x))
-        nats, predicted = evaluate(m.model, data, picks, batch_size)
-        K = len(data.label_names)
-        confusion = np.zeros((K, K), dtype=np.int64)
-        np.add.at(confusion, (data.labels, predicted), 1)
-        return ClassifierEvaluation(nats, list(data.label_names), confusion, noun="sequences")
+        data = Sequences(path, self.option, targets, lengths, val_frac=0.0, like=m.checkpoint)
+        return evaluate(m.model, data, np.arange(len(data.x)), batch_size)
+
+
+class VectorClassify(Vectors):
+    name, option, core_task = "vectors", "classify", "classify"
+
+
+class VectorTag(Vectors):
+    name, option, core_task = "tag", "tag", "lm"
+    option_help = "--inputs X.npy: learn a label per step, --targets (N, T) whole numbers"
+    loss_unit = "nats/step"
+
+
+class VectorRegress(Vectors):
+    name, option, loss = "regress", "regress", "squared_error"
+    option_help = "--inputs X.npy: learn real values per sequence or per step, a squared-error loss"
+    loss_unit = "squared error (standardized)"
+
+
+def target_scaling(m):
+    shift, scale = (np.array(a, dtype=np.float64) for a in m.checkpoint.meta["target_scaling"])
+    return shift, scale
 
 
 def given_sequences(m, x, lengths):
-    """Raw inputs from Python, (N, T, D) floats, as a model's Sequences (standardized; no labels)."""
+    """Raw inputs from Python, (N, T, D) floats, as a model's Sequences (standardized; no targets)."""
     data = Sequences.__new__(Sequences)
     x = np.asarray(x, dtype=np.float64)
     D = m.model.config.input_size
@@ -205,13 +320,81 @@ def given_sequences(m, x, lengths):
     return data
 
 
-def evaluate(model, data, picks, batch_size):
-    """(mean nats per sequence, predicted class ids) of the sequences `picks`, dropout off."""
-    total, predicted = 0.0, []
+def evaluate(model, data, picks, batch_size, baseline_picks=None):
+    """The model on the sequences `picks`, dropout off: a ClassifierEvaluation (labels; per step,
+    every step counts as a record), or a RegressionEvaluation (values). baseline_picks: where the
+    baselines' statistics come from (default: picks themselves)."""
+    total, count, predicted, got = 0.0, 0, [], []
     for a in range(0, len(picks), batch_size):
         chunk = picks[a:a + batch_size]
         x, lengths = data.inputs(chunk)
-        fwd = model.forward(x, data.labels[chunk], lengths=lengths)
-        total += fwd.loss * (1 if model.config.reduction == "sum" else len(chunk))
-        predicted += list(np.argmax(fwd.logits, axis=1))
-    return total / len(picks), np.array(predicted, dtype=np.int64)
+        fwd = model.forward(x, data.targets(chunk), lengths=lengths)
+        n = data.chars(chunk) * (data.outputs if data.values is not None else 1)
+        total += fwd.loss * (1 if model.config.reduction == "sum" else n)
+        count += n
+        if data.per_step:   # (T, B, K) -> the steps read, sequence by sequence, as rows() and the labels
+            y = fwd.logits.swapaxes(0, 1)[np.arange(x.shape[0])[None, :] < lengths[:, None]]
+        else:
+            y = fwd.logits   # (rows, K)
+        if data.values is None:
+            predicted.append(np.argmax(y, axis=-1))
+        else:
+            got.append(y)
+    if data.values is None:
+        truth = data.labels[picks]
+        if data.per_step:
+            truth = np.concatenate([data.labels[i, :data.lengths[i]] for i in picks])
+        K = len(data.label_names)
+        confusion = np.zeros((K, K), dtype=np.int64)
+        np.add.at(confusion, (truth, np.concatenate(predicted)), 1)
+        noun = "steps" if data.per_step else "sequences"
+        return ClassifierEvaluation(total / count, list(data.label_names), confusion, noun=noun)
+    return RegressionEvaluation.of(data, picks, np.concatenate(got), total / count,
+                                   picks if baseline_picks is None else baseline_picks)
+
+
+@dataclass
+class RegressionEvaluation:
+    """A model of values on labelled sequences, in the targets' own units: root mean squared error and
+    mean absolute error over every value read, beside two naive forecasts: the mean of the training
+    values, and (per step) the last step's value."""
+    loss: float          # the mean squared error of the standardized values (what training minimizes)
+    rmse: float
+    mae: float
+    baselines: dict      # {name: (rmse, mae)}
+    values: int          # values compared
+
+    @classmethod
+    def of(cls, data, picks, predicted, loss, baseline_picks):
+        shift, scale = (a.astype(np.float64) for a in data.target_scaling)
+        truth = rows(data, picks) / scale + shift
+        guess = np.asarray(predicted, np.float64) / scale + shift
+        mean = rows(data, baseline_picks) / scale + shift
+        baselines = {"the training mean": np.broadcast_to(mean.mean(axis=0), truth.shape)}
+        if data.per_step:   # y_{t-1} for y_t: the last value, the first step having none (its own mean)
+            previous = np.concatenate([np.concatenate([mean.mean(axis=0)[None], data.values[i, :data.lengths[i] - 1]
+                                                       / scale + shift]) for i in picks])
+            baselines["the last value"] = previous
+        errors = {name: (rms(b - truth), float(np.abs(b - truth).mean())) for name, b in baselines.items()}
+        return cls(float(loss), rms(guess - truth), float(np.abs(guess - truth).mean()), errors, truth.size)
+
+    def summary(self):
+        best = min(self.baselines.items(), key=lambda kv: kv[1][0])
+        return f"RMSE {self.rmse:.4g}, MAE {self.mae:.4g} ({best[0]}: RMSE {best[1][0]:.4g})"
+
+    def report(self, path):
+        lines = [f"{path}: RMSE {self.rmse:.6g}, MAE {self.mae:.6g} over {self.values:,} values; loss {self.loss:.4f} "
+                 "(squared error of the standardized values)"]
+        lines += [f"  always {name}: RMSE {r:.6g}, MAE {a:.6g}" for name, (r, a) in self.baselines.items()]
+        return "\n".join(lines)
+
+
+def rows(data, picks):
+    """The standardized values of the sequences `picks`, one row (K values) per step read or per sequence."""
+    if data.per_step:
+        return np.concatenate([data.values[i, :data.lengths[i]] for i in picks]).astype(np.float64)
+    return data.values[picks].astype(np.float64)
+
+
+def rms(e):
+    return float(math.sqrt(np.mean(np.square(e))))
