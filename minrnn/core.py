@@ -833,8 +833,9 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
         raise ValueError("vocab lacks the start and end markers a seq2seq model's has")
     words = encoding == "words"
     ids = (symbols.count(TOKEN_END) if words else len(symbols)) + len(vocab) - len(symbols)
-    if ids != cfg.vocab_size:
-        raise ValueError(f"vocab has {ids} {'words' if words else 'symbols'} and its config {cfg.vocab_size}")
+    expected = 0 if getattr(cfg, "input_size", 0) else cfg.vocab_size   # a model of vectors has no vocabulary
+    if ids != expected:
+        raise ValueError(f"vocab has {ids} {'words' if words else 'symbols'} and its config {expected}")
     top, kind = (255, "byte values") if encoding == "bytes" else (0x10FFFF, "Unicode scalar values")
     if words:
         checked_words(symbols, top)
@@ -865,9 +866,17 @@ def checked_words(stored, top):
             token.append(s)
 
 
+def label_count(cfg):
+    """The names a checkpoint holds (checkpoint.c's label_count): the classes of a classifier (a
+    tagger of vectors: of its V classes; values have none), then the condition's labels."""
+    classes = getattr(cfg, "loss", "cross_entropy") == "cross_entropy"
+    outputs = cfg.num_classes if cfg.task == "classify" else cfg.vocab_size if getattr(cfg, "input_size", 0) else 0
+    return (outputs if classes else 0) + (cfg.cond_size if cfg.cond == "label" else 0)
+
+
 def checked_names(cfg, labels, scaling):
     """(labels, scaling) as save_checkpoint takes them, checked for a model of cfg."""
-    count = (cfg.num_classes if cfg.task == "classify" else 0) + (cfg.cond_size if cfg.cond == "label" else 0)
+    count = label_count(cfg)
     if not isinstance(labels, list) or len(labels) != count or len(set(labels)) < count or not all(
             isinstance(x, str) and x and not set(x) & set("\t\n\r\0") for x in labels):
         raise ValueError(f"labels must be {count} different names without tabs or line breaks")

@@ -347,3 +347,13 @@ def test_the_example_reads_and_writes_words_as_the_cli_does(example, trained, ki
     assert out.stdout == cli.stdout
     said = [int(x.split()[0]) for x in (cli.stderr.decode(), out.stderr.decode().removeprefix("minrnn_sample: ")) if x]
     assert len(said) in (0, 2) and len(set(said)) <= 1, (cli.stderr, out.stderr)   # the same count of unknown words
+
+
+def test_the_example_refuses_a_model_of_vectors_in_one_line(example, tmp_path):
+    cfg = Config(vocab_size=2, hidden_size=4, task="lm", input_size=3, loss="squared_error")
+    core.save_checkpoint(tmp_path / "v.ckpt", core.Model(cfg, seed=1), [], "utf8",
+                         input_scaling=(np.zeros(3), np.ones(3)))
+    out = subprocess.run([str(example), str(tmp_path / "v.ckpt")], capture_output=True)
+    assert out.returncode == 1 and out.stdout == b""
+    assert out.stderr == (b"minrnn_sample: this checkpoint reads sequences of vectors, not text (python -m minrnn "
+                          b"predict); it does not generate text\n")

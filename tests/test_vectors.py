@@ -184,15 +184,17 @@ def test_bad_vector_files_get_one_line(tmp_path):
                           cwd=tmp_path), "which this command reads")
 
 
-def test_a_classifier_of_vectors_goes_through_safetensors_and_torch(tmp_path):
+@pytest.mark.parametrize("task", ["classify", "tag", "regress"])
+def test_a_model_of_vectors_goes_through_safetensors_and_torch(tmp_path, task):
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
     import minrnn.torch as mt
     from minrnn import api
     x, y, _ = drifting(60, 5)
+    y = {"classify": y, "tag": np.repeat(y[:, None], 8, axis=1), "regress": x[:, :, :2].sum(axis=2)}[task]
     save(tmp_path, "x.npy", x), save(tmp_path, "y.npy", y)
-    best = api.train(inputs=str(tmp_path / "x.npy"), targets=str(tmp_path / "y.npy"), task="classify", hidden=8,
-                        layers=1, max_iters=5, out=str(tmp_path / "r"), quiet=True)
+    best = api.train(inputs=str(tmp_path / "x.npy"), targets=str(tmp_path / "y.npy"), task=task, hidden=8,
+                     layers=1, max_iters=5, out=str(tmp_path / "r"), quiet=True)
     m = api.load(best)
     assert minrnn("export", best, "m.safetensors", cwd=tmp_path).returncode == 0
     assert minrnn("import", "m.safetensors", "back.ckpt", cwd=tmp_path).returncode == 0
@@ -202,8 +204,16 @@ def test_a_classifier_of_vectors_goes_through_safetensors_and_torch(tmp_path):
     module.eval()   # no dropout
     shift, scale = (np.array(a) for a in info["input_scaling"])
     xs = torch.tensor(((x - shift) * scale).transpose(1, 0, 2), dtype=torch.float32)
-    p = torch.softmax(module(xs)[0].double(), -1).detach().numpy()
-    assert np.abs(p - m.predict(x)).max() < 1e-5   # float32 GEMMs in another order: round-off of ~1e-7
+    y = module(xs)[0].double()
+    if task == "regress":   # values, per step, scaled back as the metadata says
+        shift, scale = (np.array(a) for a in info["meta"]["target_scaling"])
+        p = (y.detach().numpy() / scale + shift).swapaxes(0, 1)
+    else:
+        p = torch.softmax(y, -1).detach().numpy()
+        p = p.swapaxes(0, 1) if task == "tag" else p
+    # float32 GEMMs in another order: round-off of ~1e-7 of the outputs; values scaled back by the
+    # targets' deviation (~1.5 here)
+    assert np.abs(p - m.predict(x)).max() < 1e-5 * (1 + np.abs(p).max())
 
 
 def test_a_tagger_of_vectors_learns_a_label_per_step(tmp_path):

@@ -172,14 +172,18 @@ static int load_checkpoint(const char *path, minrnn_checkpoint *ck) {
     }
     const minrnn_config *cfg = &ck->config;
     size_t C = cfg->cond == MINRNN_COND_VECTOR ? (size_t)cfg->cond_size : 0;
-    ck->vocab = malloc((size_t)ck->vocab_length * sizeof(int32_t));
+    ck->vocab = malloc((size_t)ck->vocab_length * sizeof(int32_t) + 1);   /* + 1: a model of vectors has none */
     ck->params = malloc(minrnn_param_count(cfg) * sizeof(float));
     ck->meta = malloc(ck->meta_size + 1);
     ck->labels = malloc(ck->labels_size + 1);
     ck->cond_shift = C ? malloc(C * sizeof(float)) : NULL;
     ck->cond_scale = C ? malloc(C * sizeof(float)) : NULL;
+    size_t D = (size_t)cfg->input_size;   /* a model of vectors: loaded whole, then refused by run */
+    ck->input_shift = D ? malloc(D * sizeof(float)) : NULL;
+    ck->input_scale = D ? malloc(D * sizeof(float)) : NULL;
     ck->m = ck->v = ck->state = NULL;   /* the training state is not needed to sample */
-    if (!ck->vocab || !ck->params || !ck->meta || !ck->labels || (C && (!ck->cond_shift || !ck->cond_scale))) {
+    if (!ck->vocab || !ck->params || !ck->meta || !ck->labels || (C && (!ck->cond_shift || !ck->cond_scale)) ||
+        (D && (!ck->input_shift || !ck->input_scale))) {
         close(fd);
         return out_of_memory();
     }
@@ -193,6 +197,7 @@ static int load_checkpoint(const char *path, minrnn_checkpoint *ck) {
 
 static void free_checkpoint(minrnn_checkpoint *ck) {
     free(ck->vocab), free(ck->params), free(ck->meta), free(ck->labels), free(ck->cond_shift), free(ck->cond_scale);
+    free(ck->input_shift), free(ck->input_scale);
 }
 
 /* A record model's vocabulary ends with the start and the end token. */
@@ -621,6 +626,11 @@ static int run(const minrnn_checkpoint *ck, const lexicon *lex, options *o) {
     }
     if (o->n_texts) {
         fprintf(stderr, "minrnn_sample: texts to translate need a seq2seq checkpoint; this one generates text\n");
+        return 0;
+    }
+    if (cfg->input_size) {
+        fprintf(stderr, "minrnn_sample: this checkpoint reads sequences of vectors, not text "
+                        "(python -m minrnn predict); it does not generate text\n");
         return 0;
     }
     if (cfg->task == MINRNN_TASK_CLASSIFY) {
