@@ -4,6 +4,7 @@ commands end to end on real English."""
 import math
 import re
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -109,3 +110,28 @@ def test_loss_per_char_is_the_total_over_the_characters():
     e = TextEvaluation(nats=3.0, characters=10, unknown={}, encoding="words", text_chars=40)
     assert e.nats_per_char == pytest.approx(0.75) and e.bits == pytest.approx(3.0 / math.log(2))
     assert TextEvaluation(nats=1.5, characters=10, unknown={}).nats_per_char == 1.5
+
+
+def test_a_model_of_words_resumes_exactly_and_runs_in_torch(tmp_path):
+    (tmp_path / "en.txt").write_text(english(30000))
+    args = ["en.txt", "--tokens", "words", "--vocab-size", "200", "--min-count", "2", *TINY, "--embed", "8",
+            "--dropout", "0.2", "--eval-every", "5"]
+    assert minrnn("train", *args, "--max-iters", "12", "--out", "whole", cwd=tmp_path).returncode == 0
+    assert minrnn("train", *args, "--max-iters", "6", "--out", "split", cwd=tmp_path).returncode == 0
+    r = minrnn("train", "--resume", "--max-iters", "12", "--out", "split", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    whole, split = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("whole", "split"))
+    assert np.array_equal(whole.model.params, split.model.params) and whole.vocab == split.vocab
+
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from minrnn import torch as mt
+    from minrnn.interop import export_safetensors
+    export_safetensors(whole, tmp_path / "w.safetensors")
+    module, info = mt.load(tmp_path / "w.safetensors")
+    assert text.vocabulary(info["vocab"], info["encoding"]).symbols == text.vocabulary(whole.vocab, "words").symbols
+    tokens = np.random.default_rng(1).integers(0, 200, size=(7, 3)).astype(np.int32)
+    with torch.no_grad():
+        got, _ = module.eval()(torch.from_numpy(tokens).long())
+    # float32 products summed in another order: ~1e-7 of logits of order one
+    np.testing.assert_allclose(got.numpy(), whole.model.forward(tokens).logits, rtol=0, atol=1e-5)
