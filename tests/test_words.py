@@ -135,3 +135,16 @@ def test_a_model_of_words_resumes_exactly_and_runs_in_torch(tmp_path):
         got, _ = module.eval()(torch.from_numpy(tokens).long())
     # float32 products summed in another order: ~1e-7 of logits of order one
     np.testing.assert_allclose(got.numpy(), whole.model.forward(tokens).logits, rtol=0, atol=1e-5)
+
+
+def test_records_of_words_report_per_token_and_per_character(tmp_path):
+    lines = [line for line in english(20000).splitlines() if line.strip()]
+    (tmp_path / "lines.txt").write_text("".join(line + "\n" for line in lines))
+    assert minrnn("train", "lines.txt", "--records", "--tokens", "words", "--vocab-size", "150", *TINY,
+                  "--max-iters", "4", "--out", "r", cwd=tmp_path).returncode == 0
+    ev = minrnn("eval", "--checkpoint", "r/best.ckpt", "lines.txt", cwd=tmp_path)
+    m = re.search(r"([\d.]+) nats/token.* over ([\d,]+) tokens .*\(([\d.]+) nats/char.* over their ([\d,]+) "
+                  r"characters\)", ev.stdout)
+    per_token, tokens, per_char, chars = (float(g.replace(",", "")) for g in m.groups())
+    assert chars == sum(len(line) for line in lines)   # every character of the records, the line ends not
+    assert per_char * chars == pytest.approx(per_token * tokens, rel=2e-4)   # one total, printed to 4 decimals

@@ -89,6 +89,7 @@ class RecordSet:
         rows = Rows(path, reading, split, like and like.vocab, framed=True, skip_unknown=skip_unknown)
         self.path, self.fingerprint, self.vocab, self.unknown = rows.path, rows.fingerprint, rows.vocab, rows.unknown
         self.ids = [row[0] for row in rows.rows]
+        self.text_chars = [row[0] for row in rows.text_chars]   # the characters each record's ids stand for
         n = len(self.ids)
         self.train, self.val = shuffled_split(n, val_frac, seed)
         self.label_names, self.labels, self.vectors, self.scaling = None, None, None, None
@@ -297,7 +298,8 @@ class Records(LanguageModel):
         add_counts(m.last_unknown, records.unknown)
         nats, per_record, chars, _ = evaluate_records(m.model, records, np.arange(len(records.ids)), batch_size,
                                                       records.condition)
-        return RecordEvaluation(nats, per_record, chars, len(records.ids), dict(m.last_unknown), m.vocab.encoding)
+        return RecordEvaluation(nats, per_record, chars, len(records.ids), dict(m.last_unknown), m.vocab.encoding,
+                                sum(records.text_chars))
 
 
 @dataclass
@@ -309,6 +311,7 @@ class RecordEvaluation:
     records: int
     unknown: dict = dataclasses.field(default_factory=dict)   # the characters skipped, as TextEvaluation's
     encoding: str = "utf8"
+    text_chars: int = None   # the characters of the records (a model of words: its tokens')
 
     @property
     def bits(self):
@@ -316,6 +319,10 @@ class RecordEvaluation:
 
     def report(self, path):
         unit, units = units_of(self.encoding)
+        per_char = ""
+        if self.encoding == "words":   # the same total over the records' characters (the ends have none)
+            nats = self.nats * self.characters / self.text_chars
+            per_char = f" ({nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char over their {self.text_chars:,} characters)"
         return with_skipped(f"{path}: {self.nats:.4f} nats/{unit}, {self.bits:.4f} bits/{unit} over {self.characters:,} "
-                            f"{units} (the end of each record included); {self.per_record:.3f} nats per record "
-                            f"over {self.records:,} records", self.unknown, self.encoding)
+                            f"{units} (the end of each record included){per_char}; {self.per_record:.3f} nats per "
+                            f"record over {self.records:,} records", self.unknown, self.encoding)
