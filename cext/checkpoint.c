@@ -57,7 +57,8 @@
  * section table.)
  *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
- *   - the config passes minrnn_config_check; encoding is UTF8, BYTES or WORDS; BYTES has V <= 258;
+ *   - the config passes minrnn_config_check; encoding is UTF8, BYTES or WORDS (a model of vectors,
+ *     input_size > 0, has no vocabulary: UTF8); BYTES has V <= 258;
  *     vocab_length is V for UTF8 and BYTES, and for WORDS at least V and at most
  *     V * (MINRNN_MAX_TOKEN_CHARS + 1);
  *   - the task is not MINRNN_TASK_ENCODE: a bare encoder has no output layer, nothing samples or
@@ -499,6 +500,7 @@ static int check_scalars(const minrnn_checkpoint *ck)
     if (ck->config.task == MINRNN_TASK_ENCODE) return MINRNN_ERR_ARG;   /* a bare encoder */
     /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
     if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
+    if (ck->config.input_size && ck->encoding != MINRNN_UTF8) return MINRNN_ERR_ARG;   /* vectors: no vocabulary */
     int64_t V = vocab_ids(ck);   /* WORDS: every token at most MINRNN_MAX_TOKEN_CHARS and its end */
     if (ck->encoding == MINRNN_WORDS ? ck->vocab_length < V || ck->vocab_length > V * (MINRNN_MAX_TOKEN_CHARS + 1)
                                      : ck->vocab_length != V)

@@ -181,8 +181,8 @@ static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
         for (int64_t k = 0; has_loss && k < O; k++)
             if (!isfinite(bt->values[i * O + k])) return MINRNN_ERR_ARG;
     }
-    for (int64_t i = 0; bt->tokens && i < (int64_t)B * T; i++) {
-        if (bt->tokens[i] < 0 || bt->tokens[i] >= cfg->vocab_size) return MINRNN_ERR_ARG;
+    for (int64_t i = 0; i < (int64_t)B * T; i++) {   /* the ids: tokens, and a model of vectors' too has targets */
+        if (bt->tokens && (bt->tokens[i] < 0 || bt->tokens[i] >= cfg->vocab_size)) return MINRNN_ERR_ARG;
         int has_loss = !bt->lengths || i / B < bt->lengths[i % B];
         if (bt->targets && !classify && has_loss && (bt->targets[i] < 0 || bt->targets[i] >= cfg->vocab_size))
             return MINRNN_ERR_ARG;

@@ -24,7 +24,7 @@ import sys
 
 from minrnn import core, tasks
 from minrnn.errors import UserError
-from minrnn.settings import DEFAULTS, RUN, SESSION, USE
+from minrnn.settings import DEFAULTS, RUN, SESSION, USE, renamed
 from minrnn.tasks.classify import ClassifierEvaluation
 from minrnn.tasks.lm import TextEvaluation
 from minrnn.tasks.records import RecordEvaluation
@@ -235,6 +235,11 @@ def train(input=None, out="out", callback=None, resume=False, max_time=None, thr
     layers=1, task="seq2seq", ...: the option names with _ for -). callback(record), if given, is
     called at each evaluation with what metrics.jsonl records. quiet: no progress output. Returns
     the path of the run's best checkpoint."""
+    if "encoding" in settings:   # the name of tokens before minrnn 0.6
+        try:
+            settings = renamed(settings, "encoding", settings.pop("encoding"))
+        except ValueError as e:
+            raise UserError(str(e)) from None
     known = {s.name for s in RUN + SESSION}
     unknown = sorted(set(settings) - known)
     if unknown:

@@ -21,7 +21,8 @@ from minrnn.picture import attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import IMAGES, plot_runs
 from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
-from minrnn.settings import DATA, MODEL, POSITIVE, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number
+from minrnn.settings import (DATA, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number,
+                             renamed)
 from minrnn.tasks.records import read_features
 from minrnn.text import skipped, unescape
 from minrnn.training import Run
@@ -82,7 +83,7 @@ def build_parser():
                    help="the text file (UTF-8, or any bytes with --tokens bytes); optional with --resume")
     model = t.add_argument_group("model (fixed once a run has started)")
     add_settings(model, MODEL)
-    model.add_argument("--encoding", choices=list(ENCODING_ALIAS), help="utf8 or bytes: the same as --tokens chars "
+    model.add_argument("--encoding", choices=list(RENAMED["encoding"][1]), help="utf8 or bytes: the same as --tokens chars "
                        "or --tokens bytes (the option's name before minrnn 0.6)")
     add_settings(t.add_argument_group("records, labels and conditions (fixed once a run has started)"), DATA)
     add_settings(t.add_argument_group("training (fixed once a run has started)"), TRAINING)
@@ -257,16 +258,13 @@ def build_parser():
 
 # ---- commands
 
-# --encoding, as --tokens says it
-ENCODING_ALIAS = {"utf8": "chars", "bytes": "bytes"}
-
-
 def cmd_train(args):
     given = {name: getattr(args, name) for name in RUN_NAMES}
     if args.encoding is not None:
-        if given["tokens"] not in (None, ENCODING_ALIAS[args.encoding]):
-            raise UserError(f"--encoding {args.encoding} is --tokens {ENCODING_ALIAS[args.encoding]}; give one of them")
-        given["tokens"] = ENCODING_ALIAS[args.encoding]
+        try:
+            given = renamed(given, "encoding", args.encoding)
+        except ValueError as e:
+            raise UserError(str(e)) from None
     return Run(given, args.input, args.out, args.resume, args.max_time, args.threads).run()
 
 

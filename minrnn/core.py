@@ -792,6 +792,9 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
     meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
     label_bytes = "".join(name + "\n" for name in labels).encode("utf-8")
     vocab = np.ascontiguousarray(vocab, dtype=np.int32)
+    ids = 0 if getattr(model.config, "input_size", 0) else model.config.vocab_size
+    if encoding != "words" and len(vocab) != ids:   # the library reads that many (its 0 means V)
+        raise ValueError(f"vocab has {len(vocab)} symbols and the model {ids}")
     ck = ffi.new("minrnn_checkpoint *")
     ck.config = model.c[0]
     ck.encoding, ck.vocab_length = ENCODINGS[encoding], len(vocab)
@@ -832,6 +835,8 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
     if cfg.task == "seq2seq" and symbols is vocab:
         raise ValueError("vocab lacks the start and end markers a seq2seq model's has")
     words = encoding == "words"
+    if words and getattr(cfg, "input_size", 0):
+        raise ValueError("encoding is words, and a model of vectors has no vocabulary (give utf8)")
     ids = (symbols.count(TOKEN_END) if words else len(symbols)) + len(vocab) - len(symbols)
     expected = 0 if getattr(cfg, "input_size", 0) else cfg.vocab_size   # a model of vectors has no vocabulary
     if ids != expected:

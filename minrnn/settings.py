@@ -281,7 +281,11 @@ def settle(s):
         raise ValueError("--labels and --features each condition the model; give one")
     if s["attention_size"] is not None and s["attention"] != "additive":
         raise ValueError(f"--attention-size is the size of additive attention; this run's is {s['attention']}")
+    if s["inputs"] is None and (s["targets"] or s["lengths"]):
+        raise ValueError("--targets and --lengths go with --inputs X.npy (sequences of vectors)")
     task = tasks.for_settings(s)
+    if s["inputs"] is not None and not task.reads_vectors:
+        raise ValueError("--inputs reads sequences of vectors: give --task classify, tag or regress")
     task.check(s)
     return s, task
 
@@ -289,6 +293,18 @@ def settle(s):
 # Settings of runs stored by an older minrnn, as the settings now say them: {old name: (new name,
 # {old value: new value})}; and the settings added since, as those runs had them.
 RENAMED = {"encoding": ("tokens", {"utf8": "chars", "bytes": "bytes"})}
+def renamed(given, old, value):
+    """given (the settings given, by name) with an old setting's value as its new one says it (what
+    --encoding bytes means now: --tokens bytes); ValueError for a value it never had, or if the new
+    one is given too, otherwise."""
+    new, values = RENAMED[old]
+    if value not in values:
+        raise ValueError(f"--{old} takes {' or '.join(values)}, not {value!r}")
+    if given.get(new) not in (None, values[value]):
+        raise ValueError(f"--{old} {value} is --{new} {values[value]}; give one of them")
+    return {**given, new: values[value]}
+
+
 ADDED = {"vocab_size": None, "min_count": None, "inputs": None, "targets": None, "lengths": None}
 
 

@@ -244,8 +244,8 @@ class Run:
             return None
         finally:
             self.stepping += time.perf_counter() - began
-        if self.s["loss"] == "sum":   # reported per character, as every other loss
-            loss /= self.s["batch_size"] * self.s["seq_len"]
+        if self.s["loss"] == "sum":   # reported per prediction (a character, mostly), as every other loss
+            loss /= self.batches.chars_per_step
         # a classifier's batch losses swing far from their average, and a seq2seq model's near-zero
         # ones (0.01, then 0.05) by many times: only worse than guessing counts; a preset is
         # someone's recipe exactly (min-char-rnn's first steps reach 10 nats/char)

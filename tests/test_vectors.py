@@ -269,3 +269,68 @@ def test_a_regression_forecasts_a_series_better_than_its_last_value(tmp_path):
     m = api.load(tmp_path / "run" / "best.ckpt")
     assert m.predict(x).shape == (5, 20, 1)
     assert np.sqrt(np.mean((m.predict(x)[:, :, 0] - y) ** 2)) < 2 * rmse + 1.0   # in the targets' units
+
+
+# ---- what an independent review found, each a test that failed before its fix
+
+def test_a_taggers_targets_are_checked_by_the_core():
+    model = core.Model(vectors_config("gru", 2, 4, task="lm"), seed=1, threads=1)
+    x = np.zeros((3, 2, 2), np.float32)
+    for bad in (10**6, -1, 3):   # K = 3 classes: ids in [0, 3)
+        with pytest.raises(core.MinrnnError):
+            model.forward(x, np.full((3, 2), bad, np.int32))
+
+
+def test_a_model_of_vectors_has_no_vocabulary_to_save():
+    model = core.Model(vectors_config("gru", 2, 4, task="lm"), seed=1)
+    with pytest.raises(core.MinrnnError):   # the library: encoding words with vectors
+        core.save_checkpoint("/nonexistent/never-written.ckpt", model, [], "words", labels=["a", "b", "c"],
+                             input_scaling=(np.zeros(2), np.ones(2)))
+    with pytest.raises(ValueError, match="vocab has 0 symbols and the model 3"):   # never read past the list
+        core.save_checkpoint("/nonexistent/never-written.ckpt", core.Model(Config(vocab_size=3, hidden_size=2)),
+                             [], "utf8")
+
+
+def test_regression_baselines_come_from_training_and_bad_targets_are_one_line(tmp_path):
+    x, y, _ = drifting(80, 6)
+    values = x.sum(axis=2)   # (N, T): a value per step
+    for name, a in [("x.npy", x), ("v.npy", values), ("v_far.npy", values + 1000.0), ("y.npy", y),
+                    ("v_seq.npy", values[:, -1]), ("y_wide.npy", np.zeros((80, 5)))]:
+        save(tmp_path, name, a)
+    common = ["--hidden", "8", "--layers", "1", "--max-iters", "10", "--eval-every", "5"]
+    assert minrnn("train", "--inputs", "x.npy", "--targets", "v.npy", "--task", "regress", *common, "--out", "reg",
+                  cwd=tmp_path).returncode == 0
+    ev = minrnn("eval", "--checkpoint", "reg/best.ckpt", "--inputs", "x.npy", "--targets", "v_far.npy", cwd=tmp_path)
+    mean_rmse = float(re.search(r"always the training mean: RMSE ([\d.]+)", ev.stdout).group(1))
+    assert mean_rmse > 900, ev.stdout   # the training targets' mean, 1000 from these, not their own
+    # a per-step model given a target per sequence; a tagger given a label per sequence; a classifier's
+    # labels given to a tagger with the wrong T
+    one_line_error(minrnn("eval", "--checkpoint", "reg/best.ckpt", "--inputs", "x.npy", "--targets", "v_seq.npy",
+                          cwd=tmp_path), "a target per step")
+    for targets in ("y.npy", "y_wide.npy"):
+        one_line_error(minrnn("train", "--inputs", "x.npy", "--targets", targets, "--task", "tag", *common, "--out",
+                              "t", cwd=tmp_path), "this task reads (N, T) whole numbers")
+    # a checkpoint whose target_scaling was lost
+    ck = core.load_checkpoint(tmp_path / "reg" / "best.ckpt")
+    core.save_checkpoint(tmp_path / "damaged.ckpt", ck.model, ck.vocab, ck.encoding, meta={},
+                         input_scaling=ck.input_scaling)
+    for command in (["predict", "--checkpoint", "damaged.ckpt", "--inputs", "x.npy"],
+                    ["eval", "--checkpoint", "damaged.ckpt", "--inputs", "x.npy", "--targets", "v.npy"]):
+        one_line_error(minrnn(*command, cwd=tmp_path), "metadata is damaged")
+
+
+def test_vector_options_go_together(tmp_path):
+    x, y, _ = drifting(40, 7)
+    save(tmp_path, "x.npy", x), save(tmp_path, "y.npy", y)
+    (tmp_path / "t.txt").write_text("some text to model " * 20)
+    cases = [(["t.txt", "--task", "tag"], "--task tag reads sequences of vectors"),
+             (["t.txt", "--targets", "y.npy"], "--targets and --lengths go with --inputs"),
+             (["--inputs", "x.npy", "--targets", "y.npy", "--task", "lm"], "--inputs reads sequences of vectors")]
+    for args, fragment in cases:
+        one_line_error(minrnn("train", *args, "--out", "r", cwd=tmp_path), fragment)
+    # a summed loss: reported per prediction, and no divergence from dividing by --seq-len
+    r = minrnn("train", "--inputs", "x.npy", "--targets", "y.npy", "--task", "classify", "--loss", "sum", "--hidden",
+               "8", "--layers", "1", "--max-iters", "8", "--eval-every", "4", "--out", "s", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    train, val = (float(v) for v in re.findall(r"train ([\d.]+) \| val ([\d.]+)", r.stdout)[-1])
+    assert 0.2 < train / val < 5   # both nats per sequence (they were 60 times apart)

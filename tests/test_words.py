@@ -148,3 +148,13 @@ def test_records_of_words_report_per_token_and_per_character(tmp_path):
     per_token, tokens, per_char, chars = (float(g.replace(",", "")) for g in m.groups())
     assert chars == sum(len(line) for line in lines)   # every character of the records, the line ends not
     assert per_char * chars == pytest.approx(per_token * tokens, rel=2e-4)   # one total, printed to 4 decimals
+
+
+def test_the_api_takes_the_old_name_of_tokens(tmp_path):
+    from minrnn import api
+    (tmp_path / "t.txt").write_bytes(bytes(range(256)) * 4)
+    best = api.train(str(tmp_path / "t.txt"), out=str(tmp_path / "r"), encoding="bytes", hidden=4, layers=1,
+                     batch_size=2, seq_len=8, max_iters=2, quiet=True)
+    assert core.load_checkpoint(best).encoding == "bytes"
+    with pytest.raises(Exception, match="--encoding bytes is --tokens bytes"):
+        api.train(str(tmp_path / "t.txt"), out=str(tmp_path / "r2"), encoding="bytes", tokens="words", quiet=True)

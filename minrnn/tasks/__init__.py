@@ -26,7 +26,10 @@ for _task in TASKS:
 
 def for_settings(s):
     """The task a run's settings (settled: settings.settle) choose."""
-    return next(t for t in TASKS if t.chosen_by(s))
+    task = next((t for t in TASKS if t.chosen_by(s)), None)
+    if task is None:   # an option of vectors' alone, without them
+        raise ValueError(f"--task {s['task']} reads sequences of vectors: give --inputs X.npy and --targets Y.npy")
+    return task
 
 
 def for_checkpoint(ck):

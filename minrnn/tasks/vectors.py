@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from minrnn.core import checked_scaling
 from minrnn.data import DataError, fingerprint, read_array, read_file
 from minrnn.errors import UserError
 from minrnn.reference import Config
@@ -67,24 +68,35 @@ class Sequences:
         if y.shape[0:1] != (N,):
             raise DataError(f"{targets}: {y.shape[0] if y.ndim else 'no'} rows for {N} sequences; give "
                             + TARGETS[kind])
-        self.per_step = kind == "tag" or (kind == "regress" and y.ndim >= 2 and y.shape[1] == T)
+        model = getattr(like, "model", None)   # a checkpoint's: its task says per step or per sequence
+        self.per_step = model.config.task == "lm" if model is not None else \
+            kind == "tag" or (kind == "regress" and y.ndim >= 2 and y.shape[1] == T)
+        ranks = {("regress", True): (2, 3), ("regress", False): (1, 2), ("tag", True): (2,)}.get((kind, self.per_step), (1,))
+        if y.ndim not in ranks or (self.per_step and y.shape[1] != T):
+            what = (f"(N, {T}) or (N, {T}, K) values, a target per step" if kind == "regress" and self.per_step
+                    else "(N,) or (N, K) values, a target per sequence" if kind == "regress" else TARGETS[kind])
+            raise DataError(f"{targets}: {y.shape}; this {'model' if model is not None else 'task'} reads {what}")
         read = y[steps] if self.per_step else y   # what is read: (steps, ...) or (N, ...)
         if not np.all(np.isfinite(read)):
             raise DataError(f"{targets}: holds NaN or infinite values where they are read; give finite numbers")
         if kind == "regress":
-            self.values = (y if y.ndim == (3 if self.per_step else 2) else y[..., None]).astype(np.float64)
-            if self.values.ndim != (3 if self.per_step else 2):
-                raise DataError(f"{targets}: {y.shape}; give " + TARGETS[kind])
-            saved = getattr(like, "meta", {}).get("target_scaling") if like is not None else None
-            train_values = self.values[self.train][steps[self.train]] if self.per_step else self.values[self.train]
-            self.target_scaling = tuple(np.array(a, np.float32) for a in saved) if saved else \
-                standardization(train_values)
+            self.values = (y if y.ndim == ranks[-1] else y[..., None]).astype(np.float64)
+            K = self.values.shape[-1]
+            if model is not None:
+                wants = model.config.vocab_size if self.per_step else model.config.num_classes
+                if K != wants:
+                    raise DataError(f"{targets}: {K} values a {'step' if self.per_step else 'sequence'}; this model "
+                                    f"gives {wants}")
+                self.target_scaling = saved_target_scaling(like, K)
+            else:
+                self.target_scaling = standardization(self.values[self.train][steps[self.train]] if self.per_step
+                                                      else self.values[self.train])
             self.values = ((self.values - self.target_scaling[0]) * self.target_scaling[1]).astype(np.float32)
             if self.per_step:
                 self.values[~steps] = 0.0
         else:
-            if y.shape != ((N, T) if kind == "tag" else (N,)) or not np.all(read == np.round(read)):
-                raise DataError(f"{targets}: {y.shape}; give " + TARGETS[kind])
+            if not np.all(read == np.round(read)):
+                raise DataError(f"{targets}: holds numbers that are not whole; give labels, " + TARGETS[kind])
             names = like and list(like.labels) or None
             self.label_names, labels = label_ids(np.where(steps, y, read.min()) if self.per_step else y, names,
                                                  targets)
@@ -170,7 +182,7 @@ class Vectors(Task):
 
     def holds(self, ck):
         cfg = ck.model.config
-        return cfg.input_size > 0 and cfg.loss == self.loss and self.core_task in (None, cfg.task)
+        return cfg.input_size > 0 and cfg.cond == "none" and cfg.loss == self.loss and self.core_task in (None, cfg.task)
 
     def check(self, s):
         if s["records"] or s["tokens"] != "chars":
@@ -216,7 +228,7 @@ class Vectors(Task):
     def validate(self, model, data, s):
         if len(data.val) == 0:
             return None, ""
-        scores = evaluate(model, data, data.val, s["batch_size"], data.train)
+        scores = evaluate(model, data, data.val, s["batch_size"])
         return scores.loss, f" | {scores.summary()}"
 
     def saved(self, data):
@@ -251,7 +263,7 @@ class Vectors(Task):
             out.append(y)
         y = np.concatenate(out)
         if cfg.loss == "squared_error":
-            shift, scale = target_scaling(m)
+            shift, scale = (a.astype(np.float64) for a in saved_target_scaling(m.checkpoint, y.shape[-1]))
             y = y / scale + shift
             if self.per_step(cfg):
                 y[np.arange(y.shape[1])[None, :] >= data.lengths[:, None]] = 0.0
@@ -274,6 +286,8 @@ class Vectors(Task):
         return [" ".join(one(y[i, t]) for t in range(lengths[i])) for i in range(N)]
 
     def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+        if features is not None:
+            raise UserError("features are for a model of records conditioned on them; this one reads --inputs")
         data = Sequences(path, self.option, targets, lengths, val_frac=0.0, like=m.checkpoint)
         return evaluate(m.model, data, np.arange(len(data.x)), batch_size)
 
@@ -294,9 +308,13 @@ class VectorRegress(Vectors):
     loss_unit = "squared error (standardized)"
 
 
-def target_scaling(m):
-    shift, scale = (np.array(a, dtype=np.float64) for a in m.checkpoint.meta["target_scaling"])
-    return shift, scale
+def saved_target_scaling(ck, K):
+    """A regression checkpoint's (shift, scale) of its K targets, from its metadata; DataError if it
+    is missing or misshapen (a damaged checkpoint: this minrnn always writes it)."""
+    try:
+        return checked_scaling(ck.meta.get("target_scaling"), K, "target_scaling")
+    except ValueError as e:
+        raise DataError(f"the checkpoint's metadata is damaged ({e}); use the checkpoint its run wrote") from None
 
 
 def given_sequences(m, x, lengths):
@@ -320,10 +338,10 @@ def given_sequences(m, x, lengths):
     return data
 
 
-def evaluate(model, data, picks, batch_size, baseline_picks=None):
+def evaluate(model, data, picks, batch_size):
     """The model on the sequences `picks`, dropout off: a ClassifierEvaluation (labels; per step,
-    every step counts as a record), or a RegressionEvaluation (values). baseline_picks: where the
-    baselines' statistics come from (default: picks themselves)."""
+    every step counts as a record), or a RegressionEvaluation (values, beside baselines from the
+    training targets' statistics)."""
     total, count, predicted, got = 0.0, 0, [], []
     for a in range(0, len(picks), batch_size):
         chunk = picks[a:a + batch_size]
@@ -349,15 +367,14 @@ def evaluate(model, data, picks, batch_size, baseline_picks=None):
         np.add.at(confusion, (truth, np.concatenate(predicted)), 1)
         noun = "steps" if data.per_step else "sequences"
         return ClassifierEvaluation(total / count, list(data.label_names), confusion, noun=noun)
-    return RegressionEvaluation.of(data, picks, np.concatenate(got), total / count,
-                                   picks if baseline_picks is None else baseline_picks)
+    return RegressionEvaluation.of(data, picks, np.concatenate(got), total / count)
 
 
 @dataclass
 class RegressionEvaluation:
     """A model of values on labelled sequences, in the targets' own units: root mean squared error and
     mean absolute error over every value read, beside two naive forecasts: the mean of the training
-    values, and (per step) the last step's value."""
+    values (the checkpoint's: the training targets' mean), and (per step) the last step's value."""
     loss: float          # the mean squared error of the standardized values (what training minimizes)
     rmse: float
     mae: float
@@ -365,14 +382,13 @@ class RegressionEvaluation:
     values: int          # values compared
 
     @classmethod
-    def of(cls, data, picks, predicted, loss, baseline_picks):
-        shift, scale = (a.astype(np.float64) for a in data.target_scaling)
+    def of(cls, data, picks, predicted, loss):
+        shift, scale = (a.astype(np.float64) for a in data.target_scaling)   # shift: the training targets' mean
         truth = rows(data, picks) / scale + shift
         guess = np.asarray(predicted, np.float64) / scale + shift
-        mean = rows(data, baseline_picks) / scale + shift
-        baselines = {"the training mean": np.broadcast_to(mean.mean(axis=0), truth.shape)}
-        if data.per_step:   # y_{t-1} for y_t: the last value, the first step having none (its own mean)
-            previous = np.concatenate([np.concatenate([mean.mean(axis=0)[None], data.values[i, :data.lengths[i] - 1]
+        baselines = {"the training mean": np.broadcast_to(shift, truth.shape)}
+        if data.per_step:   # y_{t-1} for y_t: the last value, the first step having none (the training mean)
+            previous = np.concatenate([np.concatenate([shift[None], data.values[i, :data.lengths[i] - 1]
                                                        / scale + shift]) for i in picks])
             baselines["the last value"] = previous
         errors = {name: (rms(b - truth), float(np.abs(b - truth).mean())) for name, b in baselines.items()}
