@@ -10,14 +10,9 @@ is the last month's value plus the change it forecasts.
     python tools/forecast.py [--window T] [--steps N] [--out FOLDER]
 """
 
-import argparse
-import pathlib
-import shutil
-import sys
-
 import numpy as np
 
-from minrnn import api
+from demos import arguments, need, save, trained
 
 
 def windows(series, T):
@@ -29,31 +24,14 @@ def windows(series, T):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--window", type=int, default=24, help="months a window holds (default 24)")
-    p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
-    p.add_argument("--out", default="build/forecast", help="where the data and the run go (default build/forecast)")
-    args = p.parse_args()
-    try:
-        import statsmodels.api as sm
-    except ImportError:
-        sys.exit("forecast.py: needs statsmodels: pip install statsmodels (or make demo-forecast)")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    args = arguments(__doc__, "build/forecast", 2000, ("--window", int, 24, "months a window holds"))
+    sm = need("statsmodels.api", "statsmodels", "demo-forecast")
     weekly = sm.datasets.co2.load_pandas().data["co2"].interpolate()
     series = weekly.resample("MS").mean().to_numpy(dtype=np.float64)
     change = np.diff(series)   # change[i] = series[i + 1] - series[i]
     cut = len(series) * 4 // 5
-    files = {}
-    for part, piece in (("train", change[:cut - 1]), ("test", change[cut - 1 - args.window:])):
-        x, y = windows(piece, args.window)
-        np.save(out / f"{part}_x.npy", x), np.save(out / f"{part}_y.npy", y)
-        files[part] = (str(out / f"{part}_x.npy"), str(out / f"{part}_y.npy"))
-    shutil.rmtree(out / "run", ignore_errors=True)   # this script's own run: made again each time
-    best = api.train(inputs=files["train"][0], targets=files["train"][1], task="regress", cell="lstm", hidden=64,
-                     layers=1, dropout=0.0, batch_size=32, max_iters=args.steps, epochs=10**6, lr_decay=1.0,
-                     eval_every=250, out=str(out / "run"), quiet=True)
-    m = api.load(best)
+    m = trained(args.out / "run", save(args.out, "train", *windows(change[:cut - 1], args.window)), "regress",
+                args.steps, cell="lstm")
     # the last month of each held-out window: one forecast per month of the last fifth
     x, _ = windows(change[cut - 1 - args.window:], args.window)
     last = series[cut - 1:-1]                 # the month before each forecast month
