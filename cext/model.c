@@ -636,27 +636,27 @@ static double output_forward(const run *r, float *logits_out) {
             float *z = logits + (size_t)i * O;
             const float *t = r->values + (size_t)i * O;
             double sum = 0.0;
-            for (int k = 0; k < O && row_has_loss(r, i); k++) {
-                z[k] -= t[k];
-                sum += (double)z[k] * z[k];
-            }
+            if (row_has_loss(r, i))
+                for (int k = 0; k < O; k++) {
+                    z[k] -= t[k];
+                    sum += (double)z[k] * z[k];
+                }
             row_loss[i] = (float)sum;
         }
-        double total = 0.0;
-        for (int i = 0; i < R; i++) total += row_has_loss(r, i) ? row_loss[i] : 0.0;
-        return r->cfg->reduction == MINRNN_SUM ? total : total / (loss_count(r) * O);
-    }
-    /* softmax - onehot(target) in place, what backward reads; loss = logsumexp - logit[target], at
-     * the rows that have one */
-    #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
-    for (int i = 0; i < R; i++) {
-        int has_loss = row_has_loss(r, i);
-        double loss = cross_entropy_row(logits + (size_t)i * O, O, has_loss ? r->targets[i] : -1);
-        row_loss[i] = has_loss ? (float)loss : 0.0f;
+    } else {
+        /* softmax - onehot(target) in place, what backward reads; loss = logsumexp - logit[target],
+         * at the rows that have one */
+        #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
+        for (int i = 0; i < R; i++) {
+            int has_loss = row_has_loss(r, i);
+            double loss = cross_entropy_row(logits + (size_t)i * O, O, has_loss ? r->targets[i] : -1);
+            row_loss[i] = has_loss ? (float)loss : 0.0f;
+        }
     }
     double total = 0.0;
     for (int i = 0; i < R; i++) total += row_loss[i];
-    return r->cfg->reduction == MINRNN_SUM ? total : total / loss_count(r);
+    /* the mean: over the rows with a loss, and a row's values (MINRNN_SQUARED_ERROR) */
+    return r->cfg->reduction == MINRNN_SUM ? total : total / (loss_count(r) * (r->values ? O : 1));
 }
 
 /* state (L, S, B, H) = every state after the last step */

@@ -90,12 +90,16 @@ class Trained:
             raise UserError(f"{what}: {e}, and this model reads UTF-8 text (it was trained without "
                             "--tokens bytes); give UTF-8") from None
 
+    def ids_of(self, symbols):
+        """The ids of symbols (as symbols() gives them) in the vocabulary; what ids() says of the rest."""
+        ids, unknown = self.vocab.encode_known(symbols)
+        add_counts(self.last_unknown, unknown)
+        return ids
+
     def ids(self, text, what):
         """The ids of text's characters in the vocabulary; the others are skipped, and counted in
         last_unknown. (what: what messages call the text: the prime, text 2, ...)"""
-        ids, unknown = self.vocab.encode_known(self.symbols(text, what))
-        add_counts(self.last_unknown, unknown)
-        return ids
+        return self.ids_of(self.symbols(text, what))
 
     def reads(self):
         """A call that reads texts starts: what the last one skipped is forgotten."""

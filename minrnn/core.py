@@ -318,11 +318,8 @@ class Block:
             check(lib.minrnn_init_params(c_config(config), _fptr(params), seed & (2**64 - 1), INITS[init]), "init")
         else:
             params = _floats(params, (n,), "params").copy()
-        self._hold(config, params, np.zeros(n, dtype=np.float32), threads)
-
-    def _hold(self, config, params, grads, threads):
         self.config, self.c, self.threads = config, c_config(config), threads
-        self.params, self.grads = params, grads
+        self.params, self.grads = params, np.zeros(n, dtype=np.float32)
         self.tensors = self.views(self.params)
         self._workspaces = {}
         self._compact = None   # the bfloat16 block that inference reads, after set_precision("bfloat16")
@@ -792,7 +789,7 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
     meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
     label_bytes = "".join(name + "\n" for name in labels).encode("utf-8")
     vocab = np.ascontiguousarray(vocab, dtype=np.int32)
-    ids = 0 if getattr(model.config, "input_size", 0) else model.config.vocab_size
+    ids = vocab_ids(model.config)
     if encoding != "words" and len(vocab) != ids:   # the library reads that many (its 0 means V)
         raise ValueError(f"vocab has {len(vocab)} symbols and the model {ids}")
     ck = ffi.new("minrnn_checkpoint *")
@@ -838,12 +835,12 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
     if words and getattr(cfg, "input_size", 0):
         raise ValueError("encoding is words, and a model of vectors has no vocabulary (give utf8)")
     ids = (symbols.count(TOKEN_END) if words else len(symbols)) + len(vocab) - len(symbols)
-    expected = 0 if getattr(cfg, "input_size", 0) else cfg.vocab_size   # a model of vectors has no vocabulary
+    expected = vocab_ids(cfg)
     if ids != expected:
         raise ValueError(f"vocab has {ids} {'words' if words else 'symbols'} and its config {expected}")
     top, kind = (255, "byte values") if encoding == "bytes" else (0x10FFFF, "Unicode scalar values")
     if words:
-        checked_words(symbols, top)
+        checked_words(symbols)
         return vocab, encoding, *checked_names(cfg, labels, scaling)
     for i, s in enumerate(symbols):
         if not 0 <= s <= top or 0xD800 <= s <= 0xDFFF and encoding == "utf8" or i and s <= symbols[i - 1]:
@@ -851,7 +848,13 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
     return vocab, encoding, *checked_names(cfg, labels, scaling)
 
 
-def checked_words(stored, top):
+def vocab_ids(cfg):
+    """The ids of a model's vocabulary (checkpoint.c's vocab_ids): V, or none for a model of vectors
+    (whose V, if any, counts its outputs; a Seq2seqConfig has no input_size)."""
+    return 0 if getattr(cfg, "input_size", 0) else cfg.vocab_size
+
+
+def checked_words(stored):
     """ValueError unless stored (a word vocabulary without its markers) is what checkpoint.c takes:
     tokens of at most MAX_TOKEN_CHARS Unicode scalar values, each ended by TOKEN_END, the first
     empty, in strictly increasing order."""
@@ -865,7 +868,7 @@ def checked_words(stored, top):
                                  f"of 1 to {lib.MINRNN_MAX_TOKEN_CHARS} code points, once, increasing)")
             tokens.append(token)
             token = []
-        elif not 0 <= s <= top or 0xD800 <= s <= 0xDFFF:
+        elif not 0 <= s <= 0x10FFFF or 0xD800 <= s <= 0xDFFF:
             raise ValueError(f"vocab[{i}] = {s} is not a Unicode scalar value")
         else:
             token.append(s)

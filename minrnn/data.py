@@ -90,3 +90,13 @@ def read_array(path):
 
 def fingerprint(data):
     return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint_files(paths):
+    """fingerprint of the files' bytes end to end, read a chunk at a time (never held whole)."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -165,10 +165,13 @@ class Vocab:
         ids, known = self._lookup([symbol])
         return int(ids[0]) if known[0] else None
 
-    def lengths(self, symbols):
-        """How many characters each id of encode_known(symbols) stands for (symbols as
-        read_symbols gives them): one each."""
-        return np.ones(int(self._lookup(symbols)[1].sum()), dtype=np.int64)
+    def lengths(self, symbols, ids):
+        """How many characters each of ids, encode_known(symbols)'s, stands for: one each."""
+        return np.ones(len(ids), dtype=np.int64)
+
+    def char_count(self, symbols, ids):
+        """The characters ids, encode_known(symbols)'s, stand for: lengths(symbols, ids).sum()."""
+        return len(ids)
 
 
 class WordVocab(Vocab):
@@ -226,8 +229,11 @@ class WordVocab(Vocab):
     def id_of(self, symbol):
         return self._index.get(chr(symbol) if isinstance(symbol, int) else symbol)
 
-    def lengths(self, symbols):
-        return np.array([len(t) for t in symbols], dtype=np.int64)
+    def lengths(self, symbols, ids):
+        return np.array([len(t) for t in symbols], dtype=np.int64)   # (an unknown word: its own)
+
+    def char_count(self, symbols, ids):
+        return sum(map(len, symbols))
 
 
 def store_words(tokens):
@@ -248,9 +254,14 @@ class Reading(NamedTuple):
         return cls(TOKENS[s["tokens"]], s["vocab_size"], s["min_count"] or 1)
 
 
+def vocabulary_kind(encoding):
+    """The class of a vocabulary of this encoding: Vocab, or WordVocab."""
+    return WordVocab if encoding == "words" else Vocab
+
+
 def vocabulary(stored, encoding):
     """The Vocab (or WordVocab) of a checkpoint's vocabulary."""
-    return (WordVocab if encoding == "words" else Vocab)(stored, encoding)
+    return vocabulary_kind(encoding)(stored, encoding)
 
 
 def learn(pieces, encoding, framed=False, size=None, min_count=1):

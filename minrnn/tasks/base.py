@@ -152,7 +152,7 @@ class Known:
 class Rows:
     """A data file as the model reads it: path, fingerprint (of its bytes), the vocabulary, and
     rows: for each record (a text's one) the ids of each of its fields (a pair: source, target),
-    text_chars the characters they stand for;
+    text_chars the characters all of them stand for;
     unknown: {symbol: count} of the symbols outside a given vocabulary that were skipped."""
 
     def __init__(self, path, reading, split, vocab=None, framed=False, fields=(None,), skip_unknown=False):
@@ -173,10 +173,10 @@ class Rows:
         self.unknown = {}
         try:
             self.rows = [[self.encoded(x, skip_unknown) for x in row] for row in symbols]
-            # the characters each record's ids stand for (a word's, or one each), field by field
-            self.text_chars = [[int(self.vocab.lengths(x).sum()) for x in row] for row in symbols]
         except TextError as e:   # only with a vocabulary from a checkpoint
             raise DataError(f"{path}: {e}") from None
+        self.text_chars = sum(self.vocab.char_count(x, ids) for row, id_row in zip(symbols, self.rows)
+                              for x, ids in zip(row, id_row))
 
     def encoded(self, symbols, skip_unknown):
         if not skip_unknown:

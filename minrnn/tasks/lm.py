@@ -11,7 +11,7 @@ from minrnn import core
 from minrnn.errors import UserError
 from minrnn.resources import require_memory
 from minrnn.tasks.base import Task, probabilities, workspace_bytes
-from minrnn.text import TextError, skipped
+from minrnn.text import TextError, skipped, vocabulary_kind
 
 
 class LanguageModel(Task):
@@ -165,8 +165,9 @@ def evaluate(model, ids, streams, seq_len, lengths=None):
 def evaluate_text(m, text, batch_size, seq_len, what):
     """A TextEvaluation of m on text (bytes or str), characters outside its vocabulary skipped (a
     word outside it is the unknown word)."""
-    ids = m.ids(text, what)
-    lengths = m.vocab.lengths(m.symbols(text, what))
+    symbols = m.symbols(text, what)
+    ids = m.ids_of(symbols)
+    lengths = m.vocab.lengths(symbols, ids)
     if len(ids) < 2:
         raise UserError(f"{what}: fewer than 2 characters the model knows; nothing to evaluate")
     streams, _, T = evaluation_shape(len(ids), batch_size, seq_len)
@@ -195,21 +196,28 @@ class TextEvaluation:
     def nats_per_char(self):
         """The loss per character of the text, total nats over its characters: the scale on which a
         model of words and one of characters compare."""
-        return self.nats if self.text_chars is None else self.nats * self.characters / self.text_chars
+        return self.nats if self.text_chars is None else per_char(self.nats, self.characters, self.text_chars)
 
     def report(self, path):
         """What `python -m minrnn eval` prints."""
-        per_char = f"{self.nats_per_char:.4f} nats/char, {self.nats_per_char / math.log(2):.4f} bits/char"
+        chars = f"{self.nats_per_char:.4f} nats/char, {self.nats_per_char / math.log(2):.4f} bits/char"
         if self.encoding != "words":
-            return with_skipped(f"{path}: {per_char} over {self.characters:,} characters", self.unknown, self.encoding)
+            return with_skipped(f"{path}: {chars} over {self.characters:,} characters", self.unknown, self.encoding)
         return with_skipped(f"{path}: {self.nats:.4f} nats/token, {self.bits:.4f} bits/token over {self.characters:,} "
-                            f"tokens; {per_char} over their {self.text_chars:,} characters", self.unknown,
+                            f"tokens; {chars} over their {self.text_chars:,} characters", self.unknown,
                             self.encoding)
+
+
+def per_char(nats, predicted, chars):
+    """A loss of nats per token over `predicted` tokens, as nats per character of the `chars`
+    characters they stand for: the same total."""
+    return nats * predicted / chars
 
 
 def units_of(encoding):
     """(unit, units) of what a model of this encoding reads, in reports: a character, or a token."""
-    return ("token", "tokens") if encoding == "words" else ("char", "characters")
+    kind = vocabulary_kind(encoding)
+    return kind.unit, kind.units
 
 
 def with_skipped(report, unknown, encoding):

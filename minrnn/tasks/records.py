@@ -25,7 +25,7 @@ from minrnn.reference import Config
 from minrnn.resources import available_memory
 from minrnn.tasks.base import (Known, Rows, ShuffledBatches, check_training_memory, shuffled_split, split_records,
                                training_memory, workspace_bytes)
-from minrnn.tasks.lm import LanguageModel, units_of, with_skipped
+from minrnn.tasks.lm import LanguageModel, per_char, units_of, with_skipped
 from minrnn.text import Reading, add_counts, unescape, vocabulary
 
 
@@ -89,7 +89,7 @@ class RecordSet:
         rows = Rows(path, reading, split, like and like.vocab, framed=True, skip_unknown=skip_unknown)
         self.path, self.fingerprint, self.vocab, self.unknown = rows.path, rows.fingerprint, rows.vocab, rows.unknown
         self.ids = [row[0] for row in rows.rows]
-        self.text_chars = [row[0] for row in rows.text_chars]   # the characters each record's ids stand for
+        self.text_chars = rows.text_chars   # the characters the records' ids stand for
         n = len(self.ids)
         self.train, self.val = shuffled_split(n, val_frac, seed)
         self.label_names, self.labels, self.vectors, self.scaling = None, None, None, None
@@ -299,7 +299,7 @@ class Records(LanguageModel):
         nats, per_record, chars, _ = evaluate_records(m.model, records, np.arange(len(records.ids)), batch_size,
                                                       records.condition)
         return RecordEvaluation(nats, per_record, chars, len(records.ids), dict(m.last_unknown), m.vocab.encoding,
-                                sum(records.text_chars))
+                                records.text_chars)
 
 
 @dataclass
@@ -319,10 +319,10 @@ class RecordEvaluation:
 
     def report(self, path):
         unit, units = units_of(self.encoding)
-        per_char = ""
+        chars = ""
         if self.encoding == "words":   # the same total over the records' characters (the ends have none)
-            nats = self.nats * self.characters / self.text_chars
-            per_char = f" ({nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char over their {self.text_chars:,} characters)"
+            nats = per_char(self.nats, self.characters, self.text_chars)
+            chars = f" ({nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char over their {self.text_chars:,} characters)"
         return with_skipped(f"{path}: {self.nats:.4f} nats/{unit}, {self.bits:.4f} bits/{unit} over {self.characters:,} "
-                            f"{units} (the end of each record included){per_char}; {self.per_record:.3f} nats per "
+                            f"{units} (the end of each record included){chars}; {self.per_record:.3f} nats per "
                             f"record over {self.records:,} records", self.unknown, self.encoding)

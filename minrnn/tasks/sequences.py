@@ -6,7 +6,7 @@ same for raw arrays given to a trained model (given_sequences)."""
 import numpy as np
 
 from minrnn.core import checked_scaling
-from minrnn.data import DataError, fingerprint, read_array, read_file
+from minrnn.data import DataError, fingerprint_files, read_array
 from minrnn.errors import UserError
 from minrnn.tasks.base import shuffled_split
 from minrnn.text import Vocab
@@ -29,7 +29,7 @@ class Sequences:
         if not np.all(np.isfinite(raw[steps])):
             raise DataError(f"{path}: holds NaN or infinite values; give finite numbers")
         self.path, self.kind = str(path), kind
-        self.fingerprint = fingerprint(b"".join(read_file(p) for p in (path, targets, lengths) if p))
+        self.fingerprint = fingerprint_files(p for p in (path, targets, lengths) if p)
         self.train, self.val = shuffled_split(N, val_frac, seed)
         if getattr(like, "input_scaling", None) is not None:   # a checkpoint's (resuming: computed again, compared)
             self.scaling = like.input_scaling
@@ -37,7 +37,7 @@ class Sequences:
                 raise DataError(f"{path}: {D} features a step; this model reads {len(self.scaling[0])}")
         else:
             self.scaling = standardization(raw[self.train][steps[self.train]])
-        self.x = np.where(steps[:, :, None], (raw - self.scaling[0]) * self.scaling[1], 0.0).astype(np.float32)
+        self.x = standardized(raw, steps, self.scaling)
         del raw
         self.vocab = Vocab([])   # no tokens: a checkpoint's vocabulary is empty
         self.label_names = self.labels = self.values = self.target_scaling = None
@@ -117,7 +117,7 @@ def read_lengths(path, N, T):
     if path is None:
         return np.full(N, T, dtype=np.int32)
     raw = read_array(path)
-    if raw.shape != (N,) or not np.all(raw == np.round(raw)) or raw.min() < 1 or raw.max() > T:
+    if not lengths_fit(raw, N, T):
         raise DataError(f"{path}: give {N} whole numbers in [1, {T}], one length per sequence (shape {raw.shape})")
     return raw.astype(np.int32)
 
@@ -162,13 +162,21 @@ def given_sequences(m, x, lengths):
         raise UserError(f"inputs: give an array of shape (sequences, steps, {D}), not {x.shape}")
     N, T, _ = x.shape
     data.lengths = np.full(N, T, np.int32) if lengths is None else np.asarray(lengths)
-    if data.lengths.shape != (N,) or not np.all(data.lengths == np.round(data.lengths)) or \
-            data.lengths.min() < 1 or data.lengths.max() > T:
+    if not lengths_fit(data.lengths, N, T):
         raise UserError(f"lengths: give {N} whole numbers in [1, {T}]")
     data.lengths = data.lengths.astype(np.int32)
     steps = np.arange(T)[None, :] < data.lengths[:, None]
     if not np.all(np.isfinite(x[steps])):
         raise UserError("inputs: give finite numbers (NaN or infinite values found)")
-    shift, scale = m.checkpoint.input_scaling
-    data.x = np.where(steps[:, :, None], (x - shift) * scale, 0.0).astype(np.float32)
+    data.x = standardized(x, steps, m.checkpoint.input_scaling)
     return data
+
+
+def lengths_fit(a, N, T):
+    """Whether a is N whole numbers in [1, T]: the lengths of N sequences of T steps."""
+    return a.shape == (N,) and bool(np.all(a == np.round(a))) and a.min() >= 1 and a.max() <= T
+
+
+def standardized(raw, steps, scaling):
+    """raw (N, T, D) as the model reads it: (x - shift) * scale at the data steps, 0 elsewhere, float32."""
+    return np.where(steps[:, :, None], (raw - scaling[0]) * scaling[1], 0.0).astype(np.float32)

@@ -121,18 +121,17 @@ class Vectors(Task):
             x, lengths = data.inputs(picks)
             y = m.model.forward(x, lengths=lengths).logits
             y = y if cfg.loss == "squared_error" else probabilities(y)
-            if self.per_step(cfg):   # (T', B, K) -> (B, T, K), zeros past each length
+            if self.per_step(cfg):   # (T', B, K) -> (B, T, K)
                 full = np.zeros((len(picks), data.x.shape[1], y.shape[-1]))
                 full[:, :y.shape[0]] = y.swapaxes(0, 1)
-                full[np.arange(data.x.shape[1])[None, :] >= lengths[:, None]] = 0.0
                 y = full
             out.append(y)
         y = np.concatenate(out)
         if cfg.loss == "squared_error":
             shift, scale = (a.astype(np.float64) for a in saved_target_scaling(m.checkpoint, y.shape[-1]))
             y = y / scale + shift
-            if self.per_step(cfg):
-                y[np.arange(y.shape[1])[None, :] >= data.lengths[:, None]] = 0.0
+        if self.per_step(cfg):   # zeros past each length
+            y[np.arange(y.shape[1])[None, :] >= data.lengths[:, None]] = 0.0
         return y
 
     def predicted_lines(self, m, y, lengths):
@@ -195,9 +194,7 @@ def evaluate(model, data, picks, batch_size):
         else:
             got.append(y)
     if data.values is None:
-        truth = data.labels[picks]
-        if data.per_step:
-            truth = np.concatenate([data.labels[i, :data.lengths[i]] for i in picks])
+        truth = rows(data.labels, data, picks)
         K = len(data.label_names)
         confusion = np.zeros((K, K), dtype=np.int64)
         np.add.at(confusion, (truth, np.concatenate(predicted)), 1)
@@ -220,7 +217,7 @@ class RegressionEvaluation:
     @classmethod
     def of(cls, data, picks, predicted, loss):
         shift, scale = (a.astype(np.float64) for a in data.target_scaling)   # shift: the training targets' mean
-        truth = rows(data, picks) / scale + shift
+        truth = rows(data.values, data, picks).astype(np.float64) / scale + shift
         guess = np.asarray(predicted, np.float64) / scale + shift
         baselines = {"the training mean": np.broadcast_to(shift, truth.shape)}
         if data.per_step:   # y_{t-1} for y_t: the last value, the first step having none (the training mean)
@@ -241,11 +238,12 @@ class RegressionEvaluation:
         return "\n".join(lines)
 
 
-def rows(data, picks):
-    """The standardized values of the sequences `picks`, one row (K values) per step read or per sequence."""
+def rows(a, data, picks):
+    """a's rows (data's labels or standardized values) of the sequences `picks`: one per step read,
+    sequence by sequence, or one per sequence."""
     if data.per_step:
-        return np.concatenate([data.values[i, :data.lengths[i]] for i in picks]).astype(np.float64)
-    return data.values[picks].astype(np.float64)
+        return np.concatenate([a[i, :data.lengths[i]] for i in picks])
+    return a[picks]
 
 
 def rms(e):
