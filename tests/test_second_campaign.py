@@ -470,43 +470,22 @@ def test_the_free_cores_are_the_busy_time_less_this_processes_own():
     assert cores.threads(3) == 3   # an explicit count is used as given
 
 
-TRANSLATIONS_TIMED = """
-import time
-import numpy as np
-from minrnn import core
-from minrnn.reference.seq2seq import Seq2seqConfig
-config = Seq2seqConfig(vocab_size=40, hidden_size=128, cell="gru", embed_size=16, attention="additive",
-                       attention_size=128)
-models = {threads: core.Seq2seq(config, seed=4, threads=threads) for threads in (0, 1)}
-source = np.arange(1, 25, dtype=np.int32)
-began = time.perf_counter()
-while time.perf_counter() - began < 1.0:   # a command's first second, in which the default looks around
-    models[0].translate(source, max_length=30)
-best = {0: float("inf"), 1: float("inf")}
-for _ in range(3):
-    for threads, model in models.items():
-        began = time.perf_counter()
-        for _ in range(100):
-            model.translate(source, max_length=30)
-        best[threads] = min(best[threads], time.perf_counter() - began)
-print(best[0] / best[1])
-"""
+def test_a_model_on_the_default_runs_on_the_free_cores(monkeypatch):
+    # The time this saves beside busy processes is measured by the bench's "load" row (make bench),
+    # not here: a timed test fails by the scheduler's luck. What can be checked exactly is that every
+    # call of a model on the default asks the measure, and that an explicit count is left alone.
+    from minrnn import cores
+    from minrnn.reference.seq2seq import Seq2seqConfig
 
+    class Measured:
+        free = 1
+        def now(self):
+            return self.free
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to have 2 threads")
-def test_the_default_threads_do_not_lose_to_one_beside_busy_processes():
-    # The issue's target: beside one busy process per core, the default takes at most 1.5 times the
-    # time of one thread. f8945b3's default took 1.7 and 2.2 times as long as 1 thread here (and
-    # trained 1.1 to 9.4 times as slowly: the scheduler's luck); now 1.00 to 1.02 over 4 runs, as
-    # the default runs one thread there. Each side is the best of 3 runs of 100 translations,
-    # interleaved, timed inside one process so that starting Python does not hide the difference.
-    env = {k: v for k, v in environment().items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    busy = busy_processes()
-    try:
-        out = subprocess.run([sys.executable, "-c", TRANSLATIONS_TIMED], env=env, check=True,
-                             capture_output=True, text=True, timeout=300).stdout
-    finally:
-        for p in busy:
-            p.kill()
-            p.wait()
-    assert float(out) <= 1.5
+    measured = Measured()
+    monkeypatch.setattr(cores, "_free", measured)
+    config = Seq2seqConfig(vocab_size=5, hidden_size=4, cell="gru", attention="dot")
+    default, explicit = (core.Seq2seq(config, seed=4, threads=t) for t in (0, 2))
+    assert (default.call_threads, explicit.call_threads) == (1, 2)
+    measured.free = 2   # the others went quiet: the next call uses both cores
+    assert (default.call_threads, explicit.call_threads) == (2, 2)
