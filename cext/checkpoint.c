@@ -1,4 +1,4 @@
-/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 5, and formats 1 to 4
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 6, and formats 1 to 5
  * read.
  *
  * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
@@ -6,15 +6,15 @@
  *
  *   off  size  the header
  *   0    8     magic: the 8 bytes "minrnnCK"
- *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (5)
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (6)
  *   12   4     u32 header size = 512
  *   16   112   the fields of HEADER_FIELDS below from cell to rng_state: the configuration's first
  *              fields, the encoding, has_train_state, then the training state (batch_size down to
  *              rng_state), every one of which is 0 when has_train_state = 0
  *   128  128   eight (u64 offset, u64 size) pairs, in bytes, for the sections:
  *              vocab, params, m, v, state, meta, labels, scaling
- *   256  44    the fields of HEADER_FIELDS from task to loss
- *   300  212   zero padding (must be zero)
+ *   256  48    the fields of HEADER_FIELDS from task to input_feeding
+ *   304  208   zero padding (must be zero)
  *   512  ...   sections: vocab (vocab_length x i32), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
  *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
@@ -33,6 +33,9 @@
  * to even, as it writes it (a NaN stays a NaN: its high half with the quiet bit 0x0040 set); load
  * widens each one exactly (the low half 0). In memory the parameters are float32 either way, and
  * the caller's buffer is never changed.
+ *
+ * Format 5 (the one before captioning over a grid; read, never written) is format 6 without
+ * input_feeding: 300..511 is zero padding, and a format-5 file reads as input_feeding 0.
  *
  * Format 4 (the one before word vocabularies and vector inputs; read, never written) is format 5
  * without input_size and loss: 292..511 is zero padding, a format-4 file reads as input_size 0 and
@@ -58,7 +61,7 @@
  *
  * Rules shared by save (MINRNN_ERR_ARG when broken) and the readers (MINRNN_ERR_CORRUPT):
  *   - the config passes minrnn_config_check; encoding is UTF8, BYTES or WORDS (a model of vectors,
- *     input_size > 0, has no vocabulary: UTF8); BYTES has V <= 258;
+ *     input_size > 0 but not a seq2seq captioner of grids, has no vocabulary: UTF8); BYTES has V <= 258;
  *     vocab_length is V for UTF8 and BYTES, and for WORDS at least V and at most
  *     V * (MINRNN_MAX_TOKEN_CHARS + 1);
  *   - the task is not MINRNN_TASK_ENCODE: a bare encoder has no output layer, nothing samples or
@@ -185,6 +188,7 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(288, "attention_size", I32, 4, 0, ANY,      0, config.attention_size),
     FIELD(292, "input_size",     I32, 5, 0, ANY,      0, config.input_size),
     FIELD(296, "loss",           I32, 5, 0, ANY,      0, config.loss),
+    FIELD(300, "input_feeding",  I32, 6, 0, ANY,      0, config.input_feeding),
 };
 #define NUM_HEADER_FIELDS ((int)(sizeof HEADER_FIELDS / sizeof HEADER_FIELDS[0]))
 
@@ -261,6 +265,7 @@ static const checkpoint_format FORMATS[] = {
     {3, 512, NUM_SECTIONS, 1, 0, 0},
     {4, 512, NUM_SECTIONS, 1, 1, 0},
     {5, 512, NUM_SECTIONS, 1, 1, 1},
+    {6, 512, NUM_SECTIONS, 1, 1, 1},
 };
 
 /* Where a format's fields end: past its last field and its section table; padding follows. */
@@ -354,10 +359,17 @@ static uint64_t fnv1a(uint64_t hash, const unsigned char *p, size_t n)
 
 /* ---- what a checkpoint may hold */
 
+/* Whether ck is a model of vectors, which has no vocabulary (a captioner of grids reads vectors
+ * and writes tokens: it has one). */
+static int reads_vectors_only(const minrnn_config *cfg)
+{
+    return cfg->input_size && cfg->task != MINRNN_TASK_SEQ2SEQ;
+}
+
 /* The ids of ck's vocabulary: V, or none for a model of vectors (its V, if any, counts outputs). */
 static int64_t vocab_ids(const minrnn_checkpoint *ck)
 {
-    return ck->config.input_size ? 0 : ck->config.vocab_size;
+    return reads_vectors_only(&ck->config) ? 0 : ck->config.vocab_size;
 }
 
 /* The vocabulary, checked an entry at a time (so that a section read in chunks is checked whole):
@@ -500,7 +512,7 @@ static int check_scalars(const minrnn_checkpoint *ck)
     if (ck->config.task == MINRNN_TASK_ENCODE) return MINRNN_ERR_ARG;   /* a bare encoder */
     /* 256 bytes and the two markers; the vocabulary's own rule is the exact one */
     if (ck->encoding == MINRNN_BYTES && ck->config.vocab_size > 256 + 2) return MINRNN_ERR_ARG;
-    if (ck->config.input_size && ck->encoding != MINRNN_UTF8) return MINRNN_ERR_ARG;   /* vectors: no vocabulary */
+    if (reads_vectors_only(&ck->config) && ck->encoding != MINRNN_UTF8) return MINRNN_ERR_ARG;   /* no vocabulary */
     int64_t V = vocab_ids(ck);   /* WORDS: every token at most MINRNN_MAX_TOKEN_CHARS and its end */
     if (ck->encoding == MINRNN_WORDS ? ck->vocab_length < V || ck->vocab_length > V * (MINRNN_MAX_TOKEN_CHARS + 1)
                                      : ck->vocab_length != V)

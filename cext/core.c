@@ -30,7 +30,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_CONFIG: return "invalid model configuration";
     case MINRNN_ERR_OPEN: return "file could not be opened";
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
-    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 to 5)";
+    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 to 6)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
     case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum, sizes or contents do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";
@@ -47,16 +47,21 @@ const char *minrnn_strerror(int status) {
 
 /* ---- configuration and sizes */
 
-/* A seq2seq model's own checks: one vocabulary with start and end, a plain mean loss, and the
- * attention's kind and size. */
+/* A seq2seq model's own checks: one vocabulary with start and end, a plain mean loss, the
+ * attention's kind and size, a dot attention's memory as wide as the state, and input feeding only
+ * with attention. (input_size, the grid's D, was checked with the other fields.) */
 static int seq2seq_check(const minrnn_config *cfg) {
     int additive = cfg->attention == MINRNN_ATTENTION_ADDITIVE;
     return cfg->vocab_size >= 3 && cfg->cond == MINRNN_COND_NONE && cfg->one_bias == 0
-        && cfg->reduction == MINRNN_MEAN
+        && cfg->reduction == MINRNN_MEAN && cfg->loss == MINRNN_CROSS_ENTROPY
         && cfg->attention >= MINRNN_ATTENTION_NONE && cfg->attention <= MINRNN_ATTENTION_ADDITIVE
         && (additive ? cfg->attention_size >= 1 && cfg->attention_size <= MINRNN_MAX_HIDDEN
-                     : cfg->attention_size == 0);
+                     : cfg->attention_size == 0)
+        && (cfg->attention != MINRNN_ATTENTION_DOT || memory_size(cfg) == cfg->hidden_size)
+        && (cfg->input_feeding == 0 || (cfg->input_feeding == 1 && cfg->attention != MINRNN_ATTENTION_NONE));
 }
+
+int memory_size(const minrnn_config *cfg) { return cfg->input_size ? cfg->input_size : cfg->hidden_size; }
 
 int minrnn_config_check(const minrnn_config *cfg) {
     if (!cfg) return MINRNN_ERR_ARG;
@@ -64,9 +69,9 @@ int minrnn_config_check(const minrnn_config *cfg) {
     int seq2seq = cfg->task == MINRNN_TASK_SEQ2SEQ;
     int ok = cell_kind_of(cfg) != NULL
           && cfg->input_size >= 0 && cfg->input_size <= MINRNN_MAX_HIDDEN
-          && (cfg->input_size ? cfg->embed_size == 0 && (classify ? cfg->vocab_size == 0
+          && (cfg->input_size && !seq2seq ? cfg->embed_size == 0 && (classify ? cfg->vocab_size == 0
                                                                   : cfg->task == MINRNN_TASK_LM && cfg->vocab_size >= 1)
-                              : cfg->vocab_size >= 1)
+                                          : cfg->vocab_size >= 1)
           && cfg->vocab_size <= MINRNN_MAX_VOCAB
           && (cfg->loss == MINRNN_CROSS_ENTROPY || (cfg->loss == MINRNN_SQUARED_ERROR && cfg->input_size > 0))
           && cfg->embed_size >= 0 && cfg->embed_size <= MINRNN_MAX_HIDDEN
@@ -80,14 +85,36 @@ int minrnn_config_check(const minrnn_config *cfg) {
           && (conditioned ? cfg->cond_size >= 1 && cfg->cond_size <= MINRNN_MAX_CLASSES : cfg->cond_size == 0)
           && (cfg->one_bias == 0 || cfg->one_bias == 1)
           && (cfg->reduction == MINRNN_MEAN || cfg->reduction == MINRNN_SUM)
-          && (seq2seq ? seq2seq_check(cfg) : cfg->attention == 0 && cfg->attention_size == 0);
+          && (seq2seq ? seq2seq_check(cfg) : cfg->attention == 0 && cfg->attention_size == 0 && cfg->input_feeding == 0);
     return ok ? MINRNN_OK : MINRNN_ERR_CONFIG;
 }
 
-minrnn_config seq2seq_part(const minrnn_config *cfg) {
+minrnn_config encoder_part(const minrnn_config *cfg) {
     minrnn_config part = *cfg;
     part.task = MINRNN_TASK_ENCODE, part.attention = 0, part.attention_size = 0;
+    part.input_size = 0, part.input_feeding = 0;
     return part;
+}
+
+int decoder_cond_size(const minrnn_config *cfg) {
+    return cfg->input_size + (cfg->input_feeding ? memory_size(cfg) : 0);
+}
+
+minrnn_config decoder_part(const minrnn_config *cfg) {
+    minrnn_config part = encoder_part(cfg);
+    part.cond_size = decoder_cond_size(cfg);
+    part.cond = part.cond_size ? MINRNN_COND_VECTOR : MINRNN_COND_NONE;
+    return part;
+}
+
+size_t encoder_param_count(const minrnn_config *cfg) {
+    minrnn_config part = encoder_part(cfg);
+    return cfg->input_size ? 0 : minrnn_param_count(&part);
+}
+
+size_t models_param_count(const minrnn_config *cfg) {
+    minrnn_config part = decoder_part(cfg);
+    return encoder_param_count(cfg) + minrnn_param_count(&part);
 }
 
 int layer_input_size(const minrnn_config *cfg, int layer) {
@@ -104,17 +131,17 @@ static int layer_tensors(const minrnn_config *cfg) { return cfg->one_bias ? 3 : 
 typedef struct {
     const char *name;
     int attention;     /* the one kind that has it; -1: every kind but NONE; 0 (NONE): every kind */
-    int rows, cols;    /* in units: 'H', 'A' (attention_size), 'V', 2 * 'H' as 'D', or 1 */
+    int rows, cols;    /* in units: 'H', 'A' (attention_size), 'V', 'M' (memory_size), 'C' (M + H), or 1 */
     int fan_in;        /* PyTorch's nn.Linear bound 1/sqrt(fan_in), in the same units */
 } seq2seq_tensor;
 
 static const seq2seq_tensor SEQ2SEQ_TENSORS[] = {
-    {"attn.weight", MINRNN_ATTENTION_GENERAL, 'H', 'H', 'H'},
+    {"attn.weight", MINRNN_ATTENTION_GENERAL, 'H', 'M', 'M'},
     {"attn.query", MINRNN_ATTENTION_ADDITIVE, 'A', 'H', 'H'},
-    {"attn.key", MINRNN_ATTENTION_ADDITIVE, 'A', 'H', 'H'},
+    {"attn.key", MINRNN_ATTENTION_ADDITIVE, 'A', 'M', 'M'},
     {"attn.v", MINRNN_ATTENTION_ADDITIVE, 'A', 1, 'A'},
-    {"combine.weight", -1, 'H', 'D', 'D'},
-    {"combine.bias", -1, 'H', 1, 'D'},
+    {"combine.weight", -1, 'H', 'C', 'C'},
+    {"combine.bias", -1, 'H', 1, 'C'},
     {"out.weight", 0, 'V', 'H', 'H'},
     {"out.bias", 0, 'V', 1, 'H'},
 };
@@ -130,7 +157,8 @@ static int32_t seq2seq_size(const minrnn_config *cfg, int unit) {
     case 'H': return cfg->hidden_size;
     case 'A': return cfg->attention_size;
     case 'V': return cfg->vocab_size;
-    case 'D': return 2 * cfg->hidden_size;
+    case 'M': return memory_size(cfg);
+    case 'C': return memory_size(cfg) + cfg->hidden_size;
     default: return 1;
     }
 }
@@ -142,28 +170,34 @@ static const seq2seq_tensor *seq2seq_tensor_at(const minrnn_config *cfg, int i) 
     return NULL;
 }
 
+/* The encoder's tensors (none for a grid), then the decoder's. */
+static int models_tensor_count(const minrnn_config *cfg, int *encoder) {
+    minrnn_config enc = encoder_part(cfg), dec = decoder_part(cfg);
+    *encoder = cfg->input_size ? 0 : minrnn_tensor_count(&enc);
+    return *encoder + minrnn_tensor_count(&dec);
+}
+
 static int seq2seq_tensor_count(const minrnn_config *cfg) {
-    minrnn_config part = seq2seq_part(cfg);
-    int n = 0;
+    int n = 0, encoder;
     while (seq2seq_tensor_at(cfg, n)) n++;
-    return 2 * minrnn_tensor_count(&part) + n;
+    return models_tensor_count(cfg, &encoder) + n;
 }
 
 /* Tensor `index` of a seq2seq block; the limits keep every offset far below 2^63. */
 static void seq2seq_tensor_info(const minrnn_config *cfg, int index, minrnn_tensor *out) {
-    minrnn_config part = seq2seq_part(cfg);
-    int n = minrnn_tensor_count(&part);
-    int64_t model = (int64_t)minrnn_param_count(&part);
-    if (index < 2 * n) {
+    int encoder, models = models_tensor_count(cfg, &encoder);
+    if (index < models) {
+        int enc = index < encoder;
+        minrnn_config part = enc ? encoder_part(cfg) : decoder_part(cfg);
         minrnn_tensor t;
-        minrnn_tensor_info(&part, index % n, &t);
+        minrnn_tensor_info(&part, enc ? index : index - encoder, &t);
         *out = t;
-        out->offset += index < n ? 0 : model;
-        snprintf(out->name, sizeof out->name, "%s.%.19s", index < n ? "enc" : "dec", t.name);   /* names are short */
+        out->offset += enc ? 0 : (int64_t)encoder_param_count(cfg);
+        snprintf(out->name, sizeof out->name, "%s.%.19s", enc ? "enc" : "dec", t.name);   /* names are short */
         return;
     }
-    int64_t offset = 2 * model;
-    for (int i = 0; i <= index - 2 * n; i++) {
+    int64_t offset = (int64_t)models_param_count(cfg);
+    for (int i = 0; i <= index - models; i++) {
         const seq2seq_tensor *t = seq2seq_tensor_at(cfg, i);
         out->rows = seq2seq_size(cfg, t->rows), out->cols = seq2seq_size(cfg, t->cols);
         out->ndim = t->cols == 1 ? 1 : 2;
@@ -339,17 +373,17 @@ static double normal_draw(minrnn_rng *rng) {
     return sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * 3.141592653589793 * u2);
 }
 
-/* A seq2seq block: the encoder from seed, the decoder from seed + 1 (each as a model), then the
- * remaining tensors in order from the generator of seed + 2, each uniform within PyTorch's
- * nn.Linear bound 1/sqrt(fan_in). */
+/* A seq2seq block: the encoder from seed (none for a grid), the decoder from seed + 1 (each as a
+ * model), then the remaining tensors in order from the generator of seed + 2, each uniform within
+ * PyTorch's nn.Linear bound 1/sqrt(fan_in). */
 static int seq2seq_init_params(const minrnn_config *cfg, float *params, uint64_t seed) {
-    minrnn_config part = seq2seq_part(cfg);
-    size_t model = minrnn_param_count(&part);
-    minrnn_init_params(&part, params, seed, MINRNN_INIT_DEFAULT);
-    minrnn_init_params(&part, params + model, seed + 1, MINRNN_INIT_DEFAULT);
+    minrnn_config enc = encoder_part(cfg), dec = decoder_part(cfg);
+    size_t encoder = encoder_param_count(cfg);
+    if (encoder) minrnn_init_params(&enc, params, seed, MINRNN_INIT_DEFAULT);
+    minrnn_init_params(&dec, params + encoder, seed + 1, MINRNN_INIT_DEFAULT);
     minrnn_rng rng;
     minrnn_rng_seed(&rng, seed + 2);
-    float *p = params + 2 * model;
+    float *p = params + models_param_count(cfg);
     for (int i = 0; seq2seq_tensor_at(cfg, i); i++) {
         const seq2seq_tensor *t = seq2seq_tensor_at(cfg, i);
         double bound = 1.0 / sqrt((double)seq2seq_size(cfg, t->fan_in));

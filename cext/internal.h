@@ -9,8 +9,17 @@
 #include "minrnn.h"
 
 int layer_input_size(const minrnn_config *cfg, int layer);
-/* The encoder's and the decoder's configuration of a seq2seq model: cfg as MINRNN_TASK_ENCODE. */
-minrnn_config seq2seq_part(const minrnn_config *cfg);
+/* The encoder's and the decoder's configuration of a seq2seq model: cfg as MINRNN_TASK_ENCODE, the
+ * decoder's with the condition v_t = [grid mean ; fed context] of decoder_cond_size C when C > 0. */
+minrnn_config encoder_part(const minrnn_config *cfg);
+minrnn_config decoder_part(const minrnn_config *cfg);
+int decoder_cond_size(const minrnn_config *cfg);
+/* M: the width of a seq2seq memory row, the encoder's H or the grid's D (input_size). */
+int memory_size(const minrnn_config *cfg);
+/* Floats of the encoder's block (0 for a grid), and of the encoder's and the decoder's together:
+ * where the seq2seq model's own tensors (its tail) start. */
+size_t encoder_param_count(const minrnn_config *cfg);
+size_t models_param_count(const minrnn_config *cfg);
 /* minrnn_forward and minrnn_backward for a caller that keeps its own stamp (seq2seq.c: one hash
  * of everything rather than one per model and call): stamped 0 neither writes nor checks the
  * model's. model_backward also takes doutputs (T, B, H), an encoder's (MINRNN_TASK_ENCODE)
@@ -177,11 +186,14 @@ typedef struct {
     float *W_a, *W_q, *W_k, *v_a, *W_c, *b_c, *W_out, *b_out;
 } s2s_view;
 s2s_view s2s_views_at(const minrnn_config *cfg, const float *tail);
-/* The reference's attend, for one decoder output h (H): alpha (n) over the memory's first n rows (row s at mem + s*stride*H,
- * its key at keys + s*stride*KA; additive reads query = W_q h (A) and v_a), and cat (2H) = [c ; h]
+/* The reference's attend, for one decoder output h (H): alpha (n) over the memory's first n rows (row s at mem + s*stride*M,
+ * its key at keys + s*stride*KA; additive reads query = W_q h (A) and v_a), and cat (M + H) = [c ; h]
  * with c = sum_s alpha_s e_s. */
 void attend(const minrnn_config *cfg, const float *v_a, int n, const float *h, const float *query,
                 const float *mem, const float *keys, ptrdiff_t stride, float *alpha, float *cat);
+/* v (D) = the mean of a grid's first n rows (row s at mem + s*stride*D), summed in the order of s
+ * in float, then divided by n: what a grid's decoder is conditioned on. */
+void grid_mean(const float *mem, int n, ptrdiff_t stride, int D, float *v);
 
 /* Named pointers into the parameter block (or into a gradient block of the same layout). */
 typedef struct {

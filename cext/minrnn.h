@@ -40,7 +40,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.6.0"
+#define MINRNN_VERSION_STRING "0.7.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -50,9 +50,9 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 6
+#define MINRNN_VERSION_MINOR 7
 #define MINRNN_VERSION_PATCH 0
-#define MINRNN_CHECKPOINT_FORMAT 5   /* the checkpoint format this library writes; it also reads 1 to 4 */
+#define MINRNN_CHECKPOINT_FORMAT 6   /* the checkpoint format this library writes; it also reads 1 to 5 */
 
 typedef enum {
     MINRNN_OK = 0,
@@ -60,7 +60,7 @@ typedef enum {
     MINRNN_ERR_CONFIG = 2,         /* the model configuration is invalid */
     MINRNN_ERR_OPEN = 3,           /* a file could not be opened or created (errno: why) */
     MINRNN_ERR_NOT_CHECKPOINT = 4, /* the file is not a minrnn checkpoint (wrong magic) */
-    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not one of 1 to 5 */
+    MINRNN_ERR_VERSION = 5,        /* the checkpoint's format version is not one of 1 to 6 */
     MINRNN_ERR_TRUNCATED = 6,      /* the checkpoint is shorter than its header says */
     MINRNN_ERR_CORRUPT = 7,        /* the checkpoint's checksum, sizes or contents are inconsistent */
     MINRNN_ERR_MISMATCH = 8,       /* the buffers given do not match the checkpoint (changed since peek?) */
@@ -141,6 +141,9 @@ typedef struct {
                             * targets); MINRNN_SQUARED_ERROR (models of vectors only): they are
                             * values, compared with minrnn_batch.values by (y - t)^2, summed over
                             * a row's values, and a mean over rows and values with MINRNN_MEAN */
+    int32_t input_feeding; /* MINRNN_TASK_SEQ2SEQ with attention: 1 feeds each step's context c to
+                            * the decoder's next step (layer 0's condition), 0 does not; 0 for
+                            * the other tasks */
 } minrnn_config;
 
 /* One batch: what the model reads and what its loss compares with. Fields the configuration does
@@ -308,20 +311,29 @@ int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batc
                 float *state, float *logits, float *workspace, int num_threads);
 
 /* ---- sequence to sequence (cfg->task MINRNN_TASK_SEQ2SEQ): pairs of a source and a target over
- * one vocabulary whose last two ids are the start (V-2) and the end (V-1) token.
- *   encoder   a MINRNN_TASK_ENCODE model of cfg's cell and sizes reads each source: outputs e_s
- *   decoder   another, from the encoder's final states, reads [start, target] with outputs h_t
+ * one vocabulary whose last two ids are the start (V-2) and the end (V-1) token. The source is ids
+ * (translation), or with input_size D >= 1 a grid of D-vectors (captioning: one vector per place
+ * in an image; no encoder). The memory, what the attention reads, is M = H (encoder) or D wide.
+ *   encoder   a MINRNN_TASK_ENCODE model of cfg's cell and sizes reads each source: outputs e_s;
+ *             a grid is its own memory, e_s its vectors
+ *   decoder   another, from the encoder's final states (zeros for a grid), reads [start, target]
+ *             with outputs h_t; its layer 0 adds W_cond v_t for v_t = [mean ; c_{t-1}], what of it
+ *             is present: a grid's mean vector (every step, as a conditioned record), and with
+ *             input_feeding the last step's context (zeros at t = 0)
  *   attention at decoder step t of pair b, over its source positions s < source_lengths[b]:
  *             alpha = softmax(score_s), c = sum_s alpha_s e_s, o = tanh(W_c [c; h_t] + b_c)
- *             (Luong's attentional state: the context enters before the output layer, not the
- *             recurrence, so the decoder runs the model's own loop and the attention of all its
- *             steps runs after it, batched); MINRNN_ATTENTION_NONE: o = h_t
+ *             (Luong's attentional state); MINRNN_ATTENTION_NONE: o = h_t. Without input
+ *             feeding the decoder runs the model's own loop and the attention of all its steps
+ *             runs after it, batched; with it the decoder runs a step at a time, each step's
+ *             attention before the next (the keys are still projected once, for every row)
  *   output    logits = W_out o + b_out, predicting [target, end]; the loss is the mean
  *             cross-entropy over the target positions
- * Parameters: "enc." + the encoder's tensors, "dec." + the decoder's, then attn.weight (H, H)
- * (GENERAL) or attn.query (A, H), attn.key (A, H), attn.v (A) (ADDITIVE); with attention
- * combine.weight (H, 2H), combine.bias (H); then out.weight (V, H), out.bias (V).
- * Dropout masks (inside the two models): (L, Ts, B, H) for the encoder, then (L, Td, B, H). */
+ * Parameters: "enc." + the encoder's tensors (not for a grid), "dec." + the decoder's (with
+ * cond.weight (G*H, C) when v_t is present), then attn.weight (H, M) (GENERAL) or attn.query
+ * (A, H), attn.key (A, M), attn.v (A) (ADDITIVE); with attention combine.weight (H, M + H),
+ * combine.bias (H); then out.weight (V, H), out.bias (V).
+ * Dropout masks (inside the two models): (L, Ts, B, H) for the encoder (none for a grid), then
+ * (L, Td, B, H). */
 typedef struct {
     int32_t B, Ts, Td;
     const int32_t *source;           /* (Ts, B) ids in [0, V - 2): never start or end */
@@ -329,6 +341,8 @@ typedef struct {
     const int32_t *inputs;           /* (Td, B): start, then the target's ids */
     const int32_t *targets;          /* (Td, B): the target's ids, then end; NULL: no loss */
     const int32_t *target_lengths;   /* (B) in [1, Td]: the target's length + 1 */
+    const float *grid;               /* input_size D >= 1: (Ts, B, D) finite floats (source NULL),
+                                      * pair b's places s < source_lengths[b]; NULL otherwise */
 } minrnn_pairs;
 
 /* Enough for minrnn_seq2seq_forward, _backward and _train_step with these sizes. */
@@ -375,6 +389,13 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
                              const int32_t *source, int n, int beam, int max_length, double temperature,
                              minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
                              void *workspace, int num_threads);
+/* The same search for a model of grids (input_size D): the caption of one grid of n places,
+ * grid (n, D) finite floats (standardized as the checkpoint's input_shift and input_scale say);
+ * the workspace is minrnn_seq2seq_translate_size's for n. */
+int minrnn_seq2seq_caption(const minrnn_config *cfg, int precision, const void *params,
+                           const float *grid, int n, int beam, int max_length, double temperature,
+                           minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
+                           void *workspace, int num_threads);
 
 /* ---- compact weights, for inference: half the bytes to stream per token */
 /* Bytes per parameter stored at this precision; 0 for an unknown precision. */

@@ -336,7 +336,7 @@ uint64_t hash_words(uint64_t h, const void *data, size_t n) {
     return out ^ (out >> 29);
 }
 
-_Static_assert(sizeof(minrnn_config) == 17 * 4, "minrnn_config: seventeen four-byte fields, no padding");
+_Static_assert(sizeof(minrnn_config) == 18 * 4, "minrnn_config: eighteen four-byte fields, no padding");
 
 /* What backward depends on: the config, the parameters, the batch and the masks. */
 static uint64_t forward_key(const run *r) {

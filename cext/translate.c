@@ -1,12 +1,14 @@
-/* translate.c: a seq2seq model's translation of one source (minrnn_seq2seq_translate): greedy
- * decoding, sampling, or beam search with greedy's own hypothesis never pruned. The search is
- * minrnn/reference/seq2seq.py's translate, step for step: the same candidates, ranks, ties and
- * stopping rule, with log probabilities in double.
+/* translate.c: a seq2seq model's translation of one source (minrnn_seq2seq_translate), or its
+ * caption of one grid (minrnn_seq2seq_caption): greedy decoding, sampling, or beam search with
+ * greedy's own hypothesis never pruned. The search is minrnn/reference/seq2seq.py's translate, step
+ * for step: the same candidates, ranks, ties and stopping rule, with log probabilities in double.
  *
  * The encoder runs one token at a time and the decoder one step for all live hypotheses at a time
  * (rows of one batch), both through minrnn_step_compact, so that a compact (bfloat16) block
  * gives bit for bit the float32 result of its rounded weights; the attention's and the output
- * layer's tensors are widened once per call.
+ * layer's tensors are widened once per call. A grid is its own memory; the decoder's condition
+ * rows [grid mean ; fed context] are rebuilt at every step, the fed context following each row's
+ * parent as the states do.
  */
 #include <math.h>
 #include <stdalign.h>
@@ -21,10 +23,11 @@
 
 typedef struct {
     size_t model_ws;            /* float (the two models' step workspace for R rows) */
-    size_t memory, keys;        /* float (n, H), (n, KA) */
+    size_t memory, keys;        /* float (n, M), (n, KA) */
+    size_t cond, fed, mean;     /* float (R, C): the decoder's conditions; (R, M) each row's fed context; (D) */
     size_t state, state2;       /* float (L, S, R, H): the live rows' decoder states; the next ones */
     size_t h, query, alpha;     /* float (R, H), (R, A), (R, n) */
-    size_t cat, o, logits;      /* float (R, 2H), (R, H), (R, V) */
+    size_t cat, o, logits;      /* float (R, M + H), (R, H), (R, V) */
     size_t tail;                /* float: the attention's and output layer's tensors, widened */
     size_t trail_parent;        /* int32 (max_length, R): at step t, each live row's parent among step t-1's */
     size_t trail_token;         /* int32 (max_length, R): the token it took at step t */
@@ -38,32 +41,34 @@ typedef struct {
     size_t total;
 } tr_layout;
 
-static size_t tail_floats(const minrnn_config *cfg) {
-    minrnn_config part = seq2seq_part(cfg);
-    return minrnn_param_count(cfg) - 2 * minrnn_param_count(&part);
-}
+static size_t tail_floats(const minrnn_config *cfg) { return minrnn_param_count(cfg) - models_param_count(cfg); }
 
 /* R: the most rows a step runs, beam + 1 (greedy's own hypothesis). Returns 0, or -1 out of range. */
 static int tr_layout_of(const minrnn_config *cfg, int n, int beam, int max_length, tr_layout *w) {
     if (n < 1 || beam < 1 || max_length < 1 || n > MINRNN_MAX_BATCH_ROWS || beam > 4096
         || max_length > MINRNN_MAX_BATCH_ROWS / n)
         return -1;
-    minrnn_config part = seq2seq_part(cfg);
+    minrnn_config enc = encoder_part(cfg), dec = decoder_part(cfg);
     size_t R = (size_t)beam + 1, H = cfg->hidden_size, V = cfg->vocab_size, A = cfg->attention_size;
-    size_t KA = (size_t)key_size(cfg), F = sizeof(float), M = (size_t)max_length;
-    size_t ws = minrnn_workspace_size(&part, (int)R, 1), states = minrnn_state_size(&part, (int)R);
-    if (ws == 0 || R * M * (size_t)n > ((size_t)1 << 36)) return -1;
+    size_t KA = (size_t)key_size(cfg), F = sizeof(float), M = (size_t)max_length, W = (size_t)memory_size(cfg);
+    size_t C = (size_t)decoder_cond_size(cfg);
+    size_t ws = max_size(minrnn_workspace_size(&enc, 1, 1), minrnn_workspace_size(&dec, (int)R, 1));
+    size_t states = minrnn_state_size(&dec, (int)R);
+    if (minrnn_workspace_size(&dec, (int)R, 1) == 0 || R * M * (size_t)n > ((size_t)1 << 36)) return -1;
     memset(w, 0, sizeof *w);
     size_t at = 0;
     w->model_ws = take_bytes(&at, ws * F);
-    w->memory = take_bytes(&at, (size_t)n * H * F);
+    w->memory = take_bytes(&at, (size_t)n * W * F);
     w->keys = take_bytes(&at, (size_t)n * KA * F);
+    w->cond = take_bytes(&at, R * C * F);
+    w->fed = take_bytes(&at, R * W * F);
+    w->mean = take_bytes(&at, (size_t)cfg->input_size * F);
     w->state = take_bytes(&at, states * F);
     w->state2 = take_bytes(&at, states * F);
     w->h = take_bytes(&at, R * H * F);
     w->query = take_bytes(&at, R * A * F);
     w->alpha = take_bytes(&at, R * (size_t)n * F);
-    w->cat = take_bytes(&at, R * 2 * H * F);
+    w->cat = take_bytes(&at, R * (W + H) * F);
     w->o = take_bytes(&at, R * H * F);
     w->logits = take_bytes(&at, R * V * F);
     w->tail = take_bytes(&at, tail_floats(cfg) * F);
@@ -95,8 +100,9 @@ size_t minrnn_seq2seq_translate_size(const minrnn_config *cfg, int n, int beam, 
 
 typedef struct {
     const minrnn_config *cfg;
-    minrnn_config part;
+    minrnn_config enc_part, dec_part;
     int precision, n, H, V, A, KA, L, S, M, nt;
+    int W, D, C;                /* the memory's width, the grid's (0 for ids), the decoder's condition's */
     int lay_rows;               /* R: the trail's rows per step, beam + 1 */
     const void *enc, *dec;      /* the two models' blocks, at precision */
     s2s_view w;                 /* the widened tail */
@@ -119,10 +125,16 @@ static const void *block_at(const void *params, int precision, size_t offset) {
 /* The decoder's step for every live row from its token, then attention and the output layer:
  * logits (rows, V) and each row's alpha (n). */
 static int decode(search *s) {
-    int R = s->rows, H = s->H, V = s->V, nt = s->nt;
-    minrnn_batch batch = {.B = R, .T = 1, .tokens = AT(s, int32_t, token)};
+    int R = s->rows, H = s->H, V = s->V, W = s->W, D = s->D, C = s->C, nt = s->nt;
+    float *cond = AT(s, float, cond);
+    for (int r = 0; r < R; r++) {   /* [grid mean ; fed context], what of it the model has */
+        if (D) memcpy(cond + (size_t)r * C, AT(s, float, mean), (size_t)D * sizeof(float));
+        if (s->cfg->input_feeding)
+            memcpy(cond + (size_t)r * C + D, AT(s, float, fed) + (size_t)r * W, (size_t)W * sizeof(float));
+    }
+    minrnn_batch batch = {.B = R, .T = 1, .tokens = AT(s, int32_t, token), .vectors = C ? cond : NULL};
     float *h = AT(s, float, h), *o = h;
-    int status = minrnn_step_compact(&s->part, s->precision, s->dec, &batch, AT(s, float, state), h,
+    int status = minrnn_step_compact(&s->dec_part, s->precision, s->dec, &batch, AT(s, float, state), h,
                                      AT(s, float, model_ws), nt);
     if (status != MINRNN_OK) return status;
     if (s->cfg->attention) {
@@ -130,10 +142,10 @@ static int decode(search *s) {
         if (s->w.W_q) mm_nt(R, s->A, H, h, H, s->w.W_q, H, query, s->A, 0, gemm_threads(nt, R, s->A, H));
         for (int r = 0; r < R; r++)
             attend(s->cfg, s->w.v_a, s->n, h + (size_t)r * H, query + (size_t)r * s->A, AT(s, float, memory),
-                       AT(s, float, keys), 1, AT(s, float, alpha) + (size_t)r * s->n, cat + (size_t)r * 2 * H);
+                       AT(s, float, keys), 1, AT(s, float, alpha) + (size_t)r * s->n, cat + (size_t)r * (W + H));
         o = AT(s, float, o);
         for (int r = 0; r < R; r++) memcpy(o + (size_t)r * H, s->w.b_c, (size_t)H * sizeof(float));
-        mm_nt(R, H, 2 * H, cat, 2 * H, s->w.W_c, 2 * H, o, H, 1, gemm_threads(nt, R, H, 2 * H));
+        mm_nt(R, H, W + H, cat, W + H, s->w.W_c, W + H, o, H, 1, gemm_threads(nt, R, H, W + H));
         for (size_t k = 0; k < (size_t)R * H; k++) o[k] = tanh_(o[k]);
     }
     float *logits = AT(s, float, logits);
@@ -221,6 +233,11 @@ static void advance(search *s, int rows, int step) {
             memcpy(state2 + ((size_t)l * rows + k) * H, state + ((size_t)l * R0 + parent[k]) * H,
                    (size_t)H * sizeof(float));
     memcpy(state, state2, (size_t)s->L * s->S * rows * H * sizeof(float));
+    if (s->cfg->input_feeding) {   /* row k is fed its parent's context */
+        float *fed = AT(s, float, fed);
+        for (int k = 0; k < rows; k++)
+            memcpy(fed + (size_t)k * s->W, AT(s, float, cat) + (size_t)parent[k] * (s->W + H), (size_t)s->W * sizeof(float));
+    }
     int32_t *trail_parent = AT(s, int32_t, trail_parent) + (size_t)step * R;
     int32_t *trail_token = AT(s, int32_t, trail_token) + (size_t)step * R;
     float *trail_alpha = AT(s, float, trail_alpha) + (size_t)step * R * n;
@@ -279,49 +296,58 @@ static int search_step(search *s, int beam, int step, double temperature, minrnn
     return s->have_best && s->best_score >= best_live;
 }
 
-int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void *params,
-                             const int32_t *source, int n, int beam, int max_length, double temperature,
-                             minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
-                             void *workspace, int num_threads) {
+/* The search for source ids (grid NULL) or a grid (source NULL) of n. */
+static int search_run(const minrnn_config *cfg, int precision, const void *params, const int32_t *source,
+                      const float *grid, int n, int beam, int max_length, double temperature, minrnn_rng *rng,
+                      int32_t *out, minrnn_translation *result, float *alignments, void *workspace, int num_threads) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     search s;
     memset(&s, 0, sizeof s);
-    if (cfg->task != MINRNN_TASK_SEQ2SEQ || minrnn_precision_size(precision) == 0 || !params || !source || !out
-        || !result || !workspace || tr_layout_of(cfg, n, beam, max_length, &s.lay) != 0
+    if (cfg->task != MINRNN_TASK_SEQ2SEQ || (cfg->input_size > 0) != (grid != NULL) || minrnn_precision_size(precision) == 0
+        || !params || !(source || grid) || !out || !result || !workspace || tr_layout_of(cfg, n, beam, max_length, &s.lay) != 0
         || !(temperature >= 0.0 && temperature <= 1e6) || (temperature > 0.0 && (beam != 1 || !rng)))
         return MINRNN_ERR_ARG;
-    for (int i = 0; i < n; i++)
+    for (int64_t i = 0; source && i < n; i++)
         if (source[i] < 0 || source[i] >= cfg->vocab_size - 2) return MINRNN_ERR_ARG;
-    s.cfg = cfg, s.part = seq2seq_part(cfg), s.precision = precision, s.n = n;
+    for (int64_t i = 0; grid && i < (int64_t)n * cfg->input_size; i++)
+        if (!isfinite(grid[i])) return MINRNN_ERR_ARG;
+    s.cfg = cfg, s.enc_part = encoder_part(cfg), s.dec_part = decoder_part(cfg), s.precision = precision, s.n = n;
     s.H = cfg->hidden_size, s.V = cfg->vocab_size, s.A = cfg->attention_size, s.KA = key_size(cfg);
+    s.W = memory_size(cfg), s.D = cfg->input_size, s.C = decoder_cond_size(cfg);
     s.L = cfg->num_layers, s.M = max_length, s.nt = resolve_threads(num_threads);
-    s.S = (int)(minrnn_state_size(&s.part, 1) / ((size_t)s.L * s.H));
+    s.S = (int)(minrnn_state_size(&s.dec_part, 1) / ((size_t)s.L * s.H));
     s.lay_rows = beam + 1;
     s.base = aligned_bytes(workspace);
-    size_t model = minrnn_param_count(&s.part), tail = tail_floats(cfg);
-    s.enc = params, s.dec = block_at(params, precision, model);
+    size_t models = models_param_count(cfg), tail = tail_floats(cfg);
+    s.enc = params, s.dec = block_at(params, precision, encoder_param_count(cfg));
     float *t = AT(&s, float, tail);   /* the tail widened (or copied) */
     if (precision == MINRNN_BFLOAT16)
-        for (size_t i = 0; i < tail; i++) t[i] = bf16_to_float(((const uint16_t *)params)[2 * model + i]);
+        for (size_t i = 0; i < tail; i++) t[i] = bf16_to_float(((const uint16_t *)params)[models + i]);
     else
-        memcpy(t, (const float *)params + 2 * model, tail * sizeof(float));
+        memcpy(t, (const float *)params + models, tail * sizeof(float));
     s.w = s2s_views_at(cfg, t);
     memset(AT(&s, float, alpha), 0, (size_t)(beam + 1) * n * sizeof(float));   /* no attention: zeros, as promised */
+    memset(AT(&s, float, fed), 0, (size_t)(beam + 1) * s.W * sizeof(float));    /* the first step is fed zeros */
 
-    /* the encoder, one token at a time from zeros: memory rows, then the decoder's first state */
+    /* the memory: the encoder, one token at a time from zeros, gives its rows and the decoder's
+     * first state; a grid is the memory, with zeros and its mean */
     float *state = AT(&s, float, state), *memory = AT(&s, float, memory);
-    memset(state, 0, minrnn_state_size(&s.part, 1) * sizeof(float));
-    for (int i = 0; i < n; i++) {
+    memset(state, 0, minrnn_state_size(&s.dec_part, 1) * sizeof(float));
+    if (grid) {
+        memcpy(memory, grid, (size_t)n * s.W * sizeof(float));
+        grid_mean(memory, n, 1, s.D, AT(&s, float, mean));
+    }
+    for (int i = 0; source && i < n; i++) {
         minrnn_batch batch = {.B = 1, .T = 1, .tokens = source + i};
-        status = minrnn_step_compact(&s.part, precision, s.enc, &batch, state, memory + (size_t)i * s.H,
+        status = minrnn_step_compact(&s.enc_part, precision, s.enc, &batch, state, memory + (size_t)i * s.H,
                                      AT(&s, float, model_ws), s.nt);
         if (status != MINRNN_OK) return status;
     }
     if (s.w.W_a)
-        mm_nt(n, s.H, s.H, memory, s.H, s.w.W_a, s.H, AT(&s, float, keys), s.H, 0, lone_gemm_threads(s.nt, n, s.H, s.H));
+        mm_nt(n, s.H, s.W, memory, s.W, s.w.W_a, s.W, AT(&s, float, keys), s.H, 0, lone_gemm_threads(s.nt, n, s.H, s.W));
     if (s.w.W_k)
-        mm_nt(n, s.A, s.H, memory, s.H, s.w.W_k, s.H, AT(&s, float, keys), s.A, 0, lone_gemm_threads(s.nt, n, s.A, s.H));
+        mm_nt(n, s.A, s.W, memory, s.W, s.w.W_k, s.W, AT(&s, float, keys), s.A, 0, lone_gemm_threads(s.nt, n, s.A, s.W));
 
     s.rows = 1;
     AT(&s, int32_t, token)[0] = cfg->vocab_size - 2;   /* start */
@@ -338,4 +364,22 @@ int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void
     result->length = s.best_length, result->steps = s.best_steps, result->logprob = s.best_score;
     if (alignments) memcpy(alignments, AT(&s, float, best_alphas), (size_t)s.best_steps * n * sizeof(float));
     return MINRNN_OK;
+}
+
+int minrnn_seq2seq_translate(const minrnn_config *cfg, int precision, const void *params,
+                             const int32_t *source, int n, int beam, int max_length, double temperature,
+                             minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
+                             void *workspace, int num_threads) {
+    if (!source) return MINRNN_ERR_ARG;
+    return search_run(cfg, precision, params, source, NULL, n, beam, max_length, temperature, rng, out, result,
+                      alignments, workspace, num_threads);
+}
+
+int minrnn_seq2seq_caption(const minrnn_config *cfg, int precision, const void *params,
+                           const float *grid, int n, int beam, int max_length, double temperature,
+                           minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
+                           void *workspace, int num_threads) {
+    if (!grid) return MINRNN_ERR_ARG;
+    return search_run(cfg, precision, params, NULL, grid, n, beam, max_length, temperature, rng, out, result,
+                      alignments, workspace, num_threads);
 }

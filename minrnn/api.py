@@ -179,23 +179,38 @@ class Trained:
         """Each text's translation (greedy, beam search, or drawn at temperature > 0; "" for "")."""
         return [t.text if t else "" for t in self.translations(texts, beam, temperature, seed, max_length)]
 
+    def captions(self, grid, beam=1, temperature=0.0, seed=None, max_length=200, alignments=False):
+        """A captioner (trained with --grid) on grid, a numpy array (N, L, D) or (N, Hg, Wg, D) of raw
+        vectors as its training grids were given: each grid's Translation (tasks/seq2seq.py; its source
+        the places' numbers) as soon as it is done, greedy, beam search, or drawn at temperature > 0.
+        alignments: also each caption's attention over the places, (steps, L)."""
+        check_use(beam=beam, temperature=temperature, seed=seed, max_length=max_length)
+        return self.task.captions(self, grid, beam, temperature, seed, max_length, alignments)
+
+    def caption(self, grid, beam=1, temperature=0.0, seed=None, max_length=200):
+        """Each grid's caption as text: see captions."""
+        return [t.text for t in self.captions(grid, beam, temperature, seed, max_length)]
+
     # ---- evaluation
 
-    def evaluate(self, path, batch_size=16, seq_len=256, features=None, beam=1, targets=None, lengths=None):
+    def evaluate(self, path, batch_size=16, seq_len=256, features=None, beam=1, targets=None, lengths=None, grid=None):
         """What `python -m minrnn eval` reports on a file, as numbers (its report(path) is what eval
         prints): a TextEvaluation for a language model of a text, a RecordEvaluation for one of
         records, a ClassifierEvaluation, or a PairEvaluation for a seq2seq model on
         source<TAB>target lines. batch_size: streams or records at once; seq_len: a text's chunks;
         features: a model conditioned on features needs its .npy file, one row per record; beam: a
         seq2seq model's translations. A classifier of vectors: path is its inputs .npy, targets the
-        labels' .npy, lengths the lengths' (or None)."""
+        labels' .npy, lengths the lengths' (or None). A captioner: path its captions, grid the grids'
+        .npy (a CaptionEvaluation)."""
         check_use(beam=beam, batch_size=batch_size, seq_len=seq_len)
         if self.task.reads_vectors and targets is None:
             raise UserError("a model of vectors is evaluated against targets: give them (--targets Y.npy)")
         if not self.task.reads_vectors and (targets is not None or lengths is not None):
             raise UserError(f"targets and lengths are for a model of vectors; this checkpoint is {self.task.what}")
+        if grid is not None and not self.task.reads_grids:
+            raise UserError(f"a grid is for a captioner (trained with --grid); this checkpoint is {self.task.what}")
         self.reads()
-        return self.task.evaluate(self, path, batch_size, seq_len, features, beam, targets, lengths)
+        return self.task.evaluate(self, path, batch_size, seq_len, features, beam, targets, lengths, grid)
 
     def predict(self, x, lengths=None):
         """A model of sequences of vectors, on raw inputs x (N, T, D) (standardized as in training)

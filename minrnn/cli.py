@@ -1,4 +1,5 @@
-"""python -m minrnn {train, sample, eval, classify, translate, export, import, plot}: the command line.
+"""python -m minrnn {train, sample, eval, classify, predict, translate, caption, export, import,
+plot, picture}: the command line.
 
 Bad input ends in one line on stderr that says what to do, and a non-zero exit; never a traceback.
 The options of `train` come from the tables in settings.py.
@@ -17,7 +18,7 @@ from minrnn import api, core
 from minrnn.data import read_array, read_file
 from minrnn.errors import UserError
 from minrnn.interop import export_safetensors, import_model
-from minrnn.picture import attention_page, attention_svg
+from minrnn.picture import CAPTIONS, attention_page, attention_svg, caption_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import IMAGES, plot_runs
 from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
@@ -65,6 +66,20 @@ def add_precision(group):
 def add_vector_files(group):
     group.add_argument("--inputs", metavar="X.npy", help="a classifier of vectors: the (N, T, D) sequences")
     group.add_argument("--lengths", metavar="L.npy", help="...and their (N,) lengths, when they differ")
+
+
+def add_search(parser, unit, what):
+    """The options of a seq2seq search (translate, caption): --beam, --temperature, --seed,
+    --max-length and --scores; unit: what it writes a step at a time, what: what it writes whole."""
+    parser.add_argument("--beam", type=arg_type(USE["beam"]), metavar="K", default=1,
+                        help="beam search of width K (never less probable than greedy); 1 = greedy (default %(default)s)")
+    parser.add_argument("--temperature", type=arg_type(USE["temperature"]), metavar="X", default=0.0,
+                        help=f"> 0: draw each {unit} at this temperature instead (with --beam 1) (default 0: greedy)")
+    parser.add_argument("--seed", type=arg_type(SEED), metavar="S", help="--temperature's draws: the same seed gives "
+                        "the same text (default: random, printed on stderr)")
+    parser.add_argument("--max-length", type=arg_type(USE["max_length"]), metavar="N", default=200,
+                        help=f"{unit}s at most per {what} (default %(default)s)")
+    parser.add_argument("--scores", action="store_true", help=f"after each {what}, a tab and its log probability")
 
 
 def add_threads(group):
@@ -144,6 +159,7 @@ def build_parser():
                    help="a seq2seq model's translations: beam search of width K; 1 = greedy (default %(default)s)")
     add_vector_files(e)
     e.add_argument("--targets", metavar="Y.npy", help="a classifier of vectors: the (N,) labels of the sequences")
+    e.add_argument("--grid", metavar="GRID.npy", help="a captioner: the grid of each line of the file, row i for line i")
     add_precision(e)
     add_threads(e)
     e.set_defaults(func=cmd_eval)
@@ -178,20 +194,28 @@ def build_parser():
     r.add_argument("texts", nargs="*", metavar="TEXT", help="texts to translate")
     r.add_argument("--file", metavar="FILE", help="...or each line of this file")
     r.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
-    r.add_argument("--beam", type=arg_type(USE["beam"]), metavar="K", default=1,
-                   help="beam search of width K (never less probable than greedy); 1 = greedy (default %(default)s)")
-    r.add_argument("--temperature", type=arg_type(USE["temperature"]), metavar="X", default=0.0,
-                   help="> 0: draw each character at this temperature instead (with --beam 1) (default 0: greedy)")
-    r.add_argument("--seed", type=arg_type(SEED), metavar="S",
-                   help="--temperature's draws: the same seed gives the same text (default: random, printed on stderr)")
-    r.add_argument("--max-length", type=arg_type(USE["max_length"]), metavar="N", default=200,
-                   help="characters at most per translation (default %(default)s)")
-    r.add_argument("--scores", action="store_true", help="after each translation, a tab and its log probability")
+    add_search(r, "character", "translation")
     r.add_argument("--picture", metavar="FILE.html",
                    help="also write the attention of every translation as heatmaps in one HTML page")
     add_precision(r)
     add_threads(r)
     r.set_defaults(func=cmd_translate)
+
+    c = sub.add_parser("caption", help="caption grids of vectors with a captioner's checkpoint", description=(
+        "Write the caption of each grid (one line each, as soon as it is done) with a checkpoint trained "
+        "with --grid: greedy by default, beam search with --beam, or sampled with --temperature."))
+    c.add_argument("--checkpoint", metavar="FILE", help="the .ckpt file (default: the last run's best.ckpt)")
+    c.add_argument("--grid", metavar="GRID.npy", help="the grids, (N, L, D) or (N, Hg, Wg, D), as in training")
+    c.add_argument("--row", type=arg_type(Number(int, 0)), metavar="I", help="only row I of the grids (default: every row)")
+    add_search(c, "token", "caption")
+    c.add_argument("--picture", metavar="FILE.html",
+                   help="also write where the model looked for each token, over each image, in one HTML page")
+    c.add_argument("--images", metavar="IMAGES.npy",
+                   help="--picture: the (N, h, w) gray images the grids were cut from, drawn under the attention "
+                        "(default: the grid's places as cells)")
+    add_precision(c)
+    add_threads(c)
+    c.set_defaults(func=cmd_caption)
 
     x = sub.add_parser("export", help="write an inference-only copy of a checkpoint, compact by default",
                        description=(
@@ -339,7 +363,7 @@ def cmd_eval(args):
     path = args.file or args.inputs
     m = trained_for(args)
     print(m.evaluate(path, args.batch_size, args.seq_len, args.features, args.beam, args.targets,
-                     args.lengths).report(path))
+                     args.lengths, args.grid).report(path))
     return 0
 
 
@@ -396,6 +420,46 @@ def cmd_translate(args):
     if args.picture is not None:
         write_atomically(args.picture, attention_page(pictures).encode("utf-8"))
         print(f"attention of {len(pictures)} translation(s): {args.picture}", file=sys.stderr)
+    say_skipped(m)
+    return 0
+
+
+def cmd_caption(args):
+    if args.grid is None:
+        raise UserError("give the grids to caption: --grid GRID.npy")
+    checkpoint = args.checkpoint or last_run_checkpoint()
+    if args.picture is not None:
+        check_output("--picture", args.picture, [checkpoint, args.grid, args.images], HTML,
+                     "the attention picture, an HTML page,")
+    grid = read_array(args.grid)
+    if args.row is not None:
+        if grid.ndim < 1 or args.row >= len(grid):
+            raise UserError(f"--row {args.row}: {args.grid} has {len(grid) if grid.ndim else 0} rows (0 to "
+                            f"{len(grid) - 1 if grid.ndim else 0})")
+        grid = grid[args.row:args.row + 1]
+    images = None if args.images is None else read_array(args.images)
+    m = trained_for(args)
+    first = args.row or 0
+    if images is not None and (images.ndim != 3 or len(images) < first + len(grid)):
+        raise UserError(f"--images: give (N, h, w) gray images, one per row of the grids, not {images.shape}")
+    geometry = grid.shape[1:3] if grid.ndim == 4 else m.checkpoint.meta.get("grid_shape")
+    if args.picture is not None and not geometry:
+        raise UserError("--picture needs the places' geometry: give the grids as (N, Hg, Wg, D)")
+    captions = m.captions(grid, args.beam, args.temperature, args.seed, args.max_length,
+                          alignments=args.picture is not None)
+    say_seed(args, m)
+    out, pictures = sys.stdout.buffer, []
+    for i, t in enumerate(captions):
+        out.write(t.raw + (f"\t{t.logprob:.6f}".encode() if args.scores else b"") + b"\n")
+        out.flush()
+        if args.picture is not None:
+            written = t.characters + ["</s>"] * (len(t.alignments) - len(t.characters))
+            image = None if images is None else images[first + i]
+            pictures.append((f"grid {first + i}", t.text, caption_svg(written, t.alignments, geometry, image,
+                                                                      f"grid{first + i}")))
+    if args.picture is not None:
+        write_atomically(args.picture, attention_page(pictures, about=CAPTIONS).encode("utf-8"))
+        print(f"attention of {len(pictures)} caption(s): {args.picture}", file=sys.stderr)
     say_skipped(m)
     return 0
 

@@ -108,8 +108,9 @@ def _iptr(array):
 
 
 def _floats(x, shape, what):
+    """x as contiguous float32 of that shape (None: any shape)."""
     a = np.ascontiguousarray(x, dtype=np.float32)
-    if a.shape != tuple(shape):
+    if shape is not None and a.shape != tuple(shape):
         raise ValueError(f"{what} must have shape {tuple(shape)}, not {a.shape}")
     return a
 
@@ -480,12 +481,17 @@ class Model(Block):
 # ---- sequence to sequence
 
 class Pairs:
-    """The twin of minrnn_pairs: source (Ts, B) and its lengths (B,), the decoder's inputs
-    [START, target] (Td, B), targets [target, END] (Td, B) or None, and their lengths (B,)."""
+    """The twin of minrnn_pairs: source (Ts, B) ids, or a grid (Ts, B, D) of floats, and its lengths
+    (B,), the decoder's inputs [START, target] (Td, B), targets [target, END] (Td, B) or None, and
+    their lengths (B,)."""
 
     def __init__(self, source, source_lengths, inputs, targets, target_lengths):
-        self.source, self.inputs = _tokens(source, "source", 2), _tokens(inputs, "inputs", 2)
-        (Ts, B), (Td, B2) = self.source.shape, self.inputs.shape
+        grid = np.asarray(source).dtype.kind == "f"
+        self.source = _floats(source, None, "grid") if grid else _tokens(source, "source", 2)
+        if grid and self.source.ndim != 3:
+            raise ValueError(f"a grid must be (Ts, B, D), not {self.source.shape}")
+        self.inputs = _tokens(inputs, "inputs", 2)
+        (Ts, B), (Td, B2) = self.source.shape[:2], self.inputs.shape
         self.source_lengths = _tokens(source_lengths, "source lengths", 1)
         self.target_lengths = _tokens(target_lengths, "target lengths", 1)
         self.targets = None if targets is None else _tokens(targets, "targets", 2)
@@ -495,7 +501,11 @@ class Pairs:
                              "lengths each, and targets shaped like inputs")
         c = self.c = ffi.new("minrnn_pairs *")
         c.B, c.Ts, c.Td = B, Ts, Td
-        c.source, c.source_lengths = _iptr(self.source), _iptr(self.source_lengths)
+        if grid:
+            c.grid = _fptr(self.source)
+        else:
+            c.source = _iptr(self.source)
+        c.source_lengths = _iptr(self.source_lengths)
         c.inputs, c.targets, c.target_lengths = _iptr(self.inputs), _iptr(self.targets), _iptr(self.target_lengths)
 
     @property
@@ -528,18 +538,24 @@ class Seq2seq(Block):
     def pairs_workspace(self, B, Ts, Td):
         return self._workspace(("pairs", B, Ts, Td), lambda: lib.minrnn_seq2seq_workspace_size(self.c, B, Ts, Td))
 
+    def encoder_steps(self, Ts):
+        """The steps the encoder's dropout masks cover: Ts, none for a grid."""
+        return 0 if self.config.input_size else Ts
+
     def dropout_masks(self, rng, B, Ts, Td):
-        """The encoder's masks (L, Ts, B, H), then the decoder's (L, Td, B, H), in one array."""
-        L, H = self.config.num_layers, self.config.hidden_size
-        masks = np.empty(L * (Ts + Td) * B * H, dtype=np.float32)
-        check(lib.minrnn_dropout_masks(self.c, B, Ts, rng.c, _fptr(masks)), "dropout masks")
-        check(lib.minrnn_dropout_masks(self.c, B, Td, rng.c, _fptr(masks[L * Ts * B * H:])), "dropout masks")
+        """The encoder's masks (L, Ts, B, H) (none for a grid), then the decoder's (L, Td, B, H), in one array."""
+        L, H, Te = self.config.num_layers, self.config.hidden_size, self.encoder_steps(Ts)
+        masks = np.empty(L * (Te + Td) * B * H, dtype=np.float32)
+        if Te:
+            check(lib.minrnn_dropout_masks(self.c, B, Te, rng.c, _fptr(masks)), "dropout masks")
+        check(lib.minrnn_dropout_masks(self.c, B, Td, rng.c, _fptr(masks[L * Te * B * H:])), "dropout masks")
         return masks
 
     def forward(self, pairs, masks=None, want_logits=True, want_alignments=False):
         B, Ts, Td = pairs.shape
         if masks is not None:
-            masks = _floats(masks, (self.config.num_layers * (Ts + Td) * B * self.config.hidden_size,), "masks")
+            size = self.config.num_layers * (self.encoder_steps(Ts) + Td) * B * self.config.hidden_size
+            masks = _floats(masks, (size,), "masks")
         logits = np.empty((Td, B, self.outputs), np.float32) if want_logits else None
         alignments = np.empty((Td, B, Ts), np.float32) if want_alignments else None
         loss = ffi.new("float *") if pairs.targets is not None else ffi.NULL
@@ -568,9 +584,13 @@ class Seq2seq(Block):
 
     def translate(self, source, beam=1, max_length=100, temperature=0.0, rng=None, want_alignments=False):
         """One source's translation (minrnn_seq2seq_translate: greedy, sampling with temperature > 0
-        and rng, or beam search), at the model's precision: (ids without END, log probability,
+        and rng, or beam search), or one grid's caption (n, D) for a model of grids
+        (minrnn_seq2seq_caption), at the model's precision: (ids without END, log probability,
         alignments (steps, n) or None)."""
-        source = _tokens(source, "source", 1)
+        grid = bool(self.config.input_size)
+        source = _floats(source, None, "grid") if grid else _tokens(source, "source", 1)
+        if grid and (source.ndim != 2 or source.shape[1] != self.config.input_size):
+            raise ValueError(f"a grid must be (n, {self.config.input_size}), not {source.shape}")
         n = source.shape[0]
         workspace = self._workspace(("translate", n, beam, max_length),
                                     lambda: lib.minrnn_seq2seq_translate_size(self.c, n, beam, max_length), np.uint8)
@@ -578,10 +598,11 @@ class Seq2seq(Block):
         alignments = np.empty((max_length, n), np.float32) if want_alignments else None
         result = ffi.new("minrnn_translation *")
         precision, params = self.weights()
-        check(lib.minrnn_seq2seq_translate(self.c, precision, params, _iptr(source), n, beam, max_length,
-                                           temperature, rng.c if rng is not None else ffi.NULL, _iptr(out), result,
-                                           _fptr(alignments), _ptr("void *", workspace), self.call_threads),
-              "translate")
+        search = lib.minrnn_seq2seq_caption if grid else lib.minrnn_seq2seq_translate
+        check(search(self.c, precision, params, _fptr(source) if grid else _iptr(source), n, beam, max_length,
+                     temperature, rng.c if rng is not None else ffi.NULL, _iptr(out), result,
+                     _fptr(alignments), _ptr("void *", workspace), self.call_threads),
+              "caption" if grid else "translate")
         ids = out[:result.length].tolist()
         return ids, float(result.logprob), None if alignments is None else alignments[:result.steps].copy()
 
@@ -832,7 +853,7 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
     if cfg.task == "seq2seq" and symbols is vocab:
         raise ValueError("vocab lacks the start and end markers a seq2seq model's has")
     words = encoding == "words"
-    if words and getattr(cfg, "input_size", 0):
+    if words and not vocab_ids(cfg):
         raise ValueError("encoding is words, and a model of vectors has no vocabulary (give utf8)")
     ids = (symbols.count(TOKEN_END) if words else len(symbols)) + len(vocab) - len(symbols)
     expected = vocab_ids(cfg)
@@ -850,8 +871,8 @@ def checked_contents(cfg, vocab, encoding, labels, scaling):
 
 def vocab_ids(cfg):
     """The ids of a model's vocabulary (checkpoint.c's vocab_ids): V, or none for a model of vectors
-    (whose V, if any, counts its outputs; a Seq2seqConfig has no input_size)."""
-    return 0 if getattr(cfg, "input_size", 0) else cfg.vocab_size
+    (whose V, if any, counts its outputs; a captioner of grids reads vectors and has one)."""
+    return 0 if getattr(cfg, "input_size", 0) and cfg.task != "seq2seq" else cfg.vocab_size
 
 
 def checked_words(stored):
@@ -878,7 +899,7 @@ def label_count(cfg):
     """The names a checkpoint holds (checkpoint.c's label_count): the classes of a classifier (a
     tagger of vectors: of its V classes; values have none), then the condition's labels."""
     classes = getattr(cfg, "loss", "cross_entropy") == "cross_entropy"
-    outputs = cfg.num_classes if cfg.task == "classify" else cfg.vocab_size if getattr(cfg, "input_size", 0) else 0
+    outputs = cfg.num_classes if cfg.task == "classify" else cfg.vocab_size if cfg.task == "lm" and cfg.input_size else 0
     return (outputs if classes else 0) + (cfg.cond_size if cfg.cond == "label" else 0)
 
 
@@ -937,7 +958,7 @@ def _load_fd(fd, path, threads):
         scaling = (np.empty(config.cond_size, np.float32), np.empty(config.cond_size, np.float32))
         ck.cond_shift, ck.cond_scale = _fptr(scaling[0]), _fptr(scaling[1])
     input_scaling = None
-    if ck.config.input_size:   # (the C config's: a Seq2seqConfig has no input_size)
+    if ck.config.input_size:
         D = ck.config.input_size
         input_scaling = (np.empty(D, np.float32), np.empty(D, np.float32))
         ck.input_shift, ck.input_scale = _fptr(input_scaling[0]), _fptr(input_scaling[1])

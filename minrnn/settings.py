@@ -188,6 +188,9 @@ MODEL = [
             "README's demo; none: it reads only the encoder's final state (default {default})"),
     Setting("attention_size", None, OrNone(Number(int, 1, core.lib.MINRNN_MAX_HIDDEN)), "N",
             "--attention additive: its hidden size (default: --hidden)"),
+    Setting("input_feeding", False, Flag(), None,
+            "--task seq2seq: feed each step's attention context to the decoder's next step as well as to its "
+            "output (input feeding; a captioner of --grid always is, when it attends)"),
 ]
 DATA = [
     Setting("task", "lm", Choice(tasks.OPTIONS), "TASK",
@@ -211,6 +214,10 @@ DATA = [
     Setting("lengths", None, OrNone(Text()), "L.npy",
             "--inputs: the (N,) length of each sequence, in [1, T], when they differ (later steps are "
             "padding) (default: T each)"),
+    Setting("grid", None, OrNone(Text()), "GRID.npy",
+            "captioning: a (N, L, D) .npy, or (N, Hg, Wg, D), of a grid of L vectors for each of the file's N "
+            "lines (an image's patches), standardized per feature; line i is written from grid i, attending "
+            "over its places (--attention; none: from the grid's mean alone) (python -m minrnn caption)"),
     Setting("features", None, OrNone(Text()), "FILE.npy",
             "a (records, D) .npy array: row i conditions record i at every step, standardized per "
             "column with the training records' mean and deviation (implies --records; sample --features)"),
@@ -266,9 +273,13 @@ SESSION_DEFAULTS = {s.name: s.default for s in SESSION}
 
 def settle(s):
     """The settings s (every RUN setting), with what follows from them (labels and features are
-    about records), checked together: (s, the task they choose), or ValueError for settings that
+    about records, a grid about captions), checked together: (s, the task they choose), or ValueError for settings that
     are each fine but do not go together."""
     s = dict(s, records=s["records"] or bool(s["labels"] or s["features"]))
+    if s["grid"] is not None and s["task"] == DEFAULTS["task"]:   # a grid per line: captions
+        s["task"] = "caption"
+    if s["grid"] is not None and s["task"] != "caption":
+        raise ValueError(f"--grid conditions captions on grids (--task caption), not --task {s['task']}")
     for name, default in WORD_DEFAULTS.items():
         if s["tokens"] != "words" and s[name] is not None:
             raise ValueError(f"--{name.replace('_', '-')} is about a vocabulary of words; give --tokens words "
@@ -283,6 +294,8 @@ def settle(s):
         raise ValueError(f"--attention-size is the size of additive attention; this run's is {s['attention']}")
     if s["inputs"] is None and (s["targets"] or s["lengths"]):
         raise ValueError("--targets and --lengths go with --inputs X.npy (sequences of vectors)")
+    if s["input_feeding"] and s["task"] != "seq2seq" and s["grid"] is None:
+        raise ValueError("--input-feeding feeds a seq2seq decoder its attention's context; give --task seq2seq")
     task = tasks.for_settings(s)
     if s["inputs"] is not None and not task.reads_vectors:
         raise ValueError("--inputs reads sequences of vectors: give --task classify, tag or regress")
@@ -305,7 +318,8 @@ def renamed(given, old, value):
     return {**given, new: values[value]}
 
 
-ADDED = {"vocab_size": None, "min_count": None, "inputs": None, "targets": None, "lengths": None}
+ADDED = {"vocab_size": None, "min_count": None, "inputs": None, "targets": None, "lengths": None, "grid": None,
+         "input_feeding": False}
 
 
 def check_stored(settings, stored):

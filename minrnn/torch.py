@@ -9,7 +9,8 @@ names and shapes of the exported safetensors file, so `load_state_dict(strict=Tr
     cond.weight (G*H, C)             a condition: W_cond v joins every gate's input part in layer 0
     decoder.weight, decoder.bias     nn.Linear(H, V): the next character (a language model)
     head.weight, head.bias           nn.Linear(H, K): a classifier of each record's last step
-    enc.*, dec.*                     a seq2seq model's encoder and decoder (each as above, no output layer)
+    enc.*, dec.*                     a seq2seq model's encoder and decoder (each as above, no output layer;
+                                     a captioner of grids has no encoder, and its decoder a condition)
     attn.*, combine.*, out.*         its attention (attn.weight, or attn.query, attn.key, attn.v),
                                      o = tanh(combine [c; h]) and out: nn.Linear(H, V)
 
@@ -29,7 +30,7 @@ from torch import nn
 
 from minrnn.errors import UserError
 from minrnn.interop import config_of, read_model_file, safetensors_module
-from minrnn.reference.seq2seq import encoder_config
+from minrnn.reference.seq2seq import decoder_config, encoder_config
 from minrnn.rundir import replacing
 
 RNNS = {"rnn_tanh": (nn.RNN, "tanh"), "rnn_relu": (nn.RNN, "relu"), "lstm": (nn.LSTM, None), "gru": (nn.GRU, None)}
@@ -128,17 +129,17 @@ class Attention(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        H, A = cfg.hidden_size, cfg.attention_size
+        H, A, M = cfg.hidden_size, cfg.attention_size, cfg.memory_size
         self.kind = cfg.attention
         if self.kind == "general":
-            self.weight = nn.Parameter(torch.empty(H, H))
+            self.weight = nn.Parameter(torch.empty(H, M))
         elif self.kind == "additive":
-            self.query, self.key, self.v = (nn.Parameter(torch.empty(*s)) for s in ((A, H), (A, H), (A,)))
+            self.query, self.key, self.v = (nn.Parameter(torch.empty(*s)) for s in ((A, H), (A, M), (A,)))
         for p in self.parameters():   # nn.Linear's bound (the file's values replace these)
             nn.init.uniform_(p, -p.shape[-1] ** -0.5, p.shape[-1] ** -0.5)
 
     def forward(self, h, e):
-        """h (Td, B, H), e (Ts, B, H) -> scores (Td, B, Ts): h.e, h.W_a e, or v.tanh(W_q h + W_k e)."""
+        """h (Td, B, H), e (Ts, B, M) -> scores (Td, B, Ts): h.e, h.W_a e, or v.tanh(W_q h + W_k e)."""
         if self.kind == "dot":
             return torch.einsum("tbh,sbh->tbs", h, e)
         if self.kind == "general":
@@ -149,32 +150,55 @@ class Attention(nn.Module):
 
 
 class Seq2seq(nn.Module):
-    """An encoder and a decoder joined by attention, as minrnn's seq2seq model (Seq2seqConfig)."""
+    """An encoder and a decoder joined by attention, as minrnn's seq2seq model (Seq2seqConfig); for a
+    captioner (input_size D) the memory is the grid itself and the decoder, started from zeros, is
+    conditioned on the grid's mean; with input feeding it runs a step at a time, each step's context
+    part of the next step's condition (see minrnn/reference/seq2seq.py)."""
 
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
-        self.enc, self.dec = CharRNN(encoder_config(cfg)), CharRNN(encoder_config(cfg))
+        if not cfg.input_size:
+            self.enc = CharRNN(encoder_config(cfg))
+        self.dec = CharRNN(decoder_config(cfg))
         if cfg.attention != "none":
             self.attn = Attention(cfg)
-            self.combine = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size)
+            self.combine = nn.Linear(cfg.memory_size + cfg.hidden_size, cfg.hidden_size)
         self.out = nn.Linear(cfg.hidden_size, cfg.vocab_size)
 
     def forward(self, source, source_lengths, inputs):
-        """source (Ts, B) and source_lengths (B,); inputs (Td, B): [START, y1..ym] padded (START is
+        """source (Ts, B) ids, or a grid (Ts, B, D) of floats standardized with the checkpoint's
+        input_scaling, and source_lengths (B,); inputs (Td, B): [START, y1..ym] padded (START is
         vocab_size - 2, END vocab_size - 1) -> (logits (Td, B, V), alignments (Td, B, Ts) or None).
-        The decoder starts from each record's own final encoder state; positions past a source's
-        length get no attention."""
-        e, state = self.enc(source, lengths=source_lengths)
-        h, _ = self.dec(inputs, state)
-        if self.cfg.attention == "none":
-            return self.out(h), None
-        scores = self.attn(h, e)
+        The decoder starts from each record's own final encoder state (zeros for a grid); positions
+        past a source's length get no attention."""
+        cfg = self.cfg
         beyond = torch.arange(source.shape[0], device=source.device)[None, :] >= source_lengths[:, None]   # (B, Ts)
-        alpha = torch.softmax(scores.masked_fill(beyond[None], float("-inf")), dim=2)
-        c = torch.einsum("tbs,sbh->tbh", alpha, e)
-        o = torch.tanh(self.combine(torch.cat([c, h], dim=2)))
-        return self.out(o), alpha
+        if cfg.input_size:
+            e, state = source.float(), None
+            inside = (~beyond).T[:, :, None].float()                     # (Ts, B, 1)
+            mean = (e * inside).sum(0) / source_lengths[:, None].float()  # (B, D)
+        else:
+            (e, state), mean = self.enc(source, lengths=source_lengths), None
+        if not cfg.input_feeding:
+            h, _ = self.dec(inputs, state, cond=mean)
+            if cfg.attention == "none":
+                return self.out(h), None
+            o, alpha = self.attend(h, e, beyond)
+            return self.out(o), alpha
+        fed, outputs, alphas = torch.zeros(inputs.shape[1], cfg.memory_size, device=e.device), [], []
+        for t in range(inputs.shape[0]):   # each step reads the last one's context
+            h, state = self.dec(inputs[t:t + 1], state, cond=fed if mean is None else torch.cat([mean, fed], dim=1))
+            o, alpha = self.attend(h, e, beyond)
+            fed = torch.einsum("bs,sbm->bm", alpha[0], e)
+            outputs.append(o), alphas.append(alpha)
+        return self.out(torch.cat(outputs)), torch.cat(alphas)
+
+    def attend(self, h, e, beyond):
+        """(o (Td, B, H), alpha (Td, B, Ts)) of decoder outputs h over the memory e."""
+        alpha = torch.softmax(self.attn(h, e).masked_fill(beyond[None], float("-inf")), dim=2)
+        c = torch.einsum("tbs,sbm->tbm", alpha, e)
+        return torch.tanh(self.combine(torch.cat([c, h], dim=2))), alpha
 
 
 def module_for(cfg):

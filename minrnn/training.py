@@ -43,7 +43,7 @@ def lr_at(s, epoch, scale):
     return base_lr(s) * scale * s["lr_decay"] ** max(0, epoch + 1 - s["lr_decay_after"])
 
 
-PATH_SETTINGS = ("features", "inputs", "targets", "lengths")   # files a run reads, kept as absolute paths
+PATH_SETTINGS = ("features", "inputs", "targets", "lengths", "grid")   # files a run reads, kept as absolute paths
 
 
 class Run:

@@ -1,4 +1,5 @@
-"""The C core's sequence to sequence (float32) against the pure-Python reference (float64)."""
+"""The C core's sequence to sequence (float32) against the pure-Python reference (float64): translation,
+and captioning (the source a grid of vectors), each with and without input feeding."""
 
 import numpy as np
 from hypothesis import example, given, settings, strategies as st
@@ -39,23 +40,30 @@ def f32(values):
     return np.asarray(values, dtype=np.float32).astype(np.float64).tolist()
 
 
+def drawn_source(r, cfg, n):
+    """n source ids, or for a grid n float32-rounded vectors uniform(-1, 1)."""
+    if cfg.input_size:
+        return [f32([2.0 * r.uniform() - 1.0 for _ in range(cfg.input_size)]) for _ in range(n)]
+    return [int(r.uniform() * (cfg.vocab_size - 2)) for _ in range(n)]
+
+
 class Drawn:
     """A random seq2seq problem from one seed: float32-rounded parameters uniform(-1, 1) (away from
-    the nonlinearities' linear region), B pairs of ragged lengths, and dropout masks (encoder then
-    decoder) when the configuration has dropout."""
+    the nonlinearities' linear region), B pairs (or grids and captions) of ragged lengths, and
+    dropout masks (encoder, none for a grid, then decoder) when the configuration has dropout."""
 
     def __init__(self, cfg, B, Ts, Td, seed):
         r = Rng(seed)
         self.cfg, self.B, self.seed, self.drawn_with = cfg, B, seed, (B, Ts, Td, seed)
         self.flat = f32([2.0 * r.uniform() - 1.0 for _ in range(S.param_count(cfg))])
         symbols = cfg.vocab_size - 2
-        pairs = [([int(r.uniform() * symbols) for _ in range(1 + int(r.uniform() * Ts))],
+        pairs = [(drawn_source(r, cfg, 1 + int(r.uniform() * Ts)),
                   [int(r.uniform() * symbols) for _ in range(int(r.uniform() * Td))]) for _ in range(B)]
         self.framed = S.frame_pairs(cfg, pairs)
         src, dec_in = self.framed[0], self.framed[2]
         self.enc_masks = self.dec_masks = None
         if cfg.dropout > 0:
-            self.enc_masks = dropout_masks(S.encoder_config(cfg), r, len(src), B)
+            self.enc_masks = None if cfg.input_size else dropout_masks(S.encoder_config(cfg), r, len(src), B)
             self.dec_masks = dropout_masks(S.decoder_config(cfg), r, len(dec_in), B)
 
     def __repr__(self):   # what hypothesis prints of a failing draw
@@ -69,25 +77,35 @@ class Drawn:
             return fwd, S.backward(self.cfg, params, fwd), terms
 
     def masks(self):
-        if self.enc_masks is None:
+        if self.dec_masks is None:
             return None
-        return np.concatenate([np.ravel(self.enc_masks), np.ravel(self.dec_masks)]).astype(np.float32)
+        return np.concatenate(([np.ravel(self.enc_masks)] if self.enc_masks is not None else []) +
+                              [np.ravel(self.dec_masks)]).astype(np.float32)
+
+    def pairs(self):
+        grid = self.cfg.input_size
+        return core.Pairs(np.array(self.framed[0], np.float32) if grid else self.framed[0], *self.framed[1:])
 
 
-def config(cell, attention, embed, layers, dropout, V, H, A):
-    return S.Seq2seqConfig(vocab_size=V, hidden_size=H, cell=cell, embed_size=embed, num_layers=layers,
-                           dropout=0.5 if dropout else 0.0, attention=attention,
-                           attention_size=A if attention == "additive" else 0)
+def config(cell, attention, embed, layers, dropout, V, H, A, D=0, feed=False):
+    """D >= 1: a captioner of grids of D-vectors (H = D for dot, which scores h . e); feed: input
+    feeding, where there is attention to feed."""
+    return S.Seq2seqConfig(vocab_size=V, hidden_size=D if D and attention == "dot" else H, cell=cell,
+                           embed_size=embed, num_layers=layers, dropout=0.5 if dropout else 0.0, attention=attention,
+                           attention_size=A if attention == "additive" else 0, input_size=D,
+                           input_feeding=feed and attention != "none")
 
 
-def drawn(cell, attention, embed, layers, dropout, V, H, A, B, Ts, Td, seed):
-    return Drawn(config(cell, attention, embed, layers, dropout, V, H, A), B, Ts, Td, seed)
+def drawn(cell, attention, embed, layers, dropout, V, H, A, B, Ts, Td, seed, D=0, feed=False):
+    return Drawn(config(cell, attention, embed, layers, dropout, V, H, A, D, feed), B, Ts, Td, seed)
 
 
+# translation and captioning (D: the grid's width, 0 for ids), each fed its context or not
 problems = st.builds(drawn, cell=st.sampled_from(CELLS), attention=st.sampled_from(S.ATTENTIONS),
                      embed=st.sampled_from([0, 3]), layers=st.integers(1, 2), dropout=st.booleans(),
                      V=st.integers(3, 9), H=st.integers(1, 12), A=st.integers(1, 5), B=st.integers(1, 5),
-                     Ts=st.integers(1, 5), Td=st.integers(0, 4), seed=st.integers(0, 2**63))
+                     Ts=st.integers(1, 5), Td=st.integers(0, 4), seed=st.integers(0, 2**63),
+                     D=st.sampled_from([0, 0, 1, 4, 9]), feed=st.booleans())
 
 
 # make test-soak (seed 51): the decoder's embedding gradient, 0.30 at most, summed over the steps
@@ -101,7 +119,7 @@ def test_forward_and_backward_match_the_reference(pb):
     fwd, grads, terms = pb.reference()
 
     model = core.Seq2seq(cfg, params=np.array(pb.flat), threads=1)
-    fwd_c = model.forward(core.Pairs(*pb.framed), pb.masks(), want_alignments=True)
+    fwd_c = model.forward(pb.pairs(), pb.masks(), want_alignments=True)
     model.backward(fwd_c)
     assert_close(fwd_c.loss, fwd.loss, "loss")
     tgt_lengths = pb.framed[4]
@@ -122,7 +140,7 @@ def test_training_step_is_forward_backward_and_update(pb):
     # SGD with lr 1 and no clipping moves every parameter by exactly its gradient; the step draws
     # its masks (the encoder's, then the decoder's) from its generator as dropout_masks does.
     cfg, B, seed = pb.cfg, pb.B, pb.seed
-    pairs = core.Pairs(*pb.framed)
+    pairs = pb.pairs()
     model = core.Seq2seq(cfg, params=np.array(pb.flat), threads=1)
     masks = model.dropout_masks(core.Rng(seed), *pairs.shape) if cfg.dropout > 0 else None
     model.backward(model.forward(pairs, masks))
@@ -151,18 +169,18 @@ def rescored(cfg, params, source, ids, ended):
 
 @settings(max_examples=examples(40), deadline=None)
 @given(cell=st.sampled_from(CELLS), attention=st.sampled_from(S.ATTENTIONS), layers=st.integers(1, 2),
-       V=st.integers(3, 8), H=st.integers(2, 8), n=st.integers(1, 6), beam=st.integers(1, 4), seed=st.integers(0, 2**63))
-def test_translations_match_the_reference(cell, attention, layers, V, H, n, beam, seed):
+       V=st.integers(3, 8), H=st.integers(2, 8), n=st.integers(1, 6), beam=st.integers(1, 4), seed=st.integers(0, 2**63),
+       D=st.sampled_from([0, 0, 1, 5]), feed=st.booleans())
+def test_translations_match_the_reference(cell, attention, layers, V, H, n, beam, seed, D, feed):
     # Weights 3 times their initial size, so that translations end before max_length. The core's
     # log probability of its own translation is the reference's within float32 round-off (a sum of
     # up to 8 log softmaxes of logits off by ~1e-6 each); greedy writes what the reference writes
     # wherever no step is a near tie (the two best tokens within 1e-3, where round-off may choose).
-    cfg = config(cell, attention, 0, layers, False, V, H, 3)
+    cfg = config(cell, attention, 0, layers, False, V, H, 3, D, feed)
     model = core.Seq2seq(cfg, seed=seed % 2**32, threads=1)
     model.params *= 3.0
     params = S.unflatten(cfg, model.params.astype(np.float64).tolist())
-    r = Rng(seed)
-    source = [int(r.uniform() * (V - 2)) for _ in range(n)]
+    source = drawn_source(Rng(seed), cfg, n)
     ids, logprob, alphas = model.translate(source, beam=beam, max_length=8, want_alignments=True)
     ended = len(alphas) > len(ids)
     ref_logprob, gap = rescored(cfg, params, source, ids, ended)

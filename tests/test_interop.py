@@ -22,6 +22,9 @@ MODELS = {
     "labels": Config(vocab_size=9, hidden_size=4, cell="lstm", cond="label", cond_size=2),
     "features": Config(vocab_size=9, hidden_size=4, cell="gru", cond="vector", cond_size=3, embed_size=2),
     "seq2seq": Seq2seqConfig(vocab_size=8, hidden_size=6, cell="lstm", attention="additive", attention_size=4),
+    "seq2seq fed": Seq2seqConfig(vocab_size=8, hidden_size=6, cell="gru", attention="general", input_feeding=True),
+    "caption": Seq2seqConfig(vocab_size=8, hidden_size=6, cell="lstm", embed_size=2, attention="additive",
+                             attention_size=4, input_size=3, input_feeding=True),
 }
 
 
@@ -32,7 +35,10 @@ def checkpoint(cfg, seed=1):
     labels = ["x", "y", "z"][:cfg.num_classes] if getattr(cfg, "task", "") == "classify" else (
         ["p", "q"] if getattr(cfg, "cond", "") == "label" else [])
     scaling = (np.arange(3, dtype=np.float32), np.ones(3, np.float32) / 2) if getattr(cfg, "cond", "") == "vector" else None
-    return core.Checkpoint(core.model_for(cfg, seed=seed), vocab, "utf8", {"note": "test"}, None, labels, scaling)
+    D = cfg.input_size   # a captioner's grid scaling
+    input_scaling = (np.linspace(-1, 1, D, dtype=np.float32), np.full(D, 0.25, np.float32)) if D else None
+    return core.Checkpoint(core.model_for(cfg, seed=seed), vocab, "utf8", {"note": "test"}, None, labels, scaling,
+                           input_scaling=input_scaling)
 
 
 @pytest.mark.parametrize("kind", MODELS)
@@ -44,8 +50,8 @@ def test_a_round_trip_is_bit_exact(tmp_path, kind):
     assert np.array_equal(back.model.params.view(np.uint32), ck.model.params.view(np.uint32))
     assert (back.vocab, back.encoding, list(back.labels), back.meta) == (ck.vocab, ck.encoding, list(ck.labels),
                                                                          ck.meta)
-    if ck.cond_scaling is not None:
-        assert all(np.array_equal(a, b) for a, b in zip(back.cond_scaling, ck.cond_scaling))
+    for mine, theirs in ((back.cond_scaling, ck.cond_scaling), (back.input_scaling, ck.input_scaling)):
+        assert (mine is None) == (theirs is None) and all(np.array_equal(a, b) for a, b in zip(mine or (), theirs or ()))
 
 
 def test_the_cli_exports_and_imports_a_trained_model(tmp_path):
@@ -188,9 +194,12 @@ def test_the_torch_classifier_reads_each_records_last_step(tmp_path):
 
 
 def pairs_batch(cfg, seed):
-    """A ragged batch of 3 pairs: (source, its lengths, decoder inputs, targets, their lengths)."""
+    """A ragged batch of 3 pairs: (source, its lengths, decoder inputs, targets, their lengths); a
+    captioner's source is a grid (6, 3, D)."""
     rng = np.random.default_rng(seed)
     source = rng.integers(0, cfg.start, size=(6, 3)).astype(np.int32)
+    if cfg.input_size:
+        source = rng.uniform(-1, 1, size=(6, 3, cfg.input_size)).astype(np.float32)
     inputs = rng.integers(0, cfg.vocab_size, size=(5, 3)).astype(np.int32)
     inputs[0] = cfg.start
     targets = rng.integers(0, cfg.vocab_size, size=(5, 3)).astype(np.int32)
@@ -199,17 +208,23 @@ def pairs_batch(cfg, seed):
 
 @pytest.mark.parametrize("attention, cell", [("none", "lstm"), ("dot", "gru"), ("general", "rnn_tanh"),
                                              ("additive", "lstm"), ("additive", "gru")])
-def test_the_torch_seq2seq_gives_minrnns_logits_and_alignments(tmp_path, attention, cell):
+@pytest.mark.parametrize("D, feed", [(0, False), (0, True), (4, False), (4, True)])
+def test_the_torch_seq2seq_gives_minrnns_logits_and_alignments(tmp_path, attention, cell, D, feed):
+    # translation and captioning (a grid of 4-vectors; dot: of 6, the state's width), fed or not
     torch = pytest.importorskip("torch")
+    if feed and attention == "none":
+        pytest.skip("input feeding feeds the attention's context")
     cfg = Seq2seqConfig(vocab_size=8, hidden_size=6, cell=cell, num_layers=2, embed_size=3, dropout=0.1,
-                        attention=attention, attention_size=4 if attention == "additive" else 0)
+                        attention=attention, attention_size=4 if attention == "additive" else 0,
+                        input_size=6 if D and attention == "dot" else D, input_feeding=feed)
     ck = checkpoint(cfg, seed=4)
     module, _ = torch_of(tmp_path, ck)
     source, source_lengths, inputs, targets, target_lengths = pairs_batch(cfg, 5)
     want = ck.model.forward(core.Pairs(source, source_lengths, inputs, targets, target_lengths),
                             want_alignments=attention != "none")
     with torch.no_grad():
-        logits, alignments = module(*(torch.from_numpy(a).long() for a in (source, source_lengths, inputs)))
+        logits, alignments = module(torch.from_numpy(source) if D else torch.from_numpy(source).long(),
+                                    *(torch.from_numpy(a).long() for a in (source_lengths, inputs)))
     for b, (n, m) in enumerate(zip(source_lengths, target_lengths)):   # within each pair: the rest is padding
         np.testing.assert_allclose(logits.numpy()[:m, b], want.logits[:m, b], rtol=0, atol=ATOL)
         if attention != "none":
@@ -217,19 +232,21 @@ def test_the_torch_seq2seq_gives_minrnns_logits_and_alignments(tmp_path, attenti
             assert not np.any(alignments.numpy()[:, b, n:])   # no attention past the source
 
 
-@pytest.mark.parametrize("kind", ["lm one-hot", "labels", "features", "min-char-rnn", "seq2seq"])
+@pytest.mark.parametrize("kind", ["lm one-hot", "labels", "features", "min-char-rnn", "seq2seq", "caption"])
 def test_a_model_trained_on_in_pytorch_comes_back(tmp_path, kind):
     """export, a step of Adam in PyTorch, torch.save of the state dict, import --like: the checkpoint
     holds PyTorch's new parameters bit for bit, and sample runs it."""
     torch = pytest.importorskip("torch")
     ck = checkpoint(MODELS[kind], seed=6)
     core.save_checkpoint(tmp_path / "start.ckpt", ck.model, ck.vocab, ck.encoding, meta=ck.meta, labels=ck.labels,
-                         cond_scaling=ck.cond_scaling)
+                         cond_scaling=ck.cond_scaling, input_scaling=ck.input_scaling)
     module, info = torch_of(tmp_path, ck)
     opt = torch.optim.Adam(module.parameters(), lr=0.01)
     tokens = torch.from_numpy(np.random.default_rng(1).integers(0, 6, size=(5, 2))).long()
     if kind == "seq2seq":
         logits, _ = module(tokens, torch.tensor([5, 3]), tokens)
+    elif kind == "caption":
+        logits, _ = module(torch.ones(4, 2, 3), torch.tensor([4, 2]), tokens)
     else:
         cond = {"labels": torch.tensor([0, 1]), "features": torch.ones(2, 3)}.get(kind)
         logits, _ = module(tokens, cond=cond)

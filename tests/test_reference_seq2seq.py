@@ -375,22 +375,7 @@ def random_model(cfg, seed, scale):
     return seq2seq.unflatten(cfg, [(2.0 * r.uniform() - 1.0) * scale for _ in range(seq2seq.param_count(cfg))])
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
-@settings(max_examples=examples(6), deadline=None)
-@given(kind=st.sampled_from(CELLS), E=st.integers(0, 2), L=st.integers(1, 2), Ts=st.integers(1, 4),
-       Td=st.integers(1, 4), B=st.integers(1, 3), seed=seed_st)
-def test_decode_step_is_forward_one_token_at_a_time(attention, kind, E, L, Ts, Td, B, seed):
-    # encode, then decode_step along dec_in (teacher forcing), gives forward's logits and alignments
-    # exactly: the same operations in the same order, record by record
-    cfg = s2s_config(kind, attention, V=6, H=3, E=E, L=L, A=2)
-    pb = Pairs(cfg, Ts, Td, B, seed)
-    fwd = pb.forward()
-    for b, (source, target) in enumerate(pb.pairs):
-        memory, state = encode(cfg, pb.params, source)
-        assert memory == fwd.memories[b]
-        for t, token in enumerate([cfg.start] + target):
-            logits, state, alpha = decode_step(cfg, pb.params, memory, state, token)
-            assert (logits, alpha) == (fwd.logits[t][b], fwd.alignments[t][b])
+# decode_step against forward: test_reference_caption.py, for translation and captioning alike
 
 
 def log_softmax(logits, i):

@@ -2099,7 +2099,7 @@ static void test_not_checkpoint_and_version(void)
     owned dst = alloc_for(&peeked, 1);
     size_t len1 = 0;
     unsigned char *b1 = v1_image(&src, &len1);
-    const uint32_t versions[] = {0, 6, 0x01000000, 0x00000400, 0xFFFFFFFF};
+    const uint32_t versions[] = {0, 7, 0x01000000, 0x00000400, 0xFFFFFFFF};
     for (int i = 0; i < 5; i++) {
         put_u32(b + O_VERSION, versions[i]);
         rechecksum(b, len);
@@ -2115,12 +2115,12 @@ static void test_not_checkpoint_and_version(void)
         CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u on format 1's bytes", versions[i]);
     }
     /* the versions read here, as stubs: too short for their headers */
-    for (uint32_t v = 1; v <= 5; v++) {
+    for (uint32_t v = 1; v <= 6; v++) {
         put_u32(b + O_VERSION, v);
         spit(path, b, 12);
         CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "version %u in 12 bytes", v);
     }
-    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 to 5") != NULL,
+    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 to 6") != NULL,
           "the message names the formats read: %s", minrnn_strerror(MINRNN_ERR_VERSION));
     free(b1);
     free(b);

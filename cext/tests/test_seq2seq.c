@@ -68,6 +68,7 @@ typedef struct {
     minrnn_config c;
     int B, Ts, Td;
     int32_t *source, *source_lengths, *inputs, *targets, *target_lengths;
+    float *grid;   /* a captioner's (Ts, B, D), else NULL (and source is) */
     float *params, *masks, *ws, *logits, *alignments, *grads;
     minrnn_pairs pairs;
 } bench;
@@ -85,6 +86,12 @@ static bench make(minrnn_config c, int B, int Ts, int Td, uint64_t seed) {
         b.target_lengths[i] = i == 1 % B ? Td : 1 + (int)(minrnn_rng_next(&rng) % (uint64_t)Td);
     }
     for (int i = 0; i < Ts * B; i++) b.source[i] = (int32_t)(minrnn_rng_next(&rng) % (uint64_t)(V - 2));
+    if (c.input_size) {   /* a grid instead of ids */
+        size_t D = (size_t)c.input_size;
+        b.grid = malloc(sizeof(float) * Ts * B * D);
+        for (size_t i = 0; i < (size_t)Ts * B * D; i++) b.grid[i] = 2.0f * minrnn_rng_uniform(&rng) - 1.0f;
+        free(b.source), b.source = NULL;
+    }
     for (int i = 0; i < Td * B; i++) {
         b.targets[i] = (int32_t)(minrnn_rng_next(&rng) % (uint64_t)(V - 2));
         b.inputs[i] = i < B ? V - 2 : b.targets[i - B];   /* start, then the target shifted */
@@ -94,19 +101,19 @@ static bench make(minrnn_config c, int B, int Ts, int Td, uint64_t seed) {
     b.params = malloc(n * sizeof(float)), b.grads = calloc(n, sizeof(float));
     minrnn_init_params(&c, b.params, seed, MINRNN_INIT_DEFAULT);
     if (c.dropout > 0.0f) {
-        size_t per = (size_t)c.num_layers * B * c.hidden_size;
-        b.masks = malloc((Ts + Td) * per * sizeof(float));
-        minrnn_dropout_masks(&c, B, Ts, &rng, b.masks);
-        minrnn_dropout_masks(&c, B, Td, &rng, b.masks + Ts * per);
+        size_t per = (size_t)c.num_layers * B * c.hidden_size, Te = c.input_size ? 0 : (size_t)Ts;   /* a grid: no encoder */
+        b.masks = malloc((Te + Td) * per * sizeof(float));
+        if (Te) minrnn_dropout_masks(&c, B, Ts, &rng, b.masks);
+        minrnn_dropout_masks(&c, B, Td, &rng, b.masks + Te * per);
     }
     b.ws = malloc(minrnn_seq2seq_workspace_size(&c, B, Ts, Td) * sizeof(float));
     b.logits = malloc(sizeof(float) * Td * B * V), b.alignments = malloc(sizeof(float) * Td * B * Ts);
-    b.pairs = (minrnn_pairs){B, Ts, Td, b.source, b.source_lengths, b.inputs, b.targets, b.target_lengths};
+    b.pairs = (minrnn_pairs){B, Ts, Td, b.source, b.source_lengths, b.inputs, b.targets, b.target_lengths, b.grid};
     return b;
 }
 
 static void release(bench *b) {
-    free(b->source), free(b->source_lengths), free(b->inputs), free(b->targets), free(b->target_lengths);
+    free(b->source), free(b->source_lengths), free(b->inputs), free(b->targets), free(b->target_lengths), free(b->grid);
     free(b->params), free(b->masks), free(b->ws), free(b->logits), free(b->alignments), free(b->grads);
 }
 
@@ -119,13 +126,24 @@ static int run(bench *b, float *loss, int threads) {
                                                         threads);
 }
 
+/* c as a captioner of grids of D-vectors (for dot, D = H), fed its context if feed and it attends. */
+static minrnn_config captioner(minrnn_config c, int D, int feed) {
+    c.input_size = c.attention == MINRNN_ATTENTION_DOT ? c.hidden_size : D;
+    c.input_feeding = feed && c.attention != MINRNN_ATTENTION_NONE;
+    return c;
+}
+
 /* Sizes that take the threaded paths (products above the parallel threshold), for every kind and
- * cell, with dropout: the loss, logits, alignments and every gradient are the same bits. */
+ * cell, with dropout, translating and captioning (a grid of 24-vectors), each fed or not: the loss,
+ * logits, alignments and every gradient are the same bits. */
 static void test_threads_change_no_bit(void) {
     int cells[] = {MINRNN_LSTM, MINRNN_GRU, MINRNN_RNN};
+    for (int variant = 0; variant < 4; variant++)
     for (int k = 0; k < 4; k++)
         for (int ci = 0; ci < 3; ci++) {
             minrnn_config c = seq2seq(cells[ci], 40, ci == 1 ? 16 : 0, 48, 2, 0.25f, k);
+            if (variant & 1) c.input_feeding = k != MINRNN_ATTENTION_NONE;
+            if (variant & 2) c = captioner(c, 24, variant & 1);
             bench b = make(c, 9, 13, 11, 7 + (uint64_t)k);
             size_t n = minrnn_param_count(&c), nl = (size_t)11 * 9 * 40, na = (size_t)11 * 9 * 13;
             float *grads = malloc(n * sizeof(float)), *logits = malloc(nl * sizeof(float));
@@ -137,7 +155,7 @@ static void test_threads_change_no_bit(void) {
                 CHECK(run(&b, &loss, threads) == MINRNN_OK, "%s: run", KINDS[k]);
                 CHECK(!memcmp(&loss, &loss1, sizeof loss) && !memcmp(grads, b.grads, n * sizeof(float))
                       && !memcmp(logits, b.logits, nl * sizeof(float)) && !memcmp(align, b.alignments, na * sizeof(float)),
-                      "%s cell %d: %d threads differ from 1", KINDS[k], cells[ci], threads);
+                      "%s cell %d variant %d: %d threads differ from 1", KINDS[k], cells[ci], variant, threads);
             }
             CHECK(isfinite(loss1) && loss1 > 0.0f, "%s: loss %g", KINDS[k], loss1);
             free(grads), free(logits), free(align);
@@ -306,9 +324,86 @@ static void test_translation(void) {
     }
 }
 
+/* One grid's caption into out; returns the status. */
+static int caption(const minrnn_config *c, int precision, const void *params, const float *grid, int n, int beam,
+                   int max_length, double temperature, uint64_t seed, int threads, int32_t *out,
+                   minrnn_translation *result, float *alignments) {
+    size_t size = minrnn_seq2seq_translate_size(c, n, beam, max_length);
+    void *work = malloc(size);
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, seed);
+    int status = minrnn_seq2seq_caption(c, precision, params, grid, n, beam, max_length, temperature, &rng, out,
+                                        result, alignments, work, threads);
+    free(work);
+    return status;
+}
+
+/* Captions of a grid of 9 places, fed and not: beam 1 is greedy and a wider beam is never less
+ * probable, the thread count changes no bit, compact weights caption as their rounded float32
+ * values; ids where a grid belongs (and a grid where ids do) are refused, as is a NaN. */
+static void test_caption(void) {
+    enum { N = 9, D = 5, STEPS = 10 };
+    float grid[N * D];
+    minrnn_rng g;
+    minrnn_rng_seed(&g, 3);
+    for (int i = 0; i < N * D; i++) grid[i] = 2.0f * minrnn_rng_uniform(&g) - 1.0f;
+    for (int k = 0; k < 4; k++)
+        for (int feed = 0; feed <= (k != MINRNN_ATTENTION_NONE); feed++) {
+            minrnn_config c = captioner(seq2seq(MINRNN_LSTM, 11, 3, 40, 2, 0.0f, k), D, feed);
+            if (k == MINRNN_ATTENTION_DOT) c.input_size = D, c.hidden_size = D;   /* dot: D = H */
+            CHECK(minrnn_config_check(&c) == MINRNN_OK, "%s: captioner config", KINDS[k]);
+            size_t n = minrnn_param_count(&c);
+            float *params = malloc(n * sizeof(float)), *rounded = malloc(n * sizeof(float));
+            uint16_t *half = malloc(n * sizeof(uint16_t));
+            minrnn_init_params(&c, params, 31 + (uint64_t)k, MINRNN_INIT_DEFAULT);
+            for (size_t i = 0; i < n; i++) params[i] *= 3.0f;
+            minrnn_params_compact(params, n, MINRNN_BFLOAT16, half);
+            for (size_t i = 0; i < n; i++) {
+                uint32_t u = (uint32_t)half[i] << 16;
+                memcpy(&rounded[i], &u, sizeof u);
+            }
+            int32_t out1[STEPS], out[STEPS], out3[STEPS];
+            float align1[STEPS * N], align[STEPS * N];
+            minrnn_translation greedy, r, r3;
+            CHECK(caption(&c, MINRNN_FLOAT32, params, grid, N, 1, STEPS, 0.0, 0, 1, out1, &greedy, align1) == MINRNN_OK
+                  && greedy.logprob <= 0.0, "%s feed %d: greedy caption", KINDS[k], feed);
+            CHECK(caption(&c, MINRNN_FLOAT32, params, grid, N, 1, STEPS, 0.0, 0, 3, out3, &r3, align) == MINRNN_OK
+                  && r3.length == greedy.length && r3.logprob == greedy.logprob
+                  && !memcmp(out3, out1, (size_t)greedy.length * 4)
+                  && !memcmp(align, align1, (size_t)greedy.steps * N * sizeof(float)),
+                  "%s feed %d: 3 threads caption differently", KINDS[k], feed);
+            CHECK(caption(&c, MINRNN_FLOAT32, params, grid, N, 4, STEPS, 0.0, 0, 2, out, &r, NULL) == MINRNN_OK
+                  && r.logprob >= greedy.logprob, "%s feed %d: beam %g < greedy %g", KINDS[k], feed, r.logprob,
+                  greedy.logprob);
+            CHECK(caption(&c, MINRNN_BFLOAT16, half, grid, N, 1, STEPS, 0.9, 5, 1, out, &r, align) == MINRNN_OK
+                  && caption(&c, MINRNN_FLOAT32, rounded, grid, N, 1, STEPS, 0.9, 5, 2, out3, &r3, align1) == MINRNN_OK
+                  && r.length == r3.length && r.logprob == r3.logprob && !memcmp(out, out3, (size_t)r.length * 4)
+                  && !memcmp(align, align1, (size_t)r.steps * N * sizeof(float)),
+                  "%s feed %d: bfloat16 caption differs", KINDS[k], feed);
+            int32_t ids[2] = {0, 1};
+            CHECK(translate(&c, MINRNN_FLOAT32, params, ids, 2, 1, STEPS, 0.0, 0, 1, out, &r, NULL) == MINRNN_ERR_ARG,
+                  "ids to a captioner");
+            float nan_grid[N * D];
+            memcpy(nan_grid, grid, sizeof grid);
+            nan_grid[7] = NAN;
+            CHECK(caption(&c, MINRNN_FLOAT32, params, nan_grid, N, 1, STEPS, 0.0, 0, 1, out, &r, NULL) == MINRNN_ERR_ARG,
+                  "a NaN in a grid");
+            free(params), free(rounded), free(half);
+        }
+    minrnn_config plain = seq2seq(MINRNN_GRU, 12, 4, 40, 2, 0.0f, MINRNN_ATTENTION_GENERAL);
+    size_t n = minrnn_param_count(&plain);
+    float *params = calloc(n, sizeof(float));
+    int32_t out[STEPS];
+    minrnn_translation r;
+    CHECK(caption(&plain, MINRNN_FLOAT32, params, grid, N, 1, STEPS, 0.0, 0, 1, out, &r, NULL) == MINRNN_ERR_ARG,
+          "a grid to a translator");
+    free(params);
+}
+
 int main(void) {
     test_config_and_tensors();
     test_translation();
+    test_caption();
     test_threads_change_no_bit();
     test_padding_changes_nothing();
     test_backward_needs_its_forward();

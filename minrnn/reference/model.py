@@ -455,7 +455,7 @@ def output_grad(cfg, params, fwd, grads, t, b, divisor):
     return linear_backward(params, grads, "decoder", dlogits, fwd.outputs[t][b])
 
 
-def backward(cfg, params, fwd, dfinal=None, doutputs=None):
+def backward(cfg, params, fwd, dfinal=None, doutputs=None, grads=None):
     """Gradients of [fwd.loss, if forward had targets] + [sum(dfinal * final_state), if dfinal
     (L, S, B, H) is given: what a decoder sends back to its encoder] + [the sum of doutputs[t][b] .
     outputs[t][b] over the (t, b) where a step ran, if doutputs (T, B, H) is given: what the attention
@@ -464,7 +464,8 @@ def backward(cfg, params, fwd, dfinal=None, doutputs=None):
     grads shaped like params, summed over time and streams; dstate0 (L, S, B, H), the gradient with
     respect to the initial state; dcond (B, C), that with respect to the condition vectors for cond
     "vector", None otherwise. Without dfinal the final state gets no gradient from outside
-    (truncated backpropagation through time)."""
+    (truncated backpropagation through time). grads, a dict shaped like params, is added into and
+    returned when given (a decoder run a step at a time sums its steps' gradients there)."""
     if fwd.targets is None and dfinal is None and doutputs is None:
         raise ValueError("backward needs something to differentiate: a loss (a forward with targets), "
                          "dfinal or doutputs")
@@ -475,8 +476,8 @@ def backward(cfg, params, fwd, dfinal=None, doutputs=None):
         raise ValueError(f"doutputs must be (T, B, H) = ({T}, {B}, {H}), as forward's outputs")
     divisor = loss_divisor(cfg, T, B, fwd.lengths)
     layers = [layer_view(cfg, params, k) for k in range(L)]
-    grads = zeros_params(cfg)
-    glayers = [layer_view(cfg, grads, k) for k in range(L)]
+    grads = zeros_params(cfg) if grads is None else grads
+    glayers = [layer_view(cfg, grads, k) for k in range(L)]   # a condition's joined rows start from grads
     dcond = zeros_matrix(B, cfg.cond_size) if cfg.cond == "vector" else None
     # dstate[l][b]: the gradient with respect to stream b's layer-l state after step t, from step t+1
     # on; at t = T-1 that is dfinal (or zero)

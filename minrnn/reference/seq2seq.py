@@ -1,14 +1,25 @@
 """Sequence to sequence with attention: an encoder reads the source, a decoder writes the target from
 the encoder's final state, and at every target step the decoder's output looks back at the encoder's
-outputs (Luong, Pham, Manning 2015: global attention, no input feeding).
+outputs (Luong, Pham, Manning 2015: global attention). Captioning is the same decoder over another
+memory: a grid of vectors (one per place in an image) given with each record, no encoder.
+
+The memory, what the attention reads: the encoder's outputs (M = H wide), or the grid (input_size
+D: M = D). A captioning decoder starts from zeros, and every step's layer 0 adds W v for the
+grid's mean vector v (the lectures' h = tanh(W_xh x + W_hh h + W_ih v)). With input feeding, the
+context c of step t-1 (M) is part of layer 0's input at step t (zeros at t = 0), after the grid's
+mean (Xu et al. 2015's "Show, Attend and Tell", where the lectures say the summary vector "gets fed
+as an additional input at the next time step"; Luong et al. feed their combined o instead: c is
+what the lectures and Xu et al. feed, and the output layer reads it through o in either case). The
+decoder's layer-0 condition is then v_t = [mean ; c_{t-1}], C = D + M wide (what is present of it).
 
 Shapes, time-major like the model's:
-    src              (Ts, B) source ids in [0, V-2), padded: the encoder never reads START or END
+    src              (Ts, B) source ids in [0, V-2), padded: the encoder never reads START or END;
+                     for a grid (input_size D), (Ts, B, D) floats: record b's vectors at s < src_lengths[b]
     src_lengths      (B) ints in [1, Ts]
     dec_in           (Td, B) ids: [START, y1..ym], padded
     targets          (Td, B) ids: [y1..ym, END], padded
     tgt_lengths      (B) ints m+1 in [1, Td]
-    memory           (n, H): one record's encoder outputs e_s, s < n = its source length
+    memory           (n, M): one record's encoder outputs e_s (M = H), or its grid (M = D), s < n
     keys             (n, H) for dot and general, (n, A) for additive: what each score reads of e_s
     logits           (Td, B, V); None past a record's end
     alignments       (Td, B) alpha (n_b): where step t of record b looked; None for "none" or past the end
@@ -16,8 +27,8 @@ Shapes, time-major like the model's:
 One vocabulary of V ids serves both sides: the symbols, then START = V-2 and END = V-1 (frame_pairs
 lays a batch out). Padding is 0 and is never read: not by the models (no step runs past a record's
 end), not by the attention (alpha covers s < src_lengths[b] only).
-Parameters are a dict of named tensors in one block: "enc." + the encoder model's, "dec." + the
-decoder model's, then the attention's, combine's and out's (see param_shapes).
+Parameters are a dict of named tensors in one block: "enc." + the encoder model's (none for a
+grid), "dec." + the decoder model's, then the attention's, combine's and out's (see param_shapes).
 """
 
 import math
@@ -45,6 +56,8 @@ class Seq2seqConfig:
     dropout: float = 0.0        # p, inside each model (their masks, as the model applies them); none on o
     attention: str = "dot"      # a key of ATTENTIONS; "none": the decoder's output alone feeds out
     attention_size: int = 0     # A: >= 1 for "additive", 0 otherwise
+    input_size: int = 0         # D: 0, the source is ids an encoder reads; >= 1, it is a grid of D-vectors
+    input_feeding: bool = False   # the last step's context is part of layer 0's input (needs attention)
     # what a seq2seq model is not, in the terms of the model's Config (code that serves every kind
     # of checkpoint asks these)
     task: ClassVar[str] = "seq2seq"
@@ -57,7 +70,14 @@ class Seq2seqConfig:
             raise ValueError(f"attention additive needs attention_size >= 1, not {self.attention_size}")
         if self.attention != "additive" and self.attention_size != 0:
             raise ValueError(f"attention_size must be 0 for attention {self.attention}, not {self.attention_size}")
-        encoder_config(self)   # the model's checks of cell, sizes and dropout
+        if not isinstance(self.input_size, int) or self.input_size < 0:
+            raise ValueError(f"input_size must be a whole number >= 0, not {self.input_size!r}")
+        if self.attention == "dot" and self.memory_size != self.hidden_size:
+            raise ValueError(f"attention dot scores h . e: the grid's vectors ({self.input_size}) must be as wide "
+                             f"as the hidden state ({self.hidden_size}); use general or additive")
+        if not isinstance(self.input_feeding, bool) or self.input_feeding and self.attention == "none":
+            raise ValueError("input_feeding (True or False) feeds the attention's context: it needs attention")
+        decoder_config(self)   # the model's checks of cell, sizes and dropout
         if self.vocab_size < 3:
             raise ValueError(f"vocab_size must be >= 3 (a symbol, START and END), not {self.vocab_size}")
 
@@ -65,6 +85,16 @@ class Seq2seqConfig:
     def num_states(self):
         """S: the state vectors per layer of the encoder, and of the decoder, which starts from them."""
         return encoder_config(self).num_states
+
+    @property
+    def memory_size(self):
+        """M: the width of a memory row, the encoder's H or the grid's D."""
+        return self.input_size or self.hidden_size
+
+    @property
+    def condition_size(self):
+        """C: the decoder's layer-0 condition, [grid mean (D) ; last context (M)], what is present."""
+        return self.input_size + (self.memory_size if self.input_feeding else 0)
 
     @property
     def start(self):
@@ -82,28 +112,31 @@ def encoder_config(cfg):
 
 
 def decoder_config(cfg):
-    """The decoder: the same Config as the encoder's; its own tensors, started from the encoder's final state."""
-    return encoder_config(cfg)
+    """The decoder: the encoder's Config, with the condition v_t of cond_size C when there is one; its
+    own tensors, started from the encoder's final state (zeros for a grid)."""
+    C = cfg.condition_size
+    return Config(cfg.vocab_size, cfg.hidden_size, cfg.cell, cfg.embed_size, cfg.num_layers, cfg.dropout,
+                  task="encode", cond="vector" if C else "none", cond_size=C)
 
 
 # ---- parameters
 
-MODELS = ("enc.", "dec.")   # the prefixes of the two models' tensors
+MODELS = ("enc.", "dec.")   # the prefixes of the two models' tensors (a grid's decoder has no encoder)
 
 
 def param_shapes(cfg):
-    """[(name, shape)] in block order: the encoder's tensors, the decoder's, then attn.weight (general)
-    or attn.query, attn.key, attn.v (additive), then combine.weight and combine.bias (any attention but
-    "none"), then out.weight and out.bias."""
-    V, H, A = cfg.vocab_size, cfg.hidden_size, cfg.attention_size
-    shapes = [("enc." + name, shape) for name, shape in model.param_shapes(encoder_config(cfg))]
+    """[(name, shape)] in block order: the encoder's tensors (not for a grid), the decoder's, then
+    attn.weight (general) or attn.query, attn.key, attn.v (additive), then combine.weight and
+    combine.bias (any attention but "none"), then out.weight and out.bias. M: memory_size."""
+    V, H, A, M = cfg.vocab_size, cfg.hidden_size, cfg.attention_size, cfg.memory_size
+    shapes = [] if cfg.input_size else [("enc." + name, shape) for name, shape in model.param_shapes(encoder_config(cfg))]
     shapes += [("dec." + name, shape) for name, shape in model.param_shapes(decoder_config(cfg))]
     if cfg.attention == "general":
-        shapes += [("attn.weight", (H, H))]
+        shapes += [("attn.weight", (H, M))]
     elif cfg.attention == "additive":
-        shapes += [("attn.query", (A, H)), ("attn.key", (A, H)), ("attn.v", (A,))]
+        shapes += [("attn.query", (A, H)), ("attn.key", (A, M)), ("attn.v", (A,))]
     if cfg.attention != "none":
-        shapes += [("combine.weight", (H, 2 * H)), ("combine.bias", (H,))]
+        shapes += [("combine.weight", (H, M + H)), ("combine.bias", (H,))]
     return shapes + [("out.weight", (V, H)), ("out.bias", (V,))]
 
 
@@ -132,16 +165,17 @@ def model_params(tensors, prefix):
 
 def init_bound(cfg, name):
     """PyTorch's nn.Linear bound, 1/sqrt(fan_in), of a tensor after the two models."""
-    H, A = cfg.hidden_size, cfg.attention_size
-    fan_in = {"attn.v": A, "combine.weight": 2 * H, "combine.bias": 2 * H}.get(name, H)
+    H, A, M = cfg.hidden_size, cfg.attention_size, cfg.memory_size
+    fan_in = {"attn.v": A, "attn.weight": M, "attn.key": M, "combine.weight": M + H, "combine.bias": M + H}.get(name, H)
     return 1.0 / math.sqrt(fan_in)
 
 
 def init_params(cfg, seed):
-    """Fresh parameters from one seed: the encoder's as the model's init_params(seed, "default"), the
-    decoder's from seed + 1, then the rest in block order from Rng(seed + 2), element by element
-    row-major, w = (2u - 1) * bound."""
-    params = {"enc." + name: t for name, t in model.init_params(encoder_config(cfg), seed, "default").items()}
+    """Fresh parameters from one seed: the encoder's as the model's init_params(seed, "default") (none
+    for a grid), the decoder's from seed + 1, then the rest in block order from Rng(seed + 2), element
+    by element row-major, w = (2u - 1) * bound."""
+    params = {} if cfg.input_size else {
+        "enc." + name: t for name, t in model.init_params(encoder_config(cfg), seed, "default").items()}
     params.update(("dec." + name, t) for name, t in model.init_params(decoder_config(cfg), seed + 1).items())
     rng = Rng(seed + 2)
     rest = [(name, shape) for name, shape in param_shapes(cfg) if not name.startswith(MODELS)]
@@ -253,13 +287,16 @@ def scores_backward(cfg, params, grads, dscore, h, memory, keys, u, dh, dmemory)
         add_into(dh, matvec_t(params["attn.query"], dq))
 
 
-def attend_backward(cfg, params, grads, do, h, o, cache, memory, keys, dmemory):
-    """Through attend, given do = dloss/do: returns dh (H), adding into dmemory (n, H) and the
+def attend_backward(cfg, params, grads, do, h, o, cache, memory, keys, dmemory, dc_fed=None):
+    """Through attend, given do = dloss/do and dc_fed, the gradient with respect to the context c that
+    the next step read (input feeding), or None: returns dh (H), adding into dmemory (n, M) and the
     gradients of combine and attn."""
     if cfg.attention == "none":
         return do
     alpha, c, u = cache
     dc, dh = combine_backward(params, grads, do, o, c, h)
+    if dc_fed is not None:
+        add_into(dc, dc_fed)
     dalpha = context_backward(dc, alpha, memory, dmemory)
     dscore = softmax_backward(alpha, dalpha)
     scores_backward(cfg, params, grads, dscore, h, memory, keys, u, dh, dmemory)
@@ -279,6 +316,14 @@ def check_ids(name, ids, lengths, limit):
         raise ValueError(f"{name} must be ids in [0, {limit}) within each record")
 
 
+def check_grid(cfg, grid, lengths):
+    """grid (Ts, B, D) must hold D finite floats at every place s < lengths[b] of each record."""
+    D = cfg.input_size
+    if not all(len(grid[s][b]) == D and all(math.isfinite(x) for x in grid[s][b])
+               for b, n in enumerate(lengths) for s in range(n)):
+        raise ValueError(f"a grid holds {D} finite floats at each of a record's places")
+
+
 def check_batch(cfg, src, src_lengths, dec_in, targets, tgt_lengths):
     B = len(src[0])
     if any(len(row) != B for row in src + dec_in) or (
@@ -286,10 +331,27 @@ def check_batch(cfg, src, src_lengths, dec_in, targets, tgt_lengths):
         raise ValueError(f"src must be (Ts, B), dec_in and targets (Td, B), with the same B ({B})")
     check_lengths("src_lengths", src_lengths, len(src), B)
     check_lengths("tgt_lengths", tgt_lengths, len(dec_in), B)
-    check_ids("source", src, src_lengths, cfg.start)   # no START, no END
+    if cfg.input_size:
+        check_grid(cfg, src, src_lengths)
+    else:
+        check_ids("source", src, src_lengths, cfg.start)   # no START, no END
     check_ids("dec_in", dec_in, tgt_lengths, cfg.vocab_size)
     if targets is not None:
         check_ids("targets", targets, tgt_lengths, cfg.vocab_size)
+
+
+def mean_vector(memory):
+    """v = (1/n) sum_s e_s (M), summed in the order of s: what a grid conditions every step on."""
+    v = zeros(len(memory[0]))
+    for e in memory:
+        add_into(v, e)
+    return [x / len(memory) for x in v]
+
+
+def condition(cfg, mean, fed):
+    """The decoder's layer-0 condition at one step, [mean (D) ; fed (M)] as present, or None."""
+    v = (mean if cfg.input_size else []) + (fed if cfg.input_feeding else [])
+    return v or None
 
 
 @dataclass
@@ -297,9 +359,10 @@ class Seq2seqForward:
     loss: float          # the mean cross-entropy over the target positions within their records; None without targets
     logits: list         # (Td, B, V); None past a record's end
     alignments: list     # (Td, B): alpha (n_b) over record b's source positions; None for "none" or past the end
-    enc: model.Forward   # the encoder's forward: outputs e (Ts, B, H), final state F
-    dec: model.Forward   # the decoder's, from F: outputs h (Td, B, H)
-    memories: list       # (B): record b's e_s for s < src_lengths[b], (n_b, H)
+    enc: model.Forward   # the encoder's forward: outputs e (Ts, B, H), final state F; None for a grid
+    steps: list          # (Td): the decoder's forward of each step, one step for all B from the last
+    memories: list       # (B): record b's memory rows e_s for s < src_lengths[b], (n_b, M)
+    means: list          # (B): a grid's mean row (M); None without a grid
     keys: list           # (B): record b's keys, (n_b, H) or (n_b, A); None for "none"
     attended: list       # (Td, B): o (H), what out read; None past a record's end
     caches: list         # (Td, B): attend's (alpha, c, u); None for "none" or past a record's end
@@ -308,85 +371,127 @@ class Seq2seqForward:
 
 
 def forward(cfg, params, src, src_lengths, dec_in, targets, tgt_lengths, enc_masks=None, dec_masks=None):
-    """The encoder over src from a zero state, the decoder over dec_in from the encoder's final state
-    (each record's own), then at every (t, b) within record b: attention, out and the cross-entropy.
+    """The encoder over src from a zero state (a grid is its own memory, and the decoder starts from
+    zeros), then the decoder one step at a time: at step t every record's decoder reads dec_in[t] and
+    its condition v_t (see condition), then within record b attention, out and the cross-entropy;
+    c_t, the context, is what step t+1 is fed (zeros past a record's end, where nothing reads it).
     targets may be None (no loss); enc_masks (L, Ts, B, H) and dec_masks (L, Td, B, H) None (no
     dropout). The loss sums over t, then b within t, and divides by sum(tgt_lengths)."""
     check_batch(cfg, src, src_lengths, dec_in, targets, tgt_lengths)
-    enc_cfg, dec_cfg = encoder_config(cfg), decoder_config(cfg)
+    dec_cfg = decoder_config(cfg)
     Td, B = len(dec_in), len(dec_in[0])
-    enc = model.forward(enc_cfg, model_params(params, "enc."), src, None, model.zero_state(enc_cfg, B), enc_masks,
-                        src_lengths)
-    dec = model.forward(dec_cfg, model_params(params, "dec."), dec_in, None, enc.final_state, dec_masks, tgt_lengths)
-    memories = [[enc.outputs[s][b] for s in range(n)] for b, n in enumerate(src_lengths)]
+    if cfg.input_size:
+        enc, outputs, state = None, src, model.zero_state(dec_cfg, B)
+    else:
+        enc_cfg = encoder_config(cfg)
+        enc = model.forward(enc_cfg, model_params(params, "enc."), src, None, model.zero_state(enc_cfg, B),
+                            enc_masks, src_lengths)
+        outputs, state = enc.outputs, enc.final_state
+    memories = [[outputs[s][b] for s in range(n)] for b, n in enumerate(src_lengths)]
+    means = [mean_vector(memory) for memory in memories] if cfg.input_size else None
     keys = [attention_keys(cfg, params, memory) for memory in memories]
+    dec_params = model_params(params, "dec.")
+    fed = [zeros(cfg.memory_size) for _ in range(B)]
+    steps = []
     logits, alignments, attended, caches = ([[None] * B for _ in range(Td)] for _ in range(4))
     total = 0.0
     for t in range(Td):
+        masks = [[dec_masks[l][t]] for l in range(cfg.num_layers)] if dec_masks is not None else None
+        cond = [condition(cfg, means[b] if means else None, fed[b]) for b in range(B)]
+        step = model.forward(dec_cfg, dec_params, [dec_in[t]], None, state, masks, None,
+                             cond if dec_cfg.cond != "none" else None)
+        steps.append(step)
+        state = step.final_state
         for b in range(B):
+            fed[b] = zeros(cfg.memory_size)
             if t >= tgt_lengths[b]:
                 continue
-            attended[t][b], caches[t][b] = attend(cfg, params, dec.outputs[t][b], memories[b], keys[b])
+            attended[t][b], caches[t][b] = attend(cfg, params, step.outputs[0][b], memories[b], keys[b])
             logits[t][b] = linear_forward(params, "out", attended[t][b])
-            alignments[t][b] = caches[t][b][0] if caches[t][b] is not None else None
+            if caches[t][b] is not None:
+                alignments[t][b], fed[b] = caches[t][b][0], caches[t][b][1]
             if targets is not None:
                 total += cross_entropy(logits[t][b], targets[t][b])
     loss = total / sum(tgt_lengths) if targets is not None else None
-    return Seq2seqForward(loss, logits, alignments, enc, dec, memories, keys, attended, caches, targets, tgt_lengths)
+    return Seq2seqForward(loss, logits, alignments, enc, steps, memories, means, keys, attended, caches, targets,
+                          tgt_lengths)
 
 
-def backward(cfg, params, fwd):
-    """Gradients of fwd.loss with respect to every parameter, a dict shaped like params. Over (t, b) in
-    forward's order: dlogits -> out, do -> attention (dh, and de into the encoder outputs); then the
-    decoder's backward with doutputs = dh, then the encoder's with doutputs = de and dfinal = the
-    decoder's dstate0."""
+def backward(cfg, params, fwd, dgrid=None):
+    """Gradients of fwd.loss with respect to every parameter, a dict shaped like params; for a grid,
+    also that with respect to the grid, added into dgrid (Ts, B, D) if given. Over t from the last
+    step back: within each record dlogits -> out, do and the gradient of the context that step t+1
+    read -> attention (dh, and de into the memory); then the decoder's step, from dh and the state
+    gradient of step t+1, gives the gradients of step t's state and condition (the mean's part goes
+    to every grid row, 1/n each; the fed context's to step t-1's attention). Last the encoder's
+    backward with doutputs = de and dfinal = the decoder's dstate0."""
     if fwd.targets is None:
         raise ValueError("backward needs a loss: a forward with targets")
-    H = cfg.hidden_size
-    (Ts, Td), B = (len(fwd.enc.tokens), len(fwd.dec.tokens)), len(fwd.dec.tokens[0])
+    M, D = cfg.memory_size, cfg.input_size
+    Td, B = len(fwd.steps), len(fwd.memories)
     divisor = sum(fwd.tgt_lengths)
+    dec_cfg, dec_params = decoder_config(cfg), model_params(params, "dec.")
     rest = [(name, shape) for name, shape in param_shapes(cfg) if not name.startswith(MODELS)]
     grads = model.zeros_tensors(rest)
-    dh = [[zeros(H) for _ in range(B)] for _ in range(Td)]   # the decoder's doutputs
-    de = [[zeros(H) for _ in range(B)] for _ in range(Ts)]   # the encoder's doutputs
-    dmemories = [[de[s][b] for s in range(len(memory))] for b, memory in enumerate(fwd.memories)]  # views of de
-    for t in range(Td):
+    dec_grads = model.zeros_params(dec_cfg)
+    dmemories = [[zeros(M) for _ in memory] for memory in fwd.memories]
+    dmeans = [zeros(M) for _ in range(B)]
+    dfed = [None] * B   # the gradient with respect to c_t, from step t+1's condition
+    dstate = None
+    for t in reversed(range(Td)):
+        dh = [zeros(cfg.hidden_size) for _ in range(B)]
         for b in range(B):
             if t >= fwd.tgt_lengths[b]:
                 continue
             dlogits = cross_entropy_grad(fwd.logits[t][b], fwd.targets[t][b], divisor)
             do = linear_backward(params, grads, "out", dlogits, fwd.attended[t][b])
-            dh[t][b] = attend_backward(cfg, params, grads, do, fwd.dec.outputs[t][b], fwd.attended[t][b],
-                                       fwd.caches[t][b], fwd.memories[b], fwd.keys[b], dmemories[b])
-    dec_grads, dstate0, _ = model.backward(decoder_config(cfg), model_params(params, "dec."), fwd.dec, None, dh)
-    enc_grads, _, _ = model.backward(encoder_config(cfg), model_params(params, "enc."), fwd.enc, dstate0, de)
-    return {**{"enc." + name: g for name, g in enc_grads.items()},
-            **{"dec." + name: g for name, g in dec_grads.items()}, **grads}
+            dh[b] = attend_backward(cfg, params, grads, do, fwd.steps[t].outputs[0][b], fwd.attended[t][b],
+                                    fwd.caches[t][b], fwd.memories[b], fwd.keys[b], dmemories[b], dfed[b])
+        _, dstate, dcond = model.backward(dec_cfg, dec_params, fwd.steps[t], dstate, [dh], dec_grads)
+        for b in range(B):
+            if D:
+                add_into(dmeans[b], dcond[b][:D])
+            dfed[b] = dcond[b][D:] if cfg.input_feeding else None
+    for b, (dmemory, dmean) in enumerate(zip(dmemories, dmeans)):
+        for de in dmemory if D else ():
+            add_into(de, [x / len(dmemory) for x in dmean])
+        for s, de in enumerate(dmemory):
+            if dgrid is not None and D:
+                add_into(dgrid[s][b], de)
+    grads.update(("dec." + name, g) for name, g in dec_grads.items())
+    if D:
+        return grads
+    de = [[dmemories[b][s] if s < len(dmemories[b]) else zeros(M) for b in range(B)] for s in range(len(fwd.enc.tokens))]
+    enc_grads, _, _ = model.backward(encoder_config(cfg), model_params(params, "enc."), fwd.enc, dstate, de)
+    grads.update(("enc." + name, g) for name, g in enc_grads.items())
+    return grads
 
 
 def frame_pairs(cfg, pairs):
     """A batch from (source ids, target ids) pairs, time-major and padded with PAD:
     (src (Ts, B), src_lengths, dec_in (Td, B) = [START, y...], targets (Td, B) = [y..., END], tgt_lengths),
     Ts the longest source, Td the longest target plus one. A source has at least one id; a target may
-    be empty (then its record is END alone). Every id is a symbol, in [0, V-2)."""
+    be empty (then its record is END alone). Every id is a symbol, in [0, V-2). For a model of grids
+    a source is its n >= 1 vectors (n, D), and src (Ts, B, D) is padded with vectors of zeros."""
     if not pairs:
         raise ValueError("frame_pairs needs at least one (source, target) pair")
+    grid = bool(cfg.input_size)
     for source, target in pairs:
         if len(source) < 1:
-            raise ValueError("a source needs at least one id")
-        if not all(isinstance(i, int) and 0 <= i < cfg.start for i in list(source) + list(target)):
+            raise ValueError(f"a source needs at least one {'vector' if grid else 'id'}")
+        if not all(isinstance(i, int) and 0 <= i < cfg.start for i in list(target) + ([] if grid else list(source))):
             raise ValueError(f"source and target ids must be symbols, in [0, {cfg.start})")
     src_lengths = [len(source) for source, _ in pairs]
     tgt_lengths = [len(target) + 1 for _, target in pairs]
-    src = padded([list(source) for source, _ in pairs], max(src_lengths))
+    src = padded([list(source) for source, _ in pairs], max(src_lengths), zeros(cfg.input_size) if grid else PAD)
     dec_in = padded([[cfg.start] + list(target) for _, target in pairs], max(tgt_lengths))
     targets = padded([list(target) + [cfg.end] for _, target in pairs], max(tgt_lengths))
     return src, src_lengths, dec_in, targets, tgt_lengths
 
 
-def padded(rows, T):
-    """B rows of ids, each at most T long, as (T, B), PAD after each row's end."""
-    return [[row[t] if t < len(row) else PAD for row in rows] for t in range(T)]
+def padded(rows, T, pad=PAD):
+    """B rows of ids (or vectors), each at most T long, as (T, B), pad after each row's end."""
+    return [[row[t] if t < len(row) else pad for row in rows] for t in range(T)]
 
 
 # ---- inference, one record at a time, without dropout
@@ -401,22 +506,42 @@ def first_stream(state):
     return [[s[0] for s in layer] for layer in state]
 
 
-def encode(cfg, params, src_ids):
-    """One source's encoder outputs, memory (n, H), and its final state (L, S, H)."""
-    if not src_ids or not all(isinstance(i, int) and 0 <= i < cfg.start for i in src_ids):
-        raise ValueError(f"a source is one or more symbols, ids in [0, {cfg.start})")
-    enc_cfg = encoder_config(cfg)
-    enc = model.forward(enc_cfg, model_params(params, "enc."), [[i] for i in src_ids], None,
-                        model.zero_state(enc_cfg, 1))
-    return [row[0] for row in enc.outputs], first_stream(enc.final_state)
+@dataclass
+class Memory:
+    rows: list    # (n, M): the encoder's outputs, or the grid
+    keys: list    # attention_keys of rows, or None
+    mean: list    # (M): a grid's mean row; None without a grid
+
+
+def encode(cfg, params, src):
+    """One source's memory and the decoder's first state, (model state (L, S, H), fed context (M)):
+    for ids, the encoder's outputs and final state; for a grid (n, D), the grid and zeros."""
+    if cfg.input_size:
+        check_grid(cfg, [[row] for row in src], [len(src)] if src else [0])
+        if not src:
+            raise ValueError("a grid has one or more places")
+        rows, state = [list(row) for row in src], model.zero_state(decoder_config(cfg), 1)
+    else:
+        if not src or not all(isinstance(i, int) and 0 <= i < cfg.start for i in src):
+            raise ValueError(f"a source is one or more symbols, ids in [0, {cfg.start})")
+        enc_cfg = encoder_config(cfg)
+        enc = model.forward(enc_cfg, model_params(params, "enc."), [[i] for i in src], None,
+                            model.zero_state(enc_cfg, 1))
+        rows, state = [row[0] for row in enc.outputs], enc.final_state
+    memory = Memory(rows, attention_keys(cfg, params, rows), mean_vector(rows) if cfg.input_size else None)
+    return memory, (first_stream(state), zeros(cfg.memory_size))
 
 
 def decode_step(cfg, params, memory, state, token):
-    """The decoder's step on token from state (L, S, H), then the attention over memory and out, as in
-    training: (logits (V), the new state, alpha (n), None for "none")."""
-    dec = model.forward(decoder_config(cfg), model_params(params, "dec."), [[token]], None, batch_of_one(state))
-    o, cache = attend(cfg, params, dec.outputs[0][0], memory, attention_keys(cfg, params, memory))
-    return linear_forward(params, "out", o), first_stream(dec.final_state), cache[0] if cache is not None else None
+    """The decoder's step on token from state (its model state (L, S, H) and the context it is fed),
+    then the attention over memory and out, as in training: (logits (V), the new state, alpha (n),
+    None for "none")."""
+    dec_cfg = decoder_config(cfg)
+    cond = [condition(cfg, memory.mean, state[1])] if dec_cfg.cond != "none" else None
+    dec = model.forward(dec_cfg, model_params(params, "dec."), [[token]], None, batch_of_one(state[0]), cond=cond)
+    o, cache = attend(cfg, params, dec.outputs[0][0], memory.rows, memory.keys)
+    fed = cache[1] if cache is not None else zeros(cfg.memory_size)
+    return linear_forward(params, "out", o), (first_stream(dec.final_state), fed), cache[0] if cache is not None else None
 
 
 def next_logprobs(cfg, logits):
@@ -441,7 +566,7 @@ def extension_scores(score, logprobs):
 class Hypothesis:
     ids: list       # the tokens emitted, END excluded
     score: float    # the sum of their log probabilities, END's included once it is emitted
-    state: list     # the decoder's state before token is read (L, S, H)
+    state: tuple    # the decoder's state before token is read: (L, S, H) and the context it is fed (M)
     token: int      # the next token the decoder reads: START, then the last one emitted
     alphas: list    # one alpha (or None for "none") per step taken
 
@@ -534,9 +659,9 @@ def best(hypotheses):
     return top
 
 
-def translate(cfg, params, src_ids, beam=1, max_len=MAX_LEN, temperature=0.0, rng=None):
-    """One source's translation: (ids without END, its log probability, alphas (one per step, END's
-    included when emitted)). Greedy for beam 1, beam search for beam > 1; with temperature > 0 each
+def translate(cfg, params, src, beam=1, max_len=MAX_LEN, temperature=0.0, rng=None):
+    """One source's translation (src: ids, or a grid (n, D): its caption): (ids without END, its log
+    probability, alphas (one per step, END's included when emitted)). Greedy for beam 1, beam search for beam > 1; with temperature > 0 each
     token is drawn from rng instead (beam must be 1). At most max_len steps."""
     if not (isinstance(beam, int) and beam >= 1 and isinstance(max_len, int) and max_len >= 1):
         raise ValueError(f"beam and max_len must be whole numbers >= 1, not {beam} and {max_len}")
@@ -544,7 +669,7 @@ def translate(cfg, params, src_ids, beam=1, max_len=MAX_LEN, temperature=0.0, rn
         raise ValueError(f"temperature must be >= 0, not {temperature}")
     if temperature > 0.0 and (beam != 1 or rng is None):
         raise ValueError("sampling (temperature > 0) draws one hypothesis: beam must be 1, and rng an Rng")
-    memory, state = encode(cfg, params, src_ids)
+    memory, state = encode(cfg, params, src)
     if temperature > 0.0:
         return sample_search(cfg, params, memory, state, max_len, temperature, rng)
     if beam == 1:

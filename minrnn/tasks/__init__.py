@@ -1,7 +1,8 @@
 """The kinds of data minrnn learns from, each a task object (tasks/base.py's Task): a text
 (stream.py), records with or without a condition (records.py), a classifier of records
-(classify.py), pairs for sequence to sequence (seq2seq.py), and a classifier of sequences of
-vectors, a label per step, or values (vectors.py). The training loop, minrnn.load,
+(classify.py), pairs for sequence to sequence (seq2seq.py), records written from a grid of vectors
+each (caption.py), and a classifier of sequences of vectors, a label per step, or values
+(vectors.py). The training loop, minrnn.load,
 the commands and their checks ask the task; nothing outside this package, the bindings (core.py,
 and torch.py, which builds each task's model as an nn.Module) and the settings table branches on
 which task runs (tests/test_structure.py).
@@ -10,13 +11,14 @@ Adding a task: a module with a Task subclass, and its line in TASKS.
 """
 
 from minrnn.errors import UserError
+from minrnn.tasks.caption import Caption
 from minrnn.tasks.classify import Classify
 from minrnn.tasks.records import Records
 from minrnn.tasks.seq2seq import Seq2seq
 from minrnn.tasks.stream import Stream
 from minrnn.tasks.vectors import VectorClassify, VectorRegress, VectorTag
 
-TASKS = (Stream(), Records(), Classify(), Seq2seq(), VectorClassify(), VectorTag(), VectorRegress())
+TASKS = (Stream(), Records(), Classify(), Seq2seq(), Caption(), VectorClassify(), VectorTag(), VectorRegress())
 
 # the values of --task, in order, with what each learns (two tasks may share one: lm is a text or records)
 OPTIONS = {}

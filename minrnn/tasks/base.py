@@ -32,6 +32,7 @@ class Task:
     #                      a loss worse than guessing counts then)
     pictured = False     # whether the lectures' pictures (python -m minrnn picture) show its models
     reads_vectors = False   # whether its data are sequences of vectors (--inputs, --targets, --lengths)
+    reads_grids = False     # whether its records come with a grid of vectors each (--grid)
 
     # ---- which task: of a run's settings, of a checkpoint
 
@@ -103,7 +104,7 @@ class Task:
         """The error for asking this task's model what a model of another kind does."""
         return UserError(f"this checkpoint is {self.what}, not {does}; {self.use}")
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         raise NotImplementedError
 
     def printed(self, m, prime, num, length, temperature, top_k, top_p, seed, condition, stop):
@@ -123,6 +124,9 @@ class Task:
 
     def classify(self, m, texts, top):
         raise self.refuse("a classifier")
+
+    def captions(self, m, grid, beam, temperature, seed, max_length, alignments):
+        raise self.refuse("a captioner of grids")
 
     def translations(self, m, texts, beam, temperature, seed, max_length, alignments):
         raise self.refuse("a seq2seq model")

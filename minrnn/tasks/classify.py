@@ -96,7 +96,7 @@ class Classify(Task):
                 results[i] = [(labels[k], float(p[k])) for k in np.argsort(-p, kind="stable")[:top]]
         return results
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         ck = m.checkpoint
         records = read_records(path, dict(m.settings, val_frac=0.0), "labels", Known(m.vocab, list(ck.labels)),
                                skip_unknown=True)

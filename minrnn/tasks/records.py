@@ -286,7 +286,7 @@ class Records(LanguageModel):
     def stream(self, m, prime, length, temperature, top_k, top_p, seed):
         raise UserError("a record model writes whole records: use generate")
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         cfg, ck = m.model.config, m.checkpoint
         s = dict(m.settings, features=features, val_frac=0.0)
         if cfg.cond == "vector" and features is None:

@@ -39,7 +39,20 @@ def split_pairs(lines, path):
     return pairs
 
 
-class PairSet:
+class Targets:
+    """What a set of records with targets (ids, target_ids) and sources (source_ids) answers alike,
+    whatever its sources are (texts here, grids in caption.py)."""
+
+    @property
+    def longest_target(self):
+        return max(len(t) for t in self.target_ids)
+
+    def chars(self, picks):
+        """Positions with a loss in these records: m + 1 each (the end token too)."""
+        return int(sum(len(self.target_ids[i]) + 1 for i in picks))
+
+
+class PairSet(Targets):
     """Pairs as token ids with their vocabulary, split into training and validation pairs by a
     seeded shuffle. A trained model's vocabulary can be given (to resume or evaluate); max_source
     None: sources of any length."""
@@ -61,14 +74,6 @@ class PairSet:
     @property
     def longest_source(self):
         return max(len(s) for s in self.source_ids)
-
-    @property
-    def longest_target(self):
-        return max(len(t) for t in self.target_ids)
-
-    def chars(self, picks):
-        """Positions with a loss in these pairs: m + 1 each (the end token too)."""
-        return int(sum(len(self.target_ids[i]) + 1 for i in picks))
 
     def pairs(self, picks):
         """core.Pairs of the pairs `picks`, framed and padded."""
@@ -163,12 +168,14 @@ class Seq2seq(Task):
         return s["task"] == self.option
 
     def holds(self, ck):
-        return ck.model.config.task == "seq2seq"
+        return ck.model.config.task == "seq2seq" and not ck.model.config.input_size
 
     def check(self, s):
         if s["labels"] or s["features"] or s["init"] != "default" or s["biases"] != 2 or s["loss"] != "mean":
             raise ValueError("--task seq2seq reads source<TAB>target lines, with the default --init, --biases and "
                              "--loss; drop --labels, --features, --init, --biases and --loss")
+        if s["input_feeding"] and s["attention"] == "none":
+            raise ValueError("--input-feeding feeds the attention's context to the next step: give an --attention")
 
     # ---- training
 
@@ -179,7 +186,8 @@ class Seq2seq(Task):
         additive = s["attention"] == "additive"
         return Seq2seqConfig(vocab_size=len(data.vocab), hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
                              num_layers=s["layers"], dropout=s["dropout"], attention=s["attention"],
-                             attention_size=(s["attention_size"] or s["hidden"]) if additive else 0)
+                             attention_size=(s["attention_size"] or s["hidden"]) if additive else 0,
+                             input_feeding=s["input_feeding"])
 
     def batches(self, data, s, model):
         return ShuffledBatches(data.train, s["batch_size"], s["seed"], data.path, data.pairs, data.chars)
@@ -196,7 +204,8 @@ class Seq2seq(Task):
                               "use a smaller --batch-size, --hidden or --layers, or shorter pairs")
 
     def describe(self, s):
-        return f"{s['cell']} encoder and decoder ({s['attention']} attention)"
+        fed = ", fed its context" if s["input_feeding"] else ""
+        return f"{s['cell']} encoder and decoder ({s['attention']} attention{fed})"
 
     def validate(self, model, data, s):
         """The loss, and greedy translations of the first VAL_TRANSLATIONS validation pairs."""
@@ -241,12 +250,13 @@ class Seq2seq(Task):
                 for s in sources)
 
     @staticmethod
-    def translation(m, source, beam, temperature, rng, max_length, alignments):
+    def translation(m, source, beam, temperature, rng, max_length, alignments, places=None):
+        """source: ids, or a captioner's grid (n, D), whose places' names (n) are given."""
         ids, logprob, alphas = m.model.translate(source, beam, max_length, temperature, rng,
                                                  want_alignments=alignments)
-        return Translation(m.vocab.to_bytes(ids), logprob, m.characters(source), m.characters(ids), alphas)
+        return Translation(m.vocab.to_bytes(ids), logprob, places or m.characters(source), m.characters(ids), alphas)
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         pairs = PairSet(path, Reading(m.vocab.encoding), val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab,
                         skip_unknown=True)
         add_counts(m.last_unknown, pairs.unknown)
@@ -288,19 +298,21 @@ class PairEvaluation:
     by_length: list     # [(low, high, pairs, exact, cer)]: the same by source length, about a quarter of the pairs each
     unknown: dict = dataclasses.field(default_factory=dict)   # the characters skipped, as TextEvaluation's
     encoding: str = "utf8"
+    length_of = "source length"   # what by_length's ranges are of
+    noun = "pairs"                # what it counts
 
     @property
     def bits(self):
         return self.nats / math.log(2)
 
     def report(self, path):
-        """Exact match and character error rate, overall and by source length, and the loss."""
+        """Exact match and character error rate, overall and by length (length_of's), and the loss."""
         how = "greedy" if self.beam == 1 else f"beam {self.beam}"
         unit, units = units_of(self.encoding)
         rate = "token error rate" if unit == "token" else "character error rate"
         lines = [f"{path}: exact match {self.exact:.4f}, {rate} {self.cer:.4f} over {self.pairs:,} "
-                 f"pairs ({how}); loss {self.nats:.4f} nats/{unit} ({self.bits:.4f} bits/{unit}, teacher-forced, the "
-                 f"end included)", f"by source length: {units:>11}    pairs  exact match     {'TER' if unit == 'token' else 'CER'}"]
+                 f"{self.noun} ({how}); loss {self.nats:.4f} nats/{unit} ({self.bits:.4f} bits/{unit}, teacher-forced, the "
+                 f"end included)", f"by {self.length_of}: {units:>{24 - len(self.length_of)}}  {self.noun:>7}  exact match     {'TER' if unit == 'token' else 'CER'}"]
         for low, high, pairs, exact, cer in self.by_length:
             lines.append(f"{'':18}{low:>5}-{high:<5} {pairs:8,}  {exact:11.4f}  {cer:6.4f}")
         return with_skipped("\n".join(lines), self.unknown, self.encoding)

@@ -148,5 +148,5 @@ class Stream(LanguageModel):
         require_samples_memory(generation.B, generation.g.max_length)
         yield b"\n\n".join(prime + vocab.to_bytes(ids) for ids in generation.run()) + b"\n"
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         return evaluate_text(m, read_file(path), batch_size, seq_len, str(path))

@@ -150,7 +150,7 @@ class Vectors(Task):
             return [one(row) for row in y]
         return [" ".join(one(y[i, t]) for t in range(lengths[i])) for i in range(N)]
 
-    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None):
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         if features is not None:
             raise UserError("features are for a model of records conditioned on them; this one reads --inputs")
         data = Sequences(path, self.option, targets, lengths, val_frac=0.0, like=m.checkpoint)

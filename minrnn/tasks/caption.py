@@ -1,0 +1,192 @@
+"""Captioning with attention: a file of captions, one per line, and a grid of vectors for each (a
+.npy of shape (N, L, D), or (N, Hg, Wg, D) when the places have a geometry, Hg x Wg = L: the
+features of an image's patches); row i of the grid conditions line i. The model is the seq2seq
+core's decoder over the grid instead of an encoder's outputs (core.Seq2seq with input_size D):
+at each step it scores the L places from its state, writes a token from o = tanh(W_c [c ; h]),
+and is fed the context c at its next step (input feeding, whenever it attends); every step is
+also conditioned on the grid's mean. With --attention none the grid's mean is all it reads:
+the lectures' captioning with one vector.
+
+Each grid feature is standardized with the training grids' mean and deviation (the checkpoint's
+scaling section, as a model of vectors' inputs). Shapes of a batch of B records: grid (L, B, D)
+float32 time-major as the core reads it, inputs and targets (Td, B) ids, lengths (B,).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minrnn import core
+from minrnn.data import DataError, fingerprint_files, read_array
+from minrnn.errors import UserError
+from minrnn.reference.seq2seq import Seq2seqConfig
+from minrnn.tasks.base import Rows, shuffled_split, split_records
+from minrnn.tasks.seq2seq import PairEvaluation, Seq2seq, Targets, pairs_loss, translate_all, translation_scores
+from minrnn.tasks.sequences import standardization
+from minrnn.text import Reading, add_counts
+
+
+def read_grid(path, N=None, D=None):
+    """(grid (N, L, D) float64, geometry (Hg, Wg) or None) from a .npy; DataError for a wrong rank,
+    NaN, a row count that is not N or a width that is not D (a trained model's)."""
+    raw = read_array(path)
+    if raw.ndim not in (3, 4) or 0 in raw.shape:
+        raise DataError(f"{path}: {raw.shape} is not a grid per row; give a .npy of shape (N, L, D), or (N, Hg, Wg, D)")
+    geometry = raw.shape[1:3] if raw.ndim == 4 else None
+    grid = raw.reshape(raw.shape[0], -1, raw.shape[-1]).astype(np.float64)
+    if N is not None and grid.shape[0] != N:
+        raise DataError(f"{path}: {grid.shape[0]} grids for {N} lines; give one grid per line, row i for line i")
+    if D is not None and grid.shape[2] != D:
+        raise DataError(f"{path}: vectors of {grid.shape[2]} numbers; this model reads {D}")
+    if not np.all(np.isfinite(grid)):
+        raise DataError(f"{path}: holds NaN or infinite values; give finite numbers")
+    return grid, geometry and tuple(int(x) for x in geometry)
+
+
+def standardized_grid(grid, scaling):
+    return ((grid - scaling[0]) * scaling[1]).astype(np.float32)
+
+
+class Captions(Targets):
+    """Captions as token ids with their vocabulary (one per line, framed by start and end tokens),
+    and the grids that condition them, standardized; split into training and validation records by
+    a seeded shuffle. A trained model's vocabulary, grid scaling and D may be given (to resume, or
+    evaluate); without its scaling, the training grids' own."""
+
+    def __init__(self, path, grid_path, reading=Reading("utf8"), val_frac=0.1, seed=1, vocab=None, scaling=None, D=None,
+                 skip_unknown=False):
+        rows = Rows(path, reading, lambda data: [[line] for line in split_records(data, b"\n", path)],
+                    vocab, framed=True, fields=("caption",), skip_unknown=skip_unknown)
+        self.path, self.vocab, self.unknown = rows.path, rows.vocab, rows.unknown
+        self.target_ids = [caption for caption, in rows.rows]
+        raw, self.geometry = read_grid(grid_path, len(self.target_ids), D)
+        self.fingerprint = fingerprint_files([path, grid_path])
+        self.train, self.val = shuffled_split(len(self.target_ids), val_frac, seed)
+        self.scaling = scaling if scaling is not None else standardization(raw[self.train].reshape(-1, raw.shape[2]))
+        self.grid = standardized_grid(raw, self.scaling)
+        self.source_ids = list(self.grid)   # what translate_all reads: each record's grid (L, D)
+
+    @property
+    def longest_source(self):
+        return self.grid.shape[1]
+
+    def pairs(self, picks):
+        """core.Pairs of the records `picks`: their grids (L, B, D) and framed captions."""
+        B, (L, Td) = len(picks), (self.grid.shape[1], 1 + max(len(self.target_ids[i]) for i in picks))
+        inputs, targets = np.zeros((Td, B), np.int32), np.zeros((Td, B), np.int32)
+        for b, i in enumerate(picks):
+            t = self.target_ids[i]
+            inputs[0, b], inputs[1:len(t) + 1, b] = self.vocab.start_id, t
+            targets[:len(t), b], targets[len(t), b] = t, self.vocab.end_id
+        lengths = np.array([len(self.target_ids[i]) + 1 for i in picks], np.int32)
+        return core.Pairs(np.ascontiguousarray(self.grid[picks].transpose(1, 0, 2)), np.full(B, L, np.int32), inputs,
+                          targets, lengths)
+
+
+class Caption(Seq2seq):
+    name = option = "caption"
+    option_help = "--grid GRID.npy: learn to write each line from its grid of vectors (python -m minrnn caption)"
+    what = "a captioner of grids"
+    use = "it captions grids of vectors: python -m minrnn caption --checkpoint CKPT --grid GRID.npy (caption())"
+    unit = noun = "records"
+    reads_grids = True
+
+    def chosen_by(self, s):
+        return s["task"] == self.option   # (--grid alone says --task caption: settings.settle)
+
+    def holds(self, ck):
+        return ck.model.config.task == "seq2seq" and ck.model.config.input_size > 0
+
+    def check(self, s):
+        if s["grid"] is None:
+            raise ValueError("--task caption learns from a grid per line: give --grid GRID.npy")
+        if s["records"] or s["inputs"] is not None or s["input_feeding"]:
+            raise ValueError("--grid conditions each line of the file on its grid (one caption per line); drop "
+                             "--task, --records, --labels, --features, --inputs and --input-feeding (a captioner "
+                             "is fed its context whenever it attends)")
+        if s["init"] != "default" or s["biases"] != 2 or s["loss"] != "mean":
+            raise ValueError("--grid trains with the default --init, --biases and --loss; drop them")
+
+    # ---- training
+
+    def read(self, path, s, like=None):
+        return Captions(path, s["grid"], Reading.of(s), s["val_frac"], s["seed"], like and like.vocab)
+
+    def config(self, s, data):
+        attention, D = s["attention"], data.grid.shape[2]
+        if attention == "dot" and D != s["hidden"]:
+            raise UserError(f"--attention dot scores h . e: the grid's vectors ({D} numbers) must be as wide as "
+                            f"--hidden ({s['hidden']}); give --hidden {D}, or --attention general or additive")
+        return Seq2seqConfig(vocab_size=len(data.vocab), hidden_size=s["hidden"], cell=s["cell"], embed_size=s["embed"],
+                             num_layers=s["layers"], dropout=s["dropout"], attention=attention,
+                             attention_size=(s["attention_size"] or s["hidden"]) if attention == "additive" else 0,
+                             input_size=D, input_feeding=attention != "none")
+
+    def describe(self, s):
+        return f"{s['cell']} captioner ({s['attention']} attention over the grid)"
+
+    def saved(self, data):
+        return dict(input_scaling=data.scaling)
+
+    def meta(self, data):
+        return {"grid_shape": list(data.geometry) if data.geometry else None}
+
+    def check_resume(self, ck, data, s):
+        if any(not np.array_equal(a, b) for a, b in zip(ck.input_scaling, data.scaling)):
+            raise DataError(f"{s['grid']}: its standardization is not this run's; give the run's files")
+
+    def sample(self, model, data, seed):
+        """Greedy captions of a few validation (or training) grids."""
+        picks = (data.val if len(data.val) else data.train)[:4]
+        text = lambda ids: data.vocab.to_bytes(ids).decode("utf-8", "replace")   # noqa: E731
+        return "\n".join(f"grid {i}: {text(model.translate(data.grid[i])[0])}  (truth: {text(data.target_ids[i])})"
+                         for i in picks)
+
+    # ---- use
+
+    def translations(self, m, texts, beam, temperature, seed, max_length, alignments):
+        raise self.refuse("a seq2seq model of texts")
+
+    def captions(self, m, grid, beam, temperature, seed, max_length, alignments):
+        """Captions of grid (N, L, D) or (N, Hg, Wg, D), raw as the training grid file's rows: a
+        Translation each (its source: the places' numbers)."""
+        grid = np.asarray(grid, dtype=np.float64)
+        D = m.model.config.input_size
+        if grid.ndim not in (3, 4) or grid.shape[-1] != D or 0 in grid.shape:
+            raise UserError(f"grid: give an array of shape (N, L, {D}) or (N, Hg, Wg, {D}), not {grid.shape}")
+        if not np.all(np.isfinite(grid)):
+            raise UserError("grid: give finite numbers (NaN or infinite values found)")
+        if temperature > 0 and beam != 1:
+            raise UserError("temperature > 0 draws one caption at a time: give beam=1 (drop --beam)")
+        if alignments and m.model.config.attention == "none":
+            raise UserError("this model has no attention (trained with --attention none): it has no alignments to "
+                            "draw")
+        rows = standardized_grid(grid.reshape(len(grid), -1, D), m.checkpoint.input_scaling)
+        rng = core.Rng(m.draw_seed(seed)) if temperature > 0 else None
+        places = [str(s) for s in range(rows.shape[1])]
+        return (Seq2seq.translation(m, row, beam, temperature, rng, max_length, alignments, places) for row in rows)
+
+    def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
+        if grid is None:
+            raise UserError("a captioner is evaluated on captions and their grids: give --grid GRID.npy")
+        data = Captions(path, grid, Reading(m.vocab.encoding), val_frac=0.0, vocab=m.vocab,
+                        scaling=m.checkpoint.input_scaling, D=m.model.config.input_size, skip_unknown=True)
+        add_counts(m.last_unknown, data.unknown)
+        picks = np.arange(len(data.target_ids))
+        nats = pairs_loss(m.model, data, picks, batch_size)
+        captions = translate_all(m.model, data, picks, beam=beam)
+        exact, ter = translation_scores(data, picks, captions)
+        lengths = np.array([len(t) for t in data.target_ids])
+        by_length = []   # by caption length, each its own row: a longer caption (more digits) is harder
+        for n in sorted(set(lengths.tolist())):
+            some = picks[lengths == n]
+            by_length.append((n, n, len(some), *translation_scores(data, some, [captions[i] for i in some])))
+        return CaptionEvaluation(nats, exact, ter, len(picks), beam, by_length, dict(m.last_unknown), m.vocab.encoding)
+
+
+@dataclass
+class CaptionEvaluation(PairEvaluation):
+    """A captioner on a file of captions and their grids: PairEvaluation's, by caption length."""
+    length_of = "caption length"
+    noun = "records"
+
