@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run demo demo-digits demo-forecast images bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist \
+.PHONY: all lib example run demo demo-digits demo-forecast demo-captions images bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist \
 	test-soak clean
 .SECONDARY:
 
@@ -84,6 +84,13 @@ demo-digits: $(INSTALLED)
 demo-forecast: $(INSTALLED)
 	$(PY) -c "import statsmodels" 2>/dev/null || $(PY) -m pip install -q statsmodels   # pyproject's demo extra
 	$(PY) tools/forecast.py
+
+# The README's captioning table and picture: strips of scikit-learn's bundled digits cut into grids of
+# patches, captioned with and without attention (tools/captions.py); a few minutes. The picture is
+# build/captions/attention.html (and .svg: the README's tools/images/captions.svg is its copy).
+demo-captions: $(INSTALLED)
+	$(PY) -c "import sklearn" 2>/dev/null || $(PY) -m pip install -q scikit-learn   # pyproject's demo extra
+	$(PY) tools/captions.py
 
 # The README's pictures (tools/images/) of make run's model: its loss curves, a screenshot of its activations
 # page, and its gradient reach beside a small RNN, LSTM and GRU's. Run make run first; needs matplotlib and

@@ -1,7 +1,7 @@
-"""The HTML pictures in a real browser: headless Chromium opens the activations, temperature and
-attention pages made from tiny models trained here and takes a screenshot of each, which must be a
-PNG of the window's size showing the page (read with zlib: not one colour, and the page's own
-colours). Skipped where no Chromium is installed (Debian: apt install chromium)."""
+"""The HTML pictures in a real browser: headless Chromium opens the activations, temperature,
+attention and caption pages made from tiny models trained here and takes a screenshot of each,
+which must be a PNG of the window's size showing the page (read with zlib: not one colour, and the
+page's own colours). Skipped where no Chromium is installed (Debian: apt install chromium)."""
 
 import os
 import random
@@ -11,6 +11,7 @@ import struct
 import subprocess
 import zlib
 
+import numpy as np
 import pytest
 
 from cliutil import english, minrnn
@@ -108,26 +109,42 @@ def attention(rows):
     return any(blue(c) for row in rows for c in row)
 
 
+def red(rgb):        # the captions' overlay: red over white or grey ink
+    return rgb[0] - max(rgb[1], rgb[2]) > 60
+
+
+def captions(rows):
+    """A caption's panels: the red overlay, and the image's dark ink beside it."""
+    return any(red(c) for row in rows for c in row) and any(dark(c) for row in rows for c in row)
+
+
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
-    """The three pages, from an LSTM language model and a seq2seq model with attention (about a
-    second of training together)."""
+    """The four pages, from an LSTM language model, a seq2seq model with attention and a captioner
+    of grids (about a second of training together)."""
     folder = tmp_path_factory.mktemp("pages")
     (folder / "text.txt").write_text(english(4000), encoding="utf-8")
     rng = random.Random(5)   # pairs: a word and its reverse
     words = ["".join(rng.choice("abcdefg") for _ in range(rng.randint(1, 9))) for _ in range(240)]
     (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words), encoding="utf-8")
     tiny = ["--hidden", "16", "--layers", "1", "--embed", "8", "--sample-every", "0"]
+    grids = np.random.default_rng(3).uniform(-1, 1, size=(60, 2, 3, 4))   # a caption a grid of 2 x 3 places
+    np.save(folder / "grids.npy", grids), np.save(folder / "images.npy", grids[..., 0].repeat(4, 1).repeat(4, 2))
+    (folder / "captions.txt").write_text("".join("up\n" if g[0, 0, 0] > 0 else "down left\n" for g in grids))
     for args in (["text.txt", "--max-iters", "20", "--batch-size", "4", "--seq-len", "16", "--out", "lm"],
                  ["pairs.tsv", "--task", "seq2seq", "--attention", "additive", "--max-iters", "60",
-                  "--eval-every", "60", "--batch-size", "8", "--out", "s2s"]):
+                  "--eval-every", "60", "--batch-size", "8", "--out", "s2s"],
+                 ["captions.txt", "--grid", "grids.npy", "--tokens", "words", "--max-iters", "20", "--batch-size",
+                  "8", "--out", "cap"]):
         r = minrnn("train", *args, *tiny, cwd=folder)
         assert r.returncode == 0, r.stderr
     for args in (["picture", "activations", "--checkpoint", "lm/best.ckpt", "--text", "text.txt",
                   "--out", "activations.html"],
                  ["picture", "temperature", "--checkpoint", "lm/best.ckpt", "--prime", "The ", "--length", "200",
                   "--out", "temperature.html"],
-                 ["translate", "--checkpoint", "s2s/best.ckpt", "--picture", "attention.html", "abc", "ab"]):
+                 ["translate", "--checkpoint", "s2s/best.ckpt", "--picture", "attention.html", "abc", "ab"],
+                 ["caption", "--checkpoint", "cap/best.ckpt", "--grid", "grids.npy", "--row", "2", "--images",
+                  "images.npy", "--picture", "captions.html"]):
         r = minrnn(*args, cwd=folder)
         assert r.returncode == 0, r.stderr
     return folder
@@ -139,10 +156,10 @@ def test_an_empty_page_is_one_colour(tmp_path):
     screenshot(tmp_path / "empty.html", tmp_path / "empty.png", tmp_path / "profile")
     width, height, rows = read_png(tmp_path / "empty.png")
     assert (width, height) == WINDOW and {c for row in rows for c in row} == {(255, 255, 255)}
-    assert not any(shows(rows) for shows in (activations, temperature, attention))
+    assert not any(shows(rows) for shows in (activations, temperature, attention, captions))
 
 
-@pytest.mark.parametrize("shows", [activations, temperature, attention])
+@pytest.mark.parametrize("shows", [activations, temperature, attention, captions])
 def test_the_page_in_a_browser(pages, tmp_path, shows):
     name = shows.__name__
     out = tmp_path / f"{name}.png"

@@ -111,7 +111,12 @@ SCALING = [Row("lstm256", "LSTM H=256 L=2", "lstm", 256, 2), Row("lstm512", "LST
 # runs it, and the default must not lose to it (0.95: the rounds' noise).
 LOAD_WORKLOADS = {"training LSTM H=256 L=2 B=32 T=64": 1.8, "sampling LSTM H=512 L=2 B=1": 1.8,
                   "translating GRU H=128": 0.95}
-ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load"]
+# The caption row: training a captioner of make demo-captions' size (an LSTM of 128 units over grids of
+# 12 places of 65 numbers, captions of 6 words and the end), fed its context, against the same model as
+# minrnn.torch's module (PyTorch's way: a step at a time, as input feeding needs).
+CAPTION = {"V": 24, "H": 128, "E": 32, "D": 65, "places": 12, "B": 32, "Td": 7}
+ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load",
+                                          "caption"]
 
 DRAM_PROBE_BYTES = 1 << 30   # the sampling row's second bandwidth probe: 32 times this machine's L3
 VALID_FRAC = 0.1        # the compact row's validation tail: the last 10% of the text
@@ -164,7 +169,9 @@ TARGETS = [Target(key, "ratio", ">=", limit, "x", "minrnn / PyTorch c/s")
      for row in SCALING] + [
     target for name, speedup in LOAD_WORKLOADS.items() for target in (
         Target("load", f"workloads.{name}.speedup", ">=", speedup, "x", f"{name}: 1 thread / default time, idle"),
-        Target("load", f"workloads.{name}.slowdown", "<=", 1.5, "x", f"{name}: default / 1 thread time, busy machine"))]
+        Target("load", f"workloads.{name}.slowdown", "<=", 1.5, "x", f"{name}: default / 1 thread time, busy machine"))] + [
+    Target("caption", f"kinds.{kind}.ratio", ">=", 1.0, "x", f"captioner ({kind}): minrnn / PyTorch rec/s")
+    for kind in ("additive, fed", "none")]
 
 # Loss agreement. Before any step: float32 round-off, accumulated over a T-step recurrence and a mean
 # over B*T cross-entropies, stays near 1e-6; 1e-4 leaves room and still catches any real difference
@@ -868,6 +875,66 @@ def memory_row(opts):
     return result
 
 
+# ---- captioning with attention: minrnn's Seq2seq over a grid against minrnn.torch's module
+
+def caption_row(opts):
+    """A training step of a captioner (additive attention, fed; and the grid's mean alone) on one batch
+    of random grids and captions: minrnn against the module of the same weights with Adam and the same
+    global-norm clip, checked to give the same loss first (records/s = B / median step time)."""
+    from minrnn.interop import torch_name
+    from minrnn.reference.seq2seq import Seq2seqConfig
+    c, result = CAPTION, {"row": "caption", "label": "captioner LSTM H=128, 12 places, B=32", "kinds": {}}
+    rng = np.random.default_rng(SEED)
+    grid = rng.standard_normal((c["places"], c["B"], c["D"])).astype(np.float32)
+    inputs = rng.integers(0, c["V"] - 2, (c["Td"], c["B"])).astype(np.int32)
+    inputs[0] = c["V"] - 2
+    targets = rng.integers(0, c["V"], (c["Td"], c["B"])).astype(np.int32)
+    pairs = core.Pairs(grid, np.full(c["B"], c["places"], np.int32), inputs, targets, np.full(c["B"], c["Td"], np.int32))
+    for kind, attention in (("additive, fed", "additive"), ("none", "none")):
+        cfg = Seq2seqConfig(vocab_size=c["V"], hidden_size=c["H"], cell="lstm", embed_size=c["E"], attention=attention,
+                            attention_size=c["H"] if attention == "additive" else 0, input_size=c["D"],
+                            input_feeding=attention != "none")
+        model = core.Seq2seq(cfg, seed=SEED, threads=THREADS)
+        trainer = core.Trainer(model, c["B"], c["Td"], optimizer="adam", lr=2e-3, clip_norm=5.0, seed=SEED,
+                               carry_state=False)
+        steps = {"minrnn": lambda: trainer.step(pairs)}
+        if torch is not None:
+            from minrnn import torch as mt
+            torch.set_num_threads(THREADS)
+            net = mt.module_for(cfg)
+            net.load_state_dict({torch_name(n): torch.from_numpy(v.copy()) for n, v in model.tensors.items()})
+            adam = torch.optim.Adam(net.parameters(), lr=2e-3)
+            batch = (torch.from_numpy(grid), torch.full((c["B"],), c["places"]), torch.from_numpy(inputs).long())
+            truth = torch.from_numpy(targets).long().reshape(-1)
+
+            def torch_step():
+                adam.zero_grad()
+                loss = F.cross_entropy(net(*batch)[0].reshape(-1, c["V"]), truth)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                adam.step()
+                return loss.item()
+            with torch.no_grad():
+                first = F.cross_entropy(net(*batch)[0].reshape(-1, c["V"]), truth).item()
+            mine = model.forward(pairs, want_logits=False).loss
+            if abs(first - mine) > 1e-4 * max(1.0, abs(mine)):
+                raise Mismatch(f"captioner ({kind}): loss {mine} against PyTorch's {first}")
+            steps["torch"] = torch_step
+        times = interleaved(steps, opts.rounds, opts.round_seconds)
+        rates = {name: c["B"] / statistics.median(t) for name, t in times.items()}
+        result["kinds"][kind] = {**{name: {"records_per_s": r, "spread": spread(times[name])} for name, r in rates.items()},
+                                 **({"ratio": rates["minrnn"] / rates["torch"]} if "torch" in rates else {})}
+    return result
+
+
+def print_caption(i, res):
+    for kind, k in res["kinds"].items():
+        target, miss = judged(res, f"kinds.{kind}.ratio")
+        t = k.get("torch", {}).get("records_per_s")
+        print(table_line(f"{i} captioner ({kind}), rec/s", fmt_rate(k["minrnn"]["records_per_s"]), fmt_rate(t),
+                         fmt_ratio(k.get("ratio")), target, "", "", fmt_cores(res["other_cores"]), miss))
+
+
 # ---- the table
 
 def fmt_rate(x):
@@ -908,7 +975,7 @@ def print_table(results, sgemm, sgemm_others, header):
     print(table_line("row", "minrnn c/s", "PyTorch c/s", "ratio", "target", "minrnn GFLOP/s", "PyTorch GFLOP/s",
                      "others"))
     sections = {"sample": print_sample_lines, "compact": print_compact_lines, "streams": print_streams_line,
-                "memory": print_memory, "scaling": print_scaling, "load": print_load}
+                "memory": print_memory, "scaling": print_scaling, "load": print_load, "caption": print_caption}
     for i, key in enumerate(ROW_KEYS, 1):
         res = results.get(key)
         if res is None:
@@ -1066,6 +1133,8 @@ def run(key, data, vocab, opts, sgemm):
         return scaling_row(data, opts, sgemm)
     if key == "load":
         return load_row(data, opts)
+    if key == "caption":
+        return caption_row(opts)
     return train_row(next(r for r in TRAIN_ROWS if r.key == key), data, opts, sgemm)
 
 

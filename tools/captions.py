@@ -1,7 +1,8 @@
 """The README's captioning table and picture: strips of 2 to 6 of scikit-learn's handwritten digits
-(8x8 images, bundled with the package) laid side by side, each cut into a grid of 2 x 12 patches of
-4 x 4 pixels: a place's vector is its 16 pixels and where it is (row and column, over 2 and 12);
-its caption is the digits' names ("seven two nine"). A captioner with additive attention over the
+(8x8 images, bundled with the package) laid side by side, read as a row of 12 places 4 pixels
+apart: a place's vector is the 8 x 8 window of pixels that starts there (what a convolution's unit
+would see; windows overlap, as receptive fields do) and where it is (its column over 12); its
+caption is the digits' names ("seven two nine"). A captioner with additive attention over the
 grid (fed its context at each step) and one without (the grid's mean alone, the lectures' first
 captioning) train for the same steps; the table gives held-out exact match by number of digits, and
 the picture shows where the attentive one looked for each word.
@@ -24,13 +25,13 @@ from minrnn.picture import CAPTIONS, attention_page, caption_svg
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 DIGITS = (2, 6)        # digits per strip, fewest and most
-PATCH = 4              # pixels a side of a place
-GEOMETRY = (8 // PATCH, 8 * DIGITS[1] // PATCH)   # (Hg, Wg): every strip is as wide as the longest
+STRIDE = 4             # pixels from one place to the next; each place sees the 8 x 8 window from there
+GEOMETRY = (1, 8 * DIGITS[1] // STRIDE)   # (Hg, Wg): every strip is as wide as the longest
 MODELS = {"additive attention, fed its context": "additive", "the grid's mean alone (no attention)": "none"}
 
 
 def strips(images, labels, picks, count, rng):
-    """count strips of the images `picks`: (images (N, 8, 48), grids (N, Hg, Wg, 18), captions)."""
+    """count strips of the images `picks`: (images (N, 8, 48), grids (N, 1, 12, 65), captions)."""
     Hg, Wg = GEOMETRY
     out, captions = np.zeros((count, 8, 8 * DIGITS[1])), []
     for i in range(count):
@@ -38,9 +39,10 @@ def strips(images, labels, picks, count, rng):
         for k, j in enumerate(chosen):
             out[i, :, 8 * k:8 * k + 8] = images[j]
         captions.append(" ".join(NAMES[labels[j]] for j in chosen))
-    patches = out.reshape(count, Hg, PATCH, Wg, PATCH).transpose(0, 1, 3, 2, 4).reshape(count, Hg, Wg, PATCH ** 2)
-    where = np.stack(np.meshgrid(np.arange(Hg) / Hg, np.arange(Wg) / Wg, indexing="ij"), axis=-1)
-    return out, np.concatenate([patches, np.broadcast_to(where, (count, Hg, Wg, 2))], axis=-1), captions
+    padded = np.pad(out, ((0, 0), (0, 0), (0, 8)))   # the last windows run past the strip: blank
+    windows = np.stack([padded[:, :, STRIDE * c:STRIDE * c + 8].reshape(count, 64) for c in range(Wg)], axis=1)
+    where = np.broadcast_to(np.arange(Wg)[None, :, None] / Wg, (count, Wg, 1))
+    return out, np.concatenate([windows, where], axis=-1).reshape(count, Hg, Wg, 65), captions
 
 
 def save(folder, name, images, grids, captions):
@@ -52,7 +54,7 @@ def save(folder, name, images, grids, captions):
 
 
 def main():
-    args = arguments(__doc__, "build/captions", 3000, ("--strips", int, 8000, "training strips"))
+    args = arguments(__doc__, "build/captions", 6000, ("--strips", int, 8000, "training strips"))
     digits = need("sklearn.datasets", "scikit-learn", "demo-captions").load_digits()
     images, labels = digits.images / 16.0, digits.target
     rng = np.random.default_rng(0)

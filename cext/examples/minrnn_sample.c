@@ -4,6 +4,8 @@
  *                 [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]
  *   minrnn_sample CHECKPOINT TEXT... [--beam K] [--max-length N] [-t TEMPERATURE] [-s SEED]
  *                 [--precision float32|bfloat16]      (a seq2seq checkpoint: translations)
+ *   minrnn_sample CHECKPOINT --grid GRID.npy [--row I] [--beam K] [--max-length N] [-t TEMPERATURE]
+ *                 [-s SEED] [--precision float32|bfloat16]      (a captioner: captions)
  *
  * The same checkpoint, options and seed give the same bytes as `python -m minrnn sample` (its
  * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector,
@@ -30,6 +32,11 @@
  * `python -m minrnn translate` does (cmd_translate): one line per text, greedy by default, beam
  * search with --beam, or drawn at -t TEMPERATURE from one generator seeded by -s for all texts;
  * at most --max-length characters (default 200).
+ *
+ * A captioner (trained with --grid) captions each row of GRID.npy (or row I), as `python -m minrnn
+ * caption` does (cmd_caption): the grids are a little-endian float32 or float64 .npy of shape
+ * (N, L, D) or (N, Hg, Wg, D), each number standardized with the checkpoint's input shift and
+ * scale (in double, as numpy computes it, then rounded to float), one caption per line.
  *
  * A model of words (trained with --tokens words) reads a prime or text cut into words by
  * minrnn.text.split_words's rule (word_end below), a word outside its vocabulary as the unknown
@@ -59,7 +66,9 @@ static void usage(void) {
     fprintf(stderr, "usage: minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P]"
                     " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]\n"
                     "       minrnn_sample SEQ2SEQ-CHECKPOINT TEXT... [--beam K] [--max-length N] [-t TEMPERATURE]"
-                    " [-s SEED] [--precision float32|bfloat16]\n");
+                    " [-s SEED] [--precision float32|bfloat16]\n"
+                    "       minrnn_sample CAPTIONER-CHECKPOINT --grid GRID.npy [--row I] [--beam K] [--max-length N]"
+                    " [-t TEMPERATURE] [-s SEED] [--precision float32|bfloat16]\n");
 }
 
 /* What the command line asks for. */
@@ -68,6 +77,8 @@ typedef struct {
     const char *label, *vector;   /* the condition, or NULL */
     double length, temperature, top_k, top_p, num;
     double beam, max_length;      /* a seq2seq checkpoint's translations */
+    const char *grid;             /* a captioner's grids (--grid), or NULL */
+    double row;                   /* --row, or -1: every row */
     int temperature_given;        /* -t: a seq2seq checkpoint then samples (its default is greedy) */
     char **texts;                 /* the TEXT arguments after CHECKPOINT (pointers into argv) */
     int n_texts;
@@ -112,7 +123,7 @@ static int parse_seed(const char *s, unsigned long long *out) {
 /* Fill o from argv: 0 on success, otherwise the exit status (a message is printed). */
 static int parse_options(int argc, char **argv, options *o) {
     *o = (options){.prime = "", .length = 200, .temperature = 1.0, .top_p = 1.0, .num = 1, .precision = -1,
-                   .beam = 1, .max_length = 200, .texts = argv};
+                   .beam = 1, .max_length = 200, .row = -1, .texts = argv};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
@@ -122,7 +133,8 @@ static int parse_options(int argc, char **argv, options *o) {
             continue;
         }
         static const char *const known[] = {"-n", "-t", "-s", "-p", "-c", "--condition", "-v", "--vector", "--top-k",
-                                            "--top-p", "--num", "--beam", "--max-length", "--precision"};
+                                            "--top-p", "--num", "--beam", "--max-length", "--precision", "--grid",
+                                            "--row"};
         size_t at = 0;
         while (at < sizeof known / sizeof *known && strcmp(a, known[at])) at++;
         if (at == sizeof known / sizeof *known || !v) {
@@ -148,6 +160,8 @@ static int parse_options(int argc, char **argv, options *o) {
         else if (!strcmp(a, "-p")) o->prime = v;
         else if (!strcmp(a, "-c") || !strcmp(a, "--condition")) o->label = v;
         else if (!strcmp(a, "-v") || !strcmp(a, "--vector")) o->vector = v;
+        else if (!strcmp(a, "--grid")) o->grid = v;
+        else if (!strcmp(a, "--row")) ok = parse_number(v, 0, 2147483647.0, &o->row) && o->row == floor(o->row);
         else   /* --precision */
             ok = (o->precision = !strcmp(v, "float32") ? MINRNN_FLOAT32 : !strcmp(v, "bfloat16") ? MINRNN_BFLOAT16 : -1) >= 0;
         if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
@@ -542,15 +556,20 @@ static int generate(const minrnn_checkpoint *ck, const lexicon *lex, const optio
 
 /* ---- translations (minrnn.cli.cmd_translate) */
 
-/* The longest source the model's run trained for (its --max-source, as the checkpoint's metadata
- * says: "max_source": N in the run's settings), or -1 if it does not say. */
-static long max_source(const minrnn_checkpoint *ck) {
-    const char *key = "\"max_source\": ", *at = strstr(ck->meta, key);   /* json.dumps' own spacing */
+/* A whole number the checkpoint's metadata holds under key (json.dumps' own spacing: "key": N), or
+ * -1 if it holds none. */
+static long meta_number(const minrnn_checkpoint *ck, const char *key) {
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\": ", key);
+    const char *at = strstr(ck->meta, quoted);
     if (!at) return -1;
     char *end;
-    long n = strtol(at + strlen(key), &end, 10);
-    return end == at + strlen(key) ? -1 : n;
+    long n = strtol(at + strlen(quoted), &end, 10);
+    return end == at + strlen(quoted) ? -1 : n;
 }
+
+/* The longest source the model's run trained for (its --max-source, in the run's settings). */
+static long max_source(const minrnn_checkpoint *ck) { return meta_number(ck, "max_source"); }
 
 /* Each text's translation on its own line, flushed as it is done (an empty text's is empty). 1 on
  * success, else 0 with a message. */
@@ -615,10 +634,137 @@ static int translate(const minrnn_checkpoint *ck, const lexicon *lex, options *o
     return ok;
 }
 
+/* ---- captions (minrnn.cli.cmd_caption) */
+
+/* A .npy array of float32 or float64 (little-endian, C order): its shape (ndim up to 4) and its
+ * values widened to double; 1 on success, else 0 with a message. */
+static int read_npy(const char *path, int *ndim, long shape[4], double **values) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "minrnn_sample: %s: cannot open (%s)\n", path, strerror(errno));
+        return 0;
+    }
+    unsigned char head[12];
+    char *header = NULL;
+    int ok = fread(head, 1, 10, f) == 10 && !memcmp(head, "\x93NUMPY", 6) && head[6] >= 1 && head[6] <= 3;
+    size_t len = 0;
+    if (ok && head[6] == 1) len = head[8] | (size_t)head[9] << 8;
+    else if (ok) ok = fread(head + 10, 1, 2, f) == 2, len = head[8] | (size_t)head[9] << 8 | (size_t)head[10] << 16 |
+                                                            (size_t)head[11] << 24;
+    ok = ok && len < 65536 && (header = calloc(len + 1, 1)) && fread(header, 1, len, f) == len;
+    const char *descr = ok ? strstr(header, "'descr': '") : NULL, *shp = ok ? strstr(header, "'shape': (") : NULL;
+    int width = descr && !strncmp(descr + 10, "<f4'", 4) ? 4 : descr && !strncmp(descr + 10, "<f8'", 4) ? 8 : 0;
+    ok = ok && width && strstr(header, "'fortran_order': False") && shp;
+    *ndim = 0;
+    size_t count = 1;
+    for (const char *at = ok ? shp + 10 : ""; ok && *at != ')';) {
+        char *end;
+        long n = strtol(at, &end, 10);
+        if (end == at || n < 0 || *ndim == 4 || (n && count > ((size_t)1 << 40) / (size_t)n)) { ok = 0; break; }
+        shape[(*ndim)++] = n, count *= (size_t)n;
+        at = end + strspn(end, ", ");
+    }
+    *values = ok ? malloc((count ? count : 1) * sizeof(double)) : NULL;
+    unsigned char *raw = ok ? malloc((count ? count : 1) * (size_t)width) : NULL;
+    ok = ok && *values && raw && fread(raw, (size_t)width, count, f) == count;
+    for (size_t i = 0; ok && i < count; i++) {   /* little-endian bytes, whatever the host */
+        uint64_t u = 0;
+        for (int k = width - 1; k >= 0; k--) u = u << 8 | raw[i * (size_t)width + (size_t)k];
+        if (width == 4) {
+            uint32_t u32 = (uint32_t)u;
+            float x;
+            memcpy(&x, &u32, 4);
+            (*values)[i] = x;
+        } else {
+            memcpy(&(*values)[i], &u, 8);
+        }
+    }
+    if (!ok) fprintf(stderr, "minrnn_sample: %s: not a .npy of float32 or float64 numbers (little-endian, C order, "
+                             "at most 4 dimensions)\n", path);
+    free(header), free(raw), fclose(f);
+    if (!ok) free(*values), *values = NULL;
+    return ok;
+}
+
+/* Each grid's caption on its own line, flushed as it is done. 1 on success, else 0 with a message. */
+static int caption(const minrnn_checkpoint *ck, const lexicon *lex, options *o) {
+    const minrnn_config *cfg = &ck->config;
+    int precision = o->precision >= 0 ? o->precision : ck->precision, beam = (int)o->beam, M = (int)o->max_length;
+    double temperature = o->temperature_given ? o->temperature : 0.0, *values = NULL;
+    if (o->sampling_option || o->n_texts || !o->grid) {
+        fprintf(stderr, "minrnn_sample: this checkpoint captions grids: give --grid GRID.npy (and no %s)\n",
+                o->sampling_option ? o->sampling_option : "texts");
+        return 0;
+    }
+    if (temperature > 0 && beam != 1) {
+        fprintf(stderr, "minrnn_sample: -t draws one caption at a time; drop --beam\n");
+        return 0;
+    }
+    int ndim;
+    long shape[4];
+    if (!read_npy(o->grid, &ndim, shape, &values)) return 0;
+    long D = cfg->input_size, N = ndim ? shape[0] : 0, L = ndim == 3 ? shape[1] : ndim == 4 ? shape[1] * shape[2] : 0;
+    if ((ndim != 3 && ndim != 4) || shape[ndim - 1] != D || N == 0 || L == 0) {
+        fprintf(stderr, "minrnn_sample: %s: give grids of shape (N, L, %ld) or (N, Hg, Wg, %ld)\n", o->grid, D, D);
+        free(values);
+        return 0;
+    }
+    long places = meta_number(ck, "grid_places");   /* the training grids', as python -m minrnn holds them */
+    if (places >= 0 && L != places) {
+        fprintf(stderr, "minrnn_sample: %s: grids of %ld places; this model was trained on grids of %ld\n", o->grid, L,
+                places);
+        free(values);
+        return 0;
+    }
+    if (o->row >= (double)N) {
+        fprintf(stderr, "minrnn_sample: --row %.0f: %s has %ld rows (0 to %ld)\n", o->row, o->grid, N, N - 1);
+        free(values);
+        return 0;
+    }
+    size_t P = minrnn_param_count(cfg), per = (size_t)L * (size_t)D;
+    void *params = malloc(P * minrnn_precision_size(precision));
+    void *work = malloc(minrnn_seq2seq_translate_size(cfg, (int)L, beam, M));
+    float *grid = malloc(per * sizeof(float));
+    int32_t *out = malloc((size_t)M * sizeof(int32_t));
+    int ok = params && work && grid && out, status = MINRNN_OK;
+    if (!ok) out_of_memory();
+    else if ((status = minrnn_params_compact(ck->params, P, precision, params)) != MINRNN_OK)
+        fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status)), ok = 0;
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, (uint64_t)o->seed);
+    long first = o->row >= 0 ? (long)o->row : 0, last = o->row >= 0 ? first + 1 : N;
+    for (long i = first; ok && i < last; i++) {
+        for (size_t k = 0; k < per; k++) {
+            double x = values[(size_t)i * per + k];
+            if (!isfinite(x)) {
+                fprintf(stderr, "minrnn_sample: %s: row %ld holds NaN or infinite values\n", o->grid, i);
+                ok = 0;
+                break;
+            }
+            grid[k] = (float)((x - (double)ck->input_shift[k % (size_t)D]) * (double)ck->input_scale[k % (size_t)D]);
+        }
+        minrnn_translation result;
+        status = ok ? minrnn_seq2seq_caption(cfg, precision, params, grid, (int)L, beam, M, temperature, &rng, out,
+                                             &result, NULL, work, 0) : MINRNN_OK;
+        if (ok && status != MINRNN_OK) fprintf(stderr, "minrnn_sample: row %ld: %s\n", i, minrnn_strerror(status)), ok = 0;
+        if (!ok) break;
+        for (int k = 0; k < result.length; k++) put_id(lex, out[k]);
+        putchar('\n');
+        fflush(stdout);
+    }
+    free(values), free(params), free(work), free(grid), free(out);
+    return ok;
+}
+
 /* Everything after loading: the prime, the condition, then the samples that the checkpoint's
  * kind of model makes (minrnn.cli.cmd_sample). 1 on success, otherwise 0 with a message. */
 static int run(const minrnn_checkpoint *ck, const lexicon *lex, options *o) {
     const minrnn_config *cfg = &ck->config;
+    if (cfg->task == MINRNN_TASK_SEQ2SEQ && cfg->input_size) return caption(ck, lex, o);
+    if (o->grid) {
+        fprintf(stderr, "minrnn_sample: --grid is for a captioner; this checkpoint does not caption grids\n");
+        return 0;
+    }
     if (cfg->task == MINRNN_TASK_SEQ2SEQ) return translate(ck, lex, o);
     if (o->translating_option) {
         fprintf(stderr, "minrnn_sample: %s is for translating; this checkpoint generates text\n", o->translating_option);

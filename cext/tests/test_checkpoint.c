@@ -223,7 +223,7 @@ typedef struct {
 static minrnn_config config(int cell, int nonlin, int V, int E, int H, int L, float dropout)
 {
     minrnn_config c = {cell, nonlin, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0,
-                       MINRNN_MEAN, 0, 0, 0, 0};
+                       MINRNN_MEAN, 0, 0, 0, 0, 0};
     return c;
 }
 

@@ -13,7 +13,7 @@ static int failures = 0;
                                              printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 static minrnn_config config(int cell, int nonlinearity, int V, int E, int H, int L, float dropout) {
-    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN, 0, 0, 0, 0};
+    minrnn_config c = {cell, nonlinearity, V, E, H, L, dropout, MINRNN_TASK_LM, 0, MINRNN_COND_NONE, 0, 0, MINRNN_MEAN, 0, 0, 0, 0, 0};
     return c;
 }
 

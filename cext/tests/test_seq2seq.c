@@ -18,7 +18,7 @@ static const char *const KINDS[] = {"none", "dot", "general", "additive"};
 
 static minrnn_config seq2seq(int cell, int V, int E, int H, int L, float dropout, int attention) {
     minrnn_config c = {cell, MINRNN_TANH, V, E, H, L, dropout, MINRNN_TASK_SEQ2SEQ, 0, MINRNN_COND_NONE, 0, 0,
-                       MINRNN_MEAN, attention, attention == MINRNN_ATTENTION_ADDITIVE ? 5 : 0, 0, 0};
+                       MINRNN_MEAN, attention, attention == MINRNN_ATTENTION_ADDITIVE ? 5 : 0, 0, 0, 0};
     return c;
 }
 
@@ -48,7 +48,18 @@ static void test_config_and_tensors(void) {
         minrnn_config d = seq2seq(MINRNN_GRU, 10, 3, 8, 1, 0.0f, k);
         CHECK(minrnn_tensor_count(&d) == counts[k] + 2, "%s: %d tensors", KINDS[k], minrnn_tensor_count(&d));
     }
-    minrnn_config bad[] = {c, c, c, c, c, c, c};
+    /* a captioner of grids of 5-vectors, fed: no encoder; the decoder's cond.weight (32, 5 + 5) for
+     * [mean ; context]; attn.key (5, 5) and combine (8, 5 + 8) read the grid's width */
+    minrnn_config g = c;
+    g.input_size = 5, g.input_feeding = 1;
+    CHECK(minrnn_config_check(&g) == MINRNN_OK, "valid captioner rejected");
+    size_t dec = 4 * 8 * (10 + 8 + 10) + 8 * 8;
+    CHECK(minrnn_param_count(&g) == dec + 5 * 8 + 5 * 5 + 5 + 8 * 13 + 8 + 10 * 8 + 10, "captioner's %zu floats",
+          minrnn_param_count(&g));
+    minrnn_tensor t;
+    CHECK(minrnn_tensor_info(&g, 0, &t) == MINRNN_OK && !strcmp(t.name, "dec.cond.weight") && t.rows == 32
+          && t.cols == 10 && t.offset == 0, "captioner's first tensor %s (%d, %d)", t.name, t.rows, t.cols);
+    minrnn_config bad[] = {c, c, c, c, c, c, c, c, c, c, c};
     bad[0].attention_size = 0;                                     /* additive of size 0 */
     bad[1].attention = MINRNN_ATTENTION_DOT;                       /* a size without additive */
     bad[2].attention = 4;
@@ -56,7 +67,12 @@ static void test_config_and_tensors(void) {
     bad[4].cond = MINRNN_COND_LABEL, bad[4].cond_size = 2;
     bad[5].task = MINRNN_TASK_LM;                                  /* attention on a language model */
     bad[6].reduction = MINRNN_SUM;
-    for (int i = 0; i < 7; i++)
+    bad[7].input_feeding = 2;
+    bad[8].attention = MINRNN_ATTENTION_NONE, bad[8].attention_size = 0, bad[8].input_feeding = 1;   /* nothing to feed */
+    bad[9].attention = MINRNN_ATTENTION_DOT, bad[9].attention_size = 0, bad[9].input_size = 5;   /* h . e: 8 by 5 */
+    bad[10] = seq2seq(MINRNN_LSTM, 10, 0, 8, 1, 0.0f, MINRNN_ATTENTION_NONE), bad[10].task = MINRNN_TASK_LM,
+        bad[10].input_feeding = 1;                                 /* feeding a language model */
+    for (int i = 0; i < 11; i++)
         CHECK(minrnn_config_check(&bad[i]) == MINRNN_ERR_CONFIG, "bad seq2seq config %d accepted", i);
     float *params = calloc(expect, sizeof(float));
     CHECK(minrnn_init_params(&c, params, 1, MINRNN_INIT_IRNN) == MINRNN_ERR_ARG, "irnn init of a seq2seq model");

@@ -12,6 +12,7 @@ scaling section, as a model of vectors' inputs). Shapes of a batch of B records:
 float32 time-major as the core reads it, inputs and targets (Td, B) ids, lengths (B,).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +27,9 @@ from minrnn.tasks.sequences import standardization
 from minrnn.text import Reading, add_counts
 
 
-def read_grid(path, N=None, D=None):
+def read_grid(path, N=None, D=None, L=None):
     """(grid (N, L, D) float64, geometry (Hg, Wg) or None) from a .npy; DataError for a wrong rank,
-    NaN, a row count that is not N or a width that is not D (a trained model's)."""
+    NaN, a row count that is not N, or places and a width that are not a trained model's L and D."""
     raw = read_array(path)
     if raw.ndim not in (3, 4) or 0 in raw.shape:
         raise DataError(f"{path}: {raw.shape} is not a grid per row; give a .npy of shape (N, L, D), or (N, Hg, Wg, D)")
@@ -38,6 +39,8 @@ def read_grid(path, N=None, D=None):
         raise DataError(f"{path}: {grid.shape[0]} grids for {N} lines; give one grid per line, row i for line i")
     if D is not None and grid.shape[2] != D:
         raise DataError(f"{path}: vectors of {grid.shape[2]} numbers; this model reads {D}")
+    if L is not None and grid.shape[1] != L:
+        raise DataError(f"{path}: grids of {grid.shape[1]} places; this model was trained on grids of {L}")
     if not np.all(np.isfinite(grid)):
         raise DataError(f"{path}: holds NaN or infinite values; give finite numbers")
     return grid, geometry and tuple(int(x) for x in geometry)
@@ -54,12 +57,12 @@ class Captions(Targets):
     evaluate); without its scaling, the training grids' own."""
 
     def __init__(self, path, grid_path, reading=Reading("utf8"), val_frac=0.1, seed=1, vocab=None, scaling=None, D=None,
-                 skip_unknown=False):
+                 L=None, skip_unknown=False):
         rows = Rows(path, reading, lambda data: [[line] for line in split_records(data, b"\n", path)],
                     vocab, framed=True, fields=("caption",), skip_unknown=skip_unknown)
         self.path, self.vocab, self.unknown = rows.path, rows.vocab, rows.unknown
         self.target_ids = [caption for caption, in rows.rows]
-        raw, self.geometry = read_grid(grid_path, len(self.target_ids), D)
+        raw, self.geometry = read_grid(grid_path, len(self.target_ids), D, L)
         self.fingerprint = fingerprint_files([path, grid_path])
         self.train, self.val = shuffled_split(len(self.target_ids), val_frac, seed)
         self.scaling = scaling if scaling is not None else standardization(raw[self.train].reshape(-1, raw.shape[2]))
@@ -129,7 +132,13 @@ class Caption(Seq2seq):
         return dict(input_scaling=data.scaling)
 
     def meta(self, data):
-        return {"grid_shape": list(data.geometry) if data.geometry else None}
+        """The places of the training grids, and their geometry (None if the file did not give one)."""
+        return {"grid_places": data.grid.shape[1], "grid_shape": list(data.geometry) if data.geometry else None}
+
+    @staticmethod
+    def places(m):
+        """The places of the grids a checkpoint's run trained on (None: not said, as by an import)."""
+        return m.checkpoint.meta.get("grid_places")
 
     def check_resume(self, ck, data, s):
         if any(not np.array_equal(a, b) for a, b in zip(ck.input_scaling, data.scaling)):
@@ -151,9 +160,11 @@ class Caption(Seq2seq):
         """Captions of grid (N, L, D) or (N, Hg, Wg, D), raw as the training grid file's rows: a
         Translation each (its source: the places' numbers)."""
         grid = np.asarray(grid, dtype=np.float64)
-        D = m.model.config.input_size
+        D, L = m.model.config.input_size, self.places(m)
         if grid.ndim not in (3, 4) or grid.shape[-1] != D or 0 in grid.shape:
             raise UserError(f"grid: give an array of shape (N, L, {D}) or (N, Hg, Wg, {D}), not {grid.shape}")
+        if L is not None and math.prod(grid.shape[1:-1]) != L:
+            raise UserError(f"grid: {math.prod(grid.shape[1:-1])} places a grid; this model was trained on grids of {L}")
         if not np.all(np.isfinite(grid)):
             raise UserError("grid: give finite numbers (NaN or infinite values found)")
         if temperature > 0 and beam != 1:
@@ -170,7 +181,8 @@ class Caption(Seq2seq):
         if grid is None:
             raise UserError("a captioner is evaluated on captions and their grids: give --grid GRID.npy")
         data = Captions(path, grid, Reading(m.vocab.encoding), val_frac=0.0, vocab=m.vocab,
-                        scaling=m.checkpoint.input_scaling, D=m.model.config.input_size, skip_unknown=True)
+                        scaling=m.checkpoint.input_scaling, D=m.model.config.input_size, L=self.places(m),
+                        skip_unknown=True)
         add_counts(m.last_unknown, data.unknown)
         picks = np.arange(len(data.target_ids))
         nats = pairs_loss(m.model, data, picks, batch_size)
