@@ -406,6 +406,9 @@ static void memory_forward(s2s_run *r) {
         return;
     }
     memcpy(mem, r->pairs->grid, (size_t)r->Ns * M * sizeof(float));
+    for (int s = 0; s < r->Ts; s++)   /* padding is never read: zeros, whatever the caller left there */
+        for (int b = 0; b < B; b++)
+            if (s >= r->pairs->source_lengths[b]) zero(mem + ((size_t)s * B + b) * M, (size_t)M);
     int rows = r->feed ? r->Td : 1;
     for (int b = 0; b < B; b++) {
         float *v = BUF(r, cond) + (size_t)b * C;

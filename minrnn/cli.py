@@ -431,17 +431,21 @@ def cmd_caption(args):
     if args.picture is not None:
         check_output("--picture", args.picture, [checkpoint, args.grid, args.images], HTML,
                      "the attention picture, an HTML page,")
+    if args.images is not None and args.picture is None:
+        raise UserError("--images are drawn under the attention: give --picture FILE.html too")
     grid = read_array(args.grid)
     if args.row is not None:
-        if grid.ndim < 1 or args.row >= len(grid):
-            raise UserError(f"--row {args.row}: {args.grid} has {len(grid) if grid.ndim else 0} rows (0 to "
-                            f"{len(grid) - 1 if grid.ndim else 0})")
+        rows = len(grid) if grid.ndim else 0
+        if args.row >= rows:
+            raise UserError(f"--row {args.row}: {args.grid} has " + (f"{rows} rows (0 to {rows - 1})" if rows else "no rows"))
         grid = grid[args.row:args.row + 1]
     images = None if args.images is None else read_array(args.images)
     m = trained_for(args)
     first = args.row or 0
-    if images is not None and (images.ndim != 3 or len(images) < first + len(grid)):
-        raise UserError(f"--images: give (N, h, w) gray images, one per row of the grids, not {images.shape}")
+    if images is not None and (images.ndim != 3 or len(images) < first + len(grid) or 0 in images.shape
+                               or not np.all(np.isfinite(images))):
+        raise UserError(f"--images: give (N, h, w) gray images of finite numbers, one per row of the grids, not "
+                        f"{images.shape}")
     geometry = grid.shape[1:3] if grid.ndim == 4 else m.checkpoint.meta.get("grid_shape")
     if args.picture is not None and not geometry:
         raise UserError("--picture needs the places' geometry: give the grids as (N, Hg, Wg, D)")

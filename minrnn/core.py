@@ -160,11 +160,18 @@ def config_kind(cfg):
     return "seq2seq" if cfg.task == "seq2seq" else "model"
 
 
+# The fields added to a kind's configuration since files first described it, with the one value every
+# file written before had: an older export lacks them, and means that value.
+ADDED_FIELDS = {"model": {"input_size": 0, "loss": "cross_entropy"}, "seq2seq": {"input_size": 0, "input_feeding": False}}
+
+
 def config_of_kind(kind, fields):
-    """The configuration of that kind (config_kind's) with exactly these fields: ValueError if they
-    are not one (a field left out would take a default the model was not made with)."""
+    """The configuration of that kind (config_kind's) with exactly these fields (those ADDED_FIELDS
+    names may be absent): ValueError if they are not one (another field left out would take a
+    default the model was not made with)."""
     if kind not in ("model", *CONFIGS) or not isinstance(fields, dict):
         raise ValueError(f"no kind (model or {', '.join(CONFIGS)}) and config fields (an object)")
+    fields = {**ADDED_FIELDS.get(kind, {}), **fields}
     names = {f.name for f in dataclasses.fields(CONFIGS.get(kind, Config))}
     missing, unknown = sorted(names - set(fields)), sorted(set(fields) - names)
     if missing or unknown:
@@ -535,6 +542,14 @@ class Seq2seq(Block):
     def outputs(self):
         return self.config.vocab_size
 
+    def checked(self, pairs):
+        """pairs, if they hold what this model reads: ids, or grids of its D (the core reads Ts*B*D floats)."""
+        D = self.config.input_size
+        if (pairs.source.ndim == 3) != bool(D) or (D and pairs.source.shape[2] != D):
+            raise ValueError(f"this model reads {'grids of ' + str(D) + '-vectors' if D else 'source ids'}, and the "
+                             f"pairs' source has shape {pairs.source.shape}")
+        return pairs
+
     def pairs_workspace(self, B, Ts, Td):
         return self._workspace(("pairs", B, Ts, Td), lambda: lib.minrnn_seq2seq_workspace_size(self.c, B, Ts, Td))
 
@@ -552,7 +567,7 @@ class Seq2seq(Block):
         return masks
 
     def forward(self, pairs, masks=None, want_logits=True, want_alignments=False):
-        B, Ts, Td = pairs.shape
+        B, Ts, Td = self.checked(pairs).shape
         if masks is not None:
             size = self.config.num_layers * (self.encoder_steps(Ts) + Td) * B * self.config.hidden_size
             masks = _floats(masks, (size,), "masks")
@@ -573,7 +588,7 @@ class Seq2seq(Block):
     def train_step(self, trainer, pairs):
         """minrnn_seq2seq_train_step on Pairs with the trainer's optimizer and generator: (loss,
         gradient norm). Every pair starts from zero states: nothing is carried."""
-        B, Ts, Td = pairs.shape
+        B, Ts, Td = self.checked(pairs).shape
         if B != trainer.B:
             raise ValueError(f"pairs must be {trainer.B} to a batch, not {B}")
         loss, norm = ffi.new("float *"), ffi.new("float *")

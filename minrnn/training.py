@@ -131,7 +131,8 @@ class Run:
         path = self.input or record["path"]
         cfg = self.prepare(path, like=Known(vocabulary(ck.vocab, ck.encoding), list(ck.labels) or None))
         if self.data.fingerprint != record["fingerprint"]:
-            raise DataError(f"{path} is not the text this run was trained on; give that file, or start a new run")
+            raise DataError(f"{path} (or a file given with it: --grid, --inputs, --features) is not the text this run "
+                            "was trained on; give the run's files, or start a new run")
         self.task.check_resume(ck, self.data, self.s)
         self.checked(ck, lambda ck: self.same_model(ck, cfg))
         self.model, self.trainer = ck.model, ck.trainer

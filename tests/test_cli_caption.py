@@ -11,6 +11,7 @@ import pytest
 import minrnn as api
 from cliutil import ROOT, command, environment, minrnn, one_line_error
 from minrnn import core
+from minrnn.errors import UserError
 
 NAMES = ["red", "green", "blue", "cyan"]
 GEOMETRY = (1, 4)   # a strip of 4 places
@@ -168,6 +169,8 @@ def test_bad_grids_are_one_line(trained, example, tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((40, 4, 7)))
     np.save(tmp_path / "short.npy", np.zeros((39, 4, 6)))
     np.save(tmp_path / "long.npy", np.zeros((40, 5, 6)))   # 5 places where the model learnt 4
+    head = (tmp_path / "long.npy").read_bytes()   # a header that claims 8 TB of data the file does not hold
+    (tmp_path / "claims.npy").write_bytes(head.replace(b"(40, 5, 6)", b"(40, 99999999999, 6)")[:200])
     for grid, fragment in (("flat.npy", "not a grid per row"), ("nan.npy", "NaN"), ("wide.npy", "this model reads 6"),
                            ("short.npy", "39 grids for 40 lines"), ("long.npy", "trained on grids of 4")):
         one_line_error(minrnn("eval", "--checkpoint", "additive/best.ckpt", "--grid", tmp_path / grid, "test.txt",
@@ -179,6 +182,18 @@ def test_bad_grids_are_one_line(trained, example, tmp_path):
     one_line_error(minrnn("caption", "--checkpoint", "additive/best.ckpt", "--grid", "test.npy", "--row", "40",
                           cwd=folder), "--row 40", "0 to 39")
     one_line_error(minrnn("caption", "--checkpoint", "additive/best.ckpt", cwd=folder), "--grid")
+    np.save(tmp_path / "huge.npy", np.full((40, 4, 6), 1e300))   # finite in float64, not once standardized
+    np.save(tmp_path / "blank.npy", np.zeros((40, 0, 5)))
+    one_line_error(minrnn("caption", "--checkpoint", "additive/best.ckpt", "--grid", tmp_path / "huge.npy",
+                          cwd=folder), "too large for float32")
+    one_line_error(minrnn("train", "test.txt", "--grid", tmp_path / "huge.npy", "--out", tmp_path / "h", cwd=folder),
+                   "too large to standardize")
+    one_line_error(minrnn("caption", "--checkpoint", "additive/best.ckpt", "--grid", "test.npy", "--images",
+                          "test.npy", cwd=folder), "--picture")
+    one_line_error(minrnn("caption", "--checkpoint", "additive/best.ckpt", "--grid", "test.npy", "--picture",
+                          tmp_path / "p.html", "--images", tmp_path / "blank.npy", cwd=folder), "--images")
+    with pytest.raises(UserError, match="array of numbers"):
+        api.load(folder / "additive" / "best.ckpt").caption("abc")
     one_line_error(minrnn("train", "test.txt", "--grid", tmp_path / "short.npy", "--out", tmp_path / "r", cwd=folder),
                    "39 grids for 40 lines")
     one_line_error(minrnn("train", "test.txt", "--grid", "test.npy", "--task", "classify", "--out", tmp_path / "r",
@@ -189,6 +204,7 @@ def test_bad_grids_are_one_line(trained, example, tmp_path):
     for c_args, fragment in (([], b"--grid"), (["--grid", tmp_path / "wide.npy"], b"(N, L, 6)"),
                              (["--grid", tmp_path / "nan.npy"], b"NaN"), (["--grid", "test.npy", "--row", "40"], b"0 to 39"),
                              (["--grid", tmp_path / "long.npy"], b"trained on grids of 4"),
-                             (["--grid", "test.txt"], b"not a .npy")):
+                             (["--grid", tmp_path / "claims.npy"], b"not a whole .npy"),
+                             (["--grid", "test.txt"], b"not a whole .npy")):
         c = subprocess.run([example, "additive/best.ckpt", *c_args], cwd=folder, capture_output=True)
         assert c.returncode != 0 and c.stderr.count(b"\n") == 1 and fragment in c.stderr, c.stderr

@@ -2,6 +2,7 @@
 and captioning (the source a grid of vectors), each with and without input feeding."""
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from minrnn import core
@@ -152,6 +153,30 @@ def test_training_step_is_forward_backward_and_update(pb):
     assert np.array_equal(model.params, expect)
     assert np.isclose(norm, np.linalg.norm(grads.astype(np.float64)), rtol=1e-5)   # float32 sums of squares
     assert loss > 0
+
+
+def test_what_lies_past_a_grids_places_is_never_read():
+    # NaN in a grid's padding (past each record's places: minrnn_pairs says it is not read) changes
+    # no bit of the loss, the logits or the gradients; and a grid of another width than the model's
+    # is refused by the binding before the core reads past its end
+    cfg = config("gru", "additive", 3, 1, False, 7, 8, 4, D=5, feed=True)
+    pb = Drawn(cfg, 3, 4, 3, 17)
+    grid = np.array(pb.framed[0], np.float32)
+    poisoned = grid.copy()
+    for b, n in enumerate(pb.framed[1]):
+        poisoned[n:, b] = np.nan
+    results = []
+    for g in (grid, poisoned):
+        model = core.Seq2seq(cfg, params=np.array(pb.flat), threads=1)
+        fwd = model.forward(core.Pairs(g, *pb.framed[1:]), want_alignments=True)
+        model.backward(fwd)
+        results.append((fwd.loss, fwd.logits.tobytes(), model.grads.tobytes()))
+    assert results[0] == results[1] and np.isfinite(results[0][0])
+    model = core.Seq2seq(cfg, params=np.array(pb.flat), threads=1)
+    with pytest.raises(ValueError, match="grids of 5-vectors"):
+        model.forward(core.Pairs(grid[:, :, :4], *pb.framed[1:]))
+    with pytest.raises(ValueError, match="grids of 5-vectors"):
+        model.forward(core.Pairs(np.zeros(grid.shape[:2], np.int32), *pb.framed[1:]))
 
 
 def rescored(cfg, params, source, ids, ended):

@@ -54,6 +54,23 @@ def test_a_round_trip_is_bit_exact(tmp_path, kind):
         assert (mine is None) == (theirs is None) and all(np.array_equal(a, b) for a, b in zip(mine or (), theirs or ()))
 
 
+@pytest.mark.parametrize("kind, older", [("lm one-hot", ("input_size", "loss")),                # before 0.6
+                                         ("seq2seq", ("input_size", "input_feeding"))])     # before 0.7
+def test_a_file_exported_before_a_config_field_existed_imports(tmp_path, kind, older):
+    # an older minrnn wrote no field it did not have; its files mean that field's one old value
+    import json
+    from minrnn.interop import read_safetensors
+    ck = checkpoint(MODELS[kind])
+    export_safetensors(ck, tmp_path / "new.safetensors")
+    tensors, info = read_safetensors(tmp_path / "new.safetensors")
+    for field in older:
+        del info["config"][field]
+    safetensors.save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"minrnn": json.dumps(info)})
+    back = import_model(tmp_path / "old.safetensors")
+    assert back.model.config == ck.model.config
+    assert np.array_equal(back.model.params.view(np.uint32), ck.model.params.view(np.uint32))
+
+
 def test_the_cli_exports_and_imports_a_trained_model(tmp_path):
     (tmp_path / "t.txt").write_text("abcabcabd\n" * 30, encoding="utf-8")
     assert minrnn("train", "t.txt", "--hidden", "8", "--layers", "1", "--max-iters", "5", "--batch-size", "2",

@@ -228,3 +228,9 @@ def test_a_task_is_one_module_and_one_registry_line():
     assert list(tasks.OPTIONS) == ["lm", "classify", "seq2seq", "caption", "tag", "regress"]
     lines = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "minrnn").glob("*.py")}
     assert lines["training.py"] <= 310 and lines["api.py"] <= 310, lines   # the "about 300"
+
+
+def test_the_package_and_the_library_have_one_version():
+    # pyproject.toml reads the package's version from minrnn.__version__; the library says its own
+    from minrnn import __version__, core
+    assert __version__ == core.version()

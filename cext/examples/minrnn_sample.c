@@ -653,17 +653,24 @@ static int read_npy(const char *path, int *ndim, long shape[4], double **values)
                                                             (size_t)head[11] << 24;
     ok = ok && len < 65536 && (header = calloc(len + 1, 1)) && fread(header, 1, len, f) == len;
     const char *descr = ok ? strstr(header, "'descr': '") : NULL, *shp = ok ? strstr(header, "'shape': (") : NULL;
+    const char *order = ok ? strstr(header, "'fortran_order': ") : NULL;
     int width = descr && !strncmp(descr + 10, "<f4'", 4) ? 4 : descr && !strncmp(descr + 10, "<f8'", 4) ? 8 : 0;
-    ok = ok && width && strstr(header, "'fortran_order': False") && shp;
+    ok = ok && width && order && !strncmp(order + 17, "False", 5) && shp;
     *ndim = 0;
     size_t count = 1;
-    for (const char *at = ok ? shp + 10 : ""; ok && *at != ')';) {
+    for (const char *at = ok ? shp + 10 : ""; ok && *at != ')';) {   /* each size at most 2^40, and their product */
         char *end;
         long n = strtol(at, &end, 10);
-        if (end == at || n < 0 || *ndim == 4 || (n && count > ((size_t)1 << 40) / (size_t)n)) { ok = 0; break; }
+        if (end == at || n < 0 || n > (1L << 40) || *ndim == 4 || (n && count > ((size_t)1 << 40) / (size_t)n)) {
+            ok = 0;
+            break;
+        }
         shape[(*ndim)++] = n, count *= (size_t)n;
         at = end + strspn(end, ", ");
     }
+    long here = ok ? ftell(f) : -1;   /* the data must be in the file before it is allocated for */
+    ok = ok && here >= 0 && fseek(f, 0, SEEK_END) == 0 && ftell(f) - here >= (long)(count * (size_t)width)
+         && fseek(f, here, SEEK_SET) == 0;
     *values = ok ? malloc((count ? count : 1) * sizeof(double)) : NULL;
     unsigned char *raw = ok ? malloc((count ? count : 1) * (size_t)width) : NULL;
     ok = ok && *values && raw && fread(raw, (size_t)width, count, f) == count;
@@ -679,7 +686,7 @@ static int read_npy(const char *path, int *ndim, long shape[4], double **values)
             memcpy(&(*values)[i], &u, 8);
         }
     }
-    if (!ok) fprintf(stderr, "minrnn_sample: %s: not a .npy of float32 or float64 numbers (little-endian, C order, "
+    if (!ok) fprintf(stderr, "minrnn_sample: %s: not a whole .npy of float32 or float64 numbers (little-endian, C order, "
                              "at most 4 dimensions)\n", path);
     free(header), free(raw), fclose(f);
     if (!ok) free(*values), *values = NULL;
@@ -703,8 +710,10 @@ static int caption(const minrnn_checkpoint *ck, const lexicon *lex, options *o) 
     int ndim;
     long shape[4];
     if (!read_npy(o->grid, &ndim, shape, &values)) return 0;
-    long D = cfg->input_size, N = ndim ? shape[0] : 0, L = ndim == 3 ? shape[1] : ndim == 4 ? shape[1] * shape[2] : 0;
-    if ((ndim != 3 && ndim != 4) || shape[ndim - 1] != D || N == 0 || L == 0) {
+    enum { MAX_PLACES = 1000000 };   /* far more than any grid a captioner reads; keeps L * D small */
+    long D = cfg->input_size, N = ndim ? shape[0] : 0;
+    long L = ndim == 3 ? shape[1] : ndim == 4 && shape[1] <= MAX_PLACES && shape[2] <= MAX_PLACES ? shape[1] * shape[2] : 0;
+    if ((ndim != 3 && ndim != 4) || shape[ndim - 1] != D || N == 0 || L == 0 || L > MAX_PLACES) {
         fprintf(stderr, "minrnn_sample: %s: give grids of shape (N, L, %ld) or (N, Hg, Wg, %ld)\n", o->grid, D, D);
         free(values);
         return 0;

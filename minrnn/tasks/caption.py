@@ -23,7 +23,7 @@ from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.tasks.base import Rows, shuffled_split, split_records
 from minrnn.tasks.seq2seq import PairEvaluation, Seq2seq, Targets, pairs_loss, translate_all, translation_scores
-from minrnn.tasks.sequences import standardization
+from minrnn.tasks.sequences import scaled, standardization
 from minrnn.text import Reading, add_counts
 
 
@@ -46,10 +46,6 @@ def read_grid(path, N=None, D=None, L=None):
     return grid, geometry and tuple(int(x) for x in geometry)
 
 
-def standardized_grid(grid, scaling):
-    return ((grid - scaling[0]) * scaling[1]).astype(np.float32)
-
-
 class Captions(Targets):
     """Captions as token ids with their vocabulary (one per line, framed by start and end tokens),
     and the grids that condition them, standardized; split into training and validation records by
@@ -65,8 +61,9 @@ class Captions(Targets):
         raw, self.geometry = read_grid(grid_path, len(self.target_ids), D, L)
         self.fingerprint = fingerprint_files([path, grid_path])
         self.train, self.val = shuffled_split(len(self.target_ids), val_frac, seed)
-        self.scaling = scaling if scaling is not None else standardization(raw[self.train].reshape(-1, raw.shape[2]))
-        self.grid = standardized_grid(raw, self.scaling)
+        self.scaling = scaling if scaling is not None else standardization(raw[self.train].reshape(-1, raw.shape[2]),
+                                                                           grid_path)
+        self.grid = scaled(raw, self.scaling, grid_path)
         self.source_ids = list(self.grid)   # what translate_all reads: each record's grid (L, D)
 
     @property
@@ -159,7 +156,10 @@ class Caption(Seq2seq):
     def captions(self, m, grid, beam, temperature, seed, max_length, alignments):
         """Captions of grid (N, L, D) or (N, Hg, Wg, D), raw as the training grid file's rows: a
         Translation each (its source: the places' numbers)."""
-        grid = np.asarray(grid, dtype=np.float64)
+        try:
+            grid = np.asarray(grid, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError("grid: give an array of numbers, (N, L, D) or (N, Hg, Wg, D)") from None
         D, L = m.model.config.input_size, self.places(m)
         if grid.ndim not in (3, 4) or grid.shape[-1] != D or 0 in grid.shape:
             raise UserError(f"grid: give an array of shape (N, L, {D}) or (N, Hg, Wg, {D}), not {grid.shape}")
@@ -172,7 +172,10 @@ class Caption(Seq2seq):
         if alignments and m.model.config.attention == "none":
             raise UserError("this model has no attention (trained with --attention none): it has no alignments to "
                             "draw")
-        rows = standardized_grid(grid.reshape(len(grid), -1, D), m.checkpoint.input_scaling)
+        try:
+            rows = scaled(grid.reshape(len(grid), -1, D), m.checkpoint.input_scaling, "grid")
+        except DataError as e:
+            raise UserError(str(e)) from None
         rng = core.Rng(m.draw_seed(seed)) if temperature > 0 else None
         places = [str(s) for s in range(rows.shape[1])]
         return (Seq2seq.translation(m, row, beam, temperature, rng, max_length, alignments, places) for row in rows)
@@ -180,6 +183,8 @@ class Caption(Seq2seq):
     def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         if grid is None:
             raise UserError("a captioner is evaluated on captions and their grids: give --grid GRID.npy")
+        if features is not None:
+            raise UserError("features are for a model of records conditioned on them; a captioner reads --grid")
         data = Captions(path, grid, Reading(m.vocab.encoding), val_frac=0.0, vocab=m.vocab,
                         scaling=m.checkpoint.input_scaling, D=m.model.config.input_size, L=self.places(m),
                         skip_unknown=True)

@@ -26,6 +26,7 @@ from minrnn.resources import available_memory
 from minrnn.tasks.base import (Known, Rows, ShuffledBatches, check_training_memory, shuffled_split, split_records,
                                training_memory, workspace_bytes)
 from minrnn.tasks.lm import LanguageModel, per_char, units_of, with_skipped
+from minrnn.tasks.sequences import scaled, standardization
 from minrnn.text import Reading, add_counts, unescape, vocabulary
 
 
@@ -58,14 +59,6 @@ def read_features(path, count):
     if len(bad):
         raise DataError(f"{path}: row {bad[0][0]} holds {a[tuple(bad[0])]}; features must be finite numbers")
     return a
-
-
-def standardization(vectors):
-    """(shift, scale), (D,) float32 each: minus the mean, divided by the standard deviation of each
-    column (over the training records), so every feature reaches the model at unit scale, whatever
-    its extractor's units. A constant column gets scale 1."""
-    mean, std = vectors.mean(axis=0), vectors.std(axis=0)
-    return mean.astype(np.float32), np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0).astype(np.float32)
 
 
 class RecordSet:
@@ -102,8 +95,8 @@ class RecordSet:
             self.labels = np.array([index[x] for x in labels], dtype=np.int32)
         if kind == "features":
             raw = read_features(features, n)
-            self.scaling = (like and like.scaling) or standardization(raw[self.train])
-            self.vectors = ((raw - self.scaling[0]) * self.scaling[1]).astype(np.float32)
+            self.scaling = (like and like.scaling) or standardization(raw[self.train], features)
+            self.vectors = scaled(raw, self.scaling, features)
 
     @property
     def longest(self):

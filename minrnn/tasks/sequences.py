@@ -36,8 +36,8 @@ class Sequences:
             if len(self.scaling[0]) != D:
                 raise DataError(f"{path}: {D} features a step; this model reads {len(self.scaling[0])}")
         else:
-            self.scaling = standardization(raw[self.train][steps[self.train]])
-        self.x = standardized(raw, steps, self.scaling)
+            self.scaling = standardization(raw[self.train][steps[self.train]], path)
+        self.x = standardized(raw, steps, self.scaling, path)
         del raw
         self.vocab = Vocab([])   # no tokens: a checkpoint's vocabulary is empty
         self.label_names = self.labels = self.values = self.target_scaling = None
@@ -69,7 +69,7 @@ class Sequences:
                 self.target_scaling = saved_target_scaling(like, K)
             else:
                 self.target_scaling = standardization(self.values[self.train][steps[self.train]] if self.per_step
-                                                      else self.values[self.train])
+                                                      else self.values[self.train], targets)
             self.values = ((self.values - self.target_scaling[0]) * self.target_scaling[1]).astype(np.float32)
             if self.per_step:
                 self.values[~steps] = 0.0
@@ -136,12 +136,17 @@ def label_ids(y, names, path):
     return names, lookup(values).astype(np.int32)
 
 
-def standardization(values):
+def standardization(values, what):
     """(shift, scale) per column of values (rows, columns), float32: the mean and 1/deviation; a
-    constant column's scale is 1."""
+    constant column's scale is 1. DataError naming `what` (the file) for numbers too large for that
+    in float32 (a mean beyond 3e38, or a deviation whose square is beyond a double's range)."""
     values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-    mean, std = values.mean(axis=0), values.std(axis=0)
-    return mean.astype(np.float32), np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0).astype(np.float32)
+    with np.errstate(all="ignore"):
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        shift, scale = mean.astype(np.float32), np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0).astype(np.float32)
+    if not (np.all(np.isfinite(shift)) and np.all(np.isfinite(std))):
+        raise DataError(f"{what}: numbers too large to standardize in float32 (beyond about 1e19); scale them down")
+    return shift, scale
 
 
 def saved_target_scaling(ck, K):
@@ -168,7 +173,7 @@ def given_sequences(m, x, lengths):
     steps = np.arange(T)[None, :] < data.lengths[:, None]
     if not np.all(np.isfinite(x[steps])):
         raise UserError("inputs: give finite numbers (NaN or infinite values found)")
-    data.x = standardized(x, steps, m.checkpoint.input_scaling)
+    data.x = standardized(x, steps, m.checkpoint.input_scaling, "inputs")
     return data
 
 
@@ -177,6 +182,17 @@ def lengths_fit(a, N, T):
     return a.shape == (N,) and bool(np.all(a == np.round(a))) and a.min() >= 1 and a.max() <= T
 
 
-def standardized(raw, steps, scaling):
+def standardized(raw, steps, scaling, what):
     """raw (N, T, D) as the model reads it: (x - shift) * scale at the data steps, 0 elsewhere, float32."""
-    return np.where(steps[:, :, None], (raw - scaling[0]) * scaling[1], 0.0).astype(np.float32)
+    return scaled(np.where(steps[:, :, None], raw, scaling[0]), scaling, what)
+
+
+def scaled(raw, scaling, what):
+    """(raw - shift) * scale as float32, what the model reads; DataError naming `what` (the file) if
+    a value is beyond float32 then."""
+    with np.errstate(all="ignore"):
+        out = ((raw - scaling[0]) * scaling[1]).astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise DataError(f"{what}: numbers too large for float32 once standardized (beyond about 3e38); scale them "
+                        "down")
+    return out
