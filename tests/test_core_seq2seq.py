@@ -29,12 +29,27 @@ ATOL = 1e-6
 CELLS = [kind for kind in KINDS if kind != "rnn_relu"]
 
 
-def assert_close(c, ref, what, floor=0.0):
-    """floor: the scale of the terms ref sums, where they cancel (refutil.TermScales)."""
+# Where the gradient itself is ill-conditioned, no float32 computation can match it to REL: moving
+# the parameters by their own float32 round-off (2^-24 relative) moves the exact gradient further.
+# Make test-soak (seed 102) found one such draw (below, an @example): a fed rnn_tanh translator whose
+# attn.weight gradient of 4.4 the core computed 2.3e-4 off, 1.3 times the bound, where two such
+# moves of the parameters moved the float64 reference's own by 1.8e-4 (four moves: 0.7e-4 to 2.4e-4).
+# So a gradient that misses the bound is held to it plus SENSITIVITY times that measured movement:
+# its excess was 0.32 of the movement there, and SENSITIVITY = 2 leaves 6 times that; in a
+# well-conditioned draw the movement is ~1e-9 and the bound is what it was. (6,500 more random
+# draws of fed models, and every soak before, stayed under the plain bound: 0.68 of it at most.)
+SENSITIVITY = 2.0
+
+
+def assert_close(c, ref, what, floor=0.0, movement=lambda: 0.0):
+    """floor: the scale of the terms ref sums, where they cancel (refutil.TermScales); movement():
+    how far ref itself moves under float32 round-off of the parameters (asked only on a miss)."""
     c, ref = np.asarray(c, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     scale = max(float(np.abs(ref).max(initial=0.0)), floor)
     err = float(np.abs(c - ref).max(initial=0.0))
-    assert err <= REL * scale + ATOL, f"{what}: max error {err:.3g} at scale {scale:.3g}"
+    bound = REL * scale + ATOL
+    assert err <= bound or err <= bound + SENSITIVITY * movement(), \
+        f"{what}: max error {err:.3g} at scale {scale:.3g}, where ref moves by {movement():.3g}"
 
 
 def f32(values):
@@ -77,6 +92,18 @@ class Drawn:
         with TermScales() as terms:
             return fwd, S.backward(self.cfg, params, fwd), terms
 
+    def movement(self, grads, draws=2):
+        """{name: how far each reference gradient moves, at most over `draws` seeded moves of every
+        parameter by a relative 2^-24 (float32's round-off)}."""
+        r, out = Rng(self.seed ^ 0x5EED), {name: 0.0 for name in grads}
+        for _ in range(draws):
+            params = S.unflatten(self.cfg, [x * (1.0 + 2.0**-24 * (2.0 * r.uniform() - 1.0)) for x in self.flat])
+            moved = S.backward(self.cfg, params, S.forward(self.cfg, params, *self.framed, self.enc_masks,
+                                                           self.dec_masks))
+            for name, g in moved.items():
+                out[name] = max(out[name], float(np.abs(np.asarray(g) - np.asarray(grads[name])).max(initial=0.0)))
+        return out
+
     def masks(self):
         if self.dec_masks is None:
             return None
@@ -113,6 +140,8 @@ problems = st.builds(drawn, cell=st.sampled_from(CELLS), attention=st.sampled_fr
 # from terms of up to 0.52, was 1.5e-5 off: 1.16 times the tolerance at 0.30, 0.68 of it at 0.52
 @example(pb=drawn(cell="rnn_tanh", attention="general", embed=3, layers=2, dropout=True, V=6, H=11, A=1, B=3, Ts=5,
                   Td=3, seed=846))
+@example(pb=drawn(cell="rnn_tanh", attention="general", embed=0, layers=2, dropout=True, V=3, H=9, A=1, B=4, Ts=5,
+                  Td=4, seed=2, feed=True))   # ill-conditioned: see SENSITIVITY
 @settings(max_examples=examples(200), deadline=None)
 @given(pb=problems)
 def test_forward_and_backward_match_the_reference(pb):
@@ -131,8 +160,10 @@ def test_forward_and_backward_match_the_reference(pb):
             assert_close(fwd_c.alignments[t, b, :len(alpha)], alpha, f"alignment at ({t}, {b})")
             assert not fwd_c.alignments[t, b, len(alpha):].any(), "attention past the source's end"
     views = model.views(model.grads)
+    moved = {}   # pb.movement(grads), computed on the first miss
     for name, ref in grads.items():
-        assert_close(views[name], ref, f"gradient of {name}", floor=terms.scale(ref))
+        assert_close(views[name], ref, f"gradient of {name}", floor=terms.scale(ref),
+                     movement=lambda: (moved or moved.update(pb.movement(grads)) or moved)[name])
 
 
 @settings(max_examples=examples(25), deadline=None)
