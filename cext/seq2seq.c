@@ -532,7 +532,7 @@ static void fed_decoder_backward(s2s_run *r, float *grads) {
 }
 
 static void s2s_backward(s2s_run *r, float *grads) {
-    int B = r->B, H = r->H, V = r->V, A = r->A, M = r->M, Ns = r->Ns, Nd = r->Nd, nt = r->nt;
+    int H = r->H, V = r->V, A = r->A, M = r->M, Ns = r->Ns, Nd = r->Nd, nt = r->nt;
     float *packed = BUF(r, packed), *dlogits = BUF(r, logits), *dh = BUF(r, dh);
     s2s_view g = s2s_views(r->cfg, grads);
     /* dlogits = (softmax - onehot(target)) / count at the rows with a loss, 0 elsewhere */
@@ -591,7 +591,6 @@ static void s2s_backward(s2s_run *r, float *grads) {
     if (!r->D)   /* a grid has no encoder: its gradient is not asked for */
         model_backward(&r->enc_part, r->params, &r->enc, enc_masks(r), r->cfg->attention ? BUF(r, dmem) : NULL,
                        dstate, BUF(r, enc_ws), grads, NULL, NULL, nt, 0);
-    (void)B;
 }
 
 int minrnn_seq2seq_forward(const minrnn_config *cfg, const float *params, const minrnn_pairs *pairs,

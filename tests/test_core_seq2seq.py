@@ -29,16 +29,21 @@ ATOL = 1e-6
 CELLS = [kind for kind in KINDS if kind != "rnn_relu"]
 
 
-# Where the gradient itself is ill-conditioned, no float32 computation can match it to REL: moving
-# the parameters by their own float32 round-off (2^-24 relative) moves the exact gradient further.
-# Make test-soak (seed 102) found one such draw (below, an @example): a fed rnn_tanh translator whose
-# attn.weight gradient of 4.4 the core computed 2.3e-4 off, 1.3 times the bound, where two such
-# moves of the parameters moved the float64 reference's own by 1.8e-4 (four moves: 0.7e-4 to 2.4e-4).
-# So a gradient that misses the bound is held to it plus SENSITIVITY times that measured movement:
-# its excess was 0.32 of the movement there, and SENSITIVITY = 2 leaves 6 times that; in a
-# well-conditioned draw the movement is ~1e-9 and the bound is what it was. (6,500 more random
-# draws of fed models, and every soak before, stayed under the plain bound: 0.68 of it at most.)
+# Where the gradient itself is ill-conditioned, no float32 computation can match it to REL. Make
+# test-soak (seed 102) found such draws: fed rnn_tanh translators of 2 layers with dropout (its
+# factor 2 and uniform(-1, 1) weights saturate the attention's softmax, and input feeding carries a
+# near-tie on to every later step), whose gradients the core computed 5e-5 to 1e-4 off relative to
+# their size, 1.3 to 2.5 times the bound, where the same model without dropout or without feeding
+# is 1e-6 off, as is PyTorch in float32. The core's own activations are accurate to 2e-6 relative
+# (tanh_, cext/internal.h), so how far the exact gradient moves when every parameter moves by a
+# relative 2^-19 (2e-6) measures how far those errors can move it. A gradient that misses the
+# bound is held to it plus SENSITIVITY times that movement (seeded, the most of two moves): on the
+# two draws below the excess was 0.01 and 0.12 of the movement; SENSITIVITY = 2 leaves 17 times
+# that. In a well-conditioned draw the movement is ~1e-8 and the bound is what it was; a wrong
+# gradient is off by its own size. (6,500 more random draws of fed models, and every soak before,
+# stayed under the plain bound: 0.68 of it at most.)
 SENSITIVITY = 2.0
+MOVE = 2.0**-19   # the relative move of the parameters: tanh_'s relative accuracy
 
 
 def assert_close(c, ref, what, floor=0.0, movement=lambda: 0.0):
@@ -94,10 +99,10 @@ class Drawn:
 
     def movement(self, grads, draws=2):
         """{name: how far each reference gradient moves, at most over `draws` seeded moves of every
-        parameter by a relative 2^-24 (float32's round-off)}."""
+        parameter by a relative MOVE at most}."""
         r, out = Rng(self.seed ^ 0x5EED), {name: 0.0 for name in grads}
         for _ in range(draws):
-            params = S.unflatten(self.cfg, [x * (1.0 + 2.0**-24 * (2.0 * r.uniform() - 1.0)) for x in self.flat])
+            params = S.unflatten(self.cfg, [x * (1.0 + MOVE * (2.0 * r.uniform() - 1.0)) for x in self.flat])
             moved = S.backward(self.cfg, params, S.forward(self.cfg, params, *self.framed, self.enc_masks,
                                                            self.dec_masks))
             for name, g in moved.items():
@@ -142,6 +147,8 @@ problems = st.builds(drawn, cell=st.sampled_from(CELLS), attention=st.sampled_fr
                   Td=3, seed=846))
 @example(pb=drawn(cell="rnn_tanh", attention="general", embed=0, layers=2, dropout=True, V=3, H=9, A=1, B=4, Ts=5,
                   Td=4, seed=2, feed=True))   # ill-conditioned: see SENSITIVITY
+@example(pb=drawn(cell="rnn_tanh", attention="general", embed=0, layers=2, dropout=True, V=3, H=9, A=1, B=4, Ts=5,
+                  Td=4, seed=5, feed=True))
 @settings(max_examples=examples(200), deadline=None)
 @given(pb=problems)
 def test_forward_and_backward_match_the_reference(pb):

@@ -102,8 +102,8 @@ class Caption(Seq2seq):
             raise ValueError("--task caption learns from a grid per line: give --grid GRID.npy")
         if s["records"] or s["inputs"] is not None or s["input_feeding"]:
             raise ValueError("--grid conditions each line of the file on its grid (one caption per line); drop "
-                             "--task, --records, --labels, --features, --inputs and --input-feeding (a captioner "
-                             "is fed its context whenever it attends)")
+                             "--records, --labels, --features, --inputs and --input-feeding (a captioner is fed "
+                             "its context whenever it attends)")
         if s["init"] != "default" or s["biases"] != 2 or s["loss"] != "mean":
             raise ValueError("--grid trains with the default --init, --biases and --loss; drop them")
 

@@ -199,9 +199,9 @@ class Seq2seq(Task):
         if floats == 0:
             raise UserError(f"batches of {B} pairs of {Ts} and {Td} steps are more than the core takes; use a smaller "
                             "--batch-size or --max-source")
-        check_training_memory(cfg, 4 * floats, f"training a {s['layers']}-layer {s['cell']} encoder and decoder of "
-                              f"{s['hidden']} units on pairs of up to {Ts} and {Td - 1} characters, {B} at a time",
-                              "use a smaller --batch-size, --hidden or --layers, or shorter pairs")
+        check_training_memory(cfg, 4 * floats, f"training a {s['layers']}-layer {self.describe(s)} of {s['hidden']} "
+                              f"units on {self.noun} of up to {Ts} and {Td - 1} tokens, {B} at a time",
+                              f"use a smaller --batch-size, --hidden or --layers, or shorter {self.noun}")
 
     def describe(self, s):
         fed = ", fed its context" if s["input_feeding"] else ""
