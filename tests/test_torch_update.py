@@ -1,0 +1,125 @@
+"""The torch engine's first part (issue 23): minrnn's clipping and update rules in torch
+(minrnn/torch_update.py) make the C engine's steps. From the same weights and batches, a language
+model of a stream (its state carried), a record model and a seq2seq model trained for 20 steps in
+PyTorch (minrnn.torch's modules) follow the C core's losses and end at its weights, to float32
+round-off. Skipped without torch (make test-torch installs it)."""
+
+import numpy as np
+import pytest
+
+from minrnn import core
+from minrnn.reference import Config
+from minrnn.reference.seq2seq import Seq2seqConfig
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+STEPS = 20
+# Measured over these 20 steps: the losses at most 2.4e-7 apart (2 ulp of a loss near 3), the
+# weights 1e-6 (Adam and RMSprop move every weight by about lr a step, so their round-off is the
+# weights' own, a few ulp of values near 1 after 20 steps). 1e-5 and 2e-5 leave 40 and 20 times
+# that; a wrong rule (Adam without its bias correction) fails every Adam case here.
+LOSS_TOL, WEIGHT_TOL = 1e-5, 2e-5
+
+
+def module_of(model):
+    from minrnn import torch as mt
+    from minrnn.interop import torch_name
+    net = mt.module_for(model.config)
+    net.load_state_dict({torch_name(n): torch.from_numpy(v.copy()) for n, v in model.tensors.items()})
+    return net
+
+
+def weights_apart(model, net):
+    from minrnn.interop import torch_name
+    state = net.state_dict()
+    return max(float(np.abs(v - state[torch_name(n)].numpy()).max()) for n, v in model.tensors.items())
+
+
+def masked_mean(logits, targets, lengths):
+    """The mean cross-entropy over the positions t < lengths[b] of (T, B, V) logits."""
+    T, B, V = logits.shape
+    inside = (torch.arange(T)[:, None] < lengths[None, :]).reshape(-1).float()
+    rows = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none")
+    return (rows * inside).sum() / inside.sum()
+
+
+def train_both(model, trainer, net, update, batches, loss_of):
+    """20 steps of each on the same batches: the largest difference of their losses."""
+    worst = 0.0
+    for batch in batches:
+        loss_c, _ = trainer.step(batch["core"])
+        for p in net.parameters():
+            p.grad = None
+        loss = loss_of(net, batch)
+        loss.backward()
+        update.step(loss)
+        worst = max(worst, abs(loss.item() - loss_c))
+    return worst
+
+
+@pytest.mark.parametrize("cell, layers, optimizer, lr", [("lstm", 2, "adam", 3e-3), ("gru", 1, "adam", 3e-3),
+                                                         ("rnn_tanh", 2, "rmsprop", 2e-3), ("lstm", 1, "sgd", 0.1)])
+def test_a_stream_language_model_makes_the_c_engines_steps(cell, layers, optimizer, lr):
+    from minrnn.torch_update import Update
+    torch.set_num_threads(1)
+    V, B, T = 20, 4, 16
+    model = core.Model(Config(vocab_size=V, hidden_size=24, cell=cell, num_layers=layers, embed_size=8), seed=3,
+                       threads=1)
+    trainer = core.Trainer(model, B, T, optimizer=optimizer, lr=lr, clip_norm=5.0, seed=1, carry_state=True)
+    net = module_of(model)
+    update = Update(net.parameters(), optimizer, clip_norm=5.0, lr=lr)
+    streams = np.random.default_rng(0).integers(0, V, size=(B, T * STEPS + 1))
+    batches, carried = [], {"state": None}
+    for s in range(STEPS):
+        x = np.ascontiguousarray(streams[:, s * T:(s + 1) * T].T).astype(np.int32)
+        y = np.ascontiguousarray(streams[:, s * T + 1:(s + 1) * T + 1].T).astype(np.int32)
+        batches.append({"core": model.batch(x, y), "x": torch.from_numpy(x).long(), "y": torch.from_numpy(y).long()})
+
+    def loss_of(net, batch):   # the state carried from the last batch, cut from its graph
+        logits, state = net(batch["x"], carried["state"])
+        carried["state"] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return F.cross_entropy(logits.reshape(-1, V), batch["y"].reshape(-1))
+
+    assert train_both(model, trainer, net, update, batches, loss_of) <= LOSS_TOL
+    assert weights_apart(model, net) <= WEIGHT_TOL
+
+
+def test_records_and_seq2seq_make_the_c_engines_steps():
+    from minrnn.torch_update import Update
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    V, B, T = 12, 5, 9
+    # records of different lengths, each from a zero state: the C engine's loss counts their positions only
+    model = core.Model(Config(vocab_size=V, hidden_size=16, cell="lstm", num_layers=2, embed_size=6), seed=4, threads=1)
+    trainer = core.Trainer(model, B, T, optimizer="adam", lr=3e-3, clip_norm=1.0, seed=1, carry_state=False)
+    net, batches = module_of(model), []
+    update = Update(net.parameters(), "adam", clip_norm=1.0, lr=3e-3)
+    for _ in range(STEPS):
+        x, y = (rng.integers(0, V, size=(T, B)).astype(np.int32) for _ in range(2))
+        lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
+        batches.append({"core": model.batch(x, y, lengths), "x": torch.from_numpy(x).long(),
+                        "y": torch.from_numpy(y).long(), "lengths": torch.from_numpy(lengths).long()})
+    records = lambda net, b: masked_mean(net(b["x"])[0], b["y"], b["lengths"])   # noqa: E731
+    assert train_both(model, trainer, net, update, batches, records) <= LOSS_TOL
+    assert weights_apart(model, net) <= WEIGHT_TOL
+
+    # pairs: an encoder, a decoder fed its context, additive attention
+    cfg = Seq2seqConfig(vocab_size=V, hidden_size=16, cell="gru", embed_size=6, attention="additive",
+                        attention_size=8, input_feeding=True)
+    model = core.Seq2seq(cfg, seed=5, threads=1)
+    Ts, Td = 7, 6
+    trainer = core.Trainer(model, B, Td, optimizer="adam", lr=3e-3, clip_norm=1.0, seed=1, carry_state=False)
+    net, batches = module_of(model), []
+    update = Update(net.parameters(), "adam", clip_norm=1.0, lr=3e-3)
+    for _ in range(STEPS):
+        source = rng.integers(0, V - 2, size=(Ts, B)).astype(np.int32)
+        inputs, targets = (rng.integers(0, V - 2, size=(Td, B)).astype(np.int32) for _ in range(2))
+        inputs[0] = V - 2
+        sl, tl = (rng.integers(1, n + 1, size=B).astype(np.int32) for n in (Ts, Td))
+        batches.append({"core": core.Pairs(source, sl, inputs, targets, tl),
+                        "t": [torch.from_numpy(a).long() for a in (source, sl, inputs)],
+                        "y": torch.from_numpy(targets).long(), "lengths": torch.from_numpy(tl).long()})
+    pairs = lambda net, b: masked_mean(net(*b["t"])[0], b["y"], b["lengths"])   # noqa: E731
+    assert train_both(model, trainer, net, update, batches, pairs) <= LOSS_TOL
+    assert weights_apart(model, net) <= WEIGHT_TOL
