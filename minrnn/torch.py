@@ -231,3 +231,45 @@ def save(module, info, path):
             safetensors_module().save_file(tensors, str(tmp), metadata={"minrnn": text})
         else:
             torch.save({"state_dict": module.state_dict(), "minrnn": text}, str(tmp))
+
+
+# ---- a training step's loss, as the C core defines it
+
+def masked_mean(rows, inside, reduction="mean"):
+    """The loss of per-row losses `rows` over the rows where `inside` (a bool tensor of their shape)
+    holds: their mean (or sum)."""
+    total = (rows * inside.float()).sum()
+    return total if reduction == "sum" else total / inside.float().sum()
+
+
+def batch_loss(module, batch, state=None):
+    """(loss, final state) of module on a core batch (core.Batch, or core.Pairs for a seq2seq
+    model), the loss the C core's training step minimizes: the mean cross-entropy (or squared
+    error) over the positions within each record (every position without lengths), the sum with
+    reduction "sum". state: a stream model's carried state, as nn.LSTM takes it, or None."""
+    cfg = module.cfg
+    if cfg.task == "seq2seq":
+        source = torch.from_numpy(batch.source) if cfg.input_size else torch.from_numpy(batch.source).long()
+        logits, _ = module(source, torch.from_numpy(batch.source_lengths).long(), torch.from_numpy(batch.inputs).long())
+        targets, lengths = torch.from_numpy(batch.targets).long(), torch.from_numpy(batch.target_lengths).long()
+        rows = nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1), reduction="none")
+        inside = (torch.arange(len(targets))[:, None] < lengths[None, :]).reshape(-1)
+        return masked_mean(rows, inside), None
+    x = torch.from_numpy(batch.inputs) if cfg.input_size else torch.from_numpy(batch.tokens).long()
+    T, B = x.shape[:2]
+    cond = None if batch.cond is None else torch.from_numpy(np.asarray(batch.cond))
+    lengths = None if batch.lengths is None else torch.from_numpy(batch.lengths).long()
+    out, state = module(x, state, lengths=lengths, cond=cond)
+    if cfg.task == "classify":
+        if batch.values is not None:
+            return masked_mean((out - torch.from_numpy(batch.values)).square(), torch.ones_like(out, dtype=torch.bool),
+                               cfg.reduction), state
+        rows = nn.functional.cross_entropy(out, torch.from_numpy(batch.targets).long(), reduction="none")
+        return masked_mean(rows, torch.ones(B, dtype=torch.bool), cfg.reduction), state
+    inside = torch.ones(T, B, dtype=torch.bool) if lengths is None else torch.arange(T)[:, None] < lengths[None, :]
+    if batch.values is not None:
+        rows = (out - torch.from_numpy(batch.values)).square()
+        return masked_mean(rows, inside[:, :, None].expand_as(rows), cfg.reduction), state
+    rows = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(batch.targets).long().reshape(-1),
+                                       reduction="none")
+    return masked_mean(rows, inside.reshape(-1), cfg.reduction), state

@@ -123,3 +123,47 @@ def test_records_and_seq2seq_make_the_c_engines_steps():
     pairs = lambda net, b: masked_mean(net(*b["t"])[0], b["y"], b["lengths"])   # noqa: E731
     assert train_both(model, trainer, net, update, batches, pairs) <= LOSS_TOL
     assert weights_apart(model, net) <= WEIGHT_TOL
+
+
+# ---- the torch engine's trainer: core.Trainer's interface, its numpy side a checkpoint's
+
+def stream_batches(V, B, T, steps, seed):
+    streams = np.random.default_rng(seed).integers(0, V, size=(B, T * steps + 1))
+    return [(np.ascontiguousarray(streams[:, s * T:(s + 1) * T].T).astype(np.int32),
+             np.ascontiguousarray(streams[:, s * T + 1:(s + 1) * T + 1].T).astype(np.int32)) for s in range(steps)]
+
+
+@pytest.mark.parametrize("cfg", [Config(vocab_size=15, hidden_size=12, cell="lstm", num_layers=2, embed_size=5),
+                                 Config(vocab_size=15, hidden_size=12, cell="rnn_tanh", one_bias=True),
+                                 Config(vocab_size=15, hidden_size=12, cell="gru", cond="vector", cond_size=3)])
+def test_the_torch_trainer_steps_as_the_c_trainer_and_round_trips_its_state(cfg, tmp_path):
+    from minrnn.torch_engine import TorchTrainer
+    torch.set_num_threads(1)
+    B, T = 3, 10
+    cond = np.linspace(-1, 1, B * 3, dtype=np.float32).reshape(B, 3) if cfg.cond == "vector" else None
+    batches = stream_batches(cfg.vocab_size, B, T, STEPS, 7)
+    c_model, t_model = (core.Model(cfg, seed=9, threads=1) for _ in range(2))
+    c = core.Trainer(c_model, B, T, optimizer="adam", lr=3e-3, clip_norm=1.0, seed=2, carry_state=True)
+    t = TorchTrainer(t_model, B, T, optimizer="adam", lr=3e-3, clip_norm=1.0, seed=2, carry_state=True)
+    for k, (x, y) in enumerate(batches):
+        loss_c, _ = c.step(c_model.batch(x, y, cond=cond))
+        loss_t, _ = t.step(t_model.batch(x, y, cond=cond))
+        assert abs(loss_c - loss_t) <= LOSS_TOL, k
+        if k == STEPS // 2:   # the rollback's round trip: the torch side from the numpy side, exactly
+            snapshot = t.get_state()
+            t.set_state(snapshot)
+            again = t.get_state()
+            for name in ("params", "m", "v", "state"):
+                assert np.array_equal(getattr(snapshot, name), getattr(again, name)), name
+    t.flush()
+    for mine, theirs in ((t_model.params, c_model.params), (t.m, c.m), (t.v, c.v), (t.state, c.state)):
+        assert float(np.abs(mine - theirs).max()) <= WEIGHT_TOL
+    assert t.steps == c.steps == STEPS
+    # a checkpoint of the torch side, loaded, continues as the run that never stopped
+    core.save_checkpoint(tmp_path / "t.ckpt", t_model, list(range(97, 97 + cfg.vocab_size)), trainer=t,
+                         cond_scaling=(np.zeros(3, np.float32), np.ones(3, np.float32)) if cond is not None else None)
+    ck = core.load_checkpoint(tmp_path / "t.ckpt")
+    resumed = TorchTrainer(ck.model, B, T, optimizer="adam", lr=3e-3, clip_norm=1.0, seed=2, carry_state=True)
+    resumed.set_state(ck.trainer.get_state())
+    x, y = stream_batches(cfg.vocab_size, B, T, 1, 8)[0]
+    assert resumed.step(ck.model.batch(x, y, cond=cond))[0] == t.step(t_model.batch(x, y, cond=cond))[0]

@@ -1,0 +1,128 @@
+"""The torch engine's trainer (issue 23, in progress): core.Trainer's interface over minrnn.torch's
+module of the same model, stepped by minrnn's own clipping and update rules (torch_update.py), so
+that the training loop (training.Run) and the checkpoints stay as they are.
+
+The numpy side (model.params, m, v and the carried state, in minrnn's block layout) is what a
+checkpoint and the divergence rollback read and write; the torch side (the module's parameters,
+the moments beside them in the module's layout, the carried state as nn.LSTM keeps it) is what
+steps. flush() brings the numpy side up to date, load() the torch side. Dropout draws from
+torch's generator, not the core's: a run with dropout is its own, never bit for bit the C engine's.
+"""
+
+import copy
+
+import numpy as np
+import torch
+
+from minrnn import core
+from minrnn import torch as mt
+from minrnn.interop import torch_name
+from minrnn.torch_update import Update
+
+
+def file_layout(module, values):
+    """{state-dict name: tensor} of `values` (one tensor per module parameter, in parameters()'
+    order, in the module's layout), in the file's layout: what state_dict() gives for them."""
+    params = list(module.parameters())
+    saved = [p.data for p in params]
+    try:
+        for p, v in zip(params, values):
+            p.data = v
+        return {name: t.detach().clone() for name, t in module.state_dict().items()}
+    finally:
+        for p, d in zip(params, saved):
+            p.data = d
+
+
+def module_layout(module, tensors):
+    """The inverse of file_layout: one tensor per module parameter, from {state-dict name: tensor}."""
+    twin = copy.deepcopy(module)
+    twin.load_state_dict(tensors, strict=True)
+    return [p.detach().clone() for p in twin.parameters()]
+
+
+class TorchTrainer(core.Trainer):
+    """core.Trainer's steps, made by a torch module: the same constructor, state and cursor."""
+
+    def __init__(self, model, batch_size, seq_len, optimizer="adam", clip_value=0.0, clip_norm=0.0, seed=0,
+                 carry_state=True, **hyper):
+        super().__init__(model, batch_size, seq_len, optimizer, clip_value, clip_norm, seed, carry_state, **hyper)
+        self.net = mt.module_for(model.config)
+        self.update = Update(self.net.parameters(), optimizer, clip_value, clip_norm, **hyper)
+        self.carried = None   # the torch side's carried state, or None: zeros
+        self.load()
+
+    # ---- the two sides
+
+    def load(self):
+        """The torch side from the numpy side (after construction, set_state or a checkpoint)."""
+        names = {torch_name(n): n for n in self.model.tensors}
+        as_file = lambda flat: {t: torch.from_numpy(self.model.views(flat)[n].copy()) for t, n in names.items()}  # noqa: E731
+        self.net.load_state_dict(as_file(self.model.params), strict=True)
+        for moments, flat in ((self.update.m, self.m), (self.update.v, self.v)):
+            laid = [t for t, p in zip(module_layout(self.net, as_file(flat)), self.net.parameters()) if p.requires_grad]
+            for dst, src in zip(moments, laid):
+                dst.copy_(src)
+        self.update.step_count = self.steps
+        self.update.h["lr"] = self.lr
+        self.carried = None if not np.any(self.state) else self.torch_state(self.state)
+
+    def flush(self):
+        """The numpy side from the torch side: parameters, moments, step count and carried state."""
+        names = {torch_name(n): n for n in self.model.tensors}
+        for flat, values in ((self.model.params, [p.detach() for p in self.net.parameters()]),
+                             (self.m, self.full(self.update.m)), (self.v, self.full(self.update.v))):
+            views = self.model.views(flat)
+            for t, tensor in file_layout(self.net, values).items():
+                views[names[t]][...] = tensor.numpy()
+        self.opt.step = self.update.step_count
+        if self.carried is not None:
+            self.state[...] = self.numpy_state(self.carried)
+
+    def full(self, moments):
+        """Moments of the trained parameters, with zeros for the frozen ones (one bias), in parameters()' order."""
+        out, it = [], iter(moments)
+        for p in self.net.parameters():
+            out.append(next(it) if p.requires_grad else torch.zeros_like(p))
+        return out
+
+    def torch_state(self, state):
+        """(L, S, B, H) numpy -> nn.LSTM's (h, c) or nn.GRU's h, each (L, B, H)."""
+        t = torch.from_numpy(np.ascontiguousarray(state))
+        return (t[:, 0].contiguous(), t[:, 1].contiguous()) if t.shape[1] == 2 else t[:, 0].contiguous()
+
+    @staticmethod
+    def numpy_state(carried):
+        parts = carried if isinstance(carried, tuple) else (carried,)
+        return np.stack([p.detach().numpy() for p in parts], axis=1)
+
+    # ---- core.Trainer's steps, made in torch
+
+    def step(self, batch):
+        if not self.carry_state:
+            self.reset_state()
+        self.update.h["lr"] = self.lr
+        for p in self.net.parameters():
+            p.grad = None
+        self.net.train()
+        loss, state = mt.batch_loss(self.net, batch, self.carried if self.carry_state else None)
+        loss.backward()
+        done, norm = self.update.step(loss.detach())
+        if not done:
+            raise core.NonFiniteError(core.lib.MINRNN_ERR_NONFINITE, "training step")
+        if self.carry_state and state is not None:
+            self.carried = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        self.opt.step = self.update.step_count
+        return float(loss.detach()), norm
+
+    def reset_state(self):
+        super().reset_state()
+        self.carried = None
+
+    def get_state(self):
+        self.flush()
+        return super().get_state()
+
+    def set_state(self, s):
+        super().set_state(s)
+        self.load()
