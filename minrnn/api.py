@@ -249,7 +249,8 @@ def load(path, precision=None, threads=0):
     return Trained(ck)
 
 
-def train(input=None, out="out", callback=None, resume=False, max_time=None, threads=0, quiet=False, **settings):
+def train(input=None, out="out", callback=None, resume=False, max_time=None, threads=0, quiet=False, engine="c",
+          **settings):
     """Train as `python -m minrnn train` does, with its settings as keyword arguments (hidden=128,
     layers=1, task="seq2seq", ...: the option names with _ for -). callback(record), if given, is
     called at each evaluation with what metrics.jsonl records. quiet: no progress output. Returns
@@ -271,7 +272,9 @@ def train(input=None, out="out", callback=None, resume=False, max_time=None, thr
         except ValueError as e:
             raise UserError(f"{s.name}: {e}") from None
     from minrnn.training import Run   # the training loop loads the most
+    if engine not in ("c", "torch"):
+        raise UserError(f"engine: expected c or torch, not {engine!r}")
     run = Run(given, input, out, resume, max_time, threads, stream=io.StringIO() if quiet else sys.stdout,
-              callback=callback)
+              callback=callback, engine=engine)
     run.run()   # Ctrl-C (status 130) saves a checkpoint, which resume=True continues
     return run.best

@@ -109,6 +109,10 @@ def build_parser():
                    help="stop after this many seconds of this session")
     g.add_argument("--out", metavar="DIR", default="out", help="folder for checkpoints and metrics (default out)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    g.add_argument("--engine", choices=("c", "torch"), default="c",
+                   help="what makes the training steps: c, minrnn's core (the fastest on a CPU), or torch, "
+                        "minrnn.torch's module with minrnn's own update rules (the same steps to float32 round-off; "
+                        "needs torch); a run resumes on either (default c)")
     add_threads(g)
     t.set_defaults(func=cmd_train)
 
@@ -289,7 +293,7 @@ def cmd_train(args):
             given = renamed(given, "encoding", args.encoding)
         except ValueError as e:
             raise UserError(str(e)) from None
-    return Run(given, args.input, args.out, args.resume, args.max_time, args.threads).run()
+    return Run(given, args.input, args.out, args.resume, args.max_time, args.threads, engine=args.engine).run()
 
 
 def trained_for(args):

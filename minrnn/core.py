@@ -781,6 +781,10 @@ class Trainer:
     def reset_state(self):
         self.state[...] = 0.0
 
+    def flush(self):
+        """Bring model.params, m, v and the carried state up to date: they are (another engine's
+        trainer keeps its own copies while it steps)."""
+
     def get_state(self):
         return TrainerState(self.model.params.copy(), self.m.copy(), self.v.copy(), self.state.copy(),
                             tuple(getattr(self.opt, name) for name in OPTIMIZER_FIELDS), self.rng.state,

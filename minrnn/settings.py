@@ -131,6 +131,16 @@ class Setting(NamedTuple):
         return "--" + self.name.replace("_", "-")
 
 
+def base_lr(s):
+    """The run's learning rate: --lr, or its optimizer's default."""
+    return s["lr"] if s["lr"] is not None else OPTIMIZERS[s["optimizer"]]["lr"]
+
+
+def lr_at(s, epoch, scale):
+    """char-rnn's schedule: after lr_decay_after epochs, times lr_decay at each new epoch."""
+    return base_lr(s) * scale * s["lr_decay"] ** max(0, epoch + 1 - s["lr_decay_after"])
+
+
 WORD_DEFAULTS = {"vocab_size": 10000, "min_count": 1}
 POSITIVE = Number(int, 1, core.lib.MINRNN_MAX_BATCH_ROWS)   # B or T: the core takes B * T up to this
 SEED = Number(int, 0, 2**64 - 1)

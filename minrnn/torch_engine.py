@@ -52,6 +52,18 @@ class TorchTrainer(core.Trainer):
         self.carried = None   # the torch side's carried state, or None: zeros
         self.load()
 
+    @classmethod
+    def of(cls, trainer, threads=0):
+        """A TorchTrainer with core.Trainer `trainer`'s model, settings and state (a fresh run's, or
+        a checkpoint's to resume); threads: torch's intra-op threads (0: its default)."""
+        if threads:
+            torch.set_num_threads(threads)
+        hyper = {name: float(getattr(trainer.opt, name)) for name in core.HYPERPARAMETERS}
+        out = cls(trainer.model, trainer.B, trainer.T, trainer.optimizer, float(trainer.opt.clip_value),
+                  float(trainer.opt.clip_norm), 0, trainer.carry_state, **hyper)
+        out.set_state(trainer.get_state())
+        return out
+
     # ---- the two sides
 
     def load(self):

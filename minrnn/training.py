@@ -23,24 +23,15 @@ from minrnn.api import read_checkpoint
 from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.progress import Interrupt, Progress, units
-from minrnn.reference import OPTIMIZERS
 from minrnn.reference.tensor import float32
 from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
-from minrnn.settings import DEFAULTS, PRESETS, RUN, SESSION, SESSION_DEFAULTS, Number, check_stored, settle
+from minrnn.settings import (DEFAULTS, PRESETS, RUN, SESSION, SESSION_DEFAULTS, Number, base_lr, check_stored, lr_at,
+                             settle)
 from minrnn.tasks.base import Known
 from minrnn.text import Reading, vocabulary
 
 MAX_ROLLBACKS = 8     # consecutive divergences before giving up
 RUN_FORMAT = "minrnn-run"   # the "format" of a training run's checkpoint metadata
-
-
-def base_lr(s):
-    return s["lr"] if s["lr"] is not None else OPTIMIZERS[s["optimizer"]]["lr"]
-
-
-def lr_at(s, epoch, scale):
-    """char-rnn's schedule: after lr_decay_after epochs, times lr_decay at each new epoch."""
-    return base_lr(s) * scale * s["lr_decay"] ** max(0, epoch + 1 - s["lr_decay_after"])
 
 
 PATH_SETTINGS = ("features", "inputs", "targets", "lengths", "grid")   # files a run reads, kept as absolute paths
@@ -50,9 +41,10 @@ class Run:
     """One training session: settings, task, data, model, trainer and the loop."""
 
     def __init__(self, given, input=None, out="out", resume=False, max_time=None, threads=0, stream=sys.stdout,
-                 callback=None):
+                 callback=None, engine="c"):
         """given: {name: value} of the RUN and SESSION settings given (None or absent: not given);
-        callback(record), if given, is called at each evaluation with what metrics.jsonl records."""
+        callback(record), if given, is called at each evaluation with what metrics.jsonl records;
+        engine: "c" (the core) or "torch" (minrnn/torch_engine.py); a run resumes on either."""
         if given.get("inputs") is not None:   # sequences of vectors: the inputs are the run's data file
             if input is not None:
                 raise UserError("--inputs X.npy is the data to train on; give it or a text file, not both")
@@ -72,6 +64,9 @@ class Run:
         self.session = {k: given[k] if given.get(k) is not None else stored_session.get(k, v)
                         for k, v in SESSION_DEFAULTS.items()}
         self.model.threads = threads
+        if engine == "torch":
+            from minrnn.torch_engine import TorchTrainer   # torch is optional: loaded only for its engine
+            self.trainer = TorchTrainer.of(self.trainer, threads)
         self.batches = self.task.batches(self.data, self.s, self.model)
         why_not = remember_last_run(self.out)
         if why_not:
@@ -260,6 +255,7 @@ class Run:
 
     def evaluate(self, best, started, rate):
         """Validate, checkpoint and report: (the validation, the new best)."""
+        self.trainer.flush()   # the model validated is the one trained
         last_val = self.task.validate(self.model, self.data, self.s)
         best = self.checkpoint(last_val[0], best)
         self.report_eval(last_val, time.monotonic() - started, rate())
@@ -292,6 +288,7 @@ class Run:
                     last_val, best = self.evaluate(best, started, rate)
                     snapshot, rollbacks, evaluated_at = (t.get_state(), self.ema), 0, t.steps
                 if self.session["sample_every"] and t.steps % self.session["sample_every"] == 0:
+                    t.flush()   # the model sampled is the one trained
                     sample = self.task.sample(self.model, self.data, self.s["seed"] + t.steps)
                     if sample is not None:
                         self.progress.line(f"---- sample at iteration {t.steps} ----\n{sample}\n----")

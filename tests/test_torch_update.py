@@ -167,3 +167,24 @@ def test_the_torch_trainer_steps_as_the_c_trainer_and_round_trips_its_state(cfg,
     resumed.set_state(ck.trainer.get_state())
     x, y = stream_batches(cfg.vocab_size, B, T, 1, 8)[0]
     assert resumed.step(ck.model.batch(x, y, cond=cond))[0] == t.step(t_model.batch(x, y, cond=cond))[0]
+
+
+def test_train_engine_torch_through_the_command_line(tmp_path):
+    # --engine torch trains the same run as the C engine (dropout off), its checkpoints are minrnn's
+    # (sample reads them), and a run resumes on either engine
+    from cliutil import english, minrnn
+    (tmp_path / "t.txt").write_text(english(20000), encoding="utf-8")
+    args = ["t.txt", "--hidden", "24", "--layers", "2", "--embed", "8", "--dropout", "0", "--batch-size", "4",
+            "--seq-len", "16", "--eval-every", "10", "--sample-every", "0"]
+    for out, steps, engine in (("c", 30, "c"), ("torch", 30, "torch"), ("mixed", 15, "torch")):
+        r = minrnn("train", *args, "--max-iters", steps, "--out", out, "--engine", engine, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    r = minrnn("train", "--resume", "--out", "mixed", "--max-iters", "30", "--engine", "c", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    c, t, mixed = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("c", "torch", "mixed"))
+    assert t.trainer.steps == mixed.trainer.steps == 30
+    for other in (t, mixed):
+        assert float(np.abs(other.model.params - c.model.params).max()) <= WEIGHT_TOL
+        assert float(np.abs(other.trainer.m - c.trainer.m).max()) <= WEIGHT_TOL
+    s = minrnn("sample", "--checkpoint", "torch/best.ckpt", "--length", "20", "--seed", "1", cwd=tmp_path)
+    assert s.returncode == 0 and len(s.stdout) >= 20, s.stderr
