@@ -23,6 +23,7 @@ Dropout: between layers (nn.LSTM's own) and on the top layer's outputs, as minrn
 """
 
 import json
+import types
 
 import numpy as np
 import torch
@@ -235,26 +236,24 @@ def save(module, info, path):
 
 # ---- a training step's loss, as the C core defines it
 
-def masked_mean(rows, inside, reduction="mean"):
-    """The loss of per-row losses `rows` over the rows where `inside` (a bool tensor of their shape)
-    holds: their mean (or sum)."""
-    total = (rows * inside.float()).sum()
-    return total if reduction == "sum" else total / inside.float().sum()
+def masked_sum(rows, inside):
+    """(the sum of per-row losses `rows` where `inside` (bool, their shape) holds, how many rows that is)."""
+    return (rows * inside.float()).sum(), int(inside.sum())
 
 
 def batch_loss(module, batch, state=None):
-    """(loss, final state) of module on a core batch (core.Batch, or core.Pairs for a seq2seq
-    model), the loss the C core's training step minimizes: the mean cross-entropy (or squared
-    error) over the positions within each record (every position without lengths), the sum with
-    reduction "sum". state: a stream model's carried state, as nn.LSTM takes it, or None."""
+    """(total, count, final state) of module (module.cfg: its configuration) on a core batch
+    (core.Batch, or core.Pairs for a seq2seq model, or batch_part's of either): the sum of the
+    cross-entropies (or squared errors) at the positions within each record (every position without
+    lengths), and how many: the core's loss is total / count (total with reduction "sum").
+    state: a stream model's carried state, as nn.LSTM takes it, or None."""
     cfg = module.cfg
     if cfg.task == "seq2seq":
         source = torch.from_numpy(batch.source) if cfg.input_size else torch.from_numpy(batch.source).long()
         logits, _ = module(source, torch.from_numpy(batch.source_lengths).long(), torch.from_numpy(batch.inputs).long())
         targets, lengths = torch.from_numpy(batch.targets).long(), torch.from_numpy(batch.target_lengths).long()
         rows = nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1), reduction="none")
-        inside = (torch.arange(len(targets))[:, None] < lengths[None, :]).reshape(-1)
-        return masked_mean(rows, inside), None
+        return (*masked_sum(rows, (torch.arange(len(targets))[:, None] < lengths[None, :]).reshape(-1)), None)
     x = torch.from_numpy(batch.inputs) if cfg.input_size else torch.from_numpy(batch.tokens).long()
     T, B = x.shape[:2]
     cond = None if batch.cond is None else torch.from_numpy(np.asarray(batch.cond))
@@ -262,14 +261,36 @@ def batch_loss(module, batch, state=None):
     out, state = module(x, state, lengths=lengths, cond=cond)
     if cfg.task == "classify":
         if batch.values is not None:
-            return masked_mean((out - torch.from_numpy(batch.values)).square(), torch.ones_like(out, dtype=torch.bool),
-                               cfg.reduction), state
+            rows = (out - torch.from_numpy(batch.values)).square()
+            return (*masked_sum(rows, torch.ones_like(rows, dtype=torch.bool)), state)
         rows = nn.functional.cross_entropy(out, torch.from_numpy(batch.targets).long(), reduction="none")
-        return masked_mean(rows, torch.ones(B, dtype=torch.bool), cfg.reduction), state
+        return (*masked_sum(rows, torch.ones(B, dtype=torch.bool)), state)
     inside = torch.ones(T, B, dtype=torch.bool) if lengths is None else torch.arange(T)[:, None] < lengths[None, :]
     if batch.values is not None:
         rows = (out - torch.from_numpy(batch.values)).square()
-        return masked_mean(rows, inside[:, :, None].expand_as(rows), cfg.reduction), state
+        return (*masked_sum(rows, inside[:, :, None].expand_as(rows)), state)
     rows = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(batch.targets).long().reshape(-1),
                                        reduction="none")
-    return masked_mean(rows, inside.reshape(-1), cfg.reduction), state
+    return (*masked_sum(rows, inside.reshape(-1)), state)
+
+
+# what a batch's arrays hold one of per record (axis 0); the others are time-major (axis 1)
+PER_RECORD = ("lengths", "cond", "source_lengths", "target_lengths")
+
+
+def batch_part(cfg, batch, rank, world):
+    """Rank `rank`'s share of a core batch among `world` processes: its B / world records (or
+    streams) in order, every array sliced along its B axis; the same fields as the batch's."""
+    B = len(batch.target_lengths) if cfg.task == "seq2seq" else \
+        (batch.tokens if batch.tokens is not None else batch.inputs).shape[1]
+    if B % world:
+        raise ValueError(f"a batch of {B} cannot be shared evenly among {world} processes")
+    part, n = {}, B // world
+    names = ("source", "source_lengths", "inputs", "targets", "target_lengths") if cfg.task == "seq2seq" else \
+        ("tokens", "inputs", "targets", "values", "lengths", "cond")
+    for name in names:
+        a = getattr(batch, name, None)
+        per_record = name in PER_RECORD or (cfg.task == "classify" and name in ("targets", "values"))
+        part[name] = None if a is None else np.ascontiguousarray(
+            a[rank * n:(rank + 1) * n] if per_record else a[:, rank * n:(rank + 1) * n])
+    return types.SimpleNamespace(**part)

@@ -2,6 +2,13 @@
 module of the same model, stepped by minrnn's own clipping and update rules (torch_update.py), so
 that the training loop (training.Run) and the checkpoints stay as they are.
 
+Under torchrun (WORLD_SIZE > 1, gloo on CPU) the module is wrapped in DistributedDataParallel and
+each of the N processes takes B / N of every batch's records or streams (minrnn.torch.batch_part),
+carrying its own streams' states. The loss each process backpropagates is N times its positions'
+sum over the whole batch's count, so that DDP's mean of the gradients is the full batch's mean
+gradient; every process then holds the same gradient, and the global norm and the update are the
+same everywhere. flush() gathers the carried states of every process.
+
 The numpy side (model.params, m, v and the carried state, in minrnn's block layout) is what a
 checkpoint and the divergence rollback read and write; the torch side (the module's parameters,
 the moments beside them in the module's layout, the carried state as nn.LSTM keeps it) is what
@@ -10,9 +17,12 @@ torch's generator, not the core's: a run with dropout is its own, never bit for 
 """
 
 import copy
+import datetime
+import os
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from minrnn import core
 from minrnn import torch as mt
@@ -41,6 +51,9 @@ def module_layout(module, tensors):
     return [p.detach().clone() for p in twin.parameters()]
 
 
+TIMEOUT = 60   # seconds a collective waits for a process that stopped, before every other one ends
+
+
 class TorchTrainer(core.Trainer):
     """core.Trainer's steps, made by a torch module: the same constructor, state and cursor."""
 
@@ -49,6 +62,14 @@ class TorchTrainer(core.Trainer):
         super().__init__(model, batch_size, seq_len, optimizer, clip_value, clip_norm, seed, carry_state, **hyper)
         self.net = mt.module_for(model.config)
         self.update = Update(self.net.parameters(), optimizer, clip_value, clip_norm, **hyper)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.stepper = self.net
+        if self.world > 1:   # the same weights in every process: each built them from the same seed or file
+            if not dist.is_initialized():
+                dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT))
+            self.stepper = torch.nn.parallel.DistributedDataParallel(self.net)
+            self.stepper.cfg = self.net.cfg
         self.carried = None   # the torch side's carried state, or None: zeros
         self.load()
 
@@ -77,7 +98,8 @@ class TorchTrainer(core.Trainer):
                 dst.copy_(src)
         self.update.step_count = self.steps
         self.update.h["lr"] = self.lr
-        self.carried = None if not np.any(self.state) else self.torch_state(self.state)
+        mine = self.state[:, :, self.streams()]   # this process's streams
+        self.carried = None if not np.any(mine) else self.torch_state(mine)
 
     def flush(self):
         """The numpy side from the torch side: parameters, moments, step count and carried state."""
@@ -89,7 +111,17 @@ class TorchTrainer(core.Trainer):
                 views[names[t]][...] = tensor.numpy()
         self.opt.step = self.update.step_count
         if self.carried is not None:
-            self.state[...] = self.numpy_state(self.carried)
+            mine = torch.from_numpy(self.numpy_state(self.carried))
+            if self.world > 1:
+                parts = [torch.zeros_like(mine) for _ in range(self.world)]
+                dist.all_gather(parts, mine)
+                mine = torch.cat(parts, dim=2)
+            self.state[...] = mine.numpy()
+
+    def streams(self):
+        """This process's share of the B streams (or records)."""
+        n = self.B // self.world
+        return slice(self.rank * n, (self.rank + 1) * n)
 
     def full(self, moments):
         """Moments of the trained parameters, with zeros for the frozen ones (one bias), in parameters()' order."""
@@ -117,15 +149,27 @@ class TorchTrainer(core.Trainer):
         for p in self.net.parameters():
             p.grad = None
         self.net.train()
-        loss, state = mt.batch_loss(self.net, batch, self.carried if self.carry_state else None)
-        loss.backward()
-        done, norm = self.update.step(loss.detach())
+        part = mt.batch_part(self.net.cfg, batch, self.rank, self.world) if self.world > 1 else batch
+        total, count, state = mt.batch_loss(self.stepper, part, self.carried if self.carry_state else None)
+        count = self.summed(float(count))
+        loss = total if getattr(self.net.cfg, "reduction", "mean") == "sum" else total / count
+        (loss * self.world).backward()   # DDP's mean over the processes of this: the sum of theirs
+        loss = self.summed(float(loss.detach()))
+        done, norm = self.update.step(torch.tensor(loss))
         if not done:
             raise core.NonFiniteError(core.lib.MINRNN_ERR_NONFINITE, "training step")
         if self.carry_state and state is not None:
             self.carried = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         self.opt.step = self.update.step_count
-        return float(loss.detach()), norm
+        return loss, norm
+
+    def summed(self, x):
+        """x summed over the processes (x itself in one)."""
+        if self.world == 1:
+            return x
+        t = torch.tensor([x], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t[0])
 
     def reset_state(self):
         super().reset_state()
