@@ -69,6 +69,20 @@ class RunFolder:
         self.release()
 
 
+class SharedFolder(RunFolder):
+    """A run folder that another process of the same job writes (rank 0 under torchrun): read from,
+    never locked, cleaned or written here."""
+
+    def __init__(self, path):
+        self.path, self.created = str(path), False
+
+    def remove_stale_temporaries(self):
+        return []
+
+    def release(self):
+        pass
+
+
 @contextlib.contextmanager
 def replacing(path):
     """A temporary name beside path, with path's suffix (what matplotlib reads the format from), to

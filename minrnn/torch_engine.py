@@ -16,6 +16,7 @@ steps. flush() brings the numpy side up to date, load() the torch side. Dropout 
 torch's generator, not the core's: a run with dropout is its own, never bit for bit the C engine's.
 """
 
+import atexit
 import copy
 import datetime
 import os
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from minrnn import core
+from minrnn.errors import UserError
 from minrnn import torch as mt
 from minrnn.interop import torch_name
 from minrnn.torch_update import Update
@@ -54,6 +56,17 @@ def module_layout(module, tensors):
 TIMEOUT = 60   # seconds a collective waits for a process that stopped, before every other one ends
 
 
+def finish_group():
+    """At exit: wait for the job's other processes, then take the process group down. Without it,
+    gloo's pairs are torn down while a peer still reads them, and a process ends in an abort
+    (SIGABRT: "terminate called without an active exception") after a run that succeeded."""
+    try:
+        dist.barrier()
+        dist.destroy_process_group()
+    except (RuntimeError, ValueError):   # a peer already gone: nothing left to wait for
+        pass
+
+
 class TorchTrainer(core.Trainer):
     """core.Trainer's steps, made by a torch module: the same constructor, state and cursor."""
 
@@ -68,6 +81,7 @@ class TorchTrainer(core.Trainer):
         if self.world > 1:   # the same weights in every process: each built them from the same seed or file
             if not dist.is_initialized():
                 dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT))
+                atexit.register(finish_group)
             self.stepper = torch.nn.parallel.DistributedDataParallel(self.net)
             self.stepper.cfg = self.net.cfg
         self.carried = None   # the torch side's carried state, or None: zeros
@@ -101,7 +115,7 @@ class TorchTrainer(core.Trainer):
         mine = self.state[:, :, self.streams()]   # this process's streams
         self.carried = None if not np.any(mine) else self.torch_state(mine)
 
-    def flush(self):
+    def local_flush(self):
         """The numpy side from the torch side: parameters, moments, step count and carried state."""
         names = {torch_name(n): n for n in self.model.tensors}
         for flat, values in ((self.model.params, [p.detach() for p in self.net.parameters()]),
@@ -143,6 +157,25 @@ class TorchTrainer(core.Trainer):
     # ---- core.Trainer's steps, made in torch
 
     def step(self, batch):
+        return self.together(self.local_step, batch)
+
+    def flush(self):
+        self.together(self.local_flush)
+
+    def together(self, work, *args):
+        """work(*args), whose collectives fail when another process of the job has stopped (killed,
+        or failed) or does not answer within TIMEOUT: then a UserError that says so, in every
+        process left, rather than a hang or a traceback."""
+        try:
+            return work(*args)
+        except RuntimeError as e:
+            if self.world == 1:
+                raise
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"process {self.rank} of {self.world}: another process of this job stopped ({why}); "
+                            "relaunch the job with --resume to continue from the last checkpoint") from None
+
+    def local_step(self, batch):
         if not self.carry_state:
             self.reset_state()
         self.update.h["lr"] = self.lr

@@ -9,6 +9,7 @@ run makes the same steps, bit for bit, as one that never stopped. The run folder
 run writes to it (rundir.py).
 """
 
+import io
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.progress import Interrupt, Progress, units
 from minrnn.reference.tensor import float32
-from minrnn.rundir import LAST_RUN, RunFolder, remember_last_run
+from minrnn.rundir import LAST_RUN, RunFolder, SharedFolder, remember_last_run
 from minrnn.settings import (DEFAULTS, PRESETS, RUN, SESSION, SESSION_DEFAULTS, Number, base_lr, check_stored, lr_at,
                              settle)
 from minrnn.tasks.base import Known
@@ -50,8 +51,9 @@ class Run:
                 raise UserError("--inputs X.npy is the data to train on; give it or a text file, not both")
             input = given["inputs"]
         self.given, self.input, self.out, self.max_time, self.callback = given, input, str(out), max_time, callback
-        self.progress = Progress(stream)
-        self.folder = RunFolder(self.out)   # ours until this process ends
+        self.writer = engine != "torch" or os.environ.get("RANK", "0") == "0"   # under torchrun, rank 0 writes
+        self.progress = Progress(stream if self.writer else io.StringIO())
+        self.folder = (RunFolder if self.writer else SharedFolder)(self.out)   # ours until this process ends
         self.latest, self.best = self.folder.file("latest.ckpt"), self.folder.file("best.ckpt")
         stale = self.folder.remove_stale_temporaries()
         if stale:
@@ -68,7 +70,7 @@ class Run:
             from minrnn.torch_engine import TorchTrainer   # torch is optional: loaded only for its engine
             self.trainer = TorchTrainer.of(self.trainer, threads)
         self.batches = self.task.batches(self.data, self.s, self.model)
-        why_not = remember_last_run(self.out)
+        why_not = self.writer and remember_last_run(self.out)
         if why_not:
             self.progress.line(f"note: could not write {LAST_RUN} in the working folder ({why_not}); "
                                f"sample and eval need --checkpoint {self.best}")
@@ -197,7 +199,9 @@ class Run:
 
     def checkpoint(self, val_loss, best_so_far):
         """Save latest (and best, when validation improved, or when there is no validation to
-        tell: then the latest is the best we know); returns the new best."""
+        tell: then the latest is the best we know); returns the new best. Only the writer saves."""
+        if not self.writer:
+            return best_so_far
         self.save(self.latest, val_loss)
         if val_loss is None or val_loss < best_so_far:
             self.save(self.best, val_loss)
@@ -209,8 +213,9 @@ class Run:
         record = {"iteration": t.steps, "epoch": t.epoch, "position": t.position, "train_loss": self.ema,
                   "val_loss": val_loss, "val_bpc": None if val_loss is None else val_loss / math.log(2),
                   "lr": t.lr, "elapsed_s": round(elapsed, 3), "chars_per_s": round(cps, 1)}
-        with open(self.folder.file("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.writer:
+            with open(self.folder.file("metrics.jsonl"), "a") as f:
+                f.write(json.dumps(record) + "\n")
         if self.callback is not None:
             self.callback(record)
         self.progress.evaluation(self, *val)

@@ -208,3 +208,59 @@ def test_two_processes_with_ddp_make_one_process_steps(tmp_path):
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     for name in a.files:
         assert float(np.abs(a[name] - b[name]).max()) <= WEIGHT_TOL, name
+
+
+def torchrun(*args, cwd, port, timeout=300, **kw):
+    import subprocess
+    import sys
+    from cliutil import environment
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           str(port), "-m", "minrnn", *map(str, args)], cwd=cwd, env=environment(), capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_kill(tmp_path):
+    # python -m minrnn train --engine torch under torchrun: rank 0 alone writes the run; the weights
+    # are one process's to round-off; one of the two processes killed ends the job (torchrun stops the
+    # other: no hang), and --resume reaches the uninterrupted job's weights bit for bit
+    import signal
+    import subprocess
+    import sys
+    import time
+    from cliutil import english, environment, minrnn
+    (tmp_path / "t.txt").write_text(english(20000), encoding="utf-8")
+    args = ["t.txt", "--hidden", "24", "--layers", "2", "--embed", "8", "--dropout", "0", "--batch-size", "4",
+            "--seq-len", "16", "--eval-every", "20", "--sample-every", "0", "--engine", "torch"]
+    r = minrnn("train", *args, "--max-iters", "60", "--out", "one", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = torchrun("train", *args, "--max-iters", "60", "--out", "two", cwd=tmp_path, port=29671)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("reached --max-iters 60") == 1   # one rank speaks
+    one, two = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("one", "two"))
+    assert float(np.abs(one.model.params - two.model.params).max()) <= WEIGHT_TOL
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                            "29681", "-m", "minrnn", "train", *args, "--max-iters", "100000", "--out", "killed"],
+                           cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "killed" / "latest.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os_kill = __import__("os").kill
+    os_kill(int(workers[-1]), signal.SIGKILL)
+    job.communicate(timeout=120)   # ends, rather than waiting forever for the dead one
+    assert job.returncode != 0
+    stopped = core.load_checkpoint(tmp_path / "killed" / "latest.ckpt").trainer.steps
+    assert stopped >= 20
+    target = stopped + 40
+    r = torchrun("train", "--resume", "--out", "killed", "--max-iters", target, "--engine", "torch", cwd=tmp_path,
+                 port=29691)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = torchrun("train", *args, "--max-iters", target, "--out", "whole", cwd=tmp_path, port=29701)
+    assert r.returncode == 0, r.stderr[-2000:]
+    resumed, whole = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("killed", "whole"))
+    for name in ("params", "m", "v", "state"):
+        mine = resumed.model.params if name == "params" else getattr(resumed.trainer, name)
+        theirs = whole.model.params if name == "params" else getattr(whole.trainer, name)
+        assert np.array_equal(mine, theirs), name
