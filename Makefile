@@ -107,7 +107,7 @@ bench: $(INSTALLED)
 # make test runs them too whenever torch is there.
 test-torch: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
-	$(PY) -m pytest -q tests/test_interop.py
+	$(PY) -m pytest -q tests/test_interop.py tests/test_torch_update.py
 
 # ---- packaging: an sdist and a wheel in dist/ (PyPA's build, installed into .venv if missing);
 # test-dist installs the wheel into a fresh virtualenv, away from the source tree, which trains and samples
