@@ -77,6 +77,9 @@ class TorchTrainer(core.Trainer):
         self.update = Update(self.net.parameters(), optimizer, clip_value, clip_norm, **hyper)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        if batch_size % self.world:
+            raise UserError(f"--batch-size {batch_size} cannot be shared evenly among {self.world} processes; give a "
+                            "multiple of their number (torchrun's --nproc-per-node times --nnodes)")
         self.stepper = self.net
         if self.world > 1:   # the same weights in every process: each built them from the same seed or file
             if not dist.is_initialized():

@@ -60,15 +60,15 @@ class Run:
             self.progress.line(f"removed what interrupted saves left in {self.out}: {', '.join(stale)}")
         try:
             stored_session = self.resume() if resume else self.start()
+            if engine == "torch":
+                from minrnn.torch_engine import TorchTrainer   # torch is optional: loaded only for its engine
+                self.trainer = TorchTrainer.of(self.trainer, threads)
         except BaseException:
             self.folder.abandon()
             raise
         self.session = {k: given[k] if given.get(k) is not None else stored_session.get(k, v)
                         for k, v in SESSION_DEFAULTS.items()}
         self.model.threads = threads
-        if engine == "torch":
-            from minrnn.torch_engine import TorchTrainer   # torch is optional: loaded only for its engine
-            self.trainer = TorchTrainer.of(self.trainer, threads)
         self.batches = self.task.batches(self.data, self.s, self.model)
         why_not = self.writer and remember_last_run(self.out)
         if why_not:
