@@ -24,7 +24,7 @@ import sys
 
 from minrnn import core, tasks
 from minrnn.errors import UserError
-from minrnn.settings import DEFAULTS, RUN, SESSION, USE, renamed
+from minrnn.settings import DEFAULTS, ENGINES, RUN, SESSION, USE, renamed
 from minrnn.tasks.classify import ClassifierEvaluation
 from minrnn.tasks.lm import TextEvaluation
 from minrnn.tasks.records import RecordEvaluation
@@ -272,8 +272,8 @@ def train(input=None, out="out", callback=None, resume=False, max_time=None, thr
         except ValueError as e:
             raise UserError(f"{s.name}: {e}") from None
     from minrnn.training import Run   # the training loop loads the most
-    if engine not in ("c", "torch"):
-        raise UserError(f"engine: expected c or torch, not {engine!r}")
+    if engine not in ENGINES:
+        raise UserError(f"engine: expected {' or '.join(ENGINES)}, not {engine!r}")
     run = Run(given, input, out, resume, max_time, threads, stream=io.StringIO() if quiet else sys.stdout,
               callback=callback, engine=engine)
     run.run()   # Ctrl-C (status 130) saves a checkpoint, which resume=True continues

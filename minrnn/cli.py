@@ -18,12 +18,12 @@ from minrnn import api, core
 from minrnn.data import read_array, read_file
 from minrnn.errors import UserError
 from minrnn.interop import export_safetensors, import_model
-from minrnn.picture import CAPTIONS, attention_page, attention_svg, caption_svg
+from minrnn.picture import CAPTIONS, TRANSLATIONS, attention_page, attention_svg, caption_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import IMAGES, plot_runs
 from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
-from minrnn.settings import (DATA, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag, Number,
-                             renamed)
+from minrnn.settings import (DATA, ENGINES, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag,
+                             Number, renamed)
 from minrnn.tasks.records import read_features
 from minrnn.text import skipped, unescape
 from minrnn.training import Run
@@ -109,7 +109,7 @@ def build_parser():
                    help="stop after this many seconds of this session")
     g.add_argument("--out", metavar="DIR", default="out", help="folder for checkpoints and metrics (default out)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
-    g.add_argument("--engine", choices=("c", "torch"), default="c",
+    g.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
                    help="what makes the training steps: c, minrnn's core (the fastest on a CPU), or torch, "
                         "minrnn.torch's module with minrnn's own update rules (the same steps to float32 round-off; "
                         "needs torch); a run resumes on either (default c)")
@@ -413,17 +413,24 @@ def cmd_translate(args):
     texts = read_texts(args, "translate")
     translations = m.translations(texts, args.beam, args.temperature, args.seed, args.max_length,
                                   alignments=args.picture is not None)
+    return print_searches(args, m, translations, "translation", TRANSLATIONS, lambda i, t: (
+        texts[i].decode("utf-8", "replace"), t.text, attention_svg(t.source, t.written, t.alignments)))
+
+
+def print_searches(args, m, results, what, about, picture):
+    """What translate and caption print: each result (a Translation; None for a blank line) on its
+    line as soon as it is done, with --scores its log probability after a tab; with --picture, the
+    page of picture(i, result) for each, (title, text, svg). Returns the exit status."""
     say_seed(args, m)
     out, pictures = sys.stdout.buffer, []
-    for source, t in zip(texts, translations):   # a blank line's is None
+    for i, t in enumerate(results):
         out.write(b"\n" if t is None else t.raw + (f"\t{t.logprob:.6f}".encode() if args.scores else b"") + b"\n")
         out.flush()
         if args.picture is not None and t is not None:
-            written = t.characters + ["</s>"] * (len(t.alignments) - len(t.characters))
-            pictures.append((source.decode("utf-8", "replace"), t.text, attention_svg(t.source, written, t.alignments)))
+            pictures.append(picture(i, t))
     if args.picture is not None:
-        write_atomically(args.picture, attention_page(pictures).encode("utf-8"))
-        print(f"attention of {len(pictures)} translation(s): {args.picture}", file=sys.stderr)
+        write_atomically(args.picture, attention_page(pictures, about=about).encode("utf-8"))
+        print(f"attention of {len(pictures)} {what}(s): {args.picture}", file=sys.stderr)
     say_skipped(m)
     return 0
 
@@ -441,7 +448,8 @@ def cmd_caption(args):
     if args.row is not None:
         rows = len(grid) if grid.ndim else 0
         if args.row >= rows:
-            raise UserError(f"--row {args.row}: {args.grid} has " + (f"{rows} rows (0 to {rows - 1})" if rows else "no rows"))
+            has = f"{rows} rows (0 to {rows - 1})" if rows else "no rows"
+            raise UserError(f"--row {args.row}: {args.grid} has {has}")
         grid = grid[args.row:args.row + 1]
     images = None if args.images is None else read_array(args.images)
     m = trained_for(args)
@@ -455,21 +463,9 @@ def cmd_caption(args):
         raise UserError("--picture needs the places' geometry: give the grids as (N, Hg, Wg, D)")
     captions = m.captions(grid, args.beam, args.temperature, args.seed, args.max_length,
                           alignments=args.picture is not None)
-    say_seed(args, m)
-    out, pictures = sys.stdout.buffer, []
-    for i, t in enumerate(captions):
-        out.write(t.raw + (f"\t{t.logprob:.6f}".encode() if args.scores else b"") + b"\n")
-        out.flush()
-        if args.picture is not None:
-            written = t.characters + ["</s>"] * (len(t.alignments) - len(t.characters))
-            image = None if images is None else images[first + i]
-            pictures.append((f"grid {first + i}", t.text, caption_svg(written, t.alignments, geometry, image,
-                                                                      f"grid{first + i}")))
-    if args.picture is not None:
-        write_atomically(args.picture, attention_page(pictures, about=CAPTIONS).encode("utf-8"))
-        print(f"attention of {len(pictures)} caption(s): {args.picture}", file=sys.stderr)
-    say_skipped(m)
-    return 0
+    return print_searches(args, m, captions, "caption", CAPTIONS, lambda i, t: (
+        f"grid {first + i}", t.text, caption_svg(t.written, t.alignments, geometry,
+                                                 None if images is None else images[first + i], f"grid{first + i}")))
 
 
 def cmd_classify(args):

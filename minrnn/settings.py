@@ -142,6 +142,7 @@ def lr_at(s, epoch, scale):
 
 
 WORD_DEFAULTS = {"vocab_size": 10000, "min_count": 1}
+ENGINES = ("c", "torch")   # what makes a run's training steps: minrnn's core, or minrnn/torch_engine.py
 POSITIVE = Number(int, 1, core.lib.MINRNN_MAX_BATCH_ROWS)   # B or T: the core takes B * T up to this
 SEED = Number(int, 0, 2**64 - 1)
 THREADS = Number(int, 0, 1024)            # 0 = the cores other processes leave free (minrnn.cores)

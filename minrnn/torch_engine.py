@@ -110,23 +110,21 @@ class TorchTrainer(core.Trainer):
         as_file = lambda flat: {t: torch.from_numpy(self.model.views(flat)[n].copy()) for t, n in names.items()}  # noqa: E731
         self.net.load_state_dict(as_file(self.model.params), strict=True)
         for moments, flat in ((self.update.m, self.m), (self.update.v, self.v)):
-            laid = [t for t, p in zip(module_layout(self.net, as_file(flat)), self.net.parameters()) if p.requires_grad]
-            for dst, src in zip(moments, laid):
+            for dst, src in zip(moments, module_layout(self.net, as_file(flat))):
                 dst.copy_(src)
         self.update.step_count = self.steps
-        self.update.h["lr"] = self.lr
         mine = self.state[:, :, self.streams()]   # this process's streams
         self.carried = None if not np.any(mine) else self.torch_state(mine)
 
     def local_flush(self):
-        """The numpy side from the torch side: parameters, moments, step count and carried state."""
+        """The numpy side from the torch side: parameters, moments and carried state (the step count
+        is kept in step with every step)."""
         names = {torch_name(n): n for n in self.model.tensors}
         for flat, values in ((self.model.params, [p.detach() for p in self.net.parameters()]),
-                             (self.m, self.full(self.update.m)), (self.v, self.full(self.update.v))):
+                             (self.m, self.update.m), (self.v, self.update.v)):
             views = self.model.views(flat)
             for t, tensor in file_layout(self.net, values).items():
                 views[names[t]][...] = tensor.numpy()
-        self.opt.step = self.update.step_count
         if self.carried is not None:
             mine = torch.from_numpy(self.numpy_state(self.carried))
             if self.world > 1:
@@ -139,13 +137,6 @@ class TorchTrainer(core.Trainer):
         """This process's share of the B streams (or records)."""
         n = self.B // self.world
         return slice(self.rank * n, (self.rank + 1) * n)
-
-    def full(self, moments):
-        """Moments of the trained parameters, with zeros for the frozen ones (one bias), in parameters()' order."""
-        out, it = [], iter(moments)
-        for p in self.net.parameters():
-            out.append(next(it) if p.requires_grad else torch.zeros_like(p))
-        return out
 
     def torch_state(self, state):
         """(L, S, B, H) numpy -> nn.LSTM's (h, c) or nn.GRU's h, each (L, B, H)."""

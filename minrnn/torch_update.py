@@ -4,7 +4,8 @@ float32 round-off (torch.optim's Adam divides by sqrt(v / c2) + eps in another o
 min-char-rnn Adagrad).
 
 Optional, as minrnn.torch: this module needs torch. The moments live beside each parameter in the
-module's own layout; the update is elementwise, so the layout changes no value.
+module's own layout; the update is elementwise, so the layout changes no value. A frozen parameter
+(one bias's zero bias_hh) has no gradient: it counts as zero, which moves neither it nor its moments.
 """
 
 import math
@@ -19,7 +20,7 @@ class Update:
     minrnn's defaults), clip_value and clip_norm (0: off), over `params` (tensors with .grad)."""
 
     def __init__(self, params, kind, clip_value=0.0, clip_norm=0.0, **given):
-        self.params = [p for p in params if p.requires_grad]
+        self.params = list(params)
         self.kind, self.clip_value, self.clip_norm = kind, float(clip_value), float(clip_norm)
         self.h = hyperparameters(kind, **given)
         self.step_count = 0

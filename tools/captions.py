@@ -90,8 +90,7 @@ def picture(m, images, grids, path, count=4):
     the first one alone as an SVG file beside it."""
     items = []
     for i, t in enumerate(m.captions(grids[:count], alignments=True)):
-        written = t.characters + ["</s>"] * (len(t.alignments) - len(t.characters))
-        items.append((f"strip {i}", t.text, caption_svg([w.strip() for w in written], t.alignments, GEOMETRY,
+        items.append((f"strip {i}", t.text, caption_svg([w.strip() for w in t.written], t.alignments, GEOMETRY,
                                                         images[i], f"strip{i}")))
     path.write_text(attention_page(items, "minrnn: captions of digit strips", CAPTIONS))
     path.with_suffix(".svg").write_text(items[0][2])

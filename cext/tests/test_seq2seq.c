@@ -274,18 +274,27 @@ static void test_learns_to_reverse(void) {
         CHECK(final[k] < final[0], "%s attention %g, none %g", KINDS[k], final[k], final[0]);
 }
 
-/* One source's translation into out; returns the status. */
+/* One source's translation (source), or one grid's caption (grid), into out; returns the status. The
+ * translate and caption below call it. */
+static int search(const minrnn_config *c, int precision, const void *params, const int32_t *source,
+                  const float *grid, int n, int beam, int max_length, double temperature, uint64_t seed, int threads,
+                  int32_t *out, minrnn_translation *result, float *alignments) {
+    void *work = malloc(minrnn_seq2seq_translate_size(c, n, beam, max_length));
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, seed);
+    int status = source ? minrnn_seq2seq_translate(c, precision, params, source, n, beam, max_length, temperature, &rng,
+                                                   out, result, alignments, work, threads)
+                        : minrnn_seq2seq_caption(c, precision, params, grid, n, beam, max_length, temperature, &rng, out,
+                                                 result, alignments, work, threads);
+    free(work);
+    return status;
+}
+
 static int translate(const minrnn_config *c, int precision, const void *params, const int32_t *source, int n,
                      int beam, int max_length, double temperature, uint64_t seed, int threads, int32_t *out,
                      minrnn_translation *result, float *alignments) {
-    size_t size = minrnn_seq2seq_translate_size(c, n, beam, max_length);
-    void *work = malloc(size);
-    minrnn_rng rng;
-    minrnn_rng_seed(&rng, seed);
-    int status = minrnn_seq2seq_translate(c, precision, params, source, n, beam, max_length, temperature, &rng, out,
-                                          result, alignments, work, threads);
-    free(work);
-    return status;
+    return search(c, precision, params, source, NULL, n, beam, max_length, temperature, seed, threads, out, result,
+                  alignments);
 }
 
 /* Beam 1 is greedy; a wider beam is never less probable; the thread count changes no bit; compact
@@ -344,14 +353,8 @@ static void test_translation(void) {
 static int caption(const minrnn_config *c, int precision, const void *params, const float *grid, int n, int beam,
                    int max_length, double temperature, uint64_t seed, int threads, int32_t *out,
                    minrnn_translation *result, float *alignments) {
-    size_t size = minrnn_seq2seq_translate_size(c, n, beam, max_length);
-    void *work = malloc(size);
-    minrnn_rng rng;
-    minrnn_rng_seed(&rng, seed);
-    int status = minrnn_seq2seq_caption(c, precision, params, grid, n, beam, max_length, temperature, &rng, out,
-                                        result, alignments, work, threads);
-    free(work);
-    return status;
+    return search(c, precision, params, NULL, grid, n, beam, max_length, temperature, seed, threads, out, result,
+                  alignments);
 }
 
 /* Captions of a grid of 9 places, fed and not: beam 1 is greedy and a wider beam is never less

@@ -12,7 +12,6 @@ scaling section, as a model of vectors' inputs). Shapes of a batch of B records:
 float32 time-major as the core reads it, inputs and targets (Td, B) ids, lengths (B,).
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,27 +21,29 @@ from minrnn.data import DataError, fingerprint_files, read_array
 from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.tasks.base import Rows, shuffled_split, split_records
-from minrnn.tasks.seq2seq import PairEvaluation, Seq2seq, Targets, pairs_loss, translate_all, translation_scores
+from minrnn.tasks.seq2seq import PairEvaluation, Seq2seq, Targets, scored
 from minrnn.tasks.sequences import scaled, standardization
-from minrnn.text import Reading, add_counts
+from minrnn.text import Reading
 
 
-def read_grid(path, N=None, D=None, L=None):
-    """(grid (N, L, D) float64, geometry (Hg, Wg) or None) from a .npy; DataError for a wrong rank,
-    NaN, a row count that is not N, or places and a width that are not a trained model's L and D."""
-    raw = read_array(path)
+def grid_of(raw, what, N=None, D=None, L=None):
+    """(grid (N, L, D) float64, geometry (Hg, Wg) or None) of an array of grids, a file's or a
+    caller's (`what` names it); DataError for a wrong rank, NaN, a row count that is not N, or
+    places and a width that are not a trained model's L and D."""
+    shapes = f"(N, L, {D or 'D'}) or (N, Hg, Wg, {D or 'D'})"
     if raw.ndim not in (3, 4) or 0 in raw.shape:
-        raise DataError(f"{path}: {raw.shape} is not a grid per row; give a .npy of shape (N, L, D), or (N, Hg, Wg, D)")
+        raise DataError(f"{what}: {raw.shape} is not a grid per row; give an array of shape {shapes}")
     geometry = raw.shape[1:3] if raw.ndim == 4 else None
     grid = raw.reshape(raw.shape[0], -1, raw.shape[-1]).astype(np.float64)
     if N is not None and grid.shape[0] != N:
-        raise DataError(f"{path}: {grid.shape[0]} grids for {N} lines; give one grid per line, row i for line i")
+        raise DataError(f"{what}: {grid.shape[0]} grids for {N} lines; give one grid per line, row i for line i")
     if D is not None and grid.shape[2] != D:
-        raise DataError(f"{path}: vectors of {grid.shape[2]} numbers; this model reads {D}")
+        raise DataError(f"{what}: vectors of {grid.shape[2]} numbers; this model reads {D}: give an array of shape "
+                        f"{shapes}")
     if L is not None and grid.shape[1] != L:
-        raise DataError(f"{path}: grids of {grid.shape[1]} places; this model was trained on grids of {L}")
+        raise DataError(f"{what}: grids of {grid.shape[1]} places; this model was trained on grids of {L}")
     if not np.all(np.isfinite(grid)):
-        raise DataError(f"{path}: holds NaN or infinite values; give finite numbers")
+        raise DataError(f"{what}: holds NaN or infinite values; give finite numbers")
     return grid, geometry and tuple(int(x) for x in geometry)
 
 
@@ -58,7 +59,7 @@ class Captions(Targets):
                     vocab, framed=True, fields=("caption",), skip_unknown=skip_unknown)
         self.path, self.vocab, self.unknown = rows.path, rows.vocab, rows.unknown
         self.target_ids = [caption for caption, in rows.rows]
-        raw, self.geometry = read_grid(grid_path, len(self.target_ids), D, L)
+        raw, self.geometry = grid_of(read_array(grid_path), grid_path, len(self.target_ids), D, L)
         self.fingerprint = fingerprint_files([path, grid_path])
         self.train, self.val = shuffled_split(len(self.target_ids), val_frac, seed)
         self.scaling = scaling if scaling is not None else standardization(raw[self.train].reshape(-1, raw.shape[2]),
@@ -160,22 +161,14 @@ class Caption(Seq2seq):
             grid = np.asarray(grid, dtype=np.float64)
         except (TypeError, ValueError):
             raise UserError("grid: give an array of numbers, (N, L, D) or (N, Hg, Wg, D)") from None
-        D, L = m.model.config.input_size, self.places(m)
-        if grid.ndim not in (3, 4) or grid.shape[-1] != D or 0 in grid.shape:
-            raise UserError(f"grid: give an array of shape (N, L, {D}) or (N, Hg, Wg, {D}), not {grid.shape}")
-        if L is not None and math.prod(grid.shape[1:-1]) != L:
-            raise UserError(f"grid: {math.prod(grid.shape[1:-1])} places a grid; this model was trained on grids of {L}")
-        if not np.all(np.isfinite(grid)):
-            raise UserError("grid: give finite numbers (NaN or infinite values found)")
+        D = m.model.config.input_size
+        grid, _ = grid_of(grid, "grid", D=D, L=self.places(m))
         if temperature > 0 and beam != 1:
             raise UserError("temperature > 0 draws one caption at a time: give beam=1 (drop --beam)")
         if alignments and m.model.config.attention == "none":
             raise UserError("this model has no attention (trained with --attention none): it has no alignments to "
                             "draw")
-        try:
-            rows = scaled(grid.reshape(len(grid), -1, D), m.checkpoint.input_scaling, "grid")
-        except DataError as e:
-            raise UserError(str(e)) from None
+        rows = scaled(grid, m.checkpoint.input_scaling, "grid")
         rng = core.Rng(m.draw_seed(seed)) if temperature > 0 else None
         places = [str(s) for s in range(rows.shape[1])]
         return (Seq2seq.translation(m, row, beam, temperature, rng, max_length, alignments, places) for row in rows)
@@ -188,17 +181,9 @@ class Caption(Seq2seq):
         data = Captions(path, grid, Reading(m.vocab.encoding), val_frac=0.0, vocab=m.vocab,
                         scaling=m.checkpoint.input_scaling, D=m.model.config.input_size, L=self.places(m),
                         skip_unknown=True)
-        add_counts(m.last_unknown, data.unknown)
-        picks = np.arange(len(data.target_ids))
-        nats = pairs_loss(m.model, data, picks, batch_size)
-        captions = translate_all(m.model, data, picks, beam=beam)
-        exact, ter = translation_scores(data, picks, captions)
-        lengths = np.array([len(t) for t in data.target_ids])
-        by_length = []   # by caption length, each its own row: a longer caption (more digits) is harder
-        for n in sorted(set(lengths.tolist())):
-            some = picks[lengths == n]
-            by_length.append((n, n, len(some), *translation_scores(data, some, [captions[i] for i in some])))
-        return CaptionEvaluation(nats, exact, ter, len(picks), beam, by_length, dict(m.last_unknown), m.vocab.encoding)
+        lengths = np.array([len(t) for t in data.target_ids])   # by caption length, each its own row
+        bounds = [(n, n) for n in sorted(set(lengths.tolist()))]
+        return CaptionEvaluation(*scored(m, data, batch_size, beam, lengths, bounds))
 
 
 @dataclass

@@ -141,6 +141,22 @@ def translate_all(model, pairs, picks, beam=1):
     return [model.translate(pairs.source_ids[i], beam=beam, max_length=max_length)[0] for i in picks]
 
 
+def scored(m, data, batch_size, beam, lengths, bounds):
+    """What a PairEvaluation holds of m on all of data's pairs (PairSet, or caption.py's Captions):
+    the loss, exact match and error rate of its translations overall, and by_length over the ranges
+    `bounds` of `lengths` (one per pair); the skipped characters are counted into m.last_unknown."""
+    add_counts(m.last_unknown, data.unknown)
+    picks = np.arange(len(data.target_ids))
+    nats = pairs_loss(m.model, data, picks, batch_size)
+    translations = translate_all(m.model, data, picks, beam=beam)
+    by_length = []
+    for low, high in bounds:
+        some = picks[(lengths >= low) & (lengths <= high)]
+        by_length.append((low, high, len(some), *translation_scores(data, some, [translations[i] for i in some])))
+    return (nats, *translation_scores(data, picks, translations), len(picks), beam, by_length, dict(m.last_unknown),
+            m.vocab.encoding)
+
+
 def length_buckets(lengths):
     """Up to four ranges of source lengths holding about a quarter of the pairs each: [(low, high)]."""
     if len(lengths) == 0:
@@ -259,17 +275,8 @@ class Seq2seq(Task):
     def evaluate(self, m, path, batch_size, seq_len, features, beam, targets=None, lengths=None, grid=None):
         pairs = PairSet(path, Reading(m.vocab.encoding), val_frac=0.0, max_source=m.settings["max_source"], vocab=m.vocab,
                         skip_unknown=True)
-        add_counts(m.last_unknown, pairs.unknown)
-        picks = np.arange(len(pairs.source_ids))
-        nats = pairs_loss(m.model, pairs, picks, batch_size)
-        translations = translate_all(m.model, pairs, picks, beam=beam)
-        exact, cer = translation_scores(pairs, picks, translations)
         lengths = np.array([len(s) for s in pairs.source_ids])
-        by_length = []
-        for low, high in length_buckets(lengths):
-            some = picks[(lengths >= low) & (lengths <= high)]
-            by_length.append((low, high, len(some), *translation_scores(pairs, some, [translations[i] for i in some])))
-        return PairEvaluation(nats, exact, cer, len(picks), beam, by_length, dict(m.last_unknown), m.vocab.encoding)
+        return PairEvaluation(*scored(m, pairs, batch_size, beam, lengths, length_buckets(lengths)))
 
 
 @dataclass
@@ -285,6 +292,11 @@ class Translation:
     @property
     def text(self):
         return self.raw.decode("utf-8", "replace")
+
+    @property
+    def written(self):
+        """What each row of the alignments wrote: the characters, then "</s>" for the end token."""
+        return self.characters + ["</s>"] * (len(self.alignments) - len(self.characters))
 
 
 @dataclass
