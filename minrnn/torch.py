@@ -175,10 +175,9 @@ class Seq2seq(nn.Module):
         past a source's length get no attention."""
         cfg = self.cfg
         beyond = torch.arange(source.shape[0], device=source.device)[None, :] >= source_lengths[:, None]   # (B, Ts)
-        if cfg.input_size:
-            e, state = source.float(), None
-            inside = (~beyond).T[:, :, None].float()                     # (Ts, B, 1)
-            mean = (e * inside).sum(0) / source_lengths[:, None].float()  # (B, D)
+        if cfg.input_size:   # padding is never read: zeros, whatever is there (a NaN times 0 would not be)
+            e, state = source.float().masked_fill(beyond.T[:, :, None], 0.0), None
+            mean = e.sum(0) / source_lengths[:, None].float()   # (B, D)
         else:
             (e, state), mean = self.enc(source, lengths=source_lengths), None
         if not cfg.input_feeding:
