@@ -24,7 +24,7 @@ VERSION := $(call header_number,MAJOR).$(call header_number,MINOR).$(call header
 # While the major version is 0, a minor version may change the ABI: the soname carries both.
 SONAME := libminrnn.so.$(call header_number,MAJOR).$(call header_number,MINOR)
 
-.PHONY: all lib example run demo demo-digits demo-forecast demo-captions images bench dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist \
+.PHONY: all lib example run demo demo-digits demo-forecast demo-captions images bench bench-torch dist test test-py test-oldest test-c test-asan test-serial test-torch test-dist \
 	test-soak clean
 .SECONDARY:
 
@@ -102,6 +102,11 @@ images: $(INSTALLED) $(DEMO_TEXT)
 bench: $(INSTALLED)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
 	$(PY) tools/bench.py $(BENCH_ARGS)
+
+# The torch engine's training rate beside the C engine's, on a GPU where torch sees one (else the CPU)
+bench-torch: $(INSTALLED)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q 'torch==2.13.0'
+	$(PY) tools/bench.py --only engine $(BENCH_ARGS)
 
 # The PyTorch interop tests (test_interop.py), with torch installed into .venv from the local CPU build;
 # make test runs them too whenever torch is there.

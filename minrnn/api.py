@@ -24,7 +24,7 @@ import sys
 
 from minrnn import core, tasks
 from minrnn.errors import UserError
-from minrnn.settings import DEFAULTS, ENGINES, RUN, SESSION, USE, renamed
+from minrnn.settings import DEFAULTS, RUN, SESSION, USE, engine_and_device, renamed
 from minrnn.tasks.classify import ClassifierEvaluation
 from minrnn.tasks.lm import TextEvaluation
 from minrnn.tasks.records import RecordEvaluation
@@ -250,11 +250,11 @@ def load(path, precision=None, threads=0):
 
 
 def train(input=None, out="out", callback=None, resume=False, max_time=None, threads=0, quiet=False, engine="c",
-          **settings):
+          device=None, **settings):
     """Train as `python -m minrnn train` does, with its settings as keyword arguments (hidden=128,
     layers=1, task="seq2seq", ...: the option names with _ for -). callback(record), if given, is
     called at each evaluation with what metrics.jsonl records. quiet: no progress output. Returns
-    the path of the run's best checkpoint."""
+    the path of the run's best checkpoint. engine, device: as --engine and --device."""
     if "encoding" in settings:   # the name of tokens before minrnn 0.6
         try:
             settings = renamed(settings, "encoding", settings.pop("encoding"))
@@ -272,9 +272,7 @@ def train(input=None, out="out", callback=None, resume=False, max_time=None, thr
         except ValueError as e:
             raise UserError(f"{s.name}: {e}") from None
     from minrnn.training import Run   # the training loop loads the most
-    if engine not in ENGINES:
-        raise UserError(f"engine: expected {' or '.join(ENGINES)}, not {engine!r}")
     run = Run(given, input, out, resume, max_time, threads, stream=io.StringIO() if quiet else sys.stdout,
-              callback=callback, engine=engine)
+              callback=callback, engine=engine_and_device(engine, device))
     run.run()   # Ctrl-C (status 130) saves a checkpoint, which resume=True continues
     return run.best

@@ -22,8 +22,8 @@ from minrnn.picture import CAPTIONS, TRANSLATIONS, attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import IMAGES, plot_runs
 from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
-from minrnn.settings import (DATA, ENGINES, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag,
-                             Number, renamed)
+from minrnn.settings import (DATA, DEVICES, ENGINES, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag,
+                             Number, engine_and_device, renamed)
 from minrnn.tasks.records import read_features
 from minrnn.text import skipped, unescape
 from minrnn.training import Run
@@ -113,6 +113,9 @@ def build_parser():
                    help="what makes the training steps: c, minrnn's core (the fastest on a CPU), or torch, "
                         "minrnn.torch's module with minrnn's own update rules (the same steps to float32 round-off; "
                         "needs torch); a run resumes on either (default c)")
+    g.add_argument("--device", choices=DEVICES, default=None,
+                   help="with --engine torch: where it steps, cuda (each torchrun process on its own GPU, "
+                        "LOCAL_RANK) or cpu (default auto: cuda when torch sees a GPU)")
     add_threads(g)
     t.set_defaults(func=cmd_train)
 
@@ -293,7 +296,8 @@ def cmd_train(args):
             given = renamed(given, "encoding", args.encoding)
         except ValueError as e:
             raise UserError(str(e)) from None
-    return Run(given, args.input, args.out, args.resume, args.max_time, args.threads, engine=args.engine).run()
+    engine = engine_and_device(args.engine, args.device)
+    return Run(given, args.input, args.out, args.resume, args.max_time, args.threads, engine=engine).run()
 
 
 def trained_for(args):

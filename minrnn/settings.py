@@ -10,6 +10,7 @@ import math
 from typing import NamedTuple
 
 from minrnn import core, tasks
+from minrnn.errors import UserError
 from minrnn.reference import CELLS, INIT_SCHEMES, OPTIMIZERS
 from minrnn.reference.seq2seq import ATTENTIONS
 from minrnn.reference.tensor import float32
@@ -143,6 +144,19 @@ def lr_at(s, epoch, scale):
 
 WORD_DEFAULTS = {"vocab_size": 10000, "min_count": 1}
 ENGINES = ("c", "torch")   # what makes a run's training steps: minrnn's core, or minrnn/torch_engine.py
+DEVICES = ("auto", "cpu", "cuda")   # where the torch engine steps; auto: a GPU when torch sees one
+
+
+def engine_and_device(engine, device):
+    """(engine, device) of a run, checked (the command line's and the API's rule); device None: auto."""
+    if engine not in ENGINES:
+        raise UserError(f"engine: expected {' or '.join(ENGINES)}, not {engine!r}")
+    if device is not None and device not in DEVICES:
+        raise UserError(f"device: expected {', '.join(DEVICES)}, not {device!r}")
+    if device is not None and engine != "torch":
+        raise UserError("--device chooses where the torch engine steps; give it with --engine torch (the C engine "
+                        "runs on this machine's CPU)")
+    return engine, device or "auto"
 POSITIVE = Number(int, 1, core.lib.MINRNN_MAX_BATCH_ROWS)   # B or T: the core takes B * T up to this
 SEED = Number(int, 0, 2**64 - 1)
 THREADS = Number(int, 0, 1024)            # 0 = the cores other processes leave free (minrnn.cores)

@@ -245,30 +245,36 @@ def batch_loss(module, batch, state=None):
     (core.Batch, or core.Pairs for a seq2seq model, or batch_part's of either): the sum of the
     cross-entropies (or squared errors) at the positions within each record (every position without
     lengths), and how many: the core's loss is total / count (total with reduction "sum").
-    state: a stream model's carried state, as nn.LSTM takes it, or None."""
+    state: a stream model's carried state, as nn.LSTM takes it, or None. The batch's arrays go to
+    the device of the module's parameters."""
     cfg = module.cfg
+    device = next(module.parameters()).device
+    def on(a, ids=False):   # noqa: E306: a numpy array of the batch, on the module's device
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        return t.long() if ids else t
     if cfg.task == "seq2seq":
-        source = torch.from_numpy(batch.source) if cfg.input_size else torch.from_numpy(batch.source).long()
-        logits, _ = module(source, torch.from_numpy(batch.source_lengths).long(), torch.from_numpy(batch.inputs).long())
-        targets, lengths = torch.from_numpy(batch.targets).long(), torch.from_numpy(batch.target_lengths).long()
+        logits, _ = module(on(batch.source, not cfg.input_size), on(batch.source_lengths, True), on(batch.inputs, True))
+        targets, lengths = on(batch.targets, True), on(batch.target_lengths, True)
         rows = nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), targets.reshape(-1), reduction="none")
-        return (*masked_sum(rows, (torch.arange(len(targets))[:, None] < lengths[None, :]).reshape(-1)), None)
-    x = torch.from_numpy(batch.inputs) if cfg.input_size else torch.from_numpy(batch.tokens).long()
+        inside = torch.arange(len(targets), device=device)[:, None] < lengths[None, :]
+        return (*masked_sum(rows, inside.reshape(-1)), None)
+    x = on(batch.inputs) if cfg.input_size else on(batch.tokens, True)
     T, B = x.shape[:2]
-    cond = None if batch.cond is None else torch.from_numpy(np.asarray(batch.cond))
-    lengths = None if batch.lengths is None else torch.from_numpy(batch.lengths).long()
+    cond = None if batch.cond is None else on(batch.cond)
+    lengths = None if batch.lengths is None else on(batch.lengths, True)
     out, state = module(x, state, lengths=lengths, cond=cond)
     if cfg.task == "classify":
         if batch.values is not None:
-            rows = (out - torch.from_numpy(batch.values)).square()
+            rows = (out - on(batch.values)).square()
             return (*masked_sum(rows, torch.ones_like(rows, dtype=torch.bool)), state)
-        rows = nn.functional.cross_entropy(out, torch.from_numpy(batch.targets).long(), reduction="none")
-        return (*masked_sum(rows, torch.ones(B, dtype=torch.bool)), state)
-    inside = torch.ones(T, B, dtype=torch.bool) if lengths is None else torch.arange(T)[:, None] < lengths[None, :]
+        rows = nn.functional.cross_entropy(out, on(batch.targets, True), reduction="none")
+        return (*masked_sum(rows, torch.ones(B, dtype=torch.bool, device=device)), state)
+    inside = torch.ones(T, B, dtype=torch.bool, device=device) if lengths is None else \
+        torch.arange(T, device=device)[:, None] < lengths[None, :]
     if batch.values is not None:
-        rows = (out - torch.from_numpy(batch.values)).square()
+        rows = (out - on(batch.values)).square()
         return (*masked_sum(rows, inside[:, :, None].expand_as(rows)), state)
-    rows = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), torch.from_numpy(batch.targets).long().reshape(-1),
+    rows = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), on(batch.targets, True).reshape(-1),
                                        reduction="none")
     return (*masked_sum(rows, inside.reshape(-1)), state)
 

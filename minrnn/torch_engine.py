@@ -1,4 +1,4 @@
-"""The torch engine's trainer (issue 23, in progress): core.Trainer's interface over minrnn.torch's
+"""The torch engine's trainer (issue 23): core.Trainer's interface over minrnn.torch's
 module of the same model, stepped by minrnn's own clipping and update rules (torch_update.py), so
 that the training loop (training.Run) and the checkpoints stay as they are.
 
@@ -13,7 +13,13 @@ The numpy side (model.params, m, v and the carried state, in minrnn's block layo
 checkpoint and the divergence rollback read and write; the torch side (the module's parameters,
 the moments beside them in the module's layout, the carried state as nn.LSTM keeps it) is what
 steps. flush() brings the numpy side up to date, load() the torch side. Dropout draws from
-torch's generator, not the core's: a run with dropout is its own, never bit for bit the C engine's.
+torch's generator, seeded at each step from the run's generator state (the checkpoint's), the step
+and the process's rank: a torch run with dropout is reproducible and resumes bit for bit, but its
+masks are not the C engine's (and change with the number of processes).
+
+--device: the module, its moments and carried state live on a CUDA device when asked (or, with
+"auto", when torch sees one), each torchrun process on GPU LOCAL_RANK with NCCL; the numpy side
+stays on the host, and flush/load copy between them.
 """
 
 import atexit
@@ -53,6 +59,23 @@ def module_layout(module, tensors):
     return [p.detach().clone() for p in twin.parameters()]
 
 
+def device_for(asked):
+    """The torch.device of --device `asked` (auto, cpu or cuda) in this process."""
+    if asked == "auto":
+        asked = "cuda" if torch.cuda.is_available() else "cpu"
+    if asked == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("--device cuda: this torch sees no CUDA device (torch.cuda.is_available() is False); "
+                        "give --device cpu, or auto to use a GPU only where there is one")
+    local = int(os.environ.get("LOCAL_RANK", "0"))   # torchrun's process number on this machine
+    if local >= torch.cuda.device_count():
+        raise UserError(f"--device cuda: process {local} on this machine has no GPU of its own (torch sees "
+                        f"{torch.cuda.device_count()}); give torchrun --nproc-per-node at most that many")
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
 TIMEOUT = 60   # seconds a collective waits for a process that stopped, before every other one ends
 
 
@@ -71,9 +94,10 @@ class TorchTrainer(core.Trainer):
     """core.Trainer's steps, made by a torch module: the same constructor, state and cursor."""
 
     def __init__(self, model, batch_size, seq_len, optimizer="adam", clip_value=0.0, clip_norm=0.0, seed=0,
-                 carry_state=True, **hyper):
+                 carry_state=True, device="cpu", **hyper):
         super().__init__(model, batch_size, seq_len, optimizer, clip_value, clip_norm, seed, carry_state, **hyper)
-        self.net = mt.module_for(model.config)
+        self.device = device_for(device)
+        self.net = mt.module_for(model.config).to(self.device)
         self.update = Update(self.net.parameters(), optimizer, clip_value, clip_norm, **hyper)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -83,22 +107,25 @@ class TorchTrainer(core.Trainer):
         self.stepper = self.net
         if self.world > 1:   # the same weights in every process: each built them from the same seed or file
             if not dist.is_initialized():
-                dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT))
+                backend = "nccl" if self.device.type == "cuda" else "gloo"
+                dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT))
                 atexit.register(finish_group)
-            self.stepper = torch.nn.parallel.DistributedDataParallel(self.net)
+            self.stepper = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             self.stepper.cfg = self.net.cfg
         self.carried = None   # the torch side's carried state, or None: zeros
         self.load()
 
     @classmethod
-    def of(cls, trainer, threads=0):
+    def of(cls, trainer, threads=0, device="auto"):
         """A TorchTrainer with core.Trainer `trainer`'s model, settings and state (a fresh run's, or
-        a checkpoint's to resume); threads: torch's intra-op threads (0: its default)."""
+        a checkpoint's to resume); threads: torch's intra-op threads (0: its default); device: as
+        --device."""
         if threads:
             torch.set_num_threads(threads)
         hyper = {name: float(getattr(trainer.opt, name)) for name in core.HYPERPARAMETERS}
         out = cls(trainer.model, trainer.B, trainer.T, trainer.optimizer, float(trainer.opt.clip_value),
-                  float(trainer.opt.clip_norm), 0, trainer.carry_state, **hyper)
+                  float(trainer.opt.clip_norm), 0, trainer.carry_state, device, **hyper)
         out.set_state(trainer.get_state())
         return out
 
@@ -124,14 +151,14 @@ class TorchTrainer(core.Trainer):
                              (self.m, self.update.m), (self.v, self.update.v)):
             views = self.model.views(flat)
             for t, tensor in file_layout(self.net, values).items():
-                views[names[t]][...] = tensor.numpy()
+                views[names[t]][...] = tensor.cpu().numpy()
         if self.carried is not None:
-            mine = torch.from_numpy(self.numpy_state(self.carried))
+            mine = torch.from_numpy(self.numpy_state(self.carried)).to(self.device)
             if self.world > 1:
                 parts = [torch.zeros_like(mine) for _ in range(self.world)]
                 dist.all_gather(parts, mine)
                 mine = torch.cat(parts, dim=2)
-            self.state[...] = mine.numpy()
+            self.state[...] = mine.cpu().numpy()
 
     def streams(self):
         """This process's share of the B streams (or records)."""
@@ -140,13 +167,13 @@ class TorchTrainer(core.Trainer):
 
     def torch_state(self, state):
         """(L, S, B, H) numpy -> nn.LSTM's (h, c) or nn.GRU's h, each (L, B, H)."""
-        t = torch.from_numpy(np.ascontiguousarray(state))
+        t = torch.from_numpy(np.ascontiguousarray(state)).to(self.device)
         return (t[:, 0].contiguous(), t[:, 1].contiguous()) if t.shape[1] == 2 else t[:, 0].contiguous()
 
     @staticmethod
     def numpy_state(carried):
         parts = carried if isinstance(carried, tuple) else (carried,)
-        return np.stack([p.detach().numpy() for p in parts], axis=1)
+        return np.stack([p.detach().cpu().numpy() for p in parts], axis=1)
 
     # ---- core.Trainer's steps, made in torch
 
@@ -176,6 +203,7 @@ class TorchTrainer(core.Trainer):
         for p in self.net.parameters():
             p.grad = None
         self.net.train()
+        torch.manual_seed(int(np.random.SeedSequence([self.rng.state, self.steps, self.rank]).generate_state(1, np.uint64)[0]))
         part = mt.batch_part(self.net.cfg, batch, self.rank, self.world) if self.world > 1 else batch
         total, count, state = mt.batch_loss(self.stepper, part, self.carried if self.carry_state else None)
         count = self.summed(float(count))
@@ -194,7 +222,7 @@ class TorchTrainer(core.Trainer):
         """x summed over the processes (x itself in one)."""
         if self.world == 1:
             return x
-        t = torch.tensor([x], dtype=torch.float64)
+        t = torch.tensor([x], dtype=torch.float64, device=self.device)   # NCCL reduces only what is on a GPU
         dist.all_reduce(t)
         return float(t[0])
 

@@ -42,16 +42,16 @@ class Run:
     """One training session: settings, task, data, model, trainer and the loop."""
 
     def __init__(self, given, input=None, out="out", resume=False, max_time=None, threads=0, stream=sys.stdout,
-                 callback=None, engine="c"):
+                 callback=None, engine=("c", "auto")):
         """given: {name: value} of the RUN and SESSION settings given (None or absent: not given);
         callback(record), if given, is called at each evaluation with what metrics.jsonl records;
-        engine: "c" (the core) or "torch" (minrnn/torch_engine.py); a run resumes on either."""
+        engine: settings.engine_and_device's (engine, device), the core's or torch's; a run resumes on either."""
         if given.get("inputs") is not None:   # sequences of vectors: the inputs are the run's data file
             if input is not None:
                 raise UserError("--inputs X.npy is the data to train on; give it or a text file, not both")
             input = given["inputs"]
         self.given, self.input, self.out, self.max_time, self.callback = given, input, str(out), max_time, callback
-        self.writer = engine != "torch" or os.environ.get("RANK", "0") == "0"   # under torchrun, rank 0 writes
+        self.writer = engine[0] != "torch" or os.environ.get("RANK", "0") == "0"   # under torchrun, rank 0 writes
         self.progress = Progress(stream if self.writer else io.StringIO())
         self.folder = (RunFolder if self.writer else SharedFolder)(self.out)   # ours until this process ends
         self.latest, self.best = self.folder.file("latest.ckpt"), self.folder.file("best.ckpt")
@@ -60,9 +60,9 @@ class Run:
             self.progress.line(f"removed what interrupted saves left in {self.out}: {', '.join(stale)}")
         try:
             stored_session = self.resume() if resume else self.start()
-            if engine == "torch":
+            if engine[0] == "torch":
                 from minrnn.torch_engine import TorchTrainer   # torch is optional: loaded only for its engine
-                self.trainer = TorchTrainer.of(self.trainer, threads)
+                self.trainer = TorchTrainer.of(self.trainer, threads, engine[1])
         except BaseException:
             self.folder.abandon()
             raise

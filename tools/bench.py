@@ -115,8 +115,12 @@ LOAD_WORKLOADS = {"training LSTM H=256 L=2 B=32 T=64": 1.8, "sampling LSTM H=512
 # 12 places of 65 numbers, captions of 6 words and the end), fed its context, against the same model as
 # minrnn.torch's module (PyTorch's way: a step at a time, as input feeding needs).
 CAPTION = {"V": 24, "H": 128, "E": 32, "D": 65, "places": 12, "B": 32, "Td": 7}
+# The engine row (make bench-torch): python -m minrnn train's steps by the C engine and by the torch
+# engine (minrnn/torch_engine.py, one process) on its device (a GPU where torch sees one), same model,
+# batches and rules: the README's "Outgrowing one machine" model, an LSTM of 2 x 256 with embeddings.
+ENGINE = Row("engine", "torch engine, LSTM H=256 L=2 E=64", "lstm", 256, 2)
 ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load",
-                                          "caption"]
+                                          "caption", "engine"]
 
 DRAM_PROBE_BYTES = 1 << 30   # the sampling row's second bandwidth probe: 32 times this machine's L3
 VALID_FRAC = 0.1        # the compact row's validation tail: the last 10% of the text
@@ -927,6 +931,37 @@ def caption_row(opts):
     return result
 
 
+def engine_row(data, opts):
+    """chars/s of training steps by the C engine and by the torch engine on its device, interleaved,
+    after checking that their first steps give the same loss (dropout off)."""
+    from minrnn.torch_engine import TorchTrainer, device_for
+    row, result = ENGINE, {"row": "engine", "label": ENGINE.label}
+    if torch is None:
+        raise Mismatch("the torch engine needs torch (make bench-torch installs it)")
+    device = device_for("auto")
+    result["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (torch sees no GPU)"
+    engines = {}
+    for name in ("c", "torch"):
+        model = core.Model(Config(vocab_size=V, hidden_size=row.H, cell=row.cell, num_layers=row.L, embed_size=64),
+                           seed=SEED, threads=row.threads)
+        trainer = core.Trainer(model, row.B, row.T, optimizer=row.optimizer, lr=row.lr, clip_norm=row.clip_norm)
+        engines[name] = (model, trainer if name == "c" else TorchTrainer.of(trainer, row.threads, "auto"))
+    first = [engines[name][1].step(engines[name][0].batch(*Batches(data, row.B, row.T).next()))[0] for name in engines]
+    require(abs(first[0] - first[1]) <= LOSS_TOL, f"first losses differ: C {first[0]:.6f}, torch {first[1]:.6f}")
+    times = interleaved({name: stepper(minrnn_step(*engines[name]), Batches(data, row.B, row.T)) for name in engines},
+                        opts.rounds, opts.round_seconds)
+    for name in engines:
+        result[name] = {"chars_per_s": rate(row.B * row.T, times[name]), "spread": spread(times[name])}
+    result["ratio"] = result["torch"]["chars_per_s"] / result["c"]["chars_per_s"]
+    return result
+
+
+def print_engine(i, res):
+    print(table_line(f"{i} {res['label']}", fmt_rate(res["c"]["chars_per_s"]), fmt_rate(res["torch"]["chars_per_s"]),
+                     fmt_ratio(res["ratio"]), "for scale", "", "", fmt_cores(res["other_cores"])))
+    print(f"  C engine c/s, then the torch engine's (1 process) on {res['device']}; ratio = torch / C")
+
+
 def print_caption(i, res):
     for kind, k in res["kinds"].items():
         target, miss = judged(res, f"kinds.{kind}.ratio")
@@ -975,7 +1010,8 @@ def print_table(results, sgemm, sgemm_others, header):
     print(table_line("row", "minrnn c/s", "PyTorch c/s", "ratio", "target", "minrnn GFLOP/s", "PyTorch GFLOP/s",
                      "others"))
     sections = {"sample": print_sample_lines, "compact": print_compact_lines, "streams": print_streams_line,
-                "memory": print_memory, "scaling": print_scaling, "load": print_load, "caption": print_caption}
+                "memory": print_memory, "scaling": print_scaling, "load": print_load, "caption": print_caption,
+                "engine": print_engine}
     for i, key in enumerate(ROW_KEYS, 1):
         res = results.get(key)
         if res is None:
@@ -1135,6 +1171,8 @@ def run(key, data, vocab, opts, sgemm):
         return load_row(data, opts)
     if key == "caption":
         return caption_row(opts)
+    if key == "engine":
+        return engine_row(data, opts)
     return train_row(next(r for r in TRAIN_ROWS if r.key == key), data, opts, sgemm)
 
 
