@@ -26,6 +26,7 @@ import atexit
 import copy
 import datetime
 import os
+import signal
 
 import numpy as np
 import torch
@@ -79,12 +80,14 @@ def device_for(asked):
 TIMEOUT = 60   # seconds a collective waits for a process that stopped, before every other one ends
 
 
-def finish_group():
+def finish_group(trainer):
     """At exit: wait for the job's other processes, then take the process group down. Without it,
     gloo's pairs are torn down while a peer still reads them, and a process ends in an abort
-    (SIGABRT: "terminate called without an active exception") after a run that succeeded."""
+    (SIGABRT: "terminate called without an active exception") after a run that succeeded. After a
+    failure no peer waits: the group goes down at once."""
     try:
-        dist.barrier()
+        if not trainer.failed:
+            dist.barrier()
         dist.destroy_process_group()
     except (RuntimeError, ValueError):   # a peer already gone: nothing left to wait for
         pass
@@ -109,11 +112,13 @@ class TorchTrainer(core.Trainer):
             if not dist.is_initialized():
                 backend = "nccl" if self.device.type == "cuda" else "gloo"
                 dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT))
-                atexit.register(finish_group)
+                atexit.register(finish_group, self)
+                signal.signal(signal.SIGTERM, self.terminated)   # torchrun's word that a peer ended
             self.stepper = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             self.stepper.cfg = self.net.cfg
         self.carried = None   # the torch side's carried state, or None: zeros
+        self.failed = False   # a peer of the job stopped
         self.load()
 
     @classmethod
@@ -192,9 +197,16 @@ class TorchTrainer(core.Trainer):
         except RuntimeError as e:
             if self.world == 1:
                 raise
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"process {self.rank} of {self.world}: another process of this job stopped ({why}); "
-                            "relaunch the job with --resume to continue from the last checkpoint") from None
+            self.stopped(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+
+    def terminated(self, signum, frame):
+        """torchrun stops the job's other processes with SIGTERM when one ends: a line, not a bare exit."""
+        self.stopped("torchrun stopped this one with SIGTERM")
+
+    def stopped(self, why):
+        self.failed = True
+        raise UserError(f"process {self.rank} of {self.world}: another process of this job stopped ({why}); "
+                        "relaunch the job with --resume to continue from the last checkpoint") from None
 
     def local_step(self, batch):
         if not self.carry_state:

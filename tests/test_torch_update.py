@@ -254,7 +254,8 @@ def torchrun(*args, cwd, port, timeout=300, **kw):
 def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_kill(tmp_path):
     # python -m minrnn train --engine torch under torchrun: rank 0 alone writes the run; the weights
     # are one process's to round-off; one of the two processes killed ends the job (torchrun stops the
-    # other: no hang), and --resume reaches the uninterrupted job's weights bit for bit
+    # other, which says so in a line: no hang), and --resume reaches the uninterrupted job's weights
+    # bit for bit
     import signal
     import subprocess
     import sys
@@ -281,8 +282,10 @@ def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_ki
     assert len(workers) == 2, workers
     os_kill = __import__("os").kill
     os_kill(int(workers[-1]), signal.SIGKILL)
-    job.communicate(timeout=120)   # ends, rather than waiting forever for the dead one
+    _, err = job.communicate(timeout=120)   # ends, rather than waiting forever for the dead one
     assert job.returncode != 0
+    # the survivor says why in a line of its own (torchrun's report of the dead one follows it)
+    assert "process 0 of 2: another process of this job stopped" in err, err[-3000:]
     stopped = core.load_checkpoint(tmp_path / "killed" / "latest.ckpt").trainer.steps
     assert stopped >= 20
     target = stopped + 40
