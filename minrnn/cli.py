@@ -297,7 +297,15 @@ def cmd_train(args):
         except ValueError as e:
             raise UserError(str(e)) from None
     engine = engine_and_device(args.engine, args.device)
-    return Run(given, args.input, args.out, args.resume, args.max_time, args.threads, engine=engine).run()
+    return Run(given, args.input, args.out, args.resume or restarted(args), args.max_time, args.threads,
+               engine=engine).run()
+
+
+def restarted(args):
+    """Whether torchrun restarts this job (--max-restarts) after a failure, and its run has a
+    checkpoint to resume from: then the same command resumes, as --resume would."""
+    again = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
+    return args.engine == "torch" and again and os.path.exists(os.path.join(args.out, "latest.ckpt"))
 
 
 def trained_for(args):

@@ -80,6 +80,20 @@ def device_for(asked):
 TIMEOUT = 60   # seconds a collective waits for a process that stopped, before every other one ends
 
 
+def join_group(backend):
+    """init_process_group from torchrun's environment, with this attempt's keys apart from the last
+    one's: torchrun's default (static) rendezvous keeps one store across --max-restarts, where a
+    restarted job would read the addresses of the processes before it and fail (connection refused)."""
+    env, timeout = os.environ, datetime.timedelta(seconds=TIMEOUT)
+    rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    agent = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"   # torchrun's agent serves the store
+    store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=not agent and rank == 0,
+                          timeout=timeout, multi_tenant=True)
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    dist.init_process_group(backend, store=dist.PrefixStore(f"minrnn/attempt-{attempt}", store), rank=rank,
+                            world_size=world, timeout=timeout)
+
+
 def finish_group(trainer):
     """At exit: wait for the job's other processes, then take the process group down. Without it,
     gloo's pairs are torn down while a peer still reads them, and a process ends in an abort
@@ -110,8 +124,7 @@ class TorchTrainer(core.Trainer):
         self.stepper = self.net
         if self.world > 1:   # the same weights in every process: each built them from the same seed or file
             if not dist.is_initialized():
-                backend = "nccl" if self.device.type == "cuda" else "gloo"
-                dist.init_process_group(backend, timeout=datetime.timedelta(seconds=TIMEOUT))
+                join_group("nccl" if self.device.type == "cuda" else "gloo")
                 atexit.register(finish_group, self)
                 signal.signal(signal.SIGTERM, self.terminated)   # torchrun's word that a peer ended
             self.stepper = torch.nn.parallel.DistributedDataParallel(

@@ -299,3 +299,34 @@ def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_ki
         mine = resumed.model.params if name == "params" else getattr(resumed.trainer, name)
         theirs = whole.model.params if name == "params" else getattr(whole.trainer, name)
         assert np.array_equal(mine, theirs), name
+
+
+def test_torchruns_max_restarts_resumes_the_job_after_a_kill(tmp_path):
+    # torchrun --max-restarts 1 relaunches the same command after one of its processes is killed: the
+    # command then resumes from the run's last checkpoint (TORCHELASTIC_RESTART_COUNT), and the job
+    # ends where an uninterrupted one does, bit for bit
+    import signal
+    import subprocess
+    import sys
+    import time
+    from cliutil import english, environment
+    (tmp_path / "t.txt").write_text(english(20000), encoding="utf-8")
+    args = ["train", "t.txt", "--hidden", "16", "--embed", "8", "--dropout", "0.2", "--batch-size", "4", "--seq-len",
+            "16", "--eval-every", "20", "--sample-every", "0", "--engine", "torch", "--max-iters", "400"]
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--max-restarts",
+                            "1", "--master-port", "29721", "-m", "minrnn", *args, "--out", "restarted"], cwd=tmp_path,
+                           env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "restarted" / "latest.ckpt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    __import__("os").kill(int(workers[0]), signal.SIGKILL)
+    _, err = job.communicate(timeout=300)
+    # the second attempt resumed: a run started again in a folder that holds one is refused
+    assert job.returncode == 0, err[-3000:]
+    r = torchrun(*args, "--out", "whole", cwd=tmp_path, port=29731)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again, whole = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("restarted", "whole"))
+    assert again.trainer.steps == whole.trainer.steps == 400
+    assert np.array_equal(again.model.params, whole.model.params)
