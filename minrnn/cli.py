@@ -256,6 +256,29 @@ def build_parser():
                    help="how to store the weights (default %(default)s)")
     m.set_defaults(func=cmd_import)
 
+    r = sub.add_parser("serve", help="a model behind HTTP, for many users at once, with a page at /", description=(
+        "Serve a checkpoint over HTTP: POST JSON to its endpoint (a language model: /generate, which can "
+        "stream; a classifier: /classify; a seq2seq model: /translate; a captioner: /caption; a model of "
+        "vectors: /predict), or open the page at / in a browser. Concurrent generation requests are stepped "
+        "together in one batch; each draws what sample draws with the same seed."))
+    r.add_argument("source", nargs="?", metavar="CKPT", help="the .ckpt file (default: the last run's best.ckpt)")
+    r.add_argument("--checkpoint", metavar="FILE", help=argparse.SUPPRESS)
+    r.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default %(default)s: this machine only)")
+    r.add_argument("--port", type=arg_type(Number(int, 0, 65535)), default=8000, metavar="N",
+                   help="the port (default %(default)s; 0: any free one, which the first line says)")
+    r.add_argument("--max-length", type=arg_type(Number(int, 1, 2**62)), default=10000, metavar="N",
+                   help="characters a request may ask for (default %(default)s)")
+    r.add_argument("--max-requests", type=arg_type(Number(int, 1, 100000)), default=64, metavar="N",
+                   help="requests in progress at once; more are answered 429 (default %(default)s)")
+    r.add_argument("--max-body", type=arg_type(Number(int, 1, 2**31 - 1)), default=1 << 20, metavar="BYTES",
+                   help="bytes of a request's body (default %(default)s)")
+    r.add_argument("--timeout", type=arg_type(Number(float, 0.0, 86400.0, low_open=True)), default=60.0,
+                   metavar="SECONDS", help="time a request may take (default %(default)s)")
+    add_precision(r)
+    add_threads(r)
+    r.set_defaults(func=cmd_serve)
+
     g = sub.add_parser("plot", help="training curves of runs, as a PNG or SVG file", description=(
         "Draw the training and validation loss of one or several runs (their --out folders) against the "
         "training step and against wall time. Needs matplotlib (pip install matplotlib)."))
@@ -478,6 +501,24 @@ def cmd_caption(args):
     return print_searches(args, m, captions, "caption", CAPTIONS, lambda i, t: (
         f"grid {first + i}", t.text, caption_svg(t.written, t.alignments, geometry,
                                                  None if images is None else images[first + i], f"grid{first + i}")))
+
+
+def cmd_serve(args):
+    from minrnn.serve import LOOPBACK, Limits, serve
+    if args.source and args.checkpoint:
+        raise UserError("give the checkpoint once: CKPT, or --checkpoint CKPT")
+    args.checkpoint = args.source or args.checkpoint
+    m = trained_for(args)
+    if not m.task.endpoint:
+        raise UserError(f"this checkpoint is {m.task.what}, which the server does not serve")
+    if args.host not in LOOPBACK:
+        print(f"warning: listening on {args.host}: whoever reaches this machine can use the model (and its "
+              "CPU); --host 127.0.0.1 keeps it to this machine", file=sys.stderr)
+    try:
+        serve(m, args.host, args.port, Limits(args.max_length, args.max_requests, args.max_body, args.timeout))
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0
 
 
 def cmd_classify(args):

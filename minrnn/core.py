@@ -700,6 +700,90 @@ class Generation:
         return out
 
 
+class Slot:
+    """One stream that joins a shared batch (Slots) at any step and leaves it when it ends: what
+    Generation(model, 1, fed, max_length, seed, ...) draws, token for token, whatever else the
+    batch steps (a row of a step depends on its own inputs alone, bit for bit: the server's tests
+    check it against `sample`). cond: the stream's condition as Generation takes it for B=1."""
+
+    def __init__(self, fed, max_length, seed=0, temperature=1.0, top_k=0, top_p=1.0, end=None, banned=None, stop=(),
+                 cond=None):
+        self.fed, self.max_length, self.seed, self.rng = list(fed), max_length, seed, Rng(seed)
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.end, self.banned, self.stop, self.cond = end, banned, list(stop), cond
+        self.read = 0          # of the fed ids, how many the batch has stepped
+        self.drawn = []        # every id drawn and output (not the end id)
+        self.draws = 0         # draws taken, the end's included
+        self.ended = max_length == 0 or not self.fed
+        self.cancelled = False   # set by another thread: the batch drops it at its next step
+
+    def next_input(self):
+        return self.fed[self.read] if self.read < len(self.fed) else self.drawn[-1]
+
+    def after_step(self, logits, scratch):
+        """Take the step's logits (V,): read on in the fed ids, or draw as minrnn_generate_next does
+        (the banned id never, the end id ends it unwritten, the stop ids end it written, and so does
+        the max_length-th draw). Returns the id written, or None."""
+        if self.read < len(self.fed):
+            self.read += 1
+            if self.read < len(self.fed):
+                return None
+        if self.banned is not None:
+            logits[self.banned] = -np.inf
+        token = ffi.new("int32_t *")
+        check(lib.minrnn_sample(_fptr(logits), logits.size, self.temperature, self.top_k, self.top_p, self.rng.c,
+                                scratch, token), "sample")
+        token, self.draws = int(token[0]), self.draws + 1
+        written = None
+        if token == self.end:
+            self.ended = True
+        else:
+            self.drawn.append(token)
+            written = token
+            self.ended = bool(self.stop) and self.drawn[-len(self.stop):] == self.stop
+        self.ended = self.ended or self.draws >= self.max_length
+        return written
+
+
+class Slots:
+    """Continuous batching: the streams (Slot) of a language model stepped together, one token
+    each per step; a stream joins at the next step and leaves when it ends or is cancelled. The
+    states of the streams in the batch are one (L, S, n, H) array, a row per stream."""
+
+    def __init__(self, model):
+        self.model, self.slots = model, []
+        self.state = model.zero_state(0)
+        self.scratch = ffi.new("double[]", max(1, -(-lib.minrnn_sample_scratch_size(model.outputs) // 8)))
+
+    def join(self, slot):
+        """slot takes a row from the next step on (a zero state)."""
+        _condition(self.model.config, None if slot.cond is None else np.asarray(slot.cond)[None], 1)   # checked now
+        self.slots.append(slot)
+        self.state = np.concatenate([self.state, self.model.zero_state(1)], axis=2)
+
+    def step(self):
+        """One step of every stream: [(slot, the id it wrote or None)] of the streams in the batch;
+        those that ended or were cancelled leave it (their rows with them)."""
+        gone = [(s, None) for s in self.leave(lambda s: s.cancelled or s.ended)]   # before any step: length 0
+        if not self.slots:
+            return gone
+        tokens = np.array([s.next_input() for s in self.slots], np.int32)
+        cond = None if self.slots[0].cond is None else np.stack([np.asarray(s.cond) for s in self.slots])
+        logits = self.model.step(tokens, self.state, cond)
+        out = [(s, s.after_step(logits[i], self.scratch)) for i, s in enumerate(self.slots)]
+        self.leave(lambda s: s.ended)
+        return gone + out
+
+    def leave(self, gone):
+        """The streams for which gone(slot) holds leave the batch; returns them."""
+        keep = [i for i, s in enumerate(self.slots) if not gone(s)]
+        left = [s for i, s in enumerate(self.slots) if i not in set(keep)]
+        if left:
+            self.slots = [self.slots[i] for i in keep]
+            self.state = np.ascontiguousarray(self.state[:, :, keep])
+        return left
+
+
 # ---- training
 
 # The minrnn_optimizer fields that a training step reads or changes.

@@ -17,6 +17,17 @@ def english(n):
     return "\n".join(topics[k] for k in sorted(topics))[:n]
 
 
+def example_files(folder, text_chars=5000):
+    """Into folder: text.txt (English), labelled.txt (two labels, label<TAB>text) and pairs.tsv (words
+    and their reverses): tiny models of each kind train on them. Returns folder."""
+    (folder / "text.txt").write_text(english(text_chars), encoding="utf-8")
+    (folder / "labelled.txt").write_text("".join(f"{'up' if i % 2 else 'low'}\t{'ABC' if i % 2 else 'abc'}{i % 7}\n"
+                                                 for i in range(60)), encoding="utf-8")
+    (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in ("ab", "abc", "ba", "cab", "bca") * 12),
+                                      encoding="utf-8")
+    return folder
+
+
 def command(*args):
     return [sys.executable, "-m", "minrnn", *map(str, args)]
 

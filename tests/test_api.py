@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minrnn
-from cliutil import english, minrnn as cli
+from cliutil import english, example_files, minrnn as cli
 from minrnn.errors import UserError
 from genutil import spec_generate
 
@@ -16,12 +16,7 @@ TINY = dict(hidden=16, layers=1, batch_size=4, seq_len=16, sample_every=0, eval_
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("api")
-    (folder / "text.txt").write_text(english(5000), encoding="utf-8")
-    (folder / "labelled.txt").write_text("".join(f"{'up' if i % 2 else 'low'}\t{'ABC' if i % 2 else 'abc'}{i % 7}\n"
-                                                 for i in range(60)), encoding="utf-8")
-    (folder / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in ("ab", "abc", "ba", "cab", "bca") * 12),
-                                      encoding="utf-8")
-    return folder
+    return example_files(folder, 5000)
 
 
 @pytest.fixture(scope="module")

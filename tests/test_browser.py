@@ -167,3 +167,48 @@ def test_the_page_in_a_browser(pages, tmp_path, shows):
     width, height, rows = read_png(out)
     assert (width, height) == WINDOW
     assert shows(rows), f"the screenshot does not show the {name} page"
+
+
+def test_the_servers_page_streams_what_sample_draws_and_pictures_the_attention(tmp_path):
+    # python -m minrnn serve's page, used as a person would: type a prime, a length, a temperature and
+    # a seed, click, wait for the text to stream in; it is what sample draws. A seq2seq model's page
+    # shows the translation and its attention picture. Screenshots of both must show the page.
+    import minrnn
+    from cdp import Browser
+    from serveutil import Served, alone
+    (tmp_path / "t.txt").write_text(english(20000), encoding="utf-8")
+    (tmp_path / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in ("ab", "abc", "ba", "cab") * 12),
+                                        encoding="utf-8")
+    tiny = dict(hidden=24, layers=1, batch_size=8, seq_len=16, sample_every=0, eval_every=20, quiet=True)
+    lm = minrnn.train(tmp_path / "t.txt", out=tmp_path / "lm", max_iters=40, **tiny)
+    s2s = minrnn.train(tmp_path / "pairs.tsv", out=tmp_path / "s2s", task="seq2seq", max_iters=20, **tiny)
+    server = Served(lm, cwd=tmp_path)
+    browser = Browser(CHROMIUM, f"http://127.0.0.1:{server.port}/", tmp_path / "profile")
+    try:
+        browser.wait_for("document.body.dataset.ready === '1'")
+        for field, value in (("prime", "The "), ("length", "120"), ("temperature", "0.9"), ("seed", "11")):
+            browser.type_into(field, value)
+        browser.click("go")
+        status = browser.wait_for("(s => s.includes('characters in') && s)(document.getElementById('status').textContent)")
+        assert "seed 11" in status
+        want = alone(minrnn.load(lm), dict(prime="The ", length=120, temperature=0.9, seed=11))
+        assert browser.js("document.getElementById('out').textContent") == want
+        browser.screenshot(tmp_path / "lm.png")
+        width, height, rows = read_png(tmp_path / "lm.png")
+        assert (width, height) == (900, 700) and len({p for row in rows for p in row}) > 2
+    finally:
+        browser.close()
+        server.stop()
+    server = Served(s2s, cwd=tmp_path)
+    browser = Browser(CHROMIUM, f"http://127.0.0.1:{server.port}/", tmp_path / "profile2")
+    try:
+        browser.wait_for("document.body.dataset.ready === '1'")
+        browser.type_into("text", "abc")
+        browser.click("go")
+        browser.wait_for("document.getElementById('status').textContent.startsWith('log probability')")
+        want = next(minrnn.load(s2s).translations(["abc"])).text
+        assert browser.js("document.getElementById('out').textContent") == want
+        assert browser.js("document.querySelectorAll('#picture svg rect').length") > 0
+    finally:
+        browser.close()
+        server.stop()

@@ -134,6 +134,24 @@ class Task:
     def predict(self, m, x, lengths):
         raise self.refuse("a model of sequences of vectors")
 
+    # ---- serving (python -m minrnn serve: minrnn/serve.py)
+
+    endpoint = ""        # its models answer POST /{endpoint}
+    fields = {}          # {field: (kind, default)} a request of that endpoint takes (kinds: serve.KINDS;
+    #                      REQUIRED: no default)
+
+    def slot(self, m, request):
+        """The request (its fields checked, the defaults filled in) as a core.Slot, for a model whose
+        requests the server steps together in one batch; None for the others (answer)."""
+        return None
+
+    def answer(self, m, request):
+        """The JSON reply to a request of a model the server does not batch."""
+        raise NotImplementedError
+
+
+REQUIRED = ...   # a request field without a default
+
 
 def probabilities(logits):
     """Softmax over the last axis of logits, in double: the probabilities step and classify report."""

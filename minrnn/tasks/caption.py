@@ -21,7 +21,9 @@ from minrnn.data import DataError, fingerprint_files, read_array
 from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
 from minrnn.tasks.base import Rows, shuffled_split, split_records
-from minrnn.tasks.seq2seq import PairEvaluation, Seq2seq, Targets, scored
+from minrnn.picture import caption_svg
+from minrnn.tasks.base import REQUIRED
+from minrnn.tasks.seq2seq import PairEvaluation, Seq2seq, Targets, scored, searched
 from minrnn.tasks.sequences import scaled, standardization
 from minrnn.text import Reading
 
@@ -153,6 +155,19 @@ class Caption(Seq2seq):
 
     def translations(self, m, texts, beam, temperature, seed, max_length, alignments):
         raise self.refuse("a seq2seq model of texts")
+
+    endpoint = "caption"
+    fields = dict((k, v) for k, v in Seq2seq.fields.items() if k != "text")
+    fields["grid"] = ("numbers", REQUIRED)   # one grid: (L, D) or (Hg, Wg, D) raw numbers
+
+    def answer(self, m, r):
+        try:
+            grid = np.asarray(r["grid"], dtype=np.float64)
+        except ValueError:
+            raise UserError("grid: give one grid of vectors, (L, D) or (Hg, Wg, D) numbers") from None
+        t = next(m.captions(grid[None], r["beam"], r["temperature"], r["seed"], r["max_length"], r["alignments"]))
+        geometry = grid.shape[:2] if grid.ndim == 3 else m.checkpoint.meta.get("grid_shape")   # the picture's
+        return searched(t, r, lambda: geometry and caption_svg(t.written, t.alignments, tuple(geometry)))
 
     def captions(self, m, grid, beam, temperature, seed, max_length, alignments):
         """Captions of grid (N, L, D) or (N, Hg, Wg, D), raw as the training grid file's rows: a

@@ -10,7 +10,7 @@ import numpy as np
 from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference import Config
-from minrnn.tasks.base import Known, ShuffledBatches, Task, probabilities
+from minrnn.tasks.base import REQUIRED, Known, ShuffledBatches, Task, probabilities
 from minrnn.tasks.lm import with_skipped
 from minrnn.tasks.records import check_records_memory, evaluate_records, frame, read_records
 from minrnn.text import add_counts
@@ -26,8 +26,14 @@ class Classify(Task):
     loss_unit = "nats/record"
     swings = True
 
+    endpoint = "classify"
+    fields = {"text": ("text", REQUIRED), "top": ("int", 3)}
+
     def chosen_by(self, s):
         return s["task"] == self.option and s["inputs"] is None
+
+    def answer(self, m, r):
+        return {"labels": [[label, p] for label, p in m.classify([r["text"]], r["top"])[0]]}
 
     def holds(self, ck):
         cfg = ck.model.config

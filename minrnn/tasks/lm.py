@@ -46,6 +46,20 @@ class LanguageModel(Task):
 
     # ---- drawing
 
+    endpoint = "generate"
+    fields = {"prime": ("text", ""), "length": ("int", 200), "temperature": ("number", 1.0), "top_k": ("int", 0),
+              "top_p": ("number", 1.0), "seed": ("int", None), "stop": ("text", ""), "condition": ("condition", None),
+              "stream": ("bool", False)}
+
+    def slot(self, m, r):
+        """The stream `sample --prime P --length N --seed S ...` draws, as a core.Slot."""
+        prime_ids = m.ids(r["prime"], "prime") if r["prime"] else []
+        cond = self.condition(m, r["condition"], 1)
+        end, banned = self.ends(m.vocab)
+        return core.Slot(self.fed(m.vocab, prime_ids), r["length"], m.draw_seed(r["seed"]), r["temperature"],
+                         r["top_k"], r["top_p"], end, banned, stop_ids(m, r["stop"].encode("utf-8", "surrogateescape")),
+                         None if cond is None else cond[0])
+
     def generation(self, m, prime, num, length, temperature, top_k, top_p, seed, condition, stop=b""):
         """A core.Generation of num samples after the prime (text, or bytes as a file holds them),
         drawn from `seed` (None: a new one, which m.last_seed keeps)."""

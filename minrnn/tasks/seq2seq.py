@@ -17,7 +17,8 @@ from minrnn import core
 from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference.seq2seq import Seq2seqConfig
-from minrnn.tasks.base import Rows, ShuffledBatches, Task, check_training_memory, shuffled_split, split_records
+from minrnn.picture import attention_svg
+from minrnn.tasks.base import REQUIRED, Rows, ShuffledBatches, Task, check_training_memory, shuffled_split, split_records
 from minrnn.tasks.lm import units_of, with_skipped
 from minrnn.text import Reading, add_counts
 
@@ -179,6 +180,13 @@ class Seq2seq(Task):
     use = "it translates texts: python -m minrnn translate --checkpoint CKPT TEXT (translate() from Python)"
     unit = noun = "pairs"
     swings = True
+    endpoint = "translate"
+    fields = {"text": ("text", REQUIRED), "beam": ("int", 1), "temperature": ("number", 0.0), "seed": ("int", None),
+              "max_length": ("int", 200), "alignments": ("bool", False)}
+
+    def answer(self, m, r):
+        t = next(m.translations([r["text"]], r["beam"], r["temperature"], r["seed"], r["max_length"], r["alignments"]))
+        return searched(t, r, lambda: attention_svg(t.source, t.written, t.alignments))
 
     def chosen_by(self, s):
         return s["task"] == self.option
@@ -277,6 +285,17 @@ class Seq2seq(Task):
                         skip_unknown=True)
         lengths = np.array([len(s) for s in pairs.source_ids])
         return PairEvaluation(*scored(m, pairs, batch_size, beam, lengths, length_buckets(lengths)))
+
+
+def searched(t, r, picture):
+    """The server's reply of a Translation t (None: an empty text) for request r: the text, its log
+    probability, and with alignments the weights, what each row wrote and picture(), an SVG."""
+    if t is None:
+        return {"text": "", "logprob": 0.0}
+    reply = {"text": t.text, "logprob": t.logprob}
+    if r["alignments"]:
+        reply.update(alignments=np.asarray(t.alignments).tolist(), written=t.written, svg=picture())
+    return reply
 
 
 @dataclass

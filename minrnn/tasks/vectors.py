@@ -26,7 +26,7 @@ import numpy as np
 from minrnn.data import DataError
 from minrnn.errors import UserError
 from minrnn.reference import Config
-from minrnn.tasks.base import ShuffledBatches, Task, check_training_memory, probabilities, workspace_bytes
+from minrnn.tasks.base import REQUIRED, ShuffledBatches, Task, check_training_memory, probabilities, workspace_bytes
 from minrnn.tasks.classify import ClassifierEvaluation
 from minrnn.tasks.sequences import Sequences, given_sequences, saved_target_scaling
 
@@ -39,6 +39,18 @@ class Vectors(Task):
     use = "it reads sequences of vectors: python -m minrnn predict --checkpoint CKPT --inputs X.npy (predict())"
     unit = noun = "sequences"
     loss_unit = "nats/sequence"
+    endpoint = "predict"
+    fields = {"inputs": ("numbers", REQUIRED)}   # one sequence: (T, D) raw numbers
+
+    def answer(self, m, r):
+        """A classifier's probabilities of its labels, a tagger's per step, a regression's values."""
+        try:
+            x = np.asarray(r["inputs"], dtype=np.float64)
+        except ValueError:
+            raise UserError("inputs: give a sequence of vectors, (T, D) numbers") from None
+        if x.ndim != 2:
+            raise UserError(f"inputs: give one sequence of vectors, (T, D) numbers, not an array of {x.ndim} dimensions")
+        return {"outputs": m.predict(x[None])[0].tolist(), "labels": m.labels}
 
     core_task = None          # the core's task its checkpoints hold (None: either)
     loss = "cross_entropy"    # ... and their loss

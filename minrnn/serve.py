@@ -1,0 +1,313 @@
+"""python -m minrnn serve: a model behind HTTP, for many users at once, and a page to play with it.
+
+The standard library's ThreadingHTTPServer: a thread per connection, and one more, the Batcher,
+that owns the model's generation: every generation request becomes a core.Slot that joins one
+batch of streams at the next step and leaves it when it ends (continuous batching, as LLM servers
+do). A row of a step depends on its own inputs alone, bit for bit, so each request draws what
+`python -m minrnn sample` draws with the same seed, whoever else is in the batch. A model that
+does not generate (a classifier, a seq2seq model, a captioner, a model of vectors) answers each
+request through minrnn.load's API, between two steps of the batch (one lock holds the model).
+
+What each endpoint takes is its task's (tasks/base.py: endpoint, fields, slot, answer). Errors
+are one-line JSON {"error": ...} with a 4xx status; the server goes on serving.
+"""
+
+import codecs
+import json
+import queue
+import select
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import NamedTuple
+
+from minrnn import core
+from minrnn.api import check_use
+from minrnn.errors import UserError
+from minrnn.settings import USE
+from minrnn.tasks.base import REQUIRED
+
+# What a request field of each kind must be in JSON, and how messages name it.
+KINDS = {
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "condition": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(KINDS["number"][0](x) for x in v)),
+                  "a label (a string) or a list of numbers"),
+    "numbers": (lambda v: isinstance(v, list), "an array of numbers"),
+}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")   # hosts that only this machine reaches
+LENGTHS = ("length", "max_length")   # the fields --max-length holds
+END = object()                       # a job's last event
+
+
+class Limits(NamedTuple):
+    max_length: int      # characters a request may ask for
+    max_requests: int    # requests in progress at once
+    max_body: int        # bytes of a request's body
+    timeout: float       # seconds a request may take
+
+
+class Refused(Exception):
+    """A request the server does not take: the HTTP status and the one-line message."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def checked(task, body, limits):
+    """The request of a parsed JSON body: every field of the task's endpoint, its default where it
+    is absent or null; Refused(400) naming the first field that is wrong."""
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object, {\"field\": value, ...}")
+    unknown = sorted(set(body) - set(task.fields))
+    if unknown:
+        raise Refused(400, f"unknown field {unknown[0]!r}; POST /{task.endpoint} takes {', '.join(task.fields)}")
+    request = {}
+    for name, (kind, default) in task.fields.items():
+        value = body.get(name)
+        if value is None:
+            if default is REQUIRED:
+                raise Refused(400, f"field {name!r} is required")
+            value = default
+        elif not KINDS[kind][0](value):
+            raise Refused(400, f"field {name!r}: expected {KINDS[kind][1]}, not {json.dumps(value)[:40]}")
+        request[name] = value
+    for name in LENGTHS:
+        if name in request and request[name] > limits.max_length:
+            raise Refused(400, f"field {name!r}: {request[name]} is above this server's --max-length "
+                               f"{limits.max_length}; ask for fewer")
+    for name, value in request.items():
+        try:
+            check_use(**{name: value} if name in USE else {})
+        except UserError as e:
+            raise Refused(400, f"field {name!r}: {str(e).split(': ', 1)[-1]}") from None
+    return request
+
+
+def reject_constant(name):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+class Job:
+    """A generation request in the batch: its slot, and the ids it writes as they are drawn."""
+
+    def __init__(self, slot):
+        self.slot, self.events = slot, queue.Queue()
+
+
+class Batcher(threading.Thread):
+    """Steps every generation request's stream together, as long as there is one."""
+
+    def __init__(self, model, lock):
+        super().__init__(daemon=True, name="minrnn-batcher")
+        self.slots, self.lock = core.Slots(model), lock
+        self.joining, self.jobs, self.wake = [], {}, threading.Condition()
+
+    def submit(self, job):
+        with self.wake:
+            self.joining.append(job)
+            self.wake.notify()
+
+    def run(self):
+        while True:
+            with self.wake:
+                while not self.joining and not self.slots.slots:
+                    self.wake.wait()
+                joining, self.joining = self.joining, []
+            with self.lock:
+                for job in joining:
+                    self.jobs[job.slot] = job
+                    self.slots.join(job.slot)
+                try:
+                    stepped = self.slots.step()
+                except Exception as e:   # a failed step ends the requests in it, not the server
+                    stepped = [(slot, e) for slot in self.slots.slots]
+                    self.slots.leave(lambda s: True)
+            inside = set(self.slots.slots)
+            for slot, token in stepped:
+                if token is not None:
+                    self.jobs[slot].events.put(token)
+                if slot not in inside:   # it left the batch: the job's last event
+                    self.jobs.pop(slot).events.put(END)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, m, limits):
+        super().__init__(address, Handler)
+        self.m, self.task, self.limits = m, m.task, limits
+        self.lock = threading.Lock()                   # the model: one call at a time
+        self.gate = threading.BoundedSemaphore(limits.max_requests)
+        self.batcher = Batcher(m.model, self.lock)
+        self.batcher.start()
+        self.page = resources.files("minrnn").joinpath("serve.html").read_bytes()
+
+    def info(self):
+        """What GET /info tells the page: the model, its endpoint and that endpoint's fields."""
+        cfg = self.m.model.config
+        return {"what": self.task.what, "endpoint": self.task.endpoint, "cell": cfg.cell,
+                "hidden": cfg.hidden_size, "vocab": len(self.m.vocab), "labels": self.m.labels,
+                "fields": {name: {"kind": kind, "default": None if default is REQUIRED else default,
+                                  "required": default is REQUIRED} for name, (kind, default) in self.task.fields.items()},
+                "max_length": self.limits.max_length,
+                "streams": len(self.batcher.slots.slots)}   # generations in the batch now
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "minrnn"
+    protocol_version = "HTTP/1.0"   # one request per connection: a streamed reply ends when it closes
+
+    def log_message(self, format, *args):   # one line per request on stderr, as http.server does, but quieter
+        pass
+
+    def do_GET(self):
+        if self.path in ("/", "/index.html"):
+            self.reply(200, self.server.page, "text/html; charset=utf-8")
+        elif self.path == "/info":
+            self.reply_json(200, self.server.info())
+        else:
+            self.reply_json(404, {"error": f"no page {self.path}; GET / or /info, POST /{self.server.task.endpoint}"})
+
+    def do_POST(self):
+        server = self.server
+        if self.path != f"/{server.task.endpoint}":
+            return self.reply_json(404, {"error": f"this model answers POST /{server.task.endpoint}, not {self.path}"})
+        if not server.gate.acquire(blocking=False):
+            return self.reply_json(429, {"error": f"{server.limits.max_requests} requests are in progress, this "
+                                                  "server's --max-requests; try again in a moment"})
+        try:
+            self.answer(self.request_of())
+        except Refused as e:
+            self.reply_json(e.status, {"error": str(e)})
+        except (UserError, core.MinrnnError) as e:
+            self.reply_json(400, {"error": str(e)})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            server.gate.release()
+
+    def request_of(self):
+        """The request's fields, checked, from its JSON body."""
+        limits = self.server.limits
+        try:
+            size = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise Refused(411, "give the body's size in a Content-Length header") from None
+        if size > limits.max_body or size < 0:
+            self.close_connection = True
+            raise Refused(413, f"the body has {size} bytes, more than this server's --max-body {limits.max_body}")
+        self.connection.settimeout(limits.timeout)
+        try:
+            body = json.loads(self.rfile.read(size).decode("utf-8"), parse_constant=reject_constant)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Refused(400, f"the body is not JSON: {e}") from None
+        except socket.timeout:   # TimeoutError since Python 3.10
+            raise Refused(408, f"the body did not arrive within {limits.timeout:g} s (--timeout)") from None
+        return checked(self.server.task, body, limits)
+
+    def answer(self, request):
+        server = self.server
+        with server.lock:   # the task's checks and the API's calls read the model
+            slot = server.task.slot(server.m, request)
+            reply = None if slot is not None else server.task.answer(server.m, request)
+        if slot is None:
+            return self.reply_json(200, reply)
+        job = Job(slot)
+        server.batcher.submit(job)
+        try:
+            if request.get("stream"):
+                self.stream(job)
+            else:
+                self.whole(job)
+        finally:
+            slot.cancelled = True   # a client gone, or a time out: its stream leaves at the next step
+
+    def ids(self, job):
+        """The ids the job writes, as they are drawn, until it ends; Refused(408) past the time limit."""
+        deadline = time.monotonic() + self.server.limits.timeout
+        while True:
+            try:
+                left = deadline - time.monotonic()
+                if left < 0:
+                    raise queue.Empty
+                event = job.events.get(timeout=left)
+            except queue.Empty:
+                raise Refused(408, f"the request took more than {self.server.limits.timeout:g} s, this server's "
+                                   "--timeout; ask for fewer characters") from None
+            if event is END:
+                return
+            if isinstance(event, Exception):
+                raise Refused(500, f"internal error: {type(event).__name__}: {event} (please report it)")
+            yield event
+
+    def whole(self, job):
+        ids = []
+        for token in self.ids(job):
+            ids.append(token)
+            if self.gone():
+                return
+        text = self.server.m.vocab.to_bytes(ids).decode("utf-8", "replace")
+        self.reply_json(200, {"text": text, "seed": job.slot.seed})
+
+    def gone(self):
+        """Whether the client closed its side (nothing more to read, ever): checked as ids arrive."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, 0x2) == b""   # MSG_PEEK: the end of its stream
+        except OSError:
+            return True
+
+    def stream(self, job):
+        """Server-Sent Events: each piece of text as it is drawn (data: a JSON string), then an
+        "end" event with the seed, or an "error" event."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        decoder, vocab = codecs.getincrementaldecoder("utf-8")("replace"), self.server.m.vocab
+        try:
+            for token in self.ids(job):
+                piece = decoder.decode(vocab.to_bytes([token]))
+                if piece:
+                    self.event("message", json.dumps(piece))
+            rest = decoder.decode(b"", final=True)
+            if rest:
+                self.event("message", json.dumps(rest))
+            self.event("end", json.dumps({"seed": job.slot.seed}))
+        except Refused as e:
+            self.event("error", json.dumps({"error": str(e)}))
+
+    def event(self, name, data):
+        self.wfile.write((f"event: {name}\n" if name != "message" else "").encode() + f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+    def reply_json(self, status, value):
+        self.reply(status, json.dumps(value).encode("utf-8"), "application/json")
+
+    def reply(self, status, body, kind):
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(m, host, port, limits, ready=sys.stderr):
+    """Serve minrnn.load's model m on host:port until Ctrl-C."""
+    server = Server((host, port), m, limits)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {m.task.what} on http://{shown}:{server.server_address[1]}/ (POST /{m.task.endpoint}); "
+          "Ctrl-C stops", file=ready, flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()

@@ -1,0 +1,209 @@
+"""python -m minrnn serve, as a client sees it: a real server process on 127.0.0.1, real sockets.
+Each request draws what `sample` draws with the same seed, alone and among 16 concurrent clients
+(continuous batching must not change a bit); bad requests are a 4xx with a one-line message and
+the server goes on; a client that goes away frees its stream; Ctrl-C stops the server cleanly."""
+
+import json
+import signal
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import minrnn
+from cliutil import example_files, minrnn as cli, start
+from serveutil import Served, alone
+
+TINY = dict(hidden=24, layers=2, batch_size=4, seq_len=16, sample_every=0, eval_every=20)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    return example_files(folder, 20000)
+
+
+@pytest.fixture(scope="module")
+def lm(folder):
+    return minrnn.train(folder / "text.txt", out=folder / "lm", max_iters=60, quiet=True, **TINY)
+
+
+# Requests of every kind of draw: the prime, greedy and hot, top-k, top-p, a stop string, no seed
+REQUESTS = [dict(prime="The ", length=60, temperature=0.8, seed=1), dict(length=40, seed=2),
+            dict(prime="def ", length=70, temperature=0.0), dict(prime="a", length=1, seed=5),
+            dict(prime="In ", length=50, top_k=3, seed=6), dict(prime="x", length=55, top_p=0.7, seed=7),
+            dict(prime="The", length=200, stop="e ", seed=8, temperature=1.2), dict(prime="", length=0, seed=9)]
+
+
+def test_each_request_draws_what_sample_draws_alone_and_among_16_clients(folder, lm):
+    m = minrnn.load(lm)
+    server = Served(lm, cwd=folder)
+    try:
+        # byte for byte the sample command's output, after its prime
+        sample = cli("sample", "--checkpoint", lm, "--prime", "The ", "--length", "60", "--temperature", "0.8",
+                     "--seed", "1", cwd=folder)
+        status, reply = server.post("/generate", REQUESTS[0])
+        assert status == 200 and reply == {"text": sample.stdout[len("The "):], "seed": 1}
+        for r in REQUESTS:
+            assert server.post("/generate", r)[1]["text"] == alone(m, r), r
+            assert server.streamed(r)[0] == alone(m, r), r
+        # no seed: one is drawn, and the reply says which, so that it draws the same again
+        status, reply = server.post("/generate", {"prime": "The ", "length": 30})
+        assert reply["text"] == alone(m, {"prime": "The ", "length": 30, "seed": reply["seed"]})
+        # 16 clients at once, each joining the batch when it arrives: each draws what it draws alone
+        many = [dict(r, seed=100 + i, length=r.get("length", 200) + 3 * i) for i, r in enumerate(REQUESTS * 2)]
+        replies, go = [None] * len(many), threading.Barrier(len(many))
+
+        def client(i):
+            go.wait()
+            replies[i] = server.streamed(many[i])[0] if i % 2 else server.post("/generate", many[i])[1]["text"]
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(many))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert replies == [alone(m, r) for r in many]
+        assert server.streams() == 0
+    finally:
+        server.stop()
+
+
+def test_a_conditioned_record_model_draws_what_generate_draws(folder):
+    best = minrnn.train(folder / "labelled.txt", out=folder / "gen", labels=True, max_iters=60, quiet=True, **TINY)
+    m = minrnn.load(best)
+    server = Served(best, cwd=folder)
+    try:
+        for seed, label in ((1, "up"), (2, "low"), (3, "up")):
+            want = m.generate(condition=label, seed=seed, length=40)
+            assert server.post("/generate", {"condition": label, "seed": seed, "length": 40}) == \
+                (200, {"text": want, "seed": seed})
+        status, reply = server.post("/generate", {"condition": "sideways"})
+        assert status == 400 and "not one of this model's labels" in reply["error"]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"{not json", 400, "not JSON"),
+    (b'{"length": NaN}', 400, "NaN"),
+    (b'{"temperature": Infinity}', 400, "Infinity"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"lenght": 3}', 400, "unknown field 'lenght'"),
+    (b'{"length": "20"}', 400, "field 'length': expected an integer"),
+    (b'{"length": 2.5}', 400, "field 'length': expected an integer"),
+    (b'{"temperature": true}', 400, "field 'temperature': expected a number"),
+    (b'{"prime": 7}', 400, "field 'prime': expected a string"),
+    (b'{"stream": "yes"}', 400, "field 'stream': expected true or false"),
+    (b'{"length": 5001}', 400, "--max-length 5000"),
+    (b'{"length": -1}', 400, "field 'length'"),
+    (b'{"top_p": 0}', 400, "field 'top_p'"),
+    (b'{"temperature": -1}', 400, "field 'temperature'"),
+    (b'{"seed": -3}', 400, "field 'seed'"),
+    (b'{"condition": "up"}', 400, "no condition"),
+    (b'{"prime": "\\u00e9\\u00e9\\u00e9"}', 200, None),   # characters outside the vocabulary: skipped, as sample does
+    (b"\xff\xfe", 400, "not JSON"),
+])
+def test_a_bad_request_is_a_4xx_with_one_line_and_the_server_goes_on(folder, lm, body, status, words):
+    server = Served(lm, "--max-length", "5000", cwd=folder)
+    try:
+        got, reply = server.post("/generate", None, raw=body)
+        assert got == status, reply
+        if words:
+            assert words in reply["error"] and "\n" not in reply["error"], reply
+        assert server.post("/generate", {"length": 5, "seed": 1})[0] == 200   # still serving
+    finally:
+        server.stop()
+
+
+def test_the_limits_each_answer_with_their_4xx(folder, lm):
+    server = Served(lm, "--max-requests", "1", "--max-body", "200", "--timeout", "2", "--max-length", "1000000",
+                    cwd=folder)
+    try:
+        status, reply = server.post("/generate", None, raw=b'{"prime": "' + b"a" * 300 + b'"}')
+        assert status == 413 and "--max-body 200" in reply["error"]
+        assert server.post("/nowhere", {})[0] == 404
+        # one request in progress (a long one): another is refused until it ends
+        busy = socket.create_connection(("127.0.0.1", server.port))
+        body = b'{"length": 1000000, "seed": 1, "stream": true}'
+        busy.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert busy.recv(12).startswith(b"HTTP/1.0 200")
+        status, reply = server.post("/generate", {"length": 5})
+        assert status == 429 and "--max-requests" in reply["error"]
+        busy.close()
+        deadline = time.monotonic() + 10
+        while server.post("/generate", {"length": 5, "seed": 1})[0] != 200:   # its stream leaves at the next step
+            assert time.monotonic() < deadline
+        # a request that takes longer than --timeout
+        status, reply = server.post("/generate", {"length": 1000000, "seed": 1})
+        assert status == 408 and "--timeout" in reply["error"]
+        assert server.streams() == 0
+        # a body that never arrives
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        slow.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: 50\r\n\r\n{")
+        slow.settimeout(10)
+        answer = b"".join(iter(lambda: slow.recv(4096), b""))
+        assert answer.startswith(b"HTTP/1.0 408") and b"did not arrive" in answer
+        slow.close()
+    finally:
+        server.stop()
+
+
+def test_a_client_that_goes_away_frees_its_stream(folder, lm):
+    server = Served(lm, "--max-length", "10000000", cwd=folder)
+    try:
+        for stream in (True, False):
+            c = socket.create_connection(("127.0.0.1", server.port))
+            body = json.dumps({"length": 10000000, "seed": 1, "stream": stream}).encode()
+            c.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            deadline = time.monotonic() + 10
+            while server.streams() != 1:
+                assert time.monotonic() < deadline
+            if stream:
+                assert c.recv(100)
+            c.close()
+            while server.streams() != 0:   # gone at a later step: not the 10 million characters asked for
+                assert time.monotonic() < deadline, stream
+    finally:
+        server.stop()
+
+
+def test_the_other_tasks_answer_at_their_endpoints_as_the_api_does(folder):
+    cls = minrnn.train(folder / "labelled.txt", out=folder / "cls", task="classify", max_iters=40, quiet=True,
+                       **{**TINY, "batch_size": 8})
+    s2s = minrnn.train(folder / "pairs.tsv", out=folder / "s2s", task="seq2seq", max_iters=20, quiet=True,
+                       **{**TINY, "batch_size": 8})
+    server = Served(cls, cwd=folder)
+    try:
+        m = minrnn.load(cls)
+        status, reply = server.post("/classify", {"text": "ABC3", "top": 2})
+        assert status == 200 and reply["labels"] == [[label, p] for label, p in m.classify(["ABC3"], top=2)[0]]
+        assert server.post("/classify", {})[1]["error"] == "field 'text' is required"
+        assert server.post("/generate", {})[0] == 404
+    finally:
+        server.stop()
+    server = Served(s2s, cwd=folder)
+    try:
+        m = minrnn.load(s2s)
+        status, reply = server.post("/translate", {"text": "abc", "alignments": True})
+        t = m.translations(["abc"], alignments=True).__next__()
+        assert status == 200 and reply["text"] == t.text and reply["written"] == t.written
+        assert np.array_equal(np.array(reply["alignments"]), np.asarray(t.alignments).astype(np.float64))
+        assert reply["svg"].startswith("<svg")
+        status, reply = server.post("/translate", {"text": "abc", "beam": 2, "temperature": 0.5})
+        assert status == 400 and "beam=1" in reply["error"]
+    finally:
+        server.stop()
+
+
+def test_the_server_listens_on_this_machine_unless_told(folder, lm):
+    r = cli("serve", folder / "missing.ckpt", cwd=folder)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "missing.ckpt" in r.stderr
+    p = start("serve", lm, "--host", "0.0.0.0", "--port", "0", cwd=folder)
+    try:
+        first = p.stderr.readline()
+        assert first.startswith("warning: listening on 0.0.0.0") and "--host 127.0.0.1" in first
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=20)
