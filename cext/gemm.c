@@ -607,6 +607,74 @@ MM_AVX2 static void nt_group_avx2_bf16(int ma, int nw, int K, const float *A, pt
     nt_group_avx2_with(ma, nw, K, A, lda, W, ldw, C, ldc, accumulate, 1);
 }
 
+/* AVX-512: two chains in one register, the 8 lanes of a row of A in each half (a pair of rows,
+ * 2 x 8 lanes) against a row of W in both halves, so that each lane of each chain does what the
+ * AVX2 kernel's does, multiply-add for multiply-add, and each half reduces as nt_sum8 does: the
+ * same bits as nt_group_avx2 (test_gemm checks it), twice the lanes per instruction. P pairs of
+ * rows x NT_W rows of W: 2 P NT_W chains in P NT_W registers. */
+#define MM_AVX512NT __attribute__((target("avx2,fma,avx512f")))
+
+MM_AVX512NT static MM_INLINE __m512 nt_pair_avx512(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+}
+
+MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float *A, ptrdiff_t lda, const float *W,
+                                                 ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    __m512 s[2][NT_W], a[2];
+    #pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NT_W; j++) s[p][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        #pragma GCC unroll 8
+        for (int p = 0; p < P; p++)
+            a[p] = nt_pair_avx512(_mm256_loadu_ps(A + 2 * p * lda + k), _mm256_loadu_ps(A + (2 * p + 1) * lda + k));
+        #pragma GCC unroll 8
+        for (int j = 0; j < NT_W; j++) {
+            __m512 w = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(W + j * ldw + k))));
+            #pragma GCC unroll 8
+            for (int p = 0; p < P; p++) s[p][j] = _mm512_fmadd_ps(a[p], w, s[p][j]);
+        }
+    }
+    if (k < K) {                   /* the last K % 8: lanes past K load 0, as in nt_tile_avx2 */
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        #pragma GCC unroll 8
+        for (int p = 0; p < P; p++)
+            a[p] = nt_pair_avx512(_mm256_maskload_ps(A + 2 * p * lda + k, m),
+                                  _mm256_maskload_ps(A + (2 * p + 1) * lda + k, m));
+        #pragma GCC unroll 8
+        for (int j = 0; j < NT_W; j++) {
+            __m256 w8 = _mm256_maskload_ps(W + j * ldw + k, m);
+            __m512 w = nt_pair_avx512(w8, w8);
+            #pragma GCC unroll 8
+            for (int p = 0; p < P; p++) s[p][j] = _mm512_fmadd_ps(a[p], w, s[p][j]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NT_W; j++) {
+            float d0 = nt_sum8(_mm512_castps512_ps256(s[p][j]));
+            float d1 = nt_sum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s[p][j]), 1)));
+            float *c0 = C + 2 * p * ldc + j, *c1 = c0 + ldc;
+            *c0 = accumulate ? *c0 + d0 : d0;
+            *c1 = accumulate ? *c1 + d1 : d1;
+        }
+}
+
+/* Rows of A in fours and pairs against a full group of W; what is left (a last row, a short
+ * group) as nt_group_avx2 does it. float32 weights only. */
+MM_AVX512NT static void nt_group_avx512(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
+                                        ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
+    int i = 0;
+    if (nw == NT_W) {
+        for (; i + 4 <= ma; i += 4) nt_tile_avx512(2, K, A + i * lda, lda, W, ldw, C + i * ldc, ldc, accumulate);
+        for (; i + 2 <= ma; i += 2) nt_tile_avx512(1, K, A + i * lda, lda, W, ldw, C + i * ldc, ldc, accumulate);
+    }
+    if (i < ma) nt_group_avx2_with(ma - i, nw, K, A + i * lda, lda, W, ldw, C + i * ldc, ldc, accumulate, 0);
+}
+
 #endif
 
 /* Group g of the rows of W (columns of C) against every row of A. */
@@ -634,6 +702,7 @@ static void mm_nt_with(nt_kernel kern, int half, int M, int N, int K, const floa
 
 static nt_kernel nt_best_kernel(int half) {
 #if MM_X86
+    if (!half && mm_have_avx512()) return nt_group_avx512;
     if (mm_have_avx2()) return half ? nt_group_avx2_bf16 : nt_group_avx2;
 #endif
     return half ? nt_group_portable_bf16 : nt_group_portable;

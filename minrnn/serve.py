@@ -14,7 +14,6 @@ are one-line JSON {"error": ...} with a 4xx status; the server goes on serving.
 
 import codecs
 import json
-import queue
 import select
 import socket
 import sys
@@ -42,7 +41,7 @@ KINDS = {
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")   # hosts that only this machine reaches
 LENGTHS = ("length", "max_length")   # the fields --max-length holds
-END = object()                       # a job's last event
+POLL = 0.01                          # seconds between two looks at a request's stream
 
 
 class Limits(NamedTuple):
@@ -95,10 +94,11 @@ def reject_constant(name):
 
 
 class Job:
-    """A generation request in the batch: its slot, and the ids it writes as they are drawn."""
+    """A generation request in the batch: its slot (whose `drawn` grows as the batch steps), done
+    once the slot has left the batch, and the error of a step that failed, if one did."""
 
     def __init__(self, slot):
-        self.slot, self.events = slot, queue.Queue()
+        self.slot, self.done, self.error = slot, threading.Event(), None
 
 
 class Batcher(threading.Thread):
@@ -127,18 +127,18 @@ class Batcher(threading.Thread):
                 try:
                     stepped = self.slots.step()
                 except Exception as e:   # a failed step ends the requests in it, not the server
-                    stepped = [(slot, e) for slot in self.slots.slots]
-                    self.slots.leave(lambda s: True)
+                    for slot in self.slots.leave(lambda s: True):
+                        self.jobs[slot].error = e
+                    stepped = [(slot, None) for slot in self.jobs]
             inside = set(self.slots.slots)
-            for slot, token in stepped:
-                if token is not None:
-                    self.jobs[slot].events.put(token)
-                if slot not in inside:   # it left the batch: the job's last event
-                    self.jobs.pop(slot).events.put(END)
+            for slot, _ in stepped:
+                if slot not in inside:   # it left the batch: all it drew is in slot.drawn
+                    self.jobs.pop(slot).done.set()
 
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128   # connections waiting to be accepted: beyond them a client waits a second to retry
 
     def __init__(self, address, m, limits):
         super().__init__(address, Handler)
@@ -229,32 +229,30 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             slot.cancelled = True   # a client gone, or a time out: its stream leaves at the next step
 
-    def ids(self, job):
-        """The ids the job writes, as they are drawn, until it ends; Refused(408) past the time limit."""
-        deadline = time.monotonic() + self.server.limits.timeout
+    def pieces(self, job):
+        """The ids the job writes, a list of those drawn since the last at a time (every POLL
+        seconds: a thread woken for every character of every stream would cost the batch more than
+        its steps), until it ends or the client goes away; Refused(408) past the time limit."""
+        deadline, sent = time.monotonic() + self.server.limits.timeout, 0
         while True:
-            try:
-                left = deadline - time.monotonic()
-                if left < 0:
-                    raise queue.Empty
-                event = job.events.get(timeout=left)
-            except queue.Empty:
-                raise Refused(408, f"the request took more than {self.server.limits.timeout:g} s, this server's "
-                                   "--timeout; ask for fewer characters") from None
-            if event is END:
+            done = job.done.wait(POLL)
+            drawn = job.slot.drawn[sent:]   # the batch only appends: what is there stays
+            sent += len(drawn)
+            if job.error is not None:
+                raise Refused(500, f"internal error: {type(job.error).__name__}: {job.error} (please report it)")
+            if drawn:
+                yield drawn
+            if done or self.gone():
                 return
-            if isinstance(event, Exception):
-                raise Refused(500, f"internal error: {type(event).__name__}: {event} (please report it)")
-            yield event
+            if time.monotonic() > deadline:
+                raise Refused(408, f"the request took more than {self.server.limits.timeout:g} s, this server's "
+                                   "--timeout; ask for fewer characters")
 
     def whole(self, job):
-        ids = []
-        for token in self.ids(job):
-            ids.append(token)
-            if self.gone():
-                return
-        text = self.server.m.vocab.to_bytes(ids).decode("utf-8", "replace")
-        self.reply_json(200, {"text": text, "seed": job.slot.seed})
+        ids = [token for piece in self.pieces(job) for token in piece]
+        if job.done.is_set():
+            text = self.server.m.vocab.to_bytes(ids).decode("utf-8", "replace")
+            self.reply_json(200, {"text": text, "seed": job.slot.seed})
 
     def gone(self):
         """Whether the client closed its side (nothing more to read, ever): checked as ids arrive."""
@@ -267,16 +265,16 @@ class Handler(BaseHTTPRequestHandler):
             return True
 
     def stream(self, job):
-        """Server-Sent Events: each piece of text as it is drawn (data: a JSON string), then an
-        "end" event with the seed, or an "error" event."""
+        """Server-Sent Events: the text as it is drawn, a piece every POLL seconds at most (data: a
+        JSON string), then an "end" event with the seed, or an "error" event."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         decoder, vocab = codecs.getincrementaldecoder("utf-8")("replace"), self.server.m.vocab
         try:
-            for token in self.ids(job):
-                piece = decoder.decode(vocab.to_bytes([token]))
+            for ids in self.pieces(job):
+                piece = decoder.decode(vocab.to_bytes(ids))
                 if piece:
                     self.event("message", json.dumps(piece))
             rest = decoder.decode(b"", final=True)

@@ -119,8 +119,11 @@ CAPTION = {"V": 24, "H": 128, "E": 32, "D": 65, "places": 12, "B": 32, "Td": 7}
 # engine (minrnn/torch_engine.py, one process) on its device (a GPU where torch sees one), same model,
 # batches and rules: the README's "Outgrowing one machine" model, an LSTM of 2 x 256 with embeddings.
 ENGINE = Row("engine", "torch engine, LSTM H=256 L=2 E=64", "lstm", 256, 2)
+# The serve row: python -m minrnn serve's load test (tools/serve_load.py), SERVE_CLIENTS clients at once each
+# streaming SERVE_LENGTH characters from make run's model (an LSTM 256 x 2, embeddings of 64), 3 rounds each.
+SERVE_CLIENTS, SERVE_LENGTH = (1, 8, 32), 500
 ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load",
-                                          "caption", "engine"]
+                                          "caption", "engine", "serve"]
 
 DRAM_PROBE_BYTES = 1 << 30   # the sampling row's second bandwidth probe: 32 times this machine's L3
 VALID_FRAC = 0.1        # the compact row's validation tail: the last 10% of the text
@@ -140,11 +143,13 @@ class Target:
 
     def show(self, x):
         """A measured value in the target's unit."""
+        if self.unit in ("ms", "n"):
+            return f"{x:.1f} ms" if self.unit == "ms" else f"{x:g}"
         return f"{100 * x:.1f}%" if self.unit == "%" else f"{x:.2f}x" if self.unit == "x" else f"{x:.4f} nats"
 
     def text(self):
         limit = f"{100 * self.limit:g}%" if self.unit == "%" else f"{self.limit:g}" + (
-            "x" if self.unit == "x" else " nats")
+            {"x": "x", "ms": " ms", "n": ""}.get(self.unit, " nats"))
         return self.op + limit
 
     def judge(self, result):
@@ -175,7 +180,11 @@ TARGETS = [Target(key, "ratio", ">=", limit, "x", "minrnn / PyTorch c/s")
         Target("load", f"workloads.{name}.speedup", ">=", speedup, "x", f"{name}: 1 thread / default time, idle"),
         Target("load", f"workloads.{name}.slowdown", "<=", 1.5, "x", f"{name}: default / 1 thread time, busy machine"))] + [
     Target("caption", f"kinds.{kind}.ratio", ">=", 1.0, "x", f"captioner ({kind}): minrnn / PyTorch rec/s")
-    for kind in ("additive, fed", "none")]
+    for kind in ("additive, fed", "none")] + [
+    Target("serve", "speedup", ">=", 8, "x", f"serve: {SERVE_CLIENTS[-1]} clients / 1 client chars/s"),
+    Target("serve", f"clients.{SERVE_CLIENTS[-1]}.ttfc_p99_ms", "<=", 250, "ms",
+           f"serve: first character p99, {SERVE_CLIENTS[-1]} clients"),
+    Target("serve", "errors", "<=", 0, "n", "serve: requests that failed")]
 
 # Loss agreement. Before any step: float32 round-off, accumulated over a T-step recurrence and a mean
 # over B*T cross-entropies, stays near 1e-6; 1e-4 leaves room and still catches any real difference
@@ -956,6 +965,46 @@ def engine_row(data, opts):
     return result
 
 
+def serve_row(opts):
+    """tools/serve_load.py against a server of make run's model (--checkpoint's, if given, when it is a
+    language model): chars/s, first-character p50/p99 and errors for each number of clients."""
+    import tempfile
+    from serve_load import load, start_server
+    result = {"row": "serve", "label": "serve, LSTM H=256 L=2 E=64, 500 chars each", "clients": {}}
+    with tempfile.TemporaryDirectory() as folder:
+        text = DATA if os.path.exists(DATA) else os.path.join(folder, "text.txt")
+        if text != DATA:   # synthetic text, as load_text makes it
+            with open(text, "w", encoding="utf-8") as f:
+                f.write("".join(chr(97 + i % 26) for i in np.random.default_rng(SEED).integers(0, V, 200_000)))
+        r = subprocess.run([sys.executable, "-m", "minrnn", "train", text, "--hidden", "256", "--max-iters", "20",
+                            "--eval-every", "20", "--sample-every", "0", "--out", os.path.join(folder, "run")],
+                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        require(r.returncode == 0, f"training the served model failed: {r.stderr[-300:]}")
+        server, port = start_server(os.path.join(folder, "run", "best.ckpt"), THREADS)
+        try:
+            for n in SERVE_CLIENTS:
+                got = load(port, n, SERVE_LENGTH, rounds=2 if opts.quick else 3)
+                got["ttfc_p50_ms"], got["ttfc_p99_ms"] = 1000 * got["ttfc_p50"], 1000 * got["ttfc_p99"]
+                result["clients"][str(n)] = got
+        finally:
+            server.terminate()
+            server.wait()
+    c = result["clients"]
+    result["speedup"] = c[str(SERVE_CLIENTS[-1])]["chars_per_s"] / c["1"]["chars_per_s"]
+    result["errors"] = sum(x["errors"] for x in c.values())
+    return result
+
+
+def print_serve(i, res):
+    target, miss = judged(res, "speedup")
+    for n, c in res["clients"].items():
+        print(table_line(f"{i} serve: {n} client(s), chars/s", fmt_rate(c["chars_per_s"]), "", "", "", "", "",
+                         fmt_cores(res["other_cores"])))
+        print(f"    first character p50 {c['ttfc_p50_ms']:.1f} ms, p99 {c['ttfc_p99_ms']:.1f} ms; errors {c['errors']}")
+    print(table_line(f"  {SERVE_CLIENTS[-1]} clients / 1", "", "", fmt_ratio(res["speedup"]), target, "", "",
+                     fmt_cores(res["other_cores"]), miss))
+
+
 def print_engine(i, res):
     print(table_line(f"{i} {res['label']}", fmt_rate(res["c"]["chars_per_s"]), fmt_rate(res["torch"]["chars_per_s"]),
                      fmt_ratio(res["ratio"]), "for scale", "", "", fmt_cores(res["other_cores"])))
@@ -1011,7 +1060,7 @@ def print_table(results, sgemm, sgemm_others, header):
                      "others"))
     sections = {"sample": print_sample_lines, "compact": print_compact_lines, "streams": print_streams_line,
                 "memory": print_memory, "scaling": print_scaling, "load": print_load, "caption": print_caption,
-                "engine": print_engine}
+                "engine": print_engine, "serve": print_serve}
     for i, key in enumerate(ROW_KEYS, 1):
         res = results.get(key)
         if res is None:
@@ -1173,6 +1222,8 @@ def run(key, data, vocab, opts, sgemm):
         return caption_row(opts)
     if key == "engine":
         return engine_row(data, opts)
+    if key == "serve":
+        return serve_row(opts)
     return train_row(next(r for r in TRAIN_ROWS if r.key == key), data, opts, sgemm)
 
 
