@@ -153,6 +153,7 @@ class Server(ThreadingHTTPServer):
         """What GET /info tells the page: the model, its endpoint and that endpoint's fields."""
         cfg = self.m.model.config
         return {"what": self.task.what, "endpoint": self.task.endpoint, "cell": cfg.cell,
+                "condition": getattr(cfg, "cond", "none"),
                 "hidden": cfg.hidden_size, "vocab": len(self.m.vocab), "labels": self.m.labels,
                 "fields": {name: {"kind": kind, "default": None if default is REQUIRED else default,
                                   "required": default is REQUIRED} for name, (kind, default) in self.task.fields.items()},

@@ -8,6 +8,8 @@ writes into --out, with the real commands:
                       Chromium shows it, each section cut to a few lines so that one window holds all
     gradients.svg     python -m minrnn picture gradients on the text of a 64-unit RNN, LSTM and GRU
                       trained for 300 steps each (into RUN/../images/), and of RUN/best.ckpt
+    serve.png         python -m minrnn serve RUN/best.ckpt's page, after a prime typed and a click (the
+                      text streamed in), as headless Chromium shows it (driven by tests/cdp.py)
 and prints what the pictures say (the units the activations page found, the gradients' fall).
 Needs matplotlib (pip install matplotlib) and Chromium (Debian: apt install chromium).
 """
@@ -76,6 +78,30 @@ def screenshot(chromium, page, out, window):
         shutil.move(shot, out)
 
 
+def serve_screenshot(chromium, ckpt, out):
+    """The server's page with a generation streamed in, typed and clicked as a person would."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from cdp import Browser
+    server = subprocess.Popen([sys.executable, "-m", "minrnn", "serve", str(ckpt), "--port", "0"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        port = re.search(r":(\d+)/", server.stderr.readline()).group(1)
+        with tempfile.TemporaryDirectory() as profile:
+            browser = Browser(chromium, f"http://127.0.0.1:{port}/", profile, window=(WINDOW[0], 600))
+            try:
+                browser.wait_for("document.body && document.body.dataset.ready === '1'")
+                for field, value in (("prime", "The "), ("length", "300"), ("temperature", "0.7"), ("seed", "1")):
+                    browser.type_into(field, value)
+                browser.click("go")
+                browser.wait_for("document.getElementById('status').textContent.includes('characters in')")
+                browser.screenshot(out)
+            finally:
+                browser.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=pathlib.Path, default=pathlib.Path("build/run"), help="make run's run folder")
@@ -108,7 +134,8 @@ def main():
         skip = sum(len(line) + 1 for line in args.text.read_text(encoding="utf-8").split("\n")[:SKIP])
         page.write_text(cut(content, skip, LINES), encoding="utf-8")
         screenshot(chromium, page, args.out / "activations.png", WINDOW)
-    for name in ("loss.svg", "activations.png", "gradients.svg"):
+    serve_screenshot(chromium, ckpt, args.out / "serve.png")
+    for name in ("loss.svg", "activations.png", "gradients.svg", "serve.png"):
         print(f"{args.out / name}: {(args.out / name).stat().st_size / 1000:.0f} KB")
 
 
