@@ -147,16 +147,30 @@ static int gen_step(const gen *s) {
     return minrnn_step_compact(s->cfg, s->precision, s->params, &s->batch, s->state, s->logits, s->model_ws, s->nt);
 }
 
-/* Whether stream b's draws so far end with the stop ids, after it drew `token` as its n-th (from 0). */
-static int gen_stopped(const gen *s, int b, int32_t token, int64_t n) {
-    int K = s->g->stop_length;
+/* Whether a stream's draws so far end with the K stop ids, after it drew `token` as its n-th (from
+ * 0); ring (K) keeps its last K draws. */
+static int stopped(const int32_t *stop, int K, int32_t *ring, int32_t token, int64_t n) {
     if (K == 0) return 0;
-    int32_t *ring = s->tail + (size_t)b * K;
     ring[n % K] = token;
     if (n + 1 < K) return 0;
     for (int i = 0; i < K; i++)   /* draw n - K + 1 + i sits at (n - K + 1 + i) % K */
-        if (ring[(n + 1 + i) % K] != s->g->stop[i]) return 0;
+        if (ring[(n + 1 + i) % K] != stop[i]) return 0;
     return 1;
+}
+
+/* The draw of every generation: from one stream's logits z (V), its n-th draw (from 0). The banned
+ * id is never drawn; the end id ends the stream unwritten (*written -1); any other id is written,
+ * and ends the stream when the draws end with the stop ids. */
+static int draw(float *z, int V, minrnn_sampler *sampler, int32_t banned, int32_t end, const int32_t *stop, int K,
+                int32_t *ring, int64_t n, void *scratch, int32_t *written, int *ended) {
+    if (banned >= 0) z[banned] = -INFINITY;
+    int32_t token;
+    int status = minrnn_sample(z, V, sampler->temperature, sampler->top_k, sampler->top_p, &sampler->rng, scratch,
+                               &token);
+    if (status != MINRNN_OK) return status;
+    *written = token == end ? -1 : token;
+    *ended = token == end || stopped(stop, K, ring, token, n);
+    return MINRNN_OK;
 }
 
 int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
@@ -196,21 +210,74 @@ int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *pa
         for (int b = 0; b < B; b++) {
             out[b] = -1;
             if (s.ended[b]) continue;
-            float *z = s.logits + (size_t)b * V;
-            if (g->banned_id >= 0) z[g->banned_id] = -INFINITY;
-            minrnn_sampler *sampler = &g->samplers[g->num_samplers == 1 ? 0 : b];
-            int32_t token;
-            status = minrnn_sample(z, V, sampler->temperature, sampler->top_k, sampler->top_p, &sampler->rng,
-                                   s.scratch, &token);
+            int32_t written;
+            int ended;
+            status = draw(s.logits + (size_t)b * V, V, &g->samplers[g->num_samplers == 1 ? 0 : b], g->banned_id,
+                          g->end_id, g->stop, g->stop_length, s.tail + (size_t)b * g->stop_length, p->steps,
+                          s.scratch, &written, &ended);
             if (status != MINRNN_OK) return gen_fail(p, status);
-            if (token == g->end_id) {
-                s.ended[b] = 1, p->running--;
-                continue;
-            }
-            out[b] = s.tokens[b] = token;
-            if (gen_stopped(&s, b, token, p->steps)) s.ended[b] = 1, p->running--;
+            if (written >= 0) out[b] = s.tokens[b] = written;
+            if (ended) s.ended[b] = 1, p->running--;
         }
         p->steps++, (*steps)++;
+    }
+    return MINRNN_OK;
+}
+
+/* ---- streams that join a batch at any step */
+
+/* Whether a stream's fields fit a model of V tokens, and where it is is possible. */
+static int stream_ok(const minrnn_stream *s, int V) {
+    if (!s || !s->fed || s->fed_length < 1 || s->read < 0 || s->read > s->fed_length || s->draws < 0) return 0;
+    if (s->end_id < -1 || s->end_id >= V || s->banned_id < -1 || s->banned_id >= V || s->max_length < 0) return 0;
+    if (s->stop_length < 0 || s->stop_length > MINRNN_MAX_STOP || (s->stop_length > 0 && (!s->stop || !s->tail)))
+        return 0;
+    if (s->last < 0 || s->last >= V) return 0;
+    if (!(s->sampler.temperature >= 0.0) || s->sampler.top_k < 0 ||
+        !(s->sampler.top_p > 0.0 && s->sampler.top_p <= 1.0))
+        return 0;
+    for (int i = s->read; i < s->fed_length; i++)
+        if (s->fed[i] < 0 || s->fed[i] >= V) return 0;
+    for (int i = 0; i < s->stop_length; i++)
+        if (s->stop[i] < 0 || s->stop[i] >= V) return 0;
+    return 1;
+}
+
+int minrnn_streams_step(const minrnn_config *cfg, int precision, const void *params, minrnn_stream *const *streams,
+                        int B, const int32_t *labels, const float *vectors, float *state, float *logits,
+                        float *workspace, void *scratch, int32_t *tokens, int num_threads) {
+    int status = minrnn_config_check(cfg);
+    if (status != MINRNN_OK) return status;
+    int V = cfg->vocab_size;
+    if (cfg->task != MINRNN_TASK_LM || B < 1 || !streams || !state || !logits || !workspace || !scratch || !tokens ||
+        (cfg->cond == MINRNN_COND_LABEL && !labels) || (cfg->cond == MINRNN_COND_VECTOR && !vectors))
+        return MINRNN_ERR_ARG;
+    for (int b = 0; b < B; b++) {
+        const minrnn_stream *s = streams[b];
+        if (!stream_ok(s, V)) return MINRNN_ERR_ARG;
+        tokens[b] = s->read < s->fed_length ? s->fed[s->read] : s->last;
+    }
+    minrnn_batch batch = {.B = B, .T = 1, .tokens = tokens, .labels = labels, .vectors = vectors};
+    if ((status = minrnn_step_compact(cfg, precision, params, &batch, state, logits, workspace, num_threads)) !=
+        MINRNN_OK)
+        return status;
+    for (int b = 0; b < B; b++) {
+        minrnn_stream *s = streams[b];
+        tokens[b] = -1;
+        if (s->ended) continue;
+        if (s->read < s->fed_length && ++s->read < s->fed_length) continue;   /* still reading */
+        if (s->draws >= s->max_length) {   /* a stream of no draws: done once fed */
+            s->ended = 1;
+            continue;
+        }
+        int32_t written;
+        int ended;
+        status = draw(logits + (size_t)b * V, V, &s->sampler, s->banned_id, s->end_id, s->stop, s->stop_length,
+                      s->tail, s->draws, scratch, &written, &ended);
+        if (status != MINRNN_OK) return status;
+        s->draws++;
+        if (written >= 0) s->last = tokens[b] = written;
+        s->ended = ended || s->draws >= s->max_length;
     }
     return MINRNN_OK;
 }

@@ -40,7 +40,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.7.0"
+#define MINRNN_VERSION_STRING "0.8.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -50,7 +50,7 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 7
+#define MINRNN_VERSION_MINOR 8
 #define MINRNN_VERSION_PATCH 0
 #define MINRNN_CHECKPOINT_FORMAT 6   /* the checkpoint format this library writes; it also reads 1 to 5 */
 
@@ -466,6 +466,38 @@ int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *p
  * since; after an error in a step or a draw, the generation cannot go on (MINRNN_ERR_ARG). */
 int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
                          void *workspace, int64_t max_steps, int32_t *tokens, int64_t *steps, int num_threads);
+
+/* ---- streams that join a batch at any step and leave it when they end (continuous batching, as
+ * python -m minrnn serve does): each is a generation of one stream, drawing exactly what
+ * minrnn_generate draws for B = 1 with the same fields, whatever else the batch holds (a row of a
+ * step depends on its own inputs alone). From a zero state, a stream is fed its ids one a step,
+ * then draws one a step by the generation loop's rule, fed back the id it writes. */
+typedef struct {
+    const int32_t *fed;        /* (fed_length >= 1) ids fed before the first draw */
+    int32_t fed_length;
+    int32_t end_id;            /* drawing it ends the stream, unwritten; -1: none */
+    int32_t banned_id;         /* never drawn; -1: none */
+    const int32_t *stop;       /* (stop_length <= MINRNN_MAX_STOP) ids whose drawing in a row ends it */
+    int32_t stop_length;
+    int32_t *tail;             /* (stop_length) the caller's memory, where the last draws are kept */
+    int64_t max_length;        /* draws at most, >= 0 */
+    minrnn_sampler sampler;
+    /* where it is: zeros to start; minrnn_streams_step moves them on */
+    int32_t read;              /* fed ids stepped */
+    int32_t last;              /* the last id written: the next input once all are fed */
+    int64_t draws;             /* draws taken (the end id's included) */
+    int32_t ended;             /* 1 once it has ended: it draws no more (remove it from the batch) */
+} minrnn_stream;
+
+/* One step of B streams: streams[b] is row b of state (L, S, B, H) and of the condition (labels (B)
+ * or vectors (B, C) standardized, as minrnn_batch's; NULL for a model without one). Each stream is
+ * fed its next id (an ended one its last, and nothing is drawn for it); each that has then read all
+ * of its fed ids draws. tokens (B): the id each wrote, -1 if none. logits: (B, V) floats;
+ * workspace: minrnn_workspace_size(cfg, B, 1) floats; scratch: minrnn_sample_scratch_size(V) bytes
+ * aligned for a double. params is the block at precision (minrnn_params_compact). */
+int minrnn_streams_step(const minrnn_config *cfg, int precision, const void *params, minrnn_stream *const *streams,
+                        int B, const int32_t *labels, const float *vectors, float *state, float *logits,
+                        float *workspace, void *scratch, int32_t *tokens, int num_threads);
 
 /* ---- checkpoints (format MINRNN_CHECKPOINT_FORMAT; little-endian; see checkpoint.c) */
 /* Write ck to path atomically: a temporary file "<path>.tmp-XXXXXX" in the same folder, then a

@@ -701,57 +701,38 @@ class Generation:
 
 
 class Slot:
-    """One stream that joins a shared batch (Slots) at any step and leaves it when it ends: what
-    Generation(model, 1, fed, max_length, seed, ...) draws, token for token, whatever else the
-    batch steps (a row of a step depends on its own inputs alone, bit for bit: the server's tests
-    check it against `sample`). cond: the stream's condition as Generation takes it for B=1."""
+    """One stream that joins a shared batch (Slots) at any step and leaves it when it ends: a
+    minrnn_stream, which draws what Generation(model, 1, fed, max_length, seed, ...) draws, token for
+    token, whatever else the batch steps (the server's tests check it against `sample`). cond: the
+    stream's condition as Generation takes it for B=1. drawn: the ids it wrote so far."""
 
     def __init__(self, fed, max_length, seed=0, temperature=1.0, top_k=0, top_p=1.0, end=None, banned=None, stop=(),
                  cond=None):
-        self.fed, self.max_length, self.seed, self.rng = list(fed), max_length, seed, Rng(seed)
-        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
-        self.end, self.banned, self.stop, self.cond = end, banned, list(stop), cond
-        self.read = 0          # of the fed ids, how many the batch has stepped
-        self.drawn = []        # every id drawn and output (not the end id)
-        self.draws = 0         # draws taken, the end's included
-        self.ended = max_length == 0 or not self.fed
-        self.cancelled = False   # set by another thread: the batch drops it at its next step
+        self._fed, self._stop = _tokens(fed, "fed", 1), _tokens(list(stop), "stop", 1)
+        self._tail = np.zeros(max(1, self._stop.size), np.int32)
+        c = self.c = ffi.new("minrnn_stream *")
+        c.fed, c.fed_length = _iptr(self._fed), self._fed.size
+        c.end_id, c.banned_id = -1 if end is None else end, -1 if banned is None else banned
+        c.stop, c.stop_length, c.tail = (_iptr(self._stop) if self._stop.size else ffi.NULL), self._stop.size, \
+            _iptr(self._tail)
+        c.max_length = max_length
+        c.sampler.temperature, c.sampler.top_k, c.sampler.top_p = temperature, top_k, top_p
+        lib.minrnn_rng_seed(ffi.addressof(c.sampler, "rng"), seed & (2**64 - 1))
+        self.seed, self.cond, self.drawn, self.cancelled = seed, cond, [], False   # cancelled: set by another thread
 
-    def next_input(self):
-        return self.fed[self.read] if self.read < len(self.fed) else self.drawn[-1]
-
-    def after_step(self, logits, scratch):
-        """Take the step's logits (V,): read on in the fed ids, or draw as minrnn_generate_next does
-        (the banned id never, the end id ends it unwritten, the stop ids end it written, and so does
-        the max_length-th draw). Returns the id written, or None."""
-        if self.read < len(self.fed):
-            self.read += 1
-            if self.read < len(self.fed):
-                return None
-        if self.banned is not None:
-            logits[self.banned] = -np.inf
-        token = ffi.new("int32_t *")
-        check(lib.minrnn_sample(_fptr(logits), logits.size, self.temperature, self.top_k, self.top_p, self.rng.c,
-                                scratch, token), "sample")
-        token, self.draws = int(token[0]), self.draws + 1
-        written = None
-        if token == self.end:
-            self.ended = True
-        else:
-            self.drawn.append(token)
-            written = token
-            self.ended = bool(self.stop) and self.drawn[-len(self.stop):] == self.stop
-        self.ended = self.ended or self.draws >= self.max_length
-        return written
+    @property
+    def ended(self):
+        return bool(self.c.ended) or self.c.max_length == 0
 
 
 class Slots:
-    """Continuous batching: the streams (Slot) of a language model stepped together, one token
-    each per step; a stream joins at the next step and leaves when it ends or is cancelled. The
-    states of the streams in the batch are one (L, S, n, H) array, a row per stream."""
+    """Continuous batching: the streams (Slot) of a language model stepped together by
+    minrnn_streams_step, one token each per step; a stream joins at the next step and leaves when it
+    ends or is cancelled. The states of the streams in the batch are one (L, S, n, H) array, a row
+    per stream."""
 
     def __init__(self, model):
-        self.model, self.slots = model, []
+        self.model, self.slots, self._streams = model, [], None
         self.state = model.zero_state(0)
         self.scratch = ffi.new("double[]", max(1, -(-lib.minrnn_sample_scratch_size(model.outputs) // 8)))
 
@@ -760,27 +741,45 @@ class Slots:
         _condition(self.model.config, None if slot.cond is None else np.asarray(slot.cond)[None], 1)   # checked now
         self.slots.append(slot)
         self.state = np.concatenate([self.state, self.model.zero_state(1)], axis=2)
+        self._streams = None
 
     def step(self):
         """One step of every stream: [(slot, the id it wrote or None)] of the streams in the batch;
         those that ended or were cancelled leave it (their rows with them)."""
         gone = [(s, None) for s in self.leave(lambda s: s.cancelled or s.ended)]   # before any step: length 0
-        if not self.slots:
+        B = len(self.slots)
+        if B == 0:
             return gone
-        tokens = np.array([s.next_input() for s in self.slots], np.int32)
-        cond = None if self.slots[0].cond is None else np.stack([np.asarray(s.cond) for s in self.slots])
-        logits = self.model.step(tokens, self.state, cond)
-        out = [(s, s.after_step(logits[i], self.scratch)) for i, s in enumerate(self.slots)]
+        if self._streams is None:
+            self._streams = ffi.new("minrnn_stream *[]", [s.c for s in self.slots])
+            conds = None if self.slots[0].cond is None else np.stack([np.asarray(s.cond) for s in self.slots])
+            self._cond = _condition(self.model.config, conds, B)
+        tokens, logits = np.empty(B, np.int32), np.empty((B, self.model.outputs), np.float32)
+        cfg, cond = self.model.config, self._cond
+        check(lib.minrnn_streams_step(self.model.c, *self.model.weights(), self._streams, B,
+                                      _iptr(cond) if cfg.cond == "label" else ffi.NULL,
+                                      _fptr(cond) if cfg.cond == "vector" else ffi.NULL, _fptr(self.state),
+                                      _fptr(logits), _fptr(self.model.workspace(B, 1)), self.scratch, _iptr(tokens),
+                                      self.model.call_threads), "streams step")
+        out = []
+        for s, token in zip(self.slots, tokens.tolist()):
+            if token >= 0:
+                s.drawn.append(token)
+            out.append((s, token if token >= 0 else None))
         self.leave(lambda s: s.ended)
         return gone + out
 
     def leave(self, gone):
         """The streams for which gone(slot) holds leave the batch; returns them."""
-        keep = [i for i, s in enumerate(self.slots) if not gone(s)]
-        left = [s for i, s in enumerate(self.slots) if i not in set(keep)]
+        flags = [gone(s) for s in self.slots]
+        if not any(flags):
+            return []
+        keep = [i for i, flag in enumerate(flags) if not flag]
+        left = [s for s, flag in zip(self.slots, flags) if flag]
         if left:
             self.slots = [self.slots[i] for i in keep]
             self.state = np.ascontiguousarray(self.state[:, :, keep])
+            self._streams = None
         return left
 
 

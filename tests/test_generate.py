@@ -71,6 +71,48 @@ def test_the_library_loop_is_the_loop_written_out(drawn):
     assert len(drawn) <= length and all(row.max(initial=0) < model.config.vocab_size for row in drawn)
 
 
+@st.composite
+def joining_streams(draw):
+    """A model, and streams of it each with its own fed ids, length, seed, sampler, stop and
+    condition, each joining a shared batch at its own step."""
+    spec, how, cond_seed = draw(generations())
+    V, n = spec["V"], draw(st.integers(1, 5))
+    streams = [dict(fed=draw(st.lists(st.integers(0, V - 1), min_size=1, max_size=4)), length=draw(st.integers(0, 10)),
+                    seeds=draw(st.integers(0, 2**64 - 1)), temperature=draw(st.sampled_from([0.0, 0.5, 1.0, 2.0])),
+                    top_k=draw(st.integers(0, 3)), top_p=draw(st.sampled_from([1.0, 0.8])), end=how["end"],
+                    banned=how["banned"], stop=draw(st.lists(st.integers(0, V - 1), max_size=2)),
+                    joins=draw(st.integers(0, 6))) for _ in range(n)]
+    return spec, streams, cond_seed, draw(st.sampled_from([1, 2]))
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(joining_streams())
+def test_streams_joining_a_batch_draw_what_each_draws_alone(drawn):
+    # minrnn_streams_step (core.Slots, the server's continuous batching): each stream, whenever it
+    # joins and whoever shares the batch, draws what the loop written out draws for it alone, for
+    # any thread count
+    spec, streams, cond_seed, threads = drawn
+    model = model_of(**spec)
+    rng = np.random.default_rng(cond_seed)
+    for s in streams:
+        s["cond"] = condition_of(spec["cond"], spec["C"], 1, rng)
+    alone = [spec_generate(model, s["fed"], 1, s["length"], s["seeds"], s["temperature"], s["top_k"], s["top_p"],
+                           s["end"], s["banned"], s["stop"], s["cond"])[0] for s in streams]
+    model.threads = threads
+    slots = [core.Slot(s["fed"], s["length"], s["seeds"], s["temperature"], s["top_k"], s["top_p"], s["end"],
+                       s["banned"], s["stop"], None if s["cond"] is None else s["cond"][0]) for s in streams]
+    batch, last_join = core.Slots(model), max(s["joins"] for s in streams)
+    for step in range(100):   # 6 steps of joining, then at most 4 fed ids and 10 draws
+        for s, spec_s in zip(slots, streams):
+            if spec_s["joins"] == step:
+                batch.join(s)
+        batch.step()
+        if step >= last_join and not batch.slots:
+            break
+    assert [s.drawn for s in slots] == alone
+    assert all(s.ended for s in slots) and not batch.slots
+
+
 def test_a_stream_ends_at_its_stop_and_the_others_go_on():
     model = model_of("lstm", 6, 8, 1, 0, "none", 0, seed=4)
     free = core.Generation(model, 3, [0], 40, [1, 2, 3], temperature=1.0).run()

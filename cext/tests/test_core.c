@@ -535,6 +535,76 @@ static void test_generation(void) {
     release(&b);
 }
 
+/* Streams that join a batch at steps 0, 1 and 3 (minrnn_streams_step) draw what a generation of each
+ * alone draws (minrnn_generate with B = 1), and bad streams are refused. */
+#define JOIN_N 3
+static void test_streams_joining_a_batch(void) {
+    minrnn_config c = config(MINRNN_GRU, MINRNN_TANH, GEN_V, 0, 10, 2, 0.0f);
+    bench b = make(c, JOIN_N, 1, 13);
+    for (size_t i = 0; i < b.P; i++) b.params[i] *= 3.0f;
+    const int32_t fed[JOIN_N][3] = {{6, 1, 2}, {3, 0, 0}, {5, 4, 0}};
+    const int32_t fed_length[JOIN_N] = {3, 1, 2}, joins[JOIN_N] = {0, 1, 3}, stop[1] = {2};
+    const int64_t lengths[JOIN_N] = {9, 12, 0};
+    int32_t alone[JOIN_N][16], n_alone[JOIN_N] = {0};
+    for (int k = 0; k < JOIN_N; k++) {   /* each stream alone: the generation loop's draws */
+        minrnn_sampler sampler = {.temperature = 1.0, .top_k = 0, .top_p = 1.0};
+        minrnn_rng_seed(&sampler.rng, 40 + k);
+        minrnn_generation g = {.B = 1, .prime = fed[k], .prime_length = fed_length[k], .end_id = 7, .banned_id = 6,
+                               .stop = stop, .stop_length = 1, .max_length = lengths[k], .samplers = &sampler,
+                               .num_samplers = 1};
+        void *work = malloc(minrnn_generate_workspace_size(&c, &g));
+        int32_t drawn[16];
+        int64_t steps;
+        CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 1) == MINRNN_OK, "start %d", k);
+        CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, b.params, &g, work, 16, drawn, &steps, 1) == MINRNN_OK, "next");
+        for (int64_t i = 0; i < steps; i++)
+            if (drawn[i] >= 0) alone[k][n_alone[k]++] = drawn[i];
+        free(work);
+    }
+    minrnn_stream streams[JOIN_N];
+    int32_t tails[JOIN_N], got[JOIN_N][16], n_got[JOIN_N] = {0}, tokens[JOIN_N];
+    for (int k = 0; k < JOIN_N; k++) {
+        streams[k] = (minrnn_stream){.fed = fed[k], .fed_length = fed_length[k], .end_id = 7, .banned_id = 6,
+                                     .stop = stop, .stop_length = 1, .tail = &tails[k], .max_length = lengths[k],
+                                     .sampler = {.temperature = 1.0, .top_k = 0, .top_p = 1.0}};
+        minrnn_rng_seed(&streams[k].sampler.rng, 40 + k);
+    }
+    /* the batch: the streams that have joined, in the order they joined; rows stay where they are (an
+     * ended stream is stepped on, drawing nothing), a new one's state row starts at zero */
+    size_t state_size = minrnn_state_size(&c, JOIN_N);
+    float *state = calloc(state_size, sizeof(float)), *moved = calloc(state_size, sizeof(float));
+    void *scratch = malloc(minrnn_sample_scratch_size(GEN_V));
+    minrnn_stream *batch[JOIN_N];
+    int n = 0, H = 10, L = 2;
+    for (int step = 0; step < 30; step++) {
+        for (int k = 0; k < JOIN_N; k++)
+            if (joins[k] == step) {   /* widen the (L, 1, n, H) state to n + 1 rows, the new one zero */
+                memset(moved, 0, state_size * sizeof(float));
+                for (int l = 0; l < L; l++)
+                    memcpy(moved + (size_t)l * (n + 1) * H, state + (size_t)l * n * H, (size_t)n * H * sizeof(float));
+                memcpy(state, moved, state_size * sizeof(float));
+                batch[n++] = &streams[k];
+            }
+        CHECK(minrnn_streams_step(&c, MINRNN_FLOAT32, b.params, batch, n, NULL, NULL, state, b.logits, b.work, scratch,
+                                  tokens, 1 + step % 2) == MINRNN_OK, "streams step %d", step);
+        for (int i = 0; i < n; i++)
+            if (tokens[i] >= 0) got[batch[i] - streams][n_got[batch[i] - streams]++] = tokens[i];
+    }
+    for (int k = 0; k < JOIN_N; k++)
+        CHECK(streams[k].ended && n_got[k] == n_alone[k] && !memcmp(got[k], alone[k], (size_t)n_alone[k] * 4),
+              "stream %d: %d tokens in the batch, %d alone", k, n_got[k], n_alone[k]);
+    minrnn_stream bad = streams[0];
+    bad.fed_length = 0;
+    minrnn_stream *one[1] = {&bad};
+    CHECK(minrnn_streams_step(&c, MINRNN_FLOAT32, b.params, one, 1, NULL, NULL, state, b.logits, b.work, scratch,
+                              tokens, 1) == MINRNN_ERR_ARG, "no fed ids");
+    bad = streams[0], bad.stop_length = 1, bad.tail = NULL;
+    CHECK(minrnn_streams_step(&c, MINRNN_FLOAT32, b.params, one, 1, NULL, NULL, state, b.logits, b.work, scratch,
+                              tokens, 1) == MINRNN_ERR_ARG, "a stop without a tail");
+    free(state), free(moved), free(scratch);
+    release(&b);
+}
+
 int main(void) {
     test_version_and_errors();
     test_config_and_sizes();
@@ -549,6 +619,7 @@ int main(void) {
     test_padding_changes_nothing();
     test_compact_step();
     test_generation();
+    test_streams_joining_a_batch();
     printf("test_core: %s\n", failures ? "FAILED" : "ok");
     return failures != 0;
 }
