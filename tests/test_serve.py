@@ -207,3 +207,43 @@ def test_the_server_listens_on_this_machine_unless_told(folder, lm):
     finally:
         p.send_signal(signal.SIGINT)
         p.communicate(timeout=20)
+
+
+def test_a_captioner_and_a_model_of_vectors_answer_as_the_api_does(folder):
+    # /caption takes one grid as numbers ((L, D), or (Hg, Wg, D) with a picture), /predict one
+    # sequence of vectors ((T, D)); each the API's answer, and a wrong array a 400 naming the field
+    rng = np.random.default_rng(3)
+    grids = rng.standard_normal((60, 1, 4, 6))
+    (folder / "captions.txt").write_text("".join(("one two\n", "two\n", "three one\n")[i % 3] for i in range(60)))
+    np.save(folder / "grids.npy", grids)
+    x, y = rng.standard_normal((60, 5, 3)), rng.integers(0, 2, 60)
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y)
+    tiny = dict(hidden=12, layers=1, batch_size=8, sample_every=0, eval_every=10, max_iters=10, quiet=True)
+    cap = minrnn.train(folder / "captions.txt", out=folder / "cap", grid=str(folder / "grids.npy"), **tiny)
+    vec = minrnn.train(out=folder / "vec", inputs=str(folder / "x.npy"), targets=str(folder / "y.npy"),
+                       task="classify", **tiny)
+    server = Served(cap, cwd=folder)
+    try:
+        m = minrnn.load(cap)
+        status, reply = server.post("/caption", {"grid": grids[5].tolist(), "alignments": True})
+        t = next(m.captions(grids[5:6], alignments=True))
+        assert status == 200 and reply["text"] == t.text and reply["written"] == t.written
+        assert reply["svg"].startswith("<svg")   # the places' geometry: the grid's (1, 4)
+        assert server.post("/caption", {"grid": grids[5, 0].tolist()})[1]["text"] == t.text   # (L, D)
+        status, reply = server.post("/caption", {"grid": [[1, 2], [3]]})
+        assert status == 400 and reply["error"].startswith("grid")
+    finally:
+        server.stop()
+    server = Served(vec, cwd=folder)
+    try:
+        m = minrnn.load(vec)
+        status, reply = server.post("/predict", {"inputs": x[7].tolist()})
+        assert status == 200 and reply["labels"] == m.labels
+        assert np.allclose(reply["outputs"], m.predict(x[7:8])[0], rtol=0, atol=0)   # the same numbers, as JSON
+        status, reply = server.post("/predict", {"inputs": x[:2].tolist()})
+        assert status == 400 and "one sequence" in reply["error"]
+        status, reply = server.post("/predict", {"inputs": [[1.0, 2.0]]})
+        assert status == 400 and "3" in reply["error"], reply
+    finally:
+        server.stop()
