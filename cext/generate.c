@@ -274,7 +274,10 @@ int minrnn_streams_step(const minrnn_config *cfg, int precision, const void *par
         int ended;
         status = draw(logits + (size_t)b * V, V, &s->sampler, s->banned_id, s->end_id, s->stop, s->stop_length,
                       s->tail, s->draws, scratch, &written, &ended);
-        if (status != MINRNN_OK) return status;
+        if (status != MINRNN_OK) {   /* this stream's logits, say, are not finite: it ends, the others go on */
+            s->status = status, s->ended = 1;
+            continue;
+        }
         s->draws++;
         if (written >= 0) s->last = tokens[b] = written;
         s->ended = ended || s->draws >= s->max_length;

@@ -487,12 +487,15 @@ typedef struct {
     int32_t last;              /* the last id written: the next input once all are fed */
     int64_t draws;             /* draws taken (the end id's included) */
     int32_t ended;             /* 1 once it has ended: it draws no more (remove it from the batch) */
+    int32_t status;            /* MINRNN_OK, or the error its draw met (it has ended then: logits
+                                  that are not finite, say); the other streams go on */
 } minrnn_stream;
 
 /* One step of B streams: streams[b] is row b of state (L, S, B, H) and of the condition (labels (B)
  * or vectors (B, C) standardized, as minrnn_batch's; NULL for a model without one). Each stream is
  * fed its next id (an ended one its last, and nothing is drawn for it); each that has then read all
- * of its fed ids draws. tokens (B): the id each wrote, -1 if none. logits: (B, V) floats;
+ * of its fed ids draws. tokens (B): the id each wrote, -1 if none. A draw that fails ends its stream
+ * alone (its status says why). logits: (B, V) floats;
  * workspace: minrnn_workspace_size(cfg, B, 1) floats; scratch: minrnn_sample_scratch_size(V) bytes
  * aligned for a double. params is the block at precision (minrnn_params_compact). */
 int minrnn_streams_step(const minrnn_config *cfg, int precision, const void *params, minrnn_stream *const *streams,

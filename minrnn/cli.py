@@ -320,15 +320,41 @@ def cmd_train(args):
         except ValueError as e:
             raise UserError(str(e)) from None
     engine = engine_and_device(args.engine, args.device)
-    return Run(given, args.input, args.out, args.resume or restarted(args), args.max_time, args.threads,
-               engine=engine).run()
+    run = Run(given, args.input, args.out, args.resume or restarted(args), args.max_time, args.threads,
+              engine=engine)
+    job = torchrun_job()
+    if job and os.environ.get("RANK") == "0":   # what restarted() checks when torchrun starts this again
+        write_atomically(os.path.join(args.out, TORCHRUN_JOB), job.encode())
+    return run.run()
+
+
+TORCHRUN_JOB = "torchrun-job"   # in a run folder: the torchrun job that last trained it
+
+
+def torchrun_job():
+    """What names this torchrun job across its restarts: the process id and start time of its agent
+    (every attempt's parent); None outside torchrun."""
+    if "TORCHELASTIC_RESTART_COUNT" not in os.environ:
+        return None
+    try:
+        with open(f"/proc/{os.getppid()}/stat") as f:
+            return f"{os.getppid()} {f.read().rsplit(')', 1)[1].split()[19]}"   # field 22: its start time
+    except (OSError, IndexError):
+        return None
 
 
 def restarted(args):
-    """Whether torchrun restarts this job (--max-restarts) after a failure, and its run has a
-    checkpoint to resume from: then the same command resumes, as --resume would."""
+    """Whether torchrun restarts this job (--max-restarts) after a failure, and this job wrote the run's
+    checkpoint: then the same command resumes, as --resume would (a run another job left there is
+    refused, as without torchrun)."""
     again = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") not in ("", "0")
-    return args.engine == "torch" and again and os.path.exists(os.path.join(args.out, "latest.ckpt"))
+    if args.engine != "torch" or not again or not os.path.exists(os.path.join(args.out, "latest.ckpt")):
+        return False
+    try:
+        with open(os.path.join(args.out, TORCHRUN_JOB)) as f:
+            return f.read() == torchrun_job()
+    except OSError:
+        return False
 
 
 def trained_for(args):

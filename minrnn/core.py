@@ -724,6 +724,11 @@ class Slot:
     def ended(self):
         return bool(self.c.ended) or self.c.max_length == 0
 
+    @property
+    def error(self):
+        """The MinrnnError that ended it (its draw failed: logits that are not finite), or None."""
+        return MinrnnError(self.c.status, "sample") if self.c.status else None
+
 
 class Slots:
     """Continuous batching: the streams (Slot) of a language model stepped together by

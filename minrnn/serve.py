@@ -14,6 +14,7 @@ are one-line JSON {"error": ...} with a 4xx status; the server goes on serving.
 
 import codecs
 import json
+import secrets
 import select
 import socket
 import sys
@@ -35,10 +36,25 @@ KINDS = {
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "condition": (lambda v: isinstance(v, str) or (isinstance(v, list) and all(KINDS["number"][0](x) for x in v)),
-                  "a label (a string) or a list of numbers"),
-    "numbers": (lambda v: isinstance(v, list), "an array of numbers"),
+    "condition": (lambda v: isinstance(v, str) or numbers(v, 1), "a label (a string) or a list of numbers"),
+    "numbers": (lambda v: numbers(v, 4), "an array of numbers (at most 4 deep)"),
 }
+
+
+def numbers(v, depth):
+    """Whether v is a list of numbers that float64 holds, or of such lists, at most `depth` deep."""
+    if not isinstance(v, list) or depth == 0:
+        return False
+    for x in v:
+        if isinstance(x, list):
+            if not numbers(x, depth - 1):
+                return False
+        elif isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, int) and abs(x) >= 2**1023):
+            return False
+    return True
+
+
+MAX_BEAM = 64   # beams a request may ask for: a search holds the model (and every stream) while it runs
 LOOPBACK = ("127.0.0.1", "localhost", "::1")   # hosts that only this machine reaches
 LENGTHS = ("length", "max_length")   # the fields --max-length holds
 PIECE = 0.025   # seconds at least between two pieces of a stream: a thread woken for every character of
@@ -77,16 +93,26 @@ def checked(task, body, limits):
             value = default
         elif not KINDS[kind][0](value):
             raise Refused(400, f"field {name!r}: expected {KINDS[kind][1]}, not {json.dumps(value)[:40]}")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise Refused(400, f"field {name!r}: not Unicode text (a lone surrogate, \\ud800 to \\udfff)") from None
+            if len(value) > limits.max_length:
+                raise Refused(400, f"field {name!r}: {len(value)} characters, more than this server's --max-length "
+                                   f"{limits.max_length}")
         request[name] = value
     for name in LENGTHS:
         if name in request and request[name] > limits.max_length:
-            raise Refused(400, f"field {name!r}: {request[name]} is above this server's --max-length "
+            raise Refused(400, f"field {name!r}: {str(request[name])[:30]} is above this server's --max-length "
                                f"{limits.max_length}; ask for fewer")
+    if request.get("beam", 1) > MAX_BEAM:
+        raise Refused(400, f"field 'beam': at most {MAX_BEAM} on this server")
     for name, value in request.items():
         try:
             check_use(**{name: value} if name in USE else {})
         except UserError as e:
-            raise Refused(400, f"field {name!r}: {str(e).split(': ', 1)[-1]}") from None
+            raise Refused(400, f"field {name!r}: {str(e).split(': ', 1)[-1][:200]}") from None
     return request
 
 
@@ -110,6 +136,7 @@ class Batcher(threading.Thread):
         super().__init__(daemon=True, name="minrnn-batcher")
         self.slots, self.lock = core.Slots(model), lock
         self.joining, self.jobs, self.wake = [], {}, threading.Condition()
+        self.largest = 0   # the most streams one step has held: /info tells it
 
     def submit(self, job):
         with self.wake:
@@ -122,25 +149,34 @@ class Batcher(threading.Thread):
                 while not self.joining and not self.slots.slots:
                     self.wake.wait()
                 joining, self.joining = self.joining, []
-            with self.lock:
-                for job in joining:
-                    self.jobs[job.slot] = job
-                    self.slots.join(job.slot)
-                try:
-                    stepped = self.slots.step()
-                except Exception as e:   # a failed step ends the requests in it, not the server
-                    for slot in self.slots.leave(lambda s: True):
-                        self.jobs[slot].error = e
-                    stepped = [(slot, None) for slot in self.jobs]
-            inside = set(self.slots.slots)
-            for slot, token in stepped:
-                job = self.jobs[slot]
-                if slot not in inside:   # it left the batch: all it drew is in slot.drawn
-                    del self.jobs[slot]
+            try:
+                self.step(joining)
+            except Exception as e:   # a bug: it ends the requests in the batch, not the server
+                for job in list(self.jobs.values()) + joining:
+                    job.error = job.error or e
                     job.done.set()
                     job.fresh.set()
-                elif token is not None and not job.fresh.is_set():
-                    job.fresh.set()
+                self.slots.leave(lambda s: True)
+                self.jobs = {}
+
+    def step(self, joining):
+        """The joining requests join the batch, which steps once; each request that left it is done."""
+        with self.lock:
+            for job in joining:
+                self.jobs[job.slot] = job
+                self.slots.join(job.slot)
+            stepped = self.slots.step()
+        self.largest = max(self.largest, len(stepped))
+        inside = set(self.slots.slots)
+        for slot, token in stepped:
+            job = self.jobs[slot]
+            if slot not in inside:   # it left the batch: all it drew is in slot.drawn
+                del self.jobs[slot]
+                job.error = slot.error
+                job.done.set()
+                job.fresh.set()
+            elif token is not None and not job.fresh.is_set():
+                job.fresh.set()
 
 
 class Server(ThreadingHTTPServer):
@@ -163,9 +199,11 @@ class Server(ThreadingHTTPServer):
                 "condition": getattr(cfg, "cond", "none"),
                 "hidden": cfg.hidden_size, "vocab": len(self.m.vocab), "labels": self.m.labels,
                 "fields": {name: {"kind": kind, "default": None if default is REQUIRED else default,
-                                  "required": default is REQUIRED} for name, (kind, default) in self.task.fields.items()},
+                                  "required": default is REQUIRED}
+                           for name, (kind, default) in self.task.fields.items()},
                 "max_length": self.limits.max_length,
-                "streams": len(self.batcher.slots.slots)}   # generations in the batch now
+                "streams": len(self.batcher.slots.slots),   # generations in the batch now
+                "largest_batch": self.batcher.largest}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -173,8 +211,18 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"   # one request per connection: a streamed reply ends when it closes
     disable_nagle_algorithm = True  # each piece of a stream leaves at once, not after the last one's ACK
 
-    def log_message(self, format, *args):   # one line per request on stderr, as http.server does, but quieter
-        pass
+    def setup(self):
+        self.timeout = self.server.limits.timeout   # for every read and write: a request's head included
+        super().setup()
+
+    def log_message(self, format, *args):   # http.server logs every request on stderr: a server for one's
+        pass                                # own machine stays quiet
+
+    def not_allowed(self):
+        self.refuse(405, f"{self.command} is not a method of this server: GET / or /info, POST "
+                         f"/{self.server.task.endpoint}")
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = not_allowed
 
     def do_GET(self):
         if self.path in ("/", "/index.html"):
@@ -189,18 +237,28 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != f"/{server.task.endpoint}":
             return self.reply_json(404, {"error": f"this model answers POST /{server.task.endpoint}, not {self.path}"})
         if not server.gate.acquire(blocking=False):
-            return self.reply_json(429, {"error": f"{server.limits.max_requests} requests are in progress, this "
-                                                  "server's --max-requests; try again in a moment"})
+            return self.refuse(429, f"{server.limits.max_requests} requests are in progress, this server's "
+                                    "--max-requests; try again in a moment")
         try:
             self.answer(self.request_of())
         except Refused as e:
-            self.reply_json(e.status, {"error": str(e)})
+            self.refuse(e.status, str(e))
         except (UserError, core.MinrnnError) as e:
-            self.reply_json(400, {"error": str(e)})
-        except (BrokenPipeError, ConnectionResetError):
+            self.refuse(400, str(e))
+        except OSError:   # the client went away, or stopped reading for --timeout seconds
             pass
+        except Exception as e:   # a bug: one line for the client and one for whoever runs the server
+            print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            self.refuse(500, f"internal error: {type(e).__name__}: {e} (please report it)")
         finally:
             server.gate.release()
+
+    def refuse(self, status, message):
+        """The one-line JSON error, unless the client has gone."""
+        try:
+            self.reply_json(status, {"error": message[:300]})
+        except OSError:
+            pass
 
     def request_of(self):
         """The request's fields, checked, from its JSON body."""
@@ -208,21 +266,25 @@ class Handler(BaseHTTPRequestHandler):
         try:
             size = int(self.headers.get("Content-Length", ""))
         except ValueError:
-            raise Refused(411, "give the body's size in a Content-Length header") from None
-        if size > limits.max_body or size < 0:
-            self.close_connection = True
+            raise Refused(411, "give the body's size in bytes in a Content-Length header") from None
+        if size < 0:
+            raise Refused(400, f"Content-Length {size}: give the body's size in bytes")
+        if size > limits.max_body:
             raise Refused(413, f"the body has {size} bytes, more than this server's --max-body {limits.max_body}")
-        self.connection.settimeout(limits.timeout)
         try:
             body = json.loads(self.rfile.read(size).decode("utf-8"), parse_constant=reject_constant)
         except (UnicodeDecodeError, ValueError) as e:
             raise Refused(400, f"the body is not JSON: {e}") from None
+        except RecursionError:
+            raise Refused(400, "the body is not JSON this server reads: arrays or objects nested too deep") from None
         except socket.timeout:   # TimeoutError since Python 3.10
             raise Refused(408, f"the body did not arrive within {limits.timeout:g} s (--timeout)") from None
         return checked(self.server.task, body, limits)
 
     def answer(self, request):
         server = self.server
+        if request.get("seed", 0) is None:   # drawn here below 2^53, which a browser's numbers hold exactly
+            request["seed"] = secrets.randbits(53)
         with server.lock:   # the task's checks and the API's calls read the model
             slot = server.task.slot(server.m, request)
             reply = None if slot is not None else server.task.answer(server.m, request)
@@ -251,6 +313,9 @@ class Handler(BaseHTTPRequestHandler):
             done, first = job.done.is_set(), False
             drawn = job.slot.drawn[sent:]   # the batch only appends: what is there stays
             sent += len(drawn)
+            if isinstance(job.error, core.MinrnnError):   # its own draw failed: the others went on
+                raise Refused(400, f"drawing failed after {len(job.slot.drawn)} characters: {job.error} (the "
+                                   "model's outputs for this request are not finite numbers)")
             if job.error is not None:
                 raise Refused(500, f"internal error: {type(job.error).__name__}: {job.error} (please report it)")
             if drawn:
@@ -268,14 +333,15 @@ class Handler(BaseHTTPRequestHandler):
             self.reply_json(200, {"text": text, "seed": job.slot.seed})
 
     def gone(self):
-        """Whether the client closed its side (nothing more to read, ever): checked as ids arrive."""
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return self.connection.recv(1, 0x2) == b""   # MSG_PEEK: the end of its stream
-        except OSError:
-            return True
+        """Whether the client closed its side: checked as pieces are drawn. Whatever it sent after
+        the request (nothing should come) is read and dropped on the way to the end of its stream."""
+        while select.select([self.connection], [], [], 0)[0]:
+            try:
+                if not self.connection.recv(4096):
+                    return True
+            except OSError:
+                return True
+        return False
 
     def stream(self, job):
         """Server-Sent Events: the text as it is drawn, a piece every PIECE seconds at most (data: a
@@ -314,7 +380,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(m, host, port, limits, ready=sys.stderr):
     """Serve minrnn.load's model m on host:port until Ctrl-C."""
-    server = Server((host, port), m, limits)
+    kind = type("Server6", (Server,), {"address_family": socket.AF_INET6}) if ":" in host else Server
+    server = kind((host, port), m, limits)
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {m.task.what} on http://{shown}:{server.server_address[1]}/ (POST /{m.task.endpoint}); "
           "Ctrl-C stops", file=ready, flush=True)

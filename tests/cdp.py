@@ -29,17 +29,21 @@ class Browser:
             stderr=subprocess.DEVNULL, start_new_session=True)
         os.close(to_browser)
         os.close(from_browser)
-        self.timeout, self.next_id, self.buffer = timeout, 0, b""
-        target = self.call("Target.createTarget", url=url)["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        self.call("Emulation.setDeviceMetricsOverride", width=window[0], height=window[1], deviceScaleFactor=1,
-                  mobile=False)   # the page's viewport: the window's size, whatever the browser's frame takes
+        self.timeout, self.next_id, self.buffer, self.session = timeout, 0, b"", None
+        try:
+            target = self.call("Target.createTarget", url=url)["targetId"]
+            self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            self.call("Emulation.setDeviceMetricsOverride", width=window[0], height=window[1], deviceScaleFactor=1,
+                      mobile=False)   # the page's viewport: the window's size, whatever the browser's frame takes
+        except BaseException:   # no browser left behind
+            self.close()
+            raise
 
     def call(self, method, session=None, **params):
         """The result of one protocol command (in the page's session once attached)."""
         self.next_id += 1
         message = {"id": self.next_id, "method": method, "params": params}
-        if session or getattr(self, "session", None):
+        if session or self.session:
             message["sessionId"] = session or self.session
         os.write(self.commands, json.dumps(message).encode() + b"\0")
         deadline = time.monotonic() + self.timeout

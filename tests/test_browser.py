@@ -182,9 +182,9 @@ def test_the_servers_page_streams_what_sample_draws_and_pictures_the_attention(t
     tiny = dict(hidden=24, layers=1, batch_size=8, seq_len=16, sample_every=0, eval_every=20, quiet=True)
     lm = minrnn.train(tmp_path / "t.txt", out=tmp_path / "lm", max_iters=40, **tiny)
     s2s = minrnn.train(tmp_path / "pairs.tsv", out=tmp_path / "s2s", task="seq2seq", max_iters=20, **tiny)
-    server = Served(lm, cwd=tmp_path)
-    browser = Browser(CHROMIUM, f"http://127.0.0.1:{server.port}/", tmp_path / "profile")
+    server, browser = Served(lm, cwd=tmp_path), None
     try:
+        browser = Browser(CHROMIUM, f"http://127.0.0.1:{server.port}/", tmp_path / "profile")
         browser.wait_for("document.body.dataset.ready === '1'")
         for field, value in (("prime", "The "), ("length", "120"), ("temperature", "0.9"), ("seed", "11")):
             browser.type_into(field, value)
@@ -197,11 +197,12 @@ def test_the_servers_page_streams_what_sample_draws_and_pictures_the_attention(t
         width, height, rows = read_png(tmp_path / "lm.png")
         assert (width, height) == (900, 700) and len({p for row in rows for p in row}) > 2
     finally:
-        browser.close()
+        if browser:
+            browser.close()
         server.stop()
-    server = Served(s2s, cwd=tmp_path)
-    browser = Browser(CHROMIUM, f"http://127.0.0.1:{server.port}/", tmp_path / "profile2")
+    server, browser = Served(s2s, cwd=tmp_path), None
     try:
+        browser = Browser(CHROMIUM, f"http://127.0.0.1:{server.port}/", tmp_path / "profile2")
         browser.wait_for("document.body.dataset.ready === '1'")
         browser.type_into("text", "abc")
         browser.click("go")
@@ -210,5 +211,6 @@ def test_the_servers_page_streams_what_sample_draws_and_pictures_the_attention(t
         assert browser.js("document.getElementById('out').textContent") == want
         assert browser.js("document.querySelectorAll('#picture svg rect').length") > 0
     finally:
-        browser.close()
+        if browser:
+            browser.close()
         server.stop()

@@ -52,7 +52,14 @@ def test_each_request_draws_what_sample_draws_alone_and_among_16_clients(folder,
         # no seed: one is drawn, and the reply says which, so that it draws the same again
         status, reply = server.post("/generate", {"prime": "The ", "length": 30})
         assert reply["text"] == alone(m, {"prime": "The ", "length": 30, "seed": reply["seed"]})
-        # 16 clients at once, each joining the batch when it arrives: each draws what it draws alone
+        # 16 clients at once, each joining the batch when it arrives: each draws what it draws alone.
+        # A long stream runs meanwhile (its client closes once they are done), so that they are
+        # batched with it and with each other whatever the scheduler does: /info counts the most
+        # streams a step held
+        anchor = socket.create_connection(("127.0.0.1", server.port))
+        body = json.dumps({"length": 5000, "seed": 1, "stream": True}).encode()
+        anchor.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert anchor.recv(12).startswith(b"HTTP/1.0 200")
         many = [dict(r, seed=100 + i, length=r.get("length", 200) + 3 * i) for i, r in enumerate(REQUESTS * 2)]
         replies, go = [None] * len(many), threading.Barrier(len(many))
 
@@ -65,7 +72,11 @@ def test_each_request_draws_what_sample_draws_alone_and_among_16_clients(folder,
         for t in threads:
             t.join(60)
         assert replies == [alone(m, r) for r in many]
-        assert server.streams() == 0
+        assert json.loads(server.get("/info")[1])["largest_batch"] >= 2
+        anchor.close()
+        deadline = time.monotonic() + 10
+        while server.streams() != 0:   # the anchor's stream leaves at a step after its client closed
+            assert time.monotonic() < deadline
     finally:
         server.stop()
 
@@ -104,6 +115,12 @@ def test_a_conditioned_record_model_draws_what_generate_draws(folder):
     (b'{"condition": "up"}', 400, "no condition"),
     (b'{"prime": "\\u00e9\\u00e9\\u00e9"}', 200, None),   # characters outside the vocabulary: skipped, as sample does
     (b"\xff\xfe", 400, "not JSON"),
+    (b"[" * 5000 + b"]" * 5000, 400, "nested too deep"),
+    (b'{"prime": "\\ud800"}', 400, "field 'prime': not Unicode"),
+    (b'{"stop": "a\\udfffb"}', 400, "field 'stop': not Unicode"),
+    (b'{"prime": "' + b"a" * 5001 + b'"}', 400, "field 'prime': 5001 characters"),
+    (b'{"seed": ' + b"9" * 400 + b"}", 400, "field 'seed'"),
+    (b'{"condition": [' + b"9" * 400 + b"]}", 400, "field 'condition'"),
 ])
 def test_a_bad_request_is_a_4xx_with_one_line_and_the_server_goes_on(folder, lm, body, status, words):
     server = Served(lm, "--max-length", "5000", cwd=folder)
@@ -138,7 +155,16 @@ def test_the_limits_each_answer_with_their_4xx(folder, lm):
         # a request that takes longer than --timeout
         status, reply = server.post("/generate", {"length": 1000000, "seed": 1})
         assert status == 408 and "--timeout" in reply["error"]
-        assert server.streams() == 0
+        deadline = time.monotonic() + 10
+        while server.streams() != 0:   # it leaves at the next step
+            assert time.monotonic() < deadline
+        # a request's head that never ends: the connection closes after --timeout, and others go on
+        half = socket.create_connection(("127.0.0.1", server.port))
+        half.sendall(b"POST /generate HTTP/1.0\r\nContent-Le")
+        half.settimeout(10)
+        started = time.monotonic()
+        assert half.recv(4096) == b"" and time.monotonic() - started < 8
+        half.close()
         # a body that never arrives
         slow = socket.create_connection(("127.0.0.1", server.port))
         slow.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: 50\r\n\r\n{")
@@ -162,6 +188,8 @@ def test_a_client_that_goes_away_frees_its_stream(folder, lm):
                 assert time.monotonic() < deadline
             if stream:
                 assert c.recv(100)
+            else:   # bytes after the request (none should come) do not hide the end of the client's stream
+                c.sendall(b"\r\n")
             c.close()
             while server.streams() != 0:   # gone at a later step: not the 10 million characters asked for
                 assert time.monotonic() < deadline, stream
@@ -245,5 +273,43 @@ def test_a_captioner_and_a_model_of_vectors_answer_as_the_api_does(folder):
         assert status == 400 and "one sequence" in reply["error"]
         status, reply = server.post("/predict", {"inputs": [[1.0, 2.0]]})
         assert status == 400 and "3" in reply["error"], reply
+    finally:
+        server.stop()
+
+
+def test_requests_that_are_not_even_http_requests_of_ours(folder, lm):
+    # a negative Content-Length, a method the server does not have, a client that leaves mid-head:
+    # a one-line JSON 4xx (or nothing, for one who left), never a traceback on the server's side
+    server = Served(lm, cwd=folder)
+    try:
+        for head, status, words in ((b"POST /generate HTTP/1.0\r\nContent-Length: -5\r\n\r\n", 400, b"Content-Length"),
+                                    (b"POST /generate HTTP/1.0\r\n\r\n", 411, b"Content-Length"),
+                                    (b"PUT /generate HTTP/1.0\r\nContent-Length: 0\r\n\r\n", 405, b"PUT")):
+            c = socket.create_connection(("127.0.0.1", server.port))
+            c.sendall(head)
+            c.settimeout(10)
+            answer = b"".join(iter(lambda: c.recv(4096), b""))
+            c.close()
+            assert answer.startswith(b"HTTP/1.0 %d" % status) and words in answer, answer
+            assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        for _ in range(5):
+            c = socket.create_connection(("127.0.0.1", server.port))
+            c.sendall(b"POST /generate HTTP/1.0\r\nContent-Le")
+            c.close()
+        assert server.post("/generate", {"length": 3, "seed": 1})[0] == 200
+    finally:
+        server.stop()   # and no traceback on its stderr
+
+
+def test_a_feature_conditioned_model_refuses_a_condition_float32_cannot_hold(folder):
+    np.save(folder / "f.npy", np.random.default_rng(0).normal(3.0, 10.0, (60, 2)))
+    best = minrnn.train(folder / "labelled.txt", out=folder / "feat", records=True, features=str(folder / "f.npy"),
+                        max_iters=10, quiet=True, **TINY)
+    server = Served(best, cwd=folder)
+    try:
+        status, reply = server.post("/generate", {"condition": [1e300, -1e300], "length": 20, "seed": 1})
+        assert status == 400 and "float32" in reply["error"], reply
+        status, reply = server.post("/generate", {"condition": [2.0, 4.0], "length": 20, "seed": 1})
+        assert status == 200 and reply["text"] == minrnn.load(best).generate(condition=[2.0, 4.0], length=20, seed=1)
     finally:
         server.stop()

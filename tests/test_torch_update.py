@@ -217,7 +217,8 @@ def test_the_device_is_the_torch_engines_and_is_checked(tmp_path):
     assert not (tmp_path / "c").exists()
     for engine, device in (("c", "cpu"), ("torch", "gpu"), ("jax", None)):
         with pytest.raises(UserError):
-            minrnn.train(tmp_path / "t.txt", out=tmp_path / "api", engine=engine, device=device, max_iters=1, quiet=True)
+            minrnn.train(tmp_path / "t.txt", out=tmp_path / "api", engine=engine, device=device, max_iters=1,
+                         quiet=True)
     assert not (tmp_path / "api").exists()
 
 
@@ -234,21 +235,30 @@ def test_two_processes_with_ddp_make_one_process_steps(tmp_path):
                          text=True, timeout=120)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          "29613", helper, tmp_path / "two.npz"], env=environment(), capture_output=True, text=True,
-                         timeout=180)
+                          str(free_port()), helper, tmp_path / "two.npz"], env=environment(), capture_output=True,
+                         text=True, timeout=180)
     assert two.returncode == 0, two.stderr[-2000:]
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     for name in a.files:
         assert float(np.abs(a[name] - b[name]).max()) <= WEIGHT_TOL, name
 
 
-def torchrun(*args, cwd, port, timeout=300, **kw):
+def free_port():
+    """A port nothing listens on now (torchrun's store takes it a moment later: another program could
+    take it first, which this machine's tests do not do)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args, cwd, timeout=300, **kw):
     import subprocess
     import sys
     from cliutil import environment
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                           str(port), "-m", "minrnn", *map(str, args)], cwd=cwd, env=environment(), capture_output=True,
-                          text=True, timeout=timeout, **kw)
+                           str(free_port()), "-m", "minrnn", *map(str, args)], cwd=cwd, env=environment(),
+                          capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_kill(tmp_path):
@@ -266,13 +276,14 @@ def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_ki
             "--seq-len", "16", "--eval-every", "20", "--sample-every", "0", "--engine", "torch"]
     r = minrnn("train", *args, "--max-iters", "60", "--out", "one", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = torchrun("train", *args, "--max-iters", "60", "--out", "two", cwd=tmp_path, port=29671)
+    r = torchrun("train", *args, "--max-iters", "60", "--out", "two", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("reached --max-iters 60") == 1   # one rank speaks
     one, two = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("one", "two"))
     assert float(np.abs(one.model.params - two.model.params).max()) <= WEIGHT_TOL
     job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                            "29681", "-m", "minrnn", "train", *args, "--max-iters", "100000", "--out", "killed"],
+                            str(free_port()), "-m", "minrnn", "train", *args, "--max-iters", "100000", "--out",
+                            "killed"],
                            cwd=tmp_path, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "killed" / "latest.ckpt").exists() and time.monotonic() < deadline:
@@ -289,10 +300,9 @@ def test_a_torchrun_job_trains_as_one_process_and_resumes_bit_for_bit_after_a_ki
     stopped = core.load_checkpoint(tmp_path / "killed" / "latest.ckpt").trainer.steps
     assert stopped >= 20
     target = stopped + 40
-    r = torchrun("train", "--resume", "--out", "killed", "--max-iters", target, "--engine", "torch", cwd=tmp_path,
-                 port=29691)
+    r = torchrun("train", "--resume", "--out", "killed", "--max-iters", target, "--engine", "torch", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    r = torchrun("train", *args, "--max-iters", target, "--out", "whole", cwd=tmp_path, port=29701)
+    r = torchrun("train", *args, "--max-iters", target, "--out", "whole", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     resumed, whole = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("killed", "whole"))
     for name in ("params", "m", "v", "state"):
@@ -314,7 +324,8 @@ def test_torchruns_max_restarts_resumes_the_job_after_a_kill(tmp_path):
     args = ["train", "t.txt", "--hidden", "16", "--embed", "8", "--dropout", "0.2", "--batch-size", "4", "--seq-len",
             "16", "--eval-every", "20", "--sample-every", "0", "--engine", "torch", "--max-iters", "400"]
     job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--max-restarts",
-                            "1", "--master-port", "29721", "-m", "minrnn", *args, "--out", "restarted"], cwd=tmp_path,
+                            "1", "--master-port", str(free_port()), "-m", "minrnn", *args, "--out", "restarted"],
+                           cwd=tmp_path,
                            env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "restarted" / "latest.ckpt").exists() and time.monotonic() < deadline:
@@ -325,7 +336,7 @@ def test_torchruns_max_restarts_resumes_the_job_after_a_kill(tmp_path):
     _, err = job.communicate(timeout=300)
     # the second attempt resumed: a run started again in a folder that holds one is refused
     assert job.returncode == 0, err[-3000:]
-    r = torchrun(*args, "--out", "whole", cwd=tmp_path, port=29731)
+    r = torchrun(*args, "--out", "whole", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     again, whole = (core.load_checkpoint(tmp_path / d / "latest.ckpt") for d in ("restarted", "whole"))
     assert again.trainer.steps == whole.trainer.steps == 400

@@ -593,6 +593,17 @@ static void test_streams_joining_a_batch(void) {
     for (int k = 0; k < JOIN_N; k++)
         CHECK(streams[k].ended && n_got[k] == n_alone[k] && !memcmp(got[k], alone[k], (size_t)n_alone[k] * 4),
               "stream %d: %d tokens in the batch, %d alone", k, n_got[k], n_alone[k]);
+    /* a draw that fails (NaN logits for one stream's condition, here NaN weights for all) ends that
+     * stream with its status, not the step */
+    float *nans = malloc(b.P * sizeof(float));
+    for (size_t i = 0; i < b.P; i++) nans[i] = NAN;
+    minrnn_stream fresh = streams[1];
+    fresh.read = fresh.fed_length, fresh.ended = 0, fresh.draws = 0, fresh.max_length = 5;
+    minrnn_stream *lone[1] = {&fresh};
+    CHECK(minrnn_streams_step(&c, MINRNN_FLOAT32, nans, lone, 1, NULL, NULL, state, b.logits, b.work, scratch,
+                              tokens, 1) == MINRNN_OK && fresh.ended && fresh.status != MINRNN_OK && tokens[0] == -1,
+          "a failed draw ends its stream");
+    free(nans);
     minrnn_stream bad = streams[0];
     bad.fed_length = 0;
     minrnn_stream *one[1] = {&bad};

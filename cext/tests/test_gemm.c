@@ -418,7 +418,8 @@ int main(int argc, char **argv) {
         execv("/proc/self/exe", argv);    /* returns only on failure: then just run, slowly */
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;   /* skip the two big RNN shapes */
     rng_t r = {0x9E3779B97F4A7C15ull};
-    printf("test_gemm: AVX2+FMA kernels %s; mm_packed runs the %s kernel\n", mm_have_avx2() ? "tested" : "not available",
+    printf("test_gemm: AVX2+FMA kernels %s; mm_packed and mm_nt run the %s kernels\n",
+           mm_have_avx2() ? "tested" : "not available",
            mm_have_avx512() ? "AVX-512 (checked bitwise against AVX2)" : mm_have_avx2() ? "AVX2" : "portable");
 
     /* every remainder of M mod 6 and N mod 16, the empty cases, K around the k-block of 256 */

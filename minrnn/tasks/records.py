@@ -265,12 +265,17 @@ class Records(LanguageModel):
             return np.full(num, labels.index(condition), dtype=np.int32)
         try:
             v = np.asarray(condition, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UserError(f"condition: give {C} numbers") from None
         if v.shape != (C,) or not np.all(np.isfinite(v)):
             raise UserError(f"condition has {v.size} numbers; this model reads {C} finite ones")
         shift, scale = m.checkpoint.cond_scaling
-        return np.repeat(((v - shift) * scale).astype(np.float32)[None, :], num, axis=0)
+        with np.errstate(over="ignore"):
+            standard = ((v - shift) * scale).astype(np.float32)
+        if not np.all(np.isfinite(standard)):
+            raise UserError(f"condition: {v.tolist()} is too far from the training features for float32, once "
+                            "standardized; give numbers nearer to theirs")
+        return np.repeat(standard[None, :], num, axis=0)
 
     def pieces(self, prime, generation, vocab):
         """Each record: the prime, its characters and a newline."""
