@@ -381,7 +381,13 @@ class Handler(BaseHTTPRequestHandler):
 def serve(m, host, port, limits, ready=sys.stderr):
     """Serve minrnn.load's model m on host:port until Ctrl-C."""
     kind = type("Server6", (Server,), {"address_family": socket.AF_INET6}) if ":" in host else Server
-    server = kind((host, port), m, limits)
+    try:
+        server = kind((host, port), m, limits)
+    except OSError as e:
+        why = e.strerror or str(e)
+        if isinstance(e, socket.gaierror):
+            raise UserError(f"--host {host}: {why}; give an address of this machine (127.0.0.1: itself)") from None
+        raise UserError(f"cannot listen on {host} port {port}: {why}; give another --port (0: any free one)") from None
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {m.task.what} on http://{shown}:{server.server_address[1]}/ (POST /{m.task.endpoint}); "
           "Ctrl-C stops", file=ready, flush=True)

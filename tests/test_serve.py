@@ -228,6 +228,12 @@ def test_the_other_tasks_answer_at_their_endpoints_as_the_api_does(folder):
 def test_the_server_listens_on_this_machine_unless_told(folder, lm):
     r = cli("serve", folder / "missing.ckpt", cwd=folder)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "missing.ckpt" in r.stderr
+    server = Served(lm, cwd=folder)
+    try:   # its port taken: one line that says what to do
+        r = cli("serve", lm, "--port", server.port, cwd=folder)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "give another --port" in r.stderr
+    finally:
+        server.stop()
     p = start("serve", lm, "--host", "0.0.0.0", "--port", "0", cwd=folder)
     try:
         first = p.stderr.readline()
