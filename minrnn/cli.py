@@ -322,25 +322,22 @@ def cmd_train(args):
     engine = engine_and_device(args.engine, args.device)
     run = Run(given, args.input, args.out, args.resume or restarted(args), args.max_time, args.threads,
               engine=engine)
-    job = torchrun_job()
-    if job and os.environ.get("RANK") == "0":   # what restarted() checks when torchrun starts this again
-        write_atomically(os.path.join(args.out, TORCHRUN_JOB), job.encode())
+    if args.engine == "torch" and os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0" and \
+            os.environ.get("RANK") == "0":   # torchrun's first attempt: what restarted() checks later
+        token = job_token(create=True)
+        if token:
+            write_atomically(os.path.join(args.out, TORCHRUN_JOB), token.encode())
     return run.run()
 
 
-TORCHRUN_JOB = "torchrun-job"   # in a run folder: the torchrun job that last trained it
+TORCHRUN_JOB = "torchrun-job"   # in a run folder: the token of the torchrun job that trained it last
 
 
-def torchrun_job():
-    """What names this torchrun job across its restarts: the process id and start time of its agent
-    (every attempt's parent); None outside torchrun."""
-    if "TORCHELASTIC_RESTART_COUNT" not in os.environ:
-        return None
-    try:
-        with open(f"/proc/{os.getppid()}/stat") as f:
-            return f"{os.getppid()} {f.read().rsplit(')', 1)[1].split()[19]}"   # field 22: its start time
-    except (OSError, IndexError):
-        return None
+def job_token(create=False):
+    """The token of this torchrun job (minrnn/torch_engine.py: kept in its agent's store, which every
+    machine of the job reads and which lasts across its restarts), made anew with create."""
+    from minrnn.torch_engine import job_token as token   # torch is optional: loaded only for its engine
+    return token(create)
 
 
 def restarted(args):
@@ -352,9 +349,10 @@ def restarted(args):
         return False
     try:
         with open(os.path.join(args.out, TORCHRUN_JOB)) as f:
-            return f.read() == torchrun_job()
+            mark = f.read()
     except OSError:
         return False
+    return mark == job_token()
 
 
 def trained_for(args):

@@ -737,7 +737,7 @@ class Slots:
     per stream."""
 
     def __init__(self, model):
-        self.model, self.slots, self._streams = model, [], None
+        self.model, self.slots, self._streams, self.stepped = model, [], None, 0
         self.state = model.zero_state(0)
         self.scratch = ffi.new("double[]", max(1, -(-lib.minrnn_sample_scratch_size(model.outputs) // 8)))
 
@@ -759,6 +759,7 @@ class Slots:
             self._streams = ffi.new("minrnn_stream *[]", [s.c for s in self.slots])
             conds = None if self.slots[0].cond is None else np.stack([np.asarray(s.cond) for s in self.slots])
             self._cond = _condition(self.model.config, conds, B)
+        self.stepped = B   # the streams of the last step
         tokens, logits = np.empty(B, np.int32), np.empty((B, self.model.outputs), np.float32)
         cfg, cond = self.model.config, self._cond
         check(lib.minrnn_streams_step(self.model.c, *self.model.weights(), self._streams, B,

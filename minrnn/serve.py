@@ -14,6 +14,7 @@ are one-line JSON {"error": ...} with a 4xx status; the server goes on serving.
 
 import codecs
 import json
+import math
 import secrets
 import select
 import socket
@@ -50,6 +51,8 @@ def numbers(v, depth):
             if not numbers(x, depth - 1):
                 return False
         elif isinstance(x, bool) or not isinstance(x, (int, float)) or (isinstance(x, int) and abs(x) >= 2**1023):
+            return False
+        elif isinstance(x, float) and not math.isfinite(x):   # 1e400 reads as inf
             return False
     return True
 
@@ -125,7 +128,7 @@ class Job:
     once the slot has left the batch, and the error of a step that failed, if one did."""
 
     def __init__(self, slot):
-        self.slot, self.done, self.error = slot, threading.Event(), None
+        self.slot, self.done, self.error = slot, threading.Event(), None   # error: the batch's (a bug)
         self.fresh = threading.Event()   # set when the batch wrote to slot.drawn, or it ended
 
 
@@ -166,13 +169,12 @@ class Batcher(threading.Thread):
                 self.jobs[job.slot] = job
                 self.slots.join(job.slot)
             stepped = self.slots.step()
-        self.largest = max(self.largest, len(stepped))
+        self.largest = max(self.largest, self.slots.stepped)
         inside = set(self.slots.slots)
         for slot, token in stepped:
             job = self.jobs[slot]
             if slot not in inside:   # it left the batch: all it drew is in slot.drawn
                 del self.jobs[slot]
-                job.error = slot.error
                 job.done.set()
                 job.fresh.set()
             elif token is not None and not job.fresh.is_set():
@@ -181,6 +183,12 @@ class Batcher(threading.Thread):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A handler's exception that escaped it: a client gone is nothing; anything else one line."""
+        e = sys.exc_info()[1]
+        if not isinstance(e, OSError):
+            print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
     request_queue_size = 128   # connections waiting to be accepted: beyond them a client waits a second to retry
 
     def __init__(self, address, m, limits):
@@ -212,8 +220,31 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # each piece of a stream leaves at once, not after the last one's ACK
 
     def setup(self):
-        self.timeout = self.server.limits.timeout   # for every read and write: a request's head included
+        """The request (head and body) must arrive within --timeout: past it the connection is shut,
+        however slowly its bytes were coming. Each read and write has the same limit."""
+        self.timeout = self.server.limits.timeout
         super().setup()
+        self.late = False
+        self.arrival = threading.Timer(self.timeout, self.cut)
+        self.arrival.daemon = True
+        self.arrival.start()
+
+    def cut(self):
+        self.late = True
+        try:
+            self.connection.shutdown(socket.SHUT_RD)   # the read waiting returns: the handler ends
+        except OSError:
+            pass
+
+    def arrived(self):
+        self.arrival.cancel()
+
+    def finish(self):
+        self.arrived()
+        try:
+            super().finish()
+        except OSError:   # the client went away first
+            pass
 
     def log_message(self, format, *args):   # http.server logs every request on stderr: a server for one's
         pass                                # own machine stays quiet
@@ -222,10 +253,13 @@ class Handler(BaseHTTPRequestHandler):
         self.refuse(405, f"{self.command} is not a method of this server: GET / or /info, POST "
                          f"/{self.server.task.endpoint}")
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_TRACE = do_CONNECT = not_allowed
 
     def do_GET(self):
-        if self.path in ("/", "/index.html"):
+        self.arrived()
+        if self.late:
+            self.refuse(408, f"the request did not arrive within {self.server.limits.timeout:g} s (--timeout)")
+        elif self.path in ("/", "/index.html"):
             self.reply(200, self.server.page, "text/html; charset=utf-8")
         elif self.path == "/info":
             self.reply_json(200, self.server.info())
@@ -263,6 +297,8 @@ class Handler(BaseHTTPRequestHandler):
     def request_of(self):
         """The request's fields, checked, from its JSON body."""
         limits = self.server.limits
+        if self.late:
+            raise Refused(408, f"the request did not arrive within {limits.timeout:g} s (--timeout)")
         try:
             size = int(self.headers.get("Content-Length", ""))
         except ValueError:
@@ -272,7 +308,11 @@ class Handler(BaseHTTPRequestHandler):
         if size > limits.max_body:
             raise Refused(413, f"the body has {size} bytes, more than this server's --max-body {limits.max_body}")
         try:
-            body = json.loads(self.rfile.read(size).decode("utf-8"), parse_constant=reject_constant)
+            raw = self.rfile.read(size)
+            if len(raw) < size:
+                raise Refused(408, f"the body did not arrive within {limits.timeout:g} s (--timeout)")
+            self.arrived()
+            body = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
         except (UnicodeDecodeError, ValueError) as e:
             raise Refused(400, f"the body is not JSON: {e}") from None
         except RecursionError:
@@ -313,8 +353,8 @@ class Handler(BaseHTTPRequestHandler):
             done, first = job.done.is_set(), False
             drawn = job.slot.drawn[sent:]   # the batch only appends: what is there stays
             sent += len(drawn)
-            if isinstance(job.error, core.MinrnnError):   # its own draw failed: the others went on
-                raise Refused(400, f"drawing failed after {len(job.slot.drawn)} characters: {job.error} (the "
+            if job.slot.error is not None:   # its own draw failed: the others went on
+                raise Refused(400, f"drawing failed after {len(job.slot.drawn)} characters: {job.slot.error} (the "
                                    "model's outputs for this request are not finite numbers)")
             if job.error is not None:
                 raise Refused(500, f"internal error: {type(job.error).__name__}: {job.error} (please report it)")
@@ -334,14 +374,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def gone(self):
         """Whether the client closed its side: checked as pieces are drawn. Whatever it sent after
-        the request (nothing should come) is read and dropped on the way to the end of its stream."""
-        while select.select([self.connection], [], [], 0)[0]:
-            try:
-                if not self.connection.recv(4096):
-                    return True
-            except OSError:
-                return True
-        return False
+        the request (nothing should come: one request a connection) is read, a piece a call, and
+        dropped on the way to the end of its stream."""
+        if not select.select([self.connection], [], [], 0)[0]:
+            return False
+        try:
+            return not self.connection.recv(4096)
+        except OSError:
+            return True
 
     def stream(self, job):
         """Server-Sent Events: the text as it is drawn, a piece every PIECE seconds at most (data: a
@@ -362,6 +402,11 @@ class Handler(BaseHTTPRequestHandler):
             self.event("end", json.dumps({"seed": job.slot.seed}))
         except Refused as e:
             self.event("error", json.dumps({"error": str(e)}))
+        except OSError:
+            raise
+        except Exception as e:   # a bug, after the status line: the stream's own error event
+            print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            self.event("error", json.dumps({"error": f"internal error: {type(e).__name__}: {e} (please report it)"}))
 
     def event(self, name, data):
         self.wfile.write((f"event: {name}\n" if name != "message" else "").encode() + f"data: {data}\n\n".encode())

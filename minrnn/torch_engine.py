@@ -26,6 +26,7 @@ import atexit
 import copy
 import datetime
 import os
+import secrets
 import signal
 
 import numpy as np
@@ -92,6 +93,23 @@ def join_group(backend):
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(backend, store=dist.PrefixStore(f"minrnn/attempt-{attempt}", store), rank=rank,
                             world_size=world, timeout=timeout)
+
+
+JOB_KEY = "minrnn/job"   # in torchrun's agent store: the token of this job (not of one attempt)
+
+
+def job_token(create=False):
+    """The token of this torchrun job, kept in its agent's store (one for the whole job: every
+    machine reads it, and it lasts across --max-restarts); create: a new one. None without an
+    agent's store (then a restarted job does not resume by itself)."""
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                          timeout=datetime.timedelta(seconds=TIMEOUT))
+    if create:
+        store.set(JOB_KEY, secrets.token_hex(16))
+    return store.get(JOB_KEY).decode() if store.check([JOB_KEY]) else None
 
 
 def finish_group(trainer):

@@ -143,23 +143,24 @@ def test_bad_input(tmp_path, text):
 
 
 def test_a_torchrun_restart_resumes_only_the_run_its_job_wrote(tmp_path, monkeypatch):
-    # torchrun --max-restarts runs the same command again: it resumes when this job (its agent, the
-    # parent of every attempt) wrote the run's checkpoint, and a run another job left in --out is not
-    # resumed by it (attempt 0 was refused for it, as without torchrun)
+    # torchrun --max-restarts runs the same command again: it resumes when this job (its token, in
+    # torchrun's store for the whole job) wrote the run's checkpoint, and a run another job left in
+    # --out is not resumed by it (attempt 0 was refused for it, as without torchrun)
     import argparse
-    import os
-    from minrnn.cli import TORCHRUN_JOB, restarted, torchrun_job
+    from minrnn import cli
     out = tmp_path / "run"
     out.mkdir()
     (out / "latest.ckpt").write_bytes(b"x")
     args = argparse.Namespace(engine="torch", out=str(out))
+    monkeypatch.setattr(cli, "job_token", lambda create=False: "this job")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    job = torchrun_job()
-    assert job and job.split()[0] == str(os.getppid())
-    assert not restarted(args)                      # no mark: another job's run
-    (out / TORCHRUN_JOB).write_text("1 2")
-    assert not restarted(args)                      # another job's mark
-    (out / TORCHRUN_JOB).write_text(job)
-    assert restarted(args)
+    assert not cli.restarted(args)                  # no mark: another job's run
+    (out / cli.TORCHRUN_JOB).write_text("another job")
+    assert not cli.restarted(args)
+    (out / cli.TORCHRUN_JOB).write_text("this job")
+    assert cli.restarted(args)
+    monkeypatch.setattr(cli, "job_token", lambda create=False: None)   # no agent's store: no token
+    assert not cli.restarted(args)
+    monkeypatch.setattr(cli, "job_token", lambda create=False: "this job")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
-    assert not restarted(args)                      # the first attempt: as the command says
+    assert not cli.restarted(args)                  # the first attempt: as the command says

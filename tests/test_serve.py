@@ -39,7 +39,7 @@ REQUESTS = [dict(prime="The ", length=60, temperature=0.8, seed=1), dict(length=
 
 def test_each_request_draws_what_sample_draws_alone_and_among_16_clients(folder, lm):
     m = minrnn.load(lm)
-    server = Served(lm, cwd=folder)
+    server = Served(lm, "--max-length", "100000000", cwd=folder)
     try:
         # byte for byte the sample command's output, after its prime
         sample = cli("sample", "--checkpoint", lm, "--prime", "The ", "--length", "60", "--temperature", "0.8",
@@ -57,7 +57,7 @@ def test_each_request_draws_what_sample_draws_alone_and_among_16_clients(folder,
         # batched with it and with each other whatever the scheduler does: /info counts the most
         # streams a step held
         anchor = socket.create_connection(("127.0.0.1", server.port))
-        body = json.dumps({"length": 5000, "seed": 1, "stream": True}).encode()
+        body = json.dumps({"length": 100000000, "seed": 1, "stream": True}).encode()   # hours of it
         anchor.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         assert anchor.recv(12).startswith(b"HTTP/1.0 200")
         many = [dict(r, seed=100 + i, length=r.get("length", 200) + 3 * i) for i, r in enumerate(REQUESTS * 2)]
@@ -158,13 +158,20 @@ def test_the_limits_each_answer_with_their_4xx(folder, lm):
         deadline = time.monotonic() + 10
         while server.streams() != 0:   # it leaves at the next step
             assert time.monotonic() < deadline
-        # a request's head that never ends: the connection closes after --timeout, and others go on
-        half = socket.create_connection(("127.0.0.1", server.port))
-        half.sendall(b"POST /generate HTTP/1.0\r\nContent-Le")
-        half.settimeout(10)
-        started = time.monotonic()
-        assert half.recv(4096) == b"" and time.monotonic() - started < 8
-        half.close()
+        # a request's head that never ends, or that comes a byte at a time: a 408 after --timeout
+        # (not after each read's), and the others go on
+        for trickle in (False, True):
+            half = socket.create_connection(("127.0.0.1", server.port))
+            half.sendall(b"POST /generate HTTP/1.0\r\nContent-Le")
+            started = time.monotonic()
+            while trickle and time.monotonic() - started < 3:   # a byte a second: each read well in time
+                half.sendall(b"n")
+                time.sleep(1)
+            half.settimeout(10)
+            answer = b"".join(iter(lambda: half.recv(4096), b""))
+            assert answer.startswith(b"HTTP/1.0 408") and b"did not arrive" in answer, answer
+            assert time.monotonic() - started < 8
+            half.close()
         # a body that never arrives
         slow = socket.create_connection(("127.0.0.1", server.port))
         slow.sendall(b"POST /generate HTTP/1.0\r\nContent-Length: 50\r\n\r\n{")
@@ -319,3 +326,21 @@ def test_a_feature_conditioned_model_refuses_a_condition_float32_cannot_hold(fol
         assert status == 200 and reply["text"] == minrnn.load(best).generate(condition=[2.0, 4.0], length=20, seed=1)
     finally:
         server.stop()
+
+
+def test_clients_that_reset_their_connection_leave_no_traceback(folder, lm):
+    # a GET, a POST to the wrong path and a good POST, each from a client that resets the connection
+    # (SO_LINGER 0) as soon as it has sent: the server writes to a closed socket, quietly
+    import struct
+    server = Served(lm, cwd=folder)
+    try:
+        for request in (b"GET / HTTP/1.0\r\n\r\n", b"GET /info HTTP/1.0\r\n\r\n",
+                        b"POST /nowhere HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+                        b'POST /generate HTTP/1.0\r\nContent-Length: 14\r\n\r\n{"length": 50}') * 5:
+            c = socket.create_connection(("127.0.0.1", server.port))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.sendall(request)
+            c.close()
+        assert server.post("/generate", {"length": 3, "seed": 1})[0] == 200
+    finally:
+        server.stop()   # no traceback on its stderr

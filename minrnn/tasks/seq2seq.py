@@ -293,6 +293,8 @@ def searched(t, r, picture):
     if t is None:
         return {"text": "", "logprob": 0.0}
     reply = {"text": t.text, "logprob": t.logprob}
+    if r["temperature"] > 0:   # drawn: the seed draws it again
+        reply["seed"] = r["seed"]
     if r["alignments"]:
         reply.update(alignments=np.asarray(t.alignments).tolist(), written=t.written, svg=picture())
     return reply
