@@ -220,12 +220,14 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # each piece of a stream leaves at once, not after the last one's ACK
 
     def setup(self):
-        """The request (head and body) must arrive within --timeout: past it the connection is shut,
-        however slowly its bytes were coming. Each read and write has the same limit."""
-        self.timeout = self.server.limits.timeout
+        """The request (head and body) must arrive within --timeout: past it the read side is shut
+        (the handler answers 408), however slowly its bytes were coming. Each read and write may
+        wait 5 s longer than that, so that the arrival's deadline comes first even on a loaded
+        machine (a read's own timeout ends the connection without a word)."""
+        self.timeout = self.server.limits.timeout + 5.0
         super().setup()
         self.late = False
-        self.arrival = threading.Timer(self.timeout, self.cut)
+        self.arrival = threading.Timer(self.server.limits.timeout, self.cut)
         self.arrival.daemon = True
         self.arrival.start()
 
@@ -270,6 +272,8 @@ class Handler(BaseHTTPRequestHandler):
         server = self.server
         if self.path != f"/{server.task.endpoint}":
             return self.reply_json(404, {"error": f"this model answers POST /{server.task.endpoint}, not {self.path}"})
+        if self.late:
+            return self.refuse(408, f"the request did not arrive within {server.limits.timeout:g} s (--timeout)")
         if not server.gate.acquire(blocking=False):
             return self.refuse(429, f"{server.limits.max_requests} requests are in progress, this server's "
                                     "--max-requests; try again in a moment")
