@@ -22,8 +22,8 @@ from minrnn.picture import CAPTIONS, TRANSLATIONS, attention_page, attention_svg
 from minrnn.lectures import activations_page, gradients_plot, temperature_page
 from minrnn.plot import IMAGES, plot_runs
 from minrnn.rundir import check_output, last_run_checkpoint, write_atomically
-from minrnn.settings import (DATA, DEVICES, ENGINES, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING, USE, Flag,
-                             Number, engine_and_device, renamed)
+from minrnn.settings import (DATA, DEVICES, ENGINES, MODEL, POSITIVE, RENAMED, RUN, SEED, SESSION, THREADS, TRAINING,
+                             USE, Flag, Number, engine_and_device, renamed)
 from minrnn.tasks.records import read_features
 from minrnn.text import skipped, unescape
 from minrnn.training import Run

@@ -5,8 +5,8 @@ that owns the model's generation: every generation request becomes a core.Slot t
 batch of streams at the next step and leaves it when it ends (continuous batching, as LLM servers
 do). A row of a step depends on its own inputs alone, bit for bit, so each request draws what
 `python -m minrnn sample` draws with the same seed, whoever else is in the batch. A model that
-does not generate (a classifier, a seq2seq model, a captioner, a model of vectors) answers each
-request through minrnn.load's API, between two steps of the batch (one lock holds the model).
+does not generate (a classifier, a seq2seq model, a captioner, a model of vectors) answers its
+requests one at a time through minrnn.load's API (one lock holds the model).
 
 What each endpoint takes is its task's (tasks/base.py: endpoint, fields, slot, answer). Errors
 are one-line JSON {"error": ...} with a 4xx status; the server goes on serving.
@@ -57,7 +57,7 @@ def numbers(v, depth):
     return True
 
 
-MAX_BEAM = 64   # beams a request may ask for: a search holds the model (and every stream) while it runs
+MAX_BEAM = 64   # beams a request may ask for: a search holds the model (and the requests after it)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")   # hosts that only this machine reaches
 LENGTHS = ("length", "max_length")   # the fields --max-length holds
 PIECE = 0.025   # seconds at least between two pieces of a stream: a thread woken for every character of
@@ -123,6 +123,12 @@ def reject_constant(name):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def internal(e):
+    """The message of a bug, once on the server's stderr and then for the client."""
+    print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+    return f"internal error: {type(e).__name__}: {e} (please report it)"
+
+
 class Job:
     """A generation request in the batch: its slot (whose `drawn` grows as the batch steps), done
     once the slot has left the batch, and the error of a step that failed, if one did."""
@@ -183,12 +189,6 @@ class Batcher(threading.Thread):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        """A handler's exception that escaped it: a client gone is nothing; anything else one line."""
-        e = sys.exc_info()[1]
-        if not isinstance(e, OSError):
-            print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
     request_queue_size = 128   # connections waiting to be accepted: beyond them a client waits a second to retry
 
     def __init__(self, address, m, limits):
@@ -199,6 +199,12 @@ class Server(ThreadingHTTPServer):
         self.batcher = Batcher(m.model, self.lock)
         self.batcher.start()
         self.page = resources.files("minrnn").joinpath("serve.html").read_bytes()
+
+    def handle_error(self, request, client_address):
+        """A handler's exception that escaped it: a client gone is nothing; anything else one line."""
+        e = sys.exc_info()[1]
+        if not isinstance(e, OSError):
+            internal(e)
 
     def info(self):
         """What GET /info tells the page: the model, its endpoint and that endpoint's fields."""
@@ -241,6 +247,9 @@ class Handler(BaseHTTPRequestHandler):
     def arrived(self):
         self.arrival.cancel()
 
+    def not_arrived(self):
+        return Refused(408, f"the request did not arrive within {self.server.limits.timeout:g} s (--timeout)")
+
     def finish(self):
         self.arrived()
         try:
@@ -260,20 +269,20 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.arrived()
         if self.late:
-            self.refuse(408, f"the request did not arrive within {self.server.limits.timeout:g} s (--timeout)")
+            self.refuse(408, str(self.not_arrived()))
         elif self.path in ("/", "/index.html"):
             self.reply(200, self.server.page, "text/html; charset=utf-8")
         elif self.path == "/info":
             self.reply_json(200, self.server.info())
         else:
-            self.reply_json(404, {"error": f"no page {self.path}; GET / or /info, POST /{self.server.task.endpoint}"})
+            self.refuse(404, f"no page {self.path}; GET / or /info, POST /{self.server.task.endpoint}")
 
     def do_POST(self):
         server = self.server
         if self.path != f"/{server.task.endpoint}":
-            return self.reply_json(404, {"error": f"this model answers POST /{server.task.endpoint}, not {self.path}"})
+            return self.refuse(404, f"this model answers POST /{server.task.endpoint}, not {self.path}")
         if self.late:
-            return self.refuse(408, f"the request did not arrive within {server.limits.timeout:g} s (--timeout)")
+            return self.refuse(408, str(self.not_arrived()))
         if not server.gate.acquire(blocking=False):
             return self.refuse(429, f"{server.limits.max_requests} requests are in progress, this server's "
                                     "--max-requests; try again in a moment")
@@ -286,8 +295,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:   # the client went away, or stopped reading for --timeout seconds
             pass
         except Exception as e:   # a bug: one line for the client and one for whoever runs the server
-            print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-            self.refuse(500, f"internal error: {type(e).__name__}: {e} (please report it)")
+            self.refuse(500, internal(e))
         finally:
             server.gate.release()
 
@@ -302,7 +310,7 @@ class Handler(BaseHTTPRequestHandler):
         """The request's fields, checked, from its JSON body."""
         limits = self.server.limits
         if self.late:
-            raise Refused(408, f"the request did not arrive within {limits.timeout:g} s (--timeout)")
+            raise self.not_arrived()
         try:
             size = int(self.headers.get("Content-Length", ""))
         except ValueError:
@@ -314,7 +322,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             raw = self.rfile.read(size)
             if len(raw) < size:
-                raise Refused(408, f"the body did not arrive within {limits.timeout:g} s (--timeout)")
+                raise self.not_arrived()
             self.arrived()
             body = json.loads(raw.decode("utf-8"), parse_constant=reject_constant)
         except (UnicodeDecodeError, ValueError) as e:
@@ -322,7 +330,7 @@ class Handler(BaseHTTPRequestHandler):
         except RecursionError:
             raise Refused(400, "the body is not JSON this server reads: arrays or objects nested too deep") from None
         except socket.timeout:   # TimeoutError since Python 3.10
-            raise Refused(408, f"the body did not arrive within {limits.timeout:g} s (--timeout)") from None
+            raise self.not_arrived() from None
         return checked(self.server.task, body, limits)
 
     def answer(self, request):
@@ -361,7 +369,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refused(400, f"drawing failed after {len(job.slot.drawn)} characters: {job.slot.error} (the "
                                    "model's outputs for this request are not finite numbers)")
             if job.error is not None:
-                raise Refused(500, f"internal error: {type(job.error).__name__}: {job.error} (please report it)")
+                raise Refused(500, internal(job.error))
             if drawn:
                 yield drawn
             if done or self.gone():
@@ -409,8 +417,7 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             raise
         except Exception as e:   # a bug, after the status line: the stream's own error event
-            print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-            self.event("error", json.dumps({"error": f"internal error: {type(e).__name__}: {e} (please report it)"}))
+            self.event("error", json.dumps({"error": internal(e)}))
 
     def event(self, name, data):
         self.wfile.write((f"event: {name}\n" if name != "message" else "").encode() + f"data: {data}\n\n".encode())

@@ -81,18 +81,24 @@ def device_for(asked):
 TIMEOUT = 60   # seconds a collective waits for a process that stopped, before every other one ends
 
 
+def torchrun_store(world=None, host=False):
+    """A client of the store torchrun's environment names (MASTER_ADDR, MASTER_PORT); host: serve it."""
+    env = os.environ
+    return dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=host,
+                         timeout=datetime.timedelta(seconds=TIMEOUT), multi_tenant=True)
+
+
 def join_group(backend):
     """init_process_group from torchrun's environment, with this attempt's keys apart from the last
     one's: torchrun's default (static) rendezvous keeps one store across --max-restarts, where a
     restarted job would read the addresses of the processes before it and fail (connection refused)."""
-    env, timeout = os.environ, datetime.timedelta(seconds=TIMEOUT)
+    env = os.environ
     rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
     agent = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"   # torchrun's agent serves the store
-    store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=not agent and rank == 0,
-                          timeout=timeout, multi_tenant=True)
+    store = torchrun_store(world, host=not agent and rank == 0)
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     dist.init_process_group(backend, store=dist.PrefixStore(f"minrnn/attempt-{attempt}", store), rank=rank,
-                            world_size=world, timeout=timeout)
+                            world_size=world, timeout=datetime.timedelta(seconds=TIMEOUT))
 
 
 JOB_KEY = "minrnn/job"   # in torchrun's agent store: the token of this job (not of one attempt)
@@ -102,11 +108,9 @@ def job_token(create=False):
     """The token of this torchrun job, kept in its agent's store (one for the whole job: every
     machine reads it, and it lasts across --max-restarts); create: a new one. None without an
     agent's store (then a restarted job does not resume by itself)."""
-    env = os.environ
-    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
-    store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
-                          timeout=datetime.timedelta(seconds=TIMEOUT))
+    store = torchrun_store()
     if create:
         store.set(JOB_KEY, secrets.token_hex(16))
     return store.get(JOB_KEY).decode() if store.check([JOB_KEY]) else None

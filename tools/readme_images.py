@@ -82,10 +82,9 @@ def serve_screenshot(chromium, ckpt, out):
     """The server's page with a generation streamed in, typed and clicked as a person would."""
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
     from cdp import Browser
-    server = subprocess.Popen([sys.executable, "-m", "minrnn", "serve", str(ckpt), "--port", "0"],
-                              stderr=subprocess.PIPE, text=True)
+    from serve_load import start_server
+    server, port = start_server(ckpt)
     try:
-        port = re.search(r":(\d+)/", server.stderr.readline()).group(1)
         with tempfile.TemporaryDirectory() as profile:
             browser = Browser(chromium, f"http://127.0.0.1:{port}/", profile, window=(WINDOW[0], 600))
             try:
