@@ -86,14 +86,14 @@ static inline void rnn_step_backward(const cell_step *s, int j0, int j1, int rel
     }
 }
 
-VECTOR_CLONES static void rnn_tanh_step_forward(const cell_step *s, int j0, int j1) { rnn_step_forward(s, j0, j1, 0); }
-VECTOR_CLONES static void rnn_relu_step_forward(const cell_step *s, int j0, int j1) { rnn_step_forward(s, j0, j1, 1); }
-VECTOR_CLONES static void rnn_tanh_step_backward(const cell_step *s, int j0, int j1) { rnn_step_backward(s, j0, j1, 0); }
-VECTOR_CLONES static void rnn_relu_step_backward(const cell_step *s, int j0, int j1) { rnn_step_backward(s, j0, j1, 1); }
+WIDE_CLONES static void rnn_tanh_step_forward(const cell_step *s, int j0, int j1) { rnn_step_forward(s, j0, j1, 0); }
+WIDE_CLONES static void rnn_relu_step_forward(const cell_step *s, int j0, int j1) { rnn_step_forward(s, j0, j1, 1); }
+WIDE_CLONES static void rnn_tanh_step_backward(const cell_step *s, int j0, int j1) { rnn_step_backward(s, j0, j1, 0); }
+WIDE_CLONES static void rnn_relu_step_backward(const cell_step *s, int j0, int j1) { rnn_step_backward(s, j0, j1, 1); }
 
 /* ---- LSTM, gates i, f, g, o: c = f c_prev + i g; h = o tanh(c). States h, c; nothing saved. */
 
-VECTOR_CLONES
+WIDE_CLONES
 static void lstm_step_forward(const cell_step *s, int j0, int j1) {
     int H = s->H, Hp = s->Hp;
     for (int b = 0; b < s->B; b++) {
@@ -115,7 +115,7 @@ static void lstm_step_forward(const cell_step *s, int j0, int j1) {
 }
 
 /* dstate[1] (dc): in, the gradient from step t+1; out, the gradient with respect to c_prev. */
-VECTOR_CLONES
+WIDE_CLONES
 static void lstm_step_backward(const cell_step *s, int j0, int j1) {
     int H = s->H;
     float *db_ih = s->db_ih, *db_hh = s->db_hh;
@@ -146,7 +146,7 @@ static void lstm_step_backward(const cell_step *s, int j0, int j1) {
 /* ---- GRU, gates r, z, n: n = tanh(a_n + r hn), hn = W_hn h_prev + b_hn (b_hn added here, as r
  * gates it: n is the separate gate); h = (1 - z) n + z h_prev. Saves hn. */
 
-VECTOR_CLONES
+WIDE_CLONES
 static void gru_step_forward(const cell_step *s, int j0, int j1) {
     int H = s->H, Hp = s->Hp;
     const float *b_hn = s->b_hh + 2 * H;
@@ -167,7 +167,7 @@ static void gru_step_forward(const cell_step *s, int j0, int j1) {
 }
 
 /* dstate[0] (dh): in, the gradient from step t+1; out, the part of dh_prev that bypasses W_hh (dh z). */
-VECTOR_CLONES
+WIDE_CLONES
 static void gru_step_backward(const cell_step *s, int j0, int j1) {
     int H = s->H;
     float *db_ih = s->db_ih, *db_hh = s->db_hh;

@@ -618,21 +618,25 @@ MM_AVX512NT static MM_INLINE __m512 nt_pair_avx512(__m256 lo, __m256 hi) {
     return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
 }
 
-/* The 8 sums of 8 chains at once, each added up as nt_sum8 adds it (the same pairs, the same
- * operand order: the same bits), in the chains' order. */
-MM_AVX2 static MM_INLINE __m256 nt_sum8x8(const __m256 *v) {
-    __m256 u[4], w[2];
+/* The 8 sums of 8 chains of both rows of a pair at once: v[j] holds chain j of row 2p in its low
+ * half and of row 2p + 1 in its high half; the result, row 2p's 8 sums then row 2p + 1's. Each
+ * chain is added up as nt_sum8 adds it (the same pairs; a + b and b + a are the same float): the
+ * same bits as the AVX2 kernel, with the lanes of two chains paired by one permute each time. */
+MM_AVX512NT static MM_INLINE __m512 nt_sum8x8_pair(const __m512 *v) {
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i second = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    __m512 u[4], w[2];
     #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)    /* [l0+l4, l1+l5, l2+l6, l3+l7] of chains 2i and 2i+1 */
-        u[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20),
-                             _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+    for (int i = 0; i < 4; i++)    /* per half: [l0+l4, l1+l5, l2+l6, l3+l7] of chains 2i and 2i+1 */
+        u[i] = _mm512_add_ps(_mm512_permutex2var_ps(v[2 * i], first, v[2 * i + 1]),
+                             _mm512_permutex2var_ps(v[2 * i], second, v[2 * i + 1]));
     #pragma GCC unroll 2
     for (int i = 0; i < 2; i++)    /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) of chains 4i..4i+3 */
-        w[i] = _mm256_add_ps(_mm256_shuffle_ps(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm256_shuffle_ps(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m256 t = _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));   /* 0 2 4 6 1 3 5 7 */
-    return _mm256_permutevar8x32_ps(t, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        w[i] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(u[2 * i], u[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 t = _mm512_add_ps(_mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));   /* per half 0 2 4 6 1 3 5 7 */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), t);
 }
 
 MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float *A, ptrdiff_t lda, const float *W,
@@ -670,16 +674,11 @@ MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float
     }
     #pragma GCC unroll 2
     for (int p = 0; p < P; p++) {
-        __m256 lo[NT_W], hi[NT_W];   /* the chains of row 2p, of row 2p + 1 */
-        #pragma GCC unroll 8
-        for (int j = 0; j < NT_W; j++) {
-            lo[j] = _mm512_castps512_ps256(s[p][j]);
-            hi[j] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s[p][j]), 1));
-        }
         float *c0 = C + 2 * p * ldc, *c1 = c0 + ldc;
-        __m256 d0 = nt_sum8x8(lo), d1 = nt_sum8x8(hi);
-        _mm256_storeu_ps(c0, accumulate ? _mm256_add_ps(_mm256_loadu_ps(c0), d0) : d0);
-        _mm256_storeu_ps(c1, accumulate ? _mm256_add_ps(_mm256_loadu_ps(c1), d1) : d1);
+        __m512 d = nt_sum8x8_pair(s[p]);
+        if (accumulate) d = _mm512_add_ps(nt_pair_avx512(_mm256_loadu_ps(c0), _mm256_loadu_ps(c1)), d);
+        _mm256_storeu_ps(c0, _mm512_castps512_ps256(d));
+        _mm256_storeu_ps(c1, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
     }
 }
 

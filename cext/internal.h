@@ -124,8 +124,12 @@ static inline unsigned char *aligned_bytes(void *workspace) {
 /* Vector loops are also compiled for AVX2 (with GCC on x86-64), chosen when the library loads. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+/* Loops without reductions (each lane's operations are the scalar loop's, and -std=c11 contracts
+ * no multiply-add) give the same bits at any vector width: these also get AVX-512. */
+#define WIDE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define VECTOR_CLONES
+#define WIDE_CLONES
 #endif
 
 /* Threads worth using for a loop of `work` simple operations: one below PAR_MIN_WORK, where

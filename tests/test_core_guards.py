@@ -1,5 +1,6 @@
 """The binding's guards: backward runs only on its own forward pass, a trainer's state can be taken
-and put back, a checkpoint replaced while it is read is read whole, and file errors say why."""
+and put back, a checkpoint replaced while it is read is read whole, and file errors say why; and the
+arrays the library reads row by row start on a cache line."""
 
 import errno
 import os
@@ -46,6 +47,30 @@ def no_forward(call):
         call()
     assert e.value.status == core.lib.MINRNN_ERR_NO_FORWARD
     return str(e.value)
+
+
+def test_the_arrays_the_library_streams_start_on_a_cache_line(tmp_path):
+    """Weights (either precision), gradients, moments, states and workspaces, and a batch's states as
+    streams join and leave: each at a multiple of core.ALIGN (numpy's own arrays often are not)."""
+    model, tokens, targets, _ = problem(dropout=0.0)
+    trainer = core.Trainer(model, 4, 5)
+    slots = core.Slots(model)
+    arrays = {"params": model.params, "grads": model.grads, "m": trainer.m, "v": trainer.v,
+              "state": model.zero_state(3), "workspace": model.workspace(4, 5),
+              "forward's state": model.forward(tokens, targets).final_state}
+    for n in range(3):
+        slots.join(core.Slot([1], 4, seed=n))
+        slots.step()
+        arrays[f"batch of {len(slots.slots)}"] = slots.state
+    slots.slots[0].cancelled = True
+    slots.step()
+    arrays["batch after one left"] = slots.state
+    core.save_checkpoint(tmp_path / "m.ckpt", model, list(range(7)))
+    arrays["loaded params"] = core.load_checkpoint(tmp_path / "m.ckpt").model.params
+    model.set_precision("bfloat16")
+    arrays["bfloat16 block"] = model.block()
+    for name, a in arrays.items():
+        assert a.ctypes.data % core.ALIGN == 0, name
 
 
 def test_every_misuse_of_backward_is_an_error_that_writes_nothing():
