@@ -18,7 +18,8 @@
  *   db_ih, db_hh (G*H)   bias gradients: the sums of dgx (dgh) over streams and steps, added here
  *
  * The loops over units are `omp simd` and the exponential below has no calls or branches, so they
- * vectorize; on x86 with GCC each function is also compiled for AVX2, chosen at load time.
+ * vectorize; on x86 with GCC each function is also compiled for AVX2 and AVX-512, chosen at load
+ * time (WIDE_CLONES: no reductions here, so every width gives the same bits).
  *
  * Adding a cell: write its step_forward and step_backward here, add its row to cell_kinds at the
  * end (and its minrnn_config values to minrnn.h), and its twin to minrnn/reference/cells.py.

@@ -773,21 +773,24 @@ class Slots:
     def step(self):
         """One step of every stream: [(slot, the id it wrote or None)] of the streams in the batch;
         those that ended or were cancelled leave it (their rows with them)."""
-        # before the step: streams cancelled since the last, and those of length 0 (the others that
-        # ended left after the step that ended them)
-        gone = [(s, None) for s in self.leave(lambda s: s.cancelled or s.empty)]
+        # before the step: streams cancelled since the last, and those of length 0
+        gone = [(s, None) for s in self.leave(lambda s: s.cancelled or s.ended)]
         B = len(self.slots)
         if B == 0:
             return gone
-        if self._streams is None:   # the batch changed: its C view, and its buffers (kept while it stays)
-            self._streams = ffi.new("minrnn_stream *[]", [s.c for s in self.slots])
+        if self._streams is None:   # the batch changed: its C view and its buffers, kept while it stays
+            streams = ffi.new("minrnn_stream *[]", [s.c for s in self.slots])
             conds = None if self.slots[0].cond is None else np.stack([np.asarray(s.cond) for s in self.slots])
             cond, kind = _condition(self.model.config, conds, B), self.model.config.cond
-            self._tokens, logits = np.empty(B, np.int32), np.empty((B, self.model.outputs), np.float32)
-            self._args = (self._streams, B, _iptr(cond) if kind == "label" else ffi.NULL,
-                          _fptr(cond) if kind == "vector" else ffi.NULL, _fptr(self.state), _fptr(logits),
-                          _fptr(self.model.workspace(B, 1)), self.scratch, _iptr(self._tokens))
-            self._keep = (cond, logits, self.model.workspace(B, 1))   # alive as long as the pointers above
+            tokens, logits, workspace = np.empty(B, np.int32), np.empty((B, self.model.outputs), np.float32), \
+                self.model.workspace(B, 1)
+            args = (streams, B, _iptr(cond) if kind == "label" else ffi.NULL,
+                    _fptr(cond) if kind == "vector" else ffi.NULL, _fptr(self.state), _fptr(logits),
+                    _fptr(workspace), self.scratch, _iptr(tokens))
+            # all at once, after anything that can raise: a half-built view would point at freed states;
+            # _keep holds what the pointers point into
+            self._streams, self._args, self._tokens = streams, args, tokens
+            self._keep = (cond, logits, workspace, self.state)
         self.stepped = B   # the streams of the last step
         check(lib.minrnn_streams_step(self.model.c, *self.model.weights(), *self._args, self.model.call_threads),
               "streams step")

@@ -113,6 +113,31 @@ def test_streams_joining_a_batch_draw_what_each_draws_alone(drawn):
     assert all(s.ended for s in slots) and not batch.slots
 
 
+def test_a_batch_whose_rebuild_failed_is_rebuilt_at_the_next_step(monkeypatch):
+    # Slots keeps the C view of its batch (pointers into its states) while the batch stays; a
+    # failure while it rebuilds that view after a join must not leave a half-built one, pointing at
+    # the states the join replaced: the next step rebuilds it, and every stream draws what it
+    # draws alone
+    model = model_of("gru", 7, 8, 2, 3, "none", 0, seed=5)
+    alone = [core.Generation(model, 1, [1], 12, seed).run()[0] for seed in (1, 2, 3)]
+    slots, batch = [core.Slot([1], 12, seed) for seed in (1, 2, 3)], core.Slots(model)
+    batch.join(slots[0]), batch.join(slots[1])
+    batch.step()
+    batch.join(slots[2])   # a new batch of 3, with new states
+    real = model.workspace
+
+    def fails(*args):
+        raise MemoryError("no room for the workspace")
+    monkeypatch.setattr(model, "workspace", fails)
+    with pytest.raises(MemoryError):
+        batch.step()
+    monkeypatch.setattr(model, "workspace", real)
+    while batch.slots:
+        batch.step()
+    assert slots[2].drawn == alone[2]   # it lost no step: the failed one stepped nobody
+    assert slots[0].drawn == alone[0] and slots[1].drawn == alone[1]
+
+
 def test_a_stream_ends_at_its_stop_and_the_others_go_on():
     model = model_of("lstm", 6, 8, 1, 0, "none", 0, seed=4)
     free = core.Generation(model, 3, [0], 40, [1, 2, 3], temperature=1.0).run()
