@@ -123,6 +123,11 @@ def reject_constant(name):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def error(message):
+    """The JSON value of an error reply: its one line, at most 300 characters."""
+    return {"error": message[:300]}
+
+
 def internal(e):
     """The message of a bug, once on the server's stderr and then for the client."""
     print(f"minrnn serve: internal error: {type(e).__name__}: {e}", file=sys.stderr)
@@ -286,23 +291,30 @@ class Handler(BaseHTTPRequestHandler):
         if not server.gate.acquire(blocking=False):
             return self.refuse(429, f"{server.limits.max_requests} requests are in progress, this server's "
                                     "--max-requests; try again in a moment")
+        reply = None   # (status, JSON value) still to send; None when answered already (a stream)
         try:
-            self.answer(self.request_of())
+            reply = self.answer(self.request_of())
         except Refused as e:
-            self.refuse(e.status, str(e))
+            reply = e.status, error(str(e))
         except (UserError, core.MinrnnError) as e:
-            self.refuse(400, str(e))
+            reply = 400, error(str(e))
         except OSError:   # the client went away, or stopped reading for --timeout seconds
             pass
         except Exception as e:   # a bug: one line for the client and one for whoever runs the server
-            self.refuse(500, internal(e))
-        finally:
+            reply = 500, error(internal(e))
+        finally:   # before the reply: a client that has it may send its next request at once
             server.gate.release()
+        if reply is not None:
+            self.send_json(*reply)
 
     def refuse(self, status, message):
         """The one-line JSON error, unless the client has gone."""
+        self.send_json(status, error(message))
+
+    def send_json(self, status, value):
+        """A whole JSON reply, unless the client has gone."""
         try:
-            self.reply_json(status, {"error": message[:300]})
+            self.reply_json(status, value)
         except OSError:
             pass
 
@@ -334,21 +346,27 @@ class Handler(BaseHTTPRequestHandler):
         return checked(self.server.task, body, limits)
 
     def answer(self, request):
+        """The request answered: (status, JSON value) to reply, or None once a stream has been sent."""
         server = self.server
         if request.get("seed", 0) is None:   # drawn here below 2^53, which a browser's numbers hold exactly
             request["seed"] = secrets.randbits(53)
-        with server.lock:   # the task's checks and the API's calls read the model
+        # the task's checks and the API's calls read the model, one request at a time: one that waits
+        # for it longer than --timeout is answered 408; one that has it runs to its end (its size is
+        # capped by --max-length and the beams)
+        if not server.lock.acquire(timeout=server.limits.timeout):
+            raise Refused(408, f"the model was busy with other requests for {server.limits.timeout:g} s, this "
+                               "server's --timeout; try again in a moment")
+        try:
             slot = server.task.slot(server.m, request)
             reply = None if slot is not None else server.task.answer(server.m, request)
+        finally:
+            server.lock.release()
         if slot is None:
-            return self.reply_json(200, reply)
+            return 200, reply
         job = Job(slot)
         server.batcher.submit(job)
         try:
-            if request.get("stream"):
-                self.stream(job)
-            else:
-                self.whole(job)
+            return self.stream(job) if request.get("stream") else self.whole(job)
         finally:
             slot.cancelled = True   # a client gone, or a time out: its stream leaves at the next step
 
@@ -379,10 +397,12 @@ class Handler(BaseHTTPRequestHandler):
                                    "--timeout; ask for fewer characters")
 
     def whole(self, job):
+        """The reply of a whole generation: (200, its text and seed), or None if the client went away."""
         ids = [token for piece in self.pieces(job) for token in piece]
         if job.done.is_set():
             text = self.server.m.vocab.to_bytes(ids).decode("utf-8", "replace")
-            self.reply_json(200, {"text": text, "seed": job.slot.seed})
+            return 200, {"text": text, "seed": job.slot.seed}
+        return None
 
     def gone(self):
         """Whether the client closed its side: checked as pieces are drawn. Whatever it sent after

@@ -1,8 +1,11 @@
 """python -m minrnn serve, as a client sees it: a real server process on 127.0.0.1, real sockets.
 Each request draws what `sample` draws with the same seed, alone and among 16 concurrent clients
 (continuous batching must not change a bit); bad requests are a 4xx with a one-line message and
-the server goes on; a client that goes away frees its stream; Ctrl-C stops the server cleanly."""
+the server goes on, and so does a request that waits past --timeout for a busy model (that server
+runs in the test's process, which holds the model); a client that goes away frees its stream;
+Ctrl-C stops the server cleanly."""
 
+import http.client
 import json
 import signal
 import socket
@@ -234,6 +237,65 @@ def test_the_other_tasks_answer_at_their_endpoints_as_the_api_does(folder):
         assert status == 400 and "beam=1" in reply["error"]
     finally:
         server.stop()
+
+
+def in_process(lm, max_requests=8, timeout=1.0):
+    """A server of lm in this process (so that a test can hold its model or slow its replies)."""
+    from minrnn import serve
+    server = serve.Server(("127.0.0.1", 0), minrnn.load(lm), serve.Limits(400, max_requests, 65536, timeout))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def post_to(server, body):
+    """(status, JSON reply) of POST /generate body, as http.client reads it: up to its Content-Length
+    (not to the connection's end)."""
+    c = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    c.request("POST", "/generate", body=json.dumps(body).encode())
+    r = c.getresponse()
+    reply = json.loads(r.read())
+    c.close()
+    return r.status, reply
+
+
+def test_a_request_that_waits_for_the_busy_model_past_the_timeout_is_a_408(lm):
+    # One request at a time has the model; one that waits for it longer than --timeout is answered
+    # 408 and the server goes on. The test holds the model as a long request before it would (a
+    # request made long enough would make the test depend on the machine's speed)
+    server = in_process(lm, timeout=1.0)
+    try:
+        with server.lock:
+            started = time.monotonic()
+            status, reply = post_to(server, {"length": 5, "seed": 1})
+            waited = time.monotonic() - started
+        assert status == 408 and "--timeout" in reply["error"]
+        assert 1.0 <= waited < 6.0   # its --timeout of 1 s, not until the model is free (the test holds it)
+        status, reply = post_to(server, {"length": 5, "seed": 1})
+        assert status == 200 and len(reply["text"]) == 5
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_that_has_its_answer_is_no_longer_in_progress(lm, monkeypatch):
+    # --max-requests 1: a client that has read its whole reply may send the next request at once.
+    # The handler's thread may be set aside right after it writes a reply (here it sleeps, as a
+    # loaded machine's scheduler would make it); the request must have left the count before
+    from minrnn import serve
+    written = serve.Handler.reply_json
+
+    def then_set_aside(self, status, value):
+        written(self, status, value)
+        time.sleep(0.3)
+    monkeypatch.setattr(serve.Handler, "reply_json", then_set_aside)
+    server = in_process(lm, max_requests=1)
+    try:
+        for seed in range(3):
+            status, reply = post_to(server, {"length": 5, "seed": seed})
+            assert status == 200, reply
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_server_listens_on_this_machine_unless_told(folder, lm):
