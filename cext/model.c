@@ -530,8 +530,9 @@ static void layer_forward(const run *r, int l) {
             float *dst = act + (size_t)i * GH;
             for (int k = 0; k < GH; k++) dst[k] += src[k];
         }
-    } else {   /* one-hot, few rows (sampling): W_ih's rows in order, each giving every row its token's
-                * element (row by row instead, each element read would be a cache line of its own) */
+    } else {   /* one-hot, few rows (sampling): W_ih (GH, V) a row at a time, each giving every row of
+                * act its token's element, so that the N elements read from it share a few cache lines
+                * (act row by row instead, every element read is a cache line of its own) */
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
         for (int k0 = 0; k0 < GH; k0 += 16)   /* 16 columns: a cache line of act to each thread */
             for (int k = k0; k < k0 + 16 && k < GH; k++)
@@ -660,21 +661,22 @@ static double output_forward(const run *r, float *logits_out) {
     return r->cfg->reduction == MINRNN_SUM ? total : total / (loss_count(r) * (r->values ? O : 1));
 }
 
-/* Between the caller's states (L, S, B, H) and row block t of every state: into the block (in = 1),
- * or out of it. A row at a time, shared out: at one step of 32 streams they weigh as much as a
- * product's share. */
-static void copy_states(const run *r, float *state, int t, int in) {
+/* Between the caller's states (L, S, B, H) and row block t of every state: from the caller's `in`
+ * into the block, or (in NULL) out of it into `out`. A row at a time, shared out: at one step of 32
+ * streams they weigh as much as a product's share. */
+static void copy_states(const run *r, int t, const float *in, float *out) {
     int rows = r->L * r->S * r->B, H = r->H;
     #pragma omp parallel for num_threads(threads_for(r->nt, (double)rows * H)) schedule(static)
     for (int i = 0; i < rows; i++) {   /* row b of state k of layer l: i = (l S + k) B + b */
         int b = i % r->B, lk = i / r->B;
-        float *block = state_rows(r, lk / r->S, lk % r->S) + ((size_t)t * r->B + b) * H, *caller = state + (size_t)i * H;
-        memcpy(in ? block : caller, in ? caller : block, (size_t)H * sizeof(float));
+        float *block = state_rows(r, lk / r->S, lk % r->S) + ((size_t)t * r->B + b) * H;
+        if (in) memcpy(block, in + (size_t)i * H, (size_t)H * sizeof(float));
+        else memcpy(out + (size_t)i * H, block, (size_t)H * sizeof(float));
     }
 }
 
 static void forward(run *r, const float *state0, float *state_out, float *logits, float *loss) {
-    copy_states(r, (float *)state0, 0, 1);   /* the initial states into row block 0 (state0 is only read) */
+    copy_states(r, 0, state0, NULL);   /* the initial states into row block 0 */
     if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
         float *x0 = WS(r, x0);
         tensor enc = tensor_of(r, r->w.encoder, r->off.encoder);
@@ -690,7 +692,7 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
         double value = output_forward(r, logits);
         if (loss) *loss = (float)value;
     }
-    if (state_out) copy_states(r, state_out, r->T, 0);   /* every state after the last step */
+    if (state_out) copy_states(r, r->T, NULL, state_out);   /* every state after the last step */
 }
 
 int model_forward(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
@@ -946,7 +948,7 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
     backward(&r, NULL, NULL, grads, NULL, NULL);
     status = clip_and_update(opt, params, grads, m, v, n, value, loss, grad_norm, num_threads);
     if (status != MINRNN_OK) return status;
-    copy_states(&r, state, r.T, 0);
+    copy_states(&r, r.T, NULL, state);
     return MINRNN_OK;
 }
 

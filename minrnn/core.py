@@ -794,10 +794,11 @@ class Slots:
         self.stepped = B   # the streams of the last step
         check(lib.minrnn_streams_step(self.model.c, *self.model.weights(), *self._args, self.model.call_threads),
               "streams step")
-        out = [(s, None if token < 0 else token) for s, token in zip(self.slots, self._tokens.tolist())]
-        for s, token in out:
-            if token is not None:
+        out = []
+        for s, token in zip(self.slots, self._tokens.tolist()):
+            if token >= 0:
                 s.drawn.append(token)
+            out.append((s, token if token >= 0 else None))
         self.leave(lambda s: s.c.ended)
         return gone + out
 
@@ -1082,7 +1083,7 @@ def _load_fd(fd, path, threads):
     ck = ffi.new("minrnn_checkpoint *")
     check(lib.minrnn_checkpoint_peek_fd(fd, ck), str(path))
     config = py_config(ck.config)
-    model = model_for(config, params=aligned(param_count(config), fill=0), threads=threads)
+    model = model_for(config, params=np.zeros(param_count(config), np.float32), threads=threads)
     vocab = np.empty(ck.vocab_length, dtype=np.int32)
     meta, labels = bytearray(ck.meta_size), bytearray(ck.labels_size)
     ck.vocab, ck.params = _iptr(vocab), _fptr(model.params)

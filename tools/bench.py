@@ -123,7 +123,8 @@ CAPTION = {"V": 24, "H": 128, "E": 32, "D": 65, "places": 12, "B": 32, "Td": 7}
 # batches and rules: the README's "Outgrowing one machine" model, an LSTM of 2 x 256 with embeddings.
 ENGINE = Row("engine", "torch engine, LSTM H=256 L=2 E=64", "lstm", 256, 2, E=64)
 # The serve row: python -m minrnn serve's load test (tools/serve_load.py), SERVE_CLIENTS clients at once each
-# streaming SERVE_LENGTH characters from make run's model (an LSTM 256 x 2, embeddings of 64), 3 rounds each.
+# streaming SERVE_LENGTH characters from a model of make run's size (an LSTM 256 x 2, embeddings of 64), 3 rounds
+# each.
 SERVE_CLIENTS, SERVE_LENGTH = (1, 8, 32), 500
 ROW_KEYS = [r.key for r in TRAIN_ROWS] + ["minchar", "sample", "compact", "streams", "memory", "scaling", "load",
                                           "caption", "engine", "serve"]
@@ -254,7 +255,7 @@ class Batches:
 
 # ---- what a step costs
 
-def train_flops(cell, H, L, B, T, E=0):
+def train_flops(row):
     """FLOPs of one training step's dense products, the same count for every framework.
 
     Per layer the gates need (N, In + H) x (In + H, G*H): 2*N*G*H*(In + H) FLOPs with N = B*T, and
@@ -262,8 +263,8 @@ def train_flops(cell, H, L, B, T, E=0):
     product (input and weight gradients), hence times 3. Layer 0's input is an embedding (In = E),
     or one-hot: minrnn adds a column of weight_ih (a gather), so In = 0 there; PyTorch multiplies by
     the one-hot matrix, work this count does not credit it for."""
-    N, G = B * T, CELLS[cell].gates
-    layers = sum(2 * N * G * H * ((H if l > 0 else E) + H) for l in range(L))
+    N, G, H = row.B * row.T, CELLS[row.cell].gates, row.H
+    layers = sum(2 * N * G * H * ((H if l > 0 else row.E) + H) for l in range(row.L))
     return 3 * (layers + 2 * N * V * H)
 
 
@@ -310,6 +311,13 @@ def sampling_bytes(model, itemsize):
     require(model.config.embed_size == 0, "the sampling bound is worked out for one-hot input only")
     w = model.tensors["weight_ih_l0"]  # (G*H, V)
     return itemsize * (model.param_count - w.size + w.shape[0])
+
+
+def sampling_macs(model):
+    """Multiply-adds of the products of one sampling step of one stream: every weight matrix's, but
+    the one-hot layer 0's input, which is a column read (no products)."""
+    require(model.config.embed_size == 0, "the sampling products are worked out for one-hot input only")
+    return sum(t.size for name, t in model.tensors.items() if t.ndim == 2 and name != "weight_ih_l0")
 
 
 BANDWIDTH_CODE = """
@@ -536,7 +544,7 @@ def check_training(model, trainer, ttrainer, batches):
 def speed(row, name, step_times, chars, sgemm):
     """Rate, GFLOP/s and share of SGEMM for one contender of a training row."""
     seconds = statistics.median(step_times)
-    gflops = train_flops(row.cell, row.H, row.L, row.B, row.T, row.E) / seconds / 1e9
+    gflops = train_flops(row) / seconds / 1e9
     return {"name": name, "chars_per_s": chars / seconds, "step_s": seconds, "spread": spread(step_times),
             "gflops": gflops, "sgemm_share": gflops / sgemm[row.threads], "rounds": step_times}
 
@@ -546,7 +554,7 @@ def train_row(row, data, opts, sgemm, others=None):
     against others ({name: step function}) in the same interleaved rounds."""
     model, trainer = minrnn_trainer(row)
     steps = {"minrnn": stepper(minrnn_step(model, trainer), Batches(data, row.B, row.T))}
-    result = {"row": row.key, "label": row.label, "flops_per_step": train_flops(row.cell, row.H, row.L, row.B, row.T, row.E)}
+    result = {"row": row.key, "label": row.label, "flops_per_step": train_flops(row)}
     if torch is not None:
         torch.set_num_threads(row.threads)
         ttrainer = TorchTrainer(torch_model(row, model), row)
@@ -689,13 +697,6 @@ def checkpoint_model(path):
     ids, _ = Vocab(ck.vocab, ck.encoding).encode_known(symbols)
     return (ck.model, ids[int(len(ids) * (1 - VALID_FRAC)):],
             f"{path}: {cfg.cell} H={cfg.hidden_size} L={cfg.num_layers}")
-
-
-def sampling_macs(model):
-    """Multiply-adds of the products of one sampling step of one stream: every weight matrix's, but
-    the one-hot layer 0's input, which is a column read (no products)."""
-    require(model.config.embed_size == 0, "the sampling products are worked out for one-hot input only")
-    return sum(t.size for name, t in model.tensors.items() if t.ndim == 2 and name != "weight_ih_l0")
 
 
 def streams_row(vocab, opts, sgemm):
