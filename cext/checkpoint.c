@@ -16,7 +16,8 @@
  *   256  48    the fields of HEADER_FIELDS from task to input_feeding
  *   304  208   zero padding (must be zero)
  *   512  ...   sections: vocab (vocab_length x i32), params (param_count x f32, or x bf16 when
- *              precision = MINRNN_BFLOAT16), m (param_count x f32), v (param_count x f32),
+ *              precision = MINRNN_BFLOAT16, or int8 rows when precision = MINRNN_INT8: see below),
+ *              m (param_count x f32), v (param_count x f32),
  *              state (state_size(cfg, B) x f32), meta (meta_size bytes of UTF-8 JSON),
  *              labels (labels_size bytes), scaling (2C + 2D x f32: cond_shift, cond_scale,
  *              input_shift, input_scale, each present when its size C or D is);
@@ -33,6 +34,14 @@
  * to even, as it writes it (a NaN stays a NaN: its high half with the quiet bit 0x0040 set); load
  * widens each one exactly (the low half 0). In memory the parameters are float32 either way, and
  * the caller's buffer is never changed.
+ *
+ * int8 params (cext/int8.c's rule) are every row of every tensor in block order, each an f32
+ * scale and then its cols int8 values q; a 1-D tensor's rows are its elements (cols 1). Save
+ * quantizes each row as it writes it (MINRNN_ERR_ARG, before anything is written, if a parameter is
+ * not finite or beyond 127 * 2^100); load writes q times the scale, which is exact. A reader
+ * accepts only what save writes, so the loaded floats quantize back to the same bytes: a 2-D row's
+ * scale is 2^e, INT8_MIN_EXP <= e <= INT8_MAX_EXP, its q within [-127, 127], and its largest |q|
+ * at least 64 unless e = INT8_MIN_EXP; a 1-D row is a finite scale and q = 1.
  *
  * Format 5 (the one before captioning over a grid; read, never written) is format 6 without
  * input_feeding: 300..511 is zero padding, and a format-5 file reads as input_feeding 0.
@@ -66,8 +75,9 @@
  *     V * (MINRNN_MAX_TOKEN_CHARS + 1);
  *   - the task is not MINRNN_TASK_ENCODE: a bare encoder has no output layer, nothing samples or
  *     classifies with it, and a seq2seq checkpoint already holds its encoder;
- *   - precision is MINRNN_FLOAT32 or MINRNN_BFLOAT16, and MINRNN_BFLOAT16 has no training state
- *     (a compact checkpoint is for inference; an exact resume needs the float32 parameters);
+ *   - precision is MINRNN_FLOAT32, MINRNN_BFLOAT16 or MINRNN_INT8, and only MINRNN_FLOAT32 has a
+ *     training state (a compact checkpoint is for inference; an exact resume needs the float32
+ *     parameters);
  *   - vocab: the text's symbols, strictly increasing, optionally followed by MINRNN_START_SYMBOL
  *     and MINRNN_END_SYMBOL (both or neither, the last two entries; never in format 1; always
  *     for MINRNN_TASK_SEQ2SEQ, whose last two ids are the start and the end token); UTF8
@@ -183,7 +193,7 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(268, "cond_size",      I32, 2, 0, ANY,      0, config.cond_size),
     FIELD(272, "one_bias",       I32, 2, 0, ANY,      0, config.one_bias),
     FIELD(276, "reduction",      I32, 2, 0, ANY,      0, config.reduction),
-    FIELD(280, "precision",      I32, 3, 0, UPTO,     MINRNN_BFLOAT16, precision),
+    FIELD(280, "precision",      I32, 3, 0, UPTO,     MINRNN_INT8, precision),
     FIELD(284, "attention",      I32, 4, 0, ANY,      0, config.attention),
     FIELD(288, "attention_size", I32, 4, 0, ANY,      0, config.attention_size),
     FIELD(292, "input_size",     I32, 5, 0, ANY,      0, config.input_size),
@@ -520,7 +530,7 @@ static int check_scalars(const minrnn_checkpoint *ck)
     /* a model without names has no labels section (said by the header, before any is read) */
     if (label_count(&ck->config) == 0 && ck->labels_size != 0) return MINRNN_ERR_ARG;
     /* rounded parameters are for inference: an exact resume needs the float32 ones */
-    if (ck->precision == MINRNN_BFLOAT16 && ck->has_train_state) return MINRNN_ERR_ARG;
+    if (ck->precision != MINRNN_FLOAT32 && ck->has_train_state) return MINRNN_ERR_ARG;
     return MINRNN_OK;
 }
 
@@ -560,8 +570,65 @@ static int section_buffers(const minrnn_checkpoint *ck, int s, uint64_t whole, v
     return n;
 }
 
+/* ---- int8 params: a row at a time (cext/int8.c) */
+
+/* Bytes of the int8 params section: every row's scale and q. */
+static uint64_t int8_section_bytes(const minrnn_config *cfg)
+{
+    uint64_t bytes = 0;
+    minrnn_tensor t;
+    for (int i = 0, n = minrnn_tensor_count(cfg); i < n && minrnn_tensor_info(cfg, i, &t) == MINRNN_OK; i++)
+        bytes += (uint64_t)t.rows * (4 + (uint64_t)t.cols);
+    return bytes;
+}
+
+/* Where a reader is in the int8 params section: the tensor, its row, and the byte within the row. */
+typedef struct {
+    const minrnn_config *cfg;
+    minrnn_tensor t;
+    int tensor;
+    int64_t row, at;         /* at: 0..3 the scale's bytes, then 4 + k for q[k] */
+    unsigned char sbytes[4];
+    float scale;
+    int maxq, broken;
+} int8_reader;
+
+/* Whether a row just read is what save writes (the rule at the top). */
+static int int8_row_ok(const int8_reader *r)
+{
+    if (r->t.ndim == 1) return isfinite(r->scale) && r->maxq == 1 && !r->broken;
+    int e;
+    float f = frexpf(r->scale, &e);   /* scale = 0.5 2^e = 2^(e-1) when a power of two */
+    return !r->broken && f == 0.5f && e - 1 >= INT8_MIN_EXP && e - 1 <= INT8_MAX_EXP &&
+           (r->maxq >= 64 || e - 1 == INT8_MIN_EXP);
+}
+
+/* Read n bytes of the section; writes each value into out (param_count floats) unless it is NULL.
+ * Returns 0 at the first byte that breaks the rule. */
+static int int8_feed(int8_reader *r, const unsigned char *p, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (r->tensor >= minrnn_tensor_count(r->cfg)) return 0;   /* longer than the config's tensors */
+        if (r->row == 0 && r->at == 0) minrnn_tensor_info(r->cfg, r->tensor, &r->t);
+        if (r->at < 4) {
+            r->sbytes[r->at++] = p[i];
+            if (r->at == 4) r->scale = float_(get_u32(r->sbytes)), r->maxq = 0, r->broken = 0;
+            continue;
+        }
+        int q = (int8_t)p[i], k = (int)(r->at++ - 4);
+        if (q == -128 || (r->t.ndim == 1 && q != 1)) r->broken = 1;
+        if (abs(q) > r->maxq) r->maxq = abs(q);
+        if (out) out[r->t.offset + r->row * r->t.cols + k] = (float)q * r->scale;   /* exact */
+        if (k + 1 < r->t.cols) continue;
+        if (!int8_row_ok(r)) return 0;
+        r->at = 0;
+        if (++r->row == r->t.rows) r->row = 0, r->tensor++;
+    }
+    return 1;
+}
+
 /* Bytes per element of each section: 4 for int32 and float words, 1 for bytes; the params
- * section's is its precision's (minrnn_precision_size). */
+ * section's is its precision's: 4, 2, or 1 for int8 rows (counted in bytes). */
 static const uint64_t WIDTH[NUM_SECTIONS] = {4, 4, 4, 4, 4, 1, 1, 4};
 
 /* The back-to-back layout in this format that ck's (checked) scalar fields imply. Returns 0 if a
@@ -584,8 +651,12 @@ static int compute_layout(const minrnn_checkpoint *ck, const checkpoint_format *
     count[SEC_SCALING] = 2 * cond_floats(ck) + 2 * (uint64_t)ck->config.input_size;
     lay->format = format;
     memcpy(lay->width, WIDTH, sizeof WIDTH);
-    lay->width[SEC_PARAMS] = minrnn_precision_size(ck->precision);
-    if (lay->width[SEC_PARAMS] == 0) return 0;
+    if (ck->precision == MINRNN_INT8) {
+        lay->width[SEC_PARAMS] = 1;
+        count[SEC_PARAMS] = int8_section_bytes(&ck->config);
+    } else {
+        lay->width[SEC_PARAMS] = ck->precision == MINRNN_BFLOAT16 ? 2 : 4;
+    }
     uint64_t at = format->header_size;
     for (int s = 0; s < NUM_SECTIONS; s++) {
         if (count[s] > (UINT64_MAX - at) / lay->width[s]) return 0;   /* at + count * width overflows */
@@ -736,6 +807,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
     if (memcmp(buf, hdr, header_size) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
     uint64_t hash = fnv1a(FNV_BASIS, buf, header_size);
     contents_check check = {.vocab = {.ck = ck, .markers = lay->format->markers}};
+    int8_reader q8 = {.cfg = &ck->config};
     for (int s = 0; s < NUM_SECTIONS; s++) {
         void *dest[4];
         uint64_t count[4];
@@ -751,7 +823,9 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
                 hash = fnv1a(hash, buf, n);
                 if (!contents_feed(&check, s, buf, n)) return MINRNN_ERR_CORRUPT;
                 uint64_t width = lay->width[s];
-                if (out && width == 1) {
+                if (s == SEC_PARAMS && ck->precision == MINRNN_INT8) {   /* int8 rows, expanded exactly */
+                    if (!int8_feed(&q8, buf, n, (float *)out)) return MINRNN_ERR_CORRUPT;
+                } else if (out && width == 1) {
                     memcpy(out + done, buf, n);
                 } else if (out && width == 2) {   /* bfloat16 params, widened exactly */
                     for (size_t i = 0; i < n; i += 2) {
@@ -770,6 +844,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
     }
     if (!vocab_complete(&check.vocab) || !names_complete(&check.names, label_count(&ck->config)))
         return MINRNN_ERR_CORRUPT;
+    if (ck->precision == MINRNN_INT8 && q8.tensor != minrnn_tensor_count(&ck->config)) return MINRNN_ERR_CORRUPT;
     status = read_exact(f, buf, TRAILER_SIZE);
     if (status != MINRNN_OK) return status;
     return get_u64(buf) == hash ? MINRNN_OK : MINRNN_ERR_CORRUPT;
@@ -904,6 +979,44 @@ static int write_words(FILE *f, const void *src, uint64_t count, uint64_t width,
     return 1;
 }
 
+/* Write params (float32) as the int8 params section; 0 on a write error. Rows were checked. */
+static int write_int8_params(FILE *f, const minrnn_checkpoint *ck, unsigned char *buf, uint64_t *hash)
+{
+    minrnn_tensor t;
+    for (int i = 0, n = minrnn_tensor_count(&ck->config); i < n; i++) {
+        minrnn_tensor_info(&ck->config, i, &t);
+        for (int64_t row = 0; row < t.rows; row++) {
+            const float *x = ck->params + t.offset + row * t.cols;
+            float scale = x[0];
+            if (t.ndim == 2) row_scale(x, t.cols, &scale);
+            put_u32(buf, bits_(scale));
+            if (!write_bytes(f, buf, 4, hash)) return 0;
+            for (int64_t k = 0; k < t.cols; k += IO_CHUNK_BYTES) {
+                int piece = t.cols - k < IO_CHUNK_BYTES ? (int)(t.cols - k) : IO_CHUNK_BYTES;
+                if (t.ndim == 2) quantize_with(x + k, piece, scale, (int8_t *)buf);
+                else buf[0] = 1;
+                if (!write_bytes(f, buf, (uint64_t)piece, hash)) return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* Whether every row of params can be stored as int8: finite, and within 127 * 2^INT8_MAX_EXP. */
+static int int8_storable(const minrnn_checkpoint *ck)
+{
+    minrnn_tensor t;
+    for (int i = 0, n = minrnn_tensor_count(&ck->config); i < n; i++) {
+        minrnn_tensor_info(&ck->config, i, &t);
+        for (int64_t row = 0; row < t.rows; row++) {
+            const float *x = ck->params + t.offset + row * t.cols;
+            float scale;
+            if (t.ndim == 2 ? row_scale(x, t.cols, &scale) != 0 : !isfinite(x[0])) return 0;
+        }
+    }
+    return 1;
+}
+
 /* Write the header, the sections and the trailer. */
 static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
                       const minrnn_checkpoint *ck)
@@ -917,7 +1030,8 @@ static int write_file(FILE *f, const unsigned char *hdr, const layout *lay,
         int pieces = section_buffers(ck, s, lay->size[s] / lay->width[s], src, count);
         for (int j = 0; j < pieces; j++) {
             uint64_t width = lay->width[s], piece_size = count[j] * width;
-            int ok = width == 1 ? write_bytes(f, src[j], piece_size, &hash)
+            int ok = s == SEC_PARAMS && ck->precision == MINRNN_INT8 ? write_int8_params(f, ck, buf, &hash)
+                   : width == 1 ? write_bytes(f, src[j], piece_size, &hash)
                                 : write_words(f, src[j], piece_size / width, width, buf, &hash);
             if (!ok) return 0;
         }
@@ -994,6 +1108,7 @@ int minrnn_checkpoint_save(const char *path, const minrnn_checkpoint *given)
     const checkpoint_format *format = format_of(MINRNN_CHECKPOINT_FORMAT);
     layout lay;
     if (!compute_layout(ck, format, &lay) || !contents_ok(ck, format->markers)) return MINRNN_ERR_ARG;
+    if (ck->precision == MINRNN_INT8 && !int8_storable(ck)) return MINRNN_ERR_ARG;
     unsigned char hdr[HEADER_SIZE_MAX];
     encode_header(ck, &lay, hdr);
 

@@ -280,23 +280,9 @@ size_t minrnn_logits_size(const minrnn_config *cfg, int B, int T) {
     return (size_t)T * B * cfg->vocab_size;
 }
 
-size_t minrnn_precision_size(int precision) {
-    return precision == MINRNN_FLOAT32 ? sizeof(float) : precision == MINRNN_BFLOAT16 ? sizeof(uint16_t) : 0;
-}
-
-int minrnn_params_compact(const float *params, size_t n, int precision, void *out) {
-    if (!params || !out || minrnn_precision_size(precision) == 0) return MINRNN_ERR_ARG;
-    if (precision == MINRNN_FLOAT32) {
-        memmove(out, params, n * sizeof(float));
-        return MINRNN_OK;
-    }
-    uint16_t *half = out;
-    for (size_t i = 0; i < n; i++) half[i] = float_to_bf16(params[i]);
-    return MINRNN_OK;
-}
-
-/* Where each tensor starts, in elements, in one pass over the tensors (this runs at every call). */
-model_offsets model_offsets_of(const minrnn_config *cfg) {
+/* Where each tensor starts in a block at precision, in elements (in bytes for MINRNN_INT8: its
+ * section), in one pass over the tensors (this runs at every call). */
+model_offsets model_offsets_of(const minrnn_config *cfg, int precision) {
     model_offsets o;
     memset(&o, 0xFF, sizeof o);   /* every offset NO_TENSOR until found */
     size_t at = 0;
@@ -315,7 +301,7 @@ model_offsets model_offsets_of(const minrnn_config *cfg) {
         case OUT_W: o.out_w = at; break;
         default: o.out_b = at;
         }
-        at += (size_t)rows * cols;
+        at = precision == MINRNN_INT8 ? int8_section_of(rows, cols, at).end : at + (size_t)rows * cols;
     }
     return o;
 }

@@ -53,10 +53,21 @@ void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, p
 void mm_nt_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W, ptrdiff_t ldw,
                 float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 
+/* C (M, N) = [C +] the int8 product of A's rows, quantized (Aq (M, K) and scales sa (M)), and W's
+ * (Wq (N, K), scales sw (N), rowsum (N): the sums of Wq's rows): C(i, j) = [C(i, j) +]
+ * ((float)dot(Aq_i, Wq_j) * sw_j) * sa_i, the dot exact in int32 (cext/int8.c). */
+void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+              ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
+              int nthreads);
+
 /* ---- for tests: the kernels behind mm_packed and mm_nt, by name. The plain C ones always work;
  * the AVX2+FMA ones only when mm_have_avx2() (on other CPUs they are the plain C ones). */
 int mm_have_avx2(void);
 int mm_have_avx512(void);   /* mm_packed then runs an AVX-512 kernel: the same bits as the AVX2 one */
+int mm_have_vnni(void);     /* mm_nt_i8 then runs vpdpbusd: the same bits as the plain C one */
+void mm_nt_i8_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+                       ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
+                       int accumulate, int nthreads);
 void mm_packed_portable(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                         const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_packed_avx2(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,

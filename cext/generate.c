@@ -124,7 +124,7 @@ static int gen_open(gen *s, const minrnn_config *cfg, int precision, const void 
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     gen_layout w;
-    if (!params || !workspace || minrnn_precision_size(precision) == 0 || !gen_shape_ok(cfg, g) ||
+    if (!params || !workspace || minrnn_params_size(cfg, precision) == 0 || !gen_shape_ok(cfg, g) ||
         gen_layout_of(cfg, g, &w) != 0)
         return MINRNN_ERR_ARG;
     unsigned char *base = aligned_bytes(workspace);

@@ -151,6 +151,29 @@ static inline int lone_gemm_threads(int nt, int M, int N, int K) {
     return (double)M * N * K / 8.0 < LONE_MIN_WORK ? 1 : nt;
 }
 
+/* ---- int8 blocks (int8.c) */
+
+#define INT8_MIN_EXP (-126)   /* scales 2^e: the least is float32's least normal number */
+#define INT8_MAX_EXP 100      /* and rows beyond 127 * 2^100 saturate */
+
+/* Row x (K) as q (K) and a power-of-two scale: returns 0; 1 if it saturated; -1 if x holds a NaN
+ * or an infinity (q all 0, scale NaN). row_scale is the first half (the scale and the status),
+ * quantize_with the second (q from x and its scale). */
+int quantize_row(const float *x, int K, int8_t *q, float *scale);
+int row_scale(const float *x, int K, float *scale);
+void quantize_with(const float *x, int K, float scale, int8_t *q);
+/* The rows of A (M, K) into Aq (M, K) and scales (M), a row per thread. */
+void quantize_rows(int M, int K, const float *A, ptrdiff_t lda, int8_t *Aq, ptrdiff_t ldq, float *scales, int nt);
+/* A tensor's section in an int8 block: byte offsets of its parts, from at. */
+typedef struct {
+    size_t q, scale, sum, end;
+} int8_section;
+int8_section int8_section_of(int32_t rows, int32_t cols, size_t at);
+/* Where tensor `index` starts in a block at precision: in bytes for MINRNN_INT8, else in elements. */
+size_t block_offset(const minrnn_config *cfg, int precision, int index);
+/* out = the float32 values of tensors first.. of a block at precision (out holds tensor `first` at 0). */
+void expand_tensors(const minrnn_config *cfg, int precision, const void *block, int first, float *out);
+
 /* ---- model.c's helpers that seq2seq.c shares; every output element has one owner */
 
 /* Row z (O logits), in place, into the gradient of the cross-entropy with target: softmax(z) -
@@ -211,8 +234,9 @@ typedef struct {
     const float *out_w, *out_b;              /* the decoder (V, H), (V) or the head (K, H), (K) */
 } model_view;
 
-/* Where each tensor starts, as element offsets into the block (NO_TENSOR where it is absent): the
- * same for a block stored at another precision (minrnn_step_compact). Computed once per call. */
+/* Where each tensor starts in a block (NO_TENSOR where it is absent): element offsets, the same
+ * for float32 and bfloat16 blocks; byte offsets of its section in an int8 block. Computed once per
+ * call. */
 #define NO_TENSOR SIZE_MAX
 typedef struct {
     size_t w_ih, w_hh, b_ih, b_hh;
@@ -224,7 +248,7 @@ typedef struct {
     size_t out_w, out_b;
 } model_offsets;
 
-model_offsets model_offsets_of(const minrnn_config *cfg);
+model_offsets model_offsets_of(const minrnn_config *cfg, int precision);
 
 /* The views of a float block (parameters, gradients, moments) with those offsets. */
 model_view model_views(const model_offsets *o, int num_layers, const float *params);

@@ -40,7 +40,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.8.0"
+#define MINRNN_VERSION_STRING "0.9.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -50,7 +50,7 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 8
+#define MINRNN_VERSION_MINOR 9
 #define MINRNN_VERSION_PATCH 0
 #define MINRNN_CHECKPOINT_FORMAT 6   /* the checkpoint format this library writes; it also reads 1 to 5 */
 
@@ -95,8 +95,10 @@ enum { MINRNN_SGD = 0, MINRNN_ADAGRAD = 1, MINRNN_RMSPROP = 2, MINRNN_ADAM = 3 }
  * one or more code points, each stored as its code points and MINRNN_TOKEN_END; see vocab below) */
 enum { MINRNN_UTF8 = 0, MINRNN_BYTES = 1, MINRNN_WORDS = 2 };
 /* How a parameter block is stored. MINRNN_BFLOAT16: each float32 rounded to nearest (ties to
- * even) and kept as its high 16 bits, for inference; widening it back is exact. */
-enum { MINRNN_FLOAT32 = 0, MINRNN_BFLOAT16 = 1 };
+ * even) and kept as its high 16 bits, for inference; widening it back is exact. MINRNN_INT8: each
+ * row of a weight matrix as int8 and a power-of-two scale, the biases exact (cext/int8.c), for
+ * inference with integer products; expanding it back is exact. */
+enum { MINRNN_FLOAT32 = 0, MINRNN_BFLOAT16 = 1, MINRNN_INT8 = 2 };
 /* Reserved ids of a record model: in a checkpoint's vocabulary, after the text's symbols, these
  * stand for the start and the end token (never a character of the text). */
 enum { MINRNN_START_SYMBOL = -1, MINRNN_END_SYMBOL = -2 };
@@ -397,18 +399,31 @@ int minrnn_seq2seq_caption(const minrnn_config *cfg, int precision, const void *
                            minrnn_rng *rng, int32_t *out, minrnn_translation *result, float *alignments,
                            void *workspace, int num_threads);
 
-/* ---- compact weights, for inference: half the bytes to stream per token */
-/* Bytes per parameter stored at this precision; 0 for an unknown precision. */
-size_t minrnn_precision_size(int precision);
-/* out (n parameters at precision) = params rounded: MINRNN_BFLOAT16 rounds to nearest, ties to even;
- * MINRNN_FLOAT32 copies. */
-int minrnn_params_compact(const float *params, size_t n, int precision, void *out);
-/* minrnn_step with the parameter block stored at precision (minrnn_params_compact). The products
- * widen each weight exactly and then run as in float32, so the result is bit for bit minrnn_step's
- * on the float32 block that holds the rounded values. */
+/* ---- compact weights, for inference: a half or a quarter of the bytes to stream per token */
+/* Bytes of cfg's parameter block at this precision; 0 for an unknown precision or a bad config. */
+size_t minrnn_params_size(const minrnn_config *cfg, int precision);
+/* out (minrnn_params_size bytes, aligned for a float) = cfg's params at precision: MINRNN_FLOAT32
+ * copies, MINRNN_BFLOAT16 rounds to nearest, ties to even, MINRNN_INT8 quantizes each weight row
+ * (MINRNN_ERR_ARG if a parameter is not finite or is beyond 127 * 2^100). */
+int minrnn_params_compact(const minrnn_config *cfg, const float *params, int precision, void *out);
+/* out (minrnn_param_count floats) = the values a block at precision holds, exactly: a block's
+ * expansion compacts back to the same block, bit for bit. */
+int minrnn_params_expand(const minrnn_config *cfg, int precision, const void *block, float *out);
+/* minrnn_step with the parameter block stored at precision (minrnn_params_compact).
+ * MINRNN_BFLOAT16: the products widen each weight exactly and then run as in float32, so the result
+ * is bit for bit minrnn_step's on the float32 block that holds the rounded values. MINRNN_INT8: each
+ * product quantizes its input rows as the weights' rows are, and multiplies them in integers
+ * (cext/int8.c): within a bound of the float32 product (README, "int8"), the same bits on every
+ * CPU and thread count. */
 int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *params,
                         const minrnn_batch *batch, float *state, float *logits, float *workspace,
                         int num_threads);
+/* minrnn_forward for inference at precision: the loss (if the batch has targets), logits and
+ * final states of B streams over T steps, computed as minrnn_step_compact computes each step. No
+ * backward pass can follow it (its workspace holds no stamp). */
+int minrnn_forward_compact(const minrnn_config *cfg, int precision, const void *params,
+                           const minrnn_batch *batch, const float *state0, float *state_out, float *logits,
+                           float *loss, float *workspace, int num_threads);
 
 /* ---- sampling: see minrnn.reference.sampling.sample; the same double-precision steps, so the same
  * token for the same logits and rng. temperature 0 = argmax (draws nothing); top_k 0 = off;

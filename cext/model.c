@@ -117,6 +117,9 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     }
     /* ...and the activations packed for weight gradients, never at the same time as a weight */
     packed = max_size(packed, mm_packed_size((int)N, (int)max_size(H, X)));
+    /* ...and in an int8 run, which packs nothing, a product's input rows quantized (quantize_input) */
+    size_t row_bytes = round_up(max_size(max_size(H, X), C), ALIGN_BYTES);
+    packed = max_size(packed, (round_up(N * row_bytes, ALIGN_BYTES) + N * sizeof(float)) / sizeof(float) + 1);
     w->packed = take(&at, packed);
     if (X == 0) w->onehot = take(&at, V * GH);
     if (cfg->dropout > 0.0f) w->masks = take(&at, L * N * H);
@@ -138,10 +141,11 @@ typedef struct {
     int B, T, N, H, G, S, GH, Hp, V, E, L, C, nt;
     int classify, R, O;       /* output rows and columns: (N, V), or (B, K) for a classifier */
     int encode;               /* MINRNN_TASK_ENCODE: no output layer; the outputs are the result */
-    const float *params;      /* the float32 block; NULL in a compact step */
-    const uint16_t *half;     /* a compact step's bfloat16 block, else NULL */
-    model_view w;             /* views of params (all NULL in a compact step) */
-    model_offsets off;        /* where each tensor starts in either block */
+    const float *params;      /* the float32 block; NULL in a compact run */
+    const uint16_t *half;     /* a compact run's bfloat16 block, else NULL */
+    const unsigned char *q8;  /* a compact run's int8 block, else NULL */
+    model_view w;             /* views of params (all NULL in a compact run) */
+    model_offsets off;        /* where each tensor starts in the block */
     const minrnn_batch *batch;
     const int32_t *tokens, *targets, *lengths;
     const float *values;      /* MINRNN_SQUARED_ERROR: the targets, values */
@@ -190,13 +194,14 @@ static int check_batch(const minrnn_config *cfg, const minrnn_batch *bt) {
     return MINRNN_OK;
 }
 
-/* params: the float32 block, or NULL and half: the bfloat16 block (a compact step). */
-static int setup(run *r, const minrnn_config *cfg, const float *params, const uint16_t *half,
+/* block: the parameters at precision (a compact run: anything but MINRNN_FLOAT32, or a step). */
+static int setup(run *r, const minrnn_config *cfg, int precision, const void *block,
                  const minrnn_batch *batch, const float *masks, float *ws, int num_threads) {
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     if (cfg->task == MINRNN_TASK_SEQ2SEQ) return MINRNN_ERR_ARG;   /* the minrnn_seq2seq_ calls */
-    if (!(params || half) || !batch || !ws || layout(cfg, batch->B, batch->T, &r->lay) != 0) return MINRNN_ERR_ARG;
+    if (!block || !batch || !ws || minrnn_params_size(cfg, precision) == 0 || layout(cfg, batch->B, batch->T, &r->lay) != 0)
+        return MINRNN_ERR_ARG;
     if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
     status = check_batch(cfg, batch);
     if (status != MINRNN_OK) return status;
@@ -209,8 +214,10 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const ui
     r->encode = cfg->task == MINRNN_TASK_ENCODE;
     r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->encode ? 0 : r->V;
     r->nt = resolve_threads(num_threads);
-    r->params = params, r->half = params ? NULL : half, r->off = model_offsets_of(cfg);
-    if (params) r->w = model_views(&r->off, r->L, params);
+    r->params = precision == MINRNN_FLOAT32 ? block : NULL;
+    r->half = precision == MINRNN_BFLOAT16 ? block : NULL, r->q8 = precision == MINRNN_INT8 ? block : NULL;
+    r->off = model_offsets_of(cfg, precision);
+    if (r->params) r->w = model_views(&r->off, r->L, r->params);
     else memset(&r->w, 0, sizeof r->w);
     r->batch = batch, r->tokens = batch->tokens, r->targets = batch->targets, r->lengths = batch->lengths;
     r->values = batch->values, r->has_targets = batch->targets || batch->values;
@@ -220,37 +227,81 @@ static int setup(run *r, const minrnn_config *cfg, const float *params, const ui
     return MINRNN_OK;
 }
 
-/* ---- a parameter tensor as forward reads it: in the float32 block, or in a compact step's
- * bfloat16 block (widened exactly where it is read) */
+/* ---- a parameter tensor (rows, cols) as forward reads it: in the float32 block, or in a compact
+ * run's bfloat16 block (widened exactly where it is read) or int8 block (q times its row's scale,
+ * exact; products in integers) */
 
 typedef struct {
     const float *f;
     const uint16_t *h;
+    const int8_t *q;
+    const float *scale;       /* int8: a scale per row */
+    const int32_t *sum;       /* int8: each row's sum of q */
+    size_t cols;
 } tensor;
 
-/* f: the tensor's view in the float32 block; offset: where it starts in either block */
-static tensor tensor_of(const run *r, const float *f, size_t offset) {
-    tensor t = {f, NULL};
+/* f: the tensor's view in the float32 block; offset: where it starts in the block */
+static tensor tensor_of(const run *r, const float *f, size_t offset, int rows, int cols) {
+    tensor t = {f, NULL, NULL, NULL, NULL, (size_t)cols};
     if (r->half) t.f = NULL, t.h = r->half + offset;
+    if (r->q8) {
+        int8_section s = int8_section_of(rows, cols, offset);
+        t.f = NULL, t.q = (const int8_t *)(r->q8 + s.q);
+        t.scale = (const float *)(r->q8 + s.scale), t.sum = (const int32_t *)(r->q8 + s.sum);
+    }
     return t;
 }
 
-static inline float tensor_get(tensor t, size_t i) { return t.h ? bf16_to_float(t.h[i]) : t.f[i]; }
+static inline float tensor_at(tensor t, size_t row, size_t col) {
+    size_t i = row * t.cols + col;
+    return t.f ? t.f[i] : t.h ? bf16_to_float(t.h[i]) : (float)t.q[i] * t.scale[row];
+}
 
-/* dst (n) = elements [from, from + n) */
+/* dst (n) = elements [from, from + n), row-major */
 static void tensor_copy(tensor t, size_t from, size_t n, float *dst) {
     if (t.f) {
         memcpy(dst, t.f + from, n * sizeof(float));
         return;
     }
-    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(t.h[from + i]);
+    if (t.q && t.cols == 1) {   /* a row an element (a bias: q = 1 and its value as the scale) */
+        for (size_t i = 0; i < n; i++) dst[i] = (float)t.q[from + i] * t.scale[from + i];
+        return;
+    }
+    for (size_t i = 0, row = from / t.cols, col = from % t.cols; i < n; i++) {
+        dst[i] = tensor_at(t, row, col);
+        if (++col == t.cols) col = 0, row++;
+    }
 }
 
-/* mm_nt, and mm_pack, of either precision */
-static void tensor_nt(int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t from, ptrdiff_t ldw,
-                      float *C, ptrdiff_t ldc, int acc, int nt) {
+/* Rows of a product's input, quantized for an int8 product (cext/int8.c): q (M, ld), scale (M). */
+typedef struct {
+    const int8_t *q;
+    const float *scale;
+    ptrdiff_t ld;
+} quantized;
+
+/* A (M, K) quantized into the packed region, which an int8 run never packs into. */
+static quantized quantize_input(const run *r, int M, int K, const float *A, ptrdiff_t lda, int nt) {
+    int8_t *q = (int8_t *)WS(r, packed);
+    ptrdiff_t ld = (ptrdiff_t)round_up((size_t)K, ALIGN_BYTES);
+    float *scale = (float *)(q + round_up((size_t)M * ld, ALIGN_BYTES));
+    quantize_rows(M, K, A, lda, q, ld, scale, nt);
+    return (quantized){q, scale, ld};
+}
+
+/* The int8 product: rows [from / cols, + N) of W. */
+static void tensor_nt_q(int M, int N, int K, quantized A, tensor W, size_t from, ptrdiff_t ldw, float *C,
+                        ptrdiff_t ldc, int acc, int nt) {
+    size_t row = from / W.cols;
+    mm_nt_i8(M, N, K, A.q, A.ld, A.scale, W.q + from, ldw, W.scale + row, W.sum + row, C, ldc, acc, nt);
+}
+
+/* mm_nt of any precision (an int8 W quantizes A first) */
+static void tensor_nt(const run *r, int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t from,
+                      ptrdiff_t ldw, float *C, ptrdiff_t ldc, int acc, int nt) {
     if (W.f) mm_nt(M, N, K, A, lda, W.f + from, ldw, C, ldc, acc, nt);
-    else mm_nt_bf16(M, N, K, A, lda, W.h + from, ldw, C, ldc, acc, nt);
+    else if (W.h) mm_nt_bf16(M, N, K, A, lda, W.h + from, ldw, C, ldc, acc, nt);
+    else tensor_nt_q(M, N, K, quantize_input(r, M, K, A, lda, nt), W, from, ldw, C, ldc, acc, nt);
 }
 
 static void tensor_pack(int K, int N, tensor W, size_t from, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nt) {
@@ -258,13 +309,15 @@ static void tensor_pack(int K, int N, tensor W, size_t from, ptrdiff_t rsb, ptrd
     else mm_pack_bf16(K, N, W.h + from, rsb, csb, Bp, nt);
 }
 
-static tensor w_ih_of(const run *r, int l) { return tensor_of(r, r->w.layer[l].w_ih, r->off.layer[l].w_ih); }
-static tensor w_hh_of(const run *r, int l) { return tensor_of(r, r->w.layer[l].w_hh, r->off.layer[l].w_hh); }
+static tensor w_ih_of(const run *r, int l) {
+    return tensor_of(r, r->w.layer[l].w_ih, r->off.layer[l].w_ih, r->GH, layer_input_size(r->cfg, l));
+}
+static tensor w_hh_of(const run *r, int l) { return tensor_of(r, r->w.layer[l].w_hh, r->off.layer[l].w_hh, r->GH, r->H); }
 
 /* bias_hh of layer l as the cells read it, and where its gradient goes: with one_bias, zeros and
  * a sink; in a compact step, the copy that layer_forward widens. */
 static const float *bias_hh(const run *r, int l) {
-    return r->cfg->one_bias || r->half ? WS(r, bias_hh) : r->w.layer[l].b_hh;
+    return r->cfg->one_bias || !r->params ? WS(r, bias_hh) : r->w.layer[l].b_hh;
 }
 
 static float *bias_hh_grad(const run *r, const layer_view *gw) {
@@ -412,8 +465,9 @@ static void add_transposed(const float *X, int R, int C, float *out, int nt) {
         for (int j = 0; j < C; j++) out[(size_t)i * C + j] += X[(size_t)j * R + i];
 }
 
-/* Whether a product of this many rows (in each of T steps) packs its weight: PACK_MIN_ROWS. */
-static int worth_packing(const run *r, int rows) { return rows >= PACK_MIN_ROWS && r->T > 1; }
+/* Whether a product of this many rows (in each of T steps) packs its weight: PACK_MIN_ROWS; an
+ * int8 product never does. */
+static int worth_packing(const run *r, int rows) { return rows >= PACK_MIN_ROWS && r->T > 1 && !r->q8; }
 
 /* C (M, N) [+]= A (M, K) W^T for a weight W (N, K): packed when enough rows reuse it. */
 static void linear_wT(const run *r, int M, int N, int K, const float *A, tensor W, float *C, int acc) {
@@ -422,7 +476,7 @@ static void linear_wT(const run *r, int M, int N, int K, const float *A, tensor 
         tensor_pack(K, N, W, 0, 1, K, Wp, threads_for(r->nt, (double)K * N));   /* B(k, j) = W[j][k] */
         mm_packed(M, N, K, A, K, 1, Wp, C, N, acc, gemm_threads(r->nt, M, N, K));
     } else {
-        tensor_nt(M, N, K, A, K, W, 0, K, C, N, acc, gemm_threads(r->nt, M, N, K));
+        tensor_nt(r, M, N, K, A, K, W, 0, K, C, N, acc, gemm_threads(r->nt, M, N, K));
     }
 }
 
@@ -481,7 +535,8 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
 /* One step (s: step t of layer l, built once per step and thread) for the units of chunk c:
  * hproj = h_{t-1} W_hh^T for those columns of every gate block (Wp: W_hh^T packed by gate block,
  * each `block` floats; NULL streams W_hh), then the cell. */
-static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block) {
+static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block,
+                          quantized hq) {
     int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
     int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
     const float *h_prev = s->prev[0];
@@ -490,8 +545,10 @@ static void forward_chunk(const run *r, int l, const cell_step *s, int c, const 
         float *out = WS(r, hproj) + (size_t)g * Hp;
         if (Wp)
             mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
+        else if (r->q8)   /* hq: h_prev quantized at the start of the step */
+            tensor_nt_q(B, j1 - j0, H, hq, w_hh, ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
         else
-            tensor_nt(B, j1 - j0, H, h_prev, H, w_hh, ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
+            tensor_nt(r, B, j1 - j0, H, h_prev, H, w_hh, ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
     }
     r->cell->step_forward(s, j0, j1);
     if (r->lengths)   /* rows past their record's end keep their states */
@@ -502,19 +559,24 @@ static void forward_chunk(const run *r, int l, const cell_step *s, int c, const 
                            (size_t)(j1 - j0) * sizeof(float));
 }
 
+/* Row b of the state h before step s, quantized into hq. */
+static void quantize_step_row(const cell_step *s, int b, quantized hq) {
+    quantize_row(s->prev[0] + (size_t)b * s->H, s->H, (int8_t *)hq.q + b * hq.ld, (float *)hq.scale + b);
+}
+
 static void layer_forward(const run *r, int l) {
     int B = r->B, T = r->T, N = r->N, H = r->H, G = r->G, GH = r->GH, nt = r->nt;
-    tensor w_ih = w_ih_of(r, l), b_ih = tensor_of(r, r->w.layer[l].b_ih, r->off.layer[l].b_ih);
+    tensor w_ih = w_ih_of(r, l), b_ih = tensor_of(r, r->w.layer[l].b_ih, r->off.layer[l].b_ih, GH, 1);
     float *act = WS(r, act[l]);
-    if (r->half && !r->cfg->one_bias)   /* the cells read bias_hh in float32 */
-        tensor_copy(tensor_of(r, NULL, r->off.layer[l].b_hh), 0, (size_t)GH, WS(r, bias_hh));
+    if (!r->params && !r->cfg->one_bias)   /* the cells read bias_hh in float32 */
+        tensor_copy(tensor_of(r, NULL, r->off.layer[l].b_hh, GH, 1), 0, (size_t)GH, WS(r, bias_hh));
 
     /* input projection for all N rows: act = x W_ih^T + b_ih + b_hh, both biases added here once
      * rather than at every step; except in the separate gates, whose b_hh the cell adds */
     float *bias = WS(r, hproj);   /* (GH) scratch: hproj is free until the time loop */
     const float *b_hh = bias_hh(r, l);
     int folded = (G - r->cell->separate) * H;
-    for (int k = 0; k < GH; k++) bias[k] = k < folded ? tensor_get(b_ih, (size_t)k) + b_hh[k] : tensor_get(b_ih, (size_t)k);
+    for (int k = 0; k < GH; k++) bias[k] = k < folded ? tensor_at(b_ih, (size_t)k, 0) + b_hh[k] : tensor_at(b_ih, (size_t)k, 0);
     fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
     if (x) {
@@ -523,7 +585,7 @@ static void layer_forward(const run *r, int l) {
         float *wT = WS(r, onehot);
         #pragma omp parallel for num_threads(threads_for(nt, (double)r->V * GH)) schedule(static)
         for (int v = 0; v < r->V; v++)
-            for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = tensor_get(w_ih, (size_t)k * r->V + v);
+            for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = tensor_at(w_ih, (size_t)k, (size_t)v);
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
         for (int i = 0; i < N; i++) {
             const float *src = wT + (size_t)r->tokens[i] * GH;
@@ -536,7 +598,7 @@ static void layer_forward(const run *r, int l) {
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
         for (int k0 = 0; k0 < GH; k0 += 16)   /* 16 columns: a cache line of act to each thread */
             for (int k = k0; k < k0 + 16 && k < GH; k++)
-                for (int i = 0; i < N; i++) act[(size_t)i * GH + k] += tensor_get(w_ih, (size_t)k * r->V + r->tokens[i]);
+                for (int i = 0; i < N; i++) act[(size_t)i * GH + k] += tensor_at(w_ih, (size_t)k, (size_t)r->tokens[i]);
     }
     if (l == 0 && r->C) {   /* the condition: every step of stream b adds W_cond v_b */
         const float *cond = WS(r, cond);
@@ -557,17 +619,29 @@ static void layer_forward(const run *r, int l) {
         for (int g = 0; g < G; g++)
             tensor_pack(H, H, w_hh_of(r, l), (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
     int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
+    quantized hq = {0};   /* int8: h_{t-1} quantized at each step, into the packed region */
+    if (r->q8) {
+        int8_t *q = (int8_t *)Wp;
+        hq = (quantized){q, (float *)(q + round_up((size_t)B * round_up((size_t)H, ALIGN_BYTES), ALIGN_BYTES)),
+                         (ptrdiff_t)round_up((size_t)H, ALIGN_BYTES)};
+    }
     if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
         for (int t = 0; t < T; t++) {
             cell_step s = step_at(r, l, t, NULL, NULL);
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block);
+            if (r->q8)
+                for (int b = 0; b < B; b++) quantize_step_row(&s, b, hq);
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block, hq);
         }
     } else {
         #pragma omp parallel num_threads(threads)
         for (int t = 0; t < T; t++) {
             cell_step s = step_at(r, l, t, NULL, NULL);   /* each thread's own */
+            if (r->q8) {
+                #pragma omp for schedule(static)
+                for (int b = 0; b < B; b++) quantize_step_row(&s, b, hq);
+            }   /* implicit barrier: every row quantized before any product reads it */
             #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block);
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block, hq);
         }   /* implicit barrier: h_t is complete before step t+1 reads it */
     }
 
@@ -585,12 +659,12 @@ static void layer_forward(const run *r, int l) {
 static void cond_forward(const run *r) {
     int B = r->B, GH = r->GH, C = r->C;
     float *cond = WS(r, cond);
-    tensor w = tensor_of(r, r->w.cond, r->off.cond);   /* (GH, C) */
+    tensor w = tensor_of(r, r->w.cond, r->off.cond, GH, C);   /* (GH, C) */
     if (r->batch->labels) {       /* one-hot v: column labels[b] */
         for (int b = 0; b < B; b++)
-            for (int k = 0; k < GH; k++) cond[(size_t)b * GH + k] = tensor_get(w, (size_t)k * C + r->batch->labels[b]);
+            for (int k = 0; k < GH; k++) cond[(size_t)b * GH + k] = tensor_at(w, (size_t)k, (size_t)r->batch->labels[b]);
     } else {
-        tensor_nt(B, GH, C, r->batch->vectors, C, w, 0, C, cond, GH, 0, gemm_threads(r->nt, B, GH, C));
+        tensor_nt(r, B, GH, C, r->batch->vectors, C, w, 0, C, cond, GH, 0, gemm_threads(r->nt, B, GH, C));
     }
 }
 
@@ -627,9 +701,9 @@ static double output_forward(const run *r, float *logits_out) {
             memcpy(head_in + (size_t)b * H, y + ((size_t)last_step(r, b) * r->B + b) * H, (size_t)H * sizeof(float));
         y = head_in;
     }
-    tensor_copy(tensor_of(r, r->w.out_b, r->off.out_b), 0, (size_t)O, logits);   /* bias rows, from row 0 */
+    tensor_copy(tensor_of(r, r->w.out_b, r->off.out_b, O, 1), 0, (size_t)O, logits);   /* bias rows, from row 0 */
     fill_rows(logits + O, R - 1, O, logits, nt);
-    linear_wT(r, R, O, H, y, tensor_of(r, r->w.out_w, r->off.out_w), logits, 1);
+    linear_wT(r, R, O, H, y, tensor_of(r, r->w.out_w, r->off.out_w, O, H), logits, 1);
     if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
     if (!r->has_targets) return 0.0;
     if (r->values) {   /* y - t in place, what backward reads; loss = the sum of its squares, in double */
@@ -679,7 +753,7 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
     copy_states(r, 0, state0, NULL);   /* the initial states into row block 0 */
     if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
         float *x0 = WS(r, x0);
-        tensor enc = tensor_of(r, r->w.encoder, r->off.encoder);
+        tensor enc = tensor_of(r, r->w.encoder, r->off.encoder, r->V, r->E);
         #pragma omp parallel for num_threads(threads_for(r->nt, (double)r->N * r->E)) schedule(static)
         for (int i = 0; i < r->N; i++)
             tensor_copy(enc, (size_t)r->tokens[i] * r->E, (size_t)r->E, x0 + (size_t)i * r->E);
@@ -699,7 +773,7 @@ int model_forward(const minrnn_config *cfg, const float *params, const minrnn_ba
                   const float *state0, float *state_out, const float *masks, float *logits,
                   float *loss, float *workspace, int num_threads, int stamped) {
     run r;
-    int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
+    int status = setup(&r, cfg, MINRNN_FLOAT32, params, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!state0 || (loss && !batch->targets && !batch->values)) return MINRNN_ERR_ARG;
     write_stamp(&r, 0, 0);
@@ -714,18 +788,23 @@ int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_b
     return model_forward(cfg, params, batch, state0, state_out, masks, logits, loss, workspace, num_threads, 1);
 }
 
+int minrnn_forward_compact(const minrnn_config *cfg, int precision, const void *params,
+                           const minrnn_batch *batch, const float *state0, float *state_out, float *logits,
+                           float *loss, float *workspace, int num_threads) {
+    run r;
+    int status = setup(&r, cfg, precision, params, batch, NULL, workspace, num_threads);
+    if (status != MINRNN_OK) return status;
+    if (!state0 || (loss && !batch->targets && !batch->values)) return MINRNN_ERR_ARG;
+    write_stamp(&r, 0, 0);   /* no stamp: nothing follows with backward */
+    forward(&r, state0, state_out, logits, loss);
+    return MINRNN_OK;
+}
+
 int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *params,
                         const minrnn_batch *batch, float *state, float *logits, float *workspace,
                         int num_threads) {
-    if (precision != MINRNN_FLOAT32 && precision != MINRNN_BFLOAT16) return MINRNN_ERR_ARG;
-    int half = precision == MINRNN_BFLOAT16;
-    run r;
-    int status = setup(&r, cfg, half ? NULL : params, half ? params : NULL, batch, NULL, workspace, num_threads);
-    if (status != MINRNN_OK) return status;
-    if (!state || batch->T != 1 || batch->targets || batch->values || batch->lengths) return MINRNN_ERR_ARG;
-    write_stamp(&r, 0, 0);   /* no stamp: a step is not followed by backward */
-    forward(&r, state, state, logits, NULL);
-    return MINRNN_OK;
+    if (!batch || batch->T != 1 || batch->targets || batch->values || batch->lengths) return MINRNN_ERR_ARG;
+    return minrnn_forward_compact(cfg, precision, params, batch, state, state, logits, NULL, workspace, num_threads);
 }
 
 int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,
@@ -906,7 +985,7 @@ int model_backward(const minrnn_config *cfg, const float *params, const minrnn_b
                    const float *masks, const float *doutputs, const float *dfinal, float *workspace,
                    float *grads, float *dstate0, float *dvectors, int num_threads, int stamped) {
     run r;
-    int status = setup(&r, cfg, params, NULL, batch, masks, workspace, num_threads);
+    int status = setup(&r, cfg, MINRNN_FLOAT32, params, batch, masks, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if ((!batch->targets && !batch->values && !dfinal && !doutputs) || !grads || (dvectors && cfg->cond != MINRNN_COND_VECTOR)
         || (doutputs && cfg->task != MINRNN_TASK_ENCODE))
@@ -931,7 +1010,7 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
                       float *state, float *loss, float *grad_norm, float *workspace,
                       int num_threads) {
     run r;
-    int status = setup(&r, cfg, params, NULL, batch, NULL, workspace, num_threads);
+    int status = setup(&r, cfg, MINRNN_FLOAT32, params, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!grads || !m || !v || !opt || !rng || (!batch->targets && !batch->values) || !state) return MINRNN_ERR_ARG;   /* not ENCODE */
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;

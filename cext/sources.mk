@@ -7,7 +7,7 @@
 # vectorize. -fvisibility=hidden: only what minrnn.h declares is exported. -fno-wrapv: Python's own
 # CFLAGS, which the extension's build puts first, carry -fwrapv, and with wrapping int indices GCC
 # vectorized none of the cells' loops (the LSTM step ran scalar, in the Python extension only).
-CORE_NAMES := core model seq2seq translate cells optim sample generate gemm checkpoint
+CORE_NAMES := core model seq2seq translate cells optim sample generate gemm int8 checkpoint
 CORE_CFLAGS := -std=c11 -O2 -Wall -Wextra -fno-math-errno -fno-wrapv -fvisibility=hidden
 OPENMP_FLAGS := -fopenmp
 # without OpenMP (make test-serial): the omp simd loops still vectorize; a parameter that only sizes

@@ -116,10 +116,11 @@ typedef struct {
 
 #define AT(s, type, region) ((type *)((s)->base + (s)->lay.region))
 
-/* A block's element offset as a pointer at its precision. */
-static const void *block_at(const void *params, int precision, size_t offset) {
-    return precision == MINRNN_BFLOAT16 ? (const void *)((const uint16_t *)params + offset)
-                                        : (const void *)((const float *)params + offset);
+/* Where tensor `index` of a block at precision starts: the block of the part it begins. */
+static const void *block_at(const minrnn_config *cfg, const void *params, int precision, int index) {
+    size_t at = block_offset(cfg, precision, index);
+    size_t width = precision == MINRNN_INT8 ? 1 : precision == MINRNN_BFLOAT16 ? sizeof(uint16_t) : sizeof(float);
+    return (const unsigned char *)params + at * width;
 }
 
 /* The decoder's step for every live row from its token, then attention and the output layer:
@@ -304,7 +305,7 @@ static int search_run(const minrnn_config *cfg, int precision, const void *param
     if (status != MINRNN_OK) return status;
     search s;
     memset(&s, 0, sizeof s);
-    if (cfg->task != MINRNN_TASK_SEQ2SEQ || (cfg->input_size > 0) != (grid != NULL) || minrnn_precision_size(precision) == 0
+    if (cfg->task != MINRNN_TASK_SEQ2SEQ || (cfg->input_size > 0) != (grid != NULL) || minrnn_params_size(cfg, precision) == 0
         || !params || !(source || grid) || !out || !result || !workspace || tr_layout_of(cfg, n, beam, max_length, &s.lay) != 0
         || !(temperature >= 0.0 && temperature <= 1e6) || (temperature > 0.0 && (beam != 1 || !rng)))
         return MINRNN_ERR_ARG;
@@ -319,13 +320,10 @@ static int search_run(const minrnn_config *cfg, int precision, const void *param
     s.S = (int)(minrnn_state_size(&s.dec_part, 1) / ((size_t)s.L * s.H));
     s.lay_rows = beam + 1;
     s.base = aligned_bytes(workspace);
-    size_t models = models_param_count(cfg), tail = tail_floats(cfg);
-    s.enc = params, s.dec = block_at(params, precision, encoder_param_count(cfg));
-    float *t = AT(&s, float, tail);   /* the tail widened (or copied) */
-    if (precision == MINRNN_BFLOAT16)
-        for (size_t i = 0; i < tail; i++) t[i] = bf16_to_float(((const uint16_t *)params)[models + i]);
-    else
-        memcpy(t, (const float *)params + models, tail * sizeof(float));
+    int decoder = cfg->input_size ? 0 : minrnn_tensor_count(&s.enc_part);   /* its first tensor */
+    s.enc = params, s.dec = block_at(cfg, params, precision, decoder);
+    float *t = AT(&s, float, tail);   /* the tail in float32: copied, widened or expanded */
+    expand_tensors(cfg, precision, params, decoder + minrnn_tensor_count(&s.dec_part), t);
     s.w = s2s_views_at(cfg, t);
     memset(AT(&s, float, alpha), 0, (size_t)(beam + 1) * n * sizeof(float));   /* no attention: zeros, as promised */
     memset(AT(&s, float, fed), 0, (size_t)(beam + 1) * s.W * sizeof(float));    /* the first step is fed zeros */

@@ -240,7 +240,7 @@ def read_checkpoint(path, threads=0, advice=None):
 
 
 def load(path, precision=None, threads=0):
-    """The model of a checkpoint file, at its own precision or `precision` ("float32" or "bfloat16");
+    """The model of a checkpoint file, at its own precision or `precision` ("float32", "bfloat16" or "int8");
     threads: for every call (0: the cores other processes leave free)."""
     check_use(precision=precision, threads=threads)
     ck = read_checkpoint(path, threads)

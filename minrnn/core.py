@@ -56,8 +56,9 @@ LOSS_CODES = {"cross_entropy": lib.MINRNN_CROSS_ENTROPY, "squared_error": lib.MI
 OPTIMIZER_CODES = {"sgd": lib.MINRNN_SGD, "adagrad": lib.MINRNN_ADAGRAD, "rmsprop": lib.MINRNN_RMSPROP,
                    "adam": lib.MINRNN_ADAM}
 ENCODINGS = {"utf8": lib.MINRNN_UTF8, "bytes": lib.MINRNN_BYTES, "words": lib.MINRNN_WORDS}
-# How parameters are stored: bfloat16 (compact) is for inference, half the bytes per weight.
-PRECISIONS = {"float32": lib.MINRNN_FLOAT32, "bfloat16": lib.MINRNN_BFLOAT16}
+# How parameters are stored: bfloat16 and int8 (compact) are for inference, a half and a quarter of
+# the bytes per weight; int8 also multiplies in integers (cext/int8.c).
+PRECISIONS = {"float32": lib.MINRNN_FLOAT32, "bfloat16": lib.MINRNN_BFLOAT16, "int8": lib.MINRNN_INT8}
 # statuses after which errno says why
 FILE_ERRORS = {lib.MINRNN_ERR_OPEN, lib.MINRNN_ERR_READ, lib.MINRNN_ERR_WRITE, lib.MINRNN_ERR_RENAME}
 
@@ -349,7 +350,8 @@ class Block:
         self.params, self.grads = params, aligned(n, fill=0)
         self.tensors = self.views(self.params)
         self._workspaces = {}
-        self._compact = None   # the bfloat16 block that inference reads, after set_precision("bfloat16")
+        self._compact = None   # the block that inference reads, after set_precision("bfloat16" or "int8")
+        self._precision = "float32"
 
     @property
     def call_threads(self):
@@ -359,33 +361,38 @@ class Block:
 
     @property
     def precision(self):
-        return "float32" if self._compact is None else "bfloat16"
+        return self._precision
 
     def set_precision(self, precision):
-        """Store the weights at `precision` for inference. "bfloat16" rounds every parameter (to
-        nearest, ties to even) and keeps the rounded values both as the bfloat16 block that
-        inference streams (half the bytes) and in params, so forward, eval and step all compute with
-        the same weights, bit for bit. Rounding cannot be undone: "float32" after it keeps the
-        rounded values."""
+        """Store the weights at `precision` for inference: "bfloat16" rounds every parameter (to
+        nearest, ties to even), "int8" quantizes each row of every weight matrix (cext/int8.c). The
+        block that inference streams is kept, and its exact values in params, so forward, eval and
+        step all compute with the same weights; with int8 they also quantize each product's input
+        and multiply in integers, as the step does (an int8 model has no backward). Rounding cannot
+        be undone: "float32" after it keeps the rounded values."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if precision == "float32":
-            self._compact = None
+            self._compact, self._precision = None, precision
             return
-        half = aligned(self.param_count, np.uint16)
-        check(lib.minrnn_params_compact(_fptr(self.params), self.param_count, PRECISIONS[precision],
-                                        _ptr("void *", half)), "compact")
-        self.params[:] = (half.astype(np.uint32) << 16).view(np.float32)   # exact widening
-        self._compact = half
+        block = compact_block(self.c, self.params, precision)
+        check(lib.minrnn_params_expand(self.c, PRECISIONS[precision], _ptr("void *", block), _fptr(self.params)),
+              "expand")   # exact
+        self._compact, self._precision = block, precision
 
     def block(self):
-        """The array that inference reads: the parameters, or their bfloat16 copy."""
+        """The array that inference reads: the parameters, or their compact block."""
         return self.params if self._compact is None else self._compact
 
     def weights(self):
         """(precision code, pointer) of block(); the pointer does not keep the block alive."""
-        block = self.block()
-        return lib.MINRNN_FLOAT32 if block is self.params else lib.MINRNN_BFLOAT16, _ptr("void *", block)
+        return PRECISIONS[self._precision], _ptr("void *", self.block())
+
+    def inference_only(self, what):
+        """Raise if this model's precision has no training math (int8): `what` needs float32."""
+        if self._precision == "int8":
+            raise MinrnnError(lib.MINRNN_ERR_ARG, what, message="it needs float32 or bfloat16 weights; this model "
+                              "is int8, which is for inference (load it at --precision float32)")
 
     @property
     def param_count(self):
@@ -422,6 +429,18 @@ class Block:
         return ws
 
 
+def compact_block(c, params, precision):
+    """The block of params (config c) at a compact precision; MinrnnError (ERR_ARG) if it cannot hold
+    them."""
+    code = PRECISIONS[precision]
+    block = aligned(lib.minrnn_params_size(c, code), np.uint8)
+    if lib.minrnn_params_compact(c, _fptr(params), code, _ptr("void *", block)) != lib.MINRNN_OK:
+        raise MinrnnError(lib.MINRNN_ERR_ARG, precision, message=(
+            f"these weights cannot be stored as {precision}: a parameter is not finite"
+            + (" or is beyond 127 * 2^100" if precision == "int8" else "") + "; keep them at float32"))
+    return block
+
+
 class Model(Block):
     """A recurrent model (minrnn.h's minrnn_forward, minrnn_backward, minrnn_step, ...): a language
     model, a classifier, or a part of a Seq2seq (task "encode")."""
@@ -450,8 +469,15 @@ class Model(Block):
         logits = np.empty(shape, dtype=np.float32) if want_logits else None
         loss = ffi.new("float *") if targets is not None else ffi.NULL
         workspace = self.workspace(B, T)
-        check(lib.minrnn_forward(self.c, _fptr(self.params), batch.c, _fptr(state), _fptr(out_state),
-                                 _fptr(masks), _fptr(logits), loss, _fptr(workspace), self.call_threads), "forward")
+        if self.precision == "int8":   # the step's integer products: inference only, no masks
+            if masks is not None:
+                self.inference_only("dropout")
+            check(lib.minrnn_forward_compact(self.c, *self.weights(), batch.c, _fptr(state), _fptr(out_state),
+                                             _fptr(logits), loss, _fptr(workspace), self.call_threads), "forward")
+        else:
+            check(lib.minrnn_forward(self.c, _fptr(self.params), batch.c, _fptr(state), _fptr(out_state),
+                                     _fptr(masks), _fptr(logits), loss, _fptr(workspace), self.call_threads),
+                  "forward")
         return Forward(float(loss[0]) if targets is not None else None, logits, out_state, batch, masks, workspace)
 
     def backward(self, fwd, dfinal=None):
@@ -459,6 +485,7 @@ class Model(Block):
         given): adds into self.grads; returns (dstate0 (L, S, B, H), dvectors (B, C) for a vector
         condition, else None). Raises MinrnnError if fwd's workspace no longer holds it (another
         forward or step of its shape ran since, the parameters changed, or it was used already)."""
+        self.inference_only("backward")
         if fwd.targets is None and dfinal is None:
             raise MinrnnError(lib.MINRNN_ERR_ARG, "backward",
                               message="this forward pass had no targets: give dfinal, the gradient of its final states")
@@ -494,6 +521,7 @@ class Model(Block):
     def train_step(self, trainer, batch):
         """minrnn_train_step on a Batch with the trainer's optimizer, generator and carried state:
         (loss, gradient norm)."""
+        self.inference_only("training")
         T, B = batch.shape
         if B != trainer.B or (trainer.carry_state and T != trainer.T):
             raise ValueError(f"tokens must have shape {(trainer.T, trainer.B)}, not {(T, B)}")
@@ -586,6 +614,9 @@ class Seq2seq(Block):
         return masks
 
     def forward(self, pairs, masks=None, want_logits=True, want_alignments=False):
+        if self.precision == "int8":   # minrnn_seq2seq_forward has no integer path; translate has
+            raise MinrnnError(lib.MINRNN_ERR_ARG, "int8", message="a seq2seq model at int8 translates and "
+                              "captions, but its loss is computed in float32 or bfloat16 only: evaluate it at one of those")
         B, Ts, Td = self.checked(pairs).shape
         if masks is not None:
             size = self.config.num_layers * (self.encoder_steps(Ts) + Td) * B * self.config.hidden_size
@@ -607,6 +638,7 @@ class Seq2seq(Block):
     def train_step(self, trainer, pairs):
         """minrnn_seq2seq_train_step on Pairs with the trainer's optimizer and generator: (loss,
         gradient norm). Every pair starts from zero states: nothing is carried."""
+        self.inference_only("training")
         B, Ts, Td = self.checked(pairs).shape
         if B != trainer.B:
             raise ValueError(f"pairs must be {trainer.B} to a batch, not {B}")
@@ -942,7 +974,8 @@ TRAINER_BUFFERS = ("m", "v", "state")
 def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None, labels=(), cond_scaling=None,
                     precision="float32", input_scaling=None):
     """Write atomically (temporary file, then rename); trainer adds the state for an exact resume.
-    precision "bfloat16" stores the parameters rounded, for inference (no trainer)."""
+    precision "bfloat16" or "int8" stores the parameters rounded or quantized, for inference (no
+    trainer)."""
     meta_bytes = json.dumps(meta or {}, sort_keys=True).encode("utf-8")
     label_bytes = "".join(name + "\n" for name in labels).encode("utf-8")
     vocab = np.ascontiguousarray(vocab, dtype=np.int32)
@@ -953,6 +986,8 @@ def save_checkpoint(path, model, vocab, encoding="utf8", meta=None, trainer=None
     ck.config = model.c[0]
     ck.encoding, ck.vocab_length = ENCODINGS[encoding], len(vocab)
     ck.precision = PRECISIONS[precision]
+    if precision == "int8":
+        compact_block(model.c, model.params, precision)   # the library's refusal, with its reason
     ck.meta_size, ck.labels_size = len(meta_bytes), len(label_bytes)
     meta_buf, label_buf = ffi.from_buffer(meta_bytes), ffi.from_buffer(label_bytes)
     ck.vocab, ck.params, ck.meta = _iptr(vocab), _fptr(model.params), ffi.cast("char *", meta_buf)
@@ -1106,7 +1141,7 @@ def _load_fd(fd, path, threads):
     check(lib.minrnn_checkpoint_load_fd(fd, ck), str(path))
     precision = _name_of(PRECISIONS, ck.precision)
     if precision != "float32":
-        model.set_precision(precision)   # the values are already rounded: this keeps them, compact
+        model.set_precision(precision)   # the values are already the block's: this keeps them, compact
     if trainer is not None:
         trainer.opt[0], trainer.rng.state = ck.optimizer, ck.rng_state
         for field, attribute in TRAINER_SCALARS:

@@ -86,7 +86,7 @@ def test_example_program_reports_bad_input(example, tmp_path):
     assert out.returncode == 1 and b"could not be opened" in out.stderr
     out = subprocess.run([str(example), str(path), "-t", "-1"], capture_output=True)
     assert out.returncode == 2
-    out = subprocess.run([str(example), str(path), "--precision", "int8"], capture_output=True)
+    out = subprocess.run([str(example), str(path), "--precision", "int4"], capture_output=True)
     assert out.returncode == 2 and b"bad value for --precision" in out.stderr and out.stdout == b""
     out = subprocess.run([str(example), str(path), "--temperature", "0.5"], capture_output=True)   # -t is its name
     assert out.returncode == 2 and b"unknown option --temperature" in out.stderr
@@ -181,6 +181,11 @@ AGREEMENT = [
     ("stream", ["--seed", 13, "--length", 80, "--precision", "bfloat16"], ["-s", 13, "-n", 80, "--precision", "bfloat16"]),
     ("labels", ["--seed", 14, "--num", 5, "--condition", "upper", "--precision", "bfloat16"],
      ["-s", 14, "--num", 5, "-c", "upper", "--precision", "bfloat16"]),
+    # int8: quantized on load, integer products
+    ("stream", ["--seed", 16, "--num", 2, "--length", 80, "--precision", "int8"],
+     ["-s", 16, "--num", 2, "-n", 80, "--precision", "int8"]),
+    ("features", ["--seed", 17, "--num", 3, "--vector", "7, 4.5", "--precision", "int8"],
+     ["-s", 17, "--num", 3, "-v", "7, 4.5", "--precision", "int8"]),
 ]
 
 
@@ -194,16 +199,18 @@ def test_example_program_samples_what_the_cli_samples(example, trained, kind, py
     assert out.stderr == b""
 
 
-@pytest.mark.parametrize("kind", ["stream", "features"])
-def test_an_exported_checkpoint_samples_as_its_model_in_bfloat16(example, trained, tmp_path, kind):
-    """`export` keeps the model and drops the training state, in bfloat16: the CLI and the example
-    sample from it what the original gives at --precision bfloat16."""
+@pytest.mark.parametrize("kind, precision", [("stream", "bfloat16"), ("features", "bfloat16"), ("stream", "int8"),
+                                             ("features", "int8")])
+def test_an_exported_checkpoint_samples_as_its_model_at_its_precision(example, trained, tmp_path, kind, precision):
+    """`export` keeps the model and drops the training state, in bfloat16 (the default) or int8: the
+    CLI and the example sample from it what the original gives at that --precision."""
     checkpoint, exported = trained(kind), tmp_path / "small.ckpt"
-    r = minrnn("export", "--checkpoint", checkpoint, "--out", exported, cwd=tmp_path)
+    r = minrnn("export", "--checkpoint", checkpoint, "--out", exported,
+               *(["--precision", precision] if precision != "bfloat16" else []), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "bfloat16" in r.stdout and exported.stat().st_size < checkpoint.stat().st_size / 4
+    assert precision in r.stdout and exported.stat().st_size < checkpoint.stat().st_size / 4
     args = ["--seed", 15, "--num", 3, "--length", 50] + (["--vector", "6 2"] if kind == "features" else [])
-    expected = python_sample(checkpoint, args + ["--precision", "bfloat16"])
+    expected = python_sample(checkpoint, args + ["--precision", precision])
     assert python_sample(exported, args) == expected
     c_args = ["-s", "15", "--num", "3", "-n", "50"] + (["-v", "6 2"] if kind == "features" else [])
     out = subprocess.run([str(example), str(exported), *c_args], capture_output=True)
@@ -215,27 +222,30 @@ def nats(result):
     return float(result.stdout.split(" nats/char")[0].rsplit(" ", 1)[1])
 
 
-def test_eval_and_classify_take_bfloat16_weights(trained, tmp_path):
-    """eval at --precision bfloat16 is eval of the exported checkpoint, to the printed digit, and
-    within 0.01 nats of float32 (rounding moves each weight by at most 2^-9 of itself; on these tiny
-    models the loss moves by about 1e-4); classify's probabilities move by as little."""
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_eval_and_classify_take_compact_weights(trained, tmp_path, precision):
+    """eval at --precision bfloat16 or int8 is eval of the checkpoint exported so, to the printed
+    digit, and within 0.01 nats of float32 (rounding moves each weight by at most 2^-9 of itself,
+    int8 each weight and product input by at most 2^-8 of its row's largest; on these tiny models
+    the loss moves by about 1e-4 and 1e-3); classify's probabilities move by as little."""
     checkpoint = trained("stream")
     text = checkpoint.parents[1] / "english.txt"
     exported = tmp_path / "small.ckpt"
-    assert minrnn("export", "--checkpoint", checkpoint, "--out", exported, cwd=tmp_path).returncode == 0
+    assert minrnn("export", "--checkpoint", checkpoint, "--out", exported, "--precision", precision,
+                  cwd=tmp_path).returncode == 0
     full = nats(minrnn("eval", "--checkpoint", checkpoint, text, cwd=tmp_path))
-    half = minrnn("eval", "--checkpoint", checkpoint, "--precision", "bfloat16", text, cwd=tmp_path)
-    assert half.stdout == minrnn("eval", "--checkpoint", exported, text, cwd=tmp_path).stdout
-    assert abs(nats(half) - full) < 0.01
+    compact = minrnn("eval", "--checkpoint", checkpoint, "--precision", precision, text, cwd=tmp_path)
+    assert compact.stdout == minrnn("eval", "--checkpoint", exported, text, cwd=tmp_path).stdout
+    assert abs(nats(compact) - full) < 0.01
     classifier = trained("classifier")
     probabilities = {}
-    for precision in core.PRECISIONS:
-        r = minrnn("classify", "--checkpoint", classifier, "--precision", precision, "--top", "2", "abcd", "ABCD",
+    for weights in ("float32", precision):
+        r = minrnn("classify", "--checkpoint", classifier, "--precision", weights, "--top", "2", "abcd", "ABCD",
                    cwd=tmp_path)
         assert r.returncode == 0, r.stderr
-        probabilities[precision] = sorted(line.split("\t")[1] for line in r.stdout.splitlines())
-    for f32, b16 in zip(*probabilities.values()):
-        for x, y in zip(f32.split()[1::2], b16.split()[1::2]):
+        probabilities[weights] = sorted(line.split("\t")[1] for line in r.stdout.splitlines())
+    for f32, other in zip(*probabilities.values()):
+        for x, y in zip(f32.split()[1::2], other.split()[1::2]):
             assert abs(float(x) - float(y)) <= 0.01
 
 

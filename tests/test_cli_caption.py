@@ -107,7 +107,8 @@ def test_the_c_example_captions_what_the_cli_captions(trained, example):
         ckpt = trained / run / "best.ckpt"
         for cli_args, c_args in ((), ()), (("--beam", "3"), ("--beam", "3")), (("--row", "5"), ("--row", "5")), \
                 (("--temperature", "0.7", "--seed", "9"), ("-t", "0.7", "-s", "9")), \
-                (("--precision", "bfloat16", "--max-length", "2"), ("--precision", "bfloat16", "--max-length", "2")):
+                (("--precision", "bfloat16", "--max-length", "2"), ("--precision", "bfloat16", "--max-length", "2")), \
+                (("--precision", "int8", "--beam", "2"), ("--precision", "int8", "--beam", "2")):
             c = subprocess.run([example, ckpt, "--grid", trained / "test.npy", *c_args], capture_output=True)
             assert c.returncode == 0, c.stderr
             assert c.stdout == caption(trained, ckpt, *cli_args), (run, cli_args)

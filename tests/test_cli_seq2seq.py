@@ -109,7 +109,8 @@ def test_the_c_example_translates_what_the_cli_translates(trained, example):
         ckpt = trained(attention)
         for cli_args, c_args in ((), ()), (("--beam", "3"), ("--beam", "3")), \
                 (("--temperature", "0.7", "--seed", "9"), ("-t", "0.7", "-s", "9")), \
-                (("--precision", "bfloat16", "--max-length", "4"), ("--precision", "bfloat16", "--max-length", "4")):
+                (("--precision", "bfloat16", "--max-length", "4"), ("--precision", "bfloat16", "--max-length", "4")), \
+                (("--precision", "int8", "--beam", "2"), ("--precision", "int8", "--beam", "2")):
             c = subprocess.run([example, ckpt, *c_args, *INPUTS], capture_output=True)
             assert c.returncode == 0, c.stderr
             assert c.stdout == translate(ckpt, *cli_args, *INPUTS), (attention, cli_args)

@@ -77,8 +77,7 @@ def test_compact_step_is_the_float32_step_of_the_rounded_weights(kind, task, con
 def test_compact_step_streams_half_the_bytes_of_the_same_model():
     """What makes it fast: the block step reads is uint16, not a float32 copy."""
     model = compact_copy(core.Model(Config(vocab_size=9, hidden_size=8, cell="lstm"), seed=1))
-    assert model.precision == "bfloat16" and model._compact.dtype == np.uint16
-    assert model._compact.nbytes * 2 == model.params.nbytes
+    assert model.precision == "bfloat16" and model.block().nbytes * 2 == model.params.nbytes
 
 
 @pytest.mark.parametrize("seed", range(6))

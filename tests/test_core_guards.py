@@ -67,8 +67,9 @@ def test_the_arrays_the_library_streams_start_on_a_cache_line(tmp_path):
     arrays["batch after one left"] = slots.state
     core.save_checkpoint(tmp_path / "m.ckpt", model, list(range(7)))
     arrays["loaded params"] = core.load_checkpoint(tmp_path / "m.ckpt").model.params
-    model.set_precision("bfloat16")
-    arrays["bfloat16 block"] = model.block()
+    for precision in ("bfloat16", "int8"):
+        model.set_precision(precision)
+        arrays[f"{precision} block"] = model.block()
     for name, a in arrays.items():
         assert a.ctypes.data % core.ALIGN == 0, name
 

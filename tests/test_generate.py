@@ -37,7 +37,7 @@ def generations(draw):
     model = dict(kind=draw(st.sampled_from(KINDS)), V=V, H=draw(st.integers(1, 16)), layers=draw(st.integers(1, 2)),
                  embed=draw(st.sampled_from([0, 3])), cond=draw(st.sampled_from(["none", "label", "vector"])),
                  C=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32)),
-                 precision=draw(st.sampled_from(["float32", "bfloat16"])))
+                 precision=draw(st.sampled_from(list(core.PRECISIONS))))
     num = draw(st.integers(1, 5))
     records = draw(st.booleans())   # a record model's: an end token and a start token never drawn
     how = dict(fed=draw(st.lists(st.integers(0, V - 1), min_size=1, max_size=4)), num=num,

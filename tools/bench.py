@@ -100,7 +100,8 @@ TRAIN_ROWS = [
 MINCHAR = Row("minchar", "min-char-rnn: RNN H=100 L=1 B=1 T=25", "rnn_tanh", 100, 1, B=1, T=25,
               optimizer="adagrad", lr=0.1, clip_norm=0.0, clip_value=5.0)
 SAMPLE = Row("sample", "sampling LSTM H=512 L=2, B=1, 1 thread", "lstm", 512, 2, B=1, T=1, threads=1)
-COMPACT = replace(SAMPLE, key="compact", label="sampling bfloat16 / float32, 1 thread")
+COMPACT = replace(SAMPLE, key="compact", label="sampling compact / float32, 1 thread")
+COMPACT_PRECISIONS = [p for p in core.PRECISIONS if p != "float32"]   # bfloat16, int8
 STREAMS_NUM = 32        # the streams row: sample --num 32 against --num 1,
 STREAMS_LENGTH = 200    # each of this many characters
 STREAMS = replace(SAMPLE, key="streams", label=f"sample --num {STREAMS_NUM} / --num 1, {THREADS} threads",
@@ -175,8 +176,10 @@ TARGETS = [Target(key, "ratio", ">=", limit, "x", "minrnn / PyTorch c/s")
     Target("minchar", "ratio", ">=", 20, "x", "minrnn / PyTorch c/s"),
     Target("minchar", "numpy_ratio", ">=", 15, "x", "minrnn / numpy min-char-rnn c/s"),
     Target("sample", "bound_share", ">=", 0.85, "%", "c/s / bandwidth bound"),
-    Target("compact", "speedup", ">=", 1.9, "x", "bfloat16 / float32 c/s"),
-    Target("compact", "loss_diff", "<=", 0.01, "nats", "|bfloat16 - float32| validation loss"),
+    Target("compact", "speedups.bfloat16", ">=", 1.9, "x", "bfloat16 / float32 c/s"),
+    Target("compact", "loss_diffs.bfloat16", "<=", 0.01, "nats", "|bfloat16 - float32| validation loss"),
+    Target("compact", "speedups.int8", ">=", 3, "x", "int8 / float32 c/s"),
+    Target("compact", "loss_diffs.int8", "<=", 0.02, "nats", "|int8 - float32| validation loss"),
     Target("streams", "sgemm_share", ">=", 0.60, "%", f"--num {STREAMS_NUM}: GFLOP/s / the {THREADS}-thread SGEMM's"),
     Target("memory", "ratio", "<=", 0.3, "x", "peak RSS minrnn / PyTorch"),
 ] + [Target("scaling", f"configs.{row.key}.speedup", ">=", 1.85, "x", f"{row.label}: 2 threads / 1 c/s")
@@ -647,23 +650,25 @@ def sample_row(data, opts):
 
 
 def compact_row(data, opts):
-    """bfloat16 weights against float32 on the same model: sampling speed (B=1, 1 thread, interleaved)
-    and the loss on the validation tail, computed by python -m minrnn eval's function."""
+    """Each compact precision against float32 on the same model: sampling speed (B=1, 1 thread,
+    interleaved) and the loss on the validation tail, computed by python -m minrnn eval's function."""
     row = COMPACT
     model, tail, source = opts.trained or trained_model(data, opts.train_seconds)
-    compact = core.Model(model.config, params=model.params, threads=THREADS)
-    compact.set_precision("bfloat16")
-    require(compact.precision == "bfloat16", f"set_precision left the weights at {compact.precision}")
-    losses = {m.precision: evaluate(m, tail, EVAL_STREAMS, EVAL_SEQ_LEN) for m in (model, compact)}
-    for m in (model, compact):
+    models = [model]
+    for precision in COMPACT_PRECISIONS:
+        models.append(core.Model(model.config, params=model.params, threads=THREADS))
+        models[-1].set_precision(precision)
+        require(models[-1].precision == precision, f"set_precision left the weights at {models[-1].precision}")
+    losses = {m.precision: evaluate(m, tail, EVAL_STREAMS, EVAL_SEQ_LEN) for m in models}
+    for m in models:
         m.threads = row.threads
-    times = interleaved({m.precision: minrnn_sampler(m) for m in (model, compact)}, opts.rounds, opts.round_seconds)
+    times = interleaved({m.precision: minrnn_sampler(m) for m in models}, opts.rounds, opts.round_seconds)
     result = {"row": row.key, "label": row.label, "model": source, "valid_chars": losses["float32"][1],
               "loss": {name: loss for name, (loss, _) in losses.items()}}
-    result["loss_diff"] = abs(result["loss"]["bfloat16"] - result["loss"]["float32"])
     for name, t in times.items():
         result[name] = {"name": name, "chars_per_s": rate(1, t), "spread": spread(t), "rounds": t}
-    result["speedup"] = result["bfloat16"]["chars_per_s"] / result["float32"]["chars_per_s"]
+    result["speedups"] = {p: result[p]["chars_per_s"] / result["float32"]["chars_per_s"] for p in COMPACT_PRECISIONS}
+    result["loss_diffs"] = {p: abs(result["loss"][p] - result["loss"]["float32"]) for p in COMPACT_PRECISIONS}
     return result
 
 
@@ -1128,15 +1133,17 @@ def print_sample_lines(i, res):
 
 def print_compact_lines(i, res):
     others = fmt_cores(res["other_cores"])
-    target, miss = judged(res, "speedup")
-    print(table_line(f"{i} {res['label']}", "bf16 " + fmt_rate(res["bfloat16"]["chars_per_s"]),
-                     "f32 " + fmt_rate(res["float32"]["chars_per_s"]), fmt_ratio(res["speedup"]), target, "", "",
-                     others, miss))
-    target, miss = judged(res, "loss_diff")
+    for p in COMPACT_PRECISIONS:
+        target, miss = judged(res, f"speedups.{p}")
+        print(table_line(f"{i} sampling {p} / float32, 1 thread", f"{p[:4]} " + fmt_rate(res[p]["chars_per_s"]),
+                         "f32 " + fmt_rate(res["float32"]["chars_per_s"]), fmt_ratio(res["speedups"][p]), target, "",
+                         "", others, miss))
     loss = res["loss"]
-    print(f"  validation loss (nats/char over the last {res['valid_chars']:,} chars): float32 {loss['float32']:.4f}, "
-          f"bfloat16 {loss['bfloat16']:.4f}, |diff| {res['loss_diff']:.4f} (target {target}){'  MISS' if miss else ''}"
-          f"\n  model: {res['model']}; sampled B=1, 1 thread")
+    print(f"  validation loss (nats/char over the last {res['valid_chars']:,} chars): float32 {loss['float32']:.4f}")
+    for p in COMPACT_PRECISIONS:
+        target, miss = judged(res, f"loss_diffs.{p}")
+        print(f"    {p} {loss[p]:.4f}, |diff| {res['loss_diffs'][p]:.4f} (target {target}){'  MISS' if miss else ''}")
+    print(f"  model: {res['model']}; sampled B=1, 1 thread")
 
 
 def print_streams_line(i, res):

@@ -1,11 +1,11 @@
 /* minrnn_sample: text from a minrnn checkpoint, using only libminrnn.
  *
  *   minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P] [-p PRIME] [-s SEED]
- *                 [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]
+ *                 [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16|int8]
  *   minrnn_sample CHECKPOINT TEXT... [--beam K] [--max-length N] [-t TEMPERATURE] [-s SEED]
- *                 [--precision float32|bfloat16]      (a seq2seq checkpoint: translations)
+ *                 [--precision float32|bfloat16|int8]      (a seq2seq checkpoint: translations)
  *   minrnn_sample CHECKPOINT --grid GRID.npy [--row I] [--beam K] [--max-length N] [-t TEMPERATURE]
- *                 [-s SEED] [--precision float32|bfloat16]      (a captioner: captions)
+ *                 [-s SEED] [--precision float32|bfloat16|int8]      (a captioner: captions)
  *
  * The same checkpoint, options and seed give the same bytes as `python -m minrnn sample` (its
  * --length, --temperature, --top-k, --top-p, --prime, --seed, --num, --condition, --vector,
@@ -44,7 +44,8 @@
  * words.
  *
  * The weights are stepped as the checkpoint stores them (an exported bfloat16 checkpoint:
- * minrnn_step_compact streams half the bytes), or as --precision asks: bfloat16 rounds them.
+ * minrnn_step_compact streams half the bytes; an int8 one, a quarter, with integer products), or
+ * as --precision asks: bfloat16 rounds them, int8 quantizes them.
  *
  * The checkpoint is read through one open file, so a training run may replace it meanwhile.
  */
@@ -64,11 +65,11 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: minrnn_sample CHECKPOINT [-n LENGTH] [-t TEMPERATURE] [--top-k K] [--top-p P]"
-                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16]\n"
+                    " [-p PRIME] [-s SEED] [--num N] [-c LABEL] [-v NUMBERS] [--precision float32|bfloat16|int8]\n"
                     "       minrnn_sample SEQ2SEQ-CHECKPOINT TEXT... [--beam K] [--max-length N] [-t TEMPERATURE]"
-                    " [-s SEED] [--precision float32|bfloat16]\n"
+                    " [-s SEED] [--precision float32|bfloat16|int8]\n"
                     "       minrnn_sample CAPTIONER-CHECKPOINT --grid GRID.npy [--row I] [--beam K] [--max-length N]"
-                    " [-t TEMPERATURE] [-s SEED] [--precision float32|bfloat16]\n");
+                    " [-t TEMPERATURE] [-s SEED] [--precision float32|bfloat16|int8]\n");
 }
 
 /* What the command line asks for. */
@@ -83,7 +84,7 @@ typedef struct {
     char **texts;                 /* the TEXT arguments after CHECKPOINT (pointers into argv) */
     int n_texts;
     unsigned long long seed;
-    int precision;                /* MINRNN_FLOAT32, MINRNN_BFLOAT16, or -1: the checkpoint's */
+    int precision;                /* MINRNN_FLOAT32, MINRNN_BFLOAT16, MINRNN_INT8, or -1: the checkpoint's */
     const char *sampling_option;  /* the first option given that only sampling takes (-n, -p, ...) */
     const char *translating_option;   /* ... that only translation takes (--beam, --max-length) */
     long skipped;                 /* characters of the prime or texts outside the vocabulary */
@@ -163,7 +164,9 @@ static int parse_options(int argc, char **argv, options *o) {
         else if (!strcmp(a, "--grid")) o->grid = v;
         else if (!strcmp(a, "--row")) ok = parse_number(v, 0, 2147483647.0, &o->row) && o->row == floor(o->row);
         else   /* --precision */
-            ok = (o->precision = !strcmp(v, "float32") ? MINRNN_FLOAT32 : !strcmp(v, "bfloat16") ? MINRNN_BFLOAT16 : -1) >= 0;
+            ok = (o->precision = !strcmp(v, "float32")  ? MINRNN_FLOAT32
+                                 : !strcmp(v, "bfloat16") ? MINRNN_BFLOAT16
+                                 : !strcmp(v, "int8")     ? MINRNN_INT8 : -1) >= 0;
         if (!ok) { fprintf(stderr, "minrnn_sample: bad value for %s: %s\n", a, v); return 2; }
         i++;
     }
@@ -523,8 +526,8 @@ static int generate(const minrnn_checkpoint *ck, const lexicon *lex, const optio
     minrnn_generation g = {.B = N, .prime = ids, .prime_length = (int32_t)n_ids, .end_id = framed ? V - 1 : -1,
                            .banned_id = framed ? V - 2 : -1, .max_length = length, .labels = labels,
                            .vectors = vectors, .samplers = &sampler, .num_samplers = 1};
-    size_t P = minrnn_param_count(cfg), bytes = minrnn_generate_workspace_size(cfg, &g);
-    void *params = malloc(P * minrnn_precision_size(precision)), *work = malloc(bytes ? bytes : 1);
+    size_t bytes = minrnn_generate_workspace_size(cfg, &g);
+    void *params = malloc(minrnn_params_size(cfg, precision)), *work = malloc(bytes ? bytes : 1);
     int32_t *drawn = malloc((size_t)N * sizeof(int32_t));
     int32_t *text = as_drawn ? NULL : malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);   /* (N, length) */
     long long *count = calloc((size_t)N, sizeof(long long));
@@ -532,7 +535,7 @@ static int generate(const minrnn_checkpoint *ck, const lexicon *lex, const optio
     if (!params || !work || !drawn || (!as_drawn && !text) || !count) {
         status = -1;
     } else {
-        status = minrnn_params_compact(ck->params, P, precision, params);
+        status = minrnn_params_compact(cfg, ck->params, precision, params);
         if (status == MINRNN_OK && as_drawn) fputs(prime, stdout);
         if (status == MINRNN_OK) status = minrnn_generate_start(cfg, precision, params, &g, work, 0);
         int64_t steps = 1;
@@ -590,13 +593,13 @@ static int translate(const minrnn_checkpoint *ck, const lexicon *lex, options *o
         fprintf(stderr, "minrnn_sample: -t draws one translation at a time; drop --beam\n");
         return 0;
     }
-    size_t P = minrnn_param_count(cfg), longest = 0;
+    size_t longest = 0;
     for (int i = 0; i < o->n_texts; i++) longest = strlen(o->texts[i]) > longest ? strlen(o->texts[i]) : longest;
-    void *params = malloc(P * minrnn_precision_size(precision)), *work = NULL;
+    void *params = malloc(minrnn_params_size(cfg, precision)), *work = NULL;
     int32_t *source = malloc((longest + 1) * sizeof(int32_t)), *out = malloc((size_t)M * sizeof(int32_t));
     int ok = params && source && out, status = MINRNN_OK;
     if (!ok) out_of_memory();
-    else if ((status = minrnn_params_compact(ck->params, P, precision, params)) != MINRNN_OK)
+    else if ((status = minrnn_params_compact(cfg, ck->params, precision, params)) != MINRNN_OK)
         fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status)), ok = 0;
     minrnn_rng rng;
     minrnn_rng_seed(&rng, (uint64_t)o->seed);
@@ -730,14 +733,14 @@ static int caption(const minrnn_checkpoint *ck, const lexicon *lex, options *o) 
         free(values);
         return 0;
     }
-    size_t P = minrnn_param_count(cfg), per = (size_t)L * (size_t)D;
-    void *params = malloc(P * minrnn_precision_size(precision));
+    size_t per = (size_t)L * (size_t)D;
+    void *params = malloc(minrnn_params_size(cfg, precision));
     void *work = malloc(minrnn_seq2seq_translate_size(cfg, (int)L, beam, M));
     float *grid = malloc(per * sizeof(float));
     int32_t *out = malloc((size_t)M * sizeof(int32_t));
     int ok = params && work && grid && out, status = MINRNN_OK;
     if (!ok) out_of_memory();
-    else if ((status = minrnn_params_compact(ck->params, P, precision, params)) != MINRNN_OK)
+    else if ((status = minrnn_params_compact(cfg, ck->params, precision, params)) != MINRNN_OK)
         fprintf(stderr, "minrnn_sample: %s\n", minrnn_strerror(status)), ok = 0;
     minrnn_rng rng;
     minrnn_rng_seed(&rng, (uint64_t)o->seed);

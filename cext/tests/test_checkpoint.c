@@ -2022,7 +2022,7 @@ static void test_bfloat16(void)
     owned train = small_source();
     train.ck.precision = MINRNN_BFLOAT16;
     check_save("bfloat16 with a training state", &train.ck, 0);
-    const int32_t unknown[] = {2, -1, INT32_MAX};
+    const int32_t unknown[] = {3, -1, INT32_MAX};
     for (int i = 0; i < 3; i++) {
         minrnn_checkpoint k = src.ck;
         k.precision = unknown[i];
@@ -2354,6 +2354,119 @@ static void test_save_arguments(void)
     release(&bytes);
 }
 
+/* ---- int8 parameters: each row a scale and its q, quantized as save writes it; load gives the
+ * block's exact values, which quantize back to the same bytes; a reader takes only what save writes */
+
+/* Byte offset, within the int8 params section, of row `row` of tensor `index`. */
+static size_t int8_row_at(const minrnn_config *cfg, int index, int row)
+{
+    minrnn_tensor t;
+    size_t at = 0;
+    for (int i = 0; i < index; i++) {
+        minrnn_tensor_info(cfg, i, &t);
+        at += (size_t)t.rows * (4 + (size_t)t.cols);
+    }
+    minrnn_tensor_info(cfg, index, &t);
+    return at + (size_t)row * (4 + (size_t)t.cols);
+}
+
+static void test_int8(void)
+{
+    char path[256], again[256];
+    snprintf(path, sizeof path, "%s", in_dir("int8.ck"));
+    snprintf(again, sizeof again, "%s", in_dir("int8-again.ck"));
+    owned src = make(config(MINRNN_LSTM, MINRNN_TANH, 60, 16, 96, 2, 0.0f), MINRNN_UTF8, 0, 0, "{\"a\": 1}");
+    minrnn_config cfg = src.ck.config;
+    minrnn_init_params(&cfg, src.ck.params, 5, MINRNN_INIT_DEFAULT);   /* finite: random bits are not */
+    /* rows at the edges of the rule: all zeros, one subnormal, exactly 127 times a power of two,
+     * just over it, and a bias of -0 */
+    for (int k = 0; k < 16; k++) src.ck.params[k] = 0.0f, src.ck.params[16 + k] = 0.0f, src.ck.params[32 + k] = 0.25f;
+    src.ck.params[16 + 3] = from_bits(1);
+    src.ck.params[32 + 5] = 127.0f * 0.5f, src.ck.params[48] = nextafterf(127.0f * 0.5f, 100.0f);
+    minrnn_tensor bias;
+    minrnn_tensor_info(&cfg, 3, &bias);   /* encoder, weight_ih_l0, weight_hh_l0, bias_ih_l0 */
+    CHECK(bias.ndim == 1, "tensor 3 is a bias");
+    src.ck.params[bias.offset] = -0.0f;
+    float *orig = malloc(sizeof(float) * src.P), *want = malloc(sizeof(float) * src.P);
+    memcpy(orig, src.ck.params, sizeof(float) * src.P);
+    size_t bytes = minrnn_params_size(&cfg, MINRNN_INT8);
+    unsigned char *block = malloc(bytes);
+    CHECK(minrnn_params_compact(&cfg, orig, MINRNN_INT8, block) == MINRNN_OK &&
+              minrnn_params_expand(&cfg, MINRNN_INT8, block, want) == MINRNN_OK, "the block's values");
+    src.ck.precision = MINRNN_INT8;
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save at int8");
+    CHECK(!memcmp(src.ck.params, orig, sizeof(float) * src.P), "save changed the caller's parameters");
+
+    /* the file: a scale and cols bytes per row */
+    size_t len = 0, rows = 0;
+    unsigned char *b = slurp(path, &len);
+    for (int i = 0; i < minrnn_tensor_count(&cfg); i++) {
+        minrnn_tensor t;
+        minrnn_tensor_info(&cfg, i, &t);
+        rows += (size_t)t.rows;
+    }
+    CHECK(b && get_u64(b + O_TABLE + 16 * S_PARAMS + 8) == src.P + 4 * rows && get_u32(b + O_PRECISION) == MINRNN_INT8,
+          "int8 params section of %llu bytes", (unsigned long long)get_u64(b + O_TABLE + 16 * S_PARAMS + 8));
+    const unsigned char *stored = b + get_u64(b + O_TABLE + 16 * S_PARAMS);
+    CHECK(get_u32(stored) == bits(0x1p-126f) && get_u32(stored + 20) == bits(0x1p-126f) && (int8_t)stored[20 + 4 + 3] == 0,
+          "a zero row and a subnormal one: the least scale, and q 0");
+    CHECK(get_u32(stored + 40) == bits(0.5f) && (int8_t)stored[40 + 4 + 5] == 127 && (int8_t)stored[40 + 4] == 0,
+          "127 * 2^-1: scale 2^-1 and q 127; 0.25 / 2^-1 = 0.5, a tie, rounds to even: q 0");
+    CHECK(get_u32(stored + 60) == bits(1.0f), "just over 127 * 2^-1: scale 1");
+    size_t at = int8_row_at(&cfg, 3, 0);
+    CHECK(get_u32(stored + at) == bits(-0.0f) && stored[at + 4] == 1, "a bias: its value as the scale, q 1");
+
+    /* peek and load: the block's values, exactly; saved again, the same file */
+    minrnn_checkpoint peeked;
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK && peeked.precision == MINRNN_INT8, "peek");
+    owned dst = alloc_for(&peeked, 1);
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_OK, "load");
+    CHECK(!memcmp(dst.ck.params, want, sizeof(float) * src.P), "loaded: not the block's values");
+    CHECK(minrnn_checkpoint_save(again, &dst.ck) == MINRNN_OK, "save what was loaded");
+    size_t len2 = 0;
+    unsigned char *b2 = slurp(again, &len2);
+    CHECK(b2 && len2 == len && !memcmp(b2, b, len), "saved again: the same file");
+    free(b2);
+
+    /* what save never writes, with a valid checksum: refused */
+    size_t p0 = get_u64(b + O_TABLE + 16 * S_PARAMS), row1 = p0 + int8_row_at(&cfg, 1, 0);
+    minrnn_tensor w;
+    minrnn_tensor_info(&cfg, 1, &w);
+    for (int c = 0; c < 6; c++) {
+        unsigned char *m = malloc(len);
+        memcpy(m, b, len);
+        const char *what = "";
+        switch (c) {
+        case 0: put_u32(m + row1, bits(3.0f)), what = "a scale not a power of two"; break;
+        case 1: put_u32(m + row1, bits(0x1p101f)), what = "a scale over 2^100"; break;
+        case 2: m[row1 + 4] = 0x80, what = "q = -128"; break;
+        case 3: memset(m + row1 + 4, 1, (size_t)w.cols), what = "a row whose largest |q| is under 64"; break;
+        case 4: m[p0 + at + 4] = 2, what = "a bias with q 2"; break;
+        default: put_u32(m + p0 + at, bits(INFINITY)), what = "an infinite bias"; break;
+        }
+        rechecksum(m, len);
+        check_read(what, m, len, 0, &dst.ck);
+        free(m);
+    }
+    /* and what it never saves: a parameter that is not finite, or a training state */
+    for (int c = 0; c < 2; c++) {
+        minrnn_checkpoint k = src.ck;
+        float *p = malloc(sizeof(float) * src.P);
+        memcpy(p, orig, sizeof(float) * src.P);
+        p[100] = c ? NAN : 0x1p120f;
+        k.params = p;
+        check_save(c ? "int8 of a NaN" : "int8 of 2^120", &k, 0);
+        free(p);
+    }
+    owned train = small_source();
+    train.ck.precision = MINRNN_INT8;
+    check_save("int8 with a training state", &train.ck, 0);
+    release(&train);
+    free(b), free(orig), free(want), free(block);
+    release(&dst);
+    release(&src);
+}
+
 int main(void)
 {
     /* In memory where there is a tmpfs: on ext4, a file truncated and then closed is written back
@@ -2423,6 +2536,7 @@ int main(void)
     test_seq2seq_round_trips();
     test_seq2seq_rules();
     test_bfloat16();
+    test_int8();
     test_not_checkpoint_and_version();
     test_io();
     test_replaced_while_reading();

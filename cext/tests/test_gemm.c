@@ -411,6 +411,51 @@ static void test_bf16(int M, int N, int K, rng_t *r) {
     free_problem(&p);
 }
 
+/* mm_nt_i8 (VNNI when the CPU has it) and mm_nt_i8_portable against the exact sums computed here in
+ * int64, then scaled as int8.c says: every result bit for bit, for 1 to 3 threads. q covers
+ * [-127, 127] uniformly (the extremes too), and the scales are powers of two from 2^-20 to 2^3. */
+static void test_i8(int M, int N, int K, rng_t *r) {
+    ptrdiff_t lda = K + rng_int(r, 70), ldw = K + rng_int(r, 3), ldc = N + rng_int(r, 3);
+    int8_t *a = xmalloc((size_t)M * lda + 1), *w = xmalloc((size_t)N * ldw + 1);
+    float *sa = xmalloc(sizeof(float) * (M + 1)), *sw = xmalloc(sizeof(float) * (N + 1));
+    int32_t *sum = xmalloc(sizeof(int32_t) * (N + 1));
+    for (size_t i = 0; i < (size_t)M * lda; i++) a[i] = (int8_t)(rng_int(r, 255) - 127);
+    for (size_t i = 0; i < (size_t)N * ldw; i++) w[i] = (int8_t)(rng_int(r, 255) - 127);
+    for (int i = 0; i < M; i++) sa[i] = ldexpf(1.0f, rng_int(r, 24) - 20);
+    for (int j = 0; j < N; j++) {
+        sw[j] = ldexpf(1.0f, rng_int(r, 24) - 20);
+        sum[j] = 0;
+        for (int k = 0; k < K; k++) sum[j] += w[j * ldw + k];
+    }
+    size_t nc = (size_t)M * ldc + 1;
+    for (int acc = 0; acc < 2; acc++) {
+        float *want = xmalloc(sizeof(float) * nc), *c0 = xmalloc(sizeof(float) * nc);
+        for (size_t i = 0; i < nc; i++) c0[i] = rng_unif(r);
+        for (size_t i = 0; i < nc; i++) want[i] = c0[i];
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                int64_t dot = 0;
+                for (int k = 0; k < K; k++) dot += (int64_t)a[i * lda + k] * w[j * ldw + k];
+                float y = ((float)dot * sw[j]) * sa[i];
+                want[i * ldc + j] = acc ? c0[i * ldc + j] + y : y;
+            }
+        for (int kind = 0; kind < 2; kind++)
+            for (int nt = 1; nt <= 3; nt++) {
+                float *got = xmalloc(sizeof(float) * nc);
+                memcpy(got, c0, sizeof(float) * nc);
+                if (kind) mm_nt_i8_portable(M, N, K, a, lda, sa, w, ldw, sw, sum, got, ldc, acc, nt);
+                else mm_nt_i8(M, N, K, a, lda, sa, w, ldw, sw, sum, got, ldc, acc, nt);
+                checks++;
+                if (memcmp(got, want, sizeof(float) * nc) != 0)
+                    FAIL("mm_nt_i8%s M=%d N=%d K=%d acc=%d nt=%d: not the exact sums, scaled", kind ? "_portable" : "",
+                         M, N, K, acc, nt);
+                free(got);
+            }
+        free(want); free(c0);
+    }
+    free(a); free(w); free(sa); free(sw); free(sum);
+}
+
 int main(int argc, char **argv) {
     /* 3 threads on a 2-core machine crawl when OpenMP's idle threads spin: they hold the cores the
      * late thread needs at every barrier. The wait policy is read at start-up, so restart once. */
@@ -454,6 +499,14 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 100; t++) test_bf16(rng_int(&r, 9), rng_int(&r, 40), rng_int(&r, 40), &r);
     test_bf16(1, 2048, 512, &r);
     test_bf16(32, 300, 77, &r);
+
+    static const int k8[] = {0, 1, 63, 64, 65, 127, 128, 129, 511, 512, 700};
+    for (size_t c = 0; c < sizeof k8 / sizeof *k8; c++)
+        for (int m = 0; m <= 5; m++) test_i8(m, 1 + rng_int(&r, 13), k8[c], &r);
+    for (int t = 0; t < 100; t++) test_i8(rng_int(&r, 9), rng_int(&r, 40), rng_int(&r, 200), &r);
+    test_i8(1, 2048, 512, &r);   /* sampling: one stream */
+    test_i8(32, 260, 257, &r);   /* a batch of streams */
+    printf("test_gemm: int8 products %s\n", mm_have_vnni() ? "with VNNI (checked against plain C)" : "in plain C");
 
     printf("test_gemm: %d checks, %d failures\n", checks, failures);
     return failures != 0;

@@ -17,7 +17,9 @@ def zeros_matrix(rows, cols):
 
 
 def matvec(W, x):
-    """W (R, C) times x (C) -> (R)."""
+    """W (R, C) times x (C) -> (R); a matrix with its own product (quantize.Int8Matrix) computes it."""
+    if hasattr(W, "matvec"):
+        return W.matvec(x)
     return [sum(w * xj for w, xj in zip(row, x)) for row in W]
 
 

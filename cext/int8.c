@@ -1,0 +1,343 @@
+/* int8.c: parameter blocks at every precision (minrnn_params_size, _compact, _expand), and int8
+ * inference: rows quantized with power-of-two scales, and their products exact in int32.
+ *
+ * A row x (K floats) is stored as q (K int8 in [-127, 127]) and a scale s = 2^e, e the least
+ * integer in [INT8_MIN_EXP, INT8_MAX_EXP] with max|x| <= 127 s (INT8_MAX_EXP if none: the row
+ * saturates), q = round(x / s), ties to even. x / s is exact (s is a power of two), so the only
+ * rounding is that one; so q s is x within s / 2, and within max|x| / 127 (s / 2 < max|x| / 127
+ * unless e = INT8_MIN_EXP, where s / 2 is 2^-127). The same rule quantizes weights (once, a
+ * row of each matrix) and activations (a row of the product's input, at each product).
+ *
+ * Powers of two make the int8 block a set of float32 values exactly: q s is exact, and the rows q s
+ * quantize again to the same q and s (max|q| >= 64 unless e = INT8_MIN_EXP, so no smaller e fits).
+ * So a checkpoint stores the block, loads as float32 parameters, and quantizes back bit for bit.
+ *
+ * A product y = x W^T + c of a quantized row x (qa, sa) and a weight (qw, sw per row) is
+ *     y_n = c_n + ((float)sum_k qa_k qw_nk * sw_n) * sa
+ * The sum is exact in int32 (K 127^2 < 2^31 for K < 133,000), so its order does not matter: the
+ * VNNI kernel (vpdpbusd, which multiplies unsigned by signed bytes: qa + 128, then subtracts 128
+ * times the row's sum of qw, kept in the block) and the plain C one give the same bits, at any
+ * thread count. minrnn/reference/quantize.py is the same math.
+ *
+ * The int8 block: for each tensor, in the order of minrnn_tensor_info, a section on a 64-byte
+ * boundary: q (rows x cols int8), then the rows' scales (float32), then their sums of q (int32),
+ * each part padded to 64 bytes. A 2-D tensor's rows are quantized as above; a 1-D tensor (a bias)
+ * keeps each value exactly, as q = 1 and the value as its scale. A seq2seq block's sections are
+ * those of its encoder's block, its decoder's, then its own tensors': each part is a block too.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "internal.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define I8_X86 1
+#include <immintrin.h>
+#else
+#define I8_X86 0
+#endif
+
+/* ---- quantizing a row */
+
+int row_scale(const float *x, int K, float *scale) {
+    float m = 0.0f;
+    int finite = 1;
+    #pragma omp simd reduction(max : m) reduction(& : finite)
+    for (int k = 0; k < K; k++) {
+        float a = fabsf(x[k]);
+        finite &= a <= FLT_MAX;   /* 0 for a NaN or an infinity */
+        m = a > m ? a : m;
+    }
+    if (!finite) {
+        *scale = NAN;   /* the product's outputs are NaN, as they would be in float32 */
+        return -1;
+    }
+    int x2, e;
+    frexpf(m, &x2);   /* m = f 2^x2, f in [0.5, 1), and 127 2^(x2-7) < 2^x2 */
+    e = m == 0.0f ? INT8_MIN_EXP : m <= ldexpf(127.0f, x2 - 7) ? x2 - 7 : x2 - 6;
+    e = e < INT8_MIN_EXP ? INT8_MIN_EXP : e > INT8_MAX_EXP ? INT8_MAX_EXP : e;
+    *scale = ldexpf(1.0f, e);
+    return m > 127.0f * *scale;   /* 1: saturated */
+}
+
+void quantize_with(const float *x, int K, float scale, int8_t *q) {
+    if (isnan(scale)) {
+        memset(q, 0, (size_t)K);
+        return;
+    }
+    float inv = 1.0f / scale;   /* a power of two: x * inv is x / scale, exactly */
+    #pragma omp simd
+    for (int k = 0; k < K; k++) {
+        float v = x[k] * inv;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;   /* only a saturated row clips */
+        q[k] = (int8_t)((v + 12582912.0f) - 12582912.0f);   /* rounded to nearest, ties to even: 1.5 2^23 */
+    }
+}
+
+int quantize_row(const float *x, int K, int8_t *q, float *scale) {
+    int status = row_scale(x, K, scale);
+    quantize_with(x, K, *scale, q);
+    return status;
+}
+
+void quantize_rows(int M, int K, const float *A, ptrdiff_t lda, int8_t *Aq, ptrdiff_t ldq, float *scales, int nt) {
+    #pragma omp parallel for num_threads(threads_for(nt, 4.0 * M * K)) schedule(static)
+    for (int i = 0; i < M; i++) quantize_row(A + i * lda, K, Aq + i * ldq, scales + i);
+}
+
+/* ---- the block of a precision */
+
+int8_section int8_section_of(int32_t rows, int32_t cols, size_t at) {
+    int8_section s;
+    s.q = at;
+    s.scale = s.q + round_up((size_t)rows * cols, ALIGN_BYTES);
+    s.sum = s.scale + round_up((size_t)rows * sizeof(float), ALIGN_BYTES);
+    s.end = s.sum + round_up((size_t)rows * sizeof(int32_t), ALIGN_BYTES);
+    return s;
+}
+
+/* Where tensor i starts in a block at precision: in bytes (int8), or in elements. */
+size_t block_offset(const minrnn_config *cfg, int precision, int index) {
+    minrnn_tensor t;
+    if (precision != MINRNN_INT8) {
+        if (minrnn_tensor_info(cfg, index, &t) != MINRNN_OK) return 0;
+        return (size_t)t.offset;
+    }
+    size_t at = 0;
+    for (int i = 0; i < index && minrnn_tensor_info(cfg, i, &t) == MINRNN_OK; i++)
+        at = int8_section_of(t.rows, t.cols, at).end;
+    return at;
+}
+
+size_t minrnn_params_size(const minrnn_config *cfg, int precision) {
+    size_t n = minrnn_param_count(cfg);
+    if (n == 0) return 0;
+    if (precision == MINRNN_FLOAT32) return n * sizeof(float);
+    if (precision == MINRNN_BFLOAT16) return n * sizeof(uint16_t);
+    if (precision == MINRNN_INT8) return block_offset(cfg, precision, minrnn_tensor_count(cfg));
+    return 0;
+}
+
+/* Tensor t (float32 at x) into its int8 section at out; MINRNN_ERR_ARG if a weight is not finite or
+ * saturates. */
+static int compact_int8_tensor(const minrnn_tensor *t, const float *x, unsigned char *out) {
+    int8_section s = int8_section_of(t->rows, t->cols, 0);
+    int8_t *q = (int8_t *)(out + s.q);
+    float *scale = (float *)(out + s.scale);
+    int32_t *sum = (int32_t *)(out + s.sum);
+    for (int32_t r = 0; r < t->rows; r++) {
+        const float *row = x + (size_t)r * t->cols;
+        int8_t *qr = q + (size_t)r * t->cols;
+        if (t->ndim == 1) {
+            if (!isfinite(row[0])) return MINRNN_ERR_ARG;
+            qr[0] = 1, scale[r] = row[0];
+        } else if (quantize_row(row, t->cols, qr, scale + r) != 0) {
+            return MINRNN_ERR_ARG;
+        }
+        int32_t total = 0;
+        for (int32_t k = 0; k < t->cols; k++) total += qr[k];
+        sum[r] = total;
+    }
+    return MINRNN_OK;
+}
+
+int minrnn_params_compact(const minrnn_config *cfg, const float *params, int precision, void *out) {
+    size_t n = minrnn_param_count(cfg), bytes = minrnn_params_size(cfg, precision);
+    if (!params || !out || bytes == 0) return n == 0 ? MINRNN_ERR_CONFIG : MINRNN_ERR_ARG;
+    if (precision == MINRNN_FLOAT32) {
+        memmove(out, params, bytes);
+    } else if (precision == MINRNN_BFLOAT16) {
+        uint16_t *half = out;
+        for (size_t i = 0; i < n; i++) half[i] = float_to_bf16(params[i]);
+    } else {
+        memset(out, 0, bytes);   /* the padding */
+        minrnn_tensor t;
+        size_t at = 0;
+        for (int i = 0, count = minrnn_tensor_count(cfg); i < count; i++) {
+            minrnn_tensor_info(cfg, i, &t);
+            int status = compact_int8_tensor(&t, params + t.offset, (unsigned char *)out + at);
+            if (status != MINRNN_OK) return status;
+            at = int8_section_of(t.rows, t.cols, at).end;
+        }
+    }
+    return MINRNN_OK;
+}
+
+void expand_tensors(const minrnn_config *cfg, int precision, const void *block, int first, float *out) {
+    minrnn_tensor t;
+    size_t at = block_offset(cfg, precision, first);
+    int64_t out0 = minrnn_tensor_info(cfg, first, &t) == MINRNN_OK ? t.offset : 0;
+    for (int i = first, count = minrnn_tensor_count(cfg); i < count; i++) {
+        minrnn_tensor_info(cfg, i, &t);
+        size_t n = (size_t)t.rows * t.cols;
+        float *o = out + (t.offset - out0);
+        if (precision == MINRNN_FLOAT32) {
+            memcpy(o, (const float *)block + t.offset, n * sizeof(float));
+        } else if (precision == MINRNN_BFLOAT16) {
+            for (size_t k = 0; k < n; k++) o[k] = bf16_to_float(((const uint16_t *)block)[t.offset + k]);
+        } else {
+            int8_section s = int8_section_of(t.rows, t.cols, at);
+            const int8_t *q = (const int8_t *)((const unsigned char *)block + s.q);
+            const float *scale = (const float *)((const unsigned char *)block + s.scale);
+            for (size_t k = 0; k < n; k++) o[k] = (float)q[k] * scale[k / t.cols];   /* exact */
+            at = s.end;
+        }
+    }
+}
+
+int minrnn_params_expand(const minrnn_config *cfg, int precision, const void *block, float *out) {
+    if (!block || !out) return MINRNN_ERR_ARG;
+    if (minrnn_param_count(cfg) == 0) return MINRNN_ERR_CONFIG;
+    if (minrnn_params_size(cfg, precision) == 0) return MINRNN_ERR_ARG;
+    expand_tensors(cfg, precision, block, 0, out);
+    return MINRNN_OK;
+}
+
+/* ---- products: C (M, N) [+]= the int8 product of A's quantized rows (Aq, sa) and W's (Wq, sw,
+ * rowsum), as in the comment at the top. Threads split W's rows in groups of I8_W. */
+
+#define I8_W 4   /* rows of W per group */
+#define I8_A 4   /* rows of A per call of a group kernel */
+
+/* C (ma, nw) [+]= the product of ma <= I8_A rows of A and nw <= I8_W rows of W. */
+typedef void (*i8_kernel)(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W,
+                          ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
+                          int accumulate);
+
+/* One output: the rounding of every kernel, in this order. */
+static inline float i8_scaled(int32_t dot, float sw, float sa) { return ((float)dot * sw) * sa; }
+
+/* plain C, which compilers vectorize as they can */
+static void i8_tile_portable(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W,
+                             ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
+                             int accumulate) {
+    (void)rowsum;
+    for (int i = 0; i < ma; i++)
+        for (int j = 0; j < nw; j++) {
+            const int8_t *a = A + i * lda, *w = W + j * ldw;
+            int32_t dot = 0;
+            for (int k = 0; k < K; k++) dot += (int32_t)a[k] * w[k];
+            float y = i8_scaled(dot, sw[j], sa[i]), *c = C + i * ldc + j;
+            *c = accumulate ? *c + y : y;
+        }
+}
+
+#if I8_X86
+#define I8_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* acc[i][j] = 16 lanes whose sum is the dot of A row i and W row j, with vpdpbusd: (a + 128) w
+ * summed by fours, 64 bytes of K at a time (the last piece masked: w is 0 past K), minus 128 times
+ * W's row sum added once at the end. MA, NW: constants, so acc stays in registers. */
+I8_VNNI static inline __attribute__((always_inline)) void i8_acc_vnni(
+    const int MA, const int NW, int K, const int8_t *A, ptrdiff_t lda, const int8_t *W, ptrdiff_t ldw,
+    __m512i acc[I8_A][I8_W]) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int i = 0; i < MA; i++)
+        for (int j = 0; j < NW; j++) acc[i][j] = _mm512_setzero_si512();
+    for (int k = 0; k < K; k += 64) {
+        __mmask64 mask = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
+        __m512i w[I8_W];
+        for (int j = 0; j < NW; j++) w[j] = _mm512_maskz_loadu_epi8(mask, W + j * ldw + k);
+        for (int i = 0; i < MA; i++) {
+            __m512i a = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, A + i * lda + k), flip);
+            for (int j = 0; j < NW; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, w[j]);
+        }
+    }
+}
+
+/* The four sums of a row of A against four rows of W, as one vector of 4 lanes (any order of
+ * integer additions gives the same sums). */
+I8_VNNI static inline __attribute__((always_inline)) __m128i i8_sum4(const __m512i *acc) {
+    __m512i x01 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[0], acc[1]), _mm512_unpackhi_epi32(acc[0], acc[1]));
+    __m512i x23 = _mm512_add_epi32(_mm512_unpacklo_epi32(acc[2], acc[3]), _mm512_unpackhi_epi32(acc[2], acc[3]));
+    __m512i y = _mm512_add_epi32(_mm512_unpacklo_epi64(x01, x23), _mm512_unpackhi_epi64(x01, x23));
+    __m256i z = _mm256_add_epi32(_mm512_castsi512_si256(y), _mm512_extracti64x4_epi64(y, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(z), _mm256_extracti128_si256(z, 1));
+}
+
+I8_VNNI static inline __attribute__((always_inline)) void i8_tile4_vnni(
+    const int MA, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W, ptrdiff_t ldw,
+    const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate) {
+    __m512i acc[I8_A][I8_W];
+    i8_acc_vnni(MA, I8_W, K, A, lda, W, ldw, acc);
+    __m128i shift = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)rowsum), 7);   /* 128 times the row sums */
+    __m128 scale = _mm_loadu_ps(sw);
+    for (int i = 0; i < MA; i++) {
+        __m128 y = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i8_sum4(acc[i]), shift)), scale),
+                              _mm_set1_ps(sa[i]));   /* i8_scaled, lane by lane */
+        float *c = C + i * ldc;
+        _mm_storeu_ps(c, accumulate ? _mm_add_ps(_mm_loadu_ps(c), y) : y);
+    }
+}
+
+I8_VNNI static void i8_tile_vnni(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa,
+                                 const int8_t *W, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
+                                 ptrdiff_t ldc, int accumulate) {
+    if (nw == I8_W) {
+        switch (ma) {
+        case 1: i8_tile4_vnni(1, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
+        case 2: i8_tile4_vnni(2, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
+        case 3: i8_tile4_vnni(3, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
+        default: i8_tile4_vnni(4, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
+        }
+    }
+    for (int i = 0; i < ma; i++)   /* the last rows of W: one dot at a time */
+        for (int j = 0; j < nw; j++) {
+            __m512i acc[I8_A][I8_W];
+            i8_acc_vnni(1, 1, K, A + i * lda, lda, W + j * ldw, ldw, acc);
+            float y = i8_scaled(_mm512_reduce_add_epi32(acc[0][0]) - 128 * rowsum[j], sw[j], sa[i]);
+            float *c = C + i * ldc + j;
+            *c = accumulate ? *c + y : y;
+        }
+}
+
+int mm_have_vnni(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+#else
+int mm_have_vnni(void) { return 0; }
+#endif
+
+/* Group g of W's rows against every row of A. */
+static void i8_rows(i8_kernel kern, int g, int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa,
+                    const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
+                    ptrdiff_t ldc, int accumulate) {
+    int j0 = g * I8_W, nw = N - j0 < I8_W ? N - j0 : I8_W;
+    for (int i0 = 0; i0 < M; i0 += I8_A)
+        kern(M - i0 < I8_A ? M - i0 : I8_A, nw, K, Aq + i0 * lda, lda, sa + i0, Wq + j0 * ldw, ldw, sw + j0,
+             rowsum + j0, C + i0 * ldc + j0, ldc, accumulate);
+}
+
+static void mm_nt_i8_with(i8_kernel kern, int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa,
+                          const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
+                          ptrdiff_t ldc, int accumulate, int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    int groups = (N + I8_W - 1) / I8_W, nt = resolve_threads(nthreads);
+    if (nt == 1) {   /* no parallel region, as mm_nt */
+        for (int g = 0; g < groups; g++) i8_rows(kern, g, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate);
+        return;
+    }
+    #pragma omp parallel for schedule(static) num_threads(nt)
+    for (int g = 0; g < groups; g++) i8_rows(kern, g, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate);
+}
+
+void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+              ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
+              int nthreads) {
+#if I8_X86
+    i8_kernel kern = mm_have_vnni() ? i8_tile_vnni : i8_tile_portable;
+#else
+    i8_kernel kern = i8_tile_portable;
+#endif
+    mm_nt_i8_with(kern, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
+}
+
+void mm_nt_i8_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+                       ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
+                       int accumulate, int nthreads) {
+    mm_nt_i8_with(i8_tile_portable, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
+}
