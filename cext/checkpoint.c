@@ -38,7 +38,8 @@
  * int8 params (cext/int8.c's rule) are every row of every tensor in block order, each an f32
  * scale and then its cols int8 values q; a 1-D tensor's rows are its elements (cols 1). Save
  * quantizes each row as it writes it (MINRNN_ERR_ARG, before anything is written, if a parameter is
- * not finite or beyond 127 * 2^100); load writes q times the scale, which is exact. A reader
+ * not finite or beyond 127 * 2^100, or a row is longer than int8 takes: minrnn_params_size); load
+ * writes q times the scale, which is exact. A reader
  * accepts only what save writes, so the loaded floats quantize back to the same bytes: a 2-D row's
  * scale is 2^e, INT8_MIN_EXP <= e <= INT8_MAX_EXP, its q within [-127, 127], and its largest |q|
  * at least 64 unless e = INT8_MIN_EXP; a 1-D row is a finite scale and q = 1.
@@ -586,7 +587,7 @@ static uint64_t int8_section_bytes(const minrnn_config *cfg)
 typedef struct {
     const minrnn_config *cfg;
     minrnn_tensor t;
-    int tensor;
+    int tensor, count;       /* the tensor being read, of count */
     int64_t row, at;         /* at: 0..3 the scale's bytes, then 4 + k for q[k] */
     unsigned char sbytes[4];
     float scale;
@@ -608,7 +609,7 @@ static int int8_row_ok(const int8_reader *r)
 static int int8_feed(int8_reader *r, const unsigned char *p, size_t n, float *out)
 {
     for (size_t i = 0; i < n; i++) {
-        if (r->tensor >= minrnn_tensor_count(r->cfg)) return 0;   /* longer than the config's tensors */
+        if (r->tensor >= r->count) return 0;   /* longer than the config's tensors */
         if (r->row == 0 && r->at == 0) minrnn_tensor_info(r->cfg, r->tensor, &r->t);
         if (r->at < 4) {
             r->sbytes[r->at++] = p[i];
@@ -652,6 +653,7 @@ static int compute_layout(const minrnn_checkpoint *ck, const checkpoint_format *
     lay->format = format;
     memcpy(lay->width, WIDTH, sizeof WIDTH);
     if (ck->precision == MINRNN_INT8) {
+        if (minrnn_params_size(&ck->config, MINRNN_INT8) == 0) return 0;   /* rows too long for int8 */
         lay->width[SEC_PARAMS] = 1;
         count[SEC_PARAMS] = int8_section_bytes(&ck->config);
     } else {
@@ -807,7 +809,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
     if (memcmp(buf, hdr, header_size) != 0) return MINRNN_ERR_CORRUPT;   /* changed meanwhile */
     uint64_t hash = fnv1a(FNV_BASIS, buf, header_size);
     contents_check check = {.vocab = {.ck = ck, .markers = lay->format->markers}};
-    int8_reader q8 = {.cfg = &ck->config};
+    int8_reader q8 = {.cfg = &ck->config, .count = minrnn_tensor_count(&ck->config)};
     for (int s = 0; s < NUM_SECTIONS; s++) {
         void *dest[4];
         uint64_t count[4];
@@ -844,7 +846,7 @@ static int scan_file(FILE *f, const unsigned char *hdr, const layout *lay, const
     }
     if (!vocab_complete(&check.vocab) || !names_complete(&check.names, label_count(&ck->config)))
         return MINRNN_ERR_CORRUPT;
-    if (ck->precision == MINRNN_INT8 && q8.tensor != minrnn_tensor_count(&ck->config)) return MINRNN_ERR_CORRUPT;
+    if (ck->precision == MINRNN_INT8 && q8.tensor != q8.count) return MINRNN_ERR_CORRUPT;
     status = read_exact(f, buf, TRAILER_SIZE);
     if (status != MINRNN_OK) return status;
     return get_u64(buf) == hash ? MINRNN_OK : MINRNN_ERR_CORRUPT;

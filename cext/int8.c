@@ -14,7 +14,8 @@
  *
  * A product y = x W^T + c of a quantized row x (qa, sa) and a weight (qw, sw per row) is
  *     y_n = c_n + ((float)sum_k qa_k qw_nk * sw_n) * sa
- * The sum is exact in int32 (K 127^2 < 2^31 for K < 133,000), so its order does not matter: the
+ * The sum is exact in int32 (K 127^2 < 2^31 for K <= INT8_MAX_COLS = 133,144: a block whose rows
+ * are longer has no int8 form, minrnn_params_size says 0), so its order does not matter: the
  * VNNI kernel (vpdpbusd, which multiplies unsigned by signed bytes: qa + 128, then subtracts 128
  * times the row's sum of qw, kept in the block) and the plain C one give the same bits, at any
  * thread count. minrnn/reference/quantize.py is the same math.
@@ -117,8 +118,11 @@ size_t minrnn_params_size(const minrnn_config *cfg, int precision) {
     if (n == 0) return 0;
     if (precision == MINRNN_FLOAT32) return n * sizeof(float);
     if (precision == MINRNN_BFLOAT16) return n * sizeof(uint16_t);
-    if (precision == MINRNN_INT8) return block_offset(cfg, precision, minrnn_tensor_count(cfg));
-    return 0;
+    if (precision != MINRNN_INT8) return 0;
+    minrnn_tensor t;
+    for (int i = 0, count = minrnn_tensor_count(cfg); i < count && minrnn_tensor_info(cfg, i, &t) == MINRNN_OK; i++)
+        if (t.cols > INT8_MAX_COLS) return 0;   /* a product's sum could leave int32 */
+    return block_offset(cfg, precision, minrnn_tensor_count(cfg));
 }
 
 /* Tensor t (float32 at x) into its int8 section at out; MINRNN_ERR_ARG if a weight is not finite or
@@ -258,12 +262,24 @@ I8_VNNI static inline __attribute__((always_inline)) __m128i i8_sum4(const __m51
     return _mm_add_epi32(_mm256_castsi256_si128(z), _mm256_extracti128_si256(z, 1));
 }
 
+/* One row's dot from its lanes: added up and shifted in wrapping (vector or unsigned) arithmetic,
+ * which gives the exact sum whenever it fits an int32 (K <= INT8_MAX_COLS), as the lanes themselves
+ * wrap past 66,313 columns of (a + 128) w. */
+I8_VNNI static inline __attribute__((always_inline)) int32_t i8_sum1(__m512i acc, int32_t rowsum) {
+    __m256i z = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
+    __m128i y = _mm_add_epi32(_mm256_castsi256_si128(z), _mm256_extracti128_si256(z, 1));
+    y = _mm_add_epi32(y, _mm_shuffle_epi32(y, 0x4E));
+    y = _mm_add_epi32(y, _mm_shuffle_epi32(y, 0xB1));
+    return (int32_t)((uint32_t)_mm_cvtsi128_si32(y) - ((uint32_t)rowsum << 7));
+}
+
 I8_VNNI static inline __attribute__((always_inline)) void i8_tile4_vnni(
     const int MA, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W, ptrdiff_t ldw,
     const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate) {
     __m512i acc[I8_A][I8_W];
     i8_acc_vnni(MA, I8_W, K, A, lda, W, ldw, acc);
-    __m128i shift = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)rowsum), 7);   /* 128 times the row sums */
+    __m128i shift = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)rowsum), 7);   /* 128 times the row sums
+                                                                                       * (wrapping, as i8_sum1) */
     __m128 scale = _mm_loadu_ps(sw);
     for (int i = 0; i < MA; i++) {
         __m128 y = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i8_sum4(acc[i]), shift)), scale),
@@ -288,7 +304,7 @@ I8_VNNI static void i8_tile_vnni(int ma, int nw, int K, const int8_t *A, ptrdiff
         for (int j = 0; j < nw; j++) {
             __m512i acc[I8_A][I8_W];
             i8_acc_vnni(1, 1, K, A + i * lda, lda, W + j * ldw, ldw, acc);
-            float y = i8_scaled(_mm512_reduce_add_epi32(acc[0][0]) - 128 * rowsum[j], sw[j], sa[i]);
+            float y = i8_scaled(i8_sum1(acc[0][0], rowsum[j]), sw[j], sa[i]);
             float *c = C + i * ldc + j;
             *c = accumulate ? *c + y : y;
         }

@@ -147,14 +147,14 @@ static inline int gemm_threads(int nt, int M, int N, int K) { return threads_for
  * on the keys of a GRU of 128 units: 2 threads lost 40 us at 24 source tokens (work 49k) and 14 us
  * at 200 (410k), and gained 60 us at 1,000 (2M) and 1 ms at 3,000. */
 #define LONE_MIN_WORK (16 * PAR_MIN_WORK)
-static inline int lone_gemm_threads(int nt, int M, int N, int K) {
-    return (double)M * N * K / 8.0 < LONE_MIN_WORK ? 1 : nt;
-}
+static inline int lone_threads_for(int nt, double work) { return work < LONE_MIN_WORK ? 1 : nt; }
+static inline int lone_gemm_threads(int nt, int M, int N, int K) { return lone_threads_for(nt, (double)M * N * K / 8.0); }
 
 /* ---- int8 blocks (int8.c) */
 
 #define INT8_MIN_EXP (-126)   /* scales 2^e: the least is float32's least normal number */
 #define INT8_MAX_EXP 100      /* and rows beyond 127 * 2^100 saturate */
+#define INT8_MAX_COLS 133144  /* the longest row whose products stay exact in int32: (2^31 - 1) / 127^2 */
 
 /* Row x (K) as q (K) and a power-of-two scale: returns 0; 1 if it saturated; -1 if x holds a NaN
  * or an infinity (q all 0, scale NaN). row_scale is the first half (the scale and the status),
@@ -182,6 +182,8 @@ void expand_tensors(const minrnn_config *cfg, int precision, const void *block, 
  * entry is minus the other entries' mass, from that double sum, not p - 1 in float: near p = 1
  * (a confident model) p - 1 would keep only ulp(1) / (1 - p) of its digits. */
 double cross_entropy_row(float *z, int O, int target);
+/* minrnn_clip_value (when limit > 0) and minrnn_clip_norm in one pass over grads (optim.c). */
+void clip_value_and_norm(float *grads, size_t n, float limit, float max_norm, float *norm, int num_threads);
 /* The end of a training step: clip_value, the norm (then clip_norm), and the update unless the
  * loss (value) or the norm is not finite (MINRNN_ERR_NONFINITE); loss, grad_norm may be NULL. */
 int clip_and_update(minrnn_optimizer *opt, float *params, float *grads, float *m, float *v, size_t n,

@@ -400,7 +400,9 @@ int minrnn_seq2seq_caption(const minrnn_config *cfg, int precision, const void *
                            void *workspace, int num_threads);
 
 /* ---- compact weights, for inference: a half or a quarter of the bytes to stream per token */
-/* Bytes of cfg's parameter block at this precision; 0 for an unknown precision or a bad config. */
+/* Bytes of cfg's parameter block at this precision; 0 for an unknown precision or a bad config,
+ * and for MINRNN_INT8 when a weight matrix has rows of more than 133,144 numbers (products of rows
+ * that long could leave int32). */
 size_t minrnn_params_size(const minrnn_config *cfg, int precision);
 /* out (minrnn_params_size bytes, aligned for a float) = cfg's params at precision: MINRNN_FLOAT32
  * copies, MINRNN_BFLOAT16 rounds to nearest, ties to even, MINRNN_INT8 quantizes each weight row

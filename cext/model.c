@@ -1033,9 +1033,9 @@ int minrnn_train_step(const minrnn_config *cfg, float *params, float *grads, flo
 
 int clip_and_update(minrnn_optimizer *opt, float *params, float *grads, float *m, float *v, size_t n,
                     float value, float *loss, float *grad_norm, int num_threads) {
-    if (opt->clip_value > 0.0f) minrnn_clip_value(grads, n, opt->clip_value);
     float norm;
-    minrnn_clip_norm(grads, n, opt->clip_norm > 0.0f ? opt->clip_norm : INFINITY, &norm, num_threads);
+    clip_value_and_norm(grads, n, opt->clip_value, opt->clip_norm > 0.0f ? opt->clip_norm : INFINITY, &norm,
+                        num_threads);
     if (loss) *loss = value;
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(value) || !isfinite(norm)) return MINRNN_ERR_NONFINITE;

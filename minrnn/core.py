@@ -432,8 +432,12 @@ class Block:
 def compact_block(c, params, precision):
     """The block of params (config c) at a compact precision; MinrnnError (ERR_ARG) if it cannot hold
     them."""
-    code = PRECISIONS[precision]
-    block = aligned(lib.minrnn_params_size(c, code), np.uint8)
+    code, size = PRECISIONS[precision], lib.minrnn_params_size(c, PRECISIONS[precision])
+    if size == 0:
+        raise MinrnnError(lib.MINRNN_ERR_ARG, precision, message="int8 takes weight rows of at most 133,144 "
+                          "numbers (their integer sums must fit 32 bits), and this model's are longer: keep it at "
+                          "float32 or bfloat16")
+    block = aligned(size, np.uint8)
     if lib.minrnn_params_compact(c, _fptr(params), code, _ptr("void *", block)) != lib.MINRNN_OK:
         raise MinrnnError(lib.MINRNN_ERR_ARG, precision, message=(
             f"these weights cannot be stored as {precision}: a parameter is not finite"
@@ -616,7 +620,8 @@ class Seq2seq(Block):
     def forward(self, pairs, masks=None, want_logits=True, want_alignments=False):
         if self.precision == "int8":   # minrnn_seq2seq_forward has no integer path; translate has
             raise MinrnnError(lib.MINRNN_ERR_ARG, "int8", message="a seq2seq model at int8 translates and "
-                              "captions, but its loss is computed in float32 or bfloat16 only: evaluate it at one of those")
+                              "captions, but its loss is computed in float32 or bfloat16 only (give --precision "
+                              "float32 or bfloat16)")
         B, Ts, Td = self.checked(pairs).shape
         if masks is not None:
             size = self.config.num_layers * (self.encoder_steps(Ts) + Td) * B * self.config.hidden_size

@@ -107,16 +107,18 @@ def test_int8_logits_are_within_the_bound_of_float32s(kind, embed, V, H, E, B, s
 
 
 def test_a_step_and_a_forward_read_the_same_int8_block_for_any_thread_count():
-    """Steps one at a time equal one forward over them (its loss too), on 1 and 2 threads; eval is that forward."""
-    cfg = Config(cell="lstm", vocab_size=11, hidden_size=40, num_layers=2, embed_size=5)
+    """Steps one at a time equal one forward over them (its loss too), on 1 and 2 threads; eval is that
+    forward. H=256 and B=8: big enough for a team in the time loop (gemm_threads), whose threads
+    quantize the state's rows and then multiply, after a barrier."""
+    cfg = Config(cell="lstm", vocab_size=11, hidden_size=256, num_layers=2, embed_size=5)
     rng = np.random.default_rng(3)
-    tokens = rng.integers(0, 11, (6, 3)).astype(np.int32)
-    targets = rng.integers(0, 11, (6, 3)).astype(np.int32)
+    tokens = rng.integers(0, 11, (6, 8)).astype(np.int32)
+    targets = rng.integers(0, 11, (6, 8)).astype(np.int32)
     results = []
     for threads in (1, 2):
         model = core.Model(cfg, seed=4, threads=threads)
         model.set_precision("int8")
-        state, steps = model.zero_state(3), []
+        state, steps = model.zero_state(8), []
         for t in range(6):
             steps.append(model.step(tokens[t], state))
         fwd = model.forward(tokens, targets)
@@ -153,6 +155,16 @@ def test_an_int8_model_is_for_inference_only():
         trainer.step(model.batch(tokens, tokens))
     with pytest.raises(core.MinrnnError, match="int8, which is for inference"):
         model.forward(tokens, tokens, masks=np.ones((1, 3, 2, 4), np.float32))
+
+
+def test_a_model_with_rows_too_long_for_int8_is_refused_with_a_reason():
+    """A product's integer sum must fit 32 bits: rows of at most 133,144 numbers (here a condition
+    vector's)."""
+    long_rows = core.Model(Config(cell="rnn_tanh", vocab_size=3, hidden_size=1, cond="vector", cond_size=133_145), seed=1)
+    with pytest.raises(core.MinrnnError, match="int8 takes weight rows of at most 133,144 numbers"):
+        long_rows.set_precision("int8")
+    core.Model(Config(cell="rnn_tanh", vocab_size=3, hidden_size=1, cond="vector", cond_size=133_144),
+               seed=1).set_precision("int8")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, 2.0 ** 110])

@@ -456,6 +456,27 @@ static void test_i8(int M, int N, int K, rng_t *r) {
     free(a); free(w); free(sa); free(sw); free(sum);
 }
 
+/* The longest rows int8 takes (INT8_MAX_COLS), every q at an extreme: the sum 127^2 K is just
+ * under 2^31, while VNNI's (a + 128) w passes it and wraps; both kernels must give it exactly. */
+static void test_i8_longest(int w0) {
+    int K = INT8_MAX_COLS, N = 5;
+    int8_t *a = xmalloc((size_t)K), *w = xmalloc((size_t)N * K);
+    int32_t sum[5];
+    float sa = 1.0f, sw[5] = {1, 1, 1, 1, 1}, got[5], want = (float)(127 * w0 * (int64_t)K);
+    memset(a, 127, (size_t)K);
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (int8_t)w0;
+    for (int j = 0; j < N; j++) sum[j] = w0 * K;
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind) mm_nt_i8_portable(1, N, K, a, K, &sa, w, K, sw, sum, got, N, 0, 1);
+        else mm_nt_i8(1, N, K, a, K, &sa, w, K, sw, sum, got, N, 0, 1);
+        for (int j = 0; j < N; j++) {
+            checks++;
+            if (got[j] != want) FAIL("mm_nt_i8%s at K=%d, q %d: %g, not %g", kind ? "_portable" : "", K, w0, got[j], want);
+        }
+    }
+    free(a); free(w);
+}
+
 int main(int argc, char **argv) {
     /* 3 threads on a 2-core machine crawl when OpenMP's idle threads spin: they hold the cores the
      * late thread needs at every barrier. The wait policy is read at start-up, so restart once. */
@@ -504,6 +525,7 @@ int main(int argc, char **argv) {
     for (size_t c = 0; c < sizeof k8 / sizeof *k8; c++)
         for (int m = 0; m <= 5; m++) test_i8(m, 1 + rng_int(&r, 13), k8[c], &r);
     for (int t = 0; t < 100; t++) test_i8(rng_int(&r, 9), rng_int(&r, 40), rng_int(&r, 200), &r);
+    test_i8_longest(127), test_i8_longest(-127);
     test_i8(1, 2048, 512, &r);   /* sampling: one stream */
     test_i8(32, 260, 257, &r);   /* a batch of streams */
     printf("test_gemm: int8 products %s\n", mm_have_vnni() ? "with VNNI (checked against plain C)" : "in plain C");
