@@ -147,8 +147,9 @@ static inline int gemm_threads(int nt, int M, int N, int K) { return threads_for
  * on the keys of a GRU of 128 units: 2 threads lost 40 us at 24 source tokens (work 49k) and 14 us
  * at 200 (410k), and gained 60 us at 1,000 (2M) and 1 ms at 3,000. */
 #define LONE_MIN_WORK (16 * PAR_MIN_WORK)
-static inline int lone_threads_for(int nt, double work) { return work < LONE_MIN_WORK ? 1 : nt; }
-static inline int lone_gemm_threads(int nt, int M, int N, int K) { return lone_threads_for(nt, (double)M * N * K / 8.0); }
+static inline int lone_gemm_threads(int nt, int M, int N, int K) {
+    return (double)M * N * K / 8.0 < LONE_MIN_WORK ? 1 : nt;
+}
 
 /* ---- int8 blocks (int8.c) */
 

@@ -102,10 +102,10 @@ static void adam_update(float *p, const float *g, float *m, float *v, float lr, 
     }
 }
 
-/* Elements per piece of work. The update follows a backward pass; for a block of under about
- * 130,000 parameters (a min-char-rnn's 23,000) that pass ran on one thread, whose team has gone to
- * sleep, and waking it costs more than it saves (LONE_MIN_WORK): measured, min-char-rnn's step took
- * 118 us on 2 threads against 98 on one. */
+/* Elements per piece of work. The update is worth a team from PAR_MIN_WORK elements (counting an
+ * element as one operation: a team costs about what 20 us of updates save, measured): below, as in a
+ * min-char-rnn (23,000 parameters, after a backward pass on one thread whose team has gone to
+ * sleep), waking a team cost more than it saved: its step took 118 us on 2 threads, 98 on one. */
 #define UPDATE_CHUNK 16384
 
 int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *grads, float *m, float *v,
@@ -117,7 +117,7 @@ int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *g
     const double t = (double)(++opt->step);
     const float c1 = (float)(1.0 - pow(o.beta1, t)), c2 = (float)(1.0 - pow(o.beta2, t));
     const ptrdiff_t chunks = (ptrdiff_t)((n + UPDATE_CHUNK - 1) / UPDATE_CHUNK);
-    #pragma omp parallel for num_threads(lone_threads_for(resolve_threads(num_threads), 4.0 * n)) schedule(static)
+    #pragma omp parallel for num_threads(threads_for(resolve_threads(num_threads), (double)n)) schedule(static)
     for (ptrdiff_t c = 0; c < chunks; c++) {
         size_t a = (size_t)c * UPDATE_CHUNK, b = a + UPDATE_CHUNK < n ? a + UPDATE_CHUNK : n;
         switch (o.kind) {
