@@ -203,8 +203,9 @@ int minrnn_params_expand(const minrnn_config *cfg, int precision, const void *bl
 /* ---- products: C (M, N) [+]= the int8 product of A's quantized rows (Aq, sa) and W's (Wq, sw,
  * rowsum), as in the comment at the top. Threads split W's rows in groups of I8_W. */
 
-#define I8_W 4   /* rows of W per group */
+#define I8_W 8   /* rows of W per group */
 #define I8_A 4   /* rows of A per call of a group kernel */
+#define I8_T 4   /* rows of W in a tile of more than one row of A */
 
 /* C (ma, nw) [+]= the product of ma <= I8_A rows of A and nw <= I8_W rows of W. */
 typedef void (*i8_kernel)(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W,
@@ -234,19 +235,25 @@ static void i8_tile_portable(int ma, int nw, int K, const int8_t *A, ptrdiff_t l
 
 /* acc[i][j] = 16 lanes whose sum is the dot of A row i and W row j, with vpdpbusd: (a + 128) w
  * summed by fours, 64 bytes of K at a time (the last piece masked: w is 0 past K), minus 128 times
- * W's row sum added once at the end. MA, NW: constants, so acc stays in registers. */
+ * W's row sum added once at the end. MA, NW: constants, and the loops unrolled, so that acc stays
+ * in registers (without the pragmas GCC kept it on the stack: a load and a store per vpdpbusd). */
 I8_VNNI static inline __attribute__((always_inline)) void i8_acc_vnni(
     const int MA, const int NW, int K, const int8_t *A, ptrdiff_t lda, const int8_t *W, ptrdiff_t ldw,
-    __m512i acc[I8_A][I8_W]) {
+    __m512i acc[][I8_W]) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
+    #pragma GCC unroll 4
     for (int i = 0; i < MA; i++)
+        #pragma GCC unroll 8
         for (int j = 0; j < NW; j++) acc[i][j] = _mm512_setzero_si512();
     for (int k = 0; k < K; k += 64) {
         __mmask64 mask = K - k >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (K - k)) - 1);
         __m512i w[I8_W];
+        #pragma GCC unroll 8
         for (int j = 0; j < NW; j++) w[j] = _mm512_maskz_loadu_epi8(mask, W + j * ldw + k);
+        #pragma GCC unroll 4
         for (int i = 0; i < MA; i++) {
             __m512i a = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, A + i * lda + k), flip);
+            #pragma GCC unroll 8
             for (int j = 0; j < NW; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], a, w[j]);
         }
     }
@@ -273,36 +280,50 @@ I8_VNNI static inline __attribute__((always_inline)) int32_t i8_sum1(__m512i acc
     return (int32_t)((uint32_t)_mm_cvtsi128_si32(y) - ((uint32_t)rowsum << 7));
 }
 
-I8_VNNI static inline __attribute__((always_inline)) void i8_tile4_vnni(
-    const int MA, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W, ptrdiff_t ldw,
-    const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate) {
+/* C (row i, 4 columns) [+]= the four dots of acc (its lanes), shifted and scaled: i8_scaled, lane by lane. */
+I8_VNNI static inline __attribute__((always_inline)) void i8_store4(const __m512i *acc, const int32_t *rowsum,
+                                                                   const float *sw, float sa, float *c,
+                                                                   int accumulate) {
+    __m128i shift = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)rowsum), 7);   /* wrapping, as i8_sum1 */
+    __m128 y = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i8_sum4(acc), shift)), _mm_loadu_ps(sw)),
+                          _mm_set1_ps(sa));
+    _mm_storeu_ps(c, accumulate ? _mm_add_ps(_mm_loadu_ps(c), y) : y);
+}
+
+/* MA rows of A against NW = 4 or 8 rows of W (8 only for one row of A: eight independent chains
+ * while one stream samples, the rows of W streaming from memory). */
+I8_VNNI static inline __attribute__((always_inline)) void i8_tile_n_vnni(
+    const int MA, const int NW, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W,
+    ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate) {
     __m512i acc[I8_A][I8_W];
-    i8_acc_vnni(MA, I8_W, K, A, lda, W, ldw, acc);
-    __m128i shift = _mm_slli_epi32(_mm_loadu_si128((const __m128i *)rowsum), 7);   /* 128 times the row sums
-                                                                                       * (wrapping, as i8_sum1) */
-    __m128 scale = _mm_loadu_ps(sw);
-    for (int i = 0; i < MA; i++) {
-        __m128 y = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(_mm_sub_epi32(i8_sum4(acc[i]), shift)), scale),
-                              _mm_set1_ps(sa[i]));   /* i8_scaled, lane by lane */
-        float *c = C + i * ldc;
-        _mm_storeu_ps(c, accumulate ? _mm_add_ps(_mm_loadu_ps(c), y) : y);
-    }
+    i8_acc_vnni(MA, NW, K, A, lda, W, ldw, acc);
+    #pragma GCC unroll 4
+    for (int i = 0; i < MA; i++)
+        #pragma GCC unroll 2
+        for (int j = 0; j < NW; j += 4) i8_store4(acc[i] + j, rowsum + j, sw + j, sa[i], C + i * ldc + j, accumulate);
 }
 
 I8_VNNI static void i8_tile_vnni(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa,
                                  const int8_t *W, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
                                  ptrdiff_t ldc, int accumulate) {
-    if (nw == I8_W) {
+    int j = 0;
+    if (ma == 1 && nw == I8_W) {
+        i8_tile_n_vnni(1, I8_W, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate);
+        return;
+    }
+    for (; j + I8_T <= nw; j += I8_T) {
+        const int8_t *w = W + j * ldw;
+        float *c = C + j;
         switch (ma) {
-        case 1: i8_tile4_vnni(1, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
-        case 2: i8_tile4_vnni(2, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
-        case 3: i8_tile4_vnni(3, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
-        default: i8_tile4_vnni(4, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate); return;
+        case 1: i8_tile_n_vnni(1, I8_T, K, A, lda, sa, w, ldw, sw + j, rowsum + j, c, ldc, accumulate); break;
+        case 2: i8_tile_n_vnni(2, I8_T, K, A, lda, sa, w, ldw, sw + j, rowsum + j, c, ldc, accumulate); break;
+        case 3: i8_tile_n_vnni(3, I8_T, K, A, lda, sa, w, ldw, sw + j, rowsum + j, c, ldc, accumulate); break;
+        default: i8_tile_n_vnni(4, I8_T, K, A, lda, sa, w, ldw, sw + j, rowsum + j, c, ldc, accumulate); break;
         }
     }
-    for (int i = 0; i < ma; i++)   /* the last rows of W: one dot at a time */
-        for (int j = 0; j < nw; j++) {
-            __m512i acc[I8_A][I8_W];
+    for (; j < nw; j++)   /* the last rows of W: one dot at a time */
+        for (int i = 0; i < ma; i++) {
+            __m512i acc[1][I8_W];
             i8_acc_vnni(1, 1, K, A + i * lda, lda, W + j * ldw, ldw, acc);
             float y = i8_scaled(i8_sum1(acc[0][0], rowsum[j]), sw[j], sa[i]);
             float *c = C + i * ldc + j;
