@@ -60,9 +60,9 @@ def add_settings(group, settings):
 def add_precision(group):
     group.add_argument("--precision", choices=list(core.PRECISIONS), default=None,
                        help="the weights for this run: bfloat16 rounds each to 16 bits, which halves the bytes read "
-                            "per character (sampling 1.6-1.9x faster here); int8 stores each row of a weight matrix "
+                            "per character (sampling 1.4-2.1x faster here); int8 stores each row of a weight matrix "
                             "in bytes with a scale and multiplies in integers (a quarter of the bytes; sampling "
-                            "about 3x faster, inference only); default: as the checkpoint stores them")
+                            "3.4-4.4x faster here, inference only); default: as the checkpoint stores them")
 
 
 def add_vector_files(group):
