@@ -9,10 +9,13 @@
 static inline float clipped(float g, float limit) { return g < -limit ? -limit : g > limit ? limit : g; }
 
 WIDE_CLONES
-void minrnn_clip_value(float *grads, size_t n, float limit) {
+static void clip_values(float *grads, size_t n, float limit) {
     #pragma omp simd
     for (size_t j = 0; j < n; j++) grads[j] = clipped(grads[j], limit);
 }
+
+void minrnn_clip_value(float *grads, size_t n, float limit) { clip_values(grads, n, limit); }   /* not a clone:
+                                                                                                  * exported */
 
 /* The sum of squares in double over 64 fixed slices (not per thread: the same partial sums
  * whatever the thread count), added in order. */
