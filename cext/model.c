@@ -200,7 +200,10 @@ static int setup(run *r, const minrnn_config *cfg, int precision, const void *bl
     int status = minrnn_config_check(cfg);
     if (status != MINRNN_OK) return status;
     if (cfg->task == MINRNN_TASK_SEQ2SEQ) return MINRNN_ERR_ARG;   /* the minrnn_seq2seq_ calls */
-    if (!block || !batch || !ws || minrnn_params_size(cfg, precision) == 0 || layout(cfg, batch->B, batch->T, &r->lay) != 0)
+    /* a known precision (not minrnn_params_size, which walks the tensors: an int8 block with rows too
+     * long for it cannot have been made) */
+    if (!block || !batch || !ws || precision < MINRNN_FLOAT32 || precision > MINRNN_INT8 ||
+        layout(cfg, batch->B, batch->T, &r->lay) != 0)
         return MINRNN_ERR_ARG;
     if (masks && cfg->dropout == 0.0f) return MINRNN_ERR_ARG;   /* masks only with dropout */
     status = check_batch(cfg, batch);
@@ -263,10 +266,6 @@ static void tensor_copy(tensor t, size_t from, size_t n, float *dst) {
         memcpy(dst, t.f + from, n * sizeof(float));
         return;
     }
-    if (t.q && t.cols == 1) {   /* a row an element (a bias: q = 1 and its value as the scale) */
-        for (size_t i = 0; i < n; i++) dst[i] = (float)t.q[from + i] * t.scale[from + i];
-        return;
-    }
     for (size_t i = 0, row = from / t.cols, col = from % t.cols; i < n; i++) {
         dst[i] = tensor_at(t, row, col);
         if (++col == t.cols) col = 0, row++;
@@ -275,18 +274,23 @@ static void tensor_copy(tensor t, size_t from, size_t n, float *dst) {
 
 /* Rows of a product's input, quantized for an int8 product (cext/int8.c): q (M, ld), scale (M). */
 typedef struct {
-    const int8_t *q;
-    const float *scale;
+    int8_t *q;
+    float *scale;
     ptrdiff_t ld;
 } quantized;
 
-/* A (M, K) quantized into the packed region, which an int8 run never packs into. */
-static quantized quantize_input(const run *r, int M, int K, const float *A, ptrdiff_t lda, int nt) {
+/* Where M quantized rows of K go: the packed region, which an int8 run never packs into. */
+static quantized quantized_rows(const run *r, int M, int K) {
     int8_t *q = (int8_t *)WS(r, packed);
     ptrdiff_t ld = (ptrdiff_t)round_up((size_t)K, ALIGN_BYTES);
-    float *scale = (float *)(q + round_up((size_t)M * ld, ALIGN_BYTES));
-    quantize_rows(M, K, A, lda, q, ld, scale, nt);
-    return (quantized){q, scale, ld};
+    return (quantized){q, (float *)(q + round_up((size_t)M * ld, ALIGN_BYTES)), ld};
+}
+
+/* A (M, K) quantized there. */
+static quantized quantize_input(const run *r, int M, int K, const float *A, ptrdiff_t lda, int nt) {
+    quantized x = quantized_rows(r, M, K);
+    quantize_rows(M, K, A, lda, x.q, x.ld, x.scale, nt);
+    return x;
 }
 
 /* The int8 product: rows [from / cols, + N) of W. */
@@ -561,7 +565,7 @@ static void forward_chunk(const run *r, int l, const cell_step *s, int c, const 
 
 /* Row b of the state h before step s, quantized into hq. */
 static void quantize_step_row(const cell_step *s, int b, quantized hq) {
-    quantize_row(s->prev[0] + (size_t)b * s->H, s->H, (int8_t *)hq.q + b * hq.ld, (float *)hq.scale + b);
+    quantize_row(s->prev[0] + (size_t)b * s->H, s->H, hq.q + b * hq.ld, hq.scale + b);
 }
 
 static void layer_forward(const run *r, int l) {
@@ -619,12 +623,8 @@ static void layer_forward(const run *r, int l) {
         for (int g = 0; g < G; g++)
             tensor_pack(H, H, w_hh_of(r, l), (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
     int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
-    quantized hq = {0};   /* int8: h_{t-1} quantized at each step, into the packed region */
-    if (r->q8) {
-        int8_t *q = (int8_t *)Wp;
-        hq = (quantized){q, (float *)(q + round_up((size_t)B * round_up((size_t)H, ALIGN_BYTES), ALIGN_BYTES)),
-                         (ptrdiff_t)round_up((size_t)H, ALIGN_BYTES)};
-    }
+    quantized hq = {0};   /* int8: h_{t-1} quantized at each step */
+    if (r->q8) hq = quantized_rows(r, B, H);
     if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
         for (int t = 0; t < T; t++) {
             cell_step s = step_at(r, l, t, NULL, NULL);
