@@ -28,6 +28,7 @@
 #include "gemm.h"
 #include "internal.h"   /* resolve_threads */
 
+#include <math.h>     /* fmaf */
 #include <string.h>
 
 #ifdef __GNUC__
@@ -53,6 +54,7 @@
 
 #define MM_MR 6          /* rows of a micro-tile, portable and AVX2 */
 #define MM_MR_MAX 8      /* the tallest micro-tile (AVX-512) */
+#define MM_NP_MAX 8      /* the widest micro-tile, in panels (AVX-512, one row) */
 #define MM_KC 256        /* longest k-block: a B sliver (KC, 16) is 16 KiB, half of L1 */
 #define MM_MC_PACKED 10  /* micro-tiles of A packed at once: (60 or 80, KC) floats = 60 or 80 KiB of stack */
 #define MM_MC 120        /* rows of A per block when read in place: (120, KC) = 120 KiB (a multiple of
@@ -104,16 +106,55 @@ static MM_INLINE void mm_pack_panel(int p, int K, int N, const void *B, ptrdiff_
     }
 }
 
+#if MM_X86
+/* Panel p of a float32 B read across rows (csb != 1: the transpose of a weight, B(k, j) = W[j][k])
+ * gathered 16 floats at a time, one per row of W: 4 times as fast as the loop above. */
+MM_AVX512 static void mm_pack_panel_gather(int p, int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                           float *Bp) {
+    int j0 = p * MM_NR, nr = mm_min(MM_NR, N - j0);
+    __mmask16 m = (__mmask16)((1u << nr) - 1u);
+    __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     _mm512_set1_epi32((int)csb));
+    const float *b = B + j0 * csb;
+    float *dst = Bp + (size_t)p * K * MM_NR;
+    for (int k = 0; k < K; k++)
+        _mm512_storeu_ps(dst + (size_t)k * MM_NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, b + k * rsb, 4));
+}
+#endif
+
+/* Whether panels of this B are gathered: float32 read across rows, row offsets within int32. */
+static int mm_gathers(int N, ptrdiff_t csb, const int half) {
+#if MM_X86
+    return !half && csb != 1 && (long long)csb * MM_NR < INT32_MAX && N > 0 && mm_have_avx512();
+#else
+    (void)N, (void)csb, (void)half;
+    return 0;
+#endif
+}
+
+static void mm_pack_some(int p0, int p1, int K, int N, const void *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp,
+                         const int half, int gather) {
+    for (int p = p0; p < p1; p++) {
+#if MM_X86
+        if (gather) {
+            mm_pack_panel_gather(p, K, N, B, rsb, csb, Bp);
+            continue;
+        }
+#endif
+        mm_pack_panel(p, K, N, B, rsb, csb, Bp, half);
+    }
+}
+
 static void mm_pack_with(int K, int N, const void *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads,
                          const int half) {
     if (K <= 0 || N <= 0) return;
-    int npanels = mm_cdiv(N, MM_NR), nt = resolve_threads(nthreads);
+    int npanels = mm_cdiv(N, MM_NR), nt = resolve_threads(nthreads), gather = mm_gathers(N, csb, half);
     if (nt == 1) {
-        for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp, half);
+        mm_pack_some(0, npanels, K, N, B, rsb, csb, Bp, half, gather);
         return;
     }
     #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int p = 0; p < npanels; p++) mm_pack_panel(p, K, N, B, rsb, csb, Bp, half);
+    for (int p = 0; p < npanels; p++) mm_pack_some(p, p + 1, K, N, B, rsb, csb, Bp, half, gather);
 }
 
 void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {
@@ -153,12 +194,16 @@ static void mm_pack_a(int MR, int mc, int kc, const float *A, ptrdiff_t rsa, ptr
  * same chain of fused (AVX2, AVX-512) or separate (portable) multiply-adds in k order. */
 
 typedef void (*mm_kernel)(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                          const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode);
+                          const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode, int last);
 
-/* A kernel and the largest tile it takes: up to mr rows, up to np panels. */
+/* A kernel and the tiles it takes: up to mr rows; a tile of r rows up to np[r] panels. A masked
+ * kernel writes only the first `last` (1..16) columns of its last panel; the others take last = 16
+ * and whole panels only. */
 typedef struct {
     mm_kernel fn;
-    int mr, np;
+    int mr;
+    int np[MM_MR_MAX + 1];
+    int masked;
 } mm_kind;
 
 /* Portable C, one body for every mr (a constant after inlining, as for AVX2 below), one half of
@@ -187,8 +232,8 @@ static MM_INLINE void mm_tile_portable(const int mr, int kc, const float *A, ptr
 }
 
 static void mm_kernel_portable(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                               const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode) {
-    (void)np, (void)bstep;   /* one panel */
+                               const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode, int last) {
+    (void)np, (void)bstep, (void)last;   /* one whole panel */
     switch (mr) {
     case 6: mm_tile_portable(6, kc, A, rsa, csa, Bs, C, ldc, mode); break;
     case 5: mm_tile_portable(5, kc, A, rsa, csa, Bs, C, ldc, mode); break;
@@ -234,8 +279,9 @@ MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, int kc, const float *A,
 }
 
 MM_AVX2 static void mm_kernel_avx2(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                                   const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode) {
-    (void)np, (void)bstep;   /* one panel */
+                                   const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode,
+                                   int last) {
+    (void)np, (void)bstep, (void)last;   /* one whole panel */
     switch (mr) {
     case 6: mm_tile_avx2(6, kc, A, rsa, csa, Bs, C, ldc, mode); break;
     case 5: mm_tile_avx2(5, kc, A, rsa, csa, Bs, C, ldc, mode); break;
@@ -248,51 +294,62 @@ MM_AVX2 static void mm_kernel_avx2(int mr, int np, int kc, const float *A, ptrdi
 
 /* AVX-512: up to 8 rows x 2 panels (32 columns), 16 zmm sums of the 32 registers; per k, 2 loads
  * of B and 8 broadcasts of A for 16 multiply-adds of 16 lanes. 8 rows tile the 32 streams of a
- * batch exactly (6 leave a tile of 2). The same fused chain per element as AVX2: the same bits. */
+ * batch exactly (6 leave a tile of 2). A short tile is wider (MM_AVX512_KIND): one row alone would
+ * leave 2 sums, whose chains of multiply-adds wait on the 4-cycle latency at every k; 8 panels keep
+ * both FMA units busy (the backward recurrence of one stream, a batch's last rows). Masked loads
+ * and stores keep to the `last` columns of the last panel, so a tile cut by C's right edge needs no
+ * copy. The same fused chain per element as AVX2: the same bits. */
 MM_AVX512 static MM_INLINE void mm_tile_avx512(const int mr, const int np, int kc, const float *A, ptrdiff_t rsa,
                                                ptrdiff_t csa, const float *Bs, ptrdiff_t bstep, float *C,
-                                               ptrdiff_t ldc, int mode) {
-    __m512 c[MM_MR_MAX][2];
+                                               ptrdiff_t ldc, int mode, int last) {
+    __m512 c[MM_MR_MAX][MM_NP_MAX];
+    __mmask16 edge = (__mmask16)((1u << last) - 1u);
     #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
-        #pragma GCC unroll 2
+        #pragma GCC unroll 8
         for (int p = 0; p < np; p++)
-            c[r][p] = mode == MM_CONTINUE ? _mm512_loadu_ps(C + r * ldc + 16 * p) : _mm512_setzero_ps();
+            c[r][p] = mode == MM_CONTINUE ? _mm512_maskz_loadu_ps(p == np - 1 ? edge : 0xFFFF, C + r * ldc + 16 * p)
+                                          : _mm512_setzero_ps();
     const float *ak = A;
     for (int k = 0; k < kc; k++, ak += csa) {
-        __m512 b[2];
-        #pragma GCC unroll 2
+        __m512 b[MM_NP_MAX];
+        #pragma GCC unroll 8
         for (int p = 0; p < np; p++) b[p] = _mm512_loadu_ps(Bs + p * bstep + k * MM_NR);
         #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             __m512 a = _mm512_set1_ps(ak[r * rsa]);
-            #pragma GCC unroll 2
+            #pragma GCC unroll 8
             for (int p = 0; p < np; p++) c[r][p] = _mm512_fmadd_ps(a, b[p], c[r][p]);
         }
     }
     #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
-        #pragma GCC unroll 2
+        #pragma GCC unroll 8
         for (int p = 0; p < np; p++) {
             float *cp = C + r * ldc + 16 * p;
-            _mm512_storeu_ps(cp, mode == MM_ADD ? _mm512_add_ps(_mm512_loadu_ps(cp), c[r][p]) : c[r][p]);
+            __mmask16 m = p == np - 1 ? edge : 0xFFFF;
+            _mm512_mask_storeu_ps(cp, m, mode == MM_ADD ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, cp), c[r][p]) : c[r][p]);
         }
 }
 
-#define MM_TILE_512(mr) (np == 2 ? mm_tile_avx512(mr, 2, kc, A, rsa, csa, Bs, bstep, C, ldc, mode) \
-                                 : mm_tile_avx512(mr, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode))
+#define MM_T512(mr, np) mm_tile_avx512(mr, np, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last)
+#define MM_NP2(mr) (np == 2 ? MM_T512(mr, 2) : MM_T512(mr, 1))
+#define MM_NP4(mr) (np == 4 ? MM_T512(mr, 4) : np == 3 ? MM_T512(mr, 3) : MM_NP2(mr))
+#define MM_NP8(mr) (np == 8 ? MM_T512(mr, 8) : np == 7 ? MM_T512(mr, 7) : np == 6 ? MM_T512(mr, 6) \
+                    : np == 5 ? MM_T512(mr, 5) : MM_NP4(mr))
 
 MM_AVX512 static void mm_kernel_avx512(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                                       const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode) {
-    switch (mr) {
-    case 8: MM_TILE_512(8); break;
-    case 7: MM_TILE_512(7); break;
-    case 6: MM_TILE_512(6); break;
-    case 5: MM_TILE_512(5); break;
-    case 4: MM_TILE_512(4); break;
-    case 3: MM_TILE_512(3); break;
-    case 2: MM_TILE_512(2); break;
-    default: MM_TILE_512(1); break;
+                                       const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode,
+                                       int last) {
+    switch (mr) {   /* np <= MM_AVX512_NP[mr] */
+    case 8: MM_NP2(8); break;
+    case 7: MM_NP2(7); break;
+    case 6: MM_NP2(6); break;
+    case 5: MM_NP2(5); break;
+    case 4: MM_NP2(4); break;
+    case 3: MM_NP4(3); break;
+    case 2: MM_NP4(2); break;
+    default: MM_NP8(1); break;
     }
 }
 #endif
@@ -300,34 +357,48 @@ MM_AVX512 static void mm_kernel_avx512(int mr, int np, int kc, const float *A, p
 /* ----------------------------------------------------------------------------------------------
  * The blocked product. */
 
+/* Tiles of mr rows at c = C(r, 0) for columns [j0, j1) of C, as wide as the kind takes them. Bs
+ * is the packed B at (row k0, column 0); A is read as in mm_block. */
+static void mm_row_tiles(const mm_kind *kind, int mr, int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                         const float *Bs, ptrdiff_t bstep, float *c, ptrdiff_t ldc, int j0, int j1, int mode) {
+    float edge[MM_MR_MAX * MM_NR];   /* a tile cut by the right edge of C, for an unmasked kernel */
+    for (int j = j0; j < j1;) {
+        const float *bs = Bs + (size_t)(j / MM_NR) * bstep;
+        int n = mm_min(kind->np[mr] * MM_NR, j1 - j), whole = n / MM_NR;
+        if (kind->masked || whole > 0) {   /* masked: the cut panel too */
+            int np = kind->masked ? mm_cdiv(n, MM_NR) : whole;
+            kind->fn(mr, np, kc, a, rsa, csa, bs, bstep, c + j, ldc, mode, kind->masked ? n - (np - 1) * MM_NR : MM_NR);
+            j += kind->masked ? n : whole * MM_NR;
+            continue;
+        }
+        /* the packed B is zero past N: compute 16 columns, keep n */
+        for (int ii = 0; ii < mr; ii++)
+            for (int jj = 0; jj < MM_NR; jj++)
+                edge[ii * MM_NR + jj] = jj < n && mode != MM_STORE ? c[ii * ldc + j + jj] : 0.0f;
+        kind->fn(mr, 1, kc, a, rsa, csa, bs, bstep, edge, MM_NR, mode, MM_NR);
+        for (int ii = 0; ii < mr; ii++)
+            memcpy(c + ii * ldc + j, edge + ii * MM_NR, (size_t)n * sizeof(float));
+        j += n;
+    }
+}
+
 /* Rows [ib, ib + mc) x columns [j0, j1) of C for the k-block [k0, k0 + kc); A points at A(ib, k0)
- * and is read as X(r, k) = A[r rsa + k csa], with micro-panels apanel floats apart. */
+ * and is read as X(r, k) = A[r rsa + k csa], with micro-panels apanel floats apart. The B sliver of
+ * a pass over some columns stays in L1 while every whole tile of rows uses it; the last tile, if
+ * shorter, then goes along all the columns in wider passes. */
 static void mm_block(const mm_kind *kind, int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                      ptrdiff_t apanel, const float *Bp, int K, int k0, float *C, ptrdiff_t ldc,
                      int j0, int j1, int mode) {
-    float edge[MM_MR_MAX * MM_NR];   /* a tile cut by the right edge of C */
     ptrdiff_t bstep = (ptrdiff_t)MM_NR * K;   /* from one packed panel to the next */
-    for (int j = j0; j < j1;) {
-        const float *Bs = Bp + (size_t)j * K + (size_t)k0 * MM_NR;   /* panel j / 16, row k0 */
-        int nr = mm_min(MM_NR, j1 - j), np = mm_min(kind->np, (j1 - j) / MM_NR);   /* whole panels */
-        for (int r = 0; r < mc; r += kind->mr) {
-            int mr = mm_min(kind->mr, mc - r);
-            const float *a = A + (r / kind->mr) * apanel;
-            float *c = C + r * ldc + j;
-            if (np > 0) {
-                kind->fn(mr, np, kc, a, rsa, csa, Bs, bstep, c, ldc, mode);
-                continue;
-            }
-            /* the packed B is zero past N: compute 16 columns, keep nr */
-            for (int ii = 0; ii < mr; ii++)
-                for (int jj = 0; jj < MM_NR; jj++)
-                    edge[ii * MM_NR + jj] = jj < nr && mode != MM_STORE ? c[ii * ldc + jj] : 0.0f;
-            kind->fn(mr, 1, kc, a, rsa, csa, Bs, bstep, edge, MM_NR, mode);
-            for (int ii = 0; ii < mr; ii++)
-                memcpy(c + ii * ldc, edge + ii * MM_NR, (size_t)nr * sizeof(float));
-        }
-        j += np > 0 ? np * MM_NR : nr;
-    }
+    const float *Bs = Bp + (size_t)k0 * MM_NR;   /* panel 0, row k0 */
+    int whole = mc - mc % kind->mr, width = kind->np[kind->mr] * MM_NR;
+    for (int j = j0; j < j1; j += width)
+        for (int r = 0; r < whole; r += kind->mr)
+            mm_row_tiles(kind, kind->mr, kc, A + (r / kind->mr) * apanel, rsa, csa, Bs, bstep, C + r * ldc, ldc,
+                         j, mm_min(j + width, j1), mode);
+    if (whole < mc)
+        mm_row_tiles(kind, mc - whole, kc, A + (whole / kind->mr) * apanel, rsa, csa, Bs, bstep,
+                     C + whole * ldc, ldc, j0, j1, mode);
 }
 
 /* One task: rows [i0, i1) and columns [j0, j1) of C (j0 a multiple of 16), over all of K. */
@@ -397,10 +468,10 @@ static void mm_packed_with(const mm_kind *kind, int M, int N, int K, const float
     }
 }
 
-static const mm_kind MM_PORTABLE = {mm_kernel_portable, MM_MR, 1};
+static const mm_kind MM_PORTABLE = {mm_kernel_portable, MM_MR, {0, 1, 1, 1, 1, 1, 1}, 0};
 #if MM_X86
-static const mm_kind MM_AVX2_KIND = {mm_kernel_avx2, MM_MR, 1};
-static const mm_kind MM_AVX512_KIND = {mm_kernel_avx512, MM_MR_MAX, 2};
+static const mm_kind MM_AVX2_KIND = {mm_kernel_avx2, MM_MR, {0, 1, 1, 1, 1, 1, 1}, 0};
+static const mm_kind MM_AVX512_KIND = {mm_kernel_avx512, MM_MR_MAX, {0, 8, 4, 4, 2, 2, 2, 2, 2}, 1};
 #endif
 
 int mm_have_avx512(void) {
@@ -459,7 +530,7 @@ void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_
  * Threads split the rows of W (columns of C) in groups of NT_W rows; each group meets every row
  * of A while it is in L1, so W streams from memory once. */
 
-#define NT_W 8       /* rows of W per group: 8 independent chains when M = 1 */
+#define NT_W 16      /* rows of W per group: 16 independent chains when M = 1 */
 #define NT_A 4       /* rows of A per call of a group kernel */
 
 /* W is float32, or bfloat16 (half) widened exactly as it is read: the same sums either way. W
@@ -533,7 +604,7 @@ MM_AVX2 static MM_INLINE __m256 nt_load_avx2(const void *W, ptrdiff_t i, int n, 
 MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, const float *A,
                                            ptrdiff_t lda, const void *W, ptrdiff_t ldw, float *C,
                                            ptrdiff_t ldc, int accumulate, const int half) {
-    __m256 s[2][NT_W], a[2];
+    __m256 s[2][8], a[2];
     #pragma GCC unroll 8
     for (int i = 0; i < MA; i++)
         #pragma GCC unroll 8
@@ -571,8 +642,8 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
 }
 
 /* Tiles of 8 chains: 1 row of A x 8 rows of W, or 2 rows of A x 4 rows of W (each W load used
- * twice); the leftover rows of W one at a time. (4 x 4 tiles in the 32 ymm registers of
- * AVX-512VL ran 15% slower at 32 x 2048 x 512 on Zen 4.) */
+ * twice); the leftover rows of W one at a time, or for one row of A all together. (4 x 4 tiles in
+ * the 32 ymm registers of AVX-512VL ran 15% slower at 32 x 2048 x 512 on Zen 4.) */
 MM_AVX2 static MM_INLINE void nt_group_avx2_with(int ma, int nw, int K, const float *A, ptrdiff_t lda,
                                                  const void *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
                                                  int accumulate, const int half) {
@@ -592,8 +663,17 @@ MM_AVX2 static MM_INLINE void nt_group_avx2_with(int ma, int nw, int K, const fl
         int j = 0;
         for (; j + 8 <= nw; j += 8)
             nt_tile_avx2(1, 8, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
-        for (; j < nw; j++)
-            nt_tile_avx2(1, 1, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
+        const void *w = nt_at(W, j * ldw, half);
+        switch (nw - j) {   /* the last rows of W: their chains side by side */
+        case 7: nt_tile_avx2(1, 7, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        case 6: nt_tile_avx2(1, 6, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        case 5: nt_tile_avx2(1, 5, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        case 4: nt_tile_avx2(1, 4, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        case 3: nt_tile_avx2(1, 3, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        case 2: nt_tile_avx2(1, 2, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        case 1: nt_tile_avx2(1, 1, K, a, lda, w, ldw, c + j, ldc, accumulate, half); break;
+        default: break;
+        }
     }
 }
 
@@ -611,7 +691,7 @@ MM_AVX2 static void nt_group_avx2_bf16(int ma, int nw, int K, const float *A, pt
  * 2 x 8 lanes) against a row of W in both halves, so that each lane of each chain does what the
  * AVX2 kernel's does, multiply-add for multiply-add, and each half reduces as nt_sum8 does: the
  * same bits as nt_group_avx2 (test_gemm checks it), twice the lanes per instruction. P pairs of
- * rows x NT_W rows of W: 2 P NT_W chains in P NT_W registers. */
+ * rows x 8 rows of W: 16 P chains in 8 P registers. */
 #define MM_AVX512NT __attribute__((target("avx2,fma,avx512f")))
 
 MM_AVX512NT static MM_INLINE __m512 nt_pair_avx512(__m256 lo, __m256 hi) {
@@ -641,18 +721,18 @@ MM_AVX512NT static MM_INLINE __m512 nt_sum8x8_pair(const __m512 *v) {
 
 MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float *A, ptrdiff_t lda, const float *W,
                                                  ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
-    __m512 s[2][NT_W], a[2];
+    __m512 s[2][8], a[2];
     #pragma GCC unroll 8
     for (int p = 0; p < P; p++)
         #pragma GCC unroll 8
-        for (int j = 0; j < NT_W; j++) s[p][j] = _mm512_setzero_ps();
+        for (int j = 0; j < 8; j++) s[p][j] = _mm512_setzero_ps();
     int k = 0;
     for (; k + 8 <= K; k += 8) {
         #pragma GCC unroll 8
         for (int p = 0; p < P; p++)
             a[p] = nt_pair_avx512(_mm256_loadu_ps(A + 2 * p * lda + k), _mm256_loadu_ps(A + (2 * p + 1) * lda + k));
         #pragma GCC unroll 8
-        for (int j = 0; j < NT_W; j++) {
+        for (int j = 0; j < 8; j++) {
             __m512 w = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_loadu_ps(W + j * ldw + k))));
             #pragma GCC unroll 8
             for (int p = 0; p < P; p++) s[p][j] = _mm512_fmadd_ps(a[p], w, s[p][j]);
@@ -665,7 +745,7 @@ MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float
             a[p] = nt_pair_avx512(_mm256_maskload_ps(A + 2 * p * lda + k, m),
                                   _mm256_maskload_ps(A + (2 * p + 1) * lda + k, m));
         #pragma GCC unroll 8
-        for (int j = 0; j < NT_W; j++) {
+        for (int j = 0; j < 8; j++) {
             __m256 w8 = _mm256_maskload_ps(W + j * ldw + k, m);
             __m512 w = nt_pair_avx512(w8, w8);
             #pragma GCC unroll 8
@@ -682,16 +762,56 @@ MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float
     }
 }
 
-/* Rows of A in fours and pairs against a full group of W; what is left (a last row, a short
- * group) as nt_group_avx2 does it. float32 weights only. */
+/* One row of A against 16 rows of W (one step of one stream): the row's 8 lanes in both halves of
+ * a register, against row j of W in the low half and row j + 8 in the high one; 16 chains in 8
+ * registers, whose sums nt_sum8x8_pair gives in order. */
+MM_AVX512NT static MM_INLINE void nt_row16_avx512(int K, const float *A, const float *W, ptrdiff_t ldw, float *C,
+                                                  int accumulate) {
+    __m512 s[8];
+    #pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) s[j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 a8 = _mm256_loadu_ps(A + k);
+        __m512 a = nt_pair_avx512(a8, a8);
+        #pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            s[j] = _mm512_fmadd_ps(a, nt_pair_avx512(_mm256_loadu_ps(W + j * ldw + k), _mm256_loadu_ps(W + (j + 8) * ldw + k)), s[j]);
+    }
+    if (k < K) {                   /* the last K % 8: lanes past K load 0, as in nt_tile_avx2 */
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 a8 = _mm256_maskload_ps(A + k, m);
+        __m512 a = nt_pair_avx512(a8, a8);
+        #pragma GCC unroll 8
+        for (int j = 0; j < 8; j++)
+            s[j] = _mm512_fmadd_ps(a, nt_pair_avx512(_mm256_maskload_ps(W + j * ldw + k, m),
+                                                     _mm256_maskload_ps(W + (j + 8) * ldw + k, m)), s[j]);
+    }
+    __m512 d = nt_sum8x8_pair(s);
+    if (accumulate) d = _mm512_add_ps(_mm512_loadu_ps(C), d);
+    _mm512_storeu_ps(C, d);
+}
+
+/* Rows of A in fours and pairs against each 8 rows of W; a last row of A 16 rows of W at a time;
+ * what is left (the short end of a group) as nt_group_avx2 does it. float32 weights only. */
 MM_AVX512NT static void nt_group_avx512(int ma, int nw, int K, const float *A, ptrdiff_t lda, const void *W,
                                         ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate) {
-    int i = 0;
-    if (nw == NT_W) {
-        for (; i + 4 <= ma; i += 4) nt_tile_avx512(2, K, A + i * lda, lda, W, ldw, C + i * ldc, ldc, accumulate);
-        for (; i + 2 <= ma; i += 2) nt_tile_avx512(1, K, A + i * lda, lda, W, ldw, C + i * ldc, ldc, accumulate);
+    const float *w = W;
+    int paired = ma & ~1, eights = nw & ~7;
+    for (int j = 0; j < eights; j += 8) {
+        int i = 0;
+        for (; i + 4 <= paired; i += 4) nt_tile_avx512(2, K, A + i * lda, lda, w + j * ldw, ldw, C + i * ldc + j, ldc, accumulate);
+        for (; i < paired; i += 2) nt_tile_avx512(1, K, A + i * lda, lda, w + j * ldw, ldw, C + i * ldc + j, ldc, accumulate);
     }
-    if (i < ma) nt_group_avx2_with(ma - i, nw, K, A + i * lda, lda, W, ldw, C + i * ldc, ldc, accumulate, 0);
+    if (paired && eights < nw)
+        nt_group_avx2_with(paired, nw - eights, K, A, lda, w + eights * ldw, ldw, C + eights, ldc, accumulate, 0);
+    if (paired < ma) {
+        const float *a = A + paired * lda;
+        float *c = C + paired * ldc;
+        int j = 0;
+        for (; j + 16 <= nw; j += 16) nt_row16_avx512(K, a, w + j * ldw, ldw, c + j, accumulate);
+        if (j < nw) nt_group_avx2_with(1, nw - j, K, a, lda, w + j * ldw, ldw, c + j, ldc, accumulate, 0);
+    }
 }
 
 #endif
@@ -754,4 +874,124 @@ void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float 
 void mm_nt_bf16_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W,
                          ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads) {
     mm_nt_with(nt_group_portable_bf16, 1, M, N, K, A, lda, W, ldw, C, ldc, accumulate, nthreads);
+}
+
+/* ----------------------------------------------------------------------------------------------
+ * mm_packed_nt_cols: mm_nt's sums from a packed B = W^T. A register per lane of mm_nt's 8, each
+ * holding 16 columns of a panel: lane l of column j is the chain over k = l, l + 8, ... as in
+ * mm_nt (the lanes past K add a zero, as its masked loads do), and the lanes are added as whole
+ * registers in mm_nt's pairs. So the same bits as mm_nt of W, for each of its kernels: fused
+ * multiply-adds where it has AVX2, separate products in plain C. Each a[k] is broadcast once for
+ * two panels and nothing is reduced across lanes: 3 times as fast as mm_nt for one row of A. */
+
+/* Plain C, for a panel at a time; fused (a constant after inlining) rounds as mm_nt's FMA kernels. */
+static MM_INLINE void pnt_panel_c(int K, const float *a, const float *Bs, float *c, int n, int accumulate,
+                                  const int fused) {
+    float l[8][MM_NR] = {{0}};
+    for (int k = 0; k < K; k++) {
+        const float *b = Bs + (size_t)k * MM_NR;
+        float *lq = l[k & 7];
+        for (int j = 0; j < MM_NR; j++) lq[j] = fused ? fmaf(a[k], b[j], lq[j]) : lq[j] + a[k] * b[j];
+    }
+    for (int k = K; k & 7; k++)
+        for (int j = 0; j < MM_NR; j++) l[k & 7][j] += 0.0f;
+    for (int j = 0; j < n; j++) {
+        float d = ((l[0][j] + l[4][j]) + (l[2][j] + l[6][j])) + ((l[1][j] + l[5][j]) + (l[3][j] + l[7][j]));
+        c[j] = accumulate ? c[j] + d : d;
+    }
+}
+
+static void pnt_panels_portable(int np, int K, const float *a, const float *Bs, ptrdiff_t bstep, float *c,
+                                int accumulate, int last) {
+    for (int p = 0; p < np; p++)
+        pnt_panel_c(K, a, Bs + p * bstep, c + p * MM_NR, p == np - 1 ? last : MM_NR, accumulate, 0);
+}
+
+#if MM_X86
+MM_AVX2 static void pnt_panels_avx2(int np, int K, const float *a, const float *Bs, ptrdiff_t bstep, float *c,
+                                    int accumulate, int last) {
+    for (int p = 0; p < np; p++)
+        pnt_panel_c(K, a, Bs + p * bstep, c + p * MM_NR, p == np - 1 ? last : MM_NR, accumulate, 1);
+}
+
+MM_AVX512 static MM_INLINE void pnt_tile_avx512(const int np, int K, const float *a, const float *Bs,
+                                                ptrdiff_t bstep, float *c, int accumulate, int last) {
+    __m512 l[2][8];
+    #pragma GCC unroll 2
+    for (int p = 0; p < np; p++)
+        #pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) l[p][q] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8)
+        #pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) {
+            __m512 ak = _mm512_set1_ps(a[k + q]);
+            #pragma GCC unroll 2
+            for (int p = 0; p < np; p++)
+                l[p][q] = _mm512_fmadd_ps(ak, _mm512_loadu_ps(Bs + p * bstep + (size_t)(k + q) * MM_NR), l[p][q]);
+        }
+    if (k < K)
+        #pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) {
+            #pragma GCC unroll 2
+            for (int p = 0; p < np; p++)
+                l[p][q] = k + q < K ? _mm512_fmadd_ps(_mm512_set1_ps(a[k + q]),
+                                                      _mm512_loadu_ps(Bs + p * bstep + (size_t)(k + q) * MM_NR), l[p][q])
+                                    : _mm512_add_ps(l[p][q], _mm512_setzero_ps());
+        }
+    #pragma GCC unroll 2
+    for (int p = 0; p < np; p++) {
+        __m512 d = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(l[p][0], l[p][4]), _mm512_add_ps(l[p][2], l[p][6])),
+                                 _mm512_add_ps(_mm512_add_ps(l[p][1], l[p][5]), _mm512_add_ps(l[p][3], l[p][7])));
+        __mmask16 m = p == np - 1 ? (__mmask16)((1u << last) - 1u) : 0xFFFF;
+        if (accumulate) d = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + p * MM_NR), d);
+        _mm512_mask_storeu_ps(c + p * MM_NR, m, d);
+    }
+}
+
+MM_AVX512 static void pnt_panels_avx512(int np, int K, const float *a, const float *Bs, ptrdiff_t bstep, float *c,
+                                        int accumulate, int last) {
+    int p = 0;
+    for (; p + 2 <= np; p += 2)
+        pnt_tile_avx512(2, K, a, Bs + p * bstep, bstep, c + p * MM_NR, accumulate, p + 2 == np ? last : MM_NR);
+    if (p < np) pnt_tile_avx512(1, K, a, Bs + p * bstep, bstep, c + p * MM_NR, accumulate, last);
+}
+#endif
+
+typedef void (*pnt_kernel)(int np, int K, const float *a, const float *Bs, ptrdiff_t bstep, float *c,
+                           int accumulate, int last);
+
+static void pnt_cols_with(pnt_kernel panels, int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp,
+                          float *C, ptrdiff_t ldc, int accumulate, int j0, int j1) {
+    if (j1 > N) j1 = N;
+    if (M <= 0 || j0 < 0 || j0 >= j1) return;
+    int np = mm_cdiv(j1 - j0, MM_NR), last = j1 - j0 - (np - 1) * MM_NR;
+    for (int i = 0; i < M; i++)
+        panels(np, K, A + i * lda, Bp + (size_t)j0 * K, (ptrdiff_t)MM_NR * K, C + i * ldc + j0, accumulate, last);
+}
+
+void mm_packed_nt_cols(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                       ptrdiff_t ldc, int accumulate, int j0, int j1) {
+    pnt_kernel panels = pnt_panels_portable;   /* as mm_nt chooses its kernel */
+#if MM_X86
+    if (mm_have_avx512()) panels = pnt_panels_avx512;
+    else if (mm_have_avx2()) panels = pnt_panels_avx2;
+#endif
+    pnt_cols_with(panels, M, N, K, A, lda, Bp, C, ldc, accumulate, j0, j1);
+}
+
+void mm_packed_nt_cols_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                                ptrdiff_t ldc, int accumulate, int j0, int j1) {
+    pnt_cols_with(pnt_panels_portable, M, N, K, A, lda, Bp, C, ldc, accumulate, j0, j1);
+}
+
+void mm_packed_nt_cols_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                            ptrdiff_t ldc, int accumulate, int j0, int j1) {
+#if MM_X86
+    if (mm_have_avx2()) {
+        pnt_cols_with(pnt_panels_avx2, M, N, K, A, lda, Bp, C, ldc, accumulate, j0, j1);
+        return;
+    }
+#endif
+    mm_packed_nt_cols_portable(M, N, K, A, lda, Bp, C, ldc, accumulate, j0, j1);
 }

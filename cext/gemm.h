@@ -42,6 +42,12 @@ void mm_packed(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa
 void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                     const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int j0, int j1);
 
+/* Single-threaded: columns [j0, j1) (as for mm_packed_cols) of C = [C +] A . B with B = W^T
+ * packed by mm_pack, summed as mm_nt sums A . W^T: the same bits as mm_nt. For a few rows of A
+ * against a W packed once (the recurrence of a few streams over a sequence). */
+void mm_packed_nt_cols(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                       ptrdiff_t ldc, int accumulate, int j0, int j1);
+
 /* C (M, N) = [C +] A (M, K) . W^T with W (N, K) row-major, unpacked: dot products along W's rows,
  * streaming W once. For small M (one token per stream while sampling), where packing would cost
  * more than the product. A's rows and W's rows are contiguous (lda, ldw are row strides). */
@@ -72,6 +78,10 @@ void mm_packed_portable(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrd
                         const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_packed_avx2(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                     const float *Bp, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_packed_nt_cols_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                                ptrdiff_t ldc, int accumulate, int j0, int j1);
+void mm_packed_nt_cols_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
+                            ptrdiff_t ldc, int accumulate, int j0, int j1);
 void mm_nt_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
                     ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,

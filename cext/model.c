@@ -538,22 +538,28 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
 
 /* One step (s: step t of layer l, built once per step and thread) for the units of chunk c:
  * hproj = h_{t-1} W_hh^T for those columns of every gate block (Wp: W_hh^T packed by gate block,
- * each `block` floats; NULL streams W_hh), then the cell. */
-static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block,
-                          quantized hq) {
+ * each `block` floats, and summed as mm_nt sums if nt_order; NULL streams W_hh), then the cell. */
+static void forward_product(const run *r, int l, const cell_step *s, int j0, int j1, const float *Wp, size_t block,
+                            int nt_order, quantized hq) {
     int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
-    int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
     const float *h_prev = s->prev[0];
     tensor w_hh = w_hh_of(r, l);
     for (int g = 0; g < G; g++) {
         float *out = WS(r, hproj) + (size_t)g * Hp;
-        if (Wp)
+        if (Wp && nt_order)
+            mm_packed_nt_cols(B, H, H, h_prev, H, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
+        else if (Wp)
             mm_packed_cols(B, H, H, h_prev, H, 1, Wp + g * block, out, (ptrdiff_t)G * Hp, 0, j0, j1);
         else if (r->q8)   /* hq: h_prev quantized at the start of the step */
             tensor_nt_q(B, j1 - j0, H, hq, w_hh, ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
         else
             tensor_nt(r, B, j1 - j0, H, h_prev, H, w_hh, ((size_t)g * H + j0) * H, H, out + j0, (ptrdiff_t)G * Hp, 0, 1);
     }
+}
+
+/* The cell of step s for the units [j0, j1). */
+static void forward_cell(const run *r, const cell_step *s, int j0, int j1) {
+    int B = r->B, H = r->H;
     r->cell->step_forward(s, j0, j1);
     if (r->lengths)   /* rows past their record's end keep their states */
         for (int b = 0; b < B; b++)
@@ -561,6 +567,13 @@ static void forward_chunk(const run *r, int l, const cell_step *s, int c, const 
                 for (int k = 0; k < r->S; k++)
                     memcpy(s->next[k] + (size_t)b * H + j0, s->prev[k] + (size_t)b * H + j0,
                            (size_t)(j1 - j0) * sizeof(float));
+}
+
+static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block,
+                          int nt_order, quantized hq) {
+    int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < r->H ? j0 + UNIT_CHUNK : r->H;
+    forward_product(r, l, s, j0, j1, Wp, block, nt_order, hq);
+    forward_cell(r, s, j0, j1);
 }
 
 /* Row b of the state h before step s, quantized into hq. */
@@ -615,8 +628,10 @@ static void layer_forward(const run *r, int l) {
     }
 
     /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
-     * aligned column range in every block */
-    int packed = worth_packing(r, B);
+     * aligned column range in every block; packed once for T steps. Fewer than PACK_MIN_ROWS
+     * streams sum as mm_nt sums (mm_packed_nt_cols), so that T steps of a forward are T one-token
+     * steps to the last bit */
+    int packed = r->T > 1 && !r->q8, nt_order = !worth_packing(r, B);
     float *Wp = WS(r, packed);
     size_t block = mm_packed_size(H, H);
     if (packed)
@@ -630,7 +645,8 @@ static void layer_forward(const run *r, int l) {
             cell_step s = step_at(r, l, t, NULL, NULL);
             if (r->q8)
                 for (int b = 0; b < B; b++) quantize_step_row(&s, b, hq);
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block, hq);
+            forward_product(r, l, &s, 0, H, packed ? Wp : NULL, block, nt_order, hq);   /* the widest tiles */
+            forward_cell(r, &s, 0, H);
         }
     } else {
         #pragma omp parallel num_threads(threads)
@@ -641,7 +657,7 @@ static void layer_forward(const run *r, int l) {
                 for (int b = 0; b < B; b++) quantize_step_row(&s, b, hq);
             }   /* implicit barrier: every row quantized before any product reads it */
             #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block, hq);
+            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block, nt_order, hq);
         }   /* implicit barrier: h_t is complete before step t+1 reads it */
     }
 
@@ -671,11 +687,16 @@ static void cond_forward(const run *r) {
 VECTOR_CLONES
 static double cross_entropy_row_(float *z, int O, int target) {
     float m = z[0], target_logit = target >= 0 ? z[target] : 0.0f;
-    for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;
+    #pragma omp simd reduction(max:m)
+    for (int v = 1; v < O; v++) m = z[v] > m ? z[v] : m;   /* any order: the same maximum */
     #pragma omp simd
     for (int v = 0; v < O; v++) z[v] = exp_(z[v] - m);
-    double sum = 0.0;
-    for (int v = 0; v < O; v++) sum += z[v];
+    double lane[8] = {0};   /* element v into lane v % 8, so that 8 sums run side by side */
+    int v = 0;
+    for (; v + 8 <= O; v += 8)
+        for (int q = 0; q < 8; q++) lane[q] += z[v + q];
+    for (int q = 0; v < O; v++, q++) lane[q] += z[v];
+    double sum = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
     float inv = (float)(1.0 / sum);
     double others = target >= 0 ? sum - (double)z[target] : 0.0;   /* exact to ulp(sum): the others' mass */
     #pragma omp simd
@@ -828,10 +849,14 @@ static void backward_cell_chunk(const run *r, const cell_step *s, int c) {
                 }
 }
 
-/* Step t, columns of chunk c: dh_{t-1} += dgh_t W_hh (Wp: W_hh packed), on top of the bypass. */
+/* Step t, columns [j0, j1): dh_{t-1} += dgh_t W_hh (Wp: W_hh packed), on top of the bypass. */
+static void backward_product(const run *r, int t, int j0, int j1, const float *Wp, const float *dgh) {
+    mm_packed_cols(r->B, r->H, r->GH, dgh + (size_t)t * r->B * r->GH, r->GH, 1, Wp, WS(r, dstate), r->H, 1, j0, j1);
+}
+
 static void backward_product_chunk(const run *r, int t, int c, const float *Wp, const float *dgh) {
-    int B = r->B, H = r->H, GH = r->GH, j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < H ? j0 + UNIT_CHUNK : H;
-    mm_packed_cols(B, H, GH, dgh + (size_t)t * B * GH, GH, 1, Wp, WS(r, dstate), H, 1, j0, j1);
+    int j0 = c * UNIT_CHUNK;
+    backward_product(r, t, j0, j0 + UNIT_CHUNK, Wp, dgh);
 }
 
 /* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL
@@ -858,7 +883,7 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
         for (int t = T - 1; t >= 0; t--) {
             cell_step s = step_at(r, l, t, dH, gw);
             for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
-            for (int c = 0; c < chunks; c++) backward_product_chunk(r, t, c, Wp, dgh);
+            backward_product(r, t, 0, H, Wp, dgh);   /* all columns at once: the widest tiles */
         }
     } else {   /* one barrier per step: a thread's chunk c of the product of step t (its columns of
                 * dh_{t-1}) is all that the cell of step t-1 reads for chunk c, and static schedules of
@@ -889,6 +914,14 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     int in = layer_input_size(r->cfg, l);
     if (x) {
         weight_grad(r, N, GH, in, dgx, x, (float *)gw->w_ih);
+    } else if (N < r->V) {   /* one-hot, fewer rows than symbols: dW_ih (GH, V) column tokens[i] +=
+                              * dgx row i, rows in order, straight into place */
+        float *dw = (float *)gw->w_ih;
+        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
+        for (int k0 = 0; k0 < GH; k0 += 16)
+            for (int i = 0; i < N; i++)
+                for (int k = k0; k < k0 + 16 && k < GH; k++)
+                    dw[(size_t)k * r->V + r->tokens[i]] += dgx[(size_t)i * GH + k];
     } else {   /* one-hot: dW_ih^T row v += dgx rows of token v, then transposed into place */
         float *dwT = WS(r, onehot);
         memset(dwT, 0, (size_t)r->V * GH * sizeof(float));

@@ -17,39 +17,92 @@ static void clip_values(float *grads, size_t n, float limit) {
 void minrnn_clip_value(float *grads, size_t n, float limit) { clip_values(grads, n, limit); }   /* not a clone:
                                                                                                   * exported */
 
-/* The sum of squares in double over 64 fixed slices (not per thread: the same partial sums
- * whatever the thread count), added in order. */
+/* The sum of squares in double over fixed slices (not per thread: the same partial sums whatever
+ * the thread count), added in order: n / NORM_SLICE_MIN of them, from 1 to NORM_SLICES, because
+ * a slice costs about a hundred cycles of its own (a 64th of min-char-rnn's 23,000 was mostly
+ * that). */
 #define NORM_SLICES 64
+#define NORM_SLICE_MIN 4096
 
-/* Elements [a, b) in eight running sums, element j into lane (j - a) % 8: the order depends on
+/* Elements [a, b) in NORM_LANES running sums, element j into lane (j - a) % NORM_LANES, then the
+ * lanes added pairwise (lane k + w into lane k, for w = 16, 8, ..., 1): the order depends on
  * nothing but n (not on threads, nor on how the buffer happens to be aligned), and it vectorizes
- * (the lanes are independent, so the AVX2 clone computes exactly what the plain one does). With
- * limit > 0, each element is first clipped to [-limit, limit] in place (minrnn_clip_value's rule):
- * one pass where clipping and the norm took two. */
-VECTOR_CLONES
-static double slice_sum_of_squares(float *x, size_t a, size_t b, float limit) {
-    double lane[8] = {0};
+ * (the lanes are independent, so every clone computes exactly what the plain one does); 32 lanes
+ * are 4 independent AVX-512 sums, whose latency 8 lanes waited on (7 us of min-char-rnn's step,
+ * now under 1). With limit > 0, each element is first clipped to [-limit, limit] in place
+ * (minrnn_clip_value's rule): one pass where clipping and the norm took two. */
+#define NORM_LANES 32
+
+static double lanes_added(double *lane) {
+    for (int w = NORM_LANES / 2; w > 0; w /= 2)
+        for (int k = 0; k < w; k++) lane[k] += lane[k + w];
+    return lane[0];
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define MM_ALWAYS_INLINE __attribute__((always_inline)) inline
+/* The lanes in 4 registers of 8 (the compiler's own vectorization kept them in memory). A float's
+ * square is exact in double, so a fused multiply-add is the product and the sum of the plain loop.
+ * The last partial group is loaded masked: a lane without an element adds 0 to a sum that is >= +0,
+ * the same. The lanes are then added as lanes_added adds them. */
+__attribute__((target("avx512f"))) static MM_ALWAYS_INLINE __m512d squares8(const float *x, __mmask16 m, __m512d s) {
+    __m512d v = _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_castsi512_si256(_mm512_maskz_loadu_epi32(m, x))));
+    return _mm512_fmadd_pd(v, v, s);
+}
+
+__attribute__((target("avx512f"))) static double slice_squares_avx512(const float *x, size_t a, size_t b) {
+    __m512d s[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
     size_t j = a;
-    if (limit > 0.0f) {
-        #pragma omp simd
-        for (size_t i = a; i < b; i++) x[i] = clipped(x[i], limit);
-    }
-    for (; j + 8 <= b; j += 8)
-        for (int k = 0; k < 8; k++) lane[k] += (double)x[j + k] * x[j + k];
-    for (; j < b; j++) lane[0] += (double)x[j] * x[j];
-    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+    for (; j + NORM_LANES <= b; j += NORM_LANES)
+        #pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) s[q] = squares8(x + j + 8 * q, 0xFF, s[q]);
+    if (j < b)
+        #pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {   /* unrolled, so that s stays in registers */
+            size_t n = b - j > 8 * (size_t)q ? b - j - 8 * (size_t)q : 0;
+            s[q] = squares8(x + j + 8 * q, n >= 8 ? 0xFF : (__mmask16)((1u << n) - 1u), s[q]);
+        }
+    __m512d u = _mm512_add_pd(_mm512_add_pd(s[0], s[2]), _mm512_add_pd(s[1], s[3]));   /* w = 16, 8 */
+    __m256d v = _mm256_add_pd(_mm512_castpd512_pd256(u), _mm512_extractf64x4_pd(u, 1));    /* w = 4 */
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));         /* w = 2 */
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));                              /* w = 1 */
+}
+#endif
+
+static double slice_squares(const float *x, size_t a, size_t b) {
+#if defined(__GNUC__) && defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) return slice_squares_avx512(x, a, b);
+#endif
+    double lane[NORM_LANES] = {0};
+    size_t j = a;
+    for (; j + NORM_LANES <= b; j += NORM_LANES)
+        for (int k = 0; k < NORM_LANES; k++) lane[k] += (double)x[j + k] * x[j + k];
+    for (int k = 0; j < b; j++, k++) lane[k] += (double)x[j] * x[j];
+    return lanes_added(lane);
+}
+
+static double slice_sum_of_squares(float *x, size_t a, size_t b, float limit) {
+    if (limit > 0.0f) clip_values(x + a, b - a, limit);
+    return slice_squares(x, a, b);
 }
 
 static double sum_of_squares(float *x, size_t n, float limit, int nt) {
     double part[NORM_SLICES];
-    #pragma omp parallel for num_threads(threads_for(nt, (double)n)) schedule(static)
-    for (int s = 0; s < NORM_SLICES; s++)
-        part[s] = slice_sum_of_squares(x, n * (size_t)s / NORM_SLICES, n * (size_t)(s + 1) / NORM_SLICES, limit);
+    size_t want = n / NORM_SLICE_MIN;
+    int slices = want < 1 ? 1 : want > NORM_SLICES ? NORM_SLICES : (int)want;
+    if (threads_for(nt, (double)n) == 1) {   /* no parallel region: it costs as much as a small sum */
+        for (int s = 0; s < slices; s++)
+            part[s] = slice_sum_of_squares(x, n * (size_t)s / slices, n * (size_t)(s + 1) / slices, limit);
+    } else {
+        #pragma omp parallel for num_threads(nt) schedule(static)
+        for (int s = 0; s < slices; s++)
+            part[s] = slice_sum_of_squares(x, n * (size_t)s / slices, n * (size_t)(s + 1) / slices, limit);
+    }
     double total = 0.0;
-    for (int s = 0; s < NORM_SLICES; s++) total += part[s];
+    for (int s = 0; s < slices; s++) total += part[s];
     return total;
 }
-
 void clip_value_and_norm(float *grads, size_t n, float limit, float max_norm, float *norm, int num_threads) {
     double total = sqrt(sum_of_squares(grads, n, limit, resolve_threads(num_threads)));
     double scale = (double)max_norm / (total + 1e-6);

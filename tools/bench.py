@@ -247,12 +247,13 @@ class Batches:
         self.stream_len = (len(data) - 1) // B
         self.per_epoch = self.stream_len // T
         self.k = 0
+        self.offsets = np.arange(B)[None, :] * self.stream_len + np.arange(T)[:, None]   # (T, B)
 
     def next(self):
         """tokens, targets: (T, B) int32, time-major; targets are the tokens one step on."""
         start = (self.k % self.per_epoch) * self.T
         self.k += 1
-        pos = np.arange(self.B)[None, :] * self.stream_len + start + np.arange(self.T)[:, None]  # (T, B)
+        pos = self.offsets + start
         return self.data[pos], self.data[pos + 1]
 
 

@@ -337,6 +337,9 @@ static void test_packed(int M, int N, int K, int determinism, rng_t *r) {
 typedef void (*nt_fn)(int, int, int, const float *, ptrdiff_t, const float *, ptrdiff_t, float *,
                       ptrdiff_t, int, int);
 
+typedef void (*pnt_fn)(int, int, int, const float *, ptrdiff_t, const float *, float *, ptrdiff_t, int, int,
+                       int);
+
 static void test_nt(int M, int N, int K, rng_t *r) {
     for (int exact = 1; exact >= 0; exact--) {
         problem p = make_problem(M, N, K, exact, r);
@@ -367,6 +370,24 @@ static void test_nt(int M, int N, int K, rng_t *r) {
                 }
             }
             check_same(first[mm_have_avx2() ? 1 : 0], first[2], nc, &p, "mm_nt vs its kernel");
+            /* mm_packed_nt_cols from W^T packed: each kernel's bits, in two column ranges split at a
+             * multiple of 16 */
+            float *Bp = xmalloc(sizeof(float) * (mm_packed_size(K, N) + 1));
+            mm_pack(K, N, W.buf, 1, W.rs, Bp, 1);
+            struct { const char *name; pnt_fn fn; } pnts[3] = {
+                {"mm_packed_nt_cols_portable vs mm_nt_portable", mm_packed_nt_cols_portable},
+                {"mm_packed_nt_cols_avx2 vs mm_nt_avx2", mm_packed_nt_cols_avx2},
+                {"mm_packed_nt_cols vs mm_nt", mm_packed_nt_cols}};
+            for (int kk = 0; kk < 3; kk++) {
+                if (kk == 1 && !mm_have_avx2()) continue;
+                float *c = make_c(&p, ldc, acc);
+                int split = MM_NR * rng_int(r, N / MM_NR + 1);
+                pnts[kk].fn(M, N, K, A.buf, A.rs, Bp, c, ldc, acc, 0, split);
+                pnts[kk].fn(M, N, K, A.buf, A.rs, Bp, c, ldc, acc, split, N);
+                check_same(first[kk], c, nc, &p, pnts[kk].name);
+                free(c);
+            }
+            free(Bp);
             for (int kk = 0; kk < 3; kk++) free(first[kk]);
             free(A.buf); free(W.buf);
         }
