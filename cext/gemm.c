@@ -96,8 +96,9 @@ static MM_INLINE void mm_pack_panel(int p, int K, int N, const void *B, ptrdiff_
         ptrdiff_t src = k * rsb + j0 * csb;
         float *dst = Bp + ((size_t)p * K + k) * MM_NR;
         int j = 0;
-        if (csb == 1 && !half) {
-            memcpy(dst, (const float *)B + src, (size_t)nr * sizeof(float));
+        if (csb == 1 && !half) {   /* a whole panel row: a copy of constant size, inlined */
+            if (nr == MM_NR) memcpy(dst, (const float *)B + src, MM_NR * sizeof(float));
+            else memcpy(dst, (const float *)B + src, (size_t)nr * sizeof(float));
             j = nr;
         }
         for (; j < nr; j++)
@@ -175,7 +176,9 @@ static void mm_pack_a(int MR, int mc, int kc, const float *A, ptrdiff_t rsa, ptr
         int mr = mm_min(MR, mc - r0);
         const float *a = A + r0 * rsa;
         float *d = Ap + (size_t)r0 * kc;
-        if (rsa == 1 && mr == MR) {
+        if (rsa == 1 && mr == MR && MR == MM_MR_MAX) {   /* copies of constant size, inlined */
+            for (int k = 0; k < kc; k++) memcpy(d + k * MM_MR_MAX, a + k * csa, MM_MR_MAX * sizeof(float));
+        } else if (rsa == 1 && mr == MR) {
             for (int k = 0; k < kc; k++) memcpy(d + k * MR, a + k * csa, (size_t)MR * sizeof(float));
         } else {
             for (int k = 0; k < kc; k++)

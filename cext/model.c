@@ -449,15 +449,20 @@ void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
     }
 }
 
-/* out (V, cols) row tokens[i] += X row i, for i in order: the gradient of a row gather. */
-static void scatter_rows_add(const float *X, const int32_t *tokens, int rows, int cols, float *out, int nt) {
-    #pragma omp parallel for num_threads(threads_for(nt, (double)rows * cols)) schedule(static)
-    for (int j0 = 0; j0 < cols; j0 += 64) {
-        int j1 = j0 + 64 < cols ? j0 + 64 : cols;
+/* out (V, cols) row tokens[i] += X row i, for i in order: the gradient of a row gather. Each part
+ * of the work owns a range of tokens and reads their rows of X whole, in order (split by columns,
+ * every thread read every row in pieces: 2.6 times as long for LSTM H=128's 2048 x 512). */
+static void scatter_rows_add(const float *X, const int32_t *tokens, int rows, int cols, int V, float *out, int nt) {
+    int parts = threads_for(nt, (double)rows * cols);
+    #pragma omp parallel for num_threads(parts) schedule(static)
+    for (int part = 0; part < parts; part++) {
+        int v0 = (int)((long long)V * part / parts), v1 = (int)((long long)V * (part + 1) / parts);
         for (int i = 0; i < rows; i++) {
+            if (tokens[i] < v0 || tokens[i] >= v1) continue;
             const float *x = X + (size_t)i * cols;
             float *o = out + (size_t)tokens[i] * cols;
-            for (int j = j0; j < j1; j++) o[j] += x[j];
+            #pragma omp simd
+            for (int j = 0; j < cols; j++) o[j] += x[j];
         }
     }
 }
@@ -925,7 +930,7 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     } else {   /* one-hot: dW_ih^T row v += dgx rows of token v, then transposed into place */
         float *dwT = WS(r, onehot);
         memset(dwT, 0, (size_t)r->V * GH * sizeof(float));
-        scatter_rows_add(dgx, r->tokens, N, GH, dwT, nt);
+        scatter_rows_add(dgx, r->tokens, N, GH, r->V, dwT, nt);
         add_transposed(dwT, GH, r->V, (float *)gw->w_ih, nt);
     }
     if (dX) {   /* dX = dgx W_ih */
@@ -1010,7 +1015,7 @@ static void backward(run *r, const float *doutputs, const float *dfinal, float *
         int wants_dx = l > 0 || r->E > 0;
         layer_backward(r, l, dy, &g, wants_dx ? dy : NULL, dfinal, dstate0);   /* dX replaces dH */
     }
-    if (r->E) scatter_rows_add(dy, r->tokens, N, r->E, (float *)g.encoder, nt);
+    if (r->E) scatter_rows_add(dy, r->tokens, N, r->E, r->V, (float *)g.encoder, nt);
     if (r->C) cond_backward(r, &g, dvectors);
 }
 
