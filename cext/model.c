@@ -10,8 +10,9 @@
  *   weight gradients   dW = dgates^T x over all N = T*B rows: one product after the time loop
  *
  * Threads: the time loop runs in one parallel region; hidden units are cut into chunks of
- * UNIT_CHUNK and each chunk (all its gates, all B rows) has one owner per step, so the recurrent
- * product and the fused pass need no synchronization beyond one barrier per step. Everything else
+ * UNIT_CHUNK and each thread owns a contiguous range of chunks (all their gates, all B rows) at every
+ * step, so the recurrent product and the fused pass need no synchronization beyond one barrier per
+ * step. Everything else
  * is a parallel loop over output rows or columns. Each output element has one owner, so results
  * do not depend on the thread count.
  *
@@ -26,6 +27,8 @@
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "gemm.h"
 #include "internal.h"
@@ -590,11 +593,14 @@ static void forward_cell(const run *r, const cell_step *s, int j0, int j1) {
                            (size_t)(j1 - j0) * sizeof(float));
 }
 
-static void forward_chunk(const run *r, int l, const cell_step *s, int c, const float *Wp, size_t block,
-                          int nt_order, quantized hq) {
-    int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < r->H ? j0 + UNIT_CHUNK : r->H;
-    forward_product(r, l, s, j0, j1, Wp, block, nt_order, hq);
-    forward_cell(r, s, j0, j1);
+/* Units [*j0, *j1) of the calling thread of a team in the time loop: the chunks of H split in
+ * contiguous ranges, the same at every step (only speed depends on the split). A thread's product
+ * over its whole range runs in the widest tiles. */
+static void team_units(const run *r, int *j0, int *j1) {
+    int n = omp_get_num_threads(), t = omp_get_thread_num(), chunks = (r->H + UNIT_CHUNK - 1) / UNIT_CHUNK;
+    int c0 = (int)((long long)chunks * t / n), c1 = (int)((long long)chunks * (t + 1) / n);
+    *j0 = c0 * UNIT_CHUNK < r->H ? c0 * UNIT_CHUNK : r->H;
+    *j1 = c1 * UNIT_CHUNK < r->H ? c1 * UNIT_CHUNK : r->H;
 }
 
 /* Row b of the state h before step s, quantized into hq. */
@@ -658,7 +664,7 @@ static void layer_forward(const run *r, int l) {
     if (packed)
         for (int g = 0; g < G; g++)
             tensor_pack(H, H, w_hh_of(r, l), (size_t)g * H * H, 1, H, Wp + g * block, threads_for(nt, (double)H * H));
-    int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
+    int threads = gemm_threads(nt, B, GH, H);   /* by one step's work */
     quantized hq = {0};   /* int8: h_{t-1} quantized at each step */
     if (r->q8) hq = quantized_rows(r, B, H);
     if (threads == 1) {   /* no team: even alone, a thread pays a system call at each OpenMP barrier */
@@ -671,15 +677,20 @@ static void layer_forward(const run *r, int l) {
         }
     } else {
         #pragma omp parallel num_threads(threads)
-        for (int t = 0; t < T; t++) {
-            cell_step s = step_at(r, l, t, NULL, NULL);   /* each thread's own */
-            if (r->q8) {
-                #pragma omp for schedule(static)
-                for (int b = 0; b < B; b++) quantize_step_row(&s, b, hq);
-            }   /* implicit barrier: every row quantized before any product reads it */
-            #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) forward_chunk(r, l, &s, c, packed ? Wp : NULL, block, nt_order, hq);
-        }   /* implicit barrier: h_t is complete before step t+1 reads it */
+        {
+            int j0, j1;
+            team_units(r, &j0, &j1);
+            for (int t = 0; t < T; t++) {
+                cell_step s = step_at(r, l, t, NULL, NULL);   /* each thread's own */
+                if (r->q8) {
+                    #pragma omp for schedule(static)
+                    for (int b = 0; b < B; b++) quantize_step_row(&s, b, hq);
+                }   /* implicit barrier: every row quantized before any product reads it */
+                forward_product(r, l, &s, j0, j1, packed ? Wp : NULL, block, nt_order, hq);
+                forward_cell(r, &s, j0, j1);
+                #pragma omp barrier   /* h_t is complete before step t+1 reads it */
+            }
+        }
     }
 
     if (r->masks) {   /* dropout on the layer's output */
@@ -854,11 +865,10 @@ int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batc
     return minrnn_step_compact(cfg, MINRNN_FLOAT32, params, batch, state, logits, workspace, num_threads);
 }
 
-/* The cell's backward of one step (s) for the units of chunk c: the preactivation gradients of
- * the step, and in dstate the part of the gradient with respect to the states before it that
- * bypasses W_hh. */
-static void backward_cell_chunk(const run *r, const cell_step *s, int c) {
-    int j0 = c * UNIT_CHUNK, j1 = j0 + UNIT_CHUNK < r->H ? j0 + UNIT_CHUNK : r->H;
+/* The cell's backward of one step (s) for the units [j0, j1): the preactivation gradients of the
+ * step, and in dstate the part of the gradient with respect to the states before it that bypasses
+ * W_hh. */
+static void backward_cell(const run *r, const cell_step *s, int j0, int j1) {
     r->cell->step_backward(s, j0, j1);
     if (r->lengths)   /* rows past their record's end: no gate gradients; dstate passes through */
         for (int b = 0; b < r->B; b++)
@@ -875,10 +885,6 @@ static void backward_product(const run *r, int t, int j0, int j1, const float *W
     mm_packed_cols(r->B, r->H, r->GH, dgh + (size_t)t * r->B * r->GH, r->GH, 1, Wp, WS(r, dstate), r->H, 1, j0, j1);
 }
 
-static void backward_product_chunk(const run *r, int t, int c, const float *Wp, const float *dgh) {
-    int j0 = c * UNIT_CHUNK;
-    backward_product(r, t, j0, j0 + UNIT_CHUNK, Wp, dgh);
-}
 
 /* ---- one layer, backward: dH (N, H) in; parameter gradients added; dX (N, In) out unless NULL
  * (dX may be dH: it is written after the time loop has used dH) */
@@ -899,32 +905,29 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     else
         memset(dstate, 0, (size_t)r->S * bh * sizeof(float));
     mm_pack(GH, H, w->w_hh, H, 1, Wp, threads_for(nt, (double)GH * H));
-    int chunks = (H + UNIT_CHUNK - 1) / UNIT_CHUNK, threads = gemm_threads(nt, B, GH, H);
+    int threads = gemm_threads(nt, B, GH, H);
     if (threads == 1) {   /* no team, as in layer_forward */
         for (int t = T - 1; t >= 0; t--) {
             cell_step s = step_at(r, l, t, dH, gw);
-            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
+            backward_cell(r, &s, 0, H);
             backward_product(r, t, 0, H, Wp, dgh);   /* all columns at once: the widest tiles */
         }
-    } else {   /* one barrier per step: a thread's chunk c of the product of step t (its columns of
-                * dh_{t-1}) is all that the cell of step t-1 reads for chunk c, and static schedules of
-                * the same loop give chunk c to the same thread every time */
+    } else {   /* one barrier per step: a thread's columns of the product of step t (of dh_{t-1}) are
+                * all that the cell of step t-1 reads for its units, which are those columns */
         #pragma omp parallel num_threads(threads)
         {
+            int j0, j1;
+            team_units(r, &j0, &j1);
             cell_step s = step_at(r, l, T - 1, dH, gw);   /* each thread's own */
-            #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) backward_cell_chunk(r, &s, c);
-            for (int t = T - 1; t > 0; t--) {
-                /* barrier behind: every gate gradient of step t is written */
+            backward_cell(r, &s, j0, j1);
+            #pragma omp barrier
+            for (int t = T - 1; t > 0; t--) {   /* barrier behind: every gate gradient of step t is written */
                 cell_step before = step_at(r, l, t - 1, dH, gw);
-                #pragma omp for schedule(static)
-                for (int c = 0; c < chunks; c++) {
-                    backward_product_chunk(r, t, c, Wp, dgh);
-                    backward_cell_chunk(r, &before, c);
-                }
+                backward_product(r, t, j0, j1, Wp, dgh);
+                backward_cell(r, &before, j0, j1);
+                #pragma omp barrier
             }
-            #pragma omp for schedule(static)
-            for (int c = 0; c < chunks; c++) backward_product_chunk(r, 0, c, Wp, dgh);
+            backward_product(r, 0, j0, j1, Wp, dgh);
         }
     }
     if (dstate0) memcpy(dstate0 + (size_t)l * r->S * bh, dstate, (size_t)r->S * bh * sizeof(float));
