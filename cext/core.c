@@ -4,11 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "internal.h"   /* and omp.h, in a build with OpenMP */
 
 int resolve_threads(int num_threads) {
 #ifdef _OPENMP

@@ -32,6 +32,19 @@ int model_backward(const minrnn_config *cfg, const float *params, const minrnn_b
                    float *grads, float *dstate0, float *dvectors, int num_threads, int stamped);
 int resolve_threads(int num_threads);                     /* 0 -> OpenMP's default (1 without OpenMP) */
 
+/* In a parallel region: the calling thread's number, its team's size, and the team's barrier (0, 1
+ * and nothing in a build without OpenMP, where every region has one thread). */
+#ifdef _OPENMP
+#include <omp.h>
+static inline int team_thread(void) { return omp_get_thread_num(); }
+static inline int team_size(void) { return omp_get_num_threads(); }
+#define TEAM_BARRIER _Pragma("omp barrier")
+#else
+static inline int team_thread(void) { return 0; }
+static inline int team_size(void) { return 1; }
+#define TEAM_BARRIER
+#endif
+
 /* A float's bit pattern, and back. */
 static inline uint32_t bits_(float x) {
     uint32_t u;

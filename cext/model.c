@@ -28,8 +28,6 @@
 #include <math.h>
 #include <string.h>
 
-#include <omp.h>
-
 #include "gemm.h"
 #include "internal.h"
 
@@ -597,7 +595,7 @@ static void forward_cell(const run *r, const cell_step *s, int j0, int j1) {
  * contiguous ranges, the same at every step (only speed depends on the split). A thread's product
  * over its whole range runs in the widest tiles. */
 static void team_units(const run *r, int *j0, int *j1) {
-    int n = omp_get_num_threads(), t = omp_get_thread_num(), chunks = (r->H + UNIT_CHUNK - 1) / UNIT_CHUNK;
+    int n = team_size(), t = team_thread(), chunks = (r->H + UNIT_CHUNK - 1) / UNIT_CHUNK;
     int c0 = (int)((long long)chunks * t / n), c1 = (int)((long long)chunks * (t + 1) / n);
     *j0 = c0 * UNIT_CHUNK < r->H ? c0 * UNIT_CHUNK : r->H;
     *j1 = c1 * UNIT_CHUNK < r->H ? c1 * UNIT_CHUNK : r->H;
@@ -688,7 +686,7 @@ static void layer_forward(const run *r, int l) {
                 }   /* implicit barrier: every row quantized before any product reads it */
                 forward_product(r, l, &s, j0, j1, packed ? Wp : NULL, block, nt_order, hq);
                 forward_cell(r, &s, j0, j1);
-                #pragma omp barrier   /* h_t is complete before step t+1 reads it */
+                TEAM_BARRIER   /* h_t is complete before step t+1 reads it */
             }
         }
     }
@@ -920,12 +918,12 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
             team_units(r, &j0, &j1);
             cell_step s = step_at(r, l, T - 1, dH, gw);   /* each thread's own */
             backward_cell(r, &s, j0, j1);
-            #pragma omp barrier
+            TEAM_BARRIER
             for (int t = T - 1; t > 0; t--) {   /* barrier behind: every gate gradient of step t is written */
                 cell_step before = step_at(r, l, t - 1, dH, gw);
                 backward_product(r, t, j0, j1, Wp, dgh);
                 backward_cell(r, &before, j0, j1);
-                #pragma omp barrier
+                TEAM_BARRIER
             }
             backward_product(r, 0, j0, j1, Wp, dgh);
         }
