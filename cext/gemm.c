@@ -7,14 +7,16 @@
  *   threads split C into tasks: a chunk of at most MM_NC columns x a group of rows
  *   for each k-block [k0, k0 + kc), kc <= MM_KC
  *     for each block of rows of the task: A (mc, kc), read in place if row-major, else packed
- *       for each 16-column panel of the task: the B sliver (kc, 16), 16 KiB      -> in L1
- *         for each 6 rows of the block: the 6x16 micro-kernel, one tile of C
- * A B sliver stays in L1 while every 6 rows of the block use it, the A block (<= 120 KiB) stays in
- * L2 while every panel uses it, and the B block (kc, <= MM_NC) is read from L2 or L3 by every row
- * block. The AVX2 micro-kernel keeps the 6x16 tile in 12 ymm registers; per k it loads 16 floats
- * of B and broadcasts 6 of A: 12 FMAs for 8 loads. The AVX-512 one keeps an 8x32 tile (two panels)
- * in 16 zmm registers: 16 FMAs of twice the width for 10 loads, and 8 rows tile a batch of 32. Reading a row-major A in place (6 row streams)
- * is as fast as packing it and costs nothing; a transposed A is packed, 6 contiguous floats per k.
+ *       for each pass over np 16-column panels of the task: B slivers (kc, 16 np)   -> in L1
+ *         for each whole tile of rows of the block: the micro-kernel, one tile of C
+ *       then a last tile of fewer rows, in wider passes (up to 8 panels for one row)
+ * A B sliver stays in L1 while every tile of rows of the block uses it, the A block (<= 120 KiB)
+ * stays in L2 while every panel uses it, and the B block (kc, <= MM_NC) is read from L2 or L3 by
+ * every row block. The AVX2 micro-kernel keeps a 6x16 tile in 12 ymm registers; per k it loads 16
+ * floats of B and broadcasts 6 of A: 12 FMAs for 8 loads. The AVX-512 one keeps an 8x32 tile (two
+ * panels) in 16 zmm registers: 16 FMAs of twice the width for 10 loads, and 8 rows tile a batch of
+ * 32. Reading a row-major A in place (one stream per row) is as fast as packing it and costs
+ * nothing; a transposed A is packed, a tile's rows contiguous per k.
  *
  * Order of operations, the determinism promise of gemm.h. The k-blocks of C(i, j) are
  *   [k_0, k_1), [k_1, k_2), ...   with k_b = b K / nkb and nkb = ceil(K / MM_KC),
@@ -126,7 +128,7 @@ MM_AVX512 static void mm_pack_panel_gather(int p, int K, int N, const float *B, 
 /* Whether panels of this B are gathered: float32 read across rows, row offsets within int32. */
 static int mm_gathers(int N, ptrdiff_t csb, const int half) {
 #if MM_X86
-    return !half && csb != 1 && (long long)csb * MM_NR < INT32_MAX && N > 0 && mm_have_avx512();
+    return !half && csb > 1 && (long long)csb * MM_NR < INT32_MAX && N > 0 && mm_have_avx512();
 #else
     (void)N, (void)csb, (void)half;
     return 0;
@@ -344,7 +346,7 @@ MM_AVX512 static MM_INLINE void mm_tile_avx512(const int mr, const int np, int k
 MM_AVX512 static void mm_kernel_avx512(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                                        const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode,
                                        int last) {
-    switch (mr) {   /* np <= MM_AVX512_NP[mr] */
+    switch (mr) {   /* np <= MM_AVX512_KIND.np[mr] */
     case 8: MM_NP2(8); break;
     case 7: MM_NP2(7); break;
     case 6: MM_NP2(6); break;

@@ -33,7 +33,8 @@
 
 /* Products with fewer rows than this stream unpacked weights (mm_nt): packing a weight costs a
  * strided pass over it, which only pays off when many rows reuse it. A single step (T = 1: sampling)
- * never packs: there the pass cost as much as the product itself (B = 32, H = 512). */
+ * never packs: there the pass cost as much as the product itself (B = 32, H = 512). The recurrence
+ * of T > 1 steps packs W_hh once for all of them, and with fewer rows sums as mm_nt does. */
 #define PACK_MIN_ROWS 8
 
 /* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
@@ -558,9 +559,9 @@ static cell_step step_at(const run *r, int l, int t, const float *dH, const laye
 
 /* ---- one layer, forward */
 
-/* One step (s: step t of layer l, built once per step and thread) for the units of chunk c:
- * hproj = h_{t-1} W_hh^T for those columns of every gate block (Wp: W_hh^T packed by gate block,
- * each `block` floats, and summed as mm_nt sums if nt_order; NULL streams W_hh), then the cell. */
+/* One step's product (s: step t of layer l, built once per step and thread) for the units
+ * [j0, j1): hproj = h_{t-1} W_hh^T for those columns of every gate block (Wp: W_hh^T packed by gate
+ * block, each `block` floats, and summed as mm_nt sums if nt_order; NULL streams W_hh). */
 static void forward_product(const run *r, int l, const cell_step *s, int j0, int j1, const float *Wp, size_t block,
                             int nt_order, quantized hq) {
     int B = r->B, H = r->H, G = r->G, Hp = r->Hp;
@@ -937,7 +938,10 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
     if (x) {
         weight_grad(r, N, GH, in, dgx, x, (float *)gw->w_ih);
     } else if (N < r->V) {   /* one-hot, fewer rows than symbols: dW_ih (GH, V) column tokens[i] +=
-                              * dgx row i, rows in order, straight into place */
+                              * dgx row i, rows in order, straight into place (the same bits as the
+                              * path below when the gradient starts at zero, as in a training step;
+                              * added into a gradient that does not, each row is added to it in
+                              * turn, where below their sum is) */
         float *dw = (float *)gw->w_ih;
         #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
         for (int k0 = 0; k0 < GH; k0 += 16)

@@ -27,9 +27,9 @@ void minrnn_clip_value(float *grads, size_t n, float limit) { clip_values(grads,
 /* Elements [a, b) in NORM_LANES running sums, element j into lane (j - a) % NORM_LANES, then the
  * lanes added pairwise (lane k + w into lane k, for w = 16, 8, ..., 1): the order depends on
  * nothing but n (not on threads, nor on how the buffer happens to be aligned), and it vectorizes
- * (the lanes are independent, so every clone computes exactly what the plain one does); 32 lanes
- * are 4 independent AVX-512 sums, whose latency 8 lanes waited on (7 us of min-char-rnn's step,
- * now under 1). With limit > 0, each element is first clipped to [-limit, limit] in place
+ * (the lanes are independent, so the AVX2 clone and the AVX-512 version compute exactly what the
+ * plain loop does); 32 lanes are 4 independent AVX-512 sums, whose latency 8 lanes waited on (7 us
+ * of min-char-rnn's step, now under 1). With limit > 0, each element is first clipped to [-limit, limit] in place
  * (minrnn_clip_value's rule): one pass where clipping and the norm took two. */
 #define NORM_LANES 32
 
@@ -70,6 +70,7 @@ __attribute__((target("avx512f"))) static double slice_squares_avx512(const floa
 }
 #endif
 
+VECTOR_CLONES
 static double slice_squares(const float *x, size_t a, size_t b) {
 #if defined(__GNUC__) && defined(__x86_64__)
     if (__builtin_cpu_supports("avx512f")) return slice_squares_avx512(x, a, b);
