@@ -268,8 +268,9 @@ WIDE_CLONES static void add_column_f32(float *x, const float *w, ptrdiff_t ld, i
     for (int k = 0; k < n; k++) x[k] += w[k * ld];
 }
 
-/* x (n) += column col of rows [row0, row0 + n) of t: gathers of float32 where the CPU has them
- * (7 times as fast as the elements one by one, for 32 streams of LSTM H=512) */
+/* x (n) += column col of rows [row0, row0 + n) of t: one row of act at a time, in a loop the
+ * compiler vectorizes for float32 (the one-hot input of a 32-stream step of LSTM H=512 took 7% of
+ * it element by element, 2% so) */
 static void add_column(float *x, tensor t, size_t row0, int n, size_t col) {
     if (t.f) {
         add_column_f32(x, t.f + row0 * t.cols + col, (ptrdiff_t)t.cols, n);

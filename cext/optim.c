@@ -3,6 +3,7 @@
  * operations at any vector width (WIDE_CLONES: no reductions, and C11 contracts no multiply-add). */
 #include <math.h>
 
+#include "gemm.h"       /* mm_have_avx512 */
 #include "internal.h"
 
 /* NaN stays NaN (fminf/fmaxf would drop it), so a broken gradient is still seen afterwards. */
@@ -73,7 +74,7 @@ __attribute__((target("avx512f"))) static double slice_squares_avx512(const floa
 VECTOR_CLONES
 static double slice_squares(const float *x, size_t a, size_t b) {
 #if defined(__GNUC__) && defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) return slice_squares_avx512(x, a, b);
+    if (mm_have_avx512()) return slice_squares_avx512(x, a, b);
 #endif
     double lane[NORM_LANES] = {0};
     size_t j = a;
@@ -88,17 +89,20 @@ static double slice_sum_of_squares(float *x, size_t a, size_t b, float limit) {
     return slice_squares(x, a, b);
 }
 
+/* Slice s of `slices` over n elements. */
+static double slice_part(float *x, size_t n, int s, int slices, float limit) {
+    return slice_sum_of_squares(x, n * (size_t)s / slices, n * (size_t)(s + 1) / slices, limit);
+}
+
 static double sum_of_squares(float *x, size_t n, float limit, int nt) {
     double part[NORM_SLICES];
     size_t want = n / NORM_SLICE_MIN;
     int slices = want < 1 ? 1 : want > NORM_SLICES ? NORM_SLICES : (int)want;
     if (threads_for(nt, (double)n) == 1) {   /* no parallel region: it costs as much as a small sum */
-        for (int s = 0; s < slices; s++)
-            part[s] = slice_sum_of_squares(x, n * (size_t)s / slices, n * (size_t)(s + 1) / slices, limit);
+        for (int s = 0; s < slices; s++) part[s] = slice_part(x, n, s, slices, limit);
     } else {
         #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int s = 0; s < slices; s++)
-            part[s] = slice_sum_of_squares(x, n * (size_t)s / slices, n * (size_t)(s + 1) / slices, limit);
+        for (int s = 0; s < slices; s++) part[s] = slice_part(x, n, s, slices, limit);
     }
     double total = 0.0;
     for (int s = 0; s < slices; s++) total += part[s];
