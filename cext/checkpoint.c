@@ -1,4 +1,4 @@
-/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 6, and formats 1 to 5
+/* checkpoint.c: minrnn_checkpoint_save / _peek / _load: checkpoint format 7, and formats 1 to 6
  * read.
  *
  * A checkpoint is one file, all little-endian whatever the host: a fixed header (512 bytes), then
@@ -6,15 +6,16 @@
  *
  *   off  size  the header
  *   0    8     magic: the 8 bytes "minrnnCK"
- *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (6)
+ *   8    4     u32 format version = MINRNN_CHECKPOINT_FORMAT (7)
  *   12   4     u32 header size = 512
  *   16   112   the fields of HEADER_FIELDS below from cell to rng_state: the configuration's first
  *              fields, the encoding, has_train_state, then the training state (batch_size down to
  *              rng_state), every one of which is 0 when has_train_state = 0
  *   128  128   eight (u64 offset, u64 size) pairs, in bytes, for the sections:
  *              vocab, params, m, v, state, meta, labels, scaling
- *   256  48    the fields of HEADER_FIELDS from task to input_feeding
- *   304  208   zero padding (must be zero)
+ *   256  52    the fields of HEADER_FIELDS from task to weight_decay (the optimizer's, 0 when
+ *              has_train_state = 0)
+ *   308  204   zero padding (must be zero)
  *   512  ...   sections: vocab (vocab_length x i32), params (param_count x f32, or x bf16 when
  *              precision = MINRNN_BFLOAT16, or int8 rows when precision = MINRNN_INT8: see below),
  *              m (param_count x f32), v (param_count x f32),
@@ -43,6 +44,9 @@
  * accepts only what save writes, so the loaded floats quantize back to the same bytes: a 2-D row's
  * scale is 2^e, INT8_MIN_EXP <= e <= INT8_MAX_EXP, its q within [-127, 127], and its largest |q|
  * at least 64 unless e = INT8_MIN_EXP; a 1-D row is a finite scale and q = 1.
+ *
+ * Format 6 (the one before weight decay; read, never written) is format 7 without weight_decay:
+ * 304..511 is zero padding, and a format-6 file reads as weight_decay 0.
  *
  * Format 5 (the one before captioning over a grid; read, never written) is format 6 without
  * input_feeding: 300..511 is zero padding, and a format-5 file reads as input_feeding 0.
@@ -200,6 +204,7 @@ static const header_field HEADER_FIELDS[] = {
     FIELD(292, "input_size",     I32, 5, 0, ANY,      0, config.input_size),
     FIELD(296, "loss",           I32, 5, 0, ANY,      0, config.loss),
     FIELD(300, "input_feeding",  I32, 6, 0, ANY,      0, config.input_feeding),
+    FIELD(304, "weight_decay",   F32, 7, 1, FINITE,   0, optimizer.weight_decay),
 };
 #define NUM_HEADER_FIELDS ((int)(sizeof HEADER_FIELDS / sizeof HEADER_FIELDS[0]))
 
@@ -277,6 +282,7 @@ static const checkpoint_format FORMATS[] = {
     {4, 512, NUM_SECTIONS, 1, 1, 0},
     {5, 512, NUM_SECTIONS, 1, 1, 1},
     {6, 512, NUM_SECTIONS, 1, 1, 1},
+    {7, 512, NUM_SECTIONS, 1, 1, 1},
 };
 
 /* Where a format's fields end: past its last field and its section table; padding follows. */

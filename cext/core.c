@@ -26,7 +26,7 @@ const char *minrnn_strerror(int status) {
     case MINRNN_ERR_CONFIG: return "invalid model configuration";
     case MINRNN_ERR_OPEN: return "file could not be opened";
     case MINRNN_ERR_NOT_CHECKPOINT: return "not a minrnn checkpoint";
-    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 to 6)";
+    case MINRNN_ERR_VERSION: return "unsupported checkpoint format version (this library reads formats 1 to 7)";
     case MINRNN_ERR_TRUNCATED: return "checkpoint is truncated";
     case MINRNN_ERR_CORRUPT: return "checkpoint is corrupt (checksum, sizes or contents do not match)";
     case MINRNN_ERR_MISMATCH: return "buffers do not match the checkpoint";

@@ -40,7 +40,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.9.0"
+#define MINRNN_VERSION_STRING "0.10.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -50,9 +50,9 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 9
+#define MINRNN_VERSION_MINOR 10
 #define MINRNN_VERSION_PATCH 0
-#define MINRNN_CHECKPOINT_FORMAT 6   /* the checkpoint format this library writes; it also reads 1 to 5 */
+#define MINRNN_CHECKPOINT_FORMAT 7   /* the checkpoint format this library writes; it also reads 1 to 6 */
 
 typedef enum {
     MINRNN_OK = 0,
@@ -200,6 +200,9 @@ typedef struct {
     float clip_value;      /* > 0: clip every gradient element into [-clip_value, clip_value] */
     float clip_norm;       /* > 0: then scale the gradient by clip_norm / (norm + 1e-6) if that is < 1 */
     int64_t step;          /* updates done so far, in [0, INT64_MAX); an update first increments it (Adam's t) */
+    float weight_decay;    /* >= 0, decoupled (AdamW's, for every rule): p *= 1 - lr weight_decay, in
+                            * float32, before the rule's update; 0 changes nothing. Last, so that an
+                            * initializer written before it existed leaves it 0 */
 } minrnn_optimizer;
 
 /* A checkpoint in memory. peek fills the scalar fields from a file; the caller then allocates the

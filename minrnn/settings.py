@@ -264,6 +264,9 @@ TRAINING = [
             "clip each gradient element to +-this; 0 = off. Clipping acts on the gradient of the loss as "
             "--loss defines it: of the mean by default, B x T times smaller than min-char-rnn's sum "
             "(default {default})"),
+    Setting("weight_decay", 0.0, NONNEGATIVE, "X",
+            "decoupled weight decay (AdamW's), for every update rule: each update first multiplies every "
+            "parameter by 1 - lr x this; 0 = off (default {default})"),
     Setting("loss", "mean", Choice(core.REDUCTION_CODES), "HOW",
             "the loss over a batch's positions: mean (nats per character) or sum (min-char-rnn) "
             "(default {default})"),

@@ -47,7 +47,11 @@ class Update:
         self.step_count += 1
         h, t = self.h, self.step_count
         lr = torch.tensor(h["lr"], dtype=torch.float32)
+        # decoupled weight decay: the core's float32 factor, computed in double as it computes it
+        decay = torch.tensor(1.0 - float(lr) * float(torch.tensor(h["weight_decay"], dtype=torch.float32)),
+                             dtype=torch.float32)
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            p.mul_(decay)   # by 1 when there is none: no value changes
             if self.kind == "sgd":        # m = momentum m + g; p -= lr m
                 m.mul_(h["momentum"]).add_(g)
                 p.sub_(lr * m)

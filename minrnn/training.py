@@ -104,8 +104,8 @@ class Run:
         s = self.s
         self.model = core.model_for(cfg, seed=s["seed"], init=s["init"])
         self.trainer = core.Trainer(self.model, s["batch_size"], s["seq_len"], optimizer=s["optimizer"],
-                                    lr=base_lr(s), clip_value=s["clip_value"], clip_norm=s["clip_norm"],
-                                    seed=s["seed"] + 1, carry_state=self.task.carries_state)
+                                    lr=base_lr(s), weight_decay=s["weight_decay"], clip_value=s["clip_value"],
+                                    clip_norm=s["clip_norm"], seed=s["seed"] + 1, carry_state=self.task.carries_state)
         self.lr_scale, self.ema = 1.0, self.task.guessing(self.model)
         return {}
 
@@ -167,11 +167,10 @@ class Run:
         """ValueError unless what the settings say is what the checkpoint holds."""
         s, t = self.s, ck.trainer
         said = core.py_config(core.c_config(cfg))   # floats as the core keeps them
+        floats = [(key, float32(s[key]), getattr(t.opt, key)) for key in ("clip_norm", "clip_value", "weight_decay")]
         for key, says, holds in [("model", said, ck.model.config), ("encoding", Reading.of(s).encoding, ck.encoding),
                                  ("batch_size", s["batch_size"], t.B), ("seq_len", s["seq_len"], t.T),
-                                 ("optimizer", s["optimizer"], t.optimizer),
-                                 ("clip_norm", float32(s["clip_norm"]), t.opt.clip_norm),
-                                 ("clip_value", float32(s["clip_value"]), t.opt.clip_value)]:
+                                 ("optimizer", s["optimizer"], t.optimizer)] + floats:
             if says != holds:
                 raise ValueError(f"its settings say {key} {says}, its contents {holds}")
 

@@ -131,7 +131,7 @@ def test_foreign_missing_and_newer_files(tmp_path):
     newer = tmp_path / "newer.ckpt"
     core.save_checkpoint(newer, model, VOCAB, "utf8", META, trainer)
     data = bytearray(newer.read_bytes())
-    data[8] = 7   # format version 7: newer than this library
+    data[8] = 8   # format version 8: newer than this library
     newer.write_bytes(bytes(data))
-    with pytest.raises(core.MinrnnError, match="reads formats 1 to 6"):
+    with pytest.raises(core.MinrnnError, match="reads formats 1 to 7"):
         core.load_checkpoint(newer)

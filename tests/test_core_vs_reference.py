@@ -75,9 +75,9 @@ def test_forward_and_backward_match_the_reference(kind, embed, layers, dropout, 
 
 @settings(max_examples=examples(60), deadline=None)
 @given(**problem_args, clip_value=st.sampled_from([0.0, 0.01, 1.0]), clip_norm=st.sampled_from([0.0, 0.05, 10.0]),
-       optimizer=st.sampled_from(["sgd", "adagrad", "rmsprop", "adam"]))
+       optimizer=st.sampled_from(["sgd", "adagrad", "rmsprop", "adam"]), weight_decay=st.sampled_from([0.0, 0.5]))
 def test_training_step_matches_the_reference(kind, embed, layers, dropout, V, H, E, T, B, seed, clip_value,
-                                             clip_norm, optimizer):
+                                             clip_norm, optimizer, weight_decay):
     # Two steps, so the optimizer's moments from the first are used by the second. The core draws
     # its dropout masks from the same generator the reference's masks come from.
     # Adagrad, RMSprop and Adam divide g by about |g|: a gradient that is zero up to round-off
@@ -87,12 +87,14 @@ def test_training_step_matches_the_reference(kind, embed, layers, dropout, V, H,
     cfg, pb = drawn_problem(kind, embed, layers, dropout, V, H, E, T, B, seed)
     lr = {"sgd": 0.1, "adagrad": 0.1, "rmsprop": 0.01, "adam": 0.01}[optimizer]
     eps = 0.0 if optimizer == "sgd" else 1e-3
-    opt = R.Optimizer(optimizer, R.param_count(cfg), lr=lr, eps=eps)
+    # weight_decay 0.5 scales every parameter by 1 - lr 0.5 (0.95 to 0.995) before the rule's step:
+    # one more float32 rounding of each parameter, within the comparison's tolerance
+    opt = R.Optimizer(optimizer, R.param_count(cfg), lr=lr, eps=eps, weight_decay=weight_decay)
     params, state = R.unflatten(cfg, pb.flat), pb.state0
     ref_rng = R.Rng(seed)
     model = core.Model(cfg, params=np.array(pb.flat), threads=1)
-    trainer = core.Trainer(model, B, T, optimizer=optimizer, lr=lr, eps=eps, clip_value=clip_value,
-                           clip_norm=clip_norm, seed=seed)
+    trainer = core.Trainer(model, B, T, optimizer=optimizer, lr=lr, eps=eps, weight_decay=weight_decay,
+                           clip_value=clip_value, clip_norm=clip_norm, seed=seed)
     trainer.state[...] = np.array(pb.state0)
     # Each step is compared from the same state: after the first, the core continues from the
     # reference's parameters, moments and carried state (rounded to float32). Otherwise the second

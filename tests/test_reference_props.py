@@ -148,6 +148,21 @@ def test_adagrad_step_matches_min_char_rnn(p0, g):
         assert p[j] == pytest.approx(p0[j] - 0.1 * g[j] / math.sqrt(g[j] * g[j] + 1e-8), rel=1e-12, abs=1e-15)
 
 
+@settings(max_examples=examples(50), deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=8), st.lists(st.floats(-5, 5), min_size=8, max_size=8),
+       st.sampled_from(["sgd", "adagrad", "rmsprop", "adam"]), st.floats(0.0, 2.0))
+def test_weight_decay_scales_before_the_rule(p0, g, kind, weight_decay):
+    # Decoupled weight decay (AdamW, Loshchilov & Hutter): each update is the rule's update of
+    # p (1 - lr wd), with the rule's moments untouched by the decay.
+    n, lr = len(p0), 0.05
+    g = g[:n]
+    decayed, plain = Optimizer(kind, n, lr=lr, weight_decay=weight_decay), Optimizer(kind, n, lr=lr)
+    p, q = list(p0), [x * (1.0 - lr * weight_decay) for x in p0]
+    decayed.update(p, g)
+    plain.update(q, g)
+    assert p == q and decayed.m == plain.m and decayed.v == plain.v
+
+
 def test_sgd_momentum_and_rmsprop_by_hand():
     # SGD, momentum 0.9: m1 = g = 2, p1 = 1 - 0.1 * 2 = 0.8; m2 = 0.9 * 2 + 2 = 3.8, p2 = 0.8 - 0.38
     opt = Optimizer("sgd", 1, lr=0.1, momentum=0.9)

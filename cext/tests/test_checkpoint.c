@@ -63,7 +63,7 @@ enum {
     O_CLIP_VALUE = 88, O_CLIP_NORM = 92, O_STEP = 96, O_EPOCH = 104, O_POSITION = 112, O_RNG = 120,
     O_TABLE = 128, O_TASK = 256, O_CLASSES = 260, O_COND = 264, O_COND_SIZE = 268,
     O_ONE_BIAS = 272, O_REDUCTION = 276, O_PRECISION = 280, O_ATTENTION = 284, O_ATTENTION_SIZE = 288,
-    O_PADDING = 292
+    O_PADDING = 292, O_WEIGHT_DECAY = 304
 };
 enum { S_VOCAB, S_PARAMS, S_M, S_V, S_STATE, S_META, S_LABELS, S_COND, SECTIONS };
 /* Format 3: format 4 with padding where the attention fields are. Format 2: format 3 with padding
@@ -411,7 +411,8 @@ static int same_scalars(const minrnn_checkpoint *a, const minrnn_checkpoint *b)
            bits(p->momentum) == bits(q->momentum) && bits(p->alpha) == bits(q->alpha) &&
            bits(p->beta1) == bits(q->beta1) && bits(p->beta2) == bits(q->beta2) &&
            bits(p->eps) == bits(q->eps) && bits(p->clip_value) == bits(q->clip_value) &&
-           bits(p->clip_norm) == bits(q->clip_norm) && p->step == q->step &&
+           bits(p->clip_norm) == bits(q->clip_norm) && bits(p->weight_decay) == bits(q->weight_decay) &&
+           p->step == q->step &&
            a->rng_state == b->rng_state && a->batch_size == b->batch_size &&
            a->seq_len == b->seq_len && a->epoch == b->epoch && a->position == b->position;
 }
@@ -612,6 +613,41 @@ static owned small_source(void)
 {
     return make(config(MINRNN_LSTM, MINRNN_TANH, 5, 3, 4, 2, 0.1f), MINRNN_UTF8, 1, 2,
                 "{\"loss\": 1.5, \"text\": \"h\xc3\xa9\"}");
+}
+
+/* Format 7's weight_decay: saved and read back with the training state, and compared by load with
+ * what it is given; a format-6 file (padding at 304) reads as 0, and one with bytes there is
+ * refused; save refuses a weight decay that is not finite. */
+static void test_weight_decay(void)
+{
+    const char *path = in_dir("decay.ck");
+    owned src = small_source();
+    src.ck.optimizer.weight_decay = 0.375f;
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_OK, "save with a weight decay");
+    minrnn_checkpoint peeked;
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK && peeked.optimizer.weight_decay == 0.375f,
+          "peek: weight decay %g", (double)peeked.optimizer.weight_decay);
+    owned dst = alloc_for(&peeked, 1);
+    dst.ck.optimizer.weight_decay = 0.5f;
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_ERR_MISMATCH, "load given another weight decay");
+    dst.ck.optimizer.weight_decay = 0.375f;
+    CHECK(minrnn_checkpoint_load(path, &dst.ck) == MINRNN_OK && same_buffers(&src, &dst, 1), "load");
+    size_t len = 0;
+    unsigned char *b = slurp(path, &len);
+    put_u32(b + O_VERSION, 6);
+    rechecksum(b, len);
+    spit(path, b, len);
+    CHECK(peek_status(path) == MINRNN_ERR_CORRUPT, "a format-6 file with a weight decay in its padding");
+    memset(b + O_WEIGHT_DECAY, 0, 4);
+    rechecksum(b, len);
+    spit(path, b, len);
+    CHECK(minrnn_checkpoint_peek(path, &peeked) == MINRNN_OK && bits(peeked.optimizer.weight_decay) == 0,
+          "a format-6 file reads as weight decay 0");
+    src.ck.optimizer.weight_decay = INFINITY;
+    CHECK(minrnn_checkpoint_save(path, &src.ck) == MINRNN_ERR_ARG, "save with an infinite weight decay");
+    free(b);
+    release(&dst);
+    release(&src);
 }
 
 /* A classifier whose condition is a label, with a record vocabulary: label names of both kinds. */
@@ -2099,7 +2135,7 @@ static void test_not_checkpoint_and_version(void)
     owned dst = alloc_for(&peeked, 1);
     size_t len1 = 0;
     unsigned char *b1 = v1_image(&src, &len1);
-    const uint32_t versions[] = {0, 7, 0x01000000, 0x00000400, 0xFFFFFFFF};
+    const uint32_t versions[] = {0, 8, 0x01000000, 0x00000400, 0xFFFFFFFF};
     for (int i = 0; i < 5; i++) {
         put_u32(b + O_VERSION, versions[i]);
         rechecksum(b, len);
@@ -2115,12 +2151,12 @@ static void test_not_checkpoint_and_version(void)
         CHECK(peek_status(path) == MINRNN_ERR_VERSION, "version %u on format 1's bytes", versions[i]);
     }
     /* the versions read here, as stubs: too short for their headers */
-    for (uint32_t v = 1; v <= 6; v++) {
+    for (uint32_t v = 1; v <= 7; v++) {
         put_u32(b + O_VERSION, v);
         spit(path, b, 12);
         CHECK(peek_status(path) == MINRNN_ERR_TRUNCATED, "version %u in 12 bytes", v);
     }
-    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 to 6") != NULL,
+    CHECK(strstr(minrnn_strerror(MINRNN_ERR_VERSION), "1 to 7") != NULL,
           "the message names the formats read: %s", minrnn_strerror(MINRNN_ERR_VERSION));
     free(b1);
     free(b);
@@ -2533,6 +2569,7 @@ int main(void)
     test_format1();
     test_format2();
     test_format3();
+    test_weight_decay();
     test_seq2seq_round_trips();
     test_seq2seq_rules();
     test_bfloat16();

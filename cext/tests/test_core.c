@@ -163,7 +163,7 @@ static void test_training_learns_a_cycle(void) {
     minrnn_cell cell;
     for (int k = 0; minrnn_cell_info(k / 2, &cell) == MINRNN_OK; k++) {
         bench b = make(config(cell.cell, cell.nonlinearity, 7, k % 2 ? 4 : 0, 24, 2, 0.1f), 8, 16, 1);
-        minrnn_optimizer opt = {MINRNN_ADAM, 1e-2f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 5.0f, 0};
+        minrnn_optimizer opt = {MINRNN_ADAM, 1e-2f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 5.0f, 0, 0.0f};
         minrnn_rng rng;
         minrnn_rng_seed(&rng, 2);
         float loss = 0.0f, norm = 0.0f;
@@ -207,7 +207,7 @@ static void test_bad_arguments_and_nonfinite(void) {
     bt.labels = NULL;
 
     /* a NaN parameter: the step reports it and changes nothing */
-    minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0};
+    minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0, 0.0f};
     minrnn_rng rng;
     minrnn_rng_seed(&rng, 1);
     b.params[b.P - 1] = NAN;   /* a decoder bias: every position uses it */
@@ -218,6 +218,29 @@ static void test_bad_arguments_and_nonfinite(void) {
     CHECK(memcmp(before, b.params, b.P * sizeof(float)) == 0 && opt.step == 0, "NaN step changed the model");
     free(before);
     release(&b);
+}
+
+/* Decoupled weight decay: a zero gradient leaves p (1 - lr wd) in float32 for every rule (the
+ * rule's own step is 0 there); a negative or NaN weight decay is refused before anything moves. */
+static void test_weight_decay(void) {
+    float p[3] = {1.0f, -2.5f, 3.0e-3f}, g[3] = {0.0f, 0.0f, 0.0f}, m[3], v[3];
+    const float lr = 0.1f, wd = 0.5f, decay = (float)(1.0 - (double)lr * (double)wd);
+    for (int kind = MINRNN_SGD; kind <= MINRNN_ADAM; kind++) {
+        float q[3] = {p[0], p[1], p[2]};
+        memset(m, 0, sizeof m), memset(v, 0, sizeof v);
+        minrnn_optimizer opt = {0};
+        opt.kind = kind, opt.lr = lr, opt.momentum = 0.9f, opt.alpha = 0.95f, opt.beta1 = 0.9f;
+        opt.beta2 = 0.999f, opt.eps = 1e-8f, opt.weight_decay = wd;
+        CHECK(minrnn_optimizer_update(&opt, q, g, m, v, 3, 1) == MINRNN_OK, "rule %d with weight decay", kind);
+        for (int j = 0; j < 3; j++)
+            CHECK(q[j] == p[j] * decay, "rule %d: %g, not %g times %g", kind, (double)q[j], (double)p[j], (double)decay);
+        float bad[2] = {-0.1f, NAN};
+        for (int b = 0; b < 2; b++) {
+            opt.weight_decay = bad[b];
+            CHECK(minrnn_optimizer_update(&opt, q, g, m, v, 3, 1) == MINRNN_ERR_ARG && opt.step == 1,
+                  "rule %d took weight decay %g", kind, (double)bad[b]);
+        }
+    }
 }
 
 static void test_sampling(void) {
@@ -304,7 +327,7 @@ static void test_backward_needs_its_forward(void) {
           == MINRNN_ERR_NO_FORWARD, "no masks");
     CHECK(minrnn_backward(&b.c, b.params, &other_b, masks, NULL, b.work, b.grads, dstate0, NULL, 1)
           == MINRNN_ERR_NO_FORWARD, "another B");
-    minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0};
+    minrnn_optimizer opt = {MINRNN_SGD, 0.1f, 0.9f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0, 0.0f};
     masks[17] = mask;
     CHECK(FORWARD(b.targets) == MINRNN_OK, "forward");
     float *carried = calloc(S, sizeof(float));
@@ -671,6 +694,7 @@ int main(void) {
     test_rng_known_values();
     test_training_learns_a_cycle();
     test_bad_arguments_and_nonfinite();
+    test_weight_decay();
     test_sampling();
     test_backward_needs_its_forward();
     test_dropout_scale();

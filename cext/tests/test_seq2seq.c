@@ -248,7 +248,7 @@ static void test_learns_to_reverse(void) {
         bench b = make(c, 32, 5, 6, 11);
         size_t n = minrnn_param_count(&c);
         float *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float)), loss = 0.0f;
-        minrnn_optimizer opt = {MINRNN_ADAM, 0.01f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 5.0f, 0};
+        minrnn_optimizer opt = {MINRNN_ADAM, 0.01f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 0.0f, 5.0f, 0, 0.0f};
         minrnn_rng rng, data;
         minrnn_rng_seed(&rng, 1), minrnn_rng_seed(&data, 2);
         for (int step = 0; step < 400; step++) {

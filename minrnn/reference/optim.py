@@ -27,6 +27,14 @@ def clip_by_norm(grads, max_norm):
 
 # ---- update rules; m and v are the optimizer's moment arrays, the same length as params
 
+def decay_weights(params, lr, weight_decay):
+    """Decoupled weight decay (Loshchilov & Hutter's AdamW, for every rule), before the rule's
+    update: p *= 1 - lr weight_decay."""
+    factor = 1.0 - lr * weight_decay
+    for j, p in enumerate(params):
+        params[j] = p * factor
+
+
 def sgd_update(params, grads, m, lr, momentum):
     """PyTorch's SGD with momentum: m = momentum m + g; p -= lr m."""
     for j, g in enumerate(grads):
@@ -68,7 +76,7 @@ OPTIMIZERS = {
     "adagrad": dict(lr=0.1, eps=1e-8),
     "sgd": dict(lr=0.1, momentum=0.9),
 }
-HYPERPARAMETERS = ("lr", "momentum", "alpha", "beta1", "beta2", "eps")
+HYPERPARAMETERS = ("lr", "momentum", "alpha", "beta1", "beta2", "eps", "weight_decay")   # weight_decay: 0 by default
 
 
 def hyperparameters(kind, **given):
@@ -95,6 +103,7 @@ class Optimizer:
     beta1: float = None       # adam
     beta2: float = None       # adam
     eps: float = None
+    weight_decay: float = None   # every rule: decay_weights before the update
     step: int = 0
     m: list = field(default=None, repr=False)
     v: list = field(default=None, repr=False)
@@ -108,6 +117,8 @@ class Optimizer:
 
     def update(self, params, grads):
         self.step += 1
+        if self.weight_decay:
+            decay_weights(params, self.lr, self.weight_decay)
         if self.kind == "sgd":
             sgd_update(params, grads, self.m, self.lr, self.momentum)
         elif self.kind == "adagrad":
