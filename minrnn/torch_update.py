@@ -46,12 +46,11 @@ class Update:
                     g.mul_(scale)   # a float32 multiply by the float32 scale, as the core's
         self.step_count += 1
         h, t = self.h, self.step_count
-        lr = torch.tensor(h["lr"], dtype=torch.float32)
-        # decoupled weight decay: the core's float32 factor, computed in double as it computes it
-        decay = torch.tensor(1.0 - float(lr) * float(torch.tensor(h["weight_decay"], dtype=torch.float32)),
-                             dtype=torch.float32)
+        lr, wd = (torch.tensor(h[name], dtype=torch.float32) for name in ("lr", "weight_decay"))
+        decay = torch.tensor(1.0 - float(lr) * float(wd), dtype=torch.float32)   # decoupled, in double as the core
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            p.mul_(decay)   # by 1 when there is none: no value changes
+            if wd > 0:   # as the core: no pass over the weights without it
+                p.mul_(decay)
             if self.kind == "sgd":        # m = momentum m + g; p -= lr m
                 m.mul_(h["momentum"]).add_(g)
                 p.sub_(lr * m)
