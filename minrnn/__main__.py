@@ -23,4 +23,7 @@ except (KeyboardInterrupt, ImportError) as e:   # Ctrl-C at any moment, while lo
         raise
     os.write(2, b"\n")
     status = 130
+engine = sys.modules.get("minrnn.torch_engine")   # loaded only for --engine torch
+if engine is not None:
+    engine.exit_process(status)   # a process of a torchrun job ends here
 sys.exit(status)
