@@ -85,8 +85,7 @@ int quantize_row(const float *x, int K, int8_t *q, float *scale) {
 }
 
 void quantize_rows(int M, int K, const float *A, ptrdiff_t lda, int8_t *Aq, ptrdiff_t ldq, float *scales, int nt) {
-    #pragma omp parallel for num_threads(threads_for(nt, 4.0 * M * K)) schedule(static)
-    for (int i = 0; i < M; i++) quantize_row(A + i * lda, K, Aq + i * ldq, scales + i);
+    SHARED_FOR(threads_for(nt, 4.0 * M * K), i, M, quantize_row(A + i * lda, K, Aq + i * ldq, scales + i););
 }
 
 /* ---- the block of a precision */
@@ -353,13 +352,9 @@ static void mm_nt_i8_with(i8_kernel kern, int M, int N, int K, const int8_t *Aq,
                           const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
                           ptrdiff_t ldc, int accumulate, int nthreads) {
     if (M <= 0 || N <= 0) return;
-    int groups = (N + I8_W - 1) / I8_W, nt = resolve_threads(nthreads);
-    if (nt == 1) {   /* no parallel region, as mm_nt */
-        for (int g = 0; g < groups; g++) i8_rows(kern, g, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate);
-        return;
-    }
-    #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int g = 0; g < groups; g++) i8_rows(kern, g, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate);
+    SHARED_FOR(resolve_threads(nthreads), g, (N + I8_W - 1) / I8_W,
+        i8_rows(kern, g, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate);
+    );
 }
 
 void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,

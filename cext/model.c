@@ -452,20 +452,18 @@ static int stamp_matches(const run *r) { return stamp_is(WS(r, stamp), STAMP_MAG
 
 /* C (M, N) = rows of bias, ready for products to accumulate into. */
 void fill_rows(float *C, int M, int N, const float *bias, int nt) {
-    #pragma omp parallel for num_threads(threads_for(nt, (double)M * N)) schedule(static)
-    for (int i = 0; i < M; i++) memcpy(C + (size_t)i * N, bias, (size_t)N * sizeof(float));
+    SHARED_FOR(threads_for(nt, (double)M * N), i, M, memcpy(C + (size_t)i * N, bias, (size_t)N * sizeof(float)););
 }
 
 /* out (cols) += column sums of X (rows, cols), rows added in order. */
 void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
-    #pragma omp parallel for num_threads(threads_for(nt, (double)rows * cols)) schedule(static)
-    for (int j0 = 0; j0 < cols; j0 += 64) {
-        int j1 = j0 + 64 < cols ? j0 + 64 : cols;
+    SHARED_FOR(threads_for(nt, (double)rows * cols), c, (cols + 63) / 64,   /* columns [64 c, 64 c + 64) */
+        int j0 = 64 * c, j1 = j0 + 64 < cols ? j0 + 64 : cols;
         float acc[64] = {0};
         for (int i = 0; i < rows; i++)
             for (int j = j0; j < j1; j++) acc[j - j0] += X[(size_t)i * cols + j];
         for (int j = j0; j < j1; j++) out[j] += acc[j - j0];
-    }
+    );
 }
 
 /* out (V, cols) row tokens[i] += X row i, for i in order: the gradient of a row gather. Each part
@@ -473,24 +471,23 @@ void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
  * every thread read every row in pieces: 2.6 times as long for LSTM H=128's 2048 x 512). */
 static void scatter_rows_add(const float *X, const int32_t *tokens, int rows, int cols, int V, float *out, int nt) {
     int parts = threads_for(nt, (double)rows * cols);
-    #pragma omp parallel for num_threads(parts) schedule(static)
-    for (int part = 0; part < parts; part++) {
+    SHARED_FOR(parts, part, parts,
         int v0 = (int)((long long)V * part / parts), v1 = (int)((long long)V * (part + 1) / parts);
         for (int i = 0; i < rows; i++) {
             if (tokens[i] < v0 || tokens[i] >= v1) continue;
             const float *x = X + (size_t)i * cols;
             float *o = out + (size_t)tokens[i] * cols;
-            #pragma omp simd
+            _Pragma("omp simd")
             for (int j = 0; j < cols; j++) o[j] += x[j];
         }
-    }
+    );
 }
 
 /* out (R, C) += X^T for X (C, R). */
 static void add_transposed(const float *X, int R, int C, float *out, int nt) {
-    #pragma omp parallel for num_threads(threads_for(nt, (double)R * C)) schedule(static)
-    for (int i = 0; i < R; i++)
+    SHARED_FOR(threads_for(nt, (double)R * C), i, R,
         for (int j = 0; j < C; j++) out[(size_t)i * C + j] += X[(size_t)j * R + i];
+    );
 }
 
 /* Whether a product of this many rows (in each of T steps) packs its weight: PACK_MIN_ROWS; an
@@ -627,31 +624,30 @@ static void layer_forward(const run *r, int l) {
         linear_wT(r, N, GH, layer_input_size(r->cfg, l), x, w_ih, act, 1);
     } else if (N > r->V) {   /* one-hot, many rows: gather rows of W_ih^T, transposed once */
         float *wT = WS(r, onehot);
-        #pragma omp parallel for num_threads(threads_for(nt, (double)r->V * GH)) schedule(static)
-        for (int v = 0; v < r->V; v++)
+        SHARED_FOR(threads_for(nt, (double)r->V * GH), v, r->V,
             for (int k = 0; k < GH; k++) wT[(size_t)v * GH + k] = tensor_at(w_ih, (size_t)k, (size_t)v);
-        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
-        for (int i = 0; i < N; i++) {
+        );
+        SHARED_FOR(threads_for(nt, (double)N * GH), i, N,
             const float *src = wT + (size_t)r->tokens[i] * GH;
             float *dst = act + (size_t)i * GH;
             for (int k = 0; k < GH; k++) dst[k] += src[k];
-        }
+        );
     } else {   /* one-hot, few rows (sampling): act row i += column tokens[i] of W_ih (GH, V), read
                 * down the column in blocks of rows that stay in the cache for every row of act */
-        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
-        for (int k0 = 0; k0 < GH; k0 += COLUMN_BLOCK)
+        SHARED_FOR(threads_for(nt, (double)N * GH), block, (GH + COLUMN_BLOCK - 1) / COLUMN_BLOCK,
+            int k0 = block * COLUMN_BLOCK;
             for (int i = 0; i < N; i++)
                 add_column(act + (size_t)i * GH + k0, w_ih, (size_t)k0, GH - k0 < COLUMN_BLOCK ? GH - k0 : COLUMN_BLOCK,
                            (size_t)r->tokens[i]);
+        );
     }
     if (l == 0 && r->C) {   /* the condition: every step of stream b adds W_cond v_b */
         const float *cond = WS(r, cond);
-        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
-        for (int i = 0; i < N; i++) {
+        SHARED_FOR(threads_for(nt, (double)N * GH), i, N,
             const float *src = cond + (size_t)(i % B) * GH;
             float *dst = act + (size_t)i * GH;
             for (int k = 0; k < GH; k++) dst[k] += src[k];
-        }
+        );
     }
 
     /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
@@ -696,9 +692,9 @@ static void layer_forward(const run *r, int l) {
     if (r->masks) {   /* dropout on the layer's output */
         float *y = WS(r, ys[l]);
         const float *m = r->masks + (size_t)l * N * H, *h = state_rows(r, l, 0) + (size_t)B * H;
-        #pragma omp parallel for num_threads(threads_for(nt, (double)N * H)) schedule(static)
-        for (int i = 0; i < N; i++)
+        SHARED_FOR(threads_for(nt, (double)N * H), i, N,
             for (int j = 0; j < H; j++) y[(size_t)i * H + j] = h[(size_t)i * H + j] * m[(size_t)i * H + j];
+        );
     }
 }
 
@@ -760,8 +756,7 @@ static double output_forward(const run *r, float *logits_out) {
     if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
     if (!r->has_targets) return 0.0;
     if (r->values) {   /* y - t in place, what backward reads; loss = the sum of its squares, in double */
-        #pragma omp parallel for num_threads(threads_for(nt, 2.0 * R * O)) schedule(static)
-        for (int i = 0; i < R; i++) {
+        SHARED_FOR(threads_for(nt, 2.0 * R * O), i, R,
             float *z = logits + (size_t)i * O;
             const float *t = r->values + (size_t)i * O;
             double sum = 0.0;
@@ -771,16 +766,15 @@ static double output_forward(const run *r, float *logits_out) {
                     sum += (double)z[k] * z[k];
                 }
             row_loss[i] = (float)sum;
-        }
+        );
     } else {
         /* softmax - onehot(target) in place, what backward reads; loss = logsumexp - logit[target],
          * at the rows that have one */
-        #pragma omp parallel for num_threads(threads_for(nt, 8.0 * R * O)) schedule(static)
-        for (int i = 0; i < R; i++) {
+        SHARED_FOR(threads_for(nt, 8.0 * R * O), i, R,
             int has_loss = row_has_loss(r, i);
             double loss = cross_entropy_row(logits + (size_t)i * O, O, has_loss ? r->targets[i] : -1);
             row_loss[i] = has_loss ? (float)loss : 0.0f;
-        }
+        );
     }
     double total = 0.0;
     for (int i = 0; i < R; i++) total += row_loss[i];
@@ -793,13 +787,12 @@ static double output_forward(const run *r, float *logits_out) {
  * streams they weigh as much as a product's share. */
 static void copy_states(const run *r, int t, const float *in, float *out) {
     int rows = r->L * r->S * r->B, H = r->H;
-    #pragma omp parallel for num_threads(threads_for(r->nt, (double)rows * H)) schedule(static)
-    for (int i = 0; i < rows; i++) {   /* row b of state k of layer l: i = (l S + k) B + b */
+    SHARED_FOR(threads_for(r->nt, (double)rows * H), i, rows,   /* row b of state k of layer l: i = (l S + k) B + b */
         int b = i % r->B, lk = i / r->B;
         float *block = state_rows(r, lk / r->S, lk % r->S) + ((size_t)t * r->B + b) * H;
         if (in) memcpy(block, in + (size_t)i * H, (size_t)H * sizeof(float));
         else memcpy(out + (size_t)i * H, block, (size_t)H * sizeof(float));
-    }
+    );
 }
 
 static void forward(run *r, const float *state0, float *state_out, float *logits, float *loss) {
@@ -807,9 +800,9 @@ static void forward(run *r, const float *state0, float *state_out, float *logits
     if (r->E) {   /* embedding lookup: x0 row i = encoder row tokens[i] */
         float *x0 = WS(r, x0);
         tensor enc = tensor_of(r, r->w.encoder, r->off.encoder, r->V, r->E);
-        #pragma omp parallel for num_threads(threads_for(r->nt, (double)r->N * r->E)) schedule(static)
-        for (int i = 0; i < r->N; i++)
+        SHARED_FOR(threads_for(r->nt, (double)r->N * r->E), i, r->N,
             tensor_copy(enc, (size_t)r->tokens[i] * r->E, (size_t)r->E, x0 + (size_t)i * r->E);
+        );
     }
     if (r->C) cond_forward(r);
     for (int l = 0; l < r->L; l++) layer_forward(r, l);
@@ -944,11 +937,11 @@ static void layer_backward(const run *r, int l, const float *dH, const model_vie
                               * added into a gradient that does not, each row is added to it in
                               * turn, where below their sum is) */
         float *dw = (float *)gw->w_ih;
-        #pragma omp parallel for num_threads(threads_for(nt, (double)N * GH)) schedule(static)
-        for (int k0 = 0; k0 < GH; k0 += 16)
+        SHARED_FOR(threads_for(nt, (double)N * GH), c, (GH + 15) / 16,   /* rows [16 c, 16 c + 16) of dW_ih */
             for (int i = 0; i < N; i++)
-                for (int k = k0; k < k0 + 16 && k < GH; k++)
+                for (int k = 16 * c; k < 16 * c + 16 && k < GH; k++)
                     dw[(size_t)k * r->V + r->tokens[i]] += dgx[(size_t)i * GH + k];
+        );
     } else {   /* one-hot: dW_ih^T row v += dgx rows of token v, then transposed into place */
         float *dwT = WS(r, onehot);
         memset(dwT, 0, (size_t)r->V * GH * sizeof(float));
@@ -966,17 +959,16 @@ static void cond_backward(const run *r, const model_view *g, float *dvectors) {
     int B = r->B, T = r->T, GH = r->GH, C = r->C, nt = r->nt;
     const float *dgx = WS(r, act[0]);
     float *dsum = WS(r, cond), *dw = (float *)g->cond;
-    #pragma omp parallel for num_threads(threads_for(nt, (double)r->N * GH)) schedule(static)
-    for (int b = 0; b < B; b++) {
+    SHARED_FOR(threads_for(nt, (double)r->N * GH), b, B,
         float *d = dsum + (size_t)b * GH;
         memset(d, 0, (size_t)GH * sizeof(float));
         for (int t = 0; t < T; t++)
             for (int k = 0; k < GH; k++) d[k] += dgx[((size_t)t * B + b) * GH + k];
-    }
+    );
     if (r->batch->labels) {
-        #pragma omp parallel for num_threads(threads_for(nt, (double)B * GH)) schedule(static)
-        for (int k = 0; k < GH; k++)
+        SHARED_FOR(threads_for(nt, (double)B * GH), k, GH,
             for (int b = 0; b < B; b++) dw[(size_t)k * C + r->batch->labels[b]] += dsum[(size_t)b * GH + k];
+        );
         return;
     }
     weight_grad(r, B, GH, C, dsum, r->batch->vectors, dw);   /* dW_cond += dsum^T V */
@@ -994,15 +986,14 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
      * and 0 at rows without a loss */
     double count = r->cfg->reduction == MINRNN_SUM ? 1.0 : loss_count(r) * (r->values ? O : 1);
     float scale = (float)((r->values ? 2.0 : 1.0) / count);   /* d (y - t)^2 = 2 (y - t) */
-    #pragma omp parallel for num_threads(threads_for(nt, (double)R * O)) schedule(static)
-    for (int i = 0; i < R; i++) {
+    SHARED_FOR(threads_for(nt, (double)R * O), i, R,
         float *z = dlogits + (size_t)i * O;
         if (!r->has_targets || !row_has_loss(r, i)) {
             memset(z, 0, (size_t)O * sizeof(float));
             continue;
         }
         for (int v = 0; v < O; v++) z[v] *= scale;
-    }
+    );
     const float *y = r->classify ? WS(r, head_in) : layer_output(r, r->L - 1);
     weight_grad(r, R, O, H, dlogits, y, (float *)g->out_w);
     colsum_add(dlogits, R, O, (float *)g->out_b, nt);
@@ -1030,9 +1021,9 @@ static void backward(run *r, const float *doutputs, const float *dfinal, float *
     for (int l = r->L - 1; l >= 0; l--) {
         if (r->masks) {
             const float *m = r->masks + (size_t)l * N * H;
-            #pragma omp parallel for num_threads(threads_for(nt, (double)N * H)) schedule(static)
-            for (int i = 0; i < N; i++)
+            SHARED_FOR(threads_for(nt, (double)N * H), i, N,
                 for (int j = 0; j < H; j++) dy[(size_t)i * H + j] *= m[(size_t)i * H + j];
+            );
         }
         int wants_dx = l > 0 || r->E > 0;
         layer_backward(r, l, dy, &g, wants_dx ? dy : NULL, dfinal, dstate0);   /* dX replaces dH */

@@ -1,6 +1,7 @@
 /* optim.c: gradient clipping and the four update rules on the flat parameter block, as
  * minrnn/reference/optim.py. Every element is updated by one thread, independently, by the same
  * operations at any vector width (WIDE_CLONES: no reductions, and C11 contracts no multiply-add). */
+#include <limits.h>
 #include <math.h>
 
 #include "gemm.h"       /* mm_have_avx512 */
@@ -46,23 +47,38 @@ static double lanes_added(double *lane) {
 /* The lanes in 4 registers of 8 (the compiler's own vectorization kept them in memory). A float's
  * square is exact in double, so a fused multiply-add is the product and the sum of the plain loop.
  * The last partial group is loaded masked: a lane without an element adds 0 to a sum that is >= +0,
- * the same. The lanes are then added as lanes_added adds them. */
-__attribute__((target("avx512f"))) static MM_ALWAYS_INLINE __m512d squares8(const float *x, __mmask16 m, __m512d s) {
-    __m512d v = _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_castsi512_si256(_mm512_maskz_loadu_epi32(m, x))));
+ * the same. The lanes are then added as lanes_added adds them. With limit > 0 each group of 8 is
+ * first clipped as clipped() clips and stored back (NaN stays NaN: a comparison with it is false),
+ * the same floats as clip_values then the squares, in one pass. */
+__attribute__((target("avx512f"))) static MM_ALWAYS_INLINE __m512d squares8(float *x, __mmask16 m, float limit,
+                                                                           __m512d s) {
+    /* a whole group in 256-bit moves: masked 512-bit ones overlap the next group's, and a load
+     * then waits for the store before it to leave (min-char-rnn's step took 20 us longer) */
+    __m256 f = m == 0xFF ? _mm256_loadu_ps(x)
+                         : _mm256_castsi256_ps(_mm512_castsi512_si256(_mm512_maskz_loadu_epi32(m, x)));
+    if (limit > 0.0f) {
+        __m512 g = _mm512_castps256_ps512(f), lo = _mm512_set1_ps(-limit), hi = _mm512_set1_ps(limit);
+        g = _mm512_mask_mov_ps(g, _mm512_cmp_ps_mask(g, lo, _CMP_LT_OQ), lo);
+        g = _mm512_mask_mov_ps(g, _mm512_cmp_ps_mask(g, hi, _CMP_GT_OQ), hi);
+        f = _mm512_castps512_ps256(g);
+        if (m == 0xFF) _mm256_storeu_ps(x, f);
+        else _mm512_mask_storeu_epi32(x, m, _mm512_castps_si512(g));
+    }
+    __m512d v = _mm512_cvtps_pd(f);
     return _mm512_fmadd_pd(v, v, s);
 }
 
-__attribute__((target("avx512f"))) static double slice_squares_avx512(const float *x, size_t a, size_t b) {
+__attribute__((target("avx512f"))) static double slice_squares_avx512(float *x, size_t a, size_t b, float limit) {
     __m512d s[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
     size_t j = a;
     for (; j + NORM_LANES <= b; j += NORM_LANES)
         #pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) s[q] = squares8(x + j + 8 * q, 0xFF, s[q]);
+        for (int q = 0; q < 4; q++) s[q] = squares8(x + j + 8 * q, 0xFF, limit, s[q]);
     if (j < b)
         #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) {   /* unrolled, so that s stays in registers */
             size_t n = b - j > 8 * (size_t)q ? b - j - 8 * (size_t)q : 0;
-            s[q] = squares8(x + j + 8 * q, n >= 8 ? 0xFF : (__mmask16)((1u << n) - 1u), s[q]);
+            s[q] = squares8(x + j + 8 * q, n >= 8 ? 0xFF : (__mmask16)((1u << n) - 1u), limit, s[q]);
         }
     __m512d u = _mm512_add_pd(_mm512_add_pd(s[0], s[2]), _mm512_add_pd(s[1], s[3]));   /* w = 16, 8 */
     __m256d v = _mm256_add_pd(_mm512_castpd512_pd256(u), _mm512_extractf64x4_pd(u, 1));    /* w = 4 */
@@ -71,22 +87,20 @@ __attribute__((target("avx512f"))) static double slice_squares_avx512(const floa
 }
 #endif
 
+/* Elements [a, b) of x, first clipped in place to [-limit, limit] when limit > 0: their sum of
+ * squares (lanes as described above). */
 VECTOR_CLONES
-static double slice_squares(const float *x, size_t a, size_t b) {
+static double slice_sum_of_squares(float *x, size_t a, size_t b, float limit) {
 #if defined(__GNUC__) && defined(__x86_64__)
-    if (mm_have_avx512()) return slice_squares_avx512(x, a, b);
+    if (mm_have_avx512()) return slice_squares_avx512(x, a, b, limit);
 #endif
+    if (limit > 0.0f) clip_values(x + a, b - a, limit);
     double lane[NORM_LANES] = {0};
     size_t j = a;
     for (; j + NORM_LANES <= b; j += NORM_LANES)
         for (int k = 0; k < NORM_LANES; k++) lane[k] += (double)x[j + k] * x[j + k];
     for (int k = 0; j < b; j++, k++) lane[k] += (double)x[j] * x[j];
     return lanes_added(lane);
-}
-
-static double slice_sum_of_squares(float *x, size_t a, size_t b, float limit) {
-    if (limit > 0.0f) clip_values(x + a, b - a, limit);
-    return slice_squares(x, a, b);
 }
 
 /* Slice s of `slices` over n elements. */
@@ -98,12 +112,7 @@ static double sum_of_squares(float *x, size_t n, float limit, int nt) {
     double part[NORM_SLICES];
     size_t want = n / NORM_SLICE_MIN;
     int slices = want < 1 ? 1 : want > NORM_SLICES ? NORM_SLICES : (int)want;
-    if (threads_for(nt, (double)n) == 1) {   /* no parallel region: it costs as much as a small sum */
-        for (int s = 0; s < slices; s++) part[s] = slice_part(x, n, s, slices, limit);
-    } else {
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int s = 0; s < slices; s++) part[s] = slice_part(x, n, s, slices, limit);
-    }
+    SHARED_FOR(threads_for(nt, (double)n), s, slices, part[s] = slice_part(x, n, s, slices, limit););
     double total = 0.0;
     for (int s = 0; s < slices; s++) total += part[s];
     return total;
@@ -171,6 +180,18 @@ static void adam_update(float *p, const float *g, float *m, float *v, float lr, 
     }
 }
 
+/* Elements [a, b) through the rule, after the weight decay if any. */
+static void update_chunk(const minrnn_optimizer *o, float *params, const float *grads, float *m, float *v,
+                         float decay, float c1, float c2, size_t a, size_t b) {
+    if (o->weight_decay > 0.0f) decay_weights(params, decay, a, b);
+    switch (o->kind) {
+    case MINRNN_SGD: sgd_update(params, grads, m, o->lr, o->momentum, a, b); break;
+    case MINRNN_ADAGRAD: adagrad_update(params, grads, m, o->lr, o->eps, a, b); break;
+    case MINRNN_RMSPROP: rmsprop_update(params, grads, m, o->lr, o->alpha, o->eps, a, b); break;
+    default: adam_update(params, grads, m, v, o->lr, o->beta1, o->beta2, o->eps, c1, c2, a, b);
+    }
+}
+
 /* Elements per piece of work. The update is worth a team from PAR_MIN_WORK elements (counting an
  * element as one operation: a team costs about what 20 us of updates save, measured): below, as in a
  * min-char-rnn (23,000 parameters, after a backward pass on one thread whose team has gone to
@@ -183,21 +204,14 @@ int minrnn_optimizer_update(minrnn_optimizer *opt, float *params, const float *g
     if (opt->kind < MINRNN_SGD || opt->kind > MINRNN_ADAM) return MINRNN_ERR_ARG;
     if (opt->step < 0 || opt->step == INT64_MAX) return MINRNN_ERR_ARG;   /* the count would overflow */
     if (!(opt->weight_decay >= 0.0f) || isinf(opt->weight_decay)) return MINRNN_ERR_ARG;
+    if (n / UPDATE_CHUNK >= INT_MAX) return MINRNN_ERR_ARG;   /* chunks are counted in an int */
     const minrnn_optimizer o = *opt;
     const double t = (double)(++opt->step);
     const float c1 = (float)(1.0 - pow(o.beta1, t)), c2 = (float)(1.0 - pow(o.beta2, t));
     const float decay = (float)(1.0 - (double)o.lr * (double)o.weight_decay);
-    const ptrdiff_t chunks = (ptrdiff_t)((n + UPDATE_CHUNK - 1) / UPDATE_CHUNK);
-    #pragma omp parallel for num_threads(threads_for(resolve_threads(num_threads), (double)n)) schedule(static)
-    for (ptrdiff_t c = 0; c < chunks; c++) {
-        size_t a = (size_t)c * UPDATE_CHUNK, b = a + UPDATE_CHUNK < n ? a + UPDATE_CHUNK : n;
-        if (o.weight_decay > 0.0f) decay_weights(params, decay, a, b);
-        switch (o.kind) {
-        case MINRNN_SGD: sgd_update(params, grads, m, o.lr, o.momentum, a, b); break;
-        case MINRNN_ADAGRAD: adagrad_update(params, grads, m, o.lr, o.eps, a, b); break;
-        case MINRNN_RMSPROP: rmsprop_update(params, grads, m, o.lr, o.alpha, o.eps, a, b); break;
-        default: adam_update(params, grads, m, v, o.lr, o.beta1, o.beta2, o.eps, c1, c2, a, b);
-        }
-    }
+    SHARED_FOR(threads_for(resolve_threads(num_threads), (double)n), c, (int)((n + UPDATE_CHUNK - 1) / UPDATE_CHUNK),
+        size_t a = (size_t)c * UPDATE_CHUNK;
+        update_chunk(&o, params, grads, m, v, decay, c1, c2, a, a + UPDATE_CHUNK < n ? a + UPDATE_CHUNK : n);
+    );
     return MINRNN_OK;
 }

@@ -428,8 +428,7 @@ static void attention_rows(s2s_run *r, int first, int rows) {
     if (r->W_q)
         product_wT(rows, A, H, BUF(r, dec_out) + (size_t)first * H, r->W_q, BUF(r, query) + (size_t)first * A, 0,
                    BUF(r, packed), r->nt);
-    #pragma omp parallel for num_threads(threads_for(r->nt, (double)rows * r->Ts * (r->M + A))) schedule(static)
-    for (int i = first; i < first + rows; i++) attend_row(r, i);
+    SHARED_FOR(threads_for(r->nt, (double)rows * r->Ts * (r->M + A)), i, rows, attend_row(r, first + i););
 }
 
 /* The decoder a step at a time, each step's attention before the next reads its context: the
@@ -473,9 +472,9 @@ static double s2s_forward(s2s_run *r, float *logits_out, float *alignments) {
         float *o = BUF(r, o);
         fill_rows(o, Nd, H, r->b_c, nt);
         product_wT(Nd, H, M + H, BUF(r, cat), r->W_c, o, 1, packed, nt);
-        #pragma omp parallel for num_threads(threads_for(nt, 8.0 * Nd * H)) schedule(static)
-        for (int i = 0; i < Nd; i++)
+        SHARED_FOR(threads_for(nt, 8.0 * Nd * H), i, Nd,
             for (int k = 0; k < H; k++) o[(size_t)i * H + k] = tanh_(o[(size_t)i * H + k]);
+        );
         if (alignments) memcpy(alignments, BUF(r, alpha), (size_t)Nd * r->Ts * sizeof(float));
     } else if (alignments) {
         zero(alignments, (size_t)Nd * r->Ts);
@@ -485,12 +484,11 @@ static double s2s_forward(s2s_run *r, float *logits_out, float *alignments) {
     product_wT(Nd, V, H, attended(r), r->W_out, logits, 1, packed, nt);
     if (logits_out) memcpy(logits_out, logits, (size_t)Nd * V * sizeof(float));
     if (!r->pairs->targets) return 0.0;
-    #pragma omp parallel for num_threads(threads_for(nt, 8.0 * Nd * V)) schedule(static)
-    for (int i = 0; i < Nd; i++) {
+    SHARED_FOR(threads_for(nt, 8.0 * Nd * V), i, Nd,
         int loss = has_loss(r, i);
         double value = cross_entropy_row(logits + (size_t)i * V, V, loss ? r->pairs->targets[i] : -1);
         row_loss[i] = loss ? (float)value : 0.0f;
-    }
+    );
     double total = 0.0;
     for (int i = 0; i < Nd; i++) total += row_loss[i];
     return total / loss_count(r);
@@ -500,10 +498,11 @@ static double s2s_forward(s2s_run *r, float *logits_out, float *alignments) {
  * over their pairs, then (additive) the query's share of dh. */
 static void attention_backward_rows(s2s_run *r, int first, int rows) {
     int B = r->B, H = r->H, A = r->A;
-    #pragma omp parallel for num_threads(threads_for(r->nt, (double)rows * r->Ts * (r->M + A))) schedule(static)
-    for (int b = 0; b < B; b++)   /* pair b's rows in order of t: it owns what they write */
+    SHARED_FOR(threads_for(r->nt, (double)rows * r->Ts * (r->M + A)), b, B,   /* pair b's rows in order of t: it
+                                                                                * owns what they write */
         for (int i = first + b; i < first + rows; i += B)
             if (has_loss(r, i)) attend_backward_row(r, (size_t)i);   /* later rows have no gradient */
+    );
     if (r->W_q)
         product_w(rows, H, A, BUF(r, dquery) + (size_t)first * A, r->W_q, BUF(r, dh) + (size_t)first * H, 1,
                   BUF(r, packed), r->nt);
@@ -537,15 +536,14 @@ static void s2s_backward(s2s_run *r, float *grads) {
     s2s_view g = s2s_views(r->cfg, grads);
     /* dlogits = (softmax - onehot(target)) / count at the rows with a loss, 0 elsewhere */
     float scale = (float)(1.0 / loss_count(r));
-    #pragma omp parallel for num_threads(threads_for(nt, (double)Nd * V)) schedule(static)
-    for (int i = 0; i < Nd; i++) {
+    SHARED_FOR(threads_for(nt, (double)Nd * V), i, Nd,
         float *z = dlogits + (size_t)i * V;
         if (!has_loss(r, i)) {
             zero(z, (size_t)V);
             continue;
         }
         for (int v = 0; v < V; v++) z[v] *= scale;   /* softmax - onehot(target), from the forward */
-    }
+    );
     product_grad(Nd, V, H, dlogits, attended(r), g.W_out, packed, nt);
     colsum_add(dlogits, Nd, V, g.b_out, nt);
     float *dstate = BUF(r, dstate);
@@ -555,14 +553,15 @@ static void s2s_backward(s2s_run *r, float *grads) {
         float *dpre = BUF(r, o), *dcat = BUF(r, dcat);   /* o's gradient replaces o, element by element */
         float *d_o = dh;                               /* dh is free until dcat is known */
         product_w(Nd, H, V, dlogits, r->W_out, d_o, 0, packed, nt);
-        #pragma omp parallel for num_threads(threads_for(nt, (double)Nd * H)) schedule(static)
-        for (size_t k = 0; k < (size_t)Nd * H; k++) dpre[k] = d_o[k] * (1.0f - dpre[k] * dpre[k]);
+        SHARED_FOR(threads_for(nt, (double)Nd * H), i, Nd,
+            for (size_t k = (size_t)i * H; k < (size_t)(i + 1) * H; k++) dpre[k] = d_o[k] * (1.0f - dpre[k] * dpre[k]);
+        );
         product_grad(Nd, H, M + H, dpre, BUF(r, cat), g.W_c, packed, nt);
         colsum_add(dpre, Nd, H, g.b_c, nt);
         product_w(Nd, M + H, H, dpre, r->W_c, dcat, 0, packed, nt);   /* dcat = dpre W_c: [dc ; dh] */
-        #pragma omp parallel for num_threads(threads_for(nt, (double)Nd * H)) schedule(static)
-        for (int i = 0; i < Nd; i++)
+        SHARED_FOR(threads_for(nt, (double)Nd * H), i, Nd,
             memcpy(dh + (size_t)i * H, dcat + (size_t)i * (M + H) + M, (size_t)H * sizeof(float));
+        );
         zero(BUF(r, dmem), (size_t)Ns * M);
         zero(BUF(r, dkeys), (size_t)Ns * r->KA);
         zero(BUF(r, dquery), (size_t)Nd * A);

@@ -243,6 +243,43 @@ static void test_weight_decay(void) {
     }
 }
 
+/* A training step with elementwise clipping (clip and norm in one pass over the gradient) is the
+ * public pieces one after the other: forward, backward, minrnn_clip_value, the norm, the update;
+ * bit for bit. A limit of 2e-4 clips most elements, and the 409 parameters end in a partial group. */
+static void test_training_step_is_its_pieces(void) {
+    minrnn_config c = config(MINRNN_LSTM, MINRNN_TANH, 7, 0, 6, 1, 0.0f);
+    enum { B = 3, T = 4 };
+    size_t n = minrnn_param_count(&c), nws = minrnn_workspace_size(&c, B, T);
+    float *p0 = malloc(n * sizeof(float)), *pa = malloc(n * sizeof(float)), *pb = malloc(n * sizeof(float));
+    float *g = calloc(n, sizeof(float)), *m = calloc(2 * n, sizeof(float)), *ws = malloc(nws * sizeof(float));
+    float state[2 * B * 6] = {0}, out[2 * B * 6];
+    int32_t tokens[T * B], targets[T * B];
+    for (int i = 0; i < T * B; i++) tokens[i] = (3 * i) % 7, targets[i] = (5 * i + 1) % 7;
+    minrnn_batch batch = {B, T, tokens, targets, NULL, NULL, NULL, NULL, NULL};
+    minrnn_rng rng;
+    minrnn_rng_seed(&rng, 1);
+    CHECK(n % 16 != 0 && minrnn_init_params(&c, p0, 5, 0) == MINRNN_OK, "init");
+    memcpy(pa, p0, n * sizeof(float)), memcpy(pb, p0, n * sizeof(float));
+    minrnn_optimizer a = {MINRNN_SGD, 0.5f, 0.0f, 0.0f, 0.9f, 0.999f, 1e-8f, 2e-4f, 0.0f, 0, 0.0f}, b = a;
+    float loss_a, norm_a, loss_b, norm_b;
+    CHECK(minrnn_train_step(&c, pa, g, m, m + n, &a, &rng, &batch, state, &loss_a, &norm_a, ws, 2) == MINRNN_OK,
+          "training step");
+    memset(state, 0, sizeof state), memset(g, 0, n * sizeof(float)), memset(m, 0, 2 * n * sizeof(float));
+    CHECK(minrnn_forward(&c, pb, &batch, state, out, NULL, NULL, &loss_b, ws, 2) == MINRNN_OK, "forward");
+    CHECK(minrnn_backward(&c, pb, &batch, NULL, NULL, ws, g, NULL, NULL, 2) == MINRNN_OK, "backward");
+    int clipped = 0;
+    for (size_t j = 0; j < n; j++) clipped += fabsf(g[j]) > b.clip_value;
+    minrnn_clip_value(g, n, b.clip_value);
+    minrnn_clip_norm(g, n, INFINITY, &norm_b, 2);
+    b.clip_value = 0.0f;   /* done above */
+    CHECK(minrnn_optimizer_update(&b, pb, g, m, m + n, n, 2) == MINRNN_OK, "update");
+    CHECK(clipped > (int)n / 2, "only %d of %zu gradients beyond the limit", clipped, n);
+    CHECK(loss_a == loss_b && norm_a == norm_b, "loss %.9g and norm %.9g, pieces %.9g and %.9g", (double)loss_a,
+          (double)norm_a, (double)loss_b, (double)norm_b);
+    CHECK(memcmp(pa, pb, n * sizeof(float)) == 0, "parameters after the step differ from the pieces'");
+    free(p0), free(pa), free(pb), free(g), free(m), free(ws);
+}
+
 static void test_sampling(void) {
     float logits[6] = {0.5f, 2.0f, -1.0f, 2.0f, 0.0f, 1.0f};
     double scratch[6 * 2];
@@ -695,6 +732,7 @@ int main(void) {
     test_training_learns_a_cycle();
     test_bad_arguments_and_nonfinite();
     test_weight_decay();
+    test_training_step_is_its_pieces();
     test_sampling();
     test_backward_needs_its_forward();
     test_dropout_scale();
