@@ -1,4 +1,5 @@
-/* test_gemm.c: mm_pack, mm_packed, mm_packed_cols and mm_nt against a naive product in double.
+/* test_gemm.c: mm_pack, mm_packed, mm_packed_cols and mm_nt against a naive product in double
+ * (and the core's other vector kernels against their plain C: bfloat16, int8, the clip-and-norm pass).
  *
  *   gcc -std=c11 -O2 -Wall -Wextra -fopenmp cext/gemm.c cext/tests/test_gemm.c -lm -o /tmp/test_gemm
  *   /tmp/test_gemm            (exit status 0 when every check passes; one line per failure)
@@ -498,6 +499,28 @@ static void test_i8_longest(int w0) {
     free(a); free(w);
 }
 
+/* clip_value_and_norm (optim.c: on AVX-512 the clipping and the squares are one pass) against
+ * minrnn_clip_value, then the norm without a limit: the same floats, bit for bit, and the same norm.
+ * NaN stays NaN (and so does the norm), an infinity clips to the limit, -0 and the limits stay;
+ * every length to 70 ends in every partial group. */
+static void test_clip_and_norm(rng_t *r) {
+    for (int n = 0; n <= 70; n++) {
+        float *a = xmalloc(sizeof(float) * (n + 1)), *b = xmalloc(sizeof(float) * (n + 1)), na, nb;
+        for (int i = 0; i < n; i++) {
+            static const float special[] = {NAN, INFINITY, -INFINITY, 1.0f, -1.0f, -0.0f};
+            a[i] = rng_int(r, 4) ? 3.0f * rng_unif(r) : special[rng_int(r, n % 2 ? 6 : 5) + (n % 2 ? 0 : 1)];
+        }
+        memcpy(b, a, sizeof(float) * n);
+        clip_value_and_norm(a, n, 1.0f, INFINITY, &na, 1 + n % 3);
+        minrnn_clip_value(b, n, 1.0f);
+        clip_value_and_norm(b, n, 0.0f, INFINITY, &nb, 1);
+        checks++;
+        if (memcmp(a, b, sizeof(float) * n) != 0 || !(na == nb || (isnan(na) && isnan(nb))))
+            FAIL("clipping and norm in one pass, n = %d: norm %g, in two passes %g", n, (double)na, (double)nb);
+        free(a), free(b);
+    }
+}
+
 int main(int argc, char **argv) {
     /* 3 threads on a 2-core machine crawl when OpenMP's idle threads spin: they hold the cores the
      * late thread needs at every barrier. The wait policy is read at start-up, so restart once. */
@@ -550,6 +573,7 @@ int main(int argc, char **argv) {
     test_i8(1, 2048, 512, &r);   /* sampling: one stream */
     test_i8(32, 260, 257, &r);   /* a batch of streams */
     printf("test_gemm: int8 products %s\n", mm_have_vnni() ? "with VNNI (checked against plain C)" : "in plain C");
+    test_clip_and_norm(&r);
 
     printf("test_gemm: %d checks, %d failures\n", checks, failures);
     return failures != 0;
