@@ -141,8 +141,12 @@ def exit_process(status):
     if not (dist.is_available() and dist.is_initialized()):
         return
     atexit._run_exitfuncs()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # the handler's line would now be an exception here
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a reader gone, or a stream closed: nothing left to say
+            pass
     os._exit(0 if status is None else status if isinstance(status, int) else 1)
 
 
