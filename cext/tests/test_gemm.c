@@ -1,8 +1,8 @@
 /* test_gemm.c: mm_pack, mm_packed, mm_packed_cols and mm_nt against a naive product in double
  * (and the core's other vector kernels against their plain C: bfloat16, int8, the clip-and-norm pass).
  *
- *   gcc -std=c11 -O2 -Wall -Wextra -fopenmp cext/gemm.c cext/tests/test_gemm.c -lm -o /tmp/test_gemm
- *   /tmp/test_gemm            (exit status 0 when every check passes; one line per failure)
+ *   make test-c               (builds it against the core's objects and runs it: exit status 0
+ *                              when every check passes; one line per failure)
  *
  * For every shape, every layout of A and B (row-major or transposed, with padded leading
  * dimensions), accumulate 0 and 1, and every kernel (portable, and AVX2+FMA when the CPU has it):
