@@ -172,41 +172,30 @@ MM_AVX512 static void mm_pack_panel_rows(int p, int K, int N, const float *B, pt
 }
 #endif
 
-/* Whether panels of this B are transposed in registers: float32, the transpose of a weight of
- * contiguous rows (rsb == 1, csb > 1). */
-static int mm_transposes(ptrdiff_t rsb, ptrdiff_t csb, const int half) {
-#if MM_X86
-    return !half && rsb == 1 && csb > 1 && mm_have_avx512();
-#else
-    (void)rsb, (void)csb, (void)half;
-    return 0;
-#endif
+/* How the panels of a B are packed: by the plain loop, or with AVX-512 (float32 only) a masked load
+ * per row (read along rows, csb == 1), or by 16 x 16 transposes (the transpose of a weight of
+ * contiguous rows: rsb == 1, csb > 1). */
+enum { MM_PACK_PLAIN, MM_PACK_ROWS, MM_PACK_TRANSPOSED };
+
+static int mm_pack_way(ptrdiff_t rsb, ptrdiff_t csb, const int half) {
+    if (half || !mm_have_avx512()) return MM_PACK_PLAIN;
+    return csb == 1 ? MM_PACK_ROWS : rsb == 1 ? MM_PACK_TRANSPOSED : MM_PACK_PLAIN;
 }
 
-/* Whether panels of this B are copied row by row with AVX-512: float32 read along rows. */
-static int mm_copies_rows(ptrdiff_t csb, const int half) {
-#if MM_X86
-    return !half && csb == 1 && mm_have_avx512();
-#else
-    (void)csb, (void)half;
-    return 0;
-#endif
-}
-
-/* Panel p, by the fastest way this B allows. */
+/* Panel p, the way `way` says. */
 static void mm_pack_one(int p, int K, int N, const void *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, const int half,
-                        int transpose, int rows) {
+                        int way) {
 #if MM_X86
-    if (transpose) {
+    if (way == MM_PACK_TRANSPOSED) {
         mm_pack_panel_transposed(p, K, N, B, csb, Bp);
         return;
     }
-    if (rows) {
+    if (way == MM_PACK_ROWS) {
         mm_pack_panel_rows(p, K, N, B, rsb, Bp);
         return;
     }
 #else
-    (void)transpose, (void)rows;
+    (void)way;
 #endif
     mm_pack_panel(p, K, N, B, rsb, csb, Bp, half);
 }
@@ -214,10 +203,8 @@ static void mm_pack_one(int p, int K, int N, const void *B, ptrdiff_t rsb, ptrdi
 static void mm_pack_with(int K, int N, const void *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads,
                          const int half) {
     if (K <= 0 || N <= 0) return;
-    int transpose = mm_transposes(rsb, csb, half), rows = mm_copies_rows(csb, half);
-    SHARED_FOR(resolve_threads(nthreads), p, mm_cdiv(N, MM_NR),
-        mm_pack_one(p, K, N, B, rsb, csb, Bp, half, transpose, rows);
-    );
+    int way = mm_pack_way(rsb, csb, half);
+    SHARED_FOR(resolve_threads(nthreads), p, mm_cdiv(N, MM_NR), mm_pack_one(p, K, N, B, rsb, csb, Bp, half, way););
 }
 
 void mm_pack(int K, int N, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nthreads) {

@@ -47,9 +47,10 @@ class Update:
         self.step_count += 1
         h, t = self.h, self.step_count
         lr, wd = (torch.tensor(h[name], dtype=torch.float32) for name in ("lr", "weight_decay"))
-        decay = torch.tensor(1.0 - float(lr) * float(wd), dtype=torch.float32)   # decoupled, in double as the core
+        # decoupled, in double as the core; None without it: as the core, no pass over the weights
+        decay = torch.tensor(1.0 - float(lr) * float(wd), dtype=torch.float32) if float(wd) > 0 else None
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            if wd > 0:   # as the core: no pass over the weights without it
+            if decay is not None:
                 p.mul_(decay)
             if self.kind == "sgd":        # m = momentum m + g; p -= lr m
                 m.mul_(h["momentum"]).add_(g)
