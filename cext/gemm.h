@@ -71,6 +71,9 @@ void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float 
 int mm_have_avx2(void);
 int mm_have_avx512(void);   /* mm_packed then runs an AVX-512 kernel: the same bits as the AVX2 one */
 int mm_have_vnni(void);     /* mm_nt_i8 then runs vpdpbusd: the same bits as the plain C one */
+void mm_nt_i8_avx2(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+                   ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
+                   int nthreads);   /* vpmaddwd where mm_have_avx2(), without VNNI; same bits */
 void mm_nt_i8_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
                        ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
                        int accumulate, int nthreads);

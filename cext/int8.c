@@ -200,13 +200,15 @@ int minrnn_params_expand(const minrnn_config *cfg, int precision, const void *bl
 }
 
 /* ---- products: C (M, N) [+]= the int8 product of A's quantized rows (Aq, sa) and W's (Wq, sw,
- * rowsum), as in the comment at the top. Threads split W's rows in groups of I8_W. */
+ * rowsum), as in the comment at the top. Threads split W's rows in groups of I8_W, each thread a
+ * contiguous range of groups, which a kernel takes in one call (a call per group cost 5% of a
+ * sampled character: 13 arguments and a pointer for 2,048 multiply-adds at K = 256). */
 
 #define I8_W 8   /* rows of W per group */
 #define I8_A 4   /* rows of A per call of a group kernel */
 #define I8_T 4   /* rows of W in a tile of more than one row of A */
 
-/* C (ma, nw) [+]= the product of ma <= I8_A rows of A and nw <= I8_W rows of W. */
+/* C (ma, nw) [+]= the product of ma <= I8_A rows of A and nw rows of W. */
 typedef void (*i8_kernel)(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W,
                           ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
                           int accumulate);
@@ -306,10 +308,9 @@ I8_VNNI static void i8_tile_vnni(int ma, int nw, int K, const int8_t *A, ptrdiff
                                  const int8_t *W, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
                                  ptrdiff_t ldc, int accumulate) {
     int j = 0;
-    if (ma == 1 && nw == I8_W) {
-        i8_tile_n_vnni(1, I8_W, K, A, lda, sa, W, ldw, sw, rowsum, C, ldc, accumulate);
-        return;
-    }
+    if (ma == 1)
+        for (; j + I8_W <= nw; j += I8_W)
+            i8_tile_n_vnni(1, I8_W, K, A, lda, sa, W + j * ldw, ldw, sw + j, rowsum + j, C + j, ldc, accumulate);
     for (; j + I8_T <= nw; j += I8_T) {
         const int8_t *w = W + j * ldw;
         float *c = C + j;
@@ -334,17 +335,105 @@ int mm_have_vnni(void) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vnni");
 }
+
+/* AVX2 (no VNNI): 32 bytes of K at a time, by vpmaddubsw, which multiplies unsigned bytes by signed
+ * ones and adds pairs into int16 (saturating): |w| (at most 128 as an unsigned byte) times a with
+ * w's sign (|a| <= 127, as quantize_with makes every q), so a pair is at most 2 * 128 * 127 < 2^15
+ * and never saturates; vpmaddwd by ones widens the pairs into int32 lanes, exactly. The last
+ * K % 32 columns in plain C. All integer: the bits of the other kernels. */
+#define I8_AVX2 __attribute__((target("avx2")))
+
+/* acc[i][j]: 8 lanes whose sum is the dot of A row i and W row j over k < K - K % 32. */
+I8_AVX2 static inline __attribute__((always_inline)) void i8_acc_avx2(
+    const int MA, const int NW, int K, const int8_t *A, ptrdiff_t lda, const int8_t *W, ptrdiff_t ldw,
+    __m256i acc[][I8_W]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    #pragma GCC unroll 2
+    for (int i = 0; i < MA; i++)
+        #pragma GCC unroll 8
+        for (int j = 0; j < NW; j++) acc[i][j] = _mm256_setzero_si256();
+    for (int k = 0; k + 32 <= K; k += 32) {
+        __m256i a[2];
+        #pragma GCC unroll 2
+        for (int i = 0; i < MA; i++) a[i] = _mm256_loadu_si256((const __m256i *)(A + i * lda + k));
+        #pragma GCC unroll 8
+        for (int j = 0; j < NW; j++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(W + j * ldw + k)), size = _mm256_abs_epi8(w);
+            #pragma GCC unroll 2
+            for (int i = 0; i < MA; i++) {
+                __m256i pairs = _mm256_maddubs_epi16(size, _mm256_sign_epi8(a[i], w));
+                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+    }
+}
+
+/* The dot of the last K % 32 columns of a row of A and a row of W. */
+static inline int32_t i8_tail_dot(int K, const int8_t *a, const int8_t *w) {
+    int32_t dot = 0;
+    for (int k = K & ~31; k < K; k++) dot += (int32_t)a[k] * w[k];
+    return dot;
+}
+
+/* The four sums of four accumulators, in wrapping vector arithmetic (exact whenever the true sum
+ * fits an int32, as in i8_sum1). */
+I8_AVX2 static inline __attribute__((always_inline)) __m128i i8_sum4_avx2(const __m256i *acc) {
+    __m256i y = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+    return _mm_add_epi32(_mm256_castsi256_si128(y), _mm256_extracti128_si256(y, 1));
+}
+
+/* MA (1 or 2) rows of A against NW = 4 or 8 rows of W (8 only for one row of A). */
+I8_AVX2 static inline __attribute__((always_inline)) void i8_tile_n_avx2(
+    const int MA, const int NW, int K, const int8_t *A, ptrdiff_t lda, const float *sa, const int8_t *W,
+    ptrdiff_t ldw, const float *sw, float *C, ptrdiff_t ldc, int accumulate) {
+    __m256i acc[2][I8_W];
+    i8_acc_avx2(MA, NW, K, A, lda, W, ldw, acc);
+    #pragma GCC unroll 2
+    for (int i = 0; i < MA; i++)
+        #pragma GCC unroll 2
+        for (int j = 0; j < NW; j += 4) {
+            __m128i dot = i8_sum4_avx2(acc[i] + j);
+            if (K & 31)
+                dot = _mm_add_epi32(dot, _mm_setr_epi32(i8_tail_dot(K, A + i * lda, W + (j + 0) * ldw),
+                                                        i8_tail_dot(K, A + i * lda, W + (j + 1) * ldw),
+                                                        i8_tail_dot(K, A + i * lda, W + (j + 2) * ldw),
+                                                        i8_tail_dot(K, A + i * lda, W + (j + 3) * ldw)));
+            __m128 y = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(dot), _mm_loadu_ps(sw + j)), _mm_set1_ps(sa[i]));
+            float *c = C + i * ldc + j;
+            _mm_storeu_ps(c, accumulate ? _mm_add_ps(_mm_loadu_ps(c), y) : y);
+        }
+}
+
+I8_AVX2 static void i8_tile_avx2(int ma, int nw, int K, const int8_t *A, ptrdiff_t lda, const float *sa,
+                                 const int8_t *W, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
+                                 ptrdiff_t ldc, int accumulate) {
+    int j = 0;
+    if (ma == 1)
+        for (; j + I8_W <= nw; j += I8_W) i8_tile_n_avx2(1, I8_W, K, A, lda, sa, W + j * ldw, ldw, sw + j, C + j, ldc, accumulate);
+    for (; j + I8_T <= nw; j += I8_T) {
+        int i = 0;
+        for (; i + 2 <= ma; i += 2)
+            i8_tile_n_avx2(2, I8_T, K, A + i * lda, lda, sa + i, W + j * ldw, ldw, sw + j, C + i * ldc + j, ldc, accumulate);
+        if (i < ma)
+            i8_tile_n_avx2(1, I8_T, K, A + i * lda, lda, sa + i, W + j * ldw, ldw, sw + j, C + i * ldc + j, ldc, accumulate);
+    }
+    if (j < nw)   /* the last rows of W */
+        i8_tile_portable(ma, nw - j, K, A, lda, sa, W + j * ldw, ldw, sw + j, rowsum + j, C + j, ldc, accumulate);
+}
+
 #else
 int mm_have_vnni(void) { return 0; }
 #endif
 
-/* Group g of W's rows against every row of A. */
-static void i8_rows(i8_kernel kern, int g, int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa,
-                    const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
+/* Part p of `parts` of W's groups of rows against every row of A. */
+static void i8_rows(i8_kernel kern, int p, int parts, int M, int N, int K, const int8_t *Aq, ptrdiff_t lda,
+                    const float *sa, const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
                     ptrdiff_t ldc, int accumulate) {
-    int j0 = g * I8_W, nw = N - j0 < I8_W ? N - j0 : I8_W;
+    long long groups = (N + I8_W - 1) / I8_W;
+    int j0 = (int)(groups * p / parts) * I8_W, j1 = (int)(groups * (p + 1) / parts) * I8_W;
+    if (j1 > N) j1 = N;
     for (int i0 = 0; i0 < M; i0 += I8_A)
-        kern(M - i0 < I8_A ? M - i0 : I8_A, nw, K, Aq + i0 * lda, lda, sa + i0, Wq + j0 * ldw, ldw, sw + j0,
+        kern(M - i0 < I8_A ? M - i0 : I8_A, j1 - j0, K, Aq + i0 * lda, lda, sa + i0, Wq + j0 * ldw, ldw, sw + j0,
              rowsum + j0, C + i0 * ldc + j0, ldc, accumulate);
 }
 
@@ -352,16 +441,16 @@ static void mm_nt_i8_with(i8_kernel kern, int M, int N, int K, const int8_t *Aq,
                           const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
                           ptrdiff_t ldc, int accumulate, int nthreads) {
     if (M <= 0 || N <= 0) return;
-    SHARED_FOR(resolve_threads(nthreads), g, (N + I8_W - 1) / I8_W,
-        i8_rows(kern, g, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate);
-    );
+    int threads = resolve_threads(nthreads), groups = (N + I8_W - 1) / I8_W;
+    int parts = threads < groups ? threads : groups;
+    SHARED_FOR(threads, p, parts, i8_rows(kern, p, parts, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate););
 }
 
 void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
               ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
               int nthreads) {
 #if I8_X86
-    i8_kernel kern = mm_have_vnni() ? i8_tile_vnni : i8_tile_portable;
+    i8_kernel kern = mm_have_vnni() ? i8_tile_vnni : mm_have_avx2() ? i8_tile_avx2 : i8_tile_portable;
 #else
     i8_kernel kern = i8_tile_portable;
 #endif
@@ -372,4 +461,15 @@ void mm_nt_i8_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, con
                        ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc,
                        int accumulate, int nthreads) {
     mm_nt_i8_with(i8_tile_portable, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
+}
+
+void mm_nt_i8_avx2(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+                   ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
+                   int nthreads) {
+#if I8_X86
+    i8_kernel kern = mm_have_avx2() ? i8_tile_avx2 : i8_tile_portable;
+#else
+    i8_kernel kern = i8_tile_portable;
+#endif
+    mm_nt_i8_with(kern, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
 }

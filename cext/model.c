@@ -279,10 +279,21 @@ static void add_column(float *x, tensor t, size_t row0, int n, size_t col) {
     for (int k = 0; k < n; k++) x[k] += tensor_at(t, row0 + (size_t)k, col);
 }
 
-/* dst (n) = elements [from, from + n), row-major */
+/* dst (n) = elements [from, from + n), row-major. Compact biases are copied at every step of a
+ * sampler: their own loops, which vectorize (element by element, 6% of an int8 character). */
 static void tensor_copy(tensor t, size_t from, size_t n, float *dst) {
     if (t.f) {
         memcpy(dst, t.f + from, n * sizeof(float));
+        return;
+    }
+    if (t.h) {
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++) dst[i] = bf16_to_float(t.h[from + i]);
+        return;
+    }
+    if (t.cols == 1) {   /* an int8 bias: q times its row's scale */
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++) dst[i] = (float)t.q[from + i] * t.scale[from + i];
         return;
     }
     for (size_t i = 0, row = from / t.cols, col = from % t.cols; i < n; i++) {
@@ -617,7 +628,8 @@ static void layer_forward(const run *r, int l) {
     float *bias = WS(r, hproj);   /* (GH) scratch: hproj is free until the time loop */
     const float *b_hh = bias_hh(r, l);
     int folded = (G - r->cell->separate) * H;
-    for (int k = 0; k < GH; k++) bias[k] = k < folded ? tensor_at(b_ih, (size_t)k, 0) + b_hh[k] : tensor_at(b_ih, (size_t)k, 0);
+    tensor_copy(b_ih, 0, (size_t)GH, bias);
+    for (int k = 0; k < folded; k++) bias[k] += b_hh[k];
     fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
     if (x) {

@@ -433,7 +433,15 @@ static void test_bf16(int M, int N, int K, rng_t *r) {
     free_problem(&p);
 }
 
-/* mm_nt_i8 (VNNI when the CPU has it) and mm_nt_i8_portable against the exact sums computed here in
+/* The int8 products by kernel: the best the CPU has (VNNI, else AVX2), AVX2's, plain C's. */
+typedef void (*i8_mm)(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
+                      ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
+                      int nthreads);
+static const struct { const char *name; i8_mm mm; } i8_kinds[] = {
+    {"mm_nt_i8", mm_nt_i8}, {"mm_nt_i8_avx2", mm_nt_i8_avx2}, {"mm_nt_i8_portable", mm_nt_i8_portable}};
+#define I8_KINDS ((int)(sizeof i8_kinds / sizeof i8_kinds[0]))
+
+/* mm_nt_i8 (VNNI when the CPU has it), mm_nt_i8_avx2 and mm_nt_i8_portable against the exact sums computed here in
  * int64, then scaled as int8.c says: every result bit for bit, for 1 to 3 threads. q covers
  * [-127, 127] uniformly (the extremes too), and the scales are powers of two from 2^-20 to 2^3. */
 static void test_i8(int M, int N, int K, rng_t *r) {
@@ -461,15 +469,14 @@ static void test_i8(int M, int N, int K, rng_t *r) {
                 float y = ((float)dot * sw[j]) * sa[i];
                 want[i * ldc + j] = acc ? c0[i * ldc + j] + y : y;
             }
-        for (int kind = 0; kind < 2; kind++)
+        for (int kind = 0; kind < I8_KINDS; kind++)
             for (int nt = 1; nt <= 3; nt++) {
                 float *got = xmalloc(sizeof(float) * nc);
                 memcpy(got, c0, sizeof(float) * nc);
-                if (kind) mm_nt_i8_portable(M, N, K, a, lda, sa, w, ldw, sw, sum, got, ldc, acc, nt);
-                else mm_nt_i8(M, N, K, a, lda, sa, w, ldw, sw, sum, got, ldc, acc, nt);
+                i8_kinds[kind].mm(M, N, K, a, lda, sa, w, ldw, sw, sum, got, ldc, acc, nt);
                 checks++;
                 if (memcmp(got, want, sizeof(float) * nc) != 0)
-                    FAIL("mm_nt_i8%s M=%d N=%d K=%d acc=%d nt=%d: not the exact sums, scaled", kind ? "_portable" : "",
+                    FAIL("%s M=%d N=%d K=%d acc=%d nt=%d: not the exact sums, scaled", i8_kinds[kind].name,
                          M, N, K, acc, nt);
                 free(got);
             }
@@ -488,12 +495,11 @@ static void test_i8_longest(int w0) {
     memset(a, 127, (size_t)K);
     for (size_t i = 0; i < (size_t)N * K; i++) w[i] = (int8_t)w0;
     for (int j = 0; j < N; j++) sum[j] = w0 * K;
-    for (int kind = 0; kind < 2; kind++) {
-        if (kind) mm_nt_i8_portable(1, N, K, a, K, &sa, w, K, sw, sum, got, N, 0, 1);
-        else mm_nt_i8(1, N, K, a, K, &sa, w, K, sw, sum, got, N, 0, 1);
+    for (int kind = 0; kind < I8_KINDS; kind++) {
+        i8_kinds[kind].mm(1, N, K, a, K, &sa, w, K, sw, sum, got, N, 0, 1);
         for (int j = 0; j < N; j++) {
             checks++;
-            if (got[j] != want) FAIL("mm_nt_i8%s at K=%d, q %d: %g, not %g", kind ? "_portable" : "", K, w0, got[j], want);
+            if (got[j] != want) FAIL("%s at K=%d, q %d: %g, not %g", i8_kinds[kind].name, K, w0, got[j], want);
         }
     }
     free(a); free(w);
@@ -572,7 +578,8 @@ int main(int argc, char **argv) {
     test_i8_longest(127), test_i8_longest(-127);
     test_i8(1, 2048, 512, &r);   /* sampling: one stream */
     test_i8(32, 260, 257, &r);   /* a batch of streams */
-    printf("test_gemm: int8 products %s\n", mm_have_vnni() ? "with VNNI (checked against plain C)" : "in plain C");
+    printf("test_gemm: int8 products %s\n", mm_have_vnni() ? "with VNNI and AVX2 (checked against plain C)"
+                                             : mm_have_avx2() ? "with AVX2 (checked against plain C)" : "in plain C");
     test_clip_and_norm(&r);
 
     printf("test_gemm: %d checks, %d failures\n", checks, failures);
