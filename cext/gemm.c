@@ -55,6 +55,7 @@
  * 128, lose 5-15%. */
 
 #define MM_MR 6          /* rows of a micro-tile, portable and AVX2 */
+#define MM_NP_AVX2 4     /* the most panels of an AVX2 tile (one row: 8 sums in 16 registers) */
 #define MM_MR_MAX 8      /* the tallest micro-tile (AVX-512) */
 #define MM_NP_MAX 8      /* the widest micro-tile, in panels (AVX-512, one row) */
 #define MM_KC 256        /* longest k-block: a B sliver (KC, 16) is 16 KiB, half of L1 */
@@ -368,48 +369,55 @@ static void mm_kernel_portable(int mr, int np, int kc, const float *A, ptrdiff_t
 #if MM_X86
 /* AVX2+FMA, one body for every mr: mr is a constant after inlining, so the r loops unroll and the
  * 2 mr accumulators stay in registers (12 of the 16 ymm registers for mr = 6). */
-MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, int kc, const float *A, ptrdiff_t rsa,
-                                           ptrdiff_t csa, const float *Bs, float *C, ptrdiff_t ldc,
+MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, int kc, const float *A, ptrdiff_t rsa,
+                                           ptrdiff_t csa, const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc,
                                            int mode) {
-    __m256 c0[MM_MR], c1[MM_MR];   /* row r of the tile: columns 0..7 and 8..15 */
+    __m256 c[MM_MR][2 * MM_NP_AVX2];   /* row r of the tile: columns 8h..8h+7 in c[r][h] */
     #pragma GCC unroll 6
-    for (int r = 0; r < mr; r++) {
-        c0[r] = mode == MM_CONTINUE ? _mm256_loadu_ps(C + r * ldc) : _mm256_setzero_ps();
-        c1[r] = mode == MM_CONTINUE ? _mm256_loadu_ps(C + r * ldc + 8) : _mm256_setzero_ps();
-    }
+    for (int r = 0; r < mr; r++)
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2 * np; h++)
+            c[r][h] = mode == MM_CONTINUE ? _mm256_loadu_ps(C + r * ldc + 8 * h) : _mm256_setzero_ps();
     const float *ak = A;           /* column k of A */
     for (int k = 0; k < kc; k++, ak += csa) {
-        __m256 b0 = _mm256_loadu_ps(Bs + k * MM_NR);
-        __m256 b1 = _mm256_loadu_ps(Bs + k * MM_NR + 8);
+        __m256 b[2 * MM_NP_AVX2];
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2 * np; h++) b[h] = _mm256_loadu_ps(Bs + (h / 2) * bstep + k * MM_NR + 8 * (h % 2));
         #pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
             __m256 a = _mm256_broadcast_ss(ak + r * rsa);
-            c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-            c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+            #pragma GCC unroll 8
+            for (int h = 0; h < 2 * np; h++) c[r][h] = _mm256_fmadd_ps(a, b[h], c[r][h]);
         }
     }
     #pragma GCC unroll 6
-    for (int r = 0; r < mr; r++) {
-        if (mode == MM_ADD) {
-            c0[r] = _mm256_add_ps(_mm256_loadu_ps(C + r * ldc), c0[r]);
-            c1[r] = _mm256_add_ps(_mm256_loadu_ps(C + r * ldc + 8), c1[r]);
+    for (int r = 0; r < mr; r++)
+        #pragma GCC unroll 8
+        for (int h = 0; h < 2 * np; h++) {
+            if (mode == MM_ADD) c[r][h] = _mm256_add_ps(_mm256_loadu_ps(C + r * ldc + 8 * h), c[r][h]);
+            _mm256_storeu_ps(C + r * ldc + 8 * h, c[r][h]);
         }
-        _mm256_storeu_ps(C + r * ldc, c0[r]);
-        _mm256_storeu_ps(C + r * ldc + 8, c1[r]);
-    }
 }
 
+/* A tile of mr rows by np whole panels (np <= MM_AVX2_KIND.np[mr]): the rows of a batch in 6s, one
+ * panel each; a short tile wider, so that its chains of multiply-adds do not wait on the FMA's
+ * latency at every k (one row alone had 2 chains: the backward recurrence of one stream ran at a
+ * quarter of the FMA units' rate). */
 MM_AVX2 static void mm_kernel_avx2(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                                    const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode,
                                    int last) {
-    (void)np, (void)bstep, (void)last;   /* one whole panel */
-    switch (mr) {
-    case 6: mm_tile_avx2(6, kc, A, rsa, csa, Bs, C, ldc, mode); break;
-    case 5: mm_tile_avx2(5, kc, A, rsa, csa, Bs, C, ldc, mode); break;
-    case 4: mm_tile_avx2(4, kc, A, rsa, csa, Bs, C, ldc, mode); break;
-    case 3: mm_tile_avx2(3, kc, A, rsa, csa, Bs, C, ldc, mode); break;
-    case 2: mm_tile_avx2(2, kc, A, rsa, csa, Bs, C, ldc, mode); break;
-    default: mm_tile_avx2(1, kc, A, rsa, csa, Bs, C, ldc, mode); break;
+    (void)last;   /* whole panels */
+    switch (mr * 8 + np) {
+    case 6 * 8 + 1: mm_tile_avx2(6, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 5 * 8 + 1: mm_tile_avx2(5, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 4 * 8 + 1: mm_tile_avx2(4, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 3 * 8 + 1: mm_tile_avx2(3, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 2 * 8 + 1: mm_tile_avx2(2, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 2 * 8 + 2: mm_tile_avx2(2, 2, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 1 * 8 + 1: mm_tile_avx2(1, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 1 * 8 + 2: mm_tile_avx2(1, 2, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 1 * 8 + 3: mm_tile_avx2(1, 3, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    default: mm_tile_avx2(1, 4, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
     }
 }
 
@@ -580,7 +588,7 @@ static void mm_packed_with(const mm_kind *kind, int M, int N, int K, const float
 
 static const mm_kind MM_PORTABLE = {mm_kernel_portable, MM_MR, {0, 1, 1, 1, 1, 1, 1}, 0};
 #if MM_X86
-static const mm_kind MM_AVX2_KIND = {mm_kernel_avx2, MM_MR, {0, 1, 1, 1, 1, 1, 1}, 0};
+static const mm_kind MM_AVX2_KIND = {mm_kernel_avx2, MM_MR, {0, MM_NP_AVX2, 2, 1, 1, 1, 1}, 0};
 static const mm_kind MM_AVX512_KIND = {mm_kernel_avx512, MM_MR_MAX, {0, 8, 4, 4, 2, 2, 2, 2, 2}, 1};
 #endif
 
