@@ -649,7 +649,7 @@ void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_
  * of A while it is in L1, so W streams from memory once. */
 
 #define NT_W 16      /* rows of W per group: 16 independent chains when M = 1 */
-#define NT_A 4       /* rows of A per call of a group kernel */
+#define NT_A 12      /* rows of A per call of a group kernel: 4 AVX2 tiles of 3, 3 AVX-512 tiles of 4 */
 
 /* W is float32, or bfloat16 (half) widened exactly as it is read: the same sums either way. W
  * and ldw count elements of W's type. */
@@ -722,7 +722,7 @@ MM_AVX2 static MM_INLINE __m256 nt_load_avx2(const void *W, ptrdiff_t i, int n, 
 MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, const float *A,
                                            ptrdiff_t lda, const void *W, ptrdiff_t ldw, float *C,
                                            ptrdiff_t ldc, int accumulate, const int half) {
-    __m256 s[2][8], a[2];
+    __m256 s[3][8], a[3];
     #pragma GCC unroll 8
     for (int i = 0; i < MA; i++)
         #pragma GCC unroll 8
@@ -765,17 +765,22 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
 MM_AVX2 static MM_INLINE void nt_group_avx2_with(int ma, int nw, int K, const float *A, ptrdiff_t lda,
                                                  const void *W, ptrdiff_t ldw, float *C, ptrdiff_t ldc,
                                                  int accumulate, const int half) {
-    int i = 0;
-    for (; i + 2 <= ma; i += 2) {
-        const float *a = A + i * lda;
-        float *c = C + i * ldc;
-        int j = 0;
-        for (; j + 4 <= nw; j += 4)
-            nt_tile_avx2(2, 4, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
-        for (; j < nw; j++)
-            nt_tile_avx2(2, 1, K, a, lda, nt_at(W, j * ldw, half), ldw, c + j, ldc, accumulate, half);
+    int triples = ma / 3 * 3, paired = triples + ((ma - triples) & ~1), j = 0;
+    for (; j + 4 <= nw; j += 4) {  /* 4 rows of W (8 KB at K = 512) for every 3 or 2 rows of A: from L1 */
+        int i = 0;
+        for (; i < triples; i += 3)
+            nt_tile_avx2(3, 4, K, A + i * lda, lda, nt_at(W, j * ldw, half), ldw, C + i * ldc + j, ldc, accumulate, half);
+        for (; i < paired; i += 2)
+            nt_tile_avx2(2, 4, K, A + i * lda, lda, nt_at(W, j * ldw, half), ldw, C + i * ldc + j, ldc, accumulate, half);
     }
-    for (; i < ma; i++) {
+    for (; j < nw; j++) {
+        int i = 0;
+        for (; i < triples; i += 3)
+            nt_tile_avx2(3, 1, K, A + i * lda, lda, nt_at(W, j * ldw, half), ldw, C + i * ldc + j, ldc, accumulate, half);
+        for (; i < paired; i += 2)
+            nt_tile_avx2(2, 1, K, A + i * lda, lda, nt_at(W, j * ldw, half), ldw, C + i * ldc + j, ldc, accumulate, half);
+    }
+    for (int i = paired; i < ma; i++) {
         const float *a = A + i * lda;
         float *c = C + i * ldc;
         int j = 0;
