@@ -231,17 +231,14 @@ MM_AVX2 static void mm_pack_panel_rows_avx2(int p, int K, int N, const float *B,
 }
 #endif
 
-/* How the panels of a B are packed: by the plain loop, or with AVX-512 (float32 only) a masked load
- * per row (read along rows, csb == 1), or by 16 x 16 transposes (the transpose of a weight of
- * contiguous rows: rsb == 1, csb > 1); with AVX2 alone, the same ways by 8 lanes. */
-enum { MM_PACK_PLAIN, MM_PACK_ROWS, MM_PACK_TRANSPOSED, MM_PACK_ROWS_AVX2, MM_PACK_TRANSPOSED_AVX2 };
+/* How the panels of a B are packed: by the plain loop, or (float32, AVX2 or AVX-512, each at its
+ * width) a masked load per row (read along rows, csb == 1), or by transposes in registers (the
+ * transpose of a weight of contiguous rows: rsb == 1, csb > 1). */
+enum { MM_PACK_PLAIN, MM_PACK_ROWS, MM_PACK_TRANSPOSED };
 
 static int mm_pack_way(ptrdiff_t rsb, ptrdiff_t csb, const int half) {
-    int transposed = rsb == 1 && csb != 1;
-    if (half) return MM_PACK_PLAIN;
-    if (mm_have_avx512()) return csb == 1 ? MM_PACK_ROWS : transposed ? MM_PACK_TRANSPOSED : MM_PACK_PLAIN;
-    if (!mm_have_avx2()) return MM_PACK_PLAIN;
-    return csb == 1 ? MM_PACK_ROWS_AVX2 : transposed ? MM_PACK_TRANSPOSED_AVX2 : MM_PACK_PLAIN;
+    if (half || !mm_have_avx2()) return MM_PACK_PLAIN;
+    return csb == 1 ? MM_PACK_ROWS : rsb == 1 ? MM_PACK_TRANSPOSED : MM_PACK_PLAIN;
 }
 
 /* Panel p, the way `way` says. */
@@ -249,19 +246,13 @@ static void mm_pack_one(int p, int K, int N, const void *B, ptrdiff_t rsb, ptrdi
                         int way) {
 #if MM_X86
     if (way == MM_PACK_TRANSPOSED) {
-        mm_pack_panel_transposed(p, K, N, B, csb, Bp);
+        if (mm_have_avx512()) mm_pack_panel_transposed(p, K, N, B, csb, Bp);
+        else mm_pack_panel_transposed_avx2(p, K, N, B, csb, Bp);
         return;
     }
     if (way == MM_PACK_ROWS) {
-        mm_pack_panel_rows(p, K, N, B, rsb, Bp);
-        return;
-    }
-    if (way == MM_PACK_ROWS_AVX2) {
-        mm_pack_panel_rows_avx2(p, K, N, B, rsb, Bp);
-        return;
-    }
-    if (way == MM_PACK_TRANSPOSED_AVX2) {
-        mm_pack_panel_transposed_avx2(p, K, N, B, csb, Bp);
+        if (mm_have_avx512()) mm_pack_panel_rows(p, K, N, B, rsb, Bp);
+        else mm_pack_panel_rows_avx2(p, K, N, B, rsb, Bp);
         return;
     }
 #else

@@ -446,13 +446,20 @@ static void mm_nt_i8_with(i8_kernel kern, int M, int N, int K, const int8_t *Aq,
     SHARED_FOR(threads, p, parts, i8_rows(kern, p, parts, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate););
 }
 
+/* The kernel without VNNI: AVX2's where the CPU has it, else plain C. */
+static i8_kernel i8_without_vnni(void) {
+#if I8_X86
+    if (mm_have_avx2()) return i8_tile_avx2;
+#endif
+    return i8_tile_portable;
+}
+
 void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
               ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
               int nthreads) {
+    i8_kernel kern = i8_without_vnni();
 #if I8_X86
-    i8_kernel kern = mm_have_vnni() ? i8_tile_vnni : mm_have_avx2() ? i8_tile_avx2 : i8_tile_portable;
-#else
-    i8_kernel kern = i8_tile_portable;
+    if (mm_have_vnni()) kern = i8_tile_vnni;
 #endif
     mm_nt_i8_with(kern, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
 }
@@ -466,10 +473,5 @@ void mm_nt_i8_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, con
 void mm_nt_i8_avx2(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *Wq,
                    ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
                    int nthreads) {
-#if I8_X86
-    i8_kernel kern = mm_have_avx2() ? i8_tile_avx2 : i8_tile_portable;
-#else
-    i8_kernel kern = i8_tile_portable;
-#endif
-    mm_nt_i8_with(kern, M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
+    mm_nt_i8_with(i8_without_vnni(), M, N, K, Aq, lda, sa, Wq, ldw, sw, rowsum, C, ldc, accumulate, nthreads);
 }
