@@ -59,6 +59,20 @@ void mm_nt(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W, p
 void mm_nt_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W, ptrdiff_t ldw,
                 float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 
+/* W (N, K) prepared once for the steps of a few streams (cext/gemm.c: groups of 8 rows, each one
+ * run of memory, zeros past N and K): mm_prepared_size(N, K) elements of W's type. */
+size_t mm_prepared_size(int N, int K);
+void mm_prepare(int N, int K, const float *W, ptrdiff_t ldw, float *P, int nthreads);
+void mm_prepare_bf16(int N, int K, const uint16_t *W, ptrdiff_t ldw, uint16_t *P, int nthreads);
+
+/* mm_nt (mm_nt_bf16) of the W that P holds, the same bits, each row of A reading the prepared W
+ * as one sequential stream. P may start at any group: rows [8g, 8g + N) at P + g * (its size for
+ * 8 rows). */
+void mm_nt_prepared(int M, int N, int K, const float *A, ptrdiff_t lda, const float *P, float *C, ptrdiff_t ldc,
+                    int accumulate, int nthreads);
+void mm_nt_prepared_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *P, float *C,
+                         ptrdiff_t ldc, int accumulate, int nthreads);
+
 /* C (M, N) = [C +] the int8 product of A's rows, quantized (Aq (M, K) and scales sa (M)), and W's
  * (Wq (N, K), scales sw (N), rowsum (N): the sums of Wq's rows): C(i, j) = [C(i, j) +]
  * ((float)dot(Aq_i, Wq_j) * sw_j) * sa_i, the dot exact in int32 (cext/int8.c). */
@@ -91,5 +105,7 @@ void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float 
                 ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_nt_bf16_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W,
                          ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const void *P, int half, float *C,
+                             ptrdiff_t ldc, int accumulate, int nthreads);   /* half: P is bfloat16 */
 
 #endif

@@ -42,11 +42,13 @@ typedef struct {
     size_t ended;               /* int32 (B): 1 once a stream has ended */
     size_t tail;                /* int32 (B, stop_length): each stream's last stop_length draws, a ring */
     size_t sample_scratch;      /* minrnn_sample's */
+    size_t prepared;            /* the weights prepared at start (prepare_weights), for a few streams */
+    size_t prepared_bytes;      /* 0: none (an int8 block, or more streams) */
     size_t total;
 } gen_layout;
 
-/* The layout for g, or -1 if g's sizes are out of range for cfg. */
-static int gen_layout_of(const minrnn_config *cfg, const minrnn_generation *g, gen_layout *w) {
+/* The layout for g at precision, or -1 if g's sizes are out of range for cfg. */
+static int gen_layout_of(const minrnn_config *cfg, int precision, const minrnn_generation *g, gen_layout *w) {
     size_t ws = minrnn_workspace_size(cfg, g->B, 1), states = minrnn_state_size(cfg, g->B);
     if (ws == 0 || states == 0 || g->stop_length < 0 || g->stop_length > MINRNN_MAX_STOP) return -1;
     size_t B = (size_t)g->B, V = (size_t)cfg->vocab_size, F = sizeof(float), I = sizeof(int32_t);
@@ -59,6 +61,8 @@ static int gen_layout_of(const minrnn_config *cfg, const minrnn_generation *g, g
     w->ended = take_bytes(&at, B * I);
     w->tail = take_bytes(&at, B * (size_t)g->stop_length * I);
     w->sample_scratch = take_bytes(&at, minrnn_sample_scratch_size((int)V));
+    w->prepared_bytes = g->B <= PREPARED_MAX_ROWS ? prepared_size(cfg, precision) : 0;
+    w->prepared = take_bytes(&at, w->prepared_bytes);
     w->total = at;
     return 0;
 }
@@ -96,10 +100,10 @@ static uint64_t gen_key(const minrnn_config *cfg, int precision, const minrnn_ge
     return g->stop_length ? hash_words(h, g->stop, (size_t)g->stop_length) : h;
 }
 
-size_t minrnn_generate_workspace_size(const minrnn_config *cfg, const minrnn_generation *g) {
+size_t minrnn_generate_workspace_size(const minrnn_config *cfg, int precision, const minrnn_generation *g) {
     gen_layout w;
-    if (minrnn_config_check(cfg) != MINRNN_OK || !gen_shape_ok(cfg, g) || !gen_ids_ok(cfg, g) ||
-        gen_layout_of(cfg, g, &w) != 0)
+    if (minrnn_config_check(cfg) != MINRNN_OK || minrnn_params_size(cfg, precision) == 0 || !gen_shape_ok(cfg, g) ||
+        !gen_ids_ok(cfg, g) || gen_layout_of(cfg, precision, g, &w) != 0)
         return 0;
     return w.total + ALIGN_BYTES;   /* room to align the caller's buffer */
 }
@@ -111,6 +115,7 @@ typedef struct {
     const minrnn_generation *g;
     int precision, nt, V;
     const void *params;
+    void *prepared;             /* params prepared at start, or NULL */
     progress *p;
     float *state, *logits, *model_ws;
     int32_t *tokens, *ended, *tail;
@@ -125,10 +130,11 @@ static int gen_open(gen *s, const minrnn_config *cfg, int precision, const void 
     if (status != MINRNN_OK) return status;
     gen_layout w;
     if (!params || !workspace || minrnn_params_size(cfg, precision) == 0 || !gen_shape_ok(cfg, g) ||
-        gen_layout_of(cfg, g, &w) != 0)
+        gen_layout_of(cfg, precision, g, &w) != 0)
         return MINRNN_ERR_ARG;
     unsigned char *base = aligned_bytes(workspace);
-    *s = (gen){cfg, g, precision, num_threads, cfg->vocab_size, params, (progress *)(base + w.progress),
+    *s = (gen){cfg, g, precision, num_threads, cfg->vocab_size, params, w.prepared_bytes ? base + w.prepared : NULL,
+               (progress *)(base + w.progress),
                (float *)(base + w.state), (float *)(base + w.logits), (float *)(base + w.model_ws),
                (int32_t *)(base + w.tokens), (int32_t *)(base + w.ended), (int32_t *)(base + w.tail),
                base + w.sample_scratch, {0}};
@@ -144,7 +150,8 @@ static int gen_fail(progress *p, int status) {
 
 /* One step of every stream on s->tokens: the logits of each stream's next token. */
 static int gen_step(const gen *s) {
-    return minrnn_step_compact(s->cfg, s->precision, s->params, &s->batch, s->state, s->logits, s->model_ws, s->nt);
+    return step_prepared(s->cfg, s->precision, s->params, s->prepared, &s->batch, s->state, s->logits, s->model_ws,
+                         s->nt);
 }
 
 /* Whether a stream's draws so far end with the K stop ids, after it drew `token` as its n-th (from
@@ -182,6 +189,7 @@ int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *p
     if (!gen_ids_ok(cfg, g)) return MINRNN_ERR_ARG;
     memset(s.state, 0, minrnn_state_size(cfg, g->B) * sizeof(float));
     memset(s.ended, 0, (size_t)g->B * sizeof(int32_t));
+    if (s.prepared) prepare_weights(cfg, precision, params, s.prepared, num_threads);
     for (int i = 0; i < g->prime_length; i++) {
         for (int b = 0; b < g->B; b++) s.tokens[b] = g->prime[i];
         if ((status = gen_step(&s)) != MINRNN_OK) return status;

@@ -210,6 +210,18 @@ size_t block_offset(const minrnn_config *cfg, int precision, int index);
 /* out = the float32 values of tensors first.. of a block at precision (out holds tensor `first` at 0). */
 void expand_tensors(const minrnn_config *cfg, int precision, const void *block, int first, float *out);
 
+/* ---- weights prepared once for the steps of a few streams (model.c, a generation's): bytes
+ * (0: nothing to prepare at this precision), the copy of params, and minrnn_step_compact reading
+ * it (the same bits). prep must be aligned to ALIGN_BYTES for speed. */
+/* Products of more rows (streams) read the unprepared weights: prepared, each row of A reads its
+ * group from L1 while mm_nt's tiles use each load of W for 2-3 rows (a Zen 3 core, 4 streams of
+ * LSTM H=512 float32: 16% slower prepared; 1 and 2 streams faster). */
+#define PREPARED_MAX_ROWS 2
+size_t prepared_size(const minrnn_config *cfg, int precision);
+void prepare_weights(const minrnn_config *cfg, int precision, const void *params, void *prep, int nt);
+int step_prepared(const minrnn_config *cfg, int precision, const void *params, const void *prep,
+                  const minrnn_batch *batch, float *state, float *logits, float *workspace, int num_threads);
+
 /* ---- model.c's helpers that seq2seq.c shares; every output element has one owner */
 
 /* Row z (O logits), in place, into the gradient of the cross-entropy with target: softmax(z) -

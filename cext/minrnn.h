@@ -40,7 +40,7 @@
 extern "C" {
 #endif
 
-#define MINRNN_VERSION_STRING "0.10.0"
+#define MINRNN_VERSION_STRING "0.11.0"
 
 /* The library is built with hidden visibility: what this header declares is all it exports. */
 #if defined(__GNUC__)
@@ -50,7 +50,7 @@ extern "C" {
 /* ---- cdef: everything from here to the end marker is also read by cffi ---- */
 
 #define MINRNN_VERSION_MAJOR 0
-#define MINRNN_VERSION_MINOR 10
+#define MINRNN_VERSION_MINOR 11
 #define MINRNN_VERSION_PATCH 0
 #define MINRNN_CHECKPOINT_FORMAT 7   /* the checkpoint format this library writes; it also reads 1 to 6 */
 
@@ -473,10 +473,13 @@ typedef struct {
     int32_t num_samplers;
 } minrnn_generation;
 
-/* Bytes of workspace for a generation (it holds the states and the progress); 0 if g does not fit
- * the model (a language model: MINRNN_TASK_LM) or its sizes are out of range. */
-size_t minrnn_generate_workspace_size(const minrnn_config *cfg, const minrnn_generation *g);
-/* Start: zero states, the prime fed. params is the block at precision (minrnn_params_compact). */
+/* Bytes of workspace for a generation at precision (it holds the states, the progress, and for up
+ * to 2 streams a copy of the float32 or bfloat16 weights that start lays out for their steps:
+ * the same results, read as one stream of memory); 0 if g does not fit the model (a language
+ * model: MINRNN_TASK_LM), its sizes are out of range or the precision is unknown. */
+size_t minrnn_generate_workspace_size(const minrnn_config *cfg, int precision, const minrnn_generation *g);
+/* Start: zero states, the prime fed. params is the block at precision (minrnn_params_compact);
+ * next steps with what start copied of it, so params must not change between the calls. */
 int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g,
                           void *workspace, int num_threads);
 /* Take up to max_steps steps: tokens (max_steps, B) gets what each stream drew at each step taken,

@@ -147,6 +147,8 @@ typedef struct {
     const float *params;      /* the float32 block; NULL in a compact run */
     const uint16_t *half;     /* a compact run's bfloat16 block, else NULL */
     const unsigned char *q8;  /* a compact run's int8 block, else NULL */
+    const void *prep;         /* the weights prepared for a few streams (prepare_weights), or NULL */
+    model_offsets prep_off;   /* where each prepared weight starts in prep, in elements */
     model_view w;             /* views of params (all NULL in a compact run) */
     model_offsets off;        /* where each tensor starts in the block */
     const minrnn_batch *batch;
@@ -223,6 +225,8 @@ static int setup(run *r, const minrnn_config *cfg, int precision, const void *bl
     r->params = precision == MINRNN_FLOAT32 ? block : NULL;
     r->half = precision == MINRNN_BFLOAT16 ? block : NULL, r->q8 = precision == MINRNN_INT8 ? block : NULL;
     r->off = model_offsets_of(cfg, precision);
+    r->prep = NULL;
+    memset(&r->prep_off, 0xFF, sizeof r->prep_off);   /* nothing prepared */
     if (r->params) r->w = model_views(&r->off, r->L, r->params);
     else memset(&r->w, 0, sizeof r->w);
     r->batch = batch, r->tokens = batch->tokens, r->targets = batch->targets, r->lengths = batch->lengths;
@@ -244,11 +248,13 @@ typedef struct {
     const float *scale;       /* int8: a scale per row */
     const int32_t *sum;       /* int8: each row's sum of q */
     size_t cols;
+    const void *prep;         /* its prepared copy (float32 or bfloat16 as f or h), or NULL */
+    int block_rows;           /* the rows of each block the copy prepares apart (a gate's H) */
 } tensor;
 
 /* f: the tensor's view in the float32 block; offset: where it starts in the block */
 static tensor tensor_of(const run *r, const float *f, size_t offset, int rows, int cols) {
-    tensor t = {f, NULL, NULL, NULL, NULL, (size_t)cols};
+    tensor t = {f, NULL, NULL, NULL, NULL, (size_t)cols, NULL, 0};
     if (r->half) t.f = NULL, t.h = r->half + offset;
     if (r->q8) {
         int8_section s = int8_section_of(rows, cols, offset);
@@ -330,10 +336,37 @@ static void tensor_nt_q(int M, int N, int K, quantized A, tensor W, size_t from,
     mm_nt_i8(M, N, K, A.q, A.ld, A.scale, W.q + from, ldw, W.scale + row, W.sum + row, C, ldc, acc, nt);
 }
 
-/* mm_nt of any precision (an int8 W quantizes A first) */
+/* W with its prepared copy, where the run has one: the block at offset of prep, in blocks of
+ * block_rows rows */
+static tensor with_prepared(const run *r, tensor W, size_t offset, int block_rows) {
+    if (r->prep && offset != NO_TENSOR)
+        W.prep = W.h ? (const void *)((const uint16_t *)r->prep + offset) : (const void *)((const float *)r->prep + offset),
+        W.block_rows = block_rows;
+    return W;
+}
+
+/* mm_nt from W's prepared copy: rows [row, row + N), block by block (each starts a group). */
+static void tensor_nt_prepared(int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t row, float *C,
+                               ptrdiff_t ldc, int acc, int nt) {
+    size_t per_block = mm_prepared_size(W.block_rows, K);
+    for (int done = 0; done < N;) {
+        size_t block = (row + (size_t)done) / (size_t)W.block_rows, in = (row + (size_t)done) % (size_t)W.block_rows;
+        int n = (int)(N - done < W.block_rows - (int)in ? N - done : W.block_rows - (int)in);
+        size_t at = block * per_block + in / 8 * mm_prepared_size(8, K);
+        if (W.h) mm_nt_prepared_bf16(M, n, K, A, lda, (const uint16_t *)W.prep + at, C + done, ldc, acc, nt);
+        else mm_nt_prepared(M, n, K, A, lda, (const float *)W.prep + at, C + done, ldc, acc, nt);
+        done += n;
+    }
+}
+
+/* mm_nt of any precision (an int8 W quantizes A first); from W's prepared copy for a few rows of
+ * A, where rows start a group (the same bits) */
 static void tensor_nt(const run *r, int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t from,
                       ptrdiff_t ldw, float *C, ptrdiff_t ldc, int acc, int nt) {
-    if (W.f) mm_nt(M, N, K, A, lda, W.f + from, ldw, C, ldc, acc, nt);
+    size_t row = from / W.cols;
+    if (W.prep && M <= PREPARED_MAX_ROWS && ldw == (ptrdiff_t)W.cols && row % (size_t)W.block_rows % 8 == 0)
+        tensor_nt_prepared(M, N, K, A, lda, W, row, C, ldc, acc, nt);
+    else if (W.f) mm_nt(M, N, K, A, lda, W.f + from, ldw, C, ldc, acc, nt);
     else if (W.h) mm_nt_bf16(M, N, K, A, lda, W.h + from, ldw, C, ldc, acc, nt);
     else tensor_nt_q(M, N, K, quantize_input(r, M, K, A, lda, nt), W, from, ldw, C, ldc, acc, nt);
 }
@@ -344,9 +377,13 @@ static void tensor_pack(int K, int N, tensor W, size_t from, ptrdiff_t rsb, ptrd
 }
 
 static tensor w_ih_of(const run *r, int l) {
-    return tensor_of(r, r->w.layer[l].w_ih, r->off.layer[l].w_ih, r->GH, layer_input_size(r->cfg, l));
+    tensor t = tensor_of(r, r->w.layer[l].w_ih, r->off.layer[l].w_ih, r->GH, layer_input_size(r->cfg, l));
+    return with_prepared(r, t, r->prep_off.layer[l].w_ih, r->H);
 }
-static tensor w_hh_of(const run *r, int l) { return tensor_of(r, r->w.layer[l].w_hh, r->off.layer[l].w_hh, r->GH, r->H); }
+static tensor w_hh_of(const run *r, int l) {
+    tensor t = tensor_of(r, r->w.layer[l].w_hh, r->off.layer[l].w_hh, r->GH, r->H);
+    return with_prepared(r, t, r->prep_off.layer[l].w_hh, r->H);
+}
 
 /* bias_hh of layer l as the cells read it, and where its gradient goes: with one_bias, zeros and
  * a sink; in a compact step, the copy that layer_forward widens. */
@@ -764,7 +801,8 @@ static double output_forward(const run *r, float *logits_out) {
     }
     tensor_copy(tensor_of(r, r->w.out_b, r->off.out_b, O, 1), 0, (size_t)O, logits);   /* bias rows, from row 0 */
     fill_rows(logits + O, R - 1, O, logits, nt);
-    linear_wT(r, R, O, H, y, tensor_of(r, r->w.out_w, r->off.out_w, O, H), logits, 1);
+    tensor out_w = with_prepared(r, tensor_of(r, r->w.out_w, r->off.out_w, O, H), r->prep_off.out_w, O);
+    linear_wT(r, R, O, H, y, out_w, logits, 1);
     if (logits_out) memcpy(logits_out, logits, (size_t)R * O * sizeof(float));
     if (!r->has_targets) return 0.0;
     if (r->values) {   /* y - t in place, what backward reads; loss = the sum of its squares, in double */
@@ -846,23 +884,94 @@ int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_b
     return model_forward(cfg, params, batch, state0, state_out, masks, logits, loss, workspace, num_threads, 1);
 }
 
-int minrnn_forward_compact(const minrnn_config *cfg, int precision, const void *params,
+/* ---- weights prepared for the steps of a few streams (a generation's): W_ih (but a one-hot
+ * input's, which a step reads by columns), W_hh and the output weights, in cext/gemm.c's groups,
+ * each gate's block of H rows apart (a thread's units start a group in every gate). float32 or
+ * bfloat16 as the block; an int8 block has none. A weight whose group of 8 rows passes
+ * PREP_MAX_GROUP bytes stays unprepared: on a Zen 3, one row of A against float32 weights of 8-16
+ * MB with rows of 1,024 ran 10-25% slower prepared (rows of 256 and 512: 1.2-1.4 times faster). */
+#define PREP_MAX_GROUP 16384
+
+static size_t prepared_offsets(const minrnn_config *cfg, int precision, model_offsets *o) {
+    memset(o, 0xFF, sizeof *o);   /* every offset NO_TENSOR until placed */
+    if (minrnn_config_check(cfg) != MINRNN_OK || cfg->task == MINRNN_TASK_SEQ2SEQ ||
+        (precision != MINRNN_FLOAT32 && precision != MINRNN_BFLOAT16))
+        return 0;
+    size_t size = precision == MINRNN_BFLOAT16 ? sizeof(uint16_t) : sizeof(float), at = 0;
+    int H = cfg->hidden_size, G = cell_kind_of(cfg)->gates;
+    #define PREP_FITS(K) (mm_prepared_size(8, K) * size <= PREP_MAX_GROUP)
+    for (int l = 0; l < cfg->num_layers; l++) {
+        int in = layer_input_size(cfg, l), one_hot = l == 0 && !cfg->input_size && !cfg->embed_size;
+        if (!one_hot && PREP_FITS(in)) o->layer[l].w_ih = at, at += (size_t)G * mm_prepared_size(H, in);
+        if (PREP_FITS(H)) o->layer[l].w_hh = at, at += (size_t)G * mm_prepared_size(H, H);
+    }
+    int O = cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : cfg->vocab_size;
+    if (cfg->task != MINRNN_TASK_ENCODE && PREP_FITS(H)) o->out_w = at, at += mm_prepared_size(O, H);
+    #undef PREP_FITS
+    return at * size;
+}
+
+size_t prepared_size(const minrnn_config *cfg, int precision) {
+    model_offsets o;
+    return prepared_offsets(cfg, precision, &o);
+}
+
+/* W (blocks of block_rows rows, K columns) at from in params, into prep at to, block by block. */
+static void prepare_one(int precision, const void *params, size_t from, int blocks, int block_rows, int K,
+                        void *prep, size_t to, int nt) {
+    size_t rows = (size_t)block_rows * (size_t)K, per_block = mm_prepared_size(block_rows, K);
+    for (int b = 0; b < blocks; b++) {
+        if (precision == MINRNN_BFLOAT16)
+            mm_prepare_bf16(block_rows, K, (const uint16_t *)params + from + b * rows, K,
+                            (uint16_t *)prep + to + b * per_block, nt);
+        else
+            mm_prepare(block_rows, K, (const float *)params + from + b * rows, K, (float *)prep + to + b * per_block, nt);
+    }
+}
+
+void prepare_weights(const minrnn_config *cfg, int precision, const void *params, void *prep, int nt) {
+    model_offsets o, from = model_offsets_of(cfg, precision);
+    if (prepared_offsets(cfg, precision, &o) == 0) return;
+    int H = cfg->hidden_size, G = cell_kind_of(cfg)->gates;
+    for (int l = 0; l < cfg->num_layers; l++) {
+        if (o.layer[l].w_ih != NO_TENSOR)
+            prepare_one(precision, params, from.layer[l].w_ih, G, H, layer_input_size(cfg, l), prep, o.layer[l].w_ih, nt);
+        if (o.layer[l].w_hh != NO_TENSOR)
+            prepare_one(precision, params, from.layer[l].w_hh, G, H, H, prep, o.layer[l].w_hh, nt);
+    }
+    int O = cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : cfg->vocab_size;
+    if (o.out_w != NO_TENSOR) prepare_one(precision, params, from.out_w, 1, O, H, prep, o.out_w, nt);
+}
+
+static int forward_compact(const minrnn_config *cfg, int precision, const void *params, const void *prep,
                            const minrnn_batch *batch, const float *state0, float *state_out, float *logits,
                            float *loss, float *workspace, int num_threads) {
     run r;
     int status = setup(&r, cfg, precision, params, batch, NULL, workspace, num_threads);
     if (status != MINRNN_OK) return status;
     if (!state0 || (loss && !batch->targets && !batch->values)) return MINRNN_ERR_ARG;
+    if (prep) r.prep = prep, prepared_offsets(cfg, precision, &r.prep_off);
     write_stamp(&r, 0, 0);   /* no stamp: nothing follows with backward */
     forward(&r, state0, state_out, logits, loss);
     return MINRNN_OK;
 }
 
+int minrnn_forward_compact(const minrnn_config *cfg, int precision, const void *params,
+                           const minrnn_batch *batch, const float *state0, float *state_out, float *logits,
+                           float *loss, float *workspace, int num_threads) {
+    return forward_compact(cfg, precision, params, NULL, batch, state0, state_out, logits, loss, workspace, num_threads);
+}
+
+int step_prepared(const minrnn_config *cfg, int precision, const void *params, const void *prep,
+                  const minrnn_batch *batch, float *state, float *logits, float *workspace, int num_threads) {
+    if (!batch || batch->T != 1 || batch->targets || batch->values || batch->lengths) return MINRNN_ERR_ARG;
+    return forward_compact(cfg, precision, params, prep, batch, state, state, logits, NULL, workspace, num_threads);
+}
+
 int minrnn_step_compact(const minrnn_config *cfg, int precision, const void *params,
                         const minrnn_batch *batch, float *state, float *logits, float *workspace,
                         int num_threads) {
-    if (!batch || batch->T != 1 || batch->targets || batch->values || batch->lengths) return MINRNN_ERR_ARG;
-    return minrnn_forward_compact(cfg, precision, params, batch, state, state, logits, NULL, workspace, num_threads);
+    return step_prepared(cfg, precision, params, NULL, batch, state, logits, workspace, num_threads);
 }
 
 int minrnn_step(const minrnn_config *cfg, const float *params, const minrnn_batch *batch,

@@ -3,7 +3,7 @@
 Importing the package loads nothing heavy: minrnn.reference is standard-library only.
 """
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"
 
 
 def __getattr__(name):

@@ -743,12 +743,12 @@ class Generation:
         g.max_length = max_length
         g.samplers, g.num_samplers = self.samplers, len(seeds)
         _put_condition(model.config, g, self._cond)
-        size = lib.minrnn_generate_workspace_size(model.c, g)
+        # the block this generation reads, held here whatever happens to the model's (set_precision)
+        self._block, self._weights = model.block(), model.weights()
+        size = lib.minrnn_generate_workspace_size(model.c, self._weights[0], g)
         if size == 0:
             raise MinrnnError(lib.MINRNN_ERR_ARG, "generate")
         self.workspace = np.empty(size, np.uint8)
-        # the block this generation reads, held here whatever happens to the model's (set_precision)
-        self._block, self._weights = model.block(), model.weights()
         check(lib.minrnn_generate_start(model.c, *self._weights, g, _ptr("void *", self.workspace),
                                         model.call_threads), "generate")
 

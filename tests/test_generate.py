@@ -184,7 +184,7 @@ def test_a_generation_that_does_not_fit_the_model_is_refused(bad, value):
     model = model_of("lstm", 6, 4, 1, 0, "none", 0, seed=1)
     generation = core.Generation(model, 3, [0, 1], 5, 7)
     setattr(generation.g, bad, value)   # stop_length 1 with no stop ids: NULL stop
-    assert core.lib.minrnn_generate_workspace_size(model.c, generation.g) == 0
+    assert core.lib.minrnn_generate_workspace_size(model.c, core.lib.MINRNN_FLOAT32, generation.g) == 0
     with pytest.raises(core.MinrnnError, match="invalid argument"):
         core.check(core.lib.minrnn_generate_start(model.c, *model.weights(), generation.g,
                                                   core._ptr("void *", generation.workspace), 0))

@@ -526,7 +526,7 @@ static int generate(const minrnn_checkpoint *ck, const lexicon *lex, const optio
     minrnn_generation g = {.B = N, .prime = ids, .prime_length = (int32_t)n_ids, .end_id = framed ? V - 1 : -1,
                            .banned_id = framed ? V - 2 : -1, .max_length = length, .labels = labels,
                            .vectors = vectors, .samplers = &sampler, .num_samplers = 1};
-    size_t bytes = minrnn_generate_workspace_size(cfg, &g);
+    size_t bytes = minrnn_generate_workspace_size(cfg, precision, &g);
     void *params = malloc(minrnn_params_size(cfg, precision)), *work = malloc(bytes ? bytes : 1);
     int32_t *drawn = malloc((size_t)N * sizeof(int32_t));
     int32_t *text = as_drawn ? NULL : malloc((size_t)N * (size_t)length * sizeof(int32_t) + 1);   /* (N, length) */

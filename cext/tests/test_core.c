@@ -537,7 +537,7 @@ static void test_generation(void) {
     minrnn_sampler sampler = {.temperature = 1.0, .top_k = 0, .top_p = 1.0};
     minrnn_generation g = {.B = GEN_N, .prime = prime, .prime_length = 2, .end_id = 7, .banned_id = 6, .stop = stop,
                            .stop_length = 2, .max_length = GEN_LEN, .samplers = &sampler, .num_samplers = 1};
-    size_t bytes = minrnn_generate_workspace_size(&c, &g);
+    size_t bytes = minrnn_generate_workspace_size(&c, MINRNN_FLOAT32, &g);
     void *work = malloc(bytes);
     int32_t drawn[GEN_LEN * GEN_N];
     for (int chunk = 1; chunk <= GEN_LEN; chunk += GEN_LEN - 1) {
@@ -560,7 +560,7 @@ static void test_generation(void) {
     /* bad arguments: refused, and nothing runs */
     minrnn_generation bad = g;
     bad.num_samplers = 2;
-    CHECK(minrnn_generate_workspace_size(&c, &bad) == 0, "two samplers for three streams");
+    CHECK(minrnn_generate_workspace_size(&c, MINRNN_FLOAT32, &bad) == 0, "two samplers for three streams");
     CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &bad, work, 1) == MINRNN_ERR_ARG, "start, bad");
     bad = g, bad.stop = NULL;
     CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &bad, work, 1) == MINRNN_ERR_ARG, "stop NULL");
@@ -577,9 +577,9 @@ static void test_generation(void) {
         CHECK(minrnn_generate_next(&c, precisions[i], b.params, others[i], work, 0, drawn, &steps, 1) == MINRNN_ERR_ARG,
               "next with another B, stop or precision (%d)", i);
     }
-    CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 1) == MINRNN_OK, "start again");
     float *nans = malloc(b.P * sizeof(float));
-    for (size_t i = 0; i < b.P; i++) nans[i] = NAN;   /* the second step: NaN logits, whose draw fails */
+    for (size_t i = 0; i < b.P; i++) nans[i] = NAN;   /* the prime's steps give NaN logits, whose draw fails */
+    CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, nans, &g, work, 1) == MINRNN_OK, "start from NaN weights");
     CHECK(minrnn_generate_next(&c, MINRNN_FLOAT32, nans, &g, work, 2, drawn, &steps, 1) != MINRNN_OK,
           "a draw from NaN logits");
     free(nans);
@@ -590,7 +590,7 @@ static void test_generation(void) {
           "next before start");
     minrnn_config classifier = c;
     classifier.task = MINRNN_TASK_CLASSIFY, classifier.num_classes = 3;
-    CHECK(minrnn_generate_workspace_size(&classifier, &g) == 0, "a classifier generates nothing");
+    CHECK(minrnn_generate_workspace_size(&classifier, MINRNN_FLOAT32, &g) == 0, "a classifier generates nothing");
     free(work);
     release(&b);
 }
@@ -612,7 +612,7 @@ static void test_streams_joining_a_batch(void) {
         minrnn_generation g = {.B = 1, .prime = fed[k], .prime_length = fed_length[k], .end_id = 7, .banned_id = 6,
                                .stop = stop, .stop_length = 1, .max_length = lengths[k], .samplers = &sampler,
                                .num_samplers = 1};
-        void *work = malloc(minrnn_generate_workspace_size(&c, &g));
+        void *work = malloc(minrnn_generate_workspace_size(&c, MINRNN_FLOAT32, &g));
         int32_t drawn[16];
         int64_t steps;
         CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 1) == MINRNN_OK, "start %d", k);

@@ -341,6 +341,36 @@ typedef void (*nt_fn)(int, int, int, const float *, ptrdiff_t, const float *, pt
 typedef void (*pnt_fn)(int, int, int, const float *, ptrdiff_t, const float *, float *, ptrdiff_t, int, int,
                        int);
 
+/* mm_nt_prepared (or _bf16, half) of W (N, K; row stride ldw) prepared, against mm_nt's bits:
+ * want_portable of the portable kernels, want of the best; threads 1 to 3, and the rows in two
+ * calls split at a group of 8 (as model.c starts a thread's units or a gate's rows). */
+static void check_prepared(int M, int N, int K, strided A, const void *W, ptrdiff_t ldw, int half, ptrdiff_t ldc,
+                           int acc, const float *want_portable, const float *want, const problem *p, rng_t *r) {
+    size_t size = half ? sizeof(uint16_t) : sizeof(float), nc = (size_t)M * ldc;
+    void *P = xmalloc(size * (mm_prepared_size(N, K) + 1));
+    if (half) mm_prepare_bf16(N, K, W, ldw, P, 2);
+    else mm_prepare(N, K, W, ldw, P, 1 + rng_int(r, 3));
+    float *c = make_c(p, ldc, acc);
+    mm_nt_prepared_portable(M, N, K, A.buf, A.rs, P, half, c, ldc, acc, 1);
+    check_same(want_portable, c, nc, p, "mm_nt_prepared_portable vs mm_nt_portable");
+    free(c);
+    for (int nt = 1; nt <= 3; nt++) {
+        c = make_c(p, ldc, acc);
+        int split = 8 * rng_int(r, N / 8 + 1);
+        const void *rest = (const char *)P + size * (split ? mm_prepared_size(split, K) : 0);
+        if (half) {
+            mm_nt_prepared_bf16(M, split, K, A.buf, A.rs, P, c, ldc, acc, nt);
+            mm_nt_prepared_bf16(M, N - split, K, A.buf, A.rs, rest, c + split, ldc, acc, nt);
+        } else {
+            mm_nt_prepared(M, split, K, A.buf, A.rs, P, c, ldc, acc, nt);
+            mm_nt_prepared(M, N - split, K, A.buf, A.rs, rest, c + split, ldc, acc, nt);
+        }
+        check_same(want, c, nc, p, half ? "mm_nt_prepared_bf16 vs mm_nt_bf16" : "mm_nt_prepared vs mm_nt");
+        free(c);
+    }
+    free(P);
+}
+
 static void test_nt(int M, int N, int K, rng_t *r) {
     for (int exact = 1; exact >= 0; exact--) {
         problem p = make_problem(M, N, K, exact, r);
@@ -389,6 +419,7 @@ static void test_nt(int M, int N, int K, rng_t *r) {
                 free(c);
             }
             free(Bp);
+            check_prepared(M, N, K, A, W.buf, W.rs, 0, ldc, acc, first[0], first[2], &p, r);
             for (int kk = 0; kk < 3; kk++) free(first[kk]);
             free(A.buf); free(W.buf);
         }
@@ -416,6 +447,8 @@ static void test_bf16(int M, int N, int K, rng_t *r) {
         mm_nt_portable(M, N, K, p.a, K, wide, ldw, plain, ldc, acc, 1);
         mm_nt_bf16_portable(M, N, K, p.a, K, w16, ldw, portable, ldc, acc, 2);
         check_same(plain, portable, nc, &p, "mm_nt_bf16_portable vs mm_nt_portable of the widened weights");
+        strided A = {p.a, K, 1};
+        check_prepared(M, N, K, A, w16, ldw, 1, ldc, acc, plain, want, &p, r);
         for (int nt = 1; nt <= 3; nt++) {
             float *got = make_c(&p, ldc, acc);
             mm_nt_bf16(M, N, K, p.a, K, w16, ldw, got, ldc, acc, nt);
