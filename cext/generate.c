@@ -90,12 +90,14 @@ static int gen_ids_ok(const minrnn_config *cfg, const minrnn_generation *g) {
     return 1;
 }
 
-/* What every call of one generation must agree on: the config, the precision, g's sizes and ids,
- * and its stop ids (not the prime, which only start reads). */
-static uint64_t gen_key(const minrnn_config *cfg, int precision, const minrnn_generation *g) {
+/* What every call of one generation must agree on: the config, the precision, where the weights
+ * are (a copy of them may be prepared at start), g's sizes and ids, and its stop ids (not the
+ * prime, which only start reads). */
+static uint64_t gen_key(const minrnn_config *cfg, int precision, const void *params, const minrnn_generation *g) {
     int32_t shape[8] = {precision, g->B, g->prime_length, g->end_id, g->banned_id, g->stop_length,
                         g->num_samplers, 0};
-    uint64_t h = hash_words(hash_words(0, cfg, sizeof *cfg / 4), shape, 8);
+    uint64_t at = (uint64_t)(uintptr_t)params;
+    uint64_t h = hash_words(hash_words(hash_words(0, cfg, sizeof *cfg / 4), shape, 8), &at, sizeof at / 4);
     h = hash_words(h, &g->max_length, sizeof g->max_length / 4);
     return g->stop_length ? hash_words(h, g->stop, (size_t)g->stop_length) : h;
 }
@@ -196,7 +198,7 @@ int minrnn_generate_start(const minrnn_config *cfg, int precision, const void *p
     }
     if (g->end_id >= 0)   /* what a stream that ends at its first draw is stepped with */
         for (int b = 0; b < g->B; b++) s.tokens[b] = g->end_id;
-    *s.p = (progress){GENERATION_MAGIC, gen_key(cfg, precision, g), 0, g->B, 1};
+    *s.p = (progress){GENERATION_MAGIC, gen_key(cfg, precision, params, g), 0, g->B, 1};
     return MINRNN_OK;
 }
 
@@ -207,7 +209,7 @@ int minrnn_generate_next(const minrnn_config *cfg, int precision, const void *pa
     if (status != MINRNN_OK) return status;
     progress *p = s.p;
     if (max_steps < 0 || (max_steps > 0 && !tokens) || !steps || p->magic != GENERATION_MAGIC ||
-        p->key != gen_key(cfg, precision, g))
+        p->key != gen_key(cfg, precision, params, g))
         return MINRNN_ERR_ARG;
     int B = g->B, V = s.V;
     *steps = 0;

@@ -132,6 +132,11 @@ static inline uint16_t float_to_bf16(float x) {
 static inline size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
 static inline size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+/* The outputs of a row of the top layer: a classifier's classes, a language model's vocabulary,
+ * none for an encoder (its top layer's outputs are the result). */
+static inline int output_size(const minrnn_config *cfg) {
+    return cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : cfg->task == MINRNN_TASK_ENCODE ? 0 : cfg->vocab_size;
+}
 
 /* The next region of n floats at *at, which moves past it. */
 static inline size_t take(size_t *at, size_t n) {

@@ -85,7 +85,7 @@ static int layout(const minrnn_config *cfg, int B, int T, ws_layout *w) {
     size_t D = cfg->input_size, X = max_size(E, D);   /* layer 0's dense input: an embedding's, or given */
     size_t C = cfg->cond_size, classify = cfg->task == MINRNN_TASK_CLASSIFY;
     size_t R = classify ? (size_t)B : N;
-    size_t O = classify ? (size_t)cfg->num_classes : cfg->task == MINRNN_TASK_ENCODE ? 0 : V;
+    size_t O = (size_t)output_size(cfg);
     size_t widest = max_size(max_size(GH, max_size(V, O)), max_size(max_size(X, C), G * Hp));
     if (N * widest > ((size_t)1 << 40)) return -1;   /* 4 TiB of floats: refuse before overflow */
     memset(w, 0, sizeof *w);
@@ -220,7 +220,7 @@ static int setup(run *r, const minrnn_config *cfg, int precision, const void *bl
     r->V = cfg->vocab_size, r->E = cfg->embed_size, r->L = cfg->num_layers, r->C = cfg->cond_size;
     r->classify = cfg->task == MINRNN_TASK_CLASSIFY;
     r->encode = cfg->task == MINRNN_TASK_ENCODE;
-    r->R = r->classify ? r->B : r->N, r->O = r->classify ? cfg->num_classes : r->encode ? 0 : r->V;
+    r->R = r->classify ? r->B : r->N, r->O = output_size(cfg);
     r->nt = resolve_threads(num_threads);
     r->params = precision == MINRNN_FLOAT32 ? block : NULL;
     r->half = precision == MINRNN_BFLOAT16 ? block : NULL, r->q8 = precision == MINRNN_INT8 ? block : NULL;
@@ -339,9 +339,11 @@ static void tensor_nt_q(int M, int N, int K, quantized A, tensor W, size_t from,
 /* W with its prepared copy, where the run has one: the block at offset of prep, in blocks of
  * block_rows rows */
 static tensor with_prepared(const run *r, tensor W, size_t offset, int block_rows) {
-    if (r->prep && offset != NO_TENSOR)
-        W.prep = W.h ? (const void *)((const uint16_t *)r->prep + offset) : (const void *)((const float *)r->prep + offset),
+    if (r->prep && offset != NO_TENSOR) {
+        size_t size = W.h ? sizeof(uint16_t) : sizeof(float);
+        W.prep = (const unsigned char *)r->prep + offset * size;
         W.block_rows = block_rows;
+    }
     return W;
 }
 
@@ -351,7 +353,8 @@ static void tensor_nt_prepared(int M, int N, int K, const float *A, ptrdiff_t ld
     size_t per_block = mm_prepared_size(W.block_rows, K);
     for (int done = 0; done < N;) {
         size_t block = (row + (size_t)done) / (size_t)W.block_rows, in = (row + (size_t)done) % (size_t)W.block_rows;
-        int n = (int)(N - done < W.block_rows - (int)in ? N - done : W.block_rows - (int)in);
+        int n = N - done, left = W.block_rows - (int)in;   /* rows to do, rows left in the block */
+        if (n > left) n = left;
         size_t at = block * per_block + in / 8 * mm_prepared_size(8, K);
         if (W.h) mm_nt_prepared_bf16(M, n, K, A, lda, (const uint16_t *)W.prep + at, C + done, ldc, acc, nt);
         else mm_nt_prepared(M, n, K, A, lda, (const float *)W.prep + at, C + done, ldc, acc, nt);
@@ -360,11 +363,12 @@ static void tensor_nt_prepared(int M, int N, int K, const float *A, ptrdiff_t ld
 }
 
 /* mm_nt of any precision (an int8 W quantizes A first); from W's prepared copy for a few rows of
- * A, where rows start a group (the same bits) */
+ * A, over whole rows that start a group (the same bits) */
 static void tensor_nt(const run *r, int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t from,
                       ptrdiff_t ldw, float *C, ptrdiff_t ldc, int acc, int nt) {
     size_t row = from / W.cols;
-    if (W.prep && M <= PREPARED_MAX_ROWS && ldw == (ptrdiff_t)W.cols && row % (size_t)W.block_rows % 8 == 0)
+    if (W.prep && M <= PREPARED_MAX_ROWS && ldw == (ptrdiff_t)W.cols && (size_t)K == W.cols && from % W.cols == 0 &&
+        row % (size_t)W.block_rows % 8 == 0)
         tensor_nt_prepared(M, N, K, A, lda, W, row, C, ldc, acc, nt);
     else if (W.f) mm_nt(M, N, K, A, lda, W.f + from, ldw, C, ldc, acc, nt);
     else if (W.h) mm_nt_bf16(M, N, K, A, lda, W.h + from, ldw, C, ldc, acc, nt);
@@ -905,8 +909,7 @@ static size_t prepared_offsets(const minrnn_config *cfg, int precision, model_of
         if (!one_hot && PREP_FITS(in)) o->layer[l].w_ih = at, at += (size_t)G * mm_prepared_size(H, in);
         if (PREP_FITS(H)) o->layer[l].w_hh = at, at += (size_t)G * mm_prepared_size(H, H);
     }
-    int O = cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : cfg->vocab_size;
-    if (cfg->task != MINRNN_TASK_ENCODE && PREP_FITS(H)) o->out_w = at, at += mm_prepared_size(O, H);
+    if (output_size(cfg) && PREP_FITS(H)) o->out_w = at, at += mm_prepared_size(output_size(cfg), H);
     #undef PREP_FITS
     return at * size;
 }
@@ -939,8 +942,7 @@ void prepare_weights(const minrnn_config *cfg, int precision, const void *params
         if (o.layer[l].w_hh != NO_TENSOR)
             prepare_one(precision, params, from.layer[l].w_hh, G, H, H, prep, o.layer[l].w_hh, nt);
     }
-    int O = cfg->task == MINRNN_TASK_CLASSIFY ? cfg->num_classes : cfg->vocab_size;
-    if (o.out_w != NO_TENSOR) prepare_one(precision, params, from.out_w, 1, O, H, prep, o.out_w, nt);
+    if (o.out_w != NO_TENSOR) prepare_one(precision, params, from.out_w, 1, output_size(cfg), H, prep, o.out_w, nt);
 }
 
 static int forward_compact(const minrnn_config *cfg, int precision, const void *params, const void *prep,

@@ -570,13 +570,17 @@ static void test_generation(void) {
     /* next runs only the generation start set up (each tried on a fresh start), and not after an error */
     minrnn_generation other_b = g, other_stop = g;
     other_b.B = 1, other_stop.stop_length = 1;
-    const minrnn_generation *others[3] = {&other_b, &other_stop, &g};
-    const int precisions[3] = {MINRNN_FLOAT32, MINRNN_FLOAT32, MINRNN_BFLOAT16};
-    for (int i = 0; i < 3; i++) {
+    const minrnn_generation *others[4] = {&other_b, &other_stop, &g, &g};
+    const int precisions[4] = {MINRNN_FLOAT32, MINRNN_FLOAT32, MINRNN_BFLOAT16, MINRNN_FLOAT32};
+    float *moved = malloc(b.P * sizeof(float));   /* the same weights elsewhere: start's copy may be stale */
+    memcpy(moved, b.params, b.P * sizeof(float));
+    const float *blocks[4] = {b.params, b.params, b.params, moved};
+    for (int i = 0; i < 4; i++) {
         CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, b.params, &g, work, 1) == MINRNN_OK, "start again");
-        CHECK(minrnn_generate_next(&c, precisions[i], b.params, others[i], work, 0, drawn, &steps, 1) == MINRNN_ERR_ARG,
-              "next with another B, stop or precision (%d)", i);
+        CHECK(minrnn_generate_next(&c, precisions[i], blocks[i], others[i], work, 0, drawn, &steps, 1) == MINRNN_ERR_ARG,
+              "next with another B, stop, precision or weights' address (%d)", i);
     }
+    free(moved);
     float *nans = malloc(b.P * sizeof(float));
     for (size_t i = 0; i < b.P; i++) nans[i] = NAN;   /* the prime's steps give NaN logits, whose draw fails */
     CHECK(minrnn_generate_start(&c, MINRNN_FLOAT32, nans, &g, work, 1) == MINRNN_OK, "start from NaN weights");
