@@ -1095,40 +1095,58 @@ MM_AVX2 static MM_INLINE void prep_group_avx2(int K, const float *a, const void 
 }
 #endif
 
-typedef void (*prep_kernel)(int K, const float *a, const void *P, float *c, int n, int accumulate);
+/* One row a of A against N rows of W from P's first group on: the groups one after another. */
+typedef void (*prep_kernel)(int K, const float *a, const void *P, int N, float *c, int accumulate);
 
-static void prep_group_portable_f32(int K, const float *a, const void *P, float *c, int n, int accumulate) {
-    prep_group_portable(K, a, P, c, n, accumulate, 0);
+static MM_INLINE void prep_rows_portable(int K, const float *a, const void *P, int N, float *c, int accumulate,
+                                         const int half) {
+    size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
+    for (int g = 0; g * PREP_ROWS < N; g++)
+        prep_group_portable(K, a, (const char *)P + g * group, c + g * PREP_ROWS, mm_min(PREP_ROWS, N - g * PREP_ROWS),
+                            accumulate, half);
 }
-static void prep_group_portable_bf16(int K, const float *a, const void *P, float *c, int n, int accumulate) {
-    prep_group_portable(K, a, P, c, n, accumulate, 1);
+static void prep_rows_portable_f32(int K, const float *a, const void *P, int N, float *c, int accumulate) {
+    prep_rows_portable(K, a, P, N, c, accumulate, 0);
+}
+static void prep_rows_portable_bf16(int K, const float *a, const void *P, int N, float *c, int accumulate) {
+    prep_rows_portable(K, a, P, N, c, accumulate, 1);
 }
 #if MM_X86
-MM_AVX2 static void prep_group_avx2_f32(int K, const float *a, const void *P, float *c, int n, int accumulate) {
-    prep_group_avx2(K, a, P, c, n, accumulate, 0);
+MM_AVX2 static MM_INLINE void prep_rows_avx2(int K, const float *a, const void *P, int N, float *c, int accumulate,
+                                             const int half) {
+    size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
+    for (int g = 0; g * PREP_ROWS < N; g++)
+        prep_group_avx2(K, a, (const char *)P + g * group, c + g * PREP_ROWS, mm_min(PREP_ROWS, N - g * PREP_ROWS),
+                        accumulate, half);
 }
-MM_AVX2 static void prep_group_avx2_bf16(int K, const float *a, const void *P, float *c, int n, int accumulate) {
-    prep_group_avx2(K, a, P, c, n, accumulate, 1);
+MM_AVX2 static void prep_rows_avx2_f32(int K, const float *a, const void *P, int N, float *c, int accumulate) {
+    prep_rows_avx2(K, a, P, N, c, accumulate, 0);
+}
+MM_AVX2 static void prep_rows_avx2_bf16(int K, const float *a, const void *P, int N, float *c, int accumulate) {
+    prep_rows_avx2(K, a, P, N, c, accumulate, 1);
 }
 #endif
 
 /* mm_nt's choice: fused chains where the CPU has AVX2 (its AVX-512 kernel gives the same bits) */
 static prep_kernel prep_best_kernel(int half) {
 #if MM_X86
-    if (mm_have_avx2()) return half ? prep_group_avx2_bf16 : prep_group_avx2_f32;
+    if (mm_have_avx2()) return half ? prep_rows_avx2_bf16 : prep_rows_avx2_f32;
 #endif
-    return half ? prep_group_portable_bf16 : prep_group_portable_f32;
+    return half ? prep_rows_portable_bf16 : prep_rows_portable_f32;
 }
 
+/* Threads take contiguous ranges of groups, each row of A one kernel call over its range (which
+ * reads each group from L1 for the second row on). */
 static void mm_nt_prepared_with(prep_kernel kern, int M, int N, int K, const float *A, ptrdiff_t lda, const void *P,
                                 float *C, ptrdiff_t ldc, int accumulate, int nthreads, int half) {
     if (M <= 0 || N <= 0) return;
     size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
-    SHARED_FOR(resolve_threads(nthreads), g, mm_cdiv(N, PREP_ROWS),
-        const void *pg = (const unsigned char *)P + (size_t)g * group;
-        int n = mm_min(PREP_ROWS, N - g * PREP_ROWS);
-        for (int i = 0; i < M; i++)   /* each row of A reads the group from L1 */
-            kern(K, A + i * lda, pg, C + i * ldc + g * PREP_ROWS, n, accumulate);
+    int threads = resolve_threads(nthreads), groups = mm_cdiv(N, PREP_ROWS), parts = mm_min(threads, groups);
+    SHARED_FOR(threads, part, parts,
+        int g0 = (int)((long long)groups * part / parts), g1 = (int)((long long)groups * (part + 1) / parts);
+        int n = mm_min(N, g1 * PREP_ROWS) - g0 * PREP_ROWS;
+        for (int i = 0; i < M; i++)
+            kern(K, A + i * lda, (const char *)P + g0 * group, n, C + i * ldc + g0 * PREP_ROWS, accumulate);
     );
 }
 
@@ -1144,7 +1162,7 @@ void mm_nt_prepared_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, con
 
 void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const void *P, int half, float *C,
                              ptrdiff_t ldc, int accumulate, int nthreads) {
-    prep_kernel kern = half ? prep_group_portable_bf16 : prep_group_portable_f32;
+    prep_kernel kern = half ? prep_rows_portable_bf16 : prep_rows_portable_f32;
     mm_nt_prepared_with(kern, M, N, K, A, lda, P, C, ldc, accumulate, nthreads, half);
 }
 

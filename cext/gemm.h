@@ -80,6 +80,15 @@ void mm_nt_i8(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float 
               ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C, ptrdiff_t ldc, int accumulate,
               int nthreads);
 
+/* Wq (N, K) prepared once for the steps of a few streams (cext/int8.c: groups of 8 rows, each one
+ * run of memory, zeros past N and K): mm_i8_prepared_size(N, K) bytes. mm_nt_i8_prepared is
+ * mm_nt_i8 of the W that P holds (its scales sw as mm_nt_i8's), the same bits; P may start at any
+ * group, as mm_nt_prepared's. */
+size_t mm_i8_prepared_size(int N, int K);
+void mm_prepare_i8(int N, int K, const int8_t *W, ptrdiff_t ldw, int8_t *P, int nthreads);
+void mm_nt_i8_prepared(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *P,
+                       const float *sw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+
 /* ---- for tests: the kernels behind mm_packed and mm_nt, by name. The plain C ones always work;
  * the AVX2+FMA ones only when mm_have_avx2() (on other CPUs they are the plain C ones). */
 int mm_have_avx2(void);
@@ -105,6 +114,8 @@ void mm_nt_avx2(int M, int N, int K, const float *A, ptrdiff_t lda, const float 
                 ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_nt_bf16_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const uint16_t *W,
                          ptrdiff_t ldw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
+void mm_nt_i8_prepared_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t lda, const float *sa, const int8_t *P,
+                                const float *sw, float *C, ptrdiff_t ldc, int accumulate, int nthreads);
 void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const void *P, int half, float *C,
                              ptrdiff_t ldc, int accumulate, int nthreads);   /* half: P is bfloat16 */
 

@@ -474,10 +474,10 @@ typedef struct {
 } minrnn_generation;
 
 /* Bytes of workspace for a generation at precision (it holds the states, the progress, and for up
- * to 2 streams a copy of the float32 or bfloat16 weights that start lays out for their steps:
- * the same results, read as one stream of memory); 0 if g does not fit the model (a language
- * model: MINRNN_TASK_LM), its sizes are out of range or the precision is unknown. The size holds
- * for this precision and g only (2 streams can need more than 3). */
+ * to 2 streams a copy of the weights, int8's only on a CPU without VNNI, that start lays out for
+ * their steps: the same results, read as one stream of memory); 0 if g does not fit the model (a
+ * language model: MINRNN_TASK_LM), its sizes are out of range or the precision is unknown. The
+ * size holds for this precision and g only (2 streams can need more than 3). */
 size_t minrnn_generate_workspace_size(const minrnn_config *cfg, int precision, const minrnn_generation *g);
 /* Start: zero states, the prime fed. params is the block at precision (minrnn_params_compact);
  * next steps with what start copied of it, so the block must stay where it is, unchanged (next

@@ -248,7 +248,7 @@ typedef struct {
     const float *scale;       /* int8: a scale per row */
     const int32_t *sum;       /* int8: each row's sum of q */
     size_t cols;
-    const void *prep;         /* its prepared copy (float32 or bfloat16 as f or h), or NULL */
+    const void *prep;         /* its prepared copy (float32, bfloat16 or int8 as f, h or q), or NULL */
     int block_rows;           /* the rows of each block the copy prepares apart (a gate's H) */
 } tensor;
 
@@ -329,50 +329,65 @@ static quantized quantize_input(const run *r, int M, int K, const float *A, ptrd
     return x;
 }
 
-/* The int8 product: rows [from / cols, + N) of W. */
-static void tensor_nt_q(int M, int N, int K, quantized A, tensor W, size_t from, ptrdiff_t ldw, float *C,
-                        ptrdiff_t ldc, int acc, int nt) {
-    size_t row = from / W.cols;
-    mm_nt_i8(M, N, K, A.q, A.ld, A.scale, W.q + from, ldw, W.scale + row, W.sum + row, C, ldc, acc, nt);
+/* A weight's prepared copy (cext/gemm.c, int8.c): bytes of an element, and elements for N rows. */
+static size_t prep_element(int precision) {
+    return precision == MINRNN_INT8 ? 1 : precision == MINRNN_BFLOAT16 ? sizeof(uint16_t) : sizeof(float);
 }
+static size_t prep_elements(int precision, int N, int K) {
+    return precision == MINRNN_INT8 ? mm_i8_prepared_size(N, K) : mm_prepared_size(N, K);
+}
+static int precision_of(tensor W) { return W.q ? MINRNN_INT8 : W.h ? MINRNN_BFLOAT16 : MINRNN_FLOAT32; }
 
 /* W with its prepared copy, where the run has one: the block at offset of prep, in blocks of
  * block_rows rows */
 static tensor with_prepared(const run *r, tensor W, size_t offset, int block_rows) {
     if (r->prep && offset != NO_TENSOR) {
-        size_t size = W.h ? sizeof(uint16_t) : sizeof(float);
-        W.prep = (const unsigned char *)r->prep + offset * size;
+        W.prep = (const unsigned char *)r->prep + offset * prep_element(precision_of(W));
         W.block_rows = block_rows;
     }
     return W;
 }
 
-/* mm_nt from W's prepared copy: rows [row, row + N), block by block (each starts a group). */
-static void tensor_nt_prepared(int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t row, float *C,
-                               ptrdiff_t ldc, int acc, int nt) {
-    size_t per_block = mm_prepared_size(W.block_rows, K);
+/* Whether a product of M rows over rows [from / ldw, + N) of W reads W's prepared copy: a few
+ * rows of A, over whole rows of W that start a group (the same bits as without it). */
+static int reads_prepared(int M, int K, tensor W, size_t from, ptrdiff_t ldw) {
+    return W.prep && M <= PREPARED_MAX_ROWS && ldw == (ptrdiff_t)W.cols && (size_t)K == W.cols && from % W.cols == 0
+           && from / W.cols % (size_t)W.block_rows % 8 == 0;
+}
+
+/* mm_nt from W's prepared copy: rows [row, row + N), block by block (each starts a group); A, or
+ * for an int8 W its rows quantized (Aq). */
+static void tensor_nt_prepared(int M, int N, int K, const float *A, ptrdiff_t lda, const quantized *Aq, tensor W,
+                               size_t row, float *C, ptrdiff_t ldc, int acc, int nt) {
+    int precision = precision_of(W);
+    size_t per_block = prep_elements(precision, W.block_rows, K), size = prep_element(precision);
     for (int done = 0; done < N;) {
         size_t block = (row + (size_t)done) / (size_t)W.block_rows, in = (row + (size_t)done) % (size_t)W.block_rows;
         int n = N - done, left = W.block_rows - (int)in;   /* rows to do, rows left in the block */
         if (n > left) n = left;
-        size_t at = block * per_block + in / 8 * mm_prepared_size(8, K);
-        if (W.h) mm_nt_prepared_bf16(M, n, K, A, lda, (const uint16_t *)W.prep + at, C + done, ldc, acc, nt);
-        else mm_nt_prepared(M, n, K, A, lda, (const float *)W.prep + at, C + done, ldc, acc, nt);
+        const void *P = (const unsigned char *)W.prep + (block * per_block + in / 8 * prep_elements(precision, 8, K)) * size;
+        if (W.q) mm_nt_i8_prepared(M, n, K, Aq->q, Aq->ld, Aq->scale, P, W.scale + row + done, C + done, ldc, acc, nt);
+        else if (W.h) mm_nt_prepared_bf16(M, n, K, A, lda, P, C + done, ldc, acc, nt);
+        else mm_nt_prepared(M, n, K, A, lda, P, C + done, ldc, acc, nt);
         done += n;
     }
 }
 
-/* mm_nt of any precision (an int8 W quantizes A first); from W's prepared copy for a few rows of
- * A, over whole rows that start a group (the same bits) */
+/* The int8 product: rows [from / cols, + N) of W, from its prepared copy where it reads one. */
+static void tensor_nt_q(int M, int N, int K, quantized A, tensor W, size_t from, ptrdiff_t ldw, float *C,
+                        ptrdiff_t ldc, int acc, int nt) {
+    size_t row = from / W.cols;
+    if (reads_prepared(M, K, W, from, ldw)) tensor_nt_prepared(M, N, K, NULL, 0, &A, W, row, C, ldc, acc, nt);
+    else mm_nt_i8(M, N, K, A.q, A.ld, A.scale, W.q + from, ldw, W.scale + row, W.sum + row, C, ldc, acc, nt);
+}
+
+/* mm_nt of any precision (an int8 W quantizes A first), from W's prepared copy where it reads one */
 static void tensor_nt(const run *r, int M, int N, int K, const float *A, ptrdiff_t lda, tensor W, size_t from,
                       ptrdiff_t ldw, float *C, ptrdiff_t ldc, int acc, int nt) {
-    size_t row = from / W.cols;
-    if (W.prep && M <= PREPARED_MAX_ROWS && ldw == (ptrdiff_t)W.cols && (size_t)K == W.cols && from % W.cols == 0 &&
-        row % (size_t)W.block_rows % 8 == 0)
-        tensor_nt_prepared(M, N, K, A, lda, W, row, C, ldc, acc, nt);
+    if (W.q) tensor_nt_q(M, N, K, quantize_input(r, M, K, A, lda, nt), W, from, ldw, C, ldc, acc, nt);
+    else if (reads_prepared(M, K, W, from, ldw)) tensor_nt_prepared(M, N, K, A, lda, NULL, W, from / W.cols, C, ldc, acc, nt);
     else if (W.f) mm_nt(M, N, K, A, lda, W.f + from, ldw, C, ldc, acc, nt);
     else if (W.h) mm_nt_bf16(M, N, K, A, lda, W.h + from, ldw, C, ldc, acc, nt);
-    else tensor_nt_q(M, N, K, quantize_input(r, M, K, A, lda, nt), W, from, ldw, C, ldc, acc, nt);
 }
 
 static void tensor_pack(int K, int N, tensor W, size_t from, ptrdiff_t rsb, ptrdiff_t csb, float *Bp, int nt) {
@@ -889,29 +904,31 @@ int minrnn_forward(const minrnn_config *cfg, const float *params, const minrnn_b
 }
 
 /* ---- weights prepared for the steps of a few streams (a generation's): W_ih (but a one-hot
- * input's, which a step reads by columns), W_hh and the output weights, in cext/gemm.c's groups,
- * each gate's block of H rows apart (a thread's units start a group in every gate). float32 or
- * bfloat16 as the block; an int8 block has none. A weight whose group of 8 rows passes
- * PREP_MAX_GROUP bytes stays unprepared: on a Zen 3, one row of A against float32 weights of 8-16
- * MB with rows of 1,024 ran 10-25% slower prepared (rows of 256 and 512: 1.2-1.4 times faster). */
+ * input's, which a step reads by columns), W_hh and the output weights, in cext/gemm.c's groups
+ * (int8.c's for an int8 block: the rows' bytes; the scales stay in the block), each gate's block
+ * of H rows apart (a thread's units start a group in every gate). A weight whose group of 8 rows
+ * passes PREP_MAX_GROUP bytes stays unprepared: on a Zen 3, one row of A against float32 weights
+ * of 8-16 MB with rows of 1,024 ran 10-25% slower prepared (rows of 256 and 512: 1.2-1.4 times
+ * faster). On a CPU with VNNI an int8 block stays unprepared: its kernel there reads the rows as
+ * they are, and the prepared kernel's speed against it is not measured. */
 #define PREP_MAX_GROUP 16384
 
 static size_t prepared_offsets(const minrnn_config *cfg, int precision, model_offsets *o) {
     memset(o, 0xFF, sizeof *o);   /* every offset NO_TENSOR until placed */
-    if (minrnn_config_check(cfg) != MINRNN_OK || cfg->task == MINRNN_TASK_SEQ2SEQ ||
-        (precision != MINRNN_FLOAT32 && precision != MINRNN_BFLOAT16))
+    if (minrnn_config_check(cfg) != MINRNN_OK || cfg->task == MINRNN_TASK_SEQ2SEQ || precision < MINRNN_FLOAT32 ||
+        precision > MINRNN_INT8 || (precision == MINRNN_INT8 && mm_have_vnni()))
         return 0;
-    size_t size = precision == MINRNN_BFLOAT16 ? sizeof(uint16_t) : sizeof(float), at = 0;
-    int H = cfg->hidden_size, G = cell_kind_of(cfg)->gates;
-    #define PREP_FITS(K) (mm_prepared_size(8, K) * size <= PREP_MAX_GROUP)
+    size_t at = 0;
+    int H = cfg->hidden_size, G = cell_kind_of(cfg)->gates, O = output_size(cfg);
+    #define PREP_FITS(K) (prep_elements(precision, 8, K) * prep_element(precision) <= PREP_MAX_GROUP)
     for (int l = 0; l < cfg->num_layers; l++) {
         int in = layer_input_size(cfg, l), one_hot = l == 0 && !cfg->input_size && !cfg->embed_size;
-        if (!one_hot && PREP_FITS(in)) o->layer[l].w_ih = at, at += (size_t)G * mm_prepared_size(H, in);
-        if (PREP_FITS(H)) o->layer[l].w_hh = at, at += (size_t)G * mm_prepared_size(H, H);
+        if (!one_hot && PREP_FITS(in)) o->layer[l].w_ih = at, at += (size_t)G * prep_elements(precision, H, in);
+        if (PREP_FITS(H)) o->layer[l].w_hh = at, at += (size_t)G * prep_elements(precision, H, H);
     }
-    if (output_size(cfg) && PREP_FITS(H)) o->out_w = at, at += mm_prepared_size(output_size(cfg), H);
+    if (O && PREP_FITS(H)) o->out_w = at, at += prep_elements(precision, O, H);
     #undef PREP_FITS
-    return at * size;
+    return at * prep_element(precision);
 }
 
 size_t prepared_size(const minrnn_config *cfg, int precision) {
@@ -919,16 +936,20 @@ size_t prepared_size(const minrnn_config *cfg, int precision) {
     return prepared_offsets(cfg, precision, &o);
 }
 
-/* W (blocks of block_rows rows, K columns) at from in params, into prep at to, block by block. */
+/* Weight (blocks of block_rows rows, K columns; it starts at `from` in the block: an element
+ * offset, or an int8 section's byte offset) into prep at element `to`, block by block. */
 static void prepare_one(int precision, const void *params, size_t from, int blocks, int block_rows, int K,
                         void *prep, size_t to, int nt) {
-    size_t rows = (size_t)block_rows * (size_t)K, per_block = mm_prepared_size(block_rows, K);
+    size_t rows = (size_t)block_rows * (size_t)K, per_block = prep_elements(precision, block_rows, K);
+    if (precision == MINRNN_INT8) from = int8_section_of(blocks * block_rows, K, from).q;
     for (int b = 0; b < blocks; b++) {
-        if (precision == MINRNN_BFLOAT16)
-            mm_prepare_bf16(block_rows, K, (const uint16_t *)params + from + b * rows, K,
-                            (uint16_t *)prep + to + b * per_block, nt);
+        size_t src = from + b * rows, dst = to + b * per_block;
+        if (precision == MINRNN_INT8)
+            mm_prepare_i8(block_rows, K, (const int8_t *)params + src, K, (int8_t *)prep + dst, nt);
+        else if (precision == MINRNN_BFLOAT16)
+            mm_prepare_bf16(block_rows, K, (const uint16_t *)params + src, K, (uint16_t *)prep + dst, nt);
         else
-            mm_prepare(block_rows, K, (const float *)params + from + b * rows, K, (float *)prep + to + b * per_block, nt);
+            mm_prepare(block_rows, K, (const float *)params + src, K, (float *)prep + dst, nt);
     }
 }
 

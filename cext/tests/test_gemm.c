@@ -513,6 +513,26 @@ static void test_i8(int M, int N, int K, rng_t *r) {
                          M, N, K, acc, nt);
                 free(got);
             }
+        /* from W prepared (mm_prepare_i8): its two kernels, 1-3 threads, rows split at a group of 8 */
+        int8_t *P = xmalloc(mm_i8_prepared_size(N, K) + 1);
+        mm_prepare_i8(N, K, w, ldw, P, 1 + rng_int(r, 3));
+        for (int portable = 0; portable < 2; portable++)
+            for (int nt = 1; nt <= 3; nt++) {
+                float *got = xmalloc(sizeof(float) * nc);
+                memcpy(got, c0, sizeof(float) * nc);
+                int split = 8 * rng_int(r, N / 8 + 1);
+                const int8_t *rest = P + (split ? mm_i8_prepared_size(split, K) : 0);
+                void (*mm)(int, int, int, const int8_t *, ptrdiff_t, const float *, const int8_t *, const float *,
+                           float *, ptrdiff_t, int, int) = portable ? mm_nt_i8_prepared_portable : mm_nt_i8_prepared;
+                mm(M, split, K, a, lda, sa, P, sw, got, ldc, acc, nt);
+                mm(M, N - split, K, a, lda, sa, rest, sw + split, got + split, ldc, acc, nt);
+                checks++;
+                if (memcmp(got, want, sizeof(float) * nc) != 0)
+                    FAIL("mm_nt_i8_prepared%s M=%d N=%d K=%d acc=%d nt=%d: not the exact sums, scaled",
+                         portable ? "_portable" : "", M, N, K, acc, nt);
+                free(got);
+            }
+        free(P);
         free(want); free(c0);
     }
     free(a); free(w); free(sa); free(sw); free(sum);
