@@ -1143,7 +1143,7 @@ static void mm_nt_prepared_with(prep_kernel kern, int M, int N, int K, const flo
     size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
     int threads = resolve_threads(nthreads), groups = mm_cdiv(N, PREP_ROWS), parts = mm_min(threads, groups);
     SHARED_FOR(threads, part, parts,
-        int g0 = (int)((long long)groups * part / parts), g1 = (int)((long long)groups * (part + 1) / parts);
+        int g0 = part_start(groups, part, parts), g1 = part_start(groups, part + 1, parts);
         int n = mm_min(N, g1 * PREP_ROWS) - g0 * PREP_ROWS;
         for (int i = 0; i < M; i++)
             kern(K, A + i * lda, (const char *)P + g0 * group, n, C + i * ldc + g0 * PREP_ROWS, accumulate);

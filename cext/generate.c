@@ -43,7 +43,7 @@ typedef struct {
     size_t tail;                /* int32 (B, stop_length): each stream's last stop_length draws, a ring */
     size_t sample_scratch;      /* minrnn_sample's */
     size_t prepared;            /* the weights prepared at start (prepare_weights), for a few streams */
-    size_t prepared_bytes;      /* 0: none (an int8 block, or more streams) */
+    size_t prepared_bytes;      /* 0: none (more streams, or an int8 block on a CPU with VNNI) */
     size_t total;
 } gen_layout;
 

@@ -343,11 +343,16 @@ int mm_have_vnni(void) {
  * K % 32 columns in plain C. All integer: the bits of the other kernels. */
 #define I8_AVX2 __attribute__((target("avx2")))
 
+/* acc + the 8 lane sums of 32 products a w: vpmaddubsw(|w|, a with w's sign), vpmaddwd by ones. */
+I8_AVX2 static inline __attribute__((always_inline)) __m256i i8_madd_avx2(__m256i acc, __m256i a, __m256i w) {
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
 /* acc[i][j]: 8 lanes whose sum is the dot of A row i and W row j over k < K - K % 32. */
 I8_AVX2 static inline __attribute__((always_inline)) void i8_acc_avx2(
     const int MA, const int NW, int K, const int8_t *A, ptrdiff_t lda, const int8_t *W, ptrdiff_t ldw,
     __m256i acc[][I8_W]) {
-    const __m256i ones = _mm256_set1_epi16(1);
     #pragma GCC unroll 2
     for (int i = 0; i < MA; i++)
         #pragma GCC unroll 8
@@ -358,12 +363,9 @@ I8_AVX2 static inline __attribute__((always_inline)) void i8_acc_avx2(
         for (int i = 0; i < MA; i++) a[i] = _mm256_loadu_si256((const __m256i *)(A + i * lda + k));
         #pragma GCC unroll 8
         for (int j = 0; j < NW; j++) {
-            __m256i w = _mm256_loadu_si256((const __m256i *)(W + j * ldw + k)), size = _mm256_abs_epi8(w);
+            __m256i w = _mm256_loadu_si256((const __m256i *)(W + j * ldw + k));
             #pragma GCC unroll 2
-            for (int i = 0; i < MA; i++) {
-                __m256i pairs = _mm256_maddubs_epi16(size, _mm256_sign_epi8(a[i], w));
-                acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(pairs, ones));
-            }
+            for (int i = 0; i < MA; i++) acc[i][j] = i8_madd_avx2(acc[i][j], a[i], w);
         }
     }
 }
@@ -429,8 +431,8 @@ int mm_have_vnni(void) { return 0; }
 static void i8_rows(i8_kernel kern, int p, int parts, int M, int N, int K, const int8_t *Aq, ptrdiff_t lda,
                     const float *sa, const int8_t *Wq, ptrdiff_t ldw, const float *sw, const int32_t *rowsum, float *C,
                     ptrdiff_t ldc, int accumulate) {
-    long long groups = (N + I8_W - 1) / I8_W;
-    int j0 = (int)(groups * p / parts) * I8_W, j1 = (int)(groups * (p + 1) / parts) * I8_W;
+    int groups = (N + I8_W - 1) / I8_W;
+    int j0 = part_start(groups, p, parts) * I8_W, j1 = part_start(groups, p + 1, parts) * I8_W;
     if (j1 > N) j1 = N;
     for (int i0 = 0; i0 < M; i0 += I8_A)
         kern(M - i0 < I8_A ? M - i0 : I8_A, j1 - j0, K, Aq + i0 * lda, lda, sa + i0, Wq + j0 * ldw, ldw, sw + j0,
@@ -522,16 +524,10 @@ static void i8_prep_rows_portable(int K, const int8_t *a, float sa, const int8_t
 }
 
 #if I8_X86
-/* One step of 32 bytes of a row of A (av) into the 8 rows' sums, from the group's 256 bytes at p:
- * i8_acc_avx2's multiply-adds. */
+/* One step of 32 bytes of a row of A (av) into the 8 rows' sums, from the group's 256 bytes at p. */
 I8_AVX2 static inline __attribute__((always_inline)) void i8_prep_step_avx2(__m256i av, const int8_t *p, __m256i *acc) {
-    const __m256i ones = _mm256_set1_epi16(1);
     #pragma GCC unroll 8
-    for (int j = 0; j < I8_W; j++) {
-        __m256i w = _mm256_loadu_si256((const __m256i *)(p + 32 * j));
-        __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(av, w));
-        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(pairs, ones));
-    }
+    for (int j = 0; j < I8_W; j++) acc[j] = i8_madd_avx2(acc[j], av, _mm256_loadu_si256((const __m256i *)(p + 32 * j)));
 }
 
 /* A group: 8 chains, one a row; a's last K % 32 bytes from a zeroed copy (a is not read past K) */
@@ -577,7 +573,7 @@ static void mm_nt_i8_prepared_with(i8_prep_kernel kern, int M, int N, int K, con
     size_t group = (size_t)I8_W * i8_prep_k(K);
     int threads = resolve_threads(nthreads), groups = (N + I8_W - 1) / I8_W, parts = threads < groups ? threads : groups;
     SHARED_FOR(threads, part, parts,   /* contiguous ranges of groups, as mm_nt_prepared's */
-        int g0 = (int)((long long)groups * part / parts), g1 = (int)((long long)groups * (part + 1) / parts);
+        int g0 = part_start(groups, part, parts), g1 = part_start(groups, part + 1, parts);
         int n = (N < g1 * I8_W ? N : g1 * I8_W) - g0 * I8_W;
         for (int i = 0; i < M; i++)
             kern(K, Aq + i * lda, sa[i], P + (size_t)g0 * group, n, sw + g0 * I8_W, C + i * ldc + g0 * I8_W, accumulate);

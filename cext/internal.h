@@ -132,6 +132,8 @@ static inline uint16_t float_to_bf16(float x) {
 static inline size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
 static inline size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+/* Where part p of `parts` contiguous parts of n items starts: n p / parts (part p ends where p + 1 starts). */
+static inline int part_start(int n, int p, int parts) { return (int)((long long)n * p / parts); }
 /* The outputs of a row of the top layer: a classifier's classes, a language model's vocabulary,
  * none for an encoder (its top layer's outputs are the result). */
 static inline int output_size(const minrnn_config *cfg) {

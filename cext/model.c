@@ -937,11 +937,11 @@ size_t prepared_size(const minrnn_config *cfg, int precision) {
 }
 
 /* Weight (blocks of block_rows rows, K columns; it starts at `from` in the block: an element
- * offset, or an int8 section's byte offset) into prep at element `to`, block by block. */
+ * offset, or the byte offset of an int8 section, which begins with its rows' bytes) into prep at
+ * element `to`, block by block. */
 static void prepare_one(int precision, const void *params, size_t from, int blocks, int block_rows, int K,
                         void *prep, size_t to, int nt) {
     size_t rows = (size_t)block_rows * (size_t)K, per_block = prep_elements(precision, block_rows, K);
-    if (precision == MINRNN_INT8) from = int8_section_of(blocks * block_rows, K, from).q;
     for (int b = 0; b < blocks; b++) {
         size_t src = from + b * rows, dst = to + b * per_block;
         if (precision == MINRNN_INT8)

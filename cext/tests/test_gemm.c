@@ -347,7 +347,7 @@ typedef void (*pnt_fn)(int, int, int, const float *, ptrdiff_t, const float *, f
 static void check_prepared(int M, int N, int K, strided A, const void *W, ptrdiff_t ldw, int half, ptrdiff_t ldc,
                            int acc, const float *want_portable, const float *want, const problem *p, rng_t *r) {
     size_t size = half ? sizeof(uint16_t) : sizeof(float), nc = (size_t)M * ldc;
-    void *P = xmalloc(size * (mm_prepared_size(N, K) + 1));
+    void *P = xmalloc(size * mm_prepared_size(N, K));   /* exactly: ASan sees a read past it */
     if (half) mm_prepare_bf16(N, K, W, ldw, P, 2);
     else mm_prepare(N, K, W, ldw, P, 1 + rng_int(r, 3));
     float *c = make_c(p, ldc, acc);
@@ -514,7 +514,7 @@ static void test_i8(int M, int N, int K, rng_t *r) {
                 free(got);
             }
         /* from W prepared (mm_prepare_i8): its two kernels, 1-3 threads, rows split at a group of 8 */
-        int8_t *P = xmalloc(mm_i8_prepared_size(N, K) + 1);
+        int8_t *P = xmalloc(mm_i8_prepared_size(N, K));   /* exactly, as above */
         mm_prepare_i8(N, K, w, ldw, P, 1 + rng_int(r, 3));
         for (int portable = 0; portable < 2; portable++)
             for (int nt = 1; nt <= 3; nt++) {
