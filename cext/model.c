@@ -685,6 +685,7 @@ static void layer_forward(const run *r, int l) {
     const float *b_hh = bias_hh(r, l);
     int folded = (G - r->cell->separate) * H;
     tensor_copy(b_ih, 0, (size_t)GH, bias);
+    #pragma omp simd   /* bias and b_hh never overlap; element by element this was 4% of an int8 character */
     for (int k = 0; k < folded; k++) bias[k] += b_hh[k];
     fill_rows(act, N, GH, bias, nt);
     const float *x = layer_input(r, l);
