@@ -1005,6 +1005,11 @@ void mm_nt_bf16_portable(int M, int N, int K, const float *A, ptrdiff_t lda, con
 
 static size_t prep_k(int K) { return (size_t)mm_cdiv(K, 8) * 8; }
 
+/* Bytes of a group of W's type (half: bfloat16). */
+static size_t prep_group_bytes(int K, const int half) {
+    return (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
+}
+
 size_t mm_prepared_size(int N, int K) {
     if (N <= 0 || K <= 0) return 0;
     return (size_t)mm_cdiv(N, PREP_ROWS) * PREP_ROWS * prep_k(K);
@@ -1020,14 +1025,14 @@ static MM_INLINE void mm_prepare_with(int N, int K, const void *W, ptrdiff_t ldw
     size_t KP = prep_k(K);
     SHARED_FOR(resolve_threads(nthreads), g, mm_cdiv(N, PREP_ROWS),
         for (size_t k = 0; k < KP; k += 8)
-            for (int j = 0; j < PREP_ROWS; j++)
+            for (int j = 0; j < PREP_ROWS; j++) {   /* 8 elements of row j (n of them in W, zeros after) */
+                int row = g * PREP_ROWS + j, n = row < N && k < (size_t)K ? mm_min(8, K - (int)k) : 0;
+                size_t at = (size_t)g * PREP_ROWS * KP + k * PREP_ROWS, from = (size_t)row * (size_t)ldw + k;
                 for (int q = 0; q < 8; q++) {
-                    int row = g * PREP_ROWS + j, in = row < N && k + (size_t)q < (size_t)K;
-                    size_t at = (size_t)g * PREP_ROWS * KP + k * PREP_ROWS + prep_slot(j, q, half);
-                    size_t from = (size_t)row * (size_t)ldw + k + (size_t)q;
-                    if (half) ((uint16_t *)P)[at] = in ? ((const uint16_t *)W)[from] : 0;
-                    else ((float *)P)[at] = in ? ((const float *)W)[from] : 0.0f;
+                    if (half) ((uint16_t *)P)[at + prep_slot(j, q, 1)] = q < n ? ((const uint16_t *)W)[from + q] : 0;
+                    else ((float *)P)[at + prep_slot(j, q, 0)] = q < n ? ((const float *)W)[from + q] : 0.0f;
                 }
+            }
     );
 }
 
@@ -1078,15 +1083,15 @@ MM_AVX2 static MM_INLINE void prep_step_avx2(__m256 av, const void *p, __m256 *s
 /* The same with nt_tile_avx2's fused chains, 8 of them (one per row). */
 MM_AVX2 static MM_INLINE void prep_group_avx2(int K, const float *a, const void *P, float *c, int n, int accumulate,
                                               const int half) {
-    const size_t size = half ? sizeof(uint16_t) : sizeof(float);
+    const size_t step = prep_group_bytes(8, half);   /* a step of k: 8 rows' 8 elements */
     __m256 s[PREP_ROWS];
     #pragma GCC unroll 8
     for (int j = 0; j < PREP_ROWS; j++) s[j] = _mm256_setzero_ps();
     int k = 0;
-    for (; k + 8 <= K; k += 8) prep_step_avx2(_mm256_loadu_ps(a + k), (const char *)P + k * PREP_ROWS * size, s, half);
+    for (; k + 8 <= K; k += 8) prep_step_avx2(_mm256_loadu_ps(a + k), (const char *)P + k / 8 * step, s, half);
     if (k < K) {   /* the last K % 8: lanes past K load 0, as in nt_tile_avx2 (W holds zeros there) */
         __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        prep_step_avx2(_mm256_maskload_ps(a + k, m), (const char *)P + k * PREP_ROWS * size, s, half);
+        prep_step_avx2(_mm256_maskload_ps(a + k, m), (const char *)P + k / 8 * step, s, half);
     }
     for (int j = 0; j < n; j++) {
         float d = nt_sum8(s[j]);
@@ -1100,7 +1105,7 @@ typedef void (*prep_kernel)(int K, const float *a, const void *P, int N, float *
 
 static MM_INLINE void prep_rows_portable(int K, const float *a, const void *P, int N, float *c, int accumulate,
                                          const int half) {
-    size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
+    size_t group = prep_group_bytes(K, half);
     for (int g = 0; g * PREP_ROWS < N; g++)
         prep_group_portable(K, a, (const char *)P + g * group, c + g * PREP_ROWS, mm_min(PREP_ROWS, N - g * PREP_ROWS),
                             accumulate, half);
@@ -1114,7 +1119,7 @@ static void prep_rows_portable_bf16(int K, const float *a, const void *P, int N,
 #if MM_X86
 MM_AVX2 static MM_INLINE void prep_rows_avx2(int K, const float *a, const void *P, int N, float *c, int accumulate,
                                              const int half) {
-    size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
+    size_t group = prep_group_bytes(K, half);
     for (int g = 0; g * PREP_ROWS < N; g++)
         prep_group_avx2(K, a, (const char *)P + g * group, c + g * PREP_ROWS, mm_min(PREP_ROWS, N - g * PREP_ROWS),
                         accumulate, half);
@@ -1140,7 +1145,7 @@ static prep_kernel prep_best_kernel(int half) {
 static void mm_nt_prepared_with(prep_kernel kern, int M, int N, int K, const float *A, ptrdiff_t lda, const void *P,
                                 float *C, ptrdiff_t ldc, int accumulate, int nthreads, int half) {
     if (M <= 0 || N <= 0) return;
-    size_t group = (size_t)PREP_ROWS * prep_k(K) * (half ? sizeof(uint16_t) : sizeof(float));
+    size_t group = prep_group_bytes(K, half);
     int threads = resolve_threads(nthreads), groups = mm_cdiv(N, PREP_ROWS), parts = mm_min(threads, groups);
     SHARED_FOR(threads, part, parts,
         int g0 = part_start(groups, part, parts), g1 = part_start(groups, part + 1, parts);
