@@ -130,8 +130,9 @@ test-dist: dist $(DEMO_TEXT)
 	  --length 60 --seed 1
 
 # ---- Python: the package with its test extra, in .venv; the suite again on the oldest Python that
-# pyproject.toml promises (requires-python), in its own virtualenv: found on PATH or in pyenv's
-# versions; said loudly when this machine lacks it.
+# pyproject.toml promises (requires-python), in its own virtualenv, with a fifth of each property
+# test's examples (tests/soak.py): found on PATH or in pyenv's versions; said loudly when this
+# machine lacks it.
 OLDEST := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
 PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(OLDEST).*/bin/python$(OLDEST)) python$(OLDEST))
 VENV_OLDEST := .venv-$(OLDEST)
@@ -139,15 +140,25 @@ HAVE_OLDEST := $(shell $(PYTHON_OLDEST) -c 'import sys; assert sys.version_info[
 	2>/dev/null && echo yes)
 OLDEST_INSTALLED := $(if $(HAVE_OLDEST),$(VENV_OLDEST)/.installed)
 
-# Two at a time (pytest keeps one core busy, so the two Pythons' suites and the C tests share the
-# machine), each target's output printed whole when it ends. Built first: the library and the example
-# (tests run make lib and make example, which must find them done) and both virtualenvs (their
-# editable installs write the one extension module in minrnn/, which must not change under a suite).
-# OpenMP's idle threads wait passively: spinning, they would hold the core the other suite needs
-# (measured: the two Python suites side by side took 200 s each spinning, 130 s passive).
-test: lib example $(INSTALLED) $(OLDEST_INSTALLED)
-	OMP_WAIT_POLICY=passive $(MAKE) --no-print-directory -j2 --output-sync=target \
+# Two lanes, one a core, each target's output printed whole when it ends: the virtualenvs, then the
+# suite on this Python; the C tests, then the suite on the oldest Python (skimming its property
+# tests: tests/soak.py). A suite starts only once the library and the example are built (tests run
+# make lib and make example, which must find them done) and both virtualenvs are: their editable
+# installs write the one extension module, minrnn/_core.abi3.so, which must not change under a
+# suite, so the oldest's install also waits for this one's. OpenMP's idle threads wait passively:
+# spinning, they would hold the core the other lane needs (measured: the two Python suites side by
+# side took 200 s each spinning, 130 s passive).
+test:
+	OMP_WAIT_POLICY=passive $(MAKE) --no-print-directory -j2 --output-sync=target TEST_LANES=1 \
 	  test-py test-oldest test-c test-serial test-asan
+
+ifdef TEST_LANES
+test-py test-oldest: lib example $(INSTALLED) $(OLDEST_INSTALLED)
+test-serial: | test-c
+test-asan: | test-serial
+test-oldest: | test-asan
+$(OLDEST_INSTALLED): | $(INSTALLED)
+endif
 
 test-py: $(INSTALLED)
 	$(PY) -m pytest -q
@@ -164,7 +175,7 @@ test-soak: $(INSTALLED)
 
 test-oldest: $(OLDEST_INSTALLED)
 	@if [ -z "$(HAVE_OLDEST)" ]; then echo "test-oldest: NOT RUN: no Python $(OLDEST) here (set PYTHON_OLDEST=/path/to/python$(OLDEST))"; \
-	else echo "pytest on Python $(OLDEST)" && $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider; fi
+	else echo "pytest on Python $(OLDEST)" && MINRNN_SKIM=5 $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider; fi
 
 $(VENV_OLDEST)/.installed: pyproject.toml setup.py cext/ffi_build.py cext/sources.mk $(LIB_SRC) $(LIB_HDR)
 	[ -x $(VENV_OLDEST)/bin/python ] || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)

@@ -12,13 +12,14 @@ from cliutil import TINY, english, minrnn, one_line_error
 from minrnn import core, text
 from minrnn.settings import RUN, check_stored
 from minrnn.tasks.lm import TextEvaluation
+from soak import examples
 
 # Texts mixing what the rule tells apart: letters, digits, ASCII and Unicode punctuation, every
 # kind of whitespace, and other scripts.
 PIECES = st.sampled_from(list("ab Z9 \t\n\r\f\v.,'\"-—“”…¿é中 😀") + [" ", "  ", "x" * 70])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(PIECES, max_size=40).map("".join))
 def test_words_give_the_text_back(s):
     tokens = text.split_words(s)
