@@ -1203,10 +1203,41 @@ static void pnt_panels_portable(int np, int K, const float *a, const float *Bs, 
 }
 
 #if MM_X86
+/* Half a panel: its 8 columns' 8 lanes in 8 registers (a whole panel's 16 would leave none for a
+ * and B), a[k] broadcast from memory; n (1..8) columns stored. */
+MM_AVX2 static MM_INLINE void pnt_half_avx2(int K, const float *a, const float *b, float *c, int n, int accumulate) {
+    __m256 l[8];
+    #pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) l[q] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8)
+        #pragma GCC unroll 8
+        for (int q = 0; q < 8; q++)
+            l[q] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + k + q), _mm256_loadu_ps(b + (size_t)(k + q) * MM_NR), l[q]);
+    if (k < K)
+        #pragma GCC unroll 8
+        for (int q = 0; q < 8; q++)
+            l[q] = k + q < K ? _mm256_fmadd_ps(_mm256_broadcast_ss(a + k + q), _mm256_loadu_ps(b + (size_t)(k + q) * MM_NR), l[q])
+                             : _mm256_add_ps(l[q], _mm256_setzero_ps());
+    __m256 d = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(l[0], l[4]), _mm256_add_ps(l[2], l[6])),
+                             _mm256_add_ps(_mm256_add_ps(l[1], l[5]), _mm256_add_ps(l[3], l[7])));
+    if (n == 8) {
+        if (accumulate) d = _mm256_add_ps(_mm256_loadu_ps(c), d);
+        _mm256_storeu_ps(c, d);
+        return;
+    }
+    float t[8];
+    _mm256_storeu_ps(t, d);
+    for (int j = 0; j < n; j++) c[j] = accumulate ? c[j] + t[j] : t[j];
+}
+
 MM_AVX2 static void pnt_panels_avx2(int np, int K, const float *a, const float *Bs, ptrdiff_t bstep, float *c,
                                     int accumulate, int last) {
-    for (int p = 0; p < np; p++)
-        pnt_panel_c(K, a, Bs + p * bstep, c + p * MM_NR, p == np - 1 ? last : MM_NR, accumulate, 1);
+    for (int p = 0; p < np; p++) {
+        int n = p == np - 1 ? last : MM_NR;
+        pnt_half_avx2(K, a, Bs + p * bstep, c + p * MM_NR, mm_min(n, 8), accumulate);
+        if (n > 8) pnt_half_avx2(K, a, Bs + p * bstep + 8, c + p * MM_NR + 8, n - 8, accumulate);
+    }
 }
 
 MM_AVX512 static MM_INLINE void pnt_tile_avx512(const int np, int K, const float *a, const float *Bs,
