@@ -83,6 +83,46 @@ __attribute__((target("avx512f"))) static double slice_squares_avx512(float *x, 
     __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));         /* w = 2 */
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));                              /* w = 1 */
 }
+
+/* The same on AVX2: the 32 lanes in 8 registers of 4 (group q's 8 floats into s[2q] and s[2q + 1]),
+ * the last partial group loaded and stored masked, and the registers added as lanes_added adds the
+ * lanes. Where the clone kept the lanes in memory and clipped in a pass of its own, min-char-rnn's
+ * clip and norm took 4.4% of its step. */
+__attribute__((target("avx2,fma"))) static MM_ALWAYS_INLINE void squares8_avx2(float *x, int n, float limit,
+                                                                             __m256d *lo, __m256d *hi) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 f = n >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m);
+    if (limit > 0.0f) {   /* as squares8 */
+        f = _mm256_min_ps(_mm256_set1_ps(limit), _mm256_max_ps(_mm256_set1_ps(-limit), f));
+        if (n >= 8) _mm256_storeu_ps(x, f);
+        else _mm256_maskstore_ps(x, m, f);
+    }
+    __m256d l = _mm256_cvtps_pd(_mm256_castps256_ps128(f)), h = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+    *lo = _mm256_fmadd_pd(l, l, *lo);
+    *hi = _mm256_fmadd_pd(h, h, *hi);
+}
+
+__attribute__((target("avx2,fma"))) static double slice_squares_avx2(float *x, size_t a, size_t b, float limit) {
+    __m256d s[8];
+    #pragma GCC unroll 8
+    for (int q = 0; q < 8; q++) s[q] = _mm256_setzero_pd();
+    size_t j = a;
+    for (; j + NORM_LANES <= b; j += NORM_LANES)
+        #pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) squares8_avx2(x + j + 8 * q, 8, limit, &s[2 * q], &s[2 * q + 1]);
+    if (j < b)
+        #pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {   /* unrolled, so that s stays in registers */
+            size_t n = b - j > 8 * (size_t)q ? b - j - 8 * (size_t)q : 0;
+            if (n > 0) squares8_avx2(x + j + 8 * q, n >= 8 ? 8 : (int)n, limit, &s[2 * q], &s[2 * q + 1]);
+        }
+    #pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) s[q] = _mm256_add_pd(s[q], s[q + 4]);                      /* w = 16 */
+    s[0] = _mm256_add_pd(s[0], s[2]), s[1] = _mm256_add_pd(s[1], s[3]);                      /* w = 8 */
+    __m256d v = _mm256_add_pd(s[0], s[1]);                                                    /* w = 4 */
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));         /* w = 2 */
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));                              /* w = 1 */
+}
 #endif
 
 /* Elements [a, b) of x, first clipped in place to [-limit, limit] when limit > 0: their sum of
@@ -91,6 +131,7 @@ VECTOR_CLONES
 static double slice_sum_of_squares(float *x, size_t a, size_t b, float limit) {
 #if defined(__GNUC__) && defined(__x86_64__)
     if (mm_have_avx512()) return slice_squares_avx512(x, a, b, limit);
+    if (mm_have_avx2()) return slice_squares_avx2(x, a, b, limit);
 #endif
     if (limit > 0.0f) clip_values(x + a, b - a, limit);
     double lane[NORM_LANES] = {0};

@@ -558,24 +558,47 @@ static void test_i8_longest(int w0) {
     free(a); free(w);
 }
 
-/* clip_value_and_norm (optim.c: on AVX-512 the clipping and the squares are one pass) against
+/* The norm as optim.c documents its order: slices of n / 4096 (1 to 64), each in 32 lanes (element
+ * j into lane (j - a) % 32) added pairwise, the slices' sums in order. */
+static float norm_in_lanes(const float *x, size_t n) {
+    size_t want = n / 4096;
+    int slices = want < 1 ? 1 : want > 64 ? 64 : (int)want;
+    double total = 0.0;
+    for (int s = 0; s < slices; s++) {
+        size_t a = n * (size_t)s / slices, b = n * (size_t)(s + 1) / slices;
+        double lane[32] = {0};
+        for (size_t j = a; j < b; j++) lane[(j - a) % 32] += (double)x[j] * x[j];
+        for (int w = 16; w > 0; w /= 2)
+            for (int k = 0; k < w; k++) lane[k] += lane[k + w];
+        total += lane[0];
+    }
+    return (float)sqrt(total);
+}
+
+/* clip_value_and_norm (optim.c: on AVX-512 and AVX2 the clipping and the squares are one pass) against
  * minrnn_clip_value, then the norm without a limit: the same floats, bit for bit, and the same norm.
  * NaN stays NaN (and so does the norm), an infinity clips to the limit, -0 and the limits stay;
- * every length to 70 ends in every partial group. */
+ * every length to 70 ends in every partial group. The norm is also summed in optim.c's order
+ * (norm_in_lanes), at those lengths and at some of several slices. */
 static void test_clip_and_norm(rng_t *r) {
-    for (int n = 0; n <= 70; n++) {
+    for (int t = 0; t <= 90; t++) {
+        int n = t <= 70 ? t : 4000 + rng_int(r, 300000);   /* and several slices */
         float *a = xmalloc(sizeof(float) * (n + 1)), *b = xmalloc(sizeof(float) * (n + 1)), na, nb;
         for (int i = 0; i < n; i++) {
             static const float special[] = {NAN, INFINITY, -INFINITY, 1.0f, -1.0f, -0.0f};
-            a[i] = rng_int(r, 4) ? 3.0f * rng_unif(r) : special[rng_int(r, n % 2 ? 6 : 5) + (n % 2 ? 0 : 1)];
+            a[i] = rng_int(r, 4) || t > 70 ? 3.0f * rng_unif(r) : special[rng_int(r, n % 2 ? 6 : 5) + (n % 2 ? 0 : 1)];
         }
         memcpy(b, a, sizeof(float) * n);
         clip_value_and_norm(a, n, 1.0f, INFINITY, &na, 1 + n % 3);
         minrnn_clip_value(b, n, 1.0f);
         clip_value_and_norm(b, n, 0.0f, INFINITY, &nb, 1);
+        float want = norm_in_lanes(b, n);
         checks++;
         if (memcmp(a, b, sizeof(float) * n) != 0 || !(na == nb || (isnan(na) && isnan(nb))))
             FAIL("clipping and norm in one pass, n = %d: norm %g, in two passes %g", n, (double)na, (double)nb);
+        checks++;
+        if (!(na == want || (isnan(na) && isnan(want))))
+            FAIL("norm's order, n = %d: %.9g, in optim.c's lanes %.9g", n, (double)na, (double)want);
         free(a), free(b);
     }
 }
