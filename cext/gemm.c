@@ -30,7 +30,6 @@
 #include "gemm.h"
 #include "internal.h"   /* resolve_threads */
 
-#include <math.h>     /* fmaf */
 #include <string.h>
 
 #ifdef __GNUC__
@@ -46,6 +45,13 @@
 #define MM_AVX512 __attribute__((target("avx512f")))
 #else
 #define MM_X86 0
+#endif
+
+#if MM_X86
+/* The mask of a masked AVX2 load or store of the first n of 8 floats (all for n >= 8, none for n <= 0). */
+MM_AVX2 static MM_INLINE __m256i mm_first_lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 #endif
 
 /* ----------------------------------------------------------------------------------------------
@@ -202,7 +208,7 @@ MM_AVX2 static void mm_pack_panel_transposed_avx2(int p, int K, int N, const flo
     float *dst = Bp + (size_t)p * K * MM_NR;
     for (int k0 = 0; k0 < K; k0 += 8) {
         int kc = mm_min(8, K - k0);
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(kc), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i m = mm_first_lanes(kc);
         #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256 r[8];
@@ -220,8 +226,7 @@ MM_AVX2 static void mm_pack_panel_transposed_avx2(int p, int K, int N, const flo
  * loop of zeros per row of the last panel took 2% of min-char-rnn's step on a Zen 3). */
 MM_AVX2 static void mm_pack_panel_rows_avx2(int p, int K, int N, const float *B, ptrdiff_t rsb, float *Bp) {
     int j0 = p * MM_NR, nr = mm_min(MM_NR, N - j0);
-    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane), m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lane);
+    __m256i m0 = mm_first_lanes(nr), m1 = mm_first_lanes(nr - 8);
     const float *b = B + j0;
     float *dst = Bp + (size_t)p * K * MM_NR;
     for (int k = 0; k < K; k++) {
@@ -695,7 +700,7 @@ MM_AVX2 static inline float nt_sum8(__m256 v) {
 MM_AVX2 static MM_INLINE __m256 nt_load_avx2(const void *W, ptrdiff_t i, int n, const int half) {
     if (!half) {
         if (n == 8) return _mm256_loadu_ps((const float *)W + i);
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i m = mm_first_lanes(n);
         return _mm256_maskload_ps((const float *)W + i, m);
     }
     __m128i h;
@@ -730,8 +735,7 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
         }
     }
     if (k < K) {                   /* the last K % 8: lanes past K load 0 */
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i m = mm_first_lanes(K - k);
         #pragma GCC unroll 8
         for (int i = 0; i < MA; i++) a[i] = _mm256_maskload_ps(A + i * lda + k, m);
         #pragma GCC unroll 8
@@ -855,7 +859,7 @@ MM_AVX512NT static MM_INLINE void nt_tile_avx512(const int P, int K, const float
         }
     }
     if (k < K) {                   /* the last K % 8: lanes past K load 0, as in nt_tile_avx2 */
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i m = mm_first_lanes(K - k);
         #pragma GCC unroll 8
         for (int p = 0; p < P; p++)
             a[p] = nt_pair_avx512(_mm256_maskload_ps(A + 2 * p * lda + k, m),
@@ -895,7 +899,7 @@ MM_AVX512NT static MM_INLINE void nt_row16_avx512(int K, const float *A, const f
             s[j] = _mm512_fmadd_ps(a, nt_pair_avx512(_mm256_loadu_ps(W + j * ldw + k), _mm256_loadu_ps(W + (j + 8) * ldw + k)), s[j]);
     }
     if (k < K) {                   /* the last K % 8: lanes past K load 0, as in nt_tile_avx2 */
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i m = mm_first_lanes(K - k);
         __m256 a8 = _mm256_maskload_ps(A + k, m);
         __m512 a = nt_pair_avx512(a8, a8);
         #pragma GCC unroll 8
@@ -1090,7 +1094,7 @@ MM_AVX2 static MM_INLINE void prep_group_avx2(int K, const float *a, const void 
     int k = 0;
     for (; k + 8 <= K; k += 8) prep_step_avx2(_mm256_loadu_ps(a + k), (const char *)P + k / 8 * step, s, half);
     if (k < K) {   /* the last K % 8: lanes past K load 0, as in nt_tile_avx2 (W holds zeros there) */
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(K - k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i m = mm_first_lanes(K - k);
         prep_step_avx2(_mm256_maskload_ps(a + k, m), (const char *)P + k / 8 * step, s, half);
     }
     for (int j = 0; j < n; j++) {
@@ -1179,14 +1183,13 @@ void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda,
  * multiply-adds where it has AVX2, separate products in plain C. Each a[k] is broadcast once for
  * two panels and nothing is reduced across lanes: 3 times as fast as mm_nt for one row of A. */
 
-/* Plain C, for a panel at a time; fused (a constant after inlining) rounds as mm_nt's FMA kernels. */
-static MM_INLINE void pnt_panel_c(int K, const float *a, const float *Bs, float *c, int n, int accumulate,
-                                  const int fused) {
+/* Plain C, for a panel at a time: separate products and sums, as mm_nt's portable kernel. */
+static void pnt_panel_c(int K, const float *a, const float *Bs, float *c, int n, int accumulate) {
     float l[8][MM_NR] = {{0}};
     for (int k = 0; k < K; k++) {
         const float *b = Bs + (size_t)k * MM_NR;
         float *lq = l[k & 7];
-        for (int j = 0; j < MM_NR; j++) lq[j] = fused ? fmaf(a[k], b[j], lq[j]) : lq[j] + a[k] * b[j];
+        for (int j = 0; j < MM_NR; j++) lq[j] = lq[j] + a[k] * b[j];
     }
     for (int k = K; k & 7; k++)
         for (int j = 0; j < MM_NR; j++) l[k & 7][j] += 0.0f;
@@ -1199,7 +1202,7 @@ static MM_INLINE void pnt_panel_c(int K, const float *a, const float *Bs, float 
 static void pnt_panels_portable(int np, int K, const float *a, const float *Bs, ptrdiff_t bstep, float *c,
                                 int accumulate, int last) {
     for (int p = 0; p < np; p++)
-        pnt_panel_c(K, a, Bs + p * bstep, c + p * MM_NR, p == np - 1 ? last : MM_NR, accumulate, 0);
+        pnt_panel_c(K, a, Bs + p * bstep, c + p * MM_NR, p == np - 1 ? last : MM_NR, accumulate);
 }
 
 #if MM_X86

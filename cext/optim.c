@@ -44,6 +44,12 @@ static double lanes_added(double *lane) {
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define MM_ALWAYS_INLINE __attribute__((always_inline)) inline
+/* Lanes 0-3 of lanes_added's sum, in one register: added as it adds them (w = 2, then w = 1). */
+__attribute__((target("avx"))) static MM_ALWAYS_INLINE double lanes4_added(__m256d v) {
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));         /* w = 2 */
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));                              /* w = 1 */
+}
+
 /* The lanes in 4 registers of 8 (the compiler's own vectorization kept them in memory). A float's
  * square is exact in double, so a fused multiply-add is the product and the sum of the plain loop.
  * The last partial group is loaded masked: a lane without an element adds 0 to a sum that is >= +0,
@@ -79,9 +85,7 @@ __attribute__((target("avx512f"))) static double slice_squares_avx512(float *x, 
             s[q] = squares8(x + j + 8 * q, n >= 8 ? 0xFF : (__mmask16)((1u << n) - 1u), limit, s[q]);
         }
     __m512d u = _mm512_add_pd(_mm512_add_pd(s[0], s[2]), _mm512_add_pd(s[1], s[3]));   /* w = 16, 8 */
-    __m256d v = _mm256_add_pd(_mm512_castpd512_pd256(u), _mm512_extractf64x4_pd(u, 1));    /* w = 4 */
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));         /* w = 2 */
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));                              /* w = 1 */
+    return lanes4_added(_mm256_add_pd(_mm512_castpd512_pd256(u), _mm512_extractf64x4_pd(u, 1)));  /* w = 4 */
 }
 
 /* The same on AVX2: the 32 lanes in 8 registers of 4 (group q's 8 floats into s[2q] and s[2q + 1]),
@@ -119,9 +123,7 @@ __attribute__((target("avx2,fma"))) static double slice_squares_avx2(float *x, s
     #pragma GCC unroll 4
     for (int q = 0; q < 4; q++) s[q] = _mm256_add_pd(s[q], s[q + 4]);                      /* w = 16 */
     s[0] = _mm256_add_pd(s[0], s[2]), s[1] = _mm256_add_pd(s[1], s[3]);                      /* w = 8 */
-    __m256d v = _mm256_add_pd(s[0], s[1]);                                                    /* w = 4 */
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));         /* w = 2 */
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));                              /* w = 1 */
+    return lanes4_added(_mm256_add_pd(s[0], s[1]));                                          /* w = 4 */
 }
 #endif
 
