@@ -130,34 +130,39 @@ test-dist: dist $(DEMO_TEXT)
 	  --length 60 --seed 1
 
 # ---- Python: the package with its test extra, in .venv; the suite again on the oldest Python that
-# pyproject.toml promises (requires-python), in its own virtualenv, with a fifth of each property
-# test's examples (tests/soak.py): found on PATH or in pyenv's versions; said loudly when this
-# machine lacks it.
+# pyproject.toml promises (requires-python), with a fifth of each property test's examples
+# (tests/soak.py): found on PATH or in pyenv's versions; said loudly when this machine lacks it.
+# Its virtualenv holds only the dependencies (pyproject's, with the test extra): the suite imports
+# minrnn from the source tree, with the extension module .venv's editable install built. That
+# module is abi3 (Python's stable ABI), one file for every version; building it again with the
+# oldest Python took 25 s of the test's critical path and gave the same module. What the oldest's
+# own install would add is the build script's run on that version: the suite runs it (without the
+# compiler, which is the same gcc with the same flags).
 OLDEST := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
 PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(OLDEST).*/bin/python$(OLDEST)) python$(OLDEST))
 VENV_OLDEST := .venv-$(OLDEST)
 HAVE_OLDEST := $(shell $(PYTHON_OLDEST) -c 'import sys; assert sys.version_info[:2] == tuple(map(int, "$(OLDEST)".split(".")))' \
 	2>/dev/null && echo yes)
-OLDEST_INSTALLED := $(if $(HAVE_OLDEST),$(VENV_OLDEST)/.installed)
+OLDEST_READY := $(if $(HAVE_OLDEST),$(VENV_OLDEST)/.ready)
+TEST_DEPS := $(shell sed -n 's/^dependencies = \[\(.*\)\]/\1/p; s/^test = \[\(.*\)\]/\1/p' pyproject.toml | tr -d '",')
 
-# Two lanes, one a core, each target's output printed whole when it ends: the virtualenvs, then the
-# suite on this Python; the C tests, then the suite on the oldest Python (skimming its property
-# tests: tests/soak.py). A suite starts only once the library and the example are built (tests run
-# make lib and make example, which must find them done) and both virtualenvs are: their editable
-# installs write the one extension module, minrnn/_core.abi3.so, which must not change under a
-# suite, so the oldest's install also waits for this one's. OpenMP's idle threads wait passively:
-# spinning, they would hold the core the other lane needs (measured: the two Python suites side by
-# side took 200 s each spinning, 130 s passive).
+# Two lanes, one a core, each target's output printed whole when it ends: the virtualenv, the suite
+# on this Python, then the C tests without OpenMP; the C tests, the same under AddressSanitizer,
+# then the suite on the oldest Python (skimming its property tests: tests/soak.py). The lanes take
+# about the same time. A suite starts only once the library and the example are built (tests run
+# make lib and make example, which must find them done) and .venv's install has written the
+# extension module, which nothing changes after. OpenMP's idle threads wait passively: spinning,
+# they would hold the core the other lane needs (measured: the two Python suites side by side took
+# 200 s each spinning, 130 s passive).
 test:
 	OMP_WAIT_POLICY=passive $(MAKE) --no-print-directory -j2 --output-sync=target TEST_LANES=1 \
-	  test-c test-serial test-asan test-py test-oldest
+	  test-c test-py test-asan test-serial test-oldest
 
 ifdef TEST_LANES
-test-py test-oldest: lib example $(INSTALLED) $(OLDEST_INSTALLED)
-test-serial: | test-c
-test-asan: | test-serial
-test-oldest: | test-asan
-$(OLDEST_INSTALLED): | $(INSTALLED)
+test-py test-oldest: lib example
+test-serial: | test-py
+test-asan: | test-c
+$(OLDEST_READY): | test-asan
 endif
 
 # Each suite compiles minrnn's modules first: where PYTHONDONTWRITEBYTECODE is set, every `python -m
@@ -176,14 +181,15 @@ test-soak: $(INSTALLED)
 	  'MINRNN_SOAK=20 $(PY) -m pytest -q -m property -p no:cacheprovider --hypothesis-seed={} > build/soak-{}.log 2>&1 \
 	   && echo "soak seed {}: passed" || { echo "soak seed {}: FAILED (build/soak-{}.log)"; tail -40 build/soak-{}.log; exit 1; }'
 
-test-oldest: $(OLDEST_INSTALLED)
+test-oldest: $(INSTALLED) $(OLDEST_READY)
 	@if [ -z "$(HAVE_OLDEST)" ]; then echo "test-oldest: NOT RUN: no Python $(OLDEST) here (set PYTHON_OLDEST=/path/to/python$(OLDEST))"; \
-	else echo "pytest on Python $(OLDEST)" && $(VENV_OLDEST)/bin/python -m compileall -q minrnn && \
+	else echo "pytest on Python $(OLDEST)" && $(VENV_OLDEST)/bin/python -c 'import runpy; runpy.run_path("cext/ffi_build.py")' && \
+	  $(VENV_OLDEST)/bin/python -m compileall -q minrnn && \
 	  MINRNN_SKIM=5 $(VENV_OLDEST)/bin/python -m pytest -q -p no:cacheprovider; fi
 
-$(VENV_OLDEST)/.installed: pyproject.toml setup.py cext/ffi_build.py cext/sources.mk $(LIB_SRC) $(LIB_HDR)
+$(VENV_OLDEST)/.ready: pyproject.toml
 	[ -x $(VENV_OLDEST)/bin/python ] || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
-	$(VENV_OLDEST)/bin/python -m pip install -q -e '.[test]'
+	$(VENV_OLDEST)/bin/python -m pip install -q $(foreach dep,$(TEST_DEPS),'$(dep)')
 	touch $@
 
 $(PY):
