@@ -135,9 +135,9 @@ test-dist: dist $(DEMO_TEXT)
 # Its virtualenv holds only the dependencies (pyproject's, with the test extra): the suite imports
 # minrnn from the source tree, with the extension module .venv's editable install built. That
 # module is abi3 (Python's stable ABI), one file for every version; building it again with the
-# oldest Python took 25 s of the test's critical path and gave the same module. What the oldest's
-# own install would add is the build script's run on that version: the suite runs it (without the
-# compiler, which is the same gcc with the same flags).
+# oldest Python cost 25 s of the test's critical path and replaced the module that .venv's install
+# had put there. What the oldest's own install would add is the build script's run on that
+# version: test-oldest runs it (without the compiler, which is the same gcc with the same flags).
 OLDEST := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
 PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/$(OLDEST).*/bin/python$(OLDEST)) python$(OLDEST))
 VENV_OLDEST := .venv-$(OLDEST)
@@ -172,8 +172,8 @@ test-py: $(INSTALLED)
 	$(PY) -m pytest -q
 
 # The property tests (hypothesis) with 20 times their examples, under each of SOAK_SEEDS, two seeds
-# at a time (each pytest keeps one core busy): about 15 minutes a seed here. make test runs them
-# derandomized (tests/conftest.py); this finds the draws that pass by luck.
+# at a time (each pytest keeps one core busy): 37-39 minutes a seed on a 2-core Zen 3. make test runs
+# them derandomized (tests/conftest.py); this finds the draws that pass by luck.
 SOAK_SEEDS ?= 1 2 3 4
 test-soak: $(INSTALLED)
 	@mkdir -p build
