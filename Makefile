@@ -189,7 +189,7 @@ test-oldest: $(INSTALLED) $(OLDEST_READY)
 
 $(VENV_OLDEST)/.ready: pyproject.toml
 	[ -x $(VENV_OLDEST)/bin/python ] || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
-	$(VENV_OLDEST)/bin/python -m pip install -q $(foreach dep,$(TEST_DEPS),'$(dep)')
+	$(VENV_OLDEST)/bin/python -m pip install -q $(foreach dep,$(sort $(TEST_DEPS)),'$(dep)')
 	touch $@
 
 $(PY):
