@@ -47,13 +47,6 @@
 #define MM_X86 0
 #endif
 
-#if MM_X86
-/* The mask of a masked AVX2 load or store of the first n of 8 floats (all for n >= 8, none for n <= 0). */
-MM_AVX2 static MM_INLINE __m256i mm_first_lanes(int n) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-#endif
-
 /* ----------------------------------------------------------------------------------------------
  * Blocking. Only MM_KC can change results (it fixes the k-blocks); the others are cache sizes
  * and only change speed. Measured on Zen 4 (32 KiB L1, 1 MiB L2): NC = 512 or 1024, MC = 120 or

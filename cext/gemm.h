@@ -119,4 +119,13 @@ void mm_nt_i8_prepared_portable(int M, int N, int K, const int8_t *Aq, ptrdiff_t
 void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda, const void *P, int half, float *C,
                              ptrdiff_t ldc, int accumulate, int nthreads);   /* half: P is bfloat16 */
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+/* The mask of a masked AVX2 load or store of the first n of 8 floats (all for n >= 8, none for
+ * n <= 0): gemm.c's kernels and optim.c's norm. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i mm_first_lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
 #endif

@@ -4,7 +4,7 @@
 #include <limits.h>
 #include <math.h>
 
-#include "gemm.h"       /* mm_have_avx512 */
+#include "gemm.h"       /* mm_have_avx512, mm_first_lanes */
 #include "internal.h"
 
 /* NaN stays NaN (fminf/fmaxf would drop it), so a broken gradient is still seen afterwards. */
@@ -94,7 +94,7 @@ __attribute__((target("avx512f"))) static double slice_squares_avx512(float *x, 
  * clip and norm took 4.4% of its step. */
 __attribute__((target("avx2,fma"))) static MM_ALWAYS_INLINE void squares8_avx2(float *x, int n, float limit,
                                                                              __m256d *lo, __m256d *hi) {
-    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i m = mm_first_lanes(n);
     __m256 f = n >= 8 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, m);
     if (limit > 0.0f) {   /* as squares8 */
         f = _mm256_min_ps(_mm256_set1_ps(limit), _mm256_max_ps(_mm256_set1_ps(-limit), f));
