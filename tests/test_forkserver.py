@@ -1,6 +1,8 @@
 """The suite's command-line runs are forked from tests/forkserver.py: each must be what a fresh
 `python -m minrnn` gives, or the suite would test something users never run."""
 
+import os
+import pathlib
 import re
 import subprocess
 import time
@@ -37,8 +39,31 @@ def test_a_forked_run_is_what_a_fresh_interpreter_gives(text, tmp_path):
         same_run(minrnn(*args, cwd=tmp_path / "fresh"), fresh(*args, cwd=tmp_path / "fresh"))
 
 
+def test_a_forked_run_has_the_environment_and_cwd_it_is_given(monkeypatch, tmp_path):
+    wide = minrnn("--help", cwd=tmp_path)
+    monkeypatch.setenv("COLUMNS", "40")   # argparse wraps its help to it: another server imports for it
+    narrow = minrnn("--help", cwd=tmp_path)
+    same_run(narrow, fresh("--help", cwd=tmp_path))
+    assert narrow.returncode == 0 and narrow.stdout != wide.stdout
+    with pytest.raises(FileNotFoundError):   # as subprocess.run raises it
+        minrnn("--help", cwd=tmp_path / "missing")
+
+
+def processes_in(folder):
+    """The pids of the processes whose working directory is folder."""
+    found = []
+    for cwd in pathlib.Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if os.readlink(cwd) == str(folder):
+                found.append(int(cwd.parent.name))
+        except OSError:   # gone, or not ours to read
+            pass
+    return found
+
+
 def test_a_forked_run_past_its_timeout_is_killed(text, tmp_path):
     start = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
         minrnn("train", text, *TINY, "--epochs", 10 ** 6, "--out", "run", cwd=tmp_path, timeout=1)
-    assert time.monotonic() - start < 10   # 1 s, and the kill; not the million iterations
+    assert time.monotonic() - start < 10   # 1 s, and the kill; not the million epochs
+    assert processes_in(tmp_path) == []    # the server reports the status only after the run has ended
