@@ -40,8 +40,9 @@ def test_a_forked_run_is_what_a_fresh_interpreter_gives(text, tmp_path):
 
 
 def test_a_forked_run_has_the_environment_and_cwd_it_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv("COLUMNS", "200")   # argparse wraps its help to it
     wide = minrnn("--help", cwd=tmp_path)
-    monkeypatch.setenv("COLUMNS", "40")   # argparse wraps its help to it: another server imports for it
+    monkeypatch.setenv("COLUMNS", "40")    # another environment: another server imports for it
     narrow = minrnn("--help", cwd=tmp_path)
     same_run(narrow, fresh("--help", cwd=tmp_path))
     assert narrow.returncode == 0 and narrow.stdout != wide.stdout
