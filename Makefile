@@ -166,8 +166,8 @@ test-c: | test-serial
 $(OLDEST_READY): | test-asan
 endif
 
-# Each suite compiles minrnn's modules first: where PYTHONDONTWRITEBYTECODE is set, every `python -m
-# minrnn` a test starts would otherwise compile them again (0.28 -> 0.20 s a command here).
+# Each suite compiles minrnn's modules first: where PYTHONDONTWRITEBYTECODE is set, every interpreter
+# a test starts (tests/forkserver.py's servers, background runs) would otherwise compile them again.
 test-py: $(INSTALLED)
 	$(PY) -m compileall -q minrnn
 	$(PY) -m pytest -q
