@@ -149,7 +149,8 @@ TEST_DEPS := $(shell sed -n 's/^dependencies = \[\(.*\)\]/\1/p; s/^test = \[\(.*
 # Two lanes, one a core, each target's output printed whole when it ends: the virtualenv, the suite
 # on this Python, the C tests without OpenMP, then plainly; the C tests under AddressSanitizer, then
 # the suite on the oldest Python (skimming its property tests: tests/soak.py). The lanes take about
-# the same time (a fresh clone: 390 and 379 s; 314 and 348 with the plain C tests in the second).
+# the same time (a fresh clone: 322 and 305 s; with the plain C tests in the second, they ended
+# 34 s apart).
 # A suite starts only once the library and the example are built (tests run make lib and make
 # example, which must find them done) and .venv's install has written the extension module, which
 # nothing changes after. OpenMP's idle threads wait passively: spinning, they would hold the core

@@ -45,9 +45,15 @@ def minrnn(*args, cwd, timeout=120):
     env = environment()
     server = ForkServer.started(env)
     if server is None:
-        return subprocess.run(command(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        return fresh(*args, cwd=cwd, timeout=timeout)
     r = server.run(command(*args), os.path.abspath(cwd), env, timeout)
     return subprocess.CompletedProcess(r.args, r.returncode, _text(r.stdout), _text(r.stderr))
+
+
+def fresh(*args, cwd, timeout=120):
+    """python -m minrnn *args in cwd, in an interpreter of its own."""
+    return subprocess.run(command(*args), cwd=cwd, env=environment(), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _text(data):

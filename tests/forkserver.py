@@ -155,6 +155,7 @@ class ForkServer:
 
 def serve(path):
     """Listen at path; in each process forked for a run, return its request."""
+    server = os.getpid()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # the processes of the requests are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -176,7 +177,7 @@ def serve(path):
                     return fork_the_run(conn)
                 conn.close()
     finally:
-        if os.getpid() == server_pid:
+        if os.getpid() == server:   # not in the processes forked, which return through here
             shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
@@ -259,7 +260,6 @@ def quiet_import():
 
 
 if __name__ == "__main__":
-    server_pid = os.getpid()
     if quiet_import():
         request = serve(sys.argv[1])
         if request is not None:

@@ -9,11 +9,7 @@ import time
 
 import pytest
 
-from cliutil import TINY, command, environment, minrnn, text  # noqa: F401   (text: a fixture)
-
-
-def fresh(*args, cwd):
-    return subprocess.run(command(*args), cwd=cwd, env=environment(), capture_output=True, text=True, timeout=120)
+from cliutil import TINY, fresh, minrnn, text  # noqa: F401   (text: a fixture)
 
 
 def same_run(forked, real):
