@@ -284,10 +284,12 @@ static void mm_pack_a(int MR, int mc, int kc, const float *A, ptrdiff_t rsa, ptr
         int mr = mm_min(MR, mc - r0);
         const float *a = A + r0 * rsa;
         float *d = Ap + (size_t)r0 * kc;
-        if (rsa == 1 && mr == MR && MR == MM_MR_MAX) {   /* copies of constant size, inlined */
+        /* rsa = 1: copies of constant size, inlined (MR is MM_MR_MAX or MM_MR; a call of memcpy per k
+         * took 2% of min-char-rnn's step) */
+        if (rsa == 1 && mr == MR && MR == MM_MR_MAX) {
             for (int k = 0; k < kc; k++) memcpy(d + k * MM_MR_MAX, a + k * csa, MM_MR_MAX * sizeof(float));
         } else if (rsa == 1 && mr == MR) {
-            for (int k = 0; k < kc; k++) memcpy(d + k * MR, a + k * csa, (size_t)MR * sizeof(float));
+            for (int k = 0; k < kc; k++) memcpy(d + k * MM_MR, a + k * csa, MM_MR * sizeof(float));
         } else {
             for (int k = 0; k < kc; k++)
                 for (int r = 0; r < mr; r++) d[k * MR + r] = a[r * rsa + k * csa];
@@ -357,16 +359,22 @@ static void mm_kernel_portable(int mr, int np, int kc, const float *A, ptrdiff_t
 
 #if MM_X86
 /* AVX2+FMA, one body for every mr: mr is a constant after inlining, so the r loops unroll and the
- * 2 mr accumulators stay in registers (12 of the 16 ymm registers for mr = 6). */
-MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, int kc, const float *A, ptrdiff_t rsa,
-                                           ptrdiff_t csa, const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc,
-                                           int mode) {
+ * 2 mr accumulators stay in registers (12 of the 16 ymm registers for mr = 6). cut: the last
+ * panel has only `last` columns of C, which masked loads and stores keep to (a tile cut by C's
+ * right edge needs no copy); the packed B is zero there, so its loads need no mask. */
+MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, const int cut, int kc, const float *A,
+                                           ptrdiff_t rsa, ptrdiff_t csa, const float *Bs, ptrdiff_t bstep,
+                                           float *C, ptrdiff_t ldc, int mode, int last) {
     __m256 c[MM_MR][2 * MM_NP_AVX2];   /* row r of the tile: columns 8h..8h+7 in c[r][h] */
+    __m256i edge[2] = {mm_first_lanes(last), mm_first_lanes(last - 8)};   /* the last panel's halves */
+    #define MM_CUT(h) (cut && (h) >= 2 * np - 2)
     #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
         for (int h = 0; h < 2 * np; h++)
-            c[r][h] = mode == MM_CONTINUE ? _mm256_loadu_ps(C + r * ldc + 8 * h) : _mm256_setzero_ps();
+            c[r][h] = mode != MM_CONTINUE ? _mm256_setzero_ps()
+                      : MM_CUT(h) ? _mm256_maskload_ps(C + r * ldc + 8 * h, edge[h % 2])
+                                  : _mm256_loadu_ps(C + r * ldc + 8 * h);
     const float *ak = A;           /* column k of A */
     for (int k = 0; k < kc; k++, ak += csa) {
         __m256 b[2 * MM_NP_AVX2];
@@ -383,32 +391,42 @@ MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, int kc, c
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
         for (int h = 0; h < 2 * np; h++) {
-            if (mode == MM_ADD) c[r][h] = _mm256_add_ps(_mm256_loadu_ps(C + r * ldc + 8 * h), c[r][h]);
-            _mm256_storeu_ps(C + r * ldc + 8 * h, c[r][h]);
+            float *ch = C + r * ldc + 8 * h;
+            if (MM_CUT(h)) {
+                if (mode == MM_ADD) c[r][h] = _mm256_add_ps(_mm256_maskload_ps(ch, edge[h % 2]), c[r][h]);
+                _mm256_maskstore_ps(ch, edge[h % 2], c[r][h]);
+            } else {
+                if (mode == MM_ADD) c[r][h] = _mm256_add_ps(_mm256_loadu_ps(ch), c[r][h]);
+                _mm256_storeu_ps(ch, c[r][h]);
+            }
         }
+    #undef MM_CUT
 }
 
-/* A tile of mr rows by np whole panels (np <= MM_AVX2_KIND.np[mr]): the rows of a batch in 6s, one
- * panel each; a short tile wider, so that its chains of multiply-adds do not wait on the FMA's
- * latency at every k (one row alone had 2 chains: the backward recurrence of one stream ran at a
- * quarter of the FMA units' rate). */
+/* A tile of mr rows by np panels (np <= MM_AVX2_KIND.np[mr]), the last one cut to `last` columns:
+ * the rows of a batch in 6s, one panel each; a short tile wider, so that its chains of
+ * multiply-adds do not wait on the FMA's latency at every k (one row alone had 2 chains: the
+ * backward recurrence of one stream ran at a quarter of the FMA units' rate). Whole panels take
+ * the unmasked body. */
+#define MM_T2(mr, np) (last == MM_NR ? mm_tile_avx2(mr, np, 0, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last) \
+                                     : mm_tile_avx2(mr, np, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last))
 MM_AVX2 static void mm_kernel_avx2(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                                    const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode,
                                    int last) {
-    (void)last;   /* whole panels */
     switch (mr * 8 + np) {
-    case 6 * 8 + 1: mm_tile_avx2(6, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 5 * 8 + 1: mm_tile_avx2(5, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 4 * 8 + 1: mm_tile_avx2(4, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 3 * 8 + 1: mm_tile_avx2(3, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 2 * 8 + 1: mm_tile_avx2(2, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 2 * 8 + 2: mm_tile_avx2(2, 2, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 1 * 8 + 1: mm_tile_avx2(1, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 1 * 8 + 2: mm_tile_avx2(1, 2, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    case 1 * 8 + 3: mm_tile_avx2(1, 3, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
-    default: mm_tile_avx2(1, 4, kc, A, rsa, csa, Bs, bstep, C, ldc, mode); break;
+    case 6 * 8 + 1: MM_T2(6, 1); break;
+    case 5 * 8 + 1: MM_T2(5, 1); break;
+    case 4 * 8 + 1: MM_T2(4, 1); break;
+    case 3 * 8 + 1: MM_T2(3, 1); break;
+    case 2 * 8 + 1: MM_T2(2, 1); break;
+    case 2 * 8 + 2: MM_T2(2, 2); break;
+    case 1 * 8 + 1: MM_T2(1, 1); break;
+    case 1 * 8 + 2: MM_T2(1, 2); break;
+    case 1 * 8 + 3: MM_T2(1, 3); break;
+    default: MM_T2(1, 4); break;
     }
 }
+#undef MM_T2
 
 /* AVX-512: up to 8 rows x 2 panels (32 columns), 16 zmm sums of the 32 registers; per k, 2 loads
  * of B and 8 broadcasts of A for 16 multiply-adds of 16 lanes. 8 rows tile the 32 streams of a
@@ -577,7 +595,7 @@ static void mm_packed_with(const mm_kind *kind, int M, int N, int K, const float
 
 static const mm_kind MM_PORTABLE = {mm_kernel_portable, MM_MR, {0, 1, 1, 1, 1, 1, 1}, 0};
 #if MM_X86
-static const mm_kind MM_AVX2_KIND = {mm_kernel_avx2, MM_MR, {0, MM_NP_AVX2, 2, 1, 1, 1, 1}, 0};
+static const mm_kind MM_AVX2_KIND = {mm_kernel_avx2, MM_MR, {0, MM_NP_AVX2, 2, 1, 1, 1, 1}, 1};
 static const mm_kind MM_AVX512_KIND = {mm_kernel_avx512, MM_MR_MAX, {0, 8, 4, 4, 2, 2, 2, 2, 2}, 1};
 #endif
 
@@ -689,6 +707,30 @@ MM_AVX2 static inline float nt_sum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* nt_sum8 of s[0..7] (s[0..3]) side by side, the same sums in the same order: first lane l + lane
+ * l + 4 of each, then (those of lanes 0 and 2) + (those of 1 and 3), then the two. A third of the
+ * instructions of 8 (4) nt_sum8's: one row of A ran 100 of them per 10,000 multiply-adds at H = 100. */
+MM_AVX2 static MM_INLINE __m256 nt_sums8(const __m256 *s) {
+    __m256 x04 = _mm256_add_ps(_mm256_permute2f128_ps(s[0], s[4], 0x20), _mm256_permute2f128_ps(s[0], s[4], 0x31));
+    __m256 x15 = _mm256_add_ps(_mm256_permute2f128_ps(s[1], s[5], 0x20), _mm256_permute2f128_ps(s[1], s[5], 0x31));
+    __m256 x26 = _mm256_add_ps(_mm256_permute2f128_ps(s[2], s[6], 0x20), _mm256_permute2f128_ps(s[2], s[6], 0x31));
+    __m256 x37 = _mm256_add_ps(_mm256_permute2f128_ps(s[3], s[7], 0x20), _mm256_permute2f128_ps(s[3], s[7], 0x31));
+    /* x04 = [a b c d of s0 | a b c d of s4], a = l0 + l4, b = l1 + l5, c = l2 + l6, d = l3 + l7 */
+    __m256 y01 = _mm256_add_ps(_mm256_shuffle_ps(x04, x15, 0x44), _mm256_shuffle_ps(x04, x15, 0xEE));
+    __m256 y23 = _mm256_add_ps(_mm256_shuffle_ps(x26, x37, 0x44), _mm256_shuffle_ps(x26, x37, 0xEE));
+    /* y01 = [a+c b+d of s0, of s1 | of s4, of s5] */
+    return _mm256_add_ps(_mm256_shuffle_ps(y01, y23, 0x88), _mm256_shuffle_ps(y01, y23, 0xDD));
+}
+
+MM_AVX2 static MM_INLINE __m128 nt_sums4(const __m256 *s) {
+    __m256 x02 = _mm256_add_ps(_mm256_permute2f128_ps(s[0], s[2], 0x20), _mm256_permute2f128_ps(s[0], s[2], 0x31));
+    __m256 x13 = _mm256_add_ps(_mm256_permute2f128_ps(s[1], s[3], 0x20), _mm256_permute2f128_ps(s[1], s[3], 0x31));
+    __m256 y = _mm256_add_ps(_mm256_shuffle_ps(x02, x13, 0x44), _mm256_shuffle_ps(x02, x13, 0xEE));
+    /* y = [a+c b+d of s0, of s1 | of s2, of s3] */
+    __m256 d = _mm256_add_ps(_mm256_shuffle_ps(y, y, 0x88), _mm256_shuffle_ps(y, y, 0xDD));
+    return _mm_movelh_ps(_mm256_castps256_ps128(d), _mm256_extractf128_ps(d, 1));
+}
+
 /* 8 elements of W from element i, as floats; n < 8: only n, the lanes past them 0. */
 MM_AVX2 static MM_INLINE __m256 nt_load_avx2(const void *W, ptrdiff_t i, int n, const int half) {
     if (!half) {
@@ -739,12 +781,22 @@ MM_AVX2 static MM_INLINE void nt_tile_avx2(const int MA, const int NW, int K, co
         }
     }
     #pragma GCC unroll 8
-    for (int i = 0; i < MA; i++)
-        #pragma GCC unroll 8
-        for (int j = 0; j < NW; j++) {
-            float d = nt_sum8(s[i][j]);
-            C[i * ldc + j] = accumulate ? C[i * ldc + j] + d : d;
+    for (int i = 0; i < MA; i++) {
+        float *c = C + i * ldc;
+        if (NW == 8) {
+            __m256 d = nt_sums8(s[i]);
+            _mm256_storeu_ps(c, accumulate ? _mm256_add_ps(_mm256_loadu_ps(c), d) : d);
+        } else if (NW == 4) {
+            __m128 d = nt_sums4(s[i]);
+            _mm_storeu_ps(c, accumulate ? _mm_add_ps(_mm_loadu_ps(c), d) : d);
+        } else {
+            #pragma GCC unroll 8
+            for (int j = 0; j < NW; j++) {
+                float d = nt_sum8(s[i][j]);
+                c[j] = accumulate ? c[j] + d : d;
+            }
         }
+    }
 }
 
 /* Tiles of 3 rows of A x 4 rows of W (12 chains in 16 registers, each W load used three times),
@@ -1174,7 +1226,12 @@ void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda,
  * mm_nt (the lanes past K add a zero, as its masked loads do), and the lanes are added as whole
  * registers in mm_nt's pairs. So the same bits as mm_nt of W, for each of its kernels: fused
  * multiply-adds where it has AVX2, separate products in plain C. Each a[k] is broadcast once for
- * two panels and nothing is reduced across lanes: 3 times as fast as mm_nt for one row of A. */
+ * two panels and nothing is reduced across lanes. With AVX-512, 3 times as fast as mm_nt for one row
+ * of A. With AVX2 (half a panel at a time) it is slower: on a Zen 3, mm_nt took 0.64 us where it
+ * took 0.67 for M = 1, H = 100, and 1.07 against 2.13 us for M = 3 (3.9 against 4.9 us, 5.4
+ * against 14.6 at H = 256); in plain C they are level. */
+
+int mm_nt_packs(void) { return mm_have_avx512(); }
 
 /* Plain C, for a panel at a time: separate products and sums, as mm_nt's portable kernel. */
 static void pnt_panel_c(int K, const float *a, const float *Bs, float *c, int n, int accumulate) {

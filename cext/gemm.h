@@ -48,6 +48,10 @@ void mm_packed_cols(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_
 void mm_packed_nt_cols(int M, int N, int K, const float *A, ptrdiff_t lda, const float *Bp, float *C,
                        ptrdiff_t ldc, int accumulate, int j0, int j1);
 
+/* Whether mm_packed_nt_cols is faster than mm_nt for fewer than 8 rows of A on this CPU, so that
+ * packing W for a recurrence pays: only its AVX-512 kernel is. */
+int mm_nt_packs(void);
+
 /* C (M, N) = [C +] A (M, K) . W^T with W (N, K) row-major, unpacked: dot products along W's rows,
  * streaming W once. For small M (one token per stream while sampling), where packing would cost
  * more than the product. A's rows and W's rows are contiguous (lda, ldw are row strides). */

@@ -34,7 +34,8 @@
 /* Products with fewer rows than this stream unpacked weights (mm_nt): packing a weight costs a
  * strided pass over it, which only pays off when many rows reuse it. A single step (T = 1: sampling)
  * never packs: there the pass cost as much as the product itself (B = 32, H = 512). The recurrence
- * of T > 1 steps packs W_hh once for all of them, and with fewer rows sums as mm_nt does. */
+ * of T > 1 steps packs W_hh once for all of them, and with fewer rows sums as mm_nt does (and packs
+ * only where mm_nt_packs()). */
 #define PACK_MIN_ROWS 8
 
 /* Hidden units per piece of work in the time loop: a multiple of MM_NR, so that a chunk is an
@@ -721,9 +722,9 @@ static void layer_forward(const run *r, int l) {
 
     /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
      * aligned column range in every block; packed once for T steps. Fewer than PACK_MIN_ROWS
-     * streams sum as mm_nt sums (mm_packed_nt_cols), so that T steps of a forward are T one-token
-     * steps to the last bit */
-    int packed = r->T > 1 && !r->q8, nt_order = !worth_packing(r, B);
+     * streams sum as mm_nt sums, so that T steps of a forward are T one-token steps to the last
+     * bit: from the packed W_hh (mm_packed_nt_cols) where that is faster, else by mm_nt itself */
+    int nt_order = !worth_packing(r, B), packed = r->T > 1 && !r->q8 && (!nt_order || mm_nt_packs());
     float *Wp = WS(r, packed);
     size_t block = mm_packed_size(H, H);
     if (packed)
