@@ -524,13 +524,19 @@ void fill_rows(float *C, int M, int N, const float *bias, int nt) {
 }
 
 /* out (cols) += column sums of X (rows, cols), rows added in order. */
+WIDE_CLONES   /* each column's sum is its own chain: the same bits at any width */
+static void colsum_add_cols(const float *X, int rows, int cols, float *out, int j0, int j1) {
+    float acc[64] = {0};
+    for (int i = 0; i < rows; i++)
+        #pragma omp simd
+        for (int j = j0; j < j1; j++) acc[j - j0] += X[(size_t)i * cols + j];
+    #pragma omp simd
+    for (int j = j0; j < j1; j++) out[j] += acc[j - j0];
+}
+
 void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
     SHARED_FOR(threads_for(nt, (double)rows * cols), c, (cols + 63) / 64,   /* columns [64 c, 64 c + 64) */
-        int j0 = 64 * c, j1 = j0 + 64 < cols ? j0 + 64 : cols;
-        float acc[64] = {0};
-        for (int i = 0; i < rows; i++)
-            for (int j = j0; j < j1; j++) acc[j - j0] += X[(size_t)i * cols + j];
-        for (int j = j0; j < j1; j++) out[j] += acc[j - j0];
+        colsum_add_cols(X, rows, cols, out, 64 * c, 64 * c + 64 < cols ? 64 * c + 64 : cols);
     );
 }
 
@@ -1123,6 +1129,12 @@ static void cond_backward(const run *r, const model_view *g, float *dvectors) {
     }
 }
 
+WIDE_CLONES
+static void scale_floats(float *z, int n, float scale) {
+    #pragma omp simd
+    for (int v = 0; v < n; v++) z[v] *= scale;
+}
+
 /* The output layer's gradients, and dY (N, H) = the gradient with respect to the top layer's
  * outputs, into dy. */
 static void output_backward(const run *r, const model_view *g, float *dy) {
@@ -1138,7 +1150,7 @@ static void output_backward(const run *r, const model_view *g, float *dy) {
             memset(z, 0, (size_t)O * sizeof(float));
             continue;
         }
-        for (int v = 0; v < O; v++) z[v] *= scale;
+        scale_floats(z, O, scale);
     );
     const float *y = r->classify ? WS(r, head_in) : layer_output(r, r->L - 1);
     weight_grad(r, R, O, H, dlogits, y, (float *)g->out_w);
