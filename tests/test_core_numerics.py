@@ -1,5 +1,6 @@
-"""The C core on its own: finite-difference gradient checks in float32, and results that do not
-depend on the thread count."""
+"""The C core on its own: finite-difference gradient checks in float32, results that do not
+depend on the thread count, and a few streams' recurrence that gives the same bits at once or a
+token at a time."""
 
 import numpy as np
 import pytest
@@ -163,6 +164,23 @@ def test_results_are_bitwise_identical_for_any_thread_count(kind, optimizer):
         other = run_everything(model, tokens, targets, state0, masks, optimizer, threads=threads)
         for key, value in one.items():
             assert np.array_equal(np.asarray(value), np.asarray(other[key])), (key, threads)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("B", [1, 3, 7])
+def test_the_recurrence_of_few_streams_is_its_one_token_steps_to_the_last_bit(kind, B):
+    # Fewer than 8 streams sum the recurrent product as a single step (mm_nt) sums it: from a packed
+    # W_hh where that kernel is the faster (AVX-512), by mm_nt itself elsewhere. With one-hot input
+    # (a column of W_ih added, exact) and one layer, nothing else differs: T steps at once leave the
+    # state that T one-token steps leave. (A layer's input product over T B >= 8 rows is packed and
+    # sums in k order, and so are 8 streams' recurrences: no such promise there.) H = 37: a cut
+    # panel and a partial group of 8 lanes.
+    model, tokens, _, state0, _, _ = random_problem(kind, 20, 37, 0, 1, 0.0, 9, B, seed=B)
+    whole = model.forward(tokens, None, state0, want_logits=False).final_state
+    state = state0
+    for t in range(len(tokens)):
+        state = model.forward(tokens[t:t + 1], None, state, want_logits=False).final_state
+    assert np.array_equal(whole, state)
 
 
 def test_one_token_steps_are_identical_for_any_thread_count():
