@@ -497,7 +497,7 @@ MM_AVX512 static void mm_kernel_avx512(int mr, int np, int kc, const float *A, p
  * is the packed B at (row k0, column 0); A is read as in mm_block. */
 static void mm_row_tiles(const mm_kind *kind, int mr, int kc, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                          const float *Bs, ptrdiff_t bstep, float *c, ptrdiff_t ldc, int j0, int j1, int mode) {
-    float edge[MM_MR_MAX * MM_NR];   /* a tile cut by the right edge of C, for an unmasked kernel */
+    float edge[MM_MR_MAX * MM_NR];   /* a tile cut by the right edge of C, for an unmasked kernel (plain C) */
     for (int j = j0; j < j1;) {
         const float *bs = Bs + (size_t)(j / MM_NR) * bstep;
         int n = mm_min(kind->np[mr] * MM_NR, j1 - j), whole = n / MM_NR;
