@@ -728,8 +728,9 @@ static void layer_forward(const run *r, int l) {
 
     /* recurrence: gate block g of W_hh^T packed separately, so a chunk of units is the same
      * aligned column range in every block; packed once for T steps. Fewer than PACK_MIN_ROWS
-     * streams sum as mm_nt sums, so that T steps of a forward are T one-token steps to the last
-     * bit: from the packed W_hh (mm_packed_nt_cols) where that is faster, else by mm_nt itself */
+     * streams sum as mm_nt sums, so that this product over T steps is that of T one-token steps to
+     * the last bit (the input products, over T B rows, are packed from 8 rows and sum in k order):
+     * from the packed W_hh (mm_packed_nt_cols) where that is faster, else by mm_nt itself */
     int nt_order = !worth_packing(r, B), packed = r->T > 1 && !r->q8 && (!nt_order || mm_nt_packs());
     float *Wp = WS(r, packed);
     size_t block = mm_packed_size(H, H);
