@@ -274,21 +274,21 @@ void mm_pack_bf16(int K, int N, const uint16_t *B, ptrdiff_t rsb, ptrdiff_t csb,
     mm_pack_with(K, N, B, rsb, csb, Bp, nthreads, 1);
 }
 
-/* A (mc, kc), from the block's corner, into micro-panels of 6 rows:
- *   Ap[(r / 6) 6 kc + 6 k + r % 6] = A(r, k).
+/* A (mc, kc), from the block's corner, into micro-panels of MR rows (the kind's tile height):
+ *   Ap[(r / MR) MR kc + MR k + r % MR] = A(r, k).
  * Only for A that is not row-major (a row-major A is read in place); for the transposed A of a
- * weight gradient (rsa = 1) the 6 floats of one k are contiguous. A last micro-panel with fewer
- * than 6 rows keeps the stride 6; its unused slots are never read. */
+ * weight gradient (rsa = 1) the MR floats of one k are contiguous. A last micro-panel with fewer
+ * than MR rows keeps the stride MR; its unused slots are never read. */
 static void mm_pack_a(int MR, int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa, float *Ap) {
     for (int r0 = 0; r0 < mc; r0 += MR) {
         int mr = mm_min(MR, mc - r0);
         const float *a = A + r0 * rsa;
         float *d = Ap + (size_t)r0 * kc;
-        /* rsa = 1: copies of constant size, inlined (MR is MM_MR_MAX or MM_MR; a call of memcpy per k
-         * took 2% of min-char-rnn's step) */
+        /* rsa = 1: copies of constant size, inlined (a call of memcpy per k took 2% of min-char-rnn's
+         * step) */
         if (rsa == 1 && mr == MR && MR == MM_MR_MAX) {
             for (int k = 0; k < kc; k++) memcpy(d + k * MM_MR_MAX, a + k * csa, MM_MR_MAX * sizeof(float));
-        } else if (rsa == 1 && mr == MR) {
+        } else if (rsa == 1 && mr == MR && MR == MM_MR) {
             for (int k = 0; k < kc; k++) memcpy(d + k * MM_MR, a + k * csa, MM_MR * sizeof(float));
         } else {
             for (int k = 0; k < kc; k++)
@@ -303,7 +303,8 @@ static void mm_pack_a(int MR, int mc, int kc, const float *A, ptrdiff_t rsa, ptr
  * with A(r, k) = A[r rsa + k csa] (in place: rsa = lda, csa = 1; packed: rsa = 1, csa = the tile
  * height) and Bs a sliver of a packed panel, the next panel's bstep floats further. Then by mode:
  * C = s (MM_STORE), C = C + s (MM_ADD), or s starts from C instead of 0 and C = s (MM_CONTINUE).
- * All 16 np columns of C are written (row stride ldc). Every kernel computes each element as the
+ * All 16 np columns of C are written (row stride ldc), or by a masked kernel only the first `last`
+ * of the last panel (mm_kind). Every kernel computes each element as the
  * same chain of fused (AVX2, AVX-512) or separate (portable) multiply-adds in k order. */
 
 typedef void (*mm_kernel)(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
@@ -359,19 +360,22 @@ static void mm_kernel_portable(int mr, int np, int kc, const float *A, ptrdiff_t
 
 #if MM_X86
 /* AVX2+FMA, one body for every mr: mr is a constant after inlining, so the r loops unroll and the
- * 2 mr accumulators stay in registers (12 of the 16 ymm registers for mr = 6). cut: the last
- * panel has only `last` columns of C, which masked loads and stores keep to (a tile cut by C's
- * right edge needs no copy); the packed B is zero there, so its loads need no mask. */
+ * 2 mr accumulators stay in registers (12 of the 16 ymm registers for mr = 6). cut (1, or 2 when
+ * last <= 8, whose tile skips the last half panel): the last panel has only `last` columns of C,
+ * which masked loads and stores keep to (a tile cut by C's right edge needs no copy). Packed
+ * panels are stored 16 columns wide, so B's loads need no mask; the lanes past `last` are never
+ * stored. */
 MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, const int cut, int kc, const float *A,
                                            ptrdiff_t rsa, ptrdiff_t csa, const float *Bs, ptrdiff_t bstep,
                                            float *C, ptrdiff_t ldc, int mode, int last) {
     __m256 c[MM_MR][2 * MM_NP_AVX2];   /* row r of the tile: columns 8h..8h+7 in c[r][h] */
     __m256i edge[2] = {mm_first_lanes(last), mm_first_lanes(last - 8)};   /* the last panel's halves */
+    const int nh = 2 * np - (cut == 2);   /* halves computed */
     #define MM_CUT(h) (cut && (h) >= 2 * np - 2)
     #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
-        for (int h = 0; h < 2 * np; h++)
+        for (int h = 0; h < nh; h++)
             c[r][h] = mode != MM_CONTINUE ? _mm256_setzero_ps()
                       : MM_CUT(h) ? _mm256_maskload_ps(C + r * ldc + 8 * h, edge[h % 2])
                                   : _mm256_loadu_ps(C + r * ldc + 8 * h);
@@ -379,18 +383,18 @@ MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, const int
     for (int k = 0; k < kc; k++, ak += csa) {
         __m256 b[2 * MM_NP_AVX2];
         #pragma GCC unroll 8
-        for (int h = 0; h < 2 * np; h++) b[h] = _mm256_loadu_ps(Bs + (h / 2) * bstep + k * MM_NR + 8 * (h % 2));
+        for (int h = 0; h < nh; h++) b[h] = _mm256_loadu_ps(Bs + (h / 2) * bstep + k * MM_NR + 8 * (h % 2));
         #pragma GCC unroll 6
         for (int r = 0; r < mr; r++) {
             __m256 a = _mm256_broadcast_ss(ak + r * rsa);
             #pragma GCC unroll 8
-            for (int h = 0; h < 2 * np; h++) c[r][h] = _mm256_fmadd_ps(a, b[h], c[r][h]);
+            for (int h = 0; h < nh; h++) c[r][h] = _mm256_fmadd_ps(a, b[h], c[r][h]);
         }
     }
     #pragma GCC unroll 6
     for (int r = 0; r < mr; r++)
         #pragma GCC unroll 8
-        for (int h = 0; h < 2 * np; h++) {
+        for (int h = 0; h < nh; h++) {
             float *ch = C + r * ldc + 8 * h;
             if (MM_CUT(h)) {
                 if (mode == MM_ADD) c[r][h] = _mm256_add_ps(_mm256_maskload_ps(ch, edge[h % 2]), c[r][h]);
@@ -409,7 +413,8 @@ MM_AVX2 static MM_INLINE void mm_tile_avx2(const int mr, const int np, const int
  * backward recurrence of one stream ran at a quarter of the FMA units' rate). Whole panels take
  * the unmasked body. */
 #define MM_T2(mr, np) (last == MM_NR ? mm_tile_avx2(mr, np, 0, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last) \
-                                     : mm_tile_avx2(mr, np, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last))
+                       : last > 8 ? mm_tile_avx2(mr, np, 1, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last) \
+                                  : mm_tile_avx2(mr, np, 2, kc, A, rsa, csa, Bs, bstep, C, ldc, mode, last))
 MM_AVX2 static void mm_kernel_avx2(int mr, int np, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
                                    const float *Bs, ptrdiff_t bstep, float *C, ptrdiff_t ldc, int mode,
                                    int last) {
@@ -1227,9 +1232,9 @@ void mm_nt_prepared_portable(int M, int N, int K, const float *A, ptrdiff_t lda,
  * registers in mm_nt's pairs. So the same bits as mm_nt of W, for each of its kernels: fused
  * multiply-adds where it has AVX2, separate products in plain C. Each a[k] is broadcast once for
  * two panels and nothing is reduced across lanes. With AVX-512, 3 times as fast as mm_nt for one row
- * of A. With AVX2 (half a panel at a time) it is slower: on a Zen 3, mm_nt took 0.64 us where it
- * took 0.67 for M = 1, H = 100, and 1.07 against 2.13 us for M = 3 (3.9 against 4.9 us, 5.4
- * against 14.6 at H = 256); in plain C they are level. */
+ * of A. With AVX2 (half a panel at a time) it is slower: on a Zen 3, mm_nt took 0.64 us where
+ * mm_packed_nt_cols took 0.67 for M = 1, H = 100, and 1.07 against 2.13 us for M = 3 (3.9 against
+ * 4.9 us, 5.4 against 14.6 at H = 256); in plain C they are level. */
 
 int mm_nt_packs(void) { return mm_have_avx512(); }
 

@@ -524,7 +524,9 @@ void fill_rows(float *C, int M, int N, const float *bias, int nt) {
 }
 
 /* out (cols) += column sums of X (rows, cols), rows added in order. */
-WIDE_CLONES   /* each column's sum is its own chain: the same bits at any width */
+/* out [j0, j1) += the column sums of X (rows, cols) there, j1 - j0 <= 64. WIDE_CLONES: each
+ * column's sum is its own chain, the same bits at any width. */
+WIDE_CLONES
 static void colsum_add_cols(const float *X, int rows, int cols, float *out, int j0, int j1) {
     float acc[64] = {0};
     for (int i = 0; i < rows; i++)
