@@ -166,21 +166,38 @@ def test_results_are_bitwise_identical_for_any_thread_count(kind, optimizer):
             assert np.array_equal(np.asarray(value), np.asarray(other[key])), (key, threads)
 
 
+def forward_at_once_and_a_token_at_a_time(model, tokens, state0):
+    whole = model.forward(tokens, None, state0, want_logits=False).final_state
+    state = state0
+    for t in range(len(tokens)):
+        state = model.forward(tokens[t:t + 1], None, state, want_logits=False).final_state
+    return whole, state
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("B", [1, 3, 7])
 def test_the_recurrence_of_few_streams_is_its_one_token_steps_to_the_last_bit(kind, B):
     # Fewer than 8 streams sum the recurrent product as a single step (mm_nt) sums it: from a packed
     # W_hh where that kernel is the faster (AVX-512), by mm_nt itself elsewhere. With one-hot input
-    # (a column of W_ih added, exact) and one layer, nothing else differs: T steps at once leave the
-    # state that T one-token steps leave. (A layer's input product over T B >= 8 rows is packed and
-    # sums in k order, and so are 8 streams' recurrences: no such promise there.) H = 37: a cut
-    # panel and a partial group of 8 lanes.
+    # (a column of W_ih added, in the same way at once and a step at a time) and one layer, nothing
+    # else differs: T steps at once leave the state that T one-token steps leave. (A layer's input
+    # product over T B >= 8 rows is packed and sums in k order, and so are 8 streams' recurrences:
+    # no such promise there.) H = 37: a cut panel and a partial group of 8 lanes.
     model, tokens, _, state0, _, _ = random_problem(kind, 20, 37, 0, 1, 0.0, 9, B, seed=B)
-    whole = model.forward(tokens, None, state0, want_logits=False).final_state
-    state = state0
-    for t in range(len(tokens)):
-        state = model.forward(tokens[t:t + 1], None, state, want_logits=False).final_state
-    assert np.array_equal(whole, state)
+    whole, stepped = forward_at_once_and_a_token_at_a_time(model, tokens, state0)
+    assert np.array_equal(whole, stepped)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+def test_the_same_with_two_threads_and_compact_weights(precision):
+    # The OpenMP team's loop (H = 300: a step of 3 streams is worth two threads) and compact weights
+    # (bfloat16's products read the widened weights in mm_nt's order; int8's never pack).
+    model, tokens, _, state0, _, _ = random_problem("gru", 20, 300, 0, 1, 0.0, 5, 3, seed=9)
+    model.threads = 2
+    if precision != "float32":
+        model.set_precision(precision)
+    whole, stepped = forward_at_once_and_a_token_at_a_time(model, tokens, state0)
+    assert np.array_equal(whole, stepped)
 
 
 def test_one_token_steps_are_identical_for_any_thread_count():

@@ -15,7 +15,9 @@
  *      column splits (also from inside a parallel region), and between mm_packed and its kernel;
  *   5. order: the AVX2+FMA kernels give, bitwise, the order of operations gemm.c documents,
  *      replayed here with fmaf (at up to 300 elements of each product).
- * Buffers are allocated to their exact extent, so -fsanitize=address catches any overrun.
+ * Buffers are allocated to their exact extent, so -fsanitize=address catches any overrun, except
+ * by masked vector loads and stores, which it does not see: test_guard_pages puts the ends of A,
+ * W and C against a page that may not be touched.
  *
  * Tolerance. Each C(i, j) is a chain s = s + a_k b_k over k, started from 0 (then added to C0
  * when accumulating) or continued from C0. Each step rounds at most twice (product, sum; once with
@@ -29,12 +31,14 @@
  * spuriously; it does catch a kernel that loses precision (say, by summing in half precision),
  * while checks 1 and 5 catch a wrong index, a lost term or a stale C. */
 #define _POSIX_C_SOURCE 200809L   /* setenv, execv */
+#define _DEFAULT_SOURCE           /* MAP_ANONYMOUS */
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "../gemm.h"
@@ -603,6 +607,64 @@ static void test_clip_and_norm(rng_t *r) {
     }
 }
 
+/* ---- masked loads and stores at the end of a buffer */
+
+/* n floats ending exactly where a PROT_NONE page starts, so that a read or write past them
+ * faults; *map and *len for munmap. NULL if the system would not give it. */
+static float *against_guard(size_t n, void **map, size_t *len) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = n * sizeof(float);
+    size_t body = (bytes + page - 1) / page * page;
+    *len = body + page;
+    char *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    if (mprotect(m + body, page, PROT_NONE) != 0) { munmap(m, *len); return NULL; }
+    *map = m;
+    return (float *)(m + body - bytes);
+}
+
+/* The AVX2 kernels mask the loads and stores of a tile cut by C's right edge (mm_packed) and of
+ * a row's last K % 8 (mm_nt): with A, W and C ending at a guard page, a lane too many faults.
+ * C must come out as from A in ordinary memory. Every cut of a panel (N % 16: in either half, or
+ * none), short and tall tiles (M), one and two k-blocks. */
+static void test_guard_pages(rng_t *r) {
+    static const int ns[] = {1, 4, 8, 9, 15, 16, 17, 33, 100};
+    static const int ks[] = {1, 9, 100, 257};
+    for (int M = 1; M <= 7; M++)
+        for (size_t b = 0; b < sizeof ns / sizeof *ns; b++)
+            for (size_t c = 0; c < sizeof ks / sizeof *ks; c++)
+                for (int acc = 0; acc < 2; acc++) {
+                    int N = ns[b], K = ks[c];
+                    size_t nc = (size_t)M * N;
+                    problem p = make_problem(M, N, K, 0, r);
+                    void *ma = NULL, *mw = NULL, *mc = NULL;
+                    size_t la = 0, lw = 0, lc = 0;
+                    float *A = against_guard((size_t)M * K, &ma, &la), *W = against_guard((size_t)N * K, &mw, &lw);
+                    float *C = against_guard(nc, &mc, &lc);
+                    checks++;
+                    if (!A || !W || !C) {
+                        FAIL("guard pages: mmap or mprotect failed");
+                        return;
+                    }
+                    memcpy(A, p.a, sizeof(float) * M * K);
+                    for (int j = 0; j < N; j++)   /* W = B^T: mm_nt and mm_packed multiply by the same B */
+                        for (int k = 0; k < K; k++) W[(size_t)j * K + k] = p.b[(size_t)k * N + j];
+                    float *Bp = xmalloc(sizeof(float) * mm_packed_size(K, N));
+                    mm_pack(K, N, p.b, N, 1, Bp, 1);
+                    float *c0 = make_c(&p, N, acc), *want = make_c(&p, N, acc);
+                    memcpy(C, c0, sizeof(float) * nc);
+                    mm_packed(M, N, K, p.a, K, 1, Bp, want, N, acc, 1);
+                    mm_packed(M, N, K, A, K, 1, Bp, C, N, acc, 1);
+                    check_same(want, C, nc, &p, "mm_packed with A and C against a guard page");
+                    memcpy(want, c0, sizeof(float) * nc), memcpy(C, c0, sizeof(float) * nc);
+                    mm_nt(M, N, K, p.a, K, W, K, want, N, acc, 1);
+                    mm_nt(M, N, K, A, K, W, K, C, N, acc, 1);
+                    check_same(want, C, nc, &p, "mm_nt with A, W and C against a guard page");
+                    free(c0), free(want), free(Bp);
+                    munmap(ma, la), munmap(mw, lw), munmap(mc, lc);
+                    free_problem(&p);
+                }
+}
+
 int main(int argc, char **argv) {
     /* 3 threads on a 2-core machine crawl when OpenMP's idle threads spin: they hold the cores the
      * late thread needs at every barrier. The wait policy is read at start-up, so restart once. */
@@ -657,6 +719,7 @@ int main(int argc, char **argv) {
     printf("test_gemm: int8 products %s\n", mm_have_vnni() ? "with VNNI and AVX2 (checked against plain C)"
                                              : mm_have_avx2() ? "with AVX2 (checked against plain C)" : "in plain C");
     test_clip_and_norm(&r);
+    test_guard_pages(&r);
 
     printf("test_gemm: %d checks, %d failures\n", checks, failures);
     return failures != 0;
