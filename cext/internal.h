@@ -253,6 +253,7 @@ int stamp_is(const float *at, uint64_t magic, uint64_t key);
 void fill_rows(float *C, int M, int N, const float *bias, int nt);
 /* out (cols) += column sums of X (rows, cols), rows added in order. */
 void colsum_add(const float *X, int rows, int cols, float *out, int nt);
+void scale_floats(float *z, int n, float scale);   /* z (n) *= scale */
 /* Products through gemm.h, packing the right-hand side into scratch (mm_packed_size of it):
  * C (M, N) [+]= A (M, K) W^T for W (N, K); C (M, N) [+]= A (M, K) W for W (K, N); and
  * dW (M, N) += A^T X for A (rows, M), X (rows, N), a weight gradient over all rows at once. */

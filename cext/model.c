@@ -523,7 +523,12 @@ void fill_rows(float *C, int M, int N, const float *bias, int nt) {
     SHARED_FOR(threads_for(nt, (double)M * N), i, M, memcpy(C + (size_t)i * N, bias, (size_t)N * sizeof(float)););
 }
 
-/* out (cols) += column sums of X (rows, cols), rows added in order. */
+WIDE_CLONES   /* one multiply per element: the same bits at any width */
+void scale_floats(float *z, int n, float scale) {
+    #pragma omp simd
+    for (int v = 0; v < n; v++) z[v] *= scale;
+}
+
 /* out [j0, j1) += the column sums of X (rows, cols) there, j1 - j0 <= 64. WIDE_CLONES: each
  * column's sum is its own chain, the same bits at any width. */
 WIDE_CLONES
@@ -536,6 +541,7 @@ static void colsum_add_cols(const float *X, int rows, int cols, float *out, int 
     for (int j = j0; j < j1; j++) out[j] += acc[j - j0];
 }
 
+/* out (cols) += column sums of X (rows, cols), rows added in order. */
 void colsum_add(const float *X, int rows, int cols, float *out, int nt) {
     SHARED_FOR(threads_for(nt, (double)rows * cols), c, (cols + 63) / 64,   /* columns [64 c, 64 c + 64) */
         colsum_add_cols(X, rows, cols, out, 64 * c, 64 * c + 64 < cols ? 64 * c + 64 : cols);
@@ -1130,12 +1136,6 @@ static void cond_backward(const run *r, const model_view *g, float *dvectors) {
     if (dvectors) {   /* dV = dsum W_cond */
         product_w(B, C, GH, dsum, r->w.cond, dvectors, 0, WS(r, packed), nt);
     }
-}
-
-WIDE_CLONES
-static void scale_floats(float *z, int n, float scale) {
-    #pragma omp simd
-    for (int v = 0; v < n; v++) z[v] *= scale;
 }
 
 /* The output layer's gradients, and dY (N, H) = the gradient with respect to the top layer's

@@ -542,7 +542,7 @@ static void s2s_backward(s2s_run *r, float *grads) {
             zero(z, (size_t)V);
             continue;
         }
-        for (int v = 0; v < V; v++) z[v] *= scale;   /* softmax - onehot(target), from the forward */
+        scale_floats(z, V, scale);   /* softmax - onehot(target), from the forward */
     );
     product_grad(Nd, V, H, dlogits, attended(r), g.W_out, packed, nt);
     colsum_add(dlogits, Nd, V, g.b_out, nt);
