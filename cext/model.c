@@ -524,10 +524,13 @@ void fill_rows(float *C, int M, int N, const float *bias, int nt) {
 }
 
 WIDE_CLONES   /* one multiply per element: the same bits at any width */
-void scale_floats(float *z, int n, float scale) {
+static void scale_in_place(float *z, int n, float scale) {
     #pragma omp simd
     for (int v = 0; v < n; v++) z[v] *= scale;
 }
+
+/* Not a clone itself: a clone's ifunc stays global in libminrnn.a, which exports only minrnn_*. */
+void scale_floats(float *z, int n, float scale) { scale_in_place(z, n, scale); }
 
 /* out [j0, j1) += the column sums of X (rows, cols) there, j1 - j0 <= 64. WIDE_CLONES: each
  * column's sum is its own chain, the same bits at any width. */
